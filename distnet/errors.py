@@ -1,0 +1,33 @@
+"""The error types distnet raises on purpose.
+
+Every error a user can cause derives from :class:`DistnetError`; its message says what is wrong
+and how to fix it. The CLI prints such messages without a traceback and exits with status 2.
+"""
+
+
+class DistnetError(Exception):
+    """Base class of every error distnet raises for bad input, configuration or data."""
+
+
+class ConfigError(DistnetError, ValueError):
+    """An option or argument is out of range or inconsistent with another."""
+
+
+class DataFormatError(DistnetError, ValueError):
+    """A data file (IDX, gzip) is malformed; the message names the file and the defect."""
+
+
+class DataNotFoundError(DistnetError, FileNotFoundError):
+    """A data set is not on disk and could not be downloaded."""
+
+
+class ChecksumError(DataFormatError):
+    """A file's SHA-256 does not match the published value."""
+
+
+class ModelFormatError(DistnetError, ValueError):
+    """A saved model or checkpoint is truncated, corrupt, or not a distnet file."""
+
+
+class TrainingDivergedError(DistnetError, FloatingPointError):
+    """The cost or the gradient became NaN or infinite during training."""
