@@ -1,0 +1,57 @@
+"""Which samples form each mini-batch: one rule for the single-process and distributed paths.
+
+The training set is cut into ``shards`` contiguous shards; shard i contributes ``b_i`` samples to
+every mini-batch of ``batch_size`` (the b_i differ by at most one). Every epoch each shard is
+shuffled by its own generator seeded with (seed, epoch, shard), so any step of any epoch can be
+rebuilt from the seed alone: workers need only their shard, and a resumed run needs no RNG state.
+Steps per epoch = n // batch_size; the few samples left over (different ones each epoch) wait for
+the next epoch. With one shard this is the familiar "shuffle, then slice" loop.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+def split_sizes(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` sizes that differ by at most one, larger first."""
+    base, extra = divmod(total, parts)
+    return [base + (i < extra) for i in range(parts)]
+
+
+class BatchPlan:
+    def __init__(self, n_samples: int, batch_size: int, shards: int = 1, seed: int = 0):
+        if batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+        if shards < 1:
+            raise ConfigError(f"the number of workers must be at least 1, got {shards}")
+        if batch_size < shards:
+            raise ConfigError(f"batch size {batch_size} is smaller than the number of workers {shards}: "
+                              f"each worker needs at least one sample per step; use --workers {batch_size} "
+                              f"or fewer, or a batch size of at least {shards}")
+        if n_samples < batch_size:
+            raise ConfigError(f"the training set has {n_samples} samples, fewer than one batch of {batch_size}")
+        self.n_samples, self.batch_size, self.shards, self.seed = n_samples, batch_size, shards, seed
+        self.steps_per_epoch = n_samples // batch_size
+        self.shard_batch_sizes = split_sizes(batch_size, shards)
+        leftover = split_sizes(n_samples - self.steps_per_epoch * batch_size, shards)
+        sizes = [b * self.steps_per_epoch + extra for b, extra in zip(self.shard_batch_sizes, leftover)]
+        starts = np.cumsum([0] + sizes)
+        self.shard_ranges = [(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
+
+    def shard_order(self, epoch: int, shard: int) -> np.ndarray:
+        """This epoch's order of the shard's samples (indices local to the shard)."""
+        start, stop = self.shard_ranges[shard]
+        return np.random.default_rng([self.seed, epoch, shard]).permutation(stop - start)
+
+    def shard_step(self, order: np.ndarray, shard: int, step: int) -> np.ndarray:
+        """The shard-local indices that shard contributes to ``step``, given its epoch order."""
+        b = self.shard_batch_sizes[shard]
+        return order[step * b:(step + 1) * b]
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """Every mini-batch of the epoch as indices into the whole training set."""
+        orders = [self.shard_order(epoch, s) + self.shard_ranges[s][0] for s in range(self.shards)]
+        return [np.concatenate([self.shard_step(orders[s], s, k) for s in range(self.shards)])
+                for k in range(self.steps_per_epoch)]

@@ -1,0 +1,61 @@
+"""Training checkpoints: everything needed to continue a run exactly where it stopped.
+
+A checkpoint is one ``.npz`` (parameters and optimizer state arrays, plus JSON metadata with the
+position, the early-stopping state, the history and the run's configuration), written atomically
+and read without pickle. Because every mini-batch is derived from (seed, epoch, shard), the
+position (epoch, step) replaces any RNG state.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelFormatError
+from .io import atomic_writer, npz_bytes, parse_meta, read_npz
+
+FORMAT = "distnet.checkpoint"
+_OPTIMIZER_PREFIX = "optimizer/"
+
+
+@dataclass
+class Checkpoint:
+    """The state of a run after ``step`` steps of epoch ``epoch`` (0-based; step 0 = epoch start)."""
+
+    epoch: int
+    step: int
+    params: np.ndarray
+    optimizer_state: dict[str, np.ndarray]
+    stopping_state: dict | None
+    history: list[dict]
+    config: dict
+    epoch_stats: dict = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike) -> None:
+        arrays = {"params": self.params,
+                  **{_OPTIMIZER_PREFIX + k: v for k, v in self.optimizer_state.items()}}
+        meta = {"format": FORMAT, "version": 1, "epoch": self.epoch, "step": self.step,
+                "stopping_state": self.stopping_state, "history": self.history, "config": self.config,
+                "epoch_stats": self.epoch_stats}
+        with atomic_writer(path) as f:
+            f.write(npz_bytes(arrays, meta))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Checkpoint":
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ModelFormatError(f"{path}: cannot read the checkpoint ({e.strerror})") from None
+        arrays = read_npz(data, str(path), required=("params", "meta"))
+        meta = parse_meta(arrays.pop("meta"), str(path), FORMAT, version=1)
+        try:
+            return cls(epoch=int(meta["epoch"]), step=int(meta["step"]), params=arrays.pop("params"),
+                       optimizer_state={k[len(_OPTIMIZER_PREFIX):]: v for k, v in arrays.items()
+                                        if k.startswith(_OPTIMIZER_PREFIX)},
+                       stopping_state=meta["stopping_state"], history=list(meta["history"]),
+                       config=dict(meta["config"]), epoch_stats=dict(meta.get("epoch_stats") or {}))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFormatError(f"{path}: checkpoint metadata is incomplete ({e})") from None

@@ -1,0 +1,92 @@
+"""File helpers: atomic writes (a reader, or a crash, sees the old file or the complete new one)
+and pickle-free reading of distnet's .npz files (models, checkpoints)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import numpy as np
+
+from .errors import ModelFormatError
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; on success flush, fsync and rename it over ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a directory.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_writer(path, "w") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+
+
+def npz_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
+    """An .npz holding ``arrays`` plus ``meta`` as a JSON byte array (read back by read_npz)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    return buffer.getvalue()
+
+
+def read_npz(data: bytes, name: str, required: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Read an .npz from bytes without pickle; ModelFormatError for anything malformed."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise ModelFormatError(f"{name}: holds pickled objects, which distnet never loads") from None
+        raise ModelFormatError(f"{name}: not a valid .npz file ({e})") from None
+    except Exception as e:  # zipfile.BadZipFile, EOFError, zlib.error, OSError: all "corrupt"
+        raise ModelFormatError(f"{name}: not a readable .npz file; truncated or corrupt? ({type(e).__name__}: {e})") from None
+    missing = [key for key in required if key not in arrays]
+    if missing:
+        raise ModelFormatError(f"{name}: not a distnet file (missing {', '.join(missing)})")
+    return arrays
+
+
+def parse_meta(raw: np.ndarray, name: str, expected_format: str, version: int) -> dict:
+    """Decode the JSON metadata array of a distnet .npz and check its format tag."""
+    try:
+        meta = json.loads(raw.astype(np.uint8).tobytes().decode())
+    except (ValueError, UnicodeDecodeError):
+        raise ModelFormatError(f"{name}: its metadata is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != expected_format:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ModelFormatError(f"{name}: expected a {expected_format} file, found {found!r}")
+    if not isinstance(meta.get("version"), int) or meta["version"] > version:
+        raise ModelFormatError(f"{name}: written by a newer distnet (format version {meta.get('version')!r}); upgrade distnet")
+    return meta

@@ -1,0 +1,153 @@
+"""Activation functions, each a tiny class with the function and its derivative side by side.
+
+As in the original, the derivative is expressed through the layer's *output* ``a = fn(z)``:
+``input_gradient(a, dC_da)`` returns dC/dz for a whole batch (one row per sample). Element-wise
+activations multiply by ``derivative(a)``; Softmax overrides the product with its Jacobian.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Activation:
+    """Base class: subclasses define ``__call__`` and ``derivative``."""
+
+    name: str = ""
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def derivative(self, a: np.ndarray) -> np.ndarray:
+        """d fn / dz, written as a function of the output ``a``."""
+        raise NotImplementedError
+
+    def input_gradient(self, a: np.ndarray, output_gradient: np.ndarray) -> np.ndarray:
+        """dC/dz from the output ``a`` and dC/da (the chain rule's last factor)."""
+        return self.derivative(a) * output_gradient
+
+    def spec(self) -> dict:
+        """A JSON-able description, the inverse of :func:`activation_from_spec`."""
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Identity(Activation):
+    name = "identity"
+
+    def __call__(self, z):
+        return z
+
+    def derivative(self, a):
+        return np.ones_like(a)
+
+    def input_gradient(self, a, output_gradient):
+        return output_gradient
+
+
+class Sigmoid(Activation):
+    name = "sigmoid"
+
+    def __call__(self, z):
+        # exp of a negative magnitude never overflows, whatever the sign of z.
+        e = np.exp(-np.abs(z))
+        return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+    def derivative(self, a):
+        return a * (1 - a)
+
+
+class Tanh(Activation):
+    name = "tanh"
+
+    def __call__(self, z):
+        return np.tanh(z)
+
+    def derivative(self, a):
+        return 1 - a * a
+
+
+class ReLU(Activation):
+    name = "relu"
+
+    def __call__(self, z):
+        return np.maximum(z, 0)
+
+    def derivative(self, a):
+        return (a > 0).astype(a.dtype)
+
+    def input_gradient(self, a, output_gradient):
+        return np.where(a > 0, output_gradient, 0)
+
+
+class LeakyReLU(Activation):
+    """max(z, alpha·z); the original's alpha is 0.01."""
+
+    name = "leaky_relu"
+
+    def __init__(self, alpha: float = 0.01):
+        if not 0 <= alpha < 1:
+            raise ValueError(f"LeakyReLU alpha must be in [0, 1), got {alpha}")
+        self.alpha = alpha
+
+    def __call__(self, z):
+        return np.where(z > 0, z, z * z.dtype.type(self.alpha))
+
+    def derivative(self, a):
+        return np.where(a > 0, 1, self.alpha).astype(a.dtype)
+
+    def input_gradient(self, a, output_gradient):
+        return np.where(a > 0, output_gradient, output_gradient * a.dtype.type(self.alpha))
+
+    def spec(self):
+        return {"name": self.name, "alpha": self.alpha}
+
+    def __repr__(self):
+        return f"LeakyReLU(alpha={self.alpha})"
+
+
+class Softplus(Activation):
+    """ln(1 + e^z). Its derivative is sigmoid(z) = 1 − e^(−a); the original got this wrong."""
+
+    name = "softplus"
+
+    def __call__(self, z):
+        return np.logaddexp(0, z)
+
+    def derivative(self, a):
+        return -np.expm1(-a)
+
+
+class Softmax(Activation):
+    """Row-wise softmax, shifted by the row maximum so exp never overflows."""
+
+    name = "softmax"
+
+    def __call__(self, z):
+        e = np.exp(z - z.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def derivative(self, a):
+        raise NotImplementedError("Softmax has a full Jacobian; use input_gradient")
+
+    def input_gradient(self, a, output_gradient):
+        # The original's override: dC/dz = a ⊙ (dC/da − Σ a ⊙ dC/da), per row.
+        weighted = (a * output_gradient).sum(axis=-1, keepdims=True)
+        return a * (output_gradient - weighted)
+
+
+ACTIVATIONS: dict[str, type[Activation]] = {
+    cls.name: cls for cls in (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, Softplus, Softmax)
+}
+
+
+def activation_from_spec(spec: dict | str) -> Activation:
+    """Build an activation from its name or from the dict :meth:`Activation.spec` returns."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    params = dict(spec)
+    name = params.pop("name", None)
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name](**params)

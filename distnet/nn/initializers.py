@@ -1,0 +1,132 @@
+"""Weight initializers. fan_in = inputs of the layer (rows of W), fan_out = its size (columns).
+
+The original flipped its weight matrices to (inputs, outputs) and then used fan_out in the He
+and LeCun rules; here they use fan_in, as their papers define them.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Initializer:
+    name: str = ""
+
+    def __call__(self, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
+        """A (fan_in, fan_out) float64 weight matrix."""
+        raise NotImplementedError
+
+    def spec(self) -> dict:
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Random(Initializer):
+    """Uniform in [low, high); the original's builder default is Random(−0.5, 0.5)."""
+
+    name = "random"
+
+    def __init__(self, low: float = -0.5, high: float = 0.5):
+        if not low < high:
+            raise ValueError(f"Random initializer needs low < high, got {low}, {high}")
+        self.low, self.high = low, high
+
+    def __call__(self, fan_in, fan_out, rng):
+        return rng.uniform(self.low, self.high, size=(fan_in, fan_out))
+
+    def spec(self):
+        return {"name": self.name, "low": self.low, "high": self.high}
+
+    def __repr__(self):
+        return f"Random({self.low}, {self.high})"
+
+
+class _Uniform(Initializer):
+    def limit(self, fan_in: int, fan_out: int) -> float:
+        raise NotImplementedError
+
+    def __call__(self, fan_in, fan_out, rng):
+        limit = self.limit(fan_in, fan_out)
+        return rng.uniform(-limit, limit, size=(fan_in, fan_out))
+
+
+class _Normal(Initializer):
+    def sigma(self, fan_in: int, fan_out: int) -> float:
+        raise NotImplementedError
+
+    def __call__(self, fan_in, fan_out, rng):
+        return rng.normal(0.0, self.sigma(fan_in, fan_out), size=(fan_in, fan_out))
+
+
+class XavierUniform(_Uniform):
+    """U(±√(6 / (fan_in + fan_out)))."""
+
+    name = "xavier_uniform"
+
+    def limit(self, fan_in, fan_out):
+        return math.sqrt(6 / (fan_in + fan_out))
+
+
+class XavierNormal(_Normal):
+    """N(0, σ = √(2 / (fan_in + fan_out)))."""
+
+    name = "xavier_normal"
+
+    def sigma(self, fan_in, fan_out):
+        return math.sqrt(2 / (fan_in + fan_out))
+
+
+class LeCunUniform(_Uniform):
+    """U(±√(3 / fan_in))."""
+
+    name = "lecun_uniform"
+
+    def limit(self, fan_in, fan_out):
+        return math.sqrt(3 / fan_in)
+
+
+class LeCunNormal(_Normal):
+    """N(0, σ = 1/√fan_in)."""
+
+    name = "lecun_normal"
+
+    def sigma(self, fan_in, fan_out):
+        return 1 / math.sqrt(fan_in)
+
+
+class HeUniform(_Uniform):
+    """U(±√(6 / fan_in))."""
+
+    name = "he_uniform"
+
+    def limit(self, fan_in, fan_out):
+        return math.sqrt(6 / fan_in)
+
+
+class HeNormal(_Normal):
+    """N(0, σ = √(2 / fan_in))."""
+
+    name = "he_normal"
+
+    def sigma(self, fan_in, fan_out):
+        return math.sqrt(2 / fan_in)
+
+
+INITIALIZERS: dict[str, type[Initializer]] = {
+    cls.name: cls
+    for cls in (Random, XavierUniform, XavierNormal, LeCunUniform, LeCunNormal, HeUniform, HeNormal)
+}
+
+
+def initializer_from_spec(spec: dict | str) -> Initializer:
+    """Build an initializer from its name or from the dict :meth:`Initializer.spec` returns."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    params = dict(spec)
+    name = params.pop("name", None)
+    if name not in INITIALIZERS:
+        raise ValueError(f"unknown initializer {name!r}; known: {', '.join(INITIALIZERS)}")
+    return INITIALIZERS[name](**params)

@@ -1,0 +1,34 @@
+"""The dense layer: out = activation(in · W + b), owning the weights and bias *into* it."""
+from __future__ import annotations
+
+import numpy as np
+
+from .activations import Activation, activation_from_spec
+
+
+class Dense:
+    """A fully connected layer of ``size`` neurons.
+
+    Before it joins a :class:`~distnet.nn.network.Network` it is only a description; the network
+    then gives it ``weights`` (shape (inputs, size)) and ``bias`` (shape (size,)), which are
+    views into the network's flat parameter vector.
+    """
+
+    def __init__(self, size: int, activation: Activation | str | dict):
+        if not isinstance(size, (int, np.integer)) or size <= 0:
+            raise ValueError(f"a layer's size must be a positive integer, got {size!r}")
+        self.size = int(size)
+        self.activation = activation if isinstance(activation, Activation) else activation_from_spec(activation)
+        self.weights: np.ndarray | None = None
+        self.bias: np.ndarray | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        z = x @ self.weights
+        z += self.bias
+        return self.activation(z)
+
+    def spec(self) -> dict:
+        return {"size": self.size, "activation": self.activation.spec()}
+
+    def __repr__(self) -> str:
+        return f"Dense({self.size}, {self.activation!r})"

@@ -1,0 +1,234 @@
+"""The network: dense layers over one flat, contiguous parameter vector.
+
+``params`` holds, for each layer in order, its weights (inputs × size, row-major) and then its
+bias. Layers see views into it, so a parameter server can ship and update a single array, and
+gradients come back in the same layout.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, ModelFormatError
+from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
+from .costs import Cost, Quadratic, cost_from_spec
+from .initializers import Initializer, Random
+from .layers import Dense
+
+FORMAT = "distnet.network"
+
+
+class Network:
+    """A feed-forward network of :class:`Dense` layers.
+
+    >>> from distnet import Network, Dense
+    >>> net = Network([Dense(3, "sigmoid"), Dense(2, "softmax")], input_size=4, seed=1)
+    >>> net.predict(np.zeros((5, 4))).shape
+    (5, 2)
+    """
+
+    def __init__(self, layers: list[Dense], input_size: int, cost: Cost | None = None,
+                 initializer: Initializer | None = None, seed: int | None = None,
+                 dtype: np.dtype | type | str = np.float32):
+        if not layers:
+            raise ConfigError("a network needs at least one layer")
+        if not isinstance(input_size, (int, np.integer)) or input_size <= 0:
+            raise ConfigError(f"input_size must be a positive integer, got {input_size!r}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ConfigError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.input_size = int(input_size)
+        self.cost = cost if cost is not None else Quadratic()
+        # Fresh layer objects: the network owns its views, callers may reuse their descriptions.
+        self.layers = [Dense(layer.size, layer.activation) for layer in layers]
+        self.params = np.zeros(self.parameter_count, dtype=self.dtype)
+        self.weight_slices: list[slice] = []
+        self._grad_slices: list[tuple[slice, slice]] = []
+        offset, fan_in = 0, self.input_size
+        for layer in self.layers:
+            w = slice(offset, offset + fan_in * layer.size)
+            b = slice(w.stop, w.stop + layer.size)
+            layer.weights = self.params[w].reshape(fan_in, layer.size)
+            layer.bias = self.params[b]
+            self.weight_slices.append(w)
+            self._grad_slices.append((w, b))
+            offset, fan_in = b.stop, layer.size
+        initializer = initializer if initializer is not None else Random(-0.5, 0.5)
+        rng = np.random.default_rng(seed)
+        fan_in = self.input_size
+        for layer in self.layers:
+            layer.weights[...] = initializer(fan_in, layer.size, rng)
+            fan_in = layer.size
+
+    # -- structure --------------------------------------------------------------------------
+    @property
+    def sizes(self) -> list[int]:
+        """Layer sizes, input first: e.g. [784, 36, 14, 10]."""
+        return [self.input_size] + [layer.size for layer in self.layers]
+
+    @property
+    def parameter_count(self) -> int:
+        sizes = self.sizes
+        return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+
+    @property
+    def output_size(self) -> int:
+        return self.layers[-1].size
+
+    def spec(self) -> dict:
+        """The architecture as JSON-able data (no parameters)."""
+        return {"input_size": self.input_size, "layers": [layer.spec() for layer in self.layers],
+                "cost": self.cost.spec(), "dtype": self.dtype.name}
+
+    @classmethod
+    def from_spec(cls, spec: dict, params: np.ndarray | None = None) -> "Network":
+        """Rebuild a network from :meth:`spec`, optionally with the given parameters."""
+        net = cls([Dense(layer["size"], layer["activation"]) for layer in spec["layers"]],
+                  input_size=spec["input_size"], cost=cost_from_spec(spec["cost"]),
+                  dtype=spec.get("dtype", "float32"), seed=0)
+        if params is not None:
+            net.set_params(params)
+        return net
+
+    def set_params(self, params: np.ndarray) -> None:
+        """Copy ``params`` (same layout and length) into this network."""
+        params = np.asarray(params)
+        if params.shape != self.params.shape:
+            raise ConfigError(f"expected {self.params.size} parameters for layers {self.sizes}, "
+                              f"got an array of shape {params.shape}")
+        self.params[...] = params
+
+    def copy(self) -> "Network":
+        return Network.from_spec(self.spec(), self.params)
+
+    def astype(self, dtype) -> "Network":
+        """A copy with parameters in another float type."""
+        return Network.from_spec({**self.spec(), "dtype": np.dtype(dtype).name}, self.params)
+
+    # -- math ---------------------------------------------------------------------------------
+    def _inputs(self, X) -> np.ndarray:
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim == 1:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != self.input_size:
+            raise ConfigError(f"the network takes rows of {self.input_size} inputs, "
+                              f"got data of shape {X.shape}")
+        return X
+
+    def predict(self, X) -> np.ndarray:
+        """Outputs for each row of ``X`` (one row of ``output_size`` values per sample)."""
+        a = self._inputs(X)
+        for layer in self.layers:
+            a = layer.forward(a)
+        return a
+
+    def cost_value(self, X, Y) -> float:
+        """The mean cost over the rows of ``X`` against the targets ``Y`` (one-hot rows)."""
+        return float(self.cost.value(self.predict(X), np.asarray(Y, dtype=self.dtype)).mean())
+
+    def error_rate(self, X, labels, batch_size: int = 10_000) -> float:
+        """The fraction of rows whose largest output is not the label."""
+        labels = np.asarray(labels)
+        wrong = 0
+        for start in range(0, len(labels), batch_size):
+            out = self.predict(X[start:start + batch_size])
+            wrong += int((out.argmax(axis=1) != labels[start:start + batch_size]).sum())
+        return wrong / len(labels) if len(labels) else 0.0
+
+    def backprop(self, X, Y, out: np.ndarray | None = None) -> tuple[np.ndarray, float, int]:
+        """The gradient of the *summed* cost over the rows, in the layout of ``params``.
+
+        Returns (gradient, summed cost, number of rows whose argmax matches Y's). ``out``, a
+        preallocated vector of ``params``' shape, receives the gradient without a new allocation.
+        This is the one gradient routine: :meth:`gradient`, the trainer and the Ray workers all
+        call it.
+        """
+        X = self._inputs(X)
+        Y = np.asarray(Y, dtype=self.dtype)
+        grad = np.empty_like(self.params) if out is None else out
+        outputs = [X]
+        for layer in self.layers:
+            outputs.append(layer.forward(outputs[-1]))
+        a = outputs[-1]
+        cost_sum = float(self.cost.value(a, Y).sum())
+        correct = int(np.count_nonzero(a.argmax(axis=1) == Y.argmax(axis=1)))
+        delta = self.cost.output_layer_gradient(self.layers[-1].activation, a, Y)
+        for i in range(len(self.layers) - 1, -1, -1):
+            w, b = self._grad_slices[i]
+            layer = self.layers[i]
+            np.matmul(outputs[i].T, delta, out=grad[w].reshape(layer.weights.shape))
+            np.sum(delta, axis=0, out=grad[b])
+            if i:
+                delta = self.layers[i - 1].activation.input_gradient(outputs[i], delta @ layer.weights.T)
+        return grad, cost_sum, correct
+
+    def gradient(self, X, Y) -> np.ndarray:
+        """The gradient of the mean cost over the rows of ``X``, flat, in ``params`` order."""
+        X = self._inputs(X)
+        if not len(X):
+            raise ConfigError("the gradient of the mean cost needs at least one sample")
+        grad, _, _ = self.backprop(X, Y)
+        grad /= len(X)
+        return grad
+
+    # -- files ----------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the network to ``path`` (``.npz``: the parameters plus JSON metadata), atomically.
+
+        The file loads without pickle, in Python with :meth:`load` or any NumPy.
+        """
+        path = Path(path)
+        with atomic_writer(path) as f:
+            f.write(self.to_npz_bytes())
+        return path
+
+    def to_npz_bytes(self) -> bytes:
+        """The bytes :meth:`save` writes."""
+        return npz_bytes({"params": self.params}, {"format": FORMAT, "version": 1, **self.spec()})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Network":
+        """Read a network written by :meth:`save`; refuses anything else with ModelFormatError."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelFormatError(f"{path}: no such model file") from None
+        except OSError as e:
+            raise ModelFormatError(f"{path}: cannot read the model file ({e.strerror})") from None
+        return cls.from_npz_bytes(data, str(path))
+
+    @classmethod
+    def from_npz_bytes(cls, data: bytes, name: str = "model") -> "Network":
+        """Parse the bytes of a saved network (see :meth:`save`)."""
+        arrays = read_npz(data, name, required=("params", "meta"))
+        meta = parse_meta(arrays["meta"], name, FORMAT, version=1)
+        try:
+            net = cls.from_spec(meta)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFormatError(f"{name}: the metadata does not describe a valid network ({e})") from None
+        params = arrays["params"]
+        if params.ndim != 1 or params.size != net.parameter_count or params.dtype != net.dtype:
+            raise ModelFormatError(f"{name}: holds {params.size} {params.dtype} parameters, but the "
+                                   f"layers {net.sizes} need {net.parameter_count} {net.dtype}")
+        net.params[...] = params
+        return net
+
+    def to_original_json(self) -> dict:
+        """The original Java library's JSON form: each layer with size, activation, weights, bias."""
+        layers = [{"size": self.input_size, "activation": None, "weights": None, "bias": None}]
+        for layer in self.layers:
+            layers.append({"size": layer.size, "activation": layer.activation.spec()["name"],
+                           **({"alpha": layer.activation.alpha} if hasattr(layer.activation, "alpha") else {}),
+                           "weights": layer.weights.tolist(), "bias": layer.bias.tolist()})
+        return {"layers": layers, "cost": self.cost.spec()["name"]}
+
+    def save_original_json(self, path: str | os.PathLike) -> Path:
+        write_json(path, self.to_original_json())
+        return Path(path)
+
+    def __repr__(self) -> str:
+        layers = ", ".join(repr(layer) for layer in self.layers)
+        return f"Network(input_size={self.input_size}, layers=[{layers}], cost={self.cost!r}, dtype={self.dtype.name})"

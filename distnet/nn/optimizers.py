@@ -1,0 +1,170 @@
+"""Optimizers: small objects with explicit state that update a flat parameter vector in place.
+
+Every optimizer works on the whole flat vector at once (the original kept state per layer;
+element-wise rules make the two identical). State is created on the first step, can be exported
+with :meth:`Optimizer.state` for checkpoints and restored with :meth:`Optimizer.load_state`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Optimizer:
+    name: str = ""
+
+    def __init__(self, learning_rate: float):
+        if not learning_rate > 0:
+            raise ValueError(f"learning rate must be > 0, got {learning_rate}")
+        self.learning_rate = learning_rate
+        self._state: dict[str, np.ndarray] = {}
+
+    def step(self, params: np.ndarray, grad: np.ndarray) -> None:
+        """Apply one update to ``params`` (in place) from the mean gradient ``grad``."""
+        raise NotImplementedError
+
+    def _slot(self, key: str, like: np.ndarray) -> np.ndarray:
+        if key not in self._state:
+            self._state[key] = np.zeros_like(like)
+        return self._state[key]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Copies of the state arrays, by name (empty before the first step)."""
+        return {k: v.copy() for k, v in self._state.items()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self._state = {k: np.array(v, copy=True) for k, v in state.items()}
+
+    def spec(self) -> dict:
+        return {"name": self.name, "learning_rate": self.learning_rate}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.spec().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+class GradientDescent(Optimizer):
+    """W −= lr·g."""
+
+    name = "gradient_descent"
+
+    def __init__(self, learning_rate: float = 0.005):
+        super().__init__(learning_rate)
+
+    def step(self, params, grad):
+        params -= params.dtype.type(self.learning_rate) * grad
+
+
+class Momentum(Optimizer):
+    """v = μ·v + lr·g; W −= v."""
+
+    name = "momentum"
+
+    def __init__(self, learning_rate: float, momentum: float = 0.9):
+        super().__init__(learning_rate)
+        self.momentum = momentum
+
+    def step(self, params, grad):
+        v = self._slot("velocity", params)
+        v *= self.momentum
+        v += params.dtype.type(self.learning_rate) * grad
+        params -= v
+
+    def spec(self):
+        return {**super().spec(), "momentum": self.momentum}
+
+
+class Nesterov(Optimizer):
+    """The original's Nesterov momentum:
+    v_prev = v;  v = μ·v − lr·g;  W += −μ·v_prev + (1 + μ)·v.
+    """
+
+    name = "nesterov"
+
+    def __init__(self, learning_rate: float, momentum: float = 0.9):
+        super().__init__(learning_rate)
+        self.momentum = momentum
+        self._scratch: np.ndarray | None = None
+
+    def step(self, params, grad):
+        mu = params.dtype.type(self.momentum)
+        v = self._slot("velocity", params)
+        if self._scratch is None or self._scratch.shape != v.shape or self._scratch.dtype != v.dtype:
+            self._scratch = np.empty_like(v)
+        # Preallocated scratch: this runs once per mini-batch on the hot path.
+        change = np.multiply(v, -mu, out=self._scratch)
+        v *= mu
+        v -= params.dtype.type(self.learning_rate) * grad
+        change += (1 + mu) * v
+        params += change
+
+    def spec(self):
+        return {**super().spec(), "momentum": self.momentum}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction; not in the original.
+
+    m = β1·m + (1 − β1)·g;  s = β2·s + (1 − β2)·g²;  W −= lr·m̂ / (√ŝ + ε).
+    """
+
+    name = "adam"
+
+    def __init__(self, learning_rate: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 epsilon: float = 1e-8):
+        super().__init__(learning_rate)
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+
+    def step(self, params, grad):
+        m = self._slot("mean", params)
+        s = self._slot("square_mean", params)
+        t = self._state.setdefault("t", np.zeros((), dtype=np.int64))
+        t += 1
+        m *= self.beta1
+        m += (1 - self.beta1) * grad
+        s *= self.beta2
+        s += (1 - self.beta2) * grad * grad
+        step_size = self.learning_rate * np.sqrt(1 - self.beta2 ** int(t)) / (1 - self.beta1 ** int(t))
+        params -= params.dtype.type(step_size) * m / (np.sqrt(s) + params.dtype.type(self.epsilon))
+
+    def spec(self):
+        return {**super().spec(), "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    cls.name: cls for cls in (GradientDescent, Momentum, Nesterov, Adam)
+}
+
+
+def optimizer_from_spec(spec: dict | str) -> Optimizer:
+    """Build an optimizer from its name or from the dict :meth:`Optimizer.spec` returns."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    params = dict(spec)
+    name = params.pop("name", None)
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](**params)
+
+
+class UpdateRule:
+    """One update of the original's ``updateFromLearning``: L2 decay of the weights, then the
+    optimizer step with the mean gradient.
+
+    L2 is the original's: every weight is multiplied by (1 − l2) once per update, independent of
+    the learning rate and the data size; biases are not decayed. The single-process trainer and
+    the parameter server both apply updates through this one class.
+    """
+
+    def __init__(self, optimizer: Optimizer, l2: float = 0.0, weight_slices: list[slice] | None = None):
+        if not 0 <= l2 < 1:
+            raise ValueError(f"l2 must be in [0, 1), got {l2}")
+        self.optimizer = optimizer
+        self.l2 = l2
+        self.weight_slices = list(weight_slices or [])
+
+    def apply(self, params: np.ndarray, mean_grad: np.ndarray) -> None:
+        if self.l2:
+            keep = params.dtype.type(1 - self.l2)
+            for weights in self.weight_slices:
+                params[weights] *= keep
+        self.optimizer.step(params, mean_grad)

@@ -1,0 +1,126 @@
+"""Early stopping: the original's StopEvaluator, plus the keeper of the best network.
+
+Both are plain Python. The distributed trainer runs :class:`EarlyStopping` as a Ray actor
+unchanged, so the single-process and the distributed path share one stop rule.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError
+from .io import write_json
+
+
+class StopEvaluator:
+    """The original's stop rule over a moving window of error rates.
+
+    ``stop(error_rate)``:
+      1. a strictly lower error than any before becomes the best (``improved`` is then True);
+      2. with ``acceptable_error`` set, stop once the best is below it;
+      3. append the error to the window, dropping the oldest beyond ``window`` entries; never
+         stop before the window is full;
+      4. stop when the window's average is greater than the previous average; otherwise remember
+         this average.
+    """
+
+    def __init__(self, window: int, acceptable_error: float | None = None):
+        if not isinstance(window, int) or window < 1:
+            raise ConfigError(f"the stop window must be a positive number of evaluations, got {window!r}")
+        self.window = window
+        self.acceptable_error = acceptable_error
+        self.lowest = math.inf
+        self.improved = False
+        self.errors: list[float] = []
+        self.last_average = math.inf
+
+    def stop(self, error_rate: float) -> bool:
+        self.improved = error_rate < self.lowest
+        if self.improved:
+            self.lowest = error_rate
+        if self.acceptable_error is not None and self.lowest < self.acceptable_error:
+            return True
+        self.errors.append(error_rate)
+        if len(self.errors) > self.window:
+            self.errors.pop(0)
+        if len(self.errors) < self.window:
+            return False
+        average = sum(self.errors) / len(self.errors)
+        if average > self.last_average:
+            return True
+        self.last_average = average
+        return False
+
+    def state(self) -> dict:
+        return {"window": self.window, "acceptable_error": self.acceptable_error, "lowest": self.lowest,
+                "improved": self.improved, "errors": list(self.errors), "last_average": self.last_average}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "StopEvaluator":
+        evaluator = cls(state["window"], state["acceptable_error"])
+        evaluator.lowest = state["lowest"]
+        evaluator.improved = state["improved"]
+        evaluator.errors = list(state["errors"])
+        evaluator.last_average = state["last_average"]
+        return evaluator
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What early stopping concluded from one evaluation."""
+
+    stop: bool
+    improved: bool
+    best_error: float
+    best_epoch: int
+
+
+class EarlyStopping:
+    """A :class:`StopEvaluator` that also keeps the best network.
+
+    It copies the parameters of every strictly better evaluation (a real copy: the caller may
+    reuse or release its array) and, given ``best_path``, writes that network there atomically
+    at once, with a JSON record beside it, so the best network survives any later crash.
+    """
+
+    def __init__(self, network_spec: dict, window: int, acceptable_error: float | None = None,
+                 best_path: str | Path | None = None):
+        self.network_spec = network_spec
+        self.evaluator = StopEvaluator(window, acceptable_error)
+        self.best_path = Path(best_path) if best_path is not None else None
+        self.best_params: np.ndarray | None = None
+        self.best_epoch = -1
+
+    def evaluate(self, epoch: int, error_rate: float, params: np.ndarray) -> Verdict:
+        stop = self.evaluator.stop(error_rate)
+        if self.evaluator.improved:
+            self.best_params = np.array(params, copy=True)
+            self.best_epoch = epoch
+            if self.best_path is not None:
+                self.best_network().save(self.best_path)
+                write_json(self.best_path.with_suffix(".json"),
+                           {"epoch": epoch, "validation_error": error_rate})
+        return Verdict(stop, self.evaluator.improved, self.evaluator.lowest, self.best_epoch)
+
+    def best_network(self):
+        """The best network so far (a new Network), or None before the first evaluation."""
+        from .nn import Network
+
+        if self.best_params is None:
+            return None
+        return Network.from_spec(self.network_spec, self.best_params)
+
+    def state(self) -> dict:
+        """JSON-able state without the parameters (those live in the best-network file)."""
+        return {"evaluator": self.evaluator.state(), "best_epoch": self.best_epoch}
+
+    def load_state(self, state: dict, best_params: np.ndarray | None) -> None:
+        self.evaluator = StopEvaluator.from_state(state["evaluator"])
+        self.best_epoch = state["best_epoch"]
+        self.best_params = None if best_params is None else np.array(best_params, copy=True)
+
+
+

@@ -1,0 +1,57 @@
+"""The single-process trainer: the whole mini-batch in this process, one update per step."""
+from __future__ import annotations
+
+import numpy as np
+
+from .batches import BatchPlan
+from .data import Dataset
+from .training import StepStats, TrainerBase
+
+
+class Trainer(TrainerBase):
+    """Train a :class:`~distnet.nn.Network` in this process.
+
+    >>> trainer = Trainer(network, Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=942457)
+    >>> result = trainer.fit(splits.train, splits.validation, epochs=30)
+    """
+
+    def step(self, X: np.ndarray, Y: np.ndarray) -> StepStats:
+        """One update from one mini-batch: mean gradient over its rows, L2, optimizer step."""
+        grad, cost, correct = self.network.backprop(X, Y, out=self._grad)
+        grad /= len(X)
+        self.rule.apply(self.network.params, grad)
+        return StepStats(cost, correct, len(X))
+
+    @property
+    def _grad(self) -> np.ndarray:
+        # One buffer for every step's gradient; allocated on first use.
+        if getattr(self, "_grad_buffer", None) is None:
+            self._grad_buffer = np.empty_like(self.network.params)
+        return self._grad_buffer
+
+    def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
+        self._train, self._targets, self._plan = train, train.one_hot(self.network.dtype), plan
+        self._order_epoch, self._order = None, None
+
+    def _run_steps(self, epoch: int, start: int, stop: int) -> StepStats:
+        if self._order_epoch != epoch:
+            self._order, self._order_epoch = self._plan.shard_order(epoch, 0), epoch
+        stats = StepStats()
+        images, targets = self._train.images, self._targets
+        for k in range(start, stop):
+            rows = self._plan.shard_step(self._order, 0, k)
+            stats += self.step(images[rows], targets[rows])
+        return stats
+
+    def _error_rate(self, dataset: Dataset) -> float:
+        return self.network.error_rate(dataset.images, dataset.labels)
+
+    def _params(self) -> np.ndarray:
+        return self.network.params
+
+    def _optimizer_state(self) -> dict[str, np.ndarray]:
+        return self.optimizer.state()
+
+    def _load_state(self, params: np.ndarray, optimizer_state: dict[str, np.ndarray]) -> None:
+        self.network.set_params(params)
+        self.optimizer.load_state(optimizer_state)

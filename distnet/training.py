@@ -1,0 +1,242 @@
+"""The training loop shared by the single-process and the distributed trainer.
+
+:class:`TrainerBase` owns the loop in plain sight (epochs, steps in chunks, evaluations, early
+stopping, checkpoints, progress); a subclass says only *how* steps run and validation is scored:
+in this process (:class:`distnet.trainer.Trainer`) or on Ray actors
+(:class:`distnet.distributed.DistributedTrainer`).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .batches import BatchPlan
+from .checkpoint import Checkpoint
+from .data import Dataset
+from .errors import ConfigError, TrainingDivergedError
+from .nn import Network, Optimizer, UpdateRule
+from .progress import Reporter
+from .rundir import RunDir
+from .stop import EarlyStopping, Verdict
+
+
+@dataclass
+class StepStats:
+    """Sums over the steps of a chunk: cost, correctly classified samples, samples."""
+
+    cost: float = 0.0
+    correct: int = 0
+    samples: int = 0
+
+    def __iadd__(self, other: "StepStats") -> "StepStats":
+        self.cost += other.cost
+        self.correct += other.correct
+        self.samples += other.samples
+        return self
+
+    @property
+    def error_rate(self) -> float:
+        return 1 - self.correct / self.samples if self.samples else math.nan
+
+
+@dataclass
+class FitResult:
+    """What :meth:`TrainerBase.fit` returns."""
+
+    best_network: Network
+    best_error: float
+    best_epoch: int
+    epochs: int
+    stop_reason: str
+    history: list[dict] = field(default_factory=list)
+    run_dir: Path | None = None
+    seconds: float = 0.0
+
+
+class TrainerBase:
+    """Mini-batch training with the original's update rule and early stopping.
+
+    Subclasses implement ``_open``, ``_run_steps``, ``_error_rate``, ``_params``,
+    ``_optimizer_state``, ``_load_state``, ``_early_stopping`` and ``_close``.
+    """
+
+    shards = 1
+
+    def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
+                 seed: int | None = None):
+        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+        self.network = network
+        self.rule = UpdateRule(optimizer, l2, network.weight_slices)
+        self.batch_size = int(batch_size)
+        self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
+
+    @property
+    def optimizer(self) -> Optimizer:
+        return self.rule.optimizer
+
+    def config(self) -> dict:
+        """The run's configuration as JSON-able data (stored in run directories and checkpoints)."""
+        return {"network": self.network.spec(), "optimizer": self.optimizer.spec(), "l2": self.rule.l2,
+                "batch_size": self.batch_size, "seed": self.seed, "workers": self.shards}
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def fit(self, train: Dataset, validation: Dataset | None = None, *, epochs: int = 100,
+            eval_every: int = 5, window: int = 4, acceptable_error: float | None = None,
+            run_dir: str | Path | None = None, resume: bool = False, checkpoint_every: int = 0,
+            reporter: Reporter | None = None, extra_config: dict | None = None) -> FitResult:
+        """Train on ``train`` until early stopping (on ``validation``) or ``epochs`` epochs.
+
+        Every epoch the training set is reshuffled and run in mini-batches; every ``eval_every``
+        epochs (and after the last) the validation error goes to the stop rule, which keeps the
+        best network. With ``run_dir`` the run writes config, history, the best network and a
+        checkpoint at each epoch end (and every ``checkpoint_every`` steps when > 0);
+        ``resume=True`` continues the run found there.
+        """
+        if epochs < 1 or eval_every < 1:
+            raise ConfigError(f"epochs and eval_every must be at least 1, got {epochs} and {eval_every}")
+        if checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every must be >= 0 steps, got {checkpoint_every}")
+        reporter = reporter or Reporter()
+        run = RunDir(run_dir) if run_dir is not None else None
+        plan = BatchPlan(len(train), self.batch_size, self.shards, self.seed)
+        train = train.astype(self.network.dtype)
+        has_validation = validation is not None and len(validation) > 0
+        validation = validation.astype(self.network.dtype) if has_validation else None
+        config = {**self.config(), "epochs": epochs, "eval_every": eval_every, "window": window,
+                  "acceptable_error": acceptable_error, **(extra_config or {})}
+        checkpoint = None
+        if run is not None and resume:
+            checkpoint = run.load_checkpoint()
+            self._check_resumable(checkpoint.config, config)
+        elif run is not None:
+            run.create(config)
+
+        started = time.perf_counter()
+        self._open(train, validation, plan)
+        try:
+            stopping = self._early_stopping(self.network.spec(), window, acceptable_error,
+                                            run.best_path if run else None)
+            epoch, step, history, stats = 0, 0, [], StepStats()
+            if checkpoint is not None:
+                epoch, step, history = checkpoint.epoch, checkpoint.step, checkpoint.history
+                stats = StepStats(**checkpoint.epoch_stats) if checkpoint.epoch_stats else StepStats()
+                self._load_state(checkpoint.params, checkpoint.optimizer_state)
+                if checkpoint.stopping_state is not None:
+                    best = self.network.load(run.best_path).params if run.best_path.exists() else None
+                    stopping.load_state(checkpoint.stopping_state, best)
+                run.rewrite_history(history)
+            reporter.on_start({"steps_per_epoch": plan.steps_per_epoch, "epochs": epochs,
+                               "batch_size": self.batch_size, "workers": self.shards,
+                               "first_epoch": epoch + 1, "parameters": self.network.parameter_count})
+            verdict: Verdict | None = None
+            stop_reason = "max_epochs"
+            chunk = max(1, math.ceil(plan.steps_per_epoch / 10))
+            since_checkpoint = 0
+            while epoch < epochs:
+                epoch_started = time.perf_counter()
+                while step < plan.steps_per_epoch:
+                    stop = min(step + chunk, plan.steps_per_epoch)
+                    if checkpoint_every:
+                        stop = min(stop, step + checkpoint_every - since_checkpoint)
+                    chunk_stats = self._run_steps(epoch, step, stop)
+                    if not math.isfinite(chunk_stats.cost):
+                        raise TrainingDivergedError(self._divergence_message(epoch, stop, run, stopping))
+                    stats += chunk_stats
+                    since_checkpoint += stop - step
+                    step = stop
+                    reporter.on_steps(epoch + 1, step, plan.steps_per_epoch, stats,
+                                      time.perf_counter() - epoch_started)
+                    if run and checkpoint_every and since_checkpoint >= checkpoint_every and step < plan.steps_per_epoch:
+                        self._checkpoint(run, epoch, step, stopping, history, config, stats)
+                        since_checkpoint = 0
+                epoch_seconds = time.perf_counter() - epoch_started
+                epoch, step, epoch_stats, stats = epoch + 1, 0, stats, StepStats()
+                if has_validation and (epoch % eval_every == 0 or epoch == epochs):
+                    error = self._error_rate(validation)
+                    verdict = stopping.evaluate(epoch, error, self._params())
+                    record = {"epoch": epoch, "train_error": epoch_stats.error_rate,
+                              "train_cost": epoch_stats.cost / max(epoch_stats.samples, 1),
+                              "validation_error": error, "best_error": verdict.best_error,
+                              "best_epoch": verdict.best_epoch, "epoch_seconds": epoch_seconds,
+                              "elapsed_seconds": time.perf_counter() - started}
+                    history.append(record)
+                    if run:
+                        run.append_history(record)
+                    reporter.on_evaluation(record)
+                    if verdict.stop:
+                        stop_reason = "early_stop"
+                if run:
+                    self._checkpoint(run, epoch, 0, stopping, history, config, StepStats())
+                    since_checkpoint = 0
+                if stop_reason == "early_stop":
+                    break
+            best = stopping.best_network() if verdict is not None else None
+            if best is None:
+                best = self.network.from_spec(self.network.spec(), self._params())
+                if run:
+                    best.save(run.best_path)
+            result = FitResult(best_network=best, best_error=verdict.best_error if verdict else math.nan,
+                               best_epoch=verdict.best_epoch if verdict else epoch, epochs=epoch,
+                               stop_reason=stop_reason, history=history,
+                               run_dir=run.path if run else None, seconds=time.perf_counter() - started)
+            self.network.set_params(self._params())
+            reporter.on_end(result)
+            return result
+        finally:
+            self._close()
+
+    def _checkpoint(self, run: RunDir, epoch: int, step: int, stopping, history: list[dict], config: dict,
+                    stats: StepStats) -> None:
+        run.save_checkpoint(Checkpoint(epoch=epoch, step=step, params=self._params(),
+                                       optimizer_state=self._optimizer_state(),
+                                       stopping_state=stopping.state(), history=history, config=config,
+                                       epoch_stats=vars(stats).copy()))
+
+    @staticmethod
+    def _check_resumable(saved: dict, current: dict) -> None:
+        keys = ("network", "optimizer", "l2", "batch_size", "seed", "workers")
+        differ = [k for k in keys if saved.get(k) != current.get(k)]
+        if differ:
+            raise ConfigError(f"cannot resume: the run was started with different {', '.join(differ)} "
+                              f"({', '.join(f'{k}={saved.get(k)!r}' for k in differ)}); resume with the "
+                              f"original settings")
+
+    def _divergence_message(self, epoch: int, step: int, run: RunDir | None, stopping) -> str:
+        where = f"epoch {epoch + 1}, by step {step}"
+        advice = (f"the learning rate ({self.optimizer.learning_rate}) is probably too high; "
+                  f"try a smaller one")
+        kept = ""
+        if run is not None:
+            kept = f"; the best network so far and the last checkpoint in {run.path} are intact"
+        return f"training diverged ({where}: the cost became NaN or infinite): {advice}{kept}"
+
+    # -- what subclasses provide ------------------------------------------------------------------
+    def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
+        raise NotImplementedError
+
+    def _run_steps(self, epoch: int, start: int, stop: int) -> StepStats:
+        raise NotImplementedError
+
+    def _error_rate(self, dataset: Dataset) -> float:
+        raise NotImplementedError
+
+    def _params(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _optimizer_state(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _load_state(self, params: np.ndarray, optimizer_state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def _early_stopping(self, network_spec: dict, window: int, acceptable_error: float | None,
+                        best_path: Path | None):
+        return EarlyStopping(network_spec, window, acceptable_error, best_path)
+
+    def _close(self) -> None:
+        pass
