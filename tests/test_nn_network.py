@@ -1,0 +1,411 @@
+"""The Network: flat parameter layout, batched math, backprop's sums, files and their errors."""
+import io
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from distnet.errors import ConfigError, DistnetError, ModelFormatError
+from distnet.nn import (CrossEntropy, Dense, GradientDescent, HalfQuadratic, LeakyReLU, Network,
+                        Quadratic, Softmax, UpdateRule, XavierNormal, activation_from_spec,
+                        cost_from_spec, optimizer_from_spec)
+
+
+def small_net(dtype=np.float64, seed=0, cost=None):
+    return Network([Dense(6, LeakyReLU(0.2)), Dense(4, "tanh"), Dense(3, Softmax())], input_size=5,
+                   cost=cost or CrossEntropy(), initializer=XavierNormal(), seed=seed, dtype=dtype)
+
+
+def batch(n=9, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
+    labels = rng.integers(0, 3, size=n)
+    return X, np.eye(3)[labels], labels
+
+
+# -- structure ----------------------------------------------------------------------------------
+
+def test_parameter_count_of_the_mnist_network():
+    net = Network([Dense(36, "leaky_relu"), Dense(14, "leaky_relu"), Dense(10, "softmax")],
+                  input_size=784, seed=942457)
+    assert net.parameter_count == 28928 == net.params.size
+    assert net.sizes == [784, 36, 14, 10] and net.output_size == 10
+    assert [l.weights.shape for l in net.layers] == [(784, 36), (36, 14), (14, 10)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_params_is_one_contiguous_vector_with_views(dtype):
+    net = small_net(dtype)
+    assert net.params.ndim == 1 and net.params.flags.c_contiguous and net.params.dtype == dtype
+    offset, fan_in = 0, 5
+    for layer, w_slice in zip(net.layers, net.weight_slices):
+        assert layer.weights.dtype == dtype and layer.bias.dtype == dtype
+        assert np.shares_memory(layer.weights, net.params) and np.shares_memory(layer.bias, net.params)
+        n_w = fan_in * layer.size
+        assert w_slice == slice(offset, offset + n_w)
+        # Row-major (inputs × size) weights, then the bias.
+        np.testing.assert_array_equal(net.params[offset:offset + n_w].reshape(fan_in, layer.size), layer.weights)
+        np.testing.assert_array_equal(net.params[offset + n_w:offset + n_w + layer.size], layer.bias)
+        offset, fan_in = offset + n_w + layer.size, layer.size
+    assert offset == net.params.size
+
+
+def test_writing_through_views_changes_params_and_predictions():
+    net = small_net()
+    X, _, _ = batch()
+    before = net.predict(X)
+    net.layers[1].weights[2, 3] = 7.5
+    size0 = 5 * 6 + 6
+    assert net.params[size0 + 2 * 4 + 3] == 7.5
+    net.layers[2].bias[1] = -2.0
+    assert net.params[size0 + 6 * 4 + 4 + 4 * 3 + 1] == -2.0
+    after = net.predict(X)
+    assert not np.allclose(before, after)
+    # And the other way: writing params moves the layer's view.
+    net.params[0] = 42.0
+    assert net.layers[0].weights[0, 0] == 42.0
+
+
+def test_layout_by_hand_forward():
+    net = small_net()
+    X, _, _ = batch()
+    a = X
+    for layer in net.layers:
+        a = layer.activation(a @ layer.weights + layer.bias)
+    np.testing.assert_allclose(net.predict(X), a, rtol=1e-14)
+    # The same forward pass, from the flat vector alone.
+    p, a, fan_in = net.params, X, 5
+    for layer in net.layers:
+        W = p[:fan_in * layer.size].reshape(fan_in, layer.size)
+        b = p[fan_in * layer.size:fan_in * layer.size + layer.size]
+        p = p[fan_in * layer.size + layer.size:]
+        a = layer.activation(a @ W + b)
+        fan_in = layer.size
+    np.testing.assert_allclose(net.predict(X), a, rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtypes_flow_through(dtype):
+    net = small_net(dtype)
+    X, Y, _ = batch()
+    assert net.predict(X).dtype == dtype
+    assert net.gradient(X, Y).dtype == dtype
+    assert net.backprop(X, Y)[0].dtype == dtype
+
+
+def test_float32_and_float64_agree():
+    net64 = small_net()
+    net32 = net64.astype(np.float32)
+    X, Y, _ = batch()
+    assert net32.params.dtype == np.float32
+    np.testing.assert_allclose(net32.predict(X), net64.predict(X), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net32.gradient(X, Y), net64.gradient(X, Y), rtol=1e-4, atol=1e-5)
+
+
+def test_bad_dtype_and_bad_structure_rejected():
+    with pytest.raises(ConfigError, match="float32 or float64"):
+        Network([Dense(2, "sigmoid")], input_size=2, dtype=np.int32)
+    with pytest.raises(ConfigError, match="at least one layer"):
+        Network([], input_size=2)
+    with pytest.raises(ConfigError, match="input_size"):
+        Network([Dense(2, "sigmoid")], input_size=0)
+
+
+# -- math ---------------------------------------------------------------------------------------
+
+def test_predict_batch_equals_rows_one_by_one():
+    net = small_net()
+    X, _, _ = batch(n=12)
+    out = net.predict(X)
+    assert out.shape == (12, 3)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-14)
+    for i, row in enumerate(X):
+        np.testing.assert_allclose(net.predict(row)[0], out[i], rtol=1e-13, atol=1e-16)
+        np.testing.assert_allclose(net.predict(X[i:i + 1])[0], out[i], rtol=1e-13, atol=1e-16)
+
+
+def test_predict_accepts_lists_and_does_not_modify_input():
+    net = small_net()
+    X, _, _ = batch(n=3)
+    keep = X.copy()
+    np.testing.assert_allclose(net.predict(X.tolist()), net.predict(X), rtol=0, atol=0)
+    np.testing.assert_array_equal(X, keep)
+
+
+@pytest.mark.parametrize("cost", [CrossEntropy(), Quadratic(), HalfQuadratic()], ids=lambda c: c.name)
+def test_backprop_returns_sums(cost):
+    net = small_net(cost=cost)
+    X, Y, labels = batch(n=11)
+    grad_sum, cost_sum, correct = net.backprop(X, Y)
+    mean_grad = net.gradient(X, Y)
+    np.testing.assert_allclose(grad_sum, 11 * mean_grad, rtol=1e-13, atol=1e-16)
+    assert cost_sum == pytest.approx(11 * net.cost_value(X, Y), rel=1e-13)
+    assert correct == int((net.predict(X).argmax(axis=1) == labels).sum())
+    # The summed gradient over a batch is the sum of per-sample gradients.
+    per_row = sum(net.backprop(X[i:i + 1], Y[i:i + 1])[0] for i in range(11))
+    np.testing.assert_allclose(grad_sum, per_row, rtol=1e-12, atol=1e-15)
+
+
+def test_backprop_correct_count_by_construction():
+    net = small_net()
+    X, _, _ = batch(n=10)
+    predicted = net.predict(X).argmax(axis=1)
+    labels = predicted.copy()
+    labels[[1, 4, 7]] = (labels[[1, 4, 7]] + 1) % 3
+    _, _, correct = net.backprop(X, np.eye(3)[labels])
+    assert correct == 7
+    assert net.error_rate(X, labels) == pytest.approx(0.3)
+    assert net.error_rate(X, labels, batch_size=4) == pytest.approx(0.3)
+    assert net.error_rate(X, predicted) == 0.0
+    assert net.error_rate(X[:0], labels[:0]) == 0.0
+
+
+def test_backprop_into_a_preallocated_vector():
+    net = small_net()
+    X, Y, _ = batch()
+    out = np.full_like(net.params, np.nan)
+    grad, _, _ = net.backprop(X, Y, out=out)
+    assert grad is out
+    np.testing.assert_allclose(out, net.backprop(X, Y)[0], rtol=0, atol=0)
+
+
+def test_training_steps_lower_the_cost():
+    net = small_net()
+    X, Y, _ = batch(n=30)
+    rule = UpdateRule(optimizer_from_spec({"name": "nesterov", "learning_rate": 0.05}), l2=1e-4,
+                      weight_slices=net.weight_slices)
+    start = net.cost_value(X, Y)
+    for _ in range(50):
+        rule.apply(net.params, net.gradient(X, Y))
+    assert net.cost_value(X, Y) < 0.7 * start
+
+
+def test_bad_input_shapes_raise_config_error():
+    net = small_net()
+    with pytest.raises(ConfigError, match=r"rows of 5 inputs.*\(3, 4\)"):
+        net.predict(np.zeros((3, 4)))
+    with pytest.raises(ConfigError, match=r"rows of 5 inputs.*\(2, 3, 5\)"):
+        net.predict(np.zeros((2, 3, 5)))
+    with pytest.raises(ConfigError, match="5 inputs"):
+        net.predict(np.zeros(6))
+    with pytest.raises(ConfigError, match="5 inputs"):
+        net.gradient(np.zeros((2, 7)), np.zeros((2, 3)))
+    with pytest.raises(ConfigError, match="at least one sample"):
+        net.gradient(np.zeros((0, 5)), np.zeros((0, 3)))
+
+
+# -- params, copy -------------------------------------------------------------------------------
+
+def test_set_params_checks_shape_and_copies():
+    net = small_net()
+    new = np.arange(net.parameter_count, dtype=np.float64)
+    net.set_params(new)
+    np.testing.assert_array_equal(net.params, new)
+    new[0] = 99
+    assert net.params[0] == 0          # a copy, not an alias
+    assert net.layers[0].weights[0, 1] == 1  # the views see the new values
+    with pytest.raises(ConfigError, match=str(net.parameter_count)):
+        net.set_params(np.zeros(net.parameter_count - 1))
+    with pytest.raises(ConfigError):
+        net.set_params(np.zeros((1, net.parameter_count)))
+
+
+def test_copy_is_independent():
+    net = small_net()
+    X, Y, _ = batch()
+    twin = net.copy()
+    assert twin is not net and twin.params is not net.params
+    assert not np.shares_memory(twin.params, net.params)
+    np.testing.assert_array_equal(twin.params, net.params)
+    np.testing.assert_array_equal(twin.predict(X), net.predict(X))
+    assert twin.spec() == net.spec() and twin.layers[0].activation.alpha == 0.2
+    UpdateRule(GradientDescent(0.5)).apply(twin.params, twin.gradient(X, Y))
+    assert not np.allclose(twin.params, net.params)
+    before = twin.params.copy()
+    net.layers[0].weights[...] = 0
+    np.testing.assert_array_equal(twin.params, before)
+
+
+# -- files --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_save_load_round_trip(tmp_path, dtype):
+    net = Network([Dense(6, LeakyReLU(0.2)), Dense(4, "softplus"), Dense(3, "softmax")], input_size=5,
+                  cost=CrossEntropy(), seed=4, dtype=dtype)
+    net.layers[1].bias[...] = [0.1, -0.2, 0.3, -0.4]
+    path = net.save(tmp_path / "sub" / "model.npz")
+    assert path.exists()
+    assert [p.name for p in path.parent.iterdir()] == ["model.npz"]   # no temporary left behind
+    back = Network.load(path)
+    assert back.params.dtype == dtype
+    np.testing.assert_array_equal(back.params, net.params)
+    assert [type(l.activation) for l in back.layers] == [LeakyReLU, type(net.layers[1].activation), Softmax]
+    assert back.layers[0].activation.alpha == 0.2
+    assert isinstance(back.cost, CrossEntropy)
+    assert back.spec() == net.spec()
+    X, _, _ = batch()
+    np.testing.assert_array_equal(back.predict(X), net.predict(X))
+    assert Network.from_npz_bytes(path.read_bytes()).spec() == net.spec()
+
+
+def test_saved_file_is_a_plain_npz(tmp_path):
+    path = small_net().save(tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        assert set(npz.files) == {"params", "meta"}
+        meta = json.loads(npz["meta"].tobytes().decode())
+    assert meta["format"] == "distnet.network" and meta["version"] == 1
+    assert meta["input_size"] == 5 and meta["cost"] == {"name": "cross_entropy"}
+
+
+def _npz_bytes(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _meta(net, **override) -> np.ndarray:
+    meta = {"format": "distnet.network", "version": 1, **net.spec(), **override}
+    return np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(ModelFormatError, match="no such model file"):
+        Network.load(tmp_path / "absent.npz")
+
+
+@pytest.mark.parametrize("keep", [0, 10, 100, 0.5, -1])
+def test_load_truncated_file(tmp_path, keep):
+    data = small_net().save(tmp_path / "m.npz").read_bytes()
+    cut = int(len(data) * keep) if isinstance(keep, float) else (len(data) + keep if keep < 0 else keep)
+    (tmp_path / "t.npz").write_bytes(data[:cut])
+    with pytest.raises(ModelFormatError, match=r"t\.npz.*(truncated|corrupt|not a valid)"):
+        Network.load(tmp_path / "t.npz")
+
+
+@pytest.mark.parametrize("content", [b"hello, this is not a model\n", b"\x00" * 64, b'{"layers": []}'],
+                         ids=["text", "zeros", "json"])
+def test_load_non_npz_file(tmp_path, content):
+    (tmp_path / "x.npz").write_bytes(content)
+    with pytest.raises(ModelFormatError, match=r"x\.npz"):
+        Network.load(tmp_path / "x.npz")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "distnet/io.py read_npz reports any non-zip, non-.npy file as 'holds pickled objects': np.load "
+    "with allow_pickle=False raises 'Cannot load file containing pickled data' for every unknown magic"))
+def test_load_text_file_message_does_not_claim_pickle(tmp_path):
+    (tmp_path / "x.npz").write_bytes(b"hello, this is not a model\n")
+    with pytest.raises(ModelFormatError) as info:
+        Network.load(tmp_path / "x.npz")
+    assert "pickle" not in str(info.value)
+
+
+def test_load_npy_instead_of_npz(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    with pytest.raises(ModelFormatError, match=r"x\.npy"):
+        Network.load(tmp_path / "x.npy")
+
+
+class _Payload:
+    """Unpickling this creates a marker file: proof that pickle ran."""
+
+    def __init__(self, marker: pathlib.Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.marker,))
+
+
+@pytest.mark.parametrize("where", ["extra", "params"])
+def test_load_refuses_pickled_objects_without_running_them(tmp_path, monkeypatch, where):
+    net = small_net()
+    marker = tmp_path / "pwned"
+    evil = np.array([_Payload(marker)], dtype=object)
+    arrays = {"params": net.params, "meta": _meta(net), where: evil}
+    path = tmp_path / "evil.npz"
+    path.write_bytes(_npz_bytes(**arrays))  # np.savez pickles object arrays
+
+    # The control: the payload works when pickle is allowed.
+    control = tmp_path / "control.npz"
+    control.write_bytes(_npz_bytes(evil=np.array([_Payload(tmp_path / "control")], dtype=object)))
+    with np.load(control, allow_pickle=True) as npz:
+        npz["evil"]
+    assert (tmp_path / "control").exists()
+
+    calls = []
+    real_load = np.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("allow_pickle"))
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(np, "load", spy)
+    with pytest.raises(ModelFormatError, match="pickle"):
+        Network.load(path)
+    assert not marker.exists()
+    assert calls and all(c is False for c in calls)
+
+
+def test_load_wrong_parameter_count(tmp_path):
+    net = small_net()
+    path = tmp_path / "short.npz"
+    path.write_bytes(_npz_bytes(params=net.params[:-1], meta=_meta(net)))
+    with pytest.raises(ModelFormatError, match=rf"{net.parameter_count - 1}.*{net.parameter_count}"):
+        Network.load(path)
+
+
+def test_load_wrong_dtype_missing_keys_bad_meta(tmp_path):
+    net = small_net()
+    cases = {
+        "dtype": (dict(params=net.params.astype(np.float32), meta=_meta(net)), "float32"),
+        "missing": (dict(params=net.params), "missing meta"),
+        "format": (dict(params=net.params, meta=_meta(net, format="other")), "expected a distnet.network"),
+        "version": (dict(params=net.params, meta=_meta(net, version=99)), "newer"),
+        "json": (dict(params=net.params, meta=np.frombuffer(b"{nope", dtype=np.uint8)), "not valid JSON"),
+        "spec": (dict(params=net.params, meta=_meta(net, layers=[{"size": 3, "activation": "swish"}])),
+                 "does not describe a valid network"),
+        "size": (dict(params=net.params, meta=_meta(net, input_size=-1)), "does not describe"),
+    }
+    for name, (arrays, message) in cases.items():
+        path = tmp_path / f"{name}.npz"
+        path.write_bytes(_npz_bytes(**arrays))
+        with pytest.raises(ModelFormatError, match=message):
+            Network.load(path)
+
+
+def test_original_json(tmp_path):
+    net = small_net()
+    doc = net.to_original_json()
+    json.dumps(doc)  # JSON-able
+    layers = doc["layers"]
+    assert layers[0] == {"size": 5, "activation": None, "weights": None, "bias": None}
+    assert [l["activation"] for l in layers[1:]] == ["leaky_relu", "tanh", "softmax"]
+    assert layers[1]["alpha"] == 0.2 and "alpha" not in layers[2]
+    assert doc["cost"] == "cross_entropy"
+    flat = np.concatenate([np.concatenate([np.ravel(l["weights"]), l["bias"]]) for l in layers[1:]])
+    np.testing.assert_array_equal(flat, net.params)
+    for l, layer in zip(layers[1:], net.layers):
+        assert np.shape(l["weights"]) == layer.weights.shape and l["size"] == layer.size
+    path = net.save_original_json(tmp_path / "net.json")
+    assert json.loads(path.read_text()) == json.loads(json.dumps(doc))
+
+
+def test_from_spec_rebuilds_the_architecture():
+    net = small_net(np.float32)
+    again = Network.from_spec(net.spec(), net.params)
+    assert again.params.dtype == np.float32 and again.spec() == net.spec()
+    np.testing.assert_array_equal(again.params, net.params)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "errors.py promises every user-caused error derives from DistnetError, but distnet/nn raises "
+    "plain ValueError for bad hyper-parameters (Dense size, LeakyReLU alpha, learning rate, l2, "
+    "unknown names)"))
+def test_user_errors_in_nn_are_distnet_errors():
+    bad = [lambda: Dense(0, "sigmoid"), lambda: LeakyReLU(1.5), lambda: GradientDescent(0.0),
+           lambda: UpdateRule(GradientDescent(0.1), l2=1.0), lambda: activation_from_spec("swish"),
+           lambda: cost_from_spec("hinge"), lambda: optimizer_from_spec("rmsprop")]
+    for make in bad:
+        with pytest.raises(DistnetError):
+            make()
