@@ -1,0 +1,388 @@
+"""MNIST and Fashion-MNIST: finding, downloading, verifying, loading and splitting them.
+
+Where the four standard files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
+``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each plain or with ``.gz``) are
+looked for, in this order:
+
+1. the ``data_dir`` argument, then its subfolder named after the data set (``mnist`` or
+   ``fashion-mnist``);
+2. ``$DISTNET_DATA_DIR/<name>``: the variable names a folder with ``mnist/`` and
+   ``fashion-mnist/`` subfolders;
+3. the user cache, ``$XDG_CACHE_HOME/distnet/<name>`` or ``~/.cache/distnet/<name>``.
+
+If none holds all four, they are downloaded into the cache (unless ``download=False``) from the
+mirrors in :data:`MIRRORS`, or from the comma-separated base URLs in ``$DISTNET_MIRRORS`` when
+that is set (``{name}`` in such a URL is replaced by the data set's name).
+
+Where a file is found in its ``.gz`` form (preferred when both forms are present), its SHA-256
+must match the published one in :data:`CHECKSUMS`. Uncompressed files are not checked, which is
+how to use data of your own: write it with :func:`distnet.data.write_idx` without ``.gz``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+from distnet.data.digits import PIXELS, SIDE, Digit
+from distnet.data.download import fetch, sha256_of
+from distnet.data.idx import read_idx
+from distnet.errors import ChecksumError, ConfigError, DataFormatError, DataNotFoundError
+
+__all__ = [
+    "CHECKSUMS",
+    "DATA_DIR_ENV",
+    "DIGIT_CLASSES",
+    "FASHION_CLASSES",
+    "MIRRORS",
+    "MIRRORS_ENV",
+    "Dataset",
+    "Splits",
+    "load_dataset",
+    "load_fashion_mnist",
+    "load_mnist",
+]
+
+DATA_DIR_ENV = "DISTNET_DATA_DIR"
+MIRRORS_ENV = "DISTNET_MIRRORS"
+
+DIGIT_CLASSES = tuple("0123456789")
+FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+_TRAIN_IMAGES = "train-images-idx3-ubyte"
+_TRAIN_LABELS = "train-labels-idx1-ubyte"
+_TEST_IMAGES = "t10k-images-idx3-ubyte"
+_TEST_LABELS = "t10k-labels-idx1-ubyte"
+_FILES = (_TRAIN_IMAGES, _TRAIN_LABELS, _TEST_IMAGES, _TEST_LABELS)
+
+#: Base URLs to download each data set from, tried in order.
+MIRRORS: dict[str, tuple[str, ...]] = {
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+    "fashion-mnist": (
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+    ),
+}
+
+#: The published SHA-256 of each data set's ``.gz`` files.
+CHECKSUMS: dict[str, dict[str, str]] = {
+    "mnist": {
+        _TRAIN_IMAGES + ".gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        _TRAIN_LABELS + ".gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        _TEST_IMAGES + ".gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        _TEST_LABELS + ".gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    },
+    "fashion-mnist": {
+        _TRAIN_IMAGES + ".gz": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        _TRAIN_LABELS + ".gz": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        _TEST_IMAGES + ".gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        _TEST_LABELS + ".gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    },
+}
+
+_NUM_CLASSES = 10
+_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+_CLASSES = {"mnist": DIGIT_CLASSES, "fashion-mnist": FASHION_CLASSES}
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view: callers cannot change data that a cache or a Dataset shares."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Samples of 28x28 images with a class label each.
+
+    Attributes:
+        images: ``(n, 784)`` floating-point pixels in [0, 1] (byte / 255), ``float32`` unless
+            converted with :meth:`astype`. Read-only.
+        labels: ``(n,)`` ``int64`` class indices into *classes*. Read-only.
+        name: what the samples are, for messages, e.g. ``"mnist/train"``.
+        classes: the class names, indexed by label.
+
+    The arrays are not copied; views of them are made read-only.
+
+    Raises:
+        ConfigError: the images are not an ``(n, 784)`` floating-point array, the labels are not
+            ``n`` integers in ``0 .. len(classes) - 1``.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    name: str = ""
+    classes: tuple[str, ...] = DIGIT_CLASSES
+
+    def __post_init__(self) -> None:
+        images = np.asarray(self.images)
+        labels = np.asarray(self.labels)
+        classes = tuple(self.classes)
+        where = self.name or "dataset"
+        if images.ndim != 2 or images.shape[1] != PIXELS:
+            raise ConfigError(f"{where}: images must have shape (n, {PIXELS}), got {images.shape}")
+        if images.dtype.kind != "f":
+            raise ConfigError(
+                f"{where}: images must be floating point in [0, 1], got {images.dtype} "
+                "(divide bytes by 255)"
+            )
+        # An empty list becomes a float array; it holds no labels, so it is fine.
+        if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
+            raise ConfigError(f"{where}: labels must be a 1-D integer array")
+        if len(images) != len(labels):
+            raise ConfigError(f"{where}: {len(images)} images but {len(labels)} labels")
+        outside = labels[(labels < 0) | (labels >= len(classes))]
+        if outside.size:
+            raise ConfigError(f"{where}: label {outside[0]} is outside 0..{len(classes) - 1}")
+        object.__setattr__(self, "images", _read_only(images))
+        object.__setattr__(self, "labels", _read_only(labels.astype(np.int64, copy=False)))
+        object.__setattr__(self, "classes", classes)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> Digit:
+        """Sample *index* (negative counts from the end) as a :class:`Digit`."""
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(
+                f"Dataset indices must be integers, not {type(index).__name__}; use subset()"
+            )
+        label = int(self.labels[index])
+        return Digit(self.images[index], label, self.classes[label])
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(name={self.name!r}, samples={len(self)}, "
+            f"dtype={self.images.dtype}, classes={len(self.classes)})"
+        )
+
+    def one_hot(self, dtype: DTypeLike = np.float32) -> np.ndarray:
+        """The labels as a new ``(n, len(classes))`` array with a 1 in each label's column."""
+        encoded = np.zeros((len(self), len(self.classes)), dtype=dtype)
+        encoded[np.arange(len(self)), self.labels] = 1
+        return encoded
+
+    def subset(self, indices: slice | Sequence[int] | np.ndarray) -> Dataset:
+        """The samples selected by a slice, integer indices or a boolean mask, in that order."""
+        if not isinstance(indices, slice):
+            indices = np.asarray(indices)
+            if indices.ndim != 1:
+                raise ConfigError(
+                    "subset() takes a slice or a 1-D array of indices; dataset[i] gives one sample"
+                )
+            if indices.size == 0:
+                indices = indices.astype(np.intp)  # [] would otherwise be float and not index
+        return replace(self, images=self.images[indices], labels=self.labels[indices])
+
+    def astype(self, dtype: DTypeLike) -> Dataset:
+        """The same samples with the images converted to the floating-point *dtype*."""
+        return replace(self, images=self.images.astype(dtype))
+
+
+class Splits(NamedTuple):
+    """A data set's training, validation and test samples."""
+
+    train: Dataset
+    validation: Dataset
+    test: Dataset
+
+
+def load_mnist(
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    validation: int = 10_000,
+    seed: int = 0,
+) -> Splits:
+    """Load MNIST handwritten digits; see :func:`load_dataset`."""
+    return load_dataset("mnist", data_dir, download, validation, seed)
+
+
+def load_fashion_mnist(
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    validation: int = 10_000,
+    seed: int = 0,
+) -> Splits:
+    """Load Fashion-MNIST images of clothing; see :func:`load_dataset`."""
+    return load_dataset("fashion-mnist", data_dir, download, validation, seed)
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    validation: int = 10_000,
+    seed: int = 0,
+) -> Splits:
+    """Load ``"mnist"`` or ``"fashion-mnist"`` as training, validation and test sets.
+
+    The files are looked for, downloaded and verified as the module documentation describes.
+
+    The validation set is held out of the training file: ``validation`` samples chosen by a
+    permutation from ``np.random.default_rng(seed)``, so the same seed always picks the same
+    ones. ``train`` holds the other samples. Both keep the samples in the file's order. The
+    test set is the whole test file. Loaded files are cached for the life of the process; the
+    returned arrays are read-only.
+
+    Raises:
+        ConfigError: *name* is not a known data set, or *validation* is negative or not less
+            than the number of training samples.
+        DataNotFoundError: the files are not on disk and could not be downloaded.
+        ChecksumError: a ``.gz`` file (found or downloaded) is not the published one.
+        DataFormatError: a file is malformed or the files do not fit together.
+    """
+    if name not in _CLASSES:
+        raise ConfigError(f"unknown data set {name!r}; choose one of: {', '.join(_CLASSES)}")
+    if isinstance(validation, bool) or not isinstance(validation, (int, np.integer)):
+        raise ConfigError(f"validation must be a whole number of samples, got {validation!r}")
+    if validation < 0:
+        raise ConfigError(f"validation must not be negative, got {validation}")
+    files = _locate(name, data_dir, download)
+    expected = CHECKSUMS[name]
+    train_x, train_y, test_x, test_y = _read_files(
+        tuple(_file_key(path, expected.get(path.name)) for path in files)
+    )
+    if validation >= len(train_y):
+        raise ConfigError(
+            f"validation must be less than the {len(train_y)} training samples, got {validation}"
+        )
+    order = np.random.default_rng(seed).permutation(len(train_y))
+    held_out = np.sort(order[:validation])
+    kept = np.sort(order[validation:])
+
+    classes = _CLASSES[name]
+
+    def dataset(split: str, images: np.ndarray, labels: np.ndarray) -> Dataset:
+        pixels = images.reshape(len(images), PIXELS).astype(np.float32)
+        pixels /= 255
+        return Dataset(pixels, labels, f"{name}/{split}", classes)
+
+    return Splits(
+        train=dataset("train", train_x[kept], train_y[kept]),
+        validation=dataset("validation", train_x[held_out], train_y[held_out]),
+        test=dataset("test", test_x, test_y),
+    )
+
+
+def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool) -> list[Path]:
+    """Return the paths of the four files, downloading them into the cache if need be."""
+    title = _TITLES[name]
+    folders = []
+    if data_dir is not None:
+        folders += [Path(data_dir), Path(data_dir) / name]
+    if os.environ.get(DATA_DIR_ENV):
+        folders.append(Path(os.environ[DATA_DIR_ENV]) / name)
+    cache = _cache_dir(name)
+    folders.append(cache)
+
+    for folder in folders:
+        found = [path for base in _FILES if (path := _find(folder, base))]
+        if len(found) == len(_FILES):
+            return found
+
+    if download:
+        try:
+            # Keeps what an interrupted earlier download already fetched.
+            return [_find(cache, base) or _fetch(name, base, cache) for base in _FILES]
+        except DataNotFoundError as exc:
+            why = f"Downloading failed: {exc}"
+    else:
+        why = "Downloading is turned off (download=False)."
+    looked = "\n".join(f"  {folder}" for folder in folders)
+    env_note = "" if os.environ.get(DATA_DIR_ENV) else f" ({DATA_DIR_ENV} is not set)"
+    wanted = ", ".join(f"{base}[.gz]" for base in _FILES)
+    raise DataNotFoundError(
+        f"{title} not found. Looked for {wanted} in:\n{looked}\n{why}\n"
+        f"To fix: put the four files in {cache}, or pass data_dir=, or set {DATA_DIR_ENV}"
+        f"{env_note} to a folder with mnist/ and fashion-mnist/ subfolders."
+    )
+
+
+def _find(folder: Path, base: str) -> Path | None:
+    """The file *base* in *folder*, compressed preferred because it can be verified."""
+    for candidate in (folder / f"{base}.gz", folder / base):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _fetch(name: str, base: str, cache: Path) -> Path:
+    filename = f"{base}.gz"
+    return fetch(filename, CHECKSUMS[name][filename], cache, _mirrors(name))
+
+
+def _mirrors(name: str) -> Sequence[str]:
+    override = os.environ.get(MIRRORS_ENV, "")
+    if override.strip():
+        urls = (url.strip() for url in override.split(","))
+        return [url.replace("{name}", name) for url in urls if url]
+    return MIRRORS[name]
+
+
+def _cache_dir(name: str) -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says to ignore a relative path.
+    root = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return root / "distnet" / name
+
+
+# A file's resolved path, modification time, size and published SHA-256 (None: don't check).
+_FileKey = tuple[str, int, int, "str | None"]
+
+
+def _file_key(path: Path, sha256: str | None) -> _FileKey:
+    """Identify a file's content cheaply, so that a replaced file is read again."""
+    stat = path.stat()
+    checked = sha256 if path.suffix == ".gz" else None
+    return str(path.resolve()), stat.st_mtime_ns, stat.st_size, checked
+
+
+@functools.lru_cache(maxsize=4)
+def _read_files(keys: tuple[_FileKey, ...]) -> tuple[np.ndarray, ...]:
+    """Verify and read the four files, in the order of ``_FILES``, as read-only arrays.
+
+    The cache lets repeated loads (tests, several runs in one process) skip the decompression;
+    the arrays are read-only so that no caller can change what the next one gets.
+    """
+    for path, _, _, sha256 in keys:
+        if sha256 is not None and (actual := sha256_of(path)) != sha256:
+            raise ChecksumError(
+                f"{path}: SHA-256 is {actual}, the published value is {sha256}; the file is "
+                "damaged or not the original. Delete it to have it downloaded again, or replace it."
+            )
+    train_images, train_labels, test_images, test_labels = (key[0] for key in keys)
+    return (*_read_pair(train_images, train_labels), *_read_pair(test_images, test_labels))
+
+
+def _read_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read an images file and its labels file, and check that they fit together."""
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.shape[1:] != (SIDE, SIDE):
+        raise DataFormatError(
+            f"{images_path}: expected {SIDE}x{SIDE} images, got shape {images.shape}"
+        )
+    if labels.ndim != 1:
+        raise DataFormatError(f"{labels_path}: expected a vector of labels, got {labels.shape}")
+    if len(images) != len(labels):
+        raise DataFormatError(
+            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
+        )
+    if labels.max() >= _NUM_CLASSES:
+        raise DataFormatError(
+            f"{labels_path}: label {labels.max()} is outside 0..{_NUM_CLASSES - 1}"
+        )
+    return _read_only(images), _read_only(labels)

@@ -1,0 +1,72 @@
+"""One 28x28 sample and its text picture, as the original Java ``DigitData`` drew it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from distnet.errors import ConfigError
+
+__all__ = ["Digit", "render_digit"]
+
+SIDE = 28
+PIXELS = SIDE * SIDE
+SHADES = " .:-=+*#%@"
+
+
+def render_digit(pixels: np.ndarray, header: str) -> str:
+    """Draw 784 pixel values in [0, 1] as a 28x28 text picture.
+
+    The result has 31 lines, joined by ``\\n`` with no newline at the end:
+
+    - *header* (for example ``"label 5"`` or ``"label 5, predicted 3"``);
+    - a line of 30 dashes;
+    - 28 rows, each ``|`` + 28 characters + ``|``;
+    - a line of 30 dashes.
+
+    Pixel ``v`` is drawn as ``" .:-=+*#%@"[min(int(v * 10), 9)]``: a space below 0.1, ``.``
+    from 0.1, and so on up to ``@`` from 0.9. Values below 0 count as 0.
+
+    Raises:
+        ConfigError: *pixels* does not hold exactly 784 values.
+    """
+    values = np.asarray(pixels)
+    if values.size != PIXELS:
+        raise ConfigError(f"a digit has {PIXELS} pixels ({SIDE}x{SIDE}), got {values.size}")
+    # float64 like the original's doubles, so a pixel exactly on a threshold (byte 153 = 0.6)
+    # gets the same character from float32 and float64 data.
+    levels = np.clip((values.reshape(SIDE, SIDE).astype(np.float64) * 10).astype(np.int64), 0, 9)
+    dashes = "-" * (SIDE + 2)
+    rows = ["|" + "".join(SHADES[level] for level in row) + "|" for row in levels.tolist()]
+    return "\n".join([header, dashes, *rows, dashes])
+
+
+@dataclass(frozen=True, eq=False)
+class Digit:
+    """One sample: 784 pixel values in [0, 1], its label, and the label's class name if any.
+
+    ``str(digit)`` draws it with :func:`render_digit` under the header ``"label 5"``, or
+    ``"label 9 (Ankle boot)"`` when the class name is more than the label's number.
+    """
+
+    pixels: np.ndarray
+    label: int
+    class_name: str | None = None
+
+    def __post_init__(self) -> None:
+        pixels = np.asarray(self.pixels)
+        if pixels.shape != (PIXELS,):
+            raise ConfigError(f"a digit has {PIXELS} pixels, got an array of shape {pixels.shape}")
+        object.__setattr__(self, "pixels", pixels)
+        object.__setattr__(self, "label", int(self.label))
+
+    @property
+    def header(self) -> str:
+        """The first line of the text picture: the label, and the class name if it adds to it."""
+        if self.class_name is None or self.class_name == str(self.label):
+            return f"label {self.label}"
+        return f"label {self.label} ({self.class_name})"
+
+    def __str__(self) -> str:
+        return render_digit(self.pixels, self.header)

@@ -1,0 +1,528 @@
+"""Dataset objects, finding and loading MNIST-style files, downloading them, and the real data."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distnet.data import Dataset, Digit, Splits, load_dataset, load_fashion_mnist, load_mnist
+from distnet.data import datasets, write_idx
+from distnet.data.download import fetch, sha256_of
+from distnet.errors import ChecksumError, ConfigError, DataFormatError, DataNotFoundError
+
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def make_files(
+    folder: Path, n_train: int = 30, n_test: int = 7, *, gz: bool = False
+) -> dict[str, np.ndarray]:
+    """Write small fake data set files; training image i has the value i in its first pixel."""
+    rng = np.random.default_rng(n_train)
+    train = rng.integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8)
+    train[:, 0, 0] = np.arange(n_train)
+    arrays = {
+        FILES[0]: train,
+        FILES[1]: rng.integers(0, 10, size=n_train, dtype=np.uint8),
+        FILES[2]: rng.integers(0, 256, size=(n_test, 28, 28), dtype=np.uint8),
+        FILES[3]: rng.integers(0, 10, size=n_test, dtype=np.uint8),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for base, array in arrays.items():
+        write_idx(folder / (base + ".gz" if gz else base), array)
+    return arrays
+
+
+def original_indices(split: Dataset) -> np.ndarray:
+    """Which training-file samples a split of :func:`make_files` data holds, in its order."""
+    return np.rint(split.images[:, 0] * 255).astype(int)
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No configured data folder or mirrors, no proxies, and a fresh cache; returns the cache."""
+    monkeypatch.delenv("DISTNET_DATA_DIR", raising=False)
+    monkeypatch.delenv("DISTNET_MIRRORS", raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+    monkeypatch.setenv("NO_PROXY", "*")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "distnet"
+
+
+# --- Dataset -----------------------------------------------------------------------------------
+
+
+def small_dataset(n: int = 6) -> Dataset:
+    images = np.linspace(0, 1, n * 784, dtype=np.float32).reshape(n, 784)
+    return Dataset(images, np.arange(n) % 10, "small")
+
+
+def test_dataset_basics() -> None:
+    data = small_dataset()
+    assert len(data) == 6
+    assert data.labels.dtype == np.int64 and data.images.dtype == np.float32
+    assert data.classes == tuple("0123456789")
+    digit = data[-1]
+    assert isinstance(digit, Digit) and digit.label == 5 and digit.class_name == "5"
+    np.testing.assert_array_equal(digit.pixels, data.images[5])
+    assert [d.label for d in data] == [0, 1, 2, 3, 4, 5]
+    assert repr(data) == "Dataset(name='small', samples=6, dtype=float32, classes=10)"
+
+
+def test_dataset_indexing_errors() -> None:
+    data = small_dataset()
+    with pytest.raises(IndexError):
+        data[6]
+    with pytest.raises(TypeError, match="use subset"):
+        data[1:3]  # type: ignore[index]
+
+
+def test_dataset_arrays_are_read_only() -> None:
+    images = np.zeros((2, 784), dtype=np.float32)
+    data = Dataset(images, [1, 2])
+    with pytest.raises(ValueError, match="read-only"):
+        data.images[0, 0] = 1
+    with pytest.raises(ValueError, match="read-only"):
+        data.labels[0] = 3
+    images[0, 0] = 0.5  # the caller's own array stays writable
+    assert data.images[0, 0] == 0.5
+
+
+def test_one_hot() -> None:
+    data = Dataset(np.zeros((3, 784), dtype=np.float32), [2, 0, 9])
+    encoded = data.one_hot()
+    assert encoded.dtype == np.float32 and encoded.shape == (3, 10)
+    np.testing.assert_array_equal(encoded.argmax(axis=1), [2, 0, 9])
+    np.testing.assert_array_equal(encoded.sum(axis=1), [1, 1, 1])
+    assert data.one_hot(np.float64).dtype == np.float64
+
+
+def test_subset() -> None:
+    data = small_dataset()
+    np.testing.assert_array_equal(data.subset(slice(1, 3)).labels, [1, 2])
+    np.testing.assert_array_equal(data.subset([4, 0, 4]).labels, [4, 0, 4])
+    np.testing.assert_array_equal(data.subset(data.labels % 2 == 1).labels, [1, 3, 5])
+    empty = data.subset([])
+    assert len(empty) == 0 and empty.images.shape == (0, 784)
+    assert data.subset([3]).name == "small"
+    with pytest.raises(ConfigError, match="1-D array of indices"):
+        data.subset(3)  # type: ignore[arg-type]
+
+
+def test_astype() -> None:
+    wide = small_dataset().astype(np.float64)
+    assert wide.images.dtype == np.float64
+    np.testing.assert_array_equal(wide.images, small_dataset().images)
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "message"),
+    [
+        (np.zeros((3, 784), np.float32), [1, 2], "small: 3 images but 2 labels"),
+        (np.zeros((2, 784), np.float32), [1, 10], "small: label 10 is outside 0..9"),
+        (np.zeros((2, 784), np.float32), [-1, 0], "small: label -1 is outside 0..9"),
+        (np.zeros((2, 28, 28), np.float32), [1, 2], r"shape \(n, 784\), got \(2, 28, 28\)"),
+        (np.zeros((2, 784), np.uint8), [1, 2], "floating point in \\[0, 1\\], got uint8"),
+        (np.zeros((2, 784), np.float32), [1.0, 2.0], "1-D integer array"),
+    ],
+)
+def test_dataset_validation(images: np.ndarray, labels: list, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Dataset(images, np.asarray(labels), "small")
+
+
+def test_fashion_classes_name_the_digit() -> None:
+    data = Dataset(np.zeros((1, 784), np.float32), [9], classes=datasets.FASHION_CLASSES)
+    assert str(data[0]).startswith("label 9 (Ankle boot)\n")
+
+
+# --- finding and loading files -----------------------------------------------------------------
+
+
+def test_loads_files_from_data_dir(env: Path, tmp_path: Path) -> None:
+    arrays = make_files(tmp_path / "mine")
+    splits = load_mnist(tmp_path / "mine", download=False, validation=10)
+    assert isinstance(splits, Splits)
+    assert [len(s) for s in splits] == [20, 10, 7]
+    assert [s.name for s in splits] == ["mnist/train", "mnist/validation", "mnist/test"]
+    np.testing.assert_array_equal(splits.test.labels, arrays[FILES[3]])
+    np.testing.assert_array_equal(
+        splits.test.images, arrays[FILES[2]].reshape(7, 784).astype(np.float32) / 255
+    )
+    assert splits.train.images.dtype == np.float32 and splits.train.labels.dtype == np.int64
+    assert not splits.train.images.flags.writeable
+
+
+def test_validation_split_is_seeded_disjoint_and_in_file_order(env: Path, tmp_path: Path) -> None:
+    arrays = make_files(tmp_path / "mine")
+    first = load_mnist(tmp_path / "mine", download=False, validation=12, seed=7)
+    again = load_mnist(tmp_path / "mine", download=False, validation=12, seed=7)
+    other = load_mnist(tmp_path / "mine", download=False, validation=12, seed=8)
+    train, held_out = original_indices(first.train), original_indices(first.validation)
+    np.testing.assert_array_equal(train, original_indices(again.train))
+    assert not np.array_equal(held_out, original_indices(other.validation))
+    assert np.all(np.diff(train) > 0) and np.all(np.diff(held_out) > 0)
+    assert sorted([*train, *held_out]) == list(range(30))
+    np.testing.assert_array_equal(first.train.labels, arrays[FILES[1]][train])
+    # The documented rule: the first `validation` entries of the seed's permutation.
+    expected = np.sort(np.random.default_rng(7).permutation(30)[:12])
+    np.testing.assert_array_equal(held_out, expected)
+
+
+def test_validation_zero_gives_an_empty_set(env: Path, tmp_path: Path) -> None:
+    make_files(tmp_path / "mine")
+    splits = load_mnist(tmp_path / "mine", download=False, validation=0)
+    np.testing.assert_array_equal(original_indices(splits.train), np.arange(30))
+    assert len(splits.validation) == 0 and splits.validation.images.shape == (0, 784)
+
+
+@pytest.mark.parametrize(
+    ("validation", "message"),
+    [
+        (30, "less than the 30 training samples, got 30"),
+        (-1, "must not be negative, got -1"),
+        (True, "whole number of samples, got True"),
+        (0.5, "whole number of samples, got 0.5"),
+    ],
+)
+def test_bad_validation_size(env: Path, tmp_path: Path, validation: object, message: str) -> None:
+    make_files(tmp_path / "mine")
+    with pytest.raises(ConfigError, match=message):
+        load_mnist(tmp_path / "mine", download=False, validation=validation)  # type: ignore
+
+
+def test_unknown_data_set_lists_the_known_ones() -> None:
+    with pytest.raises(
+        ConfigError, match="unknown data set 'cifar'; choose one of: mnist, fashion-mnist"
+    ):
+        load_dataset("cifar")
+
+
+def test_lookup_order(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_files(tmp_path / "given" / "mnist", n_train=21)
+    make_files(tmp_path / "shared" / "mnist", n_train=22)
+    make_files(env / "mnist", n_train=23)
+    monkeypatch.setenv("DISTNET_DATA_DIR", str(tmp_path / "shared"))
+
+    def train_size(data_dir: Path | None) -> int:
+        return len(load_mnist(data_dir, download=False, validation=1).train) + 1
+
+    assert train_size(tmp_path / "given") == 21  # data_dir/<name>
+    assert train_size(tmp_path / "given" / "mnist") == 21  # data_dir itself
+    assert train_size(tmp_path / "nothing-there") == 22  # then $DISTNET_DATA_DIR/<name>
+    assert train_size(None) == 22
+    monkeypatch.delenv("DISTNET_DATA_DIR")
+    assert train_size(None) == 23  # then the cache
+
+
+def test_load_dataset_by_name_and_fashion_classes(env: Path, tmp_path: Path) -> None:
+    make_files(tmp_path / "fashion-mnist")
+    splits = load_dataset("fashion-mnist", tmp_path, download=False, validation=5)
+    assert splits.test.classes == datasets.FASHION_CLASSES
+    assert splits.train.name == "fashion-mnist/train"
+    same = load_fashion_mnist(tmp_path, download=False, validation=5)
+    np.testing.assert_array_equal(same.train.labels, splits.train.labels)
+
+
+def test_nothing_found_offline_says_where_it_looked(env: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError) as caught:
+        load_mnist(tmp_path / "empty", download=False)
+    message = str(caught.value)
+    assert message.startswith("MNIST not found. Looked for train-images-idx3-ubyte[.gz],")
+    for place in (tmp_path / "empty", tmp_path / "empty" / "mnist", env / "mnist"):
+        assert f"\n  {place}\n" in message
+    assert "Downloading is turned off (download=False)." in message
+    assert f"put the four files in {env / 'mnist'}" in message
+    assert "set DISTNET_DATA_DIR (DISTNET_DATA_DIR is not set)" in message
+
+
+def test_an_incomplete_folder_is_skipped(env: Path, tmp_path: Path) -> None:
+    make_files(tmp_path / "mine")
+    (tmp_path / "mine" / FILES[3]).unlink()
+    with pytest.raises(DataNotFoundError, match="MNIST not found"):
+        load_mnist(tmp_path / "mine", download=False)
+
+
+def test_local_gz_files_are_checked_against_the_published_sums(env: Path, tmp_path: Path) -> None:
+    make_files(tmp_path / "mine", gz=True)
+    with pytest.raises(ChecksumError) as caught:
+        load_mnist(tmp_path / "mine", download=False, validation=1)
+    message = str(caught.value)
+    assert f"{(tmp_path / 'mine' / FILES[0]).resolve()}.gz: SHA-256 is " in message
+    assert datasets.CHECKSUMS["mnist"][FILES[0] + ".gz"] in message
+    assert "Delete it to have it downloaded again" in message
+
+
+def test_uncompressed_files_are_not_checked(env: Path, tmp_path: Path) -> None:
+    make_files(tmp_path / "mine", gz=False)
+    assert len(load_mnist(tmp_path / "mine", download=False, validation=1).test) == 7
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {FILES[1]: np.zeros(29, np.uint8)},
+            "holds 30 images but .*train-labels-idx1-ubyte holds 29",
+        ),
+        (
+            {FILES[2]: np.zeros((7, 28, 27), np.uint8)},
+            "t10k-images-idx3-ubyte: expected 28x28 images",
+        ),
+        (
+            {FILES[3]: np.zeros((7, 1), np.uint8)},
+            "t10k-labels-idx1-ubyte: expected a vector of labels",
+        ),
+        ({FILES[3]: np.full(7, 10, np.uint8)}, "t10k-labels-idx1-ubyte: label 10 is outside 0..9"),
+    ],
+)
+def test_files_that_do_not_fit_together(
+    env: Path, tmp_path: Path, change: dict, message: str
+) -> None:
+    make_files(tmp_path / "mine")
+    for base, array in change.items():
+        write_idx(tmp_path / "mine" / base, array)
+    with pytest.raises(DataFormatError, match=message):
+        load_mnist(tmp_path / "mine", download=False, validation=1)
+
+
+def test_files_are_read_once_per_process(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_files(tmp_path / "mine")
+    reads = []
+    real_read_idx = datasets.read_idx
+
+    def counting_read_idx(path: str) -> np.ndarray:
+        reads.append(path)
+        return real_read_idx(path)
+
+    monkeypatch.setattr(datasets, "read_idx", counting_read_idx)
+    first = load_mnist(tmp_path / "mine", download=False, validation=3)
+    second = load_mnist(tmp_path / "mine", download=False, validation=3)
+    assert len(reads) == 4
+    np.testing.assert_array_equal(first.train.images, second.train.images)
+    make_files(tmp_path / "mine", n_train=31)  # new content, new modification time
+    assert len(load_mnist(tmp_path / "mine", download=False, validation=3).train) == 28
+    assert len(reads) == 8
+
+
+# --- downloading -------------------------------------------------------------------------------
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """Serves files; under /broken/ it promises 1000 bytes and sends 10."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/broken/"):
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(bytes(10))
+            return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # keep the test output clean
+
+
+@pytest.fixture
+def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: Path) -> Iterator[str]:
+    """A local HTTP server with fake .gz files in mnist/; their sums are made the published ones."""
+    root = tmp_path / "www"
+    make_files(root / "mnist", gz=True)
+    sums = {f"{base}.gz": sha256_of(root / "mnist" / f"{base}.gz") for base in FILES}
+    monkeypatch.setitem(datasets.CHECKSUMS, "mnist", sums)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
+    # A short poll interval makes shutdown() quick.
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def test_download_lands_in_the_cache(
+    mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISTNET_MIRRORS", f" {mirror}/{{name}}/ ,")
+    splits = load_mnist(validation=5)
+    assert [len(s) for s in splits] == [25, 5, 7]
+    assert sorted(os.listdir(env / "mnist")) == sorted(f"{base}.gz" for base in FILES)
+    assert len(load_mnist(download=False, validation=5).train) == 25  # found in the cache now
+
+
+def test_a_failing_mirror_falls_back_to_the_next(
+    mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/missing/", f"{mirror}/mnist"))
+    assert len(load_mnist(validation=5).test) == 7
+
+
+def test_only_missing_files_are_downloaded(
+    mirror: str, env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (env / "mnist").mkdir(parents=True)
+    shutil.copy(tmp_path / "www" / "mnist" / f"{FILES[0]}.gz", env / "mnist")
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/mnist/",))
+    (tmp_path / "www" / "mnist" / f"{FILES[0]}.gz").unlink()  # the mirror lacks it now
+    assert len(load_mnist(validation=5).test) == 7
+
+
+def test_checksum_mismatch_leaves_nothing_in_the_cache(
+    mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(datasets.CHECKSUMS, "mnist", {f"{base}.gz": "0" * 64 for base in FILES})
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/mnist/",))
+    with pytest.raises(ChecksumError) as caught:
+        load_mnist()
+    message = str(caught.value)
+    assert f"{mirror}/mnist/{FILES[0]}.gz: SHA-256 is " in message
+    assert f"expected {'0' * 64}" in message
+    assert os.listdir(env / "mnist") == []
+
+
+def test_no_mirror_reachable(mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    refused = closed_port_url()
+    mirrors = (refused, f"{mirror}/missing/", f"{mirror}/broken/", "no-such-scheme://x/")
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", mirrors)
+    with pytest.raises(DataNotFoundError) as caught:
+        load_mnist()
+    message = str(caught.value)
+    assert f"{refused}{FILES[0]}.gz: " in message and "refused" in message
+    assert f"{mirror}/missing/{FILES[0]}.gz: HTTP 404 File not found" in message
+    assert (
+        f"{mirror}/broken/{FILES[0]}.gz: ConnectionError: connection closed after 10 of 1000"
+        in message
+    )
+    assert "no-such-scheme://x/train-images-idx3-ubyte.gz: " in message
+    assert "Download train-images-idx3-ubyte.gz by hand" in message
+    assert f"put the four files in {env / 'mnist'}" in message and "DISTNET_DATA_DIR" in message
+    assert os.listdir(env / "mnist") == []
+
+
+def test_fetch_without_mirrors(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError, match=r"(?s)no mirrors configured.*put it in"):
+        fetch("f.gz", "0" * 64, tmp_path / "dest", [])
+
+
+def test_sha256_of(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"abc")
+    expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert sha256_of(tmp_path / "f") == expected
+
+
+# --- the real data -----------------------------------------------------------------------------
+
+DATA_ROOT = Path(os.environ.get("DISTNET_DATA_DIR", "/work/shared/data"))
+
+
+def needs(name: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        not (DATA_ROOT / name).is_dir(),
+        reason=f"{DATA_ROOT / name} not found; set DISTNET_DATA_DIR to a folder with {name}/",
+    )
+
+
+MNIST_TRAIN_0 = """\
+label 5
+------------------------------
+|                            |
+|                            |
+|                            |
+|                            |
+|                            |
+|                =+*.*@@=    |
+|        ..-**@@@@@%*@@#:    |
+|       .@@@@@@@@@@---:.     |
+|        %@@@@@##@@          |
+|        -*=@@%  .*          |
+|           *@-              |
+|           +@#              |
+|            #@:             |
+|            .@%*=           |
+|             -@@@=          |
+|              .#@@+.        |
+|                -@@#        |
+|                 @@@:       |
+|              .+#@@%        |
+|            .+%@@@@#        |
+|           =%@@@@#-         |
+|         :%@@@@#-           |
+|       *%@@@@#-             |
+|    :*%@@@@@+               |
+|    +@@@%++                 |
+|                            |
+|                            |
+|                            |
+------------------------------"""
+
+
+@needs("mnist")
+def test_real_mnist() -> None:
+    splits = load_mnist(DATA_ROOT, download=False)
+    assert [s.images.shape for s in splits] == [(50000, 784), (10000, 784), (10000, 784)]
+    for split in splits:
+        assert split.images.dtype == np.float32 and split.labels.dtype == np.int64
+        assert split.images.min() == 0.0 and split.images.max() == 1.0
+    published_train = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    counts = np.bincount(splits.train.labels, minlength=10)
+    counts += np.bincount(splits.validation.labels, minlength=10)
+    assert counts.tolist() == published_train
+    published_test = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert np.bincount(splits.test.labels).tolist() == published_test
+    assert splits.test.labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+
+
+@needs("mnist")
+def test_real_mnist_split_partitions_the_training_file() -> None:
+    full = load_mnist(DATA_ROOT, download=False, validation=0).train
+    assert len(full) == 60000
+    assert full.labels[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert abs(float(full.images.mean(dtype=np.float64)) * 255 - 33.3184) < 1e-4
+    assert str(full[0]) == MNIST_TRAIN_0
+
+    splits = load_mnist(DATA_ROOT, download=False, validation=10_000, seed=3)
+    held_out = np.sort(np.random.default_rng(3).permutation(60000)[:10_000])
+    kept = np.setdiff1d(np.arange(60000), held_out)
+    # np.array_equal: assert_array_equal takes seconds on arrays this size.
+    assert np.array_equal(splits.validation.labels, full.labels[held_out])
+    assert np.array_equal(splits.validation.images, full.images[held_out])
+    assert np.array_equal(splits.train.labels, full.labels[kept])
+    assert np.array_equal(splits.train.images, full.images[kept])
+    again = load_mnist(DATA_ROOT, download=False, validation=10_000, seed=3)
+    assert np.array_equal(again.validation.labels, splits.validation.labels)
+
+
+@needs("fashion-mnist")
+def test_real_fashion_mnist() -> None:
+    splits = load_fashion_mnist(DATA_ROOT, download=False, validation=0)
+    assert [len(s) for s in splits] == [60000, 0, 10000]
+    assert np.bincount(splits.train.labels).tolist() == [6000] * 10
+    assert np.bincount(splits.test.labels).tolist() == [1000] * 10
+    assert splits.train.labels[:10].tolist() == [9, 0, 0, 3, 0, 2, 7, 2, 5, 5]
+    assert splits.train.classes[9] == "Ankle boot"
+    assert str(splits.train[0]).startswith("label 9 (Ankle boot)\n")

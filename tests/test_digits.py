@@ -1,0 +1,76 @@
+"""The text picture of a digit, in the format of the original Java DigitData."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distnet.data import Digit, render_digit
+from distnet.errors import ConfigError
+
+SHADES = " .:-=+*#%@"
+
+
+def test_layout() -> None:
+    lines = render_digit(np.zeros(784), "label 5, predicted 3").split("\n")
+    assert len(lines) == 31
+    assert lines[0] == "label 5, predicted 3"
+    assert lines[1] == lines[30] == "-" * 30
+    assert lines[2:30] == ["|" + " " * 28 + "|"] * 28
+
+
+def test_pixels_are_drawn_row_by_row() -> None:
+    pixels = np.zeros((28, 28))
+    pixels[0, 0] = 1.0  # top left
+    pixels[0, 27] = 0.55  # top right
+    pixels[27, 0] = 0.15  # bottom left
+    lines = render_digit(pixels.reshape(-1), "x").split("\n")
+    assert lines[2] == "|@" + " " * 26 + "+|"
+    assert lines[29] == "|." + " " * 27 + "|"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_byte_value_gets_the_originals_character(dtype: type) -> None:
+    # byte b scaled to b / 255 is drawn as SHADES[min(int(b / 255 * 10), 9)]; in integers that
+    # is SHADES[min(10 * b // 255, 9)], which avoids any rounding in the expectation.
+    values = np.arange(784) % 256
+    pixels = (values.astype(dtype) / dtype(255)).astype(dtype)
+    drawn = "".join(line[1:-1] for line in render_digit(pixels, "").split("\n")[2:30])
+    assert drawn == "".join(SHADES[min(10 * b // 255, 9)] for b in values)
+
+
+def test_thresholds() -> None:
+    cases = {0.0: " ", 0.0999: " ", 0.1: ".", 0.5: "+", 0.8999: "%", 0.9: "@", 1.0: "@"}
+    cases |= {-0.5: " ", 7.0: "@"}  # out-of-range values are clamped, not wrapped around
+    for value, char in cases.items():
+        pixels = np.full(784, value)
+        assert render_digit(pixels, "")[33] == char, value
+
+
+def test_accepts_a_28x28_grid_too() -> None:
+    grid = np.eye(28)
+    assert render_digit(grid, "h") == render_digit(grid.reshape(-1), "h")
+
+
+@pytest.mark.parametrize("size", [0, 783, 785])
+def test_wrong_number_of_pixels(size: int) -> None:
+    with pytest.raises(ConfigError, match=f"784 pixels \\(28x28\\), got {size}"):
+        render_digit(np.zeros(size), "h")
+
+
+def test_digit_str_uses_the_label_as_header() -> None:
+    pixels = np.linspace(0, 1, 784)
+    digit = Digit(pixels, 5, "5")
+    assert str(digit) == render_digit(pixels, "label 5")
+    assert Digit(pixels, 5).header == "label 5"
+
+
+def test_digit_header_names_a_class_that_is_not_a_number() -> None:
+    digit = Digit(np.zeros(784, dtype=np.float32), np.int64(9), "Ankle boot")
+    assert digit.label == 9 and type(digit.label) is int
+    assert str(digit).split("\n")[0] == "label 9 (Ankle boot)"
+
+
+def test_digit_needs_784_pixels() -> None:
+    with pytest.raises(ConfigError, match=r"784 pixels, got an array of shape \(28, 28\)"):
+        Digit(np.zeros((28, 28)), 1)
