@@ -63,6 +63,10 @@ def npz_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
 
 def read_npz(data: bytes, name: str, required: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Read an .npz from bytes without pickle; ModelFormatError for anything malformed."""
+    if len(data) < 22:  # the smallest zip file: an empty end-of-central-directory record
+        raise ModelFormatError(f"{name}: only {len(data)} bytes; the file is truncated or empty")
+    if data[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise ModelFormatError(f"{name}: not an .npz file (no zip signature); expected a file written by distnet")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}

@@ -291,9 +291,6 @@ def test_load_non_npz_file(tmp_path, content):
         Network.load(tmp_path / "x.npz")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "distnet/io.py read_npz reports any non-zip, non-.npy file as 'holds pickled objects': np.load "
-    "with allow_pickle=False raises 'Cannot load file containing pickled data' for every unknown magic"))
 def test_load_text_file_message_does_not_claim_pickle(tmp_path):
     (tmp_path / "x.npz").write_bytes(b"hello, this is not a model\n")
     with pytest.raises(ModelFormatError) as info:
@@ -398,10 +395,6 @@ def test_from_spec_rebuilds_the_architecture():
     np.testing.assert_array_equal(again.params, net.params)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "errors.py promises every user-caused error derives from DistnetError, but distnet/nn raises "
-    "plain ValueError for bad hyper-parameters (Dense size, LeakyReLU alpha, learning rate, l2, "
-    "unknown names)"))
 def test_user_errors_in_nn_are_distnet_errors():
     bad = [lambda: Dense(0, "sigmoid"), lambda: LeakyReLU(1.5), lambda: GradientDescent(0.0),
            lambda: UpdateRule(GradientDescent(0.1), l2=1.0), lambda: activation_from_spec("swish"),

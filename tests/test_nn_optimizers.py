@@ -84,9 +84,6 @@ def test_adam_defaults():
     assert (opt.learning_rate, opt.beta1, opt.beta2, opt.epsilon) == (0.001, 0.9, 0.999, 1e-8)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Adam.step adds epsilon to sqrt(s) before the bias correction (the paper's 'eps-hat' variant, "
-    "effective eps = eps*sqrt(1-beta2^t)^-1), but its docstring promises W -= lr*m_hat/(sqrt(s_hat)+eps)"))
 def test_adam_matches_its_documented_formula_with_default_epsilon():
     # Small gradients make ε matter: the two placements differ by ~1e-4 relative here.
     w0, grad = start_and_gradients(5, scale=1e-4)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
+
 
 class Activation:
     """Base class: subclasses define ``__call__`` and ``derivative``."""
@@ -88,7 +90,7 @@ class LeakyReLU(Activation):
 
     def __init__(self, alpha: float = 0.01):
         if not 0 <= alpha < 1:
-            raise ValueError(f"LeakyReLU alpha must be in [0, 1), got {alpha}")
+            raise ConfigError(f"LeakyReLU alpha must be in [0, 1), got {alpha}")
         self.alpha = alpha
 
     def __call__(self, z):
@@ -149,5 +151,5 @@ def activation_from_spec(spec: dict | str) -> Activation:
     params = dict(spec)
     name = params.pop("name", None)
     if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
+        raise ConfigError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name](**params)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
+
 from .activations import Activation, Softmax
 
 
@@ -101,5 +103,5 @@ def cost_from_spec(spec: dict | str) -> Cost:
     """Build a cost from its name or from the dict :meth:`Cost.spec` returns."""
     name = spec if isinstance(spec, str) else spec.get("name")
     if name not in COSTS:
-        raise ValueError(f"unknown cost {name!r}; known: {', '.join(COSTS)}")
+        raise ConfigError(f"unknown cost {name!r}; known: {', '.join(COSTS)}")
     return COSTS[name]()

@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from ..errors import ConfigError
+
 
 class Initializer:
     name: str = ""
@@ -31,7 +33,7 @@ class Random(Initializer):
 
     def __init__(self, low: float = -0.5, high: float = 0.5):
         if not low < high:
-            raise ValueError(f"Random initializer needs low < high, got {low}, {high}")
+            raise ConfigError(f"Random initializer needs low < high, got {low}, {high}")
         self.low, self.high = low, high
 
     def __call__(self, fan_in, fan_out, rng):
@@ -128,5 +130,5 @@ def initializer_from_spec(spec: dict | str) -> Initializer:
     params = dict(spec)
     name = params.pop("name", None)
     if name not in INITIALIZERS:
-        raise ValueError(f"unknown initializer {name!r}; known: {', '.join(INITIALIZERS)}")
+        raise ConfigError(f"unknown initializer {name!r}; known: {', '.join(INITIALIZERS)}")
     return INITIALIZERS[name](**params)

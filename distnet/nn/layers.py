@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
+
 from .activations import Activation, activation_from_spec
 
 
@@ -16,7 +18,7 @@ class Dense:
 
     def __init__(self, size: int, activation: Activation | str | dict):
         if not isinstance(size, (int, np.integer)) or size <= 0:
-            raise ValueError(f"a layer's size must be a positive integer, got {size!r}")
+            raise ConfigError(f"a layer's size must be a positive integer, got {size!r}")
         self.size = int(size)
         self.activation = activation if isinstance(activation, Activation) else activation_from_spec(activation)
         self.weights: np.ndarray | None = None

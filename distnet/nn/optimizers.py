@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
+
 
 class Optimizer:
     name: str = ""
 
     def __init__(self, learning_rate: float):
         if not learning_rate > 0:
-            raise ValueError(f"learning rate must be > 0, got {learning_rate}")
+            raise ConfigError(f"learning rate must be > 0, got {learning_rate}")
         self.learning_rate = learning_rate
         self._state: dict[str, np.ndarray] = {}
 
@@ -123,8 +125,9 @@ class Adam(Optimizer):
         m += (1 - self.beta1) * grad
         s *= self.beta2
         s += (1 - self.beta2) * grad * grad
-        step_size = self.learning_rate * np.sqrt(1 - self.beta2 ** int(t)) / (1 - self.beta1 ** int(t))
-        params -= params.dtype.type(step_size) * m / (np.sqrt(s) + params.dtype.type(self.epsilon))
+        m_hat = m / params.dtype.type(1 - self.beta1 ** int(t))
+        s_hat = s / params.dtype.type(1 - self.beta2 ** int(t))
+        params -= params.dtype.type(self.learning_rate) * m_hat / (np.sqrt(s_hat) + params.dtype.type(self.epsilon))
 
     def spec(self):
         return {**super().spec(), "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}
@@ -142,7 +145,7 @@ def optimizer_from_spec(spec: dict | str) -> Optimizer:
     params = dict(spec)
     name = params.pop("name", None)
     if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+        raise ConfigError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
     return OPTIMIZERS[name](**params)
 
 
@@ -157,7 +160,9 @@ class UpdateRule:
 
     def __init__(self, optimizer: Optimizer, l2: float = 0.0, weight_slices: list[slice] | None = None):
         if not 0 <= l2 < 1:
-            raise ValueError(f"l2 must be in [0, 1), got {l2}")
+            raise ConfigError(f"l2 must be in [0, 1), got {l2}")
+        if l2 and not weight_slices:
+            raise ConfigError("L2 needs the weight_slices of the network (network.weight_slices)")
         self.optimizer = optimizer
         self.l2 = l2
         self.weight_slices = list(weight_slices or [])

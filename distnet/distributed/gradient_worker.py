@@ -1,0 +1,91 @@
+"""GradientWorker: holds one shard of the training data and computes gradients on it.
+
+A plain class; the trainer runs it as a Ray actor. Each step it computes, on its slice of the
+current mini-batch, the *summed* gradient, the summed cost and the sample count; the parameter
+server turns those into the mean over the whole mini-batch.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..batches import BatchPlan
+from ..nn import Network
+from . import channel as ch
+
+
+class GradientWorker:
+    def __init__(self, index: int, network_spec: dict, images: np.ndarray, labels: np.ndarray,
+                 plan: dict):
+        # ``images`` arrives from the object store: on this node a read-only view, never a copy.
+        self.index = index
+        self.network = Network.from_spec(network_spec)
+        self.images = images if images.dtype == self.network.dtype else images.astype(self.network.dtype)
+        self.targets = np.eye(self.network.output_size, dtype=self.network.dtype)[labels]
+        self.plan = BatchPlan(**plan)
+        self._epoch, self._order = None, None
+        self._grad = np.empty_like(self.network.params)
+        self._channel: ch.WorkerEnd | None = None
+
+    def where(self) -> dict:
+        """Where this worker runs: node, host and process, for the run summary."""
+        import ray
+
+        return {"worker": self.index, "node_id": ray.get_runtime_context().get_node_id(),
+                "host": os.uname().nodename, "pid": os.getpid()}
+
+    def _rows(self, epoch: int, step: int) -> np.ndarray:
+        if self._epoch != epoch:
+            self._order, self._epoch = self.plan.shard_order(epoch, self.index), epoch
+        return self.plan.shard_step(self._order, self.index, step)
+
+    def _backprop(self, epoch: int, step: int, out: np.ndarray) -> tuple[float, int, int]:
+        rows = self._rows(epoch, step)
+        _, cost, correct = self.network.backprop(self.images[rows], self.targets[rows], out=out)
+        return cost, correct, len(rows)
+
+    # -- the plain-call and compiled-graph step ---------------------------------------------------
+    def gradient(self, params: np.ndarray, epoch: int, step: int):
+        """(summed gradient, summed cost, correct, samples) of this worker's part of the step."""
+        self.network.set_params(params)
+        cost, correct, samples = self._backprop(epoch, step, self._grad)
+        return self._grad, cost, correct, samples
+
+    # -- the same-host channel step ---------------------------------------------------------------
+    def can_reach(self, spec: ch.ChannelSpec) -> bool:
+        return ch.reachable(spec)
+
+    def connect(self, spec: ch.ChannelSpec) -> None:
+        self.disconnect()
+        self._channel = ch.WorkerEnd(spec, self.index)
+
+    def disconnect(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def serve_steps(self, epoch: int, start: int, stop: int) -> None:
+        """Compute steps [start, stop) of ``epoch`` as the parameter server calls for them."""
+        channel = self._channel
+        for step in range(start, stop):
+            if channel.next_step() != (epoch, step):
+                raise RuntimeError(f"worker {self.index} is at epoch {epoch} step {step}, but the "
+                                   f"parameter server asked for another step")
+            try:
+                self.network.params[...] = channel.params
+                channel.stats[self.index] = self._backprop(epoch, step, channel.grad)
+            except BaseException:
+                channel.finish_step(ok=False)
+                raise
+            channel.finish_step()
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def count_errors(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, part: int,
+                     parts: int) -> int:
+        """Misclassified samples in part ``part`` of ``parts`` equal contiguous parts."""
+        bounds = np.linspace(0, len(labels), parts + 1).astype(int)
+        lo, hi = bounds[part], bounds[part + 1]
+        self.network.set_params(params)
+        predicted = self.network.predict(images[lo:hi]).argmax(axis=1)
+        return int(np.count_nonzero(predicted != labels[lo:hi]))

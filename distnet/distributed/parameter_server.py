@@ -1,0 +1,106 @@
+"""ParameterServer: holds the parameters and the optimizer state, applies every update.
+
+A plain class; the trainer runs it as a Ray actor. Each step it combines the workers' summed
+gradients in worker order, divides by the total sample count (the mean over the whole
+mini-batch, whatever the split), and applies the same :class:`~distnet.nn.UpdateRule` (L2, then
+the optimizer) as the single-process trainer.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..nn import Network, UpdateRule, optimizer_from_spec
+from . import channel as ch
+
+
+class ParameterServer:
+    def __init__(self, network_spec: dict, params: np.ndarray, optimizer_spec: dict, l2: float,
+                 optimizer_state: dict | None = None):
+        network = Network.from_spec(network_spec, params)
+        self.params = network.params
+        self.rule = UpdateRule(optimizer_from_spec(optimizer_spec), l2, network.weight_slices)
+        if optimizer_state:
+            self.rule.optimizer.load_state(optimizer_state)
+        self.steps_applied = 0
+        self._stats = np.zeros(ch.STATS_COLUMNS)
+        self._mean_grad = np.empty_like(self.params)
+        self._channel: ch.ServerEnd | None = None
+
+    def _apply(self, grads, stats: np.ndarray) -> None:
+        mean = self._mean_grad
+        np.copyto(mean, grads[0])
+        for grad in grads[1:]:
+            mean += grad
+        mean /= stats[:, 2].sum()
+        self.rule.apply(self.params, mean)
+        self._stats += stats.sum(axis=0)
+        self.steps_applied += 1
+
+    # -- state ----------------------------------------------------------------------------------
+    def get_params(self) -> np.ndarray:
+        return self.params.copy()
+
+    def state(self) -> tuple[np.ndarray, dict, int]:
+        """(parameters, optimizer state, steps applied): everything a checkpoint needs."""
+        return self.params.copy(), self.rule.optimizer.state(), self.steps_applied
+
+    def load_state(self, params: np.ndarray, optimizer_state: dict) -> None:
+        self.params[...] = params
+        self.rule.optimizer.load_state(optimizer_state)
+
+    def take_stats(self) -> tuple[float, int, int]:
+        """Summed (cost, correct, samples) since the last call, and reset."""
+        cost, correct, samples = self._stats
+        self._stats[:] = 0
+        return float(cost), int(correct), int(samples)
+
+    # -- the plain-call and compiled-graph step ---------------------------------------------------
+    def apply(self, *results) -> np.ndarray:
+        """One update from each worker's (gradient, cost, correct, samples); returns the new
+        parameters for the next step."""
+        self._apply([r[0] for r in results], np.array([r[1:] for r in results], dtype=np.float64))
+        return self.params
+
+    # -- the same-host channel step ---------------------------------------------------------------
+    def create_channel(self, workers: int) -> ch.ChannelSpec:
+        """Create a channel on this host (the workers then say whether they can reach it)."""
+        return ch.create_channel(workers, self.params.size, self.params.dtype)
+
+    def remove_channel(self, spec: ch.ChannelSpec) -> None:
+        ch.remove_channel(spec)
+
+    def connect(self, spec: ch.ChannelSpec) -> None:
+        """Attach to the channel; from now on the parameters live in its shared memory."""
+        self.disconnect()
+        self._channel = ch.ServerEnd(spec)
+        self._channel.params[...] = self.params
+        self.params = self._channel.params
+        self._refresh_rule()
+
+    def disconnect(self) -> None:
+        if self._channel is not None:
+            self.params = self._channel.params.copy()
+            self._channel.close()
+            self._channel = None
+            self._refresh_rule()
+
+    def _refresh_rule(self) -> None:
+        self._mean_grad = np.empty_like(self.params)
+
+    def serve_steps(self, epoch: int, start: int, stop: int) -> int:
+        """Run steps [start, stop) of ``epoch`` over the channel; returns the steps completed.
+
+        Stops early (and reports how far it got) if a worker fails or dies: every completed
+        step was applied exactly once, the interrupted one not at all.
+        """
+        channel = self._channel
+        for step in range(start, stop):
+            try:
+                channel.start_step(epoch, step)
+                failed = channel.wait_step()
+            except ch.PeerLost:
+                return step - start
+            if failed:
+                return step - start
+            self._apply(channel.grads, channel.stats)
+        return stop - start
