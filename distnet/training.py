@@ -144,7 +144,7 @@ class TrainerBase:
                     if checkpoint_every:
                         stop = min(stop, step + checkpoint_every - since_checkpoint)
                     chunk_stats = self._run_steps(epoch, step, stop)
-                    if not math.isfinite(chunk_stats.cost):
+                    if not (math.isfinite(chunk_stats.cost) and self._params_finite()):
                         raise TrainingDivergedError(self._divergence_message(epoch, stop, run, stopping))
                     stats += chunk_stats
                     since_checkpoint += stop - step
@@ -208,12 +208,12 @@ class TrainerBase:
 
     def _divergence_message(self, epoch: int, step: int, run: RunDir | None, stopping) -> str:
         where = f"epoch {epoch + 1}, by step {step}"
-        advice = (f"the learning rate ({self.optimizer.learning_rate}) is probably too high; "
+        advice = (f"the learning rate ({self.optimizer.learning_rate:g}) is probably too high; "
                   f"try a smaller one")
         kept = ""
         if run is not None:
             kept = f"; the best network so far and the last checkpoint in {run.path} are intact"
-        return f"training diverged ({where}: the cost became NaN or infinite): {advice}{kept}"
+        return f"training diverged ({where}: the cost or the parameters became NaN or infinite): {advice}{kept}"
 
     # -- what subclasses provide ------------------------------------------------------------------
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
@@ -226,6 +226,9 @@ class TrainerBase:
         raise NotImplementedError
 
     def _params(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _params_finite(self) -> bool:
         raise NotImplementedError
 
     def _optimizer_state(self) -> dict[str, np.ndarray]:

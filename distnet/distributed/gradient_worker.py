@@ -42,7 +42,9 @@ class GradientWorker:
 
     def _backprop(self, epoch: int, step: int, out: np.ndarray) -> tuple[float, int, int]:
         rows = self._rows(epoch, step)
-        _, cost, correct = self.network.backprop(self.images[rows], self.targets[rows], out=out)
+        # Overflow shows up as a non-finite cost, which the driver reports as divergence.
+        with np.errstate(over="ignore", invalid="ignore"):
+            _, cost, correct = self.network.backprop(self.images[rows], self.targets[rows], out=out)
         return cost, correct, len(rows)
 
     # -- the plain-call and compiled-graph step ---------------------------------------------------

@@ -40,6 +40,9 @@ class ParameterServer:
     def get_params(self) -> np.ndarray:
         return self.params.copy()
 
+    def params_finite(self) -> bool:
+        return bool(np.isfinite(self.params).all())
+
     def state(self) -> tuple[np.ndarray, dict, int]:
         """(parameters, optimizer state, steps applied): everything a checkpoint needs."""
         return self.params.copy(), self.rule.optimizer.state(), self.steps_applied

@@ -201,6 +201,9 @@ class DistributedTrainer(TrainerBase):
     def _params(self) -> np.ndarray:
         return ray.get(self._server.get_params.remote())
 
+    def _params_finite(self) -> bool:
+        return ray.get(self._server.params_finite.remote())
+
     def _optimizer_state(self) -> dict[str, np.ndarray]:
         return ray.get(self._server.state.remote())[1]
 

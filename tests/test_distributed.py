@@ -1,0 +1,88 @@
+"""The distributed trainer on a real local Ray: the same math as the single-process trainer."""
+import json
+
+import numpy as np
+import pytest
+
+from distnet import ConfigError, Dense, Nesterov, Network
+from distnet.distributed import DistributedTrainer
+from distnet.trainer import Trainer
+
+pytestmark = pytest.mark.slow
+
+
+def small_network():
+    return Network([Dense(12, "leaky_relu"), Dense(10, "softmax")], input_size=784, seed=5,
+                   initializer=None, dtype=np.float64)
+
+
+def data(mnist):
+    return mnist.train.subset(slice(0, 1500)), mnist.validation.subset(slice(0, 300))
+
+
+def fit(trainer, mnist, **kw):
+    train, validation = data(mnist)
+    return trainer.fit(train, validation, epochs=2, eval_every=1, window=5, **kw)
+
+
+def single_process(mnist, shards):
+    """A single-process run over the same global mini-batches as ``shards`` workers."""
+    trainer = Trainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
+    trainer.shards = shards
+    result = fit(trainer, mnist)
+    return trainer.network.params.copy(), result
+
+
+def distributed(mnist, workers, protocol, **kw):
+    trainer = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3,
+                                 workers=workers, protocol=protocol)
+    result = fit(trainer, mnist, **kw)
+    return trainer, result
+
+
+def relative_difference(a, b):
+    return np.abs(a - b).max() / np.abs(b).max()
+
+
+@pytest.mark.parametrize("workers,protocol", [(1, "channel"), (2, "channel"), (3, "channel"), (2, "plain")])
+def test_distribution_does_not_change_the_math(mnist, ray_local, workers, protocol):
+    expected, expected_result = single_process(mnist, workers)
+    trainer, result = distributed(mnist, workers, protocol)
+    assert trainer.active_protocol == protocol
+    assert relative_difference(trainer.network.params, expected) < 1e-9
+    assert relative_difference(result.best_network.params, expected_result.best_network.params) < 1e-9
+    assert [h["validation_error"] for h in result.history] == [h["validation_error"] for h in expected_result.history]
+    assert result.history[-1]["train_error"] == pytest.approx(expected_result.history[-1]["train_error"])
+
+
+def test_one_worker_equals_the_plain_trainer(mnist, ray_local):
+    trainer = Trainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
+    fit(trainer, mnist)
+    distributed_trainer, _ = distributed(mnist, 1, "auto")
+    assert relative_difference(distributed_trainer.network.params, trainer.network.params) < 1e-9
+
+
+def test_stop_evaluator_actor_writes_the_best_network(mnist, ray_local, tmp_path):
+    trainer, result = distributed(mnist, 2, "auto", run_dir=tmp_path / "run")
+    run = tmp_path / "run"
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    best = min(history, key=lambda h: h["validation_error"])
+    best_file = Network.load(run / "best.npz")
+    validation = data(mnist)[1]
+    assert best_file.error_rate(validation.images, validation.labels) == best["validation_error"]
+    assert json.loads((run / "best.json").read_text())["epoch"] == best["epoch"] == result.best_epoch
+    assert {"config.json", "checkpoint.npz"} <= {p.name for p in run.iterdir()}
+    assert len(trainer.placement) == 2 and all("node_id" in p for p in trainer.placement)
+
+
+def test_batch_smaller_than_workers_is_refused(mnist, ray_local):
+    trainer = DistributedTrainer(small_network(), Nesterov(0.02), batch_size=2, workers=3)
+    with pytest.raises(ConfigError, match="batch size 2 is smaller than the number of workers 3"):
+        fit(trainer, mnist)
+
+
+def test_more_workers_than_cpus_is_a_clear_error_not_a_hang(mnist, ray_local):
+    trainer = DistributedTrainer(small_network(), Nesterov(0.02), batch_size=32, workers=9,
+                                 placement_timeout=3)
+    with pytest.raises(ConfigError, match="cannot place 9 workers"):
+        fit(trainer, mnist)

@@ -1,0 +1,94 @@
+"""The original's StopEvaluator on scripted error sequences, and the best-network keeper."""
+import math
+
+import numpy as np
+import pytest
+
+from distnet import ConfigError, Dense, Network
+from distnet.stop import EarlyStopping, StopEvaluator
+
+
+def run(evaluator, errors):
+    """The index of the call that said stop, or None."""
+    for i, e in enumerate(errors):
+        if evaluator.stop(e):
+            return i
+    return None
+
+
+def test_never_stops_before_the_window_is_full():
+    assert run(StopEvaluator(window=3), [0.5, 0.9]) is None
+
+
+def test_stops_when_the_moving_average_rises():
+    # windows: [.5 .4 .3] avg .4 -> [.4 .3 .2] avg .3 -> [.3 .2 .9] avg .467 > .3: stop at index 4
+    assert run(StopEvaluator(window=3), [0.5, 0.4, 0.3, 0.2, 0.9, 0.1]) == 4
+
+
+def test_a_flat_average_does_not_stop():
+    assert run(StopEvaluator(window=2), [0.3, 0.3, 0.3, 0.3, 0.3]) is None
+
+
+def test_first_full_window_never_stops_even_if_bad():
+    assert run(StopEvaluator(window=2), [0.9, 0.95]) is None
+
+
+def test_acceptable_error_stops_once_best_is_below_it():
+    assert run(StopEvaluator(window=10, acceptable_error=0.1), [0.3, 0.2, 0.09, 0.5]) == 2
+
+
+def test_acceptable_error_is_strict():
+    assert run(StopEvaluator(window=10, acceptable_error=0.1), [0.3, 0.1, 0.1]) is None
+
+
+def test_improvement_is_strict_and_lowest_tracked():
+    evaluator = StopEvaluator(window=5)
+    flags = []
+    for e in [0.5, 0.4, 0.4, 0.6, 0.3]:
+        evaluator.stop(e)
+        flags.append(evaluator.improved)
+    assert flags == [True, True, False, False, True]
+    assert evaluator.lowest == 0.3
+
+
+def test_window_must_be_positive():
+    with pytest.raises(ConfigError, match="stop window"):
+        StopEvaluator(window=0)
+
+
+def test_state_round_trip_continues_identically():
+    errors = [0.5, 0.45, 0.44, 0.46, 0.43, 0.47, 0.49, 0.5]
+    whole = StopEvaluator(window=3)
+    verdicts = [whole.stop(e) for e in errors]
+    first = StopEvaluator(window=3)
+    head = [first.stop(e) for e in errors[:4]]
+    resumed = StopEvaluator.from_state(first.state())
+    assert head + [resumed.stop(e) for e in errors[4:]] == verdicts
+
+
+def small_network():
+    return Network([Dense(3, "sigmoid"), Dense(2, "softmax")], input_size=4, seed=0, dtype=np.float64)
+
+
+def test_early_stopping_keeps_a_real_copy_of_the_best(tmp_path):
+    net = small_network()
+    keeper = EarlyStopping(net.spec(), window=10, best_path=tmp_path / "best.npz")
+    params = net.params.copy()
+    keeper.evaluate(1, 0.3, params)
+    best_before = params.copy()
+    params += 1.0  # the caller reuses its array
+    verdict = keeper.evaluate(2, 0.4, params)  # worse: not kept
+    assert not verdict.improved and verdict.best_error == 0.3 and verdict.best_epoch == 1
+    np.testing.assert_array_equal(keeper.best_network().params, best_before)
+    on_disk = Network.load(tmp_path / "best.npz")
+    np.testing.assert_array_equal(on_disk.params, best_before)
+    assert (tmp_path / "best.json").read_text().count('"epoch": 1') == 1
+
+
+def test_early_stopping_writes_each_improvement(tmp_path):
+    net = small_network()
+    keeper = EarlyStopping(net.spec(), window=10, best_path=tmp_path / "best.npz")
+    for epoch, error in enumerate([0.5, 0.4, 0.45, 0.2], start=1):
+        keeper.evaluate(epoch, error, net.params + epoch)
+    np.testing.assert_array_equal(Network.load(tmp_path / "best.npz").params, net.params + 4)
+    assert keeper.best_epoch == 4 and math.isclose(keeper.evaluator.lowest, 0.2)

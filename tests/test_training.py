@@ -1,0 +1,150 @@
+"""The batch plan, the single-process trainer, run directories, checkpoints and resume."""
+import json
+
+import numpy as np
+import pytest
+
+from distnet import ConfigError, Dense, Nesterov, Network, TrainingDivergedError
+from distnet.batches import BatchPlan, split_sizes
+from distnet.checkpoint import Checkpoint
+from distnet.nn import UpdateRule
+from distnet.presets import get_preset
+from distnet.progress import Reporter
+from distnet.trainer import Trainer
+
+
+def test_split_sizes_differ_by_at_most_one():
+    assert split_sizes(32, 3) == [11, 11, 10]
+    assert split_sizes(7, 7) == [1] * 7
+    assert sum(split_sizes(50_000, 3)) == 50_000
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3, 5])
+def test_batch_plan_covers_each_sample_at_most_once_per_epoch(shards):
+    plan = BatchPlan(1000, 32, shards, seed=7)
+    batches = plan.epoch_batches(epoch=3)
+    assert len(batches) == plan.steps_per_epoch == 31
+    assert all(len(b) == 32 for b in batches)
+    seen = np.concatenate(batches)
+    assert len(np.unique(seen)) == len(seen) == 31 * 32
+    assert seen.min() >= 0 and seen.max() < 1000
+    # every shard contributes its own slice of each batch
+    for k, batch in enumerate(batches):
+        start = 0
+        for s, b in enumerate(plan.shard_batch_sizes):
+            lo, hi = plan.shard_ranges[s]
+            assert np.all((batch[start:start + b] >= lo) & (batch[start:start + b] < hi))
+            start += b
+
+
+def test_batch_plan_is_deterministic_and_reshuffles_each_epoch():
+    plan = BatchPlan(500, 10, 2, seed=1)
+    a, b = plan.epoch_batches(0), BatchPlan(500, 10, 2, seed=1).epoch_batches(0)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(np.concatenate(a), np.concatenate(plan.epoch_batches(1)))
+    assert not np.array_equal(np.concatenate(a), np.concatenate(BatchPlan(500, 10, 2, seed=2).epoch_batches(0)))
+
+
+def test_batch_smaller_than_workers_is_refused():
+    with pytest.raises(ConfigError, match="batch size 2 is smaller than the number of workers 3"):
+        BatchPlan(100, 2, 3)
+
+
+def tiny_network(dtype=np.float64, seed=3):
+    return Network([Dense(8, "leaky_relu"), Dense(10, "softmax")], input_size=784, seed=seed,
+                   initializer=None, dtype=dtype)
+
+
+def test_step_is_mean_gradient_then_l2_then_optimizer(mnist):
+    X, Y = mnist.train.images[:32].astype(np.float64), mnist.train.one_hot(np.float64)[:32]
+    net, reference = tiny_network(), tiny_network()
+    Trainer(net, Nesterov(0.02, 0.87), l2=1e-3, batch_size=32).step(X, Y)
+    UpdateRule(Nesterov(0.02, 0.87), 1e-3, reference.weight_slices).apply(reference.params, reference.gradient(X, Y))
+    np.testing.assert_allclose(net.params, reference.params, rtol=0, atol=1e-15)
+
+
+def fit_small(mnist, run_dir=None, epochs=2, resume=False, network=None, **kw):
+    train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
+    net = network or tiny_network()
+    trainer = Trainer(net, Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
+    return trainer.fit(train, validation, epochs=epochs, eval_every=1, window=3, run_dir=run_dir,
+                       resume=resume, **kw), net
+
+
+def test_fit_writes_a_complete_run_directory(mnist, tmp_path):
+    result, net = fit_small(mnist, tmp_path / "run", epochs=3)
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"config.json", "history.jsonl", "best.npz", "best.json",
+                                               "checkpoint.npz", "checkpoint.prev.npz"}
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2, 3] == [h["epoch"] for h in result.history]
+    best = min(history, key=lambda h: h["validation_error"])
+    assert result.best_error == best["validation_error"] and result.best_epoch == best["epoch"]
+    on_disk = Network.load(run / "best.npz")
+    np.testing.assert_array_equal(on_disk.params, result.best_network.params)
+    assert on_disk.error_rate(mnist.validation.images[:500], mnist.validation.labels[:500]) == result.best_error
+    config = json.loads((run / "config.json").read_text())
+    assert config["batch_size"] == 32 and config["seed"] == 11 and config["optimizer"]["name"] == "nesterov"
+    assert Checkpoint.load(run / "checkpoint.npz").epoch == 3
+
+
+def test_resume_ends_exactly_where_an_uninterrupted_run_ends(mnist, tmp_path):
+    whole, whole_net = fit_small(mnist, tmp_path / "whole", epochs=4)
+    fit_small(mnist, tmp_path / "part", epochs=4, checkpoint_every=20)
+    # Throw away everything after the checkpoint of epoch 2, step 20 by rebuilding it.
+    part_dir = tmp_path / "part2"
+    fit_small(mnist, part_dir, epochs=2, checkpoint_every=20)
+    config = json.loads((part_dir / "config.json").read_text())
+    config["epochs"] = 4
+    (part_dir / "config.json").write_text(json.dumps(config))
+    checkpoint = Checkpoint.load(part_dir / "checkpoint.npz")
+    checkpoint.config["epochs"] = 4
+    checkpoint.save(part_dir / "checkpoint.npz")
+    resumed, resumed_net = fit_small(mnist, part_dir, epochs=4, resume=True, checkpoint_every=20)
+    np.testing.assert_array_equal(resumed_net.params, whole_net.params)
+    assert [h["validation_error"] for h in resumed.history] == [h["validation_error"] for h in whole.history]
+
+
+def test_resume_from_mid_epoch_checkpoint(mnist, tmp_path):
+    whole, whole_net = fit_small(mnist, tmp_path / "whole", epochs=2)
+    run = tmp_path / "mid"
+    fit_small(mnist, run, epochs=2, checkpoint_every=25)
+    # Roll back to a mid-epoch checkpoint by hand: epoch 1 (0-based), step 50.
+    ckpt = Checkpoint.load(run / "checkpoint.prev.npz")
+    assert (ckpt.epoch, ckpt.step) == (1, 50)
+    ckpt.save(run / "checkpoint.npz")
+    resumed, net = fit_small(mnist, run, epochs=2, resume=True, checkpoint_every=25)
+    np.testing.assert_array_equal(net.params, whole_net.params)
+
+
+class LearningRateBomb(Reporter):
+    """Makes the learning rate absurd in the middle of epoch 2, after saving the run's files."""
+
+    def __init__(self, trainer, run):
+        self.trainer, self.run, self.saved = trainer, run, None
+
+    def on_steps(self, epoch, step, steps, stats, seconds):
+        if epoch == 2 and self.saved is None:
+            self.saved = {name: (self.run / name).read_bytes() for name in ("best.npz", "checkpoint.npz")}
+            self.trainer.optimizer.learning_rate = 1e30
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_best(mnist, tmp_path):
+    train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
+    trainer = Trainer(tiny_network(np.float32), Nesterov(0.02, 0.87), batch_size=32, seed=1)
+    bomb = LearningRateBomb(trainer, tmp_path)
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2.*learning rate \(1e\+30\) is probably too high"):
+        trainer.fit(train, validation, epochs=3, eval_every=1, run_dir=tmp_path, reporter=bomb)
+    assert bomb.saved == {name: (tmp_path / name).read_bytes() for name in ("best.npz", "checkpoint.npz")}
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["epoch"] == 1
+    assert Network.load(tmp_path / "best.npz").error_rate(validation.images, validation.labels) == best["validation_error"]
+
+
+def test_seed_preset_reaches_below_5_percent_on_real_mnist(mnist):
+    preset = get_preset("seed")
+    net = preset.network(seed=942457)
+    trainer = Trainer(net, preset.build_optimizer(), l2=preset.l2, batch_size=preset.batch_size, seed=942457)
+    result = trainer.fit(mnist.train, mnist.validation, epochs=5, eval_every=5)
+    assert result.best_error < 0.05
+    assert net.error_rate(mnist.test.images, mnist.test.labels) < 0.05
