@@ -1,9 +1,36 @@
-"""distnet: a from-scratch NumPy neural network, trained on many cores and machines with Ray."""
+"""distnet: a from-scratch NumPy neural network, trained on many cores and machines with Ray.
+
+>>> from distnet import Network, Dense, LeakyReLU, Softmax, XavierNormal, Nesterov, Trainer
+>>> from distnet import load_mnist
+"""
+from .data import Dataset, Splits, load_dataset, load_fashion_mnist, load_mnist
 from .errors import (ChecksumError, ConfigError, DataFormatError, DataNotFoundError, DistnetError,
                      ModelFormatError, TrainingDivergedError)
 from .nn import (MSE, Adam, CrossEntropy, Dense, GradientDescent, HalfQuadratic, HeNormal, HeUniform,
                  Identity, LeakyReLU, LeCunNormal, LeCunUniform, Momentum, Nesterov, Network, Quadratic,
                  Random, ReLU, Sigmoid, Softmax, Softplus, Tanh, XavierNormal, XavierUniform)
+from .presets import PRESETS, Preset, get_preset
 from .stop import EarlyStopping, StopEvaluator
+from .trainer import Trainer
+from .training import FitResult
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Network", "Dense", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softplus", "Softmax",
+    "Quadratic", "HalfQuadratic", "MSE", "CrossEntropy", "Random", "XavierUniform", "XavierNormal",
+    "LeCunUniform", "LeCunNormal", "HeUniform", "HeNormal", "GradientDescent", "Momentum", "Nesterov",
+    "Adam", "Trainer", "DistributedTrainer", "FitResult", "StopEvaluator", "EarlyStopping", "Preset",
+    "PRESETS", "get_preset", "Dataset", "Splits", "load_mnist", "load_fashion_mnist", "load_dataset",
+    "DistnetError", "ConfigError", "DataFormatError", "DataNotFoundError", "ChecksumError",
+    "ModelFormatError", "TrainingDivergedError",
+]
+
+
+def __getattr__(name: str):
+    # Ray takes a second to import; only the distributed trainer needs it.
+    if name == "DistributedTrainer":
+        from .distributed import DistributedTrainer
+
+        return DistributedTrainer
+    raise AttributeError(f"module 'distnet' has no attribute {name!r}")

@@ -14,7 +14,6 @@ The loop itself (epochs, evaluations, early stopping, checkpoints, progress) is 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,6 @@ from ..data import Dataset
 from ..errors import ConfigError
 from ..nn import Network, Optimizer
 from ..training import StepStats, TrainerBase
-from . import channel as ch
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .stop_evaluator import StopEvaluatorActor

@@ -1,0 +1,30 @@
+"""``distnet evaluate``: a saved network's error rate, per-class accuracy and confusion matrix."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .common import add_data_arguments, load_data
+
+
+def register(subparsers) -> None:
+    evaluate = subparsers.add_parser("evaluate", help="error rate, per-class accuracy and confusion matrix of a model")
+    evaluate.add_argument("model", type=Path, help="a .npz network (e.g. RUN_DIR/best.npz)")
+    add_data_arguments(evaluate)
+    evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    evaluate.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from .metrics import evaluate
+    from .nn import Network
+
+    network = Network.load(args.model)
+    splits = load_data(args, validation=0)
+    result = evaluate(network, splits.test.images, splits.test.labels, splits.test.classes)
+    if args.json:
+        print(json.dumps({"model": str(args.model), "dataset": args.dataset, **result.to_dict()}))
+    else:
+        print(f"{args.model} on the {args.dataset} test set ({len(splits.test)} samples)")
+        print(result.report())
+    return 0

@@ -1,0 +1,127 @@
+"""``distnet train``: train a preset (Ray started embedded, on a cluster, or in this process)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..presets import PRESETS, get_preset
+from .common import add_data_arguments, load_data
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser("train", help="train a network (Ray started embedded, or on a cluster)",
+                                description="Train a preset on MNIST or Fashion-MNIST and write a run directory.")
+    add_data_arguments(train)
+    train.add_argument("--preset", default="seed", choices=sorted(PRESETS),
+                       help="training setup (default: seed, the article's)")
+    train.add_argument("--workers", type=int, default=None,
+                       help="gradient workers (default: the cluster's CPUs); 0 trains in this process without Ray")
+    train.add_argument("--address", default=None,
+                       help="join a running Ray cluster ('auto' or HOST:PORT) instead of starting one")
+    train.add_argument("--protocol", default="auto", choices=["auto", "channel", "plain"],
+                       help="how workers and parameter server exchange each step (default: auto)")
+    train.add_argument("--epochs", type=int, help="maximum epochs (default: the preset's)")
+    train.add_argument("--batch-size", type=int, help="mini-batch size (default: the preset's)")
+    train.add_argument("--learning-rate", type=float, help="learning rate (default: the preset's)")
+    train.add_argument("--eval-every", type=int, help="epochs between validation evaluations")
+    train.add_argument("--window", type=int, help="the stop rule's moving-average window, in evaluations")
+    train.add_argument("--seed", type=int, default=942457, help="random seed (default: 942457, the article's)")
+    train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    train.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/PRESET-DATASET-TIME)")
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                       help="also checkpoint every STEPS steps (default: at each epoch end only)")
+    output = train.add_mutually_exclusive_group()
+    output.add_argument("--quiet", action="store_true", help="print only the final summary")
+    output.add_argument("--json", action="store_true", help="print JSON lines (events, then the summary)")
+    train.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    if args.resume:
+        return resume_train(args)
+    preset = get_preset(args.preset).with_overrides(epochs=args.epochs, batch_size=args.batch_size,
+                                                    eval_every=args.eval_every, window=args.window)
+    optimizer_spec = dict(preset.optimizer)
+    if args.learning_rate is not None:
+        optimizer_spec["learning_rate"] = args.learning_rate
+    preset = preset.with_overrides(optimizer=optimizer_spec)
+    run_dir = args.run_dir or Path("runs") / f"{preset.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    args.run_dir = run_dir
+    if (run_dir / "config.json").exists():
+        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
+                          f"or choose another --run-dir")
+    splits = load_data(args)
+    network = preset.network(seed=args.seed, dtype=args.dtype)
+    trainer = make_trainer(args, network, preset.build_optimizer(), preset.l2, preset.batch_size,
+                           args.seed, args.workers)
+    fit_args = {"epochs": preset.epochs, "eval_every": preset.eval_every, "window": preset.window,
+                "extra_config": {"preset": preset.name, "dataset": args.dataset}}
+    return fit_and_report(args, trainer, splits, run_dir, fit_args, resume=False)
+
+
+def resume_train(args) -> int:
+    """Continue the run in ``args.resume`` with its own configuration."""
+    from .nn import Network, optimizer_from_spec
+    from .rundir import RunDir
+
+    config = RunDir(args.resume).config()
+    args.run_dir, args.dataset = args.resume, config.get("dataset", "mnist")
+    splits = load_data(args)
+    network = Network.from_spec(config["network"])
+    workers = 0 if config.get("protocol") is None else config["workers"]
+    if workers and args.protocol == "auto":
+        args.protocol = config["protocol"]
+    trainer = make_trainer(args, network, optimizer_from_spec(config["optimizer"]), config["l2"],
+                           config["batch_size"], config["seed"], workers)
+    fit_args = {"epochs": config["epochs"], "eval_every": config["eval_every"], "window": config["window"],
+                "acceptable_error": config.get("acceptable_error"),
+                "extra_config": {"preset": config.get("preset"), "dataset": args.dataset}}
+    return fit_and_report(args, trainer, splits, args.resume, fit_args, resume=True)
+
+
+def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int, workers: int | None):
+    from .distributed import DistributedTrainer
+    from .trainer import Trainer
+
+    if workers == 0:
+        return Trainer(network, optimizer, l2=l2, batch_size=batch_size, seed=seed)
+    return DistributedTrainer(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, workers=workers,
+                              address=args.address, protocol=args.protocol)
+
+
+def fit_and_report(args, trainer, splits, run_dir: Path, fit_args: dict, resume: bool) -> int:
+    from .metrics import evaluate
+    from .progress import JsonLinesReporter, Reporter, TerminalReporter
+    from .rundir import RunDir
+
+    reporter = JsonLinesReporter() if args.json else Reporter() if args.quiet else TerminalReporter()
+    result = trainer.fit(splits.train, splits.validation, run_dir=run_dir, resume=resume,
+                         checkpoint_every=args.checkpoint_every, reporter=reporter, **fit_args)
+    return finish_train(args, trainer, result, splits, RunDir(run_dir), evaluate)
+
+
+def finish_train(args, trainer, result, splits, run, evaluate) -> int:
+    test = evaluate(result.best_network, splits.test.images, splits.test.labels, splits.test.classes)
+    summary = {"run_dir": str(run.path), "best_network": str(run.best_path), "epochs": result.epochs,
+               "stop_reason": result.stop_reason, "best_epoch": result.best_epoch,
+               "validation_error": result.best_error, "test_error": test.error_rate,
+               "seconds": round(result.seconds, 3), "workers": trainer.shards,
+               "protocol": getattr(trainer, "active_protocol", "single-process"),
+               "placement": getattr(trainer, "placement", []), "test": test.to_dict()}
+    run.write_summary(summary)
+    if args.json:
+        print(json.dumps({"event": "summary", **summary}))
+        return 0
+    print(f"\ntest error {100 * test.error_rate:.2f}% with the best network (epoch {result.best_epoch}, "
+          f"validation error {100 * result.best_error:.2f}%)")
+    if not args.quiet:
+        print(test.report())
+        hosts = sorted({p["node_id"][:8] + "@" + p["host"] for p in summary["placement"]})
+        if hosts:
+            print(f"\n{trainer.shards} workers on {len(hosts)} node(s): {', '.join(hosts)}; "
+                  f"step protocol: {summary['protocol']}")
+    print(f"best network: {run.best_path}\nrun directory: {run.path}")
+    return 0
