@@ -1,4 +1,5 @@
 """The distributed trainer: GradientWorker, ParameterServer and StopEvaluator actors on Ray."""
-from .trainer import PROTOCOLS, DistributedTrainer, WorkerLostError
+from .protocols import WorkerLostError
+from .trainer import PROTOCOLS, DistributedTrainer
 
 __all__ = ["DistributedTrainer", "PROTOCOLS", "WorkerLostError"]

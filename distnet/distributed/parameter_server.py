@@ -21,12 +21,12 @@ class ParameterServer:
         self.rule = UpdateRule(optimizer_from_spec(optimizer_spec), l2, network.weight_slices)
         if optimizer_state:
             self.rule.optimizer.load_state(optimizer_state)
-        self.steps_applied = 0
+        self.position = (0, 0)  # (epoch, step) of the next update to apply
         self._stats = np.zeros(ch.STATS_COLUMNS)
         self._mean_grad = np.empty_like(self.params)
         self._channel: ch.ServerEnd | None = None
 
-    def _apply(self, grads, stats: np.ndarray) -> None:
+    def _apply(self, epoch: int, step: int, grads, stats: np.ndarray) -> None:
         mean = self._mean_grad
         np.copyto(mean, grads[0])
         for grad in grads[1:]:
@@ -34,7 +34,7 @@ class ParameterServer:
         mean /= stats[:, 2].sum()
         self.rule.apply(self.params, mean)
         self._stats += stats.sum(axis=0)
-        self.steps_applied += 1
+        self.position = (epoch, step + 1)
 
     # -- state ----------------------------------------------------------------------------------
     def get_params(self) -> np.ndarray:
@@ -43,9 +43,9 @@ class ParameterServer:
     def params_finite(self) -> bool:
         return bool(np.isfinite(self.params).all())
 
-    def state(self) -> tuple[np.ndarray, dict, int]:
-        """(parameters, optimizer state, steps applied): everything a checkpoint needs."""
-        return self.params.copy(), self.rule.optimizer.state(), self.steps_applied
+    def state(self) -> tuple[np.ndarray, dict, tuple[int, int]]:
+        """(parameters, optimizer state, position of the next step): what a checkpoint needs."""
+        return self.params.copy(), self.rule.optimizer.state(), self.position
 
     def load_state(self, params: np.ndarray, optimizer_state: dict) -> None:
         self.params[...] = params
@@ -58,10 +58,10 @@ class ParameterServer:
         return float(cost), int(correct), int(samples)
 
     # -- the plain-call and compiled-graph step ---------------------------------------------------
-    def apply(self, *results) -> np.ndarray:
-        """One update from each worker's (gradient, cost, correct, samples); returns the new
-        parameters for the next step."""
-        self._apply([r[0] for r in results], np.array([r[1:] for r in results], dtype=np.float64))
+    def apply(self, epoch: int, step: int, *results) -> np.ndarray:
+        """Update ``step`` of ``epoch`` from each worker's (gradient, cost, correct, samples);
+        returns the new parameters for the next step."""
+        self._apply(epoch, step, [r[0] for r in results], np.array([r[1:] for r in results], dtype=np.float64))
         return self.params
 
     # -- the same-host channel step ---------------------------------------------------------------
@@ -105,5 +105,5 @@ class ParameterServer:
                 return step - start
             if failed:
                 return step - start
-            self._apply(channel.grads, channel.stats)
+            self._apply(epoch, step, channel.grads, channel.stats)
         return stop - start

@@ -4,11 +4,10 @@ The loop itself (epochs, evaluations, early stopping, checkpoints, progress) is 
 :mod:`distnet.training`; this class only says how a chunk of steps runs on the actors:
 
 * ``"channel"``: parameter server and workers on one host exchange every step through shared
-  memory and FIFOs (:mod:`distnet.distributed.channel`): one Ray call per actor per chunk of
-  steps, microseconds of coordination per step;
-* ``"plain"``: ordinary Ray actor calls, chained without waiting (workers' gradients go
-  straight to the parameter server, its new parameters straight to the next step); works across
-  hosts.
+  memory and FIFOs: microseconds of coordination per step;
+* ``"plain"``: ordinary Ray actor calls, chained without waiting; works across hosts.
+
+(:mod:`distnet.distributed.protocols` has both.)
 
 ``protocol="auto"`` takes the channel when every actor can reach it, plain calls otherwise.
 """
@@ -29,16 +28,13 @@ from ..nn import Network, Optimizer
 from ..training import StepStats, TrainerBase
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
+from .protocols import ChannelSteps, PlainSteps
 from .stop_evaluator import StopEvaluatorActor
 
 PROTOCOLS = ("auto", "channel", "plain")
 # One BLAS thread per worker: each worker owns one CPU of its bundle, and more threads only fight
 # over it.
 _WORKER_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-
-
-class WorkerLostError(RuntimeError):
-    """A worker or the parameter server died during a chunk of steps."""
 
 
 class DistributedTrainer(TrainerBase):
@@ -125,29 +121,17 @@ class DistributedTrainer(TrainerBase):
         if validation is not None:
             self._validation_refs = (ray.put(validation.images), ray.put(np.asarray(validation.labels)))
         self.placement = ray.get([w.where.remote() for w in self._workers])
-        self._channel = None
+        self._steps = None
         if self.protocol in ("auto", "channel"):
-            self._open_channel()
-        self.active_protocol = "channel" if self._channel is not None else "plain"
-
-    def _open_channel(self) -> None:
-        spec = ray.get(self._server.create_channel.remote(len(self._workers)))
-        reachable = ray.get([w.can_reach.remote(spec) for w in self._workers])
-        if not all(reachable):
-            ray.get(self._server.remove_channel.remote(spec))
-            if self.protocol == "channel":
-                raise ConfigError("protocol 'channel' needs the parameter server and every worker on "
-                                  "one host; use protocol 'plain' (or 'auto') on a multi-host cluster")
-            return
-        ray.get([self._server.connect.remote(spec)] + [w.connect.remote(spec) for w in self._workers])
-        self._channel = spec
+            self._steps = ChannelSteps.open(self._server, self._workers, required=self.protocol == "channel")
+        self._steps = self._steps or PlainSteps(self._server, self._workers)
+        self.active_protocol = self._steps.name
 
     def _close(self) -> None:
         try:
             if getattr(self, "_server", None) is not None:
-                if self._channel is not None:
-                    ray.get(self._server.disconnect.remote())
-                    ray.get(self._server.remove_channel.remote(self._channel))
+                if self._steps is not None:
+                    self._steps.close()
                 self.network.set_params(ray.get(self._server.get_params.remote()))
             for actor in getattr(self, "_workers", []) + [getattr(self, "_server", None)]:
                 if actor is not None:
@@ -164,27 +148,8 @@ class DistributedTrainer(TrainerBase):
 
     # -- the steps ------------------------------------------------------------------------------
     def _run_steps(self, epoch: int, start: int, stop: int) -> StepStats:
-        if self._channel is not None:
-            pending = [w.serve_steps.remote(epoch, start, stop) for w in self._workers]
-            done = ray.get(self._server.serve_steps.remote(epoch, start, stop))
-            if done < stop - start:
-                raise WorkerLostError(self._lost_message(pending, epoch, start + done))
-            ray.get(pending)
-        else:
-            params = self._server.get_params.remote()
-            for step in range(start, stop):
-                grads = [w.gradient.remote(params, epoch, step) for w in self._workers]
-                params = self._server.apply.remote(*grads)
+        self._steps.run(epoch, start, stop)
         return StepStats(*ray.get(self._server.take_stats.remote()))
-
-    def _lost_message(self, pending, epoch: int, step: int) -> str:
-        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=5)
-        for ref in ready:
-            try:
-                ray.get(ref)
-            except Exception as e:  # the first worker failure is the cause
-                return f"a worker failed at epoch {epoch + 1}, step {step}: {e}"
-        return f"a worker stopped answering at epoch {epoch + 1}, step {step}"
 
     def _error_rate(self, dataset: Dataset) -> float:
         if dataset is self._validation:
