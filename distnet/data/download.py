@@ -11,7 +11,7 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import BinaryIO
 
-from distnet.data.idx import atomic_output
+from distnet.io import atomic_writer
 from distnet.errors import ChecksumError, DataNotFoundError
 
 __all__ = ["fetch", "sha256_of"]
@@ -60,7 +60,7 @@ def fetch(
     for base in mirrors:
         url = base.rstrip("/") + "/" + filename
         try:
-            with atomic_output(target) as out:
+            with atomic_writer(target) as out:
                 digest = _download(url, out, timeout)
                 if digest != sha256.lower():
                     raise ChecksumError(f"SHA-256 is {digest}, expected {sha256}")

@@ -12,22 +12,20 @@ actually in the file, however large the header claims the data to be.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import math
 import os
-import secrets
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
 from distnet.errors import ConfigError, DataFormatError, DataNotFoundError
+from distnet.io import atomic_writer
 
-__all__ = ["atomic_output", "read_idx", "write_idx"]
+__all__ = ["read_idx", "write_idx"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _UINT8 = 0x08
@@ -153,7 +151,7 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
 
     header = bytes([0, 0, _UINT8, array.ndim]) + struct.pack(f">{array.ndim}i", *array.shape)
     data = np.ascontiguousarray(array).reshape(-1).data
-    with atomic_output(path) as out:
+    with atomic_writer(path) as out:
         if path.suffix == ".gz":
             # Without filename= gzip would record the temporary file's name in the header.
             with gzip.GzipFile(filename=path.name, mode="wb", fileobj=out, mtime=0) as packed:
@@ -162,25 +160,3 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
         else:
             out.write(header)
             out.write(data)
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[BinaryIO]:
-    """Open a temporary file beside *path* for writing; rename it to *path* if the block succeeds.
-
-    If the block raises, the temporary file is deleted and *path* is left as it was. Also used
-    by :func:`distnet.data.download.fetch`.
-    """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    # os.open (not tempfile) so the finished file gets the usual umask-based permissions.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
