@@ -13,7 +13,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_data(args, validation: int = 10_000):
-    from .data import load_dataset
+    from ..data import load_dataset
 
     return load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download,
                         validation=validation)

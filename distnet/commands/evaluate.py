@@ -16,8 +16,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from .metrics import evaluate
-    from .nn import Network
+    from ..metrics import evaluate
+    from ..nn import Network
 
     network = Network.load(args.model)
     splits = load_data(args, validation=0)

@@ -64,8 +64,8 @@ def run(args) -> int:
 
 def resume_train(args) -> int:
     """Continue the run in ``args.resume`` with its own configuration."""
-    from .nn import Network, optimizer_from_spec
-    from .rundir import RunDir
+    from ..nn import Network, optimizer_from_spec
+    from ..rundir import RunDir
 
     config = RunDir(args.resume).config()
     args.run_dir, args.dataset = args.resume, config.get("dataset", "mnist")
@@ -83,8 +83,8 @@ def resume_train(args) -> int:
 
 
 def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int, workers: int | None):
-    from .distributed import DistributedTrainer
-    from .trainer import Trainer
+    from ..distributed import DistributedTrainer
+    from ..trainer import Trainer
 
     if workers == 0:
         return Trainer(network, optimizer, l2=l2, batch_size=batch_size, seed=seed)
@@ -93,9 +93,9 @@ def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int
 
 
 def fit_and_report(args, trainer, splits, run_dir: Path, fit_args: dict, resume: bool) -> int:
-    from .metrics import evaluate
-    from .progress import JsonLinesReporter, Reporter, TerminalReporter
-    from .rundir import RunDir
+    from ..metrics import evaluate
+    from ..progress import JsonLinesReporter, Reporter, TerminalReporter
+    from ..rundir import RunDir
 
     reporter = JsonLinesReporter() if args.json else Reporter() if args.quiet else TerminalReporter()
     result = trainer.fit(splits.train, splits.validation, run_dir=run_dir, resume=resume,
