@@ -34,19 +34,30 @@ class Trainer(TrainerBase):
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
         self._train, self._targets, self._plan = train, train.one_hot(self.network.dtype), plan
-        self._batches_epoch, self._batches = None, []
+        self._batches_epoch, self._batches, self._images = None, [], train.images
+        self._augmented = np.empty_like(train.images) if self.augmentation is not None else None
 
     def _run_steps(self, epoch: int, start: int, stop: int) -> StepStats:
         if self._batches_epoch != epoch:
             self._batches, self._batches_epoch = self._plan.epoch_batches(epoch), epoch
+            self._images = self._epoch_images(epoch)
         stats = StepStats()
-        images, targets = self._train.images, self._targets
+        images, targets = self._images, self._targets
         # Overflow shows up as a non-finite cost, which the loop reports as divergence.
         with np.errstate(over="ignore", invalid="ignore"):
             for k in range(start, stop):
                 rows = self._batches[k]
                 stats += self.step(images[rows], targets[rows])
         return stats
+
+    def _epoch_images(self, epoch: int) -> np.ndarray:
+        """The training images of ``epoch``: augmented shard by shard, exactly as N workers would."""
+        images = self._train.images
+        if self.augmentation is None:
+            return images
+        for shard, (lo, hi) in enumerate(self._plan.shard_ranges):
+            self.augmentation.epoch(images[lo:hi], self.seed, epoch, shard, out=self._augmented[lo:hi])
+        return self._augmented
 
     def _error_rate(self, dataset: Dataset) -> float:
         return self.network.error_rate(dataset.images, dataset.labels)

@@ -18,7 +18,9 @@ from .batches import BatchPlan
 from .checkpoint import Checkpoint
 from .data import Dataset
 from .errors import ConfigError, TrainingDivergedError
+from .data.augment import RandomAffine
 from .nn import Network, Optimizer, UpdateRule
+from .nn.schedules import Schedule
 from .progress import Reporter
 from .rundir import RunDir
 from .stop import EarlyStopping, Verdict
@@ -60,6 +62,11 @@ class FitResult:
 class TrainerBase:
     """Mini-batch training with the original's update rule and early stopping.
 
+    Optional, and not in the original: a learning-rate ``schedule`` (the optimizer's rate is the
+    base, multiplied by the schedule's factor at the start of each epoch) and an
+    ``augmentation`` that moves every training image anew at each epoch start, shard by shard
+    with generators seeded by (seed, epoch, shard), so every path sees the same pixels.
+
     Subclasses implement ``_open``, ``_run_steps``, ``_error_rate``, ``_params``,
     ``_optimizer_state``, ``_load_state``, ``_early_stopping`` and ``_close``.
     """
@@ -67,13 +74,17 @@ class TrainerBase:
     shards = 1
 
     def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
-                 seed: int | None = None):
+                 seed: int | None = None, schedule: Schedule | None = None,
+                 augmentation: RandomAffine | None = None):
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
         self.network = network
         self.rule = UpdateRule(optimizer, l2, network.weight_slices)
         self.batch_size = int(batch_size)
         self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
+        self.learning_rate = optimizer.learning_rate  # the base; the schedule scales it per epoch
+        self.schedule = schedule
+        self.augmentation = augmentation
 
     @property
     def optimizer(self) -> Optimizer:
@@ -81,8 +92,11 @@ class TrainerBase:
 
     def config(self) -> dict:
         """The run's configuration as JSON-able data (stored in run directories and checkpoints)."""
-        return {"network": self.network.spec(), "optimizer": self.optimizer.spec(), "l2": self.rule.l2,
-                "batch_size": self.batch_size, "seed": self.seed, "workers": self.shards}
+        return {"network": self.network.spec(),
+                "optimizer": {**self.optimizer.spec(), "learning_rate": self.learning_rate}, "l2": self.rule.l2,
+                "batch_size": self.batch_size, "seed": self.seed, "workers": self.shards,
+                "schedule": self.schedule.spec() if self.schedule else None,
+                "augmentation": self.augmentation.spec() if self.augmentation else None}
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self, train: Dataset, validation: Dataset | None = None, *, epochs: int = 100,
@@ -139,6 +153,8 @@ class TrainerBase:
             since_checkpoint = 0
             while epoch < epochs:
                 epoch_started = time.perf_counter()
+                if self.schedule is not None:
+                    self._set_learning_rate(self.learning_rate * self.schedule.factor(epoch, epochs))
                 while step < plan.steps_per_epoch:
                     stop = min(step + chunk, plan.steps_per_epoch)
                     if checkpoint_every:
@@ -162,7 +178,8 @@ class TrainerBase:
                     record = {"epoch": epoch, "train_error": epoch_stats.error_rate,
                               "train_cost": epoch_stats.cost / max(epoch_stats.samples, 1),
                               "validation_error": error, "best_error": verdict.best_error,
-                              "best_epoch": verdict.best_epoch, "epoch_seconds": epoch_seconds,
+                              "best_epoch": verdict.best_epoch, "learning_rate": self.optimizer.learning_rate,
+                              "epoch_seconds": epoch_seconds,
                               "elapsed_seconds": time.perf_counter() - started}
                     history.append(record)
                     if run:
@@ -199,7 +216,7 @@ class TrainerBase:
 
     @staticmethod
     def _check_resumable(saved: dict, current: dict) -> None:
-        keys = ("network", "optimizer", "l2", "batch_size", "seed", "workers")
+        keys = ("network", "optimizer", "l2", "batch_size", "seed", "workers", "schedule", "augmentation")
         differ = [k for k in keys if saved.get(k) != current.get(k)]
         if differ:
             raise ConfigError(f"cannot resume: the run was started with different {', '.join(differ)} "
@@ -236,6 +253,10 @@ class TrainerBase:
 
     def _load_state(self, params: np.ndarray, optimizer_state: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
+
+    def _set_learning_rate(self, learning_rate: float) -> None:
+        """The rate for the epoch about to start (only called with a schedule)."""
+        self.optimizer.learning_rate = learning_rate
 
     def _early_stopping(self, network_spec: dict, window: int, acceptable_error: float | None,
                         best_path: Path | None):

@@ -55,6 +55,27 @@ def test_distribution_does_not_change_the_math(mnist, ray_local, workers, protoc
     assert result.history[-1]["train_error"] == pytest.approx(expected_result.history[-1]["train_error"])
 
 
+def test_augmentation_and_schedule_do_not_change_the_math_either(mnist, ray_local):
+    # Each worker augments its own shard and the parameter server gets each epoch's rate.
+    from distnet.data.augment import RandomAffine
+    from distnet.nn import CosineDecay
+
+    options = dict(l2=1e-4, batch_size=32, seed=3, schedule=CosineDecay(), augmentation=RandomAffine())
+    single = Trainer(small_network(), Nesterov(0.02, 0.87), **options)
+    single.shards = 2
+    expected = fit(single, mnist)
+    trainer = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), workers=2, protocol="channel", **options)
+    result = fit(trainer, mnist)
+    assert relative_difference(trainer.network.params, single.network.params) < 1e-9
+    assert [h["validation_error"] for h in result.history] == [h["validation_error"] for h in expected.history]
+    assert [h["learning_rate"] for h in result.history] == [h["learning_rate"] for h in expected.history]
+    # ... and the augmentation did change the training.
+    plain = Trainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3, schedule=CosineDecay())
+    plain.shards = 2
+    fit(plain, mnist)
+    assert relative_difference(plain.network.params, single.network.params) > 1e-3
+
+
 def test_one_worker_equals_the_plain_trainer(mnist, ray_local):
     trainer = Trainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
     fit(trainer, mnist)

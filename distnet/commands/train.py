@@ -56,7 +56,8 @@ def run(args) -> int:
     splits = load_data(args)
     network = preset.network(seed=args.seed, dtype=args.dtype)
     trainer = make_trainer(args, network, preset.build_optimizer(), preset.l2, preset.batch_size,
-                           args.seed, args.workers)
+                           args.seed, args.workers, schedule=preset.build_schedule(),
+                           augmentation=preset.build_augmentation())
     fit_args = {"epochs": preset.epochs, "eval_every": preset.eval_every, "window": preset.window,
                 "extra_config": {"preset": preset.name, "dataset": args.dataset}}
     return fit_and_report(args, trainer, splits, run_dir, fit_args, resume=False)
@@ -64,7 +65,8 @@ def run(args) -> int:
 
 def resume_train(args) -> int:
     """Continue the run in ``args.resume`` with its own configuration."""
-    from ..nn import Network, optimizer_from_spec
+    from ..data.augment import augmentation_from_spec
+    from ..nn import Network, optimizer_from_spec, schedule_from_spec
     from ..rundir import RunDir
 
     config = RunDir(args.resume).config()
@@ -75,21 +77,26 @@ def resume_train(args) -> int:
     if workers and args.protocol == "auto":
         args.protocol = config["protocol"]
     trainer = make_trainer(args, network, optimizer_from_spec(config["optimizer"]), config["l2"],
-                           config["batch_size"], config["seed"], workers)
+                           config["batch_size"], config["seed"], workers,
+                           schedule=schedule_from_spec(config.get("schedule")),
+                           augmentation=augmentation_from_spec(config.get("augmentation")))
     fit_args = {"epochs": config["epochs"], "eval_every": config["eval_every"], "window": config["window"],
                 "acceptable_error": config.get("acceptable_error"),
                 "extra_config": {"preset": config.get("preset"), "dataset": args.dataset}}
     return fit_and_report(args, trainer, splits, args.resume, fit_args, resume=True)
 
 
-def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int, workers: int | None):
+def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int, workers: int | None,
+                 **options):
+    """A single-process trainer for ``workers == 0``, a distributed one otherwise; ``options``
+    (schedule, augmentation) go to either."""
     from ..distributed import DistributedTrainer
     from ..trainer import Trainer
 
     if workers == 0:
-        return Trainer(network, optimizer, l2=l2, batch_size=batch_size, seed=seed)
+        return Trainer(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, **options)
     return DistributedTrainer(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, workers=workers,
-                              address=args.address, protocol=args.protocol)
+                              address=args.address, protocol=args.protocol, **options)
 
 
 def fit_and_report(args, trainer, splits, run_dir: Path, fit_args: dict, resume: bool) -> int:

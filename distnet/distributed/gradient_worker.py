@@ -11,20 +11,23 @@ import os
 import numpy as np
 
 from ..batches import BatchPlan
+from ..data.augment import augmentation_from_spec
 from ..nn import Network
 from . import channel as ch
 
 
 class GradientWorker:
     def __init__(self, index: int, network_spec: dict, images: np.ndarray, labels: np.ndarray,
-                 plan: dict):
+                 plan: dict, augmentation: dict | None = None):
         # ``images`` arrives from the object store: on this node a read-only view, never a copy.
         self.index = index
         self.network = Network.from_spec(network_spec)
         self.images = images if images.dtype == self.network.dtype else images.astype(self.network.dtype)
         self.targets = np.eye(self.network.output_size, dtype=self.network.dtype)[labels]
         self.plan = BatchPlan(**plan)
-        self._epoch, self._order = None, None
+        self.augmentation = augmentation_from_spec(augmentation)
+        self._epoch, self._order, self._epoch_images = None, None, self.images
+        self._augmented = np.empty_like(self.images) if self.augmentation is not None else None
         self._grad = np.empty_like(self.network.params)
         self._channel: ch.WorkerEnd | None = None
 
@@ -38,13 +41,17 @@ class GradientWorker:
     def _rows(self, epoch: int, step: int) -> np.ndarray:
         if self._epoch != epoch:
             self._order, self._epoch = self.plan.shard_order(epoch, self.index), epoch
+            if self.augmentation is not None:
+                # This shard only, keyed like the single-process trainer's (seed, epoch, shard).
+                self._epoch_images = self.augmentation.epoch(self.images, self.plan.seed, epoch, self.index,
+                                                             out=self._augmented)
         return self.plan.shard_step(self._order, self.index, step)
 
     def _backprop(self, epoch: int, step: int, out: np.ndarray) -> tuple[float, int, int]:
         rows = self._rows(epoch, step)
         # Overflow shows up as a non-finite cost, which the driver reports as divergence.
         with np.errstate(over="ignore", invalid="ignore"):
-            _, cost, correct = self.network.backprop(self.images[rows], self.targets[rows], out=out)
+            _, cost, correct = self.network.backprop(self._epoch_images[rows], self.targets[rows], out=out)
         return cost, correct, len(rows)
 
     # -- the plain-call and compiled-graph step ---------------------------------------------------

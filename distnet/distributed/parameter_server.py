@@ -51,6 +51,10 @@ class ParameterServer:
         self.params[...] = params
         self.rule.optimizer.load_state(optimizer_state)
 
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """The rate for the coming epoch (the driver's learning-rate schedule decides it)."""
+        self.rule.optimizer.learning_rate = learning_rate
+
     def take_stats(self) -> tuple[float, int, int]:
         """Summed (cost, correct, samples) since the last call, and reset."""
         cost, correct, samples = self._stats

@@ -51,8 +51,10 @@ class DistributedTrainer(TrainerBase):
 
     def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
                  workers: int | None = None, address: str | None = None, seed: int | None = None,
-                 protocol: str = "auto", placement_timeout: float = 60.0):
-        super().__init__(network, optimizer, l2=l2, batch_size=batch_size, seed=seed)
+                 protocol: str = "auto", placement_timeout: float = 60.0,
+                 schedule=None, augmentation=None):
+        super().__init__(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, schedule=schedule,
+                         augmentation=augmentation)
         if protocol not in PROTOCOLS:
             raise ConfigError(f"unknown step protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
@@ -111,7 +113,7 @@ class DistributedTrainer(TrainerBase):
             self._workers.append(worker_class.options(
                 num_cpus=1, max_restarts=0, runtime_env={"env_vars": _WORKER_ENV},
                 scheduling_strategy=PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=i),
-            ).remote(i, spec, images, labels, plan_args))
+            ).remote(i, spec, images, labels, plan_args, self.augmentation.spec() if self.augmentation else None))
         here = ray.get_runtime_context().get_node_id()
         self._server = ray.remote(ParameterServer).options(
             num_cpus=0, max_restarts=0,
@@ -169,6 +171,10 @@ class DistributedTrainer(TrainerBase):
 
     def _optimizer_state(self) -> dict[str, np.ndarray]:
         return ray.get(self._server.state.remote())[1]
+
+    def _set_learning_rate(self, learning_rate: float) -> None:
+        super()._set_learning_rate(learning_rate)
+        ray.get(self._server.set_learning_rate.remote(learning_rate))
 
     def _load_state(self, params: np.ndarray, optimizer_state: dict[str, np.ndarray]) -> None:
         ray.get(self._server.load_state.remote(params, optimizer_state))

@@ -8,6 +8,7 @@ from .layers import Dense
 from .network import Network
 from .optimizers import (Adam, GradientDescent, Momentum, Nesterov, Optimizer, UpdateRule,
                          optimizer_from_spec)
+from .schedules import CosineDecay, Schedule, StepDecay, schedule_from_spec
 
 __all__ = [
     "Activation", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softplus", "Softmax",
@@ -15,5 +16,5 @@ __all__ = [
     "cost_from_spec", "Initializer", "Random", "XavierUniform", "XavierNormal", "LeCunUniform",
     "LeCunNormal", "HeUniform", "HeNormal", "initializer_from_spec", "Dense", "Network",
     "Optimizer", "GradientDescent", "Momentum", "Nesterov", "Adam", "UpdateRule",
-    "optimizer_from_spec",
+    "optimizer_from_spec", "Schedule", "CosineDecay", "StepDecay", "schedule_from_spec",
 ]

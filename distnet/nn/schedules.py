@@ -1,0 +1,82 @@
+"""Learning-rate schedules: the factor the base learning rate is multiplied by in each epoch.
+
+A schedule is a pure function of (epoch, total epochs), so any epoch's rate can be rebuilt from
+the run's configuration: a resumed run needs no schedule state, and the parameter server of a
+distributed run simply receives each epoch's rate. Not in the original, which kept the rate
+constant.
+"""
+from __future__ import annotations
+
+import math
+
+from ..errors import ConfigError
+
+
+class Schedule:
+    """The learning rate of epoch ``e`` (0-based) of ``E`` is ``base · factor(e, E)``."""
+
+    name: str = ""
+
+    def factor(self, epoch: int, epochs: int) -> float:
+        raise NotImplementedError
+
+    def spec(self) -> dict:
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self.spec().items() if k != "name")
+        return f"{type(self).__name__}({args})"
+
+
+class CosineDecay(Schedule):
+    """Half a cosine from the base rate down towards ``final`` times it over the run:
+    factor = final + (1 − final)·(1 + cos(π·e/E))/2. Large steps early, fine ones at the end.
+    """
+
+    name = "cosine"
+
+    def __init__(self, final: float = 0.0):
+        if not 0 <= final <= 1:
+            raise ConfigError(f"the cosine schedule's final factor must be in [0, 1], got {final}")
+        self.final = final
+
+    def factor(self, epoch, epochs):
+        return self.final + (1 - self.final) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+    def spec(self):
+        return {**super().spec(), "final": self.final}
+
+
+class StepDecay(Schedule):
+    """Multiply the rate by ``gamma`` every ``every`` epochs."""
+
+    name = "step"
+
+    def __init__(self, every: int = 30, gamma: float = 0.1):
+        if not (isinstance(every, int) and every >= 1 and 0 < gamma <= 1):
+            raise ConfigError(f"the step schedule needs every >= 1 epochs and 0 < gamma <= 1, "
+                              f"got every={every!r}, gamma={gamma}")
+        self.every, self.gamma = every, gamma
+
+    def factor(self, epoch, epochs):
+        return self.gamma ** (epoch // self.every)
+
+    def spec(self):
+        return {**super().spec(), "every": self.every, "gamma": self.gamma}
+
+
+SCHEDULES: dict[str, type[Schedule]] = {cls.name: cls for cls in (CosineDecay, StepDecay)}
+
+
+def schedule_from_spec(spec: dict | str | None) -> Schedule | None:
+    """Build a schedule from its name or from :meth:`Schedule.spec`; ``None`` (a constant rate,
+    as in the original) stays ``None``."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    params = dict(spec)
+    name = params.pop("name", None)
+    if name not in SCHEDULES:
+        raise ConfigError(f"unknown learning-rate schedule {name!r}; known: {', '.join(SCHEDULES)}")
+    return SCHEDULES[name](**params)

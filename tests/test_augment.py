@@ -1,0 +1,100 @@
+"""Random affine augmentation: exact geometry on known transforms, seeding, and real digits."""
+import numpy as np
+import pytest
+
+from distnet import ConfigError
+from distnet.data.augment import RandomAffine, augmentation_from_spec
+
+
+class Fixed:
+    """A stand-in generator that draws the upper bound of every range: the largest transform."""
+
+    def uniform(self, low, high, size):
+        return np.full(size, float(high))
+
+
+def pictures(images):
+    return images.reshape(len(images), 28, 28)
+
+
+def test_no_movement_gives_the_images_back_exactly(mnist):
+    images = mnist.train.images[:100]
+    assert np.array_equal(RandomAffine(0, 0, 0).epoch(images, seed=1, epoch=0), images)
+
+
+def test_a_whole_pixel_shift_moves_every_pixel(mnist):
+    images = mnist.train.images[:5]
+    moved = pictures(RandomAffine(rotation=0, scale=0, shift=2).transform(images, Fixed()))
+    original = pictures(images)
+    # +2 px right and down; what comes in from outside is black.
+    assert np.array_equal(moved[:, 2:, 2:], original[:, :-2, :-2])
+    assert not moved[:, :2, :].any() and not moved[:, :, :2].any()
+
+
+def test_a_quarter_turn_rotates_the_picture():
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 784)).astype(np.float32)
+    turned = pictures(RandomAffine(rotation=90, scale=0, shift=0).transform(images, Fixed()))
+    # 90° about the centre maps pixels onto pixels; which way round is a matter of convention.
+    assert any(np.allclose(turned, np.rot90(pictures(images), k, axes=(1, 2)), atol=1e-5) for k in (1, 3))
+
+
+def test_scaling_up_spreads_a_centred_blob():
+    blob = np.zeros((1, 28, 28), np.float32)
+    blob[0, 12:16, 12:16] = 1
+    bigger = RandomAffine(rotation=0, scale=0.5, shift=0).transform(blob.reshape(1, 784), Fixed())
+    assert bigger.sum() == pytest.approx(1.5 ** 2 * blob.sum(), rel=0.15)
+
+
+def test_same_seed_epoch_shard_same_pixels_and_each_key_differs(mnist):
+    images = mnist.train.images[:200]
+    augment = RandomAffine()
+    first = augment.epoch(images, seed=3, epoch=4, shard=1)
+    assert np.array_equal(first, augment.epoch(images, seed=3, epoch=4, shard=1))
+    for other in [dict(seed=4, epoch=4, shard=1), dict(seed=3, epoch=5, shard=1), dict(seed=3, epoch=4, shard=0)]:
+        assert not np.array_equal(first, augment.epoch(images, **other))
+
+
+def test_chunking_inside_does_not_change_a_pixel(mnist, monkeypatch):
+    # Each image's transform is drawn up front, before the images are warped chunk by chunk.
+    import distnet.data.augment as augment_module
+
+    images = mnist.train.images[:100]
+    whole = RandomAffine().epoch(images, seed=9, epoch=0)
+    monkeypatch.setattr(augment_module, "_CHUNK", 7)
+    assert np.array_equal(whole, RandomAffine().epoch(images, seed=9, epoch=0))
+
+
+def test_augmented_digits_stay_digits(mnist):
+    images = mnist.train.images[:2000]
+    moved = RandomAffine().epoch(images, seed=1, epoch=0)
+    assert moved.dtype == images.dtype and moved.shape == images.shape
+    assert moved.min() >= 0 and moved.max() <= 1
+    # Small moves: ink is roughly kept, and every image changed.
+    ink_ratio = moved.sum(axis=1) / images.sum(axis=1)
+    assert 0.7 < np.median(ink_ratio) < 1.3
+    assert (np.abs(moved - images).sum(axis=1) > 0).all()
+
+
+def test_float64_images_stay_float64(mnist):
+    images = mnist.train.images[:10].astype(np.float64)
+    assert RandomAffine().epoch(images, seed=1, epoch=0).dtype == np.float64
+
+
+def test_output_buffer_is_filled_in_place(mnist):
+    images = mnist.train.images[:50]
+    out = np.empty_like(images)
+    result = RandomAffine().epoch(images, seed=1, epoch=2, out=out)
+    assert result is out and np.array_equal(out, RandomAffine().epoch(images, seed=1, epoch=2))
+
+
+def test_spec_round_trip_and_bad_settings():
+    augment = RandomAffine(5, 0.05, 1)
+    assert augmentation_from_spec(augment.spec()).spec() == augment.spec()
+    assert augmentation_from_spec(None) is None
+    with pytest.raises(ConfigError, match="scale"):
+        RandomAffine(scale=1.5)
+    with pytest.raises(ConfigError, match="unknown augmentation 'flip'"):
+        augmentation_from_spec({"name": "flip"})
+    with pytest.raises(ConfigError, match=r"shape \(n, 784\)"):
+        RandomAffine().epoch(np.zeros((3, 10), np.float32), seed=1, epoch=0)

@@ -1,0 +1,110 @@
+"""Learning-rate schedules, and the training loop applying them (and augmentation) per epoch."""
+import math
+
+import numpy as np
+import pytest
+
+from distnet import Adam, ConfigError, Dense, Network
+from distnet.data.augment import RandomAffine
+from distnet.nn import CosineDecay, StepDecay, schedule_from_spec
+from distnet.progress import Reporter
+from distnet.trainer import Trainer
+
+
+def test_cosine_decay_goes_from_the_base_to_the_floor():
+    cosine = CosineDecay()
+    assert cosine.factor(0, 10) == 1.0
+    assert cosine.factor(5, 10) == pytest.approx(0.5)
+    assert cosine.factor(9, 10) == pytest.approx((1 + math.cos(0.9 * math.pi)) / 2)
+    assert CosineDecay(final=0.1).factor(5, 10) == pytest.approx(0.1 + 0.9 * 0.5)
+    factors = [cosine.factor(e, 100) for e in range(100)]
+    assert all(a > b > 0 for a, b in zip(factors, factors[1:]))
+
+
+def test_step_decay_multiplies_every_n_epochs():
+    step = StepDecay(every=3, gamma=0.5)
+    assert [step.factor(e, 100) for e in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
+
+
+def test_specs_round_trip_and_bad_ones_are_refused():
+    for schedule in (CosineDecay(0.05), StepDecay(10, 0.3)):
+        assert schedule_from_spec(schedule.spec()).spec() == schedule.spec()
+    assert schedule_from_spec("cosine").spec() == {"name": "cosine", "final": 0.0}
+    assert schedule_from_spec(None) is None
+    with pytest.raises(ConfigError, match="unknown learning-rate schedule 'linear'"):
+        schedule_from_spec("linear")
+    with pytest.raises(ConfigError, match=r"final factor must be in \[0, 1\]"):
+        CosineDecay(final=2)
+    with pytest.raises(ConfigError, match="every >= 1"):
+        StepDecay(every=0)
+
+
+def tiny_network():
+    return Network([Dense(10, "relu"), Dense(10, "softmax")], input_size=784, seed=2, cost=None,
+                   dtype=np.float64)
+
+
+def make_trainer(**options):
+    return Trainer(tiny_network(), Adam(0.01), batch_size=50, seed=4, **options)
+
+
+def test_each_epoch_runs_at_its_scheduled_rate(mnist):
+    train, validation = mnist.train.subset(slice(0, 500)), mnist.validation.subset(slice(0, 100))
+    trainer = make_trainer(schedule=CosineDecay())
+    result = trainer.fit(train, validation, epochs=4, eval_every=1, window=10)
+    assert [h["learning_rate"] for h in result.history] == pytest.approx(
+        [0.01 * CosineDecay().factor(e, 4) for e in range(4)])
+    # The base rate is what the run's configuration records.
+    assert trainer.config()["optimizer"]["learning_rate"] == 0.01
+    assert trainer.config()["schedule"] == {"name": "cosine", "final": 0.0}
+
+
+def test_a_schedule_changes_the_steps_and_none_keeps_the_rate(mnist):
+    train = mnist.train.subset(slice(0, 500))
+    constant, scheduled = make_trainer(), make_trainer(schedule=CosineDecay())
+    constant.fit(train, None, epochs=3)
+    scheduled.fit(train, None, epochs=3)
+    assert constant.optimizer.learning_rate == 0.01
+    assert not np.allclose(constant.network.params, scheduled.network.params)
+
+
+def test_augmentation_trains_on_moved_images(mnist):
+    train = mnist.train.subset(slice(0, 500))
+    plain, augmented = make_trainer(), make_trainer(augmentation=RandomAffine())
+    plain.fit(train, None, epochs=1)
+    augmented.fit(train, None, epochs=1)
+    assert not np.allclose(plain.network.params, augmented.network.params)
+    assert augmented.config()["augmentation"] == RandomAffine().spec()
+
+
+def test_a_resumed_run_with_schedule_and_augmentation_ends_exactly_where_a_whole_one_does(mnist, tmp_path):
+    train, validation = mnist.train.subset(slice(0, 600)), mnist.validation.subset(slice(0, 100))
+    options = dict(schedule=CosineDecay(), augmentation=RandomAffine())
+    whole = make_trainer(**options)
+    whole.fit(train, validation, epochs=4, eval_every=1, window=10)
+
+    interrupted = make_trainer(**options)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit(train, validation, epochs=4, eval_every=1, window=10, run_dir=tmp_path,
+                        checkpoint_every=4, reporter=InterruptAt(epoch=3, step=5))
+    resumed = make_trainer(**options)  # from the checkpoint at step 4 of epoch 3
+    resumed.fit(train, validation, epochs=4, eval_every=1, window=10, run_dir=tmp_path, resume=True)
+    assert np.array_equal(resumed.network.params, whole.network.params)
+
+
+class InterruptAt(Reporter):
+    """Interrupts the run once it reaches ``step`` of ``epoch`` (1-based)."""
+
+    def __init__(self, epoch, step):
+        self.epoch, self.step = epoch, step
+
+    def on_steps(self, epoch, step, steps, stats, seconds):
+        if (epoch, step) >= (self.epoch, self.step):
+            raise KeyboardInterrupt
+
+
+def test_resuming_with_another_schedule_is_refused(mnist, tmp_path):
+    train = mnist.train.subset(slice(0, 200))
+    make_trainer(schedule=CosineDecay()).fit(train, None, epochs=1, run_dir=tmp_path)
+    with pytest.raises(ConfigError, match="different schedule"):
+        make_trainer().fit(train, None, epochs=2, run_dir=tmp_path, resume=True)
