@@ -9,7 +9,6 @@ seed, and a resumed run needs no generator state.
 """
 from __future__ import annotations
 
-
 import numpy as np
 
 from distnet.data.digits import PIXELS, SIDE
