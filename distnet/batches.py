@@ -20,16 +20,21 @@ def split_sizes(total: int, parts: int) -> list[int]:
     return [base + (i < extra) for i in range(parts)]
 
 
+def check_batch_size(batch_size: int, shards: int) -> None:
+    """ConfigError unless every one of ``shards`` workers gets at least one sample of each batch."""
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    if shards < 1:
+        raise ConfigError(f"the number of workers must be at least 1, got {shards}")
+    if batch_size < shards:
+        raise ConfigError(f"batch size {batch_size} is smaller than the number of workers {shards}: "
+                          f"each worker needs at least one sample per step; use --workers {batch_size} "
+                          f"or fewer, or a batch size of at least {shards}")
+
+
 class BatchPlan:
     def __init__(self, n_samples: int, batch_size: int, shards: int = 1, seed: int = 0):
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-        if shards < 1:
-            raise ConfigError(f"the number of workers must be at least 1, got {shards}")
-        if batch_size < shards:
-            raise ConfigError(f"batch size {batch_size} is smaller than the number of workers {shards}: "
-                              f"each worker needs at least one sample per step; use --workers {batch_size} "
-                              f"or fewer, or a batch size of at least {shards}")
+        check_batch_size(batch_size, shards)
         if n_samples < batch_size:
             raise ConfigError(f"the training set has {n_samples} samples, fewer than one batch of {batch_size}")
         self.n_samples, self.batch_size, self.shards, self.seed = n_samples, batch_size, shards, seed

@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import ModelFormatError
 from .io import atomic_writer, npz_bytes, parse_meta, read_npz
+from .nn.network import count_parameters, spec_sizes
 
 FORMAT = "distnet.checkpoint"
 _OPTIMIZER_PREFIX = "optimizer/"
@@ -44,6 +45,8 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Checkpoint":
+        """Read a checkpoint written by :meth:`save`; ModelFormatError for anything else, including
+        a truncated or damaged file, and without ever unpickling."""
         path = Path(path)
         try:
             data = path.read_bytes()
@@ -51,11 +54,26 @@ class Checkpoint:
             raise ModelFormatError(f"{path}: cannot read the checkpoint ({e.strerror})") from None
         arrays = read_npz(data, str(path), required=("params", "meta"))
         meta = parse_meta(arrays.pop("meta"), str(path), FORMAT, version=1)
-        try:
-            return cls(epoch=int(meta["epoch"]), step=int(meta["step"]), params=arrays.pop("params"),
-                       optimizer_state={k[len(_OPTIMIZER_PREFIX):]: v for k, v in arrays.items()
-                                        if k.startswith(_OPTIMIZER_PREFIX)},
-                       stopping_state=meta["stopping_state"], history=list(meta["history"]),
-                       config=dict(meta["config"]), epoch_stats=dict(meta.get("epoch_stats") or {}))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ModelFormatError(f"{path}: checkpoint metadata is incomplete ({e})") from None
+        params = arrays.pop("params")
+        fields = {"epoch": int, "step": int, "stopping_state": (dict, type(None)), "history": list,
+                  "config": dict}
+        wrong = [key for key, kind in fields.items() if not isinstance(meta.get(key), kind)]
+        if wrong or meta["epoch"] < 0 or meta["step"] < 0:
+            raise ModelFormatError(f"{path}: checkpoint metadata is incomplete or malformed "
+                                   f"({', '.join(wrong) or 'negative epoch or step'})")
+        if params.ndim != 1 or params.dtype.kind != "f":
+            raise ModelFormatError(f"{path}: the parameters are not a vector of floats "
+                                   f"({params.dtype}, shape {params.shape})")
+        if "network" in meta["config"]:
+            needed = count_parameters(spec_sizes(meta["config"]["network"], str(path)))
+            if params.size != needed:
+                raise ModelFormatError(f"{path}: holds {params.size} parameters, but the network of its "
+                                       f"configuration has {needed}")
+        epoch_stats = meta.get("epoch_stats") or {}
+        if not (isinstance(epoch_stats, dict) and all(type(v) in (int, float) for v in epoch_stats.values())):
+            raise ModelFormatError(f"{path}: checkpoint metadata is malformed (epoch_stats)")
+        return cls(epoch=meta["epoch"], step=meta["step"], params=params,
+                   optimizer_state={k[len(_OPTIMIZER_PREFIX):]: v for k, v in arrays.items()
+                                    if k.startswith(_OPTIMIZER_PREFIX)},
+                   stopping_state=meta["stopping_state"], history=meta["history"], config=meta["config"],
+                   epoch_stats=epoch_stats)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from typing import NoReturn
 
 from . import __version__
 from .commands import COMMANDS
@@ -16,12 +18,28 @@ from .errors import DistnetError
 EXIT_USAGE = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error of the command (argparse would print the
+    whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"distnet: error: {message} (see: {self.prog} --help)\n")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"distnet: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
-    except DistnetError as e:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.handler(args)
+    # OSError: the file system or the network refused (a full disk, a read-only folder), which
+    # the message of the error says well enough.
+    except (DistnetError, OSError) as e:
         print(f"distnet: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -31,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="distnet", description=(
+    parser = _Parser(prog="distnet", description=(
         "A from-scratch NumPy neural network (after Tobias Hill's 'Neural network from scratch'), "
         "trained on many cores and machines with Ray."))
     parser.add_argument("--version", action="version", version=f"distnet {__version__}")

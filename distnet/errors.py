@@ -29,5 +29,9 @@ class ModelFormatError(DistnetError, ValueError):
     """A saved model or checkpoint is truncated, corrupt, or not a distnet file."""
 
 
+class ClusterUnreachableError(DistnetError, ConnectionError):
+    """The Ray cluster address given does not accept connections."""
+
+
 class TrainingDivergedError(DistnetError, FloatingPointError):
     """The cost or the gradient became NaN or infinite during training."""

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import secrets
+import zipfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -71,7 +72,10 @@ def read_npz(data: bytes, name: str, required: tuple[str, ...]) -> dict[str, np.
         raise ModelFormatError(f"{name}: not an .npz file (no zip signature); expected a file written by distnet")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            _check_members(npz.zip, len(data), name)
             arrays = {key: npz[key] for key in npz.files}
+    except ModelFormatError:
+        raise
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise ModelFormatError(f"{name}: holds pickled objects, which distnet never loads") from None
@@ -84,11 +88,27 @@ def read_npz(data: bytes, name: str, required: tuple[str, ...]) -> dict[str, np.
     return arrays
 
 
+def _check_members(archive: zipfile.ZipFile, file_size: int, name: str) -> None:
+    """Refuse archives that would inflate beyond their own size: distnet writes its arrays
+    uncompressed, so a file never needs more memory than it occupies (no zip bombs)."""
+    members = archive.infolist()
+    unknown = [m.filename for m in members if m.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)]
+    if unknown:
+        raise ModelFormatError(f"{name}: {unknown[0]} uses a compression distnet does not read; "
+                               f"expected a file written by distnet")
+    declared = sum(m.file_size for m in members)
+    if declared > file_size:
+        raise ModelFormatError(f"{name}: its arrays claim {declared} bytes uncompressed, more than the "
+                               f"{file_size} bytes of the file; distnet writes uncompressed .npz files")
+
+
 def parse_meta(raw: np.ndarray, name: str, expected_format: str, version: int) -> dict:
     """Decode the JSON metadata array of a distnet .npz and check its format tag."""
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ModelFormatError(f"{name}: its metadata is not a byte array ({raw.dtype}, shape {raw.shape})")
     try:
-        meta = json.loads(raw.astype(np.uint8).tobytes().decode())
-    except (ValueError, UnicodeDecodeError):
+        meta = json.loads(raw.tobytes().decode())
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise ModelFormatError(f"{name}: its metadata is not valid JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != expected_format:
         found = meta.get("format") if isinstance(meta, dict) else None

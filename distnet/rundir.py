@@ -16,12 +16,21 @@ from pathlib import Path
 
 from .checkpoint import Checkpoint
 from .errors import ConfigError, ModelFormatError
-from .io import write_json
+from .io import atomic_writer, write_json
+
+# What resuming a run needs from config.json (TrainerBase.config() plus fit's schedule).
+REQUIRED_CONFIG = ("network", "optimizer", "l2", "batch_size", "seed", "workers", "epochs",
+                   "eval_every", "window")
 
 
 class RunDir:
+    """The files of one training run (see the module documentation)."""
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        # Set when load_checkpoint found checkpoint.npz damaged: the next save then replaces it
+        # instead of rotating it over the good checkpoint.prev.npz.
+        self._newest_damaged = False
 
     config_path = property(lambda self: self.path / "config.json")
     history_path = property(lambda self: self.path / "history.jsonl")
@@ -30,22 +39,44 @@ class RunDir:
     previous_checkpoint_path = property(lambda self: self.path / "checkpoint.prev.npz")
     summary_path = property(lambda self: self.path / "summary.json")
 
-    def create(self, config: dict) -> None:
-        """Start a new run here; refuses a folder that already holds a run."""
-        if self.config_path.exists():
-            raise ConfigError(f"{self.path} already holds a run; resume it with --resume {self.path} "
+    def holds_results(self) -> bool:
+        """Whether a run here has saved anything worth keeping: a best network or a checkpoint.
+
+        A run that failed before its first evaluation (bad settings, no room on the cluster,
+        interrupted) has not, and its folder may be used again.
+        """
+        return any(p.exists() for p in (self.best_path, self.checkpoint_path, self.previous_checkpoint_path))
+
+    def check_new(self) -> None:
+        """ConfigError if a new run here would overwrite the results of an earlier one."""
+        if self.config_path.exists() and self.holds_results():
+            raise ConfigError(f"{self.path} already holds a run; continue it with --resume {self.path}, "
                               f"or choose another --run-dir")
-        self.path.mkdir(parents=True, exist_ok=True)
-        write_json(self.config_path, config)
-        self.history_path.write_text("")
+
+    def create(self, config: dict) -> None:
+        """Start a new run here; refuses a folder whose run has saved results (see check_new)."""
+        self.check_new()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            write_json(self.config_path, config)
+            self.history_path.write_text("")
+        except OSError as e:
+            raise ConfigError(f"cannot create the run directory {self.path} ({e.strerror}); choose "
+                              f"another --run-dir") from None
 
     def config(self) -> dict:
+        """The run's configuration, as written by :meth:`create`."""
         try:
-            return json.loads(self.config_path.read_text())
+            config = json.loads(self.config_path.read_text())
         except FileNotFoundError:
-            raise ConfigError(f"{self.path} is not a run directory (no config.json)") from None
-        except ValueError:
-            raise ModelFormatError(f"{self.config_path}: not valid JSON") from None
+            raise ConfigError(f"{self.path} is not a run directory (no config.json); give --resume the "
+                              f"folder of a run that distnet train started") from None
+        except (OSError, ValueError, RecursionError) as e:
+            raise ModelFormatError(f"{self.config_path}: not readable as JSON ({e})") from None
+        missing = [key for key in REQUIRED_CONFIG if not isinstance(config, dict) or key not in config]
+        if missing:
+            raise ModelFormatError(f"{self.config_path}: not a run configuration (missing {', '.join(missing)})")
+        return config
 
     def append_history(self, record: dict) -> None:
         with open(self.history_path, "a") as f:
@@ -53,23 +84,28 @@ class RunDir:
 
     def rewrite_history(self, records: list[dict]) -> None:
         """Make history.jsonl match a checkpoint's history (after a resume)."""
-        from .io import atomic_writer
-
         with atomic_writer(self.history_path, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Write the newest checkpoint, keeping the one before as checkpoint.prev.npz."""
-        if self.checkpoint_path.exists():
+        """Write the newest checkpoint, keeping the one before as checkpoint.prev.npz.
+
+        A crash at any moment leaves at least one complete checkpoint: the rename keeps the old
+        newest one as checkpoint.prev.npz, and the new one appears only once it is complete.
+        """
+        if self.checkpoint_path.exists() and not self._newest_damaged:
             os.replace(self.checkpoint_path, self.previous_checkpoint_path)
         checkpoint.save(self.checkpoint_path)
+        self._newest_damaged = False
 
     def load_checkpoint(self) -> Checkpoint:
         """The newest readable checkpoint; a damaged newest one falls back, with a warning, to the
         previous one."""
         candidates = [p for p in (self.checkpoint_path, self.previous_checkpoint_path) if p.exists()]
         if not candidates:
-            raise ConfigError(f"{self.path} has no checkpoint to resume from")
+            raise ConfigError(f"{self.path} has no checkpoint to resume from (none was written yet, "
+                              f"or they were removed); start the run again: distnet train --run-dir "
+                              f"{self.path} ...")
         errors = []
         for path in candidates:
             try:
@@ -79,8 +115,11 @@ class RunDir:
                 continue
             if errors:
                 warnings.warn(f"{errors[0]}; resuming from the previous checkpoint {path.name} instead")
+            self._newest_damaged = path != self.checkpoint_path
             return checkpoint
-        raise ModelFormatError("no usable checkpoint: " + "; ".join(errors))
+        raise ModelFormatError(f"cannot resume {self.path}: no usable checkpoint ({'; '.join(errors)}); "
+                               f"the files were left as they are, and the best network so far is "
+                               f"{self.best_path}")
 
     def write_summary(self, summary: dict) -> None:
         write_json(self.summary_path, summary)

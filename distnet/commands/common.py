@@ -1,7 +1,9 @@
-"""Pieces shared by several commands: the data options and loading."""
+"""Pieces shared by several commands: the data options and loading, and the types of numeric
+options (checked while the command line is parsed, before any data is loaded or Ray started)."""
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 
@@ -17,3 +19,45 @@ def load_data(args, validation: int = 10_000):
 
     return load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download,
                         validation=validation)
+
+
+def check_fits(network, model: Path, data) -> None:
+    """ConfigError unless ``network`` takes ``data``'s samples and has one output per class."""
+    from ..errors import ConfigError
+
+    pixels, classes = data.images.shape[1], len(data.classes)
+    if network.input_size != pixels or network.output_size != classes:
+        raise ConfigError(f"{model} does not fit {data.name}: the network takes {network.input_size} "
+                          f"inputs and gives {network.output_size} outputs, the data has {pixels} "
+                          f"pixels per image and {classes} classes; use it on the data it was trained on")
+
+
+def positive_int(text: str) -> int:
+    """An option's value that must be a whole number of at least 1."""
+    return _whole(text, minimum=1)
+
+
+def non_negative_int(text: str) -> int:
+    """An option's value that must be a whole number of at least 0."""
+    return _whole(text, minimum=0)
+
+
+def positive_float(text: str) -> float:
+    """An option's value that must be a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
+def _whole(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+    return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import add_data_arguments, load_data
+from .common import add_data_arguments, check_fits, load_data
 
 
 def register(subparsers) -> None:
@@ -21,6 +21,7 @@ def run(args) -> int:
 
     network = Network.load(args.model)
     splits = load_data(args, validation=0)
+    check_fits(network, args.model, splits.test)
     result = evaluate(network, splits.test.images, splits.test.labels, splits.test.classes)
     if args.json:
         print(json.dumps({"model": str(args.model), "dataset": args.dataset, **result.to_dict()}))
@@ -28,3 +29,4 @@ def run(args) -> int:
         print(f"{args.model} on the {args.dataset} test set ({len(splits.test)} samples)")
         print(result.report())
     return 0
+

@@ -5,9 +5,10 @@ import json
 import time
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..batches import check_batch_size
 from ..presets import PRESETS, get_preset
-from .common import add_data_arguments, load_data
+from ..rundir import RunDir
+from .common import add_data_arguments, load_data, non_negative_int, positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -16,22 +17,22 @@ def register(subparsers) -> None:
     add_data_arguments(train)
     train.add_argument("--preset", default="seed", choices=sorted(PRESETS),
                        help="training setup (default: seed, the article's)")
-    train.add_argument("--workers", type=int, default=None,
+    train.add_argument("--workers", type=non_negative_int, default=None,
                        help="gradient workers (default: the cluster's CPUs); 0 trains in this process without Ray")
     train.add_argument("--address", default=None,
                        help="join a running Ray cluster ('auto' or HOST:PORT) instead of starting one")
     train.add_argument("--protocol", default="auto", choices=["auto", "channel", "plain"],
                        help="how workers and parameter server exchange each step (default: auto)")
-    train.add_argument("--epochs", type=int, help="maximum epochs (default: the preset's)")
-    train.add_argument("--batch-size", type=int, help="mini-batch size (default: the preset's)")
-    train.add_argument("--learning-rate", type=float, help="learning rate (default: the preset's)")
-    train.add_argument("--eval-every", type=int, help="epochs between validation evaluations")
-    train.add_argument("--window", type=int, help="the stop rule's moving-average window, in evaluations")
-    train.add_argument("--seed", type=int, default=942457, help="random seed (default: 942457, the article's)")
+    train.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the preset's)")
+    train.add_argument("--batch-size", type=positive_int, help="mini-batch size (default: the preset's)")
+    train.add_argument("--learning-rate", type=positive_float, help="learning rate (default: the preset's)")
+    train.add_argument("--eval-every", type=positive_int, help="epochs between validation evaluations")
+    train.add_argument("--window", type=positive_int, help="the stop rule's moving-average window, in evaluations")
+    train.add_argument("--seed", type=non_negative_int, default=942457, help="random seed (default: 942457, the article's)")
     train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     train.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/PRESET-DATASET-TIME)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    train.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+    train.add_argument("--checkpoint-every", type=non_negative_int, default=0, metavar="STEPS",
                        help="also checkpoint every STEPS steps (default: at each epoch end only)")
     output = train.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="print only the final summary")
@@ -50,9 +51,9 @@ def run(args) -> int:
     preset = preset.with_overrides(optimizer=optimizer_spec)
     run_dir = args.run_dir or Path("runs") / f"{preset.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     args.run_dir = run_dir
-    if (run_dir / "config.json").exists():
-        raise ConfigError(f"{run_dir} already holds a run; continue it with --resume {run_dir}, "
-                          f"or choose another --run-dir")
+    RunDir(run_dir).check_new()
+    if args.workers:
+        check_batch_size(preset.batch_size, args.workers)  # before the data loads or Ray starts
     splits = load_data(args)
     network = preset.network(seed=args.seed, dtype=args.dtype)
     trainer = make_trainer(args, network, preset.build_optimizer(), preset.l2, preset.batch_size,

@@ -307,7 +307,7 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool) 
     wanted = ", ".join(f"{base}[.gz]" for base in _FILES)
     raise DataNotFoundError(
         f"{title} not found. Looked for {wanted} in:\n{looked}\n{why}\n"
-        f"To fix: put the four files in {cache}, or pass data_dir=, or set {DATA_DIR_ENV}"
+        f"To fix: put the four files in {cache}, or pass data_dir= (--data-dir), or set {DATA_DIR_ENV}"
         f"{env_note} to a folder with mnist/ and fashion-mnist/ subfolders."
     )
 

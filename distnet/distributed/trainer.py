@@ -26,6 +26,7 @@ from ..data import Dataset
 from ..errors import ConfigError
 from ..nn import Network, Optimizer
 from ..training import StepStats, TrainerBase
+from .address import check_reachable
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .protocols import ChannelSteps, PlainSteps
@@ -88,6 +89,7 @@ class DistributedTrainer(TrainerBase):
         if self.address is None:
             ray.init(include_dashboard=False, logging_level="ERROR", configure_logging=True)
         else:
+            check_reachable(self.address)  # ray.init would wait for ever on an address that is down
             ray.init(address=self.address, logging_level="ERROR")
         self._started_ray = True
 
@@ -95,13 +97,16 @@ class DistributedTrainer(TrainerBase):
         n = plan.shards
         self._plan = plan
         self._pg = placement_group([{"CPU": 1}] * n, strategy="SPREAD")
-        ready, _ = ray.wait([self._pg.ready()], timeout=self.placement_timeout)
+        # A Ray started here cannot grow: fail at once rather than wait for CPUs that never come.
+        cannot_grow = self._started_ray and self.address is None and n > ray.cluster_resources().get("CPU", 0)
+        waited = 0 if cannot_grow else self.placement_timeout
+        ready, _ = ray.wait([self._pg.ready()], timeout=waited)
         if not ready:
             cpus = ray.cluster_resources().get("CPU", 0)
             free = ray.available_resources().get("CPU", 0)
             remove_placement_group(self._pg)
             raise ConfigError(f"cannot place {n} workers (one CPU each): the cluster has {cpus:g} CPUs, "
-                              f"{free:g} free, after waiting {self.placement_timeout:g} s; use "
+                              f"{free:g} free, after waiting {waited:g} s; use "
                               f"--workers {max(1, int(free))} or fewer, or add nodes")
         spec = self.network.spec()
         plan_args = {"n_samples": plan.n_samples, "batch_size": plan.batch_size, "shards": n, "seed": plan.seed}

@@ -70,8 +70,7 @@ class Network:
 
     @property
     def parameter_count(self) -> int:
-        sizes = self.sizes
-        return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+        return count_parameters(self.sizes)
 
     @property
     def output_size(self) -> int:
@@ -205,14 +204,20 @@ class Network:
         """Parse the bytes of a saved network (see :meth:`save`)."""
         arrays = read_npz(data, name, required=("params", "meta"))
         meta = parse_meta(arrays["meta"], name, FORMAT, version=1)
+        params = arrays["params"]
+        # Sizes are checked against the file's parameters before anything is allocated, so
+        # metadata that claims a huge network cannot make loading a small file use much memory.
+        sizes = spec_sizes(meta, name)
+        if params.ndim != 1 or params.size != count_parameters(sizes):
+            raise ModelFormatError(f"{name}: the metadata does not describe a valid network for its {params.size} "
+                                   f"parameters (shape {params.shape}): layers {sizes} need "
+                                   f"{count_parameters(sizes)}")
         try:
             net = cls.from_spec(meta)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelFormatError(f"{name}: the metadata does not describe a valid network ({e})") from None
-        params = arrays["params"]
-        if params.ndim != 1 or params.size != net.parameter_count or params.dtype != net.dtype:
-            raise ModelFormatError(f"{name}: holds {params.size} {params.dtype} parameters, but the "
-                                   f"layers {net.sizes} need {net.parameter_count} {net.dtype}")
+        if params.dtype != net.dtype:
+            raise ModelFormatError(f"{name}: holds {params.dtype} parameters, but its metadata says {net.dtype}")
         net.params[...] = params
         return net
 
@@ -232,3 +237,21 @@ class Network:
     def __repr__(self) -> str:
         layers = ", ".join(repr(layer) for layer in self.layers)
         return f"Network(input_size={self.input_size}, layers=[{layers}], cost={self.cost!r}, dtype={self.dtype.name})"
+
+
+def count_parameters(sizes: list[int]) -> int:
+    """The number of weights and biases of dense layers with these sizes, input first."""
+    return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+
+
+def spec_sizes(spec: dict, name: str = "model") -> list[int]:
+    """The layer sizes, input first, of a :meth:`Network.spec` read from a file; ModelFormatError
+    unless they are positive whole numbers."""
+    try:
+        sizes = [spec["input_size"]] + [layer["size"] for layer in spec["layers"]]
+    except (KeyError, TypeError):
+        raise ModelFormatError(f"{name}: the metadata does not describe a valid network "
+                               f"(its input_size or layer sizes are missing)") from None
+    if len(sizes) < 2 or not all(type(size) is int and size > 0 for size in sizes):
+        raise ModelFormatError(f"{name}: the metadata does not describe a valid network (layer sizes {sizes})")
+    return sizes
