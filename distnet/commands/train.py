@@ -21,7 +21,7 @@ def register(subparsers) -> None:
                        help="gradient workers (default: the cluster's CPUs); 0 trains in this process without Ray")
     train.add_argument("--address", default=None,
                        help="join a running Ray cluster ('auto' or HOST:PORT) instead of starting one")
-    train.add_argument("--protocol", default="auto", choices=["auto", "channel", "plain"],
+    train.add_argument("--protocol", default="auto", choices=["auto", "channel", "compiled", "plain"],
                        help="how workers and parameter server exchange each step (default: auto)")
     train.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the preset's)")
     train.add_argument("--batch-size", type=positive_int, help="mini-batch size (default: the preset's)")

@@ -68,6 +68,17 @@ class ParameterServer:
         self._apply(epoch, step, [r[0] for r in results], np.array([r[1:] for r in results], dtype=np.float64))
         return self.params
 
+    def params_for(self, epoch: int, step: int) -> np.ndarray:
+        """The parameters ``step`` of ``epoch`` computes on: the compiled graph's first node, which
+        takes the step only so that it runs once per execution."""
+        return self.params
+
+    def apply_step(self, epoch: int, step: int, *results) -> int:
+        """:meth:`apply`, returning only the step applied: the compiled graph's last node, whose
+        result travels to the driver every step."""
+        self.apply(epoch, step, *results)
+        return step
+
     # -- the same-host channel step ---------------------------------------------------------------
     def create_channel(self, workers: int) -> ch.ChannelSpec:
         """Create a channel on this host (the workers then say whether they can reach it)."""

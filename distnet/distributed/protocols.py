@@ -19,6 +19,13 @@ class WorkerLostError(RuntimeError):
         self.epoch, self.step = epoch, step
 
 
+def first_unapplied_step(server, epoch: int, start: int) -> int:
+    """After a failed chunk of ``epoch`` that began at ``start``: the first step the server has
+    not applied (it applies steps in order, each exactly once)."""
+    next_epoch, next_step = ray.get(server.state.remote())[2]
+    return next_step if next_epoch == epoch else start
+
+
 class StepProtocol:
     name = ""
 
@@ -47,8 +54,7 @@ class PlainSteps(StepProtocol):
         try:
             ray.get(params)
         except ray.exceptions.RayError as e:
-            next_epoch, next_step = ray.get(self.server.state.remote())[2]
-            applied = next_step if next_epoch == epoch else start
+            applied = first_unapplied_step(self.server, epoch, start)
             raise WorkerLostError(f"a step failed at epoch {epoch + 1}, step {applied}: {e}", epoch, applied) from e
 
 

@@ -5,9 +5,11 @@ The loop itself (epochs, evaluations, early stopping, checkpoints, progress) is 
 
 * ``"channel"``: parameter server and workers on one host exchange every step through shared
   memory and FIFOs: microseconds of coordination per step;
-* ``"plain"``: ordinary Ray actor calls, chained without waiting; works across hosts.
+* ``"plain"``: ordinary Ray actor calls, chained without waiting; works across hosts;
+* ``"compiled"``: each step one execution of a Ray Compiled Graph; works across hosts.
 
-(:mod:`distnet.distributed.protocols` has both.)
+(:mod:`distnet.distributed.protocols` has the first two, :mod:`distnet.distributed.compiled` the
+third.)
 
 ``protocol="auto"`` takes the channel when every actor can reach it, plain calls otherwise.
 """
@@ -29,10 +31,11 @@ from ..training import StepStats, TrainerBase
 from .address import check_reachable
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
+from .compiled import CompiledSteps
 from .protocols import ChannelSteps, PlainSteps
 from .stop_evaluator import StopEvaluatorActor
 
-PROTOCOLS = ("auto", "channel", "plain")
+PROTOCOLS = ("auto", "channel", "compiled", "plain")
 # One BLAS thread per worker: each worker owns one CPU of its bundle, and more threads only fight
 # over it.
 _WORKER_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -128,7 +131,7 @@ class DistributedTrainer(TrainerBase):
         if validation is not None:
             self._validation_refs = (ray.put(validation.images), ray.put(np.asarray(validation.labels)))
         self.placement = ray.get([w.where.remote() for w in self._workers])
-        self._steps = None
+        self._steps = CompiledSteps(self._server, self._workers) if self.protocol == "compiled" else None
         if self.protocol in ("auto", "channel"):
             self._steps = ChannelSteps.open(self._server, self._workers, required=self.protocol == "channel")
         self._steps = self._steps or PlainSteps(self._server, self._workers)

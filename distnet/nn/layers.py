@@ -27,7 +27,7 @@ class Dense:
     def forward(self, x: np.ndarray) -> np.ndarray:
         z = x @ self.weights
         z += self.bias
-        return self.activation(z)
+        return self.activation(z, overwrite=True)  # z is ours: the activation may reuse it
 
     def spec(self) -> dict:
         return {"size": self.size, "activation": self.activation.spec()}

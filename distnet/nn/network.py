@@ -151,16 +151,17 @@ class Network:
         for layer in self.layers:
             outputs.append(layer.forward(outputs[-1]))
         a = outputs[-1]
-        cost_sum = float(self.cost.value(a, Y).sum())
         correct = int(np.count_nonzero(a.argmax(axis=1) == Y.argmax(axis=1)))
-        delta = self.cost.output_layer_gradient(self.layers[-1].activation, a, Y)
+        cost_sum, delta = self.cost.total_and_output_layer_gradient(self.layers[-1].activation, a, Y)
+        # Every delta is a temporary of this loop, so the activations may overwrite it in place.
         for i in range(len(self.layers) - 1, -1, -1):
             w, b = self._grad_slices[i]
             layer = self.layers[i]
             np.matmul(outputs[i].T, delta, out=grad[w].reshape(layer.weights.shape))
-            np.sum(delta, axis=0, out=grad[b])
+            np.add.reduce(delta, axis=0, out=grad[b])
             if i:
-                delta = self.layers[i - 1].activation.input_gradient(outputs[i], delta @ layer.weights.T)
+                delta = self.layers[i - 1].activation.input_gradient(outputs[i], delta @ layer.weights.T,
+                                                                     overwrite=True)
         return grad, cost_sum, correct
 
     def gradient(self, X, Y) -> np.ndarray:

@@ -92,12 +92,13 @@ class Nesterov(Optimizer):
         v = self._slot("velocity", params)
         if self._scratch is None or self._scratch.shape != v.shape or self._scratch.dtype != v.dtype:
             self._scratch = np.empty_like(v)
-        # Preallocated scratch: this runs once per mini-batch on the hot path.
-        change = np.multiply(v, -mu, out=self._scratch)
+        # The same update, rearranged: −μ·v_prev + (1 + μ)·v = μ·v − lr·g. In place through one
+        # preallocated scratch vector: this runs once per mini-batch on the hot path.
+        scaled_grad = np.multiply(grad, params.dtype.type(self.learning_rate), out=self._scratch)
         v *= mu
-        v -= params.dtype.type(self.learning_rate) * grad
-        change += (1 + mu) * v
-        params += change
+        v -= scaled_grad
+        params -= scaled_grad
+        params += np.multiply(v, mu, out=self._scratch)
 
     def spec(self):
         return {**super().spec(), "momentum": self.momentum}

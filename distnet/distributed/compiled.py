@@ -1,0 +1,76 @@
+"""The compiled-graph step protocol: one training step as a Ray Compiled Graph.
+
+The step's data flow is declared once and compiled (``ray.dag`` + ``experimental_compile``)::
+
+    (epoch, step) ─▶ server.params_for ─▶ worker_i.gradient ─▶ server.apply_step ─▶ driver
+
+Ray then runs it over channels it allocates once (shared memory on a host, Ray's transfers
+between hosts), with no task submission, scheduling or object-store round trip per step. It works
+wherever plain actor calls work, across hosts included; on one host the ``channel`` protocol is
+faster still (see ``benchmarks/README.md`` for measurements of all three).
+
+Ray 2.60's compiled graphs have three traps, each handled here:
+
+1. An array read from a channel points into the channel's buffer, and the writer cannot reuse the
+   buffer while it is alive: every node copies what it reads (the workers into their network, the
+   server into its gradient sum) and keeps no reference, and the driver receives only a step number.
+2. ``teardown()`` can block for a long time when actors die or for large buffers: :meth:`close`
+   gives it a bounded time in a background thread and never blocks the trainer longer.
+3. Actors in a compiled graph poll their input channels, using CPU even while they wait; on a
+   machine with as many cores as workers this slows the math (the benchmarks show how much).
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import ray
+from ray.dag import InputNode
+
+from .protocols import StepProtocol, WorkerLostError, first_unapplied_step
+
+# Steps submitted ahead of the one being waited for: the driver's submission of the next step
+# overlaps the current one. Ray's default limit on executions in flight is 10.
+_IN_FLIGHT = 2
+# A step of the wide network moves 7.5 MB each way; far slower than this means a peer is stuck.
+_STEP_TIMEOUT_S = 60.0
+_TEARDOWN_TIMEOUT_S = 10.0
+
+
+class CompiledSteps(StepProtocol):
+    """Each step is one execution of a compiled graph over the server and the workers."""
+
+    name = "compiled"
+
+    def __init__(self, server, workers: list):
+        super().__init__(server, workers)
+        with InputNode() as command:
+            epoch, step = command[0], command[1]
+            params = server.params_for.bind(epoch, step)
+            results = [worker.gradient.bind(params, epoch, step) for worker in workers]
+            applied = server.apply_step.bind(epoch, step, *results)
+        self._graph = applied.experimental_compile(_submit_timeout=_STEP_TIMEOUT_S,
+                                                   _max_inflight_executions=_IN_FLIGHT + 1)
+
+    def run(self, epoch, start, stop):
+        pending: deque = deque()
+        try:
+            for step in range(start, stop):
+                pending.append(self._graph.execute(epoch, step))
+                if len(pending) > _IN_FLIGHT:
+                    ray.get(pending.popleft(), timeout=_STEP_TIMEOUT_S)
+            while pending:
+                ray.get(pending.popleft(), timeout=_STEP_TIMEOUT_S)
+        except ray.exceptions.RayError as e:
+            applied = first_unapplied_step(self.server, epoch, start)
+            raise WorkerLostError(f"a step failed at epoch {epoch + 1}, step {applied}: {e}", epoch, applied) from e
+
+    def close(self):
+        """Tear the graph down (the actors then take ordinary calls again), waiting at most
+        ``_TEARDOWN_TIMEOUT_S``: after a lost actor Ray's own teardown can wait far longer."""
+        graph, self._graph = self._graph, None
+        if graph is None:
+            return
+        finished = threading.Thread(target=graph.teardown, name="distnet-compiled-teardown", daemon=True)
+        finished.start()
+        finished.join(_TEARDOWN_TIMEOUT_S)
