@@ -78,7 +78,11 @@ class GradientWorker:
         """Compute steps [start, stop) of ``epoch`` as the parameter server calls for them."""
         channel = self._channel
         for step in range(start, stop):
-            if channel.next_step() != (epoch, step):
+            try:
+                command = channel.next_step()
+            except ch.PeerLost:
+                return  # the chunk was given up (a peer was lost); the driver knows how far it got
+            if command != (epoch, step):
                 raise RuntimeError(f"worker {self.index} is at epoch {epoch} step {step}, but the "
                                    f"parameter server asked for another step")
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ray
 
 from ..errors import ConfigError
+from .channel import reachable, remove_channel
 
 
 class WorkerLostError(RuntimeError):
@@ -91,7 +92,8 @@ class ChannelSteps(StepProtocol):
 
     @staticmethod
     def _cause(pending, epoch: int, step: int) -> str:
-        ready, _ = ray.wait(pending, num_returns=len(pending), timeout=5)
+        # The worker that failed or died answers first; the others wait for the channel to close.
+        ready, _ = ray.wait(pending, num_returns=1, timeout=5)
         for ref in ready:
             try:
                 ray.get(ref)
@@ -100,5 +102,10 @@ class ChannelSteps(StepProtocol):
         return f"a worker stopped answering at epoch {epoch + 1}, step {step}"
 
     def close(self):
-        ray.get(self.server.disconnect.remote())
-        ray.get(self.server.remove_channel.remote(self.spec))
+        try:
+            ray.get(self.server.disconnect.remote())
+            ray.get(self.server.remove_channel.remote(self.spec))
+        except ray.exceptions.RayActorError:
+            # A lost server cannot remove its channel; the driver can when it shares the host.
+            if reachable(self.spec):
+                remove_channel(self.spec)

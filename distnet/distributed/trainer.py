@@ -12,9 +12,20 @@ The loop itself (epochs, evaluations, early stopping, checkpoints, progress) is 
 third.)
 
 ``protocol="auto"`` takes the channel when every actor can reach it, plain calls otherwise.
+
+Fault tolerance: a lost GradientWorker is started again in its placement-group bundle with its
+shard from the object store, the step protocol is opened anew around it, and the interrupted step
+is redone (the parameter server knows the first step it has not applied). A lost parameter server
+is started again from the run directory's newest checkpoint (or the run's start) and replays the
+steps since, which gives exactly the parameters it had, since every step is determined by
+(seed, epoch, step). A lost StopEvaluator is restarted by its handle. More than ``max_failures``
+losses end the run with :class:`FailureLimitError`; the best network and the last checkpoint
+stay as they were.
 """
 from __future__ import annotations
 
+import inspect
+from contextlib import suppress
 from pathlib import Path
 
 import numpy as np
@@ -25,20 +36,27 @@ from ray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
 
 from ..batches import BatchPlan
 from ..data import Dataset
-from ..errors import ConfigError
+from ..errors import ConfigError, DistnetError
 from ..nn import Network, Optimizer
+from ..rundir import RunDir
 from ..training import StepStats, TrainerBase
 from .address import check_reachable
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .compiled import CompiledSteps
-from .protocols import ChannelSteps, PlainSteps
+from .protocols import ChannelSteps, PlainSteps, WorkerLostError
 from .stop_evaluator import StopEvaluatorActor
 
 PROTOCOLS = ("auto", "channel", "compiled", "plain")
 # One BLAS thread per worker: each worker owns one CPU of its bundle, and more threads only fight
 # over it.
 _WORKER_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+# What a lost actor looks like to the driver: a protocol's report, or a call on a dead actor.
+_LOST = (WorkerLostError, ray.exceptions.RayActorError)
+
+
+class FailureLimitError(DistnetError, RuntimeError):
+    """More actors were lost during a run than ``max_failures`` allows."""
 
 
 class DistributedTrainer(TrainerBase):
@@ -51,11 +69,14 @@ class DistributedTrainer(TrainerBase):
 
     ``address=None`` starts Ray inside this process (and stops it afterwards) unless Ray is
     already initialised; ``"auto"`` or ``"HOST:PORT"`` joins a running cluster.
+
+    Up to ``max_failures`` lost actors (workers, parameter server, stop evaluator) are replaced
+    during a run without changing its result; ``failures`` lists what was lost.
     """
 
     def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
                  workers: int | None = None, address: str | None = None, seed: int | None = None,
-                 protocol: str = "auto", placement_timeout: float = 60.0,
+                 protocol: str = "auto", placement_timeout: float = 60.0, max_failures: int = 3,
                  schedule=None, augmentation=None):
         super().__init__(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, schedule=schedule,
                          augmentation=augmentation)
@@ -63,11 +84,15 @@ class DistributedTrainer(TrainerBase):
             raise ConfigError(f"unknown step protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
             raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+        if not isinstance(max_failures, (int, np.integer)) or max_failures < 0:
+            raise ConfigError(f"max_failures must be a whole number >= 0, got {max_failures!r}")
         self.requested_workers = workers
         self.address = address
         self.protocol = protocol
         self.placement_timeout = placement_timeout
+        self.max_failures = int(max_failures)
         self.placement: list[dict] = []
+        self.failures: list[str] = []
         self._started_ray = False
 
     @property
@@ -81,6 +106,12 @@ class DistributedTrainer(TrainerBase):
 
     # -- setup and teardown -----------------------------------------------------------------------
     def fit(self, train, validation=None, **kwargs):
+        # Recovery needs the run directory (checkpoints) and the epochs (learning-rate schedule).
+        args = inspect.signature(TrainerBase.fit).bind(self, train, validation, **kwargs)
+        args.apply_defaults()
+        run_dir, self._epochs = args.arguments["run_dir"], args.arguments["epochs"]
+        self._run = RunDir(run_dir) if run_dir is not None else None
+        self.failures = []
         self._connect_ray()
         if self.requested_workers is None:
             self.requested_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
@@ -111,38 +142,59 @@ class DistributedTrainer(TrainerBase):
             raise ConfigError(f"cannot place {n} workers (one CPU each): the cluster has {cpus:g} CPUs, "
                               f"{free:g} free, after waiting {waited:g} s; use "
                               f"--workers {max(1, int(free))} or fewer, or add nodes")
-        spec = self.network.spec()
-        plan_args = {"n_samples": plan.n_samples, "batch_size": plan.batch_size, "shards": n, "seed": plan.seed}
-        worker_class = ray.remote(GradientWorker)
-        self._workers = []
-        for i, (lo, hi) in enumerate(plan.shard_ranges):
-            # One object per shard: a worker receives (and maps) only its own samples.
-            images, labels = ray.put(train.images[lo:hi]), ray.put(np.asarray(train.labels[lo:hi]))
-            self._workers.append(worker_class.options(
-                num_cpus=1, max_restarts=0, runtime_env={"env_vars": _WORKER_ENV},
-                scheduling_strategy=PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=i),
-            ).remote(i, spec, images, labels, plan_args, self.augmentation.spec() if self.augmentation else None))
-        here = ray.get_runtime_context().get_node_id()
-        self._server = ray.remote(ParameterServer).options(
-            num_cpus=0, max_restarts=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
-        ).remote(spec, self.network.params, self.optimizer.spec(), self.rule.l2, self.optimizer.state())
+        self._spec = self.network.spec()
+        # One object per shard: a worker receives (and maps) only its own samples, and a
+        # replacement worker gets the same objects again.
+        self._shards = [(ray.put(train.images[lo:hi]), ray.put(np.asarray(train.labels[lo:hi])))
+                        for lo, hi in plan.shard_ranges]
+        self._workers = [self._start_worker(i) for i in range(n)]
+        # Where a new parameter server starts when the run directory has no checkpoint yet.
+        self._origin = (0, 0, self.network.params.copy(), self.optimizer.state())
+        self._server = self._start_server(self.network.params, self.optimizer.state())
+        self._confirmed = (0, 0)
         self._validation, self._validation_refs = validation, None
         if validation is not None:
             self._validation_refs = (ray.put(validation.images), ray.put(np.asarray(validation.labels)))
         self.placement = ray.get([w.where.remote() for w in self._workers])
-        self._steps = CompiledSteps(self._server, self._workers) if self.protocol == "compiled" else None
-        if self.protocol in ("auto", "channel"):
-            self._steps = ChannelSteps.open(self._server, self._workers, required=self.protocol == "channel")
-        self._steps = self._steps or PlainSteps(self._server, self._workers)
+        self._steps = None
+        self._steps = self._open_steps()
         self.active_protocol = self._steps.name
+
+    def _start_worker(self, index: int):
+        plan = self._plan
+        plan_args = {"n_samples": plan.n_samples, "batch_size": plan.batch_size, "shards": plan.shards,
+                     "seed": plan.seed}
+        images, labels = self._shards[index]
+        return ray.remote(GradientWorker).options(
+            num_cpus=1, max_restarts=0, runtime_env={"env_vars": _WORKER_ENV},
+            scheduling_strategy=PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=index),
+        ).remote(index, self._spec, images, labels, plan_args,
+                 self.augmentation.spec() if self.augmentation else None)
+
+    def _start_server(self, params: np.ndarray, optimizer_state: dict):
+        here = ray.get_runtime_context().get_node_id()
+        return ray.remote(ParameterServer).options(
+            num_cpus=0, max_restarts=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+        ).remote(self._spec, params, self.optimizer.spec(), self.rule.l2, optimizer_state)
+
+    def _open_steps(self):
+        if self.protocol == "compiled":
+            return CompiledSteps(self._server, self._workers)
+        steps = None
+        if self.protocol in ("auto", "channel"):
+            steps = ChannelSteps.open(self._server, self._workers, required=self.protocol == "channel")
+        return steps or PlainSteps(self._server, self._workers)
 
     def _close(self) -> None:
         try:
             if getattr(self, "_server", None) is not None:
-                if self._steps is not None:
-                    self._steps.close()
-                self.network.set_params(ray.get(self._server.get_params.remote()))
+                # After a failure (or the failure limit) some actors may be dead: close what lives.
+                with suppress(ray.exceptions.RayError):
+                    if self._steps is not None:
+                        self._steps.close()
+                with suppress(ray.exceptions.RayActorError):
+                    self.network.set_params(ray.get(self._server.get_params.remote()))
             for actor in getattr(self, "_workers", []) + [getattr(self, "_server", None)]:
                 if actor is not None:
                     ray.kill(actor)
@@ -158,37 +210,162 @@ class DistributedTrainer(TrainerBase):
 
     # -- the steps ------------------------------------------------------------------------------
     def _run_steps(self, epoch: int, start: int, stop: int) -> StepStats:
-        self._steps.run(epoch, start, stop)
-        return StepStats(*ray.get(self._server.take_stats.remote()))
+        self._confirmed = (epoch, start)
+
+        def run(first: int) -> StepStats:
+            self._steps.run(epoch, first, stop)
+            return StepStats(*ray.get(self._server.take_stats.remote()))
+
+        # After a recovery the server says where to carry on: at the interrupted step.
+        stats = self._recovering(lambda: run(start), again=lambda: run(self._next_step(epoch, start)))
+        self._confirmed = (epoch, stop)
+        return stats
 
     def _error_rate(self, dataset: Dataset) -> float:
         if dataset is self._validation:
             images, labels = self._validation_refs
         else:
             images, labels = ray.put(dataset.images), ray.put(np.asarray(dataset.labels))
-        params = self._server.get_params.remote()
-        n = len(self._workers)
-        wrong = ray.get([w.count_errors.remote(params, images, labels, i, n) for i, w in enumerate(self._workers)])
-        return sum(wrong) / len(dataset)
+
+        def count() -> int:
+            params = self._server.get_params.remote()
+            n = len(self._workers)
+            return sum(ray.get([w.count_errors.remote(params, images, labels, i, n)
+                                for i, w in enumerate(self._workers)]))
+
+        return self._recovering(count) / len(dataset)
 
     def _params(self) -> np.ndarray:
-        return ray.get(self._server.get_params.remote())
+        return self._recovering(lambda: ray.get(self._server.get_params.remote()))
 
     def _params_finite(self) -> bool:
-        return ray.get(self._server.params_finite.remote())
+        return self._recovering(lambda: ray.get(self._server.params_finite.remote()))
 
     def _optimizer_state(self) -> dict[str, np.ndarray]:
-        return ray.get(self._server.state.remote())[1]
+        return self._recovering(lambda: ray.get(self._server.state.remote())[1])
 
     def _set_learning_rate(self, learning_rate: float) -> None:
+        # The driver's optimizer keeps the rate too, so a replacement server starts with it.
         super()._set_learning_rate(learning_rate)
-        ray.get(self._server.set_learning_rate.remote(learning_rate))
+        self._recovering(lambda: ray.get(self._server.set_learning_rate.remote(learning_rate)))
 
     def _load_state(self, params: np.ndarray, optimizer_state: dict[str, np.ndarray]) -> None:
         ray.get(self._server.load_state.remote(params, optimizer_state))
 
+    # -- fault tolerance ------------------------------------------------------------------------
+    def _recovering(self, call, again=None):
+        """``call()``; after a loss, the lost actors are replaced and ``again()`` (default: ``call()``)
+        is tried, as often as ``max_failures`` allows."""
+        attempt = call
+        while True:
+            try:
+                return attempt()
+            except _LOST as e:
+                cause = e
+            while True:  # a recovery can itself be interrupted by another loss
+                try:
+                    self._replace_lost_actors(cause)
+                    break
+                except _LOST as e:
+                    cause = e
+            attempt = again or call
+
+    def _count_failure(self, what: str) -> None:
+        self.failures.append(what)
+        if len(self.failures) <= self.max_failures:
+            return
+        kept = ""
+        if self._run is not None:
+            kept = (f"; the best network so far and the last checkpoint in {self._run.path} are intact: "
+                    f"continue with distnet train --resume {self._run.path}")
+        raise FailureLimitError(f"giving up after {len(self.failures)} lost actors (max_failures="
+                                f"{self.max_failures}); the last: {what}{kept}")
+
+    def _replace_lost_actors(self, cause: Exception) -> None:
+        # Closing the protocol first frees the survivors (a channel's workers wait for the server).
+        with suppress(ray.exceptions.RayError):
+            self._steps.close()
+        server_alive, *workers_alive = self._answered([self._server.params_finite.remote()]
+                                                      + [w.where.remote() for w in self._workers])
+        lost = [f"worker {i} (pid {self.placement[i]['pid']})" for i, alive in enumerate(workers_alive)
+                if not alive] + ([] if server_alive else ["the parameter server"])
+        if isinstance(cause, WorkerLostError):
+            when = f"at epoch {cause.epoch + 1}, step {cause.step}"
+        else:
+            when = f"in epoch {self._confirmed[0] + 1} ({cause.__class__.__name__})"
+        self._count_failure(f"{', '.join(lost) or 'no actor'} lost {when}")
+        for i, alive in enumerate(workers_alive):
+            if not alive:
+                ray.kill(self._workers[i])
+                self._workers[i] = self._start_worker(i)
+                self.placement[i] = self._where(self._workers[i], i)
+        if not server_alive:
+            ray.kill(self._server)
+            self._server, resumed_at = self._restore_server()
+        self._steps = self._open_steps()
+        self.active_protocol = self._steps.name
+        if not server_alive:
+            self._replay(resumed_at, self._confirmed)
+            ray.get(self._server.take_stats.remote())  # counted before the loss already
+
+    @staticmethod
+    def _answered(pings: list, timeout: float = 30.0) -> list[bool]:
+        """Which of these calls (one per actor) were answered, i.e. which actors are alive."""
+        ray.wait(pings, num_returns=len(pings), timeout=timeout)
+        alive = []
+        for ping in pings:
+            try:
+                ray.get(ping, timeout=0)
+                alive.append(True)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                alive.append(False)  # dead, or hung: either way it is replaced
+        return alive
+
+    def _where(self, worker, index: int) -> dict:
+        try:
+            return ray.get(worker.where.remote(), timeout=self.placement_timeout)
+        except ray.exceptions.GetTimeoutError:
+            raise DistnetError(f"cannot start a replacement for worker {index} within "
+                               f"{self.placement_timeout:g} s: its placement-group bundle has no room "
+                               f"(was its node lost?)") from None
+
+    def _restore_server(self):
+        """A new parameter server in the state of the newest checkpoint (or of the run's start);
+        returns it and the (epoch, step) it stands at."""
+        epoch, step, params, optimizer_state = self._origin
+        if self._run is not None and (self._run.checkpoint_path.exists()
+                                      or self._run.previous_checkpoint_path.exists()):
+            checkpoint = self._run.load_checkpoint()
+            epoch, step, params, optimizer_state = (checkpoint.epoch, checkpoint.step, checkpoint.params,
+                                                    checkpoint.optimizer_state)
+        return self._start_server(params, optimizer_state), (epoch, step)
+
+    def _replay(self, start: tuple[int, int], stop: tuple[int, int]) -> None:
+        """Run every step from position ``start`` up to (not including) ``stop``, each epoch at its
+        scheduled learning rate; the server is left at the rate of ``stop``'s epoch."""
+        per_epoch = self._plan.steps_per_epoch
+        position, end = start[0] * per_epoch + start[1], stop[0] * per_epoch + stop[1]
+        while position < end:
+            epoch, step = divmod(position, per_epoch)
+            upto = min(end, (epoch + 1) * per_epoch)
+            self._set_server_rate(epoch)
+            self._steps.run(epoch, step, upto - epoch * per_epoch)
+            position = upto
+        self._set_server_rate(stop[0])
+
+    def _set_server_rate(self, epoch: int) -> None:
+        if self.schedule is not None:
+            rate = self.learning_rate * self.schedule.factor(epoch, self._epochs)
+            ray.get(self._server.set_learning_rate.remote(rate))
+
+    def _next_step(self, epoch: int, start: int) -> int:
+        """The first step of this chunk the parameter server has not applied."""
+        server_epoch, server_step = ray.get(self._server.state.remote())[2]
+        return max(start, server_step) if server_epoch == epoch else start
+
     def _early_stopping(self, network_spec: dict, window: int, acceptable_error: float | None,
                         best_path: Path | None):
         self._stopping = StopEvaluatorActor(network_spec, window, acceptable_error, best_path,
-                                            node_id=ray.get_runtime_context().get_node_id())
+                                            node_id=ray.get_runtime_context().get_node_id(),
+                                            on_failure=self._count_failure)
         return self._stopping

@@ -1,0 +1,227 @@
+"""Losing actors, the driver or a checkpoint: every run still ends with exactly the parameters of an
+uninterrupted one (float64, fixed seed). Real kills on a real local Ray; nothing is mocked."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+from distnet import Dense, ModelFormatError, Nesterov, Network
+from distnet.checkpoint import Checkpoint
+from distnet.cli import main
+from distnet.data.idx import write_idx
+from distnet.distributed import DistributedTrainer
+from distnet.distributed.trainer import FailureLimitError
+from distnet.progress import Reporter
+
+pytestmark = pytest.mark.slow
+EPOCHS = 2
+
+
+def small_network():
+    return Network([Dense(12, "leaky_relu"), Dense(10, "softmax")], input_size=784, seed=5,
+                   initializer=None, dtype=np.float64)
+
+
+def make_trainer(protocol="auto", **kw):
+    return DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3,
+                              workers=2, protocol=protocol, **kw)
+
+
+def fit(trainer, mnist, **kw):
+    """50 steps per epoch, an evaluation after each epoch."""
+    train, validation = mnist.train.subset(slice(0, 1600)), mnist.validation.subset(slice(0, 300))
+    return trainer.fit(train, validation, epochs=EPOCHS, eval_every=1, window=5, **kw)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(mnist, ray_local):
+    trainer = make_trainer()
+    result = fit(trainer, mnist)
+    return trainer.network.params.copy(), result
+
+
+class KillOnce(Reporter):
+    """Calls ``kill()`` once, when the run has done ``step`` steps of epoch ``epoch`` (1-based);
+    with ``delay`` from a thread that many seconds later, i.e. while the next steps run."""
+
+    def __init__(self, epoch, step, kill, delay=None):
+        self.at, self.kill, self.delay, self.fired = (epoch, step), kill, delay, False
+        self.thread = None
+
+    def on_steps(self, epoch, step, steps, stats, seconds):
+        if self.fired or (epoch, step) < self.at:
+            return
+        self.fired = True
+        if self.delay is None:
+            self.kill()
+        else:
+            self.thread = threading.Timer(self.delay, self.kill)
+            self.thread.start()
+
+
+def assert_same_run(trainer, result, uninterrupted):
+    params, expected = uninterrupted
+    np.testing.assert_array_equal(trainer.network.params, params)
+    np.testing.assert_array_equal(result.best_network.params, expected.best_network.params)
+    assert [(h["epoch"], h["validation_error"], h["train_error"]) for h in result.history] == \
+           [(h["epoch"], h["validation_error"], h["train_error"]) for h in expected.history]
+
+
+@pytest.mark.parametrize("protocol", ["channel", "plain"])
+def test_killed_worker_is_replaced_and_the_run_ends_unchanged(mnist, ray_local, uninterrupted, protocol):
+    trainer = make_trainer(protocol)
+
+    def kill_worker():
+        os.kill(trainer.placement[1]["pid"], signal.SIGKILL)
+
+    killer = KillOnce(1, 20, kill_worker, delay=0.01)
+    result = fit(trainer, mnist, reporter=killer)
+    killer.thread.join()
+    assert len(trainer.failures) == 1 and trainer.failures[0].startswith("worker 1 "), trainer.failures
+    assert trainer.active_protocol == protocol
+    assert_same_run(trainer, result, uninterrupted)
+    assert len({p["pid"] for p in trainer.placement}) == 2
+
+
+@pytest.mark.parametrize("with_run_dir", [True, False], ids=["from-checkpoint", "from-start"])
+def test_killed_parameter_server_recovers_from_the_checkpoint(mnist, ray_local, uninterrupted, tmp_path,
+                                                               with_run_dir):
+    trainer = make_trainer()
+    # Checkpoints at steps 10, 20, ... so the kill at step 25 of epoch 2 loses 5 applied steps;
+    # without a run directory the new server replays all 75 steps from the start.
+    killer = KillOnce(2, 25, lambda: ray_local.kill(trainer._server))
+    run = {"run_dir": tmp_path / "run", "checkpoint_every": 10} if with_run_dir else {}
+    result = fit(trainer, mnist, reporter=killer, **run)
+    assert trainer.failures == ["the parameter server lost in epoch 2 (ActorDiedError)"]
+    assert_same_run(trainer, result, uninterrupted)
+
+
+def test_killed_stop_evaluator_restarts_with_its_state_and_best_network(mnist, ray_local, uninterrupted,
+                                                                       tmp_path):
+    trainer = make_trainer()
+    killer = KillOnce(2, 10, lambda: ray_local.kill(trainer._stopping.actor))
+    result = fit(trainer, mnist, reporter=killer, run_dir=tmp_path / "run")
+    assert trainer.failures == ["the stop evaluator died (ActorDiedError)"]
+    assert_same_run(trainer, result, uninterrupted)
+    assert result.best_epoch == uninterrupted[1].best_epoch
+
+
+def test_failures_beyond_the_limit_end_the_run_keeping_best_network_and_checkpoint(
+        mnist, ray_local, uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    trainer = make_trainer(max_failures=0)
+    saved = {}
+
+    def kill_worker():
+        saved.update({name: (run / name).read_bytes() for name in ("best.npz", "checkpoint.npz")})
+        ray_local.kill(trainer._workers[0])
+
+    with pytest.raises(FailureLimitError, match=r"giving up after 1 lost actors \(max_failures=0\).*"
+                                                r"intact: continue with distnet train --resume"):
+        fit(trainer, mnist, reporter=KillOnce(2, 10, kill_worker), run_dir=run)
+    assert saved == {name: (run / name).read_bytes() for name in saved}
+    resumed = make_trainer()
+    result = fit(resumed, mnist, run_dir=run, resume=True)
+    assert_same_run(resumed, result, uninterrupted)
+
+
+# -- the driver killed, and damaged checkpoints: the command line on a small MNIST ----------------
+
+@pytest.fixture(scope="module")
+def small_mnist(tmp_path_factory):
+    """IDX files of 20,000 training samples (10,000 of them become the validation split) and 1,000
+    test samples, so that `distnet train` runs 312 steps per epoch."""
+    from distnet.data import load_mnist
+
+    folder = tmp_path_factory.mktemp("small-mnist")
+    full = load_mnist(validation=0, download=False)
+    for split, n, prefix in ((full.train, 20_000, "train"), (full.test, 1_000, "t10k")):
+        pixels = np.rint(split.images[:n] * 255).astype(np.uint8).reshape(n, 28, 28)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", pixels)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.asarray(split.labels[:n], dtype=np.uint8))
+    return folder
+
+
+def train_args(small_mnist, run_dir, *extra):
+    return ["train", "--data-dir", str(small_mnist), "--no-download", "--dtype", "float64", "--epochs", "3",
+            "--eval-every", "1", "--checkpoint-every", "40", "--run-dir", str(run_dir), "--quiet", *extra]
+
+
+def resume_args(small_mnist, run_dir, *extra):
+    # The run directory does not record where the data came from: name the same files again.
+    return ["train", "--resume", str(run_dir), "--data-dir", str(small_mnist), "--no-download", "--quiet", *extra]
+
+
+def final_params(run_dir):
+    return Checkpoint.load(run_dir / "checkpoint.npz").params
+
+
+def test_driver_killed_with_sigkill_resumes_to_the_uninterrupted_result(small_mnist, ray_local, tmp_path):
+    options = ("--workers", "2", "--protocol", "plain")
+    assert main(train_args(small_mnist, tmp_path / "whole", *options)) == 0
+
+    run = tmp_path / "killed"
+    address = ray_local.get_runtime_context().gcs_address
+    command = [sys.executable, "-m", "distnet", *train_args(small_mnist, run, *options, "--address", address)]
+    command[command.index("--quiet")] = "--json"
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in driver.stdout:
+            if json.loads(line)["event"] == "evaluation":  # epoch 1 done; mid-epoch checkpoints exist
+                driver.send_signal(signal.SIGKILL)
+                break
+        assert driver.wait(timeout=60) == -signal.SIGKILL, driver.stderr.read()
+    finally:
+        driver.kill()
+        driver.communicate()
+    interrupted_at = Checkpoint.load(run / "checkpoint.npz")
+    assert (interrupted_at.epoch, interrupted_at.step) < (3, 0) and not (run / "summary.json").exists()
+
+    assert main(resume_args(small_mnist, run, "--address", address)) == 0
+    np.testing.assert_array_equal(final_params(run), final_params(tmp_path / "whole"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_error"] == json.loads((tmp_path / "whole" / "summary.json").read_text())["test_error"]
+
+
+def damage(path, how):
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    else:  # one flipped byte inside the parameters
+        middle = len(data) // 2
+        path.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
+
+
+@pytest.mark.parametrize("how", ["truncated", "corrupted"])
+def test_damaged_checkpoint_is_detected_and_the_previous_one_resumes_exactly(small_mnist, tmp_path, capsys, how):
+    whole = tmp_path / "whole"
+    assert main(train_args(small_mnist, whole, "--workers", "0")) == 0
+    run = tmp_path / "damaged"
+    shutil.copytree(whole, run)
+    (run / "summary.json").unlink()
+    damage(run / "checkpoint.npz", how)
+    with pytest.raises(ModelFormatError, match=r"checkpoint\.npz: not a readable \.npz file; truncated or corrupt"):
+        Checkpoint.load(run / "checkpoint.npz")
+
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:  # the command may show them on stderr instead
+        warnings.simplefilter("always")
+        assert main(resume_args(small_mnist, run)) == 0
+    shown = capsys.readouterr().err + "".join(str(w.message) for w in caught)
+    assert "checkpoint.npz: not a readable .npz file; truncated or corrupt" in shown
+    assert "resuming from the previous checkpoint checkpoint.prev.npz instead" in shown
+    np.testing.assert_array_equal(final_params(run), final_params(whole))
+
+    damage(run / "checkpoint.npz", how)
+    damage(run / "checkpoint.prev.npz", how)
+    capsys.readouterr()
+    assert main(resume_args(small_mnist, run)) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("distnet: error: ") and "no usable checkpoint" in error
