@@ -43,10 +43,80 @@ class Evaluation:
 
 def evaluate(network: Network, images: np.ndarray, labels: np.ndarray,
              classes: tuple[str, ...] | None = None) -> Evaluation:
+    """Error rate, per-class accuracy and confusion matrix of ``network`` on labelled images."""
+    return evaluation_of(network.predict(images), labels, classes)
+
+
+def evaluation_of(outputs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...] | None = None) -> Evaluation:
+    """The :class:`Evaluation` of outputs already computed (one row per sample)."""
     labels = np.asarray(labels)
-    predicted = network.predict(images).argmax(axis=1)
-    k = network.output_size
+    predicted = outputs.argmax(axis=1)
+    k = outputs.shape[1]
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     return Evaluation(float(np.mean(predicted != labels)) if len(labels) else 0.0, confusion,
                       tuple(classes) if classes else tuple(str(i) for i in range(k)))
+
+
+def confident_mistakes(outputs: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """Indices of the (at most) ``count`` misclassified samples whose predicted class had the
+    highest output: the network's surest mistakes, surest first."""
+    predicted = outputs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != np.asarray(labels))
+    confidence = outputs[wrong, predicted[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")[:count]]
+
+
+def recognized(outputs: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Which samples some class reaches ``threshold`` for (all of them without a threshold).
+
+    As the article suggests for Softmax outputs: where no class is probable enough, say that
+    nothing was recognised rather than guess.
+    """
+    if threshold is None:
+        return np.ones(len(outputs), dtype=bool)
+    return outputs.max(axis=1) >= threshold
+
+
+@dataclass
+class Recognition:
+    """How a threshold splits a labelled set: recognised (right or wrong) and not recognised."""
+
+    threshold: float
+    total: int
+    recognized: int
+    wrong: int  # among the recognised
+
+    @property
+    def error_rate(self) -> float:
+        """Errors among the recognised samples."""
+        return self.wrong / self.recognized if self.recognized else 0.0
+
+    def to_dict(self) -> dict:
+        return {"threshold": self.threshold, "total": self.total, "recognized": self.recognized,
+                "not_recognized": self.total - self.recognized, "wrong": self.wrong,
+                "error_rate_recognized": self.error_rate}
+
+    def report(self) -> str:
+        return (f"threshold {self.threshold:g}: {self.recognized:,} of {self.total:,} recognized "
+                f"({100 * self.recognized / max(self.total, 1):.2f}%), {self.wrong:,} of them wrong "
+                f"({100 * self.error_rate:.2f}%); {self.total - self.recognized:,} not recognized")
+
+
+def recognition(outputs: np.ndarray, labels: np.ndarray, threshold: float) -> Recognition:
+    sure = recognized(outputs, threshold)
+    wrong = (outputs.argmax(axis=1) != np.asarray(labels)) & sure
+    return Recognition(threshold, len(outputs), int(sure.sum()), int(wrong.sum()))
+
+
+def probability_table(output: np.ndarray, classes: tuple[str, ...], marks: dict[int, str] | None = None) -> list[str]:
+    """One sample's outputs per class as the article's table (``Class P`` ... ``Σ = 1.0``), with
+    an optional note after some rows (e.g. ``{7: "predicted"}``)."""
+    marks = marks or {}
+    width = max(5, *(len(c) for c in classes))
+    lines = [f"{'class':<{width}}  P"]
+    for i, (name, p) in enumerate(zip(classes, output)):
+        note = f"  <- {marks[i]}" if i in marks else ""
+        lines.append(f"{name:<{width}}  {p:.3f}{note}")
+    lines.append(f"{'Σ':<{width}}  {float(np.sum(output)):.3f}")
+    return lines

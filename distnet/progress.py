@@ -24,7 +24,12 @@ class Reporter:
 
 
 class TerminalReporter(Reporter):
-    """A progress bar per epoch (redrawn in place on a terminal) and one line per evaluation."""
+    """A progress bar per epoch (redrawn in place on a terminal) and one line per evaluation.
+
+    The bar shows samples per second and the running train error of the epoch (on the augmented
+    images when the run augments); an evaluation line marks a new best with ``*`` and shows the
+    learning rate when a schedule changes it.
+    """
 
     def __init__(self, stream: TextIO | None = None, width: int = 24):
         self.stream = stream or sys.stderr
@@ -32,13 +37,19 @@ class TerminalReporter(Reporter):
         self.interactive = self.stream.isatty()
         self._started = time.perf_counter()
         self._epochs_at_start = 0
+        self._scheduled = False
+        self._best_error = None
 
     def on_start(self, info):
         self._started = time.perf_counter()
         self._epochs_at_start = info["first_epoch"] - 1
-        self._print(f"training {info['parameters']:,} parameters, {info['workers']} worker(s), batch "
+        self._scheduled = bool(info.get("schedule"))
+        sizes = "-".join(map(str, info["sizes"])) + ", " if info.get("sizes") else ""
+        self._print(f"training {sizes}{info['parameters']:,} parameters, {info['workers']} worker(s), batch "
                     f"{info['batch_size']}, {info['steps_per_epoch']} steps per epoch, at most "
                     f"{info['epochs']} epochs")
+        if info.get("optimizer"):
+            self._print(describe_training(info))
 
     def on_steps(self, epoch, step, steps, stats, seconds):
         if not self.interactive:
@@ -53,10 +64,12 @@ class TerminalReporter(Reporter):
     def on_evaluation(self, record):
         minutes = (time.perf_counter() - self._started) / 60
         pace = (record["epoch"] - self._epochs_at_start) / minutes if minutes > 0 else 0.0
+        improved = record["best_epoch"] == record["epoch"]
+        rate = f"  lr {record['learning_rate']:.2e}" if self._scheduled and "learning_rate" in record else ""
         self._print(f"epoch {record['epoch']:>3}  train error {100 * record['train_error']:5.2f}%  "
                     f"validation error {100 * record['validation_error']:5.2f}%  best "
-                    f"{100 * record['best_error']:5.2f}% (epoch {record['best_epoch']})  "
-                    f"{pace:.1f} epochs/min")
+                    f"{100 * record['best_error']:5.2f}% (epoch {record['best_epoch']}){'*' if improved else ' '}"
+                    f"{rate}  {pace:.1f} epochs/min")
 
     def on_end(self, result):
         self._print(f"stopped after {result.epochs} epochs ({result.stop_reason.replace('_', ' ')}), "
@@ -67,6 +80,24 @@ class TerminalReporter(Reporter):
         if self.interactive:
             line = "\r\033[K" + line
         print(line, file=self.stream, flush=True)
+
+
+def describe_training(info: dict) -> str:
+    """One line on how the run learns: optimizer, learning rate, schedule, augmentation."""
+    optimizer = dict(info["optimizer"])
+    parts = [f"{optimizer.pop('name')} (learning rate {optimizer.pop('learning_rate'):g}"
+             + "".join(f", {k} {v:g}" for k, v in optimizer.items() if isinstance(v, (int, float))) + ")"]
+    if info.get("l2"):
+        parts.append(f"L2 {info['l2']:g}")
+    if info.get("schedule"):
+        schedule = dict(info["schedule"])
+        parts.append(f"{schedule.pop('name')} schedule" +
+                     (f" ({', '.join(f'{k} {v:g}' for k, v in schedule.items())})" if schedule else ""))
+    augmentation = info.get("augmentation")
+    if augmentation:
+        parts.append(f"random affine augmentation (±{augmentation['rotation']:g}°, "
+                     f"±{100 * augmentation['scale']:g}% scale, ±{augmentation['shift']:g} px)")
+    return "learning with " + ", ".join(parts)
 
 
 class JsonLinesReporter(Reporter):

@@ -146,7 +146,9 @@ class TrainerBase:
                 run.rewrite_history(history)
             reporter.on_start({"steps_per_epoch": plan.steps_per_epoch, "epochs": epochs,
                                "batch_size": self.batch_size, "workers": self.shards,
-                               "first_epoch": epoch + 1, "parameters": self.network.parameter_count})
+                               "first_epoch": epoch + 1, "parameters": self.network.parameter_count,
+                               "sizes": self.network.sizes, "optimizer": config["optimizer"], "l2": self.rule.l2,
+                               "schedule": config["schedule"], "augmentation": config["augmentation"]})
             verdict: Verdict | None = None
             stop_reason = "max_epochs"
             chunk = max(1, math.ceil(plan.steps_per_epoch / 10))

@@ -1,4 +1,4 @@
 """The CLI's commands, one module each; every module has ``register(subparsers)``."""
-from . import evaluate, train
+from . import evaluate, plot, predict, show, train
 
-COMMANDS = [train, evaluate]
+COMMANDS = [train, evaluate, show, predict, plot]

@@ -1,0 +1,158 @@
+"""``distnet plot``: a run's learning curves, its confusion matrix and a grid of misclassified test
+images, as PNG files (needs matplotlib: ``pip install 'distnet[plot]'``)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+DPI = 100
+# Every figure has a fixed size in pixels (width, height): no tight bounding box that would change it.
+SIZES = {"learning_curves.png": (900, 600), "confusion_matrix.png": (800, 800), "misclassified.png": (900, 1000)}
+GRID = (6, 6)  # misclassified images drawn, rows x columns
+
+
+def register(subparsers) -> None:
+    plot = subparsers.add_parser(
+        "plot", help="learning curves, confusion matrix and misclassified images of a run, as PNG",
+        description="Write learning_curves.png (train and validation error per evaluation), "
+                    "confusion_matrix.png and misclassified.png (the best network's surest mistakes on "
+                    "the test set) for the run in RUN_DIR. Needs matplotlib: pip install 'distnet[plot]'.")
+    plot.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by distnet train")
+    plot.add_argument("--out", type=Path, help="where to write the PNG files (default: RUN_DIR/plots)")
+    plot.add_argument("--data-dir", type=Path, help="folder with the data set's IDX files (default: as for train)")
+    plot.add_argument("--no-download", action="store_true", help="never download; fail if the files are missing")
+    plot.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ..metrics import confident_mistakes, evaluation_of
+    from ..nn import Network
+    from ..rundir import RunDir
+    from .common import load_data
+
+    pyplot = import_pyplot()
+    run_dir = RunDir(args.run_dir)
+    config = run_dir.config()
+    history = read_history(run_dir.history_path)
+    if not run_dir.best_path.exists():
+        raise ConfigError(f"{run_dir.path} has no best network yet (best.npz); train or resume the run first")
+    args.dataset = config.get("dataset", "mnist")
+    test = load_data(args, validation=0).test
+    outputs = Network.load(run_dir.best_path).predict(test.images)
+    evaluation = evaluation_of(outputs, test.labels, test.classes)
+    mistakes = confident_mistakes(outputs, test.labels, GRID[0] * GRID[1])
+
+    out = args.out or run_dir.path / "plots"
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{config.get('preset') or 'custom'} on {args.dataset}"
+    written = [
+        save(pyplot, learning_curves(pyplot, history, title), out / "learning_curves.png"),
+        save(pyplot, confusion_matrix(pyplot, evaluation, title), out / "confusion_matrix.png"),
+        save(pyplot, misclassified(pyplot, test, outputs, mistakes, title), out / "misclassified.png"),
+    ]
+    for path in written:
+        print(path)
+    return 0
+
+
+def import_pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("plotting needs matplotlib: pip install 'distnet[plot]'") from None
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
+
+
+def read_history(path: Path) -> list[dict]:
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"{path.parent} is not a run directory (no history.jsonl)") from None
+    try:
+        return [json.loads(line) for line in lines if line.strip()]
+    except ValueError:
+        raise ConfigError(f"{path}: a line is not valid JSON; was the file edited by hand?") from None
+
+
+def figure(pyplot, name: str):
+    width, height = SIZES[name]
+    return pyplot.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+
+
+def save(pyplot, fig, path: Path) -> Path:
+    from ..io import atomic_writer
+
+    with atomic_writer(path) as f:
+        fig.savefig(f, dpi=DPI, format="png")
+    pyplot.close(fig)
+    return path
+
+
+def learning_curves(pyplot, history: list[dict], title: str):
+    fig = figure(pyplot, "learning_curves.png")
+    axes = fig.add_subplot()
+    if history:
+        epochs = [h["epoch"] for h in history]
+        axes.plot(epochs, [100 * h["train_error"] for h in history], "o-", label="train error (running)")
+        axes.plot(epochs, [100 * h["validation_error"] for h in history], "o-", label="validation error")
+        best = min(history, key=lambda h: h["validation_error"])
+        axes.axvline(best["epoch"], color="grey", linestyle=":",
+                     label=f"best: {100 * best['validation_error']:.2f}% (epoch {best['epoch']})")
+        axes.set_yscale("log")
+        plain = pyplot.matplotlib.ticker.FormatStrFormatter("%g")
+        axes.yaxis.set_major_formatter(plain)
+        axes.yaxis.set_minor_formatter(plain)
+        axes.xaxis.set_major_locator(pyplot.matplotlib.ticker.MaxNLocator(integer=True))
+    else:
+        axes.text(0.5, 0.5, "no evaluation yet", ha="center", va="center", transform=axes.transAxes)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("error rate (%)")
+    axes.set_title(f"learning curves: {title}")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    fig.subplots_adjust(left=0.1, right=0.95, top=0.92, bottom=0.1)
+    return fig
+
+
+def confusion_matrix(pyplot, evaluation, title: str):
+    fig = figure(pyplot, "confusion_matrix.png")
+    axes = fig.add_subplot()
+    confusion = evaluation.confusion
+    # Log scale so the few confusions show beside the large diagonal.
+    axes.imshow(np.log1p(confusion), cmap="Blues")
+    for (i, j), count in np.ndenumerate(confusion):
+        axes.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                  color="white" if i == j else "black")
+    ticks = range(len(evaluation.classes))
+    axes.set_xticks(ticks, evaluation.classes, rotation=45, ha="right")
+    axes.set_yticks(ticks, evaluation.classes)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true class")
+    axes.set_title(f"test confusion matrix: {title}, error {100 * evaluation.error_rate:.2f}%")
+    fig.subplots_adjust(left=0.18, right=0.95, top=0.93, bottom=0.16)
+    return fig
+
+
+def misclassified(pyplot, test, outputs: np.ndarray, mistakes: np.ndarray, title: str):
+    fig = figure(pyplot, "misclassified.png")
+    rows, columns = GRID
+    for cell in range(rows * columns):
+        axes = fig.add_subplot(rows, columns, cell + 1)
+        axes.axis("off")
+        if cell >= len(mistakes):
+            continue
+        i = mistakes[cell]
+        predicted = int(outputs[i].argmax())
+        axes.imshow(test.images[i].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+        axes.set_title(f"#{i}: {test.classes[test.labels[i]]} → {test.classes[predicted]}\n"
+                       f"p {outputs[i, predicted]:.2f}", fontsize=8)
+    fig.suptitle(f"surest mistakes on the test set (label → network): {title}")
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.92, bottom=0.02, hspace=0.5)
+    return fig

@@ -1,0 +1,132 @@
+"""``distnet predict``: classify images with a saved network and print class and probabilities.
+
+Reads ``.npy`` arrays and IDX files (plain or gzip) without extra packages, and PNG, JPEG and
+the other picture formats through Pillow (``pip install 'distnet[images]'``).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, DataFormatError, DataNotFoundError
+
+SIDE = 28
+PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def register(subparsers) -> None:
+    predict = subparsers.add_parser(
+        "predict", help="classify images (PNG/JPEG, .npy or IDX) with a saved network",
+        description="Print each image's class and the network's probability per class. FILE can be a "
+                    "PNG/JPEG picture (needs Pillow: pip install 'distnet[images]'), a .npy array of "
+                    "one or more 28x28 images (or rows of 784 values), or an IDX images file.")
+    predict.add_argument("model", type=Path, help="a .npz network (e.g. RUN_DIR/best.npz)")
+    predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    predict.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
+                         help="what the network was trained on, for the class names (default: mnist)")
+    predict.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
+                         help="pictures only: make dark-on-light images light-on-dark like MNIST "
+                              "(default auto: invert when the border is light)")
+    predict.add_argument("--threshold", type=float, metavar="P",
+                         help="below probability P for every class, report 'not recognized'")
+    predict.add_argument("--json", action="store_true", help="print one JSON object per image")
+    predict.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ..data.datasets import DIGIT_CLASSES, FASHION_CLASSES
+    from ..metrics import recognized
+    from ..nn import Network
+    from .show import check_threshold
+
+    check_threshold(args.threshold)
+    network = Network.load(args.model)
+    classes = FASHION_CLASSES if args.dataset == "fashion-mnist" else DIGIT_CLASSES
+    for path in args.files:
+        names, pixels = read_images(path, args.invert)
+        outputs = network.predict(pixels)
+        for name, output, sure in zip(names, outputs, recognized(outputs, args.threshold)):
+            best = int(output.argmax())
+            if args.json:
+                print(json.dumps({"file": name, "class": best if sure else None,
+                                  "name": classes[best] if sure else None,
+                                  "probabilities": output.astype(float).round(6).tolist()}))
+                continue
+            verdict = f"{classes[best]}  (p {output[best]:.3f})" if sure else \
+                f"not recognized  (best {classes[best]}, p {output[best]:.3f})"
+            row = "  ".join(f"{c}:{p:.3f}" for c, p in enumerate(output))
+            print(f"{name}: {verdict}\n    {row}")
+    return 0
+
+
+def read_images(path: Path, invert: str = "auto") -> tuple[list[str], np.ndarray]:
+    """The images in ``path`` as ``(names, pixels)``: one name per image (``path`` for a single
+    one, ``path[i]`` in a stack) and an ``(n, 784)`` float32 array with values in [0, 1]."""
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix in PICTURE_SUFFIXES:
+        return [str(path)], read_picture(path, invert)[None, :]
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise DataFormatError(f"{path}: not a readable .npy array ({e})") from None
+    else:
+        from ..data import read_idx
+
+        try:
+            array = read_idx(path)
+        except DataFormatError as e:
+            raise DataFormatError(f"{e}; predict reads .npy arrays, IDX files and (with Pillow) "
+                                  f"{', '.join(sorted(PICTURE_SUFFIXES))} pictures") from None
+    pixels = as_pixels(array, str(path))
+    names = [str(path)] if array.ndim in (1, 2) and array.size == SIDE * SIDE else \
+        [f"{path}[{i}]" for i in range(len(pixels))]
+    return names, pixels
+
+
+def as_pixels(array: np.ndarray, name: str) -> np.ndarray:
+    """One image (28x28 or 784 values) or a stack of them as (n, 784) float32 in [0, 1]; bytes
+    (unsigned integers) are divided by 255, floats must already be in [0, 1]."""
+    shapes = {(SIDE, SIDE), (SIDE * SIDE,)}
+    if array.shape in shapes:
+        array = array.reshape(1, -1)
+    elif array.ndim in (2, 3) and array.shape[1:] in shapes:
+        array = array.reshape(len(array), -1)
+    else:
+        raise DataFormatError(f"{name}: expected 28x28 images (shape (28, 28), (784,), (n, 28, 28) or "
+                              f"(n, 784)), got shape {array.shape}")
+    if array.dtype.kind == "u":
+        if array.max(initial=0) > 255:
+            raise DataFormatError(f"{name}: integer pixels must be bytes 0..255")
+        return array.astype(np.float32) / 255
+    if array.dtype.kind != "f":
+        raise DataFormatError(f"{name}: pixels must be bytes (uint8) or floats in [0, 1], got {array.dtype}")
+    if array.size and (array.min() < 0 or array.max() > 1):
+        raise DataFormatError(f"{name}: float pixels must lie in [0, 1] (got {array.min():g}..{array.max():g}); "
+                              f"divide bytes by 255")
+    return array.astype(np.float32)
+
+
+def read_picture(path: Path, invert: str = "auto") -> np.ndarray:
+    """A picture as 784 values in [0, 1]: grey, scaled to 28x28, light-on-dark like MNIST."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise ConfigError(f"reading {path.suffix} pictures needs Pillow: pip install 'distnet[images]' "
+                          f"(or save the image as a .npy array)") from None
+    try:
+        with Image.open(path) as picture:
+            grey = picture.convert("L")
+            if grey.size != (SIDE, SIDE):
+                grey = grey.resize((SIDE, SIDE), Image.LANCZOS)
+            pixels = np.asarray(grey, dtype=np.float32) / 255
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataFormatError(f"{path}: not a readable picture ({e})") from None
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    if invert == "yes" or (invert == "auto" and border.mean() > 0.5):
+        pixels = 1 - pixels
+    return pixels.reshape(-1)

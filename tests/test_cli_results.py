@@ -1,0 +1,289 @@
+"""What a user sees: `distnet train`'s output, and `evaluate`, `show`, `predict` and `plot` run on
+networks really trained by `distnet train` on real MNIST and Fashion-MNIST, checked value by value
+against the same numbers computed here directly."""
+import contextlib
+import io
+import json
+import re
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+from distnet import Network
+from distnet.cli import main
+from distnet.data import load_dataset, render_digit, write_idx
+from distnet.metrics import confident_mistakes
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(capsys, *argv):
+    """Exit status, stdout, stderr of one `distnet` command run in this process."""
+    capsys.readouterr()
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture(scope="module")
+def mnist_run(tmp_path_factory):
+    """The tuned preset (augmentation, cosine schedule) for 2 epochs, with JSON-lines output."""
+    run_dir = tmp_path_factory.mktemp("cli") / "mnist-run"
+    out = io.StringIO()  # capsys is per test; a module fixture captures by hand
+    with contextlib.redirect_stdout(out):
+        assert main(["train", "--workers", "0", "--preset", "tuned", "--epochs", "2",
+                     "--run-dir", str(run_dir), "--json"]) == 0
+    return run_dir, [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def fashion_run(tmp_path_factory):
+    """The seed preset for 1 epoch on Fashion-MNIST, quietly."""
+    run_dir = tmp_path_factory.mktemp("cli") / "fashion-run"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert main(["train", "--workers", "0", "--dataset", "fashion-mnist", "--epochs", "1",
+                     "--eval-every", "1", "--run-dir", str(run_dir), "--quiet"]) == 0
+    return run_dir, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def mnist_test():
+    return load_dataset("mnist", validation=0, download=False).test
+
+
+@pytest.fixture(scope="module")
+def fashion_test():
+    return load_dataset("fashion-mnist", validation=0, download=False).test
+
+
+# -- train ---------------------------------------------------------------------------------------
+def test_train_json_lines_tell_the_whole_run(mnist_run, mnist_test):
+    run_dir, events = mnist_run
+    kinds = [e["event"] for e in events]
+    assert kinds == ["start", "evaluation", "evaluation", "end", "summary"]
+    start, first, second, end, summary = events
+    assert start["sizes"] == [784, 50, 10] and start["steps_per_epoch"] == 50_000 // 64
+    assert start["schedule"]["name"] == "cosine" and start["augmentation"]["name"] == "random_affine"
+    # The cosine schedule over 2 epochs: the full rate, then half of it.
+    assert [first["learning_rate"], second["learning_rate"]] == pytest.approx([3e-3, 1.5e-3])
+    assert summary["best_epoch"] == min((first, second), key=lambda e: e["validation_error"])["epoch"]
+    assert summary["validation_error"] == end["best_error"] == min(first["validation_error"], second["validation_error"])
+    best = Network.load(summary["best_network"])
+    assert summary["test_error"] == best.error_rate(mnist_test.images, mnist_test.labels) < 0.06
+    confusion = np.array(summary["test"]["confusion"])
+    assert confusion.sum() == 10_000 and 1 - np.trace(confusion) / 10_000 == pytest.approx(summary["test_error"])
+    assert json.loads((run_dir / "summary.json").read_text())["test_error"] == summary["test_error"]
+
+
+def test_train_terminal_output_has_evaluation_lines_and_the_final_summary(capsys, tmp_path):
+    status, out, err = run_cli(capsys, "train", "--workers", "0", "--epochs", "2", "--eval-every", "1",
+                               "--run-dir", tmp_path / "run")
+    assert status == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    lines = err.splitlines()
+    assert lines[0].startswith("training 784-36-14-10, 28,928 parameters, 1 worker(s), batch 32")
+    assert lines[1] == "learning with nesterov (learning rate 0.02, momentum 0.87), L2 0.0001"
+    for record, line in zip(history, lines[2:4]):
+        assert line.startswith(f"epoch {record['epoch']:>3}  train error {100 * record['train_error']:5.2f}%  "
+                               f"validation error {100 * record['validation_error']:5.2f}%  best "
+                               f"{100 * record['best_error']:5.2f}% (epoch {record['best_epoch']})")
+        assert line.endswith("epochs/min") and " lr " not in line  # no schedule, no rate shown
+    assert f"test error {100 * summary['test_error']:.2f}% with the best network" in out
+    assert "per-class accuracy:" in out and "confusion matrix (rows: true class, columns: predicted):" in out
+    assert f"best network: {tmp_path / 'run' / 'best.npz'}" in out
+
+
+def test_quiet_train_prints_only_the_summary(fashion_run):
+    run_dir, out, err = fashion_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert err == ""
+    assert out.splitlines() == [
+        "", f"test error {100 * summary['test_error']:.2f}% with the best network (epoch 1, validation error "
+            f"{100 * summary['validation_error']:.2f}%)",
+        f"best network: {run_dir / 'best.npz'}", f"run directory: {run_dir}"]
+
+
+# -- evaluate ------------------------------------------------------------------------------------
+def test_evaluate_reports_the_test_error_of_the_model(capsys, mnist_run, mnist_test):
+    run_dir, events = mnist_run
+    status, out, _ = run_cli(capsys, "evaluate", run_dir / "best.npz", "--json")
+    result = json.loads(out)
+    assert status == 0 and result["error_rate"] == events[-1]["test_error"]
+    assert result["per_class_accuracy"] == events[-1]["test"]["per_class_accuracy"]
+
+
+def test_evaluate_names_fashion_classes(capsys, fashion_run, fashion_test):
+    run_dir, _, _ = fashion_run
+    status, out, _ = run_cli(capsys, "evaluate", run_dir / "best.npz", "--dataset", "fashion-mnist")
+    best = Network.load(run_dir / "best.npz")
+    assert status == 0
+    assert f"error rate {100 * best.error_rate(fashion_test.images, fashion_test.labels):.2f}%" in out
+    assert "Ankle boot" in out and "T-shirt/top" in out
+
+
+# -- show ----------------------------------------------------------------------------------------
+def test_show_picks_the_surest_mistakes(capsys, mnist_run, mnist_test):
+    run_dir, _ = mnist_run
+    outputs = Network.load(run_dir / "best.npz").predict(mnist_test.images)
+    status, out, _ = run_cli(capsys, "show", run_dir / "best.npz", "--confused", 4, "--json")
+    shown = json.loads(out)["confused"]
+    assert status == 0 and len(shown) == 4
+    predicted = outputs.argmax(axis=1)
+    surest_wrong = sorted(np.flatnonzero(predicted != mnist_test.labels), key=lambda i: -outputs[i, predicted[i]])
+    assert [s["index"] for s in shown] == surest_wrong[:4]
+    for s in shown:
+        assert s["label"] == mnist_test.labels[s["index"]] != s["predicted"] == predicted[s["index"]]
+        assert s["probabilities"] == pytest.approx(outputs[s["index"]], abs=1e-6)
+
+
+def test_show_draws_each_digit_beside_its_probability_table(capsys, mnist_run, mnist_test):
+    run_dir, _ = mnist_run
+    network = Network.load(run_dir / "best.npz")
+    outputs = network.predict(mnist_test.images)
+    first = confident_mistakes(outputs, mnist_test.labels, 1)[0]
+    status, out, _ = run_cli(capsys, "show", run_dir / "best.npz", "--confused", 1)
+    lines = out.splitlines()
+    error = network.error_rate(mnist_test.images, mnist_test.labels)
+    assert status == 0 and lines[0].endswith(f"on the mnist test set: error rate {100 * error:.2f}% "
+                                             f"({round(error * 10_000)} of 10000 wrong)")
+    label, guess = mnist_test.labels[first], outputs[first].argmax()
+    picture = render_digit(mnist_test.images[first], "").split("\n")[1:]
+    start = lines.index(f"#1  test image {first}: label {label}, predicted {guess}")
+    drawn = lines[start + 1:start + 1 + len(picture)]
+    assert [line[:30] for line in drawn] == picture  # the original's picture, unchanged
+    table = [line[33:] for line in drawn[1:12]]
+    assert table[0] == "class  P"
+    assert table[1 + guess] == f"{guess:<5}  {outputs[first, guess]:.3f}  <- network"
+    assert table[1 + label] == f"{label:<5}  {outputs[first, label]:.3f}  <- label"
+    assert drawn[12][33:] == "Σ      1.000"
+
+
+def test_show_threshold_reports_not_recognized_inputs(capsys, mnist_run, mnist_test):
+    run_dir, _ = mnist_run
+    outputs = Network.load(run_dir / "best.npz").predict(mnist_test.images)
+    sure = outputs.max(axis=1) >= 0.95
+    wrong = sure & (outputs.argmax(axis=1) != mnist_test.labels)
+    status, out, _ = run_cli(capsys, "show", run_dir / "best.npz", "--threshold", 0.95, "--confused", 0, "--json")
+    recognition = json.loads(out)["recognition"]
+    assert status == 0
+    assert recognition["recognized"] == sure.sum() and recognition["not_recognized"] == (~sure).sum() > 0
+    assert recognition["wrong"] == wrong.sum()
+    status, out, _ = run_cli(capsys, "show", run_dir / "best.npz", "--threshold", 0.95, "--confused", 0)
+    assert f"threshold 0.95: {sure.sum():,} of 10,000 recognized" in out
+    assert f"{(~sure).sum():,} not recognized" in out
+
+
+def test_show_on_fashion_uses_class_names(capsys, fashion_run):
+    run_dir, _, _ = fashion_run
+    status, out, _ = run_cli(capsys, "show", run_dir / "best.npz", "--dataset", "fashion-mnist", "--confused", 1)
+    assert status == 0 and "Ankle boot" in out and "<- network" in out
+
+
+def test_show_refuses_a_bad_threshold(capsys, mnist_run):
+    status, _, err = run_cli(capsys, "show", mnist_run[0] / "best.npz", "--threshold", 1.5)
+    assert status == 2 and "--threshold is a probability in (0, 1], got 1.5" in err
+
+
+# -- predict -------------------------------------------------------------------------------------
+def test_predict_npy_and_idx_give_the_network_s_answers(capsys, mnist_run, mnist_test, tmp_path):
+    run_dir, _ = mnist_run
+    pixels = np.rint(mnist_test.images[:5] * 255).astype(np.uint8).reshape(5, 28, 28)
+    np.save(tmp_path / "five.npy", pixels)
+    np.save(tmp_path / "one.npy", mnist_test.images[0])  # floats in [0, 1], 784 values
+    write_idx(tmp_path / "five-idx3-ubyte", pixels)
+    expected = Network.load(run_dir / "best.npz").predict(pixels.reshape(5, 784) / np.float32(255))
+    status, out, _ = run_cli(capsys, "predict", run_dir / "best.npz", tmp_path / "five.npy",
+                             tmp_path / "five-idx3-ubyte", tmp_path / "one.npy", "--json")
+    results = [json.loads(line) for line in out.splitlines()]
+    assert status == 0 and len(results) == 11
+    assert [r["file"] for r in results[:2]] == [f"{tmp_path / 'five.npy'}[0]", f"{tmp_path / 'five.npy'}[1]"]
+    assert results[-1]["file"] == str(tmp_path / "one.npy")
+    for r, want in zip(results, [*expected, *expected, expected[0]]):
+        assert r["class"] == want.argmax() and r["probabilities"] == pytest.approx(want, abs=1e-6)
+    status, out, _ = run_cli(capsys, "predict", run_dir / "best.npz", tmp_path / "one.npy")
+    guess = expected[0].argmax()
+    assert out.splitlines()[0] == f"{tmp_path / 'one.npy'}: {guess}  (p {expected[0][guess]:.3f})"
+
+
+def test_predict_threshold_says_not_recognized(capsys, mnist_run, tmp_path):
+    np.save(tmp_path / "blank.npy", np.full((28, 28), 0.5, np.float32))
+    output = Network.load(mnist_run[0] / "best.npz").predict(np.full((1, 784), 0.5, np.float32))[0]
+    threshold = float(output.max()) + 1e-3
+    status, out, _ = run_cli(capsys, "predict", mnist_run[0] / "best.npz", tmp_path / "blank.npy",
+                             "--threshold", min(threshold, 1.0))
+    assert status == 0 and "not recognized" in out.splitlines()[0]
+
+
+def test_predict_names_fashion_classes(capsys, fashion_run, fashion_test, tmp_path):
+    run_dir, _, _ = fashion_run
+    np.save(tmp_path / "items.npy", fashion_test.images[:3])
+    expected = Network.load(run_dir / "best.npz").predict(fashion_test.images[:3]).argmax(axis=1)
+    status, out, _ = run_cli(capsys, "predict", run_dir / "best.npz", tmp_path / "items.npy",
+                             "--dataset", "fashion-mnist", "--json")
+    assert status == 0
+    assert [json.loads(line)["name"] for line in out.splitlines()] == [fashion_test.classes[i] for i in expected]
+
+
+@pytest.mark.parametrize("content,message", [
+    (np.zeros((3, 10)), r"expected 28x28 images .* got shape \(3, 10\)"),
+    (np.full((28, 28), 200.0), r"float pixels must lie in \[0, 1\] \(got 200..200\); divide bytes by 255"),
+])
+def test_predict_explains_unusable_arrays(capsys, mnist_run, tmp_path, content, message):
+    np.save(tmp_path / "bad.npy", content)
+    status, _, err = run_cli(capsys, "predict", mnist_run[0] / "best.npz", tmp_path / "bad.npy")
+    assert status == 2 and re.search(message, err)
+
+
+def test_predict_png_dark_on_light_is_inverted_like_mnist(capsys, mnist_run, mnist_test, tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    digit = np.rint(mnist_test.images[1] * 255).astype(np.uint8).reshape(28, 28)
+    image.fromarray(255 - digit).save(tmp_path / "digit.png")  # black ink on white paper
+    expected = Network.load(mnist_run[0] / "best.npz").predict(digit.reshape(1, 784) / np.float32(255))[0]
+    status, out, _ = run_cli(capsys, "predict", mnist_run[0] / "best.npz", tmp_path / "digit.png", "--json")
+    result = json.loads(out)
+    assert status == 0 and result["class"] == expected.argmax()
+    assert result["probabilities"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_predict_without_pillow_says_what_to_install(capsys, mnist_run, tmp_path, monkeypatch):
+    (tmp_path / "digit.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    monkeypatch.setitem(sys.modules, "PIL", None)  # as if Pillow were not installed
+    status, _, err = run_cli(capsys, "predict", mnist_run[0] / "best.npz", tmp_path / "digit.png")
+    assert status == 2 and "needs Pillow: pip install 'distnet[images]'" in err
+
+
+# -- plot ----------------------------------------------------------------------------------------
+def png_size(path):
+    """(width, height) from a PNG's IHDR chunk."""
+    data = path.read_bytes()[:24]
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.parametrize("run", ["mnist_run", "fashion_run"])
+def test_plot_writes_three_pngs_of_the_expected_size(capsys, request, tmp_path, run):
+    pytest.importorskip("matplotlib")
+    run_dir = request.getfixturevalue(run)[0]
+    status, out, _ = run_cli(capsys, "plot", run_dir, "--out", tmp_path)
+    assert status == 0
+    assert out.split() == [str(tmp_path / name) for name in
+                           ("learning_curves.png", "confusion_matrix.png", "misclassified.png")]
+    assert png_size(tmp_path / "learning_curves.png") == (900, 600)
+    assert png_size(tmp_path / "confusion_matrix.png") == (800, 800)
+    assert png_size(tmp_path / "misclassified.png") == (900, 1000)
+
+
+def test_plot_without_matplotlib_says_what_to_install(capsys, mnist_run, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    status, _, err = run_cli(capsys, "plot", mnist_run[0])
+    assert status == 2 and "plotting needs matplotlib: pip install 'distnet[plot]'" in err
+
+
+def test_plot_refuses_a_folder_that_is_not_a_run(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    status, _, err = run_cli(capsys, "plot", tmp_path)
+    assert status == 2 and "is not a run directory" in err
