@@ -289,10 +289,14 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool) 
     cache = _cache_dir(name)
     folders.append(cache)
 
+    incomplete = []  # folders with some of the files: the likeliest place of a mistake
     for folder in folders:
         found = [path for base in _FILES if (path := _find(folder, base))]
         if len(found) == len(_FILES):
             return found
+        if found:
+            lacking = ", ".join(f"{base}[.gz]" for base in _FILES if not _find(folder, base))
+            incomplete.append(f"{folder} lacks {lacking}\n")
 
     if download:
         try:
@@ -306,7 +310,7 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool) 
     env_note = "" if os.environ.get(DATA_DIR_ENV) else f" ({DATA_DIR_ENV} is not set)"
     wanted = ", ".join(f"{base}[.gz]" for base in _FILES)
     raise DataNotFoundError(
-        f"{title} not found. Looked for {wanted} in:\n{looked}\n{why}\n"
+        f"{title} not found. Looked for {wanted} in:\n{looked}\n{''.join(incomplete)}{why}\n"
         f"To fix: put the four files in {cache}, or pass data_dir= (--data-dir), or set {DATA_DIR_ENV}"
         f"{env_note} to a folder with mnist/ and fashion-mnist/ subfolders."
     )

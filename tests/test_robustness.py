@@ -1,0 +1,487 @@
+"""Every way a user can get it wrong ends in one clear line on stderr and exit status 2, and no
+failure changes a file that was already written (data, models, checkpoints, run folders).
+
+Most cases call :func:`distnet.cli.main` in this process (fast); a representative few run
+``python -m distnet`` in a subprocess, to show the real command's output and exit status.
+"""
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distnet import Dense, Network
+from distnet.checkpoint import Checkpoint
+from distnet.cli import main
+from distnet.data import write_idx
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
+TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
+# `distnet train` holds 10,000 training samples out for validation; 400 are left to train on.
+TRAIN_SAMPLES, TEST_SAMPLES = 10_400, 300
+
+
+# -- fixtures and helpers -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def good_data(tmp_path_factory) -> Path:
+    """A small, valid MNIST-shaped data set (uncompressed, so no published checksum applies)."""
+    folder = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for images, labels, n in ((TRAIN_IMAGES, TRAIN_LABELS, TRAIN_SAMPLES), (TEST_IMAGES, TEST_LABELS, TEST_SAMPLES)):
+        write_idx(folder / images, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(folder / labels, rng.integers(0, 10, n, dtype=np.uint8))
+    return folder
+
+
+@pytest.fixture
+def data(good_data: Path, tmp_path: Path) -> Path:
+    """A copy of the good data set that a test may damage."""
+    return Path(shutil.copytree(good_data, tmp_path / "data"))
+
+
+def closed_port() -> int:
+    """A local TCP port that nothing listens on (connections to it are refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """No shared data folder, an empty user cache and a mirror that refuses connections: a data
+    file distnet cannot find in --data-dir is missing for good."""
+    monkeypatch.delenv("DISTNET_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("DISTNET_MIRRORS", f"http://127.0.0.1:{closed_port()}/")
+    monkeypatch.chdir(tmp_path)
+    return {key: os.environ[key] for key in ("XDG_CACHE_HOME", "DISTNET_MIRRORS")}
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> Path:
+    """A valid model for MNIST-shaped data."""
+    return Network([Dense(10, "softmax")], input_size=784, seed=1).save(tmp_path / "model.npz")
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """``distnet ARGS`` in this process: (exit status, stdout, stderr)."""
+    try:
+        status = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's usage errors
+        status = e.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def run_distnet(offline: dict, *args, timeout: float = 120) -> tuple[int, str, str, float]:
+    """``python -m distnet ARGS`` in a subprocess: (exit status, stdout, stderr, seconds)."""
+    env = {k: v for k, v in os.environ.items() if k != "DISTNET_DATA_DIR"}
+    env.update(offline, PYTHONPATH=str(REPO))
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "distnet", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    return done.returncode, done.stdout, done.stderr, time.perf_counter() - started
+
+
+def assert_clean_error(status: int, err: str, *fragments: str) -> None:
+    """Exit status 2, one "distnet: error:" message, no traceback, and every fragment in it."""
+    assert status == 2, err
+    assert err.count("distnet: error: ") == 1 and err.startswith("distnet: error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in {err!r}"
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def idx_header(shape: tuple[int, ...]) -> bytes:
+    return bytes([0, 0, 8, len(shape)]) + b"".join(n.to_bytes(4, "big") for n in shape)
+
+
+# -- data files ------------------------------------------------------------------------------------
+
+def _missing(d):
+    (d / TEST_LABELS).unlink()
+
+
+def _empty(d):
+    (d / TEST_LABELS).write_bytes(b"")
+
+
+def _truncated(d):
+    (d / TEST_IMAGES).write_bytes((d / TEST_IMAGES).read_bytes()[:5000])
+
+
+def _wrong_magic(d):
+    (d / TEST_IMAGES).write_bytes(b"\x89PNG" + (d / TEST_IMAGES).read_bytes()[4:])
+
+
+def _wrong_dimensions(d):
+    (d / TEST_IMAGES).write_bytes(idx_header((TEST_SAMPLES, 28, 27)) + bytes(TEST_SAMPLES * 28 * 27))
+
+
+def _label_out_of_range(d):
+    labels = bytearray((d / TEST_LABELS).read_bytes())
+    labels[-1] = 12
+    (d / TEST_LABELS).write_bytes(bytes(labels))
+
+
+def _counts_disagree(d):
+    (d / TEST_LABELS).write_bytes(idx_header((TEST_SAMPLES - 1,)) + bytes(TEST_SAMPLES - 1))
+
+
+def _corrupt_gzip(d):
+    # Compression is recognised by content: this file is gzip cut short, under the plain name
+    # (a .gz name would first be checked against the published SHA-256).
+    (d / TEST_LABELS).write_bytes(gzip.compress((d / TEST_LABELS).read_bytes())[:40])
+
+
+def _checksum_mismatch(d):
+    # A .gz under the published name whose bytes are not the published ones.
+    (d / f"{TEST_LABELS}.gz").write_bytes(gzip.compress((d / TEST_LABELS).read_bytes()))
+    (d / TEST_LABELS).unlink()
+
+
+DATA_DEFECTS = {
+    "missing": (_missing, ["MNIST not found", f"data lacks {TEST_LABELS}[.gz]\n", "Connection refused",
+                           "--data-dir"]),
+    "empty": (_empty, [f"{TEST_LABELS}: empty file"]),
+    "truncated": (_truncated, [f"{TEST_IMAGES}: truncated: header says {TEST_SAMPLES}x28x28"]),
+    "wrong magic": (_wrong_magic, [f"{TEST_IMAGES}: not an IDX file: magic number 0x89504e47"]),
+    "wrong dimensions": (_wrong_dimensions, [f"{TEST_IMAGES}: expected 28x28 images, got shape ({TEST_SAMPLES}, 28, 27)"]),
+    "label out of range": (_label_out_of_range, [f"{TEST_LABELS}: label 12 is outside 0..9"]),
+    "counts disagree": (_counts_disagree, [f"holds {TEST_SAMPLES} images but", f"holds {TEST_SAMPLES - 1} labels"]),
+    "corrupt gzip": (_corrupt_gzip, [f"{TEST_LABELS}: corrupt gzip data"]),
+    "checksum mismatch": (_checksum_mismatch, [f"{TEST_LABELS}.gz: SHA-256 is ", "the published value is f7ae60f9",
+                                               "Delete it to have it downloaded again"]),
+}
+
+
+@pytest.mark.parametrize("defect", DATA_DEFECTS)
+def test_bad_data_files_give_a_clear_error_and_stay_as_they_are(capsys, data, model, defect):
+    damage, fragments = DATA_DEFECTS[defect]
+    damage(data)
+    before = snapshot(data.parent)
+    status, out, err = cli(capsys, "evaluate", model, "--data-dir", data)
+    assert_clean_error(status, err, *fragments)
+    assert out == ""
+    assert snapshot(data.parent) == before  # the data, the model, and no download left behind
+
+
+def test_no_network_and_no_local_copy(capsys, tmp_path, offline):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    status, _, err = cli(capsys, "train", "--workers", "0", "--data-dir", empty, "--run-dir", tmp_path / "run")
+    assert_clean_error(status, err, "MNIST not found", f"{offline['DISTNET_MIRRORS']}{TRAIN_IMAGES}.gz",
+                       "Connection refused", f"put the four files in {tmp_path / 'cache' / 'distnet' / 'mnist'}")
+    assert not (tmp_path / "run").exists() and not any((tmp_path / "cache").rglob("*.gz"))
+
+
+@pytest.mark.slow
+def test_data_errors_from_the_real_command(data, model, offline):
+    """The installed command, not just main(): one line on stderr, status 2, no traceback."""
+    _checksum_mismatch(data)
+    before = snapshot(data.parent)
+    status, out, err, _ = run_distnet(offline, "evaluate", model, "--data-dir", data)
+    assert_clean_error(status, err, f"{TEST_LABELS}.gz: SHA-256 is ")
+    assert out == "" and snapshot(data.parent) == before
+
+
+# -- model and checkpoint files ----------------------------------------------------------------------
+
+class _Payload:
+    """Unpickling this would create the marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _bad_models(tmp_path: Path, model: Path) -> dict[str, tuple[Path, list[str]]]:
+    good = model.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(good[: len(good) // 2])
+    not_npz = tmp_path / "config.json"
+    not_npz.write_text('{"format": "distnet.network"}')
+    checkpoint = tmp_path / "checkpoint.npz"
+    Checkpoint(epoch=1, step=0, params=np.zeros(7850, np.float32), optimizer_state={}, stopping_state=None,
+               history=[], config={}).save(checkpoint)
+    pickled = tmp_path / "pickled.npz"
+    with np.load(model) as npz:
+        arrays = dict(npz)
+    np.savez(pickled, **arrays, extra=np.array([_Payload(tmp_path / "pwned")], dtype=object))
+    narrow = Network([Dense(10, "softmax")], input_size=100, seed=1).save(tmp_path / "in100.npz")
+    few_classes = Network([Dense(5, "softmax")], input_size=784, seed=1).save(tmp_path / "out5.npz")
+    return {
+        "truncated": (truncated, ["truncated.npz: not a readable .npz file; truncated or corrupt?"]),
+        "not an npz": (not_npz, ["config.json: not an .npz file"]),
+        "a checkpoint, not a model": (checkpoint, ["expected a distnet.network file, found 'distnet.checkpoint'"]),
+        "needs pickle": (pickled, ["pickled.npz: holds pickled objects, which distnet never loads"]),
+        "missing": (tmp_path / "nope.npz", ["nope.npz: no such model file"]),
+        "wrong input size": (narrow, ["in100.npz does not fit mnist/test", "takes 100 inputs",
+                                      "784 pixels per image"]),
+        "wrong output size": (few_classes, ["out5.npz does not fit mnist/test", "gives 5 outputs", "10 classes"]),
+    }
+
+
+MODEL_DEFECTS = ["truncated", "not an npz", "a checkpoint, not a model", "needs pickle", "missing",
+                 "wrong input size", "wrong output size"]
+
+
+@pytest.mark.parametrize("defect", MODEL_DEFECTS)
+def test_bad_model_files_give_a_clear_error_and_stay_as_they_are(capsys, tmp_path, data, model, defect):
+    models = tmp_path / "models"
+    models.mkdir()
+    path, fragments = _bad_models(models, model)[defect]
+    before = snapshot(tmp_path)
+    status, out, err = cli(capsys, "evaluate", path, "--data-dir", data)
+    assert_clean_error(status, err, *fragments)
+    assert out == "" and snapshot(tmp_path) == before
+    assert not (tmp_path / "models" / "pwned").exists()
+
+
+def test_the_good_model_evaluates(capsys, data, model):
+    """The control for the cases above: the same data and model, undamaged, work."""
+    status, out, err = cli(capsys, "evaluate", model, "--data-dir", data, "--json")
+    assert status == 0, err
+    assert json.loads(out)["confusion"] and err == ""
+
+
+# -- configuration ----------------------------------------------------------------------------------
+
+BAD_OPTIONS = {
+    "--epochs 0": (["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+    "--epochs abc": (["--epochs", "abc"], "argument --epochs: expected a whole number, got 'abc'"),
+    "--batch-size -1": (["--batch-size", "-1"], "argument --batch-size: must be at least 1, got -1"),
+    "--learning-rate 0": (["--learning-rate", "0"], "argument --learning-rate: must be a finite number above 0, got 0"),
+    "--learning-rate nan": (["--learning-rate", "nan"], "argument --learning-rate: must be a finite number above 0"),
+    "--learning-rate inf": (["--learning-rate", "inf"], "argument --learning-rate: must be a finite number above 0"),
+    "--workers -2": (["--workers", "-2"], "argument --workers: must be at least 0, got -2"),
+    "--window 0": (["--window", "0"], "argument --window: must be at least 1, got 0"),
+    "--eval-every 0": (["--eval-every", "0"], "argument --eval-every: must be at least 1, got 0"),
+    "--checkpoint-every -1": (["--checkpoint-every", "-1"], "argument --checkpoint-every: must be at least 0"),
+    "--seed -1": (["--seed", "-1"], "argument --seed: must be at least 0, got -1"),
+    "batch < workers": (["--batch-size", "2", "--workers", "3"],
+                        "batch size 2 is smaller than the number of workers 3"),
+    "unknown preset": (["--preset", "nope"], "argument --preset: invalid choice: 'nope'"),
+    "unknown dataset": (["--dataset", "nope"], "argument --dataset: invalid choice: 'nope'"),
+    "unknown protocol": (["--protocol", "carrier-pigeon"], "argument --protocol: invalid choice"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_OPTIONS)
+def test_bad_options_are_refused_before_data_loads_or_ray_starts(capsys, tmp_path, case):
+    options, message = BAD_OPTIONS[case]
+    # The data folder does not exist: had the data been loaded, the error would say so instead.
+    status, out, err = cli(capsys, "train", *options, "--data-dir", tmp_path / "absent",
+                           "--run-dir", tmp_path / "run")
+    assert_clean_error(status, err, message)
+    assert err.count("\n") == 1 and out == ""
+    assert not (tmp_path / "run").exists()
+
+
+def test_usage_errors_are_one_line_too(capsys):
+    status, _, err = cli(capsys, "frobnicate")
+    assert_clean_error(status, err, "argument COMMAND: invalid choice: 'frobnicate'", "(see: distnet --help)")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_an_address_that_does_not_answer_fails_within_seconds(data, tmp_path, offline):
+    port = closed_port()
+    status, out, err, seconds = run_distnet(offline, "train", "--address", f"127.0.0.1:{port}", "--workers", "1",
+                                            "--data-dir", data, "--run-dir", tmp_path / "run", timeout=60)
+    assert_clean_error(status, err, f"cannot reach a Ray cluster at 127.0.0.1:{port} (connection refused",
+                       "that the cluster is running")
+    assert seconds < 60  # Ray itself would retry for ever
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_a_malformed_address_is_refused(capsys, data, tmp_path):
+    status, _, err = cli(capsys, "train", "--address", "localhost", "--workers", "1", "--data-dir", data,
+                         "--run-dir", tmp_path / "run")
+    assert_clean_error(status, err, "cluster address 'localhost' is not 'auto' or HOST:PORT")
+
+
+@pytest.mark.slow
+def test_more_workers_than_the_cluster_can_place_is_a_clear_error_not_a_hang(data, tmp_path, offline):
+    """An embedded Ray cannot grow, so distnet fails at once instead of waiting for CPUs."""
+    workers = (os.cpu_count() or 1) + 1
+    status, out, err, seconds = run_distnet(offline, "train", "--workers", workers, "--batch-size", workers,
+                                            "--data-dir", data, "--run-dir", tmp_path / "run", timeout=120)
+    assert_clean_error(status, err, f"cannot place {workers} workers (one CPU each): the cluster has "
+                                    f"{os.cpu_count()} CPUs", f"use --workers {os.cpu_count()} or fewer")
+    assert seconds < 60  # the placement wait (60 s by default) was not spent
+    assert not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+# -- run directories ---------------------------------------------------------------------------------
+
+def train_args(data: Path, *more) -> list:
+    return ["train", "--workers", "0", "--data-dir", data, "--eval-every", "1", "--quiet", *more]
+
+
+@pytest.fixture(scope="module")
+def finished_run(good_data, tmp_path_factory) -> Path:
+    """A 2-epoch single-process run: best.npz, checkpoint.npz and checkpoint.prev.npz exist."""
+    run = tmp_path_factory.mktemp("runs") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("DISTNET_DATA_DIR", raising=False)
+        assert main([str(a) for a in train_args(good_data, "--epochs", "2", "--run-dir", run)]) == 0
+    return run
+
+
+@pytest.fixture
+def run(finished_run, tmp_path) -> Path:
+    """A copy of the finished run that a test may damage."""
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
+
+
+def test_a_run_dir_that_holds_a_run_is_refused_untouched(capsys, data, run):
+    before = snapshot(run)
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", run))
+    assert_clean_error(status, err, f"{run} already holds a run; continue it with --resume {run}")
+    assert snapshot(run) == before
+
+
+def test_resume_of_a_folder_that_is_not_a_run(capsys, data, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(b"\xff\xd8\xff")
+    status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data)
+    assert_clean_error(status, err, f"{folder} is not a run directory (no config.json)")
+    assert snapshot(folder) == {"cat.jpg": b"\xff\xd8\xff"}
+
+
+def test_resume_with_a_damaged_newest_checkpoint_falls_back_with_a_warning(capsys, data, run):
+    (run / "checkpoint.npz").write_bytes((run / "checkpoint.npz").read_bytes()[:300])
+    previous = (run / "checkpoint.prev.npz").read_bytes()
+    status, out, err = cli(capsys, "train", "--resume", run, "--data-dir", data, "--quiet")
+    assert status == 0, err
+    assert err.startswith("distnet: warning: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert "checkpoint.npz: not a readable .npz file" in err
+    assert "resuming from the previous checkpoint checkpoint.prev.npz instead" in err
+    # Epoch 2 ran again and replaced the damaged checkpoint; the good previous one was not
+    # pushed out by the damaged one (a crash then would have left nothing to resume from).
+    assert Checkpoint.load(run / "checkpoint.npz").epoch == 2
+    assert (run / "checkpoint.prev.npz").read_bytes() == previous
+
+
+def test_resume_with_both_checkpoints_damaged_is_a_clear_error_and_touches_nothing(capsys, data, run):
+    for name in ("checkpoint.npz", "checkpoint.prev.npz"):
+        (run / name).write_bytes(b"PK\x03\x04" + bytes(100))
+    before = snapshot(run)
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data)
+    assert_clean_error(status, err, f"cannot resume {run}: no usable checkpoint",
+                       "checkpoint.npz: not a readable .npz file", "checkpoint.prev.npz: not a readable .npz file",
+                       f"the best network so far is {run / 'best.npz'}")
+    assert snapshot(run) == before
+
+
+def test_a_run_that_saved_nothing_does_not_block_its_folder(capsys, data, tmp_path):
+    folder = tmp_path / "run"
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--learning-rate", "1e30"))
+    assert_clean_error(status, err, "training diverged")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "history.jsonl"]
+    status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data)
+    assert_clean_error(status, err, f"{folder} has no checkpoint to resume from",
+                       f"start the run again: distnet train --run-dir {folder}")
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
+    assert status == 0, err
+    assert Checkpoint.load(folder / "checkpoint.npz").epoch == 1
+
+
+# -- divergence --------------------------------------------------------------------------------------
+
+def test_divergence_from_the_start_saves_no_broken_network(capsys, data, tmp_path):
+    status, out, err = cli(capsys, *train_args(data, "--run-dir", tmp_path / "run", "--learning-rate", "1e30"))
+    assert_clean_error(status, err, "training diverged (epoch 1", "the learning rate (1e+30) is probably too high")
+    assert not (tmp_path / "run" / "best.npz").exists() and not (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+def test_divergence_later_in_a_run_keeps_the_best_network_and_the_checkpoints(capsys, data, run):
+    """The finished 2-epoch run, continued to epoch 4 with a learning rate that makes the first
+    steps of epoch 3 blow up: the files of epochs 1 and 2 stay byte for byte as they were."""
+    config = json.loads((run / "config.json").read_text())
+    config["epochs"] = 4
+    config["optimizer"]["learning_rate"] = 1e30
+    (run / "config.json").write_text(json.dumps(config))
+    checkpoint = Checkpoint.load(run / "checkpoint.npz")
+    checkpoint.config.update(epochs=4, optimizer=config["optimizer"])
+    checkpoint.save(run / "checkpoint.npz")
+    kept = {name: (run / name).read_bytes() for name in ("best.npz", "best.json", "checkpoint.npz",
+                                                          "checkpoint.prev.npz")}
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data, "--quiet")
+    assert_clean_error(status, err, "training diverged (epoch 3", "the learning rate (1e+30) is probably too high",
+                       f"the best network so far and the last checkpoint in {run} are intact")
+    assert {name: (run / name).read_bytes() for name in kept} == kept
+    assert np.isfinite(Network.load(run / "best.npz").params).all()
+
+
+# -- security ----------------------------------------------------------------------------------------
+
+UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle", "joblib"}
+UNSAFE_CALLS = {"eval", "exec", "compile", "__import__"}
+
+
+def unsafe_uses(source: str, name: str = "<source>") -> list[str]:
+    """Where ``source`` could run code from data: a pickle-like module, eval/exec, np.load or
+    torch.load without ``allow_pickle=False`` / ``weights_only=True``, yaml.load."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        where = f"{name}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Import):
+            found += [f"{where}: import {a.name}" for a in node.names if a.name.split(".")[0] in UNSAFE_MODULES]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in UNSAFE_MODULES:
+            found.append(f"{where}: from {node.module} import ...")
+        elif isinstance(node, ast.Call):
+            func = node.func
+            keywords = {k.arg: getattr(k.value, "value", None) for k in node.keywords}
+            if isinstance(func, ast.Name) and func.id in UNSAFE_CALLS:
+                found.append(f"{where}: {func.id}()")
+            elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+                call = f"{func.value.id}.{func.attr}"
+                if call in ("np.load", "numpy.load") and keywords.get("allow_pickle") is not False:
+                    found.append(f"{where}: {call} without allow_pickle=False")
+                elif call == "torch.load" and keywords.get("weights_only") is not True:
+                    found.append(f"{where}: torch.load without weights_only=True")
+                elif call in ("yaml.load", "yaml.unsafe_load"):
+                    found.append(f"{where}: {call}")
+    return found
+
+
+def test_the_scanner_finds_unsafe_code():
+    """The control: each kind of unsafe use is reported."""
+    source = ("import pickle\nfrom marshal import loads\nimport numpy as np\nnp.load('x')\n"
+              "np.load('x', allow_pickle=True)\neval('1')\nnp.load('y', allow_pickle=False)\n")
+    assert [u.split(": ", 1)[1] for u in unsafe_uses(source)] == [
+        "import pickle", "from marshal import ...", "np.load without allow_pickle=False",
+        "np.load without allow_pickle=False", "eval()"]
+
+
+def test_nothing_read_from_disk_or_network_is_unpickled_or_evaluated():
+    """Every np.load in distnet passes allow_pickle=False; no module that unpickles is imported and
+    nothing is eval'd or exec'd. (Models and checkpoints are .npz plus JSON metadata; downloads
+    are IDX bytes checked against the published SHA-256 before use: see
+    tests/test_datasets.py::test_checksum_mismatch_leaves_nothing_in_the_cache.)"""
+    sources = sorted((REPO / "distnet").rglob("*.py"))
+    assert len(sources) > 20
+    found = [use for path in sources for use in unsafe_uses(path.read_text(), str(path.relative_to(REPO)))]
+    assert found == []
