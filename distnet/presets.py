@@ -69,10 +69,10 @@ PRESETS: dict[str, Preset] = {
         name="tuned",
         description="at most 50 hidden neurons, trained for accuracy: 784-50-10, ReLU and Softmax, He "
                     "normal, cross-entropy, Adam(3e-3) with cosine decay, batch 64, random affine "
-                    "augmentation (±10°, ±10 %, ±2 px) each epoch, evaluation every epoch",
+                    "augmentation (±10°, ±10 %, ±2 px) each epoch, evaluation every 5 epochs",
         hidden=((50, {"name": "relu"}),), output={"name": "softmax"}, cost="cross_entropy",
         initializer="he_normal", optimizer={"name": "adam", "learning_rate": 3e-3}, l2=0.0,
-        batch_size=64, eval_every=1, window=10, epochs=100,
+        batch_size=64, eval_every=5, window=5, epochs=100,
         schedule={"name": "cosine", "final": 0.0},
         augmentation={"name": "random_affine", "rotation": 10.0, "scale": 0.1, "shift": 2.0}),
 }

@@ -33,7 +33,7 @@ def mnist_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("cli") / "mnist-run"
     out = io.StringIO()  # capsys is per test; a module fixture captures by hand
     with contextlib.redirect_stdout(out):
-        assert main(["train", "--workers", "0", "--preset", "tuned", "--epochs", "2",
+        assert main(["train", "--workers", "0", "--preset", "tuned", "--epochs", "2", "--eval-every", "1",
                      "--run-dir", str(run_dir), "--json"]) == 0
     return run_dir, [json.loads(line) for line in out.getvalue().splitlines()]
 

@@ -91,11 +91,12 @@ def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int
                  **options):
     """A single-process trainer for ``workers == 0``, a distributed one otherwise; ``options``
     (schedule, augmentation) go to either."""
-    from ..distributed import DistributedTrainer
-    from ..trainer import Trainer
-
     if workers == 0:
+        from ..trainer import Trainer
+
         return Trainer(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, **options)
+    from ..distributed import DistributedTrainer  # Ray takes seconds to import: only when needed
+
     return DistributedTrainer(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, workers=workers,
                               address=args.address, protocol=args.protocol, **options)
 

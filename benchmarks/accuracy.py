@@ -1,0 +1,138 @@
+"""Accuracy on real MNIST: train presets to their early stop for several seeds and report the test
+error of each run's best network (chosen on the validation split, never on the test set).
+
+    python benchmarks/accuracy.py                                # seed and tuned, seeds 1-5
+    python benchmarks/accuracy.py --presets tuned --seeds 1 2 3 --jobs 2 --workers 0
+
+Each run is ``distnet train --json`` in its own process (one BLAS thread each), so the numbers are
+exactly what a user gets; ``--jobs`` runs that many at once. Finished runs are appended to
+``RUNS_DIR/results.jsonl`` and reused when the benchmark is started again, so an interrupted
+measurement continues where it stopped. Prints one line per run as it ends, then the results as
+JSON and as Markdown tables (per seed, and median / min / max per preset).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+# One BLAS thread per run: parallel runs must not fight over the cores, and timings stay comparable.
+THREADS = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", nargs="+", default=["seed", "tuned"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    parser.add_argument("--workers", type=int, default=0,
+                        help="gradient workers per run; 0 (default) trains in the process, the same math")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at the same time (default: 1)")
+    parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+    parser.add_argument("--epochs", type=int, help="cap every preset's maximum epochs (default: the preset's)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs/accuracy"),
+                        help="where the runs and results.jsonl go (default: runs/accuracy)")
+    args = parser.parse_args(argv)
+
+    args.runs_dir.mkdir(parents=True, exist_ok=True)
+    results_path = args.runs_dir / "results.jsonl"
+    done = {(r["preset"], r["seed"]): r for r in read_results(results_path)
+            if r["dataset"] == args.dataset and r["workers"] == args.workers and r["max_epochs"] == args.epochs}
+    todo = [(p, s) for p in args.presets for s in args.seeds if (p, s) not in done]
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    print(f"{len(todo)} run(s) to do, {len(args.presets) * len(args.seeds) - len(todo)} reused from "
+          f"{results_path}", file=sys.stderr)
+
+    def one(job):
+        result = train(job[0], job[1], args)
+        with open(results_path, "a") as f:
+            f.write(json.dumps(result) + "\n")
+        print(f"{result['preset']:>6} seed {result['seed']}: test error {100 * result['test_error']:.2f}%, "
+              f"{result['epochs']} epochs (best {result['best_epoch']}), {result['wall_seconds']:.0f} s",
+              file=sys.stderr, flush=True)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for result in pool.map(one, todo):
+            done[(result["preset"], result["seed"])] = result
+    runs = [done[(p, s)] for p in args.presets for s in args.seeds]
+    report = {"date": started, "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+              "machine": machine(), "runs": runs, "presets": {p: summarize([r for r in runs if r["preset"] == p])
+                                                               for p in args.presets}}
+    print(json.dumps(report))
+    print(markdown(report))
+    return 0
+
+
+def train(preset: str, seed: int, args) -> dict:
+    """One `distnet train` run; its summary plus what the benchmark adds."""
+    run_dir = args.runs_dir / f"{preset}-{args.dataset}-seed{seed}-w{args.workers}"
+    command = [sys.executable, "-m", "distnet", "train", "--preset", preset, "--seed", str(seed),
+               "--workers", str(args.workers), "--dataset", args.dataset, "--json", "--run-dir", str(run_dir)]
+    if args.epochs:
+        command += ["--epochs", str(args.epochs)]
+    if (run_dir / "config.json").exists():  # an earlier, interrupted attempt: continue it
+        command = command[:4] + ["--resume", str(run_dir), "--json"]
+    started = time.perf_counter()
+    finished = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **THREADS})
+    wall = time.perf_counter() - started
+    if finished.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({finished.returncode}):\n{finished.stderr[-2000:]}")
+    summary = next(e for e in map(json.loads, finished.stdout.splitlines()) if e.get("event") == "summary")
+    return {"preset": preset, "seed": seed, "dataset": args.dataset, "workers": args.workers,
+            "max_epochs": args.epochs, "test_error": summary["test_error"],
+            "validation_error": summary["validation_error"], "epochs": summary["epochs"],
+            "best_epoch": summary["best_epoch"], "stop_reason": summary["stop_reason"],
+            "train_seconds": summary["seconds"], "wall_seconds": round(wall, 1), "run_dir": str(run_dir)}
+
+
+def read_results(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def summarize(runs: list[dict]) -> dict:
+    errors = [r["test_error"] for r in runs]
+    return {"runs": len(runs), "median_test_error": statistics.median(errors), "min_test_error": min(errors),
+            "max_test_error": max(errors),
+            "median_validation_error": statistics.median(r["validation_error"] for r in runs),
+            "median_epochs": statistics.median(r["epochs"] for r in runs),
+            "median_wall_seconds": statistics.median(r["wall_seconds"] for r in runs),
+            "total_wall_seconds": round(sum(r["wall_seconds"] for r in runs), 1)}
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "load_average": os.getloadavg()}
+
+
+def markdown(report: dict) -> str:
+    def pct(x: float) -> str:
+        return f"{100 * x:.2f} %"
+
+    lines = [f"Measured {report['date']} with `{report['command']}` "
+             f"({report['machine']['cpus']} CPUs, load average at the end {report['machine']['load_average'][0]:.1f}).",
+             "", "| preset | runs | median test error | min | max | median validation error | median epochs "
+             "| median wall time per run |", "|---|---|---|---|---|---|---|---|"]
+    for name, s in report["presets"].items():
+        lines.append(f"| {name} | {s['runs']} | {pct(s['median_test_error'])} | {pct(s['min_test_error'])} | "
+                     f"{pct(s['max_test_error'])} | {pct(s['median_validation_error'])} | {s['median_epochs']:g} | "
+                     f"{s['median_wall_seconds']:.0f} s |")
+    lines += ["", "| preset | seed | test error | validation error | epochs (best) | stopped by | wall time |",
+              "|---|---|---|---|---|---|---|"]
+    for r in report["runs"]:
+        lines.append(f"| {r['preset']} | {r['seed']} | {pct(r['test_error'])} | {pct(r['validation_error'])} | "
+                     f"{r['epochs']} ({r['best_epoch']}) | {r['stop_reason'].replace('_', ' ')} | "
+                     f"{r['wall_seconds']:.0f} s |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
