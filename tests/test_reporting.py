@@ -1,0 +1,115 @@
+"""Metrics on known outputs, and the terminal / JSON-lines progress reporters on known events."""
+import io
+import json
+
+import numpy as np
+import pytest
+
+from distnet.metrics import (confident_mistakes, evaluation_of, probability_table, recognition,
+                             recognized)
+from distnet.progress import JsonLinesReporter, TerminalReporter, describe_training
+from distnet.training import FitResult, StepStats
+
+OUTPUTS = np.array([[0.90, 0.05, 0.05],   # label 0: right, sure
+                    [0.20, 0.70, 0.10],   # label 0: wrong (1), 0.70
+                    [0.10, 0.30, 0.60],   # label 1: wrong (2), 0.60
+                    [0.05, 0.94, 0.01],   # label 2: wrong (1), 0.94
+                    [0.40, 0.35, 0.25]])  # label 0: right, unsure
+LABELS = np.array([0, 0, 1, 2, 0])
+
+
+def test_evaluation_of_outputs():
+    evaluation = evaluation_of(OUTPUTS, LABELS, ("a", "b", "c"))
+    assert evaluation.error_rate == 0.6
+    assert evaluation.confusion.tolist() == [[2, 1, 0], [0, 0, 1], [0, 1, 0]]
+    assert evaluation.per_class_accuracy.tolist() == [2 / 3, 0, 0]
+
+
+def test_confident_mistakes_come_surest_first():
+    assert confident_mistakes(OUTPUTS, LABELS, 10).tolist() == [3, 1, 2]
+    assert confident_mistakes(OUTPUTS, LABELS, 2).tolist() == [3, 1]
+    assert confident_mistakes(OUTPUTS, LABELS, 0).tolist() == []
+
+
+def test_a_threshold_separates_the_unrecognized():
+    assert recognized(OUTPUTS, None).all()
+    assert recognized(OUTPUTS, 0.65).tolist() == [True, True, False, True, False]
+    split = recognition(OUTPUTS, LABELS, 0.65)
+    assert (split.total, split.recognized, split.wrong) == (5, 3, 2)
+    assert split.error_rate == pytest.approx(2 / 3)
+    assert split.report() == ("threshold 0.65: 3 of 5 recognized (60.00%), 2 of them wrong (66.67%); "
+                              "2 not recognized")
+    assert split.to_dict()["not_recognized"] == 2
+
+
+def test_probability_table_is_the_article_s():
+    output = np.array([0.002, 0.011, 0.012, 0.002, 0.001, 0.001, 0.002, 0.963, 0.001, 0.005])
+    lines = probability_table(output, tuple("0123456789"), {7: "network"})
+    assert lines[0] == "class  P"
+    assert lines[1] == "0      0.002"
+    assert lines[8] == "7      0.963  <- network"
+    assert lines[-1] == "Σ      1.000"
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def start_info(**changes):
+    info = {"steps_per_epoch": 10, "epochs": 3, "batch_size": 32, "workers": 2, "first_epoch": 1,
+            "parameters": 28928, "sizes": [784, 36, 14, 10], "l2": 1e-4,
+            "optimizer": {"name": "nesterov", "learning_rate": 0.02, "momentum": 0.87},
+            "schedule": None, "augmentation": None}
+    return {**info, **changes}
+
+
+def record(epoch, validation, best, best_epoch, rate=0.01):
+    return {"epoch": epoch, "train_error": 0.1, "validation_error": validation, "best_error": best,
+            "best_epoch": best_epoch, "learning_rate": rate}
+
+
+def test_terminal_reporter_draws_a_bar_then_evaluation_lines():
+    stream = Terminal()
+    reporter = TerminalReporter(stream, width=10)
+    reporter.on_start(start_info())
+    reporter.on_steps(1, 5, 10, StepStats(cost=1.0, correct=150, samples=160), seconds=0.5)
+    reporter.on_evaluation(record(1, 0.05, 0.05, 1))
+    reporter.on_evaluation(record(2, 0.06, 0.05, 1))
+    text = stream.getvalue()
+    assert "training 784-36-14-10, 28,928 parameters, 2 worker(s), batch 32, 10 steps per epoch, at most 3 epochs" in text
+    assert "learning with nesterov (learning rate 0.02, momentum 0.87), L2 0.0001" in text
+    assert "\repoch   1 [#####-----] 5/10  320 samples/s  train error  6.25%" in text
+    assert "epoch   1  train error 10.00%  validation error  5.00%  best  5.00% (epoch 1)*  " in text
+    assert "epoch   2  train error 10.00%  validation error  6.00%  best  5.00% (epoch 1)   " in text
+
+
+def test_terminal_reporter_shows_the_scheduled_rate_and_augmentation():
+    stream = io.StringIO()  # not a terminal: no bar
+    reporter = TerminalReporter(stream)
+    reporter.on_start(start_info(schedule={"name": "cosine", "final": 0.0},
+                                 augmentation={"name": "random_affine", "rotation": 10.0, "scale": 0.1, "shift": 2.0}))
+    reporter.on_steps(1, 5, 10, StepStats(1.0, 150, 160), 0.5)
+    reporter.on_evaluation(record(1, 0.05, 0.05, 1, rate=0.0015))
+    lines = stream.getvalue().splitlines()
+    assert lines[1] == ("learning with nesterov (learning rate 0.02, momentum 0.87), L2 0.0001, cosine schedule "
+                        "(final 0), random affine augmentation (±10°, ±10% scale, ±2 px)")
+    assert "samples/s" not in stream.getvalue()
+    assert " lr 1.50e-03 " in lines[2]
+
+
+def test_describe_training_without_l2_or_extras():
+    assert describe_training(start_info(l2=0.0, optimizer={"name": "adam", "learning_rate": 0.003})) == \
+        "learning with adam (learning rate 0.003)"
+
+
+def test_json_lines_reporter_emits_one_object_per_event():
+    stream = io.StringIO()
+    reporter = JsonLinesReporter(stream)
+    reporter.on_start(start_info())
+    reporter.on_evaluation(record(1, 0.05, 0.05, 1))
+    reporter.on_end(FitResult(best_network=None, best_error=0.05, best_epoch=1, epochs=1, stop_reason="max_epochs",
+                              seconds=1.5))
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [e["event"] for e in events] == ["start", "evaluation", "end"]
+    assert events[1]["validation_error"] == 0.05 and events[2]["stop_reason"] == "max_epochs"
