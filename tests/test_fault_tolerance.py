@@ -74,7 +74,7 @@ def assert_same_run(trainer, result, uninterrupted):
            [(h["epoch"], h["validation_error"], h["train_error"]) for h in expected.history]
 
 
-@pytest.mark.parametrize("protocol", ["channel", "plain"])
+@pytest.mark.parametrize("protocol", ["channel", "plain", "compiled"])
 def test_killed_worker_is_replaced_and_the_run_ends_unchanged(mnist, ray_local, uninterrupted, protocol):
     trainer = make_trainer(protocol)
 
@@ -85,32 +85,37 @@ def test_killed_worker_is_replaced_and_the_run_ends_unchanged(mnist, ray_local, 
     result = fit(trainer, mnist, reporter=killer)
     killer.thread.join()
     assert len(trainer.failures) == 1 and trainer.failures[0].startswith("worker 1 "), trainer.failures
-    assert trainer.active_protocol == protocol
+    assert trainer.active_protocol == protocol  # the protocol was opened again around the new worker
     assert_same_run(trainer, result, uninterrupted)
     assert len({p["pid"] for p in trainer.placement}) == 2
 
 
-@pytest.mark.parametrize("with_run_dir", [True, False], ids=["from-checkpoint", "from-start"])
-def test_killed_parameter_server_recovers_from_the_checkpoint(mnist, ray_local, uninterrupted, tmp_path,
-                                                               with_run_dir):
+def test_killed_stop_evaluator_and_parameter_server_recover_from_the_run_directory(
+        mnist, ray_local, uninterrupted, tmp_path):
     trainer = make_trainer()
-    # Checkpoints at steps 10, 20, ... so the kill at step 25 of epoch 2 loses 5 applied steps;
-    # without a run directory the new server replays all 75 steps from the start.
-    killer = KillOnce(2, 25, lambda: ray_local.kill(trainer._server))
-    run = {"run_dir": tmp_path / "run", "checkpoint_every": 10} if with_run_dir else {}
-    result = fit(trainer, mnist, reporter=killer, **run)
-    assert trainer.failures == ["the parameter server lost in epoch 2 (ActorDiedError)"]
-    assert_same_run(trainer, result, uninterrupted)
+    # The stop evaluator dies after the first evaluation, so it must get its state back; the
+    # server dies at step 25 of epoch 2, 5 steps after the checkpoint of step 20.
+    kill_stop_evaluator = KillOnce(2, 10, lambda: ray_local.kill(trainer._stopping.actor))
+    kill_server = KillOnce(2, 25, lambda: ray_local.kill(trainer._server))
 
+    class Both(Reporter):
+        def on_steps(self, *args):
+            kill_stop_evaluator.on_steps(*args)
+            kill_server.on_steps(*args)
 
-def test_killed_stop_evaluator_restarts_with_its_state_and_best_network(mnist, ray_local, uninterrupted,
-                                                                       tmp_path):
-    trainer = make_trainer()
-    killer = KillOnce(2, 10, lambda: ray_local.kill(trainer._stopping.actor))
-    result = fit(trainer, mnist, reporter=killer, run_dir=tmp_path / "run")
-    assert trainer.failures == ["the stop evaluator died (ActorDiedError)"]
+    result = fit(trainer, mnist, reporter=Both(), run_dir=tmp_path / "run", checkpoint_every=10)
+    assert trainer.failures == ["the stop evaluator died (ActorDiedError)",
+                                "the parameter server lost in epoch 2 (ActorDiedError)"]
     assert_same_run(trainer, result, uninterrupted)
     assert result.best_epoch == uninterrupted[1].best_epoch
+
+
+def test_killed_parameter_server_without_run_directory_replays_from_the_start(mnist, ray_local, uninterrupted):
+    trainer = make_trainer()
+    killer = KillOnce(2, 25, lambda: ray_local.kill(trainer._server))
+    result = fit(trainer, mnist, reporter=killer)  # the new server replays all 75 steps, across epochs
+    assert trainer.failures == ["the parameter server lost in epoch 2 (ActorDiedError)"]
+    assert_same_run(trainer, result, uninterrupted)
 
 
 def test_failures_beyond_the_limit_end_the_run_keeping_best_network_and_checkpoint(
@@ -136,13 +141,13 @@ def test_failures_beyond_the_limit_end_the_run_keeping_best_network_and_checkpoi
 
 @pytest.fixture(scope="module")
 def small_mnist(tmp_path_factory):
-    """IDX files of 20,000 training samples (10,000 of them become the validation split) and 1,000
-    test samples, so that `distnet train` runs 312 steps per epoch."""
+    """IDX files of 14,000 training samples (10,000 of them become the validation split) and 1,000
+    test samples, so that `distnet train` runs 125 steps per epoch."""
     from distnet.data import load_mnist
 
     folder = tmp_path_factory.mktemp("small-mnist")
     full = load_mnist(validation=0, download=False)
-    for split, n, prefix in ((full.train, 20_000, "train"), (full.test, 1_000, "t10k")):
+    for split, n, prefix in ((full.train, 14_000, "train"), (full.test, 1_000, "t10k")):
         pixels = np.rint(split.images[:n] * 255).astype(np.uint8).reshape(n, 28, 28)
         write_idx(folder / f"{prefix}-images-idx3-ubyte", pixels)
         write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.asarray(split.labels[:n], dtype=np.uint8))
@@ -150,8 +155,8 @@ def small_mnist(tmp_path_factory):
 
 
 def train_args(small_mnist, run_dir, *extra):
-    return ["train", "--data-dir", str(small_mnist), "--no-download", "--dtype", "float64", "--epochs", "3",
-            "--eval-every", "1", "--checkpoint-every", "40", "--run-dir", str(run_dir), "--quiet", *extra]
+    return ["train", "--data-dir", str(small_mnist), "--no-download", "--dtype", "float64", "--epochs", "2",
+            "--eval-every", "1", "--checkpoint-every", "30", "--run-dir", str(run_dir), "--quiet", *extra]
 
 
 def resume_args(small_mnist, run_dir, *extra):
@@ -174,7 +179,7 @@ def test_driver_killed_with_sigkill_resumes_to_the_uninterrupted_result(small_mn
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for line in driver.stdout:
-            if json.loads(line)["event"] == "evaluation":  # epoch 1 done; mid-epoch checkpoints exist
+            if json.loads(line)["event"] == "evaluation":  # epoch 1 of 2 done; checkpoints exist
                 driver.send_signal(signal.SIGKILL)
                 break
         assert driver.wait(timeout=60) == -signal.SIGKILL, driver.stderr.read()
@@ -182,7 +187,7 @@ def test_driver_killed_with_sigkill_resumes_to_the_uninterrupted_result(small_mn
         driver.kill()
         driver.communicate()
     interrupted_at = Checkpoint.load(run / "checkpoint.npz")
-    assert (interrupted_at.epoch, interrupted_at.step) < (3, 0) and not (run / "summary.json").exists()
+    assert (interrupted_at.epoch, interrupted_at.step) < (2, 0) and not (run / "summary.json").exists()
 
     assert main(resume_args(small_mnist, run, "--address", address)) == 0
     np.testing.assert_array_equal(final_params(run), final_params(tmp_path / "whole"))

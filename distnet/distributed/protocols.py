@@ -24,7 +24,8 @@ def first_unapplied_step(server, epoch: int, start: int) -> int:
     """After a failed chunk of ``epoch`` that began at ``start``: the first step the server has
     not applied (it applies steps in order, each exactly once)."""
     next_epoch, next_step = ray.get(server.state.remote())[2]
-    return next_step if next_epoch == epoch else start
+    # max: a server that has applied nothing since it was loaded from a checkpoint reports (0, 0).
+    return max(start, next_step) if next_epoch == epoch else start
 
 
 class StepProtocol:

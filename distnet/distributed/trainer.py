@@ -44,7 +44,7 @@ from .address import check_reachable
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .compiled import CompiledSteps
-from .protocols import ChannelSteps, PlainSteps, WorkerLostError
+from .protocols import ChannelSteps, PlainSteps, WorkerLostError, first_unapplied_step
 from .stop_evaluator import StopEvaluatorActor
 
 PROTOCOLS = ("auto", "channel", "compiled", "plain")
@@ -217,7 +217,8 @@ class DistributedTrainer(TrainerBase):
             return StepStats(*ray.get(self._server.take_stats.remote()))
 
         # After a recovery the server says where to carry on: at the interrupted step.
-        stats = self._recovering(lambda: run(start), again=lambda: run(self._next_step(epoch, start)))
+        stats = self._recovering(lambda: run(start),
+                                 again=lambda: run(first_unapplied_step(self._server, epoch, start)))
         self._confirmed = (epoch, stop)
         return stats
 
@@ -357,11 +358,6 @@ class DistributedTrainer(TrainerBase):
         if self.schedule is not None:
             rate = self.learning_rate * self.schedule.factor(epoch, self._epochs)
             ray.get(self._server.set_learning_rate.remote(rate))
-
-    def _next_step(self, epoch: int, start: int) -> int:
-        """The first step of this chunk the parameter server has not applied."""
-        server_epoch, server_step = ray.get(self._server.state.remote())[2]
-        return max(start, server_step) if server_epoch == epoch else start
 
     def _early_stopping(self, network_spec: dict, window: int, acceptable_error: float | None,
                         best_path: Path | None):
