@@ -70,6 +70,17 @@ PRESETS: dict[str, Preset] = {
         description="at most 50 hidden neurons, trained for accuracy: 784-50-10, ReLU and Softmax, He "
                     "normal, cross-entropy, Adam(3e-3) with cosine decay, batch 64, random affine "
                     "augmentation (±10°, ±10 %, ±2 px) each epoch, evaluation every 5 epochs",
+        # Chosen on the validation split alone (the test set played no part), 2026-11-27, best
+        # validation error over the whole run, two seeds each:
+        #   784-50-10 ReLU as here, 100 epochs ............................. 1.90 %, 1.90 %
+        #   the article's 36-14 Leaky ReLU layers, same training, 60 epochs .. 2.25 %, 2.19 %
+        #   784-50-10 without augmentation, 60 epochs (one seed) ............ 2.87 %
+        # Augmentation is what makes the difference: without it 50 hidden neurons overfit within
+        # ~30 epochs; with it the running train error stays above the validation error to the end.
+        # The cosine decay keeps improving the validation error until the last epochs, so the stop
+        # rule must not quit early on noise: evaluating every epoch with windows of 4-10 stopped
+        # these runs after 9-32 epochs (2.5-3.2 %), while every 5 epochs with a window of 5 (a
+        # 25-epoch moving average) let them run their 100 epochs and kept the best network.
         hidden=((50, {"name": "relu"}),), output={"name": "softmax"}, cost="cross_entropy",
         initializer="he_normal", optimizer={"name": "adam", "learning_rate": 3e-3}, l2=0.0,
         batch_size=64, eval_every=5, window=5, epochs=100,

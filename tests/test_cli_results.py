@@ -40,12 +40,13 @@ def mnist_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fashion_run(tmp_path_factory):
-    """The seed preset for 1 epoch on Fashion-MNIST, quietly."""
+    """The seed preset for 1 epoch on Fashion-MNIST, quietly, with augmentation and a schedule added."""
     run_dir = tmp_path_factory.mktemp("cli") / "fashion-run"
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         assert main(["train", "--workers", "0", "--dataset", "fashion-mnist", "--epochs", "1",
-                     "--eval-every", "1", "--run-dir", str(run_dir), "--quiet"]) == 0
+                     "--eval-every", "1", "--run-dir", str(run_dir), "--quiet", "--augment",
+                     "--schedule", "cosine"]) == 0
     return run_dir, out.getvalue(), err.getvalue()
 
 
@@ -100,6 +101,9 @@ def test_train_terminal_output_has_evaluation_lines_and_the_final_summary(capsys
 def test_quiet_train_prints_only_the_summary(fashion_run):
     run_dir, out, err = fashion_run
     summary = json.loads((run_dir / "summary.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["dataset"] == "fashion-mnist" and config["preset"] == "seed"
+    assert config["schedule"]["name"] == "cosine" and config["augmentation"]["name"] == "random_affine"
     assert err == ""
     assert out.splitlines() == [
         "", f"test error {100 * summary['test_error']:.2f}% with the best network (epoch 1, validation error "

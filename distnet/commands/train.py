@@ -1,11 +1,14 @@
 """``distnet train``: train a preset (Ray started embedded, on a cluster, or in this process)."""
 from __future__ import annotations
 
+import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from ..batches import check_batch_size
+from ..data.augment import RandomAffine
 from ..presets import PRESETS, get_preset
 from ..rundir import RunDir
 from .common import add_data_arguments, load_data, non_negative_int, positive_float, positive_int
@@ -26,6 +29,11 @@ def register(subparsers) -> None:
     train.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the preset's)")
     train.add_argument("--batch-size", type=positive_int, help="mini-batch size (default: the preset's)")
     train.add_argument("--learning-rate", type=positive_float, help="learning rate (default: the preset's)")
+    train.add_argument("--schedule", choices=["constant", "cosine"],
+                       help="learning-rate schedule over the epochs (default: the preset's)")
+    train.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                       help="move every training image by a small random rotation, scale and shift each "
+                            "epoch (default: the preset's)")
     train.add_argument("--eval-every", type=positive_int, help="epochs between validation evaluations")
     train.add_argument("--window", type=positive_int, help="the stop rule's moving-average window, in evaluations")
     train.add_argument("--seed", type=non_negative_int, default=942457, help="random seed (default: 942457, the article's)")
@@ -49,6 +57,10 @@ def run(args) -> int:
     if args.learning_rate is not None:
         optimizer_spec["learning_rate"] = args.learning_rate
     preset = preset.with_overrides(optimizer=optimizer_spec)
+    if args.schedule is not None:
+        preset = replace(preset, schedule=None if args.schedule == "constant" else {"name": args.schedule})
+    if args.augment is not None:
+        preset = replace(preset, augmentation=RandomAffine().spec() if args.augment else None)
     run_dir = args.run_dir or Path("runs") / f"{preset.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     args.run_dir = run_dir
     RunDir(run_dir).check_new()
