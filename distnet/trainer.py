@@ -21,8 +21,7 @@ class Trainer(TrainerBase):
     def step(self, X: np.ndarray, Y: np.ndarray) -> StepStats:
         """One update from one mini-batch: mean gradient over its rows, L2, optimizer step."""
         grad, cost, correct = self.network.backprop(X, Y, out=self._grad)
-        grad /= len(X)
-        self.rule.apply(self.network.params, grad)
+        self.rule.apply(self.network.params, grad, scale=1 / len(X))  # the mean, without a pass over grad
         return StepStats(cost, correct, len(X))
 
     @property

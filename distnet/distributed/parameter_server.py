@@ -23,16 +23,15 @@ class ParameterServer:
             self.rule.optimizer.load_state(optimizer_state)
         self.position = (0, 0)  # (epoch, step) of the next update to apply
         self._stats = np.zeros(ch.STATS_COLUMNS)
-        self._mean_grad = np.empty_like(self.params)
+        self._grad_sum = np.empty_like(self.params)
         self._channel: ch.ServerEnd | None = None
 
     def _apply(self, epoch: int, step: int, grads, stats: np.ndarray) -> None:
-        mean = self._mean_grad
-        np.copyto(mean, grads[0])
-        for grad in grads[1:]:
-            mean += grad
-        mean /= stats[:, 2].sum()
-        self.rule.apply(self.params, mean)
+        # The rule reads the gradients without changing them, so one worker's is used as it is.
+        total = grads[0] if len(grads) == 1 else np.add(grads[0], grads[1], out=self._grad_sum)
+        for grad in grads[2:]:
+            total += grad
+        self.rule.apply(self.params, total, scale=1 / stats[:, 2].sum())
         self._stats += stats.sum(axis=0)
         self.position = (epoch, step + 1)
 
@@ -103,7 +102,7 @@ class ParameterServer:
             self._refresh_rule()
 
     def _refresh_rule(self) -> None:
-        self._mean_grad = np.empty_like(self.params)
+        self._grad_sum = np.empty_like(self.params)
 
     def serve_steps(self, epoch: int, start: int, stop: int) -> int:
         """Run steps [start, stop) of ``epoch`` over the channel; returns the steps completed.

@@ -20,8 +20,13 @@ class Optimizer:
         self.learning_rate = learning_rate
         self._state: dict[str, np.ndarray] = {}
 
-    def step(self, params: np.ndarray, grad: np.ndarray) -> None:
-        """Apply one update to ``params`` (in place) from the mean gradient ``grad``."""
+    def step(self, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> None:
+        """Apply one update to ``params`` (in place) from the mean gradient ``grad · scale``;
+        ``grad`` is only read.
+
+        Callers holding a *summed* gradient pass ``scale = 1 / samples`` rather than dividing
+        first: the optimizers fold it into a scalar, which saves a pass over the gradient.
+        """
         raise NotImplementedError
 
     def _slot(self, key: str, like: np.ndarray) -> np.ndarray:
@@ -52,8 +57,8 @@ class GradientDescent(Optimizer):
     def __init__(self, learning_rate: float = 0.005):
         super().__init__(learning_rate)
 
-    def step(self, params, grad):
-        params -= params.dtype.type(self.learning_rate) * grad
+    def step(self, params, grad, scale=1.0):
+        params -= params.dtype.type(self.learning_rate * scale) * grad
 
 
 class Momentum(Optimizer):
@@ -65,10 +70,10 @@ class Momentum(Optimizer):
         super().__init__(learning_rate)
         self.momentum = momentum
 
-    def step(self, params, grad):
+    def step(self, params, grad, scale=1.0):
         v = self._slot("velocity", params)
         v *= self.momentum
-        v += params.dtype.type(self.learning_rate) * grad
+        v += params.dtype.type(self.learning_rate * scale) * grad
         params -= v
 
     def spec(self):
@@ -87,14 +92,14 @@ class Nesterov(Optimizer):
         self.momentum = momentum
         self._scratch: np.ndarray | None = None
 
-    def step(self, params, grad):
+    def step(self, params, grad, scale=1.0):
         mu = params.dtype.type(self.momentum)
         v = self._slot("velocity", params)
         if self._scratch is None or self._scratch.shape != v.shape or self._scratch.dtype != v.dtype:
             self._scratch = np.empty_like(v)
         # The same update, rearranged: −μ·v_prev + (1 + μ)·v = μ·v − lr·g. In place through one
         # preallocated scratch vector: this runs once per mini-batch on the hot path.
-        scaled_grad = np.multiply(grad, params.dtype.type(self.learning_rate), out=self._scratch)
+        scaled_grad = np.multiply(grad, params.dtype.type(self.learning_rate * scale), out=self._scratch)
         v *= mu
         v -= scaled_grad
         params -= scaled_grad
@@ -117,7 +122,9 @@ class Adam(Optimizer):
         super().__init__(learning_rate)
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
 
-    def step(self, params, grad):
+    def step(self, params, grad, scale=1.0):
+        if scale != 1:
+            grad = grad * params.dtype.type(scale)  # squared below, so scaled first
         m = self._slot("mean", params)
         s = self._slot("square_mean", params)
         t = self._state.setdefault("t", np.zeros((), dtype=np.int64))
@@ -168,9 +175,11 @@ class UpdateRule:
         self.l2 = l2
         self.weight_slices = list(weight_slices or [])
 
-    def apply(self, params: np.ndarray, mean_grad: np.ndarray) -> None:
+    def apply(self, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> None:
+        """Update ``params`` in place from the mean gradient ``grad · scale`` (see
+        :meth:`Optimizer.step`)."""
         if self.l2:
             keep = params.dtype.type(1 - self.l2)
             for weights in self.weight_slices:
                 params[weights] *= keep
-        self.optimizer.step(params, mean_grad)
+        self.optimizer.step(params, grad, scale)
