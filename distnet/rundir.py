@@ -69,8 +69,8 @@ class RunDir:
         try:
             config = json.loads(self.config_path.read_text())
         except FileNotFoundError:
-            raise ConfigError(f"{self.path} is not a run directory (no config.json); give --resume the "
-                              f"folder of a run that distnet train started") from None
+            raise ConfigError(f"{self.path} is not a run directory (no config.json); expected the folder "
+                              f"of a run that distnet train wrote") from None
         except (OSError, ValueError, RecursionError) as e:
             raise ModelFormatError(f"{self.config_path}: not readable as JSON ({e})") from None
         missing = [key for key in REQUIRED_CONFIG if not isinstance(config, dict) or key not in config]
@@ -117,9 +117,9 @@ class RunDir:
                 warnings.warn(f"{errors[0]}; resuming from the previous checkpoint {path.name} instead")
             self._newest_damaged = path != self.checkpoint_path
             return checkpoint
+        best = f", and the best network so far is {self.best_path}" if self.best_path.exists() else ""
         raise ModelFormatError(f"cannot resume {self.path}: no usable checkpoint ({'; '.join(errors)}); "
-                               f"the files were left as they are, and the best network so far is "
-                               f"{self.best_path}")
+                               f"the files were left as they are{best}")
 
     def write_summary(self, summary: dict) -> None:
         write_json(self.summary_path, summary)

@@ -314,10 +314,11 @@ def test_an_address_that_does_not_answer_fails_within_seconds(data, tmp_path, of
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
-def test_a_malformed_address_is_refused(capsys, data, tmp_path):
-    status, _, err = cli(capsys, "train", "--address", "localhost", "--workers", "1", "--data-dir", data,
-                         "--run-dir", tmp_path / "run")
-    assert_clean_error(status, err, "cluster address 'localhost' is not 'auto' or HOST:PORT")
+@pytest.mark.parametrize("address", ["localhost", "10.0.0.5:", "10.0.0.5:http", "10.0.0.5:70000"])
+def test_a_malformed_address_is_refused_while_parsing(capsys, tmp_path, address):
+    status, _, err = cli(capsys, "train", "--address", address, "--run-dir", tmp_path / "run")
+    assert_clean_error(status, err, f"argument --address: cluster address {address!r} is not 'auto' or HOST:PORT")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

@@ -53,6 +53,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+def cluster_address(text: str) -> str:
+    """An option's value that must be a Ray cluster address: "auto", "local" or HOST:PORT."""
+    from ..address import parse_address
+    from ..errors import ConfigError
+
+    try:
+        parse_address(text)
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _whole(text: str, minimum: int) -> int:
     try:
         value = int(text)

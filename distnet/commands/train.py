@@ -11,7 +11,8 @@ from ..batches import check_batch_size
 from ..data.augment import RandomAffine
 from ..presets import PRESETS, get_preset
 from ..rundir import RunDir
-from .common import add_data_arguments, load_data, non_negative_int, positive_float, positive_int
+from .common import (add_data_arguments, cluster_address, load_data, non_negative_int, positive_float,
+                     positive_int)
 
 
 def register(subparsers) -> None:
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
                        help="training setup (default: seed, the article's)")
     train.add_argument("--workers", type=non_negative_int, default=None,
                        help="gradient workers (default: the cluster's CPUs); 0 trains in this process without Ray")
-    train.add_argument("--address", default=None,
+    train.add_argument("--address", type=cluster_address, default=None,
                        help="join a running Ray cluster ('auto' or HOST:PORT) instead of starting one")
     train.add_argument("--protocol", default="auto", choices=["auto", "channel", "compiled", "plain"],
                        help="how workers and parameter server exchange each step (default: auto)")

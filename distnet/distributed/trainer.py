@@ -40,7 +40,7 @@ from ..errors import ConfigError, DistnetError
 from ..nn import Network, Optimizer
 from ..rundir import RunDir
 from ..training import StepStats, TrainerBase
-from .address import check_reachable
+from ..address import check_reachable
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .compiled import CompiledSteps
