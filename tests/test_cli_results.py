@@ -96,6 +96,7 @@ def test_train_terminal_output_has_evaluation_lines_and_the_final_summary(capsys
     assert f"test error {100 * summary['test_error']:.2f}% with the best network" in out
     assert "per-class accuracy:" in out and "confusion matrix (rows: true class, columns: predicted):" in out
     assert f"best network: {tmp_path / 'run' / 'best.npz'}" in out
+    assert out.splitlines()[-1] == f"look closer: distnet show {tmp_path / 'run' / 'best.npz'}; distnet plot {tmp_path / 'run'}"
 
 
 def test_quiet_train_prints_only_the_summary(fashion_run):

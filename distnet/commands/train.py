@@ -146,4 +146,7 @@ def finish_train(args, trainer, result, splits, run, evaluate) -> int:
             print(f"\n{trainer.shards} workers on {len(hosts)} node(s): {', '.join(hosts)}; "
                   f"step protocol: {summary['protocol']}")
     print(f"best network: {run.best_path}\nrun directory: {run.path}")
+    if not args.quiet:
+        dataset = f" --dataset {args.dataset}" if args.dataset != "mnist" else ""
+        print(f"look closer: distnet show {run.best_path}{dataset}; distnet plot {run.path}")
     return 0
