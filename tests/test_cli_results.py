@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import re
+import shutil
 import struct
 import sys
 
@@ -110,6 +111,18 @@ def test_quiet_train_prints_only_the_summary(fashion_run):
         "", f"test error {100 * summary['test_error']:.2f}% with the best network (epoch 1, validation error "
             f"{100 * summary['validation_error']:.2f}%)",
         f"best network: {run_dir / 'best.npz'}", f"run directory: {run_dir}"]
+
+
+def test_resume_keeps_the_schedule_and_augmentation_of_the_run(capsys, fashion_run, tmp_path):
+    # A finished run resumes at its end: this shows that resuming rebuilds the run's own schedule
+    # and augmentation (otherwise the configurations would differ and the resume be refused).
+    run_dir = tmp_path / "copy"
+    shutil.copytree(fashion_run[0], run_dir)
+    before = json.loads((run_dir / "summary.json").read_text())
+    status, out, err = run_cli(capsys, "train", "--resume", run_dir, "--quiet")
+    assert status == 0, err
+    after = json.loads((run_dir / "summary.json").read_text())
+    assert (after["test_error"], after["epochs"]) == (before["test_error"], before["epochs"])
 
 
 # -- evaluate ------------------------------------------------------------------------------------
