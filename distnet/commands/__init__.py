@@ -1,4 +1,4 @@
 """The CLI's commands, one module each; every module has ``register(subparsers)``."""
-from . import evaluate, plot, predict, show, train
+from . import evaluate, plot, predict, show, submit, train
 
-COMMANDS = [train, evaluate, show, predict, plot]
+COMMANDS = [train, submit, evaluate, show, predict, plot]

@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""A Ray cluster of several nodes on this one machine, for development and tests.
+
+    python cluster/local_cluster.py start [--workers 1] [--cpus 1] [--dir /tmp/distnet-cluster]
+    eval "$(python cluster/local_cluster.py env)"     # this shell now talks to it
+    python cluster/local_cluster.py stop
+
+``start`` starts a head node and ``--workers`` worker nodes with ``ray start --block``, each in a
+process group of its own, all given 127.0.0.1 as their address and token authentication
+(``RAY_AUTH_MODE=token``) with one token: ``$RAY_AUTH_TOKEN`` when set, otherwise a new random
+token in DIR/auth_token (kept for the next start). Every port is a free one chosen at start (two
+nodes on one machine would otherwise collide on Ray's fixed defaults). The cluster's addresses,
+process ids and logs are recorded in DIR/cluster.json; ``env`` prints the shell exports for it
+and ``stop`` ends exactly the processes it started: never ``ray stop``, which would end every Ray
+on the machine.
+
+Ray 2.60 replaces a node address of 127.0.0.1 by the machine's own IP and listens on all
+interfaces for its internal ports; the token is what keeps others out. The dashboard and its
+Jobs API listen on 127.0.0.1 only.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+HOST = "127.0.0.1"
+DEFAULT_DIR = Path("/tmp/distnet-cluster")
+STARTED = "Ray runtime started"
+# Ray puts unix sockets at DIR/ray/session_<date>_<pid>/sockets/plasma_store; a socket path
+# may have at most 107 characters.
+_SESSION_SUFFIX = len("/ray/session_2026-01-01_00-00-00_000000_4194304/sockets/plasma_store")
+_NODE_PORTS = ("--node-manager-port", "--object-manager-port", "--metrics-export-port",
+               "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port")
+
+
+class ClusterError(RuntimeError):
+    """What went wrong, said for the person at the terminal."""
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` different ports that are free on this machine right now."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind((HOST, 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+def node_environment(folder: Path) -> dict[str, str]:
+    """The environment every node (and every client of the cluster) needs: token authentication
+    with this cluster's token."""
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    env["RAY_AUTH_MODE"] = "token"
+    if not env.get("RAY_AUTH_TOKEN"):
+        token = folder / "auth_token"
+        if not token.exists():
+            token.touch(mode=0o600)
+            token.write_text(secrets.token_hex(32))
+        env["RAY_AUTH_TOKEN_PATH"] = str(token)
+    return env
+
+
+def start(folder: Path, workers: int, cpus: float, timeout: float) -> dict:
+    if len(str(folder)) + _SESSION_SUFFIX > 107:
+        raise ClusterError(f"--dir {folder} is too long for Ray's unix sockets; use a shorter path "
+                           f"(at most {107 - _SESSION_SUFFIX} characters), e.g. {DEFAULT_DIR}")
+    state_file = folder / "cluster.json"
+    if state_file.exists():
+        raise ClusterError(f"{folder} already holds a cluster (stop it first: "
+                           f"python {sys.argv[0]} stop --dir {folder})")
+    folder.mkdir(parents=True, exist_ok=True)
+    env = node_environment(folder)
+    common = ["--block", "--node-ip-address", HOST, "--num-cpus", f"{cpus:g}", "--disable-usage-stats",
+              "--log-style", "record"]
+    addresses = {}
+
+    def head_arguments() -> list[str]:
+        gcs_port, dashboard_port, client_port = free_ports(3)
+        addresses.update(gcs_address=f"{HOST}:{gcs_port}", dashboard_url=f"http://{HOST}:{dashboard_port}")
+        return ["--head", "--port", str(gcs_port), "--dashboard-host", HOST, "--dashboard-port",
+                str(dashboard_port), "--ray-client-server-port", str(client_port),
+                "--temp-dir", str(folder / "ray"), *common]
+
+    nodes = [_start_node(folder, "head", head_arguments, env, timeout)]
+    try:
+        for i in range(1, workers + 1):
+            nodes.append(_start_node(folder, f"worker-{i}",
+                                     lambda: ["--address", addresses["gcs_address"], *common], env, timeout))
+    except BaseException:
+        stop_nodes(nodes)
+        raise
+    state = {**addresses, "auth_token_path": env.get("RAY_AUTH_TOKEN_PATH"), "nodes": nodes}
+    state_file.write_text(json.dumps(state, indent=2) + "\n")
+    return state
+
+
+def _start_node(folder: Path, name: str, arguments, env: dict, timeout: float, attempts: int = 3) -> dict:
+    """Start one node (``arguments()`` gives its options, with fresh ports each attempt). On a busy
+    machine Ray 2.60's raylet can give up on its own agents after a fixed 15 s (ray-project/ray
+    issue 65983), so a node that exits during start-up is started again."""
+    for attempt in range(1, attempts + 1):
+        command = [sys.executable, "-m", "ray.scripts.scripts", "start", *arguments(),
+                   *_node_ports(free_ports(len(_NODE_PORTS)))]
+        log = folder / f"{name}.log"
+        with open(log, "w") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                       start_new_session=True)
+        node = {"name": name, "pid": process.pid, "log": str(log)}
+        try:
+            _wait_started(node, process, timeout)
+            return node
+        except BaseException:
+            stop_nodes([node])
+            if attempt == attempts or process.returncode is None:
+                raise
+            print(f"local_cluster: Ray node {name} exited during start-up; starting it again", file=sys.stderr)
+
+
+def _node_ports(ports: list[int]) -> list[str]:
+    return [part for option, port in zip(_NODE_PORTS, ports) for part in (option, str(port))]
+
+
+def _wait_started(node: dict, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        log = Path(node["log"]).read_text(errors="replace")
+        if STARTED in log:
+            return
+        if process.poll() is not None or time.monotonic() > deadline:
+            why = "exited" if process.returncode is not None else f"did not start within {timeout:g} s"
+            tail = "\n".join(log.splitlines()[-15:])
+            raise ClusterError(f"Ray node {node['name']} {why}; the end of {node['log']}:\n{tail}")
+        time.sleep(0.2)
+
+
+def stop_nodes(nodes: list[dict], timeout: float = 30.0) -> None:
+    """End the given nodes, workers first: SIGTERM to each ``ray start --block`` (it stops its own
+    Ray processes), then SIGKILL to whatever is left of its process group."""
+    for node in reversed(nodes):
+        _signal_group(node["pid"], signal.SIGTERM, leader_only=True)
+        deadline = time.monotonic() + timeout
+        while _group_alive(node["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        _signal_group(node["pid"], signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: int, leader_only: bool = False) -> None:
+    try:
+        if leader_only:
+            os.kill(pgid, sig)
+        else:
+            os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def stop(folder: Path) -> None:
+    state_file = folder / "cluster.json"
+    if not state_file.exists():
+        raise ClusterError(f"no cluster recorded in {folder} (nothing to stop)")
+    stop_nodes(json.loads(state_file.read_text())["nodes"])
+    state_file.unlink()
+
+
+def exports(folder: Path) -> str:
+    state_file = folder / "cluster.json"
+    if not state_file.exists():
+        raise ClusterError(f"no cluster recorded in {folder}; start one: python {sys.argv[0]} start")
+    state = json.loads(state_file.read_text())
+    lines = ["export RAY_AUTH_MODE=token", f"export RAY_ADDRESS={state['gcs_address']}",
+             f"export RAY_API_SERVER_ADDRESS={state['dashboard_url']}"]
+    if state["auth_token_path"]:
+        lines.append(f"export RAY_AUTH_TOKEN_PATH={state['auth_token_path']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("start", "start a head and worker nodes"), ("stop", "stop the cluster started here"),
+                       ("env", "print the shell exports that point Ray and distnet at the cluster")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--dir", type=Path, default=DEFAULT_DIR,
+                             help=f"where the cluster keeps its token, state and logs (default: {DEFAULT_DIR})")
+        if name == "start":
+            command.add_argument("--workers", type=int, default=1, help="worker nodes besides the head (default: 1)")
+            command.add_argument("--cpus", type=float, default=1, help="logical CPUs per node (default: 1)")
+            command.add_argument("--timeout", type=float, default=180, help="seconds to wait for each node")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "start":
+            state = start(args.dir, args.workers, args.cpus, args.timeout)
+            print(f"Ray cluster of {args.workers + 1} nodes: GCS {state['gcs_address']}, dashboard and "
+                  f"Jobs API {state['dashboard_url']}\nto use it from a shell: "
+                  f"eval \"$(python {sys.argv[0]} env --dir {args.dir})\"")
+        elif args.command == "stop":
+            stop(args.dir)
+        else:
+            print(exports(args.dir))
+    except ClusterError as e:
+        print(f"local_cluster: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

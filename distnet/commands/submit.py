@@ -1,0 +1,196 @@
+"""``distnet submit``: run ``distnet train`` as a job on a Ray cluster, through the Ray Jobs API.
+
+The job runs ``python -m distnet train --address auto ...`` with the train options given here.
+Its runtime environment carries this very distnet package (``py_modules``), so the cluster runs
+the code you submit from, plus DISTNET_DATA_DIR and any ``--env``. The job's driver runs on the
+head node: it reads the data there and sends each worker only its shard through Ray's object
+store, and it writes the run directory there.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import secrets
+import shlex
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import ConfigError, DistnetError
+
+DATA_DIR_ENV = "DISTNET_DATA_DIR"
+RUNS_ON_HEAD = "~/distnet-runs"
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Train options that make no sense in a job: the job always joins the cluster it runs on.
+_NOT_FORWARDED = {"help", "address"}
+
+EPILOG = f"""\
+examples:
+  distnet submit --address http://HEAD:8265 --workers 8 --epochs 30
+  distnet submit --env {DATA_DIR_ENV}=/shared/data --run-dir /shared/runs/a --no-wait
+
+With token authentication (RAY_AUTH_MODE=token on the cluster) set RAY_AUTH_MODE=token here too,
+and the cluster's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token.
+Without --run-dir the run is written on the head node to {RUNS_ON_HEAD}/JOB_ID. Exit status: 0
+when the job succeeded, otherwise the job's own exit status (2 for a distnet error), or 1.
+The equivalent Ray command is shown when the job is submitted; see cluster/README.md."""
+
+
+def register(subparsers) -> None:
+    submit = subparsers.add_parser(
+        "submit", parents=[_train_parser()], conflict_handler="resolve", epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="run the training as a job on a Ray cluster, follow its logs, exit with its status",
+        description="Submit `distnet train` with the train options below as a Ray job (Jobs API); "
+                    "the job's runtime environment carries this distnet package. Paths (--data-dir, "
+                    "--run-dir, --resume) are paths on the cluster's head node.")
+    submit.add_argument("--run-dir", type=Path,
+                        help=f"where to write the run, on the head node (default: {RUNS_ON_HEAD}/JOB_ID)")
+    job = submit.add_argument_group("the job")
+    job.add_argument("--address", metavar="URL",
+                     help="the cluster's Jobs API (dashboard), e.g. http://HEAD:8265 (default: "
+                          "$RAY_API_SERVER_ADDRESS, then $RAY_ADDRESS, then a Ray started on this machine)")
+    job.add_argument("--job-id", help="the job's submission id (default: distnet-DATE-TIME-RANDOM)")
+    job.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                     help=f"an environment variable for the job, repeatable ({DATA_DIR_ENV} is passed on "
+                          f"from here when set)")
+    job.add_argument("--no-wait", action="store_true",
+                     help="submit, print the job id and return, instead of following the logs")
+    submit.set_defaults(handler=run)
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    from . import train
+
+    scratch = argparse.ArgumentParser(add_help=False).add_subparsers()
+    train.register(scratch)
+    return scratch.choices["train"]
+
+
+def train_arguments(args) -> list[str]:
+    """The ``distnet train`` options among ``args`` that differ from their defaults, as words."""
+    words = []
+    for action in _train_parser()._actions:
+        if action.dest in _NOT_FORWARDED or not action.option_strings:
+            continue
+        value = getattr(args, action.dest, action.default)
+        if value == action.default:
+            continue
+        if isinstance(action, argparse.BooleanOptionalAction):
+            words.append(action.option_strings[0 if value else 1])  # --augment / --no-augment
+        elif action.nargs == 0:
+            words.append(action.option_strings[-1])
+        else:
+            words += [action.option_strings[-1], str(value)]
+    return words
+
+
+def job_request(args) -> dict:
+    """What to submit: submission id, entrypoint, runtime environment, and where the run goes."""
+    job_id = args.job_id or f"distnet-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    if not _JOB_ID.fullmatch(job_id):
+        raise ConfigError(f"--job-id {job_id!r}: use letters, digits, '.', '_' and '-' only")
+    env_vars = {DATA_DIR_ENV: os.environ[DATA_DIR_ENV]} if os.environ.get(DATA_DIR_ENV) else {}
+    for pair in args.env:
+        name, equals, value = pair.partition("=")
+        if not equals or not name:
+            raise ConfigError(f"--env {pair!r}: expected NAME=VALUE")
+        env_vars[name] = value
+    words = ["python", "-m", "distnet", "train", "--address", "auto", *train_arguments(args)]
+    run_dir = args.resume or args.run_dir
+    if run_dir is None:
+        run_dir = f"{RUNS_ON_HEAD}/{job_id}"
+        words += ["--run-dir", run_dir]
+    entrypoint = " ".join(_quote_for_head(word) for word in words)
+    package = Path(__file__).resolve().parents[1]
+    runtime_env = {"py_modules": [str(package)], "excludes": ["__pycache__", "*.pyc"], "env_vars": env_vars}
+    return {"submission_id": job_id, "entrypoint": entrypoint, "runtime_env": runtime_env,
+            "run_dir": str(run_dir)}
+
+
+def _quote_for_head(word: str) -> str:
+    # A leading ~/ stays unquoted, so that the head node's shell expands it to its own home.
+    return "~/" + shlex.quote(word[2:]) if word.startswith("~/") else shlex.quote(word)
+
+
+def run(args) -> int:
+    request = job_request(args)
+    run_dir = request.pop("run_dir")
+    client = _client(args.address)
+    job_id = _call(client.submit_job, **request, metadata={"distnet": "train"})
+    print(f"submitted job {job_id} to {client.get_address()}\n  {request['entrypoint']}\n"
+          f"run directory (on the head node): {run_dir}", file=sys.stderr, flush=True)
+    if args.no_wait:
+        print(job_id)
+        return 0
+    try:
+        asyncio.run(_print_logs(client, job_id))
+        status = _wait_for_end(client, job_id)
+    except KeyboardInterrupt:
+        print(f"\ndistnet: stopped following; job {job_id} goes on. Follow it again with "
+              f"`ray job logs --follow {job_id}`, stop it with `ray job stop {job_id}` "
+              f"(both with --address {client.get_address()})", file=sys.stderr)
+        return 130
+    if status == "SUCCEEDED":
+        return 0
+    info = _call(client.get_job_info, job_id)
+    # Ray appends the end of the logs, which were just shown.
+    why = (info.message or "no reason given").split(", last available logs")[0].splitlines()[0]
+    print(f"distnet: job {job_id} {status.lower()}: {why}", file=sys.stderr)
+    return info.driver_exit_code or 1
+
+
+async def _print_logs(client, job_id: str) -> None:
+    async for lines in client.tail_job_logs(job_id):
+        print(lines, end="", flush=True)
+
+
+def _wait_for_end(client, job_id: str) -> str:
+    # The log stream ends with the job; its final status can take a moment to be recorded.
+    while not (status := _call(client.get_job_status, job_id)).is_terminal():
+        time.sleep(0.5)
+    return status.value
+
+
+@contextmanager
+def _only_address(address: str | None):
+    # Ray's client prefers $RAY_API_SERVER_ADDRESS and $RAY_ADDRESS over its address argument;
+    # an address given on the command line should win.
+    if address is None:
+        yield
+        return
+    saved = {name: os.environ.pop(name, None) for name in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")}
+    try:
+        yield
+    finally:
+        os.environ.update({name: value for name, value in saved.items() if value is not None})
+
+
+def _client(address: str | None):
+    import logging
+
+    from ray.job_submission import JobSubmissionClient
+
+    # Ray's job client narrates each request at INFO; this command says what happens itself.
+    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    with _only_address(address):
+        return _call(JobSubmissionClient, address)
+
+
+def _call(function, *args, **kwargs):
+    """Call the Jobs API; what goes wrong there is said in one line, with what to check."""
+    from ray.exceptions import AuthenticationError
+
+    try:
+        return function(*args, **kwargs)
+    except (AuthenticationError, ConnectionError, RuntimeError, ValueError) as e:
+        auth = "" if os.environ.get("RAY_AUTH_MODE") == "token" else (
+            "; if the cluster uses token authentication, set RAY_AUTH_MODE=token and its token "
+            "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DistnetError(f"the Ray Jobs API refused or could not be reached: {first_line}. Check "
+                           f"--address (the dashboard's http://HOST:PORT, 8265 by default){auth}") from None

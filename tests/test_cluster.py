@@ -1,0 +1,147 @@
+"""Training as a job on a real multi-node Ray cluster: a head and a worker node on 127.0.0.1 with
+token authentication, started by cluster/local_cluster.py; jobs submitted with `distnet submit`
+and with `ray job submit`. Also the cluster-launcher config and how submit builds its job."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distnet import Network
+from distnet.cli import build_parser
+from distnet.commands.submit import job_request
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "cluster" / "local_cluster.py"
+# The seed preset reaches a test error below 5 % after 3 epochs with 2 workers.
+TRAIN = ["--workers", "2", "--epochs", "3", "--eval-every", "1", "--quiet"]
+
+
+@dataclass
+class Cluster:
+    folder: Path
+    dashboard: str
+    env: dict  # what a client of the cluster needs: token authentication and the addresses
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One head and one worker node, one CPU each, for the whole module; always stopped."""
+    folder = Path(tempfile.mkdtemp(prefix="dnc-", dir="/tmp"))  # short: Ray's socket paths
+    base = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_TOKEN", "RAY_ADDRESS")}
+    try:
+        subprocess.run([sys.executable, SCRIPT, "start", "--dir", folder, "--workers", "1", "--cpus", "1"],
+                       env=base, check=True, timeout=900)
+        exports = subprocess.run([sys.executable, SCRIPT, "env", "--dir", folder], env=base, check=True,
+                                 capture_output=True, text=True).stdout
+        env = {**base, **dict(line.removeprefix("export ").split("=", 1) for line in exports.splitlines())}
+        yield Cluster(folder, env["RAY_API_SERVER_ADDRESS"], env)
+    finally:
+        if (folder / "cluster.json").exists():
+            subprocess.run([sys.executable, SCRIPT, "stop", "--dir", folder], env=base, timeout=300)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def job_info(cluster, job_id, env=None) -> dict:
+    """The job's status, runtime environment and exit code, asked of the Jobs API from a fresh
+    process (Ray caches the first token a process loads)."""
+    script = ("import json, sys; from ray.job_submission import JobSubmissionClient as C; "
+              "i = C(sys.argv[1]).get_job_info(sys.argv[2]); "
+              "print(json.dumps({'status': i.status.value, 'runtime_env': i.runtime_env, "
+              "'exit_code': i.driver_exit_code}))")
+    done = subprocess.run([sys.executable, "-c", script, cluster.dashboard, job_id], env=env or cluster.env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def assert_trained_on_two_nodes(run: Path, mnist):
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_error"] < 0.05
+    best = Network.load(run / "best.npz")
+    assert best.error_rate(mnist.test.images, mnist.test.labels) == pytest.approx(summary["test_error"])
+    nodes = {worker["node_id"] for worker in summary["placement"]}
+    assert len(summary["placement"]) == 2 and len(nodes) == 2
+
+
+@pytest.mark.slow
+def test_distnet_submit_runs_the_training_as_a_job_on_two_nodes(cluster, mnist):
+    run = cluster.folder / "runs" / "submitted"
+    env = {**cluster.env, "DISTNET_DATA_DIR": os.environ["DISTNET_DATA_DIR"]}
+    done = subprocess.run([sys.executable, "-m", "distnet", "submit", "--job-id", "distnet-submit-test",
+                           "--run-dir", str(run), *TRAIN], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert "test error" in done.stdout  # the job's output, followed to the end
+    info = job_info(cluster, "distnet-submit-test")
+    assert info["status"] == "SUCCEEDED" and info["exit_code"] == 0
+    assert len(info["runtime_env"]["py_modules"]) == 1  # the project travelled with the job
+    assert info["runtime_env"]["env_vars"]["DISTNET_DATA_DIR"] == os.environ["DISTNET_DATA_DIR"]
+    assert_trained_on_two_nodes(run, mnist)
+
+
+@pytest.mark.slow
+def test_ray_job_submit_runs_distnet_train_on_two_nodes(cluster, mnist):
+    run = cluster.folder / "runs" / "ray-submitted"
+    runtime_env = {"py_modules": [str(REPO / "distnet")],
+                   "env_vars": {"DISTNET_DATA_DIR": os.environ["DISTNET_DATA_DIR"]}}
+    done = subprocess.run(["ray", "job", "submit", "--address", cluster.dashboard, "--submission-id",
+                           "ray-submit-test", "--runtime-env-json", json.dumps(runtime_env), "--",
+                           "distnet", "train", "--address", "auto", "--run-dir", str(run), *TRAIN],
+                          env=cluster.env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert job_info(cluster, "ray-submit-test")["status"] == "SUCCEEDED"
+    assert_trained_on_two_nodes(run, mnist)
+
+
+@pytest.mark.slow
+def test_distnet_submit_exits_with_the_status_of_a_failed_job(cluster):
+    missing = cluster.folder / "no-such-run"
+    done = subprocess.run([sys.executable, "-m", "distnet", "submit", "--job-id", "distnet-failing-test",
+                           "--resume", str(missing)], env=cluster.env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stdout + done.stderr  # distnet's own exit status for a user error
+    assert f"distnet: error: {missing} is not a run directory" in done.stdout  # the job's, from its logs
+    assert "distnet: job distnet-failing-test failed" in done.stderr
+    assert job_info(cluster, "distnet-failing-test")["status"] == "FAILED"
+
+
+@pytest.mark.slow
+def test_the_cluster_refuses_clients_without_its_token(cluster):
+    wrong = {**cluster.env, "RAY_AUTH_TOKEN": "not-the-token"}  # takes precedence over the token file
+    done = subprocess.run([sys.executable, "-m", "distnet", "submit", "--job-id", "never", "--no-wait"],
+                          env=wrong, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "distnet: error: the Ray Jobs API refused or could not be reached: Authentication" in done.stderr
+
+
+# -- what does not need a running cluster ---------------------------------------------------------
+
+def test_submit_forwards_the_train_options_and_carries_the_project(monkeypatch):
+    monkeypatch.setenv("DISTNET_DATA_DIR", "/data")
+    args = build_parser().parse_args(["submit", "--job-id", "j1", "--workers", "4", "--augment", "--no-download",
+                                      "--address", "http://head:8265", "--env", "A=b=c", "--quiet"])
+    request = job_request(args)
+    assert request["submission_id"] == "j1"
+    assert request["entrypoint"] == ("python -m distnet train --address auto --no-download --workers 4 "
+                                     "--augment --quiet --run-dir ~/distnet-runs/j1")
+    assert request["runtime_env"]["py_modules"] == [str(REPO / "distnet")]
+    assert request["runtime_env"]["env_vars"] == {"DISTNET_DATA_DIR": "/data", "A": "b=c"}
+    resumed = job_request(build_parser().parse_args(["submit", "--job-id", "j2", "--resume", "~/runs/a b"]))
+    assert resumed["entrypoint"] == "python -m distnet train --address auto --resume ~/'runs/a b'"
+
+
+def test_cluster_launcher_config_is_valid_and_installs_the_project_with_token_authentication():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((REPO / "cluster" / "cluster.yaml").read_text())
+    validate_config(prepare_config(config))  # what `ray up` checks before it starts anything
+    setup = " ".join(config["setup_commands"])
+    assert "pip install" in setup and "~/distnet" in setup
+    for start in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert any("RAY_AUTH_MODE=token" in command and "ray start" in command for command in config[start])
+    assert "~/.ray/auth_token" in config["file_mounts"]
