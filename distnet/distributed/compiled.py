@@ -16,8 +16,13 @@ Ray 2.60's compiled graphs have three traps, each handled here:
    server into its gradient sum) and keeps no reference, and the driver receives only a step number.
 2. ``teardown()`` can block for a long time when actors die or for large buffers: :meth:`close`
    gives it a bounded time in a background thread and never blocks the trainer longer.
-3. Actors in a compiled graph poll their input channels, using CPU even while they wait; on a
-   machine with as many cores as workers this slows the math (the benchmarks show how much).
+3. Actors in a compiled graph wait for their input by spinning on ``sched_yield`` (Ray's
+   ``ReadAcquire``; see ray-project/ray#55128), so each takes a core even while it waits: on a
+   machine with no more cores than workers they slow the math (the benchmarks show how much).
+
+And one cost: when PyTorch is installed, Ray's channel layer imports it in every actor of a graph
+(for GPU tensors), about 180 MB per process plus a device check around every read and write.
+This graph carries NumPy arrays only, so its actors tell Ray's channel layer to leave PyTorch out.
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ class CompiledSteps(StepProtocol):
 
     def __init__(self, server, workers: list):
         super().__init__(server, workers)
+        ray.get([actor.__ray_call__.remote(_numpy_only_channels) for actor in (server, *workers)])
         with InputNode() as command:
             epoch, step = command[0], command[1]
             params = server.params_for.bind(epoch, step)
@@ -74,3 +80,14 @@ class CompiledSteps(StepProtocol):
         finished = threading.Thread(target=graph.teardown, name="distnet-compiled-teardown", daemon=True)
         finished.start()
         finished.join(_TEARDOWN_TIMEOUT_S)
+
+
+def _numpy_only_channels(actor) -> None:
+    """Runs inside each actor before the graph is compiled: Ray's channel layer then treats PyTorch
+    as absent (a private flag of Ray 2.x; with another Ray the graph still works, only heavier)."""
+    try:
+        from ray.experimental.channel.common import ChannelContext
+
+        ChannelContext.get_current()._torch_available = False
+    except ImportError:
+        pass

@@ -50,11 +50,10 @@ class Network:
         for layer in self.layers:
             w = slice(offset, offset + fan_in * layer.size)
             b = slice(w.stop, w.stop + layer.size)
-            layer.weights = self.params[w].reshape(fan_in, layer.size)
-            layer.bias = self.params[b]
             self.weight_slices.append(w)
             self._grad_slices.append((w, b))
             offset, fan_in = b.stop, layer.size
+        self._view_layers()
         initializer = initializer if initializer is not None else Random(-0.5, 0.5)
         rng = np.random.default_rng(seed)
         fan_in = self.input_size
@@ -98,6 +97,25 @@ class Network:
             raise ConfigError(f"expected {self.params.size} parameters for layers {self.sizes}, "
                               f"got an array of shape {params.shape}")
         self.params[...] = params
+
+    def use_params_memory(self, memory: np.ndarray) -> None:
+        """Make ``memory`` this network's parameter vector, without copying: its values are the
+        parameters from now on, and whoever writes to it (another process, through shared memory)
+        changes this network. ``memory`` is 1-D, of ``params``' length and dtype."""
+        if memory.shape != self.params.shape or memory.dtype != self.dtype:
+            raise ConfigError(f"expected {self.params.size} {self.dtype} parameters for layers {self.sizes}, "
+                              f"got an array of shape {memory.shape} and type {memory.dtype}")
+        self.params = memory
+        self._view_layers()
+
+    def _view_layers(self) -> None:
+        # Each layer's weights and bias are views of ``params``, so that one flat vector is all a
+        # parameter server ships and updates.
+        fan_in = self.input_size
+        for layer, (w, b) in zip(self.layers, self._grad_slices):
+            layer.weights = self.params[w].reshape(fan_in, layer.size)
+            layer.bias = self.params[b]
+            fan_in = layer.size
 
     def copy(self) -> "Network":
         return Network.from_spec(self.spec(), self.params)
