@@ -1,10 +1,13 @@
-"""Ray cluster addresses: their form, and whether anything answers at one before Ray is asked.
+"""Ray cluster addresses: their form, whether anything answers at one, and joining the cluster
+there with errors that say what to do.
 
 ``ray.init(address="HOST:PORT")`` on an address where nothing answers does not fail: Ray 2.60
 logs "Failed to connect to GCS" every few seconds and keeps trying (for more than 5 minutes when
 we measured). So distnet first opens a plain TCP connection with a timeout and, when none is
-accepted, fails at once with a message that says what to check. (No Ray import here: the
-command line checks the form of ``--address`` while parsing.)
+accepted, fails at once with a message that says what to check. A cluster that answers but
+refuses this machine's token makes ray.init fail after about 20 s with only "Failed to connect
+to Ray cluster"; distnet adds how to give it the token. (Ray is imported only to join: the command
+line checks the form of ``--address`` while parsing.)
 """
 from __future__ import annotations
 
@@ -42,3 +45,18 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
             f"cannot reach a Ray cluster at {address} ({reason} within {timeout:g} s); check the address "
             f"that 'ray start --head' printed, that the cluster is running and that its port is open "
             f"to this machine") from None
+
+
+def join_cluster(address: str) -> None:
+    """Connect this process to the Ray cluster at ``address`` ("auto", "local" or HOST:PORT);
+    ClusterUnreachableError, in bounded time, when nothing answers there or Ray cannot join it."""
+    import ray
+
+    check_reachable(address)
+    try:
+        ray.init(address=address, logging_level="ERROR")
+    except ConnectionError as e:
+        raise ClusterUnreachableError(
+            f"cannot join the Ray cluster at {address} ({e}); if the cluster uses token authentication "
+            f"(RAY_AUTH_MODE=token), this machine needs the cluster's token: export RAY_AUTH_MODE=token "
+            f"and RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) before running distnet") from None

@@ -333,6 +333,23 @@ def test_more_workers_than_the_cluster_can_place_is_a_clear_error_not_a_hang(dat
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
+@pytest.mark.slow
+def test_a_relative_run_dir_means_the_same_folder_to_the_ray_actors(ray_local, tmp_path):
+    """The stop evaluator actor writes best.npz; its working directory is the Ray node's."""
+    from distnet import Nesterov
+    from distnet.data import Dataset
+    from distnet.distributed import DistributedTrainer
+
+    assert ray_local.get(ray_local.remote(lambda: os.getcwd()).remote()) != str(tmp_path)  # this test's cwd
+    rng = np.random.default_rng(0)
+    train = Dataset(rng.random((256, 784), np.float32), rng.integers(0, 10, 256))
+    trainer = DistributedTrainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02),
+                                 batch_size=32, workers=2, seed=1)
+    trainer.fit(train, train.subset(slice(0, 64)), epochs=1, eval_every=1, run_dir="run")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "best.json", "best.npz", "checkpoint.npz", "config.json", "history.jsonl"]
+
+
 # -- run directories ---------------------------------------------------------------------------------
 
 def train_args(data: Path, *more) -> list:

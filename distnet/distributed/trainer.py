@@ -40,7 +40,7 @@ from ..errors import ConfigError, DistnetError
 from ..nn import Network, Optimizer
 from ..rundir import RunDir
 from ..training import StepStats, TrainerBase
-from ..address import check_reachable
+from ..address import join_cluster
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .compiled import CompiledSteps
@@ -123,8 +123,7 @@ class DistributedTrainer(TrainerBase):
         if self.address is None:
             ray.init(include_dashboard=False, logging_level="ERROR", configure_logging=True)
         else:
-            check_reachable(self.address)  # ray.init would wait for ever on an address that is down
-            ray.init(address=self.address, logging_level="ERROR")
+            join_cluster(self.address)
         self._started_ray = True
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
@@ -361,6 +360,8 @@ class DistributedTrainer(TrainerBase):
 
     def _early_stopping(self, network_spec: dict, window: int, acceptable_error: float | None,
                         best_path: Path | None):
+        # Absolute: the actor's working directory is the Ray node's, not this process's.
+        best_path = best_path.absolute() if best_path is not None else None
         self._stopping = StopEvaluatorActor(network_spec, window, acceptable_error, best_path,
                                             node_id=ray.get_runtime_context().get_node_id(),
                                             on_failure=self._count_failure)
