@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from distnet import Dense, ModelFormatError, Network
 from distnet.checkpoint import Checkpoint
 from distnet.io import npz_bytes
+from hostile import PicklePayload
 
 
 class Unpickled(BaseException):
@@ -36,16 +37,6 @@ def pickle_forbidden(monkeypatch):
 
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, forbidden)
-
-
-class _Payload:
-    """Unpickling this would create the marker file."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
 
 
 NETWORK = Network([Dense(4, "leaky_relu"), Dense(3, "softmax")], input_size=6, seed=1)
@@ -65,7 +56,7 @@ def evil_bytes(marker: Path) -> bytes:
     buffer = io.BytesIO()
     with np.load(io.BytesIO(MODEL)) as npz:
         arrays = dict(npz)
-    np.savez(buffer, **arrays, extra=np.array([_Payload(marker)], dtype=object))
+    np.savez(buffer, **arrays, extra=np.array([PicklePayload(marker)], dtype=object))
     return buffer.getvalue()
 
 

@@ -24,6 +24,7 @@ from distnet import Dense, Network
 from distnet.checkpoint import Checkpoint
 from distnet.cli import main
 from distnet.data import write_idx
+from hostile import PicklePayload
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
@@ -204,16 +205,6 @@ def test_data_errors_from_the_real_command(data, model, offline):
 
 # -- model and checkpoint files ----------------------------------------------------------------------
 
-class _Payload:
-    """Unpickling this would create the marker file."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
-
-
 def _bad_models(tmp_path: Path, model: Path) -> dict[str, tuple[Path, list[str]]]:
     good = model.read_bytes()
     truncated = tmp_path / "truncated.npz"
@@ -226,7 +217,7 @@ def _bad_models(tmp_path: Path, model: Path) -> dict[str, tuple[Path, list[str]]
     pickled = tmp_path / "pickled.npz"
     with np.load(model) as npz:
         arrays = dict(npz)
-    np.savez(pickled, **arrays, extra=np.array([_Payload(tmp_path / "pwned")], dtype=object))
+    np.savez(pickled, **arrays, extra=np.array([PicklePayload(tmp_path / "pwned")], dtype=object))
     narrow = Network([Dense(10, "softmax")], input_size=100, seed=1).save(tmp_path / "in100.npz")
     few_classes = Network([Dense(5, "softmax")], input_size=784, seed=1).save(tmp_path / "out5.npz")
     return {
