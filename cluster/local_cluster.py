@@ -143,11 +143,12 @@ def _wait_started(node: dict, process: subprocess.Popen, timeout: float) -> None
 
 
 def stop_nodes(nodes: list[dict], timeout: float = 30.0) -> None:
-    """End the given nodes, workers first: SIGTERM to each ``ray start --block`` (it stops its own
-    Ray processes), then SIGKILL to whatever is left of its process group."""
-    for node in reversed(nodes):
+    """End the given nodes: SIGTERM to each ``ray start --block`` (it stops its own Ray processes),
+    then, after at most ``timeout`` seconds, SIGKILL to whatever is left of its process group."""
+    for node in nodes:
         _signal_group(node["pid"], signal.SIGTERM, leader_only=True)
-        deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + timeout
+    for node in nodes:
         while _group_alive(node["pid"]) and time.monotonic() < deadline:
             time.sleep(0.2)
         _signal_group(node["pid"], signal.SIGKILL)
