@@ -13,6 +13,8 @@ JSON and as Markdown tables (per seed, and median / min / max per preset).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -42,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args.runs_dir.mkdir(parents=True, exist_ok=True)
     results_path = args.runs_dir / "results.jsonl"
+    # Reused only if measured with the same settings and the same preset definition.
     done = {(r["preset"], r["seed"]): r for r in read_results(results_path)
-            if r["dataset"] == args.dataset and r["workers"] == args.workers and r["max_epochs"] == args.epochs}
+            if r["dataset"] == args.dataset and r["workers"] == args.workers and r["max_epochs"] == args.epochs
+            and r.get("definition") == definition(r["preset"])}
     todo = [(p, s) for p in args.presets for s in args.seeds if (p, s) not in done]
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     print(f"{len(todo)} run(s) to do, {len(args.presets) * len(args.seeds) - len(todo)} reused from "
@@ -72,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(preset: str, seed: int, args) -> dict:
     """One `distnet train` run; its summary plus what the benchmark adds."""
-    run_dir = args.runs_dir / f"{preset}-{args.dataset}-seed{seed}-w{args.workers}"
+    # Named by everything that shapes the run, so an interrupted run is continued only as itself.
+    fingerprint = hashlib.sha256(json.dumps([definition(preset), args.epochs]).encode()).hexdigest()[:8]
+    run_dir = args.runs_dir / f"{preset}-{fingerprint}-{args.dataset}-seed{seed}-w{args.workers}"
     command = [sys.executable, "-m", "distnet", "train", "--preset", preset, "--seed", str(seed),
                "--workers", str(args.workers), "--dataset", args.dataset, "--json", "--run-dir", str(run_dir)]
     if args.epochs:
@@ -86,10 +92,17 @@ def train(preset: str, seed: int, args) -> dict:
         raise SystemExit(f"{' '.join(command)} failed ({finished.returncode}):\n{finished.stderr[-2000:]}")
     summary = next(e for e in map(json.loads, finished.stdout.splitlines()) if e.get("event") == "summary")
     return {"preset": preset, "seed": seed, "dataset": args.dataset, "workers": args.workers,
-            "max_epochs": args.epochs, "test_error": summary["test_error"],
+            "max_epochs": args.epochs, "definition": definition(preset), "test_error": summary["test_error"],
             "validation_error": summary["validation_error"], "epochs": summary["epochs"],
             "best_epoch": summary["best_epoch"], "stop_reason": summary["stop_reason"],
             "train_seconds": summary["seconds"], "wall_seconds": round(wall, 1), "run_dir": str(run_dir)}
+
+
+def definition(preset: str) -> dict | None:
+    """The preset as this checkout defines it (None for an unknown name)."""
+    from distnet.presets import PRESETS
+
+    return json.loads(json.dumps(dataclasses.asdict(PRESETS[preset]))) if preset in PRESETS else None
 
 
 def read_results(path: Path) -> list[dict]:
