@@ -183,6 +183,14 @@ def test_any_checkpoint_metadata_loads_or_is_refused(tmp_path, content):
     loads_or_rejects_checkpoint(tmp_path / "fuzz.npz", content)
 
 
+@pytest.mark.parametrize("part,junk", [("cost", None), ("cost", [1]), ("layers", None), ("layers", {"size": 3})])
+def test_metadata_with_a_part_of_the_wrong_type_is_refused(part, junk):
+    """Found by the fuzzer above (a null cost spec once raised AttributeError); kept as examples."""
+    meta = {**NETWORK.spec(), "format": "distnet.network", "version": 1, part: junk}
+    with pytest.raises(ModelFormatError, match="junk.npz: the metadata does not describe a valid network"):
+        Network.from_npz_bytes(npz_bytes({"params": NETWORK.params}, meta), "junk.npz")
+
+
 def test_the_seeds_load_and_the_pickle_guard_works(tmp_path):
     """The controls: the unmutated seed files load, and the evil one really would run code
     through pickle, which the guard stops."""

@@ -233,7 +233,8 @@ class Network:
                                    f"{count_parameters(sizes)}")
         try:
             net = cls.from_spec(meta)
-        except (KeyError, TypeError, ValueError) as e:
+        # AttributeError: a null or a list where a spec should be (found by tests/test_fuzz_loaders.py)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ModelFormatError(f"{name}: the metadata does not describe a valid network ({e})") from None
         if params.dtype != net.dtype:
             raise ModelFormatError(f"{name}: holds {params.dtype} parameters, but its metadata says {net.dtype}")
