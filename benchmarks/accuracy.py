@@ -25,6 +25,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+# This checkout's distnet, for the runs and for the preset definitions alike.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 # One BLAS thread per run: parallel runs must not fight over the cores, and timings stay comparable.
 THREADS = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 
@@ -86,7 +89,9 @@ def train(preset: str, seed: int, args) -> dict:
     if (run_dir / "config.json").exists():  # an earlier, interrupted attempt: continue it
         command = command[:4] + ["--resume", str(run_dir), "--json"]
     started = time.perf_counter()
-    finished = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **THREADS})
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    finished = subprocess.run(command, capture_output=True, text=True,
+                              env={**os.environ, **THREADS, "PYTHONPATH": path})
     wall = time.perf_counter() - started
     if finished.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({finished.returncode}):\n{finished.stderr[-2000:]}")
