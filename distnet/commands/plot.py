@@ -50,7 +50,8 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     title = f"{config.get('preset') or 'custom'} on {args.dataset}"
     written = [
-        save(pyplot, learning_curves(pyplot, history, title), out / "learning_curves.png"),
+        save(pyplot, learning_curves(pyplot, history, title, bool(config.get("augmentation"))),
+             out / "learning_curves.png"),
         save(pyplot, confusion_matrix(pyplot, evaluation, title), out / "confusion_matrix.png"),
         save(pyplot, misclassified(pyplot, test, outputs, mistakes, title), out / "misclassified.png"),
     ]
@@ -95,12 +96,13 @@ def save(pyplot, fig, path: Path) -> Path:
     return path
 
 
-def learning_curves(pyplot, history: list[dict], title: str):
+def learning_curves(pyplot, history: list[dict], title: str, augmented: bool = False):
     fig = figure(pyplot, "learning_curves.png")
     axes = fig.add_subplot()
     if history:
         epochs = [h["epoch"] for h in history]
-        axes.plot(epochs, [100 * h["train_error"] for h in history], "o-", label="train error (running)")
+        axes.plot(epochs, [100 * h["train_error"] for h in history], "o-",
+                  label="train error (running, on the augmented images)" if augmented else "train error (running)")
         axes.plot(epochs, [100 * h["validation_error"] for h in history], "o-", label="validation error")
         best = min(history, key=lambda h: h["validation_error"])
         axes.axvline(best["epoch"], color="grey", linestyle=":",

@@ -58,7 +58,8 @@ def run(args) -> int:
     if split:
         print(split.report())
     if len(chosen):
-        print(f"\nthe {len(chosen)} misclassified test images the network is surest about:")
+        many = f"{len(chosen)} misclassified test images" if len(chosen) > 1 else "misclassified test image"
+        print(f"\nthe {many} the network is surest about:")
     for rank, (i, ok) in enumerate(zip(chosen, sure), 1):
         label, predicted = int(test.labels[i]), int(outputs[i].argmax())
         verdict = (f"predicted {test.classes[predicted]}" if ok else
