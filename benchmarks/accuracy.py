@@ -68,10 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         for result in pool.map(one, todo):
             done[(result["preset"], result["seed"])] = result
-    runs = [done[(p, s)] for p in args.presets for s in args.seeds]
+    runs = [{k: v for k, v in done[(p, s)].items() if k != "definition"} for p in args.presets for s in args.seeds]
     report = {"date": started, "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-              "machine": machine(), "runs": runs, "presets": {p: summarize([r for r in runs if r["preset"] == p])
-                                                               for p in args.presets}}
+              "reused": len(runs) - len(todo), "machine": machine(), "runs": runs,
+              "presets": {p: {**summarize([r for r in runs if r["preset"] == p]), "definition": definition(p)}
+                          for p in args.presets}}
     print(json.dumps(report))
     print(markdown(report))
     return 0
@@ -100,7 +101,8 @@ def train(preset: str, seed: int, args) -> dict:
             "max_epochs": args.epochs, "definition": definition(preset), "test_error": summary["test_error"],
             "validation_error": summary["validation_error"], "epochs": summary["epochs"],
             "best_epoch": summary["best_epoch"], "stop_reason": summary["stop_reason"],
-            "train_seconds": summary["seconds"], "wall_seconds": round(wall, 1), "run_dir": str(run_dir)}
+            "train_seconds": summary["seconds"], "wall_seconds": round(wall, 1), "run_dir": str(run_dir),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
 def definition(preset: str) -> dict | None:
@@ -135,8 +137,10 @@ def markdown(report: dict) -> str:
     def pct(x: float) -> str:
         return f"{100 * x:.2f} %"
 
+    reused = f"; {report['reused']} run(s) reused from earlier invocations" if report["reused"] else ""
     lines = [f"Measured {report['date']} with `{report['command']}` "
-             f"({report['machine']['cpus']} CPUs, load average at the end {report['machine']['load_average'][0]:.1f}).",
+             f"({report['machine']['cpus']} CPUs, load average at the end {report['machine']['load_average'][0]:.1f}"
+             f"{reused}).",
              "", "| preset | runs | median test error | min | max | median validation error | median epochs "
              "| median wall time per run |", "|---|---|---|---|---|---|---|---|"]
     for name, s in report["presets"].items():
