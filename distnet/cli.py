@@ -7,6 +7,7 @@ files already written (best network, checkpoints) are never touched by a failure
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from typing import NoReturn
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return args.handler(args)
+    except BrokenPipeError:
+        # The reader went away (e.g. `distnet show ... | head`): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     # OSError: the file system or the network refused (a full disk, a read-only folder), which
     # the message of the error says well enough.
     except (DistnetError, OSError) as e:

@@ -37,7 +37,7 @@ class Evaluation:
         cell = max(5, len(str(int(self.confusion.max()))) + 1)
         lines.append(" " * (width + 2) + "".join(f"{i:>{cell}}" for i in range(len(self.classes))))
         for i, (name, row) in enumerate(zip(self.classes, self.confusion)):
-            lines.append(f"  {name:>{width}}" + "".join(f"{int(v):>{cell}}" for v in row) + f"   ({i})")
+            lines.append(f"  {name:>{width}}" + "".join(f"{int(v):>{cell}}" for v in row))
         return "\n".join(lines)
 
 

@@ -121,7 +121,8 @@ class TrainerBase:
         train = train.astype(self.network.dtype)
         has_validation = validation is not None and len(validation) > 0
         validation = validation.astype(self.network.dtype) if has_validation else None
-        config = {**self.config(), "epochs": epochs, "eval_every": eval_every, "window": window,
+        config = {**self.config(), "train_samples": len(train), "epochs": epochs, "eval_every": eval_every,
+                  "window": window,
                   "acceptable_error": acceptable_error, **(extra_config or {})}
         checkpoint = None
         if run is not None and resume:
@@ -218,7 +219,8 @@ class TrainerBase:
 
     @staticmethod
     def _check_resumable(saved: dict, current: dict) -> None:
-        keys = ("network", "optimizer", "l2", "batch_size", "seed", "workers", "schedule", "augmentation")
+        keys = ("network", "optimizer", "l2", "batch_size", "seed", "workers", "schedule", "augmentation",
+                "train_samples")
         differ = [k for k in keys if saved.get(k) != current.get(k)]
         if differ:
             raise ConfigError(f"cannot resume: the run was started with different {', '.join(differ)} "
@@ -229,9 +231,10 @@ class TrainerBase:
         where = f"epoch {epoch + 1}, by step {step}"
         advice = (f"the learning rate ({self.optimizer.learning_rate:g}) is probably too high; "
                   f"try a smaller one")
-        kept = ""
-        if run is not None:
-            kept = f"; the best network so far and the last checkpoint in {run.path} are intact"
+        kept = [name for name, path in (("best network so far", run and run.best_path),
+                                        ("last checkpoint", run and run.checkpoint_path))
+                if path is not None and path.exists()]
+        kept = f"; the {' and the '.join(kept)} in {run.path} are intact" if kept else ""
         return f"training diverged ({where}: the cost or the parameters became NaN or infinite): {advice}{kept}"
 
     # -- what subclasses provide ------------------------------------------------------------------

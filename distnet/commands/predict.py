@@ -44,6 +44,9 @@ def run(args) -> int:
     check_threshold(args.threshold)
     network = Network.load(args.model)
     classes = FASHION_CLASSES if args.dataset == "fashion-mnist" else DIGIT_CLASSES
+    if network.input_size != SIDE * SIDE or network.output_size != len(classes):
+        raise ConfigError(f"{args.model} takes {network.input_size} inputs and gives {network.output_size} "
+                          f"outputs; predict needs a network for 28x28 images and {len(classes)} classes")
     for path in args.files:
         names, pixels = read_images(path, args.invert)
         outputs = network.predict(pixels)
@@ -74,6 +77,8 @@ def read_images(path: Path, invert: str = "auto") -> tuple[list[str], np.ndarray
             array = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as e:
             raise DataFormatError(f"{path}: not a readable .npy array ({e})") from None
+        if not isinstance(array, np.ndarray):  # np.load returns an archive for .npz content
+            raise DataFormatError(f"{path}: holds an .npz archive, not one .npy array")
     else:
         from ..data import read_idx
 

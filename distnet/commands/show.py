@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .common import add_data_arguments, load_data
+from .common import add_data_arguments, check_fits, load_data
 
 GAP = "   "  # between a digit's picture and its probability table
 
@@ -39,6 +39,7 @@ def run(args) -> int:
         raise ConfigError(f"--confused must be 0 or more, got {args.confused}")
     network = Network.load(args.model)
     test = load_data(args, validation=0).test
+    check_fits(network, args.model, test)
     outputs = network.predict(test.images)
     evaluation = evaluation_of(outputs, test.labels, test.classes)
     chosen = confident_mistakes(outputs, test.labels, args.confused)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..batches import check_batch_size
 from ..data.augment import RandomAffine
+from ..errors import DistnetError, ModelFormatError
 from ..presets import PRESETS, get_preset
 from ..rundir import RunDir
 from .common import (add_data_arguments, cluster_address, load_data, non_negative_int, positive_float,
@@ -73,7 +74,8 @@ def run(args) -> int:
                            args.seed, args.workers, schedule=preset.build_schedule(),
                            augmentation=preset.build_augmentation())
     fit_args = {"epochs": preset.epochs, "eval_every": preset.eval_every, "window": preset.window,
-                "extra_config": {"preset": preset.name, "dataset": args.dataset}}
+                "extra_config": {"preset": preset.name, "dataset": args.dataset,
+                                 "data_dir": str(args.data_dir.resolve()) if args.data_dir else None}}
     return fit_and_report(args, trainer, splits, run_dir, fit_args, resume=False)
 
 
@@ -83,20 +85,30 @@ def resume_train(args) -> int:
     from ..nn import Network, optimizer_from_spec, schedule_from_spec
     from ..rundir import RunDir
 
-    config = RunDir(args.resume).config()
+    run = RunDir(args.resume)
+    config = run.config()
     args.run_dir, args.dataset = args.resume, config.get("dataset", "mnist")
+    if args.data_dir is None and config.get("data_dir"):
+        args.data_dir = Path(config["data_dir"])  # the same data, or the batches would differ
+    try:
+        network = Network.from_spec(config["network"])
+        workers = 0 if config.get("protocol") is None else config["workers"]
+        if workers and args.protocol == "auto":
+            args.protocol = config["protocol"]
+        trainer = make_trainer(args, network, optimizer_from_spec(config["optimizer"]), config["l2"],
+                               config["batch_size"], config["seed"], workers,
+                               schedule=schedule_from_spec(config.get("schedule")),
+                               augmentation=augmentation_from_spec(config.get("augmentation")))
+        fit_args = {"epochs": config["epochs"], "eval_every": config["eval_every"], "window": config["window"],
+                    "acceptable_error": config.get("acceptable_error"),
+                    "extra_config": {"preset": config.get("preset"), "dataset": args.dataset,
+                                     "data_dir": config.get("data_dir")}}
+    except DistnetError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ModelFormatError(f"{run.config_path}: not a configuration distnet wrote ({type(e).__name__}: "
+                               f"{e}); start a new run instead") from None
     splits = load_data(args)
-    network = Network.from_spec(config["network"])
-    workers = 0 if config.get("protocol") is None else config["workers"]
-    if workers and args.protocol == "auto":
-        args.protocol = config["protocol"]
-    trainer = make_trainer(args, network, optimizer_from_spec(config["optimizer"]), config["l2"],
-                           config["batch_size"], config["seed"], workers,
-                           schedule=schedule_from_spec(config.get("schedule")),
-                           augmentation=augmentation_from_spec(config.get("augmentation")))
-    fit_args = {"epochs": config["epochs"], "eval_every": config["eval_every"], "window": config["window"],
-                "acceptable_error": config.get("acceptable_error"),
-                "extra_config": {"preset": config.get("preset"), "dataset": args.dataset}}
     return fit_and_report(args, trainer, splits, args.resume, fit_args, resume=True)
 
 

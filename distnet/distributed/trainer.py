@@ -119,6 +119,10 @@ class DistributedTrainer(TrainerBase):
 
     def _connect_ray(self) -> None:
         if ray.is_initialized():
+            if self.address is not None:
+                raise ConfigError(f"Ray is already running in this process, so address={self.address!r} "
+                                  f"cannot be joined; call ray.shutdown() first, or pass address=None to "
+                                  f"use the running Ray")
             return
         if self.address is None:
             ray.init(include_dashboard=False, logging_level="ERROR", configure_logging=True)
