@@ -6,10 +6,11 @@ applied exactly once, so a caller can replace actors and carry on from there.
 """
 from __future__ import annotations
 
+from contextlib import suppress
+
 import ray
 
 from ..errors import ConfigError
-from .channel import reachable, remove_channel
 
 
 class WorkerLostError(RuntimeError):
@@ -82,6 +83,9 @@ class ChannelSteps(StepProtocol):
                                   "one host; use protocol 'plain' (or 'auto') on a multi-host cluster")
             return None
         ray.get([server.connect.remote(spec)] + [w.connect.remote(spec) for w in workers])
+        # Everyone holds the memory mapped and the FIFOs open: the names can go now, so that no
+        # crash (of a driver, server or worker) can leave files behind in /dev/shm.
+        ray.get(server.remove_channel.remote(spec))
         return cls(server, workers, spec)
 
     def run(self, epoch, start, stop):
@@ -103,10 +107,6 @@ class ChannelSteps(StepProtocol):
         return f"a worker stopped answering at epoch {epoch + 1}, step {step}"
 
     def close(self):
-        try:
+        # The channel's files were removed when it opened; a lost server has nothing to close.
+        with suppress(ray.exceptions.RayActorError):
             ray.get(self.server.disconnect.remote())
-            ray.get(self.server.remove_channel.remote(self.spec))
-        except ray.exceptions.RayActorError:
-            # A lost server cannot remove its channel; the driver can when it shares the host.
-            if reachable(self.spec):
-                remove_channel(self.spec)

@@ -119,9 +119,10 @@ class DistributedTrainer(TrainerBase):
 
     def _connect_ray(self) -> None:
         if ray.is_initialized():
-            if self.address is not None:
-                raise ConfigError(f"Ray is already running in this process, so address={self.address!r} "
-                                  f"cannot be joined; call ray.shutdown() first, or pass address=None to "
+            running = ray.get_runtime_context().gcs_address
+            if self.address not in (None, "auto", running):
+                raise ConfigError(f"this process is already connected to the Ray cluster at {running}, so "
+                                  f"address={self.address!r} cannot be joined; call ray.shutdown() first, or pass address=None to "
                                   f"use the running Ray")
             return
         if self.address is None:
