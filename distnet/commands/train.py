@@ -28,6 +28,8 @@ def register(subparsers) -> None:
                        help="join a running Ray cluster ('auto' or HOST:PORT) instead of starting one")
     train.add_argument("--protocol", default="auto", choices=["auto", "channel", "compiled", "plain"],
                        help="how workers and parameter server exchange each step (default: auto)")
+    train.add_argument("--max-failures", type=non_negative_int, default=3,
+                       help="lost actors to replace before giving up (default: 3)")
     train.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the preset's)")
     train.add_argument("--batch-size", type=positive_int, help="mini-batch size (default: the preset's)")
     train.add_argument("--learning-rate", type=positive_float, help="learning rate (default: the preset's)")
@@ -123,7 +125,8 @@ def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int
     from ..distributed import DistributedTrainer  # Ray takes seconds to import: only when needed
 
     return DistributedTrainer(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, workers=workers,
-                              address=args.address, protocol=args.protocol, **options)
+                              address=args.address, protocol=args.protocol,
+                              max_failures=args.max_failures, **options)
 
 
 def fit_and_report(args, trainer, splits, run_dir: Path, fit_args: dict, resume: bool) -> int:
