@@ -13,6 +13,7 @@ import numpy as np
 
 from distnet.data.digits import PIXELS, SIDE
 from distnet.errors import ConfigError
+from distnet.spec import from_spec
 
 __all__ = ["RandomAffine", "augmentation_from_spec"]
 
@@ -140,10 +141,4 @@ AUGMENTATIONS = {RandomAffine.name: RandomAffine}
 
 def augmentation_from_spec(spec: dict | None) -> RandomAffine | None:
     """The augmentation :meth:`RandomAffine.spec` describes; ``None`` for none."""
-    if spec is None:
-        return None
-    params = dict(spec)
-    name = params.pop("name", None)
-    if name not in AUGMENTATIONS:
-        raise ConfigError(f"unknown augmentation {name!r}; known: {', '.join(AUGMENTATIONS)}")
-    return AUGMENTATIONS[name](**params)
+    return None if spec is None else from_spec(spec, AUGMENTATIONS, "augmentation")

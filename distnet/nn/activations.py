@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
+from ..spec import from_spec
 
 
 class Activation:
@@ -160,10 +161,4 @@ ACTIVATIONS: dict[str, type[Activation]] = {
 
 def activation_from_spec(spec: dict | str) -> Activation:
     """Build an activation from its name or from the dict :meth:`Activation.spec` returns."""
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    params = dict(spec)
-    name = params.pop("name", None)
-    if name not in ACTIVATIONS:
-        raise ConfigError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name](**params)
+    return from_spec(spec, ACTIVATIONS, "activation")

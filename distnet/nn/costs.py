@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..spec import from_spec
 
 from .activations import Activation, Softmax
 
@@ -125,7 +125,4 @@ COSTS: dict[str, type[Cost]] = {cls.name: cls for cls in (Quadratic, HalfQuadrat
 
 def cost_from_spec(spec: dict | str) -> Cost:
     """Build a cost from its name or from the dict :meth:`Cost.spec` returns."""
-    name = spec if isinstance(spec, str) else spec.get("name")
-    if name not in COSTS:
-        raise ConfigError(f"unknown cost {name!r}; known: {', '.join(COSTS)}")
-    return COSTS[name]()
+    return from_spec(spec, COSTS, "cost")

@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
+from ..spec import from_spec
 
 
 class Initializer:
@@ -125,10 +126,4 @@ INITIALIZERS: dict[str, type[Initializer]] = {
 
 def initializer_from_spec(spec: dict | str) -> Initializer:
     """Build an initializer from its name or from the dict :meth:`Initializer.spec` returns."""
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    params = dict(spec)
-    name = params.pop("name", None)
-    if name not in INITIALIZERS:
-        raise ConfigError(f"unknown initializer {name!r}; known: {', '.join(INITIALIZERS)}")
-    return INITIALIZERS[name](**params)
+    return from_spec(spec, INITIALIZERS, "initializer")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
+from ..spec import from_spec
 
 
 class Optimizer:
@@ -148,13 +149,7 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 
 def optimizer_from_spec(spec: dict | str) -> Optimizer:
     """Build an optimizer from its name or from the dict :meth:`Optimizer.spec` returns."""
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    params = dict(spec)
-    name = params.pop("name", None)
-    if name not in OPTIMIZERS:
-        raise ConfigError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](**params)
+    return from_spec(spec, OPTIMIZERS, "optimizer")
 
 
 class UpdateRule:

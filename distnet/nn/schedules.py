@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from ..errors import ConfigError
+from ..spec import from_spec
 
 
 class Schedule:
@@ -71,12 +72,4 @@ SCHEDULES: dict[str, type[Schedule]] = {cls.name: cls for cls in (CosineDecay, S
 def schedule_from_spec(spec: dict | str | None) -> Schedule | None:
     """Build a schedule from its name or from :meth:`Schedule.spec`; ``None`` (a constant rate,
     as in the original) stays ``None``."""
-    if spec is None:
-        return None
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    params = dict(spec)
-    name = params.pop("name", None)
-    if name not in SCHEDULES:
-        raise ConfigError(f"unknown learning-rate schedule {name!r}; known: {', '.join(SCHEDULES)}")
-    return SCHEDULES[name](**params)
+    return None if spec is None else from_spec(spec, SCHEDULES, "learning-rate schedule")
