@@ -30,7 +30,6 @@ class GradientWorker:
         self._augmented = np.empty_like(self.images) if self.augmentation is not None else None
         self._grad = np.empty_like(self.network.params)
         self._channel: ch.WorkerEnd | None = None
-        self._channel_network: Network | None = None
 
     def where(self) -> dict:
         """Where this worker runs: node, host and process, for the run summary."""
@@ -48,18 +47,18 @@ class GradientWorker:
                                                              out=self._augmented)
         return self.plan.shard_step(self._order, self.index, step)
 
-    def _backprop(self, network: Network, epoch: int, step: int, out: np.ndarray) -> tuple[float, int, int]:
+    def _backprop(self, epoch: int, step: int, out: np.ndarray) -> tuple[float, int, int]:
         rows = self._rows(epoch, step)
         # Overflow shows up as a non-finite cost, which the driver reports as divergence.
         with np.errstate(over="ignore", invalid="ignore"):
-            _, cost, correct = network.backprop(self._epoch_images[rows], self.targets[rows], out=out)
+            _, cost, correct = self.network.backprop(self._epoch_images[rows], self.targets[rows], out=out)
         return cost, correct, len(rows)
 
     # -- the plain-call and compiled-graph step ---------------------------------------------------
     def gradient(self, params: np.ndarray, epoch: int, step: int):
         """(summed gradient, summed cost, correct, samples) of this worker's part of the step."""
         self.network.set_params(params)
-        cost, correct, samples = self._backprop(self.network, epoch, step, self._grad)
+        cost, correct, samples = self._backprop(epoch, step, self._grad)
         return self._grad, cost, correct, samples
 
     # -- the same-host channel step ---------------------------------------------------------------
@@ -69,21 +68,25 @@ class GradientWorker:
     def connect(self, spec: ch.ChannelSpec) -> None:
         self.disconnect()
         self._channel = ch.WorkerEnd(spec, self.index)
-        # Channel steps compute straight on the parameters in shared memory, which the server
-        # changes only between steps: no copy per step. (self.network stays private, for the
-        # other step protocols and evaluation.)
-        self._channel_network = Network.from_spec(self.network.spec())
-        self._channel_network.use_params_memory(self._channel.params)
 
     def disconnect(self) -> None:
         if self._channel is not None:
-            self._channel_network = None  # its views of the shared memory go before the memory
             self._channel.close()
             self._channel = None
 
     def serve_steps(self, epoch: int, start: int, stop: int) -> None:
         """Compute steps [start, stop) of ``epoch`` as the parameter server calls for them."""
-        channel = self._channel
+        channel, own_params = self._channel, self.network.params
+        # The steps compute straight on the parameters in shared memory (the server changes them
+        # only between steps): no copy per step. Only here: evaluation between chunks must not
+        # write into the server's parameters.
+        self.network.use_params_memory(channel.params)
+        try:
+            self._serve(channel, epoch, start, stop)
+        finally:
+            self.network.use_params_memory(own_params)
+
+    def _serve(self, channel: ch.WorkerEnd, epoch: int, start: int, stop: int) -> None:
         for step in range(start, stop):
             try:
                 command = channel.next_step()
@@ -93,7 +96,7 @@ class GradientWorker:
                 raise RuntimeError(f"worker {self.index} is at epoch {epoch} step {step}, but the "
                                    f"parameter server asked for another step")
             try:
-                channel.stats[self.index] = self._backprop(self._channel_network, epoch, step, channel.grad)
+                channel.stats[self.index] = self._backprop(epoch, step, channel.grad)
             except BaseException:
                 channel.finish_step(ok=False)
                 raise
