@@ -1,0 +1,1 @@
+"""Speed and accuracy measurements of distnet against its peers; see README.md."""

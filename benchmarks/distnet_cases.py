@@ -1,0 +1,121 @@
+"""distnet's own cases: the single-process trainer, the distributed trainer with every step
+protocol, and the math of one step alone (to tell a step's coordination from its compute)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from distnet.progress import Reporter
+
+from .workloads import (L2, WORKLOADS, distnet_dataset, distnet_network, distnet_optimizer,
+                        median_seconds, peak_rss_mb, training_data)
+
+
+class EpochClock(Reporter):
+    """Records each epoch's training time (evaluations excluded) and, at the end, the peak memory
+    of the trainer's worker processes (still alive then)."""
+
+    def __init__(self, trainer=None):
+        self.trainer = trainer
+        self.epoch_seconds: list[float] = []
+        self.worker_rss_mb: list[float] = []
+
+    def on_steps(self, epoch, step, steps, stats, seconds):
+        if step == steps:
+            self.epoch_seconds.append(seconds)
+
+    def on_end(self, result):
+        placement = getattr(self.trainer, "placement", [])
+        self.worker_rss_mb = [round(peak_rss_mb(p["pid"]), 1) for p in placement if p["host"] == os.uname().nodename]
+
+
+def _timed_fit(trainer, train, epochs: int) -> EpochClock:
+    clock = EpochClock(trainer)
+    trainer.fit(train, None, epochs=epochs, reporter=clock)
+    return clock
+
+
+def _epoch_result(clock: EpochClock, workload, train) -> dict:
+    # The first epoch warms up (page faults, first calls, a compiled graph's first executions).
+    steps = len(train) // workload.batch_size
+    per_step = float(np.median(clock.epoch_seconds[1:])) / steps
+    return {"epoch_s": per_step * workload.steps_per_epoch, "step_us": per_step * 1e6,
+            "epochs_timed": len(clock.epoch_seconds) - 1, "steps_timed": steps}
+
+
+def single(workload: str, samples: int, epochs: int) -> dict:
+    """distnet's single-process Trainer; BLAS threads as set in the environment."""
+    from distnet import Trainer
+
+    w = WORKLOADS[workload]
+    images, labels, source = training_data(samples)
+    train = distnet_dataset(images, labels)
+    trainer = Trainer(distnet_network(w), distnet_optimizer(), l2=L2, batch_size=w.batch_size, seed=1)
+    clock = _timed_fit(trainer, train, epochs)
+    return {**_epoch_result(clock, w, train), "data": source, "peak_rss_mb": [round(peak_rss_mb(), 1)]}
+
+
+def distributed(workload: str, samples: int, epochs: int, runs: list[list]) -> dict:
+    """The DistributedTrainer for each (protocol, workers) in ``runs``, on one local Ray."""
+    import ray
+
+    from distnet.distributed import DistributedTrainer
+
+    w = WORKLOADS[workload]
+    images, labels, source = training_data(samples)
+    train = distnet_dataset(images, labels)
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+    results = {}
+    try:
+        for protocol, workers in runs:
+            trainer = DistributedTrainer(distnet_network(w), distnet_optimizer(), l2=L2, batch_size=w.batch_size,
+                                         seed=1, workers=workers, protocol=protocol)
+            try:
+                clock = _timed_fit(trainer, train, epochs)
+            except Exception as e:  # one failing protocol must not hide the others' numbers
+                results[f"{protocol}/{workers}"] = {"error": f"{e.__class__.__name__}: {e}"}
+                continue
+            results[f"{protocol}/{workers}"] = {**_epoch_result(clock, w, train), "data": source,
+                                                "active_protocol": trainer.active_protocol,
+                                                "peak_rss_mb": clock.worker_rss_mb,
+                                                "shard_mb": round(images.nbytes / workers / 2**20, 1)}
+    finally:
+        ray.shutdown()
+    return results
+
+
+def compute(workload: str, workers: list[int], repeats: int) -> dict:
+    """The math of one step, alone, one BLAS thread: a worker's gradient on its part of the batch
+    (rows gathered from the data, as the workers do) and the parameter server's update from N
+    gradients; and the single-process step."""
+    from distnet import Trainer
+    from distnet.distributed.parameter_server import ParameterServer
+
+    w = WORKLOADS[workload]
+    images, labels, _ = training_data()
+    targets = np.eye(10, dtype=np.float32)[labels]
+    network = distnet_network(w)
+    rng = np.random.default_rng(0)
+    inner = max(1, int(2e8 // (w.flops_per_sample * w.batch_size)))  # about 0.2 GFLOP per timing
+
+    def backprop(rows: int):
+        grad = np.empty_like(network.params)
+        return lambda: (lambda idx: network.backprop(images[idx], targets[idx], out=grad))(
+            rng.integers(0, len(images), rows))
+
+    result = {"backprop_us": {}, "server_update_us": {}}
+    for n in sorted({1, *workers}):
+        rows = w.batch_size // n
+        result["backprop_us"][n] = median_seconds(backprop(rows), repeats, inner) * 1e6
+        server = ParameterServer(network.spec(), network.params, distnet_optimizer().spec(), L2)
+        gradient = (np.full_like(network.params, 1e-6), 0.5, rows // 2, rows)
+        result["server_update_us"][n] = median_seconds(lambda: server.apply(0, 0, *[gradient] * n), repeats, inner) * 1e6
+    trainer = Trainer(distnet_network(w), distnet_optimizer(), l2=L2, batch_size=w.batch_size)
+
+    def step():
+        idx = rng.integers(0, len(images), w.batch_size)
+        trainer.step(images[idx], targets[idx])
+
+    result["single_step_us"] = median_seconds(step, repeats, inner) * 1e6
+    return result

@@ -1,0 +1,144 @@
+"""The speed benchmark: distnet against PyTorch, DDP, Ray Train and the hardware limit, in one run.
+
+    python -m benchmarks.speed            # the full suite (the numbers in benchmarks/README.md)
+    python -m benchmarks.speed --quick    # a 1-2 minute sanity check on a part of each epoch
+
+Every case runs in its own process with its BLAS / OpenMP / PyTorch threads pinned (stated in the
+output), on the same data, network and batch size. It prints the results as JSON, then as
+Markdown tables with the ratios the targets ask for (see benchmarks/README.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import report
+from .case import PREFIX
+from .workloads import WORKLOADS, training_data
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTOCOLS = ("channel", "compiled", "plain")
+
+
+def _cases(quick: bool, cores: int) -> list[dict]:
+    """Every case: a name, where it belongs, the function to run, its arguments and threads."""
+    epochs = 2 if quick else 4  # the first epoch of each run is a warm-up
+    samples = {"article": 12_800, "wide": 5_120} if quick else {"article": 50_000, "wide": 50_000}
+    workers = [n for n in (1, 2, 4, 8, 16) if n <= cores]
+    cases = [{"name": f"gemm, {t} thread(s)", "group": "hardware", "key": str(t), "module": "hardware",
+              "function": "gemm", "threads": t, "args": {"threads": t, "size": 2048, "repeats": 3 if quick else 7}}
+             for t in sorted({1, cores})]
+    for name in WORKLOADS:
+        run = {"workload": name, "samples": samples[name], "epochs": epochs}
+        cases.append({"name": f"{name}: distnet step math", "group": name, "key": "compute", "module": "distnet_cases",
+                      "function": "compute", "threads": 1,
+                      "args": {"workload": name, "workers": workers, "repeats": 5 if quick else 9}})
+        for t in sorted({1, cores}):
+            cases.append({"name": f"{name}: distnet, 1 process, {t} thread(s)", "group": name,
+                          "key": f"distnet single/{t}", "module": "distnet_cases", "function": "single",
+                          "threads": t, "args": run})
+        cases.append({"name": f"{name}: distnet distributed", "group": name, "key": "distnet distributed",
+                      "module": "distnet_cases", "function": "distributed", "threads": 1,
+                      "args": {**run, "runs": [[p, n] for p in PROTOCOLS for n in workers]}})
+        for t in sorted({1, cores}):
+            cases.append({"name": f"{name}: PyTorch, 1 process, {t} thread(s)", "group": name,
+                          "key": f"torch single/{t}", "module": "torch_peer", "function": "single", "threads": t,
+                          "args": {**run, "threads": t}})
+        cases.append({"name": f"{name}: PyTorch DDP, {cores} processes", "group": name, "key": f"torch ddp/{cores}",
+                      "module": "torch_peer", "function": "ddp", "threads": 1, "args": {**run, "processes": cores}})
+        cases.append({"name": f"{name}: Ray Train, {cores} workers", "group": name, "key": f"ray train/{cores}",
+                      "module": "raytrain_peer", "function": "raytrain", "threads": 1,
+                      "args": {**run, "workers": cores}})
+    return cases
+
+
+def _run_case(case: dict, timeout: float) -> dict:
+    threads = str(case["threads"])
+    # Ray starts its workers at niceness 15; at 0 they compete with the other cases' processes
+    # (PyTorch, DDP) on equal terms when something else runs on the machine.
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+           "RAY_worker_niceness": "0",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "benchmarks.case", case["module"], case["function"], json.dumps(case["args"])]
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith(PREFIX)]
+    if done.returncode or not lines:
+        return {"error": f"exit {done.returncode}: " + (done.stderr.strip().splitlines() or ["no output"])[-1]}
+    result = json.loads(lines[-1][len(PREFIX):])
+    meta = {"threads": case["threads"], "load_before": round(load_before, 2), "seconds": round(time.perf_counter() - started, 1)}
+    if case["function"] == "distributed":
+        return {key: {**value, **meta} for key, value in result.items()}
+    return {**result, **meta}
+
+
+def _machine() -> dict:
+    model = platform.processor()
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {}
+    for package in ("numpy", "ray", "torch"):
+        try:
+            versions[package] = __import__(package).__version__
+        except ImportError:
+            versions[package] = None
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(), **versions,
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a part of each epoch, fewer repetitions (1-2 min)")
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+
+    cores = os.cpu_count() or 1
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "mode": "quick" if args.quick else "full",
+                     "machine": _machine(), "data": training_data(10)[2],
+                     "threads": "each process pins OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS "
+                                "(and torch.set_num_threads) to its case's thread count; Ray actors 1 thread, "
+                                "niceness 0 (RAY_worker_niceness=0) like every other process",
+                     "hardware": {}, "workloads": {}}
+    for name, w in WORKLOADS.items():
+        results["workloads"][name] = {"sizes": w.sizes, "batch_size": w.batch_size, "steps_per_epoch": w.steps_per_epoch,
+                                      "flops_per_epoch": w.flops_per_epoch, "runs": {}}
+    for case in _cases(args.quick, cores):
+        if args.only not in case["name"]:
+            continue
+        print(f"... {case['name']}", file=sys.stderr, flush=True)
+        result = _run_case(case, timeout=300 if args.quick else 1200)
+        if case["group"] == "hardware":
+            results["hardware"][case["key"]] = result
+        elif case["key"] == "compute":
+            results["workloads"][case["group"]]["compute"] = result
+        elif case["function"] == "distributed" and "error" not in result:
+            results["workloads"][case["group"]]["runs"].update({f"distnet {k}": v for k, v in result.items()})
+        else:
+            results["workloads"][case["group"]]["runs"][case["key"]] = result
+    results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    report.add_analysis(results)
+    text = json.dumps(results, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    print()
+    print(report.markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""What every benchmark case trains: the two networks, the data, the FLOP count, and small helpers.
+
+Every implementation (distnet, PyTorch, DDP, Ray Train) trains the same network on the same data
+with the same batch size, so their times compare directly:
+
+* ``article``: the article's 784-36-14-10 (Leaky ReLU 0.01, Leaky ReLU, Softmax; quadratic cost;
+  Nesterov(0.02, 0.87) with L2 1e-4), batch 32;
+* ``wide``: 784-1024-1024-10 with the same layers and training, batch 512.
+
+An epoch is the 50,000 MNIST training samples of distnet's split (``steps = 50,000 // batch``).
+"""
+from __future__ import annotations
+
+import os
+import resource
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+TRAIN_SAMPLES = 50_000
+INPUTS, CLASSES = 784, 10
+LEARNING_RATE, MOMENTUM, L2, LEAKY_SLOPE = 0.02, 0.87, 1e-4, 0.01
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    hidden: tuple[int, ...]
+    batch_size: int
+
+    @property
+    def sizes(self) -> list[int]:
+        return [INPUTS, *self.hidden, CLASSES]
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return TRAIN_SAMPLES // self.batch_size
+
+    @property
+    def flops_per_sample(self) -> int:
+        """Matrix-product FLOPs of one training sample: forward (2·weights), the weight gradients
+        (2·weights) and the input gradients of every layer but the first (no gradient is needed
+        for the images). Element-wise work and biases are left out: they are under 1 %."""
+        weights = [i * o for i, o in zip(self.sizes[:-1], self.sizes[1:])]
+        return 4 * sum(weights) + 2 * sum(weights[1:])
+
+    @property
+    def flops_per_epoch(self) -> int:
+        return self.flops_per_sample * self.steps_per_epoch * self.batch_size
+
+
+WORKLOADS = {w.name: w for w in (Workload("article", (36, 14), 32), Workload("wide", (1024, 1024), 512))}
+
+
+def distnet_network(workload: Workload, seed: int = 942457):
+    from distnet import Dense, LeakyReLU, Network, Quadratic, Softmax, XavierNormal
+
+    layers = [Dense(size, LeakyReLU(LEAKY_SLOPE)) for size in workload.hidden] + [Dense(CLASSES, Softmax())]
+    return Network(layers, input_size=INPUTS, cost=Quadratic(), initializer=XavierNormal(), seed=seed)
+
+
+def distnet_optimizer():
+    from distnet import Nesterov
+
+    return Nesterov(LEARNING_RATE, MOMENTUM)
+
+
+def training_data(samples: int = TRAIN_SAMPLES) -> tuple[np.ndarray, np.ndarray, str]:
+    """(images float32 (n, 784), labels int64 (n,), where from): real MNIST when it is found
+    (``DISTNET_DATA_DIR`` or distnet's cache; never downloaded here), else random data of the same
+    shape, which times the same."""
+    from distnet import load_mnist
+    from distnet.errors import DataNotFoundError
+
+    try:
+        train = load_mnist(download=False).train
+        return np.ascontiguousarray(train.images[:samples], dtype=np.float32), np.asarray(train.labels[:samples]), "mnist"
+    except DataNotFoundError:
+        rng = np.random.default_rng(0)
+        images = rng.random((samples, INPUTS), dtype=np.float32)
+        return images, rng.integers(0, CLASSES, samples), "random"
+
+
+def distnet_dataset(images: np.ndarray, labels: np.ndarray):
+    from distnet.data import Dataset
+
+    return Dataset(images, labels, name="benchmark/train")
+
+
+def peak_rss_mb(pid: int | None = None) -> float:
+    """Peak resident memory (VmHWM) of a process on this host, in MB; this process by default."""
+    if pid is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def median_seconds(call, repeats: int, inner: int = 1) -> float:
+    """Median wall time of ``inner`` calls of ``call()``, over ``repeats`` repetitions, per call."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(inner):
+            call()
+        times.append((time.perf_counter() - started) / inner)
+    return float(np.median(times))
+
+
+def thread_settings() -> dict:
+    return {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
