@@ -109,9 +109,10 @@ class LeakyReLU(Activation):
         return np.where(a > 0, 1, self.alpha).astype(a.dtype)
 
     def input_gradient(self, a, output_gradient, overwrite=False):
-        # a > 0 exactly where z > 0; elsewhere the gradient is scaled by alpha, in place.
-        gradient = output_gradient if overwrite else np.array(output_gradient, dtype=np.result_type(a, output_gradient))
-        return np.multiply(gradient, a.dtype.type(self.alpha), out=gradient, where=a <= 0)
+        # The slope is 1 where a > 0 (exactly where z > 0) and alpha elsewhere: max(sign(a), alpha)
+        # is that slope, and measured faster than a where() or a masked multiply.
+        slope = np.maximum(np.sign(a), a.dtype.type(self.alpha))
+        return np.multiply(output_gradient, slope, out=output_gradient if overwrite else None)
 
     def spec(self):
         return {"name": self.name, "alpha": self.alpha}
