@@ -107,3 +107,18 @@ def test_more_workers_than_cpus_is_a_clear_error_not_a_hang(mnist, ray_local):
                                  placement_timeout=3)
     with pytest.raises(ConfigError, match="cannot place 9 workers"):
         fit(trainer, mnist)
+
+
+def test_distnet_train_with_two_workers_end_to_end_on_real_mnist(ray_local, tmp_path, capsys):
+    from distnet.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--workers", "2", "--epochs", "4", "--eval-every", "1", "--run-dir", str(run),
+                 "--no-download", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["test_error"] < 0.05 and summary["workers"] == 2 and summary["epochs"] == 4
+    assert f"test error {100 * summary['test_error']:.2f}%" in out
+    assert sorted(p["worker"] for p in summary["placement"]) == [0, 1]
+    assert {"config.json", "history.jsonl", "best.npz", "best.json", "checkpoint.npz"} <= {p.name for p in run.iterdir()}
+    assert len((run / "history.jsonl").read_text().splitlines()) == 4
