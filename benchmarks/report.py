@@ -106,12 +106,32 @@ def _fmt(value, digits: int = 2) -> str:
     return str(value)
 
 
+def _busy(results: dict) -> list[float]:
+    busy = [run.get("cpu_busy_before_percent") for w in results["workloads"].values() for run in w["runs"].values()]
+    busy += [h.get("cpu_busy_before_percent") for h in results["hardware"].values()]
+    return [b for b in busy if b is not None]
+
+
+def _busy_max(results: dict) -> float:
+    return max(_busy(results), default=0.0)
+
+
+def _busy_range(results: dict) -> str:
+    busy = _busy(results)
+    return f"{min(busy):.0f}–{max(busy):.0f} %" if busy else "not measured"
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Measured {results['date']} ({results['mode']} mode, {results['data']} data) on {m['cpu']}, "
              f"{m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, Ray {m['ray']}, PyTorch {m['torch']}; "
-             f"load average {m['load_average_at_start'][0]} at start, {m['load_average_at_end'][0]} at end.",
+             f"load average {m['load_average_at_start'][0]} at start, {m['load_average_at_end'][0]} at end; "
+             f"CPUs busy before each case (someone else's work): "
+             f"{_busy_range(results)}.",
              f"Threads: {results['threads']}.", ""]
+    if _busy_max(results) > 10:
+        lines[-1:-1] = [f"**Other work kept the CPUs up to {_busy_max(results):.0f} % busy between cases: these "
+                        f"numbers are not reliable; run again on a quiet machine.**"]
     for t, h in results["hardware"].items():
         if "best_gflops" in h:
             lines.append(f"- float32 GEMM, {t} thread(s): {h['best_gflops']:.0f} GFLOP/s (2048²; NumPy "

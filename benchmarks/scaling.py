@@ -1,17 +1,19 @@
 """The scaling model: what a step costs with N workers, from constants measured on this machine.
 
-    step(N) = gradient(B / N) + update(N) + coordination(N)
+    step(N) = g · B/N + fixed + per_worker · N
 
-* gradient(b) = g0 + g1·b: one worker's backprop on its b = B/N rows (a fixed cost per call,
-  mostly NumPy call overhead, plus a cost per sample), measured alone at each N this machine has;
-* update(N) = u0 + u1·N: the parameter server sums N gradients and applies L2 and Nesterov;
-* coordination(N) = c0 + c1·N: everything else in a step (wake-ups, copies of the parameters and
-  gradients, Ray), from the measured step time of each protocol minus the two terms above.
+* g: the gradient's cost per sample, the slope of one worker's backprop time over its rows,
+  measured alone (1 thread) at every N the machine has;
+* fixed + per_worker · N: everything else in a step (the parameter server's update, which sums N
+  gradients; waking and waiting for N workers; the per-call cost of a backprop), fitted to the
+  measured step times of each protocol after the g · B/N part is taken out. Of per_worker, the
+  update's share (one more gradient to sum) is measured alone too and shown beside it.
 
-Each term is a straight line fitted to the worker counts measured (two points on a 2-core machine,
-so c1 and u1 are rough). It assumes one core per worker plus one for the server, all as fast as
-these, on one host; across hosts the parameters and gradients also cross the network each step
-(2·N·P·4 bytes through the server's link), which this model leaves out (see README.md).
+With two worker counts measured (a 2-core machine) the two constants are fitted exactly, so the
+model reproduces N = 1, 2 and extrapolates a straight line: a rough guide, not a measurement.
+It assumes one core per worker plus one for the server, all as fast as these, on one host;
+across hosts the parameters and gradients also cross the network each step (2·N·P·4 bytes
+through the server's link), which it leaves out (see README.md).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import numpy as np
 PREDICT = (4, 16, 64)
 
 
-def _line(points: dict[int, float]) -> tuple[float, float]:
+def _line(points: dict[float, float]) -> tuple[float, float]:
     """(intercept, slope) of the least-squares line through {x: y}; flat through one point."""
     xs, ys = np.array(list(points), dtype=float), np.array(list(points.values()))
     if len(xs) < 2:
@@ -34,42 +36,40 @@ def model(workload: dict, cores: int) -> dict | None:
     if not compute or "backprop_us" not in compute:
         return None
     batch = workload["batch_size"]
-    g0, g1 = _line({batch // int(n): t for n, t in compute["backprop_us"].items()})
-    u0, u1 = _line({int(n): t for n, t in compute["server_update_us"].items()})
-    protocols = {}
+    _, per_sample = _line({batch / int(n): t for n, t in compute["backprop_us"].items()})
+    _, update_per_worker = _line({int(n): t for n, t in compute["server_update_us"].items()})
+    measured: dict[str, dict[int, float]] = {}
     for key, run in workload["runs"].items():
-        if key.startswith("distnet ") and "single" not in key and "coordination_us" in run:
+        if key.startswith("distnet ") and "single" not in key and "step_us" in run:
             protocol, n = key[len("distnet "):].rsplit("/", 1)
-            protocols.setdefault(protocol, {})[int(n)] = run["coordination_us"]
-    result = {"gradient_us": {"per_call": g0, "per_sample": g1}, "update_us": {"fixed": u0, "per_worker": u1},
-              "coordination_us": {}, "predicted": {}, "measured_workers": sorted({n for p in protocols.values() for n in p})}
-    for protocol, points in protocols.items():
-        c0, c1 = _line(points)
-        result["coordination_us"][protocol] = {"fixed": c0, "per_worker": c1}
-        predictions = {}
+            measured.setdefault(protocol, {})[int(n)] = run["step_us"]
+    result = {"gradient_us_per_sample": per_sample, "update_us_per_worker": update_per_worker,
+              "protocols": {}, "measured_workers": sorted({n for m in measured.values() for n in m})}
+    for protocol, steps in measured.items():
+        fixed, per_worker = _line({n: t - per_sample * batch / n for n, t in steps.items()})
+        predicted = {}
         for n in PREDICT:
-            if batch // n < 1:
-                predictions[str(n)] = None  # fewer samples than workers
+            if batch < n:
+                predicted[str(n)] = None  # fewer samples than workers
                 continue
-            step = g0 + g1 * (batch / n) + u0 + u1 * n + c0 + c1 * n
-            predictions[str(n)] = {"step_us": step, "samples_per_s": batch / step * 1e6}
-        result["predicted"][protocol] = predictions
+            step = per_sample * batch / n + fixed + per_worker * n
+            predicted[str(n)] = {"step_us": step, "samples_per_s": batch / step * 1e6}
+        result["protocols"][protocol] = {"fixed_us": fixed, "per_worker_us": per_worker, "predicted": predicted}
     return result
 
 
 def markdown(scaling: dict | None) -> str:
     if not scaling:
         return ""
-    g, u = scaling["gradient_us"], scaling["update_us"]
-    lines = [f"Scaling model (µs): gradient = {g['per_call']:.0f} + {g['per_sample']:.2f}·(B/N); "
-             f"update = {u['fixed']:.0f} + {u['per_worker']:.0f}·N; coordination per protocol below "
-             f"(fitted to N = {', '.join(map(str, scaling['measured_workers']))}).", "",
-             "| protocol | coordination µs | " + " | ".join(f"N={n}: µs/step, samples/s" for n in PREDICT) + " |",
-             "|---|---|" + "---|" * len(PREDICT)]
-    for protocol, c in scaling["coordination_us"].items():
+    lines = [f"Scaling model: step(N) = {scaling['gradient_us_per_sample']:.2f} µs · B/N + fixed + per_worker · N, "
+             f"fitted to N = {', '.join(map(str, scaling['measured_workers']))} (the update's own share of "
+             f"per_worker: {scaling['update_us_per_worker']:.0f} µs).", "",
+             "| protocol | fixed µs | per_worker µs | " + " | ".join(f"N={n}: µs/step, samples/s" for n in PREDICT) + " |",
+             "|---|---|---|" + "---|" * len(PREDICT)]
+    for protocol, p in scaling["protocols"].items():
         cells = []
         for n in PREDICT:
-            p = scaling["predicted"][protocol][str(n)]
-            cells.append("batch < N" if p is None else f"{p['step_us']:,.0f}, {p['samples_per_s']:,.0f}")
-        lines.append(f"| {protocol} | {c['fixed']:.0f} + {c['per_worker']:.0f}·N | " + " | ".join(cells) + " |")
+            step = p["predicted"][str(n)]
+            cells.append("batch < N" if step is None else f"{step['step_us']:,.0f}, {step['samples_per_s']:,.0f}")
+        lines.append(f"| {protocol} | {p['fixed_us']:,.0f} | {p['per_worker_us']:,.0f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
