@@ -107,8 +107,8 @@ def _fmt(value, digits: int = 2) -> str:
 
 
 def _busy(results: dict) -> list[float]:
-    busy = [run.get("cpu_busy_before_percent") for w in results["workloads"].values() for run in w["runs"].values()]
-    busy += [h.get("cpu_busy_before_percent") for h in results["hardware"].values()]
+    busy = [run.get("other_work_cores") for w in results["workloads"].values() for run in w["runs"].values()]
+    busy += [h.get("other_work_cores") for h in results["hardware"].values()]
     return [b for b in busy if b is not None]
 
 
@@ -118,7 +118,7 @@ def _busy_max(results: dict) -> float:
 
 def _busy_range(results: dict) -> str:
     busy = _busy(results)
-    return f"{min(busy):.0f}–{max(busy):.0f} %" if busy else "not measured"
+    return f"{min(busy):.2f}–{max(busy):.2f}" if busy else "not measured"
 
 
 def markdown(results: dict) -> str:
@@ -126,12 +126,12 @@ def markdown(results: dict) -> str:
     lines = [f"Measured {results['date']} ({results['mode']} mode, {results['data']} data) on {m['cpu']}, "
              f"{m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, Ray {m['ray']}, PyTorch {m['torch']}; "
              f"load average {m['load_average_at_start'][0]} at start, {m['load_average_at_end'][0]} at end; "
-             f"CPUs busy before each case (someone else's work): "
-             f"{_busy_range(results)}.",
+             f"other work on the machine during the cases: {_busy_range(results)} cores on average.",
              f"Threads: {results['threads']}.", ""]
-    if _busy_max(results) > 10:
-        lines[-1:-1] = [f"**Other work kept the CPUs up to {_busy_max(results):.0f} % busy between cases: these "
-                        f"numbers are not reliable; run again on a quiet machine.**"]
+    if _busy_max(results) > 0.1:
+        lines[-1:-1] = [f"**Other work used up to {_busy_max(results):.1f} cores during some cases (see "
+                        f"other_work_cores in the JSON): those numbers are not reliable; run again on a quiet "
+                        f"machine.**"]
     for t, h in results["hardware"].items():
         if "best_gflops" in h:
             lines.append(f"- float32 GEMM, {t} thread(s): {h['best_gflops']:.0f} GFLOP/s (2048²; NumPy "

@@ -13,8 +13,10 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -29,7 +31,7 @@ PROTOCOLS = ("channel", "compiled", "plain")
 def _cases(quick: bool, cores: int) -> list[dict]:
     """Every case: a name, where it belongs, the function to run, its arguments and threads."""
     epochs = 2 if quick else 4  # the first epoch of each run is a warm-up
-    samples = {"article": 6_400, "wide": 5_120} if quick else {"article": 50_000, "wide": 50_000}
+    samples = {"article": 25_600, "wide": 5_120} if quick else {"article": 50_000, "wide": 50_000}
     workers = [n for n in (1, 2, 4, 8, 16) if n <= cores]
     # Quick mode: every protocol at the most workers, the channel at each count, no Ray Train.
     distributed = [[p, n] for p in PROTOCOLS for n in workers if not quick or p == "channel" or n == workers[-1]]
@@ -61,21 +63,39 @@ def _cases(quick: bool, cores: int) -> list[dict]:
     return cases
 
 
-def _busy_percent(seconds: float = 1.0) -> float | None:
-    """How busy the machine's CPUs are (%, over ``seconds``), measured between cases: anything
-    above a few percent is someone else's work, and makes the next case's numbers noisy."""
-    def sample():
-        with open("/proc/stat") as f:
-            values = [int(v) for v in f.readline().split()[1:9]]
-        return sum(values), values[3] + values[4]  # total, idle + iowait
+class _OtherWork:
+    """How much CPU processes outside a case's session (someone else's work) used while it ran, in
+    cores on average: sampled from /proc twice a second; 0 on a quiet machine."""
 
-    try:
-        total, idle = sample()
-        time.sleep(seconds)
-        total2, idle2 = sample()
-    except OSError:
-        return None
-    return round(100 * (1 - (idle2 - idle) / max(total2 - total, 1)), 1)
+    def __init__(self, session: int):
+        self.session, self.first, self.last = session, {}, {}
+        self.started, self.stopped = time.perf_counter(), threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self._sample(self.first)
+        self.thread.start()
+
+    def _sample(self, into: dict) -> None:
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # it ended
+            if int(fields[3]) != self.session:  # fields from the state on: session is the 4th
+                into[entry.name] = int(fields[11]) + int(fields[12])  # utime + stime, in ticks
+
+    def _run(self) -> None:
+        while not self.stopped.wait(0.5):
+            self._sample(self.last)
+
+    def stop(self) -> float:
+        self.stopped.set()
+        self.thread.join()
+        self._sample(self.last)
+        ticks = sum(max(0, t - self.first.get(pid, 0)) for pid, t in self.last.items())
+        return round(ticks / os.sysconf("SC_CLK_TCK") / (time.perf_counter() - self.started), 2)
 
 
 def _run_case(case: dict, timeout: float) -> dict:
@@ -86,17 +106,25 @@ def _run_case(case: dict, timeout: float) -> dict:
            "RAY_worker_niceness": "0",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "benchmarks.case", case["module"], case["function"], json.dumps(case["args"])]
-    busy_before = _busy_percent()
     started = time.perf_counter()
+    # Its own session: the case and every process it starts (Ray's included) are told apart from
+    # the rest of the machine.
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    others = _OtherWork(process.pid)
     try:
-        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+        stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
         return {"error": f"timed out after {timeout:.0f} s"}
-    lines = [line for line in done.stdout.splitlines() if line.startswith(PREFIX)]
-    if done.returncode or not lines:
-        return {"error": f"exit {done.returncode}: " + (done.stderr.strip().splitlines() or ["no output"])[-1]}
+    finally:
+        other_cores = others.stop()
+    lines = [line for line in stdout.splitlines() if line.startswith(PREFIX)]
+    if process.returncode or not lines:
+        return {"error": f"exit {process.returncode}: " + (stderr.strip().splitlines() or ["no output"])[-1]}
     result = json.loads(lines[-1][len(PREFIX):])
-    meta = {"threads": case["threads"], "cpu_busy_before_percent": busy_before,
+    meta = {"threads": case["threads"], "other_work_cores": other_cores,
             "seconds": round(time.perf_counter() - started, 1)}
     if case["function"] == "distributed":
         return {key: {**value, **meta} for key, value in result.items()}

@@ -18,6 +18,10 @@ from .initializers import Initializer, Random
 from .layers import Dense
 
 FORMAT = "distnet.network"
+# The initializer of networks whose parameters come from elsewhere (from_spec): none at all. The
+# zeros of a fresh array are pages not yet touched, which cost no memory until written; a worker
+# of a large network, which computes on parameters it is sent, saves their size twice over.
+_LEFT_ZERO = object()
 
 
 class Network:
@@ -54,6 +58,8 @@ class Network:
             self._grad_slices.append((w, b))
             offset, fan_in = b.stop, layer.size
         self._view_layers()
+        if initializer is _LEFT_ZERO:
+            return
         initializer = initializer if initializer is not None else Random(-0.5, 0.5)
         rng = np.random.default_rng(seed)
         fan_in = self.input_size
@@ -82,10 +88,10 @@ class Network:
 
     @classmethod
     def from_spec(cls, spec: dict, params: np.ndarray | None = None) -> "Network":
-        """Rebuild a network from :meth:`spec`, optionally with the given parameters."""
+        """Rebuild a network from :meth:`spec` with the given parameters (all zero without)."""
         net = cls([Dense(layer["size"], layer["activation"]) for layer in spec["layers"]],
                   input_size=spec["input_size"], cost=cost_from_spec(spec["cost"]),
-                  dtype=spec.get("dtype", "float32"), seed=0)
+                  dtype=spec.get("dtype", "float32"), initializer=_LEFT_ZERO)
         if params is not None:
             net.set_params(params)
         return net
