@@ -36,7 +36,7 @@ class Trainer(TrainerBase):
         self._batches_epoch, self._batches, self._images = None, [], train.images
         self._augmented = np.empty_like(train.images) if self.augmentation is not None else None
 
-    def _run_steps(self, epoch: int, start: int, stop: int) -> StepStats:
+    def _run_steps(self, epoch: int, start: int, stop: int) -> tuple[StepStats, bool]:
         if self._batches_epoch != epoch:
             self._batches, self._batches_epoch = self._plan.epoch_batches(epoch), epoch
             self._images = self._epoch_images(epoch)
@@ -47,7 +47,7 @@ class Trainer(TrainerBase):
             for k in range(start, stop):
                 rows = self._batches[k]
                 stats += self.step(images[rows], targets[rows])
-        return stats
+        return stats, bool(np.isfinite(self.network.params).all())
 
     def _epoch_images(self, epoch: int) -> np.ndarray:
         """The training images of ``epoch``: augmented shard by shard, exactly as N workers would."""
@@ -63,9 +63,6 @@ class Trainer(TrainerBase):
 
     def _params(self) -> np.ndarray:
         return self.network.params
-
-    def _params_finite(self) -> bool:
-        return bool(np.isfinite(self.network.params).all())
 
     def _optimizer_state(self) -> dict[str, np.ndarray]:
         return self.optimizer.state()

@@ -20,6 +20,7 @@ from distnet.data.idx import write_idx
 from distnet.distributed import DistributedTrainer
 from distnet.distributed.trainer import FailureLimitError
 from distnet.progress import Reporter
+from distnet.training import ChunkSizer
 
 pytestmark = pytest.mark.slow
 EPOCHS = 2
@@ -46,6 +47,12 @@ def uninterrupted(mnist, ray_local):
     trainer = make_trainer()
     result = fit(trainer, mnist)
     return trainer.network.params.copy(), result
+
+
+@pytest.fixture(autouse=True)
+def chunks_of_a_tenth_of_an_epoch(monkeypatch):
+    # Failures are injected between chunks of steps; at a tenth of an epoch each, they land mid-epoch.
+    monkeypatch.setattr(ChunkSizer, "CHUNK_SECONDS", 0.0)
 
 
 class KillOnce(Reporter):

@@ -11,6 +11,7 @@ from distnet.nn import UpdateRule
 from distnet.presets import get_preset
 from distnet.progress import Reporter
 from distnet.trainer import Trainer
+from distnet.training import ChunkSizer
 
 
 def test_split_sizes_differ_by_at_most_one():
@@ -117,6 +118,40 @@ def test_resume_from_mid_epoch_checkpoint(mnist, tmp_path):
     np.testing.assert_array_equal(net.params, whole_net.params)
 
 
+class StepCounter(Reporter):
+    def __init__(self):
+        self.looks = []
+
+    def on_steps(self, epoch, step, steps, stats, seconds):
+        self.looks.append((epoch, step))
+
+
+def test_chunk_size_grows_to_about_a_second_of_steps_within_bounds():
+    chunks = ChunkSizer(1562)
+    assert chunks.size == 157  # a tenth of an epoch to begin with
+    chunks.record(157, 0.05)   # 3,140 steps a second: the whole epoch fits in a second
+    assert chunks.size == 1562
+    chunks.record(1562, 2.0)   # 781 steps a second
+    assert chunks.size == 781
+    chunks.record(781, 100.0)  # slow steps: still a tenth of an epoch at least
+    assert chunks.size == 157
+    assert ChunkSizer(3).size == 1
+
+
+def test_chunks_change_the_progress_reports_but_not_the_result(mnist, monkeypatch):
+    results = {}
+    for seconds in (0.0, 1e9):
+        monkeypatch.setattr(ChunkSizer, "CHUNK_SECONDS", seconds)
+        counter = StepCounter()
+        result, net = fit_small(mnist, epochs=3, reporter=counter)
+        results[seconds] = (net.params.copy(), [h["validation_error"] for h in result.history], counter.looks)
+    steps = 2000 // 32
+    assert results[0.0][2] == [(e, min(s, steps)) for e in (1, 2, 3) for s in range(7, steps + 7, 7)]
+    assert results[1e9][2] == [(1, 7), (1, steps), (2, steps), (3, steps)]  # one look per epoch once sized
+    np.testing.assert_array_equal(results[0.0][0], results[1e9][0])
+    assert results[0.0][1] == results[1e9][1]
+
+
 class LearningRateBomb(Reporter):
     """Makes the learning rate absurd in the middle of epoch 2, after saving the run's files."""
 
@@ -129,7 +164,8 @@ class LearningRateBomb(Reporter):
             self.trainer.optimizer.learning_rate = 1e30
 
 
-def test_divergence_stops_with_a_clear_message_and_keeps_the_best(mnist, tmp_path):
+def test_divergence_stops_with_a_clear_message_and_keeps_the_best(mnist, tmp_path, monkeypatch):
+    monkeypatch.setattr(ChunkSizer, "CHUNK_SECONDS", 0.0)  # chunks of a tenth of an epoch: the bomb goes off mid-epoch
     train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
     trainer = Trainer(tiny_network(np.float32), Nesterov(0.02, 0.87), batch_size=32, seed=1)
     bomb = LearningRateBomb(trainer, tmp_path)

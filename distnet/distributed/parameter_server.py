@@ -54,11 +54,12 @@ class ParameterServer:
         """The rate for the coming epoch (the driver's learning-rate schedule decides it)."""
         self.rule.optimizer.learning_rate = learning_rate
 
-    def take_stats(self) -> tuple[float, int, int]:
-        """Summed (cost, correct, samples) since the last call, and reset."""
+    def take_stats(self) -> tuple[float, int, int, bool]:
+        """Summed (cost, correct, samples) since the last call, and reset; then whether every
+        parameter is finite (one call per chunk of steps answers both)."""
         cost, correct, samples = self._stats
         self._stats[:] = 0
-        return float(cost), int(correct), int(samples)
+        return float(cost), int(correct), int(samples), self.params_finite()
 
     # -- the plain-call and compiled-graph step ---------------------------------------------------
     def apply(self, epoch: int, step: int, *results) -> np.ndarray:

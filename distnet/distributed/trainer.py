@@ -213,12 +213,13 @@ class DistributedTrainer(TrainerBase):
                 self._started_ray = False
 
     # -- the steps ------------------------------------------------------------------------------
-    def _run_steps(self, epoch: int, start: int, stop: int) -> StepStats:
+    def _run_steps(self, epoch: int, start: int, stop: int) -> tuple[StepStats, bool]:
         self._confirmed = (epoch, start)
 
-        def run(first: int) -> StepStats:
+        def run(first: int) -> tuple[StepStats, bool]:
             self._steps.run(epoch, first, stop)
-            return StepStats(*ray.get(self._server.take_stats.remote()))
+            *stats, params_finite = ray.get(self._server.take_stats.remote())
+            return StepStats(*stats), params_finite
 
         # After a recovery the server says where to carry on: at the interrupted step.
         stats = self._recovering(lambda: run(start),
@@ -242,9 +243,6 @@ class DistributedTrainer(TrainerBase):
 
     def _params(self) -> np.ndarray:
         return self._recovering(lambda: ray.get(self._server.get_params.remote()))
-
-    def _params_finite(self) -> bool:
-        return self._recovering(lambda: ray.get(self._server.params_finite.remote()))
 
     def _optimizer_state(self) -> dict[str, np.ndarray]:
         return self._recovering(lambda: ray.get(self._server.state.remote())[1])
