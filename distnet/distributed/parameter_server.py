@@ -2,36 +2,36 @@
 
 A plain class; the trainer runs it as a Ray actor. Each step it combines the workers' summed
 gradients in worker order, divides by the total sample count (the mean over the whole
-mini-batch, whatever the split), and applies the same :class:`~distnet.nn.UpdateRule` (L2, then
-the optimizer) as the single-process trainer.
+mini-batch, whatever the split), and applies the same update (L2, then the optimizer) as the
+single-process trainer's :class:`~distnet.nn.UpdateRule`, through a
+:class:`~distnet.nn.ParallelUpdate` that splits it over threads for large networks.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..nn import Network, UpdateRule, optimizer_from_spec
+from ..nn import Network, ParallelUpdate
 from . import channel as ch
 
 
 class ParameterServer:
     def __init__(self, network_spec: dict, params: np.ndarray, optimizer_spec: dict, l2: float,
-                 optimizer_state: dict | None = None):
+                 optimizer_state: dict | None = None, update_parts: int | None = None):
         network = Network.from_spec(network_spec, params)
         self.params = network.params
-        self.rule = UpdateRule(optimizer_from_spec(optimizer_spec), l2, network.weight_slices)
+        # ``update_parts=None`` splits a large network's update over every core this process may
+        # use, although the trainer reserves no CPU for the server in Ray: each step the workers
+        # hand in their gradients and then wait for the new parameters, so during the update the
+        # cores they were given are idle.
+        self.update = ParallelUpdate(optimizer_spec, l2, network.weight_slices, self.params.size, update_parts)
         if optimizer_state:
-            self.rule.optimizer.load_state(optimizer_state)
+            self.update.load_state(optimizer_state)
         self.position = (0, 0)  # (epoch, step) of the next update to apply
         self._stats = np.zeros(ch.STATS_COLUMNS)
-        self._grad_sum = np.empty_like(self.params)
         self._channel: ch.ServerEnd | None = None
 
     def _apply(self, epoch: int, step: int, grads, stats: np.ndarray) -> None:
-        # The rule reads the gradients without changing them, so one worker's is used as it is.
-        total = grads[0] if len(grads) == 1 else np.add(grads[0], grads[1], out=self._grad_sum)
-        for grad in grads[2:]:
-            total += grad
-        self.rule.apply(self.params, total, scale=1 / stats[:, 2].sum())
+        self.update.apply(self.params, grads, scale=1 / stats[:, 2].sum())
         self._stats += stats.sum(axis=0)
         self.position = (epoch, step + 1)
 
@@ -44,15 +44,15 @@ class ParameterServer:
 
     def state(self) -> tuple[np.ndarray, dict, tuple[int, int]]:
         """(parameters, optimizer state, position of the next step): what a checkpoint needs."""
-        return self.params.copy(), self.rule.optimizer.state(), self.position
+        return self.params.copy(), self.update.state(), self.position
 
     def load_state(self, params: np.ndarray, optimizer_state: dict) -> None:
         self.params[...] = params
-        self.rule.optimizer.load_state(optimizer_state)
+        self.update.load_state(optimizer_state)
 
     def set_learning_rate(self, learning_rate: float) -> None:
         """The rate for the coming epoch (the driver's learning-rate schedule decides it)."""
-        self.rule.optimizer.learning_rate = learning_rate
+        self.update.learning_rate = learning_rate
 
     def take_stats(self) -> tuple[float, int, int, bool]:
         """Summed (cost, correct, samples) since the last call, and reset; then whether every
@@ -93,17 +93,12 @@ class ParameterServer:
         self._channel = ch.ServerEnd(spec)
         self._channel.params[...] = self.params
         self.params = self._channel.params
-        self._refresh_rule()
 
     def disconnect(self) -> None:
         if self._channel is not None:
             self.params = self._channel.params.copy()
             self._channel.close()
             self._channel = None
-            self._refresh_rule()
-
-    def _refresh_rule(self) -> None:
-        self._grad_sum = np.empty_like(self.params)
 
     def serve_steps(self, epoch: int, start: int, stop: int) -> int:
         """Run steps [start, stop) of ``epoch`` over the channel; returns the steps completed.

@@ -8,6 +8,7 @@ from .layers import Dense
 from .network import Network
 from .optimizers import (Adam, GradientDescent, Momentum, Nesterov, Optimizer, UpdateRule,
                          optimizer_from_spec)
+from .parallel_update import ParallelUpdate
 from .schedules import CosineDecay, Schedule, StepDecay, schedule_from_spec
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "cost_from_spec", "Initializer", "Random", "XavierUniform", "XavierNormal", "LeCunUniform",
     "LeCunNormal", "HeUniform", "HeNormal", "initializer_from_spec", "Dense", "Network",
     "Optimizer", "GradientDescent", "Momentum", "Nesterov", "Adam", "UpdateRule",
+    "ParallelUpdate",
     "optimizer_from_spec", "Schedule", "CosineDecay", "StepDecay", "schedule_from_spec",
 ]
