@@ -61,11 +61,13 @@ def distributed(workload: str, samples: int, epochs: int, runs: list[list]) -> d
     import ray
 
     from distnet.distributed import DistributedTrainer
+    from distnet.distributed.worker_setup import RUNTIME_ENV
 
     w = WORKLOADS[workload]
     images, labels, source = training_data(samples)
     train = distnet_dataset(images, labels)
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+    # The Ray that `distnet train` starts for itself, on every core (one Ray for all the protocols).
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", runtime_env=RUNTIME_ENV)
     results = {}
     try:
         for protocol, workers in runs:

@@ -122,3 +122,45 @@ def test_distnet_train_with_two_workers_end_to_end_on_real_mnist(ray_local, tmp_
     assert sorted(p["worker"] for p in summary["placement"]) == [0, 1]
     assert {"config.json", "history.jsonl", "best.npz", "best.json", "checkpoint.npz"} <= {p.name for p in run.iterdir()}
     assert len((run / "history.jsonl").read_text().splitlines()) == 4
+
+
+EMBEDDED_RUN = """
+import sys
+import numpy as np
+import ray
+from distnet import Dense, Nesterov, Network
+from distnet.data import Dataset
+from distnet.distributed import DistributedTrainer
+from distnet.progress import Reporter
+
+@ray.remote
+def pyarrow_in_worker():
+    return repr(sys.modules.get("pyarrow", "never imported"))
+
+class AskTheWorkers(Reporter):
+    def on_start(self, info):
+        print("pyarrow in a worker:", ray.get(pyarrow_in_worker.remote()))
+
+rng = np.random.default_rng(0)
+train = Dataset(rng.random((128, 784), np.float32), rng.integers(0, 10, 128))
+trainer = DistributedTrainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02),
+                             batch_size=32, workers=1, seed=1)
+trainer.fit(train, None, epochs=1, reporter=AskTheWorkers())
+print("ray still running:", ray.is_initialized())
+"""
+
+
+def test_an_embedded_ray_keeps_pyarrow_out_of_its_workers(tmp_path):
+    """Ray would import pyarrow (15-25 MB) into every worker where it is installed; a Ray that
+    distnet starts marks it absent in each worker process before anything runs there."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", EMBEDDED_RUN], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pyarrow in a worker: None\n" in done.stdout  # None: the import is refused, not merely not yet made
+    assert "ray still running: False" in done.stdout

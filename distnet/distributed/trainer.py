@@ -46,6 +46,7 @@ from .parameter_server import ParameterServer
 from .compiled import CompiledSteps
 from .protocols import ChannelSteps, PlainSteps, WorkerLostError, first_unapplied_step
 from .stop_evaluator import StopEvaluatorActor
+from . import worker_setup
 
 PROTOCOLS = ("auto", "channel", "compiled", "plain")
 # One BLAS thread per worker: each worker owns one CPU of its bundle, and more threads only fight
@@ -126,7 +127,8 @@ class DistributedTrainer(TrainerBase):
                                   f"use the running Ray")
             return
         if self.address is None:
-            ray.init(include_dashboard=False, logging_level="ERROR", configure_logging=True)
+            ray.init(include_dashboard=False, logging_level="ERROR", configure_logging=True,
+                     runtime_env=worker_setup.RUNTIME_ENV)
         else:
             join_cluster(self.address)
         self._started_ray = True
