@@ -46,6 +46,9 @@ class StopEvaluatorActor:
         self._on_failure = on_failure
         self._state: dict | None = None
         self.actor = self._start()
+        # Up before the first step rather than beside it: a Ray worker process takes a core for a
+        # second or more to boot, which the first steps would lose.
+        ray.get(self.actor.state.remote())
 
     def _start(self):
         return ray.remote(_EarlyStoppingActor).options(**self._options).remote(*self._args)
