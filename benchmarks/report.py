@@ -1,6 +1,12 @@
 """From the raw case results to the numbers the targets ask for: throughput, coordination per
-step, ratios, the targets themselves, the scaling model, and the Markdown tables."""
+step, ratios, the targets themselves, the scaling model, and the Markdown tables.
+
+    python -m benchmarks.report results.json    # the tables of a run saved with --out, derived anew
+"""
 from __future__ import annotations
+
+import json
+import sys
 
 from . import scaling
 
@@ -160,3 +166,20 @@ def markdown(results: dict) -> str:
         met = "–" if t["met"] is None else "yes" if t["met"] else "**no**"
         lines.append(f"| {t['target']} | {_fmt(t['value'], 3)} | {t['limit']} | {met} | {t['detail']} |")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m benchmarks.report RESULTS.json (a run saved with python -m benchmarks.speed --out)",
+              file=sys.stderr)
+        return 2
+    with open(args[0]) as f:
+        results = json.load(f)
+    add_analysis(results)
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,7 +3,7 @@
     step(N) = g · B/N + fixed + per_worker · N
 
 * g: the gradient's cost per sample, the slope of one worker's backprop time over its rows,
-  measured alone (1 thread) at every N the machine has;
+  measured alone (1 thread) on B/N rows for N = 1, 2, 4, 8 and every N the machine has;
 * fixed + per_worker · N: everything else in a step (the parameter server's update, which sums N
   gradients; waking and waiting for N workers; the per-call cost of a backprop), fitted to the
   measured step times of each protocol after the g · B/N part is taken out. Of per_worker, the
@@ -11,6 +11,9 @@
 
 With two worker counts measured (a 2-core machine) the two constants are fitted exactly, so the
 model reproduces N = 1, 2 and extrapolates a straight line: a rough guide, not a measurement.
+No cost of a step shrinks as workers are added, so the fit keeps every slope at zero or above,
+and per_worker at least at the update's own share; a shallower fitted slope is run-to-run noise
+(the line then takes that least slope through the points' mean).
 It assumes one core per worker plus one for the server, all as fast as these, on one host;
 across hosts the parameters and gradients also cross the network each step (2·N·P·4 bytes
 through the server's link), which it leaves out (see README.md).
@@ -22,13 +25,16 @@ import numpy as np
 PREDICT = (4, 16, 64)
 
 
-def _line(points: dict[float, float]) -> tuple[float, float]:
-    """(intercept, slope) of the least-squares line through {x: y}; flat through one point."""
+def _line(points: dict[float, float], min_slope: float = 0.0) -> tuple[float, float]:
+    """(intercept, slope) of the least-squares line through {x: y} whose slope is at least
+    ``min_slope``: where the free fit is steeper downwards, the slope is ``min_slope`` and the line
+    goes through the points' mean."""
     xs, ys = np.array(list(points), dtype=float), np.array(list(points.values()))
-    if len(xs) < 2:
-        return float(ys[0]), 0.0
-    slope, intercept = np.polyfit(xs, ys, 1)
-    return float(intercept), float(slope)
+    if len(xs) >= 2:
+        slope, intercept = np.polyfit(xs, ys, 1)
+        if slope >= min_slope:
+            return float(intercept), float(slope)
+    return float(np.mean(ys - min_slope * xs)), float(min_slope)
 
 
 def model(workload: dict, cores: int) -> dict | None:
@@ -46,7 +52,9 @@ def model(workload: dict, cores: int) -> dict | None:
     result = {"gradient_us_per_sample": per_sample, "update_us_per_worker": update_per_worker,
               "protocols": {}, "measured_workers": sorted({n for m in measured.values() for n in m})}
     for protocol, steps in measured.items():
-        fixed, per_worker = _line({n: t - per_sample * batch / n for n, t in steps.items()})
+        # Each worker more is one gradient more for the server to sum, at the least.
+        fixed, per_worker = _line({n: t - per_sample * batch / n for n, t in steps.items()},
+                                  min_slope=update_per_worker)
         predicted = {}
         for n in PREDICT:
             if batch < n:
