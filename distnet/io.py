@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import secrets
 import zipfile
 from pathlib import Path
@@ -14,6 +15,9 @@ from typing import IO, Any, Iterator
 import numpy as np
 
 from .errors import ModelFormatError
+
+# The names of atomic_writer's temporary files: one left behind is a write that was killed midway.
+UNFINISHED_WRITE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
 
 
 @contextlib.contextmanager

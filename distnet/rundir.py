@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .checkpoint import Checkpoint
 from .errors import ConfigError, ModelFormatError
-from .io import atomic_writer, write_json
+from .io import UNFINISHED_WRITE, atomic_writer, write_json
 
 # What resuming a run needs from config.json (TrainerBase.config() plus fit's schedule).
 REQUIRED_CONFIG = ("network", "optimizer", "l2", "batch_size", "seed", "workers", "epochs",
@@ -120,6 +120,15 @@ class RunDir:
         best = f", and the best network so far is {self.best_path}" if self.best_path.exists() else ""
         raise ModelFormatError(f"cannot resume {self.path}: no usable checkpoint ({'; '.join(errors)}); "
                                f"the files were left as they are{best}")
+
+    def remove_unfinished_writes(self) -> list[Path]:
+        """Delete what writes killed midway left behind (the temporary files of atomic writes;
+        the files they were to replace are intact); returns what it deleted. Only for a run that
+        is not running: the resume of a stopped one."""
+        removed = [p for p in self.path.iterdir() if p.is_file() and UNFINISHED_WRITE.fullmatch(p.name)]
+        for p in removed:
+            p.unlink(missing_ok=True)
+        return removed
 
     def write_summary(self, summary: dict) -> None:
         write_json(self.summary_path, summary)

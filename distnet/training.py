@@ -150,6 +150,7 @@ class TrainerBase:
                   "acceptable_error": acceptable_error, **(extra_config or {})}
         checkpoint = None
         if run is not None and resume:
+            run.remove_unfinished_writes()
             checkpoint = run.load_checkpoint()
             self._check_resumable(checkpoint.config, config)
         elif run is not None:

@@ -184,3 +184,22 @@ def test_seed_preset_reaches_below_5_percent_on_real_mnist(mnist):
     result = trainer.fit(mnist.train, mnist.validation, epochs=5, eval_every=5)
     assert result.best_error < 0.05
     assert net.error_rate(mnist.test.images, mnist.test.labels) < 0.05
+
+
+def test_resume_removes_what_killed_writes_left_behind_and_nothing_else(mnist, tmp_path):
+    from distnet.io import UNFINISHED_WRITE, atomic_writer
+
+    run = tmp_path / "run"
+    fit_small(mnist, run, epochs=1)
+    # The name a real atomic write gives its temporary file, as a kill midway would leave it.
+    with atomic_writer(tmp_path / "elsewhere" / "checkpoint.npz") as f:
+        f.write(b"partial")
+        temporary = next(p.name for p in (tmp_path / "elsewhere").iterdir() if p.name != "checkpoint.npz")
+    assert UNFINISHED_WRITE.fullmatch(temporary)
+    (run / temporary).write_bytes(b"partial")
+    for keep in ("notes.tmp", ".keep", ".checkpoint.npz.tmp"):
+        (run / keep).write_text("the user's")
+    resumed, _ = fit_small(mnist, run, epochs=2, resume=True)
+    assert resumed.epochs == 2
+    assert not (run / temporary).exists()
+    assert all((run / keep).read_text() == "the user's" for keep in ("notes.tmp", ".keep", ".checkpoint.npz.tmp"))
