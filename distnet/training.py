@@ -150,8 +150,8 @@ class TrainerBase:
                   "acceptable_error": acceptable_error, **(extra_config or {})}
         checkpoint = None
         if run is not None and resume:
-            run.remove_unfinished_writes()
             checkpoint = run.load_checkpoint()
+            run.remove_unfinished_writes()  # after a load that worked: a failed resume touches nothing
             self._check_resumable(checkpoint.config, config)
         elif run is not None:
             run.create(config)
