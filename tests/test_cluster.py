@@ -30,14 +30,14 @@ class Cluster:
     env: dict  # what a client of the cluster needs: token authentication and the addresses
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """One head and one worker node, one CPU each, for the whole module; always stopped."""
+def local_cluster(worker_nodes: int):
+    """A head and ``worker_nodes`` worker nodes, one CPU each, from cluster/local_cluster.py;
+    always stopped."""
     folder = Path(tempfile.mkdtemp(prefix="dnc-", dir="/tmp"))  # short: Ray's socket paths
     base = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_TOKEN", "RAY_ADDRESS")}
     try:
-        subprocess.run([sys.executable, SCRIPT, "start", "--dir", folder, "--workers", "1", "--cpus", "1"],
-                       env=base, check=True, timeout=900)
+        subprocess.run([sys.executable, SCRIPT, "start", "--dir", folder, "--workers", str(worker_nodes),
+                        "--cpus", "1"], env=base, check=True, timeout=900)
         exports = subprocess.run([sys.executable, SCRIPT, "env", "--dir", folder], env=base, check=True,
                                  capture_output=True, text=True).stdout
         env = {**base, **dict(line.removeprefix("export ").split("=", 1) for line in exports.splitlines())}
@@ -46,6 +46,12 @@ def cluster():
         if (folder / "cluster.json").exists():
             subprocess.run([sys.executable, SCRIPT, "stop", "--dir", folder], env=base, timeout=300)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One head and one worker node for the whole module."""
+    yield from local_cluster(1)
 
 
 def job_info(cluster, job_id, env=None) -> dict:
@@ -145,3 +151,73 @@ def test_cluster_launcher_config_is_valid_and_installs_the_project_with_token_au
     for start in ("head_start_ray_commands", "worker_start_ray_commands"):
         assert any("RAY_AUTH_MODE=token" in command and "ray start" in command for command in config[start])
     assert "~/.ray/auth_token" in config["file_mounts"]
+
+
+LOSE_A_NODE = """
+import json, os, signal, sys
+import numpy as np
+import ray
+from distnet import Dense, Nesterov, Network, load_mnist
+from distnet.distributed import DistributedTrainer
+from distnet.progress import Reporter
+from distnet.training import ChunkSizer
+
+ChunkSizer.CHUNK_SECONDS = 0.0  # chunks of a tenth of an epoch: the node goes down mid-epoch
+splits = load_mnist(download=False)
+train, validation = splits.train.subset(slice(0, 3000)), splits.validation.subset(slice(0, 500))
+
+
+def trainer():
+    network = Network([Dense(16, "leaky_relu"), Dense(10, "softmax")], input_size=784, seed=4, dtype=np.float64)
+    return DistributedTrainer(network, Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=2, workers=2,
+                              placement_timeout=120, max_failures=10)
+
+
+class LoseANode(Reporter):
+    # At epoch 2, step 40: SIGKILL to every process of the node of a worker (not the driver's).
+    def __init__(self, trainer):
+        self.trainer, self.lost = trainer, None
+
+    def on_steps(self, epoch, step, steps, stats, seconds):
+        if self.lost or (epoch, step) < (2, 40):
+            return
+        here = ray.get_runtime_context().get_node_id()
+        self.lost = next(p for p in self.trainer.placement if p["node_id"] != here)
+        # A Ray worker is a child of its node's raylet, whose process group is the whole node.
+        raylet = int(open(f"/proc/{self.lost['pid']}/stat").read().rsplit(")", 1)[1].split()[1])
+        os.killpg(os.getpgid(raylet), signal.SIGKILL)
+
+
+ray.init(address=os.environ["RAY_ADDRESS"], logging_level="ERROR")
+whole, lossy = trainer(), trainer()
+whole_result = whole.fit(train, validation, epochs=3, eval_every=1, run_dir=os.path.join(sys.argv[1], "whole"))
+killer = LoseANode(lossy)
+lossy_result = lossy.fit(train, validation, epochs=3, eval_every=1, run_dir=os.path.join(sys.argv[1], "lossy"),
+                         reporter=killer)
+print(json.dumps({"same_params": bool(np.array_equal(whole.network.params, lossy.network.params)),
+                  "same_history": [h["validation_error"] for h in whole_result.history] ==
+                                  [h["validation_error"] for h in lossy_result.history],
+                  "lost": killer.lost, "failures": lossy.failures, "placement": lossy.placement}))
+"""
+
+
+@pytest.fixture(scope="module")
+def three_nodes():
+    """A head and two worker nodes: room to move a worker when one node is lost."""
+    yield from local_cluster(2)
+
+
+@pytest.mark.slow
+def test_losing_a_whole_node_mid_epoch_ends_exactly_like_an_uninterrupted_run(three_nodes):
+    """Every process of a worker's node killed at once (raylet included): Ray marks the node dead,
+    the worker (and whatever else ran there) is started again elsewhere, and the run ends with
+    the parameters of a run that lost nothing."""
+    done = subprocess.run([sys.executable, "-c", LOSE_A_NODE, str(three_nodes.folder / "runs")],
+                          env={**three_nodes.env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["lost"] is not None
+    assert result["same_params"] and result["same_history"]
+    assert any(f.startswith(f"worker {result['lost']['worker']} ") for f in result["failures"])
+    assert result["lost"]["node_id"] not in {p["node_id"] for p in result["placement"]}  # moved elsewhere
