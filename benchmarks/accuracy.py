@@ -101,28 +101,28 @@ def train(preset: str, seed: int, args) -> dict:
         command += ["--epochs", str(args.epochs)]
     if (run_dir / "config.json").exists():  # an earlier, interrupted attempt: continue it
         command = command[:4] + ["--resume", str(run_dir), "--json"]
-    started = time.perf_counter()
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    finished = subprocess.run(command, capture_output=True, text=True,
-                              env={**os.environ, **THREADS, "PYTHONPATH": path})
-    wall = time.perf_counter() - started
-    if finished.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({finished.returncode}):\n{finished.stderr[-2000:]}")
-    summary = next(e for e in map(json.loads, finished.stdout.splitlines()) if e.get("event") == "summary")
+    out, wall = run_child(command, " ".join(command))
+    summary = next(e for e in map(json.loads, out.splitlines()) if e.get("event") == "summary")
     return result_record(preset, seed, args, summary, wall, run_dir)
 
 
 def train_like_the_article(preset: str, seed: int, args) -> dict:
     """One run the article's way, in its own process: all training samples, stopped on the test set."""
-    started = time.perf_counter()
     code = f"from benchmarks.accuracy import article_run; article_run({preset!r}, {seed}, {args.dataset!r}, {args.epochs})"
-    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                              env={**os.environ, **THREADS})
+    out, wall = run_child([sys.executable, "-c", code], f"the article-protocol run of {preset} seed {seed}")
+    return result_record(preset, seed, args, json.loads(out.splitlines()[-1]), wall, None)
+
+
+def run_child(command: list[str], what: str) -> tuple[str, float]:
+    """Run ``command`` with one BLAS thread and this checkout first on the path; its standard
+    output and wall seconds. Ends the benchmark, with the child's error, if it fails."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    started = time.perf_counter()
+    finished = subprocess.run(command, capture_output=True, text=True,
+                              env={**os.environ, **THREADS, "PYTHONPATH": path})
     if finished.returncode != 0:
-        raise SystemExit(f"the article-protocol run of {preset} seed {seed} failed ({finished.returncode}):\n"
-                         f"{finished.stderr[-2000:]}")
-    summary = json.loads(finished.stdout.splitlines()[-1])
-    return result_record(preset, seed, args, summary, time.perf_counter() - started, None)
+        raise SystemExit(f"{what} failed ({finished.returncode}):\n{finished.stderr[-2000:]}")
+    return finished.stdout, time.perf_counter() - started
 
 
 def article_run(preset_name: str, seed: int, dataset: str, max_epochs: int | None) -> None:
