@@ -92,6 +92,7 @@ def compute(workload: str, workers: list[int], repeats: int) -> dict:
     (rows gathered from the data, as the workers do) and the parameter server's update from N
     gradients; and the single-process step."""
     from distnet import Trainer
+    from distnet.batches import RowGather
     from distnet.distributed.parameter_server import ParameterServer
 
     w = WORKLOADS[workload]
@@ -101,10 +102,12 @@ def compute(workload: str, workers: list[int], repeats: int) -> dict:
     rng = np.random.default_rng(0)
     inner = max(1, int(2e8 // (w.flops_per_sample * w.batch_size)))  # about 0.2 GFLOP per timing
 
+    gather = RowGather()
+
     def backprop(rows: int):
         grad = np.empty_like(network.params)
-        return lambda: (lambda idx: network.backprop(images[idx], targets[idx], out=grad))(
-            rng.integers(0, len(images), rows))
+        return lambda: network.backprop(*gather(rng.integers(0, len(images), rows), images, targets), out=grad,
+                                        reuse_buffers=True)
 
     result = {"backprop_us": {}, "server_update_us": {}}
     # Beyond the cores here too: the math alone needs no core per worker, and more points steady
@@ -118,8 +121,7 @@ def compute(workload: str, workers: list[int], repeats: int) -> dict:
     trainer = Trainer(distnet_network(w), distnet_optimizer(), l2=L2, batch_size=w.batch_size)
 
     def step():
-        idx = rng.integers(0, len(images), w.batch_size)
-        trainer.step(images[idx], targets[idx])
+        trainer.step(*gather(rng.integers(0, len(images), w.batch_size), images, targets))
 
     result["single_step_us"] = median_seconds(step, repeats, inner) * 1e6
     return result

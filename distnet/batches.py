@@ -60,3 +60,23 @@ class BatchPlan:
         orders = [self.shard_order(epoch, s) + self.shard_ranges[s][0] for s in range(self.shards)]
         return [np.concatenate([self.shard_step(orders[s], s, k) for s in range(self.shards)])
                 for k in range(self.steps_per_epoch)]
+
+
+class RowGather:
+    """Copies the rows of a mini-batch out of several arrays (images, targets) into arrays kept
+    from call to call, for as long as the row count stays the same.
+
+    A training loop gathers every step; fresh arrays would cost what fresh backprop arrays cost
+    (see :class:`~distnet.nn.network.BackpropBuffers`).
+    """
+
+    def __init__(self):
+        self._buffers: tuple[np.ndarray, ...] = ()
+
+    def __call__(self, rows: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        shapes = [((len(rows),) + a.shape[1:], a.dtype) for a in arrays]
+        if [(b.shape, b.dtype) for b in self._buffers] != shapes:
+            self._buffers = tuple(np.empty(shape, dtype) for shape, dtype in shapes)
+        # mode="clip" copies straight into the buffer (the default, "raise", copies through a
+        # temporary: twice as slow); rows come from a BatchPlan, so none is out of range.
+        return tuple(np.take(a, rows, axis=0, out=b, mode="clip") for a, b in zip(arrays, self._buffers))

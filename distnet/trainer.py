@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .batches import BatchPlan
+from .batches import BatchPlan, RowGather
 from .data import Dataset
 from .training import StepStats, TrainerBase
 
@@ -20,7 +20,7 @@ class Trainer(TrainerBase):
 
     def step(self, X: np.ndarray, Y: np.ndarray) -> StepStats:
         """One update from one mini-batch: mean gradient over its rows, L2, optimizer step."""
-        grad, cost, correct = self.network.backprop(X, Y, out=self._grad)
+        grad, cost, correct = self.network.backprop(X, Y, out=self._grad, reuse_buffers=True)
         self.rule.apply(self.network.params, grad, scale=1 / len(X))  # the mean, without a pass over grad
         return StepStats(cost, correct, len(X))
 
@@ -34,6 +34,7 @@ class Trainer(TrainerBase):
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
         self._train, self._targets, self._plan = train, train.one_hot(self.network.dtype), plan
         self._batches_epoch, self._batches, self._images = None, [], train.images
+        self._gather = RowGather()
         self._augmented = np.empty_like(train.images) if self.augmentation is not None else None
 
     def _run_steps(self, epoch: int, start: int, stop: int) -> tuple[StepStats, bool]:
@@ -45,8 +46,7 @@ class Trainer(TrainerBase):
         # Overflow shows up as a non-finite cost, which the loop reports as divergence.
         with np.errstate(over="ignore", invalid="ignore"):
             for k in range(start, stop):
-                rows = self._batches[k]
-                stats += self.step(images[rows], targets[rows])
+                stats += self.step(*self._gather(self._batches[k], images, targets))
         return stats, bool(np.isfinite(self.network.params).all())
 
     def _epoch_images(self, epoch: int) -> np.ndarray:

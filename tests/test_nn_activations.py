@@ -107,6 +107,19 @@ def test_activations_keep_dtype(dtype):
         assert act.input_gradient(a, np.ones_like(a)).dtype == dtype, cls
 
 
+@pytest.mark.parametrize("cls", [*ELEMENTWISE.values(), Softmax])
+def test_overwrite_and_scratch_change_no_value(cls):
+    # The training step passes its own arrays to be overwritten and a scratch array: the values
+    # must be exactly those of the plain call.
+    act = cls()
+    z = np.random.default_rng(5).normal(size=(6, 10))
+    g = np.random.default_rng(6).normal(size=(6, 10))
+    a = act(z)
+    np.testing.assert_array_equal(act(z.copy(), overwrite=True, scratch=np.empty_like(z)), a)
+    np.testing.assert_array_equal(act.input_gradient(a, g.copy(), overwrite=True, scratch=np.empty_like(z)),
+                                  act.input_gradient(a, g))
+
+
 def test_softmax_rows_sum_to_one_and_shift_invariance():
     rng = np.random.default_rng(4)
     z = rng.normal(scale=3, size=(6, 10))

@@ -170,6 +170,42 @@ def test_backprop_into_a_preallocated_vector():
     np.testing.assert_allclose(out, net.backprop(X, Y)[0], rtol=0, atol=0)
 
 
+def test_backprop_with_kept_buffers_gives_the_same_numbers_at_every_row_count():
+    net = small_net()
+    for n in (9, 9, 4, 9):  # a change of row count replaces the buffers, it does not mix them
+        X, Y, _ = batch(n=n, seed=n)
+        fresh = net.backprop(X, Y)
+        kept = net.backprop(X, Y, out=np.empty_like(net.params), reuse_buffers=True)
+        np.testing.assert_array_equal(kept[0], fresh[0])
+        assert kept[1:] == fresh[1:]
+
+
+def test_backprop_with_kept_buffers_allocates_no_layer_sized_array():
+    # The point of the buffers: a training step writes no fresh array of a hidden layer's size.
+    import tracemalloc
+
+    net = Network([Dense(256, "leaky_relu"), Dense(256, "leaky_relu"), Dense(10, "softmax")], input_size=784,
+                  seed=0, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    X = rng.random((128, 784), dtype=np.float32)
+    Y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, 128)]
+    grad = np.empty_like(net.params)
+    layer_bytes = 128 * 256 * 4
+
+    def peak_bytes(**kwargs):
+        net.backprop(X, Y, out=grad, **kwargs)  # the first call may allocate the buffers
+        tracemalloc.start()
+        try:
+            net.backprop(X, Y, out=grad, **kwargs)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    # What remains are the output layer's small temporaries (rows × 10: 5 kB each).
+    assert peak_bytes(reuse_buffers=True) < layer_bytes / 2
+    assert peak_bytes() > 4 * layer_bytes  # the same measure sees what fresh arrays cost
+
+
 def test_training_steps_lower_the_cost():
     net = small_net()
     X, Y, _ = batch(n=30)

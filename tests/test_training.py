@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from distnet import ConfigError, Dense, Nesterov, Network, TrainingDivergedError
-from distnet.batches import BatchPlan, split_sizes
+from distnet.batches import BatchPlan, RowGather, split_sizes
 from distnet.checkpoint import Checkpoint
 from distnet.nn import UpdateRule
 from distnet.presets import get_preset
@@ -49,6 +49,22 @@ def test_batch_plan_is_deterministic_and_reshuffles_each_epoch():
 def test_batch_smaller_than_workers_is_refused():
     with pytest.raises(ConfigError, match="batch size 2 is smaller than the number of workers 3"):
         BatchPlan(100, 2, 3)
+
+
+def test_row_gather_copies_the_rows_into_arrays_it_keeps_while_the_row_count_stays():
+    images = np.arange(60, dtype=np.float32).reshape(20, 3)
+    labels = np.arange(20)
+    gather = RowGather()
+    first_x, first_y = gather(np.array([4, 0, 19]), images, labels)
+    np.testing.assert_array_equal(first_x, images[[4, 0, 19]])
+    np.testing.assert_array_equal(first_y, [4, 0, 19])
+    assert first_y.dtype == labels.dtype
+    x, y = gather(np.array([7, 7, 1]), images, labels)
+    assert x is first_x and y is first_y  # the same arrays, written anew
+    np.testing.assert_array_equal(x, images[[7, 7, 1]])
+    smaller_x, _ = gather(np.array([2, 3]), images, labels)
+    np.testing.assert_array_equal(smaller_x, images[[2, 3]])
+    assert smaller_x is not first_x
 
 
 def tiny_network(dtype=np.float64, seed=3):

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from ..batches import BatchPlan
+from ..batches import BatchPlan, RowGather
 from ..data.augment import augmentation_from_spec
 from ..nn import Network
 from . import channel as ch
@@ -29,6 +29,7 @@ class GradientWorker:
         self._epoch, self._order, self._epoch_images = None, None, self.images
         self._augmented = np.empty_like(self.images) if self.augmentation is not None else None
         self._grad = np.empty_like(self.network.params)
+        self._gather = RowGather()
         self._channel: ch.WorkerEnd | None = None
 
     def where(self) -> dict:
@@ -51,7 +52,8 @@ class GradientWorker:
         rows = self._rows(epoch, step)
         # Overflow shows up as a non-finite cost, which the driver reports as divergence.
         with np.errstate(over="ignore", invalid="ignore"):
-            _, cost, correct = self.network.backprop(self._epoch_images[rows], self.targets[rows], out=out)
+            X, Y = self._gather(rows, self._epoch_images, self.targets)
+            _, cost, correct = self.network.backprop(X, Y, out=out, reuse_buffers=True)
         return cost, correct, len(rows)
 
     # -- the plain-call and compiled-graph step ---------------------------------------------------

@@ -6,7 +6,10 @@ activations multiply by ``derivative(a)``; Softmax overrides the product with it
 
 Both take ``overwrite=True`` from callers that no longer need their input array (the training hot
 path passes its own temporaries): the result may then reuse that array's memory, which saves an
-allocation and a pass over the data on every layer of every step. Results are the same either way.
+allocation and a pass over the data on every layer of every step. Both also take ``scratch``, an
+array of the input's shape and type that the function may use for its temporaries, so that a
+training step allocates nothing (see :class:`~distnet.nn.network.BackpropBuffers`). Results are
+the same either way.
 """
 from __future__ import annotations
 
@@ -21,17 +24,19 @@ class Activation:
 
     name: str = ""
 
-    def __call__(self, z: np.ndarray, overwrite: bool = False) -> np.ndarray:
-        """fn(z), element by element (or row by row); ``overwrite``: the result may reuse ``z``."""
+    def __call__(self, z: np.ndarray, overwrite: bool = False, scratch: np.ndarray | None = None) -> np.ndarray:
+        """fn(z), element by element (or row by row); ``overwrite``: the result may reuse ``z``;
+        ``scratch``: room for temporaries."""
         raise NotImplementedError
 
     def derivative(self, a: np.ndarray) -> np.ndarray:
         """d fn / dz, written as a function of the output ``a``."""
         raise NotImplementedError
 
-    def input_gradient(self, a: np.ndarray, output_gradient: np.ndarray, overwrite: bool = False) -> np.ndarray:
+    def input_gradient(self, a: np.ndarray, output_gradient: np.ndarray, overwrite: bool = False,
+                       scratch: np.ndarray | None = None) -> np.ndarray:
         """dC/dz from the output ``a`` and dC/da (the chain rule's last factor); ``overwrite``: the
-        result may reuse ``output_gradient``."""
+        result may reuse ``output_gradient``; ``scratch``: room for temporaries."""
         return np.multiply(self.derivative(a), output_gradient, out=output_gradient if overwrite else None)
 
     def spec(self) -> dict:
@@ -45,20 +50,20 @@ class Activation:
 class Identity(Activation):
     name = "identity"
 
-    def __call__(self, z, overwrite=False):
+    def __call__(self, z, overwrite=False, scratch=None):
         return z
 
     def derivative(self, a):
         return np.ones_like(a)
 
-    def input_gradient(self, a, output_gradient, overwrite=False):
+    def input_gradient(self, a, output_gradient, overwrite=False, scratch=None):
         return output_gradient
 
 
 class Sigmoid(Activation):
     name = "sigmoid"
 
-    def __call__(self, z, overwrite=False):
+    def __call__(self, z, overwrite=False, scratch=None):
         # exp of a negative magnitude never overflows, whatever the sign of z.
         e = np.exp(-np.abs(z))
         return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
@@ -70,7 +75,7 @@ class Sigmoid(Activation):
 class Tanh(Activation):
     name = "tanh"
 
-    def __call__(self, z, overwrite=False):
+    def __call__(self, z, overwrite=False, scratch=None):
         return np.tanh(z, out=z if overwrite else None)
 
     def derivative(self, a):
@@ -80,13 +85,13 @@ class Tanh(Activation):
 class ReLU(Activation):
     name = "relu"
 
-    def __call__(self, z, overwrite=False):
+    def __call__(self, z, overwrite=False, scratch=None):
         return np.maximum(z, 0, out=z if overwrite else None)
 
     def derivative(self, a):
         return (a > 0).astype(a.dtype)
 
-    def input_gradient(self, a, output_gradient, overwrite=False):
+    def input_gradient(self, a, output_gradient, overwrite=False, scratch=None):
         return np.where(a > 0, output_gradient, 0)
 
 
@@ -100,18 +105,19 @@ class LeakyReLU(Activation):
             raise ConfigError(f"LeakyReLU alpha must be in [0, 1), got {alpha}")
         self.alpha = alpha
 
-    def __call__(self, z, overwrite=False):
+    def __call__(self, z, overwrite=False, scratch=None):
         # max(z, alpha·z) picks z for z > 0 and alpha·z otherwise, since 0 <= alpha < 1: the
         # same values as a where() in two passes instead of three.
-        return np.maximum(z, z * z.dtype.type(self.alpha), out=z if overwrite else None)
+        return np.maximum(z, np.multiply(z, z.dtype.type(self.alpha), out=scratch), out=z if overwrite else None)
 
     def derivative(self, a):
         return np.where(a > 0, 1, self.alpha).astype(a.dtype)
 
-    def input_gradient(self, a, output_gradient, overwrite=False):
+    def input_gradient(self, a, output_gradient, overwrite=False, scratch=None):
         # The slope is 1 where a > 0 (exactly where z > 0) and alpha elsewhere: max(sign(a), alpha)
         # is that slope, and measured faster than a where() or a masked multiply.
-        slope = np.maximum(np.sign(a), a.dtype.type(self.alpha))
+        slope = np.sign(a, out=scratch)
+        np.maximum(slope, a.dtype.type(self.alpha), out=slope)
         return np.multiply(output_gradient, slope, out=output_gradient if overwrite else None)
 
     def spec(self):
@@ -126,7 +132,7 @@ class Softplus(Activation):
 
     name = "softplus"
 
-    def __call__(self, z, overwrite=False):
+    def __call__(self, z, overwrite=False, scratch=None):
         return np.logaddexp(0, z, out=z if overwrite else None)
 
     def derivative(self, a):
@@ -138,8 +144,8 @@ class Softmax(Activation):
 
     name = "softmax"
 
-    def __call__(self, z, overwrite=False):
-        e = np.subtract(z, z.max(axis=-1, keepdims=True), out=z if overwrite else None)
+    def __call__(self, z, overwrite=False, scratch=None):
+        e = np.subtract(z, np.maximum.reduce(z, axis=-1, keepdims=True), out=z if overwrite else None)
         np.exp(e, out=e)
         e /= np.add.reduce(e, axis=-1, keepdims=True)
         return e
@@ -147,7 +153,7 @@ class Softmax(Activation):
     def derivative(self, a):
         raise NotImplementedError("Softmax has a full Jacobian; use input_gradient")
 
-    def input_gradient(self, a, output_gradient, overwrite=False):
+    def input_gradient(self, a, output_gradient, overwrite=False, scratch=None):
         # The original's override: dC/dz = a ⊙ (dC/da − Σ a ⊙ dC/da), per row.
         weighted = np.add.reduce(a * output_gradient, axis=-1, keepdims=True)
         gradient = np.subtract(output_gradient, weighted, out=output_gradient if overwrite else None)

@@ -24,10 +24,12 @@ class Dense:
         self.weights: np.ndarray | None = None
         self.bias: np.ndarray | None = None
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        z = x @ self.weights
+    def forward(self, x: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None) -> np.ndarray:
+        """The layer's output for each row of ``x``; ``out`` (rows × size) receives it without an
+        allocation, ``scratch`` (the same shape) holds the activation's temporaries."""
+        z = np.matmul(x, self.weights, out=out)
         z += self.bias
-        return self.activation(z, overwrite=True)  # z is ours: the activation may reuse it
+        return self.activation(z, overwrite=True, scratch=scratch)  # z is ours: the activation may reuse it
 
     def spec(self) -> dict:
         return {"size": self.size, "activation": self.activation.spec()}
