@@ -11,9 +11,9 @@
 
 With two worker counts measured (a 2-core machine) the two constants are fitted exactly, so the
 model reproduces N = 1, 2 and extrapolates a straight line: a rough guide, not a measurement.
-No cost of a step shrinks as workers are added, so the fit keeps every slope at zero or above,
-and per_worker at least at the update's own share; a shallower fitted slope is run-to-run noise
-(the line then takes that least slope through the points' mean).
+No cost of a step shrinks as workers are added and none is below zero, so the fit keeps every
+slope and every fixed cost at zero or above, and per_worker at least at the update's own share;
+a fit that breaks a bound is run-to-run noise (the line is then the best one on that bound).
 It assumes one core per worker plus one for the server, all as fast as these, on one host;
 across hosts the parameters and gradients also cross the network each step (2·N·P·4 bytes
 through the server's link), which it leaves out (see README.md).
@@ -26,15 +26,18 @@ PREDICT = (4, 16, 64)
 
 
 def _line(points: dict[float, float], min_slope: float = 0.0) -> tuple[float, float]:
-    """(intercept, slope) of the least-squares line through {x: y} whose slope is at least
-    ``min_slope``: where the free fit is steeper downwards, the slope is ``min_slope`` and the line
-    goes through the points' mean."""
+    """(intercept, slope) of the least-squares line through {x: y} with the intercept at least 0
+    and the slope at least ``min_slope``: the free fit where it keeps both bounds, else the best
+    line with one or both on their bound."""
     xs, ys = np.array(list(points), dtype=float), np.array(list(points.values()))
+    candidates = [(float(np.mean(ys - min_slope * xs)), min_slope),  # slope on its bound
+                  (0.0, max(min_slope, float(xs @ ys / (xs @ xs)))),  # intercept on its bound
+                  (0.0, min_slope)]
     if len(xs) >= 2:
         slope, intercept = np.polyfit(xs, ys, 1)
-        if slope >= min_slope:
-            return float(intercept), float(slope)
-    return float(np.mean(ys - min_slope * xs)), float(min_slope)
+        candidates.append((float(intercept), float(slope)))
+    feasible = [(a, b) for a, b in candidates if a >= 0 and b >= min_slope]
+    return min(feasible, key=lambda line: float(np.sum((line[0] + line[1] * xs - ys) ** 2)))
 
 
 def model(workload: dict, cores: int) -> dict | None:
