@@ -175,10 +175,14 @@ class Network:
         X = self._inputs(X)
         Y = np.asarray(Y, dtype=self.dtype)
         grad = np.empty_like(self.params) if out is None else out
-        buffers = self._kept_buffers(len(X)) if reuse_buffers else BackpropBuffers(self.sizes, len(X), self.dtype)
+        if reuse_buffers:
+            buffers = self._kept_buffers(len(X))
+            into_outputs, scratch, into_output_gradients = buffers.outputs, buffers.scratch, buffers.output_gradients
+        else:  # a one-off call keeps nothing: each array is fresh and freed once used up
+            into_outputs = scratch = into_output_gradients = [None] * len(self.layers)
         outputs = [X]
-        for layer, output, scratch in zip(self.layers, buffers.outputs, buffers.scratch):
-            outputs.append(layer.forward(outputs[-1], out=output, scratch=scratch))
+        for layer, into, room in zip(self.layers, into_outputs, scratch):
+            outputs.append(layer.forward(outputs[-1], out=into, scratch=room))
         a = outputs[-1]
         correct = int(np.count_nonzero(a.argmax(axis=1) == Y.argmax(axis=1)))
         cost_sum, delta = self.cost.total_and_output_layer_gradient(self.layers[-1].activation, a, Y)
@@ -189,9 +193,9 @@ class Network:
             np.matmul(outputs[i].T, delta, out=grad[w].reshape(layer.weights.shape))
             np.add.reduce(delta, axis=0, out=grad[b])
             if i:
-                output_gradient = np.matmul(delta, layer.weights.T, out=buffers.output_gradients[i - 1])
+                output_gradient = np.matmul(delta, layer.weights.T, out=into_output_gradients[i - 1])
                 delta = self.layers[i - 1].activation.input_gradient(outputs[i], output_gradient, overwrite=True,
-                                                                     scratch=buffers.scratch[i - 1])
+                                                                     scratch=scratch[i - 1])
         return grad, cost_sum, correct
 
     def _kept_buffers(self, rows: int) -> "BackpropBuffers":
