@@ -7,6 +7,7 @@ server turns those into the mean over the whole mini-batch.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -59,9 +60,21 @@ class GradientWorker:
     # -- the plain-call and compiled-graph step ---------------------------------------------------
     def gradient(self, params: np.ndarray, epoch: int, step: int):
         """(summed gradient, summed cost, correct, samples) of this worker's part of the step."""
-        self.network.set_params(params)
-        cost, correct, samples = self._backprop(epoch, step, self._grad)
+        with self._computing_on(params):
+            cost, correct, samples = self._backprop(epoch, step, self._grad)
         return self._grad, cost, correct, samples
+
+    @contextmanager
+    def _computing_on(self, params: np.ndarray):
+        """The network computes on ``params`` in place, without a copy, until the block ends: a
+        step only reads them. After it the network has its own parameters back, so that nothing
+        else (evaluation) writes into the parameters it was handed."""
+        own_params = self.network.params
+        self.network.use_params_memory(params)
+        try:
+            yield
+        finally:
+            self.network.use_params_memory(own_params)
 
     # -- the same-host channel step ---------------------------------------------------------------
     def can_reach(self, spec: ch.ChannelSpec) -> bool:
@@ -78,15 +91,10 @@ class GradientWorker:
 
     def serve_steps(self, epoch: int, start: int, stop: int) -> None:
         """Compute steps [start, stop) of ``epoch`` as the parameter server calls for them."""
-        channel, own_params = self._channel, self.network.params
         # The steps compute straight on the parameters in shared memory (the server changes them
-        # only between steps): no copy per step. Only here: evaluation between chunks must not
-        # write into the server's parameters.
-        self.network.use_params_memory(channel.params)
-        try:
-            self._serve(channel, epoch, start, stop)
-        finally:
-            self.network.use_params_memory(own_params)
+        # only between steps): no copy per step.
+        with self._computing_on(self._channel.params):
+            self._serve(self._channel, epoch, start, stop)
 
     def _serve(self, channel: ch.WorkerEnd, epoch: int, start: int, stop: int) -> None:
         for step in range(start, stop):
