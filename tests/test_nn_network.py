@@ -229,6 +229,14 @@ def test_bad_input_shapes_raise_config_error():
         net.gradient(np.zeros((2, 7)), np.zeros((2, 3)))
     with pytest.raises(ConfigError, match="at least one sample"):
         net.gradient(np.zeros((0, 5)), np.zeros((0, 3)))
+    with pytest.raises(ConfigError, match=r"targets must be one row of 3 values.*\(2, 4\) for 2 samples"):
+        net.gradient(np.zeros((2, 5)), np.zeros((2, 4)))
+    with pytest.raises(ConfigError, match=r"\(3, 3\) for 2 samples"):
+        net.backprop(np.zeros((2, 5)), np.zeros((3, 3)))
+    with pytest.raises(ConfigError, match=r"\(2,\) for 2 samples"):
+        net.cost_value(np.zeros((2, 5)), np.zeros(2))  # labels where one-hot rows belong
+    X, Y, _ = batch(n=1)
+    assert net.cost_value(X[0], Y[0]) == net.cost_value(X, Y)  # one sample may come as flat rows
 
 
 # -- params, copy -------------------------------------------------------------------------------

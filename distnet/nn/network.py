@@ -141,6 +141,15 @@ class Network:
                               f"got data of shape {X.shape}")
         return X
 
+    def _targets(self, Y, rows: int) -> np.ndarray:
+        Y = np.asarray(Y, dtype=self.dtype)
+        if Y.ndim == 1 and rows == 1:  # one sample's targets, as predict() takes one sample's inputs
+            Y = Y[None, :]
+        if Y.shape != (rows, self.output_size):
+            raise ConfigError(f"the targets must be one row of {self.output_size} values per sample (one-hot "
+                              f"labels), got data of shape {Y.shape} for {rows} samples")
+        return Y
+
     def predict(self, X) -> np.ndarray:
         """Outputs for each row of ``X`` (one row of ``output_size`` values per sample)."""
         a = self._inputs(X)
@@ -150,7 +159,8 @@ class Network:
 
     def cost_value(self, X, Y) -> float:
         """The mean cost over the rows of ``X`` against the targets ``Y`` (one-hot rows)."""
-        return float(self.cost.value(self.predict(X), np.asarray(Y, dtype=self.dtype)).mean())
+        X = self._inputs(X)
+        return float(self.cost.value(self.predict(X), self._targets(Y, len(X))).mean())
 
     def error_rate(self, X, labels, batch_size: int = 10_000) -> float:
         """The fraction of rows whose largest output is not the label."""
@@ -173,7 +183,7 @@ class Network:
         the one gradient routine: :meth:`gradient`, the trainer and the Ray workers all call it.
         """
         X = self._inputs(X)
-        Y = np.asarray(Y, dtype=self.dtype)
+        Y = self._targets(Y, len(X))
         grad = np.empty_like(self.params) if out is None else out
         if reuse_buffers:
             buffers = self._kept_buffers(len(X))
