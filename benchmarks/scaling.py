@@ -31,8 +31,7 @@ def _line(points: dict[float, float], min_slope: float = 0.0) -> tuple[float, fl
     line with one or both on their bound."""
     xs, ys = np.array(list(points), dtype=float), np.array(list(points.values()))
     candidates = [(float(np.mean(ys - min_slope * xs)), min_slope),  # slope on its bound
-                  (0.0, max(min_slope, float(xs @ ys / (xs @ xs)))),  # intercept on its bound
-                  (0.0, min_slope)]
+                  (0.0, max(min_slope, float(xs @ ys / (xs @ xs))))]  # intercept on its bound (corner included)
     if len(xs) >= 2:
         slope, intercept = np.polyfit(xs, ys, 1)
         candidates.append((float(intercept), float(slope)))
