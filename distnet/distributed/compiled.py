@@ -34,9 +34,22 @@ from ray.dag import InputNode
 
 from .protocols import StepProtocol, WorkerLostError, first_unapplied_step
 
-# Steps submitted ahead of the one being waited for: the driver's submission of the next step
-# overlaps the current one. Ray's default limit on executions in flight is 10.
-_IN_FLIGHT = 2
+# Steps submitted ahead of the one being waited for let the driver's submission of the next step
+# overlap the current one; Ray's default limit on executions in flight is 10. But Ray gives every
+# channel of the graph one shared-memory buffer per execution in flight, and each actor maps every
+# buffer it reads or writes: with the wide network's 7.5 MB parameters and gradients, two steps
+# ahead cost each worker 38 MB (peak 252 MB against 214). Submitting ahead pays only while steps are
+# short, which is while the arrays are small; so the steps ahead shrink as the parameters grow.
+_MAX_STEPS_AHEAD = 2
+_BUFFER_BUDGET_BYTES = 8 * 2**20  # per channel
+
+
+def steps_ahead(parameter_bytes: int) -> int:
+    """Steps to submit ahead for parameters of this size: as many as (at most
+    ``_MAX_STEPS_AHEAD``) keep a channel's buffers within ``_BUFFER_BUDGET_BYTES``."""
+    buffers = _BUFFER_BUDGET_BYTES // max(1, parameter_bytes)
+    return max(0, min(_MAX_STEPS_AHEAD, buffers - 1))
+
 # A step of the wide network moves 7.5 MB each way; far slower than this means a peer is stuck.
 _STEP_TIMEOUT_S = 60.0
 _TEARDOWN_TIMEOUT_S = 10.0
@@ -47,8 +60,9 @@ class CompiledSteps(StepProtocol):
 
     name = "compiled"
 
-    def __init__(self, server, workers: list):
+    def __init__(self, server, workers: list, parameter_bytes: int):
         super().__init__(server, workers)
+        self._ahead = steps_ahead(parameter_bytes)
         ray.get([actor.__ray_call__.remote(_numpy_only_channels) for actor in (server, *workers)])
         with InputNode() as command:
             epoch, step = command[0], command[1]
@@ -56,14 +70,14 @@ class CompiledSteps(StepProtocol):
             results = [worker.gradient.bind(params, epoch, step) for worker in workers]
             applied = server.apply_step.bind(epoch, step, *results)
         self._graph = applied.experimental_compile(_submit_timeout=_STEP_TIMEOUT_S,
-                                                   _max_inflight_executions=_IN_FLIGHT + 1)
+                                                   _max_inflight_executions=self._ahead + 1)
 
     def run(self, epoch, start, stop):
         pending: deque = deque()
         try:
             for step in range(start, stop):
                 pending.append(self._graph.execute(epoch, step))
-                if len(pending) > _IN_FLIGHT:
+                if len(pending) > self._ahead:
                     ray.get(pending.popleft(), timeout=_STEP_TIMEOUT_S)
             while pending:
                 ray.get(pending.popleft(), timeout=_STEP_TIMEOUT_S)

@@ -186,7 +186,7 @@ class DistributedTrainer(TrainerBase):
 
     def _open_steps(self):
         if self.protocol == "compiled":
-            return CompiledSteps(self._server, self._workers)
+            return CompiledSteps(self._server, self._workers, self.network.params.nbytes)
         steps = None
         if self.protocol in ("auto", "channel"):
             steps = ChannelSteps.open(self._server, self._workers, required=self.protocol == "channel")
