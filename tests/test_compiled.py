@@ -27,9 +27,8 @@ def test_compiled_steps_do_not_change_the_math(mnist, ray_local, monkeypatch, wo
     assert result.history[-1]["train_cost"] == pytest.approx(expected_result.history[-1]["train_cost"])
 
 
-
 def test_steps_ahead_shrink_as_the_parameters_grow():
-    article, wide = 28_874 * 4, 1_863_690 * 4
+    article, wide = 28_928 * 4, 1_863_690 * 4
     assert steps_ahead(article) == 2
     assert steps_ahead(3 * 2**20) == 1  # two 3 MiB buffers per channel fit 8 MiB, three do not
     assert steps_ahead(wide) == 0  # one buffer per channel: each worker maps 7.5 MB, not 22
