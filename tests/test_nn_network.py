@@ -446,3 +446,28 @@ def test_user_errors_in_nn_are_distnet_errors():
     for make in bad:
         with pytest.raises(DistnetError):
             make()
+
+
+def test_error_count_goes_through_the_rows_a_batch_at_a_time():
+    import tracemalloc
+
+    net = Network([Dense(256, "leaky_relu"), Dense(10, "softmax")], input_size=784, seed=0, dtype=np.float32)
+    rng = np.random.default_rng(1)
+    X = rng.random((3000, 784), dtype=np.float32)
+    labels = rng.integers(0, 10, 3000)
+    expected = int(np.count_nonzero(net.predict(X).argmax(axis=1) != labels))
+    assert 0 < expected < 3000
+    assert [net.error_count(X, labels, batch_size=b) for b in (1, 7, 1000, 3000, 5000)] == [expected] * 5
+    assert net.error_rate(X, labels) == expected / 3000
+
+    def peak_bytes(batch_size):
+        tracemalloc.start()
+        try:
+            net.error_count(X, labels, batch_size=batch_size)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    all_rows_layer = 3000 * 256 * 4
+    assert peak_bytes(500) < all_rows_layer / 2  # one 500-row batch's outputs at a time
+    assert peak_bytes(3000) > all_rows_layer  # the same measure sees all rows at once

@@ -118,6 +118,5 @@ class GradientWorker:
         """Misclassified samples in part ``part`` of ``parts`` equal contiguous parts."""
         bounds = np.linspace(0, len(labels), parts + 1).astype(int)
         lo, hi = bounds[part], bounds[part + 1]
-        self.network.set_params(params)
-        predicted = self.network.predict(images[lo:hi]).argmax(axis=1)
-        return int(np.count_nonzero(predicted != labels[lo:hi]))
+        with self._computing_on(params):
+            return self.network.error_count(images[lo:hi], labels[lo:hi])

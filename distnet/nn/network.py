@@ -162,14 +162,21 @@ class Network:
         X = self._inputs(X)
         return float(self.cost.value(self.predict(X), self._targets(Y, len(X))).mean())
 
-    def error_rate(self, X, labels, batch_size: int = 10_000) -> float:
+    def error_rate(self, X, labels, batch_size: int = 1_000) -> float:
         """The fraction of rows whose largest output is not the label."""
+        labels = np.asarray(labels)
+        return self.error_count(X, labels, batch_size) / len(labels) if len(labels) else 0.0
+
+    def error_count(self, X, labels, batch_size: int = 1_000) -> int:
+        """The number of rows whose largest output is not the label, ``batch_size`` rows at a
+        time: the layers' outputs then take batch_size × width each, whatever the number of rows
+        (all 10,000 validation rows at once would take 41 MB per 1,024-wide layer)."""
         labels = np.asarray(labels)
         wrong = 0
         for start in range(0, len(labels), batch_size):
             out = self.predict(X[start:start + batch_size])
-            wrong += int((out.argmax(axis=1) != labels[start:start + batch_size]).sum())
-        return wrong / len(labels) if len(labels) else 0.0
+            wrong += int(np.count_nonzero(out.argmax(axis=1) != labels[start:start + batch_size]))
+        return wrong
 
     def backprop(self, X, Y, out: np.ndarray | None = None,
                  reuse_buffers: bool = False) -> tuple[np.ndarray, float, int]:
