@@ -66,9 +66,10 @@ class GradientWorker:
 
     @contextmanager
     def _computing_on(self, params: np.ndarray):
-        """The network computes on ``params`` in place, without a copy, until the block ends: a
-        step only reads them. After it the network has its own parameters back, so that nothing
-        else (evaluation) writes into the parameters it was handed."""
+        """The network computes on ``params`` in place, without a copy, until the block ends: steps
+        and evaluations only read them. After it the network holds no reference to them, so that
+        whoever handed them over (Ray's object store, a compiled graph's channel buffer, the step
+        channel) can reuse or release their memory."""
         own_params = self.network.params
         self.network.use_params_memory(params)
         try:
