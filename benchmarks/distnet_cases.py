@@ -30,9 +30,13 @@ class EpochClock(Reporter):
         self.worker_rss_mb = [round(peak_rss_mb(p["pid"]), 1) for p in placement if p["host"] == os.uname().nodename]
 
 
-def _timed_fit(trainer, train, epochs: int) -> EpochClock:
+def _timed_fit(trainer, train, epochs: int, validation=None) -> EpochClock:
     clock = EpochClock(trainer)
-    trainer.fit(train, None, epochs=epochs, reporter=clock)
+    if validation is None:
+        trainer.fit(train, None, epochs=epochs, reporter=clock)
+    else:  # evaluated after every epoch
+        result = trainer.fit(train, validation, epochs=epochs, eval_every=1, reporter=clock)
+        clock.validation_errors = [h["validation_error"] for h in result.history]
     return clock
 
 
@@ -56,8 +60,10 @@ def single(workload: str, samples: int, epochs: int) -> dict:
     return {**_epoch_result(clock, w, train), "data": source, "peak_rss_mb": [round(peak_rss_mb(), 1)]}
 
 
-def distributed(workload: str, samples: int, epochs: int, runs: list[list]) -> dict:
-    """The DistributedTrainer for each (protocol, workers) in ``runs``, on one local Ray."""
+def distributed(workload: str, samples: int, epochs: int, runs: list[list], validation: int = 0) -> dict:
+    """The DistributedTrainer for each (protocol, workers) in ``runs``, on one local Ray. With
+    ``validation`` rows of distnet's validation split, the workers evaluate them after
+    every epoch, as in a real run; the speed suite times training alone."""
     import ray
 
     from distnet.distributed import DistributedTrainer
@@ -66,6 +72,7 @@ def distributed(workload: str, samples: int, epochs: int, runs: list[list]) -> d
     w = WORKLOADS[workload]
     images, labels, source = training_data(samples)
     train = distnet_dataset(images, labels)
+    held_out = distnet_dataset(*training_data(validation, "validation")[:2]) if validation else None
     # The Ray that `distnet train` starts for itself, on every core (one Ray for all the protocols).
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", runtime_env=RUNTIME_ENV)
     results = {}
@@ -74,7 +81,7 @@ def distributed(workload: str, samples: int, epochs: int, runs: list[list]) -> d
             trainer = DistributedTrainer(distnet_network(w), distnet_optimizer(), l2=L2, batch_size=w.batch_size,
                                          seed=1, workers=workers, protocol=protocol)
             try:
-                clock = _timed_fit(trainer, train, epochs)
+                clock = _timed_fit(trainer, train, epochs, held_out)
             except Exception as e:  # one failing protocol must not hide the others' numbers
                 results[f"{protocol}/{workers}"] = {"error": f"{e.__class__.__name__}: {e}"}
                 continue
@@ -82,6 +89,10 @@ def distributed(workload: str, samples: int, epochs: int, runs: list[list]) -> d
                                                 "active_protocol": trainer.active_protocol,
                                                 "peak_rss_mb": clock.worker_rss_mb,
                                                 "shard_mb": round(images.nbytes / workers / 2**20, 1)}
+            if held_out is not None:
+                results[f"{protocol}/{workers}"].update(
+                    validation_errors=clock.validation_errors,
+                    validation_mb=round(held_out.images.nbytes / workers / 2**20, 1))
     finally:
         ray.shutdown()
     return results

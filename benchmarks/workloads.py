@@ -66,18 +66,18 @@ def distnet_optimizer():
     return Nesterov(LEARNING_RATE, MOMENTUM)
 
 
-def training_data(samples: int = TRAIN_SAMPLES) -> tuple[np.ndarray, np.ndarray, str]:
-    """(images float32 (n, 784), labels int64 (n,), where from): real MNIST when it is found
-    (``DISTNET_DATA_DIR`` or distnet's cache; never downloaded here), else random data of the same
-    shape, which times the same."""
+def training_data(samples: int = TRAIN_SAMPLES, split: str = "train") -> tuple[np.ndarray, np.ndarray, str]:
+    """(images float32 (n, 784), labels int64 (n,), where from) of distnet's ``split`` ("train"
+    or "validation"): real MNIST when it is found (``DISTNET_DATA_DIR`` or distnet's cache; never
+    downloaded here), else random data of the same shape, which times the same."""
     from distnet import load_mnist
     from distnet.errors import DataNotFoundError
 
     try:
-        train = load_mnist(download=False).train
-        return np.ascontiguousarray(train.images[:samples], dtype=np.float32), np.asarray(train.labels[:samples]), "mnist"
+        data = getattr(load_mnist(download=False), split)
+        return np.ascontiguousarray(data.images[:samples], dtype=np.float32), np.asarray(data.labels[:samples]), "mnist"
     except DataNotFoundError:
-        rng = np.random.default_rng(0)
+        rng = np.random.default_rng(0 if split == "train" else 1)
         images = rng.random((samples, INPUTS), dtype=np.float32)
         return images, rng.integers(0, CLASSES, samples), "random"
 

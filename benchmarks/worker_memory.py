@@ -1,0 +1,62 @@
+"""Peak memory of distnet's workers in a run like `distnet train`'s: training, and the validation
+split evaluated on the workers after every epoch (the speed suite times training alone).
+
+    python -m benchmarks.worker_memory                      # wide network; channel, compiled, plain
+    python -m benchmarks.worker_memory --workload article --runs channel/2
+
+Prints the JSON, then a Markdown table with each run's limit (its shard + 150 MB). The workers run
+one BLAS thread each, as in every distributed run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from .distnet_cases import distributed
+from .report import MEMORY_ALLOWANCE_MB
+from .workloads import TRAIN_SAMPLES, WORKLOADS
+
+VALIDATION_ROWS = 10_000
+
+
+def _runs(text: str) -> list[list]:
+    runs = []
+    for item in text.split(","):
+        protocol, _, workers = item.strip().partition("/")
+        if protocol not in ("channel", "compiled", "plain") or not workers.isdigit():
+            raise argparse.ArgumentTypeError(f"{item!r}: expected PROTOCOL/WORKERS, e.g. channel/2")
+        runs.append([protocol, int(workers)])
+    return runs
+
+
+def table(results: dict) -> str:
+    lines = ["| run | worker peak RSS MB | shard MB | limit MB (shard + 150) | within | validation rows read, MB per worker "
+             "| validation error by epoch |", "|---|---|---|---|---|---|---|"]
+    for key, run in results.items():
+        if "error" in run:
+            lines.append(f"| {key} | failed: {run['error']} | | | | | |")
+            continue
+        limit = run["shard_mb"] + MEMORY_ALLOWANCE_MB
+        peaks = ", ".join(map(str, run["peak_rss_mb"]))
+        errors = ", ".join(f"{100 * e:.2f} %" for e in run["validation_errors"])
+        within = "yes" if max(run["peak_rss_mb"]) <= limit else "**no**"
+        lines.append(f"| {key} | {peaks} | {run['shard_mb']} | {limit:.1f} | {within} | {run['validation_mb']} | {errors} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker_memory", description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="wide")
+    parser.add_argument("--runs", type=_runs, default=_runs("channel/1,channel/2,compiled/2,plain/2"),
+                        help="PROTOCOL/WORKERS, comma-separated (default: channel/1,channel/2,compiled/2,plain/2)")
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args(argv)
+    results = distributed(args.workload, TRAIN_SAMPLES, args.epochs, args.runs, validation=VALIDATION_ROWS)
+    print(json.dumps(results, indent=1))
+    print()
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
