@@ -20,6 +20,7 @@ class EpochClock(Reporter):
         self.trainer = trainer
         self.epoch_seconds: list[float] = []
         self.worker_rss_mb: list[float] = []
+        self.validation_errors: list[float] = []
 
     def on_steps(self, epoch, step, steps, stats, seconds):
         if step == steps:
