@@ -448,7 +448,7 @@ def test_user_errors_in_nn_are_distnet_errors():
             make()
 
 
-def test_error_count_goes_through_the_rows_a_batch_at_a_time():
+def test_predict_and_error_count_go_through_the_rows_a_batch_at_a_time():
     import tracemalloc
 
     net = Network([Dense(256, "leaky_relu"), Dense(10, "softmax")], input_size=784, seed=0, dtype=np.float32)
@@ -458,6 +458,8 @@ def test_error_count_goes_through_the_rows_a_batch_at_a_time():
     expected = int(np.count_nonzero(net.predict(X).argmax(axis=1) != labels))
     assert 0 < expected < 3000
     assert [net.error_count(X, labels, batch_size=b) for b in (1, 7, 1000, 3000, 5000)] == [expected] * 5
+    # float32: the products sum in another order for another number of rows
+    np.testing.assert_allclose(net.predict(X, batch_size=7), net.predict(X, batch_size=5000), rtol=0, atol=2e-5)
     assert net.error_rate(X, labels) == expected / 3000
 
     def peak_bytes(batch_size):

@@ -150,12 +150,19 @@ class Network:
                               f"labels), got data of shape {Y.shape} for {rows} samples")
         return Y
 
-    def predict(self, X) -> np.ndarray:
-        """Outputs for each row of ``X`` (one row of ``output_size`` values per sample)."""
-        a = self._inputs(X)
-        for layer in self.layers:
-            a = layer.forward(a)
-        return a
+    def predict(self, X, batch_size: int = 1_000) -> np.ndarray:
+        """Outputs for each row of ``X`` (one row of ``output_size`` values per sample), computed
+        ``batch_size`` rows at a time: the layers' outputs then take batch_size × width each,
+        whatever the number of rows (all 10,000 test images at once would take 41 MB per
+        1,024-wide layer)."""
+        X = self._inputs(X)
+        outputs = np.empty((len(X), self.output_size), self.dtype)
+        for start in range(0, len(X), batch_size):
+            a = X[start:start + batch_size]
+            for layer in self.layers:
+                a = layer.forward(a)
+            outputs[start:start + len(a)] = a
+        return outputs
 
     def cost_value(self, X, Y) -> float:
         """The mean cost over the rows of ``X`` against the targets ``Y`` (one-hot rows)."""
@@ -168,15 +175,9 @@ class Network:
         return self.error_count(X, labels, batch_size) / len(labels) if len(labels) else 0.0
 
     def error_count(self, X, labels, batch_size: int = 1_000) -> int:
-        """The number of rows whose largest output is not the label, ``batch_size`` rows at a
-        time: the layers' outputs then take batch_size × width each, whatever the number of rows
-        (all 10,000 validation rows at once would take 41 MB per 1,024-wide layer)."""
-        labels = np.asarray(labels)
-        wrong = 0
-        for start in range(0, len(labels), batch_size):
-            out = self.predict(X[start:start + batch_size])
-            wrong += int(np.count_nonzero(out.argmax(axis=1) != labels[start:start + batch_size]))
-        return wrong
+        """The number of rows whose largest output is not the label (see :meth:`predict` for
+        ``batch_size``)."""
+        return int(np.count_nonzero(self.predict(X, batch_size).argmax(axis=1) != np.asarray(labels)))
 
     def backprop(self, X, Y, out: np.ndarray | None = None,
                  reuse_buffers: bool = False) -> tuple[np.ndarray, float, int]:
