@@ -14,6 +14,7 @@ import json
 
 from .distnet_cases import distributed
 from .report import MEMORY_ALLOWANCE_MB
+from .speed import PROTOCOLS
 from .workloads import TRAIN_SAMPLES, WORKLOADS
 
 VALIDATION_ROWS = 10_000
@@ -23,7 +24,7 @@ def _runs(text: str) -> list[list]:
     runs = []
     for item in text.split(","):
         protocol, _, workers = item.strip().partition("/")
-        if protocol not in ("channel", "compiled", "plain") or not workers.isdigit():
+        if protocol not in PROTOCOLS or not workers.isdigit():
             raise argparse.ArgumentTypeError(f"{item!r}: expected PROTOCOL/WORKERS, e.g. channel/2")
         runs.append([protocol, int(workers)])
     return runs
