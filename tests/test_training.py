@@ -193,6 +193,19 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_best(mnist, tmp_pat
     assert Network.load(tmp_path / "best.npz").error_rate(validation.images, validation.labels) == best["validation_error"]
 
 
+def test_seed_preset_is_the_articles_configuration():
+    # The MNIST example of the original (../shared/reference/java-original.md, "The MNIST example").
+    preset = get_preset("seed")
+    net = preset.network(seed=942457)
+    assert net.sizes == [784, 36, 14, 10]
+    assert [layer.activation.spec() for layer in net.layers] == [
+        {"name": "leaky_relu", "alpha": 0.01}, {"name": "leaky_relu", "alpha": 0.01}, {"name": "softmax"}]
+    assert net.cost.spec() == {"name": "quadratic"} and preset.initializer == "xavier_normal"
+    assert preset.build_optimizer().spec() == {"name": "nesterov", "learning_rate": 0.02, "momentum": 0.87}
+    assert (preset.l2, preset.batch_size, preset.eval_every, preset.window) == (1e-4, 32, 5, 40)
+    assert preset.schedule is None and preset.augmentation is None
+
+
 def test_seed_preset_reaches_below_5_percent_on_real_mnist(mnist):
     preset = get_preset("seed")
     net = preset.network(seed=942457)
