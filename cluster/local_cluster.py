@@ -79,6 +79,10 @@ def start(folder: Path, workers: int, cpus: float, timeout: float) -> dict:
                            f"python {sys.argv[0]} stop --dir {folder})")
     folder.mkdir(parents=True, exist_ok=True)
     env = node_environment(folder)
+    # Ray runs a job's entrypoint (`python -m distnet ...`) with the python its node finds on PATH:
+    # make that the Python these nodes run on, which has Ray and distnet, also when its virtual
+    # environment is not activated (another python fails the job with "No module named ...").
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     common = ["--block", "--node-ip-address", HOST, "--num-cpus", f"{cpus:g}", "--disable-usage-stats",
               "--log-style", "record"]
     addresses = {}

@@ -35,6 +35,10 @@ def local_cluster(worker_nodes: int):
     always stopped."""
     folder = Path(tempfile.mkdtemp(prefix="dnc-", dir="/tmp"))  # short: Ray's socket paths
     base = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_TOKEN", "RAY_ADDRESS")}
+    # As from a virtual environment that is not activated: the cluster must still run jobs with
+    # this Python (which has distnet), not whichever python comes first on PATH.
+    here = str(Path(sys.executable).parent)
+    base["PATH"] = os.pathsep.join(d for d in base.get("PATH", "").split(os.pathsep) if d != here)
     try:
         subprocess.run([sys.executable, SCRIPT, "start", "--dir", folder, "--workers", str(worker_nodes),
                         "--cpus", "1"], env=base, check=True, timeout=900)
@@ -96,7 +100,8 @@ def test_ray_job_submit_runs_distnet_train_on_two_nodes(cluster, mnist):
     run = cluster.folder / "runs" / "ray-submitted"
     runtime_env = {"py_modules": [str(REPO / "distnet")],
                    "env_vars": {"DISTNET_DATA_DIR": os.environ["DISTNET_DATA_DIR"]}}
-    done = subprocess.run(["ray", "job", "submit", "--address", cluster.dashboard, "--submission-id",
+    ray = str(Path(sys.executable).parent / "ray")  # this environment's, as from an unactivated one
+    done = subprocess.run([ray, "job", "submit", "--address", cluster.dashboard, "--submission-id",
                            "ray-submit-test", "--runtime-env-json", json.dumps(runtime_env), "--",
                            "distnet", "train", "--address", "auto", "--run-dir", str(run), *TRAIN],
                           env=cluster.env, capture_output=True, text=True, timeout=900)

@@ -1,0 +1,49 @@
+"""benchmarks/stop_window.py: replaying the stop rule over one run's validation errors gives what a
+run with that window would have done (the tool's premise), and how the tool reports it."""
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.stop_window import markdown, replay  # noqa: E402
+from distnet import Dense, Nesterov, Network  # noqa: E402
+from distnet.trainer import Trainer  # noqa: E402
+
+EPOCHS = 14
+
+
+def fit(mnist, window):
+    train, validation = mnist.train.subset(slice(0, 1000)), mnist.validation.subset(slice(0, 300))
+    net = Network([Dense(6, "leaky_relu"), Dense(10, "softmax")], input_size=784, seed=5, dtype=np.float64)
+    trainer = Trainer(net, Nesterov(0.05, 0.9), l2=1e-4, batch_size=32, seed=2)
+    return trainer.fit(train, validation, epochs=EPOCHS, eval_every=1, window=window)
+
+
+def test_replaying_a_window_over_a_full_run_is_a_run_with_that_window(mnist):
+    full = fit(mnist, window=EPOCHS + 1)
+    errors = [record["validation_error"] for record in full.history]
+    outcomes = set()
+    for window in (1, 2, 3, 5):
+        stop, best, stopped = replay(errors, window)
+        run = fit(mnist, window)
+        assert (full.history[stop]["epoch"], full.history[best]["epoch"]) == (run.epochs, run.best_epoch)
+        assert stopped == (run.stop_reason == "early_stop")
+        outcomes.add(stopped)
+    assert outcomes == {True, False}  # windows that stop early and one that runs to the end
+
+
+def test_replay_keeps_the_first_of_equal_best_errors_and_reports_no_stop():
+    assert replay([0.5, 0.4, 0.4, 0.45, 0.3], window=10) == (4, 4, False)
+    assert replay([0.5, 0.4, 0.4, 0.6, 0.7], window=2) == (3, 1, True)
+
+
+def test_the_table_gives_medians_per_window_and_marks_runs_that_did_not_stop():
+    def run(seed, stopped):
+        return {"seed": seed, "windows": {"10": {"epochs": 100, "best_epoch": 80, "validation_error": 0.03 + seed / 1000,
+                                                 "stopped": stopped, "test_error": 0.025}}}
+
+    report = {"command": "stop_window.py", "preset": "seed", "epochs": 100, "eval_every": 5, "windows": [10],
+              "runs": [run(1, True), run(2, False), run(3, True)]}
+    row = markdown(report).splitlines()[4]
+    assert row == "| 10 | 3.20 % | 2.50 % | 100 (80), 100+ (80), 100 (80) |"
