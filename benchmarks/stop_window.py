@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.accuracy import run_child  # noqa: E402
+from distnet.presets import PRESETS  # noqa: E402
 from distnet.stop import StopEvaluator  # noqa: E402
 
 
@@ -98,7 +99,7 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="seed")
+    parser.add_argument("--preset", default="seed", choices=sorted(PRESETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--epochs", type=int, default=500, help="epochs each seed trains (default: 500)")
     parser.add_argument("--windows", nargs="+", type=int, default=[10, 20, 30, 40])
@@ -110,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(curve(args.preset, args.one, args.epochs, args.windows, args.dataset)))
         return 0
 
-    from distnet import get_preset
-
-    preset = get_preset(args.preset)
+    preset = PRESETS[args.preset]
 
     def one(seed: int) -> dict:
         command = [sys.executable, str(Path(__file__).resolve()), "--one", str(seed), "--preset", args.preset,
