@@ -45,9 +45,10 @@ class TerminalReporter(Reporter):
         self._epochs_at_start = info["first_epoch"] - 1
         self._scheduled = bool(info.get("schedule"))
         sizes = "-".join(map(str, info["sizes"])) + ", " if info.get("sizes") else ""
-        self._print(f"training {sizes}{info['parameters']:,} parameters, {info['workers']} worker(s), batch "
+        where = _count(info["workers"], "worker") if info.get("distributed") else "in this process"
+        self._print(f"training {sizes}{info['parameters']:,} parameters, {where}, batch "
                     f"{info['batch_size']}, {info['steps_per_epoch']} steps per epoch, at most "
-                    f"{info['epochs']} epochs")
+                    f"{_count(info['epochs'], 'epoch')}")
         if info.get("optimizer"):
             self._print(describe_training(info))
 
@@ -72,7 +73,7 @@ class TerminalReporter(Reporter):
                     f"{rate}  {pace:.1f} epochs/min")
 
     def on_end(self, result):
-        self._print(f"stopped after {result.epochs} epochs ({result.stop_reason.replace('_', ' ')}), "
+        self._print(f"stopped after {_count(result.epochs, 'epoch')} ({result.stop_reason.replace('_', ' ')}), "
                     f"{result.seconds:.1f} s; best validation error {100 * result.best_error:.2f}% "
                     f"at epoch {result.best_epoch}")
 
@@ -80,6 +81,10 @@ class TerminalReporter(Reporter):
         if self.interactive:
             line = "\r\033[K" + line
         print(line, file=self.stream, flush=True)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def describe_training(info: dict) -> str:

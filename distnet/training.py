@@ -96,6 +96,7 @@ class TrainerBase:
     """
 
     shards = 1
+    distributed = False  # whether the steps run on Ray actors (the progress header says so)
 
     def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
                  seed: int | None = None, schedule: Schedule | None = None,
@@ -172,7 +173,7 @@ class TrainerBase:
                 run.rewrite_history(history)
             reporter.on_start({"steps_per_epoch": plan.steps_per_epoch, "epochs": epochs,
                                "batch_size": self.batch_size, "workers": self.shards,
-                               "first_epoch": epoch + 1, "parameters": self.network.parameter_count,
+                               "distributed": self.distributed, "first_epoch": epoch + 1, "parameters": self.network.parameter_count,
                                "sizes": self.network.sizes, "optimizer": config["optimizer"], "l2": self.rule.l2,
                                "schedule": config["schedule"], "augmentation": config["augmentation"]})
             verdict: Verdict | None = None

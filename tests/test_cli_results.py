@@ -87,7 +87,7 @@ def test_train_terminal_output_has_evaluation_lines_and_the_final_summary(capsys
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     lines = err.splitlines()
-    assert lines[0].startswith("training 784-36-14-10, 28,928 parameters, 1 worker(s), batch 32")
+    assert lines[0].startswith("training 784-36-14-10, 28,928 parameters, in this process, batch 32")
     assert lines[1] == "learning with nesterov (learning rate 0.02, momentum 0.87), L2 0.0001"
     for record, line in zip(history, lines[2:4]):
         assert line.startswith(f"epoch {record['epoch']:>3}  train error {100 * record['train_error']:5.2f}%  "

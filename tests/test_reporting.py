@@ -57,7 +57,7 @@ class Terminal(io.StringIO):
 
 
 def start_info(**changes):
-    info = {"steps_per_epoch": 10, "epochs": 3, "batch_size": 32, "workers": 2, "first_epoch": 1,
+    info = {"steps_per_epoch": 10, "epochs": 3, "batch_size": 32, "workers": 2, "distributed": True, "first_epoch": 1,
             "parameters": 28928, "sizes": [784, 36, 14, 10], "l2": 1e-4,
             "optimizer": {"name": "nesterov", "learning_rate": 0.02, "momentum": 0.87},
             "schedule": None, "augmentation": None}
@@ -77,7 +77,7 @@ def test_terminal_reporter_draws_a_bar_then_evaluation_lines():
     reporter.on_evaluation(record(1, 0.05, 0.05, 1))
     reporter.on_evaluation(record(2, 0.06, 0.05, 1))
     text = stream.getvalue()
-    assert "training 784-36-14-10, 28,928 parameters, 2 worker(s), batch 32, 10 steps per epoch, at most 3 epochs" in text
+    assert "training 784-36-14-10, 28,928 parameters, 2 workers, batch 32, 10 steps per epoch, at most 3 epochs" in text
     assert "learning with nesterov (learning rate 0.02, momentum 0.87), L2 0.0001" in text
     assert "\repoch   1 [#####-----] 5/10  320 samples/s  train error  6.25%" in text
     assert "epoch   1  train error 10.00%  validation error  5.00%  best  5.00% (epoch 1)*  " in text
@@ -96,6 +96,19 @@ def test_terminal_reporter_shows_the_scheduled_rate_and_augmentation():
                         "(final 0), random affine augmentation (±10°, ±10% scale, ±2 px)")
     assert "samples/s" not in stream.getvalue()
     assert " lr 1.50e-03 " in lines[2]
+
+
+def test_the_header_and_end_line_name_where_it_runs_and_count_in_words():
+    stream = io.StringIO()
+    reporter = TerminalReporter(stream)
+    reporter.on_start(start_info(workers=1, epochs=1))
+    reporter.on_start(start_info(workers=1, distributed=False))
+    reporter.on_end(FitResult(best_network=None, best_error=0.05, best_epoch=1, epochs=1, stop_reason="max_epochs",
+                              seconds=1.5))
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "training 784-36-14-10, 28,928 parameters, 1 worker, batch 32, 10 steps per epoch, at most 1 epoch"
+    assert lines[2].startswith("training 784-36-14-10, 28,928 parameters, in this process, batch 32, ")
+    assert lines[4] == "stopped after 1 epoch (max epochs), 1.5 s; best validation error 5.00% at epoch 1"
 
 
 def test_describe_training_without_l2_or_extras():

@@ -75,6 +75,8 @@ class DistributedTrainer(TrainerBase):
     during a run without changing its result; ``failures`` lists what was lost.
     """
 
+    distributed = True
+
     def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
                  workers: int | None = None, address: str | None = None, seed: int | None = None,
                  protocol: str = "auto", placement_timeout: float = 60.0, max_failures: int = 3,
