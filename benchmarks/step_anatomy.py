@@ -192,8 +192,8 @@ def torch_parts(workload: str, threads: int, repeats: int) -> dict | None:
 
 def anatomy(workload: str, workers: int, repeats: int, command: str = "") -> dict:
     w = WORKLOADS[workload]
-    result = {"command": command, "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "workload": workload,
-              "sizes": w.sizes, "batch_size": w.batch_size, "workers": workers,
+    result = {"command": command, "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "workload": workload, "sizes": w.sizes, "batch_size": w.batch_size, "workers": workers,
               "rows_per_worker": w.batch_size // workers, "cores": len(os.sched_getaffinity(0)),
               "threads": thread_settings()}
     result.update(gradient_alone(workload, w.batch_size // workers, repeats))
@@ -223,8 +223,10 @@ def markdown(r: dict) -> str:
         if torch is None:
             lines.append(f"| PyTorch, {threads} thread(s) | skipped: {SKIPPED} |")
             continue
-        lines += [f"| PyTorch L2 + Nesterov step on the same parameters, {threads} thread(s) | {ms(torch['update_ms'])} |",
-                  f"| PyTorch whole training step on {r['batch_size']} rows, {threads} thread(s) | {ms(torch['step_ms'])} |"]
+        lines += [f"| PyTorch L2 + Nesterov step on the same parameters, {threads} thread(s) | "
+                  f"{ms(torch['update_ms'])} |",
+                  f"| PyTorch whole training step on {r['batch_size']} rows, {threads} thread(s) | "
+                  f"{ms(torch['step_ms'])} |"]
     return "\n".join(lines)
 
 
