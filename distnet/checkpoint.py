@@ -33,13 +33,14 @@ class Checkpoint:
     history: list[dict]
     config: dict
     epoch_stats: dict = field(default_factory=dict)
+    seconds: float = 0.0  # training wall time of the run so far, over every session that trained it
 
     def save(self, path: str | os.PathLike) -> None:
         arrays = {"params": self.params,
                   **{_OPTIMIZER_PREFIX + k: v for k, v in self.optimizer_state.items()}}
         meta = {"format": FORMAT, "version": 1, "epoch": self.epoch, "step": self.step,
                 "stopping_state": self.stopping_state, "history": self.history, "config": self.config,
-                "epoch_stats": self.epoch_stats}
+                "epoch_stats": self.epoch_stats, "seconds": self.seconds}
         with atomic_writer(path) as f:
             f.write(npz_bytes(arrays, meta))
 
@@ -72,8 +73,11 @@ class Checkpoint:
         epoch_stats = meta.get("epoch_stats") or {}
         if not (isinstance(epoch_stats, dict) and all(type(v) in (int, float) for v in epoch_stats.values())):
             raise ModelFormatError(f"{path}: checkpoint metadata is malformed (epoch_stats)")
+        seconds = meta.get("seconds", 0.0)  # absent from checkpoints written before it was kept
+        if type(seconds) not in (int, float) or not seconds >= 0:
+            raise ModelFormatError(f"{path}: checkpoint metadata is malformed (seconds)")
         return cls(epoch=meta["epoch"], step=meta["step"], params=params,
                    optimizer_state={k[len(_OPTIMIZER_PREFIX):]: v for k, v in arrays.items()
                                     if k.startswith(_OPTIMIZER_PREFIX)},
                    stopping_state=meta["stopping_state"], history=meta["history"], config=meta["config"],
-                   epoch_stats=epoch_stats)
+                   epoch_stats=epoch_stats, seconds=float(seconds))

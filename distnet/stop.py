@@ -54,6 +54,15 @@ class StopEvaluator:
         self.last_average = average
         return False
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the last error rate it was given made it say stop. Read from its state alone
+        (saying stop leaves the window's average above the remembered one, or the best below the
+        acceptable error), so an evaluator restored from a checkpoint knows it too."""
+        if self.acceptable_error is not None and self.lowest < self.acceptable_error:
+            return True
+        return len(self.errors) == self.window and sum(self.errors) / len(self.errors) > self.last_average
+
     def state(self) -> dict:
         return {"window": self.window, "acceptable_error": self.acceptable_error, "lowest": self.lowest,
                 "improved": self.improved, "errors": list(self.errors), "last_average": self.last_average}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
 from .progress import Reporter
 from .rundir import RunDir
-from .stop import EarlyStopping, Verdict
+from .stop import EarlyStopping, StopEvaluator, Verdict
 
 
 @dataclass
@@ -80,7 +81,8 @@ class FitResult:
     stop_reason: str
     history: list[dict] = field(default_factory=list)
     run_dir: Path | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # training wall time, over every session of a resumed run
+    already_ended: bool = False  # a resume found the run ended: nothing was trained this time
 
 
 class TrainerBase:
@@ -134,7 +136,9 @@ class TrainerBase:
         epochs (and after the last) the validation error goes to the stop rule, which keeps the
         best network. With ``run_dir`` the run writes config, history, the best network and a
         checkpoint at each epoch end (and every ``checkpoint_every`` steps when > 0);
-        ``resume=True`` continues the run found there.
+        ``resume=True`` continues the run found there (to a larger ``epochs`` too); a run that has
+        ended (its stop rule said stop, or it trained ``epochs`` epochs) is returned as it ended,
+        ``already_ended`` set and a warning issued, with nothing trained or written.
         """
         if epochs < 1 or eval_every < 1:
             raise ConfigError(f"epochs and eval_every must be at least 1, got {epochs} and {eval_every}")
@@ -154,10 +158,14 @@ class TrainerBase:
             checkpoint = run.load_checkpoint()
             run.remove_unfinished_writes()  # after a load that worked: a failed resume touches nothing
             self._check_resumable(checkpoint.config, config)
+            ending = self._ending(checkpoint, epochs)
+            if ending is not None:
+                return self._ended_run(run, checkpoint, ending, reporter)
         elif run is not None:
             run.create(config)
 
         started = time.perf_counter()
+        earlier_seconds = checkpoint.seconds if checkpoint is not None else 0.0
         self._open(train, validation, plan)
         try:
             stopping = self._early_stopping(self.network.spec(), window, acceptable_error,
@@ -199,7 +207,8 @@ class TrainerBase:
                     reporter.on_steps(epoch + 1, step, plan.steps_per_epoch, stats,
                                       time.perf_counter() - epoch_started)
                     if run and checkpoint_every and since_checkpoint >= checkpoint_every and step < plan.steps_per_epoch:
-                        self._checkpoint(run, epoch, step, stopping, history, config, stats)
+                        self._checkpoint(run, epoch, step, stopping, history, config, stats,
+                                         earlier_seconds + time.perf_counter() - started)
                         since_checkpoint = 0
                 epoch_seconds = time.perf_counter() - epoch_started
                 epoch, step, epoch_stats, stats = epoch + 1, 0, stats, StepStats()
@@ -219,7 +228,8 @@ class TrainerBase:
                     if verdict.stop:
                         stop_reason = "early_stop"
                 if run:
-                    self._checkpoint(run, epoch, 0, stopping, history, config, StepStats())
+                    self._checkpoint(run, epoch, 0, stopping, history, config, StepStats(),
+                                     earlier_seconds + time.perf_counter() - started)
                     since_checkpoint = 0
                 if stop_reason == "early_stop":
                     break
@@ -231,7 +241,8 @@ class TrainerBase:
             result = FitResult(best_network=best, best_error=verdict.best_error if verdict else math.nan,
                                best_epoch=verdict.best_epoch if verdict else epoch, epochs=epoch,
                                stop_reason=stop_reason, history=history,
-                               run_dir=run.path if run else None, seconds=time.perf_counter() - started)
+                               run_dir=run.path if run else None,
+                               seconds=earlier_seconds + time.perf_counter() - started)
             self.network.set_params(self._params())
             reporter.on_end(result)
             return result
@@ -239,11 +250,11 @@ class TrainerBase:
             self._close()
 
     def _checkpoint(self, run: RunDir, epoch: int, step: int, stopping, history: list[dict], config: dict,
-                    stats: StepStats) -> None:
+                    stats: StepStats, seconds: float) -> None:
         run.save_checkpoint(Checkpoint(epoch=epoch, step=step, params=self._params(),
                                        optimizer_state=self._optimizer_state(),
                                        stopping_state=stopping.state(), history=history, config=config,
-                                       epoch_stats=vars(stats).copy()))
+                                       epoch_stats=vars(stats).copy(), seconds=seconds))
 
     @staticmethod
     def _check_resumable(saved: dict, current: dict) -> None:
@@ -254,6 +265,32 @@ class TrainerBase:
             raise ConfigError(f"cannot resume: the run was started with different {', '.join(differ)} "
                               f"({', '.join(f'{k}={saved.get(k)!r}' for k in differ)}); resume with the "
                               f"original settings")
+
+    @staticmethod
+    def _ending(checkpoint: Checkpoint, epochs: int) -> str | None:
+        """How the run of this checkpoint ended ("early_stop" or "max_epochs"), or None if it has
+        steps left to train."""
+        state = checkpoint.stopping_state
+        if state and StopEvaluator.from_state(state["evaluator"]).stopped:
+            return "early_stop"
+        return "max_epochs" if (checkpoint.epoch, checkpoint.step) >= (epochs, 0) else None
+
+    def _ended_run(self, run: RunDir, checkpoint: Checkpoint, ending: str, reporter: Reporter) -> FitResult:
+        """The result of a run that had ended before this resume, as it ended; nothing is trained
+        or written, and nothing started."""
+        warnings.warn(f"{run.path} had ended at epoch {checkpoint.epoch} ({ending.replace('_', ' ')}): nothing "
+                      f"to resume; to train longer, start a new run")
+        self.network.set_params(checkpoint.params)  # as after the run, which ended there
+        lowest = StopEvaluator.from_state(checkpoint.stopping_state["evaluator"]).lowest \
+            if checkpoint.stopping_state else math.inf
+        evaluated = math.isfinite(lowest) and run.best_path.exists()
+        result = FitResult(best_network=Network.load(run.best_path) if evaluated else self.network.copy(),
+                           best_error=lowest if evaluated else math.nan,
+                           best_epoch=checkpoint.stopping_state["best_epoch"] if evaluated else checkpoint.epoch,
+                           epochs=checkpoint.epoch, stop_reason=ending, history=checkpoint.history,
+                           run_dir=run.path, seconds=checkpoint.seconds, already_ended=True)
+        reporter.on_end(result)
+        return result
 
     def _divergence_message(self, epoch: int, step: int, run: RunDir | None, stopping) -> str:
         where = f"epoch {epoch + 1}, by step {step}"

@@ -115,14 +115,19 @@ def test_quiet_train_prints_only_the_summary(fashion_run):
 
 def test_resume_keeps_the_schedule_and_augmentation_of_the_run(capsys, fashion_run, tmp_path):
     # A finished run resumes at its end: this shows that resuming rebuilds the run's own schedule
-    # and augmentation (otherwise the configurations would differ and the resume be refused).
+    # and augmentation (otherwise the configurations would differ and the resume be refused), and
+    # that resuming a run that ended trains nothing and leaves every file as it was.
     run_dir = tmp_path / "copy"
     shutil.copytree(fashion_run[0], run_dir)
-    before = json.loads((run_dir / "summary.json").read_text())
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    summary = json.loads((run_dir / "summary.json").read_text())
     status, out, err = run_cli(capsys, "train", "--resume", run_dir, "--quiet")
     assert status == 0, err
-    after = json.loads((run_dir / "summary.json").read_text())
-    assert (after["test_error"], after["epochs"]) == (before["test_error"], before["epochs"])
+    assert err == (f"distnet: warning: {run_dir} had ended at epoch {summary['epochs']} (max epochs): nothing to "
+                   f"resume; to train longer, start a new run\n")
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    assert f"test error {100 * summary['test_error']:.2f}% with the best network (epoch {summary['best_epoch']}, " \
+           f"validation error {100 * summary['validation_error']:.2f}%)" in out
 
 
 # -- evaluate ------------------------------------------------------------------------------------

@@ -96,6 +96,20 @@ def test_stop_evaluator_actor_writes_the_best_network(mnist, ray_local, tmp_path
     assert len(trainer.placement) == 2 and all("node_id" in p for p in trainer.placement)
 
 
+def test_resuming_an_ended_distributed_run_starts_no_actor(mnist, ray_local, tmp_path, monkeypatch):
+    _, ended = distributed(mnist, 2, "auto", run_dir=tmp_path / "run")
+
+    def no_actors(*args):
+        raise AssertionError("the resume of an ended run started the trainer's actors")
+
+    monkeypatch.setattr(DistributedTrainer, "_open", no_actors)
+    with pytest.warns(UserWarning, match="had ended at epoch 2 \\(max epochs\\): nothing to resume"):
+        trainer, again = distributed(mnist, 2, "auto", run_dir=tmp_path / "run", resume=True)
+    assert again.already_ended and trainer.placement == []
+    assert (again.best_error, again.best_epoch, again.epochs) == (ended.best_error, ended.best_epoch, ended.epochs)
+    np.testing.assert_array_equal(again.best_network.params, ended.best_network.params)
+
+
 def test_batch_smaller_than_workers_is_refused(mnist, ray_local):
     trainer = DistributedTrainer(small_network(), Nesterov(0.02), batch_size=2, workers=3)
     with pytest.raises(ConfigError, match="batch size 2 is smaller than the number of workers 3"):
@@ -147,6 +161,18 @@ trainer = DistributedTrainer(Network([Dense(10, "softmax")], input_size=784, see
                              batch_size=32, workers=1, seed=1)
 trainer.fit(train, None, epochs=1, reporter=AskTheWorkers())
 print("ray still running:", ray.is_initialized())
+
+# A resume refused before any actor starts (another seed than the run's) stops the Ray it started too.
+from distnet import ConfigError
+from distnet.trainer import Trainer
+Trainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02), batch_size=32,
+        seed=1).fit(train, None, epochs=1, run_dir="single")
+try:
+    DistributedTrainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02), batch_size=32,
+                       workers=1, seed=2).fit(train, None, epochs=1, run_dir="single", resume=True)
+except ConfigError as e:
+    print("refused:", str(e)[:60])
+print("ray still running after a refused resume:", ray.is_initialized())
 """
 
 
@@ -164,3 +190,5 @@ def test_an_embedded_ray_keeps_pyarrow_out_of_its_workers(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "pyarrow in a worker: None\n" in done.stdout  # None: the import is refused, not merely not yet made
     assert "ray still running: False" in done.stdout
+    assert "refused: cannot resume: the run was started with different seed" in done.stdout
+    assert "ray still running after a refused resume: False" in done.stdout

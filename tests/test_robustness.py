@@ -370,6 +370,18 @@ def test_a_run_dir_that_holds_a_run_is_refused_untouched(capsys, data, run):
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("options", [["--epochs", "5"], ["--seed", "942457", "--batch-size", "16"],
+                                     ["--no-augment", "--dataset", "mnist"], ["--run-dir", "elsewhere"]])
+def test_resume_refuses_settings_it_would_ignore_and_touches_nothing(capsys, data, run, options):
+    before = snapshot(run)
+    status, out, err = cli(capsys, "train", "--resume", run, "--data-dir", data, *options)
+    given = [o.replace("--no-augment", "--augment/--no-augment") for o in options if o.startswith("--")]
+    assert_clean_error(status, err, f"--resume continues {run} with the settings it was started with, so ",
+                       *given, "cannot be given with it; to train with other settings, start a new run")
+    assert err.count(", --") == len(given) - 1  # it names those, and no others
+    assert snapshot(run) == before
+
+
 def test_resume_of_a_folder_that_is_not_a_run(capsys, data, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -66,6 +66,24 @@ def test_state_round_trip_continues_identically():
     assert head + [resumed.stop(e) for e in errors[4:]] == verdicts
 
 
+@pytest.mark.parametrize("window, acceptable, errors, verdicts", [
+    # the average falls, rises (stop), falls below the remembered one, rises again (stop)
+    (3, None, [0.5, 0.4, 0.3, 0.2, 0.6, 0.0, 0.0, 0.9], "FFFFTFFT"),
+    (2, None, [0.3, 0.3, 0.3, 0.3], "FFFF"),  # a flat average never stops
+    (1, None, [0.5, 0.4, 0.4, 0.41, 0.2], "FFFTF"),
+    (4, 0.25, [0.5, 0.3, 0.2, 0.6, 0.7], "FFTTT"),  # below the acceptable error, then always
+])
+def test_stopped_is_what_the_last_call_said_also_after_a_restore(window, acceptable, errors, verdicts):
+    evaluator = StopEvaluator(window, acceptable)
+    assert not evaluator.stopped
+    said = ""
+    for error in errors:
+        said += "T" if evaluator.stop(error) else "F"
+        assert evaluator.stopped == (said[-1] == "T")
+        assert StopEvaluator.from_state(evaluator.state()).stopped == (said[-1] == "T")
+    assert said == verdicts
+
+
 def small_network():
     return Network([Dense(3, "sigmoid"), Dense(2, "softmax")], input_size=4, seed=0, dtype=np.float64)
 

@@ -80,11 +80,11 @@ def test_step_is_mean_gradient_then_l2_then_optimizer(mnist):
     np.testing.assert_allclose(net.params, reference.params, rtol=0, atol=1e-15)
 
 
-def fit_small(mnist, run_dir=None, epochs=2, resume=False, network=None, **kw):
+def fit_small(mnist, run_dir=None, epochs=2, resume=False, network=None, window=3, **kw):
     train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
     net = network or tiny_network()
     trainer = Trainer(net, Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
-    return trainer.fit(train, validation, epochs=epochs, eval_every=1, window=3, run_dir=run_dir,
+    return trainer.fit(train, validation, epochs=epochs, eval_every=1, window=window, run_dir=run_dir,
                        resume=resume, **kw), net
 
 
@@ -120,6 +120,61 @@ def test_resume_ends_exactly_where_an_uninterrupted_run_ends(mnist, tmp_path):
     resumed, resumed_net = fit_small(mnist, part_dir, epochs=4, resume=True, checkpoint_every=20)
     np.testing.assert_array_equal(resumed_net.params, whole_net.params)
     assert [h["validation_error"] for h in resumed.history] == [h["validation_error"] for h in whole.history]
+
+
+def files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.parametrize("ending", ["early_stop", "max_epochs"])
+def test_resuming_a_run_that_ended_trains_nothing_and_returns_its_ending(mnist, tmp_path, ending):
+    # window 1 stops at the first evaluation whose error is above the one before.
+    options = {"window": 1, "epochs": 40} if ending == "early_stop" else {"epochs": 2}
+    ended, ended_net = fit_small(mnist, tmp_path / "run", **options)
+    assert ended.stop_reason == ending
+    assert ended.epochs < 40 if ending == "early_stop" else ended.epochs == 2
+    before = files(tmp_path / "run")
+    with pytest.warns(UserWarning, match=f"had ended at epoch {ended.epochs} \\({ending.replace('_', ' ')}\\): "
+                                         "nothing to resume"):
+        again, net = fit_small(mnist, tmp_path / "run", resume=True, **options)
+    assert files(tmp_path / "run") == before  # not an evaluation, checkpoint or history line more
+    assert again.already_ended and not ended.already_ended
+    assert (again.stop_reason, again.epochs, again.best_epoch, again.best_error) == \
+        (ended.stop_reason, ended.epochs, ended.best_epoch, ended.best_error)
+    assert again.history == ended.history
+    assert again.seconds == Checkpoint.load(tmp_path / "run" / "checkpoint.npz").seconds > 0
+    np.testing.assert_array_equal(again.best_network.params, ended.best_network.params)
+    np.testing.assert_array_equal(net.params, ended_net.params)  # the network as the run left it
+
+
+def test_a_resumed_run_counts_the_seconds_of_every_session(mnist, tmp_path):
+    fit_small(mnist, tmp_path / "run", epochs=1)
+    first = Checkpoint.load(tmp_path / "run" / "checkpoint.npz").seconds
+    assert first > 0
+    resumed, _ = fit_small(mnist, tmp_path / "run", epochs=2, resume=True)  # one more epoch
+    assert Checkpoint.load(tmp_path / "run" / "checkpoint.npz").seconds > first
+    assert resumed.seconds > first
+
+
+def test_a_checkpoint_without_seconds_loads_as_zero_and_bad_seconds_are_refused(mnist, tmp_path):
+    from distnet.errors import ModelFormatError
+    from distnet.io import npz_bytes, read_npz
+
+    fit_small(mnist, tmp_path / "run", epochs=1)
+    path = tmp_path / "run" / "checkpoint.npz"
+    arrays = read_npz(path.read_bytes(), str(path), required=("params", "meta"))
+    meta = json.loads(arrays.pop("meta").tobytes())
+    for seconds, expected in ((None, 0.0), (-1.0, None), ("ten", None)):
+        if seconds is None:
+            meta.pop("seconds")
+        else:
+            meta["seconds"] = seconds
+        path.write_bytes(npz_bytes(arrays, meta))
+        if expected is None:
+            with pytest.raises(ModelFormatError, match="malformed \\(seconds\\)"):
+                Checkpoint.load(path)
+        else:
+            assert Checkpoint.load(path).seconds == expected
 
 
 def test_resume_from_mid_epoch_checkpoint(mnist, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..batches import check_batch_size
 from ..data.augment import RandomAffine
-from ..errors import DistnetError, ModelFormatError
+from ..errors import ConfigError, DistnetError, ModelFormatError
 from ..presets import PRESETS, get_preset
 from ..rundir import RunDir
 from .common import (add_data_arguments, cluster_address, load_data, non_negative_int, positive_float,
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     train = subparsers.add_parser("train", help="train a network (Ray started embedded, or on a cluster)",
                                 description="Train a preset on MNIST or Fashion-MNIST and write a run directory.")
     add_data_arguments(train)
-    train.add_argument("--preset", default="seed", choices=sorted(PRESETS),
+    train.add_argument("--preset", choices=sorted(PRESETS),
                        help="training setup (default: seed, the article's)")
     train.add_argument("--workers", type=non_negative_int, default=None,
                        help="gradient workers (default: the cluster's CPUs); 0 trains in this process without Ray")
@@ -40,21 +40,35 @@ def register(subparsers) -> None:
                             "epoch (default: the preset's)")
     train.add_argument("--eval-every", type=positive_int, help="epochs between validation evaluations")
     train.add_argument("--window", type=positive_int, help="the stop rule's moving-average window, in evaluations")
-    train.add_argument("--seed", type=non_negative_int, default=942457, help="random seed (default: 942457, the article's)")
-    train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    train.add_argument("--seed", type=non_negative_int, help="random seed (default: 942457, the article's)")
+    train.add_argument("--dtype", choices=["float32", "float64"], help="float32 (the default) or float64")
     train.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/PRESET-DATASET-TIME)")
     train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     train.add_argument("--checkpoint-every", type=non_negative_int, default=0, metavar="STEPS",
                        help="also checkpoint every STEPS steps (default: at each epoch end only)")
+    # None unless given, so that --resume can refuse them (see RUN_SETTINGS); run() fills in the defaults.
+    train.set_defaults(dataset=None)
     output = train.add_mutually_exclusive_group()
     output.add_argument("--quiet", action="store_true", help="print only the final summary")
     output.add_argument("--json", action="store_true", help="print JSON lines (events, then the summary)")
     train.set_defaults(handler=run)
 
 
+# What a run directory's configuration fixes, by argument name: given with --resume they would change
+# nothing (the run continues with its own settings), so they are refused rather than ignored.
+RUN_SETTINGS = {"preset": "--preset", "dataset": "--dataset", "workers": "--workers", "epochs": "--epochs",
+                "batch_size": "--batch-size", "learning_rate": "--learning-rate", "schedule": "--schedule",
+                "augment": "--augment/--no-augment", "eval_every": "--eval-every", "window": "--window",
+                "seed": "--seed", "dtype": "--dtype", "run_dir": "--run-dir"}
+DEFAULTS = {"preset": "seed", "dataset": "mnist", "seed": 942457, "dtype": "float32"}
+
+
 def run(args) -> int:
     if args.resume:
         return resume_train(args)
+    for name, default in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     preset = get_preset(args.preset).with_overrides(epochs=args.epochs, batch_size=args.batch_size,
                                                     eval_every=args.eval_every, window=args.window)
     optimizer_spec = dict(preset.optimizer)
@@ -87,6 +101,11 @@ def resume_train(args) -> int:
     from ..nn import Network, optimizer_from_spec, schedule_from_spec
     from ..rundir import RunDir
 
+    given = [flag for name, flag in RUN_SETTINGS.items() if getattr(args, name) is not None]
+    if given:
+        raise ConfigError(f"--resume continues {args.resume} with the settings it was started with, so "
+                          f"{', '.join(given)} cannot be given with it; to train with other settings, start a "
+                          f"new run")
     run = RunDir(args.resume)
     config = run.config()
     args.run_dir, args.dataset = args.resume, config.get("dataset", "mnist")
@@ -148,7 +167,8 @@ def finish_train(args, trainer, result, splits, run, evaluate) -> int:
                "seconds": round(result.seconds, 3), "workers": trainer.shards,
                "protocol": getattr(trainer, "active_protocol", "single-process"),
                "placement": getattr(trainer, "placement", []), "test": test.to_dict()}
-    run.write_summary(summary)
+    if not (result.already_ended and run.summary_path.exists()):  # the first ending's summary stays
+        run.write_summary(summary)
     if args.json:
         print(json.dumps({"event": "summary", **summary}))
         return 0

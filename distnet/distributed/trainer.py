@@ -116,9 +116,12 @@ class DistributedTrainer(TrainerBase):
         self._run = RunDir(run_dir) if run_dir is not None else None
         self.failures = []
         self._connect_ray()
-        if self.requested_workers is None:
-            self.requested_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        return super().fit(train, validation, **kwargs)
+        try:
+            if self.requested_workers is None:
+                self.requested_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            return super().fit(train, validation, **kwargs)
+        finally:
+            self._close()  # again (it does nothing twice): also after a refused resume, which starts no actors
 
     def _connect_ray(self) -> None:
         if ray.is_initialized():
