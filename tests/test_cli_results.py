@@ -148,6 +148,23 @@ def test_evaluate_names_fashion_classes(capsys, fashion_run, fashion_test):
     assert "Ankle boot" in out and "T-shirt/top" in out
 
 
+def test_a_model_in_its_run_directory_is_used_on_the_data_set_the_run_trained_on(capsys, fashion_run, tmp_path):
+    run_dir, _, _ = fashion_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    status, out, _ = run_cli(capsys, "evaluate", run_dir / "best.npz", "--json")  # no --dataset
+    assert status == 0
+    assert (json.loads(out)["dataset"], json.loads(out)["error_rate"]) == ("fashion-mnist", summary["test_error"])
+    status, out, _ = run_cli(capsys, "show", run_dir / "best.npz", "--confused", 0)
+    assert status == 0 and "on the fashion-mnist test set" in out
+    # Away from its run directory a model is used on MNIST unless --dataset says otherwise.
+    alone = tmp_path / "alone.npz"
+    alone.write_bytes((run_dir / "best.npz").read_bytes())
+    status, out, _ = run_cli(capsys, "evaluate", alone, "--json")
+    assert status == 0 and json.loads(out)["dataset"] == "mnist"
+    status, out, _ = run_cli(capsys, "evaluate", run_dir / "best.npz", "--dataset", "mnist", "--json")
+    assert status == 0 and json.loads(out)["dataset"] == "mnist"
+
+
 # -- show ----------------------------------------------------------------------------------------
 def test_show_picks_the_surest_mistakes(capsys, mnist_run, mnist_test):
     run_dir, _ = mnist_run
@@ -245,10 +262,10 @@ def test_predict_names_fashion_classes(capsys, fashion_run, fashion_test, tmp_pa
     run_dir, _, _ = fashion_run
     np.save(tmp_path / "items.npy", fashion_test.images[:3])
     expected = Network.load(run_dir / "best.npz").predict(fashion_test.images[:3]).argmax(axis=1)
-    status, out, _ = run_cli(capsys, "predict", run_dir / "best.npz", tmp_path / "items.npy",
-                             "--dataset", "fashion-mnist", "--json")
-    assert status == 0
-    assert [json.loads(line)["name"] for line in out.splitlines()] == [fashion_test.classes[i] for i in expected]
+    for dataset in (["--dataset", "fashion-mnist"], []):  # the run directory says so too
+        status, out, _ = run_cli(capsys, "predict", run_dir / "best.npz", tmp_path / "items.npy", *dataset, "--json")
+        assert status == 0
+        assert [json.loads(line)["name"] for line in out.splitlines()] == [fashion_test.classes[i] for i in expected]
 
 
 @pytest.mark.parametrize("content,message", [

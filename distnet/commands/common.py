@@ -3,12 +3,20 @@ options (checked while the command line is parsed, before any data is loaded or 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
+DATASETS = ("mnist", "fashion-mnist")
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, of_model: bool = False) -> None:
+    """--dataset, --data-dir, --no-download. ``of_model``: for a command given a saved model,
+    whose --dataset defaults to the one the model's run directory records (see
+    :func:`dataset_of_model`)."""
+    parser.add_argument("--dataset", default=None if of_model else "mnist", choices=DATASETS,
+                        help="default: the one the model's run directory records, else mnist" if of_model else None)
     parser.add_argument("--data-dir", type=Path, help="folder with the four IDX files "
                         "(default: $DISTNET_DATA_DIR/DATASET, then the user cache, then download)")
     parser.add_argument("--no-download", action="store_true", help="never download; fail if the files are missing")
@@ -19,6 +27,18 @@ def load_data(args, validation: int = 10_000):
 
     return load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download,
                         validation=validation)
+
+
+def dataset_of_model(model: Path, given: str | None) -> str:
+    """The data set to use a saved model on: ``given`` (--dataset), else the one recorded by the
+    run directory the model is in (``best.npz`` beside the run's ``config.json``), else MNIST."""
+    if given is not None:
+        return given
+    try:
+        recorded = json.loads((model.parent / "config.json").read_text()).get("dataset")
+    except (OSError, ValueError, AttributeError):  # no run directory, or not one distnet wrote
+        recorded = None
+    return recorded if recorded in DATASETS else "mnist"
 
 
 def check_fits(network, model: Path, data) -> None:

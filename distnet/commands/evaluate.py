@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import add_data_arguments, check_fits, load_data
+from .common import add_data_arguments, check_fits, dataset_of_model, load_data
 
 
 def register(subparsers) -> None:
     evaluate = subparsers.add_parser("evaluate", help="error rate, per-class accuracy and confusion matrix of a model")
     evaluate.add_argument("model", type=Path, help="a .npz network (e.g. RUN_DIR/best.npz)")
-    add_data_arguments(evaluate)
+    add_data_arguments(evaluate, of_model=True)
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.set_defaults(handler=run)
 
@@ -20,6 +20,7 @@ def run(args) -> int:
     from ..nn import Network
 
     network = Network.load(args.model)
+    args.dataset = dataset_of_model(args.model, args.dataset)
     splits = load_data(args, validation=0)
     check_fits(network, args.model, splits.test)
     result = evaluate(network, splits.test.images, splits.test.labels, splits.test.classes)

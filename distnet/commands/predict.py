@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataFormatError, DataNotFoundError
+from .common import DATASETS, dataset_of_model
 
 SIDE = 28
 PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -24,8 +25,9 @@ def register(subparsers) -> None:
                     "one or more 28x28 images (or rows of 784 values), or an IDX images file.")
     predict.add_argument("model", type=Path, help="a .npz network (e.g. RUN_DIR/best.npz)")
     predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
-    predict.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"],
-                         help="what the network was trained on, for the class names (default: mnist)")
+    predict.add_argument("--dataset", choices=DATASETS,
+                         help="what the network was trained on, for the class names (default: the one the "
+                              "model's run directory records, else mnist)")
     predict.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
                          help="pictures only: make dark-on-light images light-on-dark like MNIST "
                               "(default auto: invert when the border is light)")
@@ -43,7 +45,7 @@ def run(args) -> int:
 
     check_threshold(args.threshold)
     network = Network.load(args.model)
-    classes = FASHION_CLASSES if args.dataset == "fashion-mnist" else DIGIT_CLASSES
+    classes = FASHION_CLASSES if dataset_of_model(args.model, args.dataset) == "fashion-mnist" else DIGIT_CLASSES
     if network.input_size != SIDE * SIDE or network.output_size != len(classes):
         raise ConfigError(f"{args.model} takes {network.input_size} inputs and gives {network.output_size} "
                           f"outputs; predict needs a network for 28x28 images and {len(classes)} classes")
