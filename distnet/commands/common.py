@@ -16,7 +16,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, of_model: bool = False) 
     whose --dataset defaults to the one the model's run directory records (see
     :func:`dataset_of_model`)."""
     parser.add_argument("--dataset", default=None if of_model else "mnist", choices=DATASETS,
-                        help="default: the one the model's run directory records, else mnist" if of_model else None)
+                        help="default: the one the model's run directory records, else mnist" if of_model
+                        else "default: mnist")
     parser.add_argument("--data-dir", type=Path, help="folder with the four IDX files "
                         "(default: $DISTNET_DATA_DIR/DATASET, then the user cache, then download)")
     parser.add_argument("--no-download", action="store_true", help="never download; fail if the files are missing")
