@@ -12,7 +12,14 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not guarded against a second process
+    fcntl = None
 
 from .checkpoint import Checkpoint
 from .errors import ConfigError, ModelFormatError
@@ -46,6 +53,33 @@ class RunDir:
         interrupted) has not, and its folder may be used again.
         """
         return any(p.exists() for p in (self.best_path, self.checkpoint_path, self.previous_checkpoint_path))
+
+    @contextmanager
+    def held(self, create: bool) -> Iterator[None]:
+        """Hold this run directory for the training in this process (creating the folder first if
+        ``create``): a second process that tries the same (a resume of the run while it still
+        trains, a new run into its folder) gets a ConfigError instead of mixing its checkpoints
+        and history with this one's. The hold is an advisory lock on the folder itself, which the
+        system drops when the process ends, however it ends. A folder that does not exist is not
+        held (a resume then says that it is not a run directory)."""
+        try:
+            if create:
+                self.path.mkdir(parents=True, exist_ok=True)
+            folder = os.open(self.path, os.O_RDONLY) if fcntl is not None and self.path.is_dir() else None
+        except OSError as e:
+            raise ConfigError(f"cannot create the run directory {self.path} ({e.strerror}); choose "
+                              f"another --run-dir") from None
+        try:
+            if folder is not None:
+                try:
+                    fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise ConfigError(f"{self.path} is in use: another process is training this run; wait "
+                                      f"for it to end (or stop it), or choose another --run-dir") from None
+            yield
+        finally:
+            if folder is not None:
+                os.close(folder)
 
     def check_new(self) -> None:
         """ConfigError if a new run here would overwrite the results of an earlier one."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,6 +147,13 @@ class TrainerBase:
             raise ConfigError(f"checkpoint_every must be >= 0 steps, got {checkpoint_every}")
         reporter = reporter or Reporter()
         run = RunDir(run_dir) if run_dir is not None else None
+        with run.held(create=not resume) if run is not None else nullcontext():
+            return self._fit(train, validation, run, epochs, eval_every, window, acceptable_error, resume,
+                             checkpoint_every, reporter, extra_config)
+
+    def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, epochs: int, eval_every: int,
+             window: int, acceptable_error: float | None, resume: bool, checkpoint_every: int, reporter: Reporter,
+             extra_config: dict | None) -> FitResult:
         plan = BatchPlan(len(train), self.batch_size, self.shards, self.seed)
         train = train.astype(self.network.dtype)
         has_validation = validation is not None and len(validation) > 0

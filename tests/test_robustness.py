@@ -382,6 +382,25 @@ def test_resume_refuses_settings_it_would_ignore_and_touches_nothing(capsys, dat
     assert snapshot(run) == before
 
 
+HOLD = "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); " \
+       "print('held', flush=True); time.sleep(120)"
+
+
+def test_a_run_another_process_trains_is_refused_until_that_process_ends(capsys, data, run):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        before = snapshot(run)
+        status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data)
+        assert_clean_error(status, err, f"{run} is in use: another process is training this run")
+        assert snapshot(run) == before
+    finally:
+        holder.kill()  # killed, not finished: the system drops its hold all the same
+        holder.wait()
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data, "--quiet")
+    assert status == 0 and "had ended" in err
+
+
 def test_resume_of_a_folder_that_is_not_a_run(capsys, data, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()

@@ -147,6 +147,20 @@ def test_resuming_a_run_that_ended_trains_nothing_and_returns_its_ending(mnist, 
     np.testing.assert_array_equal(net.params, ended_net.params)  # the network as the run left it
 
 
+def test_a_run_directory_held_by_another_training_is_refused_untouched(mnist, tmp_path):
+    from distnet.rundir import RunDir
+
+    fit_small(mnist, tmp_path / "run", epochs=1)
+    before = files(tmp_path / "run")
+    with RunDir(tmp_path / "run").held(create=False):  # as a training in another process holds it
+        for resume in (True, False):
+            with pytest.raises(ConfigError, match="is in use: another process is training this run"):
+                fit_small(mnist, tmp_path / "run", epochs=2, resume=resume)
+    assert files(tmp_path / "run") == before
+    resumed, _ = fit_small(mnist, tmp_path / "run", epochs=2, resume=True)  # free again
+    assert resumed.epochs == 2 and not resumed.already_ended
+
+
 def test_a_resumed_run_counts_the_seconds_of_every_session(mnist, tmp_path):
     fit_small(mnist, tmp_path / "run", epochs=1)
     first = Checkpoint.load(tmp_path / "run" / "checkpoint.npz").seconds
