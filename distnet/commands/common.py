@@ -7,8 +7,7 @@ import json
 import math
 from pathlib import Path
 
-
-DATASETS = ("mnist", "fashion-mnist")
+from ..data.datasets import DATASETS
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, of_model: bool = False) -> None:

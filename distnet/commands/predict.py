@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataFormatError, DataNotFoundError
-from .common import DATASETS, dataset_of_model
+from ..data.datasets import DATASETS, class_names
+from .common import dataset_of_model
 
 SIDE = 28
 PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -38,14 +39,13 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..data.datasets import DIGIT_CLASSES, FASHION_CLASSES
     from ..metrics import recognized
     from ..nn import Network
     from .show import check_threshold
 
     check_threshold(args.threshold)
     network = Network.load(args.model)
-    classes = FASHION_CLASSES if dataset_of_model(args.model, args.dataset) == "fashion-mnist" else DIGIT_CLASSES
+    classes = class_names(dataset_of_model(args.model, args.dataset))
     if network.input_size != SIDE * SIDE or network.output_size != len(classes):
         raise ConfigError(f"{args.model} takes {network.input_size} inputs and gives {network.output_size} "
                           f"outputs; predict needs a network for 28x28 images and {len(classes)} classes")

@@ -96,6 +96,12 @@ CHECKSUMS: dict[str, dict[str, str]] = {
 _NUM_CLASSES = 10
 _TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 _CLASSES = {"mnist": DIGIT_CLASSES, "fashion-mnist": FASHION_CLASSES}
+DATASETS = tuple(_CLASSES)  # the names load_dataset takes
+
+
+def class_names(name: str) -> tuple[str, ...]:
+    """The names of data set ``name``'s classes, in label order."""
+    return _CLASSES[name]
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
