@@ -47,11 +47,15 @@ class _Steps:
             loss = ((self.model(x) - y) ** 2).sum() / len(rows)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            with torch.no_grad():
-                for w in self.weights:
-                    w.mul_(1 - L2)
-            self.optimizer.step()
+            self.update()
         return time.perf_counter() - started
+
+    def update(self) -> None:
+        """The original's L2 (weights times (1 − λ)), then the optimizer's step."""
+        with self.torch.no_grad():
+            for w in self.weights:
+                w.mul_(1 - L2)
+        self.optimizer.step()
 
 
 def _missing_torch() -> dict | None:
