@@ -102,8 +102,9 @@ class RunDir:
         """The run's configuration, as written by :meth:`create`."""
         try:
             config = json.loads(self.config_path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{self.path} is not a run directory (no config.json); expected the folder "
+        except (FileNotFoundError, NotADirectoryError):
+            what = "a file, not a folder" if self.path.is_file() else "no config.json"
+            raise ConfigError(f"{self.path} is not a run directory ({what}); expected the folder "
                               f"of a run that distnet train wrote") from None
         except (OSError, ValueError, RecursionError) as e:
             raise ModelFormatError(f"{self.config_path}: not readable as JSON ({e})") from None

@@ -165,6 +165,24 @@ def test_a_model_in_its_run_directory_is_used_on_the_data_set_the_run_trained_on
     assert status == 0 and json.loads(out)["dataset"] == "mnist"
 
 
+def test_a_run_directory_stands_for_its_best_network(capsys, fashion_run, tmp_path):
+    run_dir, _, _ = fashion_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    status, out, _ = run_cli(capsys, "evaluate", run_dir, "--json")
+    assert status == 0
+    assert (json.loads(out)["model"], json.loads(out)["error_rate"]) == (str(run_dir / "best.npz"),
+                                                                          summary["test_error"])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for command in ("evaluate", "show"):
+        status, _, err = run_cli(capsys, command, empty)
+        assert status == 2 and err == (f"distnet: error: {empty} is a folder without a best.npz; give a model "
+                                       f"file, such as RUN_DIR/best.npz\n")
+    status, _, err = run_cli(capsys, "plot", run_dir / "best.npz")
+    assert status == 2 and err.startswith(f"distnet: error: {run_dir / 'best.npz'} is not a run directory "
+                                          f"(a file, not a folder)")
+
+
 # -- show ----------------------------------------------------------------------------------------
 def test_show_picks_the_surest_mistakes(capsys, mnist_run, mnist_test):
     run_dir, _ = mnist_run
@@ -323,7 +341,7 @@ def test_plot_without_matplotlib_says_what_to_install(capsys, mnist_run, monkeyp
     assert status == 2 and "plotting needs matplotlib: pip install 'distnet[plot]'" in err
 
 
-def test_plot_refuses_a_folder_that_is_not_a_run(capsys, tmp_path):
-    pytest.importorskip("matplotlib")
+def test_plot_refuses_a_folder_that_is_not_a_run(capsys, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # the folder is checked before matplotlib is needed
     status, _, err = run_cli(capsys, "plot", tmp_path)
     assert status == 2 and "is not a run directory" in err

@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import add_data_arguments, check_fits, dataset_of_model, load_data
+from .common import add_data_arguments, check_fits, dataset_of_model, load_data, model_file
 
 
 def register(subparsers) -> None:
     evaluate = subparsers.add_parser("evaluate", help="error rate, per-class accuracy and confusion matrix of a model")
-    evaluate.add_argument("model", type=Path, help="a .npz network (e.g. RUN_DIR/best.npz)")
+    evaluate.add_argument("model", type=Path,
+                          help="a .npz network (e.g. RUN_DIR/best.npz), or a run directory for its best.npz")
     add_data_arguments(evaluate, of_model=True)
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
     evaluate.set_defaults(handler=run)
@@ -19,6 +20,7 @@ def run(args) -> int:
     from ..metrics import evaluate
     from ..nn import Network
 
+    args.model = model_file(args.model)
     network = Network.load(args.model)
     args.dataset = dataset_of_model(args.model, args.dataset)
     splits = load_data(args, validation=0)

@@ -34,12 +34,12 @@ def run(args) -> int:
     from ..rundir import RunDir
     from .common import load_data
 
-    pyplot = import_pyplot()
     run_dir = RunDir(args.run_dir)
     config = run_dir.config()
     history = read_history(run_dir.history_path)
     if not run_dir.best_path.exists():
         raise ConfigError(f"{run_dir.path} has no best network yet (best.npz); train or resume the run first")
+    pyplot = import_pyplot()
     args.dataset = config.get("dataset", "mnist")
     test = load_data(args, validation=0).test
     outputs = Network.load(run_dir.best_path).predict(test.images)

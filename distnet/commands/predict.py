@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataFormatError, DataNotFoundError
 from ..data.datasets import DATASETS, class_names
-from .common import dataset_of_model
+from .common import dataset_of_model, model_file
 
 SIDE = 28
 PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -24,7 +24,8 @@ def register(subparsers) -> None:
         description="Print each image's class and the network's probability per class. FILE can be a "
                     "PNG/JPEG picture (needs Pillow: pip install 'distnet[images]'), a .npy array of "
                     "one or more 28x28 images (or rows of 784 values), or an IDX images file.")
-    predict.add_argument("model", type=Path, help="a .npz network (e.g. RUN_DIR/best.npz)")
+    predict.add_argument("model", type=Path,
+                         help="a .npz network (e.g. RUN_DIR/best.npz), or a run directory for its best.npz")
     predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
     predict.add_argument("--dataset", choices=DATASETS,
                          help="what the network was trained on, for the class names (default: the one the "
@@ -44,6 +45,7 @@ def run(args) -> int:
     from .show import check_threshold
 
     check_threshold(args.threshold)
+    args.model = model_file(args.model)
     network = Network.load(args.model)
     classes = class_names(dataset_of_model(args.model, args.dataset))
     if network.input_size != SIDE * SIDE or network.output_size != len(classes):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .common import add_data_arguments, check_fits, dataset_of_model, load_data
+from .common import add_data_arguments, check_fits, dataset_of_model, load_data, model_file
 
 GAP = "   "  # between a digit's picture and its probability table
 
@@ -19,7 +19,8 @@ def register(subparsers) -> None:
         description="Draw the misclassified test images the network is surest about (label, prediction "
                     "and the probability of each class); with --threshold, report the inputs where no "
                     "class reaches that probability as not recognized.")
-    show.add_argument("model", type=Path, help="a .npz network (e.g. RUN_DIR/best.npz)")
+    show.add_argument("model", type=Path,
+                      help="a .npz network (e.g. RUN_DIR/best.npz), or a run directory for its best.npz")
     add_data_arguments(show, of_model=True)
     show.add_argument("--confused", type=int, default=5, metavar="N",
                       help="how many misclassified test images to draw (default: 5)")
@@ -37,6 +38,7 @@ def run(args) -> int:
     check_threshold(args.threshold)
     if args.confused < 0:
         raise ConfigError(f"--confused must be 0 or more, got {args.confused}")
+    args.model = model_file(args.model)
     network = Network.load(args.model)
     args.dataset = dataset_of_model(args.model, args.dataset)
     test = load_data(args, validation=0).test
