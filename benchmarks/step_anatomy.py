@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.workloads import (L2, WORKLOADS, distnet_network, distnet_optimizer,  # noqa: E402
-                                  thread_settings, training_data)
+                                  median_seconds, thread_settings, training_data)
 from distnet.batches import RowGather  # noqa: E402
 from distnet.distributed import channel as ch  # noqa: E402
 from distnet.nn import ParallelUpdate  # noqa: E402
@@ -68,6 +68,7 @@ class _Gradients:
 
 
 def _ms(seconds) -> float:
+    """Milliseconds: of one time, or the median of several."""
     return round(float(np.median(seconds)) * 1e3, 3)
 
 
@@ -92,12 +93,7 @@ def gradient_alone(workload: str, rows: int, repeats: int) -> dict:
     out = np.empty_like(gradients.network.params)
     for _ in range(WARM_UP):
         gradients(out)
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        gradients(out)
-        seconds.append(time.perf_counter() - started)
-    return {"gradient_alone_ms": _ms(seconds), "data": gradients.data}
+    return {"gradient_alone_ms": _ms(median_seconds(lambda: gradients(out), repeats)), "data": gradients.data}
 
 
 def channel_steps(workload: str, workers: int, repeats: int) -> dict:
@@ -118,7 +114,7 @@ def channel_steps(workload: str, workers: int, repeats: int) -> dict:
     for child in children:
         child.start()
     scale = 1 / w.batch_size
-    step_s, update_s, warm = [], [], []
+    step_s, update_s = [], []
     try:
         server = ch.ServerEnd(spec)
         server.params[:] = network.params
@@ -133,10 +129,7 @@ def channel_steps(workload: str, workers: int, repeats: int) -> dict:
             finished = time.perf_counter()
             step_s.append(finished - started)
             update_s.append(finished - update_started)
-        for _ in range(repeats):
-            started = time.perf_counter()
-            update.apply(server.params, server.grads, scale)
-            warm.append(time.perf_counter() - started)
+        warm = median_seconds(lambda: update.apply(server.params, server.grads, scale), repeats)
         server.close()
     finally:
         for child in children:
@@ -167,13 +160,8 @@ def torch_parts(workload: str, threads: int, repeats: int) -> dict | None:
     images, labels, _ = training_data()
     steps = _Steps(torch, _model(torch, w), images, labels, w.batch_size, seed=1)
     steps.epoch(WARM_UP)  # the gradients are now there, and the optimizer's state
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        steps.update()
-        seconds.append(time.perf_counter() - started)
-    step_seconds = [steps.epoch(1) for _ in range(repeats)]
-    return {"update_ms": _ms(seconds), "step_ms": _ms(step_seconds)}
+    return {"update_ms": _ms(median_seconds(steps.update, repeats)),
+            "step_ms": _ms([steps.epoch(1) for _ in range(repeats)])}
 
 
 def anatomy(workload: str, workers: int, repeats: int, command: str = "") -> dict:

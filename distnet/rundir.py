@@ -62,13 +62,9 @@ class RunDir:
         and history with this one's. The hold is an advisory lock on the folder itself, which the
         system drops when the process ends, however it ends. A folder that does not exist is not
         held (a resume then says that it is not a run directory)."""
-        try:
-            if create:
-                self.path.mkdir(parents=True, exist_ok=True)
-            folder = os.open(self.path, os.O_RDONLY) if fcntl is not None and self.path.is_dir() else None
-        except OSError as e:
-            raise ConfigError(f"cannot create the run directory {self.path} ({e.strerror}); choose "
-                              f"another --run-dir") from None
+        if create:
+            self._make_folder()
+        folder = os.open(self.path, os.O_RDONLY) if fcntl is not None and self.path.is_dir() else None
         try:
             if folder is not None:
                 try:
@@ -90,13 +86,22 @@ class RunDir:
     def create(self, config: dict) -> None:
         """Start a new run here; refuses a folder whose run has saved results (see check_new)."""
         self.check_new()
+        self._make_folder()
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
             write_json(self.config_path, config)
             self.history_path.write_text("")
         except OSError as e:
-            raise ConfigError(f"cannot create the run directory {self.path} ({e.strerror}); choose "
-                              f"another --run-dir") from None
+            raise self._cannot_create(e) from None
+
+    def _make_folder(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise self._cannot_create(e) from None
+
+    def _cannot_create(self, error: OSError) -> ConfigError:
+        return ConfigError(f"cannot create the run directory {self.path} ({error.strerror}); choose "
+                           f"another --run-dir")
 
     def config(self) -> dict:
         """The run's configuration, as written by :meth:`create`."""

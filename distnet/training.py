@@ -166,9 +166,9 @@ class TrainerBase:
             checkpoint = run.load_checkpoint()
             run.remove_unfinished_writes()  # after a load that worked: a failed resume touches nothing
             self._check_resumable(checkpoint.config, config)
-            ending = self._ending(checkpoint, epochs)
-            if ending is not None:
-                return self._ended_run(run, checkpoint, ending, reporter)
+            ended = self._ended_run(run, checkpoint, epochs, reporter)
+            if ended is not None:
+                return ended
         elif run is not None:
             run.create(config)
 
@@ -188,8 +188,8 @@ class TrainerBase:
                     stopping.load_state(checkpoint.stopping_state, best)
                 run.rewrite_history(history)
             reporter.on_start({"steps_per_epoch": plan.steps_per_epoch, "epochs": epochs,
-                               "batch_size": self.batch_size, "workers": self.shards,
-                               "distributed": self.distributed, "first_epoch": epoch + 1, "parameters": self.network.parameter_count,
+                               "batch_size": self.batch_size, "workers": self.shards, "distributed": self.distributed,
+                               "first_epoch": epoch + 1, "parameters": self.network.parameter_count,
                                "sizes": self.network.sizes, "optimizer": config["optimizer"], "l2": self.rule.l2,
                                "schedule": config["schedule"], "augmentation": config["augmentation"]})
             verdict: Verdict | None = None
@@ -274,27 +274,24 @@ class TrainerBase:
                               f"({', '.join(f'{k}={saved.get(k)!r}' for k in differ)}); resume with the "
                               f"original settings")
 
-    @staticmethod
-    def _ending(checkpoint: Checkpoint, epochs: int) -> str | None:
-        """How the run of this checkpoint ended ("early_stop" or "max_epochs"), or None if it has
-        steps left to train."""
+    def _ended_run(self, run: RunDir, checkpoint: Checkpoint, epochs: int, reporter: Reporter) -> FitResult | None:
+        """If the run of this checkpoint had ended (its stop rule said stop, or it trained ``epochs``
+        epochs), its result as it ended, with nothing trained, written or started; else None."""
         state = checkpoint.stopping_state
-        if state and StopEvaluator.from_state(state["evaluator"]).stopped:
-            return "early_stop"
-        return "max_epochs" if (checkpoint.epoch, checkpoint.step) >= (epochs, 0) else None
-
-    def _ended_run(self, run: RunDir, checkpoint: Checkpoint, ending: str, reporter: Reporter) -> FitResult:
-        """The result of a run that had ended before this resume, as it ended; nothing is trained
-        or written, and nothing started."""
+        evaluator = StopEvaluator.from_state(state["evaluator"]) if state else None
+        if evaluator is not None and evaluator.stopped:
+            ending = "early_stop"
+        elif (checkpoint.epoch, checkpoint.step) >= (epochs, 0):
+            ending = "max_epochs"
+        else:
+            return None
         warnings.warn(f"{run.path} had ended at epoch {checkpoint.epoch} ({ending.replace('_', ' ')}): nothing "
                       f"to resume; to train longer, start a new run")
         self.network.set_params(checkpoint.params)  # as after the run, which ended there
-        lowest = StopEvaluator.from_state(checkpoint.stopping_state["evaluator"]).lowest \
-            if checkpoint.stopping_state else math.inf
-        evaluated = math.isfinite(lowest) and run.best_path.exists()
+        evaluated = evaluator is not None and math.isfinite(evaluator.lowest) and run.best_path.exists()
         result = FitResult(best_network=Network.load(run.best_path) if evaluated else self.network.copy(),
-                           best_error=lowest if evaluated else math.nan,
-                           best_epoch=checkpoint.stopping_state["best_epoch"] if evaluated else checkpoint.epoch,
+                           best_error=evaluator.lowest if evaluated else math.nan,
+                           best_epoch=state["best_epoch"] if evaluated else checkpoint.epoch,
                            epochs=checkpoint.epoch, stop_reason=ending, history=checkpoint.history,
                            run_dir=run.path, seconds=checkpoint.seconds, already_ended=True)
         reporter.on_end(result)

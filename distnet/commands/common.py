@@ -3,7 +3,6 @@ options (checked while the command line is parsed, before any data is loaded or 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -44,11 +43,14 @@ def model_file(path: Path) -> Path:
 def dataset_of_model(model: Path, given: str | None) -> str:
     """The data set to use a saved model on: ``given`` (--dataset), else the one recorded by the
     run directory the model is in (``best.npz`` beside the run's ``config.json``), else MNIST."""
+    from ..errors import DistnetError
+    from ..rundir import RunDir
+
     if given is not None:
         return given
     try:
-        recorded = json.loads((model.parent / "config.json").read_text()).get("dataset")
-    except (OSError, ValueError, AttributeError):  # no run directory, or not one distnet wrote
+        recorded = RunDir(model.parent).config().get("dataset")
+    except DistnetError:  # no run directory, or not one distnet wrote
         recorded = None
     return recorded if recorded in DATASETS else "mnist"
 
