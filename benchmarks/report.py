@@ -130,7 +130,8 @@ def _busy_range(results: dict) -> str:
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Measured {results['date']} ({results['mode']} mode, {results['data']} data) on {m['cpu']}, "
-             f"{m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, Ray {m['ray']}, PyTorch {m['torch']}; "
+             f"{m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, "
+             f"numba {m.get('numba') or 'not installed (the NumPy update)'}, Ray {m['ray']}, PyTorch {m['torch']}; "
              f"load average {m['load_average_at_start'][0]} at start, {m['load_average_at_end'][0]} at end; "
              f"other work on the machine during the cases: {_busy_range(results)} cores on average.",
              f"Threads: {results['threads']}.", ""]

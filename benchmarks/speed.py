@@ -139,7 +139,7 @@ def _machine() -> dict:
     except (OSError, StopIteration):
         pass
     versions = {}
-    for package in ("numpy", "ray", "torch"):
+    for package in ("numpy", "numba", "ray", "torch"):
         try:
             versions[package] = __import__(package).__version__
         except ImportError:

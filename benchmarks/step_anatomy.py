@@ -47,7 +47,7 @@ from benchmarks.workloads import (L2, WORKLOADS, distnet_network, distnet_optimi
                                   median_seconds, thread_settings, training_data)
 from distnet.batches import RowGather  # noqa: E402
 from distnet.distributed import channel as ch  # noqa: E402
-from distnet.nn import ParallelUpdate  # noqa: E402
+from distnet.nn import ParallelUpdate, fused  # noqa: E402
 
 WARM_UP = 3
 SKIPPED = "PyTorch is not installed (pip install 'distnet[bench]')"
@@ -141,7 +141,8 @@ def channel_steps(workload: str, workers: int, repeats: int) -> dict:
     slowest = np.array(times).reshape(steps, workers)[WARM_UP:].max(axis=1)
     return {"gradient_at_once_ms": _ms(slowest), "update_warm_ms": _ms(warm),
             "update_after_gradients_ms": _ms(update_s[WARM_UP:]), "channel_step_ms": _ms(step_s[WARM_UP:]),
-            "update_threads": update.parts}
+            "update_threads": update.parts,
+            "update_kind": "one compiled pass (numba)" if fused.available() else "NumPy"}
 
 
 def torch_parts(workload: str, threads: int, repeats: int) -> dict | None:
@@ -183,7 +184,8 @@ def markdown(r: dict) -> str:
     rows = r["rows_per_worker"]
     lines = [f"`{r['command']}`, {r['measured']}: {'-'.join(map(str, r['sizes']))}, batch "
              f"{r['batch_size']}, {r['workers']} workers of {rows} rows, {r['data']} data, {r['cores']} cores, "
-             f"1 BLAS thread per process, the update on {r['update_threads']} thread(s).", "",
+             f"1 BLAS thread per process, the update on {r['update_threads']} thread(s), "
+             f"{r['update_kind']}.", "",
              "| part of a step | median |", "|---|---|",
              f"| gradient on {rows} rows, one process alone | {ms(r['gradient_alone_ms'])} |",
              f"| gradient on {rows} rows, {r['workers']} processes at once (the slowest per step) | "

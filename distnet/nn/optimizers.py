@@ -6,10 +6,13 @@ with :meth:`Optimizer.state` for checkpoints and restored with :meth:`Optimizer.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..errors import ConfigError
 from ..spec import from_spec
+from . import fused
 
 
 class Optimizer:
@@ -95,7 +98,7 @@ class Nesterov(Optimizer):
 
     def step(self, params, grad, scale=1.0):
         mu = params.dtype.type(self.momentum)
-        v = self._slot("velocity", params)
+        v = self.velocity(params)
         if self._scratch is None or self._scratch.shape != v.shape or self._scratch.dtype != v.dtype:
             self._scratch = np.empty_like(v)
         # The same update, rearranged: −μ·v_prev + (1 + μ)·v = μ·v − lr·g. In place through one
@@ -105,6 +108,11 @@ class Nesterov(Optimizer):
         v -= scaled_grad
         params -= scaled_grad
         params += np.multiply(v, mu, out=self._scratch)
+
+    def velocity(self, like: np.ndarray) -> np.ndarray:
+        """The velocity vector, zeros shaped like ``like`` before the first step; updated in place
+        by :meth:`step` (and by the one-pass update of :class:`UpdateRule`)."""
+        return self._slot("velocity", like)
 
     def spec(self):
         return {**super().spec(), "momentum": self.momentum}
@@ -158,7 +166,9 @@ class UpdateRule:
 
     L2 is the original's: every weight is multiplied by (1 − l2) once per update, independent of
     the learning rate and the data size; biases are not decayed. The single-process trainer and
-    the parameter server both apply updates through this one class.
+    the parameter server both apply updates through this one class. With numba installed
+    (``distnet[fast]``), L2 and a :class:`Nesterov` step run as one compiled pass over the vectors
+    that gives bit-for-bit the same values (:mod:`distnet.nn.fused`).
     """
 
     def __init__(self, optimizer: Optimizer, l2: float = 0.0, weight_slices: list[slice] | None = None):
@@ -169,12 +179,45 @@ class UpdateRule:
         self.optimizer = optimizer
         self.l2 = l2
         self.weight_slices = list(weight_slices or [])
+        self._grad_sum: np.ndarray | None = None
+        self._segments: tuple[int, np.dtype, np.ndarray, np.ndarray] | None = None
 
     def apply(self, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> None:
         """Update ``params`` in place from the mean gradient ``grad · scale`` (see
         :meth:`Optimizer.step`)."""
+        self.apply_sum(params, (grad,), scale)
+
+    def apply_sum(self, params: np.ndarray, grads: Sequence[np.ndarray], scale: float = 1.0) -> None:
+        """Update ``params`` in place from the mean gradient ``(grads[0] + grads[1] + ...) · scale``,
+        summed in that order (a parameter server's workers' gradients); the gradients are only read."""
+        one_pass = isinstance(self.optimizer, Nesterov) and fused.available()
+        # The one-pass update adds the last gradient itself; the rest are summed first, in order,
+        # ((g0 + g1) + g2) + ..., as one sum over the whole list would be.
+        summed_first = grads[:-1] if one_pass else grads
+        if len(summed_first) > 1:
+            grads = [self._sum(summed_first), *grads[len(summed_first):]]
+        if one_pass:
+            bounds, keeps = self._segments_of(params)
+            fused.nesterov_update(params, self.optimizer.velocity(params), grads,
+                                  self.optimizer.learning_rate * scale, self.optimizer.momentum, bounds, keeps)
+            return
         if self.l2:
             keep = params.dtype.type(1 - self.l2)
             for weights in self.weight_slices:
                 params[weights] *= keep
-        self.optimizer.step(params, grad, scale)
+        self.optimizer.step(params, grads[0], scale)
+
+    def _sum(self, grads: Sequence[np.ndarray]) -> np.ndarray:
+        first = grads[0]
+        if self._grad_sum is None or self._grad_sum.shape != first.shape or self._grad_sum.dtype != first.dtype:
+            self._grad_sum = np.empty_like(first)
+        total = np.add(first, grads[1], out=self._grad_sum)
+        for grad in grads[2:]:
+            total += grad
+        return total
+
+    def _segments_of(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self._segments is None or self._segments[:2] != (params.size, params.dtype):
+            bounds, keeps = fused.segments(params.size, self.weight_slices, 1 - self.l2, params.dtype)
+            self._segments = (params.size, params.dtype, bounds, keeps)
+        return self._segments[2:]

@@ -45,20 +45,10 @@ class _Part:
                        for w in weight_slices if max(w.start, start) < min(w.stop, stop)]
         # A part of biases only has nothing to decay (UpdateRule refuses L2 without weights).
         self.rule = UpdateRule(optimizer_from_spec(optimizer_spec), l2 if own_weights else 0.0, own_weights)
-        self._grad_sum: np.ndarray | None = None
 
     def apply(self, params: np.ndarray, grads: Sequence[np.ndarray], scale: float) -> None:
         own = slice(self.start, self.stop)
-        if len(grads) == 1:
-            total = grads[0][own]  # the rule only reads the gradient, so no copy
-        else:
-            if self._grad_sum is None or self._grad_sum.dtype != grads[0].dtype:
-                self._grad_sum = np.empty(self.stop - self.start, dtype=grads[0].dtype)
-            # In worker order, ((g0 + g1) + g2) + ..., as one sum over the whole vector would be.
-            total = np.add(grads[0][own], grads[1][own], out=self._grad_sum)
-            for grad in grads[2:]:
-                total += grad[own]
-        self.rule.apply(params[own], total, scale)
+        self.rule.apply_sum(params[own], [grad[own] for grad in grads], scale)
 
 
 class ParallelUpdate:

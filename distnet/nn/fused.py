@@ -1,0 +1,65 @@
+"""The original's update (L2, then Nesterov) in one compiled pass: optional, with numba.
+
+NumPy applies L2 and the Nesterov step to a parameter vector in seven passes over whole vectors,
+eight with the sum of two workers' gradients, and for a large network it is that memory traffic,
+not the arithmetic, that the update costs (``python -m benchmarks.step_anatomy``). With numba
+installed (``pip install "distnet[fast]"``) :class:`~distnet.nn.UpdateRule` hands the update to
+:func:`nesterov_update`, which goes through the vectors once and does, element by element, the
+same float operations in the same order as the NumPy path. numba compiles without fastmath: no
+fused multiply-add, no reassociation, so the results are bit-for-bit those of NumPy (the tests
+compare the two on every dtype and split).
+
+numba is imported on first use, so a process that never updates parameters (a Ray worker)
+never loads it.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import numpy as np
+
+
+@functools.cache
+def _kernel():
+    """The compiled kernel, or None where numba is not installed."""
+    try:
+        from ._fused_kernel import nesterov_runs
+    except ImportError:
+        return None
+    return nesterov_runs
+
+
+def available() -> bool:
+    """Whether numba is installed, so that :class:`~distnet.nn.UpdateRule` uses the one-pass update."""
+    return _kernel() is not None
+
+
+def segments(size: int, weight_slices: Sequence[slice], keep: float,
+             dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The vector of ``size`` parameters cut into runs that are all weights or all biases:
+    (bounds, keeps), run ``s`` being ``bounds[s]:bounds[s + 1]``, its L2 factor ``keeps[s]``
+    (``keep`` for weights, 1 for biases, in ``dtype``)."""
+    is_weight = np.zeros(size, dtype=bool)
+    for weights in weight_slices:
+        is_weight[weights] = True
+    starts = np.flatnonzero(np.diff(is_weight.astype(np.int8))) + 1
+    bounds = np.concatenate(([0], starts, [size])).astype(np.int64)
+    factor = np.dtype(dtype).type
+    return bounds, np.where(is_weight[bounds[:-1]], factor(keep), factor(1))
+
+
+def nesterov_update(params: np.ndarray, velocity: np.ndarray, grads: Sequence[np.ndarray],
+                    learning_rate: float, momentum: float, bounds: np.ndarray, keeps: np.ndarray) -> None:
+    """Multiply each run of ``params`` by its L2 factor, then apply Nesterov(``learning_rate``,
+    ``momentum``) with the gradient ``grads[0] + grads[1]`` (or ``grads[0]``), in place and in one
+    pass. ``bounds`` and ``keeps`` come from :func:`segments`. Needs numba (:func:`available`).
+    """
+    kernel = _kernel()
+    if kernel is None:
+        raise RuntimeError('the one-pass update needs numba: pip install "distnet[fast]"')
+    if not 1 <= len(grads) <= 2:
+        raise ValueError(f"the one-pass update sums one or two gradients, got {len(grads)}")
+    dtype = params.dtype.type
+    kernel(params, velocity, grads[0], grads[-1], len(grads) == 2, bounds, keeps,
+           dtype(learning_rate), dtype(momentum))
