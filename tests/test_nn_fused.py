@@ -1,5 +1,6 @@
 """The one-pass compiled update (distnet.nn.fused, with numba) against the NumPy update it stands
 in for: bit for bit, over many steps, every dtype, one to three gradients, with and without L2."""
+import os
 import subprocess
 import sys
 
@@ -125,3 +126,20 @@ print("numba" in sys.modules)
 """
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "True"]
+
+
+def test_where_no_folder_can_keep_the_machine_code_each_process_compiles_it():
+    # Numba looks for a writable folder (beside the module, then the user's cache); the Zip
+    # locator alone finds none for an ordinary file, as on a read-only install without a home.
+    script = """
+import numpy as np
+from distnet.nn import Nesterov, UpdateRule, fused
+params = np.ones(3)
+UpdateRule(Nesterov(0.5, 0.5)).apply(params, np.ones(3))
+print(fused.available(), params.tolist())
+"""
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "ZipCacheLocator"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    # v = 0.5·0 − 0.5·1 = −0.5; W = (1 − 0.5) + 0.5·(−0.5) = 0.25
+    assert out.stdout.split(maxsplit=1) == ["True", "[0.25, 0.25, 0.25]\n"]

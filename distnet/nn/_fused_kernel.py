@@ -2,7 +2,16 @@
 import numba
 
 
-@numba.njit(nogil=True, cache=True)
+def _compiled(function):
+    # The machine code is kept beside this file or in the user's cache folder; where neither can
+    # be written (a read-only install, no home), each process compiles it again (under a second).
+    try:
+        return numba.njit(nogil=True, cache=True)(function)
+    except RuntimeError:
+        return numba.njit(nogil=True)(function)
+
+
+@_compiled
 def _nesterov_run(params, velocity, first, second, two, lr, mu, keep):
     # The NumPy path's operations in its order: g0 + g1, W·keep (L2), g·lr, v·μ − g·lr,
     # (W − g·lr) + v·μ. ``two`` is the same for the whole loop, so the loop vectorizes.
@@ -13,7 +22,7 @@ def _nesterov_run(params, velocity, first, second, two, lr, mu, keep):
         params[i] = (params[i] * keep - scaled) + v * mu
 
 
-@numba.njit(nogil=True, cache=True)
+@_compiled
 def nesterov_runs(params, velocity, first, second, two, bounds, keeps, lr, mu):
     """The update of each run ``bounds[s]:bounds[s + 1]`` with its L2 factor ``keeps[s]``: one
     loop per run of weights or biases, so that each loop vectorizes."""
