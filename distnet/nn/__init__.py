@@ -1,4 +1,5 @@
-"""The neural-network math in plain NumPy: no Ray, no files beyond a network's own."""
+"""The neural-network math in plain NumPy (with numba installed, the update also runs as one compiled
+pass that gives the same values: :mod:`distnet.nn.fused`): no Ray, no files beyond a network's own."""
 from .activations import (Activation, Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh,
                           activation_from_spec)
 from .costs import MSE, Cost, CrossEntropy, HalfQuadratic, Quadratic, cost_from_spec

@@ -3,7 +3,8 @@
 Every optimizer rule and the original's L2 act element by element, so the update of a large
 parameter vector can run on contiguous parts of it side by side and give bit-for-bit the values
 one :class:`~distnet.nn.UpdateRule` gives on the whole vector. NumPy releases the GIL inside its
-loops over large arrays, so threads are enough.
+loops over large arrays, and the one-pass update of :mod:`distnet.nn.fused` is compiled without it,
+so threads are enough.
 """
 from __future__ import annotations
 
