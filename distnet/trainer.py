@@ -67,6 +67,7 @@ class Trainer(TrainerBase):
     def _optimizer_state(self) -> dict[str, np.ndarray]:
         return self.optimizer.state()
 
-    def _load_state(self, params: np.ndarray, optimizer_state: dict[str, np.ndarray]) -> None:
+    def _load_state(self, params: np.ndarray, optimizer_state: dict[str, np.ndarray],
+                    position: tuple[int, int]) -> None:
         self.network.set_params(params)
         self.optimizer.load_state(optimizer_state)

@@ -182,7 +182,7 @@ class TrainerBase:
             if checkpoint is not None:
                 epoch, step, history = checkpoint.epoch, checkpoint.step, checkpoint.history
                 stats = StepStats(**checkpoint.epoch_stats) if checkpoint.epoch_stats else StepStats()
-                self._load_state(checkpoint.params, checkpoint.optimizer_state)
+                self._load_state(checkpoint.params, checkpoint.optimizer_state, (epoch, step))
                 if checkpoint.stopping_state is not None:
                     best = self.network.load(run.best_path).params if run.best_path.exists() else None
                     stopping.load_state(checkpoint.stopping_state, best)
@@ -325,7 +325,9 @@ class TrainerBase:
     def _optimizer_state(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def _load_state(self, params: np.ndarray, optimizer_state: dict[str, np.ndarray]) -> None:
+    def _load_state(self, params: np.ndarray, optimizer_state: dict[str, np.ndarray],
+                    position: tuple[int, int]) -> None:
+        """Continue from a checkpoint's state, which stands before step ``position`` = (epoch, step)."""
         raise NotImplementedError
 
     def _set_learning_rate(self, learning_rate: float) -> None:

@@ -126,6 +126,57 @@ def test_killed_parameter_server_without_run_directory_replays_from_the_start(mn
     assert_same_run(trainer, result, uninterrupted)
 
 
+class LoseWorkerInReplay(DistributedTrainer):
+    """Kills worker 1 when a replay reaches its second epoch (a replay sets each epoch's rate
+    before running its steps), i.e. halfway through a new parameter server's catching up."""
+
+    killed = False
+
+    def _set_server_rate(self, epoch):
+        if epoch == 1 and not self.killed:
+            self.killed = True
+            os.kill(self.placement[1]["pid"], signal.SIGKILL)
+        super()._set_server_rate(epoch)
+
+
+def test_a_worker_lost_while_a_new_parameter_server_replays_is_recovered_too(mnist, ray_local, uninterrupted):
+    trainer = LoseWorkerInReplay(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3, workers=2)
+    worker_pid = None
+
+    def kill_server():
+        nonlocal worker_pid
+        worker_pid = trainer.placement[1]["pid"]
+        ray_local.kill(trainer._server)
+
+    # The server dies at step 25 of epoch 2; its replacement replays all 50 steps of epoch 1, then
+    # loses worker 1 as it starts on epoch 2, and must carry on from where it stands (epoch 2,
+    # step 0), neither from the start again nor from step 25.
+    result = fit(trainer, mnist, reporter=KillOnce(2, 25, kill_server))
+    assert trainer.killed
+    assert trainer.failures == ["the parameter server lost in epoch 2 (ActorDiedError)",
+                                f"worker 1 (pid {worker_pid}) lost at epoch 2, step 0"]
+    assert_same_run(trainer, result, uninterrupted)
+
+
+def test_a_resumed_run_that_loses_a_worker_before_its_first_step_carries_on_from_its_checkpoint(
+        mnist, ray_local, uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    first = make_trainer(max_failures=0)
+    with pytest.raises(FailureLimitError):  # after the checkpoint of step 20 of epoch 2
+        fit(first, mnist, reporter=KillOnce(2, 25, lambda: ray_local.kill(first._workers[0])), run_dir=run,
+            checkpoint_every=10)
+    resumed = make_trainer()
+
+    class KillAtStart(Reporter):
+        def on_start(self, info):
+            os.kill(resumed.placement[1]["pid"], signal.SIGKILL)
+
+    # The loaded server has applied nothing yet: it must know that it stands at epoch 2, step 20.
+    result = fit(resumed, mnist, run_dir=run, resume=True, reporter=KillAtStart())
+    assert len(resumed.failures) == 1 and resumed.failures[0].endswith("lost at epoch 2, step 20"), resumed.failures
+    assert_same_run(resumed, result, uninterrupted)
+
+
 def test_failures_beyond_the_limit_end_the_run_keeping_best_network_and_checkpoint(
         mnist, ray_local, uninterrupted, tmp_path):
     run = tmp_path / "run"

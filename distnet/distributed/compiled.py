@@ -84,6 +84,7 @@ class CompiledSteps(StepProtocol):
         except ray.exceptions.RayError as e:
             applied = first_unapplied_step(self.server, epoch, start)
             raise WorkerLostError(f"a step failed at epoch {epoch + 1}, step {applied}: {e}", epoch, applied) from e
+        return self._summary()
 
     def close(self):
         """Tear the graph down (the actors then take ordinary calls again), waiting at most

@@ -16,7 +16,8 @@ from . import channel as ch
 
 class ParameterServer:
     def __init__(self, network_spec: dict, params: np.ndarray, optimizer_spec: dict, l2: float,
-                 optimizer_state: dict | None = None, update_parts: int | None = None):
+                 optimizer_state: dict | None = None, update_parts: int | None = None,
+                 position: tuple[int, int] = (0, 0)):
         network = Network.from_spec(network_spec, params)
         self.params = network.params
         # ``update_parts=None`` splits a large network's update over every core this process may
@@ -26,7 +27,7 @@ class ParameterServer:
         self.update = ParallelUpdate(optimizer_spec, l2, network.weight_slices, self.params.size, update_parts)
         if optimizer_state:
             self.update.load_state(optimizer_state)
-        self.position = (0, 0)  # (epoch, step) of the next update to apply
+        self.position = tuple(position)  # (epoch, step) of the next update to apply
         self._stats = np.zeros(ch.STATS_COLUMNS)
         self._channel: ch.ServerEnd | None = None
 
@@ -46,9 +47,15 @@ class ParameterServer:
         """(parameters, optimizer state, position of the next step): what a checkpoint needs."""
         return self.params.copy(), self.update.state(), self.position
 
-    def load_state(self, params: np.ndarray, optimizer_state: dict) -> None:
+    def next_position(self) -> tuple[int, int]:
+        """(epoch, step) of the next update to apply."""
+        return self.position
+
+    def load_state(self, params: np.ndarray, optimizer_state: dict, position: tuple[int, int]) -> None:
+        """Continue from a checkpoint's state, which stands before step ``position`` = (epoch, step)."""
         self.params[...] = params
         self.update.load_state(optimizer_state)
+        self.position = tuple(position)
 
     def set_learning_rate(self, learning_rate: float) -> None:
         """The rate for the coming epoch (the driver's learning-rate schedule decides it)."""
@@ -100,11 +107,13 @@ class ParameterServer:
             self._channel.close()
             self._channel = None
 
-    def serve_steps(self, epoch: int, start: int, stop: int) -> int:
-        """Run steps [start, stop) of ``epoch`` over the channel; returns the steps completed.
+    def serve_steps(self, epoch: int, start: int, stop: int) -> tuple[int, tuple | None]:
+        """Run steps [start, stop) of ``epoch`` over the channel; returns the steps completed and,
+        when that is all of them, :meth:`take_stats` (which saves the driver a call per chunk).
 
-        Stops early (and reports how far it got) if a worker fails or dies: every completed
-        step was applied exactly once, the interrupted one not at all.
+        Stops early (and reports how far it got, with no summary) if a worker fails or dies: every
+        completed step was applied exactly once, the interrupted one not at all, and the completed
+        steps' statistics wait for the next summary.
         """
         channel = self._channel
         for step in range(start, stop):
@@ -112,8 +121,8 @@ class ParameterServer:
                 channel.start_step(epoch, step)
                 failed = channel.wait_step()
             except ch.PeerLost:
-                return step - start
+                return step - start, None
             if failed:
-                return step - start
+                return step - start, None
             self._apply(epoch, step, channel.grads, channel.stats)
-        return stop - start
+        return stop - start, self.take_stats()

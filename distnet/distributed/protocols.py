@@ -1,8 +1,10 @@
 """Step protocols: how one chunk of steps runs on the parameter server and the workers.
 
-Each protocol runs steps [start, stop) of an epoch and either completes them all or raises
+Each protocol runs steps [start, stop) of an epoch and either completes them all, returning the
+parameter server's :data:`ChunkSummary` of the steps applied since the last summary, or raises
 :class:`WorkerLostError` naming the first step that was *not* applied: every step before it was
-applied exactly once, so a caller can replace actors and carry on from there.
+applied exactly once (its statistics stay on the server for the next summary), so a caller can
+replace actors and carry on from there.
 """
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ from contextlib import suppress
 import ray
 
 from ..errors import ConfigError
+
+# (summed cost, correctly classified samples, samples, whether every parameter is finite)
+ChunkSummary = tuple[float, int, int, bool]
 
 
 class WorkerLostError(RuntimeError):
@@ -24,9 +29,8 @@ class WorkerLostError(RuntimeError):
 def first_unapplied_step(server, epoch: int, start: int) -> int:
     """After a failed chunk of ``epoch`` that began at ``start``: the first step the server has
     not applied (it applies steps in order, each exactly once)."""
-    next_epoch, next_step = ray.get(server.state.remote())[2]
-    # max: a server that has applied nothing since it was loaded from a checkpoint reports (0, 0).
-    return max(start, next_step) if next_epoch == epoch else start
+    next_epoch, next_step = ray.get(server.next_position.remote())
+    return next_step if next_epoch == epoch else start
 
 
 class StepProtocol:
@@ -35,8 +39,11 @@ class StepProtocol:
     def __init__(self, server, workers: list):
         self.server, self.workers = server, workers
 
-    def run(self, epoch: int, start: int, stop: int) -> None:
+    def run(self, epoch: int, start: int, stop: int) -> ChunkSummary:
         raise NotImplementedError
+
+    def _summary(self) -> ChunkSummary:
+        return ray.get(self.server.take_stats.remote())
 
     def close(self) -> None:
         pass
@@ -59,11 +66,13 @@ class PlainSteps(StepProtocol):
         except ray.exceptions.RayError as e:
             applied = first_unapplied_step(self.server, epoch, start)
             raise WorkerLostError(f"a step failed at epoch {epoch + 1}, step {applied}: {e}", epoch, applied) from e
+        return self._summary()
 
 
 class ChannelSteps(StepProtocol):
     """Same-host shared memory and FIFOs (:mod:`distnet.distributed.channel`): one Ray call per
-    actor per chunk, microseconds of coordination per step."""
+    actor per chunk (the server's answers with the chunk's summary), microseconds of coordination
+    per step."""
 
     name = "channel"
 
@@ -90,10 +99,11 @@ class ChannelSteps(StepProtocol):
 
     def run(self, epoch, start, stop):
         pending = [w.serve_steps.remote(epoch, start, stop) for w in self.workers]
-        done = ray.get(self.server.serve_steps.remote(epoch, start, stop))
-        if done < stop - start:
+        done, summary = ray.get(self.server.serve_steps.remote(epoch, start, stop))
+        if summary is None:
             raise WorkerLostError(self._cause(pending, epoch, start + done), epoch, start + done)
         ray.get(pending)
+        return summary
 
     @staticmethod
     def _cause(pending, epoch: int, step: int) -> str:

@@ -182,12 +182,12 @@ class DistributedTrainer(TrainerBase):
         ).remote(index, self._spec, images, labels, plan_args,
                  self.augmentation.spec() if self.augmentation else None)
 
-    def _start_server(self, params: np.ndarray, optimizer_state: dict):
+    def _start_server(self, params: np.ndarray, optimizer_state: dict, position: tuple[int, int] = (0, 0)):
         here = ray.get_runtime_context().get_node_id()
         return ray.remote(ParameterServer).options(
             num_cpus=0, max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
-        ).remote(self._spec, params, self.optimizer.spec(), self.rule.l2, optimizer_state)
+        ).remote(self._spec, params, self.optimizer.spec(), self.rule.l2, optimizer_state, position=position)
 
     def _open_steps(self):
         if self.protocol == "compiled":
@@ -224,8 +224,7 @@ class DistributedTrainer(TrainerBase):
         self._confirmed = (epoch, start)
 
         def run(first: int) -> tuple[StepStats, bool]:
-            self._steps.run(epoch, first, stop)
-            *stats, params_finite = ray.get(self._server.take_stats.remote())
+            *stats, params_finite = self._steps.run(epoch, first, stop)
             return StepStats(*stats), params_finite
 
         # After a recovery the server says where to carry on: at the interrupted step.
@@ -259,8 +258,9 @@ class DistributedTrainer(TrainerBase):
         super()._set_learning_rate(learning_rate)
         self._recovering(lambda: ray.get(self._server.set_learning_rate.remote(learning_rate)))
 
-    def _load_state(self, params: np.ndarray, optimizer_state: dict[str, np.ndarray]) -> None:
-        ray.get(self._server.load_state.remote(params, optimizer_state))
+    def _load_state(self, params: np.ndarray, optimizer_state: dict[str, np.ndarray],
+                    position: tuple[int, int]) -> None:
+        ray.get(self._server.load_state.remote(params, optimizer_state, position))
 
     # -- fault tolerance ------------------------------------------------------------------------
     def _recovering(self, call, again=None):
@@ -311,12 +311,12 @@ class DistributedTrainer(TrainerBase):
                 self.placement[i] = self._where(self._workers[i], i)
         if not server_alive:
             ray.kill(self._server)
-            self._server, resumed_at = self._restore_server()
+            self._server = self._restore_server()
         self._steps = self._open_steps()
         self.active_protocol = self._steps.name
-        if not server_alive:
-            self._replay(resumed_at, self._confirmed)
-            ray.get(self._server.take_stats.remote())  # counted before the loss already
+        # A new server stands at its checkpoint, and one whose replay was cut short by another
+        # loss somewhere after it: either way short of the steps confirmed so far.
+        self._replay(tuple(ray.get(self._server.next_position.remote())), self._confirmed)
 
     @staticmethod
     def _answered(pings: list, timeout: float = 30.0) -> list[bool]:
@@ -340,15 +340,14 @@ class DistributedTrainer(TrainerBase):
                                f"(was its node lost?)") from None
 
     def _restore_server(self):
-        """A new parameter server in the state of the newest checkpoint (or of the run's start);
-        returns it and the (epoch, step) it stands at."""
+        """A new parameter server in the state of the newest checkpoint (or of the run's start)."""
         epoch, step, params, optimizer_state = self._origin
         if self._run is not None and (self._run.checkpoint_path.exists()
                                       or self._run.previous_checkpoint_path.exists()):
             checkpoint = self._run.load_checkpoint()
             epoch, step, params, optimizer_state = (checkpoint.epoch, checkpoint.step, checkpoint.params,
                                                     checkpoint.optimizer_state)
-        return self._start_server(params, optimizer_state), (epoch, step)
+        return self._start_server(params, optimizer_state, (epoch, step))
 
     def _replay(self, start: tuple[int, int], stop: tuple[int, int]) -> None:
         """Run every step from position ``start`` up to (not including) ``stop``, each epoch at its
@@ -359,7 +358,7 @@ class DistributedTrainer(TrainerBase):
             epoch, step = divmod(position, per_epoch)
             upto = min(end, (epoch + 1) * per_epoch)
             self._set_server_rate(epoch)
-            self._steps.run(epoch, step, upto - epoch * per_epoch)
+            self._steps.run(epoch, step, upto - epoch * per_epoch)  # its statistics were counted already
             position = upto
         self._set_server_rate(stop[0])
 
