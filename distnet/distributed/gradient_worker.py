@@ -7,7 +7,7 @@ server turns those into the mean over the whole mini-batch.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import numpy as np
 
@@ -49,19 +49,23 @@ class GradientWorker:
                                                              out=self._augmented)
         return self.plan.shard_step(self._order, self.index, step)
 
-    def _backprop(self, epoch: int, step: int, out: np.ndarray) -> tuple[float, int, int]:
-        rows = self._rows(epoch, step)
+    def _batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """This worker's rows of the step's mini-batch: (inputs, targets), in buffers that the next
+        call overwrites."""
+        return self._gather(self._rows(epoch, step), self._epoch_images, self.targets)
+
+    def _backprop(self, batch: tuple[np.ndarray, np.ndarray], out: np.ndarray) -> tuple[float, int, int]:
+        X, Y = batch
         # Overflow shows up as a non-finite cost, which the driver reports as divergence.
         with np.errstate(over="ignore", invalid="ignore"):
-            X, Y = self._gather(rows, self._epoch_images, self.targets)
             _, cost, correct = self.network.backprop(X, Y, out=out, reuse_buffers=True)
-        return cost, correct, len(rows)
+        return cost, correct, len(X)
 
     # -- the plain-call and compiled-graph step ---------------------------------------------------
     def gradient(self, params: np.ndarray, epoch: int, step: int):
         """(summed gradient, summed cost, correct, samples) of this worker's part of the step."""
         with self._computing_on(params):
-            cost, correct, samples = self._backprop(epoch, step, self._grad)
+            cost, correct, samples = self._backprop(self._batch(epoch, step), self._grad)
         return self._grad, cost, correct, samples
 
     @contextmanager
@@ -98,6 +102,7 @@ class GradientWorker:
             self._serve(self._channel, epoch, start, stop)
 
     def _serve(self, channel: ch.WorkerEnd, epoch: int, start: int, stop: int) -> None:
+        batch = None
         for step in range(start, stop):
             try:
                 command = channel.next_step()
@@ -107,11 +112,18 @@ class GradientWorker:
                 raise RuntimeError(f"worker {self.index} is at epoch {epoch} step {step}, but the "
                                    f"parameter server asked for another step")
             try:
-                channel.stats[self.index] = self._backprop(epoch, step, channel.grad)
+                channel.stats[self.index] = self._backprop(batch or self._batch(epoch, step), channel.grad)
             except BaseException:
-                channel.finish_step(ok=False)
+                channel.finish_step(ok=False)  # the server learns of the failure, and ends the chunk
                 raise
             channel.finish_step()
+            # The next step's rows are gathered while the server applies this step's update, which
+            # the worker would otherwise only wait for: the copy leaves the step's critical path.
+            # Should that fail, the step gathers them again, where a failure reaches the server.
+            batch = None
+            if step + 1 < stop:
+                with suppress(Exception):
+                    batch = self._batch(epoch, step + 1)
 
     # -- evaluation -----------------------------------------------------------------------------
     def count_errors(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, part: int,

@@ -1,0 +1,130 @@
+"""The same-host step channel without Ray: a ParameterServer and two GradientWorkers (the plain
+classes the actors wrap) in threads of this process, over a real channel (shared memory and
+FIFOs). What a chunk of steps computes, and what it reports, whatever goes wrong in between."""
+import threading
+
+import numpy as np
+import pytest
+
+from distnet import Dense, Nesterov, Network
+from distnet.batches import BatchPlan
+from distnet.distributed import channel as ch
+from distnet.distributed.gradient_worker import GradientWorker
+from distnet.distributed.parameter_server import ParameterServer
+
+STEPS = 6
+WORKERS = 2
+
+
+def network():
+    return Network([Dense(8, "leaky_relu"), Dense(3, "softmax")], input_size=5, seed=2, dtype=np.float64)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.random((100, 5)), rng.integers(0, 3, 100)
+
+
+def run_chunk(data, prepare_worker=lambda worker: None):
+    """Steps 0..STEPS-1 of epoch 0 over a fresh channel; returns the server's answer (steps done,
+    summary), its parameters, and what the workers raised."""
+    images, labels = data
+    net = network()
+    plan = BatchPlan(len(images), batch_size=10, shards=WORKERS, seed=1)
+    plan_args = {"n_samples": plan.n_samples, "batch_size": 10, "shards": WORKERS, "seed": 1}
+    workers = [GradientWorker(i, net.spec(), images[lo:hi], labels[lo:hi], plan_args)
+               for i, (lo, hi) in enumerate(plan.shard_ranges)]
+    for worker in workers:
+        prepare_worker(worker)
+    server = ParameterServer(net.spec(), net.params, Nesterov(0.1, 0.9).spec(), 1e-3)
+    spec = server.create_channel(WORKERS)
+    connecting = [threading.Thread(target=w.connect, args=(spec,), daemon=True) for w in workers]
+    for thread in connecting:
+        thread.start()
+    server.connect(spec)  # all at once, as the trainer's calls: each side waits for the other's FIFO ends
+    for thread in connecting:
+        thread.join(timeout=30)
+    errors = []
+
+    def serve(worker):
+        try:
+            worker.serve_steps(0, 0, STEPS)
+        except BaseException as e:
+            errors.append(e)
+            worker.disconnect()  # so that a server waiting for this worker notices, and no test hangs
+
+    threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in workers]
+    try:
+        for thread in threads:
+            thread.start()
+        answer = server.serve_steps(0, 0, STEPS)
+    finally:
+        server.disconnect()  # as the driver closes the protocol: frees workers waiting for a step
+        for thread in threads:
+            thread.join(timeout=30)
+        for worker in workers:
+            worker.disconnect()
+        server.remove_channel(spec)
+    assert not any(thread.is_alive() for thread in threads)
+    return answer, server.get_params(), errors
+
+
+def test_a_chunk_over_the_channel_applies_every_step_and_returns_its_statistics(data):
+    (done, summary), params, errors = run_chunk(data)
+    assert (done, errors) == (STEPS, [])
+    cost, correct, samples, finite = summary
+    assert samples == STEPS * 10 and 0 <= correct <= samples and cost > 0 and finite
+    # The same mini-batches, split the same way, through the server's ordinary call.
+    images, labels = data
+    net = network()
+    plan = BatchPlan(len(images), batch_size=10, shards=WORKERS, seed=1)
+    server = ParameterServer(net.spec(), net.params, Nesterov(0.1, 0.9).spec(), 1e-3)
+    targets = np.eye(3)[labels]
+    for step, rows in enumerate(plan.epoch_batches(0)[:STEPS]):
+        net.set_params(server.get_params())
+        results = []
+        for part in np.split(rows, [plan.shard_batch_sizes[0]]):
+            grad, cost, correct = net.backprop(images[part], targets[part])
+            results.append((grad, cost, correct, len(part)))
+        server.apply(0, step, *results)
+    np.testing.assert_array_equal(params, server.get_params())
+    assert server.take_stats() == summary
+
+
+def test_a_next_batch_that_cannot_be_gathered_early_is_gathered_again_at_its_step(data):
+    (done, summary), params, _ = run_chunk(data)
+    calls = []
+
+    def failing_once(worker):
+        gather = worker._batch
+
+        def batch(epoch, step):
+            calls.append((worker.index, step))
+            if (worker.index, step) == (1, 3) and calls.count((1, 3)) == 1:
+                raise MemoryError("no room for the next batch just now")
+            return gather(epoch, step)
+
+        worker._batch = batch
+
+    (done_again, summary_again), params_again, errors = run_chunk(data, failing_once)
+    assert (done_again, summary_again, errors) == (done, summary, [])
+    np.testing.assert_array_equal(params_again, params)
+    # Worker 1 gathered step 3 twice: ahead of it (which failed) and at the step itself.
+    assert [step for index, step in calls if index == 1] == [0, 1, 2, 3, 3, 4, 5]
+
+
+def test_a_worker_that_fails_ends_the_chunk_with_the_steps_done_and_no_statistics(data):
+    def failing_at_step_4(worker):
+        backprop = worker._backprop
+
+        def failing(batch, out):
+            if worker.index == 0 and worker._channel._steps == 5:  # the fifth command: step 4
+                raise FloatingPointError("injected")
+            return backprop(batch, out)
+
+        worker._backprop = failing
+
+    (done, summary), _, errors = run_chunk(data, failing_at_step_4)
+    assert (done, summary) == (4, None)
+    assert [str(e) for e in errors] == ["injected"]
