@@ -8,7 +8,8 @@ the parameter server sums the N gradients and applies L2 and Nesterov (on its th
 :class:`distnet.nn.ParallelUpdate`, as the server does) while the workers wait; plus the wake-ups
 between them. This times those parts as a run meets them, without Ray, one BLAS thread per process:
 
-* **gradient alone**: one worker's gradient on B/N rows, in one process with nothing else running;
+* **gradient alone**: one worker's gradient on B/N rows, in one process with nothing else running
+  (the rows gathered beforehand: a worker gathers the next step's rows while the server updates);
 * **gradient, N at once**: N processes computing at the same time, as the workers do (they share
   the memory bus and the last-level cache); per step the slowest of them, which the server waits for;
 * **update, warm**: the server's update repeated on the same gradients, the way a micro-benchmark
@@ -54,17 +55,22 @@ SKIPPED = "PyTorch is not installed (pip install 'distnet[bench]')"
 
 
 class _Gradients:
-    """One worker's gradient on ``rows`` random rows of the training data, into ``out``."""
+    """One worker's gradients, each on ``rows`` random rows of the training data: :meth:`gather`
+    copies the next rows out, calling the object computes the gradient on them into ``out``."""
 
     def __init__(self, workload: str, rows: int, seed: int):
         self.network = distnet_network(WORKLOADS[workload])
         self.images, labels, self.data = training_data()
         self.targets = np.eye(10, dtype=np.float32)[labels]
-        self.rows, self.gather, self.rng = rows, RowGather(), np.random.default_rng(seed)
+        self.rows, self._gather, self.rng = rows, RowGather(), np.random.default_rng(seed)
+        self.gather()
+
+    def gather(self) -> None:
+        rows = self.rng.integers(0, len(self.images), self.rows)
+        self._batch = self._gather(rows, self.images, self.targets)
 
     def __call__(self, out: np.ndarray) -> None:
-        rows = self.rng.integers(0, len(self.images), self.rows)
-        self.network.backprop(*self.gather(rows, self.images, self.targets), out=out, reuse_buffers=True)
+        self.network.backprop(*self._batch, out=out, reuse_buffers=True)
 
 
 def _ms(seconds) -> float:
@@ -74,7 +80,8 @@ def _ms(seconds) -> float:
 
 def _worker(index: int, spec: ch.ChannelSpec, workload: str, rows: int, steps: int, connected, times) -> None:
     """A forked worker on the step channel, computing on the parameters in its shared memory and
-    writing its gradient there, as a GradientWorker does; each gradient timed."""
+    writing its gradient there, then gathering the next step's rows, as a GradientWorker does; each
+    gradient timed."""
     gradients = _Gradients(workload, rows, seed=index)
     channel = ch.WorkerEnd(spec, index)
     connected.wait(timeout=120)  # a FIFO read before the server has opened its write end would read end-of-file
@@ -85,6 +92,7 @@ def _worker(index: int, spec: ch.ChannelSpec, workload: str, rows: int, steps: i
         gradients(channel.grad)
         times[step * spec.workers + index] = time.perf_counter() - started
         channel.finish_step()
+        gradients.gather()
     channel.close()
 
 
