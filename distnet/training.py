@@ -64,6 +64,12 @@ class ChunkSizer:
         self.largest = steps_per_epoch
         self.size = self.smallest
 
+    def end(self, start: int) -> int:
+        """Where the chunk that begins at step ``start`` ends: ``size`` steps on, or at the epoch's
+        end when less than half a chunk would be left after it (which would cost a whole look)."""
+        stop = start + self.size
+        return self.largest if self.largest - stop < self.size / 2 else stop
+
     def record(self, steps: int, seconds: float) -> None:
         """A chunk of ``steps`` took ``seconds``: size the next one."""
         if seconds > 0:
@@ -201,7 +207,7 @@ class TrainerBase:
                 if self.schedule is not None:
                     self._set_learning_rate(self.learning_rate * self.schedule.factor(epoch, epochs))
                 while step < plan.steps_per_epoch:
-                    stop = min(step + chunks.size, plan.steps_per_epoch)
+                    stop = chunks.end(step)
                     if checkpoint_every:
                         stop = min(stop, step + checkpoint_every - since_checkpoint)
                     chunk_started = time.perf_counter()

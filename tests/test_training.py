@@ -224,6 +224,16 @@ def test_chunk_size_grows_to_about_a_second_of_steps_within_bounds():
     assert ChunkSizer(3).size == 1
 
 
+def test_a_chunk_runs_to_the_end_of_the_epoch_rather_than_leave_a_short_one_behind():
+    chunks = ChunkSizer(97)  # the wide network's epoch
+    chunks.record(10, 0.22)  # 45 steps a second
+    assert chunks.size == 45
+    assert [chunks.end(0), chunks.end(45)] == [45, 97]  # not 45, 90 and a chunk of 7 steps
+    assert chunks.end(20) == 65 and chunks.end(40) == 97 and chunks.end(96) == 97  # 32 steps left: a chunk; 12: not
+    tenths = ChunkSizer(50)
+    assert [tenths.end(s) for s in range(0, 50, 5)] == list(range(5, 55, 5))  # a tail of a whole chunk stays
+
+
 def test_chunks_change_the_progress_reports_but_not_the_result(mnist, monkeypatch):
     results = {}
     for seconds in (0.0, 1e9):
