@@ -93,6 +93,10 @@ class RunDir:
         except OSError as e:
             raise self._cannot_create(e) from None
 
+    def set_epochs(self, epochs: int) -> None:
+        """Record a new total of epochs for the run (a resume that trains it on for longer)."""
+        write_json(self.config_path, {**self.config(), "epochs": epochs})
+
     def _make_folder(self) -> None:
         try:
             self.path.mkdir(parents=True, exist_ok=True)

@@ -143,9 +143,12 @@ class TrainerBase:
         epochs (and after the last) the validation error goes to the stop rule, which keeps the
         best network. With ``run_dir`` the run writes config, history, the best network and a
         checkpoint at each epoch end (and every ``checkpoint_every`` steps when > 0);
-        ``resume=True`` continues the run found there (to a larger ``epochs`` too); a run that has
-        ended (its stop rule said stop, or it trained ``epochs`` epochs) is returned as it ended,
-        ``already_ended`` set and a warning issued, with nothing trained or written.
+        ``resume=True`` continues the run found there up to ``epochs`` in all, which may differ
+        from the total it was started with (a run that ended at its maximum then trains on, and
+        its config.json records the new total); a run that has ended (its stop rule said stop, or
+        it trained ``epochs`` epochs) is returned as it ended, ``already_ended`` set and a warning
+        issued, with nothing trained or written; one that trained more than ``epochs`` epochs is
+        refused (ConfigError).
         """
         if epochs < 1 or eval_every < 1:
             raise ConfigError(f"epochs and eval_every must be at least 1, got {epochs} and {eval_every}")
@@ -175,6 +178,8 @@ class TrainerBase:
             ended = self._ended_run(run, checkpoint, epochs, reporter)
             if ended is not None:
                 return ended
+            if checkpoint.config.get("epochs") != epochs:
+                run.set_epochs(epochs)  # so that a later resume without ``epochs`` trains to the same end
         elif run is not None:
             run.create(config)
 
@@ -282,17 +287,23 @@ class TrainerBase:
 
     def _ended_run(self, run: RunDir, checkpoint: Checkpoint, epochs: int, reporter: Reporter) -> FitResult | None:
         """If the run of this checkpoint had ended (its stop rule said stop, or it trained ``epochs``
-        epochs), its result as it ended, with nothing trained, written or started; else None."""
+        epochs), its result as it ended, with nothing trained, written or started; else None.
+        ConfigError if it has trained more than ``epochs`` epochs."""
         state = checkpoint.stopping_state
         evaluator = StopEvaluator.from_state(state["evaluator"]) if state else None
+        trained = (checkpoint.epoch, checkpoint.step)
         if evaluator is not None and evaluator.stopped:
-            ending = "early_stop"
-        elif (checkpoint.epoch, checkpoint.step) >= (epochs, 0):
-            ending = "max_epochs"
+            ending, advice = "early_stop", "its stop rule ended it; to train longer, start a new run"
+        elif trained > (epochs, 0):
+            raise ConfigError(f"{run.path} has trained {checkpoint.epoch} epochs"
+                              f"{f' and {checkpoint.step} steps' if checkpoint.step else ''}, more than the "
+                              f"{epochs} asked for; resume it with a larger number of epochs")
+        elif trained == (epochs, 0):
+            ending, advice = "max_epochs", "to train longer, resume it with more epochs (--epochs with --resume)"
         else:
             return None
         warnings.warn(f"{run.path} had ended at epoch {checkpoint.epoch} ({ending.replace('_', ' ')}): nothing "
-                      f"to resume; to train longer, start a new run")
+                      f"to resume; {advice}")
         self.network.set_params(checkpoint.params)  # as after the run, which ended there
         evaluated = evaluator is not None and math.isfinite(evaluator.lowest) and run.best_path.exists()
         result = FitResult(best_network=Network.load(run.best_path) if evaluated else self.network.copy(),

@@ -124,10 +124,29 @@ def test_resume_keeps_the_schedule_and_augmentation_of_the_run(capsys, fashion_r
     status, out, err = run_cli(capsys, "train", "--resume", run_dir, "--quiet")
     assert status == 0, err
     assert err == (f"distnet: warning: {run_dir} had ended at epoch {summary['epochs']} (max epochs): nothing to "
-                   f"resume; to train longer, start a new run\n")
+                   f"resume; to train longer, resume it with more epochs (--epochs with --resume)\n")
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
     assert f"test error {100 * summary['test_error']:.2f}% with the best network (epoch {summary['best_epoch']}, " \
            f"validation error {100 * summary['validation_error']:.2f}%)" in out
+
+
+def test_resume_with_more_epochs_trains_a_run_that_ended_at_its_maximum_on(capsys, fashion_run, tmp_path):
+    run_dir = tmp_path / "longer"
+    shutil.copytree(fashion_run[0], run_dir)
+    status, out, err = run_cli(capsys, "train", "--resume", run_dir, "--epochs", "2", "--quiet")
+    assert (status, err) == (0, "")
+    assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 2
+    history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+    # The new total is the run's now: resumed as it is, it has ended.
+    assert json.loads((run_dir / "config.json").read_text())["epochs"] == 2
+    status, out, err = run_cli(capsys, "train", "--resume", run_dir, "--quiet")
+    assert status == 0 and err.startswith(f"distnet: warning: {run_dir} had ended at epoch 2 (max epochs)")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    status, out, err = run_cli(capsys, "train", "--resume", run_dir, "--epochs", "1", "--quiet")
+    assert (status, err) == (2, f"distnet: error: {run_dir} has trained 2 epochs, more than the 1 asked for; "
+                                f"resume it with a larger number of epochs\n")
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 
 
 # -- evaluate ------------------------------------------------------------------------------------

@@ -370,7 +370,7 @@ def test_a_run_dir_that_holds_a_run_is_refused_untouched(capsys, data, run):
     assert snapshot(run) == before
 
 
-@pytest.mark.parametrize("options", [["--epochs", "5"], ["--seed", "942457", "--batch-size", "16"],
+@pytest.mark.parametrize("options", [["--window", "5"], ["--seed", "942457", "--batch-size", "16"],
                                      ["--no-augment", "--dataset", "mnist"], ["--run-dir", "elsewhere"]])
 def test_resume_refuses_settings_it_would_ignore_and_touches_nothing(capsys, data, run, options):
     before = snapshot(run)

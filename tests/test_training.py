@@ -147,6 +147,23 @@ def test_resuming_a_run_that_ended_trains_nothing_and_returns_its_ending(mnist, 
     np.testing.assert_array_equal(net.params, ended_net.params)  # the network as the run left it
 
 
+def test_a_run_that_ended_at_its_maximum_trains_on_to_a_larger_one_as_if_started_with_it(mnist, tmp_path):
+    whole, whole_net = fit_small(mnist, tmp_path / "whole", epochs=4)
+    run = tmp_path / "run"
+    assert fit_small(mnist, run, epochs=2)[0].stop_reason == "max_epochs"
+    longer, longer_net = fit_small(mnist, run, epochs=4, resume=True)
+    np.testing.assert_array_equal(longer_net.params, whole_net.params)
+    assert longer.history == [{**h, "epoch_seconds": g["epoch_seconds"], "elapsed_seconds": g["elapsed_seconds"]}
+                              for h, g in zip(whole.history, longer.history)]
+    assert (longer.epochs, longer.best_epoch, longer.best_error) == (whole.epochs, whole.best_epoch, whole.best_error)
+    assert json.loads((run / "config.json").read_text())["epochs"] == 4
+    before = files(run)
+    with pytest.raises(ConfigError, match="has trained 4 epochs, more than the 3 asked for; resume it with a "
+                                          "larger number of epochs"):
+        fit_small(mnist, run, epochs=3, resume=True)
+    assert files(run) == before
+
+
 def test_a_run_directory_held_by_another_training_is_refused_untouched(mnist, tmp_path):
     from distnet.rundir import RunDir
 

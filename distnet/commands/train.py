@@ -30,7 +30,9 @@ def register(subparsers) -> None:
                        help="how workers and parameter server exchange each step (default: auto)")
     train.add_argument("--max-failures", type=non_negative_int, default=3,
                        help="lost actors to replace before giving up (default: 3)")
-    train.add_argument("--epochs", type=positive_int, help="maximum epochs (default: the preset's)")
+    train.add_argument("--epochs", type=positive_int,
+                       help="maximum epochs (default: the preset's); with --resume, the run's new total "
+                            "(a run that ended at its maximum then trains on)")
     train.add_argument("--batch-size", type=positive_int, help="mini-batch size (default: the preset's)")
     train.add_argument("--learning-rate", type=positive_float, help="learning rate (default: the preset's)")
     train.add_argument("--schedule", choices=["constant", "cosine"],
@@ -56,8 +58,7 @@ def register(subparsers) -> None:
 
 # What a run directory's configuration fixes, by argument name: given with --resume they would change
 # nothing (the run continues with its own settings), so they are refused rather than ignored.
-RUN_SETTINGS = {"preset": "--preset", "dataset": "--dataset", "workers": "--workers", "epochs": "--epochs",
-                "batch_size": "--batch-size", "learning_rate": "--learning-rate", "schedule": "--schedule",
+RUN_SETTINGS = {"preset": "--preset", "dataset": "--dataset", "workers": "--workers", "batch_size": "--batch-size", "learning_rate": "--learning-rate", "schedule": "--schedule",
                 "augment": "--augment/--no-augment", "eval_every": "--eval-every", "window": "--window",
                 "seed": "--seed", "dtype": "--dtype", "run_dir": "--run-dir"}
 DEFAULTS = {"preset": "seed", "dataset": "mnist", "seed": 942457, "dtype": "float32"}
@@ -96,7 +97,7 @@ def run(args) -> int:
 
 
 def resume_train(args) -> int:
-    """Continue the run in ``args.resume`` with its own configuration."""
+    """Continue the run in ``args.resume`` with its own configuration, to ``--epochs`` in all if given."""
     from ..data.augment import augmentation_from_spec
     from ..nn import Network, optimizer_from_spec, schedule_from_spec
     from ..rundir import RunDir
@@ -120,7 +121,7 @@ def resume_train(args) -> int:
                                config["batch_size"], config["seed"], workers,
                                schedule=schedule_from_spec(config.get("schedule")),
                                augmentation=augmentation_from_spec(config.get("augmentation")))
-        fit_args = {"epochs": config["epochs"], "eval_every": config["eval_every"], "window": config["window"],
+        fit_args = {"epochs": args.epochs or config["epochs"], "eval_every": config["eval_every"], "window": config["window"],
                     "acceptable_error": config.get("acceptable_error"),
                     "extra_config": {"preset": config.get("preset"), "dataset": args.dataset,
                                      "data_dir": config.get("data_dir")}}
