@@ -58,9 +58,11 @@ def register(subparsers) -> None:
 
 # What a run directory's configuration fixes, by argument name: given with --resume they would change
 # nothing (the run continues with its own settings), so they are refused rather than ignored.
-RUN_SETTINGS = {"preset": "--preset", "dataset": "--dataset", "workers": "--workers", "batch_size": "--batch-size", "learning_rate": "--learning-rate", "schedule": "--schedule",
-                "augment": "--augment/--no-augment", "eval_every": "--eval-every", "window": "--window",
-                "seed": "--seed", "dtype": "--dtype", "run_dir": "--run-dir"}
+# --epochs is not one of them: with --resume it sets the run's new total.
+RUN_SETTINGS = {"preset": "--preset", "dataset": "--dataset", "workers": "--workers", "batch_size": "--batch-size",
+                "learning_rate": "--learning-rate", "schedule": "--schedule", "augment": "--augment/--no-augment",
+                "eval_every": "--eval-every", "window": "--window", "seed": "--seed", "dtype": "--dtype",
+                "run_dir": "--run-dir"}
 DEFAULTS = {"preset": "seed", "dataset": "mnist", "seed": 942457, "dtype": "float32"}
 
 
@@ -121,7 +123,8 @@ def resume_train(args) -> int:
                                config["batch_size"], config["seed"], workers,
                                schedule=schedule_from_spec(config.get("schedule")),
                                augmentation=augmentation_from_spec(config.get("augmentation")))
-        fit_args = {"epochs": args.epochs or config["epochs"], "eval_every": config["eval_every"], "window": config["window"],
+        fit_args = {"epochs": args.epochs or config["epochs"], "eval_every": config["eval_every"],
+                    "window": config["window"],
                     "acceptable_error": config.get("acceptable_error"),
                     "extra_config": {"preset": config.get("preset"), "dataset": args.dataset,
                                      "data_dir": config.get("data_dir")}}

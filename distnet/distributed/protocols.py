@@ -71,7 +71,7 @@ class PlainSteps(StepProtocol):
 
 class ChannelSteps(StepProtocol):
     """Same-host shared memory and FIFOs (:mod:`distnet.distributed.channel`): one Ray call per
-    actor per chunk (the server's answers with the chunk's summary), microseconds of coordination
+    actor per chunk (the server's answer carries the chunk's summary), microseconds of coordination
     per step."""
 
     name = "channel"
