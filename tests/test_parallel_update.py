@@ -168,10 +168,10 @@ def test_parameter_server_with_parts_equals_one_part_on_real_gradients(mnist):
                 server.set_learning_rate(0.005)
         step(one, number)
         step(parallel, number)
-    params, state, position = parallel.state()
+    params, state, position = parallel.get_params(), parallel.optimizer_state(), parallel.next_position()
     np.testing.assert_array_equal(params, one.get_params())
-    assert_same_state(state, one.state()[1])
-    assert position == one.position == (0, 5)
+    assert_same_state(state, one.optimizer_state())
+    assert position == one.next_position() == (0, 5)
     assert parallel.take_stats() == one.take_stats()
 
     resumed = ParameterServer(spec, params, optimizer, 1e-4, optimizer_state=state, update_parts=2)

@@ -43,9 +43,9 @@ class ParameterServer:
     def params_finite(self) -> bool:
         return bool(np.isfinite(self.params).all())
 
-    def state(self) -> tuple[np.ndarray, dict, tuple[int, int]]:
-        """(parameters, optimizer state, position of the next step): what a checkpoint needs."""
-        return self.params.copy(), self.update.state(), self.position
+    def optimizer_state(self) -> dict:
+        """The optimizer's state (with :meth:`get_params`, what a checkpoint needs)."""
+        return self.update.state()
 
     def next_position(self) -> tuple[int, int]:
         """(epoch, step) of the next update to apply."""

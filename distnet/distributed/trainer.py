@@ -251,7 +251,7 @@ class DistributedTrainer(TrainerBase):
         return self._recovering(lambda: ray.get(self._server.get_params.remote()))
 
     def _optimizer_state(self) -> dict[str, np.ndarray]:
-        return self._recovering(lambda: ray.get(self._server.state.remote())[1])
+        return self._recovering(lambda: ray.get(self._server.optimizer_state.remote()))
 
     def _set_learning_rate(self, learning_rate: float) -> None:
         # The driver's optimizer keeps the rate too, so a replacement server starts with it.
