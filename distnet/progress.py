@@ -46,9 +46,10 @@ class TerminalReporter(Reporter):
         self._scheduled = bool(info.get("schedule"))
         sizes = "-".join(map(str, info["sizes"])) + ", " if info.get("sizes") else ""
         where = _count(info["workers"], "worker") if info.get("distributed") else "in this process"
+        resuming = f", resuming in epoch {info['first_epoch']}" if info["first_epoch"] > 1 else ""
         self._print(f"training {sizes}{info['parameters']:,} parameters, {where}, batch "
                     f"{info['batch_size']}, {info['steps_per_epoch']} steps per epoch, at most "
-                    f"{_count(info['epochs'], 'epoch')}")
+                    f"{_count(info['epochs'], 'epoch')}{resuming}")
         if info.get("optimizer"):
             self._print(describe_training(info))
 
