@@ -98,6 +98,28 @@ def test_killed_worker_is_replaced_and_the_run_ends_unchanged(mnist, ray_local, 
     assert len({p["pid"] for p in trainer.placement}) == 2
 
 
+def test_a_worker_lost_just_after_the_last_step_of_a_chunk_costs_that_chunk_nothing(mnist, ray_local, uninterrupted):
+    trainer = make_trainer("channel")
+
+    def lose_worker_1_after_its_next_chunk():
+        def exit_after_serving(worker):
+            serve = worker._serve
+
+            def serve_then_exit(*args):
+                serve(*args)  # every step of the chunk done, its result not yet returned to the driver
+                os._exit(1)
+
+            worker._serve = serve_then_exit
+
+        ray_local.get(trainer._workers[1].__ray_call__.remote(exit_after_serving))
+
+    # After step 20 of epoch 1 the chunk of steps 20-24 runs whole, then worker 1 dies: the
+    # server has applied all five and handed over their statistics, which must count once.
+    result = fit(trainer, mnist, reporter=KillOnce(1, 20, lose_worker_1_after_its_next_chunk))
+    assert len(trainer.failures) == 1 and trainer.failures[0].endswith("lost at epoch 1, step 25"), trainer.failures
+    assert_same_run(trainer, result, uninterrupted)
+
+
 def test_killed_stop_evaluator_and_parameter_server_recover_from_the_run_directory(
         mnist, ray_local, uninterrupted, tmp_path):
     trainer = make_trainer()

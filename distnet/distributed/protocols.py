@@ -102,7 +102,10 @@ class ChannelSteps(StepProtocol):
         done, summary = ray.get(self.server.serve_steps.remote(epoch, start, stop))
         if summary is None:
             raise WorkerLostError(self._cause(pending, epoch, start + done), epoch, start + done)
-        ray.get(pending)
+        # Every step was applied, and the server has handed over their statistics: a worker lost
+        # after its last step must not undo that (the next call to it finds it lost).
+        with suppress(ray.exceptions.RayActorError):
+            ray.get(pending)
         return summary
 
     @staticmethod
