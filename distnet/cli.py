@@ -7,6 +7,8 @@ files already written (best network, checkpoints) are never touched by a failure
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 import warnings
@@ -31,11 +33,29 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"distnet: warning: {message}", file=sys.stderr)
 
 
+@contextlib.contextmanager
+def _notes_on_stderr():
+    """What the library logs on its way (such as a download) as ``distnet: ...`` lines on stderr."""
+    logger = logging.getLogger("distnet")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("distnet: %(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _notes_on_stderr():
             warnings.showwarning = _show_warning
             return args.handler(args)
     except BrokenPipeError:

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from distnet import Dense, Network, Softmax
+from distnet.cli import main
 from distnet.data import Dataset, Digit, Splits, load_dataset, load_fashion_mnist, load_mnist
 from distnet.data import datasets, write_idx
 from distnet.data.download import fetch, sha256_of
@@ -380,6 +382,26 @@ def test_a_failing_mirror_falls_back_to_the_next(
 ) -> None:
     monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/missing/", f"{mirror}/mnist"))
     assert len(load_mnist(validation=5).test) == 7
+
+
+def test_the_command_line_says_what_it_downloads(
+    mirror: str, env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A first run waits for the download: each mirror tried and each file's arrival is a line on stderr."""
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/missing/", f"{mirror}/mnist/"))
+    model = Network([Dense(10, Softmax())], input_size=784, seed=1).save(tmp_path / "net.npz")
+    assert main(["evaluate", str(model)]) == 0
+    captured = capsys.readouterr()
+    notes = captured.err.splitlines()
+    assert notes[:3] == [
+        f"distnet: downloading {mirror}/missing/{FILES[0]}.gz",
+        f"distnet: downloading {mirror}/mnist/{FILES[0]}.gz",
+        f"distnet: {env / 'mnist' / FILES[0]}.gz: 0.0 MB, SHA-256 verified",
+    ]
+    assert len(notes) == 3 * len(FILES)
+    assert "error rate" in captured.out
+    assert main(["evaluate", str(model)]) == 0  # from the cache now: nothing to say
+    assert capsys.readouterr().err == ""
 
 
 def test_only_missing_files_are_downloaded(

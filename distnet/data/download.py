@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import urllib.error
 import urllib.request
@@ -17,6 +18,9 @@ from distnet.errors import ChecksumError, DataNotFoundError
 __all__ = ["fetch", "sha256_of"]
 
 _CHUNK = 1 << 20
+
+# The command line shows these notes on stderr: a first run downloads for a while, and should say so.
+_log = logging.getLogger(__name__)
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -59,6 +63,7 @@ def fetch(
     wrong_bytes = False
     for base in mirrors:
         url = base.rstrip("/") + "/" + filename
+        _log.info("downloading %s", url)
         try:
             with atomic_writer(target) as out:
                 digest = _download(url, out, timeout)
@@ -66,14 +71,15 @@ def fetch(
                     raise ChecksumError(f"SHA-256 is {digest}, expected {sha256}")
         except ChecksumError as exc:
             wrong_bytes = True
-            failures.append(f"  {url}: {exc}")
+            failures.append(f"{url}: {exc}")
         # ValueError: a malformed mirror URL; HTTPException: the connection broke mid-response.
         except (OSError, HTTPException, ValueError) as exc:
-            failures.append(f"  {url}: {_reason(exc)}")
+            failures.append(f"{url}: {_reason(exc)}")
         else:
+            _log.info("%s: %.1f MB, SHA-256 verified", target, target.stat().st_size / 1e6)
             return target
 
-    tried = "\n".join(failures) if failures else "  (no mirrors configured)"
+    tried = "\n".join(f"  {failure}" for failure in failures or ["(no mirrors configured)"])
     message = (
         f"could not download {filename}; mirrors tried:\n{tried}\n"
         f"Download {filename} by hand (SHA-256 {sha256}) and put it in {dest_dir}"
