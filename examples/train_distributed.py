@@ -1,15 +1,34 @@
-"""Train the article's network on MNIST with 2 Ray gradient workers, in a few lines.
+"""Train the article's network on MNIST with Ray gradient workers, in a few lines.
 
-    python examples/train_distributed.py
+    python examples/train_distributed.py --epochs 10 --workers 2 --run-dir runs/distributed
 """
-from distnet import DistributedTrainer, load_mnist, get_preset
+import argparse
 
-mnist = load_mnist()                                   # downloads (and verifies) on first use
+from distnet import DistributedTrainer, get_preset, load_mnist
+from distnet.progress import TerminalReporter
+
+parser = argparse.ArgumentParser(
+    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    epilog="MNIST is downloaded into ~/.cache/distnet on first use, or read from $DISTNET_DATA_DIR.")
+parser.add_argument("--epochs", type=int, default=10, help="epochs to train (default: %(default)s)")
+parser.add_argument("--workers", type=int, default=2,
+                    help="gradient-worker actors; each computes the gradient of its share of every "
+                         "mini-batch (default: %(default)s)")
+parser.add_argument("--address", help="join a running Ray cluster ('auto' or HOST:PORT); by default "
+                                      "Ray starts inside this process and stops at the end")
+parser.add_argument("--run-dir", help="save the run here (config, history, best network, checkpoints); "
+                                      "by default nothing is saved")
+args = parser.parse_args()
+
+mnist = load_mnist()
 preset = get_preset("seed")                            # 784-36-14-10, Nesterov(0.02, 0.87), L2 1e-4
 network = preset.network(seed=942457)
-trainer = DistributedTrainer(network, preset.build_optimizer(), l2=preset.l2,
-                             batch_size=preset.batch_size, workers=2, seed=942457)
-result = trainer.fit(mnist.train, mnist.validation, epochs=10, eval_every=5)
+trainer = DistributedTrainer(network, preset.build_optimizer(), l2=preset.l2, batch_size=preset.batch_size,
+                             workers=args.workers, address=args.address, seed=942457)
+result = trainer.fit(mnist.train, mnist.validation, epochs=args.epochs, eval_every=5,
+                     run_dir=args.run_dir, reporter=TerminalReporter())  # progress goes to stderr
 
-print(f"best validation error {result.best_error:.2%} at epoch {result.best_epoch}")
-print(f"test error {result.best_network.error_rate(mnist.test.images, mnist.test.labels):.2%}")
+test_error = result.best_network.error_rate(mnist.test.images, mnist.test.labels)
+print(f"test error {test_error:.2%} with the best network (epoch {result.best_epoch})")
+if result.run_dir:
+    print(f"best network: {result.run_dir / 'best.npz'} (look closer: distnet show {result.run_dir})")
