@@ -68,9 +68,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"distnet: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        hint = f"; resume with: distnet train --resume {args.run_dir}" if getattr(args, "run_dir", None) else ""
-        print(f"\ndistnet: interrupted{hint}", file=sys.stderr)
+        print(f"\ndistnet: interrupted{_how_to_go_on(args)}", file=sys.stderr)
         return 130
+
+
+def _how_to_go_on(args: argparse.Namespace) -> str:
+    """For an interrupted training: how to continue it, if it wrote a checkpoint."""
+    run_dir = getattr(args, "run_dir", None)
+    if run_dir is None:
+        return ""
+    from .rundir import RunDir
+
+    if RunDir(run_dir).has_checkpoint():
+        return f"; resume with: distnet train --resume {run_dir}"
+    return f" before the run's first checkpoint; to train it, start it again (--run-dir {run_dir} may be reused)"
 
 
 def build_parser() -> argparse.ArgumentParser:

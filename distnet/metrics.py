@@ -30,15 +30,23 @@ class Evaluation:
         """Error rate, per-class accuracy and the confusion matrix as aligned text."""
         lines = [f"error rate {100 * self.error_rate:.2f}% ({int(self.confusion.sum() - np.trace(self.confusion))} "
                  f"of {int(self.confusion.sum())} wrong)", "", "per-class accuracy:"]
-        width = max(len(c) for c in self.classes)
-        for name, accuracy, total in zip(self.classes, self.per_class_accuracy, self.confusion.sum(axis=1)):
-            lines.append(f"  {name:>{width}}  {100 * accuracy:6.2f}%  ({int(total)} samples)")
+        labels = [class_label(self.classes, i) for i in range(len(self.classes))]
+        width = max(len(label) for label in labels)
+        for label, accuracy, total in zip(labels, self.per_class_accuracy, self.confusion.sum(axis=1)):
+            lines.append(f"  {label:<{width}}  {100 * accuracy:6.2f}%  ({int(total)} samples)")
         lines += ["", "confusion matrix (rows: true class, columns: predicted):"]
         cell = max(5, len(str(int(self.confusion.max()))) + 1)
         lines.append(" " * (width + 2) + "".join(f"{i:>{cell}}" for i in range(len(self.classes))))
-        for i, (name, row) in enumerate(zip(self.classes, self.confusion)):
-            lines.append(f"  {name:>{width}}" + "".join(f"{int(v):>{cell}}" for v in row))
+        for label, row in zip(labels, self.confusion):
+            lines.append(f"  {label:<{width}}" + "".join(f"{int(v):>{cell}}" for v in row))
         return "\n".join(lines)
+
+
+def class_label(classes: tuple[str, ...], index: int) -> str:
+    """Class ``index`` as the tables show it: its number first, which heads its column ("7" for a
+    digit, "6 Shirt" for a named class)."""
+    name = classes[index]
+    return name if name == str(index) else f"{index} {name}"
 
 
 def evaluate(network: Network, images: np.ndarray, labels: np.ndarray,

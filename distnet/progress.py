@@ -45,11 +45,11 @@ class TerminalReporter(Reporter):
         self._epochs_at_start = info["first_epoch"] - 1
         self._scheduled = bool(info.get("schedule"))
         sizes = "-".join(map(str, info["sizes"])) + ", " if info.get("sizes") else ""
-        where = _count(info["workers"], "worker") if info.get("distributed") else "in this process"
+        where = count(info["workers"], "worker") if info.get("distributed") else "in this process"
         resuming = f", resuming in epoch {info['first_epoch']}" if info["first_epoch"] > 1 else ""
         self._print(f"training {sizes}{info['parameters']:,} parameters, {where}, batch "
                     f"{info['batch_size']}, {info['steps_per_epoch']} steps per epoch, at most "
-                    f"{_count(info['epochs'], 'epoch')}{resuming}")
+                    f"{count(info['epochs'], 'epoch')}{resuming}")
         if info.get("optimizer"):
             self._print(describe_training(info))
 
@@ -74,7 +74,7 @@ class TerminalReporter(Reporter):
                     f"{rate}  {pace:.1f} epochs/min")
 
     def on_end(self, result):
-        self._print(f"stopped after {_count(result.epochs, 'epoch')} ({result.stop_reason.replace('_', ' ')}), "
+        self._print(f"stopped after {count(result.epochs, 'epoch')} ({result.stop_reason.replace('_', ' ')}), "
                     f"{result.seconds:.1f} s; best validation error {100 * result.best_error:.2f}% "
                     f"at epoch {result.best_epoch}")
 
@@ -84,7 +84,8 @@ class TerminalReporter(Reporter):
         print(line, file=self.stream, flush=True)
 
 
-def _count(n: int, noun: str) -> str:
+def count(n: int, noun: str) -> str:
+    """``n`` and ``noun`` in words: "1 epoch", "3 epochs"."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 

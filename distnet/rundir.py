@@ -54,6 +54,10 @@ class RunDir:
         """
         return any(p.exists() for p in (self.best_path, self.checkpoint_path, self.previous_checkpoint_path))
 
+    def has_checkpoint(self) -> bool:
+        """Whether a checkpoint to resume from was written (it may still prove damaged)."""
+        return self.checkpoint_path.exists() or self.previous_checkpoint_path.exists()
+
     @contextmanager
     def held(self, create: bool) -> Iterator[None]:
         """Hold this run directory for the training in this process (creating the folder first if
@@ -78,14 +82,20 @@ class RunDir:
                 os.close(folder)
 
     def check_new(self) -> None:
-        """ConfigError if a new run here would overwrite the results of an earlier one."""
+        """ConfigError if a new run here would mix with a run that another process trains, or
+        overwrite the results of an earlier one. For a process that does not hold the folder yet:
+        :meth:`create` checks the results again under the hold."""
+        with self.held(create=False):  # "in use" comes first: that run cannot be resumed now either
+            self._check_no_results()
+
+    def _check_no_results(self) -> None:
         if self.config_path.exists() and self.holds_results():
-            raise ConfigError(f"{self.path} already holds a run; continue it with --resume {self.path}, "
-                              f"or choose another --run-dir")
+            raise ConfigError(f"{self.path} already holds a run; continue it (distnet train --resume "
+                              f"{self.path}; in Python fit(..., resume=True)), or choose another run directory")
 
     def create(self, config: dict) -> None:
         """Start a new run here; refuses a folder whose run has saved results (see check_new)."""
-        self.check_new()
+        self._check_no_results()
         self._make_folder()
         try:
             write_json(self.config_path, config)
@@ -112,6 +122,9 @@ class RunDir:
         try:
             config = json.loads(self.config_path.read_text())
         except (FileNotFoundError, NotADirectoryError):
+            if not self.path.exists():
+                raise ConfigError(f"{self.path} does not exist; expected the folder of a run that "
+                                  f"distnet train wrote") from None
             what = "a file, not a folder" if self.path.is_file() else "no config.json"
             raise ConfigError(f"{self.path} is not a run directory ({what}); expected the folder "
                               f"of a run that distnet train wrote") from None

@@ -199,7 +199,8 @@ class TrainerBase:
                     stopping.load_state(checkpoint.stopping_state, best)
                 run.rewrite_history(history)
             reporter.on_start({"steps_per_epoch": plan.steps_per_epoch, "epochs": epochs,
-                               "batch_size": self.batch_size, "workers": self.shards, "distributed": self.distributed,
+                               "batch_size": self.batch_size, "distributed": self.distributed,
+                               "workers": self.shards if self.distributed else 0, "shards": self.shards,
                                "first_epoch": epoch + 1, "parameters": self.network.parameter_count,
                                "sizes": self.network.sizes, "optimizer": config["optimizer"], "l2": self.rule.l2,
                                "schedule": config["schedule"], "augmentation": config["augmentation"]})

@@ -165,6 +165,10 @@ def test_evaluate_names_fashion_classes(capsys, fashion_run, fashion_test):
     assert status == 0
     assert f"error rate {100 * best.error_rate(fashion_test.images, fashion_test.labels):.2f}%" in out
     assert "Ankle boot" in out and "T-shirt/top" in out
+    # Each row names its class with the number that heads the class's column.
+    matrix = out[out.index("confusion matrix"):].splitlines()
+    assert matrix[1].split() == [str(i) for i in range(10)]
+    assert [row[:15] for row in matrix[2:]] == [f"  {i} {name:<11}" for i, name in enumerate(fashion_test.classes)]
 
 
 def test_a_model_in_its_run_directory_is_used_on_the_data_set_the_run_trained_on(capsys, fashion_run, tmp_path):
@@ -303,6 +307,9 @@ def test_predict_names_fashion_classes(capsys, fashion_run, fashion_test, tmp_pa
         status, out, _ = run_cli(capsys, "predict", run_dir / "best.npz", tmp_path / "items.npy", *dataset, "--json")
         assert status == 0
         assert [json.loads(line)["name"] for line in out.splitlines()] == [fashion_test.classes[i] for i in expected]
+    status, out, _ = run_cli(capsys, "predict", run_dir / "best.npz", tmp_path / "items.npy")
+    assert out.splitlines()[0].startswith(f"{tmp_path / 'items.npy'}[0]: {expected[0]} "
+                                          f"{fashion_test.classes[expected[0]]}  (p ")
 
 
 @pytest.mark.parametrize("content,message", [

@@ -224,10 +224,19 @@ def test_lookup_order(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     assert train_size(tmp_path / "given") == 21  # data_dir/<name>
     assert train_size(tmp_path / "given" / "mnist") == 21  # data_dir itself
-    assert train_size(tmp_path / "nothing-there") == 22  # then $DISTNET_DATA_DIR/<name>
+    (tmp_path / "empty").mkdir()
+    with pytest.warns(UserWarning, match=rf"^{tmp_path / 'empty'} does not hold the four MNIST files; "
+                                         rf"using those in {tmp_path / 'shared' / 'mnist'}$"):
+        assert train_size(tmp_path / "empty") == 22  # then $DISTNET_DATA_DIR/<name>, said aloud
     assert train_size(None) == 22
     monkeypatch.delenv("DISTNET_DATA_DIR")
     assert train_size(None) == 23  # then the cache
+
+
+def test_a_data_folder_that_does_not_exist_is_an_error_not_passed_over(env: Path, tmp_path: Path) -> None:
+    make_files(env / "mnist")
+    with pytest.raises(DataNotFoundError, match=f"^the data folder {tmp_path / 'typo'} does not exist; give"):
+        load_mnist(tmp_path / "typo", validation=5)
 
 
 def test_load_dataset_by_name_and_fashion_classes(env: Path, tmp_path: Path) -> None:
@@ -240,13 +249,14 @@ def test_load_dataset_by_name_and_fashion_classes(env: Path, tmp_path: Path) -> 
 
 
 def test_nothing_found_offline_says_where_it_looked(env: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataNotFoundError) as caught:
         load_mnist(tmp_path / "empty", download=False)
     message = str(caught.value)
     assert message.startswith("MNIST not found. Looked for train-images-idx3-ubyte[.gz],")
     for place in (tmp_path / "empty", tmp_path / "empty" / "mnist", env / "mnist"):
         assert f"\n  {place}\n" in message
-    assert "Downloading is turned off (download=False)." in message
+    assert "Downloading is turned off (download=False, --no-download)." in message
     assert f"put the four files in {env / 'mnist'}" in message
     assert "set DISTNET_DATA_DIR (DISTNET_DATA_DIR is not set)" in message
 

@@ -25,6 +25,7 @@ from distnet import Dense, Network
 from distnet.checkpoint import Checkpoint
 from distnet.cli import main
 from distnet.data import write_idx
+from distnet.progress import Reporter
 from hostile import PicklePayload
 
 REPO = Path(__file__).resolve().parents[1]
@@ -370,7 +371,8 @@ def run(finished_run, tmp_path) -> Path:
 def test_a_run_dir_that_holds_a_run_is_refused_untouched(capsys, data, run):
     before = snapshot(run)
     status, _, err = cli(capsys, *train_args(data, "--run-dir", run))
-    assert_clean_error(status, err, f"{run} already holds a run; continue it with --resume {run}")
+    assert_clean_error(status, err, f"{run} already holds a run; continue it (distnet train --resume {run}; "
+                       "in Python fit(..., resume=True)), or choose another run directory")
     assert snapshot(run) == before
 
 
@@ -397,6 +399,8 @@ def test_a_run_another_process_trains_is_refused_until_that_process_ends(capsys,
         before = snapshot(run)
         status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data)
         assert_clean_error(status, err, f"{run} is in use: another process is training this run")
+        status, _, err = cli(capsys, *train_args(data, "--run-dir", run))  # a new run there: the same
+        assert_clean_error(status, err, f"{run} is in use: another process is training this run")
         assert snapshot(run) == before
     finally:
         holder.kill()  # killed, not finished: the system drops its hold all the same
@@ -412,6 +416,45 @@ def test_resume_of_a_folder_that_is_not_a_run(capsys, data, tmp_path):
     status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data)
     assert_clean_error(status, err, f"{folder} is not a run directory (no config.json)")
     assert snapshot(folder) == {"cat.jpg": b"\xff\xd8\xff"}
+
+
+def test_resume_of_a_folder_that_does_not_exist(capsys, data, tmp_path):
+    status, _, err = cli(capsys, "train", "--resume", tmp_path / "runs" / "typo", "--data-dir", data)
+    assert_clean_error(status, err, f"{tmp_path / 'runs' / 'typo'} does not exist")
+    assert not (tmp_path / "runs").exists()
+
+
+class InterruptedInEpoch(Reporter):
+    """Ctrl-C in the middle of ``epoch``."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_steps(self, epoch, step, steps, stats, seconds):
+        if epoch == self.epoch and step >= steps // 2:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("epoch", [1, 2])
+def test_an_interrupted_run_says_how_to_go_on(capsys, data, tmp_path, monkeypatch, epoch):
+    """Ctrl-C: exit status 130, and the advice fits what the run saved: a resume once it wrote a
+    checkpoint (each epoch's end here), a new start into the same folder before that."""
+    folder = tmp_path / "run"
+    monkeypatch.setattr("distnet.progress.Reporter", lambda: InterruptedInEpoch(epoch))
+    status, out, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
+    assert status == 130
+    if epoch == 1:
+        assert err == (f"\ndistnet: interrupted before the run's first checkpoint; to train it, start it again "
+                       f"(--run-dir {folder} may be reused)\n")
+        monkeypatch.undo()
+        status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
+        assert status == 0, err
+    else:
+        assert err == f"\ndistnet: interrupted; resume with: distnet train --resume {folder}\n"
+        monkeypatch.undo()
+        status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--quiet")
+        assert status == 0, err
+    assert Checkpoint.load(folder / "checkpoint.npz").epoch == (1 if epoch == 1 else 3)
 
 
 def test_resume_with_a_damaged_newest_checkpoint_falls_back_with_a_warning(capsys, data, run):

@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..metrics import recognized
+    from ..metrics import class_label, recognized
     from ..nn import Network
     from .show import check_threshold
 
@@ -61,8 +61,9 @@ def run(args) -> int:
                                   "name": classes[best] if sure else None,
                                   "probabilities": output.astype(float).round(6).tolist()}))
                 continue
-            verdict = f"{classes[best]}  (p {output[best]:.3f})" if sure else \
-                f"not recognized  (best {classes[best]}, p {output[best]:.3f})"
+            label = class_label(classes, best)
+            verdict = f"{label}  (p {output[best]:.3f})" if sure else \
+                f"not recognized  (best {label}, p {output[best]:.3f})"
             row = "  ".join(f"{c}:{p:.3f}" for c, p in enumerate(output))
             print(f"{name}: {verdict}\n    {row}")
     return 0

@@ -11,6 +11,7 @@ from ..batches import check_batch_size
 from ..data.augment import RandomAffine
 from ..errors import ConfigError, DistnetError, ModelFormatError
 from ..presets import PRESETS, get_preset
+from ..progress import count
 from ..rundir import RunDir
 from .common import (add_data_arguments, cluster_address, load_data, non_negative_int, positive_float,
                      positive_int)
@@ -168,7 +169,7 @@ def finish_train(args, trainer, result, splits, run, evaluate) -> int:
     summary = {"run_dir": str(run.path), "best_network": str(run.best_path), "epochs": result.epochs,
                "stop_reason": result.stop_reason, "best_epoch": result.best_epoch,
                "validation_error": result.best_error, "test_error": test.error_rate,
-               "seconds": round(result.seconds, 3), "workers": trainer.shards,
+               "seconds": round(result.seconds, 3), "workers": trainer.shards if trainer.distributed else 0,
                "protocol": getattr(trainer, "active_protocol", "single-process"),
                "placement": getattr(trainer, "placement", []), "test": test.to_dict()}
     if not (result.already_ended and run.summary_path.exists()):  # the first ending's summary stays
@@ -182,7 +183,7 @@ def finish_train(args, trainer, result, splits, run, evaluate) -> int:
         print(test.report())
         hosts = sorted({p["node_id"][:8] + "@" + p["host"] for p in summary["placement"]})
         if hosts:
-            print(f"\n{trainer.shards} workers on {len(hosts)} node(s): {', '.join(hosts)}; "
+            print(f"\n{count(trainer.shards, 'worker')} on {count(len(hosts), 'node')}: {', '.join(hosts)}; "
                   f"step protocol: {summary['protocol']}")
     print(f"best network: {run.best_path}\nrun directory: {run.path}")
     if not args.quiet:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -289,6 +290,9 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool) 
     title = _TITLES[name]
     folders = []
     if data_dir is not None:
+        if not Path(data_dir).is_dir():  # a typo would otherwise go unnoticed, the files found elsewhere
+            raise DataNotFoundError(f"the data folder {data_dir} does not exist; give the folder that holds the "
+                                    f"{title} files, or none to use ${DATA_DIR_ENV}, the cache or a download")
         folders += [Path(data_dir), Path(data_dir) / name]
     if os.environ.get(DATA_DIR_ENV):
         folders.append(Path(os.environ[DATA_DIR_ENV]) / name)
@@ -299,6 +303,7 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool) 
     for folder in folders:
         found = [path for base in _FILES if (path := _find(folder, base))]
         if len(found) == len(_FILES):
+            _note_passed_over(data_dir, name, folder)
             return found
         if found:
             lacking = ", ".join(f"{base}[.gz]" for base in _FILES if not _find(folder, base))
@@ -307,11 +312,13 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool) 
     if download:
         try:
             # Keeps what an interrupted earlier download already fetched.
-            return [_find(cache, base) or _fetch(name, base, cache) for base in _FILES]
+            found = [_find(cache, base) or _fetch(name, base, cache) for base in _FILES]
+            _note_passed_over(data_dir, name, cache)
+            return found
         except DataNotFoundError as exc:
             why = f"Downloading failed: {exc}"
     else:
-        why = "Downloading is turned off (download=False)."
+        why = "Downloading is turned off (download=False, --no-download)."
     looked = "\n".join(f"  {folder}" for folder in folders)
     env_note = "" if os.environ.get(DATA_DIR_ENV) else f" ({DATA_DIR_ENV} is not set)"
     wanted = ", ".join(f"{base}[.gz]" for base in _FILES)
@@ -320,6 +327,12 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool) 
         f"To fix: put the four files in {cache}, or pass data_dir= (--data-dir), or set {DATA_DIR_ENV}"
         f"{env_note} to a folder with mnist/ and fashion-mnist/ subfolders."
     )
+
+
+def _note_passed_over(data_dir: str | os.PathLike[str] | None, name: str, used: Path) -> None:
+    """Warn when the files come from elsewhere than the data folder the caller gave."""
+    if data_dir is not None and used not in (Path(data_dir), Path(data_dir) / name):
+        warnings.warn(f"{data_dir} does not hold the four {_TITLES[name]} files; using those in {used}")
 
 
 def _find(folder: Path, base: str) -> Path | None:

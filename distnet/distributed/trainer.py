@@ -131,11 +131,15 @@ class DistributedTrainer(TrainerBase):
                                   f"address={self.address!r} cannot be joined; call ray.shutdown() first, or pass address=None to "
                                   f"use the running Ray")
             return
-        if self.address is None:
-            ray.init(include_dashboard=False, logging_level="ERROR", configure_logging=True,
-                     runtime_env=worker_setup.RUNTIME_ENV)
-        else:
-            join_cluster(self.address)
+        try:
+            if self.address is None:
+                ray.init(include_dashboard=False, logging_level="ERROR", configure_logging=True,
+                         runtime_env=worker_setup.RUNTIME_ENV)
+            else:
+                join_cluster(self.address)
+        except BaseException:  # such as Ctrl-C while Ray starts: stop the processes it has started
+            ray.shutdown()
+            raise
         self._started_ray = True
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
