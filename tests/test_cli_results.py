@@ -69,6 +69,8 @@ def test_train_json_lines_tell_the_whole_run(mnist_run, mnist_test):
     start, first, second, end, summary = events
     assert start["sizes"] == [784, 50, 10] and start["steps_per_epoch"] == 50_000 // 64
     assert start["schedule"]["name"] == "cosine" and start["augmentation"]["name"] == "random_affine"
+    # --workers 0: no gradient worker, the whole batch (one shard) in this process.
+    assert (start["distributed"], start["workers"], start["shards"], summary["workers"]) == (False, 0, 1, 0)
     # The cosine schedule over 2 epochs: the full rate, then half of it.
     assert [first["learning_rate"], second["learning_rate"]] == pytest.approx([3e-3, 1.5e-3])
     assert summary["best_epoch"] == min((first, second), key=lambda e: e["validation_error"])["epoch"]
