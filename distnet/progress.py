@@ -75,7 +75,7 @@ class TerminalReporter(Reporter):
 
     def on_end(self, result):
         self._print(f"stopped after {count(result.epochs, 'epoch')} ({result.stop_reason.replace('_', ' ')}), "
-                    f"{result.seconds:.1f} s; best validation error {100 * result.best_error:.2f}% "
+                    f"{result.seconds:.1f} s of training; best validation error {100 * result.best_error:.2f}% "
                     f"at epoch {result.best_epoch}")
 
     def _print(self, line: str) -> None:

@@ -110,7 +110,7 @@ def test_the_header_and_end_line_name_where_it_runs_and_count_in_words():
     assert lines[0] == "training 784-36-14-10, 28,928 parameters, 1 worker, batch 32, 10 steps per epoch, at most 1 epoch"
     assert lines[2].startswith("training 784-36-14-10, 28,928 parameters, in this process, batch 32, ")
     assert lines[4].endswith("10 steps per epoch, at most 12 epochs, resuming in epoch 11")
-    assert lines[6] == "stopped after 1 epoch (max epochs), 1.5 s; best validation error 5.00% at epoch 1"
+    assert lines[6] == "stopped after 1 epoch (max epochs), 1.5 s of training; best validation error 5.00% at epoch 1"
 
 
 def test_describe_training_without_l2_or_extras():

@@ -100,9 +100,11 @@ def run_distnet(offline: dict, *args, timeout: float = 120) -> tuple[int, str, s
 
 def assert_clean_error(status: int, err: str, *fragments: str) -> None:
     """Exit status 2, one "distnet: error:" message, no traceback, and every fragment in it. Only
-    the notes of download attempts (a missing data file is looked for on the mirrors) come first."""
+    notes of what was under way come first: download attempts (a missing data file is looked for on
+    the mirrors), Ray starting or being joined."""
     assert status == 2, err
-    notes = re.match(r"(distnet: downloading \S+\n)*", err).group()
+    notes = re.match(r"(distnet: (downloading \S+|starting Ray on this machine|joining the Ray cluster at \S+)\n)*",
+                     err).group()
     error = err.removeprefix(notes)
     assert error.count("distnet: error: ") == 1 and error.startswith("distnet: error: "), err
     assert "Traceback" not in err
@@ -325,6 +327,7 @@ def test_more_workers_than_the_cluster_can_place_is_a_clear_error_not_a_hang(dat
                                             "--data-dir", data, "--run-dir", tmp_path / "run", timeout=120)
     assert_clean_error(status, err, f"cannot place {workers} workers (one CPU each): the cluster has "
                                     f"{os.cpu_count()} CPUs", f"use --workers {os.cpu_count()} or fewer")
+    assert err.startswith("distnet: starting Ray on this machine\n")  # the seconds before the error
     assert seconds < 60  # the placement wait (60 s by default) was not spent
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 

@@ -25,6 +25,7 @@ stay as they were.
 from __future__ import annotations
 
 import inspect
+import logging
 from contextlib import suppress
 from pathlib import Path
 
@@ -54,6 +55,8 @@ PROTOCOLS = ("auto", "channel", "compiled", "plain")
 _WORKER_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 # What a lost actor looks like to the driver: a protocol's report, or a call on a dead actor.
 _LOST = (WorkerLostError, ray.exceptions.RayActorError)
+# The command line shows these notes on stderr: Ray takes seconds to start, which should not pass in silence.
+_log = logging.getLogger(__name__)
 
 
 class FailureLimitError(DistnetError, RuntimeError):
@@ -133,9 +136,11 @@ class DistributedTrainer(TrainerBase):
             return
         try:
             if self.address is None:
+                _log.info("starting Ray on this machine")
                 ray.init(include_dashboard=False, logging_level="ERROR", configure_logging=True,
                          runtime_env=worker_setup.RUNTIME_ENV)
             else:
+                _log.info("joining the Ray cluster at %s", self.address)
                 join_cluster(self.address)
         except BaseException:  # such as Ctrl-C while Ray starts: stop the processes it has started
             ray.shutdown()
