@@ -176,12 +176,35 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
-def stop(folder: Path) -> None:
+def stop(folder: Path) -> list[dict]:
+    """Stop the cluster recorded in ``folder``; the nodes it had."""
     state_file = folder / "cluster.json"
     if not state_file.exists():
         raise ClusterError(f"no cluster recorded in {folder} (nothing to stop)")
-    stop_nodes(json.loads(state_file.read_text())["nodes"])
+    nodes = json.loads(state_file.read_text())["nodes"]
+    stop_nodes(nodes)
     state_file.unlink()
+    return nodes
+
+
+def started_report(state: dict, folder: Path) -> str:
+    """What ``start`` tells its user: the addresses, each node's process id and log, where the
+    state and Ray's own logs are, and how to use and stop the cluster."""
+    width = max(len(node["name"]) for node in state["nodes"])
+    nodes = [f"  {node['name']:<{width}}  pid {node['pid']}  log {node['log']}" for node in state["nodes"]]
+    again = f"python {sys.argv[0]} {{}} --dir {folder}"
+    return "\n".join([
+        f"Ray cluster of {len(nodes)} nodes: GCS {state['gcs_address']}, dashboard and Jobs API "
+        f"{state['dashboard_url']}", *nodes,
+        f"recorded in {folder / 'cluster.json'}; Ray's own logs in {folder / 'ray' / 'session_latest' / 'logs'}",
+        f"to use it from a shell: eval \"$({again.format('env')})\"",
+        f"to stop it: {again.format('stop')}"])
+
+
+def stopped_report(nodes: list[dict], folder: Path) -> str:
+    """What ``stop`` tells its user: which nodes (process groups) it ended."""
+    stopped = ", ".join(f"{node['name']} (pid {node['pid']})" for node in nodes)
+    return f"stopped the Ray cluster recorded in {folder}: {stopped}"
 
 
 def exports(folder: Path) -> str:
@@ -211,12 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "start":
-            state = start(args.dir, args.workers, args.cpus, args.timeout)
-            print(f"Ray cluster of {args.workers + 1} nodes: GCS {state['gcs_address']}, dashboard and "
-                  f"Jobs API {state['dashboard_url']}\nto use it from a shell: "
-                  f"eval \"$(python {sys.argv[0]} env --dir {args.dir})\"")
+            print(started_report(start(args.dir, args.workers, args.cpus, args.timeout), args.dir))
         elif args.command == "stop":
-            stop(args.dir)
+            print(stopped_report(stop(args.dir), args.dir))
         else:
             print(exports(args.dir))
     except ClusterError as e:

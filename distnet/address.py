@@ -6,12 +6,18 @@ logs "Failed to connect to GCS" every few seconds and keeps trying (for more tha
 we measured). So distnet first opens a plain TCP connection with a timeout and, when none is
 accepted, fails at once with a message that says what to check. A cluster that answers but
 refuses this machine's token makes ray.init fail after about 20 s with only "Failed to connect
-to Ray cluster"; distnet adds how to give it the token. (Ray is imported only to join: the command
-line checks the form of ``--address`` while parsing.)
+to Ray cluster" (the refusal is only in the exception's cause); distnet says instead that the
+token was refused, which token this process offered, and how to give it the cluster's (see
+:func:`token_problem`, which ``distnet submit`` uses too). Ray also prints a warning for each of
+its 20 attempts; no documented setting silences those (RAY_BACKEND_LOG_LEVEL does not reach them)
+or shortens the attempts, so both stay as Ray makes them. (Ray is imported only to join: the
+command line checks the form of ``--address`` while parsing.)
 """
 from __future__ import annotations
 
+import os
 import socket
+from pathlib import Path
 
 from .errors import ClusterUnreachableError, ConfigError
 
@@ -49,14 +55,58 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
 
 def join_cluster(address: str) -> None:
     """Connect this process to the Ray cluster at ``address`` ("auto", "local" or HOST:PORT);
-    ClusterUnreachableError, in bounded time, when nothing answers there or Ray cannot join it."""
+    ClusterUnreachableError, in bounded time, when nothing answers there, the cluster refuses this
+    process's token, or Ray cannot join it for another reason."""
     import ray
+    from ray.exceptions import AuthenticationError
 
     check_reachable(address)
     try:
         ray.init(address=address, logging_level="ERROR")
+    except AuthenticationError:  # token authentication on here, but no token to send
+        raise ClusterUnreachableError(token_problem(f"the Ray cluster at {address}")) from None
     except ConnectionError as e:
+        if _token_refused(e):
+            raise ClusterUnreachableError(token_problem(f"the Ray cluster at {address}")) from None
         raise ClusterUnreachableError(
-            f"cannot join the Ray cluster at {address} ({e}); if the cluster uses token authentication "
-            f"(RAY_AUTH_MODE=token), this machine needs the cluster's token: export RAY_AUTH_MODE=token "
-            f"and RAY_AUTH_TOKEN_PATH (or RAY_AUTH_TOKEN) before running distnet") from None
+            f"cannot join the Ray cluster at {address} ({e}); check that it is the GCS address that "
+            f"'ray start --head' printed (port 6379 by default), not the dashboard's") from None
+
+
+def token_problem(cluster: str) -> str:
+    """The error message for ``cluster`` (e.g. "the Ray cluster at HOST:PORT"), which uses token
+    authentication, not letting this process in: which token this process offered, if any, and
+    how to give it the cluster's."""
+    fix = ("give this process the cluster's token ('ray get-auth-token' on the head node prints it) "
+           "in RAY_AUTH_TOKEN, in a file named by RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token")
+    if os.environ.get("RAY_AUTH_MODE") != "token":
+        return (f"{cluster} requires a token and this process sent none (RAY_AUTH_MODE is not 'token'); "
+                f"export RAY_AUTH_MODE=token and {fix}")
+    offered = _offered_token()
+    if offered is None:
+        named = os.environ.get("RAY_AUTH_TOKEN_PATH")
+        why = (f"RAY_AUTH_TOKEN_PATH names {named}, which is missing or empty" if named else
+               "no RAY_AUTH_TOKEN, no RAY_AUTH_TOKEN_PATH, no ~/.ray/auth_token")
+        return f"this process has no token to send to {cluster} ({why}); {fix}"
+    return f"{cluster} refused this process's token (the one {offered}); {fix}"
+
+
+def _offered_token() -> str | None:
+    # Where the token this process sends comes from, in Ray's order: the variable RAY_AUTH_TOKEN,
+    # else the file RAY_AUTH_TOKEN_PATH names (Ray looks nowhere else then), else ~/.ray/auth_token.
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "in RAY_AUTH_TOKEN, which wins over any token file"
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token").expanduser()
+    return f"in {path}" if path.is_file() and path.stat().st_size > 0 else None
+
+
+def _token_refused(error: BaseException | None) -> bool:
+    from ray.exceptions import AuthenticationError
+
+    # Ray 2.60 keeps the refusal in the cause of its ConnectionError: a RuntimeError whose text
+    # holds the traceback of the AuthenticationError (InvalidAuthToken) of its last attempt.
+    while error is not None:
+        if isinstance(error, AuthenticationError) or "InvalidAuthToken" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

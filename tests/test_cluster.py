@@ -3,6 +3,7 @@ token authentication, started by cluster/local_cluster.py; jobs submitted with `
 and with `ray job submit`. Also the cluster-launcher config and how submit builds its job."""
 import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,7 @@ def test_distnet_submit_runs_the_training_as_a_job_on_two_nodes(cluster, mnist):
                            "--run-dir", str(run), *TRAIN], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     assert "test error" in done.stdout  # the job's output, followed to the end
+    assert "INFO" not in done.stderr  # Ray's client does not narrate the upload of the package
     info = job_info(cluster, "distnet-submit-test")
     assert info["status"] == "SUCCEEDED" and info["exit_code"] == 0
     assert len(info["runtime_env"]["py_modules"]) == 1  # the project travelled with the job
@@ -116,18 +118,36 @@ def test_distnet_submit_exits_with_the_status_of_a_failed_job(cluster):
     done = subprocess.run([sys.executable, "-m", "distnet", "submit", "--job-id", "distnet-failing-test",
                            "--resume", str(missing)], env=cluster.env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 2, done.stdout + done.stderr  # distnet's own exit status for a user error
-    assert f"distnet: error: {missing} is not a run directory" in done.stdout  # the job's, from its logs
+    assert f"distnet: error: {missing} does not exist" in done.stdout  # the job's, from its logs
     assert "distnet: job distnet-failing-test failed" in done.stderr
     assert job_info(cluster, "distnet-failing-test")["status"] == "FAILED"
 
 
+WRONG_TOKEN_FIX = ("(the one in RAY_AUTH_TOKEN, which wins over any token file); give this process the cluster's "
+                   "token ('ray get-auth-token' on the head node prints it) in RAY_AUTH_TOKEN, in a file named by "
+                   "RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token")
+
+
 @pytest.mark.slow
-def test_the_cluster_refuses_clients_without_its_token(cluster):
+def test_the_jobs_api_refuses_a_wrong_token_and_submit_says_how_to_give_the_right_one(cluster):
     wrong = {**cluster.env, "RAY_AUTH_TOKEN": "not-the-token"}  # takes precedence over the token file
     done = subprocess.run([sys.executable, "-m", "distnet", "submit", "--job-id", "never", "--no-wait"],
                           env=wrong, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
-    assert "distnet: error: the Ray Jobs API refused or could not be reached: Authentication" in done.stderr
+    assert done.stderr == f"distnet: error: the Ray Jobs API refused this process's token {WRONG_TOKEN_FIX}\n"
+
+
+@pytest.mark.slow
+def test_the_cluster_refuses_a_driver_with_a_wrong_token_and_train_says_how_to_give_the_right_one(cluster, mnist):
+    wrong = {**cluster.env, "RAY_AUTH_TOKEN": "not-the-token"}
+    address = cluster.env["RAY_ADDRESS"]
+    done = subprocess.run([sys.executable, "-m", "distnet", "train", "--address", address, "--workers", "1",
+                           "--run-dir", str(cluster.folder / "runs" / "refused")], env=wrong, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    # Ray's own warnings, one per attempt, come first.
+    assert done.stderr.splitlines()[-1] == (f"distnet: error: the Ray cluster at {address} refused this process's "
+                                            f"token {WRONG_TOKEN_FIX}")
 
 
 # -- what does not need a running cluster ---------------------------------------------------------
@@ -144,6 +164,19 @@ def test_submit_forwards_the_train_options_and_carries_the_project(monkeypatch):
     assert request["runtime_env"]["env_vars"] == {"DISTNET_DATA_DIR": "/data", "A": "b=c"}
     resumed = job_request(build_parser().parse_args(["submit", "--job-id", "j2", "--resume", "~/runs/a b"]))
     assert resumed["entrypoint"] == "python -m distnet train --address auto --resume ~/'runs/a b'"
+
+
+def test_local_cluster_says_where_its_processes_and_logs_are_and_what_it_stopped():
+    local_cluster_script = runpy.run_path(str(SCRIPT))
+    nodes = [{"name": "head", "pid": 101, "log": "/c/head.log"},
+             {"name": "worker-1", "pid": 102, "log": "/c/worker-1.log"}]
+    state = {"gcs_address": "127.0.0.1:6379", "dashboard_url": "http://127.0.0.1:8265", "nodes": nodes}
+    started = local_cluster_script["started_report"](state, Path("/c")).splitlines()
+    assert started[:3] == ["Ray cluster of 2 nodes: GCS 127.0.0.1:6379, dashboard and Jobs API http://127.0.0.1:8265",
+                           "  head      pid 101  log /c/head.log", "  worker-1  pid 102  log /c/worker-1.log"]
+    assert started[3] == "recorded in /c/cluster.json; Ray's own logs in /c/ray/session_latest/logs"
+    assert local_cluster_script["stopped_report"](nodes, Path("/c")) == (
+        "stopped the Ray cluster recorded in /c: head (pid 101), worker-1 (pid 102)")
 
 
 def test_cluster_launcher_config_is_valid_and_installs_the_project_with_token_authentication():

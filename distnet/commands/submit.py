@@ -19,6 +19,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..address import token_problem
 from ..errors import ConfigError, DistnetError
 
 DATA_DIR_ENV = "DISTNET_DATA_DIR"
@@ -174,8 +175,10 @@ def _client(address: str | None):
 
     from ray.job_submission import JobSubmissionClient
 
-    # Ray's job client narrates each request at INFO; this command says what happens itself.
-    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk"):
+    # Ray's job client narrates each request, and the packing of the distnet package it uploads,
+    # at INFO; this command says what happens itself.
+    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
+                 "ray._private.runtime_env.packaging"):
         logging.getLogger(name).setLevel(logging.WARNING)
     with _only_address(address):
         return _call(JobSubmissionClient, address)
@@ -187,10 +190,9 @@ def _call(function, *args, **kwargs):
 
     try:
         return function(*args, **kwargs)
-    except (AuthenticationError, ConnectionError, RuntimeError, ValueError) as e:
-        auth = "" if os.environ.get("RAY_AUTH_MODE") == "token" else (
-            "; if the cluster uses token authentication, set RAY_AUTH_MODE=token and its token "
-            "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)")
+    except AuthenticationError:
+        raise DistnetError(token_problem("the Ray Jobs API")) from None
+    except (ConnectionError, RuntimeError, ValueError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DistnetError(f"the Ray Jobs API refused or could not be reached: {first_line}. Check "
-                           f"--address (the dashboard's http://HOST:PORT, 8265 by default){auth}") from None
+                           f"--address (the dashboard's http://HOST:PORT, 8265 by default)") from None
