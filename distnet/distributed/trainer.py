@@ -134,17 +134,13 @@ class DistributedTrainer(TrainerBase):
                                   f"address={self.address!r} cannot be joined; call ray.shutdown() first, or pass address=None to "
                                   f"use the running Ray")
             return
-        try:
-            if self.address is None:
-                _log.info("starting Ray on this machine")
-                ray.init(include_dashboard=False, logging_level="ERROR", configure_logging=True,
-                         runtime_env=worker_setup.RUNTIME_ENV)
-            else:
-                _log.info("joining the Ray cluster at %s", self.address)
-                join_cluster(self.address)
-        except BaseException:  # such as Ctrl-C while Ray starts: stop the processes it has started
-            ray.shutdown()
-            raise
+        if self.address is None:
+            _log.info("starting Ray on this machine")
+            ray.init(include_dashboard=False, logging_level="ERROR", configure_logging=True,
+                     runtime_env=worker_setup.RUNTIME_ENV)
+        else:
+            _log.info("joining the Ray cluster at %s", self.address)
+            join_cluster(self.address)
         self._started_ray = True
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
