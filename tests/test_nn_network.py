@@ -415,21 +415,119 @@ def test_load_wrong_dtype_missing_keys_bad_meta(tmp_path):
             Network.load(path)
 
 
-def test_original_json(tmp_path):
-    net = small_net()
+# The 2-2-2 sigmoid network of the original's unit tests (tests/test_nn_golden.py), written by hand
+# as the original's NeuralNetwork.toJson writes a NetworkState: the input layer first, weights
+# with one row per input.
+ORIGINAL_DOC = """{"costFunction": "Quadratic", "layers": [
+  {"bias": [0.0, 0.0], "activation": "Identity"},
+  {"weights": [[0.3, 0.2], [-0.4, 0.6]], "bias": [0.25, 0.45], "activation": "Sigmoid"},
+  {"weights": [[0.7, -0.3], [0.5, -0.1]], "bias": [0.15, 0.35], "activation": "Sigmoid"}]}"""
+
+
+def original_net(dtype=np.float64):
+    return Network([Dense(6, "leaky_relu"), Dense(4, "relu"), Dense(3, Softmax())], input_size=5,
+                   cost=HalfQuadratic(), initializer=XavierNormal(), seed=0, dtype=dtype)
+
+
+def test_original_json_has_the_originals_layout(tmp_path):
+    net = original_net()
     doc = net.to_original_json()
-    json.dumps(doc)  # JSON-able
+    assert list(doc) == ["costFunction", "layers"] and doc["costFunction"] == "HalfQuadratic"
     layers = doc["layers"]
-    assert layers[0] == {"size": 5, "activation": None, "weights": None, "bias": None}
-    assert [l["activation"] for l in layers[1:]] == ["leaky_relu", "tanh", "softmax"]
-    assert layers[1]["alpha"] == 0.2 and "alpha" not in layers[2]
-    assert doc["cost"] == "cross_entropy"
+    assert layers[0] == {"bias": [0.0] * 5, "activation": "Identity"}  # the input layer: no weights
+    assert [list(l) for l in layers[1:]] == [["weights", "bias", "activation"]] * 3
+    assert [l["activation"] for l in layers[1:]] == ["Leaky_ReLU", "ReLU", "Softmax"]
+    for l, layer in zip(layers[1:], net.layers):
+        assert np.shape(l["weights"]) == layer.weights.shape == (layer.weights.shape[0], layer.size)
     flat = np.concatenate([np.concatenate([np.ravel(l["weights"]), l["bias"]]) for l in layers[1:]])
     np.testing.assert_array_equal(flat, net.params)
-    for l, layer in zip(layers[1:], net.layers):
-        assert np.shape(l["weights"]) == layer.weights.shape and l["size"] == layer.size
     path = net.save_original_json(tmp_path / "net.json")
     assert json.loads(path.read_text()) == json.loads(json.dumps(doc))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_original_json_round_trip(tmp_path, dtype):
+    net = original_net(dtype)
+    again = Network.from_original_json(json.loads(json.dumps(net.to_original_json())), dtype=dtype)
+    assert again.spec() == net.spec()
+    np.testing.assert_array_equal(again.params, net.params)
+    from_file = Network.load_original_json(net.save_original_json(tmp_path / "net.json"))
+    assert from_file.dtype == np.float64  # the original's double, unless asked otherwise
+    np.testing.assert_array_equal(from_file.params, net.params)
+
+
+def test_a_document_in_the_originals_format_gives_the_originals_golden_numbers():
+    net = Network.from_original_json(json.loads(ORIGINAL_DOC))
+    assert net.sizes == [2, 2, 2] and net.spec()["cost"] == {"name": "quadratic"}
+    assert [layer.activation.spec() for layer in net.layers] == [{"name": "sigmoid"}] * 2
+    np.testing.assert_allclose(net.predict([2.0, 3.0])[0], [0.712257432295742, 0.533097573871501], rtol=0, atol=1e-14)
+    assert net.cost_value([2.0, 3.0], [1.0, 0.2]) == pytest.approx(0.19374977898811957, rel=1e-14)
+    assert net.to_original_json() == json.loads(ORIGINAL_DOC)
+
+
+@pytest.mark.parametrize("net", [
+    Network([Dense(3, "tanh")], input_size=2),                         # the original has no Tanh
+    Network([Dense(3, LeakyReLU(0.2))], input_size=2),                 # nor another leak than 0.01
+    Network([Dense(3, "softmax")], input_size=2, cost=CrossEntropy()),  # nor CrossEntropy
+], ids=["tanh", "leaky_relu_alpha", "cross_entropy"])
+def test_what_the_original_cannot_hold_is_refused(net):
+    with pytest.raises(ConfigError, match="original Java library has no .* save"):
+        net.to_original_json()
+
+
+_DELETE = object()
+
+
+def _original(**changes):
+    """ORIGINAL_DOC with changes: layers__1__size=2 sets doc["layers"][1]["size"]; _DELETE deletes."""
+    doc = json.loads(ORIGINAL_DOC)
+    for path, value in changes.items():
+        *where, key = path.split("__")
+        target = doc
+        for step in where:
+            target = target[int(step) if step.isdigit() else step]
+        if value is _DELETE:
+            del target[key]
+        else:
+            target[int(key) if key.isdigit() else key] = value
+    return doc
+
+
+@pytest.mark.parametrize("doc, message", [
+    ([], "object with a 'costFunction'"),
+    ({"costFunction": "Quadratic", "layers": []}, "at least one more"),
+    (_original(costFunction="CrossEntropy"), "costFunction must be one of Quadratic, HalfQuadratic, MSE"),
+    (_original(costFunction=_DELETE), "costFunction must be one of"),
+    (_original(cost="Quadratic"), "fields the original does not write: cost"),
+    (_original(layers__0__activation="Sigmoid"), "input layer"),
+    (_original(layers__0__weights=[[1.0]]), "input layer"),
+    (_original(layers__1="layer"), "layer 1 must be an object"),
+    (_original(layers__1__size=2), "layer 1 has fields the original does not write: size"),
+    (_original(layers__1__activation="leaky_relu"), "layer 1's activation must be one of Identity"),
+    (_original(layers__1__weights=[[0.3, 0.2, 0.1], [-0.4, 0.6, 0.1]]), r"layer 1's weights must be 2 × 2 .*\(2, 3\)"),
+    (_original(layers__2__weights=[[0.7], [0.5, -0.1]]), "different lengths"),
+    (_original(layers__1__weights=[[0.3, "0.2"], [-0.4, 0.6]]), "layer 1's weights must be 2 × 2 finite numbers"),
+    (_original(layers__1__weights=[[0.3, None], [-0.4, 0.6]]), "finite numbers"),
+    (_original(layers__1__weights=[[0.3, float("nan")], [-0.4, 0.6]]), "finite numbers"),
+    (_original(layers__2__bias=[]), "layer 2's bias must be n finite numbers"),
+    (_original(layers__2__bias=_DELETE), "layer 2's bias"),
+    (_original(layers__0__bias=True), "layer 0's bias"),
+], ids=lambda value: None if isinstance(value, (dict, list)) else value[:40])
+def test_anything_but_the_originals_layout_is_refused(doc, message):
+    with pytest.raises(ModelFormatError, match=message):
+        Network.from_original_json(doc)
+
+
+def test_load_original_json_names_the_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{nope")
+    with pytest.raises(ModelFormatError, match="bad.json: not a JSON file"):
+        Network.load_original_json(bad)
+    bad.write_text('{"layers": 1}')
+    with pytest.raises(ModelFormatError, match="bad.json: not a network in the original's JSON layout"):
+        Network.load_original_json(bad)
+    with pytest.raises(ModelFormatError, match="no such model file"):
+        Network.load_original_json(tmp_path / "missing.json")
 
 
 def test_from_spec_rebuilds_the_architecture():

@@ -68,14 +68,18 @@ def adam_reference(w0, grad, lr, b1, b2, eps, steps=STEPS):
     return w
 
 
+TINY_EPSILON = 1e-300
+
+
 def test_adam_formula_with_bias_correction():
-    # eps = 0 isolates the bias correction from where ε is added.
+    # An ε far below the gradients' scale (0 is refused: weights whose gradient is always 0 would
+    # become 0/0) isolates the bias correction from where ε is added.
     w0, grad = start_and_gradients(3)
-    got = run(Adam(0.01, 0.8, 0.95, 0.0), w0, grad)
+    got = run(Adam(0.01, 0.8, 0.95, TINY_EPSILON), w0, grad)
     np.testing.assert_allclose(got, adam_reference(w0, grad, 0.01, 0.8, 0.95, 0.0), rtol=1e-13, atol=1e-15)
     # The first Adam step moves every weight by lr against the gradient's sign.
     w0, grad = start_and_gradients(4)
-    one = run(Adam(0.01, epsilon=0.0), w0, grad, steps=1)
+    one = run(Adam(0.01, epsilon=TINY_EPSILON), w0, grad, steps=1)
     np.testing.assert_allclose(one, w0 - 0.01 * np.sign(grad(0, w0)), rtol=1e-14)
 
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spec import from_spec
-
-from .activations import Activation, Softmax
+from .activations import Activation, Softmax, component
 
 
 class Cost:
@@ -123,6 +121,7 @@ class CrossEntropy(Cost):
 COSTS: dict[str, type[Cost]] = {cls.name: cls for cls in (Quadratic, HalfQuadratic, MSE, CrossEntropy)}
 
 
-def cost_from_spec(spec: dict | str) -> Cost:
-    """Build a cost from its name or from the dict :meth:`Cost.spec` returns."""
-    return from_spec(spec, COSTS, "cost")
+def cost_from_spec(spec: Cost | dict | str) -> Cost:
+    """Build a cost from its name or from the dict :meth:`Cost.spec` returns (a :class:`Cost` is
+    returned as it is)."""
+    return component(spec, Cost, COSTS, "cost")

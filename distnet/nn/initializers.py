@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
-from ..spec import from_spec
+from .activations import component
 
 
 class Initializer:
@@ -124,6 +124,7 @@ INITIALIZERS: dict[str, type[Initializer]] = {
 }
 
 
-def initializer_from_spec(spec: dict | str) -> Initializer:
-    """Build an initializer from its name or from the dict :meth:`Initializer.spec` returns."""
-    return from_spec(spec, INITIALIZERS, "initializer")
+def initializer_from_spec(spec: Initializer | dict | str) -> Initializer:
+    """Build an initializer from its name or from the dict :meth:`Initializer.spec` returns (an
+    :class:`Initializer` is returned as it is)."""
+    return component(spec, Initializer, INITIALIZERS, "initializer")

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
-
-from .activations import Activation, activation_from_spec
+from .activations import Activation, activation_from_spec, positive_int
 
 
 class Dense:
@@ -17,10 +15,8 @@ class Dense:
     """
 
     def __init__(self, size: int, activation: Activation | str | dict):
-        if not isinstance(size, (int, np.integer)) or size <= 0:
-            raise ConfigError(f"a layer's size must be a positive integer, got {size!r}")
-        self.size = int(size)
-        self.activation = activation if isinstance(activation, Activation) else activation_from_spec(activation)
+        self.size = int(positive_int("a layer's size", size))
+        self.activation = activation_from_spec(activation)
         self.weights: np.ndarray | None = None
         self.bias: np.ndarray | None = None
 

@@ -6,6 +6,8 @@ gradients come back in the same layout.
 """
 from __future__ import annotations
 
+import json
+import numbers
 import os
 from pathlib import Path
 
@@ -13,8 +15,9 @@ import numpy as np
 
 from ..errors import ConfigError, ModelFormatError
 from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
+from .activations import checked_number, positive_int
 from .costs import Cost, Quadratic, cost_from_spec
-from .initializers import Initializer, Random
+from .initializers import Initializer, Random, initializer_from_spec
 from .layers import Dense
 
 FORMAT = "distnet.network"
@@ -23,9 +26,20 @@ FORMAT = "distnet.network"
 # of a large network, which computes on parameters it is sent, saves their size twice over.
 _LEFT_ZERO = object()
 
+# The original Java library's names for what it has (its Activation and CostFunction getName()),
+# and distnet's spec of each: what to_original_json writes and from_original_json reads.
+ORIGINAL_ACTIVATIONS = {"Identity": {"name": "identity"}, "Sigmoid": {"name": "sigmoid"}, "ReLU": {"name": "relu"},
+                        "Leaky_ReLU": {"name": "leaky_relu", "alpha": 0.01}, "Softplus": {"name": "softplus"},
+                        "Softmax": {"name": "softmax"}}
+ORIGINAL_COSTS = {"Quadratic": {"name": "quadratic"}, "HalfQuadratic": {"name": "half_quadratic"},
+                  "MSE": {"name": "mse"}}
+
 
 class Network:
     """A feed-forward network of :class:`Dense` layers.
+
+    ``cost`` and ``initializer`` are instances (``Quadratic()``) or names (``"quadratic"``), as a
+    layer's activation is.
 
     >>> from distnet import Network, Dense
     >>> net = Network([Dense(3, "sigmoid"), Dense(2, "softmax")], input_size=4, seed=1)
@@ -33,21 +47,30 @@ class Network:
     (5, 2)
     """
 
-    def __init__(self, layers: list[Dense], input_size: int, cost: Cost | None = None,
-                 initializer: Initializer | None = None, seed: int | None = None,
+    def __init__(self, layers: list[Dense], input_size: int, cost: Cost | str | None = None,
+                 initializer: Initializer | str | None = None, seed: int | None = None,
                  dtype: np.dtype | type | str = np.float32):
+        if not isinstance(layers, (list, tuple)) or not all(isinstance(layer, Dense) for layer in layers):
+            raise ConfigError(f"layers must be a list of Dense layers, such as [Dense(36, 'leaky_relu'), "
+                              f"Dense(10, 'softmax')], got {layers!r}")
         if not layers:
             raise ConfigError("a network needs at least one layer")
-        if not isinstance(input_size, (int, np.integer)) or input_size <= 0:
-            raise ConfigError(f"input_size must be a positive integer, got {input_size!r}")
+        positive_int("input_size", input_size)
+        if seed is not None:
+            checked_number("seed", seed, numbers.Integral, lambda s: s >= 0,
+                           "a whole number >= 0 (or None for a random one)")
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ConfigError(f"dtype must be float32 or float64, got {self.dtype}")
+        if initializer is None:
+            initializer = Random(-0.5, 0.5)
+        elif initializer is not _LEFT_ZERO:
+            initializer = initializer_from_spec(initializer)
         self.input_size = int(input_size)
-        self.cost = cost if cost is not None else Quadratic()
+        self.cost = Quadratic() if cost is None else cost_from_spec(cost)
         # Fresh layer objects: the network owns its views, callers may reuse their descriptions.
         self.layers = [Dense(layer.size, layer.activation) for layer in layers]
-        self.params = np.zeros(self.parameter_count, dtype=self.dtype)
+        self._params = np.zeros(self.parameter_count, dtype=self.dtype)
         self.weight_slices: list[slice] = []
         self._grad_slices: list[tuple[slice, slice]] = []
         offset, fan_in = 0, self.input_size
@@ -61,7 +84,6 @@ class Network:
         self._buffers: BackpropBuffers | None = None  # see backprop(reuse_buffers=True)
         if initializer is _LEFT_ZERO:
             return
-        initializer = initializer if initializer is not None else Random(-0.5, 0.5)
         rng = np.random.default_rng(seed)
         fan_in = self.input_size
         for layer in self.layers:
@@ -97,13 +119,24 @@ class Network:
             net.set_params(params)
         return net
 
+    @property
+    def params(self) -> np.ndarray:
+        """The flat parameter vector. Change it in place, or assign a whole vector, which
+        :meth:`set_params` copies in: the layers' weights and biases are views of this one array,
+        so a new array in its place would be one they never see."""
+        return self._params
+
+    @params.setter
+    def params(self, params: np.ndarray) -> None:
+        self.set_params(params)
+
     def set_params(self, params: np.ndarray) -> None:
         """Copy ``params`` (same layout and length) into this network."""
         params = np.asarray(params)
-        if params.shape != self.params.shape:
-            raise ConfigError(f"expected {self.params.size} parameters for layers {self.sizes}, "
+        if params.shape != self._params.shape:
+            raise ConfigError(f"expected {self._params.size} parameters for layers {self.sizes}, "
                               f"got an array of shape {params.shape}")
-        self.params[...] = params
+        self._params[...] = params
 
     def use_params_memory(self, memory: np.ndarray) -> None:
         """Make ``memory`` this network's parameter vector, without copying: its values are the
@@ -112,7 +145,7 @@ class Network:
         if memory.shape != self.params.shape or memory.dtype != self.dtype:
             raise ConfigError(f"expected {self.params.size} {self.dtype} parameters for layers {self.sizes}, "
                               f"got an array of shape {memory.shape} and type {memory.dtype}")
-        self.params = memory
+        self._params = memory
         self._view_layers()
 
     def _view_layers(self) -> None:
@@ -150,11 +183,23 @@ class Network:
                               f"labels), got data of shape {Y.shape} for {rows} samples")
         return Y
 
+    def _labels(self, labels, rows: int) -> np.ndarray:
+        labels = np.asarray(labels)
+        if labels.shape != (rows,) or (labels.size and labels.dtype.kind not in "iu"):
+            hint = " (one-hot rows? pass their argmax(axis=1))" if labels.shape == (rows, self.output_size) else ""
+            raise ConfigError(f"the labels must be integer class labels 0..{self.output_size - 1}, one per row: "
+                              f"got {labels.dtype} data of shape {labels.shape} for {rows} rows{hint}")
+        if rows and not (0 <= labels.min() and labels.max() < self.output_size):
+            raise ConfigError(f"the labels must be class labels 0..{self.output_size - 1} (one per output), "
+                              f"got labels from {labels.min()} to {labels.max()}")
+        return labels
+
     def predict(self, X, batch_size: int = 1_000) -> np.ndarray:
         """Outputs for each row of ``X`` (one row of ``output_size`` values per sample), computed
         ``batch_size`` rows at a time: the layers' outputs then take batch_size × width each,
         whatever the number of rows (all 10,000 test images at once would take 41 MB per
         1,024-wide layer)."""
+        positive_int("batch_size", batch_size)
         X = self._inputs(X)
         outputs = np.empty((len(X), self.output_size), self.dtype)
         for start in range(0, len(X), batch_size):
@@ -171,13 +216,16 @@ class Network:
 
     def error_rate(self, X, labels, batch_size: int = 1_000) -> float:
         """The fraction of rows whose largest output is not the label."""
-        labels = np.asarray(labels)
-        return self.error_count(X, labels, batch_size) / len(labels) if len(labels) else 0.0
+        X = self._inputs(X)
+        errors = self.error_count(X, labels, batch_size)
+        return errors / len(X) if len(X) else 0.0
 
     def error_count(self, X, labels, batch_size: int = 1_000) -> int:
-        """The number of rows whose largest output is not the label (see :meth:`predict` for
-        ``batch_size``)."""
-        return int(np.count_nonzero(self.predict(X, batch_size).argmax(axis=1) != np.asarray(labels)))
+        """The number of rows whose largest output is not the label: ``labels`` holds one class
+        index 0..output_size-1 per row of ``X`` (see :meth:`predict` for ``batch_size``)."""
+        X = self._inputs(X)
+        labels = self._labels(labels, len(X))
+        return int(np.count_nonzero(self.predict(X, batch_size).argmax(axis=1) != labels))
 
     def backprop(self, X, Y, out: np.ndarray | None = None,
                  reuse_buffers: bool = False) -> tuple[np.ndarray, float, int]:
@@ -248,14 +296,7 @@ class Network:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Network":
         """Read a network written by :meth:`save`; refuses anything else with ModelFormatError."""
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ModelFormatError(f"{path}: no such model file") from None
-        except OSError as e:
-            raise ModelFormatError(f"{path}: cannot read the model file ({e.strerror})") from None
-        return cls.from_npz_bytes(data, str(path))
+        return cls.from_npz_bytes(_read_model_file(path), str(path))
 
     @classmethod
     def from_npz_bytes(cls, data: bytes, name: str = "model") -> "Network":
@@ -281,17 +322,70 @@ class Network:
         return net
 
     def to_original_json(self) -> dict:
-        """The original Java library's JSON form: each layer with size, activation, weights, bias."""
-        layers = [{"size": self.input_size, "activation": None, "weights": None, "bias": None}]
+        """The network in the layout the original Java library's ``NeuralNetwork.toJson`` writes
+        (Gson's form of its ``NetworkState``): ``{"costFunction": "Quadratic", "layers": [...]}``.
+        The first layer is the input layer, ``{"bias": [0.0, ...], "activation": "Identity"}``
+        (no weights); each layer after it is ``{"weights": rows, "bias": [...], "activation":
+        "Leaky_ReLU"}``, with one row of weights per input, as the original's
+        ``Matrix(previous size, size)``. Names are the original's (ORIGINAL_ACTIVATIONS,
+        ORIGINAL_COSTS).
+
+        Not the original's: the numbers are the parameters' exact values (float32 ones widened to
+        double); the original's ``toJson`` means to shorten them to floats. The original itself
+        has no reader for this form; :meth:`from_original_json` is distnet's. A network with
+        something the original lacks (Tanh, a LeakyReLU alpha other than its 0.01, CrossEntropy)
+        raises ConfigError: save it with :meth:`save`.
+        """
+        layers = [{"bias": [0.0] * self.input_size, "activation": "Identity"}]
         for layer in self.layers:
-            layers.append({"size": layer.size, "activation": layer.activation.spec()["name"],
-                           **({"alpha": layer.activation.alpha} if hasattr(layer.activation, "alpha") else {}),
-                           "weights": layer.weights.tolist(), "bias": layer.bias.tolist()})
-        return {"layers": layers, "cost": self.cost.spec()["name"]}
+            layers.append({"weights": layer.weights.tolist(), "bias": layer.bias.tolist(),
+                           "activation": _original_name(layer.activation, ORIGINAL_ACTIVATIONS, "activation")})
+        return {"costFunction": _original_name(self.cost, ORIGINAL_COSTS, "cost"), "layers": layers}
 
     def save_original_json(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_original_json` to ``path``, atomically."""
         write_json(path, self.to_original_json())
         return Path(path)
+
+    @classmethod
+    def from_original_json(cls, doc: dict, dtype: np.dtype | type | str = np.float64) -> "Network":
+        """The network a document in the layout of :meth:`to_original_json` describes (parsed
+        JSON: dicts, lists, numbers); ModelFormatError for anything else. ``dtype`` defaults to
+        float64, the original's double."""
+        layers = doc.get("layers") if isinstance(doc, dict) else None
+        if not isinstance(layers, list) or len(layers) < 2:
+            raise _not_original("expected an object with a 'costFunction' and a list of 'layers', the input "
+                                "layer and at least one more")
+        _check_keys(doc, {"costFunction", "layers"}, "the document")
+        cost = _original_spec(doc.get("costFunction"), ORIGINAL_COSTS, "costFunction")
+        input_layer = _original_layer(layers[0], 0)
+        if input_layer.get("weights") is not None or input_layer.get("activation") != "Identity":
+            raise _not_original("the first layer is the input layer: no weights, activation 'Identity'")
+        fan_in = input_size = len(_original_numbers(input_layer.get("bias"), (None,), "layer 0's bias"))
+        dense, params = [], []
+        for i, layer in enumerate(layers[1:], start=1):
+            layer = _original_layer(layer, i)
+            bias = _original_numbers(layer.get("bias"), (None,), f"layer {i}'s bias")
+            weights = _original_numbers(layer.get("weights"), (fan_in, len(bias)), f"layer {i}'s weights")
+            dense.append(Dense(len(bias), _original_spec(layer.get("activation"), ORIGINAL_ACTIVATIONS,
+                                                         f"layer {i}'s activation")))
+            params += [weights.ravel(), bias]
+            fan_in = len(bias)
+        net = cls(dense, input_size=input_size, cost=cost, dtype=dtype, initializer=_LEFT_ZERO)
+        net.set_params(np.concatenate(params))
+        return net
+
+    @classmethod
+    def load_original_json(cls, path: str | os.PathLike, dtype: np.dtype | type | str = np.float64) -> "Network":
+        """Read a file in the original's JSON layout (see :meth:`from_original_json`)."""
+        try:
+            doc = json.loads(_read_model_file(path))
+        except ValueError as e:  # not UTF-8, or not JSON
+            raise ModelFormatError(f"{path}: not a JSON file ({e})") from None
+        try:
+            return cls.from_original_json(doc, dtype)
+        except ModelFormatError as e:
+            raise ModelFormatError(f"{path}: {e}") from None
 
     def __repr__(self) -> str:
         layers = ", ".join(repr(layer) for layer in self.layers)
@@ -317,6 +411,63 @@ class BackpropBuffers:
         self.scratch = [np.empty((rows, size), dtype) for size in sizes[1:]]
         # The output layer's comes from the cost.
         self.output_gradients = [np.empty((rows, size), dtype) for size in sizes[1:-1]]
+
+
+def _read_model_file(path: str | os.PathLike) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ModelFormatError(f"{path}: no such model file") from None
+    except OSError as e:
+        raise ModelFormatError(f"{path}: cannot read the model file ({e.strerror})") from None
+
+
+def _original_name(component, names: dict[str, dict], kind: str) -> str:
+    """The original's name for an activation or a cost; ConfigError if the original lacks it."""
+    for name, spec in names.items():
+        if spec == component.spec():
+            return name
+    raise ConfigError(f"the original Java library has no {kind} {component!r} (it has {', '.join(names)}), so "
+                      f"this network has no original JSON form: save it with save() instead")
+
+
+def _not_original(defect: str) -> ModelFormatError:
+    return ModelFormatError(f"not a network in the original's JSON layout: {defect}")
+
+
+def _original_spec(name, names: dict[str, dict], what: str) -> dict:
+    if not isinstance(name, str) or name not in names:
+        raise _not_original(f"{what} must be one of {', '.join(names)}, got {name!r}")
+    return names[name]
+
+
+def _original_layer(layer, index: int) -> dict:
+    if not isinstance(layer, dict):
+        raise _not_original(f"layer {index} must be an object with 'weights', 'bias' and 'activation', "
+                            f"got {layer!r:.80}")
+    _check_keys(layer, {"weights", "bias", "activation"}, f"layer {index}")
+    return layer
+
+
+def _check_keys(doc: dict, known: set[str], what: str) -> None:
+    unknown = set(doc) - known
+    if unknown:
+        raise _not_original(f"{what} has fields the original does not write: {', '.join(sorted(map(str, unknown)))}")
+
+
+def _original_numbers(value, shape: tuple, what: str) -> np.ndarray:
+    """``value`` (lists of JSON numbers) as a float64 array of ``shape`` (None: any positive
+    length); ModelFormatError for anything else, such as strings or nulls among them."""
+    try:
+        array = np.array(value)
+    except ValueError:  # lists of different lengths
+        array = None
+    if (array is None or array.dtype.kind not in "iuf" or array.ndim != len(shape) or 0 in array.shape
+            or any(want not in (None, got) for want, got in zip(shape, array.shape)) or not np.isfinite(array).all()):
+        expected = " × ".join("n" if n is None else str(n) for n in shape)
+        got = "lists of different lengths" if array is None else f"{array.dtype} data of shape {array.shape}"
+        raise _not_original(f"{what} must be {expected} finite numbers, got {got}")
+    return array.astype(np.float64)
 
 
 def count_parameters(sizes: list[int]) -> int:

@@ -11,17 +11,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from ..spec import from_spec
 from . import fused
+from .activations import component, fraction, positive_real
 
 
 class Optimizer:
     name: str = ""
 
     def __init__(self, learning_rate: float):
-        if not learning_rate > 0:
-            raise ConfigError(f"learning rate must be > 0, got {learning_rate}")
-        self.learning_rate = learning_rate
+        self.learning_rate = positive_real("the learning rate", learning_rate)
         self._state: dict[str, np.ndarray] = {}
 
     def step(self, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> None:
@@ -72,7 +70,7 @@ class Momentum(Optimizer):
 
     def __init__(self, learning_rate: float, momentum: float = 0.9):
         super().__init__(learning_rate)
-        self.momentum = momentum
+        self.momentum = fraction("momentum", momentum)
 
     def step(self, params, grad, scale=1.0):
         v = self._slot("velocity", params)
@@ -93,7 +91,7 @@ class Nesterov(Optimizer):
 
     def __init__(self, learning_rate: float, momentum: float = 0.9):
         super().__init__(learning_rate)
-        self.momentum = momentum
+        self.momentum = fraction("momentum", momentum)
         self._scratch: np.ndarray | None = None
 
     def step(self, params, grad, scale=1.0):
@@ -129,7 +127,8 @@ class Adam(Optimizer):
     def __init__(self, learning_rate: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
                  epsilon: float = 1e-8):
         super().__init__(learning_rate)
-        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+        self.beta1, self.beta2 = fraction("Adam's beta1", beta1), fraction("Adam's beta2", beta2)
+        self.epsilon = positive_real("Adam's epsilon", epsilon)
 
     def step(self, params, grad, scale=1.0):
         if scale != 1:
@@ -155,9 +154,10 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 }
 
 
-def optimizer_from_spec(spec: dict | str) -> Optimizer:
-    """Build an optimizer from its name or from the dict :meth:`Optimizer.spec` returns."""
-    return from_spec(spec, OPTIMIZERS, "optimizer")
+def optimizer_from_spec(spec: Optimizer | dict | str) -> Optimizer:
+    """Build an optimizer from its name or from the dict :meth:`Optimizer.spec` returns (an
+    :class:`Optimizer` is returned as it is)."""
+    return component(spec, Optimizer, OPTIMIZERS, "optimizer")
 
 
 class UpdateRule:
@@ -172,8 +172,7 @@ class UpdateRule:
     """
 
     def __init__(self, optimizer: Optimizer, l2: float = 0.0, weight_slices: list[slice] | None = None):
-        if not 0 <= l2 < 1:
-            raise ConfigError(f"l2 must be in [0, 1), got {l2}")
+        l2 = fraction("l2", l2)
         if l2 and not weight_slices:
             raise ConfigError("L2 needs the weight_slices of the network (network.weight_slices)")
         self.optimizer = optimizer

@@ -1,0 +1,152 @@
+"""The Python API refuses what a user gets wrong where it is given, with a ConfigError that says
+what to pass instead: never a TypeError or a wrong answer later, deep in training."""
+import numpy as np
+import pytest
+
+from distnet.errors import ConfigError
+from distnet.nn import (Adam, Dense, GradientDescent, HalfQuadratic, HeNormal, LeakyReLU, Momentum, Nesterov,
+                        Network, ReLU, UpdateRule, XavierNormal)
+
+
+def net(**options):
+    return Network([Dense(4, "relu"), Dense(3, "softmax")], input_size=5, **options)
+
+
+# -- params -------------------------------------------------------------------------------------
+
+def test_assigning_params_copies_into_the_vector_the_layers_see(tmp_path):
+    network = net(seed=0)
+    vector = network.params
+    new = np.arange(network.parameter_count, dtype=np.float32) / 100
+    network.params = new
+    assert network.params is vector  # still the array the layers' weights are views of
+    np.testing.assert_array_equal(network.params, new)
+    np.testing.assert_array_equal(network.layers[0].weights.ravel(), new[:20])
+    np.testing.assert_array_equal(Network.load(network.save(tmp_path / "net.npz")).predict(np.ones(5)),
+                                  network.predict(np.ones(5)))
+
+
+def test_assigning_params_of_another_length_is_refused():
+    network = net(seed=0)
+    before = network.params.copy()
+    with pytest.raises(ConfigError, match=f"expected {network.parameter_count} parameters"):
+        network.params = np.zeros(23, np.float32)
+    np.testing.assert_array_equal(network.params, before)
+
+
+# -- components by name, instance or (refused) class --------------------------------------------
+
+def test_costs_and_initializers_are_given_by_name_as_activations_are():
+    by_name = net(cost="half_quadratic", initializer="he_normal", seed=3)
+    by_instance = net(cost=HalfQuadratic(), initializer=HeNormal(), seed=3)
+    assert by_name.spec() == by_instance.spec() and repr(by_name) == repr(by_instance)
+    np.testing.assert_array_equal(by_name.params, by_instance.params)
+    assert net(initializer={"name": "random", "low": -0.1, "high": 0.1}, seed=0).params.max() <= 0.1
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda: net(initializer=HeNormal), "HeNormal"),
+    (lambda: net(cost=HalfQuadratic), "HalfQuadratic"),
+    (lambda: Dense(8, ReLU), "ReLU"),
+    (lambda: Dense(8, LeakyReLU), "LeakyReLU"),
+])
+def test_a_class_instead_of_an_instance_says_to_pass_an_instance(make, name):
+    with pytest.raises(ConfigError, match=rf"{name} is a class: pass an instance, {name}\(\)"):
+        make()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: net(cost="hinge"), "unknown cost 'hinge'; known: quadratic, half_quadratic, mse, cross_entropy"),
+    (lambda: net(initializer="glorot"), "unknown initializer 'glorot'; known: random, xavier_uniform"),
+    (lambda: net(cost=42), "a cost is given as a Cost instance, by its name .quadratic, .* not 42"),
+    (lambda: net(initializer=XavierNormal().sigma), "an initializer is given as an Initializer instance"),
+    (lambda: Dense(8, None), "an activation is given as an Activation instance, by its name .identity, .*not None"),
+])
+def test_anything_else_lists_the_known_names(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+# -- the network's own arguments ----------------------------------------------------------------
+
+@pytest.mark.parametrize("layers", [[8, 10], Dense(8, "relu"), [Dense(8, "relu"), "softmax"]])
+def test_layers_must_be_dense_layers(layers):
+    with pytest.raises(ConfigError, match=r"layers must be a list of Dense layers, such as \[Dense\(36"):
+        Network(layers, input_size=784)
+
+
+@pytest.mark.parametrize("seed", ["1", -1, 1.5, True])
+def test_seed_must_be_a_whole_number_or_none(seed):
+    with pytest.raises(ConfigError, match=rf"seed must be a whole number >= 0 \(or None .*\), got {seed!r}"):
+        net(seed=seed)
+
+
+def test_seeds_that_are_fine():
+    assert np.array_equal(net(seed=np.int64(7)).params, net(seed=7).params)
+    assert net(seed=0).params.any() and net(seed=None).params.any()
+
+
+@pytest.mark.parametrize("size", [0, -3, 2.0, "8", True])
+def test_sizes_must_be_positive_integers(size):
+    with pytest.raises(ConfigError, match="a layer's size must be a positive integer"):
+        Dense(size, "relu")
+    with pytest.raises(ConfigError, match="input_size must be a positive integer"):
+        Network([Dense(2, "relu")], input_size=size)
+
+
+# -- optimizers ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: GradientDescent(0), "the learning rate must be a positive finite number, got 0"),
+    (lambda: GradientDescent(-0.1), "learning rate .* got -0.1"),
+    (lambda: GradientDescent(float("inf")), "learning rate .* got inf"),
+    (lambda: GradientDescent(float("nan")), "learning rate .* got nan"),
+    (lambda: Nesterov("0.02"), "learning rate must be a positive finite number, got '0.02'"),
+    (lambda: Nesterov(0.02, 1.5), r"momentum must be a number in \[0, 1\), got 1.5"),
+    (lambda: Nesterov(0.02, "0.9"), "momentum must be a number"),
+    (lambda: Momentum(0.02, -0.1), "momentum must be a number"),
+    (lambda: Momentum(0.02, 1), "momentum must be a number"),
+    (lambda: Adam(0.01, beta1=1.5), r"Adam's beta1 must be a number in \[0, 1\), got 1.5"),
+    (lambda: Adam(0.01, beta2=1.0), "Adam's beta2 must be a number"),
+    (lambda: Adam(0.01, epsilon=0), "Adam's epsilon must be a positive finite number, got 0"),
+    (lambda: UpdateRule(GradientDescent(0.1), l2="1e-4"), r"l2 must be a number in \[0, 1\)"),
+    (lambda: LeakyReLU("0.1"), r"LeakyReLU alpha must be a number in \[0, 1\)"),
+])
+def test_hyper_parameters_out_of_range_are_refused_at_construction(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+def test_hyper_parameters_in_range_are_kept_as_given():
+    assert Nesterov(np.float32(0.02), 0).spec() == {"name": "nesterov", "learning_rate": np.float32(0.02),
+                                                   "momentum": 0}
+    assert Adam(1, 0, 0.5, 1e-12).spec() == {"name": "adam", "learning_rate": 1, "beta1": 0, "beta2": 0.5,
+                                             "epsilon": 1e-12}
+
+
+# -- predict and error_rate ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, None])
+def test_predict_batch_size_must_be_a_positive_integer(batch_size):
+    with pytest.raises(ConfigError, match=f"batch_size must be a positive integer, got {batch_size!r}"):
+        net().predict(np.zeros((4, 5)), batch_size=batch_size)
+
+
+def test_error_rate_takes_one_integer_label_per_row_in_range():
+    network, X = net(seed=0), np.random.default_rng(0).random((6, 5))
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    assert network.error_rate(X, labels) == network.error_count(X, labels.astype(np.uint8)) / 6
+    assert network.error_rate(np.zeros((0, 5)), []) == 0.0
+    with pytest.raises(ConfigError, match=r"integer class labels 0..2, one per row: got float64 data of shape "
+                                          r"\(6, 3\) for 6 rows \(one-hot rows\? pass their argmax\(axis=1\)\)"):
+        network.error_rate(X, np.eye(3)[labels])
+    with pytest.raises(ConfigError, match=r"one per row: got int64 data of shape \(5,\) for 6 rows$"):
+        network.error_rate(X, labels[:5])
+    with pytest.raises(ConfigError, match="integer class labels"):
+        network.error_count(X, labels.astype(float))
+    with pytest.raises(ConfigError, match="integer class labels"):
+        network.error_rate(X, labels > 0)
+    with pytest.raises(ConfigError, match=r"class labels 0..2 \(one per output\), got labels from 20 to 22"):
+        network.error_rate(X, labels + 20)
+    with pytest.raises(ConfigError, match="got labels from -1 to 2"):
+        network.error_rate(X, labels - np.eye(6, dtype=int)[0])
