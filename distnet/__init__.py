@@ -9,7 +9,10 @@ from .errors import (ChecksumError, ConfigError, DataFormatError, DataNotFoundEr
 from .nn import (MSE, Adam, CrossEntropy, Dense, GradientDescent, HalfQuadratic, HeNormal, HeUniform,
                  Identity, LeakyReLU, LeCunNormal, LeCunUniform, Momentum, Nesterov, Network, Quadratic,
                  Random, ReLU, Sigmoid, Softmax, Softplus, Tanh, XavierNormal, XavierUniform)
+from .data.augment import RandomAffine
+from .nn.schedules import CosineDecay, StepDecay
 from .presets import PRESETS, Preset, get_preset
+from .progress import JsonLinesReporter, Reporter, TerminalReporter
 from .stop import EarlyStopping, StopEvaluator
 from .trainer import Trainer
 from .training import FitResult
@@ -20,11 +23,16 @@ __all__ = [
     "Network", "Dense", "Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softplus", "Softmax",
     "Quadratic", "HalfQuadratic", "MSE", "CrossEntropy", "Random", "XavierUniform", "XavierNormal",
     "LeCunUniform", "LeCunNormal", "HeUniform", "HeNormal", "GradientDescent", "Momentum", "Nesterov",
-    "Adam", "Trainer", "DistributedTrainer", "FitResult", "StopEvaluator", "EarlyStopping", "Preset",
+    "Adam", "Trainer", "DistributedTrainer", "FitResult", "StopEvaluator", "EarlyStopping", "CosineDecay",
+    "StepDecay", "RandomAffine", "Reporter", "TerminalReporter", "JsonLinesReporter", "Preset",
     "PRESETS", "get_preset", "Dataset", "Splits", "load_mnist", "load_fashion_mnist", "load_dataset",
     "DistnetError", "ConfigError", "DataFormatError", "DataNotFoundError", "ChecksumError",
     "ModelFormatError", "TrainingDivergedError",
 ]
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "DistributedTrainer"])
 
 
 def __getattr__(name: str):

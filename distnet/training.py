@@ -8,9 +8,10 @@ in this process (:class:`distnet.trainer.Trainer`) or on Ray actors
 from __future__ import annotations
 
 import math
+import numbers
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,9 +78,20 @@ class ChunkSizer:
             self.size = min(self.largest, max(self.smallest, fitting))
 
 
-@dataclass
+@dataclass(repr=False)
 class FitResult:
-    """What :meth:`TrainerBase.fit` returns."""
+    """What :meth:`TrainerBase.fit` returns.
+
+    ``best_network`` is the network of the lowest validation error (a copy: the trainer's own
+    ``network`` holds the last parameters), ``best_error`` that error and ``best_epoch`` its
+    epoch; without a validation set nothing is evaluated, ``best_network`` is the last one and
+    ``best_error`` is NaN. ``epochs`` counts the epochs trained in all, ``stop_reason`` is
+    ``"early_stop"`` (the stop rule) or ``"max_epochs"``, ``history`` holds one record per
+    evaluation (epoch, train and validation error, train cost, best so far, learning rate,
+    seconds), ``run_dir`` the run directory if any, ``seconds`` the training time over every
+    session of a resumed run, and ``already_ended`` says a resume found the run ended and trained
+    nothing.
+    """
 
     best_network: Network
     best_error: float
@@ -88,8 +100,18 @@ class FitResult:
     stop_reason: str
     history: list[dict] = field(default_factory=list)
     run_dir: Path | None = None
-    seconds: float = 0.0  # training wall time, over every session of a resumed run
-    already_ended: bool = False  # a resume found the run ended: nothing was trained this time
+    seconds: float = 0.0
+    already_ended: bool = False
+
+    def __repr__(self) -> str:
+        return (f"FitResult(best_error={self.best_error:.4f}, best_epoch={self.best_epoch}, epochs={self.epochs}, "
+                f"stop_reason={self.stop_reason!r}, evaluations={len(self.history)}, "
+                f"run_dir={str(self.run_dir) if self.run_dir else None!r}, "
+                f"seconds={self.seconds:.1f})")
+
+
+#: fit's settings for a new run when not given (a resumed run keeps its own).
+FIT_DEFAULTS = {"epochs": 100, "eval_every": 5, "window": 4}
 
 
 class TrainerBase:
@@ -112,6 +134,12 @@ class TrainerBase:
                  augmentation: RandomAffine | None = None):
         if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+        _check_instance("network", network, Network, "Network([Dense(36, 'leaky_relu'), Dense(10, 'softmax')])")
+        _check_instance("optimizer", optimizer, Optimizer, "Nesterov(0.02, 0.87)")
+        _check_instance("schedule", schedule, Schedule, "CosineDecay()", optional=True)
+        _check_instance("augmentation", augmentation, RandomAffine, "RandomAffine()", optional=True)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ConfigError(f"seed must be a whole number >= 0 (or None for a random one), got {seed!r}")
         self.network = network
         self.rule = UpdateRule(optimizer, l2, network.weight_slices)
         self.batch_size = int(batch_size)
@@ -133,47 +161,70 @@ class TrainerBase:
                 "augmentation": self.augmentation.spec() if self.augmentation else None}
 
     # -- the loop ---------------------------------------------------------------------------------
-    def fit(self, train: Dataset, validation: Dataset | None = None, *, epochs: int = 100,
-            eval_every: int = 5, window: int = 4, acceptable_error: float | None = None,
+    def fit(self, train: Dataset, validation: Dataset | None = None, *, epochs: int | None = None,
+            eval_every: int | None = None, window: int | None = None, acceptable_error: float | None = None,
             run_dir: str | Path | None = None, resume: bool = False, checkpoint_every: int = 0,
             reporter: Reporter | None = None, extra_config: dict | None = None) -> FitResult:
         """Train on ``train`` until early stopping (on ``validation``) or ``epochs`` epochs.
 
         Every epoch the training set is reshuffled and run in mini-batches; every ``eval_every``
-        epochs (and after the last) the validation error goes to the stop rule, which keeps the
-        best network. With ``run_dir`` the run writes config, history, the best network and a
-        checkpoint at each epoch end (and every ``checkpoint_every`` steps when > 0);
-        ``resume=True`` continues the run found there up to ``epochs`` in all, which may differ
-        from the total it was started with (a run that ended at its maximum then trains on, and
-        its config.json records the new total); a run that has ended (its stop rule said stop, or
-        it trained ``epochs`` epochs) is returned as it ended, ``already_ended`` set and a warning
-        issued, with nothing trained or written; one that trained more than ``epochs`` epochs is
-        refused (ConfigError).
+        epochs (and after the last) the validation error goes to the stop rule, the original's
+        StopEvaluator: it stops once the lowest error is older than ``window`` evaluations (the
+        original's example used 40, evaluating every 5 epochs), or when ``acceptable_error`` (a
+        fraction, such as 0.02) is reached, and keeps the best network. Not given, a new run uses
+        :data:`FIT_DEFAULTS` (100 epochs, an evaluation every 5, a window of 4) and no acceptable
+        error. ``reporter`` receives the progress (:class:`distnet.progress.TerminalReporter`
+        prints it as ``distnet train`` does); by default nothing is printed.
+
+        With ``run_dir`` the run writes config, history, the best network and a checkpoint at each
+        epoch end (and every ``checkpoint_every`` steps when > 0). ``resume=True`` continues the
+        run found there with its own settings: ``eval_every``, ``window`` and ``acceptable_error``
+        may be left out (and, given, must be the run's), ``epochs`` sets a new total (a run that
+        ended at its maximum then trains on, and its config.json records the new total); a run
+        that has ended (its stop rule said stop, or it trained ``epochs`` epochs) is returned as
+        it ended, ``already_ended`` set and a warning issued, with nothing trained or written; one
+        that trained more than ``epochs`` epochs is refused (ConfigError).
+
+        Calling ``fit`` again continues from the trainer's current parameters and optimizer
+        state, numbering epochs from 1 again.
         """
-        if epochs < 1 or eval_every < 1:
-            raise ConfigError(f"epochs and eval_every must be at least 1, got {epochs} and {eval_every}")
-        if checkpoint_every < 0:
-            raise ConfigError(f"checkpoint_every must be >= 0 steps, got {checkpoint_every}")
+        check_fit_arguments(self.network, train, validation, epochs=epochs, eval_every=eval_every, window=window,
+                            acceptable_error=acceptable_error, checkpoint_every=checkpoint_every)
+        self._check_batches(len(train))
         reporter = reporter or Reporter()
         run = RunDir(run_dir) if run_dir is not None else None
-        with run.held(create=not resume) if run is not None else nullcontext():
+        with run.held(create=not resume) if run is not None else nullcontext(), self._session(run):
             return self._fit(train, validation, run, epochs, eval_every, window, acceptable_error, resume,
                              checkpoint_every, reporter, extra_config)
 
-    def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, epochs: int, eval_every: int,
-             window: int, acceptable_error: float | None, resume: bool, checkpoint_every: int, reporter: Reporter,
-             extra_config: dict | None) -> FitResult:
+    def _check_batches(self, n_samples: int) -> None:
+        """ConfigError unless ``n_samples`` training samples make batches for this trainer."""
+        BatchPlan(n_samples, self.batch_size, self.shards, self.seed)
+
+    def _session(self, run: RunDir | None) -> AbstractContextManager:
+        """What a fit needs around it (a distributed trainer: Ray)."""
+        return nullcontext()
+
+    def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, epochs: int | None,
+             eval_every: int | None, window: int | None, acceptable_error: float | None, resume: bool,
+             checkpoint_every: int, reporter: Reporter, extra_config: dict | None) -> FitResult:
         plan = BatchPlan(len(train), self.batch_size, self.shards, self.seed)
         train = train.astype(self.network.dtype)
         has_validation = validation is not None and len(validation) > 0
         validation = validation.astype(self.network.dtype) if has_validation else None
-        config = {**self.config(), "train_samples": len(train), "epochs": epochs, "eval_every": eval_every,
-                  "window": window,
-                  "acceptable_error": acceptable_error, **(extra_config or {})}
         checkpoint = None
+        settings = {"epochs": epochs, "eval_every": eval_every, "window": window, "acceptable_error": acceptable_error}
         if run is not None and resume:
             checkpoint = run.load_checkpoint()
             run.remove_unfinished_writes()  # after a load that worked: a failed resume touches nothing
+            settings = {key: checkpoint.config.get(key, FIT_DEFAULTS.get(key)) if value is None else value
+                        for key, value in settings.items()}
+        else:
+            settings = {key: FIT_DEFAULTS.get(key) if value is None else value for key, value in settings.items()}
+        epochs, eval_every, window, acceptable_error = settings.values()
+        self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
+        config = {**self.config(), "train_samples": len(train), **settings, **(extra_config or {})}
+        if checkpoint is not None:
             self._check_resumable(checkpoint.config, config)
             ended = self._ended_run(run, checkpoint, epochs, reporter)
             if ended is not None:
@@ -211,7 +262,7 @@ class TrainerBase:
             while epoch < epochs:
                 epoch_started = time.perf_counter()
                 if self.schedule is not None:
-                    self._set_learning_rate(self.learning_rate * self.schedule.factor(epoch, epochs))
+                    self._set_learning_rate(self._scheduled_rate(epoch))
                 while step < plan.steps_per_epoch:
                     stop = chunks.end(step)
                     if checkpoint_every:
@@ -279,7 +330,7 @@ class TrainerBase:
     @staticmethod
     def _check_resumable(saved: dict, current: dict) -> None:
         keys = ("network", "optimizer", "l2", "batch_size", "seed", "workers", "schedule", "augmentation",
-                "train_samples")
+                "train_samples", "eval_every", "window", "acceptable_error")
         differ = [k for k in keys if saved.get(k) != current.get(k)]
         if differ:
             raise ConfigError(f"cannot resume: the run was started with different {', '.join(differ)} "
@@ -348,6 +399,10 @@ class TrainerBase:
         """Continue from a checkpoint's state, which stands before step ``position`` = (epoch, step)."""
         raise NotImplementedError
 
+    def _scheduled_rate(self, epoch: int) -> float:
+        """The learning rate of ``epoch`` (0-based) under the schedule."""
+        return self.learning_rate * self.schedule.factor(epoch, self._schedule_epochs)
+
     def _set_learning_rate(self, learning_rate: float) -> None:
         """The rate for the epoch about to start (only called with a schedule)."""
         self.optimizer.learning_rate = learning_rate
@@ -358,3 +413,38 @@ class TrainerBase:
 
     def _close(self) -> None:
         pass
+
+
+def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | None, *, epochs: int | None,
+                        eval_every: int | None, window: int | None, acceptable_error: float | None,
+                        checkpoint_every: int) -> None:
+    """ConfigError for arguments :meth:`TrainerBase.fit` cannot train with, before any work starts
+    (a distributed trainer would first start Ray)."""
+    for name, data in (("train", train), ("validation", validation)):
+        if not isinstance(data, Dataset) and not (name == "validation" and data is None):
+            raise ConfigError(f"{name} must be a distnet Dataset (such as load_mnist().{name}, or "
+                              f"Dataset(images, labels) for your own data), got {type(data).__name__}")
+    for name, value, least in (("epochs", epochs, 1), ("eval_every", eval_every, 1), ("window", window, 1),
+                               ("checkpoint_every", checkpoint_every, 0)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least):
+            raise ConfigError(f"{name} must be a whole number of at least {least}, got {value!r}")
+    if acceptable_error is not None and (isinstance(acceptable_error, bool)
+                                         or not isinstance(acceptable_error, numbers.Real)
+                                         or not 0 <= acceptable_error < 1):
+        raise ConfigError(f"acceptable_error is an error rate, a fraction in [0, 1) such as 0.02 for 2 %, "
+                          f"got {acceptable_error!r}")
+    width = train.images.shape[1]
+    if network.input_size != width or network.output_size != len(train.classes):
+        raise ConfigError(f"the network does not fit the data: it takes {network.input_size} inputs and gives "
+                          f"{network.output_size} outputs, the data has {width} values per sample and "
+                          f"{len(train.classes)} classes")
+
+
+def _check_instance(name: str, value, kind: type, example: str, optional: bool = False) -> None:
+    """ConfigError unless ``value`` is a ``kind`` (or None, if ``optional``), saying how to make one."""
+    if isinstance(value, kind) or (optional and value is None):
+        return
+    given = f"the class {value.__name__}, not an instance" if isinstance(value, type) else repr(value)
+    article = "an" if kind.__name__[0] in "AEIOU" else "a"
+    raise ConfigError(f"{name} must be {article} {kind.__name__}{' or None' if optional else ''}, such as {example}; "
+                      f"got {given}")

@@ -116,6 +116,26 @@ def test_batch_smaller_than_workers_is_refused(mnist, ray_local):
         fit(trainer, mnist)
 
 
+@pytest.mark.parametrize("workers, batch_size, options, message", [
+    (2, 1, {}, "batch size 1 is smaller than the number of workers 2"),
+    (None, 64, {"train": "subset"}, "the training set has 50 samples, fewer than one batch of 64"),
+    (2, 32, {"epochs": 0}, "epochs must be a whole number of at least 1"),
+    (2, 32, {"network": "five classes"}, "the network does not fit the data"),
+])
+def test_what_fit_cannot_train_with_is_refused_before_ray_starts(mnist, monkeypatch, workers, batch_size, options,
+                                                                 message):
+    def start_ray(self):
+        raise AssertionError("Ray started before the arguments were checked")
+
+    monkeypatch.setattr(DistributedTrainer, "_connect_ray", start_ray)
+    network = Network([Dense(5, "softmax")], input_size=784, seed=1) if options.pop("network", None) \
+        else small_network()
+    train = mnist.train.subset(slice(0, 50)) if options.pop("train", None) else mnist.train
+    trainer = DistributedTrainer(network, Nesterov(0.02), batch_size=batch_size, workers=workers, seed=1)
+    with pytest.raises(ConfigError, match=message):
+        trainer.fit(train, mnist.validation, **options)
+
+
 def test_more_workers_than_cpus_is_a_clear_error_not_a_hang(mnist, ray_local):
     trainer = DistributedTrainer(small_network(), Nesterov(0.02), batch_size=32, workers=9,
                                  placement_timeout=3)

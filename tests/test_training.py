@@ -1,5 +1,6 @@
 """The batch plan, the single-process trainer, run directories, checkpoints and resume."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -162,6 +163,80 @@ def test_a_run_that_ended_at_its_maximum_trains_on_to_a_larger_one_as_if_started
                                           "larger number of epochs"):
         fit_small(mnist, run, epochs=3, resume=True)
     assert files(run) == before
+
+
+def test_a_resume_keeps_the_run_s_own_settings_unless_given(mnist, tmp_path):
+    """Left out, epochs, eval_every and window are the run's; given, eval_every and window must be
+    the run's, and epochs sets a new total."""
+    train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
+
+    def fit(**options):
+        trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
+        return trainer.fit(train, validation, run_dir=tmp_path / "run", **options)
+
+    fit(epochs=4, eval_every=2, window=10)
+    with pytest.warns(UserWarning, match="had ended at epoch 4"):
+        assert fit(resume=True).already_ended  # not 100 epochs (the default for a new run)
+    before = files(tmp_path / "run")
+    for changed in ({"eval_every": 5}, {"window": 4}, {"acceptable_error": 0.5}):
+        name = next(iter(changed))
+        with pytest.raises(ConfigError, match=f"cannot resume: the run was started with different {name}"):
+            fit(resume=True, **changed)
+    assert files(tmp_path / "run") == before
+    longer = fit(resume=True, epochs=6, eval_every=2)
+    assert [h["epoch"] for h in longer.history] == [2, 4, 6]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 6
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"epochs": 0}, "epochs must be a whole number of at least 1, got 0"),
+    ({"epochs": 2.5}, "epochs must be a whole number of at least 1, got 2.5"),
+    ({"eval_every": True}, "eval_every must be a whole number of at least 1, got True"),
+    ({"window": 0}, "window must be a whole number of at least 1, got 0"),
+    ({"checkpoint_every": -1}, "checkpoint_every must be a whole number of at least 0, got -1"),
+    ({"acceptable_error": 50}, r"acceptable_error is an error rate, a fraction in \[0, 1\) such as 0.02"),
+])
+def test_fit_refuses_settings_it_cannot_train_with_before_any_work(mnist, tmp_path, options, message):
+    trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), batch_size=32, seed=11)
+    with pytest.raises(ConfigError, match=message):
+        trainer.fit(mnist.train, mnist.validation, run_dir=tmp_path / "run", **options)
+    assert not (tmp_path / "run").exists()
+
+
+def test_fit_refuses_data_it_cannot_train_on(mnist):
+    trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), batch_size=32, seed=11)
+    with pytest.raises(ConfigError, match=r"train must be a distnet Dataset \(such as load_mnist\(\).train, or "
+                                          r"Dataset\(images, labels\) for your own data\), got tuple"):
+        trainer.fit((mnist.train.images, mnist.train.labels))
+    with pytest.raises(ConfigError, match="validation must be a distnet Dataset"):
+        trainer.fit(mnist.train, mnist.validation.images)
+    five_classes = Trainer(Network([Dense(5, "softmax")], input_size=784, seed=1), Nesterov(0.02), seed=1)
+    with pytest.raises(ConfigError, match="the network does not fit the data: it takes 784 inputs and gives 5 "
+                                          "outputs, the data has 784 values per sample and 10 classes"):
+        five_classes.fit(mnist.train)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"optimizer": Nesterov}, "optimizer must be an Optimizer, such as Nesterov(0.02, 0.87); got the class "
+                              "Nesterov, not an instance"),
+    ({"optimizer": "nesterov"}, "optimizer must be an Optimizer, such as Nesterov(0.02, 0.87); got 'nesterov'"),
+    ({"network": [Dense(10, "softmax")]}, "network must be a Network, such as Network(["),
+    ({"schedule": "cosine"}, "schedule must be a Schedule or None, such as CosineDecay(); got 'cosine'"),
+    ({"augmentation": True}, "augmentation must be a RandomAffine or None, such as RandomAffine(); got True"),
+    ({"seed": "1"}, "seed must be a whole number >= 0 (or None for a random one), got '1'"),
+    ({"seed": -1}, "seed must be a whole number >= 0"),
+])
+def test_a_trainer_refuses_parts_of_the_wrong_kind_when_made(options, message):
+    arguments = {"network": tiny_network(), "optimizer": Nesterov(0.02, 0.87), **options}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Trainer(arguments.pop("network"), arguments.pop("optimizer"), **arguments)
+
+
+def test_a_fit_result_reads_in_one_line(mnist):
+    result, _ = fit_small(mnist, epochs=2)
+    assert repr(result) == (f"FitResult(best_error={result.best_error:.4f}, best_epoch={result.best_epoch}, "
+                            f"epochs=2, stop_reason='max_epochs', evaluations=2, run_dir=None, "
+                            f"seconds={result.seconds:.1f})")
 
 
 def test_a_run_directory_held_by_another_training_is_refused_untouched(mnist, tmp_path):

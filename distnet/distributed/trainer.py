@@ -24,9 +24,9 @@ stay as they were.
 """
 from __future__ import annotations
 
-import inspect
 import logging
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +100,7 @@ class DistributedTrainer(TrainerBase):
         self.placement: list[dict] = []
         self.failures: list[str] = []
         self._started_ray = False
+        self._steps = None  # how steps are exchanged, once the actors run
 
     @property
     def shards(self) -> int:
@@ -111,18 +112,21 @@ class DistributedTrainer(TrainerBase):
         return {**super().config(), "protocol": self.protocol}
 
     # -- setup and teardown -----------------------------------------------------------------------
-    def fit(self, train, validation=None, **kwargs):
-        # Recovery needs the run directory (checkpoints) and the epochs (learning-rate schedule).
-        args = inspect.signature(TrainerBase.fit).bind(self, train, validation, **kwargs)
-        args.apply_defaults()
-        run_dir, self._epochs = args.arguments["run_dir"], args.arguments["epochs"]
-        self._run = RunDir(run_dir) if run_dir is not None else None
+    def _check_batches(self, n_samples: int) -> None:
+        if self.requested_workers is not None:
+            super()._check_batches(n_samples)
+        elif n_samples < self.batch_size:  # the rest once Ray says how many workers there are
+            BatchPlan(n_samples, self.batch_size)
+
+    @contextmanager
+    def _session(self, run: RunDir | None) -> Iterator[None]:
+        self._run = run  # recovery restores a lost parameter server from the run's checkpoints
         self.failures = []
         self._connect_ray()
         try:
             if self.requested_workers is None:
                 self.requested_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-            return super().fit(train, validation, **kwargs)
+            yield
         finally:
             self._close()  # again (it does nothing twice): also after a refused resume, which starts no actors
 
@@ -172,7 +176,6 @@ class DistributedTrainer(TrainerBase):
         if validation is not None:
             self._validation_refs = (ray.put(validation.images), ray.put(np.asarray(validation.labels)))
         self.placement = ray.get([w.where.remote() for w in self._workers])
-        self._steps = None
         self._steps = self._open_steps()
         self.active_protocol = self._steps.name
 
@@ -219,7 +222,7 @@ class DistributedTrainer(TrainerBase):
             if getattr(self, "_pg", None) is not None:
                 remove_placement_group(self._pg)
         finally:
-            self._workers, self._server, self._pg, self._stopping = [], None, None, None
+            self._workers, self._server, self._pg, self._stopping, self._steps = [], None, None, None, None
             if self._started_ray:
                 ray.shutdown()
                 self._started_ray = False
@@ -369,8 +372,7 @@ class DistributedTrainer(TrainerBase):
 
     def _set_server_rate(self, epoch: int) -> None:
         if self.schedule is not None:
-            rate = self.learning_rate * self.schedule.factor(epoch, self._epochs)
-            ray.get(self._server.set_learning_rate.remote(rate))
+            ray.get(self._server.set_learning_rate.remote(self._scheduled_rate(epoch)))
 
     def _early_stopping(self, network_spec: dict, window: int, acceptable_error: float | None,
                         best_path: Path | None):
