@@ -5,8 +5,10 @@ step, ratios, the targets themselves, the scaling model, and the Markdown tables
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import scaling
 
@@ -170,13 +172,13 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m benchmarks.report RESULTS.json (a run saved with python -m benchmarks.speed --out)",
-              file=sys.stderr)
-        return 2
-    with open(args[0]) as f:
-        results = json.load(f)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path, help="a run saved with python -m benchmarks.speed --out")
+    args = parser.parse_args(argv)
+    try:
+        results = json.loads(args.results.read_text())
+    except (OSError, ValueError) as e:
+        parser.error(f"cannot read {args.results}: {e}")
     add_analysis(results)
     print(markdown(results))
     return 0

@@ -118,6 +118,9 @@ def _run_case(case: dict, timeout: float) -> dict:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         return {"error": f"timed out after {timeout:.0f} s"}
+    except KeyboardInterrupt:  # its own session does not get the terminal's Ctrl-C: end it here
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
     finally:
         other_cores = others.stop()
     lines = [line for line in stdout.splitlines() if line.startswith(PREFIX)]
@@ -150,12 +153,21 @@ def _machine() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a part of each epoch, fewer repetitions (1-2 min)")
-    parser.add_argument("--only", default="", help="run only the cases whose name contains this text")
+    parser.add_argument("--quick", action="store_true", help="a part of each epoch, fewer repetitions (2-3 min)")
+    parser.add_argument("--only", default="", help="run only the cases whose name contains this text (see the "
+                                                   "'... NAME' lines a run prints, e.g. 'wide: ' or 'PyTorch DDP')")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
 
     cores = os.cpu_count() or 1
+    names = [case["name"] for case in _cases(args.quick, cores)]
+    if not any(args.only in name for name in names):
+        parser.error(f"--only {args.only!r} matches no case; the cases are: {'; '.join(names)}")
+    if args.out:
+        try:
+            args.out.write_text("")  # a path it cannot write fails now, not after the whole run
+        except OSError as e:
+            parser.error(f"cannot write --out {args.out}: {e.strerror}")
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "mode": "quick" if args.quick else "full",
                      "machine": _machine(), "data": training_data(10)[2],
                      "threads": "each process pins OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS "

@@ -1,0 +1,41 @@
+"""The benchmark tools' own plumbing: what a process reports as its peak memory, and the command
+lines refusing what they cannot do before any case runs."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import report, speed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_process_reports_its_own_peak_memory_not_its_parent_s():
+    """Linux carries getrusage's ru_maxrss over through fork and exec; VmHWM starts anew."""
+    held = np.ones(300_000_000 // 8)  # 300 MB in this parent
+    child = subprocess.run([sys.executable, "-c", "from benchmarks.workloads import peak_rss_mb; print(peak_rss_mb())"],
+                           cwd=ROOT, capture_output=True, text=True, check=True)
+    assert held.sum() > 0 and float(child.stdout) < 150
+
+
+def test_speed_refuses_a_filter_that_matches_nothing_and_an_output_it_cannot_write(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exited:
+        speed.main(["--only", "no such case"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--only 'no such case' matches no case; the cases are: gemm, 1 thread(s);" in err
+    with pytest.raises(SystemExit) as exited:
+        speed.main(["--only", "gemm", "--out", str(tmp_path / "missing" / "results.json")])
+    assert exited.value.code == 2
+    assert f"cannot write --out {tmp_path / 'missing' / 'results.json'}: No such file" in capsys.readouterr().err
+
+
+def test_report_says_what_it_needs(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exited:
+        report.main(["--help"])
+    assert exited.value.code == 0 and "a run saved with python -m benchmarks.speed --out" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        report.main([str(tmp_path / "none.json")])
+    assert exited.value.code == 2 and "cannot read" in capsys.readouterr().err
