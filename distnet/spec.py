@@ -12,7 +12,7 @@ def from_spec(spec: Any, registry: dict[str, type], kind: str):
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict):
-        raise ConfigError(f"a {kind} is given by its name or a dict with 'name', not {spec!r}")
+        raise ConfigError(f"{with_article(kind)} is given by its name or a dict with 'name', not {spec!r}")
     params = dict(spec)
     name = params.pop("name", None)
     if name not in registry:
@@ -21,3 +21,8 @@ def from_spec(spec: Any, registry: dict[str, type], kind: str):
         return registry[name](**params)
     except TypeError as e:
         raise ConfigError(f"{kind} {name!r}: {e}") from None
+
+
+def with_article(noun: str) -> str:
+    """``noun`` after "a" or "an": "an activation", "a cost"."""
+    return f"{'an' if noun[0].lower() in 'aeiou' else 'a'} {noun}"

@@ -26,6 +26,7 @@ from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
 from .progress import Reporter
 from .rundir import RunDir
+from .spec import with_article
 from .stop import EarlyStopping, StopEvaluator, Verdict
 
 
@@ -445,6 +446,5 @@ def _check_instance(name: str, value, kind: type, example: str, optional: bool =
     if isinstance(value, kind) or (optional and value is None):
         return
     given = f"the class {value.__name__}, not an instance" if isinstance(value, type) else repr(value)
-    article = "an" if kind.__name__[0] in "AEIOU" else "a"
-    raise ConfigError(f"{name} must be {article} {kind.__name__}{' or None' if optional else ''}, such as {example}; "
-                      f"got {given}")
+    raise ConfigError(f"{name} must be {with_article(kind.__name__)}{' or None' if optional else ''}, such as "
+                      f"{example}; got {given}")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..errors import ConfigError
-from ..spec import from_spec
+from ..spec import from_spec, with_article
 
 
 class Activation:
@@ -187,12 +187,8 @@ def component(value, base: type, registry: dict[str, type], kind: str):
         raise ConfigError(f"{kind} {value.__name__} is a class: pass an instance, {value.__name__}()")
     if isinstance(value, (str, dict)):
         return from_spec(value, registry, kind)
-    raise ConfigError(f"{_a(kind)} is given as {_a(base.__name__)} instance, by its name ({', '.join(registry)}) "
+    raise ConfigError(f"{with_article(kind)} is given as {with_article(base.__name__)} instance, by its name ({', '.join(registry)}) "
                       f"or as a dict with 'name', not {value!r}")
-
-
-def _a(noun: str) -> str:
-    return f"{'an' if noun[0].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def checked_number(what: str, value, kind: type, accept: Callable, expected: str):
