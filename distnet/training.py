@@ -22,6 +22,7 @@ from .checkpoint import Checkpoint
 from .data import Dataset
 from .errors import ConfigError, TrainingDivergedError
 from .data.augment import RandomAffine
+from .data.digits import PIXELS, SIDE
 from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
 from .progress import Reporter
@@ -191,6 +192,9 @@ class TrainerBase:
         """
         check_fit_arguments(self.network, train, validation, epochs=epochs, eval_every=eval_every, window=window,
                             acceptable_error=acceptable_error, checkpoint_every=checkpoint_every)
+        if self.augmentation is not None and train.images.shape[1] != PIXELS:
+            raise ConfigError(f"augmentation moves {SIDE}x{SIDE} images, and these samples have "
+                              f"{train.images.shape[1]} values each; train without it (augmentation=None)")
         self._check_batches(len(train))
         reporter = reporter or Reporter()
         run = RunDir(run_dir) if run_dir is not None else None

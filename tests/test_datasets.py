@@ -136,7 +136,10 @@ def test_astype() -> None:
         (np.zeros((3, 784), np.float32), [1, 2], "small: 3 images but 2 labels"),
         (np.zeros((2, 784), np.float32), [1, 10], "small: label 10 is outside 0..9"),
         (np.zeros((2, 784), np.float32), [-1, 0], "small: label -1 is outside 0..9"),
-        (np.zeros((2, 28, 28), np.float32), [1, 2], r"shape \(n, 784\), got \(2, 28, 28\)"),
+        (np.zeros((2, 28, 28), np.float32), [1, 2], r"2-D array, one row of values per sample \(such as \(n, "
+                                                    r"784\) for 28x28 images: images.reshape\(n, 784\)\), got "
+                                                    r"shape \(2, 28, 28\)"),
+        (np.zeros((2, 0), np.float32), [1, 2], r"got shape \(2, 0\)"),
         (np.zeros((2, 784), np.uint8), [1, 2], "floating point in \\[0, 1\\], got uint8"),
         (np.zeros((2, 784), np.float32), [1.0, 2.0], "1-D integer array"),
     ],

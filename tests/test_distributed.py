@@ -55,6 +55,25 @@ def test_distribution_does_not_change_the_math(mnist, ray_local, workers, protoc
     assert result.history[-1]["train_error"] == pytest.approx(expected_result.history[-1]["train_error"])
 
 
+def test_data_of_your_own_is_distributed_with_the_same_math(ray_local):
+    """Two features per sample instead of 784 pixels: workers, server and evaluator follow the data."""
+    from test_training import xor_data
+
+    train, validation = xor_data(1000, seed=1), xor_data(200, seed=2)
+
+    def network():
+        return Network([Dense(8, "tanh"), Dense(2, "softmax")], input_size=2, cost="cross_entropy", seed=4,
+                       dtype=np.float64)
+
+    single = Trainer(network(), Nesterov(0.1, 0.9), batch_size=20, seed=5)
+    single.shards = 2
+    expected = single.fit(train, validation, epochs=3, eval_every=1)
+    trainer = DistributedTrainer(network(), Nesterov(0.1, 0.9), batch_size=20, seed=5, workers=2)
+    result = trainer.fit(train, validation, epochs=3, eval_every=1)
+    assert relative_difference(trainer.network.params, single.network.params) < 1e-9
+    assert [h["validation_error"] for h in result.history] == [h["validation_error"] for h in expected.history]
+
+
 def test_augmentation_and_schedule_do_not_change_the_math_either(mnist, ray_local):
     # Each worker augments its own shard and the parameter server gets each epoch's rate.
     from distnet.data.augment import RandomAffine

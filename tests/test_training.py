@@ -8,6 +8,7 @@ import pytest
 from distnet import ConfigError, Dense, Nesterov, Network, TrainingDivergedError
 from distnet.batches import BatchPlan, RowGather, split_sizes
 from distnet.checkpoint import Checkpoint
+from distnet.data.augment import RandomAffine
 from distnet.nn import UpdateRule
 from distnet.presets import get_preset
 from distnet.progress import Reporter
@@ -230,6 +231,28 @@ def test_a_trainer_refuses_parts_of_the_wrong_kind_when_made(options, message):
     arguments = {"network": tiny_network(), "optimizer": Nesterov(0.02, 0.87), **options}
     with pytest.raises(ConfigError, match=re.escape(message)):
         Trainer(arguments.pop("network"), arguments.pop("optimizer"), **arguments)
+
+
+def xor_data(n: int, seed: int):
+    """Points around the corners of the unit square, labelled as XOR of their corner: no line
+    separates the classes, a hidden layer does."""
+    from distnet import Dataset
+
+    rng = np.random.default_rng(seed)
+    corners = rng.integers(0, 2, size=(n, 2))
+    points = (corners + rng.normal(0, 0.1, size=(n, 2))).astype(np.float32)
+    return Dataset(points, corners[:, 0] ^ corners[:, 1], name="xor", classes=("same", "different"))
+
+
+def test_data_of_your_own_trains_with_fit():
+    train, validation = xor_data(2000, seed=1), xor_data(400, seed=2)
+    net = Network([Dense(8, "tanh"), Dense(2, "softmax")], input_size=2, cost="cross_entropy", seed=4)
+    result = Trainer(net, Nesterov(0.1, 0.9), batch_size=20, seed=5).fit(train, validation, epochs=20, eval_every=5)
+    assert result.best_error < 0.02
+    with pytest.raises(ConfigError, match="dataset\\[i\\] draws a 28x28 image, and these samples have 2 values each"):
+        train[0]
+    with pytest.raises(ConfigError, match="augmentation moves 28x28 images, and these samples have 2 values each"):
+        Trainer(net, Nesterov(0.1), seed=5, augmentation=RandomAffine()).fit(train)
 
 
 def test_a_fit_result_reads_in_one_line(mnist):

@@ -114,11 +114,11 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Samples of 28x28 images with a class label each.
+    """Samples with a class label each: MNIST's 28x28 images, or any features of your own.
 
     Attributes:
-        images: ``(n, 784)`` floating-point pixels in [0, 1] (byte / 255), ``float32`` unless
-            converted with :meth:`astype`. Read-only.
+        images: ``(n, values)`` floating-point samples; for MNIST-style data ``(n, 784)`` pixels
+            in [0, 1] (byte / 255), ``float32`` as loaded. Read-only.
         labels: ``(n,)`` ``int64`` class indices into *classes*. Read-only.
         name: what the samples are, for messages, e.g. ``"mnist/train"``.
         classes: the class names, indexed by label.
@@ -126,8 +126,8 @@ class Dataset:
     The arrays are not copied; views of them are made read-only.
 
     Raises:
-        ConfigError: the images are not an ``(n, 784)`` floating-point array, the labels are not
-            ``n`` integers in ``0 .. len(classes) - 1``.
+        ConfigError: the images are not a 2-D floating-point array, the labels are not ``n``
+            integers in ``0 .. len(classes) - 1``.
     """
 
     images: np.ndarray
@@ -140,8 +140,10 @@ class Dataset:
         labels = np.asarray(self.labels)
         classes = tuple(self.classes)
         where = self.name or "dataset"
-        if images.ndim != 2 or images.shape[1] != PIXELS:
-            raise ConfigError(f"{where}: images must have shape (n, {PIXELS}), got {images.shape}")
+        if images.ndim != 2 or images.shape[1] < 1:
+            raise ConfigError(f"{where}: images must be a 2-D array, one row of values per sample (such as "
+                              f"(n, {PIXELS}) for {SIDE}x{SIDE} images: images.reshape(n, {PIXELS})), got shape "
+                              f"{images.shape}")
         if images.dtype.kind != "f":
             raise ConfigError(
                 f"{where}: images must be floating point in [0, 1], got {images.dtype} "
@@ -163,11 +165,14 @@ class Dataset:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> Digit:
-        """Sample *index* (negative counts from the end) as a :class:`Digit`."""
+        """Sample *index* (negative counts from the end) as a :class:`Digit` (28x28 images only)."""
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(
                 f"Dataset indices must be integers, not {type(index).__name__}; use subset()"
             )
+        if self.images.shape[1] != PIXELS:
+            raise ConfigError(f"dataset[i] draws a {SIDE}x{SIDE} image, and these samples have "
+                              f"{self.images.shape[1]} values each; use dataset.images[i] and dataset.labels[i]")
         label = int(self.labels[index])
         return Digit(self.images[index], label, self.classes[label])
 
