@@ -150,3 +150,12 @@ def test_error_rate_takes_one_integer_label_per_row_in_range():
         network.error_rate(X, labels + 20)
     with pytest.raises(ConfigError, match="got labels from -1 to 2"):
         network.error_rate(X, labels - np.eye(6, dtype=int)[0])
+
+
+@pytest.mark.parametrize("output", ["identity", "relu", "leaky_relu", "tanh"])
+def test_cross_entropy_is_refused_on_outputs_that_are_not_positive(output):
+    with pytest.raises(ConfigError, match=f"cross-entropy needs outputs that are > 0 \\(probabilities\\): end the "
+                                          f"network with 'softmax' \\(or 'sigmoid', 'softplus'\\), not '{output}'"):
+        Network([Dense(4, "tanh"), Dense(3, output)], input_size=2, cost="cross_entropy", seed=1)
+    for fine in ("softmax", "sigmoid", "softplus"):
+        Network([Dense(3, fine)], input_size=2, cost="cross_entropy", seed=1)

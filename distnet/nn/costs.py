@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import Activation, Softmax, component
+from ..errors import ConfigError
+from .activations import Activation, Sigmoid, Softmax, Softplus, component
 
 
 class Cost:
@@ -18,6 +19,9 @@ class Cost:
 
     def derivative(self, a: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def check_output_activation(self, activation: Activation) -> None:
+        """ConfigError if this cost is not defined on what ``activation`` outputs."""
 
     def output_layer_gradient(self, activation: Activation, a: np.ndarray, y: np.ndarray) -> np.ndarray:
         """dC/dz of the output layer; a cost may fuse this with the activation."""
@@ -102,6 +106,13 @@ class CrossEntropy(Cost):
     """
 
     name = "cross_entropy"
+
+    def check_output_activation(self, activation):
+        # ln a needs a > 0: an output that can be 0 or negative makes the cost and its gradient
+        # overflow, and training then fails far from the cause.
+        if not isinstance(activation, (Softmax, Sigmoid, Softplus)):
+            raise ConfigError(f"cross-entropy needs outputs that are > 0 (probabilities): end the network with "
+                              f"'softmax' (or 'sigmoid', 'softplus'), not {activation.spec()['name']!r}")
 
     def value(self, a, y):
         tiny = np.finfo(a.dtype).tiny

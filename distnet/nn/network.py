@@ -70,6 +70,7 @@ class Network:
         self.cost = Quadratic() if cost is None else cost_from_spec(cost)
         # Fresh layer objects: the network owns its views, callers may reuse their descriptions.
         self.layers = [Dense(layer.size, layer.activation) for layer in layers]
+        self.cost.check_output_activation(self.layers[-1].activation)
         self._params = np.zeros(self.parameter_count, dtype=self.dtype)
         self.weight_slices: list[slice] = []
         self._grad_slices: list[tuple[slice, slice]] = []
