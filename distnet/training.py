@@ -11,6 +11,7 @@ import math
 import numbers
 import time
 import warnings
+import zlib
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,7 +229,8 @@ class TrainerBase:
             settings = {key: FIT_DEFAULTS.get(key) if value is None else value for key, value in settings.items()}
         epochs, eval_every, window, acceptable_error = settings.values()
         self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
-        config = {**self.config(), "train_samples": len(train), **settings, **(extra_config or {})}
+        config = {**self.config(), "train_samples": len(train), "train_crc32": _checksum(train), **settings,
+                  **(extra_config or {})}
         if checkpoint is not None:
             self._check_resumable(checkpoint.config, config)
             ended = self._ended_run(run, checkpoint, epochs, reporter)
@@ -336,6 +338,9 @@ class TrainerBase:
     def _check_resumable(saved: dict, current: dict) -> None:
         keys = ("network", "optimizer", "l2", "batch_size", "seed", "workers", "schedule", "augmentation",
                 "train_samples", "eval_every", "window", "acceptable_error")
+        if "train_crc32" in saved and saved["train_crc32"] != current["train_crc32"]:  # recorded since 2026-12-01
+            raise ConfigError(f"cannot resume: the training data differ from the run's ({current['train_samples']} "
+                              f"samples as then, but other values); resume with the data the run was started with")
         differ = [k for k in keys if saved.get(k) != current.get(k)]
         if differ:
             raise ConfigError(f"cannot resume: the run was started with different {', '.join(differ)} "
@@ -443,6 +448,11 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
         raise ConfigError(f"the network does not fit the data: it takes {network.input_size} inputs and gives "
                           f"{network.output_size} outputs, the data has {width} values per sample and "
                           f"{len(train.classes)} classes")
+
+
+def _checksum(data: Dataset) -> int:
+    """CRC-32 of the samples and labels: a resume on other data of the same size is refused."""
+    return zlib.crc32(np.ascontiguousarray(data.labels), zlib.crc32(np.ascontiguousarray(data.images)))
 
 
 def _check_instance(name: str, value, kind: type, example: str, optional: bool = False) -> None:

@@ -184,6 +184,11 @@ def test_a_resume_keeps_the_run_s_own_settings_unless_given(mnist, tmp_path):
         with pytest.raises(ConfigError, match=f"cannot resume: the run was started with different {name}"):
             fit(resume=True, **changed)
     assert files(tmp_path / "run") == before
+    with pytest.raises(ConfigError, match="cannot resume: the training data differ from the run's \\(2000 samples as "
+                                          "then, but other values\\)"):
+        Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11).fit(
+            mnist.train.subset(slice(2000, 4000)), validation, run_dir=tmp_path / "run", resume=True, epochs=6)
+    assert files(tmp_path / "run") == before
     longer = fit(resume=True, epochs=6, eval_every=2)
     assert [h["epoch"] for h in longer.history] == [2, 4, 6]
     assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 6
