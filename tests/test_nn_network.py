@@ -571,3 +571,12 @@ def test_predict_and_error_count_go_through_the_rows_a_batch_at_a_time():
     all_rows_layer = 3000 * 256 * 4
     assert peak_bytes(500) < all_rows_layer / 2  # one 500-row batch's outputs at a time
     assert peak_bytes(3000) > all_rows_layer  # the same measure sees all rows at once
+
+
+def test_a_run_directory_stands_for_its_best_network(tmp_path):
+    net = Network([Dense(3, "softmax")], input_size=4, seed=1)
+    net.save(tmp_path / "run" / "best.npz")
+    np.testing.assert_array_equal(Network.load(tmp_path / "run").params, net.params)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelFormatError, match="empty is a folder without a best.npz; give a model file"):
+        Network.load(tmp_path / "empty")

@@ -28,18 +28,6 @@ def load_data(args, validation: int = 10_000):
                         validation=validation)
 
 
-def model_file(path: Path) -> Path:
-    """The saved network ``path`` names: the file itself, or a run directory's ``best.npz``."""
-    from ..errors import ModelFormatError
-
-    if not path.is_dir():
-        return path
-    if not (path / "best.npz").is_file():
-        raise ModelFormatError(f"{path} is a folder without a best.npz; give a model file, such as "
-                               f"RUN_DIR/best.npz")
-    return path / "best.npz"
-
-
 def dataset_of_model(model: Path, given: str | None) -> str:
     """The data set to use a saved model on: ``given`` (--dataset), else the one recorded by the
     run directory the model is in (``best.npz`` beside the run's ``config.json``), else MNIST."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import add_data_arguments, check_fits, dataset_of_model, load_data, model_file
+from ..nn.network import saved_network_path
+from .common import add_data_arguments, check_fits, dataset_of_model, load_data
 
 
 def register(subparsers) -> None:
@@ -20,7 +21,7 @@ def run(args) -> int:
     from ..metrics import evaluate
     from ..nn import Network
 
-    args.model = model_file(args.model)
+    args.model = saved_network_path(args.model)
     network = Network.load(args.model)
     args.dataset = dataset_of_model(args.model, args.dataset)
     splits = load_data(args, validation=0)

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataFormatError, DataNotFoundError
 from ..data.datasets import DATASETS, class_names
-from .common import dataset_of_model, model_file
+from ..nn.network import saved_network_path
+from .common import dataset_of_model
 
 SIDE = 28
 PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -45,7 +46,7 @@ def run(args) -> int:
     from .show import check_threshold
 
     check_threshold(args.threshold)
-    args.model = model_file(args.model)
+    args.model = saved_network_path(args.model)
     network = Network.load(args.model)
     classes = class_names(dataset_of_model(args.model, args.dataset))
     if network.input_size != SIDE * SIDE or network.output_size != len(classes):

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .common import add_data_arguments, check_fits, dataset_of_model, load_data, model_file
+from ..nn.network import saved_network_path
+from .common import add_data_arguments, check_fits, dataset_of_model, load_data
 
 GAP = "   "  # between a digit's picture and its probability table
 
@@ -38,7 +39,7 @@ def run(args) -> int:
     check_threshold(args.threshold)
     if args.confused < 0:
         raise ConfigError(f"--confused must be 0 or more, got {args.confused}")
-    args.model = model_file(args.model)
+    args.model = saved_network_path(args.model)
     network = Network.load(args.model)
     args.dataset = dataset_of_model(args.model, args.dataset)
     test = load_data(args, validation=0).test

@@ -296,7 +296,9 @@ class Network:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Network":
-        """Read a network written by :meth:`save`; refuses anything else with ModelFormatError."""
+        """Read a network written by :meth:`save` (a run directory stands for its best network,
+        ``best.npz``); refuses anything else with ModelFormatError."""
+        path = saved_network_path(path)
         return cls.from_npz_bytes(_read_model_file(path), str(path))
 
     @classmethod
@@ -412,6 +414,16 @@ class BackpropBuffers:
         self.scratch = [np.empty((rows, size), dtype) for size in sizes[1:]]
         # The output layer's comes from the cost.
         self.output_gradients = [np.empty((rows, size), dtype) for size in sizes[1:-1]]
+
+
+def saved_network_path(path: str | os.PathLike) -> Path:
+    """The saved network ``path`` names: the file itself, or a run directory's ``best.npz``."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    if not (path / "best.npz").is_file():
+        raise ModelFormatError(f"{path} is a folder without a best.npz; give a model file, such as RUN_DIR/best.npz")
+    return path / "best.npz"
 
 
 def _read_model_file(path: str | os.PathLike) -> bytes:
