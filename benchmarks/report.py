@@ -172,7 +172,7 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("results", type=Path, help="a run saved with python -m benchmarks.speed --out")
     args = parser.parse_args(argv)
     try:

@@ -152,7 +152,7 @@ def _machine() -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true", help="a part of each epoch, fewer repetitions (2-3 min)")
     parser.add_argument("--only", default="", help="run only the cases whose name contains this text (see the "
                                                    "'... NAME' lines a run prints, e.g. 'wide: ' or 'PyTorch DDP')")

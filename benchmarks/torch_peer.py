@@ -62,7 +62,7 @@ def _missing_torch() -> dict | None:
     try:
         import torch  # noqa: F401
     except ImportError:
-        return {"skipped": "PyTorch is not installed (pip install 'distnet[bench]' or torch==2.13.0)"}
+        return {"skipped": "PyTorch is not installed (pip install 'distnet[bench]')"}
     return None
 
 

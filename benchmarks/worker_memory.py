@@ -24,10 +24,16 @@ def _runs(text: str) -> list[list]:
     runs = []
     for item in text.split(","):
         protocol, _, workers = item.strip().partition("/")
-        if protocol not in PROTOCOLS or not workers.isdigit():
+        if protocol not in PROTOCOLS or not workers.isdigit() or int(workers) < 1:
             raise argparse.ArgumentTypeError(f"{item!r}: expected PROTOCOL/WORKERS, e.g. channel/2")
         runs.append([protocol, int(workers)])
     return runs
+
+
+def _at_least_two(text: str) -> int:
+    if not text.isdigit() or int(text) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: at least 2 (the first epoch is a warm-up, not timed)")
+    return int(text)
 
 
 def table(results: dict) -> str:
@@ -46,11 +52,13 @@ def table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker_memory", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker_memory", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="wide")
     parser.add_argument("--runs", type=_runs, default=_runs("channel/1,channel/2,compiled/2,plain/2"),
-                        help="PROTOCOL/WORKERS, comma-separated (default: channel/1,channel/2,compiled/2,plain/2)")
-    parser.add_argument("--epochs", type=int, default=2)
+                        help="PROTOCOL/WORKERS (WORKERS >= 1), comma-separated (default: channel/1,channel/2,"
+                             "compiled/2,plain/2)")
+    parser.add_argument("--epochs", type=_at_least_two, default=2,
+                        help="epochs per run, at least 2: the first is a warm-up, the others are timed (default: 2)")
     args = parser.parse_args(argv)
     results = distributed(args.workload, TRAIN_SAMPLES, args.epochs, args.runs, validation=VALIDATION_ROWS)
     print(json.dumps(results, indent=1))
