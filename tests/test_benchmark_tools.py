@@ -39,3 +39,16 @@ def test_report_says_what_it_needs(capsys, tmp_path):
     with pytest.raises(SystemExit) as exited:
         report.main([str(tmp_path / "none.json")])
     assert exited.value.code == 2 and "cannot read" in capsys.readouterr().err
+
+
+def test_more_cores_never_raise_the_hardware_floor():
+    """A 2-thread GEMM measured slower than the 1-thread one (a loaded machine) leaves the 2-core
+    floor at the 1-core one."""
+    results = {"machine": {"cores": 2}, "hardware": {"1": {"best_gflops": 154.0}, "2": {"best_gflops": 148.0}},
+               "workloads": {"w": {"flops_per_epoch": 1.54e11, "steps_per_epoch": 1, "batch_size": 1, "runs": {},
+                                   "sizes": [1, 1]}}}
+    report.add_analysis(results)
+    assert results["workloads"]["w"]["hardware_floor_s"] == {"1": pytest.approx(1.0), "2": pytest.approx(1.0)}
+    results["hardware"]["2"]["best_gflops"] = 308.0
+    report.add_analysis(results)
+    assert results["workloads"]["w"]["hardware_floor_s"] == {"1": pytest.approx(1.0), "2": pytest.approx(0.5)}
