@@ -40,8 +40,8 @@ THREADS = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", nargs="+", default=["seed", "tuned"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    parser.add_argument("--presets", nargs="+", default=["seed", "tuned"], help="default: seed tuned")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5], help="default: 1 2 3 4 5")
     parser.add_argument("--workers", type=int, default=0,
                         help="gradient workers per run; 0 (default) trains in the process, the same math")
     parser.add_argument("--jobs", type=int, default=1, help="runs at the same time (default: 1)")
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_one(job[0], job[1], args)
         with open(results_path, "a") as f:
             f.write(json.dumps(result) + "\n")
-        print(f"{result['preset']:>6} seed {result['seed']}: test error {100 * result['test_error']:.2f}%, "
+        print(f"preset {result['preset']}, seed {result['seed']}: test error {100 * result['test_error']:.2f}%, "
               f"{result['epochs']} epochs (best {result['best_epoch']}), {result['wall_seconds']:.0f} s",
               file=sys.stderr, flush=True)
         return result
