@@ -67,6 +67,10 @@ class StopEvaluator:
         return {"window": self.window, "acceptable_error": self.acceptable_error, "lowest": self.lowest,
                 "improved": self.improved, "errors": list(self.errors), "last_average": self.last_average}
 
+    def __repr__(self) -> str:
+        return (f"StopEvaluator(window={self.window}, acceptable_error={self.acceptable_error}, "
+                f"lowest={self.lowest:.4f}, in_window={len(self.errors)}, stopped={self.stopped})")
+
     @classmethod
     def from_state(cls, state: dict) -> "StopEvaluator":
         evaluator = cls(state["window"], state["acceptable_error"])

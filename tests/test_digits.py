@@ -74,3 +74,9 @@ def test_digit_header_names_a_class_that_is_not_a_number() -> None:
 def test_digit_needs_784_pixels() -> None:
     with pytest.raises(ConfigError, match=r"784 pixels, got an array of shape \(28, 28\)"):
         Digit(np.zeros((28, 28)), 1)
+
+
+def test_a_digit_s_repr_is_one_line_and_print_draws_it():
+    digit = Digit(np.zeros(784, np.float32), 9, "Ankle boot")
+    assert repr(digit) == "Digit(label=9, class_name='Ankle boot')"
+    assert str(digit).startswith("label 9 (Ankle boot)\n")

@@ -110,3 +110,10 @@ def test_early_stopping_writes_each_improvement(tmp_path):
         keeper.evaluate(epoch, error, net.params + epoch)
     np.testing.assert_array_equal(Network.load(tmp_path / "best.npz").params, net.params + 4)
     assert keeper.best_epoch == 4 and math.isclose(keeper.evaluator.lowest, 0.2)
+
+
+def test_a_stop_evaluator_says_where_it_stands_in_one_line():
+    evaluator = StopEvaluator(3)
+    for error in (0.2, 0.1):
+        evaluator.stop(error)
+    assert repr(evaluator) == "StopEvaluator(window=3, acceptable_error=None, lowest=0.1000, in_window=2, stopped=False)"

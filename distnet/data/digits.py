@@ -70,3 +70,6 @@ class Digit:
 
     def __str__(self) -> str:
         return render_digit(self.pixels, self.header)
+
+    def __repr__(self) -> str:  # print(digit) draws it; the repr stays one line
+        return f"Digit(label={self.label}, class_name={self.class_name!r})"
