@@ -58,6 +58,15 @@ class RunDir:
         """Whether a checkpoint to resume from was written (it may still prove damaged)."""
         return self.checkpoint_path.exists() or self.previous_checkpoint_path.exists()
 
+    def check_has_checkpoint(self) -> None:
+        """ConfigError, saying why, unless this is a run directory with a checkpoint to resume from."""
+        if not self.has_checkpoint():
+            if not self.path.exists():
+                raise ConfigError(f"{self.path} does not exist; expected the folder of a run to resume")
+            raise ConfigError(f"{self.path} has no checkpoint to resume from (none was written yet, "
+                              f"or they were removed); start the run again: distnet train --run-dir "
+                              f"{self.path} ...")
+
     @contextmanager
     def held(self, create: bool) -> Iterator[None]:
         """Hold this run directory for the training in this process (creating the folder first if
@@ -158,11 +167,8 @@ class RunDir:
     def load_checkpoint(self) -> Checkpoint:
         """The newest readable checkpoint; a damaged newest one falls back, with a warning, to the
         previous one."""
+        self.check_has_checkpoint()
         candidates = [p for p in (self.checkpoint_path, self.previous_checkpoint_path) if p.exists()]
-        if not candidates:
-            raise ConfigError(f"{self.path} has no checkpoint to resume from (none was written yet, "
-                              f"or they were removed); start the run again: distnet train --run-dir "
-                              f"{self.path} ...")
         errors = []
         for path in candidates:
             try:

@@ -199,6 +199,8 @@ class TrainerBase:
         self._check_batches(len(train))
         reporter = reporter or Reporter()
         run = RunDir(run_dir) if run_dir is not None else None
+        if run is not None and resume:
+            run.check_has_checkpoint()  # before a distributed trainer starts Ray
         with run.held(create=not resume) if run is not None else nullcontext(), self._session(run):
             return self._fit(train, validation, run, epochs, eval_every, window, acceptable_error, resume,
                              checkpoint_every, reporter, extra_config)

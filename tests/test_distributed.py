@@ -140,6 +140,7 @@ def test_batch_smaller_than_workers_is_refused(mnist, ray_local):
     (None, 64, {"train": "subset"}, "the training set has 50 samples, fewer than one batch of 64"),
     (2, 32, {"epochs": 0}, "epochs must be a whole number of at least 1"),
     (2, 32, {"network": "five classes"}, "the network does not fit the data"),
+    (2, 32, {"run_dir": "no/such/run", "resume": True}, "no/such/run does not exist; expected the folder of a run"),
 ])
 def test_what_fit_cannot_train_with_is_refused_before_ray_starts(mnist, monkeypatch, workers, batch_size, options,
                                                                  message):

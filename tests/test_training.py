@@ -209,6 +209,15 @@ def test_fit_refuses_settings_it_cannot_train_with_before_any_work(mnist, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+def test_a_resume_of_a_folder_without_a_run_says_so(mnist, tmp_path):
+    trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), batch_size=32, seed=11)
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'typo'} does not exist; expected the folder of a run"):
+        trainer.fit(mnist.train, run_dir=tmp_path / "typo", resume=True)
+    with pytest.raises(ConfigError, match=f"{tmp_path} has no checkpoint to resume from"):
+        trainer.fit(mnist.train, run_dir=tmp_path, resume=True)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_fit_refuses_data_it_cannot_train_on(mnist):
     trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), batch_size=32, seed=11)
     with pytest.raises(ConfigError, match=r"train must be a distnet Dataset \(such as load_mnist\(\).train, or "
