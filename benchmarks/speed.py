@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only {args.only!r} matches no case; the cases are: {'; '.join(names)}")
     if args.out:
         try:
-            args.out.write_text("")  # a path it cannot write fails now, not after the whole run
+            args.out.open("a").close()  # a path it cannot write fails now, not after the whole run
         except OSError as e:
             parser.error(f"cannot write --out {args.out}: {e.strerror}")
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "mode": "quick" if args.quick else "full",

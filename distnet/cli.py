@@ -34,14 +34,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 @contextlib.contextmanager
-def _notes_on_stderr():
-    """What the library logs on its way (such as a download) as ``distnet: ...`` lines on stderr."""
+def _notes_on_stderr(quiet: bool):
+    """What the library logs on its way (such as a download) as ``distnet: ...`` lines on stderr;
+    with ``quiet``, only its warnings."""
     logger = logging.getLogger("distnet")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("distnet: %(message)s"))
     level, propagate = logger.level, logger.propagate
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
     try:
         yield
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv); returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        with warnings.catch_warnings(), _notes_on_stderr():
+        with warnings.catch_warnings(), _notes_on_stderr(quiet=getattr(args, "quiet", False)):
             warnings.showwarning = _show_warning
             return args.handler(args)
     except BrokenPipeError:

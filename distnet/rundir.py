@@ -61,8 +61,9 @@ class RunDir:
     def check_has_checkpoint(self) -> None:
         """ConfigError, saying why, unless this is a run directory with a checkpoint to resume from."""
         if not self.has_checkpoint():
-            if not self.path.exists():
-                raise ConfigError(f"{self.path} does not exist; expected the folder of a run to resume")
+            if not self.path.is_dir():
+                what = "is a file" if self.path.exists() else "does not exist"
+                raise ConfigError(f"{self.path} {what}; expected the folder of a run to resume")
             raise ConfigError(f"{self.path} has no checkpoint to resume from (none was written yet, "
                               f"or they were removed); start the run again: distnet train --run-dir "
                               f"{self.path} ...")

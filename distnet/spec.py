@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .checks import with_article
 from .errors import ConfigError
 
 
@@ -23,6 +24,15 @@ def from_spec(spec: Any, registry: dict[str, type], kind: str):
         raise ConfigError(f"{kind} {name!r}: {e}") from None
 
 
-def with_article(noun: str) -> str:
-    """``noun`` after "a" or "an": "an activation", "a cost"."""
-    return f"{'an' if noun[0].lower() in 'aeiou' else 'a'} {noun}"
+def component(value, base: type, registry: dict[str, type], kind: str):
+    """``value`` as an instance of ``base``: an instance as it is, a name or a spec dict built from
+    ``registry`` (see :func:`from_spec`); ConfigError, saying what to pass instead, for
+    anything else, such as the class itself."""
+    if isinstance(value, base):
+        return value
+    if isinstance(value, type) and issubclass(value, base):
+        raise ConfigError(f"{kind} {value.__name__} is a class: pass an instance, {value.__name__}()")
+    if isinstance(value, (str, dict)):
+        return from_spec(value, registry, kind)
+    raise ConfigError(f"{with_article(kind)} is given as {with_article(base.__name__)} instance, by its name ({', '.join(registry)}) "
+                      f"or as a dict with 'name', not {value!r}")

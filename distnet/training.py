@@ -28,7 +28,7 @@ from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
 from .progress import Reporter
 from .rundir import RunDir
-from .spec import with_article
+from .checks import checked_number, positive_int, whole_number, with_article
 from .stop import EarlyStopping, StopEvaluator, Verdict
 
 
@@ -135,14 +135,14 @@ class TrainerBase:
     def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
                  seed: int | None = None, schedule: Schedule | None = None,
                  augmentation: RandomAffine | None = None):
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+        batch_size = positive_int("the batch size", batch_size)
         _check_instance("network", network, Network, "Network([Dense(36, 'leaky_relu'), Dense(10, 'softmax')])")
         _check_instance("optimizer", optimizer, Optimizer, "Nesterov(0.02, 0.87)")
         _check_instance("schedule", schedule, Schedule, "CosineDecay()", optional=True)
         _check_instance("augmentation", augmentation, RandomAffine, "RandomAffine()", optional=True)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-            raise ConfigError(f"seed must be a whole number >= 0 (or None for a random one), got {seed!r}")
+        if seed is not None:
+            seed = checked_number("seed", seed, numbers.Integral, lambda s: s >= 0,
+                                  "a whole number >= 0 (or None for a random one)")
         self.network = network
         self.rule = UpdateRule(optimizer, l2, network.weight_slices)
         self.batch_size = int(batch_size)
@@ -191,16 +191,17 @@ class TrainerBase:
         Calling ``fit`` again continues from the trainer's current parameters and optimizer
         state, numbering epochs from 1 again.
         """
-        check_fit_arguments(self.network, train, validation, epochs=epochs, eval_every=eval_every, window=window,
-                            acceptable_error=acceptable_error, checkpoint_every=checkpoint_every)
-        if self.augmentation is not None and train.images.shape[1] != PIXELS:
-            raise ConfigError(f"augmentation moves {SIDE}x{SIDE} images, and these samples have "
-                              f"{train.images.shape[1]} values each; train without it (augmentation=None)")
+        settings = check_fit_arguments(self.network, train, validation, self.augmentation, epochs=epochs,
+                                       eval_every=eval_every, window=window, acceptable_error=acceptable_error,
+                                       checkpoint_every=checkpoint_every)
+        epochs, eval_every, window, acceptable_error, checkpoint_every = settings.values()
         self._check_batches(len(train))
         reporter = reporter or Reporter()
+        if resume and run_dir is None:
+            raise ConfigError("resume=True continues the run in run_dir: give run_dir")
         run = RunDir(run_dir) if run_dir is not None else None
-        if run is not None and resume:
-            run.check_has_checkpoint()  # before a distributed trainer starts Ray
+        if run is not None:  # what the folder allows, before a distributed trainer starts Ray
+            run.check_has_checkpoint() if resume else run.check_new()
         with run.held(create=not resume) if run is not None else nullcontext(), self._session(run):
             return self._fit(train, validation, run, epochs, eval_every, window, acceptable_error, resume,
                              checkpoint_every, reporter, extra_config)
@@ -225,7 +226,9 @@ class TrainerBase:
         if run is not None and resume:
             checkpoint = run.load_checkpoint()
             run.remove_unfinished_writes()  # after a load that worked: a failed resume touches nothing
-            settings = {key: checkpoint.config.get(key, FIT_DEFAULTS.get(key)) if value is None else value
+            # config.json, not the checkpoint: a resume to a new total records it there at once.
+            saved = run.config()
+            settings = {key: saved.get(key, FIT_DEFAULTS.get(key)) if value is None else value
                         for key, value in settings.items()}
         else:
             settings = {key: FIT_DEFAULTS.get(key) if value is None else value for key, value in settings.items()}
@@ -340,14 +343,14 @@ class TrainerBase:
     def _check_resumable(saved: dict, current: dict) -> None:
         keys = ("network", "optimizer", "l2", "batch_size", "seed", "workers", "schedule", "augmentation",
                 "train_samples", "eval_every", "window", "acceptable_error")
-        if "train_crc32" in saved and saved["train_crc32"] != current["train_crc32"]:  # recorded since 2026-12-01
-            raise ConfigError(f"cannot resume: the training data differ from the run's ({current['train_samples']} "
-                              f"samples as then, but other values); resume with the data the run was started with")
         differ = [k for k in keys if saved.get(k) != current.get(k)]
         if differ:
             raise ConfigError(f"cannot resume: the run was started with different {', '.join(differ)} "
                               f"({', '.join(f'{k}={saved.get(k)!r}' for k in differ)}); resume with the "
                               f"original settings")
+        if "train_crc32" in saved and saved["train_crc32"] != current["train_crc32"]:  # recorded since 2026-12-01
+            raise ConfigError(f"cannot resume: the training data differ from the run's ({current['train_samples']} "
+                              f"samples as then, but other values); resume with the data the run was started with")
 
     def _ended_run(self, run: RunDir, checkpoint: Checkpoint, epochs: int, reporter: Reporter) -> FitResult | None:
         """If the run of this checkpoint had ended (its stop rule said stop, or it trained ``epochs``
@@ -427,29 +430,34 @@ class TrainerBase:
         pass
 
 
-def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | None, *, epochs: int | None,
-                        eval_every: int | None, window: int | None, acceptable_error: float | None,
-                        checkpoint_every: int) -> None:
-    """ConfigError for arguments :meth:`TrainerBase.fit` cannot train with, before any work starts
-    (a distributed trainer would first start Ray)."""
+def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | None,
+                        augmentation: RandomAffine | None, **settings) -> dict:
+    """``settings`` (epochs, eval_every, window, checkpoint_every, acceptable_error; None for the
+    run's own or the default) as plain numbers, or ConfigError for anything
+    :meth:`TrainerBase.fit` cannot train with, before any work starts (a distributed trainer
+    would first start Ray)."""
     for name, data in (("train", train), ("validation", validation)):
         if not isinstance(data, Dataset) and not (name == "validation" and data is None):
             raise ConfigError(f"{name} must be a distnet Dataset (such as load_mnist().{name}, or "
                               f"Dataset(images, labels) for your own data), got {type(data).__name__}")
-    for name, value, least in (("epochs", epochs, 1), ("eval_every", eval_every, 1), ("window", window, 1),
-                               ("checkpoint_every", checkpoint_every, 0)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least):
-            raise ConfigError(f"{name} must be a whole number of at least {least}, got {value!r}")
-    if acceptable_error is not None and (isinstance(acceptable_error, bool)
-                                         or not isinstance(acceptable_error, numbers.Real)
-                                         or not 0 <= acceptable_error < 1):
-        raise ConfigError(f"acceptable_error is an error rate, a fraction in [0, 1) such as 0.02 for 2 %, "
-                          f"got {acceptable_error!r}")
-    width = train.images.shape[1]
-    if network.input_size != width or network.output_size != len(train.classes):
-        raise ConfigError(f"the network does not fit the data: it takes {network.input_size} inputs and gives "
-                          f"{network.output_size} outputs, the data has {width} values per sample and "
-                          f"{len(train.classes)} classes")
+        if data is not None and (network.input_size != data.images.shape[1]
+                                 or network.output_size != len(data.classes)):
+            raise ConfigError(f"the network does not fit the {'training' if name == 'train' else name} data: it takes {network.input_size} inputs and "
+                              f"gives {network.output_size} outputs, the data has {data.images.shape[1]} values per "
+                              f"sample and {len(data.classes)} classes")
+    if augmentation is not None and train.images.shape[1] != PIXELS:
+        raise ConfigError(f"augmentation moves {SIDE}x{SIDE} images, and these samples have "
+                          f"{train.images.shape[1]} values each; train without it (augmentation=None)")
+    checked = {}
+    for name, value in settings.items():
+        if value is None:
+            checked[name] = None
+        elif name == "acceptable_error":
+            checked[name] = checked_number(name, value, numbers.Real, lambda v: 0 <= v < 1,
+                                           "an error rate, a fraction in [0, 1) such as 0.02 for 2 %")
+        else:
+            checked[name] = whole_number(name, value, 0 if name == "checkpoint_every" else 1)
+    return checked
 
 
 def _checksum(data: Dataset) -> int:

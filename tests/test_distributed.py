@@ -139,7 +139,7 @@ def test_batch_smaller_than_workers_is_refused(mnist, ray_local):
     (2, 1, {}, "batch size 1 is smaller than the number of workers 2"),
     (None, 64, {"train": "subset"}, "the training set has 50 samples, fewer than one batch of 64"),
     (2, 32, {"epochs": 0}, "epochs must be a whole number of at least 1"),
-    (2, 32, {"network": "five classes"}, "the network does not fit the data"),
+    (2, 32, {"network": "five classes"}, "the network does not fit the training data"),
     (2, 32, {"run_dir": "no/such/run", "resume": True}, "no/such/run does not exist; expected the folder of a run"),
 ])
 def test_what_fit_cannot_train_with_is_refused_before_ray_starts(mnist, monkeypatch, workers, batch_size, options,
@@ -154,6 +154,30 @@ def test_what_fit_cannot_train_with_is_refused_before_ray_starts(mnist, monkeypa
     trainer = DistributedTrainer(network, Nesterov(0.02), batch_size=batch_size, workers=workers, seed=1)
     with pytest.raises(ConfigError, match=message):
         trainer.fit(train, mnist.validation, **options)
+
+
+def test_a_new_run_into_a_folder_that_holds_one_is_refused_before_ray_starts(mnist, monkeypatch, tmp_path):
+    Trainer(small_network(), Nesterov(0.02), seed=1).fit(mnist.train.subset(slice(0, 320)), epochs=1,
+                                                          run_dir=tmp_path / "run")
+
+    def start_ray(self):
+        raise AssertionError("Ray started before the run directory was checked")
+
+    monkeypatch.setattr(DistributedTrainer, "_connect_ray", start_ray)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        DistributedTrainer(small_network(), Nesterov(0.02), workers=2, seed=1).fit(
+            mnist.train.subset(slice(0, 320)), epochs=1, run_dir=tmp_path / "run")
+
+
+def test_a_second_fit_goes_on_from_the_first_as_the_single_process_trainer_s_does(mnist, ray_local):
+    """Parameters and optimizer state (Nesterov's velocity) come back from the parameter server."""
+    single = Trainer(small_network(), Nesterov(0.02, 0.87), batch_size=32, seed=3)
+    single.shards = 2
+    trainer = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), batch_size=32, seed=3, workers=2)
+    for _ in range(2):
+        fit(single, mnist)
+        fit(trainer, mnist)
+    assert relative_difference(trainer.network.params, single.network.params) < 1e-9
 
 
 def test_more_workers_than_cpus_is_a_clear_error_not_a_hang(mnist, ray_local):

@@ -200,13 +200,67 @@ def test_a_resume_keeps_the_run_s_own_settings_unless_given(mnist, tmp_path):
     ({"eval_every": True}, "eval_every must be a whole number of at least 1, got True"),
     ({"window": 0}, "window must be a whole number of at least 1, got 0"),
     ({"checkpoint_every": -1}, "checkpoint_every must be a whole number of at least 0, got -1"),
-    ({"acceptable_error": 50}, r"acceptable_error is an error rate, a fraction in \[0, 1\) such as 0.02"),
+    ({"acceptable_error": 50}, r"acceptable_error must be an error rate, a fraction in \[0, 1\) such as 0.02"),
 ])
 def test_fit_refuses_settings_it_cannot_train_with_before_any_work(mnist, tmp_path, options, message):
     trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), batch_size=32, seed=11)
     with pytest.raises(ConfigError, match=message):
         trainer.fit(mnist.train, mnist.validation, run_dir=tmp_path / "run", **options)
     assert not (tmp_path / "run").exists()
+
+
+def test_numpy_numbers_are_taken_as_plain_ones_and_the_run_files_stay_json(mnist, tmp_path):
+    from distnet import LeakyReLU
+
+    net = Network([Dense(8, LeakyReLU(np.float32(0.01))), Dense(10, "softmax")], input_size=784, seed=np.int64(3))
+    trainer = Trainer(net, Nesterov(np.float32(0.02), np.float32(0.87)), l2=np.float32(1e-4),
+                      batch_size=np.int64(32), seed=np.int64(11))
+    trainer.fit(mnist.train.subset(slice(0, 640)), mnist.validation.subset(slice(0, 100)), epochs=np.int64(2),
+                eval_every=np.int64(1), window=np.int64(4), acceptable_error=np.float64(1e-4),
+                checkpoint_every=np.int64(7), run_dir=tmp_path / "run")
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["epochs"], config["batch_size"], config["seed"]) == (2, 32, 11)
+    assert Checkpoint.load(tmp_path / "run" / "checkpoint.npz").epoch == 2
+    assert Network.load(tmp_path / "run" / "best.npz").spec() == net.spec()
+
+
+def test_validation_data_that_does_not_fit_is_refused_before_any_work(mnist, tmp_path):
+    from distnet import Dataset
+
+    narrow = Dataset(np.zeros((10, 5), np.float32), np.zeros(10, int))
+    with pytest.raises(ConfigError, match="the network does not fit the validation data: it takes 784 inputs and "
+                                          "gives 10 outputs, the data has 5 values per sample and 10 classes"):
+        Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(mnist.train, narrow, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_names_what_differs_before_it_looks_at_the_data(mnist, tmp_path):
+    train = mnist.train.subset(slice(0, 640))
+    Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(train, epochs=1, run_dir=tmp_path / "run")
+    wider = Trainer(tiny_network(np.float32), Nesterov(0.02), seed=1)
+    with pytest.raises(ConfigError, match="cannot resume: the run was started with different network"):
+        wider.fit(train, epochs=2, run_dir=tmp_path / "run", resume=True)
+
+
+def test_a_resume_to_a_new_total_interrupted_resumes_to_that_total(mnist, tmp_path):
+    """The new total is in config.json at once: a later resume without epochs trains to it."""
+    from test_schedules import InterruptAt
+
+    train, validation = mnist.train.subset(slice(0, 640)), mnist.validation.subset(slice(0, 100))
+
+    def trainer():
+        return Trainer(tiny_network(), Nesterov(0.02, 0.87), batch_size=32, seed=11)
+
+    trainer().fit(train, validation, epochs=2, eval_every=1, run_dir=tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        trainer().fit(train, validation, epochs=4, run_dir=tmp_path / "run", resume=True,
+                      reporter=InterruptAt(epoch=3, step=5))
+    assert trainer().fit(train, validation, run_dir=tmp_path / "run", resume=True).epochs == 4
+
+
+def test_resume_needs_a_run_directory(mnist):
+    with pytest.raises(ConfigError, match="resume=True continues the run in run_dir: give run_dir"):
+        Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(mnist.train, resume=True)
 
 
 def test_a_resume_of_a_folder_without_a_run_says_so(mnist, tmp_path):
@@ -226,7 +280,7 @@ def test_fit_refuses_data_it_cannot_train_on(mnist):
     with pytest.raises(ConfigError, match="validation must be a distnet Dataset"):
         trainer.fit(mnist.train, mnist.validation.images)
     five_classes = Trainer(Network([Dense(5, "softmax")], input_size=784, seed=1), Nesterov(0.02), seed=1)
-    with pytest.raises(ConfigError, match="the network does not fit the data: it takes 784 inputs and gives 5 "
+    with pytest.raises(ConfigError, match="the network does not fit the training data: it takes 784 inputs and gives 5 "
                                           "outputs, the data has 784 values per sample and 10 classes"):
         five_classes.fit(mnist.train)
 

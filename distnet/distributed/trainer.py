@@ -40,6 +40,7 @@ from ..data import Dataset
 from ..errors import ConfigError, DistnetError
 from ..nn import Network, Optimizer
 from ..rundir import RunDir
+from ..checks import positive_int, whole_number
 from ..training import StepStats, TrainerBase
 from ..address import join_cluster
 from .gradient_worker import GradientWorker
@@ -88,15 +89,11 @@ class DistributedTrainer(TrainerBase):
                          augmentation=augmentation)
         if protocol not in PROTOCOLS:
             raise ConfigError(f"unknown step protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-        if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
-            raise ConfigError(f"workers must be a positive integer, got {workers!r}")
-        if not isinstance(max_failures, (int, np.integer)) or max_failures < 0:
-            raise ConfigError(f"max_failures must be a whole number >= 0, got {max_failures!r}")
-        self.requested_workers = workers
+        self.requested_workers = None if workers is None else positive_int("workers", workers)
         self.address = address
         self.protocol = protocol
         self.placement_timeout = placement_timeout
-        self.max_failures = int(max_failures)
+        self.max_failures = whole_number("max_failures", max_failures, 0)
         self.placement: list[dict] = []
         self.failures: list[str] = []
         self._started_ray = False
@@ -212,8 +209,9 @@ class DistributedTrainer(TrainerBase):
                 with suppress(ray.exceptions.RayError):
                     if self._steps is not None:
                         self._steps.close()
-                with suppress(ray.exceptions.RayActorError):
+                with suppress(ray.exceptions.RayActorError):  # a later fit goes on from here, as Trainer's does
                     self.network.set_params(ray.get(self._server.get_params.remote()))
+                    self.optimizer.load_state(ray.get(self._server.optimizer_state.remote()))
             for actor in getattr(self, "_workers", []) + [getattr(self, "_server", None)]:
                 if actor is not None:
                     ray.kill(actor)
@@ -350,8 +348,7 @@ class DistributedTrainer(TrainerBase):
     def _restore_server(self):
         """A new parameter server in the state of the newest checkpoint (or of the run's start)."""
         epoch, step, params, optimizer_state = self._origin
-        if self._run is not None and (self._run.checkpoint_path.exists()
-                                      or self._run.previous_checkpoint_path.exists()):
+        if self._run is not None and self._run.has_checkpoint():
             checkpoint = self._run.load_checkpoint()
             epoch, step, params, optimizer_state = (checkpoint.epoch, checkpoint.step, checkpoint.params,
                                                     checkpoint.optimizer_state)

@@ -13,14 +13,11 @@ the same either way.
 """
 from __future__ import annotations
 
-import math
-import numbers
-from collections.abc import Callable
-
 import numpy as np
 
+from ..checks import fraction
 from ..errors import ConfigError
-from ..spec import from_spec, with_article
+from ..spec import component
 
 
 class Activation:
@@ -172,41 +169,3 @@ def activation_from_spec(spec: Activation | dict | str) -> Activation:
     """Build an activation from its name or from the dict :meth:`Activation.spec` returns (an
     :class:`Activation` is returned as it is)."""
     return component(spec, Activation, ACTIVATIONS, "activation")
-
-
-# -- checks shared by distnet.nn's activations, costs, initializers, optimizers and network ------
-# (here because every other module of distnet.nn imports this one, and this one none of them)
-
-def component(value, base: type, registry: dict[str, type], kind: str):
-    """``value`` as an instance of ``base``: an instance as it is, a name or a spec dict built from
-    ``registry`` (see :func:`distnet.spec.from_spec`); ConfigError, saying what to pass instead, for
-    anything else, such as the class itself."""
-    if isinstance(value, base):
-        return value
-    if isinstance(value, type) and issubclass(value, base):
-        raise ConfigError(f"{kind} {value.__name__} is a class: pass an instance, {value.__name__}()")
-    if isinstance(value, (str, dict)):
-        return from_spec(value, registry, kind)
-    raise ConfigError(f"{with_article(kind)} is given as {with_article(base.__name__)} instance, by its name ({', '.join(registry)}) "
-                      f"or as a dict with 'name', not {value!r}")
-
-
-def checked_number(what: str, value, kind: type, accept: Callable, expected: str):
-    """``value`` if it is a number of ``kind`` (a bool or a string is not) that ``accept`` takes;
-    otherwise ConfigError "<what> must be <expected>". Checked where the value is given, so that a
-    string from a config file fails there and not with a TypeError deep in training."""
-    if isinstance(value, bool) or not isinstance(value, kind) or not accept(value):
-        raise ConfigError(f"{what} must be {expected}, got {value!r}")
-    return value
-
-
-def positive_int(what: str, value) -> int:
-    return checked_number(what, value, numbers.Integral, lambda v: v > 0, "a positive integer")
-
-
-def positive_real(what: str, value) -> float:
-    return checked_number(what, value, numbers.Real, lambda v: 0 < v < math.inf, "a positive finite number")
-
-
-def fraction(what: str, value) -> float:
-    return checked_number(what, value, numbers.Real, lambda v: 0 <= v < 1, "a number in [0, 1)")

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from .activations import Activation, Sigmoid, Softmax, Softplus, component
+from ..spec import component
+from .activations import Activation, Sigmoid, Softmax, Softplus
 
 
 class Cost:

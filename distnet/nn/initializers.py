@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
-from .activations import component
+from ..spec import component
 
 
 class Initializer:

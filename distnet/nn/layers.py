@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import Activation, activation_from_spec, positive_int
+from ..checks import positive_int
+from .activations import Activation, activation_from_spec
 
 
 class Dense:
@@ -15,7 +16,7 @@ class Dense:
     """
 
     def __init__(self, size: int, activation: Activation | str | dict):
-        self.size = int(positive_int("a layer's size", size))
+        self.size = positive_int("a layer's size", size)
         self.activation = activation_from_spec(activation)
         self.weights: np.ndarray | None = None
         self.bias: np.ndarray | None = None

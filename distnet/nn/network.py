@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import checked_number, positive_int
 from ..errors import ConfigError, ModelFormatError
 from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
-from .activations import checked_number, positive_int
 from .costs import Cost, Quadratic, cost_from_spec
 from .initializers import Initializer, Random, initializer_from_spec
 from .layers import Dense
@@ -383,7 +383,7 @@ class Network:
         """Read a file in the original's JSON layout (see :meth:`from_original_json`)."""
         try:
             doc = json.loads(_read_model_file(path))
-        except ValueError as e:  # not UTF-8, or not JSON
+        except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, or nested beyond reason
             raise ModelFormatError(f"{path}: not a JSON file ({e})") from None
         try:
             return cls.from_original_json(doc, dtype)

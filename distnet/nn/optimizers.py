@@ -10,9 +10,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..checks import fraction, positive_real
 from ..errors import ConfigError
+from ..spec import component
 from . import fused
-from .activations import component, fraction, positive_real
 
 
 class Optimizer:

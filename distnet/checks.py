@@ -1,0 +1,40 @@
+"""Checks of the values a user gives (sizes, rates, counts): each says what was expected, where the
+value is given, so that a string from a config file or a class where an instance belongs fails
+there and not with a TypeError deep in training."""
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+
+from .errors import ConfigError
+
+
+def checked_number(what: str, value, kind: type, accept: Callable, expected: str):
+    """``value`` as a plain ``int`` (``kind`` Integral) or ``float`` (``kind`` Real) if it is such
+    a number (a bool or a string is not) that ``accept`` takes; otherwise ConfigError "<what> must
+    be <expected>". The plain types keep NumPy scalars out of JSON files."""
+    if isinstance(value, bool) or not isinstance(value, kind) or not accept(value):
+        raise ConfigError(f"{what} must be {expected}, got {value!r}")
+    return int(value) if kind is numbers.Integral else float(value)
+
+
+def whole_number(what: str, value, least: int) -> int:
+    return checked_number(what, value, numbers.Integral, lambda v: v >= least, f"a whole number of at least {least}")
+
+
+def positive_int(what: str, value) -> int:
+    return checked_number(what, value, numbers.Integral, lambda v: v > 0, "a positive integer")
+
+
+def positive_real(what: str, value) -> float:
+    return checked_number(what, value, numbers.Real, lambda v: 0 < v < math.inf, "a positive finite number")
+
+
+def fraction(what: str, value) -> float:
+    return checked_number(what, value, numbers.Real, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def with_article(noun: str) -> str:
+    """``noun`` after "a" or "an": "an activation", "a cost"."""
+    return f"{'an' if noun[0].lower() in 'aeiou' else 'a'} {noun}"
