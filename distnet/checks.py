@@ -35,6 +35,14 @@ def fraction(what: str, value) -> float:
     return checked_number(what, value, numbers.Real, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
+def seed_or_none(value) -> int | None:
+    """A random generator's seed: a whole number >= 0, or None for a random one."""
+    if value is None:
+        return None
+    return checked_number("seed", value, numbers.Integral, lambda v: v >= 0,
+                          "a whole number >= 0 (or None for a random one)")
+
+
 def with_article(noun: str) -> str:
     """``noun`` after "a" or "an": "an activation", "a cost"."""
     return f"{'an' if noun[0].lower() in 'aeiou' else 'a'} {noun}"

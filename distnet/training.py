@@ -28,7 +28,7 @@ from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
 from .progress import Reporter
 from .rundir import RunDir
-from .checks import checked_number, positive_int, whole_number, with_article
+from .checks import checked_number, positive_int, seed_or_none, whole_number, with_article
 from .stop import EarlyStopping, StopEvaluator, Verdict
 
 
@@ -140,9 +140,7 @@ class TrainerBase:
         _check_instance("optimizer", optimizer, Optimizer, "Nesterov(0.02, 0.87)")
         _check_instance("schedule", schedule, Schedule, "CosineDecay()", optional=True)
         _check_instance("augmentation", augmentation, RandomAffine, "RandomAffine()", optional=True)
-        if seed is not None:
-            seed = checked_number("seed", seed, numbers.Integral, lambda s: s >= 0,
-                                  "a whole number >= 0 (or None for a random one)")
+        seed = seed_or_none(seed)
         self.network = network
         self.rule = UpdateRule(optimizer, l2, network.weight_slices)
         self.batch_size = int(batch_size)
@@ -200,8 +198,10 @@ class TrainerBase:
         if resume and run_dir is None:
             raise ConfigError("resume=True continues the run in run_dir: give run_dir")
         run = RunDir(run_dir) if run_dir is not None else None
-        if run is not None:  # what the folder allows, before a distributed trainer starts Ray
-            run.check_has_checkpoint() if resume else run.check_new()
+        if run is not None and resume:  # what the folder allows, before a distributed trainer starts Ray
+            run.check_has_checkpoint()
+        elif run is not None:
+            run.check_new()
         with run.held(create=not resume) if run is not None else nullcontext(), self._session(run):
             return self._fit(train, validation, run, epochs, eval_every, window, acceptable_error, resume,
                              checkpoint_every, reporter, extra_config)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import fraction
-from ..errors import ConfigError
 from ..spec import component
 
 

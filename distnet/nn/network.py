@@ -7,13 +7,12 @@ gradients come back in the same layout.
 from __future__ import annotations
 
 import json
-import numbers
 import os
 from pathlib import Path
 
 import numpy as np
 
-from ..checks import checked_number, positive_int
+from ..checks import positive_int, seed_or_none
 from ..errors import ConfigError, ModelFormatError
 from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
 from .costs import Cost, Quadratic, cost_from_spec
@@ -56,9 +55,7 @@ class Network:
         if not layers:
             raise ConfigError("a network needs at least one layer")
         positive_int("input_size", input_size)
-        if seed is not None:
-            checked_number("seed", seed, numbers.Integral, lambda s: s >= 0,
-                           "a whole number >= 0 (or None for a random one)")
+        seed = seed_or_none(seed)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ConfigError(f"dtype must be float32 or float64, got {self.dtype}")
