@@ -303,7 +303,7 @@ class TrainerBase:
                               "validation_error": error, "best_error": verdict.best_error,
                               "best_epoch": verdict.best_epoch, "learning_rate": self.optimizer.learning_rate,
                               "epoch_seconds": epoch_seconds,
-                              "elapsed_seconds": time.perf_counter() - started}
+                              "elapsed_seconds": earlier_seconds + time.perf_counter() - started}
                     history.append(record)
                     if run:
                         run.append_history(record)
@@ -366,7 +366,7 @@ class TrainerBase:
                               f"{f' and {checkpoint.step} steps' if checkpoint.step else ''}, more than the "
                               f"{epochs} asked for; resume it with a larger number of epochs")
         elif trained == (epochs, 0):
-            ending, advice = "max_epochs", "to train longer, resume it with more epochs (--epochs with --resume)"
+            ending, advice = "max_epochs", "to train longer, resume it with more epochs (--epochs with --resume; fit(epochs=...) in Python)"
         else:
             return None
         warnings.warn(f"{run.path} had ended at epoch {checkpoint.epoch} ({ending.replace('_', ' ')}): nothing "

@@ -352,6 +352,9 @@ def test_a_resumed_run_counts_the_seconds_of_every_session(mnist, tmp_path):
     resumed, _ = fit_small(mnist, tmp_path / "run", epochs=4, resume=True)
     assert Checkpoint.load(tmp_path / "run" / "checkpoint.npz").seconds > first
     assert resumed.seconds > first
+    # ... and so does the history's elapsed time, which went on from the first session's.
+    elapsed = [h["elapsed_seconds"] for h in resumed.history]
+    assert elapsed == sorted(elapsed) and elapsed[-1] > first
 
 
 def test_a_checkpoint_without_seconds_loads_as_zero_and_bad_seconds_are_refused(mnist, tmp_path):
