@@ -43,6 +43,15 @@ def seed_or_none(value) -> int | None:
                           "a whole number >= 0 (or None for a random one)")
 
 
+def instance_of(name: str, value, kind: type, example: str, optional: bool = False) -> None:
+    """ConfigError unless ``value`` is a ``kind`` (or None, if ``optional``), saying how to make one."""
+    if isinstance(value, kind) or (optional and value is None):
+        return
+    given = f"the class {value.__name__}, not an instance" if isinstance(value, type) else repr(value)
+    raise ConfigError(f"{name} must be {with_article(kind.__name__)}{' or None' if optional else ''}, such as "
+                      f"{example}; got {given}")
+
+
 def with_article(noun: str) -> str:
     """``noun`` after "a" or "an": "an activation", "a cost"."""
     return f"{'an' if noun[0].lower() in 'aeiou' else 'a'} {noun}"

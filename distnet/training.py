@@ -28,7 +28,7 @@ from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
 from .progress import Reporter
 from .rundir import RunDir
-from .checks import checked_number, positive_int, seed_or_none, whole_number, with_article
+from .checks import checked_number, instance_of, positive_int, seed_or_none, whole_number
 from .stop import EarlyStopping, StopEvaluator, Verdict
 
 
@@ -136,14 +136,14 @@ class TrainerBase:
                  seed: int | None = None, schedule: Schedule | None = None,
                  augmentation: RandomAffine | None = None):
         batch_size = positive_int("the batch size", batch_size)
-        _check_instance("network", network, Network, "Network([Dense(36, 'leaky_relu'), Dense(10, 'softmax')])")
-        _check_instance("optimizer", optimizer, Optimizer, "Nesterov(0.02, 0.87)")
-        _check_instance("schedule", schedule, Schedule, "CosineDecay()", optional=True)
-        _check_instance("augmentation", augmentation, RandomAffine, "RandomAffine()", optional=True)
+        instance_of("network", network, Network, "Network([Dense(36, 'leaky_relu'), Dense(10, 'softmax')])")
+        instance_of("optimizer", optimizer, Optimizer, "Nesterov(0.02, 0.87)")
+        instance_of("schedule", schedule, Schedule, "CosineDecay()", optional=True)
+        instance_of("augmentation", augmentation, RandomAffine, "RandomAffine()", optional=True)
         seed = seed_or_none(seed)
         self.network = network
         self.rule = UpdateRule(optimizer, l2, network.weight_slices)
-        self.batch_size = int(batch_size)
+        self.batch_size = batch_size
         self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
         self.learning_rate = optimizer.learning_rate  # the base; the schedule scales it per epoch
         self.schedule = schedule
@@ -222,16 +222,15 @@ class TrainerBase:
         has_validation = validation is not None and len(validation) > 0
         validation = validation.astype(self.network.dtype) if has_validation else None
         checkpoint = None
-        settings = {"epochs": epochs, "eval_every": eval_every, "window": window, "acceptable_error": acceptable_error}
+        # Left out, a setting is the resumed run's (from config.json, where a resume to a new total
+        # records it at once), else the default.
+        defaults = FIT_DEFAULTS
         if run is not None and resume:
             checkpoint = run.load_checkpoint()
             run.remove_unfinished_writes()  # after a load that worked: a failed resume touches nothing
-            # config.json, not the checkpoint: a resume to a new total records it there at once.
-            saved = run.config()
-            settings = {key: saved.get(key, FIT_DEFAULTS.get(key)) if value is None else value
-                        for key, value in settings.items()}
-        else:
-            settings = {key: FIT_DEFAULTS.get(key) if value is None else value for key, value in settings.items()}
+            defaults = {**FIT_DEFAULTS, **run.config()}
+        given = {"epochs": epochs, "eval_every": eval_every, "window": window, "acceptable_error": acceptable_error}
+        settings = {key: defaults.get(key) if value is None else value for key, value in given.items()}
         epochs, eval_every, window, acceptable_error = settings.values()
         self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
         config = {**self.config(), "train_samples": len(train), "train_crc32": _checksum(train), **settings,
@@ -366,7 +365,8 @@ class TrainerBase:
                               f"{f' and {checkpoint.step} steps' if checkpoint.step else ''}, more than the "
                               f"{epochs} asked for; resume it with a larger number of epochs")
         elif trained == (epochs, 0):
-            ending, advice = "max_epochs", "to train longer, resume it with more epochs (--epochs with --resume; fit(epochs=...) in Python)"
+            ending = "max_epochs"
+            advice = "to train longer, resume it with more epochs (--epochs with --resume; fit(epochs=...) in Python)"
         else:
             return None
         warnings.warn(f"{run.path} had ended at epoch {checkpoint.epoch} ({ending.replace('_', ' ')}): nothing "
@@ -442,7 +442,8 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
                               f"Dataset(images, labels) for your own data), got {type(data).__name__}")
         if data is not None and (network.input_size != data.images.shape[1]
                                  or network.output_size != len(data.classes)):
-            raise ConfigError(f"the network does not fit the {'training' if name == 'train' else name} data: it takes {network.input_size} inputs and "
+            what = "training" if name == "train" else name
+            raise ConfigError(f"the network does not fit the {what} data: it takes {network.input_size} inputs and "
                               f"gives {network.output_size} outputs, the data has {data.images.shape[1]} values per "
                               f"sample and {len(data.classes)} classes")
     if augmentation is not None and train.images.shape[1] != PIXELS:
@@ -463,12 +464,3 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
 def _checksum(data: Dataset) -> int:
     """CRC-32 of the samples and labels: a resume on other data of the same size is refused."""
     return zlib.crc32(np.ascontiguousarray(data.labels), zlib.crc32(np.ascontiguousarray(data.images)))
-
-
-def _check_instance(name: str, value, kind: type, example: str, optional: bool = False) -> None:
-    """ConfigError unless ``value`` is a ``kind`` (or None, if ``optional``), saying how to make one."""
-    if isinstance(value, kind) or (optional and value is None):
-        return
-    given = f"the class {value.__name__}, not an instance" if isinstance(value, type) else repr(value)
-    raise ConfigError(f"{name} must be {with_article(kind.__name__)}{' or None' if optional else ''}, such as "
-                      f"{example}; got {given}")
