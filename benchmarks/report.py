@@ -10,7 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from . import scaling
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python benchmarks/report.py` works as well as `-m`
+
+from benchmarks import scaling  # noqa: E402
 
 MEMORY_ALLOWANCE_MB = 150
 

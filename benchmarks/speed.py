@@ -20,11 +20,13 @@ import threading
 import time
 from pathlib import Path
 
-from . import report
-from .case import PREFIX
-from .workloads import WORKLOADS, training_data
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python benchmarks/speed.py` works as well as `-m`
+
+from benchmarks import report  # noqa: E402
+from benchmarks.case import PREFIX  # noqa: E402
+from benchmarks.workloads import WORKLOADS, training_data  # noqa: E402
+
 PROTOCOLS = ("channel", "compiled", "plain")
 
 

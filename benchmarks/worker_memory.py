@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
-from .distnet_cases import distributed
-from .report import MEMORY_ALLOWANCE_MB
-from .speed import PROTOCOLS
-from .workloads import TRAIN_SAMPLES, WORKLOADS
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python benchmarks/worker_memory.py` works as well as `-m`
+
+from benchmarks.distnet_cases import distributed  # noqa: E402
+from benchmarks.report import MEMORY_ALLOWANCE_MB  # noqa: E402
+from benchmarks.speed import PROTOCOLS  # noqa: E402
+from benchmarks.workloads import TRAIN_SAMPLES, WORKLOADS  # noqa: E402
 
 VALIDATION_ROWS = 10_000
 

@@ -52,3 +52,10 @@ def test_more_cores_never_raise_the_hardware_floor():
     results["hardware"]["2"]["best_gflops"] = 308.0
     report.add_analysis(results)
     assert results["workloads"]["w"]["hardware_floor_s"] == {"1": pytest.approx(1.0), "2": pytest.approx(0.5)}
+
+
+@pytest.mark.parametrize("tool", ["speed", "report", "worker_memory", "step_anatomy", "accuracy", "stop_window"])
+def test_each_tool_runs_as_a_file_from_any_folder_as_well_as_with_dash_m(tool, tmp_path):
+    for command, folder in (([f"{ROOT}/benchmarks/{tool}.py"], tmp_path), (["-m", f"benchmarks.{tool}"], ROOT)):
+        shown = subprocess.run([sys.executable, *command, "--help"], cwd=folder, capture_output=True, text=True)
+        assert shown.returncode == 0 and shown.stdout.startswith("usage:"), shown.stderr
