@@ -15,6 +15,7 @@ import zlib
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -117,6 +118,19 @@ class FitResult:
 FIT_DEFAULTS = {"epochs": 100, "eval_every": 5, "window": 4}
 
 
+def _resolved(given: dict, defaults: dict) -> dict:
+    """fit's run settings: each one given, else the default (for a resume, the run's own)."""
+    return {key: defaults.get(key) if value is None else value for key, value in given.items()}
+
+
+class _Start(NamedTuple):
+    """Where a fit starts: its run settings and configuration, and the checkpoint it resumes."""
+
+    settings: dict
+    config: dict
+    checkpoint: Checkpoint | None
+
+
 class TrainerBase:
     """Mini-batch training with the original's update rule and early stopping.
 
@@ -202,9 +216,15 @@ class TrainerBase:
             run.check_has_checkpoint()
         elif run is not None:
             run.check_new()
-        with run.held(create=not resume) if run is not None else nullcontext(), self._session(run):
-            return self._fit(train, validation, run, epochs, eval_every, window, acceptable_error, resume,
-                             checkpoint_every, reporter, extra_config)
+        given = {"epochs": epochs, "eval_every": eval_every, "window": window, "acceptable_error": acceptable_error}
+        with run.held(create=not resume) if run is not None else nullcontext():
+            train = train.astype(self.network.dtype)
+            resumed = self._resume(run, train, given, extra_config, reporter) if run is not None and resume else None
+            if isinstance(resumed, FitResult):
+                return resumed  # the run had ended: nothing trained, written or started
+            with self._session(run):
+                start = resumed or self._new_run(run, train, given, extra_config)
+                return self._fit(train, validation, run, start, checkpoint_every, reporter)
 
     def _check_batches(self, n_samples: int) -> None:
         """ConfigError unless ``n_samples`` training samples make batches for this trainer."""
@@ -214,36 +234,46 @@ class TrainerBase:
         """What a fit needs around it (a distributed trainer: Ray)."""
         return nullcontext()
 
-    def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, epochs: int | None,
-             eval_every: int | None, window: int | None, acceptable_error: float | None, resume: bool,
-             checkpoint_every: int, reporter: Reporter, extra_config: dict | None) -> FitResult:
+    def _new_run(self, run: RunDir | None, train: Dataset, given: dict, extra_config: dict | None) -> _Start:
+        settings = _resolved(given, FIT_DEFAULTS)
+        config = self._run_config(train, settings, extra_config)
+        if run is not None:
+            run.create(config)
+        return _Start(settings, config, None)
+
+    def _resume(self, run: RunDir, train: Dataset, given: dict, extra_config: dict | None,
+                reporter: Reporter) -> _Start | FitResult:
+        """Where the run in ``run`` stands, checked against this trainer and data (ConfigError if
+        they differ); its result if it had ended. Nothing here needs Ray."""
+        checkpoint = run.load_checkpoint()
+        run.remove_unfinished_writes()  # after a load that worked: a failed resume touches nothing
+        saved = run.config()  # where a resume to a new total records it at once
+        self._take_run_workers(saved.get("workers"))
+        settings = _resolved(given, {**FIT_DEFAULTS, **saved})
+        config = self._run_config(train, settings, extra_config)
+        self._check_resumable(checkpoint.config, config)
+        ended = self._ended_run(run, checkpoint, settings["epochs"], reporter)
+        if ended is not None:
+            return ended
+        if checkpoint.config.get("epochs") != settings["epochs"]:
+            run.set_epochs(settings["epochs"])  # so that a later resume without ``epochs`` trains to the same end
+        return _Start(settings, config, checkpoint)
+
+    def _run_config(self, train: Dataset, settings: dict, extra_config: dict | None) -> dict:
+        return {**self.config(), "train_samples": len(train), "train_crc32": _checksum(train), **settings,
+                **(extra_config or {})}
+
+    def _take_run_workers(self, workers: int | None) -> None:
+        """A resumed run's number of workers, for a trainer that was not told one."""
+
+    def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, start: _Start,
+             checkpoint_every: int, reporter: Reporter) -> FitResult:
         plan = BatchPlan(len(train), self.batch_size, self.shards, self.seed)
-        train = train.astype(self.network.dtype)
         has_validation = validation is not None and len(validation) > 0
         validation = validation.astype(self.network.dtype) if has_validation else None
-        checkpoint = None
-        # Left out, a setting is the resumed run's (from config.json, where a resume to a new total
-        # records it at once), else the default.
-        defaults = FIT_DEFAULTS
-        if run is not None and resume:
-            checkpoint = run.load_checkpoint()
-            run.remove_unfinished_writes()  # after a load that worked: a failed resume touches nothing
-            defaults = {**FIT_DEFAULTS, **run.config()}
-        given = {"epochs": epochs, "eval_every": eval_every, "window": window, "acceptable_error": acceptable_error}
-        settings = {key: defaults.get(key) if value is None else value for key, value in given.items()}
-        epochs, eval_every, window, acceptable_error = settings.values()
+        checkpoint, config = start.checkpoint, start.config
+        epochs, eval_every, window, acceptable_error = start.settings.values()
         self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
-        config = {**self.config(), "train_samples": len(train), "train_crc32": _checksum(train), **settings,
-                  **(extra_config or {})}
-        if checkpoint is not None:
-            self._check_resumable(checkpoint.config, config)
-            ended = self._ended_run(run, checkpoint, epochs, reporter)
-            if ended is not None:
-                return ended
-            if checkpoint.config.get("epochs") != epochs:
-                run.set_epochs(epochs)  # so that a later resume without ``epochs`` trains to the same end
-        elif run is not None:
-            run.create(config)
 
         started = time.perf_counter()
         earlier_seconds = checkpoint.seconds if checkpoint is not None else 0.0

@@ -129,6 +129,19 @@ def test_resuming_an_ended_distributed_run_starts_no_actor(mnist, ray_local, tmp
     np.testing.assert_array_equal(again.best_network.params, ended.best_network.params)
 
 
+def test_a_resume_without_a_worker_count_continues_with_the_run_s(mnist, ray_local, tmp_path):
+    """Not told how many workers, a resume takes the run's 2, not the cluster's 4 CPUs (which it
+    would refuse as a different setting)."""
+    uninterrupted, _ = distributed(mnist, 2, "auto")
+    trainer = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3, workers=2)
+    train, validation = data(mnist)
+    trainer.fit(train, validation, epochs=1, eval_every=1, window=5, run_dir=tmp_path / "run")
+    resumed = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
+    result = resumed.fit(train, validation, epochs=2, run_dir=tmp_path / "run", resume=True)
+    assert resumed.shards == len(resumed.placement) == 2 and result.epochs == 2
+    np.testing.assert_array_equal(resumed.network.params, uninterrupted.network.params)
+
+
 def test_batch_smaller_than_workers_is_refused(mnist, ray_local):
     trainer = DistributedTrainer(small_network(), Nesterov(0.02), batch_size=2, workers=3)
     with pytest.raises(ConfigError, match="batch size 2 is smaller than the number of workers 3"):
@@ -226,17 +239,20 @@ trainer = DistributedTrainer(Network([Dense(10, "softmax")], input_size=784, see
 trainer.fit(train, None, epochs=1, reporter=AskTheWorkers())
 print("ray still running:", ray.is_initialized())
 
-# A resume refused before any actor starts (another seed than the run's) stops the Ray it started too.
+# A resume refused (another seed than the run's) is refused before Ray starts.
 from distnet import ConfigError
 from distnet.trainer import Trainer
 Trainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02), batch_size=32,
         seed=1).fit(train, None, epochs=1, run_dir="single")
+def no_ray(*args, **kwargs):
+    raise AssertionError("a refused resume started Ray")
+ray.init = no_ray
 try:
     DistributedTrainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02), batch_size=32,
                        workers=1, seed=2).fit(train, None, epochs=1, run_dir="single", resume=True)
 except ConfigError as e:
     print("refused:", str(e)[:60])
-print("ray still running after a refused resume:", ray.is_initialized())
+print("ray running after a refused resume:", ray.is_initialized())
 """
 
 
@@ -255,4 +271,4 @@ def test_an_embedded_ray_keeps_pyarrow_out_of_its_workers(tmp_path):
     assert "pyarrow in a worker: None\n" in done.stdout  # None: the import is refused, not merely not yet made
     assert "ray still running: False" in done.stdout
     assert "refused: cannot resume: the run was started with different seed" in done.stdout
-    assert "ray still running after a refused resume: False" in done.stdout
+    assert "ray running after a refused resume: False" in done.stdout

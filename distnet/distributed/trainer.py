@@ -115,6 +115,10 @@ class DistributedTrainer(TrainerBase):
         elif n_samples < self.batch_size:  # the rest once Ray says how many workers there are
             BatchPlan(n_samples, self.batch_size)
 
+    def _take_run_workers(self, workers: int | None) -> None:
+        if self.requested_workers is None and workers is not None:
+            self.requested_workers = workers  # the only number that can continue the run
+
     @contextmanager
     def _session(self, run: RunDir | None) -> Iterator[None]:
         self._run = run  # recovery restores a lost parameter server from the run's checkpoints
@@ -125,7 +129,7 @@ class DistributedTrainer(TrainerBase):
                 self.requested_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
             yield
         finally:
-            self._close()  # again (it does nothing twice): also after a refused resume, which starts no actors
+            self._close()  # again (it does nothing twice): also when the run fails before its actors start
 
     def _connect_ray(self) -> None:
         if ray.is_initialized():
