@@ -1,7 +1,8 @@
 """The compiled-graph step protocol on a real local Ray: the same math as the single-process trainer."""
+import numpy as np
 import pytest
 
-from distnet import Nesterov
+from distnet import Dense, Nesterov, Network
 from distnet.distributed import DistributedTrainer, compiled
 from distnet.distributed.compiled import steps_ahead
 
@@ -33,3 +34,36 @@ def test_steps_ahead_shrink_as_the_parameters_grow():
     assert steps_ahead(3 * 2**20) == 1  # two 3 MiB buffers per channel fit 8 MiB, three do not
     assert steps_ahead(wide) == 0  # one buffer per channel: each worker maps 7.5 MB, not 22
     assert steps_ahead(0) == 2
+
+
+
+def test_no_channel_is_resized_for_parameters_larger_than_ray_s_first_buffer(mnist, ray_local, monkeypatch,
+                                                                           tmp_path):
+    """Ray starts a channel at 1 MB and, for a larger message, maps a new buffer beside the old one
+    (which stays mapped): the actors size their channels for the parameters from the start."""
+    resizes = tmp_path / "resizes"
+    prepare = compiled._prepare_channels
+
+    def prepare_and_count_resizes(actor, buffer_bytes):  # runs in each actor before the graph compiles
+        from ray.experimental.channel.shared_memory_channel import Channel
+
+        prepare(actor, buffer_bytes)
+        resize = Channel._resize_channel_if_needed
+
+        def counted(channel, value, timeout_ms):
+            before = channel._typ.buffer_size_bytes
+            resize(channel, value, timeout_ms)
+            if channel._typ.buffer_size_bytes != before:
+                with open(resizes, "a") as log:
+                    log.write(f"{type(actor).__name__}: {before} -> {channel._typ.buffer_size_bytes}\n")
+
+        Channel._resize_channel_if_needed = counted
+
+    monkeypatch.setattr(compiled, "_prepare_channels", prepare_and_count_resizes)
+    network = Network([Dense(200, "leaky_relu"), Dense(10, "softmax")], input_size=784, seed=5, dtype=np.float64)
+    assert network.params.nbytes > 10**6
+    trainer = DistributedTrainer(network, Nesterov(0.02, 0.87), batch_size=32, seed=3, workers=2,
+                                 protocol="compiled")
+    trainer.fit(mnist.train.subset(slice(0, 640)), epochs=1)
+    assert trainer.active_protocol == "compiled"
+    assert not resizes.exists(), resizes.read_text()

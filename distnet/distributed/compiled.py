@@ -12,17 +12,23 @@ faster still (see ``benchmarks/README.md`` for measurements of all three).
 Ray 2.60's compiled graphs have three traps, each handled here:
 
 1. An array read from a channel points into the channel's buffer, and the writer cannot reuse the
-   buffer while it is alive: every node copies what it reads (the workers into their network, the
-   server into its gradient sum) and keeps no reference, and the driver receives only a step number.
+   buffer while it is alive: the workers compute on the parameters in place and drop them when the
+   call returns, the server sums the gradients into its own array and keeps no reference, and the
+   driver receives only a step number.
 2. ``teardown()`` can block for a long time when actors die or for large buffers: :meth:`close`
    gives it a bounded time in a background thread and never blocks the trainer longer.
 3. Actors in a compiled graph wait for their input by spinning on ``sched_yield`` (Ray's
    ``ReadAcquire``; see ray-project/ray#55128), so each takes a core even while it waits: on a
    machine with no more cores than workers they slow the math (the benchmarks show how much).
 
-And one cost: when PyTorch is installed, Ray's channel layer imports it in every actor of a graph
+And two costs. When PyTorch is installed, Ray's channel layer imports it in every actor of a graph
 (for GPU tensors), about 180 MB per process plus a device check around every read and write.
 This graph carries NumPy arrays only, so its actors tell Ray's channel layer to leave PyTorch out.
+And a channel starts with a 1 MB buffer; a larger message makes Ray allocate one of exactly the
+message's size and keep the old one mapped (Ray 2.60 does not free it), so a message that grows by
+a byte (a worker's count of correct samples passing 255 pickles one byte longer) costs another
+parameter-sized buffer: on the wide network 15 MB more per worker. The actors therefore start
+their channels at the parameters' size plus room for the rest of a message.
 """
 from __future__ import annotations
 
@@ -50,6 +56,9 @@ def steps_ahead(parameter_bytes: int) -> int:
     buffers = _BUFFER_BUDGET_BYTES // max(1, parameter_bytes)
     return max(0, min(_MAX_STEPS_AHEAD, buffers - 1))
 
+# What a gradient message holds besides the gradient (cost, counts, pickle framing: ~20 bytes).
+_MESSAGE_ROOM_BYTES = 64 * 2**10
+
 # A step of the wide network moves 7.5 MB each way; far slower than this means a peer is stuck.
 _STEP_TIMEOUT_S = 60.0
 _TEARDOWN_TIMEOUT_S = 10.0
@@ -63,7 +72,8 @@ class CompiledSteps(StepProtocol):
     def __init__(self, server, workers: list, parameter_bytes: int):
         super().__init__(server, workers)
         self._ahead = steps_ahead(parameter_bytes)
-        ray.get([actor.__ray_call__.remote(_numpy_only_channels) for actor in (server, *workers)])
+        buffer_bytes = parameter_bytes + _MESSAGE_ROOM_BYTES
+        ray.get([actor.__ray_call__.remote(_prepare_channels, buffer_bytes) for actor in (server, *workers)])
         with InputNode() as command:
             epoch, step = command[0], command[1]
             params = server.params_for.bind(epoch, step)
@@ -97,9 +107,15 @@ class CompiledSteps(StepProtocol):
         finished.join(_TEARDOWN_TIMEOUT_S)
 
 
-def _numpy_only_channels(actor) -> None:
-    """Runs inside each actor before the graph is compiled: Ray's channel layer then treats PyTorch
-    as absent (a private flag of Ray 2.x; with another Ray the graph still works, only heavier)."""
+def _prepare_channels(actor, buffer_bytes: int) -> None:
+    """Runs inside each actor before the graph is compiled: the channels it writes start with
+    buffers of at least ``buffer_bytes`` (never resized, see above), and Ray's channel layer treats
+    PyTorch as absent (a private flag of Ray 2.x; with another Ray the graph still works, only
+    heavier)."""
+    from ray.dag import DAGContext
+
+    context = DAGContext.get_current()
+    context.buffer_size_bytes = max(context.buffer_size_bytes, buffer_bytes)
     try:
         from ray.experimental.channel.common import ChannelContext
 
