@@ -5,7 +5,8 @@ import numpy as np
 
 from .batches import BatchPlan, RowGather
 from .data import Dataset
-from .training import StepStats, TrainerBase
+from .step_stats import StepStats
+from .training import TrainerBase
 
 
 class Trainer(TrainerBase):
@@ -22,7 +23,7 @@ class Trainer(TrainerBase):
         """One update from one mini-batch: mean gradient over its rows, L2, optimizer step."""
         grad, cost, correct = self.network.backprop(X, Y, out=self._grad, reuse_buffers=True)
         self.rule.apply(self.network.params, grad, scale=1 / len(X))  # the mean, without a pass over grad
-        return StepStats(cost, correct, len(X))
+        return StepStats.of_step(cost, correct, len(X))
 
     @property
     def _grad(self) -> np.ndarray:

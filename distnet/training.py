@@ -30,26 +30,8 @@ from .nn.schedules import Schedule
 from .progress import Reporter
 from .rundir import RunDir
 from .checks import checked_number, instance_of, positive_int, seed_or_none, whole_number
+from .step_stats import StepStats
 from .stop import EarlyStopping, StopEvaluator, Verdict
-
-
-@dataclass
-class StepStats:
-    """Sums over the steps of a chunk: cost, correctly classified samples, samples."""
-
-    cost: float = 0.0
-    correct: int = 0
-    samples: int = 0
-
-    def __iadd__(self, other: "StepStats") -> "StepStats":
-        self.cost += other.cost
-        self.correct += other.correct
-        self.samples += other.samples
-        return self
-
-    @property
-    def error_rate(self) -> float:
-        return 1 - self.correct / self.samples if self.samples else math.nan
 
 
 class ChunkSizer:
@@ -284,7 +266,7 @@ class TrainerBase:
             epoch, step, history, stats = 0, 0, [], StepStats()
             if checkpoint is not None:
                 epoch, step, history = checkpoint.epoch, checkpoint.step, checkpoint.history
-                stats = StepStats(**checkpoint.epoch_stats) if checkpoint.epoch_stats else StepStats()
+                stats = StepStats.from_saved(checkpoint.epoch_stats)
                 self._load_state(checkpoint.params, checkpoint.optimizer_state, (epoch, step))
                 if checkpoint.stopping_state is not None:
                     best = self.network.load(run.best_path).params if run.best_path.exists() else None

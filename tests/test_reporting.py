@@ -8,7 +8,8 @@ import pytest
 from distnet.metrics import (confident_mistakes, evaluation_of, probability_table, recognition,
                              recognized)
 from distnet.progress import JsonLinesReporter, TerminalReporter, describe_training
-from distnet.training import FitResult, StepStats
+from distnet.step_stats import StepStats
+from distnet.training import FitResult
 
 OUTPUTS = np.array([[0.90, 0.05, 0.05],   # label 0: right, sure
                     [0.20, 0.70, 0.10],   # label 0: wrong (1), 0.70
@@ -73,7 +74,7 @@ def test_terminal_reporter_draws_a_bar_then_evaluation_lines():
     stream = Terminal()
     reporter = TerminalReporter(stream, width=10)
     reporter.on_start(start_info())
-    reporter.on_steps(1, 5, 10, StepStats(cost=1.0, correct=150, samples=160), seconds=0.5)
+    reporter.on_steps(1, 5, 10, StepStats.of_step(1.0, correct=150, samples=160), seconds=0.5)
     reporter.on_evaluation(record(1, 0.05, 0.05, 1))
     reporter.on_evaluation(record(2, 0.06, 0.05, 1))
     text = stream.getvalue()
@@ -89,7 +90,7 @@ def test_terminal_reporter_shows_the_scheduled_rate_and_augmentation():
     reporter = TerminalReporter(stream)
     reporter.on_start(start_info(schedule={"name": "cosine", "final": 0.0},
                                  augmentation={"name": "random_affine", "rotation": 10.0, "scale": 0.1, "shift": 2.0}))
-    reporter.on_steps(1, 5, 10, StepStats(1.0, 150, 160), 0.5)
+    reporter.on_steps(1, 5, 10, StepStats.of_step(1.0, 150, 160), 0.5)
     reporter.on_evaluation(record(1, 0.05, 0.05, 1, rate=0.0015))
     lines = stream.getvalue().splitlines()
     assert lines[1] == ("learning with nesterov (learning rate 0.02, momentum 0.87), L2 0.0001, cosine schedule "

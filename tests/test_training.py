@@ -12,6 +12,7 @@ from distnet.data.augment import RandomAffine
 from distnet.nn import UpdateRule
 from distnet.presets import get_preset
 from distnet.progress import Reporter
+from distnet.step_stats import StepStats
 from distnet.trainer import Trainer
 from distnet.training import ChunkSizer
 
@@ -498,3 +499,33 @@ def test_resume_removes_what_killed_writes_left_behind_and_nothing_else(mnist, t
     assert resumed.epochs == 2
     assert not (run / temporary).exists()
     assert all((run / keep).read_text() == "the user's" for keep in ("notes.tmp", ".keep", ".checkpoint.npz.tmp"))
+
+
+def test_the_history_does_not_depend_on_how_steps_were_grouped_into_chunks(mnist, monkeypatch):
+    """Chunks are sized by how fast steps run; float64 costs summed chunk by chunk differed in their
+    last bits between a run of tenth-of-an-epoch chunks and one of whole epochs."""
+    histories = []
+    for seconds in (0.0, 1e9):
+        monkeypatch.setattr(ChunkSizer, "CHUNK_SECONDS", seconds)
+        network = Network([Dense(12, "leaky_relu"), Dense(10, "softmax")], input_size=784, seed=5, dtype=np.float64)
+        trainer = Trainer(network, Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
+        result = trainer.fit(mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 300)), epochs=3,
+                             eval_every=1)
+        histories.append([{k: v for k, v in h.items() if "seconds" not in k} for h in result.history])
+    assert histories[0] == histories[1]
+
+
+def test_step_stats_sum_costs_exactly_and_read_the_float_sums_of_older_checkpoints():
+    costs = [0.1, 1e-3, 7.25, 1 / 3] * 50
+    forward, backward = StepStats(), StepStats()
+    for cost in costs:
+        forward += StepStats.of_step(cost, 1, 2)
+    for cost in reversed(costs):
+        backward += StepStats.of_step(cost, 1, 2)
+    assert forward == backward and (forward.correct, forward.samples) == (200, 400)
+    assert forward.cost == pytest.approx(sum(costs), rel=1e-15)
+    diverged = StepStats.of_step(1.0, 0, 1)
+    diverged += StepStats.of_step(float("inf"), 0, 1)
+    assert diverged.cost == float("inf")
+    assert StepStats.from_saved({"cost": 2.5, "correct": 3, "samples": 4}) == StepStats.of_step(2.5, 3, 4)
+    assert StepStats.from_saved(vars(forward)) == forward

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import Network, ParallelUpdate
+from ..step_stats import StepStats
 from . import channel as ch
 
 
@@ -28,12 +29,12 @@ class ParameterServer:
         if optimizer_state:
             self.update.load_state(optimizer_state)
         self.position = tuple(position)  # (epoch, step) of the next update to apply
-        self._stats = np.zeros(ch.STATS_COLUMNS)
+        self._stats = StepStats()
         self._channel: ch.ServerEnd | None = None
 
     def _apply(self, epoch: int, step: int, grads, stats: np.ndarray) -> None:
         self.update.apply(self.params, grads, scale=1 / stats[:, 2].sum())
-        self._stats += stats.sum(axis=0)
+        self._stats += StepStats.of_step(*stats.sum(axis=0))
         self.position = (epoch, step + 1)
 
     # -- state ----------------------------------------------------------------------------------
@@ -61,12 +62,11 @@ class ParameterServer:
         """The rate for the coming epoch (the driver's learning-rate schedule decides it)."""
         self.update.learning_rate = learning_rate
 
-    def take_stats(self) -> tuple[float, int, int, bool]:
-        """Summed (cost, correct, samples) since the last call, and reset; then whether every
-        parameter is finite (one call per chunk of steps answers both)."""
-        cost, correct, samples = self._stats
-        self._stats[:] = 0
-        return float(cost), int(correct), int(samples), self.params_finite()
+    def take_stats(self) -> tuple[int | float, int, int, bool]:
+        """The :class:`StepStats` sums (cost units, correct, samples) since the last call, and
+        reset; then whether every parameter is finite (one call per chunk of steps answers both)."""
+        stats, self._stats = self._stats, StepStats()
+        return stats.cost_units, stats.correct, stats.samples, self.params_finite()
 
     # -- the plain-call and compiled-graph step ---------------------------------------------------
     def apply(self, epoch: int, step: int, *results) -> np.ndarray:

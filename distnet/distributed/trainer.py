@@ -41,7 +41,8 @@ from ..errors import ConfigError, DistnetError
 from ..nn import Network, Optimizer
 from ..rundir import RunDir
 from ..checks import positive_int, whole_number
-from ..training import StepStats, TrainerBase
+from ..step_stats import StepStats
+from ..training import TrainerBase
 from ..address import join_cluster
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
