@@ -67,15 +67,14 @@ def distributed(workload: str, samples: int, epochs: int, runs: list[list], vali
     every epoch, as in a real run; the speed suite times training alone."""
     import ray
 
-    from distnet.distributed import DistributedTrainer
-    from distnet.distributed.worker_setup import RUNTIME_ENV
+    from distnet.distributed import DistributedTrainer, local_ray
 
     w = WORKLOADS[workload]
     images, labels, source = training_data(samples)
     train = distnet_dataset(images, labels)
     held_out = distnet_dataset(*training_data(validation, "validation")[:2]) if validation else None
     # The Ray that `distnet train` starts for itself, on every core (one Ray for all the protocols).
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", runtime_env=RUNTIME_ENV)
+    local_ray.start(num_cpus=os.cpu_count())
     results = {}
     try:
         for protocol, workers in runs:
@@ -104,21 +103,20 @@ def compute(workload: str, workers: list[int], repeats: int) -> dict:
     (rows gathered from the data, as the workers do) and the parameter server's update from N
     gradients; and the single-process step."""
     from distnet import Trainer
-    from distnet.batches import RowGather
+    from distnet.batches import BatchGather
     from distnet.distributed.parameter_server import ParameterServer
 
     w = WORKLOADS[workload]
     images, labels, _ = training_data()
-    targets = np.eye(10, dtype=np.float32)[labels]
     network = distnet_network(w)
     rng = np.random.default_rng(0)
     inner = max(1, int(2e8 // (w.flops_per_sample * w.batch_size)))  # about 0.2 GFLOP per timing
 
-    gather = RowGather()
+    gather = BatchGather(10, network.dtype)
 
     def backprop(rows: int):
         grad = np.empty_like(network.params)
-        return lambda: network.backprop(*gather(rng.integers(0, len(images), rows), images, targets), out=grad,
+        return lambda: network.backprop(*gather(rng.integers(0, len(images), rows), images, labels), out=grad,
                                         reuse_buffers=True)
 
     result = {"backprop_us": {}, "server_update_us": {}}
@@ -133,7 +131,7 @@ def compute(workload: str, workers: list[int], repeats: int) -> dict:
     trainer = Trainer(distnet_network(w), distnet_optimizer(), l2=L2, batch_size=w.batch_size)
 
     def step():
-        trainer.step(*gather(rng.integers(0, len(images), w.batch_size), images, targets))
+        trainer.step(*gather(rng.integers(0, len(images), w.batch_size), images, labels))
 
     result["single_step_us"] = median_seconds(step, repeats, inner) * 1e6
     return result

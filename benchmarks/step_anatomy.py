@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.workloads import (L2, WORKLOADS, distnet_network, distnet_optimizer,  # noqa: E402
                                   median_seconds, thread_settings, training_data)
-from distnet.batches import RowGather  # noqa: E402
+from distnet.batches import BatchGather  # noqa: E402
 from distnet.distributed import channel as ch  # noqa: E402
 from distnet.nn import ParallelUpdate, fused  # noqa: E402
 
@@ -60,14 +60,13 @@ class _Gradients:
 
     def __init__(self, workload: str, rows: int, seed: int):
         self.network = distnet_network(WORKLOADS[workload])
-        self.images, labels, self.data = training_data()
-        self.targets = np.eye(10, dtype=np.float32)[labels]
-        self.rows, self._gather, self.rng = rows, RowGather(), np.random.default_rng(seed)
+        self.images, self.labels, self.data = training_data()
+        self.rows, self._gather, self.rng = rows, BatchGather(10, np.float32), np.random.default_rng(seed)
         self.gather()
 
     def gather(self) -> None:
         rows = self.rng.integers(0, len(self.images), self.rows)
-        self._batch = self._gather(rows, self.images, self.targets)
+        self._batch = self._gather(rows, self.images, self.labels)
 
     def __call__(self, out: np.ndarray) -> None:
         self.network.backprop(*self._batch, out=out, reuse_buffers=True)

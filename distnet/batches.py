@@ -10,6 +10,7 @@ the next epoch. With one shard this is the familiar "shuffle, then slice" loop.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .errors import ConfigError
 
@@ -62,21 +63,31 @@ class BatchPlan:
                 for k in range(self.steps_per_epoch)]
 
 
-class RowGather:
-    """Copies the rows of a mini-batch out of several arrays (images, targets) into arrays kept
-    from call to call, for as long as the row count stays the same.
+class BatchGather:
+    """Copies a mini-batch out of the data into arrays kept from call to call, for as long as the
+    row count stays the same: the rows of the images, and one-hot targets for their labels. The
+    targets come from a ``classes``-row identity matrix, not from a one-hot copy of every label,
+    which a worker would hold beside its shard.
 
     A training loop gathers every step; fresh arrays would cost what fresh backprop arrays cost
     (see :class:`~distnet.nn.network.BackpropBuffers`).
     """
 
-    def __init__(self):
-        self._buffers: tuple[np.ndarray, ...] = ()
+    def __init__(self, classes: int, dtype: DTypeLike):
+        self._identity = np.eye(classes, dtype=dtype)
+        self._buffers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def __call__(self, rows: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-        shapes = [((len(rows),) + a.shape[1:], a.dtype) for a in arrays]
-        if [(b.shape, b.dtype) for b in self._buffers] != shapes:
-            self._buffers = tuple(np.empty(shape, dtype) for shape, dtype in shapes)
+    def __call__(self, rows: np.ndarray, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(inputs, one-hot targets) of the samples ``rows``, in arrays the next call overwrites."""
+        shape = (len(rows),) + images.shape[1:]
+        if self._buffers is None or self._buffers[0].shape != shape or self._buffers[0].dtype != images.dtype:
+            self._buffers = (np.empty(shape, images.dtype), np.empty(len(rows), labels.dtype),
+                             np.empty((len(rows), len(self._identity)), self._identity.dtype))
+        inputs, batch_labels, targets = self._buffers
         # mode="clip" copies straight into the buffer (the default, "raise", copies through a
-        # temporary: twice as slow); rows come from a BatchPlan, so none is out of range.
-        return tuple(np.take(a, rows, axis=0, out=b, mode="clip") for a, b in zip(arrays, self._buffers))
+        # temporary: twice as slow); rows come from a BatchPlan and labels from a Dataset, so
+        # none is out of range.
+        np.take(images, rows, axis=0, out=inputs, mode="clip")
+        np.take(labels, rows, out=batch_labels, mode="clip")
+        np.take(self._identity, batch_labels, axis=0, out=targets, mode="clip")
+        return inputs, targets

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .batches import BatchPlan, RowGather
+from .batches import BatchGather, BatchPlan
 from .data import Dataset
 from .step_stats import StepStats
 from .training import TrainerBase
@@ -33,9 +33,9 @@ class Trainer(TrainerBase):
         return self._grad_buffer
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
-        self._train, self._targets, self._plan = train, train.one_hot(self.network.dtype), plan
+        self._train, self._plan = train, plan
         self._batches_epoch, self._batches, self._images = None, [], train.images
-        self._gather = RowGather()
+        self._gather = BatchGather(self.network.output_size, self.network.dtype)
         self._augmented = np.empty_like(train.images) if self.augmentation is not None else None
 
     def _run_steps(self, epoch: int, start: int, stop: int) -> tuple[StepStats, bool]:
@@ -43,11 +43,11 @@ class Trainer(TrainerBase):
             self._batches, self._batches_epoch = self._plan.epoch_batches(epoch), epoch
             self._images = self._epoch_images(epoch)
         stats = StepStats()
-        images, targets = self._images, self._targets
+        images, labels = self._images, self._train.labels
         # Overflow shows up as a non-finite cost, which the loop reports as divergence.
         with np.errstate(over="ignore", invalid="ignore"):
             for k in range(start, stop):
-                stats += self.step(*self._gather(self._batches[k], images, targets))
+                stats += self.step(*self._gather(self._batches[k], images, labels))
         return stats, bool(np.isfinite(self.network.params).all())
 
     def _epoch_images(self, epoch: int) -> np.ndarray:

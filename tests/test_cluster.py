@@ -191,6 +191,16 @@ def test_cluster_launcher_config_is_valid_and_installs_the_project_with_token_au
     assert "~/.ray/auth_token" in config["file_mounts"]
 
 
+def test_clusters_started_here_free_objects_as_an_embedded_ray_does():
+    from distnet.distributed.local_ray import SYSTEM_CONFIG
+
+    assert runpy.run_path(str(SCRIPT))["RAY_SYSTEM_CONFIG"] == SYSTEM_CONFIG
+    exports = [f"RAY_{key}={value}" for key, value in SYSTEM_CONFIG.items()]
+    config = yaml.safe_load((REPO / "cluster" / "cluster.yaml").read_text())
+    for start in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert any(all(e in command for e in exports) and "ray start" in command for command in config[start])
+
+
 LOSE_A_NODE = """
 import json, os, signal, sys
 import numpy as np

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from distnet import ConfigError, Dense, Nesterov, Network, TrainingDivergedError
-from distnet.batches import BatchPlan, RowGather, split_sizes
+from distnet.batches import BatchGather, BatchPlan, split_sizes
 from distnet.checkpoint import Checkpoint
 from distnet.data.augment import RandomAffine
 from distnet.nn import UpdateRule
@@ -54,19 +54,20 @@ def test_batch_smaller_than_workers_is_refused():
         BatchPlan(100, 2, 3)
 
 
-def test_row_gather_copies_the_rows_into_arrays_it_keeps_while_the_row_count_stays():
+def test_batch_gather_copies_rows_and_one_hot_targets_into_arrays_it_keeps_while_the_row_count_stays():
     images = np.arange(60, dtype=np.float32).reshape(20, 3)
-    labels = np.arange(20)
-    gather = RowGather()
+    labels = np.arange(20, dtype=np.uint8) % 4
+    gather = BatchGather(4, np.float64)
     first_x, first_y = gather(np.array([4, 0, 19]), images, labels)
     np.testing.assert_array_equal(first_x, images[[4, 0, 19]])
-    np.testing.assert_array_equal(first_y, [4, 0, 19])
-    assert first_y.dtype == labels.dtype
+    np.testing.assert_array_equal(first_y, np.eye(4)[[0, 0, 3]])
+    assert first_x.dtype == np.float32 and first_y.dtype == np.float64
     x, y = gather(np.array([7, 7, 1]), images, labels)
     assert x is first_x and y is first_y  # the same arrays, written anew
     np.testing.assert_array_equal(x, images[[7, 7, 1]])
-    smaller_x, _ = gather(np.array([2, 3]), images, labels)
-    np.testing.assert_array_equal(smaller_x, images[[2, 3]])
+    np.testing.assert_array_equal(y, np.eye(4)[[3, 3, 1]])
+    smaller_x, smaller_y = gather(np.array([2, 3]), images, labels)
+    np.testing.assert_array_equal(smaller_y, np.eye(4)[[2, 3]])
     assert smaller_x is not first_x
 
 

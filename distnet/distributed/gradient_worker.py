@@ -11,7 +11,7 @@ from contextlib import contextmanager, suppress
 
 import numpy as np
 
-from ..batches import BatchPlan, RowGather
+from ..batches import BatchGather, BatchPlan
 from ..data.augment import augmentation_from_spec
 from ..nn import Network
 from . import channel as ch
@@ -24,13 +24,13 @@ class GradientWorker:
         self.index = index
         self.network = Network.from_spec(network_spec)
         self.images = images if images.dtype == self.network.dtype else images.astype(self.network.dtype)
-        self.targets = np.eye(self.network.output_size, dtype=self.network.dtype)[labels]
+        self.labels = labels
         self.plan = BatchPlan(**plan)
         self.augmentation = augmentation_from_spec(augmentation)
         self._epoch, self._order, self._epoch_images = None, None, self.images
         self._augmented = np.empty_like(self.images) if self.augmentation is not None else None
         self._grad = np.empty_like(self.network.params)
-        self._gather = RowGather()
+        self._gather = BatchGather(self.network.output_size, self.network.dtype)
         self._channel: ch.WorkerEnd | None = None
 
     def where(self) -> dict:
@@ -52,7 +52,7 @@ class GradientWorker:
     def _batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
         """This worker's rows of the step's mini-batch: (inputs, targets), in buffers that the next
         call overwrites."""
-        return self._gather(self._rows(epoch, step), self._epoch_images, self.targets)
+        return self._gather(self._rows(epoch, step), self._epoch_images, self.labels)
 
     def _backprop(self, batch: tuple[np.ndarray, np.ndarray], out: np.ndarray) -> tuple[float, int, int]:
         X, Y = batch

@@ -49,7 +49,7 @@ from .parameter_server import ParameterServer
 from .compiled import CompiledSteps
 from .protocols import ChannelSteps, PlainSteps, WorkerLostError, first_unapplied_step
 from .stop_evaluator import StopEvaluatorActor
-from . import worker_setup
+from . import local_ray
 
 PROTOCOLS = ("auto", "channel", "compiled", "plain")
 # One BLAS thread per worker: each worker owns one CPU of its bundle, and more threads only fight
@@ -142,8 +142,7 @@ class DistributedTrainer(TrainerBase):
             return
         if self.address is None:
             _log.info("starting Ray on this machine")
-            ray.init(include_dashboard=False, logging_level="ERROR", configure_logging=True,
-                     runtime_env=worker_setup.RUNTIME_ENV)
+            local_ray.start(configure_logging=True)
         else:
             _log.info("joining the Ray cluster at %s", self.address)
             join_cluster(self.address)

@@ -1,0 +1,37 @@
+"""How distnet starts Ray on this machine: for a DistributedTrainer given no cluster address (and
+for the benchmarks, which measure what such a run does). Two things differ from Ray's defaults.
+
+Ray registers serializers for Ray Data in every worker process at its first deserialization and,
+to do so, imports pyarrow whenever it is installed (``ray/util/serialization_addons.py``), as it is
+wherever Ray Train or Ray Data are: 15-25 MB of resident memory per worker, for a library that
+distnet's actors never use (they move NumPy arrays only). Each worker marks it absent first.
+
+Ray frees the objects nobody refers to any more in batches, by default once a second. Under the
+``plain`` step protocol a second's steps of parameters and gradients (7.5 MB each on the wide
+network) pile up meanwhile at ever new places in the object store, and a worker's resident memory
+counts every page of the store it has touched: wide ``plain`` workers peaked at 550-570 MB (one
+worker) and 740-800 MB (two) instead of about 300 and 224. Here they are freed every 10 ms
+(``cluster/`` sets the same for the clusters it starts). A Ray that the user started, or a
+cluster's, is left as it is.
+"""
+from __future__ import annotations
+
+import sys
+
+import ray
+
+# Job-level only: Ray reads ``worker_process_setup_hook`` from the runtime environment given to
+# ``ray.init`` (an actor's own runtime environment ignores it).
+RUNTIME_ENV = {"worker_process_setup_hook": "distnet.distributed.local_ray.skip_pyarrow"}
+SYSTEM_CONFIG = {"free_objects_period_milliseconds": 10}
+
+
+def start(**options) -> None:
+    """``ray.init`` a Ray of this machine only, with distnet's settings (``options`` go to it too)."""
+    ray.init(include_dashboard=False, logging_level="ERROR", runtime_env=RUNTIME_ENV,
+             _system_config=SYSTEM_CONFIG, **options)
+
+
+def skip_pyarrow() -> None:
+    """Make ``import pyarrow`` fail in this process (Ray then skips its Arrow serializers)."""
+    sys.modules.setdefault("pyarrow", None)
