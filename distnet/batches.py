@@ -80,7 +80,8 @@ class BatchGather:
     def __call__(self, rows: np.ndarray, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(inputs, one-hot targets) of the samples ``rows``, in arrays the next call overwrites."""
         shape = (len(rows),) + images.shape[1:]
-        if self._buffers is None or self._buffers[0].shape != shape or self._buffers[0].dtype != images.dtype:
+        kept = self._buffers
+        if kept is None or kept[0].shape != shape or (kept[0].dtype, kept[1].dtype) != (images.dtype, labels.dtype):
             self._buffers = (np.empty(shape, images.dtype), np.empty(len(rows), labels.dtype),
                              np.empty((len(rows), len(self._identity)), self._identity.dtype))
         inputs, batch_labels, targets = self._buffers

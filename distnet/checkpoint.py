@@ -16,6 +16,7 @@ import numpy as np
 from .errors import ModelFormatError
 from .io import atomic_writer, npz_bytes, parse_meta, read_npz
 from .nn.network import count_parameters, spec_sizes
+from .step_stats import StepStats
 
 FORMAT = "distnet.checkpoint"
 _OPTIMIZER_PREFIX = "optimizer/"
@@ -32,7 +33,7 @@ class Checkpoint:
     stopping_state: dict | None
     history: list[dict]
     config: dict
-    epoch_stats: dict = field(default_factory=dict)
+    epoch_stats: StepStats = field(default_factory=StepStats)  # of the steps of ``epoch`` before ``step``
     seconds: float = 0.0  # training wall time of the run so far, over every session that trained it
 
     def save(self, path: str | os.PathLike) -> None:
@@ -40,7 +41,7 @@ class Checkpoint:
                   **{_OPTIMIZER_PREFIX + k: v for k, v in self.optimizer_state.items()}}
         meta = {"format": FORMAT, "version": 1, "epoch": self.epoch, "step": self.step,
                 "stopping_state": self.stopping_state, "history": self.history, "config": self.config,
-                "epoch_stats": self.epoch_stats, "seconds": self.seconds}
+                "epoch_stats": vars(self.epoch_stats), "seconds": self.seconds}
         with atomic_writer(path) as f:
             f.write(npz_bytes(arrays, meta))
 
@@ -70,9 +71,10 @@ class Checkpoint:
             if params.size != needed:
                 raise ModelFormatError(f"{path}: holds {params.size} parameters, but the network of its "
                                        f"configuration has {needed}")
-        epoch_stats = meta.get("epoch_stats") or {}
-        if not (isinstance(epoch_stats, dict) and all(type(v) in (int, float) for v in epoch_stats.values())):
-            raise ModelFormatError(f"{path}: checkpoint metadata is malformed (epoch_stats)")
+        try:
+            epoch_stats = StepStats.from_saved(meta.get("epoch_stats") or {})
+        except (ValueError, TypeError):
+            raise ModelFormatError(f"{path}: checkpoint metadata is malformed (epoch_stats)") from None
         seconds = meta.get("seconds", 0.0)  # absent from checkpoints written before it was kept
         if type(seconds) not in (int, float) or not seconds >= 0:
             raise ModelFormatError(f"{path}: checkpoint metadata is malformed (seconds)")

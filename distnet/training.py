@@ -13,7 +13,7 @@ import time
 import warnings
 import zlib
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -230,10 +230,10 @@ class TrainerBase:
         checkpoint = run.load_checkpoint()
         run.remove_unfinished_writes()  # after a load that worked: a failed resume touches nothing
         saved = run.config()  # where a resume to a new total records it at once
-        self._take_run_workers(saved.get("workers"))
         settings = _resolved(given, {**FIT_DEFAULTS, **saved})
-        config = self._run_config(train, settings, extra_config)
-        self._check_resumable(checkpoint.config, config)
+        with self._workers_of_run(saved.get("workers")):
+            config = self._run_config(train, settings, extra_config)
+            self._check_resumable(checkpoint.config, config)
         ended = self._ended_run(run, checkpoint, settings["epochs"], reporter)
         if ended is not None:
             return ended
@@ -245,8 +245,10 @@ class TrainerBase:
         return {**self.config(), "train_samples": len(train), "train_crc32": _checksum(train), **settings,
                 **(extra_config or {})}
 
-    def _take_run_workers(self, workers: int | None) -> None:
-        """A resumed run's number of workers, for a trainer that was not told one."""
+    def _workers_of_run(self, workers: int | None) -> AbstractContextManager:
+        """A resumed run's number of workers, for a trainer that was not told one: taken for good
+        unless the block fails (a refused resume)."""
+        return nullcontext()
 
     def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, start: _Start,
              checkpoint_every: int, reporter: Reporter) -> FitResult:
@@ -266,7 +268,7 @@ class TrainerBase:
             epoch, step, history, stats = 0, 0, [], StepStats()
             if checkpoint is not None:
                 epoch, step, history = checkpoint.epoch, checkpoint.step, checkpoint.history
-                stats = StepStats.from_saved(checkpoint.epoch_stats)
+                stats = replace(checkpoint.epoch_stats)  # a copy: the steps add to it
                 self._load_state(checkpoint.params, checkpoint.optimizer_state, (epoch, step))
                 if checkpoint.stopping_state is not None:
                     best = self.network.load(run.best_path).params if run.best_path.exists() else None
@@ -348,7 +350,7 @@ class TrainerBase:
         run.save_checkpoint(Checkpoint(epoch=epoch, step=step, params=self._params(),
                                        optimizer_state=self._optimizer_state(),
                                        stopping_state=stopping.state(), history=history, config=config,
-                                       epoch_stats=vars(stats).copy(), seconds=seconds))
+                                       epoch_stats=replace(stats), seconds=seconds))
 
     @staticmethod
     def _check_resumable(saved: dict, current: dict) -> None:

@@ -138,6 +138,19 @@ def test_the_jobs_api_refuses_a_wrong_token_and_submit_says_how_to_give_the_righ
 
 
 @pytest.mark.slow
+def test_distnet_train_without_an_address_joins_the_cluster_that_ray_address_names(cluster, mnist):
+    """As `eval "$(python cluster/local_cluster.py env)"` leaves a shell (a job's driver has it too)."""
+    run = cluster.folder / "runs" / "by-ray-address"
+    env = {**cluster.env, "DISTNET_DATA_DIR": os.environ["DISTNET_DATA_DIR"]}
+    not_quiet = [word for word in TRAIN if word != "--quiet"]  # the notes go to stderr
+    done = subprocess.run([sys.executable, "-m", "distnet", "train", "--run-dir", str(run), *not_quiet], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert f"distnet: joining the Ray cluster at {cluster.env['RAY_ADDRESS']} (RAY_ADDRESS)" in done.stderr
+    assert_trained_on_two_nodes(run, mnist)
+
+
+@pytest.mark.slow
 def test_the_cluster_refuses_a_driver_with_a_wrong_token_and_train_says_how_to_give_the_right_one(cluster, mnist):
     wrong = {**cluster.env, "RAY_AUTH_TOKEN": "not-the-token"}
     address = cluster.env["RAY_ADDRESS"]

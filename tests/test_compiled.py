@@ -36,7 +36,6 @@ def test_steps_ahead_shrink_as_the_parameters_grow():
     assert steps_ahead(0) == 2
 
 
-
 def test_no_channel_is_resized_for_parameters_larger_than_ray_s_first_buffer(mnist, ray_local, monkeypatch,
                                                                            tmp_path):
     """Ray starts a channel at 1 MB and, for a larger message, maps a new buffer beside the old one

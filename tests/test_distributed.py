@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from distnet import ConfigError, Dense, Nesterov, Network
+from distnet import ConfigError, Dense, Nesterov, Network, TrainingDivergedError
 from distnet.distributed import DistributedTrainer
 from distnet.trainer import Trainer
 
@@ -136,10 +136,25 @@ def test_a_resume_without_a_worker_count_continues_with_the_run_s(mnist, ray_loc
     trainer = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3, workers=2)
     train, validation = data(mnist)
     trainer.fit(train, validation, epochs=1, eval_every=1, window=5, run_dir=tmp_path / "run")
+    refused = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=4)
+    with pytest.raises(ConfigError, match="different seed"):
+        refused.fit(train, validation, epochs=2, run_dir=tmp_path / "run", resume=True)
+    assert refused.requested_workers is None  # a refused resume leaves the trainer as it was
     resumed = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
     result = resumed.fit(train, validation, epochs=2, run_dir=tmp_path / "run", resume=True)
     assert resumed.shards == len(resumed.placement) == 2 and result.epochs == 2
     np.testing.assert_array_equal(resumed.network.params, uninterrupted.network.params)
+
+
+@pytest.mark.parametrize("protocol", ["channel", "plain"])
+def test_divergence_through_huge_finite_costs_is_reported_by_the_parameter_server_path(ray_local, protocol):
+    from test_training import a_float64_run_that_diverges_through_huge_finite_costs
+
+    network, train = a_float64_run_that_diverges_through_huge_finite_costs()
+    trainer = DistributedTrainer(network, Nesterov(0.01, 0.9), batch_size=32, seed=1, workers=1, protocol=protocol)
+    with pytest.raises(TrainingDivergedError, match="epoch 1"):
+        trainer.fit(train, epochs=5)
+    assert trainer.failures == []  # not taken for a lost actor
 
 
 def test_batch_smaller_than_workers_is_refused(mnist, ray_local):

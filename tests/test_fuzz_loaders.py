@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from distnet import Dense, ModelFormatError, Network
 from distnet.checkpoint import Checkpoint
 from distnet.io import npz_bytes
+from distnet.step_stats import StepStats
 from hostile import PicklePayload
 
 
@@ -46,7 +47,7 @@ MODEL = NETWORK.to_npz_bytes()
 def checkpoint_bytes(tmp: Path) -> bytes:
     Checkpoint(epoch=2, step=5, params=NETWORK.params.copy(), optimizer_state={"velocity": np.ones(43, np.float32)},
                stopping_state={"window": 4, "errors": [0.5]}, history=[{"epoch": 1, "validation_error": 0.5}],
-               config={"network": NETWORK.spec(), "seed": 1}, epoch_stats={"cost": 1.5, "correct": 3, "samples": 9}
+               config={"network": NETWORK.spec(), "seed": 1}, epoch_stats=StepStats.of_step(1.5, 3, 9)
                ).save(tmp / "seed.npz")
     return (tmp / "seed.npz").read_bytes()
 

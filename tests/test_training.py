@@ -1,5 +1,6 @@
 """The batch plan, the single-process trainer, run directories, checkpoints and resume."""
 import json
+import math
 import re
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 from distnet import ConfigError, Dense, Nesterov, Network, TrainingDivergedError
 from distnet.batches import BatchGather, BatchPlan, split_sizes
 from distnet.checkpoint import Checkpoint
+from distnet.data import Dataset
 from distnet.data.augment import RandomAffine
 from distnet.nn import UpdateRule
 from distnet.presets import get_preset
@@ -461,6 +463,20 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_best(mnist, tmp_pat
     assert Network.load(tmp_path / "best.npz").error_rate(validation.images, validation.labels) == best["validation_error"]
 
 
+def a_float64_run_that_diverges_through_huge_finite_costs():
+    """Unbounded outputs and the quadratic cost: the cost passes 1e289..1e308 before it overflows."""
+    rng = np.random.default_rng(0)
+    train = Dataset(rng.random((640, 784)), rng.integers(0, 10, 640))
+    network = Network([Dense(16, "leaky_relu"), Dense(10, "identity")], input_size=784, seed=1, dtype=np.float64)
+    return network, train
+
+
+def test_divergence_through_huge_finite_costs_is_reported_as_divergence():
+    network, train = a_float64_run_that_diverges_through_huge_finite_costs()
+    with pytest.raises(TrainingDivergedError, match="epoch 1"):
+        Trainer(network, Nesterov(0.01, 0.9), batch_size=32, seed=1).fit(train, epochs=5)
+
+
 def test_seed_preset_is_the_articles_configuration():
     # The MNIST example of the original (../shared/reference/java-original.md, "The MNIST example").
     preset = get_preset("seed")
@@ -529,4 +545,19 @@ def test_step_stats_sum_costs_exactly_and_read_the_float_sums_of_older_checkpoin
     diverged += StepStats.of_step(float("inf"), 0, 1)
     assert diverged.cost == float("inf")
     assert StepStats.from_saved({"cost": 2.5, "correct": 3, "samples": 4}) == StepStats.of_step(2.5, 3, 4)
+    for huge in (2.0**900, 1e300, -1e300):
+        assert StepStats.of_step(huge, 0, 1).cost == math.copysign(math.inf, huge)
+    assert StepStats.of_step(2.0**899, 0, 1).cost == 2.0**899
+    for malformed in ({"cost_units": 1.5, "correct": 1, "samples": 2}, {"cost": 1.0, "samples": 2},
+                      {"cost": 1.0, "correct": -1, "samples": 2}, {"cost": "1", "correct": 1, "samples": 2}, [1]):
+        with pytest.raises(ValueError, match="not the sums of steps"):
+            StepStats.from_saved(malformed)
     assert StepStats.from_saved(vars(forward)) == forward
+
+
+def test_batch_gather_makes_new_buffers_for_labels_of_another_type():
+    images = np.zeros((5, 2), np.float32)
+    gather = BatchGather(400, np.float32)
+    gather(np.array([0, 1]), images, np.array([1, 2, 3, 4, 5], np.uint8))
+    _, targets = gather(np.array([0, 1]), images, np.array([300, 2, 3, 4, 5], np.int64))
+    assert targets[0].argmax() == 300

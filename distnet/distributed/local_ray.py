@@ -9,8 +9,8 @@ distnet's actors never use (they move NumPy arrays only). Each worker marks it a
 Ray frees the objects nobody refers to any more in batches, by default once a second. Under the
 ``plain`` step protocol a second's steps of parameters and gradients (7.5 MB each on the wide
 network) pile up meanwhile at ever new places in the object store, and a worker's resident memory
-counts every page of the store it has touched: wide ``plain`` workers peaked at 550-570 MB (one
-worker) and 740-800 MB (two) instead of about 300 and 224. Here they are freed every 10 ms
+counts every page of the store it has touched: wide ``plain`` workers peaked at 550-580 MB (one
+worker) and 680-810 MB (two) instead of about 300 and 224. Here they are freed every 10 ms
 (``cluster/`` sets the same for the clusters it starts). A Ray that the user started, or a
 cluster's, is left as it is.
 """
@@ -27,8 +27,10 @@ SYSTEM_CONFIG = {"free_objects_period_milliseconds": 10}
 
 
 def start(**options) -> None:
-    """``ray.init`` a Ray of this machine only, with distnet's settings (``options`` go to it too)."""
-    ray.init(include_dashboard=False, logging_level="ERROR", runtime_env=RUNTIME_ENV,
+    """``ray.init`` a new Ray of this machine only, with distnet's settings (``options`` go to it
+    too): never one that runs already (which RAY_ADDRESS or a ``ray start`` here would name to
+    ``ray.init``, and whose settings are its own)."""
+    ray.init(address="local", include_dashboard=False, logging_level="ERROR", runtime_env=RUNTIME_ENV,
              _system_config=SYSTEM_CONFIG, **options)
 
 

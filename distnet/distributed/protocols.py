@@ -14,8 +14,9 @@ import ray
 
 from ..errors import ConfigError
 
-# (summed cost, correctly classified samples, samples, whether every parameter is finite)
-ChunkSummary = tuple[float, int, int, bool]
+# (summed cost in StepStats' units, correctly classified samples, samples, whether every parameter
+# is finite)
+ChunkSummary = tuple[int | float, int, int, bool]
 
 
 class WorkerLostError(RuntimeError):

@@ -25,6 +25,7 @@ stay as they were.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -98,6 +99,7 @@ class DistributedTrainer(TrainerBase):
         self.placement: list[dict] = []
         self.failures: list[str] = []
         self._started_ray = False
+        self._embedded_ray = False  # a Ray started here for this trainer, which cannot grow
         self._steps = None  # how steps are exchanged, once the actors run
 
     @property
@@ -116,9 +118,18 @@ class DistributedTrainer(TrainerBase):
         elif n_samples < self.batch_size:  # the rest once Ray says how many workers there are
             BatchPlan(n_samples, self.batch_size)
 
-    def _take_run_workers(self, workers: int | None) -> None:
-        if self.requested_workers is None and workers is not None:
-            self.requested_workers = workers  # the only number that can continue the run
+    @contextmanager
+    def _workers_of_run(self, workers: int | None) -> Iterator[None]:
+        if self.requested_workers is not None or workers is None:
+            yield
+            return
+        # The only number that can continue the run.
+        self.requested_workers = positive_int("the run's number of workers", workers)
+        try:
+            yield
+        except BaseException:
+            self.requested_workers = None
+            raise
 
     @contextmanager
     def _session(self, run: RunDir | None) -> Iterator[None]:
@@ -140,12 +151,16 @@ class DistributedTrainer(TrainerBase):
                                   f"address={self.address!r} cannot be joined; call ray.shutdown() first, or pass address=None to "
                                   f"use the running Ray")
             return
-        if self.address is None:
+        # Without an address, RAY_ADDRESS names the cluster to join (as for Ray itself: a job's
+        # driver has it, and so has a shell that ran `local_cluster.py env`); else a Ray of our own.
+        address = self.address or os.environ.get("RAY_ADDRESS") or None
+        if address is None:
             _log.info("starting Ray on this machine")
             local_ray.start(configure_logging=True)
+            self._embedded_ray = True
         else:
-            _log.info("joining the Ray cluster at %s", self.address)
-            join_cluster(self.address)
+            _log.info("joining the Ray cluster at %s%s", address, "" if self.address else " (RAY_ADDRESS)")
+            join_cluster(address)
         self._started_ray = True
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
@@ -153,7 +168,7 @@ class DistributedTrainer(TrainerBase):
         self._plan = plan
         self._pg = placement_group([{"CPU": 1}] * n, strategy="SPREAD")
         # A Ray started here cannot grow: fail at once rather than wait for CPUs that never come.
-        cannot_grow = self._started_ray and self.address is None and n > ray.cluster_resources().get("CPU", 0)
+        cannot_grow = self._embedded_ray and n > ray.cluster_resources().get("CPU", 0)
         waited = 0 if cannot_grow else self.placement_timeout
         ready, _ = ray.wait([self._pg.ready()], timeout=waited)
         if not ready:
@@ -227,7 +242,7 @@ class DistributedTrainer(TrainerBase):
             self._workers, self._server, self._pg, self._stopping, self._steps = [], None, None, None, None
             if self._started_ray:
                 ray.shutdown()
-                self._started_ray = False
+                self._started_ray = self._embedded_ray = False
 
     # -- the steps ------------------------------------------------------------------------------
     def _run_steps(self, epoch: int, start: int, stop: int) -> tuple[StepStats, bool]:
