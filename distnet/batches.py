@@ -75,20 +75,18 @@ class BatchGather:
 
     def __init__(self, classes: int, dtype: DTypeLike):
         self._identity = np.eye(classes, dtype=dtype)
-        self._buffers: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._buffers: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self, rows: np.ndarray, images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(inputs, one-hot targets) of the samples ``rows``, in arrays the next call overwrites."""
         shape = (len(rows),) + images.shape[1:]
-        kept = self._buffers
-        if kept is None or kept[0].shape != shape or (kept[0].dtype, kept[1].dtype) != (images.dtype, labels.dtype):
-            self._buffers = (np.empty(shape, images.dtype), np.empty(len(rows), labels.dtype),
-                             np.empty((len(rows), len(self._identity)), self._identity.dtype))
-        inputs, batch_labels, targets = self._buffers
+        if self._buffers is None or self._buffers[0].shape != shape or self._buffers[0].dtype != images.dtype:
+            self._buffers = (np.empty(shape, images.dtype), np.empty((len(rows), len(self._identity)),
+                                                                     self._identity.dtype))
+        inputs, targets = self._buffers
         # mode="clip" copies straight into the buffer (the default, "raise", copies through a
         # temporary: twice as slow); rows come from a BatchPlan and labels from a Dataset, so
-        # none is out of range.
+        # none is out of range. The batch's labels are a small new array (cheaper than a kept one).
         np.take(images, rows, axis=0, out=inputs, mode="clip")
-        np.take(labels, rows, out=batch_labels, mode="clip")
-        np.take(self._identity, batch_labels, axis=0, out=targets, mode="clip")
+        np.take(self._identity, labels[rows], axis=0, out=targets, mode="clip")
         return inputs, targets

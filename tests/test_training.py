@@ -555,7 +555,7 @@ def test_step_stats_sum_costs_exactly_and_read_the_float_sums_of_older_checkpoin
     assert StepStats.from_saved(vars(forward)) == forward
 
 
-def test_batch_gather_makes_new_buffers_for_labels_of_another_type():
+def test_batch_gather_takes_labels_of_any_integer_type_call_after_call():
     images = np.zeros((5, 2), np.float32)
     gather = BatchGather(400, np.float32)
     gather(np.array([0, 1]), images, np.array([1, 2, 3, 4, 5], np.uint8))
