@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     train.add_argument("--workers", type=non_negative_int, default=None,
                        help="gradient workers (default: the cluster's CPUs); 0 trains in this process without Ray")
     train.add_argument("--address", type=cluster_address, default=None,
-                       help="join a running Ray cluster ('auto' or HOST:PORT) instead of starting one")
+                       help="join a running Ray cluster ('auto' or HOST:PORT) instead of starting one "
+                            "(default: the cluster RAY_ADDRESS names, if set)")
     train.add_argument("--protocol", default="auto", choices=["auto", "channel", "compiled", "plain"],
                        help="how workers and parameter server exchange each step (default: auto)")
     train.add_argument("--max-failures", type=non_negative_int, default=3,

@@ -74,8 +74,9 @@ class DistributedTrainer(TrainerBase):
     ...                              workers=2, seed=942457)
     >>> result = trainer.fit(splits.train, splits.validation, epochs=30)
 
-    ``address=None`` starts Ray inside this process (and stops it afterwards) unless Ray is
-    already initialised; ``"auto"`` or ``"HOST:PORT"`` joins a running cluster.
+    ``address=None`` joins the cluster that ``RAY_ADDRESS`` names, if set, and otherwise starts a
+    Ray of this process's own (stopped afterwards), unless Ray is already initialised; ``"auto"``
+    or ``"HOST:PORT"`` joins a running cluster.
 
     Up to ``max_failures`` lost actors (workers, parameter server, stop evaluator) are replaced
     during a run without changing its result; ``failures`` lists what was lost.
