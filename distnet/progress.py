@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from typing import TextIO
@@ -66,17 +67,21 @@ class TerminalReporter(Reporter):
     def on_evaluation(self, record):
         minutes = (time.perf_counter() - self._started) / 60
         pace = (record["epoch"] - self._epochs_at_start) / minutes if minutes > 0 else 0.0
-        improved = record["best_epoch"] == record["epoch"]
         rate = f"  lr {record['learning_rate']:.2e}" if self._scheduled and "learning_rate" in record else ""
-        self._print(f"epoch {record['epoch']:>3}  train error {100 * record['train_error']:5.2f}%  "
-                    f"validation error {100 * record['validation_error']:5.2f}%  best "
-                    f"{100 * record['best_error']:5.2f}% (epoch {record['best_epoch']}){'*' if improved else ' '}"
+        if "validation_error" in record:
+            improved = record["best_epoch"] == record["epoch"]
+            scores = (f"validation error {100 * record['validation_error']:5.2f}%  best "
+                      f"{100 * record['best_error']:5.2f}% (epoch {record['best_epoch']}){'*' if improved else ' '}")
+        else:
+            scores = f"train cost {record['train_cost']:.4g}"
+        self._print(f"epoch {record['epoch']:>3}  train error {100 * record['train_error']:5.2f}%  {scores}"
                     f"{rate}  {pace:.1f} epochs/min")
 
     def on_end(self, result):
+        best = (f"best validation error {100 * result.best_error:.2f}% at epoch {result.best_epoch}"
+                if math.isfinite(result.best_error) else "no validation set, so the last network is kept")
         self._print(f"stopped after {count(result.epochs, 'epoch')} ({result.stop_reason.replace('_', ' ')}), "
-                    f"{result.seconds:.1f} s of training; best validation error {100 * result.best_error:.2f}% "
-                    f"at epoch {result.best_epoch}")
+                    f"{result.seconds:.1f} s of training; {best}")
 
     def _print(self, line: str) -> None:
         if self.interactive:
@@ -123,6 +128,7 @@ class JsonLinesReporter(Reporter):
         self._emit("evaluation", record)
 
     def on_end(self, result):
-        self._emit("end", {"epochs": result.epochs, "best_error": result.best_error,
+        best_error = result.best_error if math.isfinite(result.best_error) else None  # NaN is not JSON
+        self._emit("end", {"epochs": result.epochs, "best_error": best_error,
                            "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,
                            "seconds": result.seconds})

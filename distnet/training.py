@@ -70,11 +70,11 @@ class FitResult:
 
     ``best_network`` is the network of the lowest validation error (a copy: the trainer's own
     ``network`` holds the last parameters), ``best_error`` that error and ``best_epoch`` its
-    epoch; without a validation set nothing is evaluated, ``best_network`` is the last one and
+    epoch; without a validation set nothing is scored, ``best_network`` is the last one and
     ``best_error`` is NaN. ``epochs`` counts the epochs trained in all, ``stop_reason`` is
     ``"early_stop"`` (the stop rule) or ``"max_epochs"``, ``history`` holds one record per
-    evaluation (epoch, train and validation error, train cost, best so far, learning rate,
-    seconds), ``run_dir`` the run directory if any, ``seconds`` the training time over every
+    evaluation (epoch, train error and cost, validation error and best so far when there is a
+    validation set, learning rate, seconds), ``run_dir`` the run directory if any, ``seconds`` the training time over every
     session of a resumed run, and ``already_ended`` says a resume found the run ended and trained
     nothing.
     """
@@ -308,21 +308,22 @@ class TrainerBase:
                         since_checkpoint = 0
                 epoch_seconds = time.perf_counter() - epoch_started
                 epoch, step, epoch_stats, stats = epoch + 1, 0, stats, StepStats()
-                if has_validation and (epoch % eval_every == 0 or epoch == epochs):
-                    error = self._error_rate(validation)
-                    verdict = stopping.evaluate(epoch, error, self._params())
+                if epoch % eval_every == 0 or epoch == epochs:
                     record = {"epoch": epoch, "train_error": epoch_stats.error_rate,
-                              "train_cost": epoch_stats.cost / max(epoch_stats.samples, 1),
-                              "validation_error": error, "best_error": verdict.best_error,
-                              "best_epoch": verdict.best_epoch, "learning_rate": self.optimizer.learning_rate,
-                              "epoch_seconds": epoch_seconds,
-                              "elapsed_seconds": earlier_seconds + time.perf_counter() - started}
+                              "train_cost": epoch_stats.cost / max(epoch_stats.samples, 1)}
+                    if has_validation:
+                        error = self._error_rate(validation)
+                        verdict = stopping.evaluate(epoch, error, self._params())
+                        record |= {"validation_error": error, "best_error": verdict.best_error,
+                                   "best_epoch": verdict.best_epoch}
+                        if verdict.stop:
+                            stop_reason = "early_stop"
+                    record |= {"learning_rate": self.optimizer.learning_rate, "epoch_seconds": epoch_seconds,
+                               "elapsed_seconds": earlier_seconds + time.perf_counter() - started}
                     history.append(record)
                     if run:
                         run.append_history(record)
                     reporter.on_evaluation(record)
-                    if verdict.stop:
-                        stop_reason = "early_stop"
                 if run:
                     self._checkpoint(run, epoch, 0, stopping, history, config, StepStats(),
                                      earlier_seconds + time.perf_counter() - started)

@@ -363,6 +363,17 @@ def test_plot_writes_three_pngs_of_the_expected_size(capsys, request, tmp_path, 
     assert png_size(tmp_path / "misclassified.png") == (900, 1000)
 
 
+def test_plot_of_a_run_trained_without_validation_set_draws_its_training(capsys, mnist, tmp_path):
+    pytest.importorskip("matplotlib")
+    from distnet import Dense, Nesterov, Trainer
+
+    net = Network([Dense(8, "leaky_relu"), Dense(10, "softmax")], input_size=784, seed=3)
+    Trainer(net, Nesterov(0.02), seed=1).fit(mnist.train.subset(slice(0, 640)), None, epochs=2, eval_every=1,
+                                             run_dir=tmp_path / "run")
+    status, out, _ = run_cli(capsys, "plot", tmp_path / "run", "--out", tmp_path / "plots")
+    assert status == 0 and png_size(tmp_path / "plots" / "learning_curves.png") == (900, 600)
+
+
 def test_plot_without_matplotlib_says_what_to_install(capsys, mnist_run, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     status, _, err = run_cli(capsys, "plot", mnist_run[0])

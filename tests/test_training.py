@@ -1,4 +1,5 @@
 """The batch plan, the single-process trainer, run directories, checkpoints and resume."""
+import io
 import json
 import math
 import re
@@ -13,7 +14,7 @@ from distnet.data import Dataset
 from distnet.data.augment import RandomAffine
 from distnet.nn import UpdateRule
 from distnet.presets import get_preset
-from distnet.progress import Reporter
+from distnet.progress import JsonLinesReporter, Reporter, TerminalReporter
 from distnet.step_stats import StepStats
 from distnet.trainer import Trainer
 from distnet.training import ChunkSizer
@@ -325,6 +326,27 @@ def test_data_of_your_own_trains_with_fit():
         train[0]
     with pytest.raises(ConfigError, match="augmentation moves 28x28 images, and these samples have 2 values each"):
         Trainer(net, Nesterov(0.1), seed=5, augmentation=RandomAffine()).fit(train)
+
+
+def test_a_fit_without_validation_set_records_and_reports_its_training_each_evaluation(mnist, tmp_path):
+    scored, _ = fit_small(mnist, epochs=3)
+    terminal, lines = io.StringIO(), io.StringIO()
+    result = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11).fit(
+        mnist.train.subset(slice(0, 2000)), None, epochs=3, eval_every=1, run_dir=tmp_path / "run",
+        reporter=TerminalReporter(terminal))
+    # The same training as the run that has a validation set, without the validation's numbers.
+    kept = ("epoch", "train_error", "train_cost")
+    assert [{k: h[k] for k in kept} for h in result.history] == [{k: h[k] for k in kept} for h in scored.history]
+    assert not {"validation_error", "best_error", "best_epoch"} & set().union(*result.history)
+    on_disk = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert on_disk == result.history and math.isnan(result.best_error) and result.best_epoch == 3
+    printed = terminal.getvalue().splitlines()
+    assert [line.split("  epochs/min")[0].rsplit("  ", 1)[0] for line in printed[2:5]] == [
+        f"epoch {h['epoch']:>3}  train error {100 * h['train_error']:5.2f}%  train cost {h['train_cost']:.4g}"
+        for h in result.history]
+    assert printed[5].endswith("s of training; no validation set, so the last network is kept")
+    JsonLinesReporter(lines).on_end(result)
+    assert json.loads(lines.getvalue())["best_error"] is None
 
 
 def test_a_fit_result_reads_in_one_line(mnist):

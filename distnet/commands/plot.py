@@ -103,10 +103,11 @@ def learning_curves(pyplot, history: list[dict], title: str, augmented: bool = F
         epochs = [h["epoch"] for h in history]
         axes.plot(epochs, [100 * h["train_error"] for h in history], "o-",
                   label="train error (running, on the augmented images)" if augmented else "train error (running)")
-        axes.plot(epochs, [100 * h["validation_error"] for h in history], "o-", label="validation error")
-        best = min(history, key=lambda h: h["validation_error"])
-        axes.axvline(best["epoch"], color="grey", linestyle=":",
-                     label=f"best: {100 * best['validation_error']:.2f}% (epoch {best['epoch']})")
+        if "validation_error" in history[0]:  # a run without a validation set scores only its training
+            axes.plot(epochs, [100 * h["validation_error"] for h in history], "o-", label="validation error")
+            best = min(history, key=lambda h: h["validation_error"])
+            axes.axvline(best["epoch"], color="grey", linestyle=":",
+                         label=f"best: {100 * best['validation_error']:.2f}% (epoch {best['epoch']})")
         axes.set_yscale("log")
         plain = pyplot.matplotlib.ticker.FormatStrFormatter("%g")
         axes.yaxis.set_major_formatter(plain)
