@@ -74,14 +74,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _how_to_go_on(args: argparse.Namespace) -> str:
-    """For an interrupted training: how to continue it, if it wrote a checkpoint."""
+    """For an interrupted training: how to continue it, given what it saved."""
     run_dir = getattr(args, "run_dir", None)
-    if run_dir is None:
+    if args.command != "train" or run_dir is None:
         return ""
     from .rundir import RunDir
 
-    if RunDir(run_dir).has_checkpoint():
+    run = RunDir(run_dir)
+    if run.has_checkpoint():
         return f"; resume with: distnet train --resume {run_dir}"
+    if run.holds_results():
+        return (f" after it saved its best network, before its first checkpoint: it cannot be resumed; to "
+                f"train on, start a new run in another run directory")
     return f" before the run's first checkpoint; to train it, start it again (--run-dir {run_dir} may be reused)"
 
 

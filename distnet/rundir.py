@@ -49,8 +49,8 @@ class RunDir:
     def holds_results(self) -> bool:
         """Whether a run here has saved anything worth keeping: a best network or a checkpoint.
 
-        A run that failed before its first evaluation (bad settings, no room on the cluster,
-        interrupted) has not, and its folder may be used again.
+        A run that failed before it wrote either (bad settings, no room on the cluster, interrupted
+        in its first epoch) has not, and its folder may be used again.
         """
         return any(p.exists() for p in (self.best_path, self.checkpoint_path, self.previous_checkpoint_path))
 
@@ -64,6 +64,10 @@ class RunDir:
             if not self.path.is_dir():
                 what = "is a file" if self.path.exists() else "does not exist"
                 raise ConfigError(f"{self.path} {what}; expected the folder of a run to resume")
+            if self.best_path.exists():  # stopped between its first best network and its first checkpoint
+                raise ConfigError(f"{self.path} has no checkpoint to resume from, only the best network "
+                                  f"{self.best_path.name}; start a new run in another run directory (or move "
+                                  f"{self.best_path.name} away and start again here)")
             raise ConfigError(f"{self.path} has no checkpoint to resume from (none was written yet, "
                               f"or they were removed); start the run again: distnet train --run-dir "
                               f"{self.path} ...")
@@ -99,9 +103,16 @@ class RunDir:
             self._check_no_results()
 
     def _check_no_results(self) -> None:
-        if self.config_path.exists() and self.holds_results():
+        if not self.holds_results():
+            return
+        if self.config_path.exists() and self.has_checkpoint():
             raise ConfigError(f"{self.path} already holds a run; continue it (distnet train --resume "
                               f"{self.path}; in Python fit(..., resume=True)), or choose another run directory")
+        found = ", ".join(p.name for p in (self.best_path, self.checkpoint_path, self.previous_checkpoint_path)
+                          if p.exists())
+        lacking = "config.json" if not self.config_path.exists() else "checkpoint"
+        raise ConfigError(f"{self.path} holds {found} but no {lacking}, so it cannot be resumed, and a new run "
+                          f"would overwrite what it holds; choose another run directory, or move those files away")
 
     def create(self, config: dict) -> None:
         """Start a new run here; refuses a folder whose run has saved results (see check_new)."""

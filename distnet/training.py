@@ -193,6 +193,9 @@ class TrainerBase:
         reporter = reporter or Reporter()
         if resume and run_dir is None:
             raise ConfigError("resume=True continues the run in run_dir: give run_dir")
+        if checkpoint_every and run_dir is None:
+            raise ConfigError(f"checkpoint_every={checkpoint_every} writes checkpoints into run_dir: give run_dir, "
+                              f"or leave checkpoint_every at 0")
         run = RunDir(run_dir) if run_dir is not None else None
         if run is not None and resume:  # what the folder allows, before a distributed trainer starts Ray
             run.check_has_checkpoint()
@@ -302,7 +305,7 @@ class TrainerBase:
                     step = stop
                     reporter.on_steps(epoch + 1, step, plan.steps_per_epoch, stats,
                                       time.perf_counter() - epoch_started)
-                    if run and checkpoint_every and since_checkpoint >= checkpoint_every and step < plan.steps_per_epoch:
+                    if checkpoint_every and since_checkpoint >= checkpoint_every and step < plan.steps_per_epoch:
                         self._checkpoint(run, epoch, step, stopping, history, config, stats,
                                          earlier_seconds + time.perf_counter() - started)
                         since_checkpoint = 0

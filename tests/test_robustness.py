@@ -26,6 +26,7 @@ from distnet.checkpoint import Checkpoint
 from distnet.cli import main
 from distnet.data import write_idx
 from distnet.progress import Reporter
+from distnet.rundir import RunDir
 from hostile import PicklePayload
 
 REPO = Path(__file__).resolve().parents[1]
@@ -379,6 +380,26 @@ def test_a_run_dir_that_holds_a_run_is_refused_untouched(capsys, data, run):
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("removed", [["config.json"], ["checkpoint.npz", "checkpoint.prev.npz"]])
+def test_a_run_dir_with_results_but_no_way_to_resume_is_refused_untouched_and_says_why(capsys, data, run,
+                                                                                       removed):
+    """Results without config.json (copied there), or a best network without a checkpoint (a run
+    stopped between its first best network and its first checkpoint, at eval_every=1): a new run
+    would overwrite them, and a resume cannot continue them."""
+    for name in removed:
+        (run / name).unlink()
+    before = snapshot(run)
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", run))
+    lacking = "config.json" if removed == ["config.json"] else "checkpoint"
+    assert_clean_error(status, err, f"{run} holds best.npz", f"but no {lacking}, so it cannot be resumed, and a new "
+                       "run would overwrite what it holds; choose another run directory, or move those files away")
+    if lacking == "checkpoint":
+        status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data)
+        assert_clean_error(status, err, f"{run} has no checkpoint to resume from, only the best network best.npz; "
+                           "start a new run in another run directory")
+    assert snapshot(run) == before
+
+
 @pytest.mark.parametrize("options", [["--window", "5"], ["--seed", "942457", "--batch-size", "16"],
                                      ["--no-augment", "--dataset", "mnist"], ["--run-dir", "elsewhere"]])
 def test_resume_refuses_settings_it_would_ignore_and_touches_nothing(capsys, data, run, options):
@@ -438,6 +459,10 @@ class InterruptedInEpoch(Reporter):
             raise KeyboardInterrupt
 
 
+def interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
 @pytest.mark.parametrize("epoch", [1, 2])
 def test_an_interrupted_run_says_how_to_go_on(capsys, data, tmp_path, monkeypatch, epoch):
     """Ctrl-C: exit status 130, and the advice fits what the run saved: a resume once it wrote a
@@ -483,6 +508,22 @@ def test_resume_with_both_checkpoints_damaged_is_a_clear_error_and_touches_nothi
                        "checkpoint.npz: not a readable .npz file", "checkpoint.prev.npz: not a readable .npz file",
                        f"the best network so far is {run / 'best.npz'}")
     assert snapshot(run) == before
+
+
+def test_a_run_interrupted_between_its_first_best_network_and_checkpoint_says_it_cannot_be_resumed(
+        capsys, data, tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    monkeypatch.setattr("distnet.rundir.RunDir.save_checkpoint", interrupt)
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
+    assert status == 130 and (folder / "best.npz").exists() and not RunDir(folder).has_checkpoint()
+    assert err == ("\ndistnet: interrupted after it saved its best network, before its first checkpoint: it cannot "
+                   "be resumed; to train on, start a new run in another run directory\n")
+
+
+def test_an_interrupted_command_other_than_train_gives_no_advice_on_runs(capsys, run, monkeypatch):
+    monkeypatch.setattr("distnet.commands.plot.run", interrupt)
+    status, _, err = cli(capsys, "plot", run)
+    assert status == 130 and err == "\ndistnet: interrupted\n"
 
 
 def test_a_run_that_saved_nothing_does_not_block_its_folder(capsys, data, tmp_path):
