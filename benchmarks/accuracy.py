@@ -92,18 +92,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def train(preset: str, seed: int, args) -> dict:
     """One `distnet train` run; its summary plus what the benchmark adds."""
-    # Named by everything that shapes the run, so an interrupted run is continued only as itself.
-    fingerprint = hashlib.sha256(json.dumps([definition(preset), args.epochs]).encode()).hexdigest()[:8]
-    run_dir = args.runs_dir / f"{preset}-{fingerprint}-{args.dataset}-seed{seed}-w{args.workers}"
+    from distnet.rundir import RunDir
+
+    run_dir = run_dir_of(preset, seed, args)
     command = [sys.executable, "-m", "distnet", "train", "--preset", preset, "--seed", str(seed),
                "--workers", str(args.workers), "--dataset", args.dataset, "--json", "--run-dir", str(run_dir)]
     if args.epochs:
         command += ["--epochs", str(args.epochs)]
-    if (run_dir / "config.json").exists():  # an earlier, interrupted attempt: continue it
+    if RunDir(run_dir).has_checkpoint():  # an earlier, interrupted attempt: continue it
         command = command[:4] + ["--resume", str(run_dir), "--json"]
     out, wall = run_child(command, " ".join(command))
     summary = next(e for e in map(json.loads, out.splitlines()) if e.get("event") == "summary")
     return result_record(preset, seed, args, summary, wall, run_dir)
+
+
+def run_dir_of(preset: str, seed: int, args) -> Path:
+    """The run's folder, named by everything that shapes the run, so that an interrupted run is
+    continued only as itself."""
+    fingerprint = hashlib.sha256(json.dumps([definition(preset), args.epochs]).encode()).hexdigest()[:8]
+    return args.runs_dir / f"{preset}-{fingerprint}-{args.dataset}-seed{seed}-w{args.workers}"
 
 
 def train_like_the_article(preset: str, seed: int, args) -> dict:

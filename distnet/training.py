@@ -204,11 +204,13 @@ class TrainerBase:
         given = {"epochs": epochs, "eval_every": eval_every, "window": window, "acceptable_error": acceptable_error}
         with run.held(create=not resume) if run is not None else nullcontext():
             train = train.astype(self.network.dtype)
-            resumed = self._resume(run, train, given, extra_config, reporter) if run is not None and resume else None
+            validation = validation.astype(self.network.dtype) if validation is not None and len(validation) else None
+            data = _data_config(train, validation)
+            resumed = self._resume(run, data, given, extra_config, reporter) if run is not None and resume else None
             if isinstance(resumed, FitResult):
                 return resumed  # the run had ended: nothing trained, written or started
             with self._session(run):
-                start = resumed or self._new_run(run, train, given, extra_config)
+                start = resumed or self._new_run(run, data, given, extra_config)
                 return self._fit(train, validation, run, start, checkpoint_every, reporter)
 
     def _check_batches(self, n_samples: int) -> None:
@@ -219,14 +221,14 @@ class TrainerBase:
         """What a fit needs around it (a distributed trainer: Ray)."""
         return nullcontext()
 
-    def _new_run(self, run: RunDir | None, train: Dataset, given: dict, extra_config: dict | None) -> _Start:
+    def _new_run(self, run: RunDir | None, data: dict, given: dict, extra_config: dict | None) -> _Start:
         settings = _resolved(given, FIT_DEFAULTS)
-        config = self._run_config(train, settings, extra_config)
+        config = self._run_config(data, settings, extra_config)
         if run is not None:
             run.create(config)
         return _Start(settings, config, None)
 
-    def _resume(self, run: RunDir, train: Dataset, given: dict, extra_config: dict | None,
+    def _resume(self, run: RunDir, data: dict, given: dict, extra_config: dict | None,
                 reporter: Reporter) -> _Start | FitResult:
         """Where the run in ``run`` stands, checked against this trainer and data (ConfigError if
         they differ); its result if it had ended. Nothing here needs Ray."""
@@ -235,7 +237,7 @@ class TrainerBase:
         saved = run.config()  # where a resume to a new total records it at once
         settings = _resolved(given, {**FIT_DEFAULTS, **saved})
         with self._workers_of_run(saved.get("workers")):
-            config = self._run_config(train, settings, extra_config)
+            config = self._run_config(data, settings, extra_config)
             self._check_resumable(checkpoint.config, config)
         ended = self._ended_run(run, checkpoint, settings["epochs"], reporter)
         if ended is not None:
@@ -244,9 +246,8 @@ class TrainerBase:
             run.set_epochs(settings["epochs"])  # so that a later resume without ``epochs`` trains to the same end
         return _Start(settings, config, checkpoint)
 
-    def _run_config(self, train: Dataset, settings: dict, extra_config: dict | None) -> dict:
-        return {**self.config(), "train_samples": len(train), "train_crc32": _checksum(train), **settings,
-                **(extra_config or {})}
+    def _run_config(self, data: dict, settings: dict, extra_config: dict | None) -> dict:
+        return {**self.config(), **data, **settings, **(extra_config or {})}
 
     def _workers_of_run(self, workers: int | None) -> AbstractContextManager:
         """A resumed run's number of workers, for a trainer that was not told one: taken for good
@@ -256,8 +257,6 @@ class TrainerBase:
     def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, start: _Start,
              checkpoint_every: int, reporter: Reporter) -> FitResult:
         plan = BatchPlan(len(train), self.batch_size, self.shards, self.seed)
-        has_validation = validation is not None and len(validation) > 0
-        validation = validation.astype(self.network.dtype) if has_validation else None
         checkpoint, config = start.checkpoint, start.config
         epochs, eval_every, window, acceptable_error = start.settings.values()
         self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
@@ -314,7 +313,7 @@ class TrainerBase:
                 if epoch % eval_every == 0 or epoch == epochs:
                     record = {"epoch": epoch, "train_error": epoch_stats.error_rate,
                               "train_cost": epoch_stats.cost / max(epoch_stats.samples, 1)}
-                    if has_validation:
+                    if validation is not None:
                         error = self._error_rate(validation)
                         verdict = stopping.evaluate(epoch, error, self._params())
                         record |= {"validation_error": error, "best_error": verdict.best_error,
@@ -333,8 +332,8 @@ class TrainerBase:
                     since_checkpoint = 0
                 if stop_reason == "early_stop":
                     break
-            best = stopping.best_network() if verdict is not None else None
-            if best is None:
+            best = stopping.best_network()
+            if best is None:  # nothing was scored: the last network is the run's result
                 best = self.network.from_spec(self.network.spec(), self._params())
                 if run:
                     best.save(run.best_path)
@@ -368,6 +367,12 @@ class TrainerBase:
         if "train_crc32" in saved and saved["train_crc32"] != current["train_crc32"]:  # recorded since 2026-12-01
             raise ConfigError(f"cannot resume: the training data differ from the run's ({current['train_samples']} "
                               f"samples as then, but other values); resume with the data the run was started with")
+        validation = ("validation_samples", "validation_crc32")
+        if "validation_samples" in saved and [saved.get(k) for k in validation] != [current[k] for k in validation]:
+            then, now = saved["validation_samples"], current["validation_samples"]
+            differ = f"{now} samples as then, but other values" if then == now else f"{then} samples then, {now} now"
+            raise ConfigError(f"cannot resume: the validation data differ from the run's ({differ}), and the stop "
+                              f"rule compares their errors; resume with the validation set the run was started with")
 
     def _ended_run(self, run: RunDir, checkpoint: Checkpoint, epochs: int, reporter: Reporter) -> FitResult | None:
         """If the run of this checkpoint had ended (its stop rule said stop, or it trained ``epochs``
@@ -477,6 +482,13 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
         else:
             checked[name] = whole_number(name, value, 0 if name == "checkpoint_every" else 1)
     return checked
+
+
+def _data_config(train: Dataset, validation: Dataset | None) -> dict:
+    """What a run records of its data, so that a resume on other data is refused."""
+    return {"train_samples": len(train), "train_crc32": _checksum(train),
+            "validation_samples": len(validation) if validation is not None else 0,
+            "validation_crc32": _checksum(validation) if validation is not None else None}
 
 
 def _checksum(data: Dataset) -> int:

@@ -1,5 +1,7 @@
 """The benchmark tools' own plumbing: what a process reports as its peak memory, and the command
 lines refusing what they cannot do before any case runs."""
+import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +61,22 @@ def test_each_tool_runs_as_a_file_from_any_folder_as_well_as_with_dash_m(tool, t
     for command, folder in (([f"{ROOT}/benchmarks/{tool}.py"], tmp_path), (["-m", f"benchmarks.{tool}"], ROOT)):
         shown = subprocess.run([sys.executable, *command, "--help"], cwd=folder, capture_output=True, text=True)
         assert shown.returncode == 0 and shown.stdout.startswith("usage:"), shown.stderr
+
+
+@pytest.mark.parametrize("left_behind", [[], ["config.json", "history.jsonl"], ["config.json", "checkpoint.npz"]])
+def test_the_accuracy_benchmark_resumes_a_run_only_once_it_has_a_checkpoint(tmp_path, monkeypatch, left_behind):
+    from benchmarks import accuracy
+
+    args = argparse.Namespace(runs_dir=tmp_path, dataset="mnist", workers=0, epochs=None, protocol="validation")
+    run_dir = accuracy.run_dir_of("seed", 1, args)
+    run_dir.mkdir()
+    for name in left_behind:
+        (run_dir / name).write_text("")
+    commands = []
+    summary = {"event": "summary", "test_error": 0.02, "validation_error": 0.03, "epochs": 5, "best_epoch": 5,
+               "stop_reason": "max_epochs", "seconds": 1.0}
+    monkeypatch.setattr(accuracy, "run_child", lambda command, what: (commands.append(command) or
+                                                                       (json.dumps(summary), 1.0)))
+    assert accuracy.train("seed", 1, args)["test_error"] == 0.02
+    resumed = "checkpoint.npz" in left_behind
+    assert ("--resume" in commands[0]) == resumed and ("--preset" in commands[0]) != resumed

@@ -1,16 +1,20 @@
 """The same-host step channel without Ray: a ParameterServer and two GradientWorkers (the plain
 classes the actors wrap) in threads of this process, over a real channel (shared memory and
 FIFOs). What a chunk of steps computes, and what it reports, whatever goes wrong in between."""
+import os
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import ray
 
 from distnet import Dense, Nesterov, Network
 from distnet.batches import BatchPlan
 from distnet.distributed import channel as ch
 from distnet.distributed.gradient_worker import GradientWorker
 from distnet.distributed.parameter_server import ParameterServer
+from distnet.distributed.protocols import ChannelSteps
 
 STEPS = 6
 WORKERS = 2
@@ -128,3 +132,56 @@ def test_a_worker_that_fails_ends_the_chunk_with_the_steps_done_and_no_statistic
     (done, summary), _, errors = run_chunk(data, failing_at_step_4)
     assert (done, summary) == (4, None)
     assert [str(e) for e in errors] == ["injected"]
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts this process's open files in /proc")
+def test_an_attach_that_fails_keeps_nothing_open():
+    spec = ch.create_channel(WORKERS, 10, np.float64)
+    try:
+        before = open_descriptors()
+        with pytest.raises(ch.PeerLost, match="no process opened go-0 within 0 s"):
+            ch.ServerEnd(spec, timeout=0.05)  # no worker attaches
+        with pytest.raises(ch.PeerLost, match="no process opened done-1 within 0 s"):
+            ch.WorkerEnd(spec, 1, timeout=0.05)  # no server attaches
+        assert open_descriptors() == before
+    finally:
+        ch.remove_channel(spec)
+
+
+class Handle:
+    """What ChannelSteps.open uses of an actor handle: ``handle.method.remote(...)``, run at once
+    (with ray.get passing values through)."""
+
+    def __init__(self, **methods):
+        self._methods = methods
+
+    def __getattr__(self, name):
+        return SimpleNamespace(remote=self._methods[name])
+
+
+def lost(*args):
+    raise ray.exceptions.RayActorError()
+
+
+@pytest.mark.parametrize("remove", ["by the server", "here, the server being lost"])
+def test_a_channel_that_fails_to_open_leaves_no_files(monkeypatch, remove):
+    monkeypatch.setattr(ray, "get", lambda value, **options: value)
+    created = []
+
+    def create(workers):
+        created.append(ch.create_channel(workers, 10, np.float64))
+        return created[-1]
+
+    def refuse(spec):
+        raise RuntimeError("this worker cannot attach")
+
+    server = Handle(create_channel=create, connect=lambda spec: None,
+                    remove_channel=ch.remove_channel if remove == "by the server" else lost)
+    workers = [Handle(can_reach=ch.reachable, connect=refuse)]
+    with pytest.raises(RuntimeError, match="this worker cannot attach"):
+        ChannelSteps.open(server, workers, required=True)
+    assert not os.path.exists(created[0].folder)

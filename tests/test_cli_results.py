@@ -317,6 +317,8 @@ def test_predict_names_fashion_classes(capsys, fashion_run, fashion_test, tmp_pa
 @pytest.mark.parametrize("content,message", [
     (np.zeros((3, 10)), r"expected 28x28 images .* got shape \(3, 10\)"),
     (np.full((28, 28), 200.0), r"float pixels must lie in \[0, 1\] \(got 200..200\); divide bytes by 255"),
+    (np.full((2, 784), np.nan), r"1568 pixels are NaN or infinite; pixels must be floats in \[0, 1\]"),
+    (np.zeros((0, 784), np.float32), r"holds no images \(shape \(0, 784\)\)"),
 ])
 def test_predict_explains_unusable_arrays(capsys, mnist_run, tmp_path, content, message):
     np.save(tmp_path / "bad.npy", content)

@@ -18,7 +18,7 @@ from distnet.checkpoint import Checkpoint
 from distnet.cli import main
 from distnet.data.idx import write_idx
 from distnet.distributed import DistributedTrainer
-from distnet.distributed.trainer import FailureLimitError
+from distnet.distributed.trainer import FailureLimitError, RayFailedError
 from distnet.progress import Reporter
 from distnet.training import ChunkSizer
 
@@ -235,6 +235,24 @@ def test_failures_beyond_the_limit_end_the_run_keeping_best_network_and_checkpoi
     resumed = make_trainer()
     result = fit(resumed, mnist, run_dir=run, resume=True)
     assert_same_run(resumed, result, uninterrupted)
+
+
+def test_a_ray_failure_the_trainer_does_not_recover_from_ends_the_run_with_a_clear_error_and_no_actors(
+        mnist, ray_local, tmp_path, monkeypatch):
+    def lost_while_opening(self):
+        raise ray_local.exceptions.RayActorError()
+
+    run = tmp_path / "run"
+    make_trainer().fit(mnist.train.subset(slice(0, 1600)), mnist.validation.subset(slice(0, 300)), epochs=1,
+                       eval_every=1, window=5, run_dir=run)
+    saved = {name: (run / name).read_bytes() for name in ("best.npz", "checkpoint.npz")}
+    monkeypatch.setattr(DistributedTrainer, "_open_steps", lost_while_opening)
+    trainer = make_trainer()
+    with pytest.raises(RayFailedError, match=r"Ray failed \(RayActorError: .*\); the best network so far and the "
+                                             r"last checkpoint in .* are intact: continue with distnet train --resume"):
+        fit(trainer, mnist, run_dir=run, resume=True)
+    assert trainer._workers == [] and trainer._server is None and trainer._pg is None
+    assert saved == {name: (run / name).read_bytes() for name in saved}
 
 
 # -- the driver killed, and damaged checkpoints: the command line on a small MNIST ----------------

@@ -193,6 +193,12 @@ def test_a_resume_keeps_the_run_s_own_settings_unless_given(mnist, tmp_path):
                                           "then, but other values\\)"):
         Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11).fit(
             mnist.train.subset(slice(2000, 4000)), validation, run_dir=tmp_path / "run", resume=True, epochs=6)
+    for other, differ in ((None, "500 samples then, 0 now"), (mnist.validation.subset(slice(500, 1000)),
+                                                               "500 samples as then, but other values")):
+        with pytest.raises(ConfigError, match=f"cannot resume: the validation data differ from the run's "
+                                              f"\\({differ}\\), and the stop rule compares their errors"):
+            Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11).fit(
+                train, other, run_dir=tmp_path / "run", resume=True, epochs=6)
     assert files(tmp_path / "run") == before
     longer = fit(resume=True, epochs=6, eval_every=2)
     assert [h["epoch"] for h in longer.history] == [2, 4, 6]
@@ -237,6 +243,23 @@ def test_validation_data_that_does_not_fit_is_refused_before_any_work(mnist, tmp
                                           "gives 10 outputs, the data has 5 values per sample and 10 classes"):
         Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(mnist.train, narrow, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_from_before_validation_was_recorded_keeps_its_best_network_on_a_resume_without_one(mnist, tmp_path):
+    run = tmp_path / "run"
+    fit_small(mnist, run, epochs=2, checkpoint_every=20)
+    checkpoint = Checkpoint.load(run / "checkpoint.prev.npz")  # in epoch 2, after epoch 1's best network
+    for config in (checkpoint.config, json.loads((run / "config.json").read_text())):
+        del config["validation_samples"], config["validation_crc32"]
+    (run / "config.json").write_text(json.dumps(checkpoint.config))
+    (run / "checkpoint.npz").unlink()
+    checkpoint.save(run / "checkpoint.npz")
+    tiny_network(seed=4).save(run / "best.npz")  # a best network unlike the last one, as of an earlier epoch
+    best = (run / "best.npz").read_bytes()
+    result = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11).fit(
+        mnist.train.subset(slice(0, 2000)), None, run_dir=run, resume=True)
+    assert result.epochs == 2 and (run / "best.npz").read_bytes() == best
+    np.testing.assert_array_equal(result.best_network.params, Network.load(run / "best.npz").params)
 
 
 def test_a_resume_names_what_differs_before_it_looks_at_the_data(mnist, tmp_path):

@@ -106,7 +106,9 @@ def as_pixels(array: np.ndarray, name: str) -> np.ndarray:
     if array.shape in shapes:
         array = array.reshape(1, -1)
     elif array.ndim in (2, 3) and array.shape[1:] in shapes:
-        array = array.reshape(len(array), -1)
+        if not len(array):
+            raise DataFormatError(f"{name}: holds no images (shape {array.shape})")
+        array = array.reshape(len(array), SIDE * SIDE)
     else:
         raise DataFormatError(f"{name}: expected 28x28 images (shape (28, 28), (784,), (n, 28, 28) or "
                               f"(n, 784)), got shape {array.shape}")
@@ -116,6 +118,9 @@ def as_pixels(array: np.ndarray, name: str) -> np.ndarray:
         return array.astype(np.float32) / 255
     if array.dtype.kind != "f":
         raise DataFormatError(f"{name}: pixels must be bytes (uint8) or floats in [0, 1], got {array.dtype}")
+    if not np.isfinite(array).all():
+        raise DataFormatError(f"{name}: {np.count_nonzero(~np.isfinite(array))} pixels are NaN or infinite; "
+                              f"pixels must be floats in [0, 1]")
     if array.size and (array.min() < 0 or array.max() > 1):
         raise DataFormatError(f"{name}: float pixels must lie in [0, 1] (got {array.min():g}..{array.max():g}); "
                               f"divide bytes by 255")

@@ -186,8 +186,14 @@ class ServerEnd(_Attached):
 
     def __init__(self, spec: ChannelSpec, timeout: float = 120.0):
         super().__init__(spec)
-        self.done = [_open_read(spec.fifo("done", i)) for i in range(spec.workers)]
-        self.go = [_open_write(spec.fifo("go", i), timeout) for i in range(spec.workers)]
+        self.done: list[int] = []
+        self.go: list[int] = []
+        try:
+            self.done += (_open_read(spec.fifo("done", i)) for i in range(spec.workers))
+            self.go += (_open_write(spec.fifo("go", i), timeout) for i in range(spec.workers))
+        except BaseException:
+            self.close()  # what opened, and the map: a failed attach holds nothing
+            raise
         self._started = 0
         # While the workers compute, watching takes a core only if one is left over for it.
         self.watch_workers = len(os.sched_getaffinity(0)) > spec.workers
@@ -225,8 +231,13 @@ class WorkerEnd(_Attached):
     def __init__(self, spec: ChannelSpec, worker: int, timeout: float = 120.0):
         super().__init__(spec)
         self.worker = worker
-        self.go = _open_read(spec.fifo("go", worker))
-        self.done = _open_write(spec.fifo("done", worker), timeout)
+        self.go = self.done = None
+        try:
+            self.go = _open_read(spec.fifo("go", worker))
+            self.done = _open_write(spec.fifo("done", worker), timeout)
+        except BaseException:
+            self.close()  # what opened, and the map: a failed attach holds nothing
+            raise
         self.grad = self.grads[worker]
         self._steps = 0
 
@@ -244,7 +255,8 @@ class WorkerEnd(_Attached):
         self.finished[self.worker, 0] = self._steps
 
     def close(self) -> None:
-        os.close(self.go)
-        os.close(self.done)
-        self.grad = None
+        for fd in (self.go, self.done):
+            if fd is not None:
+                os.close(fd)
+        self.go = self.done = self.grad = None
         super().close()

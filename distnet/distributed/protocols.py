@@ -13,6 +13,7 @@ from contextlib import suppress
 import ray
 
 from ..errors import ConfigError
+from .channel import ChannelSpec, reachable, remove_channel
 
 # (summed cost in StepStats' units, correctly classified samples, samples, whether every parameter
 # is finite)
@@ -86,17 +87,19 @@ class ChannelSteps(StepProtocol):
         """Connect everyone to a new channel; None (or ConfigError if ``required``) when some
         worker runs on another host."""
         spec = ray.get(server.create_channel.remote(len(workers)))
-        if not all(ray.get([w.can_reach.remote(spec) for w in workers])):
-            ray.get(server.remove_channel.remote(spec))
-            if required:
-                raise ConfigError("protocol 'channel' needs the parameter server and every worker on "
-                                  "one host; use protocol 'plain' (or 'auto') on a multi-host cluster")
-            return None
-        ray.get([server.connect.remote(spec)] + [w.connect.remote(spec) for w in workers])
-        # Everyone holds the memory mapped and the FIFOs open: the names can go now, so that no
-        # crash (of a driver, server or worker) can leave files behind in /dev/shm.
-        ray.get(server.remove_channel.remote(spec))
-        return cls(server, workers, spec)
+        try:
+            if not all(ray.get([w.can_reach.remote(spec) for w in workers])):
+                if required:
+                    raise ConfigError("protocol 'channel' needs the parameter server and every worker on "
+                                      "one host; use protocol 'plain' (or 'auto') on a multi-host cluster")
+                return None
+            ray.get([server.connect.remote(spec)] + [w.connect.remote(spec) for w in workers])
+            return cls(server, workers, spec)
+        finally:
+            # Once everyone holds the memory mapped and the FIFOs open the names can go, so that no
+            # crash (of a driver, server or worker) can leave files behind in /dev/shm; nor may a
+            # failure on the way there.
+            _remove_channel(server, spec)
 
     def run(self, epoch, start, stop):
         pending = [w.serve_steps.remote(epoch, start, stop) for w in self.workers]
@@ -124,3 +127,11 @@ class ChannelSteps(StepProtocol):
         # The channel's files were removed when it opened; a lost server has nothing to close.
         with suppress(ray.exceptions.RayActorError):
             ray.get(self.server.disconnect.remote())
+
+
+def _remove_channel(server, spec: ChannelSpec) -> None:
+    try:
+        ray.get(server.remove_channel.remote(spec))
+    except ray.exceptions.RayError:
+        if reachable(spec):  # the server is lost, and its host is this one
+            remove_channel(spec)

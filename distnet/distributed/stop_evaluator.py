@@ -1,7 +1,6 @@
 """The StopEvaluator actor: :class:`distnet.stop.EarlyStopping`, unchanged, in its own process.
 
-It receives each evaluation with the parameters (resolved from the parameter server's object,
-so they need not pass through the driver), keeps a real copy of the best, writes the best
+It receives each evaluation with the parameters, keeps a real copy of the best, writes the best
 network to the run directory atomically on every improvement, and answers whether to stop.
 
 If the actor dies, the handle starts a new one and gives it back its state: the stop rule's
@@ -15,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..errors import DistnetError
 from ..nn import Network
@@ -30,25 +30,21 @@ class _EarlyStoppingActor(EarlyStopping):
 class StopEvaluatorActor:
     """Driver-side handle with the same methods as :class:`EarlyStopping`.
 
-    ``on_failure(cause)`` is called each time the actor is found dead, before it is replaced; it
-    may raise to end the run instead.
+    The actor runs on the node ``node_id`` (the driver's: the best network is written where the
+    driver reads it back). ``on_failure(cause)`` is called each time the actor is found dead,
+    before it is replaced; it may raise to end the run instead.
     """
 
     def __init__(self, network_spec: dict, window: int, acceptable_error: float | None,
-                 best_path: Path | None, node_id: str | None = None,
-                 on_failure: Callable[[str], None] | None = None):
+                 best_path: Path | None, node_id: str, on_failure: Callable[[str], None]):
         self._args = (network_spec, window, acceptable_error, best_path)
-        self._options = {"num_cpus": 0}
-        if node_id is not None:
-            # The best network is written where the driver can read it back.
-            self._options["scheduling_strategy"] = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
-                node_id, soft=True)
+        self._options = {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=True)}
         self._on_failure = on_failure
         self._state: dict | None = None
         self.actor = self._start()
         # Up before the first step rather than beside it: a Ray worker process takes a core for a
         # second or more to boot, which the first steps would lose.
-        ray.get(self.actor.state.remote())
+        self._call("state")
 
     def _start(self):
         return ray.remote(_EarlyStoppingActor).options(**self._options).remote(*self._args)
@@ -58,8 +54,7 @@ class StopEvaluatorActor:
             try:
                 return ray.get(getattr(self.actor, method).remote(*args))
             except ray.exceptions.RayActorError as e:
-                if self._on_failure is not None:
-                    self._on_failure(f"the stop evaluator died ({e.__class__.__name__})")
+                self._on_failure(f"the stop evaluator died ({e.__class__.__name__})")
                 self._restart()
 
     def _restart(self) -> None:
@@ -76,7 +71,7 @@ class StopEvaluatorActor:
                                "survive the loss of any actor")
         ray.get(self.actor.load_state.remote(self._state, best))
 
-    def evaluate(self, epoch: int, error_rate: float, params: np.ndarray | ray.ObjectRef) -> Verdict:
+    def evaluate(self, epoch: int, error_rate: float, params: np.ndarray) -> Verdict:
         verdict, self._state = self._call("evaluate_with_state", epoch, error_rate, params)
         return verdict
 

@@ -19,8 +19,9 @@ is redone (the parameter server knows the first step it has not applied). A lost
 is started again from the run directory's newest checkpoint (or the run's start) and replays the
 steps since, which gives exactly the parameters it had, since every step is determined by
 (seed, epoch, step). A lost StopEvaluator is restarted by its handle. More than ``max_failures``
-losses end the run with :class:`FailureLimitError`; the best network and the last checkpoint
-stay as they were.
+losses end the run with :class:`FailureLimitError`, and a failure of Ray that is none of these
+(an actor lost while the actors start, say) with :class:`RayFailedError`; either way the best
+network and the last checkpoint stay as they were.
 """
 from __future__ import annotations
 
@@ -64,6 +65,10 @@ _log = logging.getLogger(__name__)
 
 class FailureLimitError(DistnetError, RuntimeError):
     """More actors were lost during a run than ``max_failures`` allows."""
+
+
+class RayFailedError(DistnetError, RuntimeError):
+    """Ray failed in a way the trainer does not recover from; the Ray error is its ``__cause__``."""
 
 
 class DistributedTrainer(TrainerBase):
@@ -141,6 +146,9 @@ class DistributedTrainer(TrainerBase):
             if self.requested_workers is None:
                 self.requested_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
             yield
+        except ray.exceptions.RayError as e:
+            cause = str(e).strip().splitlines()[0][:300] if str(e).strip() else "no details"
+            raise RayFailedError(f"Ray failed ({type(e).__name__}: {cause}){self._what_is_kept()}") from e
         finally:
             self._close()  # again (it does nothing twice): also when the run fails before its actors start
 
@@ -286,7 +294,7 @@ class DistributedTrainer(TrainerBase):
 
     def _load_state(self, params: np.ndarray, optimizer_state: dict[str, np.ndarray],
                     position: tuple[int, int]) -> None:
-        ray.get(self._server.load_state.remote(params, optimizer_state, position))
+        self._recovering(lambda: ray.get(self._server.load_state.remote(params, optimizer_state, position)))
 
     # -- fault tolerance ------------------------------------------------------------------------
     def _recovering(self, call, again=None):
@@ -310,12 +318,15 @@ class DistributedTrainer(TrainerBase):
         self.failures.append(what)
         if len(self.failures) <= self.max_failures:
             return
-        kept = ""
-        if self._run is not None:
-            kept = (f"; the best network so far and the last checkpoint in {self._run.path} are intact: "
-                    f"continue with distnet train --resume {self._run.path}")
         raise FailureLimitError(f"giving up after {len(self.failures)} lost actors (max_failures="
-                                f"{self.max_failures}); the last: {what}{kept}")
+                                f"{self.max_failures}); the last: {what}{self._what_is_kept()}")
+
+    def _what_is_kept(self) -> str:
+        """For a run that fails: what of it stays, and how to go on."""
+        if self._run is None or not self._run.has_checkpoint():
+            return ""
+        return (f"; the best network so far and the last checkpoint in {self._run.path} are intact: "
+                f"continue with distnet train --resume {self._run.path}")
 
     def _replace_lost_actors(self, cause: Exception) -> None:
         # Closing the protocol first frees the survivors (a channel's workers wait for the server).
