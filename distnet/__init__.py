@@ -5,7 +5,7 @@
 """
 from .data import Dataset, Splits, load_dataset, load_fashion_mnist, load_mnist
 from .errors import (ChecksumError, ConfigError, DataFormatError, DataNotFoundError, DistnetError,
-                     ModelFormatError, TrainingDivergedError)
+                     FailureLimitError, ModelFormatError, RayFailedError, TrainingDivergedError)
 from .nn import (MSE, Adam, CrossEntropy, Dense, GradientDescent, HalfQuadratic, HeNormal, HeUniform,
                  Identity, LeakyReLU, LeCunNormal, LeCunUniform, Momentum, Nesterov, Network, Quadratic,
                  Random, ReLU, Sigmoid, Softmax, Softplus, Tanh, XavierNormal, XavierUniform)
@@ -27,7 +27,7 @@ __all__ = [
     "StepDecay", "RandomAffine", "Reporter", "TerminalReporter", "JsonLinesReporter", "Preset",
     "PRESETS", "get_preset", "Dataset", "Splits", "load_mnist", "load_fashion_mnist", "load_dataset",
     "DistnetError", "ConfigError", "DataFormatError", "DataNotFoundError", "ChecksumError",
-    "ModelFormatError", "TrainingDivergedError",
+    "ModelFormatError", "TrainingDivergedError", "FailureLimitError", "RayFailedError",
 ]
 
 

@@ -35,3 +35,12 @@ class ClusterUnreachableError(DistnetError, ConnectionError):
 
 class TrainingDivergedError(DistnetError, FloatingPointError):
     """The cost or the gradient became NaN or infinite during training."""
+
+
+class FailureLimitError(DistnetError, RuntimeError):
+    """More actors were lost during a distributed run than its ``max_failures`` allows."""
+
+
+class RayFailedError(DistnetError, RuntimeError):
+    """Ray failed in a way the distributed trainer does not recover from; the Ray error is its
+    ``__cause__``."""

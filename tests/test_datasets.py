@@ -281,6 +281,20 @@ def test_local_gz_files_are_checked_against_the_published_sums(env: Path, tmp_pa
     assert "Delete it to have it downloaded again" in message
 
 
+def test_the_files_of_the_other_data_set_are_named_as_such_not_called_damaged(env: Path, tmp_path: Path,
+                                                                             monkeypatch) -> None:
+    make_files(tmp_path / "mine", gz=True)
+    for name in FILES:  # as if these were Fashion-MNIST's published files
+        monkeypatch.setitem(datasets.CHECKSUMS["fashion-mnist"], name + ".gz",
+                            sha256_of(tmp_path / "mine" / (name + ".gz")))
+    with pytest.raises(ChecksumError) as caught:
+        load_mnist(tmp_path / "mine", download=False, validation=1)
+    assert str(caught.value) == (
+        f"{(tmp_path / 'mine' / FILES[0]).resolve()}.gz is Fashion-MNIST's {FILES[0]}.gz, not MNIST's: its folder "
+        f"holds the Fashion-MNIST files; train on them with --dataset fashion-mnist (dataset='fashion-mnist' in "
+        f"Python), or give the folder that holds the MNIST files")
+
+
 def test_uncompressed_files_are_not_checked(env: Path, tmp_path: Path) -> None:
     make_files(tmp_path / "mine", gz=False)
     assert len(load_mnist(tmp_path / "mine", download=False, validation=1).test) == 7

@@ -388,12 +388,21 @@ def _read_files(keys: tuple[_FileKey, ...]) -> tuple[np.ndarray, ...]:
     """
     for path, _, _, sha256 in keys:
         if sha256 is not None and (actual := sha256_of(path)) != sha256:
-            raise ChecksumError(
-                f"{path}: SHA-256 is {actual}, the published value is {sha256}; the file is "
-                "damaged or not the original. Delete it to have it downloaded again, or replace it."
-            )
+            raise ChecksumError(_checksum_message(path, actual, sha256))
     train_images, train_labels, test_images, test_labels = (key[0] for key in keys)
     return (*_read_pair(train_images, train_labels), *_read_pair(test_images, test_labels))
+
+
+def _checksum_message(path: str, actual: str, published: str) -> str:
+    """What a file whose SHA-256 is not the published one is, and what to do about it."""
+    published_as = {sha: (name, file) for name, sums in CHECKSUMS.items() for file, sha in sums.items()}
+    if actual in published_as and published in published_as:  # a good file, of the other data set
+        (other, file), (wanted, _) = published_as[actual], published_as[published]
+        return (f"{path} is {_TITLES[other]}'s {file}, not {_TITLES[wanted]}'s: its folder holds the "
+                f"{_TITLES[other]} files; train on them with --dataset {other} (dataset={other!r} in "
+                f"Python), or give the folder that holds the {_TITLES[wanted]} files")
+    return (f"{path}: SHA-256 is {actual}, the published value is {published}; the file is damaged or "
+            "not the original. Delete it to have it downloaded again, or replace it.")
 
 
 def _read_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:

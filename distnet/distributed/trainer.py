@@ -39,7 +39,7 @@ from ray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
 
 from ..batches import BatchPlan
 from ..data import Dataset
-from ..errors import ConfigError, DistnetError
+from ..errors import ConfigError, DistnetError, FailureLimitError, RayFailedError
 from ..nn import Network, Optimizer
 from ..rundir import RunDir
 from ..checks import positive_int, whole_number
@@ -61,14 +61,6 @@ _WORKER_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 _LOST = (WorkerLostError, ray.exceptions.RayActorError)
 # The command line shows these notes on stderr: Ray takes seconds to start, which should not pass in silence.
 _log = logging.getLogger(__name__)
-
-
-class FailureLimitError(DistnetError, RuntimeError):
-    """More actors were lost during a run than ``max_failures`` allows."""
-
-
-class RayFailedError(DistnetError, RuntimeError):
-    """Ray failed in a way the trainer does not recover from; the Ray error is its ``__cause__``."""
 
 
 class DistributedTrainer(TrainerBase):
