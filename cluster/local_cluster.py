@@ -205,10 +205,16 @@ def started_report(state: dict, folder: Path) -> str:
         f"to stop it: {again.format('stop')}"])
 
 
+# What `env` exports that names this cluster (RAY_AUTH_MODE=token is right for any cluster).
+CLUSTER_VARIABLES = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN_PATH")
+
+
 def stopped_report(nodes: list[dict], folder: Path) -> str:
     """What ``stop`` tells its user: which nodes (process groups) it ended."""
     stopped = ", ".join(f"{node['name']} (pid {node['pid']})" for node in nodes)
-    return f"stopped the Ray cluster recorded in {folder}: {stopped}"
+    return (f"stopped the Ray cluster recorded in {folder}: {stopped}\n"
+            f"a shell that ran env still points at it (distnet train would try to join it): "
+            f"unset {' '.join(CLUSTER_VARIABLES)}")
 
 
 def exports(folder: Path) -> str:

@@ -121,9 +121,10 @@ def probability_table(output: np.ndarray, classes: tuple[str, ...], marks: dict[
     """One sample's outputs per class as the article's table (``Class P`` ... ``Σ = 1.0``), with
     an optional note after some rows (e.g. ``{7: "predicted"}``)."""
     marks = marks or {}
-    width = max(5, *(len(c) for c in classes))
+    names = [class_label(classes, i) for i in range(len(classes))]
+    width = max(5, *(len(name) for name in names))
     lines = [f"{'class':<{width}}  P"]
-    for i, (name, p) in enumerate(zip(classes, output)):
+    for i, (name, p) in enumerate(zip(names, output)):
         note = f"  <- {marks[i]}" if i in marks else ""
         lines.append(f"{name:<{width}}  {p:.3f}{note}")
     lines.append(f"{'Σ':<{width}}  {float(np.sum(output)):.3f}")

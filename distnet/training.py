@@ -74,7 +74,8 @@ class FitResult:
     ``best_error`` is NaN. ``epochs`` counts the epochs trained in all, ``stop_reason`` is
     ``"early_stop"`` (the stop rule) or ``"max_epochs"``, ``history`` holds one record per
     evaluation (epoch, train error and cost, validation error and best so far when there is a
-    validation set, learning rate, seconds), ``run_dir`` the run directory if any, ``seconds`` the training time over every
+    validation set, learning rate, seconds), ``run_dir`` the run directory if any, ``seconds`` the
+    training time (steps, evaluations, checkpoints; not the start of Ray and the actors) over every
     session of a resumed run, and ``already_ended`` says a resume found the run ended and trained
     nothing.
     """
@@ -261,9 +262,9 @@ class TrainerBase:
         epochs, eval_every, window, acceptable_error = start.settings.values()
         self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
 
-        started = time.perf_counter()
         earlier_seconds = checkpoint.seconds if checkpoint is not None else 0.0
         self._open(train, validation, plan)
+        started = time.perf_counter()  # training time, without the start of a distributed trainer's actors
         try:
             stopping = self._early_stopping(self.network.spec(), window, acceptable_error,
                                             run.best_path if run else None)

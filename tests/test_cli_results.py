@@ -260,10 +260,11 @@ def test_show_threshold_reports_not_recognized_inputs(capsys, mnist_run, mnist_t
     assert f"{(~sure).sum():,} not recognized" in out
 
 
-def test_show_on_fashion_uses_class_names(capsys, fashion_run):
+def test_show_on_fashion_names_each_class_with_its_number(capsys, fashion_run):
     run_dir, _, _ = fashion_run
     status, out, _ = run_cli(capsys, "show", run_dir / "best.npz", "--dataset", "fashion-mnist", "--confused", 1)
-    assert status == 0 and "Ankle boot" in out and "<- network" in out
+    assert status == 0 and re.search(r"test image \d+: label \d [A-Z][a-z/ -]+, predicted \d [A-Z]", out)
+    assert "|   9 Ankle boot   " in out and "|   0 T-shirt/top  " in out and "<- network" in out
 
 
 def test_show_refuses_a_bad_threshold(capsys, mnist_run):

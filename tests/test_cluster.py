@@ -165,6 +165,16 @@ def test_the_cluster_refuses_a_driver_with_a_wrong_token_and_train_says_how_to_g
 
 # -- what does not need a running cluster ---------------------------------------------------------
 
+def test_train_with_address_local_starts_its_own_ray_even_where_ray_address_names_a_cluster(tmp_path):
+    """The way out of a shell whose RAY_ADDRESS names a cluster that was stopped."""
+    env = {**os.environ, "RAY_ADDRESS": "127.0.0.1:9"}  # nothing answers there
+    done = subprocess.run([sys.executable, "-m", "distnet", "train", "--address", "local", "--workers", "1",
+                           "--epochs", "1", "--run-dir", str(tmp_path / "run")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "distnet: starting Ray on this machine" in done.stderr and "joining" not in done.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["workers"] == 1
+
 def test_submit_forwards_the_train_options_and_carries_the_project(monkeypatch):
     monkeypatch.setenv("DISTNET_DATA_DIR", "/data")
     args = build_parser().parse_args(["submit", "--job-id", "j1", "--workers", "4", "--augment", "--no-download",
@@ -189,7 +199,9 @@ def test_local_cluster_says_where_its_processes_and_logs_are_and_what_it_stopped
                            "  head      pid 101  log /c/head.log", "  worker-1  pid 102  log /c/worker-1.log"]
     assert started[3] == "recorded in /c/cluster.json; Ray's own logs in /c/ray/session_latest/logs"
     assert local_cluster_script["stopped_report"](nodes, Path("/c")) == (
-        "stopped the Ray cluster recorded in /c: head (pid 101), worker-1 (pid 102)")
+        "stopped the Ray cluster recorded in /c: head (pid 101), worker-1 (pid 102)\n"
+        "a shell that ran env still points at it (distnet train would try to join it): "
+        "unset RAY_ADDRESS RAY_API_SERVER_ADDRESS RAY_AUTH_TOKEN_PATH")
 
 
 def test_cluster_launcher_config_is_valid_and_installs_the_project_with_token_authentication():

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..data.digits import render_digit
-    from ..metrics import confident_mistakes, evaluation_of, probability_table, recognition, recognized
+    from ..metrics import class_label, confident_mistakes, evaluation_of, probability_table, recognition, recognized
     from ..nn import Network
 
     check_threshold(args.threshold)
@@ -67,9 +67,10 @@ def run(args) -> int:
         print(f"\nthe {many} the network is surest about:")
     for rank, (i, ok) in enumerate(zip(chosen, sure), 1):
         label, predicted = int(test.labels[i]), int(outputs[i].argmax())
-        verdict = (f"predicted {test.classes[predicted]}" if ok else
-                   f"not recognized (best {test.classes[predicted]}, below {args.threshold:g})")
-        picture = render_digit(test.images[i], f"#{rank}  test image {i}: label {test.classes[label]}, {verdict}")
+        verdict = (f"predicted {class_label(test.classes, predicted)}" if ok else
+                   f"not recognized (best {class_label(test.classes, predicted)}, below {args.threshold:g})")
+        picture = render_digit(test.images[i],
+                               f"#{rank}  test image {i}: label {class_label(test.classes, label)}, {verdict}")
         table = probability_table(outputs[i], test.classes, {label: "label", predicted: "network"})
         print()
         print(side_by_side(picture.split("\n"), table, top=2))

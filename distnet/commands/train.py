@@ -26,8 +26,9 @@ def register(subparsers) -> None:
     train.add_argument("--workers", type=non_negative_int, default=None,
                        help="gradient workers (default: the cluster's CPUs); 0 trains in this process without Ray")
     train.add_argument("--address", type=cluster_address, default=None,
-                       help="join a running Ray cluster ('auto' or HOST:PORT) instead of starting one "
-                            "(default: the cluster RAY_ADDRESS names, if set)")
+                       help="join a running Ray cluster ('auto' or HOST:PORT) instead of starting one, or "
+                            "'local' to start one even where RAY_ADDRESS is set (default: the cluster "
+                            "RAY_ADDRESS names, if set)")
     train.add_argument("--protocol", default="auto", choices=["auto", "channel", "compiled", "plain"],
                        help="how workers and parameter server exchange each step (default: auto)")
     train.add_argument("--max-failures", type=non_negative_int, default=3,
@@ -171,7 +172,7 @@ def finish_train(args, trainer, result, splits, run, evaluate) -> int:
                "stop_reason": result.stop_reason, "best_epoch": result.best_epoch,
                "validation_error": result.best_error, "test_error": test.error_rate,
                "seconds": round(result.seconds, 3), "workers": trainer.shards if trainer.distributed else 0,
-               "protocol": getattr(trainer, "active_protocol", "single-process"),
+               "protocol": trainer.active_protocol if trainer.distributed else "single-process",
                "placement": getattr(trainer, "placement", []), "test": test.to_dict()}
     if not (result.already_ended and run.summary_path.exists()):  # the first ending's summary stays
         run.write_summary(summary)

@@ -73,7 +73,8 @@ class DistributedTrainer(TrainerBase):
 
     ``address=None`` joins the cluster that ``RAY_ADDRESS`` names, if set, and otherwise starts a
     Ray of this process's own (stopped afterwards), unless Ray is already initialised; ``"auto"``
-    or ``"HOST:PORT"`` joins a running cluster.
+    or ``"HOST:PORT"`` joins a running cluster; ``"local"`` starts a Ray of its own even where
+    ``RAY_ADDRESS`` is set.
 
     Up to ``max_failures`` lost actors (workers, parameter server, stop evaluator) are replaced
     during a run without changing its result; ``failures`` lists what was lost.
@@ -99,6 +100,7 @@ class DistributedTrainer(TrainerBase):
         self._started_ray = False
         self._embedded_ray = False  # a Ray started here for this trainer, which cannot grow
         self._steps = None  # how steps are exchanged, once the actors run
+        self.active_protocol: str | None = None  # its name (None until a fit has opened one)
 
     @property
     def shards(self) -> int:
@@ -153,9 +155,10 @@ class DistributedTrainer(TrainerBase):
                                   f"use the running Ray")
             return
         # Without an address, RAY_ADDRESS names the cluster to join (as for Ray itself: a job's
-        # driver has it, and so has a shell that ran `local_cluster.py env`); else a Ray of our own.
+        # driver has it, and so has a shell that ran `local_cluster.py env`); else, or when told
+        # "local", a Ray of our own.
         address = self.address or os.environ.get("RAY_ADDRESS") or None
-        if address is None:
+        if address in (None, "local"):
             _log.info("starting Ray on this machine")
             local_ray.start(configure_logging=True)
             self._embedded_ray = True
