@@ -296,6 +296,12 @@ def test_bad_options_are_refused_before_data_loads_or_ray_starts(capsys, tmp_pat
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["show"], ["predict"], ["plot"], ["submit"]])
+def test_every_command_explains_itself(capsys, command):
+    status, out, err = cli(capsys, *command, "--help")
+    assert status == 0 and out.startswith(f"usage: distnet {' '.join(command)}".rstrip()) and err == ""
+
+
 def test_usage_errors_are_one_line_too(capsys):
     status, _, err = cli(capsys, "frobnicate")
     assert_clean_error(status, err, "argument COMMAND: invalid choice: 'frobnicate'", "(see: distnet --help)")

@@ -37,7 +37,7 @@ With token authentication (RAY_AUTH_MODE=token on the cluster) set RAY_AUTH_MODE
 and the cluster's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token.
 Without --run-dir the run is written on the head node to {RUNS_ON_HEAD}/JOB_ID. Exit status: 0
 when the job succeeded, otherwise the job's own exit status (2 for a distnet error), or 1.
-The equivalent Ray command is shown when the job is submitted; see cluster/README.md."""
+The job's command (its Ray entrypoint) is shown when the job is submitted; see cluster/README.md."""
 
 
 def register(subparsers) -> None:

@@ -17,12 +17,17 @@ from .common import (add_data_arguments, cluster_address, load_data, non_negativ
                      positive_int)
 
 
+def _each_preset(setting: str) -> str:
+    return ", ".join(f"{name} {getattr(preset, setting)}" for name, preset in sorted(PRESETS.items()))
+
+
 def register(subparsers) -> None:
     train = subparsers.add_parser("train", help="train a network (Ray started embedded, or on a cluster)",
                                 description="Train a preset on MNIST or Fashion-MNIST and write a run directory.")
     add_data_arguments(train)
     train.add_argument("--preset", choices=sorted(PRESETS),
-                       help="training setup (default: seed, the article's)")
+                       help="training setup (default: seed): " + "; ".join(  # argparse formats help with %
+                           f"{name}: {preset.description}".replace("%", "%%") for name, preset in sorted(PRESETS.items())))
     train.add_argument("--workers", type=non_negative_int, default=None,
                        help="gradient workers (default: the cluster's CPUs); 0 trains in this process without Ray")
     train.add_argument("--address", type=cluster_address, default=None,
@@ -43,8 +48,10 @@ def register(subparsers) -> None:
     train.add_argument("--augment", action=argparse.BooleanOptionalAction,
                        help="move every training image by a small random rotation, scale and shift each "
                             "epoch (default: the preset's)")
-    train.add_argument("--eval-every", type=positive_int, help="epochs between validation evaluations")
-    train.add_argument("--window", type=positive_int, help="the stop rule's moving-average window, in evaluations")
+    train.add_argument("--eval-every", type=positive_int, help="epochs between validation evaluations "
+                                                               f"(default: the preset's: {_each_preset('eval_every')})")
+    train.add_argument("--window", type=positive_int, help="the stop rule's moving-average window, in evaluations "
+                                                           f"(default: the preset's: {_each_preset('window')})")
     train.add_argument("--seed", type=non_negative_int, help="random seed (default: 942457, the article's)")
     train.add_argument("--dtype", choices=["float32", "float64"], help="float32 (the default) or float64")
     train.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/PRESET-DATASET-TIME)")
