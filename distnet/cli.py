@@ -84,8 +84,8 @@ def _how_to_go_on(args: argparse.Namespace) -> str:
     if run.has_checkpoint():
         return f"; resume with: distnet train --resume {run_dir}"
     if run.holds_results():
-        return (f" after it saved its best network, before its first checkpoint: it cannot be resumed; to "
-                f"train on, start a new run in another run directory")
+        return (" after it saved its best network, before its first checkpoint: it cannot be resumed; to "
+                "train on, start a new run in another run directory")
     return f" before the run's first checkpoint; to train it, start it again (--run-dir {run_dir} may be reused)"
 
 

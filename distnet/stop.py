@@ -6,12 +6,13 @@ unchanged, so the single-process and the distributed path share one stop rule.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from .checks import checked_number
 from .io import write_json
 
 
@@ -28,10 +29,11 @@ class StopEvaluator:
     """
 
     def __init__(self, window: int, acceptable_error: float | None = None):
-        if not isinstance(window, int) or window < 1:
-            raise ConfigError(f"the stop window must be a positive number of evaluations, got {window!r}")
-        self.window = window
-        self.acceptable_error = acceptable_error
+        self.window = checked_number("the stop window", window, numbers.Integral, lambda v: v >= 1,
+                                     "a positive number of evaluations")
+        self.acceptable_error = None if acceptable_error is None else checked_number(
+            "acceptable_error", acceptable_error, numbers.Real, lambda v: 0 <= v < 1,
+            "an error rate, a fraction in [0, 1) such as 0.02 for 2 %")
         self.lowest = math.inf
         self.improved = False
         self.errors: list[float] = []

@@ -23,7 +23,10 @@ pytestmark = pytest.mark.slow
 def run_cli(capsys, *argv):
     """Exit status, stdout, stderr of one `distnet` command run in this process."""
     capsys.readouterr()
-    status = main([str(a) for a in argv])
+    try:
+        status = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's usage errors
+        status = e.code
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -269,7 +272,10 @@ def test_show_on_fashion_names_each_class_with_its_number(capsys, fashion_run):
 
 def test_show_refuses_a_bad_threshold(capsys, mnist_run):
     status, _, err = run_cli(capsys, "show", mnist_run[0] / "best.npz", "--threshold", 1.5)
-    assert status == 2 and "--threshold is a probability in (0, 1], got 1.5" in err
+    assert status == 2 and "argument --threshold: must be a probability in (0, 1], got 1.5" in err
+    for command in (["show"], ["predict", mnist_run[0] / "best.npz"]):
+        status, _, err = run_cli(capsys, *command, mnist_run[0] / "best.npz", "--threshold", "high")
+        assert status == 2 and "argument --threshold: expected a probability, got 'high'" in err
 
 
 # -- predict -------------------------------------------------------------------------------------

@@ -198,9 +198,9 @@ def test_validation_zero_gives_an_empty_set(env: Path, tmp_path: Path) -> None:
     ("validation", "message"),
     [
         (30, "less than the 30 training samples, got 30"),
-        (-1, "must not be negative, got -1"),
-        (True, "whole number of samples, got True"),
-        (0.5, "whole number of samples, got 0.5"),
+        (-1, "validation must be a whole number of samples, not negative, got -1"),
+        (True, "whole number of samples, not negative, got True"),
+        (0.5, "whole number of samples, not negative, got 0.5"),
     ],
 )
 def test_bad_validation_size(env: Path, tmp_path: Path, validation: object, message: str) -> None:

@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+from distnet import ConfigError
 from distnet.nn import (Dense, HeNormal, HeUniform, LeCunNormal, LeCunUniform, Network, Random,
                         XavierNormal, XavierUniform, initializer_from_spec)
 
@@ -70,8 +71,10 @@ def test_random_bounds():
     assert w.mean() == pytest.approx(0.25, abs=0.005)
     default = Random()
     assert (default.low, default.high) == (-0.5, 0.5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="Random initializer needs low < high, got 1.0, 1.0"):
         Random(1.0, 1.0)
+    with pytest.raises(ConfigError, match="Random initializer's low must be a finite number, got 'a'"):
+        Random("a", "b")
 
 
 def test_network_default_initializer_is_random_half():

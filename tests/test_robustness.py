@@ -333,7 +333,7 @@ def test_more_workers_than_the_cluster_can_place_is_a_clear_error_not_a_hang(dat
     status, out, err, seconds = run_distnet(offline, "train", "--workers", workers, "--batch-size", workers,
                                             "--data-dir", data, "--run-dir", tmp_path / "run", timeout=120)
     assert_clean_error(status, err, f"cannot place {workers} workers (one CPU each): the cluster has "
-                                    f"{os.cpu_count()} CPUs", f"use --workers {os.cpu_count()} or fewer")
+                                    f"{os.cpu_count()} CPUs", f"use {os.cpu_count()} workers or fewer (--workers)")
     assert err.startswith("distnet: starting Ray on this machine\n")  # the seconds before the error
     assert seconds < 60  # the placement wait (60 s by default) was not spent
     assert not (tmp_path / "run" / "checkpoint.npz").exists()

@@ -35,8 +35,13 @@ def test_specs_round_trip_and_bad_ones_are_refused():
         schedule_from_spec("linear")
     with pytest.raises(ConfigError, match=r"final factor must be in \[0, 1\]"):
         CosineDecay(final=2)
-    with pytest.raises(ConfigError, match="every >= 1"):
-        StepDecay(every=0)
+    for every in (0, True, 2.5):
+        with pytest.raises(ConfigError, match=f"the step schedule's every must be a whole number of epochs >= 1, "
+                                              f"got {every}"):
+            StepDecay(every=every)
+    with pytest.raises(ConfigError, match=r"the step schedule's gamma must be a factor in \(0, 1\], got '0.5'"):
+        StepDecay(gamma="0.5")
+    assert StepDecay(every=np.int64(10)).spec() == {"name": "step", "every": 10, "gamma": 0.1}
 
 
 def tiny_network():

@@ -51,9 +51,14 @@ def test_improvement_is_strict_and_lowest_tracked():
     assert evaluator.lowest == 0.3
 
 
-def test_window_must_be_positive():
-    with pytest.raises(ConfigError, match="stop window"):
-        StopEvaluator(window=0)
+def test_window_and_acceptable_error_are_checked_where_given():
+    for window in (0, True, 2.0, "3"):
+        with pytest.raises(ConfigError, match=f"the stop window must be a positive number of evaluations, got "
+                                              f"{window!r}"):
+            StopEvaluator(window=window)
+    with pytest.raises(ConfigError, match="acceptable_error must be an error rate, a fraction in \\[0, 1\\)"):
+        StopEvaluator(window=3, acceptable_error=2)
+    assert StopEvaluator(window=np.int64(3)).state()["window"] == 3
 
 
 def test_state_round_trip_continues_identically():

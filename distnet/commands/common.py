@@ -16,6 +16,11 @@ def add_data_arguments(parser: argparse.ArgumentParser, of_model: bool = False) 
     parser.add_argument("--dataset", default=None if of_model else "mnist", choices=DATASETS,
                         help="default: the one the model's run directory records, else mnist" if of_model
                         else "default: mnist")
+    add_data_location_arguments(parser)
+
+
+def add_data_location_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data-dir, --no-download: where the data set's files are, and whether to download them."""
     parser.add_argument("--data-dir", type=Path, help="folder with the four IDX files "
                         "(default: $DISTNET_DATA_DIR/DATASET, then the user cache, then download)")
     parser.add_argument("--no-download", action="store_true", help="never download; fail if the files are missing")
@@ -43,13 +48,13 @@ def dataset_of_model(model: Path, given: str | None) -> str:
     return recorded if recorded in DATASETS else "mnist"
 
 
-def check_fits(network, model: Path, data) -> None:
-    """ConfigError unless ``network`` takes ``data``'s samples and has one output per class."""
+def check_fits(network, model: Path, pixels: int, classes: int, data_name: str) -> None:
+    """ConfigError unless ``network`` takes images of ``pixels`` pixels and has an output for each
+    of ``classes`` classes (of the data set ``data_name``)."""
     from ..errors import ConfigError
 
-    pixels, classes = data.images.shape[1], len(data.classes)
     if network.input_size != pixels or network.output_size != classes:
-        raise ConfigError(f"{model} does not fit {data.name}: the network takes {network.input_size} "
+        raise ConfigError(f"{model} does not fit {data_name}: the network takes {network.input_size} "
                           f"inputs and gives {network.output_size} outputs, the data has {pixels} "
                           f"pixels per image and {classes} classes; use it on the data it was trained on")
 
@@ -62,6 +67,17 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """An option's value that must be a whole number of at least 0."""
     return _whole(text, minimum=0)
+
+
+def probability(text: str) -> float:
+    """An option's value that must be a probability in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a probability in (0, 1], got {text}")
+    return value
 
 
 def positive_float(text: str) -> float:

@@ -24,13 +24,13 @@ def run(args) -> int:
     args.model = saved_network_path(args.model)
     network = Network.load(args.model)
     args.dataset = dataset_of_model(args.model, args.dataset)
-    splits = load_data(args, validation=0)
-    check_fits(network, args.model, splits.test)
-    result = evaluate(network, splits.test.images, splits.test.labels, splits.test.classes)
+    test = load_data(args, validation=0).test
+    check_fits(network, args.model, test.images.shape[1], len(test.classes), test.name)
+    result = evaluate(network, test.images, test.labels, test.classes)
     if args.json:
         print(json.dumps({"model": str(args.model), "dataset": args.dataset, **result.to_dict()}))
     else:
-        print(f"{args.model} on the {args.dataset} test set ({len(splits.test)} samples)")
+        print(f"{args.model} on the {args.dataset} test set ({len(test)} samples)")
         print(result.report())
     return 0
 

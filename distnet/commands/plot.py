@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from .common import add_data_location_arguments
 
 DPI = 100
 # Every figure has a fixed size in pixels (width, height): no tight bounding box that would change it.
@@ -23,8 +24,7 @@ def register(subparsers) -> None:
                     "the test set) for the run in RUN_DIR. Needs matplotlib: pip install 'distnet[plot]'.")
     plot.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by distnet train")
     plot.add_argument("--out", type=Path, help="where to write the PNG files (default: RUN_DIR/plots)")
-    plot.add_argument("--data-dir", type=Path, help="folder with the data set's IDX files (default: as for train)")
-    plot.add_argument("--no-download", action="store_true", help="never download; fail if the files are missing")
+    add_data_location_arguments(plot)
     plot.set_defaults(handler=run)
 
 

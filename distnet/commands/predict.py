@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataFormatError, DataNotFoundError
 from ..data.datasets import DATASETS, class_names
+from ..data.digits import PIXELS, SIDE
+from ..errors import ConfigError, DataFormatError, DataNotFoundError
 from ..nn.network import saved_network_path
-from .common import dataset_of_model
+from .common import check_fits, dataset_of_model, probability
 
-SIDE = 28
 PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -34,7 +34,7 @@ def register(subparsers) -> None:
     predict.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
                          help="pictures only: make dark-on-light images light-on-dark like MNIST "
                               "(default auto: invert when the border is light)")
-    predict.add_argument("--threshold", type=float, metavar="P",
+    predict.add_argument("--threshold", type=probability, metavar="P",
                          help="below probability P for every class, report 'not recognized'")
     predict.add_argument("--json", action="store_true", help="print one JSON object per image")
     predict.set_defaults(handler=run)
@@ -43,15 +43,12 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..metrics import class_label, recognized
     from ..nn import Network
-    from .show import check_threshold
 
-    check_threshold(args.threshold)
     args.model = saved_network_path(args.model)
     network = Network.load(args.model)
-    classes = class_names(dataset_of_model(args.model, args.dataset))
-    if network.input_size != SIDE * SIDE or network.output_size != len(classes):
-        raise ConfigError(f"{args.model} takes {network.input_size} inputs and gives {network.output_size} "
-                          f"outputs; predict needs a network for 28x28 images and {len(classes)} classes")
+    dataset = dataset_of_model(args.model, args.dataset)
+    classes = class_names(dataset)
+    check_fits(network, args.model, PIXELS, len(classes), dataset)
     for path in args.files:
         names, pixels = read_images(path, args.invert)
         outputs = network.predict(pixels)

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..nn.network import saved_network_path
-from .common import add_data_arguments, check_fits, dataset_of_model, load_data
+from .common import add_data_arguments, check_fits, dataset_of_model, load_data, non_negative_int, probability
 
 GAP = "   "  # between a digit's picture and its probability table
 
@@ -23,9 +22,9 @@ def register(subparsers) -> None:
     show.add_argument("model", type=Path,
                       help="a .npz network (e.g. RUN_DIR/best.npz), or a run directory for its best.npz")
     add_data_arguments(show, of_model=True)
-    show.add_argument("--confused", type=int, default=5, metavar="N",
+    show.add_argument("--confused", type=non_negative_int, default=5, metavar="N",
                       help="how many misclassified test images to draw (default: 5)")
-    show.add_argument("--threshold", type=float, metavar="P",
+    show.add_argument("--threshold", type=probability, metavar="P",
                       help="a class must reach probability P to count as recognized (e.g. 0.9)")
     show.add_argument("--json", action="store_true", help="print the result as JSON")
     show.set_defaults(handler=run)
@@ -36,14 +35,11 @@ def run(args) -> int:
     from ..metrics import class_label, confident_mistakes, evaluation_of, probability_table, recognition, recognized
     from ..nn import Network
 
-    check_threshold(args.threshold)
-    if args.confused < 0:
-        raise ConfigError(f"--confused must be 0 or more, got {args.confused}")
     args.model = saved_network_path(args.model)
     network = Network.load(args.model)
     args.dataset = dataset_of_model(args.model, args.dataset)
     test = load_data(args, validation=0).test
-    check_fits(network, args.model, test)
+    check_fits(network, args.model, test.images.shape[1], len(test.classes), test.name)
     outputs = network.predict(test.images)
     evaluation = evaluation_of(outputs, test.labels, test.classes)
     chosen = confident_mistakes(outputs, test.labels, args.confused)
@@ -75,11 +71,6 @@ def run(args) -> int:
         print()
         print(side_by_side(picture.split("\n"), table, top=2))
     return 0
-
-
-def check_threshold(threshold: float | None) -> None:
-    if threshold is not None and not 0 < threshold <= 1:
-        raise ConfigError(f"--threshold is a probability in (0, 1], got {threshold}")
 
 
 def side_by_side(left: list[str], right: list[str], top: int = 0) -> str:

@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..address import token_problem
+from ..data.datasets import DATA_DIR_ENV
 from ..errors import ConfigError, DistnetError
 
-DATA_DIR_ENV = "DISTNET_DATA_DIR"
 RUNS_ON_HEAD = "~/distnet-runs"
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Train options that make no sense in a job: the job always joins the cluster it runs on.

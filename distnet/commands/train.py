@@ -112,7 +112,6 @@ def resume_train(args) -> int:
     """Continue the run in ``args.resume`` with its own configuration, to ``--epochs`` in all if given."""
     from ..data.augment import augmentation_from_spec
     from ..nn import Network, optimizer_from_spec, schedule_from_spec
-    from ..rundir import RunDir
 
     given = [flag for name, flag in RUN_SETTINGS.items() if getattr(args, name) is not None]
     if given:
@@ -133,11 +132,9 @@ def resume_train(args) -> int:
                                config["batch_size"], config["seed"], workers,
                                schedule=schedule_from_spec(config.get("schedule")),
                                augmentation=augmentation_from_spec(config.get("augmentation")))
-        fit_args = {"epochs": args.epochs or config["epochs"], "eval_every": config["eval_every"],
-                    "window": config["window"],
-                    "acceptable_error": config.get("acceptable_error"),
-                    "extra_config": {"preset": config.get("preset"), "dataset": args.dataset,
-                                     "data_dir": config.get("data_dir")}}
+        # eval_every, window and acceptable_error are the run's: fit reads them from it.
+        fit_args = {"epochs": args.epochs, "extra_config": {"preset": config.get("preset"), "dataset": args.dataset,
+                                                            "data_dir": config.get("data_dir")}}
     except DistnetError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -163,17 +160,17 @@ def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int
 
 
 def fit_and_report(args, trainer, splits, run_dir: Path, fit_args: dict, resume: bool) -> int:
-    from ..metrics import evaluate
     from ..progress import JsonLinesReporter, Reporter, TerminalReporter
-    from ..rundir import RunDir
 
     reporter = JsonLinesReporter() if args.json else Reporter() if args.quiet else TerminalReporter()
     result = trainer.fit(splits.train, splits.validation, run_dir=run_dir, resume=resume,
                          checkpoint_every=args.checkpoint_every, reporter=reporter, **fit_args)
-    return finish_train(args, trainer, result, splits, RunDir(run_dir), evaluate)
+    return finish_train(args, trainer, result, splits, RunDir(run_dir))
 
 
-def finish_train(args, trainer, result, splits, run, evaluate) -> int:
+def finish_train(args, trainer, result, splits, run: RunDir) -> int:
+    from ..metrics import evaluate
+
     test = evaluate(result.best_network, splits.test.images, splits.test.labels, splits.test.classes)
     summary = {"run_dir": str(run.path), "best_network": str(run.best_path), "epochs": result.epochs,
                "stop_reason": result.stop_reason, "best_epoch": result.best_epoch,

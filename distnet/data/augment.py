@@ -9,8 +9,11 @@ seed, and a resumed run needs no generator state.
 """
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
+from distnet.checks import checked_number
 from distnet.data.digits import PIXELS, SIDE
 from distnet.errors import ConfigError
 from distnet.spec import from_spec
@@ -41,11 +44,12 @@ class RandomAffine:
     name = "random_affine"
 
     def __init__(self, rotation: float = 10.0, scale: float = 0.1, shift: float = 2.0):
-        if not (0 <= rotation <= 180 and 0 <= scale < 1 and 0 <= shift <= SIDE):
-            raise ConfigError(f"random affine augmentation needs 0 <= rotation <= 180 degrees, "
-                              f"0 <= scale < 1 and 0 <= shift <= {SIDE} pixels; got rotation={rotation}, "
-                              f"scale={scale}, shift={shift}")
-        self.rotation, self.scale, self.shift = float(rotation), float(scale), float(shift)
+        self.rotation = checked_number("the augmentation's rotation", rotation, numbers.Real,
+                                       lambda v: 0 <= v <= 180, "in [0, 180] degrees")
+        self.scale = checked_number("the augmentation's scale", scale, numbers.Real, lambda v: 0 <= v < 1,
+                                    "a fraction in [0, 1)")
+        self.shift = checked_number("the augmentation's shift", shift, numbers.Real, lambda v: 0 <= v <= SIDE,
+                                    f"in [0, {SIDE}] pixels")
 
     def spec(self) -> dict:
         return {"name": self.name, "rotation": self.rotation, "scale": self.scale, "shift": self.shift}

@@ -22,6 +22,7 @@ how to use data of your own: write it with :func:`distnet.data.write_idx` withou
 from __future__ import annotations
 
 import functools
+import numbers
 import os
 import warnings
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike
 
+from distnet.checks import checked_number
 from distnet.data.digits import PIXELS, SIDE, Digit
 from distnet.data.download import fetch, sha256_of
 from distnet.data.idx import read_idx
@@ -259,10 +261,8 @@ def load_dataset(
     """
     if name not in _CLASSES:
         raise ConfigError(f"unknown data set {name!r}; choose one of: {', '.join(_CLASSES)}")
-    if isinstance(validation, bool) or not isinstance(validation, (int, np.integer)):
-        raise ConfigError(f"validation must be a whole number of samples, got {validation!r}")
-    if validation < 0:
-        raise ConfigError(f"validation must not be negative, got {validation}")
+    validation = checked_number("validation", validation, numbers.Integral, lambda v: v >= 0,
+                                "a whole number of samples, not negative")
     files = _locate(name, data_dir, download)
     expected = CHECKSUMS[name]
     train_x, train_y, test_x, test_y = _read_files(

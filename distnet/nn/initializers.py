@@ -6,9 +6,11 @@ and LeCun rules; here they use fan_in, as their papers define them.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
+from ..checks import checked_number
 from ..errors import ConfigError
 from ..spec import component
 
@@ -33,6 +35,8 @@ class Random(Initializer):
     name = "random"
 
     def __init__(self, low: float = -0.5, high: float = 0.5):
+        low, high = (checked_number(f"Random initializer's {name}", value, numbers.Real, math.isfinite,
+                                    "a finite number") for name, value in (("low", low), ("high", high)))
         if not low < high:
             raise ConfigError(f"Random initializer needs low < high, got {low}, {high}")
         self.low, self.high = low, high

@@ -8,8 +8,9 @@ constant.
 from __future__ import annotations
 
 import math
+import numbers
 
-from ..errors import ConfigError
+from ..checks import checked_number
 from ..spec import from_spec
 
 
@@ -37,9 +38,8 @@ class CosineDecay(Schedule):
     name = "cosine"
 
     def __init__(self, final: float = 0.0):
-        if not 0 <= final <= 1:
-            raise ConfigError(f"the cosine schedule's final factor must be in [0, 1], got {final}")
-        self.final = final
+        self.final = checked_number("the cosine schedule's final factor", final, numbers.Real,
+                                    lambda v: 0 <= v <= 1, "in [0, 1]")
 
     def factor(self, epoch, epochs):
         return self.final + (1 - self.final) * (1 + math.cos(math.pi * epoch / epochs)) / 2
@@ -54,10 +54,10 @@ class StepDecay(Schedule):
     name = "step"
 
     def __init__(self, every: int = 30, gamma: float = 0.1):
-        if not (isinstance(every, int) and every >= 1 and 0 < gamma <= 1):
-            raise ConfigError(f"the step schedule needs every >= 1 epochs and 0 < gamma <= 1, "
-                              f"got every={every!r}, gamma={gamma}")
-        self.every, self.gamma = every, gamma
+        self.every = checked_number("the step schedule's every", every, numbers.Integral, lambda v: v >= 1,
+                                    "a whole number of epochs >= 1")
+        self.gamma = checked_number("the step schedule's gamma", gamma, numbers.Real, lambda v: 0 < v <= 1,
+                                    "a factor in (0, 1]")
 
     def factor(self, epoch, epochs):
         return self.gamma ** (epoch // self.every)
