@@ -31,19 +31,24 @@ class Preset:
     augmentation: dict | None = None   # random affine moves of the training images each epoch
 
     def network(self, input_size: int = 784, classes: int = 10, seed: int | None = None,
-                dtype=np.float32) -> Network:
+                dtype: np.dtype | type | str = np.float32) -> Network:
+        """A new network of this preset's layers for ``input_size`` inputs and ``classes`` outputs,
+        its weights drawn with the preset's initializer from ``seed`` (None: unseeded), in ``dtype``."""
         layers = [Dense(size, activation) for size, activation in self.hidden]
         layers.append(Dense(classes, self.output))
         return Network(layers, input_size, cost=cost_from_spec(self.cost),
                        initializer=initializer_from_spec(self.initializer), seed=seed, dtype=dtype)
 
     def build_optimizer(self) -> Optimizer:
+        """A new optimizer from this preset's ``optimizer`` spec, without state."""
         return optimizer_from_spec(self.optimizer)
 
     def build_schedule(self) -> Schedule | None:
+        """This preset's learning-rate schedule, or None for a constant rate."""
         return schedule_from_spec(self.schedule)
 
     def build_augmentation(self) -> RandomAffine | None:
+        """This preset's augmentation of the training images, or None for none."""
         return augmentation_from_spec(self.augmentation)
 
     def with_overrides(self, **changes) -> "Preset":
@@ -95,6 +100,7 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
+    """The preset called ``name`` (a key of :data:`PRESETS`); ConfigError, listing them, for any other."""
     try:
         return PRESETS[name]
     except KeyError:

@@ -5,23 +5,35 @@ import json
 import math
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from .step_stats import StepStats
+    from .training import FitResult
 
 
 class Reporter:
     """Receives training events; this base class ignores them (the silent reporter)."""
 
     def on_start(self, info: dict) -> None:
-        pass
+        """Training starts or resumes. ``info``: steps_per_epoch, epochs (at most), batch_size,
+        distributed, workers (0 in one process), shards, first_epoch (1-based; > 1 on a resume),
+        parameters (their number), sizes, l2, and the specs of the optimizer (with its base learning
+        rate), schedule and augmentation (None for none)."""
 
-    def on_steps(self, epoch: int, step: int, steps: int, stats, seconds: float) -> None:
-        """``stats`` sums cost, correct and samples over the epoch's steps so far."""
+    def on_steps(self, epoch: int, step: int, steps: int, stats: "StepStats", seconds: float) -> None:
+        """After each chunk of steps: ``step`` of the ``steps`` steps of ``epoch`` (1-based) are done.
+        ``stats`` sums cost, correct and samples over the epoch's steps so far; ``seconds`` is the
+        time since the epoch began (in this session, on a resume)."""
 
     def on_evaluation(self, record: dict) -> None:
-        pass
+        """After an evaluation, the record the run's history keeps: epoch, train_error, train_cost (per
+        sample), with a validation set validation_error, best_error and best_epoch, then learning_rate,
+        epoch_seconds and elapsed_seconds (training time so far, earlier sessions included)."""
 
-    def on_end(self, result) -> None:
-        pass
+    def on_end(self, result: "FitResult") -> None:
+        """The run ended, with the :class:`~distnet.training.FitResult` that fit returns (also when a
+        resume found it already ended: ``result.already_ended``)."""
 
 
 class TerminalReporter(Reporter):

@@ -9,11 +9,15 @@ import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .checks import checked_number
 from .io import write_json
+
+if TYPE_CHECKING:
+    from .nn import Network
 
 
 class StopEvaluator:
@@ -40,6 +44,8 @@ class StopEvaluator:
         self.last_average = math.inf
 
     def stop(self, error_rate: float) -> bool:
+        """Take the next evaluation's error rate and say whether to stop, by the rule above; sets
+        ``improved``."""
         self.improved = error_rate < self.lowest
         if self.improved:
             self.lowest = error_rate
@@ -66,6 +72,7 @@ class StopEvaluator:
         return len(self.errors) == self.window and sum(self.errors) / len(self.errors) > self.last_average
 
     def state(self) -> dict:
+        """Everything it holds, as a dict of plain values for a checkpoint (see :meth:`from_state`)."""
         return {"window": self.window, "acceptable_error": self.acceptable_error, "lowest": self.lowest,
                 "improved": self.improved, "errors": list(self.errors), "last_average": self.last_average}
 
@@ -75,6 +82,7 @@ class StopEvaluator:
 
     @classmethod
     def from_state(cls, state: dict) -> "StopEvaluator":
+        """An evaluator exactly as the one whose :meth:`state` this is."""
         evaluator = cls(state["window"], state["acceptable_error"])
         evaluator.lowest = state["lowest"]
         evaluator.improved = state["improved"]
@@ -110,6 +118,8 @@ class EarlyStopping:
         self.best_epoch = -1
 
     def evaluate(self, epoch: int, error_rate: float, params: np.ndarray) -> Verdict:
+        """Apply the stop rule to the validation ``error_rate`` of ``epoch``; if it is a new best,
+        keep a copy of ``params`` (and write it to ``best_path``)."""
         stop = self.evaluator.stop(error_rate)
         if self.evaluator.improved:
             self.best_params = np.array(params, copy=True)
@@ -120,7 +130,7 @@ class EarlyStopping:
                            {"epoch": epoch, "validation_error": error_rate})
         return Verdict(stop, self.evaluator.improved, self.evaluator.lowest, self.best_epoch)
 
-    def best_network(self):
+    def best_network(self) -> "Network | None":
         """The best network so far (a new Network), or None before the first evaluation."""
         from .nn import Network
 
@@ -133,6 +143,8 @@ class EarlyStopping:
         return {"evaluator": self.evaluator.state(), "best_epoch": self.best_epoch}
 
     def load_state(self, state: dict, best_params: np.ndarray | None) -> None:
+        """Restore from :meth:`state` and a copy of the best network's parameters (None: none yet,
+        as before the first evaluation); writes nothing."""
         self.evaluator = StopEvaluator.from_state(state["evaluator"])
         self.best_epoch = state["best_epoch"]
         self.best_params = None if best_params is None else np.array(best_params, copy=True)

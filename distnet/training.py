@@ -114,6 +114,29 @@ class _Start(NamedTuple):
     checkpoint: Checkpoint | None
 
 
+@dataclass
+class _Loop:
+    """What the parts of one fit share: its batches and chunks, where it writes and reports, the
+    stop rule, the history, and its clock (training seconds of earlier sessions, and this one's
+    start)."""
+
+    plan: BatchPlan
+    chunks: ChunkSizer
+    run: RunDir | None
+    config: dict
+    stopping: EarlyStopping
+    reporter: Reporter
+    checkpoint_every: int
+    history: list[dict]
+    earlier_seconds: float
+    started: float
+    since_checkpoint: int = 0  # steps since the last checkpoint
+
+    def seconds(self) -> float:
+        """Training seconds so far, over every session of the run."""
+        return self.earlier_seconds + time.perf_counter() - self.started
+
+
 class TrainerBase:
     """Mini-batch training with the original's update rule and early stopping.
 
@@ -258,103 +281,116 @@ class TrainerBase:
     def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, start: _Start,
              checkpoint_every: int, reporter: Reporter) -> FitResult:
         plan = BatchPlan(len(train), self.batch_size, self.shards, self.seed)
-        checkpoint, config = start.checkpoint, start.config
+        checkpoint = start.checkpoint
         epochs, eval_every, window, acceptable_error = start.settings.values()
         self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
-
-        earlier_seconds = checkpoint.seconds if checkpoint is not None else 0.0
         self._open(train, validation, plan)
         started = time.perf_counter()  # training time, without the start of a distributed trainer's actors
         try:
             stopping = self._early_stopping(self.network.spec(), window, acceptable_error,
                                             run.best_path if run else None)
-            epoch, step, history, stats = 0, 0, [], StepStats()
-            if checkpoint is not None:
-                epoch, step, history = checkpoint.epoch, checkpoint.step, checkpoint.history
-                stats = replace(checkpoint.epoch_stats)  # a copy: the steps add to it
-                self._load_state(checkpoint.params, checkpoint.optimizer_state, (epoch, step))
-                if checkpoint.stopping_state is not None:
-                    best = self.network.load(run.best_path).params if run.best_path.exists() else None
-                    stopping.load_state(checkpoint.stopping_state, best)
-                run.rewrite_history(history)
+            loop = _Loop(plan, ChunkSizer(plan.steps_per_epoch), run, start.config, stopping, reporter,
+                         checkpoint_every, list(checkpoint.history) if checkpoint else [],
+                         checkpoint.seconds if checkpoint else 0.0, started)
+            epoch, step, stats = self._restore(loop, checkpoint)
             reporter.on_start({"steps_per_epoch": plan.steps_per_epoch, "epochs": epochs,
                                "batch_size": self.batch_size, "distributed": self.distributed,
                                "workers": self.shards if self.distributed else 0, "shards": self.shards,
                                "first_epoch": epoch + 1, "parameters": self.network.parameter_count,
-                               "sizes": self.network.sizes, "optimizer": config["optimizer"], "l2": self.rule.l2,
-                               "schedule": config["schedule"], "augmentation": config["augmentation"]})
+                               "sizes": self.network.sizes, "optimizer": loop.config["optimizer"],
+                               "l2": self.rule.l2, "schedule": loop.config["schedule"],
+                               "augmentation": loop.config["augmentation"]})
             verdict: Verdict | None = None
-            stop_reason = "max_epochs"
-            chunks = ChunkSizer(plan.steps_per_epoch)
-            since_checkpoint = 0
-            while epoch < epochs:
-                epoch_started = time.perf_counter()
-                if self.schedule is not None:
-                    self._set_learning_rate(self._scheduled_rate(epoch))
-                while step < plan.steps_per_epoch:
-                    stop = chunks.end(step)
-                    if checkpoint_every:
-                        stop = min(stop, step + checkpoint_every - since_checkpoint)
-                    chunk_started = time.perf_counter()
-                    chunk_stats, params_finite = self._run_steps(epoch, step, stop)
-                    chunks.record(stop - step, time.perf_counter() - chunk_started)
-                    if not (math.isfinite(chunk_stats.cost) and params_finite):
-                        raise TrainingDivergedError(self._divergence_message(epoch, stop, run, stopping))
-                    stats += chunk_stats
-                    since_checkpoint += stop - step
-                    step = stop
-                    reporter.on_steps(epoch + 1, step, plan.steps_per_epoch, stats,
-                                      time.perf_counter() - epoch_started)
-                    if checkpoint_every and since_checkpoint >= checkpoint_every and step < plan.steps_per_epoch:
-                        self._checkpoint(run, epoch, step, stopping, history, config, stats,
-                                         earlier_seconds + time.perf_counter() - started)
-                        since_checkpoint = 0
-                epoch_seconds = time.perf_counter() - epoch_started
-                epoch, step, epoch_stats, stats = epoch + 1, 0, stats, StepStats()
+            while epoch < epochs and not (verdict and verdict.stop):
+                stats, epoch_seconds = self._train_epoch(loop, epoch, step, stats)
+                epoch, step = epoch + 1, 0
                 if epoch % eval_every == 0 or epoch == epochs:
-                    record = {"epoch": epoch, "train_error": epoch_stats.error_rate,
-                              "train_cost": epoch_stats.cost / max(epoch_stats.samples, 1)}
-                    if validation is not None:
-                        error = self._error_rate(validation)
-                        verdict = stopping.evaluate(epoch, error, self._params())
-                        record |= {"validation_error": error, "best_error": verdict.best_error,
-                                   "best_epoch": verdict.best_epoch}
-                        if verdict.stop:
-                            stop_reason = "early_stop"
-                    record |= {"learning_rate": self.optimizer.learning_rate, "epoch_seconds": epoch_seconds,
-                               "elapsed_seconds": earlier_seconds + time.perf_counter() - started}
-                    history.append(record)
-                    if run:
-                        run.append_history(record)
-                    reporter.on_evaluation(record)
+                    verdict = self._evaluate(loop, epoch, stats, epoch_seconds, validation)
+                stats = StepStats()
                 if run:
-                    self._checkpoint(run, epoch, 0, stopping, history, config, StepStats(),
-                                     earlier_seconds + time.perf_counter() - started)
-                    since_checkpoint = 0
-                if stop_reason == "early_stop":
-                    break
-            best = stopping.best_network()
-            if best is None:  # nothing was scored: the last network is the run's result
-                best = self.network.from_spec(self.network.spec(), self._params())
-                if run:
-                    best.save(run.best_path)
-            result = FitResult(best_network=best, best_error=verdict.best_error if verdict else math.nan,
-                               best_epoch=verdict.best_epoch if verdict else epoch, epochs=epoch,
-                               stop_reason=stop_reason, history=history,
-                               run_dir=run.path if run else None,
-                               seconds=earlier_seconds + time.perf_counter() - started)
-            self.network.set_params(self._params())
-            reporter.on_end(result)
-            return result
+                    self._checkpoint(loop, epoch, 0, stats)
+            return self._finish(loop, epoch, verdict)
         finally:
             self._close()
 
-    def _checkpoint(self, run: RunDir, epoch: int, step: int, stopping, history: list[dict], config: dict,
-                    stats: StepStats, seconds: float) -> None:
-        run.save_checkpoint(Checkpoint(epoch=epoch, step=step, params=self._params(),
-                                       optimizer_state=self._optimizer_state(),
-                                       stopping_state=stopping.state(), history=history, config=config,
-                                       epoch_stats=replace(stats), seconds=seconds))
+    def _restore(self, loop: _Loop, checkpoint: Checkpoint | None) -> tuple[int, int, StepStats]:
+        """Continue from ``checkpoint`` (None: a new run); where it stands (epoch, step) and the
+        statistics of that epoch's steps so far."""
+        if checkpoint is None:
+            return 0, 0, StepStats()
+        self._load_state(checkpoint.params, checkpoint.optimizer_state, (checkpoint.epoch, checkpoint.step))
+        if checkpoint.stopping_state is not None:
+            best_path = loop.run.best_path
+            loop.stopping.load_state(checkpoint.stopping_state,
+                                     self.network.load(best_path).params if best_path.exists() else None)
+        loop.run.rewrite_history(loop.history)
+        return checkpoint.epoch, checkpoint.step, replace(checkpoint.epoch_stats)  # a copy: the steps add to it
+
+    def _train_epoch(self, loop: _Loop, epoch: int, step: int, stats: StepStats) -> tuple[StepStats, float]:
+        """Steps ``step`` to the end of ``epoch`` (0-based) in chunks, each reported, with the
+        checkpoints ``checkpoint_every`` asks for between them; the epoch's statistics (added to
+        ``stats``, those of its steps before ``step``) and its seconds."""
+        epoch_started = time.perf_counter()
+        if self.schedule is not None:
+            self._set_learning_rate(self._scheduled_rate(epoch))
+        steps = loop.plan.steps_per_epoch
+        while step < steps:
+            stop = loop.chunks.end(step)
+            if loop.checkpoint_every:
+                stop = min(stop, step + loop.checkpoint_every - loop.since_checkpoint)
+            chunk_started = time.perf_counter()
+            chunk_stats, params_finite = self._run_steps(epoch, step, stop)
+            loop.chunks.record(stop - step, time.perf_counter() - chunk_started)
+            if not (math.isfinite(chunk_stats.cost) and params_finite):
+                raise TrainingDivergedError(self._divergence_message(epoch, stop, loop.run))
+            stats += chunk_stats
+            loop.since_checkpoint += stop - step
+            step = stop
+            loop.reporter.on_steps(epoch + 1, step, steps, stats, time.perf_counter() - epoch_started)
+            if loop.checkpoint_every and loop.since_checkpoint >= loop.checkpoint_every and step < steps:
+                self._checkpoint(loop, epoch, step, stats)
+        return stats, time.perf_counter() - epoch_started
+
+    def _evaluate(self, loop: _Loop, epoch: int, stats: StepStats, epoch_seconds: float,
+                  validation: Dataset | None) -> Verdict | None:
+        """The evaluation after ``epoch`` (1-based, whose steps' statistics are ``stats``): its
+        history record written and reported; with a validation set, the stop rule's verdict on it."""
+        record = {"epoch": epoch, "train_error": stats.error_rate, "train_cost": stats.cost / max(stats.samples, 1)}
+        verdict = None
+        if validation is not None:
+            error = self._error_rate(validation)
+            verdict = loop.stopping.evaluate(epoch, error, self._params())
+            record |= {"validation_error": error, "best_error": verdict.best_error, "best_epoch": verdict.best_epoch}
+        record |= {"learning_rate": self.optimizer.learning_rate, "epoch_seconds": epoch_seconds,
+                   "elapsed_seconds": loop.seconds()}
+        loop.history.append(record)
+        if loop.run:
+            loop.run.append_history(record)
+        loop.reporter.on_evaluation(record)
+        return verdict
+
+    def _finish(self, loop: _Loop, epochs: int, verdict: Verdict | None) -> FitResult:
+        """The result of a fit that trained ``epochs`` epochs and whose last verdict was ``verdict``."""
+        best = loop.stopping.best_network()
+        if best is None:  # nothing was scored: the last network is the run's result
+            best = self.network.from_spec(self.network.spec(), self._params())
+            if loop.run:
+                best.save(loop.run.best_path)
+        result = FitResult(best_network=best, best_error=verdict.best_error if verdict else math.nan,
+                           best_epoch=verdict.best_epoch if verdict else epochs, epochs=epochs,
+                           stop_reason="early_stop" if verdict and verdict.stop else "max_epochs",
+                           history=loop.history, run_dir=loop.run.path if loop.run else None,
+                           seconds=loop.seconds())
+        self.network.set_params(self._params())
+        loop.reporter.on_end(result)
+        return result
+
+    def _checkpoint(self, loop: _Loop, epoch: int, step: int, stats: StepStats) -> None:
+        loop.run.save_checkpoint(Checkpoint(epoch=epoch, step=step, params=self._params(),
+                                            optimizer_state=self._optimizer_state(),
+                                            stopping_state=loop.stopping.state(), history=loop.history,
+                                            config=loop.config, epoch_stats=replace(stats), seconds=loop.seconds()))
+        loop.since_checkpoint = 0
 
     @staticmethod
     def _check_resumable(saved: dict, current: dict) -> None:
@@ -405,7 +441,7 @@ class TrainerBase:
         reporter.on_end(result)
         return result
 
-    def _divergence_message(self, epoch: int, step: int, run: RunDir | None, stopping) -> str:
+    def _divergence_message(self, epoch: int, step: int, run: RunDir | None) -> str:
         where = f"epoch {epoch + 1}, by step {step}"
         advice = (f"the learning rate ({self.optimizer.learning_rate:g}) is probably too high; "
                   f"try a smaller one")

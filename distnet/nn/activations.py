@@ -48,6 +48,8 @@ class Activation:
 
 
 class Identity(Activation):
+    """identity(z) = z; derivative 1, so the gradient passes through unchanged."""
+
     name = "identity"
 
     def __call__(self, z, overwrite=False, scratch=None):
@@ -61,6 +63,9 @@ class Identity(Activation):
 
 
 class Sigmoid(Activation):
+    """σ(z) = 1/(1+e^−z), computed without overflow for either sign of z; σ'(z) = σ(z)(1 − σ(z)),
+    that is a(1 − a)."""
+
     name = "sigmoid"
 
     def __call__(self, z, overwrite=False, scratch=None):
@@ -73,6 +78,8 @@ class Sigmoid(Activation):
 
 
 class Tanh(Activation):
+    """tanh(z); tanh'(z) = 1 − tanh²(z) = 1 − a²."""
+
     name = "tanh"
 
     def __call__(self, z, overwrite=False, scratch=None):
@@ -83,6 +90,8 @@ class Tanh(Activation):
 
 
 class ReLU(Activation):
+    """max(z, 0); derivative 1 where z > 0 (that is, a > 0) and 0 elsewhere."""
+
     name = "relu"
 
     def __call__(self, z, overwrite=False, scratch=None):

@@ -13,6 +13,8 @@ from .activations import Activation, Sigmoid, Softmax, Softplus
 
 
 class Cost:
+    """Base class: subclasses define ``value`` (the cost of each row) and ``derivative`` (dC/da)."""
+
     name: str = ""
 
     def value(self, a: np.ndarray, y: np.ndarray) -> np.ndarray:

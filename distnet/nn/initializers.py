@@ -16,6 +16,8 @@ from ..spec import component
 
 
 class Initializer:
+    """Base class: calling one draws a layer's weight matrix from its fan_in and fan_out."""
+
     name: str = ""
 
     def __call__(self, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:

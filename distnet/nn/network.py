@@ -96,10 +96,12 @@ class Network:
 
     @property
     def parameter_count(self) -> int:
+        """The number of weights and biases: the length of :attr:`params`."""
         return count_parameters(self.sizes)
 
     @property
     def output_size(self) -> int:
+        """The number of outputs (the last layer's size): one per class."""
         return self.layers[-1].size
 
     def spec(self) -> dict:
@@ -156,9 +158,10 @@ class Network:
             fan_in = layer.size
 
     def copy(self) -> "Network":
+        """An independent network with the same architecture, cost, dtype and (copied) parameters."""
         return Network.from_spec(self.spec(), self.params)
 
-    def astype(self, dtype) -> "Network":
+    def astype(self, dtype: np.dtype | type | str) -> "Network":
         """A copy with parameters in another float type."""
         return Network.from_spec({**self.spec(), "dtype": np.dtype(dtype).name}, self.params)
 

@@ -17,6 +17,8 @@ from . import fused
 
 
 class Optimizer:
+    """Base class: subclasses define ``step``; state arrays (velocity, moments) are created on first use."""
+
     name: str = ""
 
     def __init__(self, learning_rate: float):
@@ -42,9 +44,12 @@ class Optimizer:
         return {k: v.copy() for k, v in self._state.items()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Replace the state with copies of ``state``, as :meth:`state` returned it (a checkpoint's)."""
         self._state = {k: np.array(v, copy=True) for k, v in state.items()}
 
     def spec(self) -> dict:
+        """A JSON-able description (name, learning rate and the rule's other settings; no state), the
+        inverse of :func:`optimizer_from_spec`."""
         return {"name": self.name, "learning_rate": self.learning_rate}
 
     def __repr__(self) -> str:

@@ -20,6 +20,7 @@ class Schedule:
     name: str = ""
 
     def factor(self, epoch: int, epochs: int) -> float:
+        """What the base learning rate is multiplied by in epoch ``epoch`` (0-based) of ``epochs``."""
         raise NotImplementedError
 
     def spec(self) -> dict:
