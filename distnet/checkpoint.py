@@ -35,10 +35,16 @@ class Checkpoint:
     config: dict
     epoch_stats: StepStats = field(default_factory=StepStats)  # of the steps of ``epoch`` before ``step``
     seconds: float = 0.0  # training wall time of the run so far, over every session that trained it
+    # The best network's parameters as of this checkpoint (None before the first evaluation): a
+    # resume needs no best.npz, which a crash can leave one improvement ahead of the newest
+    # checkpoint (it is written at the evaluation, the checkpoint after it), or damaged.
+    best_params: np.ndarray | None = None
 
     def save(self, path: str | os.PathLike) -> None:
         arrays = {"params": self.params,
                   **{_OPTIMIZER_PREFIX + k: v for k, v in self.optimizer_state.items()}}
+        if self.best_params is not None:
+            arrays["best_params"] = self.best_params
         meta = {"format": FORMAT, "version": 1, "epoch": self.epoch, "step": self.step,
                 "stopping_state": self.stopping_state, "history": self.history, "config": self.config,
                 "epoch_stats": vars(self.epoch_stats), "seconds": self.seconds}
@@ -57,15 +63,20 @@ class Checkpoint:
         arrays = read_npz(data, str(path), required=("params", "meta"))
         meta = parse_meta(arrays.pop("meta"), str(path), FORMAT, version=1)
         params = arrays.pop("params")
+        best_params = arrays.pop("best_params", None)  # absent from checkpoints written before it was kept
         fields = {"epoch": int, "step": int, "stopping_state": (dict, type(None)), "history": list,
                   "config": dict}
         wrong = [key for key, kind in fields.items() if not isinstance(meta.get(key), kind)]
         if wrong or meta["epoch"] < 0 or meta["step"] < 0:
             raise ModelFormatError(f"{path}: checkpoint metadata is incomplete or malformed "
                                    f"({', '.join(wrong) or 'negative epoch or step'})")
-        if params.ndim != 1 or params.dtype.kind != "f":
-            raise ModelFormatError(f"{path}: the parameters are not a vector of floats "
-                                   f"({params.dtype}, shape {params.shape})")
+        for name, vector in (("parameters", params), ("best network's parameters", best_params)):
+            if vector is not None and (vector.ndim != 1 or vector.dtype.kind != "f"):
+                raise ModelFormatError(f"{path}: the {name} are not a vector of floats "
+                                       f"({vector.dtype}, shape {vector.shape})")
+        if best_params is not None and best_params.shape != params.shape:
+            raise ModelFormatError(f"{path}: holds {best_params.size} parameters of the best network and "
+                                   f"{params.size} of the last")
         if "network" in meta["config"]:
             needed = count_parameters(spec_sizes(meta["config"]["network"], str(path)))
             if params.size != needed:
@@ -82,4 +93,4 @@ class Checkpoint:
                    optimizer_state={k[len(_OPTIMIZER_PREFIX):]: v for k, v in arrays.items()
                                     if k.startswith(_OPTIMIZER_PREFIX)},
                    stopping_state=meta["stopping_state"], history=meta["history"], config=meta["config"],
-                   epoch_stats=epoch_stats, seconds=float(seconds))
+                   epoch_stats=epoch_stats, seconds=float(seconds), best_params=best_params)

@@ -124,10 +124,7 @@ class EarlyStopping:
         if self.evaluator.improved:
             self.best_params = np.array(params, copy=True)
             self.best_epoch = epoch
-            if self.best_path is not None:
-                self.best_network().save(self.best_path)
-                write_json(self.best_path.with_suffix(".json"),
-                           {"epoch": epoch, "validation_error": error_rate})
+            self.save_best()
         return Verdict(stop, self.evaluator.improved, self.evaluator.lowest, self.best_epoch)
 
     def best_network(self) -> "Network | None":
@@ -137,6 +134,14 @@ class EarlyStopping:
         if self.best_params is None:
             return None
         return Network.from_spec(self.network_spec, self.best_params)
+
+    def save_best(self) -> None:
+        """Write the best network to ``best_path`` (if given, and once there is a best) atomically,
+        with a JSON record beside it of its epoch and validation error."""
+        if self.best_path is not None and self.best_params is not None:
+            self.best_network().save(self.best_path)
+            write_json(self.best_path.with_suffix(".json"),
+                       {"epoch": self.best_epoch, "validation_error": self.evaluator.lowest})
 
     def state(self) -> dict:
         """JSON-able state without the parameters (those live in the best-network file)."""

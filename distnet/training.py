@@ -7,6 +7,7 @@ in this process (:class:`distnet.trainer.Trainer`) or on Ray actors
 """
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import time
@@ -22,7 +23,7 @@ import numpy as np
 from .batches import BatchPlan
 from .checkpoint import Checkpoint
 from .data import Dataset
-from .errors import ConfigError, TrainingDivergedError
+from .errors import ConfigError, DistnetError, TrainingDivergedError
 from .data.augment import RandomAffine
 from .data.digits import PIXELS, SIDE
 from .nn import Network, Optimizer, UpdateRule
@@ -320,9 +321,12 @@ class TrainerBase:
             return 0, 0, StepStats()
         self._load_state(checkpoint.params, checkpoint.optimizer_state, (checkpoint.epoch, checkpoint.step))
         if checkpoint.stopping_state is not None:
-            best_path = loop.run.best_path
-            loop.stopping.load_state(checkpoint.stopping_state,
-                                     self.network.load(best_path).params if best_path.exists() else None)
+            best = checkpoint.best_params
+            if best is None:  # a checkpoint from before they held the best network
+                best = self.network.load(loop.run.best_path).params if loop.run.best_path.exists() else None
+            loop.stopping.load_state(checkpoint.stopping_state, best)
+            if best is not None and not _holds_best(loop.run, best, checkpoint.stopping_state["best_epoch"]):
+                loop.stopping.save_best()  # best.npz as of the checkpoint: a crash left it ahead, or damaged
         loop.run.rewrite_history(loop.history)
         return checkpoint.epoch, checkpoint.step, replace(checkpoint.epoch_stats)  # a copy: the steps add to it
 
@@ -386,10 +390,12 @@ class TrainerBase:
         return result
 
     def _checkpoint(self, loop: _Loop, epoch: int, step: int, stats: StepStats) -> None:
+        best = loop.stopping.best_network()
         loop.run.save_checkpoint(Checkpoint(epoch=epoch, step=step, params=self._params(),
                                             optimizer_state=self._optimizer_state(),
                                             stopping_state=loop.stopping.state(), history=loop.history,
-                                            config=loop.config, epoch_stats=replace(stats), seconds=loop.seconds()))
+                                            config=loop.config, epoch_stats=replace(stats), seconds=loop.seconds(),
+                                            best_params=best.params if best is not None else None))
         loop.since_checkpoint = 0
 
     @staticmethod
@@ -432,8 +438,13 @@ class TrainerBase:
         warnings.warn(f"{run.path} had ended at epoch {checkpoint.epoch} ({ending.replace('_', ' ')}): nothing "
                       f"to resume; {advice}")
         self.network.set_params(checkpoint.params)  # as after the run, which ended there
-        evaluated = evaluator is not None and math.isfinite(evaluator.lowest) and run.best_path.exists()
-        result = FitResult(best_network=Network.load(run.best_path) if evaluated else self.network.copy(),
+        kept = checkpoint.best_params is not None or run.best_path.exists()
+        evaluated = evaluator is not None and math.isfinite(evaluator.lowest) and kept
+        if evaluated and checkpoint.best_params is not None:
+            best = Network.from_spec(self.network.spec(), checkpoint.best_params)
+        else:
+            best = Network.load(run.best_path) if evaluated else self.network.copy()
+        result = FitResult(best_network=best,
                            best_error=evaluator.lowest if evaluated else math.nan,
                            best_epoch=state["best_epoch"] if evaluated else checkpoint.epoch,
                            epochs=checkpoint.epoch, stop_reason=ending, history=checkpoint.history,
@@ -519,6 +530,16 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
         else:
             checked[name] = whole_number(name, value, 0 if name == "checkpoint_every" else 1)
     return checked
+
+
+def _holds_best(run: RunDir, params: np.ndarray, epoch: int) -> bool:
+    """Whether the run directory's best.npz and best.json are the best network ``params`` of ``epoch``."""
+    try:
+        saved = Network.load(run.best_path).params
+        record = json.loads(run.best_path.with_suffix(".json").read_text())
+    except (DistnetError, OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("epoch") == epoch and np.array_equal(saved, params)
 
 
 def _data_config(train: Dataset, validation: Dataset | None) -> dict:

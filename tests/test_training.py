@@ -17,7 +17,7 @@ from distnet.presets import get_preset
 from distnet.progress import JsonLinesReporter, Reporter, TerminalReporter
 from distnet.step_stats import StepStats
 from distnet.trainer import Trainer
-from distnet.training import ChunkSizer
+from distnet.training import ChunkSizer, TrainerBase
 
 
 def test_split_sizes_differ_by_at_most_one():
@@ -254,12 +254,43 @@ def test_a_run_from_before_validation_was_recorded_keeps_its_best_network_on_a_r
     (run / "config.json").write_text(json.dumps(checkpoint.config))
     (run / "checkpoint.npz").unlink()
     checkpoint.save(run / "checkpoint.npz")
-    tiny_network(seed=4).save(run / "best.npz")  # a best network unlike the last one, as of an earlier epoch
-    best = (run / "best.npz").read_bytes()
-    result = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11).fit(
-        mnist.train.subset(slice(0, 2000)), None, run_dir=run, resume=True)
-    assert result.epochs == 2 and (run / "best.npz").read_bytes() == best
-    np.testing.assert_array_equal(result.best_network.params, Network.load(run / "best.npz").params)
+    trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
+    result = trainer.fit(mnist.train.subset(slice(0, 2000)), None, run_dir=run, resume=True)
+    assert result.epochs == 2 and checkpoint.best_params is not None
+    for best in (result.best_network.params, Network.load(run / "best.npz").params):
+        np.testing.assert_array_equal(best, checkpoint.best_params)
+    assert not np.array_equal(result.best_network.params, trainer.network.params)  # not the last network
+
+
+def checkpoint_of_epoch_2_of_3_with_the_best_network_of_epoch_3_left_by_a_crash(mnist, run):
+    """As a run killed after epoch 3's evaluation wrote its best network, before its checkpoint."""
+    fit_small(mnist, run, epochs=3)
+    assert json.loads((run / "best.json").read_text())["epoch"] == 3
+    (run / "checkpoint.npz").unlink()
+    (run / "checkpoint.prev.npz").rename(run / "checkpoint.npz")
+    return Checkpoint.load(run / "checkpoint.npz")
+
+
+def test_a_resume_takes_the_best_network_of_its_checkpoint_not_a_newer_one_a_crash_left(mnist, tmp_path,
+                                                                                        monkeypatch):
+    run = tmp_path / "run"
+    checkpoint = checkpoint_of_epoch_2_of_3_with_the_best_network_of_epoch_3_left_by_a_crash(mnist, run)
+    assert checkpoint.epoch == 2 and not np.array_equal(checkpoint.best_params, Network.load(run / "best.npz").params)
+    monkeypatch.setattr(TrainerBase, "_train_epoch", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # stopped right after the resume restored the run
+        fit_small(mnist, run, epochs=3, resume=True)
+    np.testing.assert_array_equal(Network.load(run / "best.npz").params, checkpoint.best_params)
+    assert json.loads((run / "best.json").read_text())["epoch"] == checkpoint.stopping_state["best_epoch"]
+
+
+def test_an_ended_run_returns_the_best_network_of_its_checkpoint_and_writes_nothing(mnist, tmp_path):
+    run = tmp_path / "run"
+    checkpoint = checkpoint_of_epoch_2_of_3_with_the_best_network_of_epoch_3_left_by_a_crash(mnist, run)
+    before = files(run)
+    with pytest.warns(UserWarning, match="had ended at epoch 2"):
+        result, _ = fit_small(mnist, run, epochs=2, resume=True)
+    np.testing.assert_array_equal(result.best_network.params, checkpoint.best_params)
+    assert result.best_epoch == checkpoint.stopping_state["best_epoch"] and files(run) == before
 
 
 def test_a_resume_names_what_differs_before_it_looks_at_the_data(mnist, tmp_path):

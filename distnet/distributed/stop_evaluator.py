@@ -78,6 +78,9 @@ class StopEvaluatorActor:
     def best_network(self):
         return self._call("best_network")
 
+    def save_best(self) -> None:
+        self._call("save_best")
+
     def state(self) -> dict:
         return self._call("state")
 
