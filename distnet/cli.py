@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import logging
 import os
+import shlex
 import sys
 import warnings
 from typing import NoReturn
@@ -63,14 +64,29 @@ def main(argv: list[str] | None = None) -> int:
         # The reader went away (e.g. `distnet show ... | head`): stop quietly, as other tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    # OSError: the file system or the network refused (a full disk, a read-only folder), which
-    # the message of the error says well enough.
-    except (DistnetError, OSError) as e:
+    except DistnetError as e:
         print(f"distnet: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # the file system or the network refused: a full disk, a read-only folder
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"distnet: error: {where}{e.strerror or e}{_after_a_refused_write(args)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"\ndistnet: interrupted{_how_to_go_on(args)}", file=sys.stderr)
         return 130
+
+
+def _after_a_refused_write(args: argparse.Namespace) -> str:
+    """For a training the file system stopped: that its files are intact, and how to go on."""
+    run_dir = getattr(args, "run_dir", None)
+    if args.command != "train" or run_dir is None:
+        return ""
+    from .rundir import RunDir
+
+    if not RunDir(run_dir).has_checkpoint():
+        return ""
+    return (f"; the run's files are as its last checkpoint left them: once there is room (or the folder is "
+            f"writable again), resume with: distnet train --resume {shlex.quote(str(run_dir))}")
 
 
 def _how_to_go_on(args: argparse.Namespace) -> str:
@@ -82,11 +98,12 @@ def _how_to_go_on(args: argparse.Namespace) -> str:
 
     run = RunDir(run_dir)
     if run.has_checkpoint():
-        return f"; resume with: distnet train --resume {run_dir}"
+        return f"; resume with: distnet train --resume {shlex.quote(str(run_dir))}"
     if run.holds_results():
         return (" after it saved its best network, before its first checkpoint: it cannot be resumed; to "
                 "train on, start a new run in another run directory")
-    return f" before the run's first checkpoint; to train it, start it again (--run-dir {run_dir} may be reused)"
+    return (f" before the run's first checkpoint; to train it, start it again (--run-dir "
+            f"{shlex.quote(str(run_dir))} may be reused)")
 
 
 def build_parser() -> argparse.ArgumentParser:

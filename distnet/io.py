@@ -3,6 +3,7 @@ and pickle-free reading of distnet's .npz files (models, checkpoints)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -16,6 +17,8 @@ import numpy as np
 
 from .errors import ModelFormatError
 
+# How the file system refuses a write (not the network errors of a download written through one).
+_REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
 # The names of atomic_writer's temporary files: one left behind is a write that was killed midway.
 UNFINISHED_WRITE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
 
@@ -24,22 +27,29 @@ UNFINISHED_WRITE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
 def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success flush, fsync and rename it over ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
+    On any exception the temporary file is removed and ``path`` is left as it was; an OSError of the
+    write (a full disk, a read-only folder) names ``path``, not the temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     # os.open rather than tempfile: the finished file gets the usual umask-based permissions.
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as e:
+        e.filename = str(path)
+        raise
     try:
         with os.fdopen(descriptor, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
+        if isinstance(e, OSError) and e.errno in _REFUSED_WRITES and e.filename in (None, str(temporary)):
+            e.filename, e.filename2 = str(path), None
         raise
     _fsync_directory(path.parent)
 
@@ -116,7 +126,9 @@ def parse_meta(raw: np.ndarray, name: str, expected_format: str, version: int) -
         raise ModelFormatError(f"{name}: its metadata is not valid JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != expected_format:
         found = meta.get("format") if isinstance(meta, dict) else None
-        raise ModelFormatError(f"{name}: expected a {expected_format} file, found {found!r}")
+        hint = ("; a run's network is its best.npz (or give the run directory)"
+                if found == "distnet.checkpoint" and expected_format == "distnet.network" else "")
+        raise ModelFormatError(f"{name}: expected a {expected_format} file, found {found!r}{hint}")
     if not isinstance(meta.get("version"), int) or meta["version"] > version:
         raise ModelFormatError(f"{name}: written by a newer distnet (format version {meta.get('version')!r}); upgrade distnet")
     return meta

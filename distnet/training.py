@@ -223,7 +223,8 @@ class TrainerBase:
                               f"or leave checkpoint_every at 0")
         run = RunDir(run_dir) if run_dir is not None else None
         if run is not None and resume:  # what the folder allows, before a distributed trainer starts Ray
-            run.check_has_checkpoint()
+            with run.held(create=False):  # "in use" first: that run cannot be resumed now anyway
+                run.check_has_checkpoint()
         elif run is not None:
             run.check_new()
         given = {"epochs": epochs, "eval_every": eval_every, "window": window, "acceptable_error": acceptable_error}

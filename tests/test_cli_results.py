@@ -333,6 +333,25 @@ def test_predict_explains_unusable_arrays(capsys, mnist_run, tmp_path, content, 
     assert status == 2 and re.search(message, err)
 
 
+def npy_header(text: str) -> bytes:
+    text += " " * (63 - (10 + len(text)) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode()
+
+
+@pytest.mark.parametrize("content", [
+    b"",  # empty
+    b"\x93NUMPY\x01\x00\x10\x00{{{{{{{{{{{{{{{\n",  # a header that is no Python literal
+    npy_header("{'descr': '<f4', 'fortran_order': False, 'shape': (100000000000, 784), }") + b"abc",  # 300 TB
+    npy_header("{'descr': '|O', 'fortran_order': False, 'shape': (2,), }") + b"\x80\x04",  # pickled objects
+])
+def test_predict_refuses_damaged_npy_files_in_one_line_and_allocates_nothing_they_claim(capsys, mnist_run, tmp_path,
+                                                                                       content):
+    (tmp_path / "bad.npy").write_bytes(content)
+    status, _, err = run_cli(capsys, "predict", mnist_run[0] / "best.npz", tmp_path / "bad.npy")
+    assert status == 2 and err.startswith(f"distnet: error: {tmp_path / 'bad.npy'}: not a readable .npy array (")
+    assert err.count("\n") == 1
+
+
 def test_predict_png_dark_on_light_is_inverted_like_mnist(capsys, mnist_run, mnist_test, tmp_path):
     image = pytest.importorskip("PIL.Image")
     digit = np.rint(mnist_test.images[1] * 255).astype(np.uint8).reshape(28, 28)

@@ -240,6 +240,9 @@ def test_a_data_folder_that_does_not_exist_is_an_error_not_passed_over(env: Path
     make_files(env / "mnist")
     with pytest.raises(DataNotFoundError, match=f"^the data folder {tmp_path / 'typo'} does not exist; give"):
         load_mnist(tmp_path / "typo", validation=5)
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(DataNotFoundError, match=f"^the data folder {tmp_path / 'a-file'} is a file, not a folder"):
+        load_mnist(tmp_path / "a-file", validation=5)
 
 
 def test_load_dataset_by_name_and_fashion_classes(env: Path, tmp_path: Path) -> None:

@@ -231,7 +231,8 @@ def _bad_models(tmp_path: Path, model: Path) -> dict[str, tuple[Path, list[str]]
     return {
         "truncated": (truncated, ["truncated.npz: not a readable .npz file; truncated or corrupt?"]),
         "not an npz": (not_npz, ["config.json: not an .npz file"]),
-        "a checkpoint, not a model": (checkpoint, ["expected a distnet.network file, found 'distnet.checkpoint'"]),
+        "a checkpoint, not a model": (checkpoint, ["expected a distnet.network file, found 'distnet.checkpoint'; a "
+                                                   "run's network is its best.npz (or give the run directory)"]),
         "needs pickle": (pickled, ["pickled.npz: holds pickled objects, which distnet never loads"]),
         "missing": (tmp_path / "nope.npz", ["nope.npz: no such model file"]),
         "wrong input size": (narrow, ["in100.npz does not fit mnist/test", "takes 100 inputs",
@@ -439,6 +440,21 @@ def test_a_run_another_process_trains_is_refused_until_that_process_ends(capsys,
     assert status == 0 and "had ended" in err
 
 
+def test_a_run_another_process_trains_before_its_first_checkpoint_is_in_use_not_without_checkpoint(
+        capsys, data, run, tmp_path):
+    starting = tmp_path / "starting"
+    starting.mkdir()
+    shutil.copy(run / "config.json", starting)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(starting)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        status, _, err = cli(capsys, "train", "--resume", starting, "--data-dir", data)
+        assert_clean_error(status, err, f"{starting} is in use: another process is training this run")
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_resume_of_a_folder_that_is_not_a_run(capsys, data, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -516,6 +532,13 @@ def test_resume_with_both_checkpoints_damaged_is_a_clear_error_and_touches_nothi
     assert snapshot(run) == before
 
 
+def test_the_advice_quotes_a_run_directory_that_the_shell_would_split(capsys, data, tmp_path, monkeypatch):
+    folder = tmp_path / "my run"
+    monkeypatch.setattr("distnet.progress.Reporter", lambda: InterruptedInEpoch(2))
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
+    assert status == 130 and err == f"\ndistnet: interrupted; resume with: distnet train --resume '{folder}'\n"
+
+
 def test_a_run_interrupted_between_its_first_best_network_and_checkpoint_says_it_cannot_be_resumed(
         capsys, data, tmp_path, monkeypatch):
     folder = tmp_path / "run"
@@ -543,6 +566,29 @@ def test_a_run_that_saved_nothing_does_not_block_its_folder(capsys, data, tmp_pa
     status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
     assert status == 0, err
     assert Checkpoint.load(folder / "checkpoint.npz").epoch == 1
+
+
+def test_a_full_disk_names_the_file_it_could_not_write_and_the_run_resumes_once_there_is_room(
+        capsys, data, tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    real_fsync = os.fsync
+
+    def disk_fills_up(fd):
+        if (folder / "checkpoint.npz").exists():  # after epoch 1's checkpoint
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr("distnet.io.os.fsync", disk_fills_up)
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
+    monkeypatch.undo()
+    assert status == 2 and re.fullmatch(
+        f"distnet: error: {re.escape(str(folder))}/(best.npz|best.json|checkpoint.npz): No space left on device; "
+        f"the run's files are as its last checkpoint left them: once there is room \\(or the folder is writable "
+        f"again\\), resume with: distnet train --resume {re.escape(str(folder))}\n", err), err
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+    assert Checkpoint.load(folder / "checkpoint.npz").epoch == 1
+    status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--quiet")
+    assert status == 0, err
 
 
 # -- divergence --------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ the other picture formats through Pillow (``pip install 'distnet[images]'``).
 from __future__ import annotations
 
 import json
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -77,11 +78,13 @@ def read_images(path: Path, invert: str = "auto") -> tuple[list[str], np.ndarray
         return [str(path)], read_picture(path, invert)[None, :]
     if suffix == ".npy":
         try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as e:
+            # Mapped, not read: a header that claims more than the file holds is refused, not allocated.
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as e:
             raise DataFormatError(f"{path}: not a readable .npy array ({e})") from None
         if not isinstance(array, np.ndarray):  # np.load returns an archive for .npz content
             raise DataFormatError(f"{path}: holds an .npz archive, not one .npy array")
+        array = np.array(array)  # off the map: the file may change or go
     else:
         from ..data import read_idx
 

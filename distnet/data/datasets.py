@@ -296,7 +296,8 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool) 
     folders = []
     if data_dir is not None:
         if not Path(data_dir).is_dir():  # a typo would otherwise go unnoticed, the files found elsewhere
-            raise DataNotFoundError(f"the data folder {data_dir} does not exist; give the folder that holds the "
+            what = "is a file, not a folder" if Path(data_dir).exists() else "does not exist"
+            raise DataNotFoundError(f"the data folder {data_dir} {what}; give the folder that holds the "
                                     f"{title} files, or none to use ${DATA_DIR_ENV}, the cache or a download")
         folders += [Path(data_dir), Path(data_dir) / name]
     if os.environ.get(DATA_DIR_ENV):
