@@ -103,16 +103,24 @@ class RunDir:
             self._check_no_results()
 
     def _check_no_results(self) -> None:
-        if not self.holds_results():
-            return
-        if self.config_path.exists() and self.has_checkpoint():
-            raise ConfigError(f"{self.path} already holds a run; continue it (distnet train --resume "
-                              f"{self.path}; in Python fit(..., resume=True)), or choose another run directory")
-        found = ", ".join(p.name for p in (self.best_path, self.checkpoint_path, self.previous_checkpoint_path)
-                          if p.exists())
-        lacking = "config.json" if not self.config_path.exists() else "checkpoint"
-        raise ConfigError(f"{self.path} holds {found} but no {lacking}, so it cannot be resumed, and a new run "
-                          f"would overwrite what it holds; choose another run directory, or move those files away")
+        if self.config_path.exists():
+            try:
+                self.config()
+            except ModelFormatError as e:
+                raise ConfigError(f"{self.path} holds a config.json that is not a distnet run's ({e}); a new run "
+                                  f"would overwrite it: choose another run directory") from None
+        if self.holds_results():
+            if self.config_path.exists() and self.has_checkpoint():
+                raise ConfigError(f"{self.path} already holds a run; continue it (distnet train --resume "
+                                  f"{self.path}; in Python fit(..., resume=True)), or choose another run directory")
+            found = ", ".join(p.name for p in (self.best_path, self.checkpoint_path, self.previous_checkpoint_path)
+                              if p.exists())
+            lacking = "config.json" if not self.config_path.exists() else "checkpoint"
+            raise ConfigError(f"{self.path} holds {found} but no {lacking}, so it cannot be resumed, and a new run "
+                              f"would overwrite what it holds; choose another run directory, or move those files away")
+        if self.history_path.exists() and not self.config_path.exists():
+            raise ConfigError(f"{self.path} holds a history.jsonl but no config.json, so not a distnet run; a new "
+                              f"run would overwrite it: choose another run directory")
 
     def create(self, config: dict) -> None:
         """Start a new run here; refuses a folder whose run has saved results (see check_new)."""

@@ -6,6 +6,7 @@ import io
 import json
 import re
 import shutil
+from pathlib import Path
 import struct
 import sys
 
@@ -400,6 +401,20 @@ def test_plot_of_a_run_trained_without_validation_set_draws_its_training(capsys,
                                              run_dir=tmp_path / "run")
     status, out, _ = run_cli(capsys, "plot", tmp_path / "run", "--out", tmp_path / "plots")
     assert status == 0 and png_size(tmp_path / "plots" / "learning_curves.png") == (900, 600)
+
+
+def test_plot_says_which_line_of_the_history_is_broken_and_refuses_a_file_for_out(capsys, mnist_run, tmp_path):
+    pytest.importorskip("matplotlib")
+    run = Path(shutil.copytree(mnist_run[0], tmp_path / "run"))
+    with open(run / "history.jsonl", "a") as history:
+        history.write('{"epoch": 9, "train_err')  # a write cut short
+    lines = len((run / "history.jsonl").read_text().splitlines())
+    status, _, err = run_cli(capsys, "plot", run)
+    assert status == 2 and err == (f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON (the "
+                                   f"last: a write cut short? a resume rewrites the file)\n")
+    (tmp_path / "a-file").write_text("")
+    status, _, err = run_cli(capsys, "plot", mnist_run[0], "--out", tmp_path / "a-file")
+    assert status == 2 and err == f"distnet: error: --out {tmp_path / 'a-file'} is a file; give a folder for the PNG files\n"
 
 
 def test_plot_without_matplotlib_says_what_to_install(capsys, mnist_run, monkeypatch):

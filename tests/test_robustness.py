@@ -387,6 +387,26 @@ def test_a_run_dir_that_holds_a_run_is_refused_untouched(capsys, data, run):
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("own, message", [
+    ({"config.json": '{"my": "own settings"}'}, "holds a config.json that is not a distnet run's"),
+    ({"config.json": "not json"}, "holds a config.json that is not a distnet run's"),
+    ({"history.jsonl": "notes\n"}, "holds a history.jsonl but no config.json, so not a distnet run"),
+])
+def test_a_folder_with_files_distnet_did_not_write_is_refused_untouched(capsys, data, tmp_path, own, message):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    for name, text in own.items():
+        (folder / name).write_text(text)
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
+    assert_clean_error(status, err, f"{folder} {message}", "choose another run directory")
+    assert {p.name: p.read_text() for p in folder.iterdir()} == own
+
+
+def test_an_empty_run_directory_name_is_refused_rather_than_taken_for_this_folder(capsys, data):
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", ""))
+    assert_clean_error(status, err, "argument --run-dir: expected a folder, got an empty name")
+
+
 @pytest.mark.parametrize("removed", [["config.json"], ["checkpoint.npz", "checkpoint.prev.npz"]])
 def test_a_run_dir_with_results_but_no_way_to_resume_is_refused_untouched_and_says_why(capsys, data, run,
                                                                                        removed):

@@ -59,6 +59,13 @@ def check_fits(network, model: Path, pixels: int, classes: int, data_name: str) 
                           f"pixels per image and {classes} classes; use it on the data it was trained on")
 
 
+def folder(text: str) -> Path:
+    """An option's value that must name a folder (an empty one would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty name")
+    return Path(text)
+
+
 def positive_int(text: str) -> int:
     """An option's value that must be a whole number of at least 1."""
     return _whole(text, minimum=1)

@@ -47,6 +47,8 @@ def run(args) -> int:
     mistakes = confident_mistakes(outputs, test.labels, GRID[0] * GRID[1])
 
     out = args.out or run_dir.path / "plots"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the PNG files")
     out.mkdir(parents=True, exist_ok=True)
     title = f"{config.get('preset') or 'custom'} on {args.dataset}"
     written = [
@@ -76,10 +78,16 @@ def read_history(path: Path) -> list[dict]:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
         raise ConfigError(f"{path.parent} is not a run directory (no history.jsonl)") from None
-    try:
-        return [json.loads(line) for line in lines if line.strip()]
-    except ValueError:
-        raise ConfigError(f"{path}: a line is not valid JSON; was the file edited by hand?") from None
+    history = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            history.append(json.loads(line))
+        except ValueError:
+            cut = " (the last: a write cut short? a resume rewrites the file)" if number == len(lines) else ""
+            raise ConfigError(f"{path}: line {number} is not valid JSON{cut}") from None
+    return history
 
 
 def figure(pyplot, name: str):

@@ -13,7 +13,7 @@ from ..errors import ConfigError, DistnetError, ModelFormatError
 from ..presets import PRESETS, get_preset
 from ..progress import count
 from ..rundir import RunDir
-from .common import (add_data_arguments, cluster_address, load_data, non_negative_int, positive_float,
+from .common import (add_data_arguments, cluster_address, folder, load_data, non_negative_int, positive_float,
                      positive_int)
 
 
@@ -54,8 +54,8 @@ def register(subparsers) -> None:
                                                            f"(default: the preset's: {_each_preset('window')})")
     train.add_argument("--seed", type=non_negative_int, help="random seed (default: 942457, the article's)")
     train.add_argument("--dtype", choices=["float32", "float64"], help="float32 (the default) or float64")
-    train.add_argument("--run-dir", type=Path, help="where to write the run (default: runs/PRESET-DATASET-TIME)")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    train.add_argument("--run-dir", type=folder, help="where to write the run (default: runs/PRESET-DATASET-TIME)")
+    train.add_argument("--resume", type=folder, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     train.add_argument("--checkpoint-every", type=non_negative_int, default=0, metavar="STEPS",
                        help="also checkpoint every STEPS steps (default: at each epoch end only)")
     # None unless given, so that --resume can refuse them (see RUN_SETTINGS); run() fills in the defaults.
