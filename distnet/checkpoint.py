@@ -1,8 +1,8 @@
 """Training checkpoints: everything needed to continue a run exactly where it stopped.
 
-A checkpoint is one ``.npz`` (parameters and optimizer state arrays, plus JSON metadata with the
-position, the early-stopping state, the history and the run's configuration), written atomically
-and read without pickle. Because every mini-batch is derived from (seed, epoch, shard), the
+A checkpoint is one ``.npz`` (parameters, optimizer state and the best network's parameters as
+arrays, plus JSON metadata with the position, the early-stopping state, the history and the run's
+configuration), written atomically and read without pickle. Because every mini-batch is derived from (seed, epoch, shard), the
 position (epoch, step) replaces any RNG state.
 """
 from __future__ import annotations
