@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"distnet: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:  # the file system or the network refused: a full disk, a read-only folder
-        where = f"{e.filename}: " if e.filename else ""
+        where = f"{e.filename} -> {e.filename2}: " if e.filename2 else f"{e.filename}: " if e.filename else ""
         print(f"distnet: error: {where}{e.strerror or e}{_after_a_refused_write(args)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -44,7 +44,11 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temporary, path)
+        try:
+            os.replace(temporary, path)
+        except OSError as e:  # such as a folder where the file should go: name the file, not the temporary
+            e.filename, e.filename2 = str(path), None
+            raise
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)

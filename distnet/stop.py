@@ -138,7 +138,7 @@ class EarlyStopping:
     def save_best(self) -> None:
         """Write the best network to ``best_path`` (if given, and once there is a best) atomically,
         with a JSON record beside it of its epoch and validation error."""
-        if self.best_path is not None and self.best_params is not None:
+        if self.best_path is not None and self.best_params is not None and self.best_epoch >= 0:
             self.best_network().save(self.best_path)
             write_json(self.best_path.with_suffix(".json"),
                        {"epoch": self.best_epoch, "validation_error": self.evaluator.lowest})

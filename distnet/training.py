@@ -118,8 +118,9 @@ class _Start(NamedTuple):
 @dataclass
 class _Loop:
     """What the parts of one fit share: its batches and chunks, where it writes and reports, the
-    stop rule, the history, and its clock (training seconds of earlier sessions, and this one's
-    start)."""
+    stop rule and a copy of its best network's parameters (for checkpoints and the result, without
+    a call to a stop-evaluator actor), the history, and its clock (training seconds of earlier
+    sessions, and this one's start)."""
 
     plan: BatchPlan
     chunks: ChunkSizer
@@ -132,6 +133,7 @@ class _Loop:
     earlier_seconds: float
     started: float
     since_checkpoint: int = 0  # steps since the last checkpoint
+    best_params: np.ndarray | None = None  # the best network's, as the stop rule keeps them
 
     def seconds(self) -> float:
         """Training seconds so far, over every session of the run."""
@@ -294,7 +296,7 @@ class TrainerBase:
             loop = _Loop(plan, ChunkSizer(plan.steps_per_epoch), run, start.config, stopping, reporter,
                          checkpoint_every, list(checkpoint.history) if checkpoint else [],
                          checkpoint.seconds if checkpoint else 0.0, started)
-            epoch, step, stats = self._restore(loop, checkpoint)
+            epoch, step, stats, verdict = self._restore(loop, checkpoint)
             reporter.on_start({"steps_per_epoch": plan.steps_per_epoch, "epochs": epochs,
                                "batch_size": self.batch_size, "distributed": self.distributed,
                                "workers": self.shards if self.distributed else 0, "shards": self.shards,
@@ -302,12 +304,11 @@ class TrainerBase:
                                "sizes": self.network.sizes, "optimizer": loop.config["optimizer"],
                                "l2": self.rule.l2, "schedule": loop.config["schedule"],
                                "augmentation": loop.config["augmentation"]})
-            verdict: Verdict | None = None
             while epoch < epochs and not (verdict and verdict.stop):
                 stats, epoch_seconds = self._train_epoch(loop, epoch, step, stats)
                 epoch, step = epoch + 1, 0
                 if epoch % eval_every == 0 or epoch == epochs:
-                    verdict = self._evaluate(loop, epoch, stats, epoch_seconds, validation)
+                    verdict = self._evaluate(loop, epoch, stats, epoch_seconds, validation) or verdict
                 stats = StepStats()
                 if run:
                     self._checkpoint(loop, epoch, 0, stats)
@@ -315,21 +316,27 @@ class TrainerBase:
         finally:
             self._close()
 
-    def _restore(self, loop: _Loop, checkpoint: Checkpoint | None) -> tuple[int, int, StepStats]:
-        """Continue from ``checkpoint`` (None: a new run); where it stands (epoch, step) and the
-        statistics of that epoch's steps so far."""
+    def _restore(self, loop: _Loop, checkpoint: Checkpoint | None) -> tuple[int, int, StepStats, Verdict | None]:
+        """Continue from ``checkpoint`` (None: a new run); where it stands (epoch, step), the
+        statistics of that epoch's steps so far, and the stop rule's standing (None before the
+        first evaluation)."""
         if checkpoint is None:
-            return 0, 0, StepStats()
+            return 0, 0, StepStats(), None
         self._load_state(checkpoint.params, checkpoint.optimizer_state, (checkpoint.epoch, checkpoint.step))
-        if checkpoint.stopping_state is not None:
-            best = checkpoint.best_params
-            if best is None:  # a checkpoint from before they held the best network
-                best = self.network.load(loop.run.best_path).params if loop.run.best_path.exists() else None
-            loop.stopping.load_state(checkpoint.stopping_state, best)
-            if best is not None and not _holds_best(loop.run, best, checkpoint.stopping_state["best_epoch"]):
-                loop.stopping.save_best()  # best.npz as of the checkpoint: a crash left it ahead, or damaged
         loop.run.rewrite_history(loop.history)
-        return checkpoint.epoch, checkpoint.step, replace(checkpoint.epoch_stats)  # a copy: the steps add to it
+        state = checkpoint.stopping_state
+        position = checkpoint.epoch, checkpoint.step, replace(checkpoint.epoch_stats)  # a copy: the steps add to it
+        if state is None or state["best_epoch"] < 0:
+            return *position, None
+        if checkpoint.holds_best:
+            loop.best_params = checkpoint.best_params
+        elif loop.run.best_path.exists():  # a checkpoint from before they held the best network
+            loop.best_params = self.network.load(loop.run.best_path).params
+        loop.stopping.load_state(state, loop.best_params)
+        if checkpoint.holds_best and not _holds_best(loop.run, loop.best_params, state["best_epoch"]):
+            loop.stopping.save_best()  # best.npz as of the checkpoint: a crash left it ahead, or damaged
+        evaluator = StopEvaluator.from_state(state["evaluator"])
+        return *position, Verdict(False, False, evaluator.lowest, state["best_epoch"])
 
     def _train_epoch(self, loop: _Loop, epoch: int, step: int, stats: StepStats) -> tuple[StepStats, float]:
         """Steps ``step`` to the end of ``epoch`` (0-based) in chunks, each reported, with the
@@ -363,8 +370,10 @@ class TrainerBase:
         record = {"epoch": epoch, "train_error": stats.error_rate, "train_cost": stats.cost / max(stats.samples, 1)}
         verdict = None
         if validation is not None:
-            error = self._error_rate(validation)
-            verdict = loop.stopping.evaluate(epoch, error, self._params())
+            error, params = self._error_rate(validation), self._params()
+            verdict = loop.stopping.evaluate(epoch, error, params)
+            if verdict.improved:
+                loop.best_params = np.array(params, copy=True)  # for the checkpoints, without asking the stop rule
             record |= {"validation_error": error, "best_error": verdict.best_error, "best_epoch": verdict.best_epoch}
         record |= {"learning_rate": self.optimizer.learning_rate, "epoch_seconds": epoch_seconds,
                    "elapsed_seconds": loop.seconds()}
@@ -376,8 +385,9 @@ class TrainerBase:
 
     def _finish(self, loop: _Loop, epochs: int, verdict: Verdict | None) -> FitResult:
         """The result of a fit that trained ``epochs`` epochs and whose last verdict was ``verdict``."""
-        best = loop.stopping.best_network()
-        if best is None:  # nothing was scored: the last network is the run's result
+        if loop.best_params is not None:
+            best = self.network.from_spec(self.network.spec(), loop.best_params)
+        else:  # nothing was scored: the last network is the run's result
             best = self.network.from_spec(self.network.spec(), self._params())
             if loop.run:
                 best.save(loop.run.best_path)
@@ -391,12 +401,11 @@ class TrainerBase:
         return result
 
     def _checkpoint(self, loop: _Loop, epoch: int, step: int, stats: StepStats) -> None:
-        best = loop.stopping.best_network()
         loop.run.save_checkpoint(Checkpoint(epoch=epoch, step=step, params=self._params(),
                                             optimizer_state=self._optimizer_state(),
                                             stopping_state=loop.stopping.state(), history=loop.history,
                                             config=loop.config, epoch_stats=replace(stats), seconds=loop.seconds(),
-                                            best_params=best.params if best is not None else None))
+                                            best_params=loop.best_params))
         loop.since_checkpoint = 0
 
     @staticmethod

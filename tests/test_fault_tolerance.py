@@ -255,6 +255,16 @@ def test_a_ray_failure_the_trainer_does_not_recover_from_ends_the_run_with_a_cle
     assert saved == {name: (run / name).read_bytes() for name in saved}
 
 
+def test_an_error_an_actor_raises_on_purpose_reaches_the_caller_as_itself(mnist, ray_local, tmp_path):
+    """The stop evaluator cannot write best.json (a folder is in its way): the OSError it raised,
+    naming the file, not a Ray wrapper around it."""
+    run = tmp_path / "run"
+    (run / "best.json").mkdir(parents=True)
+    with pytest.raises(IsADirectoryError) as raised:
+        fit(make_trainer(), mnist, run_dir=run)
+    assert raised.value.filename == str((run / "best.json").absolute())
+
+
 # -- the driver killed, and damaged checkpoints: the command line on a small MNIST ----------------
 
 @pytest.fixture(scope="module")

@@ -87,11 +87,11 @@ def test_step_is_mean_gradient_then_l2_then_optimizer(mnist):
     np.testing.assert_allclose(net.params, reference.params, rtol=0, atol=1e-15)
 
 
-def fit_small(mnist, run_dir=None, epochs=2, resume=False, network=None, window=3, **kw):
+def fit_small(mnist, run_dir=None, epochs=2, resume=False, network=None, window=3, eval_every=1, **kw):
     train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
     net = network or tiny_network()
     trainer = Trainer(net, Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
-    return trainer.fit(train, validation, epochs=epochs, eval_every=1, window=window, run_dir=run_dir,
+    return trainer.fit(train, validation, epochs=epochs, eval_every=eval_every, window=window, run_dir=run_dir,
                        resume=resume, **kw), net
 
 
@@ -281,6 +281,48 @@ def test_a_resume_takes_the_best_network_of_its_checkpoint_not_a_newer_one_a_cra
         fit_small(mnist, run, epochs=3, resume=True)
     np.testing.assert_array_equal(Network.load(run / "best.npz").params, checkpoint.best_params)
     assert json.loads((run / "best.json").read_text())["epoch"] == checkpoint.stopping_state["best_epoch"]
+
+
+def test_a_checkpoint_of_version_1_without_the_best_network_resumes_with_best_npz(mnist, tmp_path, monkeypatch):
+    from distnet.io import npz_bytes, read_npz
+
+    run = tmp_path / "run"
+    fit_small(mnist, run, epochs=2, checkpoint_every=20)
+    (run / "checkpoint.npz").unlink()
+    arrays = read_npz((run / "checkpoint.prev.npz").read_bytes(), "checkpoint", required=("meta",))
+    meta = {**json.loads(arrays.pop("meta").tobytes()), "version": 1}
+    del arrays["best_params"]
+    (run / "checkpoint.npz").write_bytes(npz_bytes(arrays, meta))  # as distnet wrote them until 2026-12-01
+    assert not Checkpoint.load(run / "checkpoint.npz").holds_best
+    tiny_network(seed=4).save(run / "best.npz")  # what such a run left there is all there is to go by
+    best = (run / "best.npz").read_bytes()
+    monkeypatch.setattr(TrainerBase, "_train_epoch", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # stopped right after the resume restored the run
+        fit_small(mnist, run, epochs=2, resume=True, checkpoint_every=20)
+    assert (run / "best.npz").read_bytes() == best  # taken as the best network, not rewritten
+
+
+def test_a_run_without_validation_resumed_to_more_epochs_ends_with_its_last_network(mnist, tmp_path):
+    run, train = tmp_path / "run", mnist.train.subset(slice(0, 2000))
+    Trainer(tiny_network(), Nesterov(0.02, 0.87), seed=11).fit(train, None, epochs=2, run_dir=run)
+    trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), seed=11)
+    result = trainer.fit(train, None, epochs=4, run_dir=run, resume=True)
+    np.testing.assert_array_equal(result.best_network.params, trainer.network.params)
+    np.testing.assert_array_equal(Network.load(run / "best.npz").params, trainer.network.params)
+    assert result.best_epoch == 4 and not (run / "best.json").exists()
+
+
+def test_a_crash_before_the_first_checkpoint_after_the_first_best_network_leaves_no_false_record(mnist, tmp_path,
+                                                                                                monkeypatch):
+    run = tmp_path / "run"
+    fit_small(mnist, run, epochs=2, eval_every=2)
+    (run / "checkpoint.npz").unlink()
+    (run / "checkpoint.prev.npz").rename(run / "checkpoint.npz")  # epoch 1's: no evaluation yet
+    record = (run / "best.json").read_text()
+    monkeypatch.setattr(TrainerBase, "_train_epoch", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # stopped right after the resume restored the run
+        fit_small(mnist, run, epochs=2, eval_every=2, resume=True)
+    assert (run / "best.json").read_text() == record
 
 
 def test_an_ended_run_returns_the_best_network_of_its_checkpoint_and_writes_nothing(mnist, tmp_path):

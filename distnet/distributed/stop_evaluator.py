@@ -28,7 +28,7 @@ class _EarlyStoppingActor(EarlyStopping):
 
 
 class StopEvaluatorActor:
-    """Driver-side handle with the same methods as :class:`EarlyStopping`.
+    """Driver-side handle with the methods of :class:`EarlyStopping` that training calls.
 
     The actor runs on the node ``node_id`` (the driver's: the best network is written where the
     driver reads it back). ``on_failure(cause)`` is called each time the actor is found dead,
@@ -74,9 +74,6 @@ class StopEvaluatorActor:
     def evaluate(self, epoch: int, error_rate: float, params: np.ndarray) -> Verdict:
         verdict, self._state = self._call("evaluate_with_state", epoch, error_rate, params)
         return verdict
-
-    def best_network(self):
-        return self._call("best_network")
 
     def save_best(self) -> None:
         self._call("save_best")

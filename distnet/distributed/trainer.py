@@ -64,6 +64,12 @@ _LOST = (WorkerLostError, ray.exceptions.RayActorError)
 _log = logging.getLogger(__name__)
 
 
+def _first_line(error: BaseException) -> str:
+    """An error's message, its first line only (Ray's run on with remote tracebacks)."""
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else "no details"
+
+
 class DistributedTrainer(TrainerBase):
     """Train with ``workers`` GradientWorker actors, a ParameterServer actor and a StopEvaluator
     actor; the same math as :class:`~distnet.trainer.Trainer` (same batches for the same seed).
@@ -141,9 +147,14 @@ class DistributedTrainer(TrainerBase):
             if self.requested_workers is None:
                 self.requested_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
             yield
+        except ray.exceptions.RayTaskError as e:  # an actor's method raised
+            cause = e.cause if isinstance(e.cause, BaseException) else e
+            if isinstance(cause, (DistnetError, OSError)):
+                raise cause from None  # as if raised here: the error says what is wrong and how to fix it
+            raise RayFailedError(f"an actor failed ({type(cause).__name__}: {_first_line(cause)})"
+                                 f"{self._what_is_kept()}") from e
         except ray.exceptions.RayError as e:
-            cause = str(e).strip().splitlines()[0][:300] if str(e).strip() else "no details"
-            raise RayFailedError(f"Ray failed ({type(e).__name__}: {cause}){self._what_is_kept()}") from e
+            raise RayFailedError(f"Ray failed ({type(e).__name__}: {_first_line(e)}){self._what_is_kept()}") from e
         finally:
             self._close()  # again (it does nothing twice): also when the run fails before its actors start
 
