@@ -19,8 +19,6 @@ from .nn.network import count_parameters, spec_sizes
 from .step_stats import StepStats
 
 FORMAT = "distnet.checkpoint"
-# Version 2 holds the best network (best_params) whenever there is one; version 1 never did.
-VERSION = 2
 _OPTIMIZER_PREFIX = "optimizer/"
 
 
@@ -41,14 +39,13 @@ class Checkpoint:
     # resume needs no best.npz, which a crash can leave one improvement ahead of the newest
     # checkpoint (it is written at the evaluation, the checkpoint after it), or damaged.
     best_params: np.ndarray | None = None
-    holds_best: bool = True  # False for a version-1 checkpoint: best_params None says nothing there
 
     def save(self, path: str | os.PathLike) -> None:
         arrays = {"params": self.params,
                   **{_OPTIMIZER_PREFIX + k: v for k, v in self.optimizer_state.items()}}
         if self.best_params is not None:
             arrays["best_params"] = self.best_params
-        meta = {"format": FORMAT, "version": VERSION, "epoch": self.epoch, "step": self.step,
+        meta = {"format": FORMAT, "version": 1, "epoch": self.epoch, "step": self.step,
                 "stopping_state": self.stopping_state, "history": self.history, "config": self.config,
                 "epoch_stats": vars(self.epoch_stats), "seconds": self.seconds}
         with atomic_writer(path) as f:
@@ -64,7 +61,7 @@ class Checkpoint:
         except OSError as e:
             raise ModelFormatError(f"{path}: cannot read the checkpoint ({e.strerror})") from None
         arrays = read_npz(data, str(path), required=("params", "meta"))
-        meta = parse_meta(arrays.pop("meta"), str(path), FORMAT, version=VERSION)
+        meta = parse_meta(arrays.pop("meta"), str(path), FORMAT, version=1)
         params = arrays.pop("params")
         best_params = arrays.pop("best_params", None)  # absent from checkpoints written before it was kept
         fields = {"epoch": int, "step": int, "stopping_state": (dict, type(None)), "history": list,
@@ -96,5 +93,4 @@ class Checkpoint:
                    optimizer_state={k[len(_OPTIMIZER_PREFIX):]: v for k, v in arrays.items()
                                     if k.startswith(_OPTIMIZER_PREFIX)},
                    stopping_state=meta["stopping_state"], history=meta["history"], config=meta["config"],
-                   epoch_stats=epoch_stats, seconds=float(seconds), best_params=best_params,
-                   holds_best=meta["version"] >= 2)
+                   epoch_stats=epoch_stats, seconds=float(seconds), best_params=best_params)

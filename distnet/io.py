@@ -37,7 +37,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]
     try:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as e:
-        e.filename = str(path)
+        _name(e, path)
         raise
     try:
         with os.fdopen(descriptor, mode) as f:
@@ -47,15 +47,22 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]
         try:
             os.replace(temporary, path)
         except OSError as e:  # such as a folder where the file should go: name the file, not the temporary
-            e.filename, e.filename2 = str(path), None
+            _name(e, path)
             raise
     except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # the error to report is the write's
             os.unlink(temporary)
         if isinstance(e, OSError) and e.errno in _REFUSED_WRITES and e.filename in (None, str(temporary)):
-            e.filename, e.filename2 = str(path), None
+            _name(e, path)
         raise
     _fsync_directory(path.parent)
+
+
+def _name(error: OSError, path: Path) -> None:
+    """Make ``error`` name ``path`` alone (not the temporary file, nor a second file)."""
+    error.filename = str(path)
+    with contextlib.suppress(AttributeError):
+        del error.filename2
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -328,12 +328,11 @@ class TrainerBase:
         position = checkpoint.epoch, checkpoint.step, replace(checkpoint.epoch_stats)  # a copy: the steps add to it
         if state is None or state["best_epoch"] < 0:
             return *position, None
-        if checkpoint.holds_best:
-            loop.best_params = checkpoint.best_params
-        elif loop.run.best_path.exists():  # a checkpoint from before they held the best network
+        loop.best_params = checkpoint.best_params
+        if loop.best_params is None and loop.run.best_path.exists():  # a checkpoint from before they held it
             loop.best_params = self.network.load(loop.run.best_path).params
         loop.stopping.load_state(state, loop.best_params)
-        if checkpoint.holds_best and not _holds_best(loop.run, loop.best_params, state["best_epoch"]):
+        if checkpoint.best_params is not None and not _holds_best(loop.run, loop.best_params, state["best_epoch"]):
             loop.stopping.save_best()  # best.npz as of the checkpoint: a crash left it ahead, or damaged
         evaluator = StopEvaluator.from_state(state["evaluator"])
         return *position, Verdict(False, False, evaluator.lowest, state["best_epoch"])
@@ -389,7 +388,7 @@ class TrainerBase:
             best = self.network.from_spec(self.network.spec(), loop.best_params)
         else:  # nothing was scored: the last network is the run's result
             best = self.network.from_spec(self.network.spec(), self._params())
-            if loop.run:
+            if loop.run and verdict is None:  # (with a verdict the best network was lost: nothing to save)
                 best.save(loop.run.best_path)
         result = FitResult(best_network=best, best_error=verdict.best_error if verdict else math.nan,
                            best_epoch=verdict.best_epoch if verdict else epochs, epochs=epochs,

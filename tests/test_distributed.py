@@ -329,3 +329,18 @@ def test_plain_steps_objects_are_freed_before_they_pile_up_in_a_worker_s_memory(
     assert done.returncode == 0, done.stderr[-2000:]
     seen = [float(line.rsplit(" ", 1)[1]) for line in done.stdout.splitlines() if line.startswith("worker shared")]
     assert seen and max(seen) < 60, seen  # the images are float64 copies here, outside shared memory
+
+
+def test_only_an_actor_s_refused_write_into_the_run_directory_is_reported_as_a_file_error(tmp_path):
+    """Such an error names the file and the CLI says how to resume; a broken pipe, or a file
+    elsewhere (the step channel's in /dev/shm), is a failure of the run's machinery instead."""
+    from distnet.rundir import RunDir
+
+    trainer = DistributedTrainer(small_network(), Nesterov(0.02), workers=1)
+    trainer._run = RunDir(tmp_path / "run")
+    assert trainer._names_a_run_file(OSError(28, "No space left on device", str(tmp_path / "run" / "best.npz")))
+    assert not trainer._names_a_run_file(OSError(28, "No space left on device", "/dev/shm/distnet-0/memory"))
+    assert not trainer._names_a_run_file(BrokenPipeError(32, "Broken pipe", str(tmp_path / "run" / "x")))
+    assert not trainer._names_a_run_file(ValueError("not a file error"))
+    trainer._run = None
+    assert not trainer._names_a_run_file(OSError(28, "No space left on device", str(tmp_path / "run" / "best.npz")))

@@ -139,8 +139,9 @@ def test_a_worker_lost_just_after_the_last_step_of_a_chunk_costs_that_chunk_noth
 def test_killed_stop_evaluator_and_parameter_server_recover_from_the_run_directory(
         mnist, ray_local, uninterrupted, tmp_path):
     trainer = make_trainer()
-    # The stop evaluator dies after the first evaluation, so it must get its state back; the
-    # server dies at step 25 of epoch 2, 5 steps after the checkpoint of step 20.
+    # The stop evaluator dies after the first evaluation, so it must get its state back (the loss
+    # shows at the next evaluation, its next call); the server dies at step 25 of epoch 2, 5 steps
+    # after the checkpoint of step 20.
     kill_stop_evaluator = KillOnce(2, 10, lambda: ray_local.kill(trainer._stopping.actor))
     kill_server = KillOnce(2, 25, lambda: ray_local.kill(trainer._server))
 
@@ -150,10 +151,19 @@ def test_killed_stop_evaluator_and_parameter_server_recover_from_the_run_directo
             kill_server.on_steps(*args)
 
     result = fit(trainer, mnist, reporter=Both(), run_dir=tmp_path / "run", checkpoint_every=10)
-    assert trainer.failures == ["the stop evaluator died (ActorDiedError)",
-                                "the parameter server lost in epoch 2 (ActorDiedError)"]
+    assert trainer.failures == ["the parameter server lost in epoch 2 (ActorDiedError)",
+                                "the stop evaluator died (ActorDiedError)"]
     assert_same_run(trainer, result, uninterrupted)
     assert result.best_epoch == uninterrupted[1].best_epoch
+
+
+def test_a_stop_evaluator_lost_without_run_directory_gets_the_best_network_back_from_its_handle(
+        mnist, ray_local, uninterrupted):
+    trainer = make_trainer()
+    result = fit(trainer, mnist, reporter=KillOnce(2, 10, lambda: ray_local.kill(trainer._stopping.actor)))
+    assert trainer.failures == ["the stop evaluator died (ActorDiedError)"]
+    assert_same_run(trainer, result, uninterrupted)
+    np.testing.assert_array_equal(result.best_network.params, uninterrupted[1].best_network.params)
 
 
 def test_killed_parameter_server_without_run_directory_replays_from_the_start(mnist, ray_local, uninterrupted):

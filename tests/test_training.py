@@ -16,6 +16,7 @@ from distnet.nn import UpdateRule
 from distnet.presets import get_preset
 from distnet.progress import JsonLinesReporter, Reporter, TerminalReporter
 from distnet.step_stats import StepStats
+from distnet.stop import EarlyStopping
 from distnet.trainer import Trainer
 from distnet.training import ChunkSizer, TrainerBase
 
@@ -283,23 +284,24 @@ def test_a_resume_takes_the_best_network_of_its_checkpoint_not_a_newer_one_a_cra
     assert json.loads((run / "best.json").read_text())["epoch"] == checkpoint.stopping_state["best_epoch"]
 
 
-def test_a_checkpoint_of_version_1_without_the_best_network_resumes_with_best_npz(mnist, tmp_path, monkeypatch):
-    from distnet.io import npz_bytes, read_npz
-
+def test_a_checkpoint_without_the_best_network_resumes_with_best_npz(mnist, tmp_path, monkeypatch):
     run = tmp_path / "run"
     fit_small(mnist, run, epochs=2, checkpoint_every=20)
     (run / "checkpoint.npz").unlink()
-    arrays = read_npz((run / "checkpoint.prev.npz").read_bytes(), "checkpoint", required=("meta",))
-    meta = {**json.loads(arrays.pop("meta").tobytes()), "version": 1}
-    del arrays["best_params"]
-    (run / "checkpoint.npz").write_bytes(npz_bytes(arrays, meta))  # as distnet wrote them until 2026-12-01
-    assert not Checkpoint.load(run / "checkpoint.npz").holds_best
+    checkpoint = Checkpoint.load(run / "checkpoint.prev.npz")
+    checkpoint.best_params = None  # as distnet wrote them until 2026-12-01
+    checkpoint.save(run / "checkpoint.npz")
     tiny_network(seed=4).save(run / "best.npz")  # what such a run left there is all there is to go by
     best = (run / "best.npz").read_bytes()
+    given = []
+    load_state = EarlyStopping.load_state
+    monkeypatch.setattr(EarlyStopping, "load_state", lambda self, state, params: (given.append(params),
+                                                                                   load_state(self, state, params)))
     monkeypatch.setattr(TrainerBase, "_train_epoch", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):  # stopped right after the resume restored the run
         fit_small(mnist, run, epochs=2, resume=True, checkpoint_every=20)
-    assert (run / "best.npz").read_bytes() == best  # taken as the best network, not rewritten
+    np.testing.assert_array_equal(given[0], tiny_network(seed=4).params)  # the stop rule's best network
+    assert (run / "best.npz").read_bytes() == best  # and not rewritten
 
 
 def test_a_run_without_validation_resumed_to_more_epochs_ends_with_its_last_network(mnist, tmp_path):

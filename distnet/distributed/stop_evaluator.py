@@ -5,7 +5,8 @@ network to the run directory atomically on every improvement, and answers whethe
 
 If the actor dies, the handle starts a new one and gives it back its state: the stop rule's
 state as of the last evaluation (which the handle receives with every verdict) and the best
-network from the run directory's best.npz, which the lost actor wrote before it answered.
+network's parameters (which the handle keeps from the evaluation that found them), with or
+without a run directory.
 """
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ import numpy as np
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ..errors import DistnetError
-from ..nn import Network
 from ..stop import EarlyStopping, Verdict
 
 
@@ -41,6 +40,7 @@ class StopEvaluatorActor:
         self._options = {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=True)}
         self._on_failure = on_failure
         self._state: dict | None = None
+        self._best: np.ndarray | None = None
         self.actor = self._start()
         # Up before the first step rather than beside it: a Ray worker process takes a core for a
         # second or more to boot, which the first steps would lose.
@@ -60,30 +60,27 @@ class StopEvaluatorActor:
     def _restart(self) -> None:
         ray.kill(self.actor)
         self.actor = self._start()
-        if self._state is None:
-            return
-        best_path, best = self._args[3], None
-        if best_path is not None and Path(best_path).exists():
-            best = Network.load(best_path).params
-        elif self._state["best_epoch"] >= 0:
-            raise DistnetError("the stop evaluator was lost, and with it the best network: without a run "
-                               "directory it lived only in that actor; train with a run directory to "
-                               "survive the loss of any actor")
-        ray.get(self.actor.load_state.remote(self._state, best))
+        if self._state is not None:
+            ray.get(self.actor.load_state.remote(self._state, self._best))
 
     def evaluate(self, epoch: int, error_rate: float, params: np.ndarray) -> Verdict:
+        """As :meth:`EarlyStopping.evaluate`; ``params`` must not change afterwards (the handle
+        keeps them when they are the best)."""
         verdict, self._state = self._call("evaluate_with_state", epoch, error_rate, params)
+        if verdict.improved:
+            self._best = params
         return verdict
 
     def save_best(self) -> None:
         self._call("save_best")
 
     def state(self) -> dict:
-        return self._call("state")
+        # The actor's state changes only through evaluate and load_state, which both hand it here.
+        return self._state if self._state is not None else self._call("state")
 
     def load_state(self, state: dict, best_params: np.ndarray | None) -> None:
         self._call("load_state", state, best_params)
-        self._state = state
+        self._state, self._best = state, best_params
 
     def close(self) -> None:
         ray.kill(self.actor)

@@ -149,8 +149,8 @@ class DistributedTrainer(TrainerBase):
             yield
         except ray.exceptions.RayTaskError as e:  # an actor's method raised
             cause = e.cause if isinstance(e.cause, BaseException) else e
-            if isinstance(cause, (DistnetError, OSError)):
-                raise cause from None  # as if raised here: the error says what is wrong and how to fix it
+            if isinstance(cause, DistnetError) or self._names_a_run_file(cause):
+                raise cause from e  # as if raised here: it says what is wrong (and where) and how to fix it
             raise RayFailedError(f"an actor failed ({type(cause).__name__}: {_first_line(cause)})"
                                  f"{self._what_is_kept()}") from e
         except ray.exceptions.RayError as e:
@@ -327,6 +327,13 @@ class DistributedTrainer(TrainerBase):
             return
         raise FailureLimitError(f"giving up after {len(self.failures)} lost actors (max_failures="
                                 f"{self.max_failures}); the last: {what}{self._what_is_kept()}")
+
+    def _names_a_run_file(self, error: BaseException) -> bool:
+        """Whether ``error`` is the file system refusing a file of the run directory (which the
+        command line reports with the file, and how to resume once it is fixed)."""
+        if not isinstance(error, OSError) or isinstance(error, BrokenPipeError) or not error.filename:
+            return False
+        return self._run is not None and Path(error.filename).absolute().is_relative_to(self._run.path.absolute())
 
     def _what_is_kept(self) -> str:
         """For a run that fails: what of it stays, and how to go on."""
