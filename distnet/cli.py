@@ -11,7 +11,9 @@ import contextlib
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 import warnings
 from typing import NoReturn
 
@@ -53,9 +55,23 @@ def _notes_on_stderr(quiet: bool):
         logger.propagate = propagate
 
 
+class _Signals:
+    terminated = False  # SIGTERM arrived (a stopped job, a scheduler's time limit)
+
+
+def _terminate(signum, frame) -> NoReturn:
+    """Stop as Ctrl-C stops, letting go of what the program holds (Ray, the run directory): a
+    KeyboardInterrupt, the one exception Ray's waits turn into an interruption of the call."""
+    _Signals.terminated = True
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv); returns the exit status."""
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    _Signals.terminated = False
     try:
         with warnings.catch_warnings(), _notes_on_stderr(quiet=getattr(args, "quiet", False)):
             warnings.showwarning = _show_warning
@@ -71,9 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename} -> {e.filename2}: " if e.filename2 else f"{e.filename}: " if e.filename else ""
         print(f"distnet: error: {where}{e.strerror or e}{_after_a_refused_write(args)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"\ndistnet: interrupted{_how_to_go_on(args)}", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, SystemExit) as e:
+        # SystemExit(SIGTERM): Ray's own SIGTERM handler, set by ray.init (distnet puts its own back
+        # at once, but a signal may come in between).
+        if isinstance(e, SystemExit) and e.code != signal.SIGTERM:
+            raise
+        terminated = _Signals.terminated or isinstance(e, SystemExit)
+        print(f"\ndistnet: {'terminated' if terminated else 'interrupted'}{_how_to_go_on(args)}", file=sys.stderr)
+        return 128 + signal.SIGTERM if terminated else 130
+    finally:
+        if previous is not None:  # None: a handler not set from Python, which cannot be put back
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _after_a_refused_write(args: argparse.Namespace) -> str:
@@ -90,7 +114,7 @@ def _after_a_refused_write(args: argparse.Namespace) -> str:
 
 
 def _how_to_go_on(args: argparse.Namespace) -> str:
-    """For an interrupted training: how to continue it, given what it saved."""
+    """For an interrupted (or terminated) training: how to continue it, given what it saved."""
     run_dir = getattr(args, "run_dir", None)
     if args.command != "train" or run_dir is None:
         return ""

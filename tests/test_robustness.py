@@ -688,3 +688,33 @@ def test_nothing_read_from_disk_or_network_is_unpickled_or_evaluated():
     assert len(sources) > 20
     found = [use for path in sources for use in unsafe_uses(path.read_text(), str(path.relative_to(REPO)))]
     assert found == []
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_sigterm_stops_a_training_like_ctrl_c_and_says_how_to_resume(data, tmp_path, workers):
+    """With a worker, in a process where Ray would otherwise have the last word on SIGTERM (exit
+    status 1, nothing said)."""
+    folder = tmp_path / "run"
+    command = [sys.executable, "-m", "distnet", *map(str, train_args(data, "--run-dir", folder, "--epochs", "200")),
+               "--workers", workers]
+    training = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (folder / "checkpoint.npz").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    training.terminate()
+    _, err = training.communicate(timeout=120)
+    assert training.returncode == 143 and err.endswith(f"distnet: terminated; resume with: distnet train --resume "
+                                                       f"{folder}\n"), err
+    assert Checkpoint.load(folder / "checkpoint.npz").epoch >= 1
+
+
+def test_a_ray_driver_s_own_sigterm_exit_is_reported_as_termination_too(capsys, data, tmp_path, monkeypatch):
+    class RayExitsOnSigterm(Reporter):  # what Ray's handler does in a driver: sys.exit(SIGTERM)
+        def on_steps(self, epoch, step, steps, stats, seconds):
+            if epoch == 2:
+                sys.exit(15)
+
+    folder = tmp_path / "run"
+    monkeypatch.setattr("distnet.progress.Reporter", RayExitsOnSigterm)
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
+    assert status == 143 and err == f"\ndistnet: terminated; resume with: distnet train --resume {folder}\n"

@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -62,6 +64,20 @@ _WORKER_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 _LOST = (WorkerLostError, ray.exceptions.RayActorError)
 # The command line shows these notes on stderr: Ray takes seconds to start, which should not pass in silence.
 _log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+    """The process's SIGTERM handler as it was before: ``ray.init`` sets one that exits the
+    process from inside Ray's waits (exit status 1; nothing let go, nothing said), where the
+    application's own (the command line's: stop as after Ctrl-C) should decide."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if in_main_thread else None
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: one not set from Python, which cannot be put back
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _first_line(error: BaseException) -> str:
@@ -170,13 +186,14 @@ class DistributedTrainer(TrainerBase):
         # driver has it, and so has a shell that ran `local_cluster.py env`); else, or when told
         # "local", a Ray of our own.
         address = self.address or os.environ.get("RAY_ADDRESS") or None
-        if address in (None, "local"):
-            _log.info("starting Ray on this machine")
-            local_ray.start(configure_logging=True)
-            self._embedded_ray = True
-        else:
-            _log.info("joining the Ray cluster at %s%s", address, "" if self.address else " (RAY_ADDRESS)")
-            join_cluster(address)
+        with _sigterm_handler_kept():
+            if address in (None, "local"):
+                _log.info("starting Ray on this machine")
+                local_ray.start(configure_logging=True)
+                self._embedded_ray = True
+            else:
+                _log.info("joining the Ray cluster at %s%s", address, "" if self.address else " (RAY_ADDRESS)")
+                join_cluster(address)
         self._started_ray = True
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
