@@ -78,23 +78,21 @@ def non_negative_int(text: str) -> int:
 
 def probability(text: str) -> float:
     """An option's value that must be a probability in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a probability, got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a probability in (0, 1], got {text}")
-    return value
+    return _real(text, lambda v: 0 < v <= 1, "a probability", "a probability in (0, 1]")
 
 
 def positive_float(text: str) -> float:
     """An option's value that must be a finite number above 0."""
+    return _real(text, lambda v: math.isfinite(v) and v > 0, "a number", "a finite number above 0")
+
+
+def _real(text: str, accept, kind: str, expected: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+    if not accept(value):
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text}")
     return value
 
 
