@@ -18,7 +18,7 @@ class Reporter:
     def on_start(self, info: dict) -> None:
         """Training starts or resumes. ``info``: steps_per_epoch, epochs (at most), batch_size,
         distributed, workers (0 in one process), shards, first_epoch (1-based; > 1 on a resume),
-        parameters (their number), sizes, l2, and the specs of the optimizer (with its base learning
+        first_step (the steps of first_epoch done before: > 0 on a resume within an epoch), parameters (their number), sizes, l2, and the specs of the optimizer (with its base learning
         rate), schedule and augmentation (None for none)."""
 
     def on_steps(self, epoch: int, step: int, steps: int, stats: "StepStats", seconds: float) -> None:
@@ -41,7 +41,9 @@ class TerminalReporter(Reporter):
 
     The bar shows samples per second and the running train error of the epoch (on the augmented
     images when the run augments); an evaluation line marks a new best with ``*`` and shows the
-    learning rate when a schedule changes it.
+    learning rate when a schedule changes it. The first evaluation whose train error is no better
+    than guessing adds a hint to check the learning rate (a far too high one saturates the outputs
+    without ever overflowing, so the run does not count as diverged).
     """
 
     def __init__(self, stream: TextIO | None = None, width: int = 24):
@@ -50,12 +52,18 @@ class TerminalReporter(Reporter):
         self.interactive = self.stream.isatty()
         self._started = time.perf_counter()
         self._epochs_at_start = 0
+        self._resumed_at = (1, 0)  # (epoch, step) where this session's steps begin
+        self._batch_size = 0
         self._scheduled = False
-        self._best_error = None
+        self._classes = 0
+        self._hinted = False
 
     def on_start(self, info):
         self._started = time.perf_counter()
         self._epochs_at_start = info["first_epoch"] - 1
+        self._resumed_at = (info["first_epoch"], info["first_step"])
+        self._batch_size = info["batch_size"]
+        self._classes = info["sizes"][-1] if info.get("sizes") else 0
         self._scheduled = bool(info.get("schedule"))
         sizes = "-".join(map(str, info["sizes"])) + ", " if info.get("sizes") else ""
         where = count(info["workers"], "worker") if info.get("distributed") else "in this process"
@@ -70,7 +78,9 @@ class TerminalReporter(Reporter):
         if not self.interactive:
             return
         filled = round(self.width * step / steps)
-        rate = stats.samples / seconds if seconds > 0 else 0.0
+        # every step trains one full batch; a resume's steps done before were not timed here
+        steps_timed = step - (self._resumed_at[1] if epoch == self._resumed_at[0] else 0)
+        rate = steps_timed * self._batch_size / seconds if seconds > 0 else 0.0
         bar = "#" * filled + "-" * (self.width - filled)
         self.stream.write(f"\repoch {epoch:>3} [{bar}] {step}/{steps}  {rate:,.0f} samples/s  "
                           f"train error {100 * stats.error_rate:5.2f}%")
@@ -88,6 +98,12 @@ class TerminalReporter(Reporter):
             scores = f"train cost {record['train_cost']:.4g}"
         self._print(f"epoch {record['epoch']:>3}  train error {100 * record['train_error']:5.2f}%  {scores}"
                     f"{rate}  {pace:.1f} epochs/min")
+        guessing = 1 - 1 / self._classes if self._classes > 1 else 1.0
+        if not self._hinted and record["train_error"] >= 0.95 * guessing:
+            self._hinted = True
+            self._print(f"hint: a train error of {100 * record['train_error']:.2f}% is no better than guessing "
+                        f"({100 * guessing:.0f}% with {self._classes} classes): the network is not learning; "
+                        f"check the learning rate ({record['learning_rate']:g} now)")
 
     def on_end(self, result):
         best = (f"best validation error {100 * result.best_error:.2f}% at epoch {result.best_epoch}"

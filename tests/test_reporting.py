@@ -59,6 +59,7 @@ class Terminal(io.StringIO):
 
 def start_info(**changes):
     info = {"steps_per_epoch": 10, "epochs": 3, "batch_size": 32, "workers": 2, "distributed": True, "first_epoch": 1,
+            "first_step": 0,
             "parameters": 28928, "sizes": [784, 36, 14, 10], "l2": 1e-4,
             "optimizer": {"name": "nesterov", "learning_rate": 0.02, "momentum": 0.87},
             "schedule": None, "augmentation": None}
@@ -83,6 +84,17 @@ def test_terminal_reporter_draws_a_bar_then_evaluation_lines():
     assert "\repoch   1 [#####-----] 5/10  320 samples/s  train error  6.25%" in text
     assert "epoch   1  train error 10.00%  validation error  5.00%  best  5.00% (epoch 1)*  " in text
     assert "epoch   2  train error 10.00%  validation error  6.00%  best  5.00% (epoch 1)   " in text
+
+
+def test_after_a_resume_within_an_epoch_the_rate_counts_only_the_steps_timed():
+    stream = Terminal()
+    reporter = TerminalReporter(stream, width=10)
+    reporter.on_start(start_info(first_epoch=2, first_step=4))
+    reporter.on_steps(2, 6, 10, StepStats.of_step(1.0, correct=180, samples=192), seconds=1.0)  # 2 of 6 steps timed
+    reporter.on_steps(3, 5, 10, StepStats.of_step(1.0, correct=150, samples=160), seconds=0.5)
+    bars = stream.getvalue()
+    assert "\repoch   2 [######----] 6/10  64 samples/s  train error  6.25%" in bars
+    assert "\repoch   3 [#####-----] 5/10  320 samples/s  " in bars
 
 
 def test_terminal_reporter_shows_the_scheduled_rate_and_augmentation():
@@ -112,6 +124,19 @@ def test_the_header_and_end_line_name_where_it_runs_and_count_in_words():
     assert lines[2].startswith("training 784-36-14-10, 28,928 parameters, in this process, batch 32, ")
     assert lines[4].endswith("10 steps per epoch, at most 12 epochs, resuming in epoch 11")
     assert lines[6] == "stopped after 1 epoch (max epochs), 1.5 s of training; best validation error 5.00% at epoch 1"
+
+
+def test_an_error_no_better_than_guessing_gets_one_hint_to_check_the_learning_rate():
+    stream = io.StringIO()
+    reporter = TerminalReporter(stream)
+    reporter.on_start(start_info())
+    reporter.on_evaluation({**record(1, 0.05, 0.05, 1), "train_error": 0.8549})  # just better than 0.95 x 90 %
+    assert "hint" not in stream.getvalue()
+    reporter.on_evaluation({**record(2, 0.9, 0.05, 1, rate=1000.0), "train_error": 0.9014})
+    reporter.on_evaluation({**record(3, 0.9, 0.05, 1, rate=1000.0), "train_error": 0.9014})
+    hints = [line for line in stream.getvalue().splitlines() if line.startswith("hint")]
+    assert hints == ["hint: a train error of 90.14% is no better than guessing (90% with 10 classes): the network "
+                     "is not learning; check the learning rate (1000 now)"]
 
 
 def test_describe_training_without_l2_or_extras():

@@ -512,8 +512,18 @@ def test_resume_from_mid_epoch_checkpoint(mnist, tmp_path):
     ckpt = Checkpoint.load(run / "checkpoint.prev.npz")
     assert (ckpt.epoch, ckpt.step) == (1, 50)
     ckpt.save(run / "checkpoint.npz")
-    resumed, net = fit_small(mnist, run, epochs=2, resume=True, checkpoint_every=25)
+    starts = StartRecorder()
+    resumed, net = fit_small(mnist, run, epochs=2, resume=True, checkpoint_every=25, reporter=starts)
     np.testing.assert_array_equal(net.params, whole_net.params)
+    assert [(i["first_epoch"], i["first_step"]) for i in starts.infos] == [(2, 50)]  # the bar's rate counts from there
+
+
+class StartRecorder(Reporter):
+    def __init__(self):
+        self.infos = []
+
+    def on_start(self, info):
+        self.infos.append(info)
 
 
 class StepCounter(Reporter):
