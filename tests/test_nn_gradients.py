@@ -9,6 +9,8 @@ import pytest
 
 from distnet.nn import (MSE, CrossEntropy, Dense, HalfQuadratic, Identity, LeakyReLU, Network,
                         Quadratic, ReLU, Sigmoid, Softmax, Softplus, Tanh)
+from distnet.nn.activations import ACTIVATIONS as LIBRARY_ACTIVATIONS
+from distnet.nn.costs import COSTS as LIBRARY_COSTS
 
 ACTIVATIONS = {
     "identity": Identity, "sigmoid": Sigmoid, "tanh": Tanh, "relu": ReLU,
@@ -88,7 +90,8 @@ def test_backprop_matches_finite_differences(hidden, output, cost):
     assert relative_error(analytic, numeric) < 1e-6, (analytic, numeric)
 
 
-def test_cases_cover_every_combination():
+def test_cases_cover_every_activation_and_cost_of_the_library():
+    assert set(ACTIVATIONS) == set(LIBRARY_ACTIVATIONS) and set(COSTS) == set(LIBRARY_COSTS)
     assert len(CASES) == 3 * 7 * 7 + 7 * len(CE_OUTPUTS)
 
 

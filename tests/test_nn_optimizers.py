@@ -105,6 +105,20 @@ OPTIMIZERS = {
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
+def test_a_summed_gradient_with_its_scale_steps_as_the_mean_gradient_does(name):
+    # Trainers pass the gradient summed over a batch of n rows with scale=1/n. Small gradients make
+    # Adam's ε matter, which would show an Adam that ignored the scale.
+    n = 32
+    w0, grad = start_and_gradients(6, scale=1e-4)
+    mean, summed = OPTIMIZERS[name](), OPTIMIZERS[name]()
+    w_mean, w_summed = w0.copy(), w0.copy()
+    for t in range(STEPS):
+        mean.step(w_mean, grad(t, w_mean))
+        summed.step(w_summed, n * grad(t, w_summed), scale=1 / n)
+    np.testing.assert_allclose(w_summed - w0, w_mean - w0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
 def test_state_round_trip_continues_identically(name):
     w0, grad = start_and_gradients(6)
     uninterrupted = OPTIMIZERS[name]()

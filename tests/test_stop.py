@@ -69,6 +69,11 @@ def test_state_round_trip_continues_identically():
     head = [first.stop(e) for e in errors[:4]]
     resumed = StopEvaluator.from_state(first.state())
     assert head + [resumed.stop(e) for e in errors[4:]] == verdicts
+    # and every part of the state carries over, not only what these errors' verdicts depend on
+    again = StopEvaluator(window=3)
+    for e in errors:
+        again.stop(e)
+        assert StopEvaluator.from_state(again.state()).state() == again.state()
 
 
 @pytest.mark.parametrize("window, acceptable, errors, verdicts", [

@@ -45,6 +45,15 @@ def test_batch_plan_covers_each_sample_at_most_once_per_epoch(shards):
             start += b
 
 
+@pytest.mark.parametrize("shards", [1, 2, 3])
+def test_a_training_set_of_whole_batches_is_used_entirely_every_epoch(shards):
+    plan = BatchPlan(1024, 32, shards, seed=7)
+    for epoch in (0, 1):
+        batches = plan.epoch_batches(epoch)
+        assert len(batches) == 32 and all(len(b) == 32 for b in batches)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(1024))
+
+
 def test_batch_plan_is_deterministic_and_reshuffles_each_epoch():
     plan = BatchPlan(500, 10, 2, seed=1)
     a, b = plan.epoch_batches(0), BatchPlan(500, 10, 2, seed=1).epoch_batches(0)
@@ -113,21 +122,38 @@ def test_fit_writes_a_complete_run_directory(mnist, tmp_path):
     assert Checkpoint.load(run / "checkpoint.npz").epoch == 3
 
 
-def test_resume_ends_exactly_where_an_uninterrupted_run_ends(mnist, tmp_path):
+class InterruptAfter(Reporter):
+    """Interrupts the training, as Ctrl-C would, at its first look at progress past ``step`` of ``epoch``."""
+
+    def __init__(self, epoch, step):
+        self.epoch, self.step = epoch, step
+
+    def on_steps(self, epoch, step, steps, stats, seconds):
+        if (epoch, step) > (self.epoch, self.step):
+            raise KeyboardInterrupt
+
+
+def without_times(history):
+    return [{k: v for k, v in record.items() if not k.endswith("_seconds")} for record in history]
+
+
+def test_an_interrupted_run_resumed_ends_exactly_where_an_uninterrupted_run_ends(mnist, tmp_path):
     whole, whole_net = fit_small(mnist, tmp_path / "whole", epochs=4)
-    fit_small(mnist, tmp_path / "part", epochs=4, checkpoint_every=20)
-    # Throw away everything after the checkpoint of epoch 2, step 20 by rebuilding it.
-    part_dir = tmp_path / "part2"
-    fit_small(mnist, part_dir, epochs=2, checkpoint_every=20)
-    config = json.loads((part_dir / "config.json").read_text())
-    config["epochs"] = 4
-    (part_dir / "config.json").write_text(json.dumps(config))
-    checkpoint = Checkpoint.load(part_dir / "checkpoint.npz")
-    checkpoint.config["epochs"] = 4
-    checkpoint.save(part_dir / "checkpoint.npz")
-    resumed, resumed_net = fit_small(mnist, part_dir, epochs=4, resume=True, checkpoint_every=20)
+    run = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        fit_small(mnist, run, epochs=4, checkpoint_every=20, reporter=InterruptAfter(2, 20))
+    checkpoint = Checkpoint.load(run / "checkpoint.npz")
+    assert (checkpoint.epoch, checkpoint.step) == (1, 20)  # 20 steps into epoch 2
+    resumed, resumed_net = fit_small(mnist, run, epochs=4, resume=True, checkpoint_every=20)
     np.testing.assert_array_equal(resumed_net.params, whole_net.params)
-    assert [h["validation_error"] for h in resumed.history] == [h["validation_error"] for h in whole.history]
+    # epoch 2's train error and cost count its steps from before the interruption too
+    assert without_times(resumed.history) == without_times(whole.history)
+    assert (resumed.best_epoch, resumed.best_error) == (whole.best_epoch, whole.best_error)
+
+
+def test_the_last_epoch_is_evaluated_even_between_two_evaluations(mnist):
+    result, _ = fit_small(mnist, epochs=3, eval_every=2)
+    assert [record["epoch"] for record in result.history] == [2, 3]
 
 
 def files(folder):
@@ -515,6 +541,7 @@ def test_resume_from_mid_epoch_checkpoint(mnist, tmp_path):
     starts = StartRecorder()
     resumed, net = fit_small(mnist, run, epochs=2, resume=True, checkpoint_every=25, reporter=starts)
     np.testing.assert_array_equal(net.params, whole_net.params)
+    assert without_times(resumed.history) == without_times(whole.history)
     assert [(i["first_epoch"], i["first_step"]) for i in starts.infos] == [(2, 50)]  # the bar's rate counts from there
 
 
