@@ -72,7 +72,7 @@ def node_environment(folder: Path) -> dict[str, str]:
     return env
 
 
-def start(folder: Path, workers: int, cpus: float, timeout: float) -> dict:
+def start(folder: Path, workers: int, cpus: int, timeout: float) -> dict:
     if len(str(folder)) + _SESSION_SUFFIX > 107:
         raise ClusterError(f"--dir {folder} is too long for Ray's unix sockets; use a shorter path "
                            f"(at most {107 - _SESSION_SUFFIX} characters), e.g. {DEFAULT_DIR}")
@@ -87,7 +87,7 @@ def start(folder: Path, workers: int, cpus: float, timeout: float) -> dict:
     # environment is not activated (another python fails the job with "No module named ...").
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update({f"RAY_{key}": str(value) for key, value in RAY_SYSTEM_CONFIG.items()})
-    common = ["--block", "--node-ip-address", HOST, "--num-cpus", f"{cpus:g}", "--disable-usage-stats",
+    common = ["--block", "--node-ip-address", HOST, "--num-cpus", str(cpus), "--disable-usage-stats",
               "--log-style", "record"]
     addresses = {}
 
@@ -126,8 +126,12 @@ def _start_node(folder: Path, name: str, arguments, env: dict, timeout: float, a
         try:
             _wait_started(node, process, timeout)
             return node
-        except BaseException:
-            stop_nodes([node])
+        except BaseException as e:
+            interrupted = isinstance(e, KeyboardInterrupt)
+            if interrupted:
+                print("\nlocal_cluster: interrupted; stopping the nodes started so far", file=sys.stderr)
+            # A node still starting does not heed SIGTERM: an interrupted start kills it soon.
+            stop_nodes([node], timeout=2.0 if interrupted else 30.0)
             if attempt == attempts or process.returncode is None:
                 raise
             print(f"local_cluster: Ray node {name} exited during start-up; starting it again", file=sys.stderr)
@@ -198,7 +202,8 @@ def started_report(state: dict, folder: Path) -> str:
     nodes = [f"  {node['name']:<{width}}  pid {node['pid']}  log {node['log']}" for node in state["nodes"]]
     again = f"python {sys.argv[0]} {{}} --dir {folder}"
     return "\n".join([
-        f"Ray cluster of {len(nodes)} nodes: GCS {state['gcs_address']}, dashboard and Jobs API "
+        f"Ray cluster of {len(nodes)} node{'s' if len(nodes) > 1 else ''}: GCS {state['gcs_address']}, "
+        f"dashboard and Jobs API "
         f"{state['dashboard_url']}", *nodes,
         f"recorded in {folder / 'cluster.json'}; Ray's own logs in {folder / 'ray' / 'session_latest' / 'logs'}",
         f"to use it from a shell: eval \"$({again.format('env')})\"",
@@ -220,7 +225,7 @@ def stopped_report(nodes: list[dict], folder: Path) -> str:
 def exports(folder: Path) -> str:
     state_file = folder / "cluster.json"
     if not state_file.exists():
-        raise ClusterError(f"no cluster recorded in {folder}; start one: python {sys.argv[0]} start")
+        raise ClusterError(f"no cluster recorded in {folder}; start one: python {sys.argv[0]} start --dir {folder}")
     state = json.loads(state_file.read_text())
     lines = ["export RAY_AUTH_MODE=token", f"export RAY_ADDRESS={state['gcs_address']}",
              f"export RAY_API_SERVER_ADDRESS={state['dashboard_url']}"]
@@ -238,9 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--dir", type=Path, default=DEFAULT_DIR,
                              help=f"where the cluster keeps its token, state and logs (default: {DEFAULT_DIR})")
         if name == "start":
-            command.add_argument("--workers", type=int, default=1, help="worker nodes besides the head (default: 1)")
-            command.add_argument("--cpus", type=float, default=1, help="logical CPUs per node (default: 1)")
-            command.add_argument("--timeout", type=float, default=180, help="seconds to wait for each node")
+            command.add_argument("--workers", type=_at_least(0, int), default=1,
+                                 help="worker nodes besides the head (default: 1)")
+            command.add_argument("--cpus", type=_at_least(1, int), default=1, help="logical CPUs per node (default: 1)")
+            command.add_argument("--timeout", type=_at_least(1, float), default=180, help="seconds to wait for each node")
     args = parser.parse_args(argv)
     try:
         if args.command == "start":
@@ -252,7 +258,24 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterError as e:
         print(f"local_cluster: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # an interrupted start has stopped its nodes by now
+        after = {"start": "; no node is left running", "stop": "; run stop again to end what is left"}
+        print(f"local_cluster: {args.command} interrupted{after.get(args.command, '')}", file=sys.stderr)
+        return 130
     return 0
+
+
+def _at_least(minimum: float, kind: type):
+    """An argparse type: a number of ``kind`` that is at least ``minimum``."""
+    def number(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole' if kind is int else 'a'} number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
+        return value
+    return number
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ there with errors that say what to do.
 
 ``ray.init(address="HOST:PORT")`` on an address where nothing answers does not fail: Ray 2.60
 logs "Failed to connect to GCS" every few seconds and keeps trying (for more than 5 minutes when
-we measured). So distnet first opens a plain TCP connection with a timeout and, when none is
-accepted, fails at once with a message that says what to check. A cluster that answers but
+we measured), and where something else answers (the dashboard's port, say) it waits for about 10
+minutes inside Ray's C++ code, deaf to Ctrl-C. So distnet first opens a plain TCP connection with
+a timeout and checks that what answers speaks HTTP/2, as a GCS (a gRPC server) does, and fails at
+once otherwise with a message that says what to check. A cluster that answers but
 refuses this machine's token makes ray.init fail after about 20 s with only "Failed to connect
 to Ray cluster" (the refusal is only in the exception's cause); distnet says instead that the
 token was refused, which token this process offered, and how to give it the cluster's (see
@@ -26,11 +28,21 @@ CONNECT_TIMEOUT = 10.0
 RAY_RESOLVED = ("auto", "local")
 
 
+# The start of an HTTP/2 connection: the client's preface and an empty SETTINGS frame, which a
+# gRPC server answers with a SETTINGS frame of its own (the byte after a frame's length is its type).
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_SETTINGS = 0x04
+_GIVE_THE_GCS = "give the GCS address that 'ray start --head' printed (port 6379 by default)"
+
+
 def parse_address(address: str) -> tuple[str, int] | None:
     """(host, port) of "HOST:PORT" or "ray://HOST:PORT"; None for "auto" and "local"; ConfigError
     for anything else."""
     if address in RAY_RESOLVED:
         return None
+    if address.startswith(("http://", "https://")):
+        raise ConfigError(f"cluster address {address!r} is a web address, as the dashboard's (which "
+                          f"`distnet submit --address` takes); to join a cluster, {_GIVE_THE_GCS}")
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"cluster address {address!r} is not 'auto' or HOST:PORT (e.g. 10.0.0.5:6379)")
@@ -38,19 +50,43 @@ def parse_address(address: str) -> tuple[str, int] | None:
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
-    """ClusterUnreachableError, within ``timeout`` seconds, unless something accepts TCP
-    connections at ``address`` (see :func:`parse_address`; "auto" and "local" are left to Ray)."""
+    """ClusterUnreachableError, within about ``timeout`` seconds, unless a gRPC server (as a Ray
+    cluster's GCS) answers at ``address`` (see :func:`parse_address`; "auto" and "local" are left
+    to Ray). With RAY_USE_TLS on, a TCP connection is all that is checked."""
     target = parse_address(address)
     if target is None:
         return
+    tls = os.environ.get("RAY_USE_TLS", "0").lower() not in ("0", "false", "")
     try:
-        socket.create_connection(target, timeout=timeout).close()
+        with socket.create_connection(target, timeout=timeout) as connection:
+            answer = b"" if tls else _first_answer(connection)
     except OSError as e:
         reason = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e)).lower()
         raise ClusterUnreachableError(
             f"cannot reach a Ray cluster at {address} ({reason} within {timeout:g} s); check the address "
             f"that 'ray start --head' printed, that the cluster is running and that its port is open "
             f"to this machine") from None
+    if tls or (len(answer) > 3 and answer[3] == _SETTINGS):
+        return
+    if answer.startswith(b"HTTP/"):
+        what = ("a web server answers there (the dashboard's port, which `distnet submit --address` "
+                "takes as http://HOST:PORT)")
+    else:
+        what = "something answers there, but not as a Ray cluster's GCS does (gRPC)"
+    raise ClusterUnreachableError(f"{address} is not a Ray cluster's address: {what}; {_GIVE_THE_GCS}")
+
+
+def _first_answer(connection: socket.socket) -> bytes:
+    """What the server says to the start of an HTTP/2 connection: its first 9 bytes at most (a
+    frame header), fewer where it closes the connection or stays silent for the socket's timeout."""
+    answer = b""
+    try:
+        connection.sendall(_HTTP2_PREFACE)
+        while len(answer) < 9 and (part := connection.recv(9 - len(answer))):
+            answer += part
+    except OSError:  # silent, or reset: not a GCS either way
+        pass
+    return answer
 
 
 def join_cluster(address: str) -> None:
@@ -77,8 +113,9 @@ def token_problem(cluster: str) -> str:
     """The error message for ``cluster`` (e.g. "the Ray cluster at HOST:PORT"), which uses token
     authentication, not letting this process in: which token this process offered, if any, and
     how to give it the cluster's."""
-    fix = ("give this process the cluster's token ('ray get-auth-token' on the head node prints it) "
-           "in RAY_AUTH_TOKEN, in a file named by RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token")
+    fix = ("give this process the cluster's token ('ray get-auth-token' on the head node prints it; for a "
+           "cluster of cluster/local_cluster.py, run the exports its env command prints) in RAY_AUTH_TOKEN, "
+           "in a file named by RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token")
     if os.environ.get("RAY_AUTH_MODE") != "token":
         return (f"{cluster} requires a token and this process sent none (RAY_AUTH_MODE is not 'token'); "
                 f"export RAY_AUTH_MODE=token and {fix}")

@@ -13,7 +13,7 @@ import json
 import os
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 try:
@@ -79,7 +79,9 @@ class RunDir:
         trains, a new run into its folder) gets a ConfigError instead of mixing its checkpoints
         and history with this one's. The hold is an advisory lock on the folder itself, which the
         system drops when the process ends, however it ends. A folder that does not exist is not
-        held (a resume then says that it is not a run directory)."""
+        held (a resume then says that it is not a run directory). A folder created here and still
+        empty when the block fails (Ray could not be joined, say) is removed again."""
+        created = create and not self.path.exists()
         if create:
             self._make_folder()
         folder = os.open(self.path, os.O_RDONLY) if fcntl is not None and self.path.is_dir() else None
@@ -91,6 +93,11 @@ class RunDir:
                     raise ConfigError(f"{self.path} is in use: another process is training this run; wait "
                                       f"for it to end (or stop it), or choose another --run-dir") from None
             yield
+        except BaseException:
+            if created:
+                with suppress(OSError):  # not empty: the training wrote something, which stays
+                    self.path.rmdir()
+            raise
         finally:
             if folder is not None:
                 os.close(folder)

@@ -1,12 +1,20 @@
 """What distnet says when a Ray cluster with token authentication does not let it in: which token
 it offered (in Ray's order: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, ~/.ray/auth_token)
-and how to give it the cluster's. The refusals themselves, by a real cluster, are in test_cluster.py."""
+and how to give it the cluster's; and when what answers at an address is not a cluster's GCS. The
+refusals themselves, by a real cluster, are in test_cluster.py."""
+import contextlib
+import re
+import socket
+import threading
+
 import pytest
 
-from distnet.address import token_problem
+from distnet.address import check_reachable, parse_address, token_problem
+from distnet.errors import ClusterUnreachableError, ConfigError
 
 CLUSTER = "the Ray cluster at 10.0.0.5:6379"
-FIX = ("give this process the cluster's token ('ray get-auth-token' on the head node prints it) in "
+FIX = ("give this process the cluster's token ('ray get-auth-token' on the head node prints it; for a cluster of "
+       "cluster/local_cluster.py, run the exports its env command prints) in "
        "RAY_AUTH_TOKEN, in a file named by RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token")
 
 
@@ -64,3 +72,56 @@ def test_without_token_mode_the_message_says_to_turn_it_on(home, monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     assert token_problem(CLUSTER) == (f"{CLUSTER} requires a token and this process sent none (RAY_AUTH_MODE is "
                                       f"not 'token'); export RAY_AUTH_MODE=token and {FIX}")
+
+
+GIVE_THE_GCS = "give the GCS address that 'ray start --head' printed (port 6379 by default)"
+
+
+def test_a_web_address_is_refused_with_the_address_to_give_instead():
+    with pytest.raises(ConfigError, match=f"is a web address, as the dashboard's .*; to join a cluster, "
+                                          f"{re.escape(GIVE_THE_GCS)}"):
+        parse_address("http://10.0.0.5:8265")
+    assert parse_address("ray://10.0.0.5:10001") == ("10.0.0.5", 10001)
+
+
+def server_that_answers(answer: bytes | None):
+    """A local TCP server for one connection, which reads the client's first bytes and then sends
+    ``answer`` (None: says nothing until the client goes). Its address."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        with listener, listener.accept()[0] as connection:
+            connection.recv(64)
+            if answer is not None:
+                connection.sendall(answer)
+            with contextlib.suppress(ConnectionResetError):  # the client leaves unread bytes behind
+                connection.recv(64)  # until the client closes
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+# A gRPC server's reply to the HTTP/2 preface starts with a SETTINGS frame (type 4), as a GCS's does.
+GCS_SETTINGS = b"\x00\x00\x18\x04\x00\x00\x00\x00\x00" + bytes(24)
+
+
+def test_a_grpc_server_passes_for_a_cluster():
+    check_reachable(server_that_answers(GCS_SETTINGS))
+
+
+@pytest.mark.parametrize("answer, what", [
+    (b"HTTP/1.0 400 Bad Request\r\n\r\n", "a web server answers there (the dashboard's port, which `distnet "
+                                            "submit --address` takes as http://HOST:PORT)"),
+    (b"SSH-2.0-OpenSSH_9.6\r\n", "something answers there, but not as a Ray cluster's GCS does (gRPC)"),
+    (None, "something answers there, but not as a Ray cluster's GCS does (gRPC)"),
+])
+def test_what_answers_but_is_not_a_clusters_gcs_is_refused_with_what_it_is(answer, what):
+    address = server_that_answers(answer)
+    with pytest.raises(ClusterUnreachableError) as refused:
+        check_reachable(address, timeout=1)
+    assert str(refused.value) == f"{address} is not a Ray cluster's address: {what}; {GIVE_THE_GCS}"
+
+
+def test_with_tls_only_the_connection_is_checked(monkeypatch):
+    monkeypatch.setenv("RAY_USE_TLS", "1")  # the probe speaks plain HTTP/2, which a TLS server would refuse
+    check_reachable(server_that_answers(None), timeout=1)

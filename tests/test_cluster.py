@@ -3,11 +3,14 @@ token authentication, started by cluster/local_cluster.py; jobs submitted with `
 and with `ray job submit`. Also the cluster-launcher config and how submit builds its job."""
 import json
 import os
+import re
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +20,7 @@ import yaml
 from distnet import Network
 from distnet.cli import build_parser
 from distnet.commands.submit import job_request
+from distnet.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "cluster" / "local_cluster.py"
@@ -124,8 +128,9 @@ def test_distnet_submit_exits_with_the_status_of_a_failed_job(cluster):
 
 
 WRONG_TOKEN_FIX = ("(the one in RAY_AUTH_TOKEN, which wins over any token file); give this process the cluster's "
-                   "token ('ray get-auth-token' on the head node prints it) in RAY_AUTH_TOKEN, in a file named by "
-                   "RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token")
+                   "token ('ray get-auth-token' on the head node prints it; for a cluster of "
+                   "cluster/local_cluster.py, run the exports its env command prints) in RAY_AUTH_TOKEN, in a file "
+                   "named by RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token")
 
 
 @pytest.mark.slow
@@ -135,6 +140,36 @@ def test_the_jobs_api_refuses_a_wrong_token_and_submit_says_how_to_give_the_righ
                           env=wrong, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr == f"distnet: error: the Ray Jobs API refused this process's token {WRONG_TOKEN_FIX}\n"
+
+
+@pytest.mark.slow
+def test_submit_says_why_the_jobs_api_refused_a_job_id_in_use(cluster):
+    missing = cluster.folder / "never-run"  # the job fails at once: only its id matters here
+    submit = [sys.executable, "-m", "distnet", "submit", "--job-id", "distnet-twice-test", "--resume", str(missing),
+              "--no-wait"]
+    first = subprocess.run(submit, env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run(submit, env=cluster.env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2
+    assert again.stderr == ("distnet: error: the Ray Jobs API refused the request: Job with submission_id "
+                            "distnet-twice-test already exists. Please use a different submission_id\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["train", "submit"])
+def test_the_dashboards_port_given_as_a_cluster_address_is_refused_at_once(cluster, command, tmp_path):
+    """Ray would wait on it for 40 s (submit) or 10 minutes, deaf to Ctrl-C (train)."""
+    address = cluster.dashboard.removeprefix("http://")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "distnet", command, "--address", address, "--workers", "1",
+                           "--run-dir", str(tmp_path / "run")], env=cluster.env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and time.monotonic() - started < 30, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"distnet: error: {address} is not a Ray cluster's address: a web server answers there (the dashboard's "
+        f"port, which `distnet submit --address` takes as http://HOST:PORT); give the GCS address that "
+        f"'ray start --head' printed (port 6379 by default)")
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
@@ -187,6 +222,49 @@ def test_submit_forwards_the_train_options_and_carries_the_project(monkeypatch):
     assert request["runtime_env"]["env_vars"] == {"DISTNET_DATA_DIR": "/data", "A": "b=c"}
     resumed = job_request(build_parser().parse_args(["submit", "--job-id", "j2", "--resume", "~/runs/a b"]))
     assert resumed["entrypoint"] == "python -m distnet train --address auto --resume ~/'runs/a b'"
+
+
+@pytest.mark.parametrize("options, env, refused", [
+    (["--run-dir", "runs/a"], {}, "--run-dir runs/a"),
+    (["--resume", "runs/a"], {}, "--resume runs/a"),
+    (["--data-dir", "data"], {}, "--data-dir data"),
+    ([], {"DISTNET_DATA_DIR": "data"}, "DISTNET_DATA_DIR data"),
+    (["--env", "DISTNET_DATA_DIR=../data"], {}, "DISTNET_DATA_DIR ../data"),
+])
+def test_submit_refuses_relative_paths_which_the_job_would_take_from_the_heads_folder(monkeypatch, options, env,
+                                                                                      refused):
+    monkeypatch.delenv("DISTNET_DATA_DIR", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=re.escape(
+            f"{refused}: the job would take this relative path from the folder the cluster's head node was "
+            f"started in; give an absolute path on the head node (or one in its home, ~/...)")):
+        job_request(build_parser().parse_args(["submit", *options]))
+
+
+def test_submit_refuses_with_resume_what_the_run_fixes_before_submitting():
+    args = build_parser().parse_args(["submit", "--resume", "/runs/a", "--batch-size", "64", "--run-dir", "/runs/b"])
+    with pytest.raises(ConfigError, match=r"--batch-size, --run-dir cannot be given with it"):
+        job_request(args)
+
+
+@pytest.mark.slow
+def test_an_interrupted_local_cluster_start_leaves_no_node_running():
+    folder = Path(tempfile.mkdtemp(prefix="dnc-", dir="/tmp"))
+    try:
+        start = subprocess.Popen([sys.executable, SCRIPT, "start", "--dir", folder], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as at a terminal
+        time.sleep(4)  # the head is starting
+        start.send_signal(signal.SIGINT)
+        out, err = start.communicate(timeout=120)
+        assert start.returncode == 130, err
+        assert err.endswith("local_cluster: start interrupted; no node is left running\n") and "Traceback" not in err
+        left = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True).stdout
+        assert left == "" and not (folder / "cluster.json").exists()
+    finally:
+        subprocess.run(["pkill", "-9", "-f", str(folder)])
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_local_cluster_says_where_its_processes_and_logs_are_and_what_it_stopped():

@@ -496,6 +496,21 @@ def test_a_run_directory_held_by_another_training_is_refused_untouched(mnist, tm
     assert resumed.epochs == 2 and not resumed.already_ended
 
 
+class SessionThatCannotStart(Trainer):
+    def _session(self, run):
+        raise ConfigError("cannot reach a Ray cluster")  # as a distributed trainer whose cluster is not there
+
+
+def test_a_run_directory_made_for_a_training_that_could_not_start_is_not_left_behind(mnist, tmp_path):
+    train = mnist.train.subset(slice(0, 320))
+    trainer = SessionThatCannotStart(tiny_network(), Nesterov(0.02, 0.87), batch_size=32, seed=1)
+    (tmp_path / "kept").mkdir()  # folders that were there stay
+    for run in (tmp_path / "new", tmp_path / "new" / "deeper", tmp_path / "kept"):
+        with pytest.raises(ConfigError, match="cannot reach"):
+            trainer.fit(train, epochs=1, run_dir=run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept", "new"] and not any((tmp_path / "new").iterdir())
+
+
 def test_a_resumed_run_counts_the_seconds_of_every_session(mnist, tmp_path):
     # Three epochs, then one more: the session of one epoch alone would take about a third as long.
     fit_small(mnist, tmp_path / "run", epochs=3)

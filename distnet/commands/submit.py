@@ -19,9 +19,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..address import token_problem
+from ..address import RAY_RESOLVED, check_reachable, token_problem
 from ..data.datasets import DATA_DIR_ENV
 from ..errors import ConfigError, DistnetError
+from .train import refuse_run_settings
 
 RUNS_ON_HEAD = "~/distnet-runs"
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -94,12 +95,16 @@ def job_request(args) -> dict:
     job_id = args.job_id or f"distnet-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     if not _JOB_ID.fullmatch(job_id):
         raise ConfigError(f"--job-id {job_id!r}: use letters, digits, '.', '_' and '-' only")
+    if args.resume:
+        refuse_run_settings(args)  # here, rather than in a job that fails seconds later
     env_vars = {DATA_DIR_ENV: os.environ[DATA_DIR_ENV]} if os.environ.get(DATA_DIR_ENV) else {}
     for pair in args.env:
         name, equals, value = pair.partition("=")
         if not equals or not name:
             raise ConfigError(f"--env {pair!r}: expected NAME=VALUE")
         env_vars[name] = value
+    _check_paths_on_head({"--run-dir": args.run_dir, "--resume": args.resume, "--data-dir": args.data_dir,
+                          DATA_DIR_ENV: env_vars.get(DATA_DIR_ENV)})
     words = ["python", "-m", "distnet", "train", "--address", "auto", *train_arguments(args)]
     run_dir = args.resume or args.run_dir
     if run_dir is None:
@@ -110,6 +115,16 @@ def job_request(args) -> dict:
     runtime_env = {"py_modules": [str(package)], "excludes": ["__pycache__", "*.pyc"], "env_vars": env_vars}
     return {"submission_id": job_id, "entrypoint": entrypoint, "runtime_env": runtime_env,
             "run_dir": str(run_dir)}
+
+
+def _check_paths_on_head(paths: dict) -> None:
+    """ConfigError for a relative path among ``paths`` (by option): the job would take it from the
+    folder the head node was started in, which is not this one."""
+    for option, path in paths.items():
+        if path is not None and not str(path).startswith("~") and not Path(path).is_absolute():
+            raise ConfigError(f"{option} {path}: the job would take this relative path from the folder the "
+                              f"cluster's head node was started in; give an absolute path on the head node "
+                              f"(or one in its home, ~/...)")
 
 
 def _quote_for_head(word: str) -> str:
@@ -180,19 +195,34 @@ def _client(address: str | None):
     for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
                  "ray._private.runtime_env.packaging"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    given = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+    if given and "://" not in given and given not in RAY_RESOLVED:
+        check_reachable(given)  # a GCS address; the dashboard's without http:// would hang for 40 s
     with _only_address(address):
         return _call(JobSubmissionClient, address)
 
 
 def _call(function, *args, **kwargs):
     """Call the Jobs API; what goes wrong there is said in one line, with what to check."""
-    from ray.exceptions import AuthenticationError
+    from ray.exceptions import AuthenticationError, RayError
 
     try:
         return function(*args, **kwargs)
     except AuthenticationError:
         raise DistnetError(token_problem("the Ray Jobs API")) from None
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DistnetError(f"the Ray Jobs API refused or could not be reached: {first_line}. Check "
-                           f"--address (the dashboard's http://HOST:PORT, 8265 by default)") from None
+    except (ConnectionError, RuntimeError, ValueError, RayError) as e:
+        text = str(e).strip() or type(e).__name__
+        if _REFUSAL.match(text):  # the API answered, with its reason last (after any traceback)
+            raise DistnetError(f"the Ray Jobs API refused the request: {_reason(text)}") from None
+        raise DistnetError(f"the Ray Jobs API refused or could not be reached: {text.splitlines()[0].rstrip('.')}. "
+                           f"Check --address (the dashboard's http://HOST:PORT, 8265 by default)") from None
+
+
+_REFUSAL = re.compile(r"Request failed with status code \d+: ")
+
+
+def _reason(refusal: str) -> str:
+    """The reason in a refusal of the Jobs API: its last line of text, without the traceback, the
+    status and the exception's name before it."""
+    last = [line.strip() for line in refusal.splitlines() if line.strip(" .")][-1]
+    return re.sub(r"^\w+(Error|Exception): ", "", _REFUSAL.sub("", last)).rstrip(".")

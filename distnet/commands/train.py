@@ -108,16 +108,21 @@ def run(args) -> int:
     return fit_and_report(args, trainer, splits, run_dir, fit_args, resume=False)
 
 
-def resume_train(args) -> int:
-    """Continue the run in ``args.resume`` with its own configuration, to ``--epochs`` in all if given."""
-    from ..data.augment import augmentation_from_spec
-    from ..nn import Network, optimizer_from_spec, schedule_from_spec
-
+def refuse_run_settings(args) -> None:
+    """ConfigError for the settings ``--resume`` was given with that the run fixes (RUN_SETTINGS)."""
     given = [flag for name, flag in RUN_SETTINGS.items() if getattr(args, name) is not None]
     if given:
         raise ConfigError(f"--resume continues {args.resume} with the settings it was started with, so "
                           f"{', '.join(given)} cannot be given with it; to train with other settings, start a "
                           f"new run")
+
+
+def resume_train(args) -> int:
+    """Continue the run in ``args.resume`` with its own configuration, to ``--epochs`` in all if given."""
+    from ..data.augment import augmentation_from_spec
+    from ..nn import Network, optimizer_from_spec, schedule_from_spec
+
+    refuse_run_settings(args)
     run = RunDir(args.resume)
     config = run.config()
     args.run_dir, args.dataset = args.resume, config.get("dataset", "mnist")
