@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from distnet import Network
+from distnet.checkpoint import Checkpoint
 from distnet.cli import build_parser
 from distnet.commands.submit import job_request
 from distnet.errors import ConfigError
@@ -125,6 +126,35 @@ def test_distnet_submit_exits_with_the_status_of_a_failed_job(cluster):
     assert f"distnet: error: {missing} does not exist" in done.stdout  # the job's, from its logs
     assert "distnet: job distnet-failing-test failed" in done.stderr
     assert job_info(cluster, "distnet-failing-test")["status"] == "FAILED"
+
+
+@pytest.mark.slow
+def test_a_stopped_job_is_resumed_with_the_command_submit_prints(cluster, mnist):
+    run = cluster.folder / "runs" / "stopped"
+    env = {**cluster.env, "DISTNET_DATA_DIR": os.environ["DISTNET_DATA_DIR"]}
+    submit = subprocess.Popen([sys.executable, "-m", "distnet", "submit", "--job-id", "distnet-stopped-test",
+                               "--run-dir", str(run), "--workers", "2", "--epochs", "100", "--quiet"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (run / "checkpoint.npz").exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        ray = str(Path(sys.executable).parent / "ray")
+        subprocess.run([ray, "job", "stop", "--address", cluster.dashboard, "distnet-stopped-test"], env=cluster.env,
+                       check=True, capture_output=True, timeout=300)
+        out, err = submit.communicate(timeout=300)
+    finally:
+        submit.kill()
+    assert submit.returncode != 0
+    resume = f"distnet submit --resume {run}"
+    assert err.splitlines()[-1].startswith("distnet: job distnet-stopped-test stopped: ")
+    assert err.splitlines()[-1].endswith(f"; to train on from its last checkpoint: {resume}")
+    checkpoint = Checkpoint.load(run / "checkpoint.npz")
+    epochs = checkpoint.epoch + 1  # one more epoch (or the rest of the one it was in)
+    done = subprocess.run([sys.executable, "-m", *resume.split(), "--epochs", str(epochs), "--quiet"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((run / "summary.json").read_text())["epochs"] == epochs
 
 
 WRONG_TOKEN_FIX = ("(the one in RAY_AUTH_TOKEN, which wins over any token file); give this process the cluster's "

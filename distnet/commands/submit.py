@@ -155,7 +155,10 @@ def run(args) -> int:
     info = _call(client.get_job_info, job_id)
     # Ray appends the end of the logs, which were just shown.
     why = (info.message or "no reason given").split(", last available logs")[0].splitlines()[0]
-    print(f"distnet: job {job_id} {status.lower()}: {why}", file=sys.stderr)
+    # A stopped job was training (one that failed may never have started): it can go on.
+    go_on = (f"; to train on from its last checkpoint: distnet submit --resume {_quote_for_head(run_dir)}"
+             if status == "STOPPED" else "")
+    print(f"distnet: job {job_id} {status.lower()}: {why}{go_on}", file=sys.stderr)
     return info.driver_exit_code or 1
 
 
