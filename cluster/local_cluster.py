@@ -28,8 +28,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 HOST = "127.0.0.1"
@@ -132,7 +133,7 @@ def _start_node(folder: Path, name: str, arguments, env: dict, timeout: float, a
                 print("\nlocal_cluster: interrupted; stopping the nodes started so far", file=sys.stderr)
             # A node still starting does not heed SIGTERM: an interrupted start kills it soon.
             stop_nodes([node], timeout=2.0 if interrupted else 30.0)
-            if attempt == attempts or process.returncode is None:
+            if interrupted or attempt == attempts or process.returncode is None:
                 raise
             print(f"local_cluster: Ray node {name} exited during start-up; starting it again", file=sys.stderr)
 
@@ -156,7 +157,30 @@ def _wait_started(node: dict, process: subprocess.Popen, timeout: float) -> None
 
 def stop_nodes(nodes: list[dict], timeout: float = 30.0) -> None:
     """End the given nodes: SIGTERM to each ``ray start --block`` (it stops its own Ray processes),
-    then, after at most ``timeout`` seconds, SIGKILL to whatever is left of its process group."""
+    then, after at most ``timeout`` seconds, SIGKILL to whatever is left of its process group. A
+    Ctrl-C meanwhile waits until they are ended (a start that was interrupted says so, and ends
+    no more than half done)."""
+    with _ctrl_c_deferred():
+        _stop_nodes(nodes, timeout)
+
+
+@contextmanager
+def _ctrl_c_deferred():
+    """Within the block, Ctrl-C (SIGINT) is held back; one that came is raised at its end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: came.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if came:
+        raise KeyboardInterrupt
+
+
+def _stop_nodes(nodes: list[dict], timeout: float) -> None:
     for node in nodes:
         _signal_group(node["pid"], signal.SIGTERM, leader_only=True)
     deadline = time.monotonic() + timeout
@@ -245,12 +269,19 @@ def main(argv: list[str] | None = None) -> int:
         if name == "start":
             command.add_argument("--workers", type=_at_least(0, int), default=1,
                                  help="worker nodes besides the head (default: 1)")
-            command.add_argument("--cpus", type=_at_least(1, int), default=1, help="logical CPUs per node (default: 1)")
-            command.add_argument("--timeout", type=_at_least(1, float), default=180, help="seconds to wait for each node")
+            command.add_argument("--cpus", type=_at_least(1, int), default=1,
+                                 help="logical CPUs per node (default: 1)")
+            command.add_argument("--timeout", type=_at_least(1, float), default=180,
+                                 help="seconds to wait for each node")
     args = parser.parse_args(argv)
     try:
         if args.command == "start":
-            print(started_report(start(args.dir, args.workers, args.cpus, args.timeout), args.dir))
+            try:
+                state = start(args.dir, args.workers, args.cpus, args.timeout)
+            except KeyboardInterrupt:  # start stops what it started before it lets an interruption through
+                print("local_cluster: start interrupted; no node is left running", file=sys.stderr)
+                return 130
+            print(started_report(state, args.dir))
         elif args.command == "stop":
             print(stopped_report(stop(args.dir), args.dir))
         else:
@@ -258,9 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterError as e:
         print(f"local_cluster: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # an interrupted start has stopped its nodes by now
-        after = {"start": "; no node is left running", "stop": "; run stop again to end what is left"}
-        print(f"local_cluster: {args.command} interrupted{after.get(args.command, '')}", file=sys.stderr)
+    except KeyboardInterrupt:  # stop ends its nodes first: what may be left is its record of them
+        again = "; run stop again to finish" if args.command == "stop" else ""
+        print(f"local_cluster: {args.command} interrupted{again}", file=sys.stderr)
         return 130
     return 0
 
@@ -271,7 +302,8 @@ def _at_least(minimum: float, kind: type):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'a whole' if kind is int else 'a'} number, got {text!r}") from None
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum:g}, got {text}")
         return value

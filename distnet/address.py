@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import ClusterUnreachableError, ConfigError
 
@@ -32,7 +34,10 @@ RAY_RESOLVED = ("auto", "local")
 # gRPC server answers with a SETTINGS frame of its own (the byte after a frame's length is its type).
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 _SETTINGS = 0x04
-_GIVE_THE_GCS = "give the GCS address that 'ray start --head' printed (port 6379 by default)"
+
+
+def _give_the_gcs(host: str) -> str:
+    return f"give the GCS address that 'ray start --head' printed (by default {host}:6379)"
 
 
 def parse_address(address: str) -> tuple[str, int] | None:
@@ -41,8 +46,9 @@ def parse_address(address: str) -> tuple[str, int] | None:
     if address in RAY_RESOLVED:
         return None
     if address.startswith(("http://", "https://")):
+        host = urlsplit(address).hostname or "HOST"
         raise ConfigError(f"cluster address {address!r} is a web address, as the dashboard's (which "
-                          f"`distnet submit --address` takes); to join a cluster, {_GIVE_THE_GCS}")
+                          f"`distnet submit --address` takes); to join a cluster, {_give_the_gcs(host)}")
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"cluster address {address!r} is not 'auto' or HOST:PORT (e.g. 10.0.0.5:6379)")
@@ -52,37 +58,44 @@ def parse_address(address: str) -> tuple[str, int] | None:
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """ClusterUnreachableError, within about ``timeout`` seconds, unless a gRPC server (as a Ray
     cluster's GCS) answers at ``address`` (see :func:`parse_address`; "auto" and "local" are left
-    to Ray). With RAY_USE_TLS on, a TCP connection is all that is checked."""
+    to Ray). With RAY_USE_TLS on (as Ray reads it), a TCP connection is all that is checked."""
     target = parse_address(address)
     if target is None:
         return
-    tls = os.environ.get("RAY_USE_TLS", "0").lower() not in ("0", "false", "")
+    tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
     try:
         with socket.create_connection(target, timeout=timeout) as connection:
-            answer = b"" if tls else _first_answer(connection)
+            answer = None if tls else _first_answer(connection, time.monotonic() + timeout)
     except OSError as e:
         reason = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e)).lower()
         raise ClusterUnreachableError(
             f"cannot reach a Ray cluster at {address} ({reason} within {timeout:g} s); check the address "
             f"that 'ray start --head' printed, that the cluster is running and that its port is open "
             f"to this machine") from None
-    if tls or (len(answer) > 3 and answer[3] == _SETTINGS):
+    if answer is None or (len(answer) > 3 and answer[3] == _SETTINGS):
         return
     if answer.startswith(b"HTTP/"):
         what = ("a web server answers there (the dashboard's port, which `distnet submit --address` "
                 "takes as http://HOST:PORT)")
-    else:
+    elif answer:
         what = "something answers there, but not as a Ray cluster's GCS does (gRPC)"
-    raise ClusterUnreachableError(f"{address} is not a Ray cluster's address: {what}; {_GIVE_THE_GCS}")
+    else:
+        what = (f"something accepts connections there, but closed the connection or said nothing within "
+                f"{timeout:g} s, where a Ray cluster's GCS answers at once")
+    raise ClusterUnreachableError(f"{address} is not a Ray cluster's address: {what}; {_give_the_gcs(target[0])}")
 
 
-def _first_answer(connection: socket.socket) -> bytes:
-    """What the server says to the start of an HTTP/2 connection: its first 9 bytes at most (a
-    frame header), fewer where it closes the connection or stays silent for the socket's timeout."""
+def _first_answer(connection: socket.socket, deadline: float) -> bytes:
+    """What the server says to the start of an HTTP/2 connection by ``deadline`` (time.monotonic):
+    its first 9 bytes at most (a frame header), fewer where it closes the connection or falls silent."""
     answer = b""
     try:
         connection.sendall(_HTTP2_PREFACE)
-        while len(answer) < 9 and (part := connection.recv(9 - len(answer))):
+        while len(answer) < 9:
+            connection.settimeout(max(deadline - time.monotonic(), 1e-3))
+            part = connection.recv(9 - len(answer))
+            if not part:
+                break
             answer += part
     except OSError:  # silent, or reset: not a GCS either way
         pass
@@ -104,9 +117,9 @@ def join_cluster(address: str) -> None:
     except ConnectionError as e:
         if _token_refused(e):
             raise ClusterUnreachableError(token_problem(f"the Ray cluster at {address}")) from None
-        raise ClusterUnreachableError(
-            f"cannot join the Ray cluster at {address} ({e}); check that it is the GCS address that "
-            f"'ray start --head' printed (port 6379 by default), not the dashboard's") from None
+        host = (parse_address(address) or ("HOST", 0))[0]
+        raise ClusterUnreachableError(f"cannot join the Ray cluster at {address} ({e}); {_give_the_gcs(host)}, "
+                                      f"not the dashboard's") from None
 
 
 def token_problem(cluster: str) -> str:

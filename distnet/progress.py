@@ -18,8 +18,9 @@ class Reporter:
     def on_start(self, info: dict) -> None:
         """Training starts or resumes. ``info``: steps_per_epoch, epochs (at most), batch_size,
         distributed, workers (0 in one process), shards, first_epoch (1-based; > 1 on a resume),
-        first_step (the steps of first_epoch done before: > 0 on a resume within an epoch), parameters (their number), sizes, l2, and the specs of the optimizer (with its base learning
-        rate), schedule and augmentation (None for none)."""
+        first_step (the steps of first_epoch done before: > 0 on a resume within an epoch),
+        parameters (their number), sizes, l2, and the specs of the optimizer (with its base
+        learning rate), schedule and augmentation (None for none)."""
 
     def on_steps(self, epoch: int, step: int, steps: int, stats: "StepStats", seconds: float) -> None:
         """After each chunk of steps: ``step`` of the ``steps`` steps of ``epoch`` (1-based) are done.

@@ -79,12 +79,12 @@ class RunDir:
         trains, a new run into its folder) gets a ConfigError instead of mixing its checkpoints
         and history with this one's. The hold is an advisory lock on the folder itself, which the
         system drops when the process ends, however it ends. A folder that does not exist is not
-        held (a resume then says that it is not a run directory). A folder created here and still
-        empty when the block fails (Ray could not be joined, say) is removed again."""
-        created = create and not self.path.exists()
-        if create:
-            self._make_folder()
+        held (a resume then says that it is not a run directory). The folder itself, when this
+        call created it and it is still empty as the block fails (Ray could not be joined, say), is
+        removed again; folders above it that were created stay."""
+        created = self._make_folder() if create else False
         folder = os.open(self.path, os.O_RDONLY) if fcntl is not None and self.path.is_dir() else None
+        held = False
         try:
             if folder is not None:
                 try:
@@ -92,9 +92,10 @@ class RunDir:
                 except BlockingIOError:
                     raise ConfigError(f"{self.path} is in use: another process is training this run; wait "
                                       f"for it to end (or stop it), or choose another --run-dir") from None
+            held = True
             yield
         except BaseException:
-            if created:
+            if created and held:  # (not held: another process made it its own in between)
                 with suppress(OSError):  # not empty: the training wrote something, which stays
                     self.path.rmdir()
             raise
@@ -143,9 +144,16 @@ class RunDir:
         """Record a new total of epochs for the run (a resume that trains it on for longer)."""
         write_json(self.config_path, {**self.config(), "epochs": epochs})
 
-    def _make_folder(self) -> None:
+    def _make_folder(self) -> bool:
+        """Create the folder (and the folders above it) unless it exists; whether this call created it."""
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir()
+            return True
+        except FileExistsError as e:
+            if not self.path.is_dir():
+                raise self._cannot_create(e) from None
+            return False
         except OSError as e:
             raise self._cannot_create(e) from None
 

@@ -301,8 +301,9 @@ class TrainerBase:
                                "batch_size": self.batch_size, "distributed": self.distributed,
                                "workers": self.shards if self.distributed else 0, "shards": self.shards,
                                "first_epoch": epoch + 1, "first_step": step,
-                               "parameters": self.network.parameter_count, "sizes": self.network.sizes, "optimizer": loop.config["optimizer"],
-                               "l2": self.rule.l2, "schedule": loop.config["schedule"],
+                               "parameters": self.network.parameter_count, "sizes": self.network.sizes,
+                               "optimizer": loop.config["optimizer"], "l2": self.rule.l2,
+                               "schedule": loop.config["schedule"],
                                "augmentation": loop.config["augmentation"]})
             while epoch < epochs and not (verdict and verdict.stop):
                 stats, epoch_seconds = self._train_epoch(loop, epoch, step, stats)

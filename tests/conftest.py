@@ -25,7 +25,8 @@ def _end_a_hung_session(request):
     capture = request.config.pluginmanager.getplugin("capturemanager")
 
     def end() -> None:
-        capture.suspend_global_capture(in_=True)  # what follows goes to the real stderr
+        if capture is not None:  # (None under -p no:capture)
+            capture.suspend_global_capture(in_=True)  # what follows goes to the real stderr
         print(f"\n{request.node.nodeid} still runs after {HANG_SECONDS:g} s: ending the tests", file=sys.stderr)
         faulthandler.dump_traceback(file=sys.stderr)
         os._exit(1)

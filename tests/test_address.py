@@ -74,12 +74,12 @@ def test_without_token_mode_the_message_says_to_turn_it_on(home, monkeypatch):
                                       f"not 'token'); export RAY_AUTH_MODE=token and {FIX}")
 
 
-GIVE_THE_GCS = "give the GCS address that 'ray start --head' printed (port 6379 by default)"
+GIVE_THE_GCS = "give the GCS address that 'ray start --head' printed (by default 127.0.0.1:6379)"
 
 
 def test_a_web_address_is_refused_with_the_address_to_give_instead():
     with pytest.raises(ConfigError, match=f"is a web address, as the dashboard's .*; to join a cluster, "
-                                          f"{re.escape(GIVE_THE_GCS)}"):
+                                          f"{re.escape(GIVE_THE_GCS.replace('127.0.0.1', '10.0.0.5'))}"):
         parse_address("http://10.0.0.5:8265")
     assert parse_address("ray://10.0.0.5:10001") == ("10.0.0.5", 10001)
 
@@ -113,7 +113,8 @@ def test_a_grpc_server_passes_for_a_cluster():
     (b"HTTP/1.0 400 Bad Request\r\n\r\n", "a web server answers there (the dashboard's port, which `distnet "
                                             "submit --address` takes as http://HOST:PORT)"),
     (b"SSH-2.0-OpenSSH_9.6\r\n", "something answers there, but not as a Ray cluster's GCS does (gRPC)"),
-    (None, "something answers there, but not as a Ray cluster's GCS does (gRPC)"),
+    (None, "something accepts connections there, but closed the connection or said nothing within 1 s, where a "
+           "Ray cluster's GCS answers at once"),
 ])
 def test_what_answers_but_is_not_a_clusters_gcs_is_refused_with_what_it_is(answer, what):
     address = server_that_answers(answer)
@@ -122,6 +123,12 @@ def test_what_answers_but_is_not_a_clusters_gcs_is_refused_with_what_it_is(answe
     assert str(refused.value) == f"{address} is not a Ray cluster's address: {what}; {GIVE_THE_GCS}"
 
 
-def test_with_tls_only_the_connection_is_checked(monkeypatch):
-    monkeypatch.setenv("RAY_USE_TLS", "1")  # the probe speaks plain HTTP/2, which a TLS server would refuse
-    check_reachable(server_that_answers(None), timeout=1)
+@pytest.mark.parametrize("setting, tls", [("1", True), ("True", True), ("0", False), ("no", False), ("yes", False)])
+def test_with_tls_on_as_ray_reads_it_only_the_connection_is_checked(monkeypatch, setting, tls):
+    monkeypatch.setenv("RAY_USE_TLS", setting)  # the probe speaks plain HTTP/2, which a TLS server would refuse
+    address = server_that_answers(None)
+    if tls:
+        check_reachable(address, timeout=1)
+    else:  # Ray connects without TLS: so does the probe
+        with pytest.raises(ClusterUnreachableError, match="said nothing within 1 s"):
+            check_reachable(address, timeout=1)

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import runpy
+import shlex
 import shutil
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import yaml
 from distnet import Network
 from distnet.checkpoint import Checkpoint
 from distnet.cli import build_parser
-from distnet.commands.submit import job_request
+from distnet.commands.submit import _resume_command, job_request
 from distnet.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,7 +149,7 @@ def test_a_stopped_job_is_resumed_with_the_command_submit_prints(cluster, mnist)
     assert submit.returncode != 0
     resume = f"distnet submit --resume {run}"
     assert err.splitlines()[-1].startswith("distnet: job distnet-stopped-test stopped: ")
-    assert err.splitlines()[-1].endswith(f"; to train on from its last checkpoint: {resume}")
+    assert err.splitlines()[-1].endswith(f"; if it saved a checkpoint, train on with: {resume}")
     checkpoint = Checkpoint.load(run / "checkpoint.npz")
     epochs = checkpoint.epoch + 1  # one more epoch (or the rest of the one it was in)
     done = subprocess.run([sys.executable, "-m", *resume.split(), "--epochs", str(epochs), "--quiet"], env=env,
@@ -198,7 +199,7 @@ def test_the_dashboards_port_given_as_a_cluster_address_is_refused_at_once(clust
     assert done.stderr.splitlines()[-1] == (
         f"distnet: error: {address} is not a Ray cluster's address: a web server answers there (the dashboard's "
         f"port, which `distnet submit --address` takes as http://HOST:PORT); give the GCS address that "
-        f"'ray start --head' printed (port 6379 by default)")
+        f"'ray start --head' printed (by default 127.0.0.1:6379)")
     assert not (tmp_path / "run").exists()
 
 
@@ -240,6 +241,19 @@ def test_train_with_address_local_starts_its_own_ray_even_where_ray_address_name
     assert "distnet: starting Ray on this machine" in done.stderr and "joining" not in done.stderr
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["workers"] == 1
 
+def test_a_bad_ray_address_from_the_environment_is_named_as_such(tmp_path):
+    env = {**os.environ, "RAY_ADDRESS": "http://127.0.0.1:8265"}  # the form Ray's job docs use for their client
+    done = subprocess.run([sys.executable, "-m", "distnet", "train", "--workers", "1", "--run-dir",
+                           str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == (
+        "distnet: error: cluster address 'http://127.0.0.1:8265' is a web address, as the dashboard's (which "
+        "`distnet submit --address` takes); to join a cluster, give the GCS address that 'ray start --head' printed "
+        "(by default 127.0.0.1:6379) (the address is RAY_ADDRESS's; to train on a Ray of this process's own "
+        "instead, unset RAY_ADDRESS or give the address 'local')")
+    assert not (tmp_path / "run").exists()
+
+
 def test_submit_forwards_the_train_options_and_carries_the_project(monkeypatch):
     monkeypatch.setenv("DISTNET_DATA_DIR", "/data")
     args = build_parser().parse_args(["submit", "--job-id", "j1", "--workers", "4", "--augment", "--no-download",
@@ -255,11 +269,12 @@ def test_submit_forwards_the_train_options_and_carries_the_project(monkeypatch):
 
 
 @pytest.mark.parametrize("options, env, refused", [
-    (["--run-dir", "runs/a"], {}, "--run-dir runs/a"),
-    (["--resume", "runs/a"], {}, "--resume runs/a"),
-    (["--data-dir", "data"], {}, "--data-dir data"),
-    ([], {"DISTNET_DATA_DIR": "data"}, "DISTNET_DATA_DIR data"),
-    (["--env", "DISTNET_DATA_DIR=../data"], {}, "DISTNET_DATA_DIR ../data"),
+    (["--run-dir", "runs/a"], {}, "--run-dir is 'runs/a'"),
+    (["--resume", "runs/a"], {}, "--resume is 'runs/a'"),
+    (["--run-dir", "~bob/runs"], {}, "--run-dir is '~bob/runs'"),  # would reach the job quoted, unexpanded
+    (["--data-dir", "data"], {}, "--data-dir is 'data'"),
+    ([], {"DISTNET_DATA_DIR": "data"}, "DISTNET_DATA_DIR (from this shell's environment) is 'data'"),
+    (["--env", "DISTNET_DATA_DIR=../data"], {"DISTNET_DATA_DIR": "/data"}, "--env DISTNET_DATA_DIR is '../data'"),
 ])
 def test_submit_refuses_relative_paths_which_the_job_would_take_from_the_heads_folder(monkeypatch, options, env,
                                                                                       refused):
@@ -270,6 +285,23 @@ def test_submit_refuses_relative_paths_which_the_job_would_take_from_the_heads_f
             f"{refused}: the job would take this relative path from the folder the cluster's head node was "
             f"started in; give an absolute path on the head node (or one in its home, ~/...)")):
         job_request(build_parser().parse_args(["submit", *options]))
+
+
+def test_submit_takes_paths_in_the_head_nodes_home(monkeypatch):
+    monkeypatch.setenv("DISTNET_DATA_DIR", "~/data")  # distnet expands it there
+    request = job_request(build_parser().parse_args(["submit", "--job-id", "j", "--run-dir", "~/runs/a"]))
+    assert request["entrypoint"].endswith("--run-dir ~/runs/a")
+    assert request["runtime_env"]["env_vars"]["DISTNET_DATA_DIR"] == "~/data"
+
+
+def test_the_command_that_resumes_a_stopped_job_submits_the_same_run_with_the_same_options():
+    args = build_parser().parse_args(["submit", "--address", "http://head:8265", "--env", "A=b c"])
+    command = _resume_command(args, "~/distnet-runs/j")
+    assert command == "distnet submit --resume '~/distnet-runs/j' --address http://head:8265 --env 'A=b c'"
+    again = build_parser().parse_args(shlex.split(command)[1:])  # as this shell passes it on
+    request = job_request(again)
+    assert request["entrypoint"] == "python -m distnet train --address auto --resume ~/distnet-runs/j"
+    assert request["runtime_env"]["env_vars"]["A"] == "b c" and again.address == "http://head:8265"
 
 
 def test_submit_refuses_with_resume_what_the_run_fixes_before_submitting():
@@ -295,6 +327,18 @@ def test_an_interrupted_local_cluster_start_leaves_no_node_running():
     finally:
         subprocess.run(["pkill", "-9", "-f", str(folder)])
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_ctrl_c_while_local_cluster_stops_nodes_waits_until_they_are_ended():
+    deferred = runpy.run_path(str(SCRIPT))["_ctrl_c_deferred"]
+    finished = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred():
+            os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C, as the nodes of an interrupted start stop
+            time.sleep(0.1)
+            finished.append(True)
+    assert finished == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_local_cluster_says_where_its_processes_and_logs_are_and_what_it_stopped():

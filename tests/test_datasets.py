@@ -232,6 +232,9 @@ def test_lookup_order(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                          rf"using those in {tmp_path / 'shared' / 'mnist'}$"):
         assert train_size(tmp_path / "empty") == 22  # then $DISTNET_DATA_DIR/<name>, said aloud
     assert train_size(None) == 22
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DISTNET_DATA_DIR", "~/shared")  # as a Ray job gets it: no shell expands it
+    assert train_size(None) == 22
     monkeypatch.delenv("DISTNET_DATA_DIR")
     assert train_size(None) == 23  # then the cache
 

@@ -98,13 +98,16 @@ def job_request(args) -> dict:
     if args.resume:
         refuse_run_settings(args)  # here, rather than in a job that fails seconds later
     env_vars = {DATA_DIR_ENV: os.environ[DATA_DIR_ENV]} if os.environ.get(DATA_DIR_ENV) else {}
+    data_dir_from = f"{DATA_DIR_ENV} (from this shell's environment)"
     for pair in args.env:
         name, equals, value = pair.partition("=")
         if not equals or not name:
             raise ConfigError(f"--env {pair!r}: expected NAME=VALUE")
         env_vars[name] = value
+        if name == DATA_DIR_ENV:
+            data_dir_from = f"--env {DATA_DIR_ENV}"
     _check_paths_on_head({"--run-dir": args.run_dir, "--resume": args.resume, "--data-dir": args.data_dir,
-                          DATA_DIR_ENV: env_vars.get(DATA_DIR_ENV)})
+                          data_dir_from: env_vars.get(DATA_DIR_ENV)})
     words = ["python", "-m", "distnet", "train", "--address", "auto", *train_arguments(args)]
     run_dir = args.resume or args.run_dir
     if run_dir is None:
@@ -118,12 +121,13 @@ def job_request(args) -> dict:
 
 
 def _check_paths_on_head(paths: dict) -> None:
-    """ConfigError for a relative path among ``paths`` (by option): the job would take it from the
-    folder the head node was started in, which is not this one."""
-    for option, path in paths.items():
-        if path is not None and not str(path).startswith("~") and not Path(path).is_absolute():
-            raise ConfigError(f"{option} {path}: the job would take this relative path from the folder the "
-                              f"cluster's head node was started in; give an absolute path on the head node "
+    """ConfigError for a relative path among ``paths`` (by where it was given): the job would take
+    it from the folder the head node was started in, which is not this one. ``~/`` stands for the
+    head node's home (its shell expands it, and distnet does in DISTNET_DATA_DIR)."""
+    for given, path in paths.items():
+        if path is not None and not str(path).startswith("~/") and not Path(path).is_absolute():
+            raise ConfigError(f"{given} is {str(path)!r}: the job would take this relative path from the folder "
+                              f"the cluster's head node was started in; give an absolute path on the head node "
                               f"(or one in its home, ~/...)")
 
 
@@ -155,11 +159,21 @@ def run(args) -> int:
     info = _call(client.get_job_info, job_id)
     # Ray appends the end of the logs, which were just shown.
     why = (info.message or "no reason given").split(", last available logs")[0].splitlines()[0]
-    # A stopped job was training (one that failed may never have started): it can go on.
-    go_on = (f"; to train on from its last checkpoint: distnet submit --resume {_quote_for_head(run_dir)}"
+    # A stopped job may have saved a checkpoint (one that failed is likelier a mistake to fix).
+    go_on = (f"; if it saved a checkpoint, train on with: {_resume_command(args, run_dir)}"
              if status == "STOPPED" else "")
     print(f"distnet: job {job_id} {status.lower()}: {why}{go_on}", file=sys.stderr)
     return info.driver_exit_code or 1
+
+
+def _resume_command(args: argparse.Namespace, run_dir: str) -> str:
+    """The command, for this shell, that submits the run in ``run_dir`` (on the head node) again."""
+    words = ["distnet", "submit", "--resume", run_dir]
+    if args.address:
+        words += ["--address", args.address]
+    for pair in args.env:
+        words += ["--env", pair]
+    return " ".join(shlex.quote(word) for word in words)  # ~ quoted too: the head's home, not this one's
 
 
 async def _print_logs(client, job_id: str) -> None:
@@ -200,7 +214,11 @@ def _client(address: str | None):
         logging.getLogger(name).setLevel(logging.WARNING)
     given = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
     if given and "://" not in given and given not in RAY_RESOLVED:
-        check_reachable(given)  # a GCS address; the dashboard's without http:// would hang for 40 s
+        try:
+            check_reachable(given)  # a GCS address; the dashboard's without http:// would hang for 40 s
+        except ConfigError:
+            raise ConfigError(f"the Jobs API address {given!r} is not http://HOST:PORT (the dashboard's, 8265 by "
+                              f"default) or a cluster's HOST:PORT") from None
     with _only_address(address):
         return _call(JobSubmissionClient, address)
 

@@ -108,7 +108,7 @@ def run(args) -> int:
     return fit_and_report(args, trainer, splits, run_dir, fit_args, resume=False)
 
 
-def refuse_run_settings(args) -> None:
+def refuse_run_settings(args: argparse.Namespace) -> None:
     """ConfigError for the settings ``--resume`` was given with that the run fixes (RUN_SETTINGS)."""
     given = [flag for name, flag in RUN_SETTINGS.items() if getattr(args, name) is not None]
     if given:

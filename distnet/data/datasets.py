@@ -301,7 +301,7 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool) 
                                     f"{title} files, or none to use ${DATA_DIR_ENV}, the cache or a download")
         folders += [Path(data_dir), Path(data_dir) / name]
     if os.environ.get(DATA_DIR_ENV):
-        folders.append(Path(os.environ[DATA_DIR_ENV]) / name)
+        folders.append(Path(os.environ[DATA_DIR_ENV]).expanduser() / name)  # a job's is not shell-expanded
     cache = _cache_dir(name)
     folders.append(cache)
 

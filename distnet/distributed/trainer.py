@@ -193,7 +193,13 @@ class DistributedTrainer(TrainerBase):
                 self._embedded_ray = True
             else:
                 _log.info("joining the Ray cluster at %s%s", address, "" if self.address else " (RAY_ADDRESS)")
-                join_cluster(address)
+                try:
+                    join_cluster(address)
+                except DistnetError as e:
+                    if self.address:
+                        raise
+                    raise type(e)(f"{e} (the address is RAY_ADDRESS's; to train on a Ray of this process's own "
+                                  f"instead, unset RAY_ADDRESS or give the address 'local')") from None
         self._started_ray = True
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
