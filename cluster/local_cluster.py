@@ -158,8 +158,7 @@ def _wait_started(node: dict, process: subprocess.Popen, timeout: float) -> None
 def stop_nodes(nodes: list[dict], timeout: float = 30.0) -> None:
     """End the given nodes: SIGTERM to each ``ray start --block`` (it stops its own Ray processes),
     then, after at most ``timeout`` seconds, SIGKILL to whatever is left of its process group. A
-    Ctrl-C meanwhile waits until they are ended (a start that was interrupted says so, and ends
-    no more than half done)."""
+    Ctrl-C meanwhile is held back until they are ended, so that none is left half stopped."""
     with _ctrl_c_deferred():
         _stop_nodes(nodes, timeout)
 
@@ -227,8 +226,7 @@ def started_report(state: dict, folder: Path) -> str:
     again = f"python {sys.argv[0]} {{}} --dir {folder}"
     return "\n".join([
         f"Ray cluster of {len(nodes)} node{'s' if len(nodes) > 1 else ''}: GCS {state['gcs_address']}, "
-        f"dashboard and Jobs API "
-        f"{state['dashboard_url']}", *nodes,
+        f"dashboard and Jobs API {state['dashboard_url']}", *nodes,
         f"recorded in {folder / 'cluster.json'}; Ray's own logs in {folder / 'ray' / 'session_latest' / 'logs'}",
         f"to use it from a shell: eval \"$({again.format('env')})\"",
         f"to stop it: {again.format('stop')}"])
