@@ -91,7 +91,7 @@ class RunDir:
                     fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     raise ConfigError(f"{self.path} is in use: another process is training this run; wait "
-                                      f"for it to end (or stop it), or choose another --run-dir") from None
+                                      f"for it to end (or stop it), or choose another run directory") from None
             held = True
             yield
         except BaseException:
@@ -159,7 +159,7 @@ class RunDir:
 
     def _cannot_create(self, error: OSError) -> ConfigError:
         return ConfigError(f"cannot create the run directory {self.path} ({error.strerror}); choose "
-                           f"another --run-dir")
+                           f"another run directory")
 
     def config(self) -> dict:
         """The run's configuration, as written by :meth:`create`."""

@@ -30,7 +30,7 @@ from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
 from .progress import Reporter
 from .rundir import RunDir
-from .checks import checked_number, instance_of, positive_int, seed_or_none, whole_number
+from .checks import checked_number, instance_of, positive_int, positive_real, seed_or_none, whole_number
 from .step_stats import StepStats
 from .stop import EarlyStopping, StopEvaluator, Verdict
 
@@ -168,13 +168,23 @@ class TrainerBase:
         self.rule = UpdateRule(optimizer, l2, network.weight_slices)
         self.batch_size = batch_size
         self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
-        self.learning_rate = optimizer.learning_rate  # the base; the schedule scales it per epoch
         self.schedule = schedule
         self.augmentation = augmentation
+        self._base_rate: float | None = None  # during a fit: the rate the schedule scales
 
     @property
     def optimizer(self) -> Optimizer:
         return self.rule.optimizer
+
+    @property
+    def learning_rate(self) -> float:
+        """The base learning rate: the optimizer's, which a schedule scales epoch by epoch during a
+        fit (and puts back after it). Setting it sets the optimizer's."""
+        return self._base_rate if self._base_rate is not None else self.optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate: float) -> None:
+        self.optimizer.learning_rate = positive_real("the learning rate", learning_rate)
 
     def config(self) -> dict:
         """The run's configuration as JSON-able data (stored in run directories and checkpoints)."""
@@ -183,6 +193,14 @@ class TrainerBase:
                 "batch_size": self.batch_size, "seed": self.seed, "workers": self.shards,
                 "schedule": self.schedule.spec() if self.schedule else None,
                 "augmentation": self.augmentation.spec() if self.augmentation else None}
+
+    def __repr__(self) -> str:
+        extras = "".join(f", {name}={value!r}" for name, value in self._repr_extras().items() if value is not None)
+        return (f"{type(self).__name__}(network={'-'.join(map(str, self.network.sizes))}, optimizer={self.optimizer!r}, "
+                f"l2={self.rule.l2:g}, batch_size={self.batch_size}, seed={self.seed}{extras})")
+
+    def _repr_extras(self) -> dict:
+        return {"schedule": self.schedule, "augmentation": self.augmentation}
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self, train: Dataset, validation: Dataset | None = None, *, epochs: int | None = None,
@@ -193,9 +211,10 @@ class TrainerBase:
 
         Every epoch the training set is reshuffled and run in mini-batches; every ``eval_every``
         epochs (and after the last) the validation error goes to the stop rule, the original's
-        StopEvaluator: it stops once the lowest error is older than ``window`` evaluations (the
-        original's example used 40, evaluating every 5 epochs), or when ``acceptable_error`` (a
-        fraction, such as 0.02) is reached, and keeps the best network. Not given, a new run uses
+        StopEvaluator: once ``window`` evaluations are in, it stops when the average error over the
+        last ``window`` rises above the average before it (the original's example used a window of
+        40, evaluating every 5 epochs), or when the best error falls below ``acceptable_error`` (a
+        fraction, such as 0.02), and keeps the best network. Not given, a new run uses
         :data:`FIT_DEFAULTS` (100 epochs, an evaluation every 5, a window of 4) and no acceptable
         error. ``reporter`` receives the progress (:class:`distnet.progress.TerminalReporter`
         prints it as ``distnet train`` does); by default nothing is printed.
@@ -209,8 +228,10 @@ class TrainerBase:
         it ended, ``already_ended`` set and a warning issued, with nothing trained or written; one
         that trained more than ``epochs`` epochs is refused (ConfigError).
 
-        Calling ``fit`` again continues from the trainer's current parameters and optimizer
-        state, numbering epochs from 1 again.
+        The network given to the trainer trains in place and ends as the *last* network; the best
+        one is ``result.best_network``. Calling ``fit`` again continues from the current
+        parameters and optimizer state, numbering epochs (and the schedule, and the shuffles) from
+        1 again.
         """
         settings = check_fit_arguments(self.network, train, validation, self.augmentation, epochs=epochs,
                                        eval_every=eval_every, window=window, acceptable_error=acceptable_error,
@@ -288,6 +309,7 @@ class TrainerBase:
         checkpoint = start.checkpoint
         epochs, eval_every, window, acceptable_error = start.settings.values()
         self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
+        self._base_rate = self.optimizer.learning_rate
         self._open(train, validation, plan)
         started = time.perf_counter()  # training time, without the start of a distributed trainer's actors
         try:
@@ -316,6 +338,7 @@ class TrainerBase:
             return self._finish(loop, epoch, verdict)
         finally:
             self._close()
+            self.optimizer.learning_rate, self._base_rate = self._base_rate, None
 
     def _restore(self, loop: _Loop, checkpoint: Checkpoint | None) -> tuple[int, int, StepStats, Verdict | None]:
         """Continue from ``checkpoint`` (None: a new run); where it stands (epoch, step), the
@@ -521,9 +544,13 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
         if not isinstance(data, Dataset) and not (name == "validation" and data is None):
             raise ConfigError(f"{name} must be a distnet Dataset (such as load_mnist().{name}, or "
                               f"Dataset(images, labels) for your own data), got {type(data).__name__}")
+        what = "training" if name == "train" else name
+        if data is not None and data.images.dtype.kind == "f" and not np.isfinite(data.images).all():
+            first = int(np.flatnonzero(~np.isfinite(data.images).all(axis=1))[0])
+            raise ConfigError(f"the {what} data hold NaN or infinite values (sample {first} is the first such); "
+                              f"fix or drop those samples (training on them would only diverge)")
         if data is not None and (network.input_size != data.images.shape[1]
                                  or network.output_size != len(data.classes)):
-            what = "training" if name == "train" else name
             raise ConfigError(f"the network does not fit the {what} data: it takes {network.input_size} inputs and "
                               f"gives {network.output_size} outputs, the data has {data.images.shape[1]} values per "
                               f"sample and {len(data.classes)} classes")

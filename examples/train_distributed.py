@@ -25,8 +25,9 @@ preset = get_preset("seed")                            # 784-36-14-10, Nesterov(
 network = preset.network(seed=942457)
 trainer = DistributedTrainer(network, preset.build_optimizer(), l2=preset.l2, batch_size=preset.batch_size,
                              workers=args.workers, address=args.address, seed=942457)
-result = trainer.fit(mnist.train, mnist.validation, epochs=args.epochs, eval_every=5,
-                     run_dir=args.run_dir, reporter=TerminalReporter())  # progress goes to stderr
+result = trainer.fit(mnist.train, mnist.validation, epochs=args.epochs, eval_every=preset.eval_every,
+                     window=preset.window, run_dir=args.run_dir,   # the article's stop rule
+                     reporter=TerminalReporter())                  # progress goes to stderr
 
 test_error = result.best_network.error_rate(mnist.test.images, mnist.test.labels)
 print(f"test error {test_error:.2%} with the best network (epoch {result.best_epoch})")

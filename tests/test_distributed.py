@@ -157,6 +157,12 @@ def test_divergence_through_huge_finite_costs_is_reported_by_the_parameter_serve
     assert trainer.failures == []  # not taken for a lost actor
 
 
+def test_no_workers_points_to_the_single_process_trainer():
+    with pytest.raises(ConfigError, match=r"workers=0 means no Ray workers: train in this process with Trainer\(...\) "
+                                          r"instead, or give workers=1 or more"):
+        DistributedTrainer(small_network(), Nesterov(0.02), workers=0)
+
+
 def test_batch_smaller_than_workers_is_refused(mnist, ray_local):
     trainer = DistributedTrainer(small_network(), Nesterov(0.02), batch_size=2, workers=3)
     with pytest.raises(ConfigError, match="batch size 2 is smaller than the number of workers 3"):
@@ -287,6 +293,58 @@ def test_an_embedded_ray_keeps_pyarrow_out_of_its_workers(tmp_path):
     assert "ray still running: False" in done.stdout
     assert "refused: cannot resume: the run was started with different seed" in done.stdout
     assert "ray running after a refused resume: False" in done.stdout
+
+
+TWO_FITS_AT_ONCE = """
+import threading
+import numpy as np
+import ray
+from distnet import ConfigError, Dense, Nesterov, Network, Reporter
+from distnet.data import Dataset
+from distnet.distributed import DistributedTrainer
+
+rng = np.random.default_rng(0)
+train = Dataset(rng.random((128, 784), np.float32), rng.integers(0, 10, 128))
+
+def trainer():
+    return DistributedTrainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02),
+                              batch_size=32, workers=1, seed=1)
+
+def fit(name, reporter=None):
+    try:
+        trainer().fit(train, None, epochs=1, reporter=reporter)
+        print(name, "trained")
+    except ConfigError as e:
+        print(name, "refused:", e)
+
+class SecondFitMeanwhile(Reporter):
+    def on_start(self, info):
+        second = threading.Thread(target=fit, args=("second",))
+        second.start()
+        second.join()
+
+fit("first", SecondFitMeanwhile())
+print("ray running:", ray.is_initialized())
+fit("third")
+"""
+
+
+def test_a_second_fit_in_another_thread_is_refused_while_the_first_owns_this_process_s_ray(tmp_path):
+    """Ray raised an AssertionError in one of two threads, and left agents running."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", TWO_FITS_AT_ONCE], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == [
+        "second refused: another DistributedTrainer of this process is training on the Ray it started, and shuts "
+        "it down when its fit ends (a process has one Ray); fit one after the other, or call ray.init() first: "
+        "trainers share a Ray they did not start",
+        "first trained", "ray running: False", "third trained"]
 
 
 PLAIN_RUN = """

@@ -152,6 +152,16 @@ def test_error_rate_takes_one_integer_label_per_row_in_range():
         network.error_rate(X, labels - np.eye(6, dtype=int)[0])
 
 
+def test_a_data_set_given_for_inputs_is_refused_with_what_to_pass():
+    from distnet.data import Dataset
+
+    data = Dataset(np.zeros((4, 5), np.float32), np.array([0, 1, 2, 0]), classes=("a", "b", "c"))
+    for call in (lambda: net().predict(data), lambda: net().error_rate(data, data.labels)):
+        with pytest.raises(ConfigError, match=r"not a data set: pass its .images \(and to error_rate its .labels too\)"):
+            call()
+    assert net().predict(data.images).shape == (4, 3)
+
+
 @pytest.mark.parametrize("output", ["identity", "relu", "leaky_relu", "tanh"])
 def test_cross_entropy_is_refused_on_outputs_that_are_not_positive(output):
     with pytest.raises(ConfigError, match=f"cross-entropy needs outputs that are > 0 \\(probabilities\\): end the "

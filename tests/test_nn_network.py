@@ -454,6 +454,13 @@ def test_original_json_round_trip(tmp_path, dtype):
     from_file = Network.load_original_json(net.save_original_json(tmp_path / "net.json"))
     assert from_file.dtype == np.float64  # the original's double, unless asked otherwise
     np.testing.assert_array_equal(from_file.params, net.params)
+    with pytest.raises(ModelFormatError, match="net.json: a network in the original's JSON layout, not one saved by "
+                                               "Network.save; load it with Network.load_original_json"):
+        Network.load(tmp_path / "net.json")
+    with pytest.raises(ConfigError, match="other.json: save writes an .npz file; for the original's JSON layout use "
+                                          "save_original_json"):
+        net.save(tmp_path / "other.json")
+    assert not (tmp_path / "other.json").exists()
 
 
 def test_a_document_in_the_originals_format_gives_the_originals_golden_numbers():

@@ -1,4 +1,5 @@
 """Learning-rate schedules, and the training loop applying them (and augmentation) per epoch."""
+import json
 import math
 
 import numpy as np
@@ -71,6 +72,31 @@ def test_a_schedule_changes_the_steps_and_none_keeps_the_rate(mnist):
     scheduled.fit(train, None, epochs=3)
     assert constant.optimizer.learning_rate == 0.01
     assert not np.allclose(constant.network.params, scheduled.network.params)
+
+
+def test_one_base_learning_rate_the_optimizer_s_set_either_way_and_recorded_as_trained(mnist, tmp_path):
+    train = mnist.train.subset(slice(0, 500))
+    by_optimizer, by_trainer = make_trainer(), make_trainer()
+    by_optimizer.optimizer.learning_rate = 0.005
+    by_trainer.learning_rate = 0.005
+    for trainer, run in ((by_optimizer, tmp_path / "a"), (by_trainer, tmp_path / "b")):
+        result = trainer.fit(train, epochs=2, eval_every=1, run_dir=run)
+        assert [h["learning_rate"] for h in result.history] == [0.005, 0.005]
+        assert json.loads((run / "config.json").read_text())["optimizer"]["learning_rate"] == 0.005
+    np.testing.assert_array_equal(by_optimizer.network.params, by_trainer.network.params)
+    with pytest.raises(ConfigError, match="the learning rate must be"):
+        by_trainer.learning_rate = 0
+
+
+def test_a_schedule_scales_the_base_rate_during_a_fit_and_puts_it_back(mnist):
+    train = mnist.train.subset(slice(0, 500))
+    trainer = make_trainer(schedule=CosineDecay())
+    trainer.optimizer.learning_rate = 0.02  # the base, as the trainer was made with another
+    first = trainer.fit(train, epochs=2, eval_every=1)
+    assert [h["learning_rate"] for h in first.history] == pytest.approx([0.02, 0.02 * CosineDecay().factor(1, 2)])
+    assert trainer.optimizer.learning_rate == trainer.learning_rate == 0.02
+    again = trainer.fit(train, epochs=2, eval_every=1)  # starts from the base, not from where the last ended
+    assert [h["learning_rate"] for h in again.history] == [h["learning_rate"] for h in first.history]
 
 
 def test_augmentation_trains_on_moved_images(mnist):

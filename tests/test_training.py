@@ -414,6 +414,11 @@ def test_fit_refuses_data_it_cannot_train_on(mnist):
     with pytest.raises(ConfigError, match="the network does not fit the training data: it takes 784 inputs and gives 5 "
                                           "outputs, the data has 784 values per sample and 10 classes"):
         five_classes.fit(mnist.train)
+    images = mnist.validation.images[:100].copy()
+    images[[7, 42], 3] = [np.nan, np.inf]
+    with pytest.raises(ConfigError, match=r"the validation data hold NaN or infinite values \(sample 7 is the first "
+                                          r"such\); fix or drop those samples"):
+        trainer.fit(mnist.train, Dataset(images, mnist.validation.labels[:100]))
 
 
 @pytest.mark.parametrize("options, message", [
@@ -480,6 +485,12 @@ def test_a_fit_result_reads_in_one_line(mnist):
     assert repr(result) == (f"FitResult(best_error={result.best_error:.4f}, best_epoch={result.best_epoch}, "
                             f"epochs=2, stop_reason='max_epochs', evaluations=2, run_dir=None, "
                             f"seconds={result.seconds:.1f})")
+
+
+def test_a_trainer_shows_what_it_trains_with():
+    trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=64, seed=3)
+    assert repr(trainer) == ("Trainer(network=784-8-10, optimizer=Nesterov(learning_rate=0.02, momentum=0.87), "
+                             "l2=0.0001, batch_size=64, seed=3)")
 
 
 def test_a_run_directory_held_by_another_training_is_refused_untouched(mnist, tmp_path):

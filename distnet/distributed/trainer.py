@@ -86,6 +86,13 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0][:300] if text else "no details"
 
 
+class _RayOfThisProcess:
+    """The trainer that started the Ray of this process, while its fit lasts."""
+
+    lock = threading.Lock()
+    started_by: "DistributedTrainer | None" = None
+
+
 class DistributedTrainer(TrainerBase):
     """Train with ``workers`` GradientWorker actors, a ParameterServer actor and a StopEvaluator
     actor; the same math as :class:`~distnet.trainer.Trainer` (same batches for the same seed).
@@ -113,6 +120,9 @@ class DistributedTrainer(TrainerBase):
                          augmentation=augmentation)
         if protocol not in PROTOCOLS:
             raise ConfigError(f"unknown step protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        if workers == 0:
+            raise ConfigError("workers=0 means no Ray workers: train in this process with Trainer(...) instead, "
+                              "or give workers=1 or more")
         self.requested_workers = None if workers is None else positive_int("workers", workers)
         self.address = address
         self.protocol = protocol
@@ -133,6 +143,10 @@ class DistributedTrainer(TrainerBase):
 
     def config(self) -> dict:
         return {**super().config(), "protocol": self.protocol}
+
+    def _repr_extras(self) -> dict:
+        return {"workers": self.requested_workers, "protocol": self.protocol, "address": self.address,
+                **super()._repr_extras()}
 
     # -- setup and teardown -----------------------------------------------------------------------
     def _check_batches(self, n_samples: int) -> None:
@@ -175,6 +189,16 @@ class DistributedTrainer(TrainerBase):
             self._close()  # again (it does nothing twice): also when the run fails before its actors start
 
     def _connect_ray(self) -> None:
+        with _RayOfThisProcess.lock:  # two trainers' fits in threads: one starts Ray, the other is told
+            if _RayOfThisProcess.started_by not in (None, self):
+                raise ConfigError("another DistributedTrainer of this process is training on the Ray it started, "
+                                  "and shuts it down when its fit ends (a process has one Ray); fit one after the "
+                                  "other, or call ray.init() first: trainers share a Ray they did not start")
+            self._connect_ray_unshared()
+            if self._started_ray:
+                _RayOfThisProcess.started_by = self
+
+    def _connect_ray_unshared(self) -> None:
         if ray.is_initialized():
             running = ray.get_runtime_context().gcs_address
             if self.address not in (None, "auto", running):
@@ -280,8 +304,10 @@ class DistributedTrainer(TrainerBase):
         finally:
             self._workers, self._server, self._pg, self._stopping, self._steps = [], None, None, None, None
             if self._started_ray:
-                ray.shutdown()
-                self._started_ray = self._embedded_ray = False
+                with _RayOfThisProcess.lock:
+                    ray.shutdown()
+                    self._started_ray = self._embedded_ray = False
+                    _RayOfThisProcess.started_by = None
 
     # -- the steps ------------------------------------------------------------------------------
     def _run_steps(self, epoch: int, start: int, stop: int) -> tuple[StepStats, bool]:

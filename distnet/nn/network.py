@@ -167,6 +167,9 @@ class Network:
 
     # -- math ---------------------------------------------------------------------------------
     def _inputs(self, X) -> np.ndarray:
+        if hasattr(X, "images") and hasattr(X, "labels"):  # a Dataset, which the math does not know
+            raise ConfigError("the network takes an array of inputs, one row per sample, not a data set: pass "
+                              "its .images (and to error_rate its .labels too)")
         X = np.asarray(X, dtype=self.dtype)
         if X.ndim == 1:
             X = X[None, :]
@@ -286,6 +289,9 @@ class Network:
         The file loads without pickle, in Python with :meth:`load` or any NumPy.
         """
         path = Path(path)
+        if path.suffix.lower() == ".json":
+            raise ConfigError(f"{path}: save writes an .npz file; for the original's JSON layout use "
+                              f"save_original_json, or give the file a name ending in .npz")
         with atomic_writer(path) as f:
             f.write(self.to_npz_bytes())
         return path
@@ -299,7 +305,11 @@ class Network:
         """Read a network written by :meth:`save` (a run directory stands for its best network,
         ``best.npz``); refuses anything else with ModelFormatError."""
         path = saved_network_path(path)
-        return cls.from_npz_bytes(_read_model_file(path), str(path))
+        data = _read_model_file(path)
+        if data.lstrip()[:1] == b"{" and b'"costFunction"' in data[:4096]:  # the original's layout begins so
+            raise ModelFormatError(f"{path}: a network in the original's JSON layout, not one saved by "
+                                   f"Network.save; load it with Network.load_original_json")
+        return cls.from_npz_bytes(data, str(path))
 
     @classmethod
     def from_npz_bytes(cls, data: bytes, name: str = "model") -> "Network":
