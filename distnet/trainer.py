@@ -38,6 +38,11 @@ class Trainer(TrainerBase):
         self._gather = BatchGather(self.network.output_size, self.network.dtype)
         self._augmented = np.empty_like(train.images) if self.augmentation is not None else None
 
+    def _close(self) -> None:
+        # The data (and its augmented copy) belong to the fit: a trainer kept afterwards holds none.
+        self._train = self._images = self._augmented = self._gather = None
+        self._batches, self._batches_epoch = [], None
+
     def _run_steps(self, epoch: int, start: int, stop: int) -> tuple[StepStats, bool]:
         if self._batches_epoch != epoch:
             self._batches, self._batches_epoch = self._plan.epoch_batches(epoch), epoch

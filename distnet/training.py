@@ -310,9 +310,9 @@ class TrainerBase:
         epochs, eval_every, window, acceptable_error = start.settings.values()
         self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
         self._base_rate = self.optimizer.learning_rate
-        self._open(train, validation, plan)
-        started = time.perf_counter()  # training time, without the start of a distributed trainer's actors
         try:
+            self._open(train, validation, plan)
+            started = time.perf_counter()  # training time, without the start of a distributed trainer's actors
             stopping = self._early_stopping(self.network.spec(), window, acceptable_error,
                                             run.best_path if run else None)
             loop = _Loop(plan, ChunkSizer(plan.steps_per_epoch), run, start.config, stopping, reporter,

@@ -1,8 +1,10 @@
 """The batch plan, the single-process trainer, run directories, checkpoints and resume."""
+import gc
 import io
 import json
 import math
 import re
+import weakref
 
 import numpy as np
 import pytest
@@ -485,6 +487,21 @@ def test_a_fit_result_reads_in_one_line(mnist):
     assert repr(result) == (f"FitResult(best_error={result.best_error:.4f}, best_epoch={result.best_epoch}, "
                             f"epochs=2, stop_reason='max_epochs', evaluations=2, run_dir=None, "
                             f"seconds={result.seconds:.1f})")
+
+
+def test_a_trainer_keeps_none_of_the_data_after_its_fit():
+    rng = np.random.default_rng(0)
+    train = Dataset(rng.random((320, 784), np.float32), rng.integers(0, 10, 320))
+    images = weakref.ref(train.images)
+    trainer = Trainer(tiny_network(np.float32), Nesterov(0.02, 0.87), batch_size=32, seed=1,
+                      augmentation=RandomAffine())
+    trainer.fit(train, epochs=1)
+    kept = [name for name, value in vars(trainer).items()
+            if isinstance(value, Dataset) or (isinstance(value, np.ndarray) and value.size >= train.images.size)]
+    assert kept == []  # neither the data (nor a copy) nor its augmented images
+    del train
+    gc.collect()
+    assert images() is None
 
 
 def test_a_trainer_shows_what_it_trains_with():
