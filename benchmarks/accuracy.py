@@ -39,14 +39,20 @@ THREADS = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MK
 
 
 def main(argv: list[str] | None = None) -> int:
+    from distnet.commands.common import non_negative_int, positive_int
+    from distnet.presets import PRESETS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", nargs="+", default=["seed", "tuned"], help="default: seed tuned")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5], help="default: 1 2 3 4 5")
-    parser.add_argument("--workers", type=int, default=0,
+    parser.add_argument("--presets", nargs="+", default=["seed", "tuned"], choices=sorted(PRESETS),
+                        help="default: seed tuned")
+    parser.add_argument("--seeds", nargs="+", type=non_negative_int, default=[1, 2, 3, 4, 5],
+                        help="default: 1 2 3 4 5")
+    parser.add_argument("--workers", type=non_negative_int, default=0,
                         help="gradient workers per run; 0 (default) trains in the process, the same math")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at the same time (default: 1)")
+    parser.add_argument("--jobs", type=positive_int, default=1, help="runs at the same time (default: 1)")
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
-    parser.add_argument("--epochs", type=int, help="cap every preset's maximum epochs (default: the preset's)")
+    parser.add_argument("--epochs", type=positive_int,
+                        help="cap every preset's maximum epochs (default: the preset's)")
     parser.add_argument("--protocol", choices=["validation", "article"], default="validation",
                         help="stop early on a held-out validation split (default), or as the article did: "
                              "train on all training samples and stop on the test set (optimistic)")

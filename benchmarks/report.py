@@ -74,7 +74,7 @@ def targets(results: dict) -> list[dict]:
 
     def target(what: str, value, limit, met_if_below: bool, detail: str):
         if value is None or limit is None:
-            out.append({"target": what, "value": None, "limit": limit, "met": None, "detail": detail + " (not measured)"})
+            out.append({"target": what, "value": None, "limit": limit, "met": None, "detail": "not measured"})
         else:
             out.append({"target": what, "value": round(value, 3), "limit": limit,
                         "met": value <= limit if met_if_below else value >= limit, "detail": detail})
@@ -139,7 +139,8 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Measured {results['date']} ({results['mode']} mode, {results['data']} data) on {m['cpu']}, "
              f"{m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, "
-             f"numba {m.get('numba') or 'not installed (the NumPy update)'}, Ray {m['ray']}, PyTorch {m['torch']}; "
+             f"numba {m.get('numba') or 'not installed (the NumPy update)'}, Ray {m['ray']}, "
+             f"PyTorch {m['torch'] or 'not installed'}; "
              f"load average {m['load_average_at_start'][0]} at start, {m['load_average_at_end'][0]} at end; "
              f"other work on the machine during the cases: {_busy_range(results)} cores on average.",
              f"Threads: {results['threads']}.", ""]
@@ -153,22 +154,32 @@ def markdown(results: dict) -> str:
                          f"{h['numpy_gflops']:.0f}, PyTorch {_fmt(h['torch_gflops'], 0)}); at the article's "
                          f"32×784×36 shape NumPy reaches {h['article_shape_gflops']:.0f}")
     for name, w in results["workloads"].items():
+        if not w["runs"] and not w.get("compute"):
+            continue  # not among the cases run (--only)
         floors = ", ".join(f"{v:.3f} s on {t} core(s)" for t, v in w.get("hardware_floor_s", {}).items())
+        floors = floors or "not measured: no gemm case ran"
         lines += ["", f"### {name}: {'-'.join(map(str, w['sizes']))}, batch {w['batch_size']}, "
                       f"{w['steps_per_epoch']} steps per epoch, {w['flops_per_epoch'] / 1e9:.1f} GFLOP per epoch "
                       f"(hardware floor {floors})", "",
                   "| run | epoch s | samples/s | µs/step | step math µs | coordination µs/step | × PyTorch 1 thread "
                   "| × hardware floor | peak RSS MB/process |",
                   "|---|---|---|---|---|---|---|---|---|"]
+        below_noise = False
         for key, run in w["runs"].items():
             if not _ok(run):
                 reason = run.get("skipped") or run.get("error") if run else "missing"
                 lines.append(f"| {key} | {reason} ||||||||")
                 continue
+            coordination = _fmt(run.get("coordination_us"), 0)
+            if (run.get("coordination_us") or 0) < 0:
+                coordination, below_noise = coordination + " *", True
             lines.append(f"| {key} | {_fmt(run['epoch_s'], 3)} | {_fmt(run['samples_per_s'], 0)} | "
                          f"{_fmt(run['step_us'], 0)} | {_fmt(run.get('step_math_us'), 0)} | "
-                         f"{_fmt(run.get('coordination_us'), 0)} | {_fmt(run.get('vs_torch_1_thread'))} | "
+                         f"{coordination} | {_fmt(run.get('vs_torch_1_thread'))} | "
                          f"{_fmt(run.get('vs_hardware_floor'))} | {', '.join(map(str, run.get('peak_rss_mb', [])))} |")
+        if below_noise:
+            lines += ["", "\\* The step took less than its math timed alone (in a separate process): the "
+                          "coordination is below what this run resolves."]
         lines += ["", scaling.markdown(w.get("scaling"))]
     lines += ["", "| target | measured | limit | met | compared |", "|---|---|---|---|---|"]
     for t in results["targets"]:
@@ -185,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(args.results.read_text())
     except (OSError, ValueError) as e:
         parser.error(f"cannot read {args.results}: {e}")
+    if not isinstance(results, dict) or not {"machine", "workloads", "hardware"} <= results.keys():
+        parser.error(f"{args.results} is not a run saved by python -m benchmarks.speed --out")
     add_analysis(results)
     print(markdown(results))
     return 0

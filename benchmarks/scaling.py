@@ -64,22 +64,25 @@ def model(workload: dict, cores: int) -> dict | None:
                 continue
             step = per_sample * batch / n + fixed + per_worker * n
             predicted[str(n)] = {"step_us": step, "samples_per_s": batch / step * 1e6}
-        result["protocols"][protocol] = {"fixed_us": fixed, "per_worker_us": per_worker, "predicted": predicted}
+        result["protocols"][protocol] = {"fixed_us": fixed, "per_worker_us": per_worker, "predicted": predicted,
+                                         "fitted_to": sorted(steps)}
     return result
 
 
 def markdown(scaling: dict | None) -> str:
     if not scaling:
         return ""
-    lines = [f"Scaling model: step(N) = {scaling['gradient_us_per_sample']:.2f} µs · B/N + fixed + per_worker · N, "
-             f"fitted to N = {', '.join(map(str, scaling['measured_workers']))} (the update's own share of "
-             f"per_worker: {scaling['update_us_per_worker']:.0f} µs).", "",
-             "| protocol | fixed µs | per_worker µs | " + " | ".join(f"N={n}: µs/step, samples/s" for n in PREDICT) + " |",
-             "|---|---|---|" + "---|" * len(PREDICT)]
+    lines = [f"Scaling model: step(N) = {scaling['gradient_us_per_sample']:.2f} µs · B/N + fixed + per_worker · N "
+             f"(the update's own share of per_worker: {scaling['update_us_per_worker']:.0f} µs); from one measured N, "
+             f"per_worker is that share alone.", "",
+             "| protocol | fitted to N | fixed µs | per_worker µs | "
+             + " | ".join(f"N={n}: µs/step, samples/s" for n in PREDICT) + " |",
+             "|---|---|---|---|" + "---|" * len(PREDICT)]
     for protocol, p in scaling["protocols"].items():
         cells = []
         for n in PREDICT:
             step = p["predicted"][str(n)]
             cells.append("batch < N" if step is None else f"{step['step_us']:,.0f}, {step['samples_per_s']:,.0f}")
-        lines.append(f"| {protocol} | {p['fixed_us']:,.0f} | {p['per_worker_us']:,.0f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {protocol} | {', '.join(map(str, p['fitted_to']))} | {p['fixed_us']:,.0f} | "
+                     f"{p['per_worker_us']:,.0f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

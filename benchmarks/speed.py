@@ -1,7 +1,7 @@
 """The speed benchmark: distnet against PyTorch, DDP, Ray Train and the hardware limit, in one run.
 
     python -m benchmarks.speed            # the full suite (the numbers in benchmarks/README.md)
-    python -m benchmarks.speed --quick    # a ~2 minute sanity check: part of each epoch, fewer cases
+    python -m benchmarks.speed --quick    # a 2-3 minute sanity check: part of each epoch, fewer cases
 
 Every case runs in its own process with its BLAS / OpenMP / PyTorch threads pinned (stated in the
 output), on the same data, network and batch size. It prints the results as JSON, then as
@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))  # `python benchmarks/speed.py` works as well as `
 from benchmarks import report  # noqa: E402
 from benchmarks.case import PREFIX  # noqa: E402
 from benchmarks.workloads import WORKLOADS, training_data  # noqa: E402
+from distnet.io import atomic_writer  # noqa: E402
 
 PROTOCOLS = ("channel", "compiled", "plain")
 
@@ -155,7 +156,8 @@ def _machine() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--quick", action="store_true", help="a part of each epoch, fewer repetitions (2-3 min)")
+    parser.add_argument("--quick", action="store_true", help="a part of each epoch, fewer repetitions and "
+                                                              "worker counts, no Ray Train (2-3 min)")
     parser.add_argument("--only", default="", help="run only the cases whose name contains this text (see the "
                                                    "'... NAME' lines a run prints, e.g. 'wide: ' or 'PyTorch DDP')")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
@@ -165,11 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     names = [case["name"] for case in _cases(args.quick, cores)]
     if not any(args.only in name for name in names):
         parser.error(f"--only {args.only!r} matches no case; the cases are: {'; '.join(names)}")
-    if args.out:
-        try:
-            args.out.open("a").close()  # a path it cannot write fails now, not after the whole run
-        except OSError as e:
-            parser.error(f"cannot write --out {args.out}: {e.strerror}")
+    if args.out:  # a path it cannot write fails now, not after the whole run (and nothing is left there)
+        folder = args.out.parent
+        if args.out.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+            parser.error(f"cannot write --out {args.out}: give a file in an existing folder this user may write to")
     results: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "mode": "quick" if args.quick else "full",
                      "machine": _machine(), "data": training_data(10)[2],
                      "threads": "each process pins OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS "
@@ -196,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     report.add_analysis(results)
     text = json.dumps(results, indent=1)
     if args.out:
-        args.out.write_text(text + "\n")
+        with atomic_writer(args.out, "w") as out:  # an interrupted run leaves no half-written file
+            out.write(text + "\n")
     print(text)
     print()
     print(report.markdown(results))

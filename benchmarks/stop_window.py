@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.accuracy import run_child  # noqa: E402
+from distnet.commands.common import non_negative_int, positive_int  # noqa: E402
 from distnet.presets import PRESETS  # noqa: E402
 from distnet.stop import StopEvaluator  # noqa: E402
 
@@ -100,10 +101,10 @@ def markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="seed", choices=sorted(PRESETS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5, 6])
-    parser.add_argument("--epochs", type=int, default=500, help="epochs each seed trains (default: 500)")
-    parser.add_argument("--windows", nargs="+", type=int, default=[10, 20, 30, 40])
-    parser.add_argument("--jobs", type=int, default=1, help="seeds trained at the same time (default: 1)")
+    parser.add_argument("--seeds", nargs="+", type=non_negative_int, default=[1, 2, 3, 4, 5, 6])
+    parser.add_argument("--epochs", type=positive_int, default=500, help="epochs each seed trains (default: 500)")
+    parser.add_argument("--windows", nargs="+", type=positive_int, default=[10, 20, 30, 40])
+    parser.add_argument("--jobs", type=positive_int, default=1, help="seeds trained at the same time (default: 1)")
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process of one seed
     args = parser.parse_args(argv)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.scaling import _line, model  # noqa: E402
+from benchmarks.scaling import _line, markdown, model  # noqa: E402
 
 
 def test_a_line_through_points_that_keep_the_bounds_is_the_exact_fit():
@@ -37,3 +37,15 @@ def test_model_predicts_from_the_fitted_constants():
     assert channel["fixed_us"] == pytest.approx(24.0) and channel["per_worker_us"] == pytest.approx(12.0)
     assert channel["predicted"]["4"]["step_us"] == pytest.approx(2.0 * 8 + 24 + 12 * 4)
     assert channel["predicted"]["64"] is None  # a batch of 32 cannot feed 64 workers
+
+
+def test_the_table_says_which_worker_counts_each_protocol_was_fitted_to():
+    workload = {"batch_size": 32,
+                "compute": {"backprop_us": {"1": 64.0, "2": 32.0}, "server_update_us": {"1": 10.0, "2": 12.0}},
+                "runs": {"distnet channel/1": {"step_us": 100.0}, "distnet channel/2": {"step_us": 80.0},
+                         "distnet compiled/2": {"step_us": 90.0}}}  # --quick measures compiled at N = 2 alone
+    rows = markdown(model(workload, cores=2)).splitlines()
+    assert rows[2].startswith("| protocol | fitted to N | fixed µs | per_worker µs |")
+    assert rows[4].startswith("| channel | 1, 2 | 24 | 12 |")
+    assert rows[5].startswith("| compiled | 2 | ")  # one point: per_worker is the update's share (2 µs)
+    assert "| 2 | " in rows[5].split("| compiled | 2 | ")[1]

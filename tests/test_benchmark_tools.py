@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import report, speed
+from benchmarks import accuracy, report, speed, stop_window
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,9 @@ def test_speed_refuses_a_filter_that_matches_nothing_and_an_output_it_cannot_wri
     with pytest.raises(SystemExit) as exited:
         speed.main(["--only", "gemm", "--out", str(tmp_path / "missing" / "results.json")])
     assert exited.value.code == 2
-    assert f"cannot write --out {tmp_path / 'missing' / 'results.json'}: No such file" in capsys.readouterr().err
+    assert (f"cannot write --out {tmp_path / 'missing' / 'results.json'}: give a file in an existing folder this user "
+            f"may write to") in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()
 
 
 def test_report_says_what_it_needs(capsys, tmp_path):
@@ -41,6 +43,26 @@ def test_report_says_what_it_needs(capsys, tmp_path):
     with pytest.raises(SystemExit) as exited:
         report.main([str(tmp_path / "none.json")])
     assert exited.value.code == 2 and "cannot read" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(SystemExit) as exited:
+        report.main([str(tmp_path / "other.json")])
+    assert exited.value.code == 2
+    assert "other.json is not a run saved by python -m benchmarks.speed --out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tool, options, message", [
+    ("accuracy", ["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+    ("accuracy", ["--jobs", "0"], "argument --jobs: must be at least 1, got 0"),
+    ("accuracy", ["--presets", "nosuch"], "argument --presets: invalid choice: 'nosuch'"),
+    ("stop_window", ["--windows", "0"], "argument --windows: must be at least 1, got 0"),
+    ("stop_window", ["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+])
+def test_the_accuracy_benchmarks_refuse_bad_options_before_they_train(tool, options, message, capsys, tmp_path):
+    main = {"accuracy": accuracy.main, "stop_window": stop_window.main}[tool]
+    with pytest.raises(SystemExit) as exited:
+        main([*options, *(["--runs-dir", str(tmp_path / "runs")] if tool == "accuracy" else [])])
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_more_cores_never_raise_the_hardware_floor():
@@ -54,6 +76,25 @@ def test_more_cores_never_raise_the_hardware_floor():
     results["hardware"]["2"]["best_gflops"] = 308.0
     report.add_analysis(results)
     assert results["workloads"]["w"]["hardware_floor_s"] == {"1": pytest.approx(1.0), "2": pytest.approx(0.5)}
+
+
+def test_a_report_of_part_of_the_cases_says_what_was_not_measured_and_flags_noise():
+    machine = {"cpu": "a CPU", "cores": 2, "python": "3.11", "numpy": "2", "numba": None, "ray": "2.60",
+               "torch": None, "load_average_at_start": [0.1], "load_average_at_end": [0.1]}
+    article = {"sizes": [784, 36, 14, 10], "batch_size": 32, "steps_per_epoch": 100, "flops_per_epoch": 1e9,
+               "compute": {"backprop_us": {"1": 100.0, "2": 60.0}, "server_update_us": {"1": 10.0, "2": 12.0}},
+               "runs": {"distnet channel/2": {"epoch_s": 0.01, "step_us": 50.0}}}  # quicker than its math: noise
+    wide = {"sizes": [784, 1024, 1024, 10], "batch_size": 512, "steps_per_epoch": 97, "flops_per_epoch": 2e11,
+            "runs": {}}
+    results = {"date": "today", "mode": "quick", "data": "random", "machine": machine, "threads": "1",
+               "hardware": {}, "workloads": {"article": article, "wide": wide}}  # as from --only article
+    report.add_analysis(results)
+    text = report.markdown(results)
+    assert "PyTorch not installed;" in text and "### wide" not in text
+    assert "(hardware floor not measured: no gemm case ran)" in text
+    assert "| distnet channel/2 | 0.010 | 320,000 | 50 | 72 | -22 * |" in text
+    assert "\\* The step took less than its math timed alone" in text
+    assert "| wide, 2 workers: throughput / PyTorch DDP 2 processes | – | 1.2 | – | not measured |" in text
 
 
 @pytest.mark.parametrize("tool", ["speed", "report", "worker_memory", "step_anatomy", "accuracy", "stop_window"])
