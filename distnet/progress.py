@@ -42,17 +42,18 @@ class TerminalReporter(Reporter):
 
     The bar shows samples per second and the running train error of the epoch (on the augmented
     images when the run augments); an evaluation line marks a new best with ``*`` and shows the
-    learning rate when a schedule changes it. The first evaluation whose train error is no better
-    than guessing adds a hint to check the learning rate (a far too high one saturates the outputs
-    without ever overflowing, so the run does not count as diverged).
+    learning rate when a schedule changes it, and the pace in epochs per minute since the evaluation
+    before (a first epoch's compiling or warming up does not weigh on later ones). The first
+    evaluation whose train error is no better than guessing adds a hint to check the learning rate
+    (a far too high one saturates the outputs without ever overflowing, so the run does not count
+    as diverged).
     """
 
     def __init__(self, stream: TextIO | None = None, width: int = 24):
         self.stream = stream or sys.stderr
         self.width = width
         self.interactive = self.stream.isatty()
-        self._started = time.perf_counter()
-        self._epochs_at_start = 0
+        self._last_look = (time.perf_counter(), 0)  # (when, epoch) of the start or the last evaluation
         self._resumed_at = (1, 0)  # (epoch, step) where this session's steps begin
         self._batch_size = 0
         self._scheduled = False
@@ -60,8 +61,7 @@ class TerminalReporter(Reporter):
         self._hinted = False
 
     def on_start(self, info):
-        self._started = time.perf_counter()
-        self._epochs_at_start = info["first_epoch"] - 1
+        self._last_look = (time.perf_counter(), info["first_epoch"] - 1)
         self._resumed_at = (info["first_epoch"], info["first_step"])
         self._batch_size = info["batch_size"]
         self._classes = info["sizes"][-1] if info.get("sizes") else 0
@@ -88,8 +88,10 @@ class TerminalReporter(Reporter):
         self.stream.flush()
 
     def on_evaluation(self, record):
-        minutes = (time.perf_counter() - self._started) / 60
-        pace = (record["epoch"] - self._epochs_at_start) / minutes if minutes > 0 else 0.0
+        (then, epoch_then), now = self._last_look, time.perf_counter()
+        minutes = (now - then) / 60
+        pace = (record["epoch"] - epoch_then) / minutes if minutes > 0 else 0.0  # since the last look: the pace now
+        self._last_look = (now, record["epoch"])
         rate = f"  lr {record['learning_rate']:.2e}" if self._scheduled and "learning_rate" in record else ""
         if "validation_error" in record:
             improved = record["best_epoch"] == record["epoch"]

@@ -139,6 +139,18 @@ def test_an_error_no_better_than_guessing_gets_one_hint_to_check_the_learning_ra
                      "is not learning; check the learning rate (1000 now)"]
 
 
+def test_the_pace_is_that_since_the_evaluation_before(monkeypatch):
+    clock = iter([0.0, 0.0, 60.0, 90.0])  # made, started; epoch 5 a minute on (a slow first epoch); epoch 10 30 s on
+    monkeypatch.setattr("distnet.progress.time.perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    reporter = TerminalReporter(stream)
+    reporter.on_start(start_info(epochs=10))
+    reporter.on_evaluation(record(5, 0.05, 0.05, 5))
+    reporter.on_evaluation(record(10, 0.04, 0.04, 10))
+    lines = stream.getvalue().splitlines()
+    assert lines[2].endswith("  5.0 epochs/min") and lines[3].endswith("  10.0 epochs/min")
+
+
 def test_describe_training_without_l2_or_extras():
     assert describe_training(start_info(l2=0.0, optimizer={"name": "adam", "learning_rate": 0.003})) == \
         "learning with adam (learning rate 0.003)"
