@@ -214,9 +214,11 @@ class TrainerBase:
         StopEvaluator: once ``window`` evaluations are in, it stops when the average error over the
         last ``window`` rises above the average before it (the original's example used a window of
         40, evaluating every 5 epochs), or when the best error falls below ``acceptable_error`` (a
-        fraction, such as 0.02), and keeps the best network. Not given, a new run uses
-        :data:`FIT_DEFAULTS` (100 epochs, an evaluation every 5, a window of 4) and no acceptable
-        error. ``reporter`` receives the progress (:class:`distnet.progress.TerminalReporter`
+        fraction, such as 0.02), and keeps the best network. Without ``validation`` (None, or an
+        empty set such as ``load_mnist(validation=0).validation``) nothing is scored: each
+        evaluation records the train error and cost, and the last network is the result. Not
+        given, a new run uses :data:`FIT_DEFAULTS` (100 epochs, an evaluation every 5, a window of
+        4) and no acceptable error. ``reporter`` receives the progress (:class:`distnet.progress.TerminalReporter`
         prints it as ``distnet train`` does); by default nothing is printed.
 
         With ``run_dir`` the run writes config, history, the best network and a checkpoint at each
