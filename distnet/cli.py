@@ -101,35 +101,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _training_run(args: argparse.Namespace):
-    """The run directory of a ``train`` command (None for other commands); its path, quoted for a shell."""
+    """The run directory of a ``train`` command (None for other commands)."""
     run_dir = getattr(args, "run_dir", None)
     if args.command != "train" or run_dir is None:
-        return None, ""
+        return None
     from .rundir import RunDir
 
-    return RunDir(run_dir), shlex.quote(str(run_dir))
+    return RunDir(run_dir)
 
 
 def _after_a_refused_write(args: argparse.Namespace) -> str:
     """For a training the file system stopped: that its files are intact, and how to go on."""
-    run, quoted = _training_run(args)
+    run = _training_run(args)
     if run is None or not run.has_checkpoint():
         return ""
     return (f"; the run's files are as its last checkpoint left them: once there is room (or the folder is "
-            f"writable again), resume with: distnet train --resume {quoted}")
+            f"writable again), resume with: {run.resume_command()}")
 
 
 def _how_to_go_on(args: argparse.Namespace) -> str:
     """For an interrupted (or terminated) training: how to continue it, given what it saved."""
-    run, quoted = _training_run(args)
+    run = _training_run(args)
     if run is None:
         return ""
     if run.has_checkpoint():
-        return f"; resume with: distnet train --resume {quoted}"
+        return f"; resume with: {run.resume_command()}"
     if run.holds_results():
         return (" after it saved its best network, before its first checkpoint: it cannot be resumed; to "
                 "train on, start a new run in another run directory")
-    return f" before the run's first checkpoint; to train it, start it again (--run-dir {quoted} may be reused)"
+    folder = shlex.quote(str(run.path))
+    return f" before the run's first checkpoint; to train it, start it again (--run-dir {folder} may be reused)"
 
 
 def build_parser() -> argparse.ArgumentParser:

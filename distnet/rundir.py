@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -28,6 +29,9 @@ from .io import UNFINISHED_WRITE, atomic_writer, write_json
 # What resuming a run needs from config.json (TrainerBase.config() plus fit's schedule).
 REQUIRED_CONFIG = ("network", "optimizer", "l2", "batch_size", "seed", "workers", "epochs",
                    "eval_every", "window")
+# What Ray's job supervisor gives a job's driver: the job's runtime environment and metadata, where
+# distnet submit leaves {"distnet": "train"}.
+_RAY_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
 class RunDir:
@@ -71,6 +75,17 @@ class RunDir:
             raise ConfigError(f"{self.path} has no checkpoint to resume from (none was written yet, "
                               f"or they were removed); start the run again: distnet train --run-dir "
                               f"{self.path} ...")
+
+    def resume_command(self) -> str:
+        """The command that continues this run: ``distnet submit --resume`` in a job that ``distnet
+        submit`` started (the job is resubmitted from where it was submitted, with the head's path),
+        else ``distnet train --resume``."""
+        try:
+            job = json.loads(os.environ.get(_RAY_JOB_CONFIG, "{}"))
+        except ValueError:
+            job = {}
+        submitted = isinstance(job, dict) and "distnet" in (job.get("metadata") or {})
+        return f"distnet {'submit' if submitted else 'train'} --resume {shlex.quote(str(self.path))}"
 
     @contextmanager
     def held(self, create: bool) -> Iterator[None]:
@@ -119,8 +134,8 @@ class RunDir:
                                   f"would overwrite it: choose another run directory") from None
         if self.holds_results():
             if self.config_path.exists() and self.has_checkpoint():
-                raise ConfigError(f"{self.path} already holds a run; continue it (distnet train --resume "
-                                  f"{self.path}; in Python fit(..., resume=True)), or choose another run directory")
+                raise ConfigError(f"{self.path} already holds a run; continue it ({self.resume_command()}; in "
+                                  f"Python fit(..., resume=True)), or choose another run directory")
             found = ", ".join(p.name for p in (self.best_path, self.checkpoint_path, self.previous_checkpoint_path)
                               if p.exists())
             lacking = "config.json" if not self.config_path.exists() else "checkpoint"

@@ -148,6 +148,7 @@ def test_a_stopped_job_is_resumed_with_the_command_submit_prints(cluster, mnist)
         submit.kill()
     assert submit.returncode != 0
     resume = f"distnet submit --resume {run}"
+    assert f"distnet: terminated; resume with: {resume}" in out  # the job's own advice, in its log
     assert err.splitlines()[-1].startswith("distnet: job distnet-stopped-test stopped: ")
     assert err.splitlines()[-1].endswith(f"; if it saved a checkpoint, train on with: {resume}")
     checkpoint = Checkpoint.load(run / "checkpoint.npz")
@@ -302,6 +303,19 @@ def test_the_command_that_resumes_a_stopped_job_submits_the_same_run_with_the_sa
     request = job_request(again)
     assert request["entrypoint"] == "python -m distnet train --address auto --resume ~/distnet-runs/j"
     assert request["runtime_env"]["env_vars"]["A"] == "b c" and again.address == "http://head:8265"
+
+
+def test_inside_a_job_that_submit_started_the_advice_is_to_resume_with_submit(monkeypatch, tmp_path):
+    from distnet.rundir import RunDir
+
+    run = RunDir(tmp_path / "a b")
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
+    assert run.resume_command() == f"distnet train --resume '{tmp_path}/a b'"
+    job = {"runtime_env": {}, "metadata": {"distnet": "train"}}  # what Ray gives the driver of submit's job
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(job))
+    assert run.resume_command() == f"distnet submit --resume '{tmp_path}/a b'"
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({**job, "metadata": {}}))  # by ray job submit
+    assert run.resume_command() == f"distnet train --resume '{tmp_path}/a b'"
 
 
 def test_submit_refuses_with_resume_what_the_run_fixes_before_submitting():

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import signal
 import threading
 from collections.abc import Iterator
@@ -389,7 +388,7 @@ class DistributedTrainer(TrainerBase):
         if self._run is None or not self._run.has_checkpoint():
             return ""
         return (f"; the best network so far and the last checkpoint in {self._run.path} are intact: "
-                f"continue with distnet train --resume {shlex.quote(str(self._run.path))}")
+                f"continue with {self._run.resume_command()}")
 
     def _replace_lost_actors(self, cause: Exception) -> None:
         # Closing the protocol first frees the survivors (a channel's workers wait for the server).
