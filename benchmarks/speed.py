@@ -196,12 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     report.add_analysis(results)
     text = json.dumps(results, indent=1)
+    print(text)  # first: a write that fails loses nothing
+    print()
+    print(report.markdown(results))
     if args.out:
         with atomic_writer(args.out, "w") as out:  # an interrupted run leaves no half-written file
             out.write(text + "\n")
-    print(text)
-    print()
-    print(report.markdown(results))
     return 0
 
 

@@ -65,6 +65,7 @@ class TerminalReporter(Reporter):
         self._resumed_at = (info["first_epoch"], info["first_step"])
         self._batch_size = info["batch_size"]
         self._classes = info["sizes"][-1] if info.get("sizes") else 0
+        self._hinted = False  # once per fit
         self._scheduled = bool(info.get("schedule"))
         sizes = "-".join(map(str, info["sizes"])) + ", " if info.get("sizes") else ""
         where = count(info["workers"], "worker") if info.get("distributed") else "in this process"

@@ -84,8 +84,13 @@ class RunDir:
             job = json.loads(os.environ.get(_RAY_JOB_CONFIG, "{}"))
         except ValueError:
             job = {}
-        submitted = isinstance(job, dict) and "distnet" in (job.get("metadata") or {})
-        return f"distnet {'submit' if submitted else 'train'} --resume {shlex.quote(str(self.path))}"
+        if not (isinstance(job, dict) and "distnet" in (job.get("metadata") or {})):
+            return f"distnet train --resume {shlex.quote(str(self.path))}"
+        variables = (job.get("runtime_env") or {}).get("env_vars") or {}  # the job's --env, given again
+        words = ["distnet", "submit", "--resume", str(self.path)]
+        for name, value in variables.items():
+            words += ["--env", f"{name}={value}"]
+        return " ".join(map(shlex.quote, words))
 
     @contextmanager
     def held(self, create: bool) -> Iterator[None]:

@@ -184,6 +184,9 @@ class TrainerBase:
 
     @learning_rate.setter
     def learning_rate(self, learning_rate: float) -> None:
+        if self._base_rate is not None:
+            raise ConfigError("the base learning rate cannot change during a fit (the run records it); set it "
+                              "before the fit, or give the trainer a schedule")
         self.optimizer.learning_rate = positive_real("the learning rate", learning_rate)
 
     def config(self) -> dict:
@@ -196,8 +199,9 @@ class TrainerBase:
 
     def __repr__(self) -> str:
         extras = "".join(f", {name}={value!r}" for name, value in self._repr_extras().items() if value is not None)
-        return (f"{type(self).__name__}(network={'-'.join(map(str, self.network.sizes))}, optimizer={self.optimizer!r}, "
-                f"l2={self.rule.l2:g}, batch_size={self.batch_size}, seed={self.seed}{extras})")
+        sizes = "-".join(map(str, self.network.sizes))
+        return (f"{type(self).__name__}(network={sizes}, optimizer={self.optimizer!r}, l2={self.rule.l2:g}, "
+                f"batch_size={self.batch_size}, seed={self.seed}{extras})")
 
     def _repr_extras(self) -> dict:
         return {"schedule": self.schedule, "augmentation": self.augmentation}
@@ -240,6 +244,13 @@ class TrainerBase:
                                        checkpoint_every=checkpoint_every)
         epochs, eval_every, window, acceptable_error, checkpoint_every = settings.values()
         self._check_batches(len(train))
+        # The optimizer's rate may have been set on it directly: checked here, before a run records it.
+        self.optimizer.learning_rate = positive_real("the learning rate", self.optimizer.learning_rate)
+        with np.errstate(over="ignore"):  # a value cast beyond float32's range is named just below
+            train = train.astype(self.network.dtype)
+            validation = validation.astype(self.network.dtype) if validation is not None and len(validation) else None
+        for what, data in (("training", train), ("validation", validation)):
+            _check_finite(what, data)  # as cast: a float64 value beyond float32's range is infinite now
         reporter = reporter or Reporter()
         if resume and run_dir is None:
             raise ConfigError("resume=True continues the run in run_dir: give run_dir")
@@ -254,8 +265,6 @@ class TrainerBase:
             run.check_new()
         given = {"epochs": epochs, "eval_every": eval_every, "window": window, "acceptable_error": acceptable_error}
         with run.held(create=not resume) if run is not None else nullcontext():
-            train = train.astype(self.network.dtype)
-            validation = validation.astype(self.network.dtype) if validation is not None and len(validation) else None
             data = _data_config(train, validation)
             resumed = self._resume(run, data, given, extra_config, reporter) if run is not None and resume else None
             if isinstance(resumed, FitResult):
@@ -339,8 +348,8 @@ class TrainerBase:
                     self._checkpoint(loop, epoch, 0, stats)
             return self._finish(loop, epoch, verdict)
         finally:
-            self._close()
             self.optimizer.learning_rate, self._base_rate = self._base_rate, None
+            self._close()
 
     def _restore(self, loop: _Loop, checkpoint: Checkpoint | None) -> tuple[int, int, StepStats, Verdict | None]:
         """Continue from ``checkpoint`` (None: a new run); where it stands (epoch, step), the
@@ -546,13 +555,9 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
         if not isinstance(data, Dataset) and not (name == "validation" and data is None):
             raise ConfigError(f"{name} must be a distnet Dataset (such as load_mnist().{name}, or "
                               f"Dataset(images, labels) for your own data), got {type(data).__name__}")
-        what = "training" if name == "train" else name
-        if data is not None and data.images.dtype.kind == "f" and not np.isfinite(data.images).all():
-            first = int(np.flatnonzero(~np.isfinite(data.images).all(axis=1))[0])
-            raise ConfigError(f"the {what} data hold NaN or infinite values (sample {first} is the first such); "
-                              f"fix or drop those samples (training on them would only diverge)")
         if data is not None and (network.input_size != data.images.shape[1]
                                  or network.output_size != len(data.classes)):
+            what = "training" if name == "train" else name
             raise ConfigError(f"the network does not fit the {what} data: it takes {network.input_size} inputs and "
                               f"gives {network.output_size} outputs, the data has {data.images.shape[1]} values per "
                               f"sample and {len(data.classes)} classes")
@@ -569,6 +574,19 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
         else:
             checked[name] = whole_number(name, value, 0 if name == "checkpoint_every" else 1)
     return checked
+
+
+def _check_finite(what: str, data: Dataset | None, rows: int = 4096) -> None:
+    """ConfigError naming the first sample of ``data`` with a NaN or infinite value (a few rows at
+    a time: no array of the data's size is made, and a memory-mapped file is read once)."""
+    if data is None or data.images.dtype.kind != "f":
+        return
+    for start in range(0, len(data), rows):
+        finite = np.isfinite(data.images[start:start + rows]).all(axis=1)
+        if not finite.all():
+            first = start + int(np.flatnonzero(~finite)[0])
+            raise ConfigError(f"the {what} data hold NaN or infinite values (sample {first} is the first such); "
+                              f"fix or drop those samples (training on them would only diverge)")
 
 
 def _holds_best(run: RunDir, params: np.ndarray, epoch: int) -> bool:

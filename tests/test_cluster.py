@@ -311,9 +311,10 @@ def test_inside_a_job_that_submit_started_the_advice_is_to_resume_with_submit(mo
     run = RunDir(tmp_path / "a b")
     monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR", raising=False)
     assert run.resume_command() == f"distnet train --resume '{tmp_path}/a b'"
-    job = {"runtime_env": {}, "metadata": {"distnet": "train"}}  # what Ray gives the driver of submit's job
-    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(job))
-    assert run.resume_command() == f"distnet submit --resume '{tmp_path}/a b'"
+    job = {"runtime_env": {"env_vars": {"DISTNET_DATA_DIR": "/d", "A": "b c"}}, "metadata": {"distnet": "train"}}
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(job))  # what Ray gives the driver of submit's job
+    assert run.resume_command() == (f"distnet submit --resume '{tmp_path}/a b' --env DISTNET_DATA_DIR=/d "
+                                    f"--env 'A=b c'")
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({**job, "metadata": {}}))  # by ray job submit
     assert run.resume_command() == f"distnet train --resume '{tmp_path}/a b'"
 

@@ -86,6 +86,32 @@ def test_one_base_learning_rate_the_optimizer_s_set_either_way_and_recorded_as_t
     np.testing.assert_array_equal(by_optimizer.network.params, by_trainer.network.params)
     with pytest.raises(ConfigError, match="the learning rate must be"):
         by_trainer.learning_rate = 0
+    by_optimizer.optimizer.learning_rate = -1.0  # set on the optimizer: checked when a fit starts
+    with pytest.raises(ConfigError, match="the learning rate must be a positive finite number, got -1.0"):
+        by_optimizer.fit(train, epochs=1, run_dir=tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+    by_optimizer.optimizer.learning_rate = np.float32(2 ** -7)  # recorded as a plain number
+    by_optimizer.fit(train, epochs=1, run_dir=tmp_path / "d")
+    assert json.loads((tmp_path / "d" / "config.json").read_text())["optimizer"]["learning_rate"] == 2 ** -7
+
+
+class SetsTheRate(Reporter):
+    def __init__(self, trainer):
+        self.trainer, self.refusal = trainer, None
+
+    def on_start(self, info):
+        try:
+            self.trainer.learning_rate = 0.5
+        except ConfigError as e:
+            self.refusal = str(e)
+
+
+def test_the_base_rate_cannot_change_during_a_fit(mnist):
+    trainer = make_trainer()
+    reporter = SetsTheRate(trainer)
+    trainer.fit(mnist.train.subset(slice(0, 500)), epochs=1, reporter=reporter)
+    assert reporter.refusal.startswith("the base learning rate cannot change during a fit")
+    assert trainer.learning_rate == trainer.optimizer.learning_rate == 0.01
 
 
 def test_a_schedule_scales_the_base_rate_during_a_fit_and_puts_it_back(mnist):

@@ -421,6 +421,11 @@ def test_fit_refuses_data_it_cannot_train_on(mnist):
     with pytest.raises(ConfigError, match=r"the validation data hold NaN or infinite values \(sample 7 is the first "
                                           r"such\); fix or drop those samples"):
         trainer.fit(mnist.train, Dataset(images, mnist.validation.labels[:100]))
+    beyond_float32 = mnist.train.images[:320].astype(np.float64)
+    beyond_float32[5, 0] = 1e39  # finite in float64, infinite once cast to the network's float32
+    with pytest.raises(ConfigError, match=r"the training data hold NaN or infinite values \(sample 5 is the first"):
+        Trainer(tiny_network(np.float32), Nesterov(0.02), seed=1).fit(Dataset(beyond_float32,
+                                                                               mnist.train.labels[:320]))
 
 
 @pytest.mark.parametrize("options, message", [

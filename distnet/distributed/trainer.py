@@ -302,11 +302,15 @@ class DistributedTrainer(TrainerBase):
                 remove_placement_group(self._pg)
         finally:
             self._workers, self._server, self._pg, self._stopping, self._steps = [], None, None, None, None
+            # The fit's data, in the object store: a Ray this trainer did not start keeps running.
+            self._shards, self._validation, self._validation_refs, self._origin = [], None, None, None
             if self._started_ray:
                 with _RayOfThisProcess.lock:
-                    ray.shutdown()
-                    self._started_ray = self._embedded_ray = False
-                    _RayOfThisProcess.started_by = None
+                    try:
+                        ray.shutdown()
+                    finally:
+                        self._started_ray = self._embedded_ray = False
+                        _RayOfThisProcess.started_by = None
 
     # -- the steps ------------------------------------------------------------------------------
     def _run_steps(self, epoch: int, start: int, stop: int) -> tuple[StepStats, bool]:
