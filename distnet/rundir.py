@@ -34,6 +34,12 @@ REQUIRED_CONFIG = ("network", "optimizer", "l2", "batch_size", "seed", "workers"
 _RAY_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
+def submit_resume_command(run_dir: str, options: list[str]) -> str:
+    """``distnet submit --resume RUN_DIR OPTIONS`` for a shell; a ``~`` stays quoted: the head
+    node's home, not this machine's."""
+    return " ".join(map(shlex.quote, ["distnet", "submit", "--resume", run_dir, *options]))
+
+
 class RunDir:
     """The files of one training run (see the module documentation)."""
 
@@ -87,10 +93,7 @@ class RunDir:
         if not (isinstance(job, dict) and "distnet" in (job.get("metadata") or {})):
             return f"distnet train --resume {shlex.quote(str(self.path))}"
         variables = (job.get("runtime_env") or {}).get("env_vars") or {}  # the job's --env, given again
-        words = ["distnet", "submit", "--resume", str(self.path)]
-        for name, value in variables.items():
-            words += ["--env", f"{name}={value}"]
-        return " ".join(map(shlex.quote, words))
+        return submit_resume_command(str(self.path), [w for n, v in variables.items() for w in ("--env", f"{n}={v}")])
 
     @contextmanager
     def held(self, create: bool) -> Iterator[None]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from ..address import RAY_RESOLVED, check_reachable, token_problem
 from ..data.datasets import DATA_DIR_ENV
 from ..errors import ConfigError, DistnetError
+from ..rundir import submit_resume_command
 from .train import refuse_run_settings
 
 RUNS_ON_HEAD = "~/distnet-runs"
@@ -168,12 +169,8 @@ def run(args) -> int:
 
 def _resume_command(args: argparse.Namespace, run_dir: str) -> str:
     """The command, for this shell, that submits the run in ``run_dir`` (on the head node) again."""
-    words = ["distnet", "submit", "--resume", run_dir]
-    if args.address:
-        words += ["--address", args.address]
-    for pair in args.env:
-        words += ["--env", pair]
-    return " ".join(shlex.quote(word) for word in words)  # ~ quoted too: the head's home, not this one's
+    options = ["--address", args.address] if args.address else []
+    return submit_resume_command(run_dir, options + [w for pair in args.env for w in ("--env", pair)])
 
 
 async def _print_logs(client, job_id: str) -> None:
