@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(args.results.read_text())
     except (OSError, ValueError) as e:
         parser.error(f"cannot read {args.results}: {e}")
-    if not isinstance(results, dict) or not {"machine", "workloads", "hardware"} <= results.keys():
+    if not isinstance(results, dict) or not {"date", "mode", "data", "machine", "workloads", "hardware"} <= results.keys():
         parser.error(f"{args.results} is not a run saved by python -m benchmarks.speed --out")
     add_analysis(results)
     print(markdown(results))
