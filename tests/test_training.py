@@ -509,6 +509,28 @@ def test_a_trainer_keeps_none_of_the_data_after_its_fit():
     assert images() is None
 
 
+def test_a_fit_trains_on_the_caller_s_data_when_it_has_the_network_s_dtype(monkeypatch):
+    rng = np.random.default_rng(0)
+    train, validation = (Dataset(rng.random((n, 784), np.float32), rng.integers(0, 10, n)) for n in (320, 64))
+    opened, open_data = [], Trainer._open
+    monkeypatch.setattr(Trainer, "_open", lambda self, *args: opened.extend(args[:2]) or open_data(self, *args))
+    Trainer(tiny_network(np.float32), Nesterov(0.02, 0.87), batch_size=32, seed=1).fit(train, validation, epochs=1)
+    assert np.shares_memory(opened[0].images, train.images)  # no copy of the training set (150 MB for MNIST)
+    assert np.shares_memory(opened[1].images, validation.images)
+    Trainer(tiny_network(np.float64), Nesterov(0.02, 0.87), batch_size=32, seed=1).fit(train, validation, epochs=1)
+    assert opened[2].images.dtype == np.float64 and opened[3].images.dtype == np.float64
+
+
+def test_the_best_network_is_that_of_the_best_evaluation_not_the_last(mnist, tmp_path):
+    train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
+    net = tiny_network()
+    result = Trainer(net, Nesterov(1.0, 0.87), batch_size=32, seed=11).fit(
+        train, validation, epochs=6, eval_every=1, window=20, run_dir=tmp_path / "run")
+    assert result.best_epoch < 6 and net.error_rate(validation.images, validation.labels) > result.best_error
+    assert result.best_network.error_rate(validation.images, validation.labels) == result.best_error
+    assert Network.load(tmp_path / "run").error_rate(validation.images, validation.labels) == result.best_error
+
+
 def test_a_trainer_shows_what_it_trains_with():
     trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=64, seed=3)
     assert repr(trainer) == ("Trainer(network=784-8-10, optimizer=Nesterov(learning_rate=0.02, momentum=0.87), "

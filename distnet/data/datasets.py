@@ -203,8 +203,9 @@ class Dataset:
         return replace(self, images=self.images[indices], labels=self.labels[indices])
 
     def astype(self, dtype: DTypeLike) -> Dataset:
-        """The same samples with the images converted to the floating-point *dtype*."""
-        return replace(self, images=self.images.astype(dtype))
+        """The same samples with the images in the floating-point *dtype* (the same array, not a
+        copy, when they already are)."""
+        return replace(self, images=self.images.astype(dtype, copy=False))
 
 
 class Splits(NamedTuple):

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..spec import component
-from .activations import Activation, Sigmoid, Softmax, Softplus
+from .activations import Activation, Softmax
 
 
 class Cost:
@@ -101,7 +101,7 @@ class MSE(_SquaredError):
 
 
 class CrossEntropy(Cost):
-    """C = −Σ y ln a, for outputs that are probabilities (Softmax, or Sigmoid per class).
+    """C = −Σ y ln a, for outputs that are a probability distribution over the classes (Softmax).
 
     The original had this with log10 and a "fixme"; this one uses the natural log, clips a away
     from 0 so a confident wrong answer costs a large finite number, and fuses with Softmax into
@@ -111,11 +111,13 @@ class CrossEntropy(Cost):
     name = "cross_entropy"
 
     def check_output_activation(self, activation):
-        # ln a needs a > 0: an output that can be 0 or negative makes the cost and its gradient
-        # overflow, and training then fails far from the cause.
-        if not isinstance(activation, (Softmax, Sigmoid, Softplus)):
-            raise ConfigError(f"cross-entropy needs outputs that are > 0 (probabilities): end the network with "
-                              f"'softmax' (or 'sigmoid', 'softplus'), not {activation.spec()['name']!r}")
+        # −Σ y ln a only rewards the labelled class's output. Softmax's outputs sum to 1, so
+        # raising it lowers the others; any other activation lets every output rise together
+        # (Sigmoid's all to 1, at a cost of 0; Softplus's without bound, below any cost), and
+        # one that can output 0 or less overflows ln a.
+        if not isinstance(activation, Softmax):
+            raise ConfigError(f"cross-entropy is the cost of a probability distribution over the classes: end the "
+                              f"network with 'softmax', not {activation.spec()['name']!r} (or use the 'quadratic' cost)")
 
     def value(self, a, y):
         tiny = np.finfo(a.dtype).tiny
