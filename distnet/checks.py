@@ -7,6 +7,8 @@ import math
 import numbers
 from collections.abc import Callable
 
+import numpy as np
+
 from .errors import ConfigError
 
 
@@ -33,6 +35,28 @@ def positive_real(what: str, value) -> float:
 
 def fraction(what: str, value) -> float:
     return checked_number(what, value, numbers.Real, lambda v: 0 <= v < 1, "a number in [0, 1)")
+
+
+def acceptable_error_or_none(value) -> float | None:
+    """The stop rule's ``acceptable_error``: an error rate in [0, 1), or None for none."""
+    if value is None:
+        return None
+    return checked_number("acceptable_error", value, numbers.Real, lambda v: 0 <= v < 1,
+                          "an error rate, a fraction in [0, 1) such as 0.02 for 2 %")
+
+
+def class_labels(labels, rows: int, classes: int) -> np.ndarray:
+    """``labels`` as an integer array of one class index 0..classes-1 for each of ``rows`` rows;
+    ConfigError otherwise (one-hot rows are named as such)."""
+    labels = np.asarray(labels)
+    if labels.shape != (rows,) or (labels.size and labels.dtype.kind not in "iu"):
+        hint = " (one-hot rows? pass their argmax(axis=1))" if labels.shape == (rows, classes) else ""
+        raise ConfigError(f"the labels must be integer class labels 0..{classes - 1}, one per row: "
+                          f"got {labels.dtype} data of shape {labels.shape} for {rows} rows{hint}")
+    if rows and not (0 <= labels.min() and labels.max() < classes):
+        raise ConfigError(f"the labels must be class labels 0..{classes - 1} (one per output), "
+                          f"got labels from {labels.min()} to {labels.max()}")
+    return labels
 
 
 def seed_or_none(value) -> int | None:

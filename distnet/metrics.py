@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import class_labels
 from .nn import Network
 
 
@@ -57,9 +58,9 @@ def evaluate(network: Network, images: np.ndarray, labels: np.ndarray,
 
 def evaluation_of(outputs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...] | None = None) -> Evaluation:
     """The :class:`Evaluation` of outputs already computed (one row per sample)."""
-    labels = np.asarray(labels)
-    predicted = outputs.argmax(axis=1)
     k = outputs.shape[1]
+    labels = class_labels(labels, len(outputs), k)
+    predicted = outputs.argmax(axis=1)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
     return Evaluation(float(np.mean(predicted != labels)) if len(labels) else 0.0, confusion,

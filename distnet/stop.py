@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .checks import checked_number
+from .checks import acceptable_error_or_none, checked_number
 from .io import write_json
 
 if TYPE_CHECKING:
@@ -35,9 +35,7 @@ class StopEvaluator:
     def __init__(self, window: int, acceptable_error: float | None = None):
         self.window = checked_number("the stop window", window, numbers.Integral, lambda v: v >= 1,
                                      "a positive number of evaluations")
-        self.acceptable_error = None if acceptable_error is None else checked_number(
-            "acceptable_error", acceptable_error, numbers.Real, lambda v: 0 <= v < 1,
-            "an error rate, a fraction in [0, 1) such as 0.02 for 2 %")
+        self.acceptable_error = acceptable_error_or_none(acceptable_error)
         self.lowest = math.inf
         self.improved = False
         self.errors: list[float] = []
@@ -49,14 +47,14 @@ class StopEvaluator:
         self.improved = error_rate < self.lowest
         if self.improved:
             self.lowest = error_rate
-        if self.acceptable_error is not None and self.lowest < self.acceptable_error:
+        if self._acceptable_reached():
             return True
         self.errors.append(error_rate)
         if len(self.errors) > self.window:
             self.errors.pop(0)
         if len(self.errors) < self.window:
             return False
-        average = sum(self.errors) / len(self.errors)
+        average = self._average()
         if average > self.last_average:
             return True
         self.last_average = average
@@ -67,9 +65,13 @@ class StopEvaluator:
         """Whether the last error rate it was given made it say stop. Read from its state alone
         (saying stop leaves the window's average above the remembered one, or the best below the
         acceptable error), so an evaluator restored from a checkpoint knows it too."""
-        if self.acceptable_error is not None and self.lowest < self.acceptable_error:
-            return True
-        return len(self.errors) == self.window and sum(self.errors) / len(self.errors) > self.last_average
+        return self._acceptable_reached() or (len(self.errors) == self.window and self._average() > self.last_average)
+
+    def _acceptable_reached(self) -> bool:
+        return self.acceptable_error is not None and self.lowest < self.acceptable_error
+
+    def _average(self) -> float:
+        return sum(self.errors) / len(self.errors)
 
     def state(self) -> dict:
         """Everything it holds, as a dict of plain values for a checkpoint (see :meth:`from_state`)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import time
 import warnings
 import zlib
@@ -30,7 +29,7 @@ from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
 from .progress import Reporter
 from .rundir import RunDir
-from .checks import checked_number, instance_of, positive_int, positive_real, seed_or_none, whole_number
+from .checks import acceptable_error_or_none, instance_of, positive_int, positive_real, seed_or_none, whole_number
 from .step_stats import StepStats
 from .stop import EarlyStopping, StopEvaluator, Verdict
 
@@ -569,8 +568,7 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
         if value is None:
             checked[name] = None
         elif name == "acceptable_error":
-            checked[name] = checked_number(name, value, numbers.Real, lambda v: 0 <= v < 1,
-                                           "an error rate, a fraction in [0, 1) such as 0.02 for 2 %")
+            checked[name] = acceptable_error_or_none(value)
         else:
             checked[name] = whole_number(name, value, 0 if name == "checkpoint_every" else 1)
     return checked

@@ -155,6 +155,20 @@ def test_resume_with_more_epochs_trains_a_run_that_ended_at_its_maximum_on(capsy
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
 
 
+def test_a_float64_run_trains_and_is_evaluated_on_float64_pixels(capsys, tmp_path, monkeypatch):
+    import distnet.data
+
+    loaded = []
+    load = distnet.data.load_dataset
+    monkeypatch.setattr(distnet.data, "load_dataset", lambda *a, **kw: loaded.append(kw["dtype"]) or load(*a, **kw))
+    status, out, _ = run_cli(capsys, "train", "--workers", "0", "--dtype", "float64", "--epochs", "1",
+                             "--eval-every", "1", "--run-dir", tmp_path / "run", "--json")
+    assert status == 0 and Network.load(tmp_path / "run").dtype == np.float64
+    status, evaluated, _ = run_cli(capsys, "evaluate", tmp_path / "run", "--json")
+    assert status == 0 and json.loads(evaluated)["error_rate"] == json.loads(out.splitlines()[-1])["test_error"]
+    assert loaded == [np.float64, np.float64]  # the original's byte / 255.0, not float32 quotients widened
+
+
 # -- evaluate ------------------------------------------------------------------------------------
 def test_evaluate_reports_the_test_error_of_the_model(capsys, mnist_run, mnist_test):
     run_dir, events = mnist_run

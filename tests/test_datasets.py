@@ -171,6 +171,18 @@ def test_loads_files_from_data_dir(env: Path, tmp_path: Path) -> None:
     assert not splits.train.images.flags.writeable
 
 
+def test_pixels_are_divided_in_the_dtype_asked_for(env: Path, tmp_path: Path) -> None:
+    arrays = make_files(tmp_path / "mine")
+    splits = load_mnist(tmp_path / "mine", download=False, validation=10, dtype=np.float64)
+    # The original's byte / 255.0 in double precision, not float32 quotients widened.
+    expected = arrays[FILES[2]].reshape(7, 784) / 255.0
+    np.testing.assert_array_equal(splits.test.images, expected)
+    assert not np.array_equal(expected.astype(np.float32).astype(np.float64), expected)
+    assert {s.images.dtype for s in splits} == {np.dtype(np.float64)}
+    with pytest.raises(ConfigError, match="dtype must be a floating-point type such as float32 or float64, got uint8"):
+        load_mnist(tmp_path / "mine", download=False, validation=10, dtype=np.uint8)
+
+
 def test_validation_split_is_seeded_disjoint_and_in_file_order(env: Path, tmp_path: Path) -> None:
     arrays = make_files(tmp_path / "mine")
     first = load_mnist(tmp_path / "mine", download=False, validation=12, seed=7)

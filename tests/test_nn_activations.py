@@ -118,6 +118,8 @@ def test_overwrite_and_scratch_change_no_value(cls):
     np.testing.assert_array_equal(act(z.copy(), overwrite=True, scratch=np.empty_like(z)), a)
     np.testing.assert_array_equal(act.input_gradient(a, g.copy(), overwrite=True, scratch=np.empty_like(z)),
                                   act.input_gradient(a, g))
+    # Without overwrite a result is an array of its own: writing to it leaves the input alone.
+    assert not np.shares_memory(a, z) and not np.shares_memory(act.input_gradient(a, g), g)
 
 
 def test_softmax_rows_sum_to_one_and_shift_invariance():

@@ -132,6 +132,18 @@ def test_predict_batch_size_must_be_a_positive_integer(batch_size):
         net().predict(np.zeros((4, 5)), batch_size=batch_size)
 
 
+def test_backprop_writes_its_gradient_only_into_an_array_like_params():
+    network, X, Y = net(seed=0, dtype=np.float64), np.ones((2, 5)), np.eye(3)[[0, 2]]
+    out = np.empty_like(network.params)
+    assert network.backprop(X, Y, out=out)[0] is out
+    np.testing.assert_array_equal(out, network.backprop(X, Y)[0])
+    for wrong, got in ((np.empty(network.params.size, np.float32), f"shape \\({network.params.size},\\), float32"),
+                       (np.empty(3), "shape \\(3,\\), float64"), (list(out), "list")):
+        with pytest.raises(ConfigError, match=f"out must be an array like params \\(shape \\({network.params.size},\\), "
+                                              f"float64\\), got {got}$"):
+            network.backprop(X, Y, out=wrong)  # float32 had been filled silently, rounded
+
+
 def test_error_rate_takes_one_integer_label_per_row_in_range():
     network, X = net(seed=0), np.random.default_rng(0).random((6, 5))
     labels = np.array([0, 1, 2, 0, 1, 2])

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from distnet import ConfigError
 from distnet.metrics import (confident_mistakes, evaluation_of, probability_table, recognition,
                              recognized)
 from distnet.progress import JsonLinesReporter, TerminalReporter, describe_training
@@ -24,6 +25,11 @@ def test_evaluation_of_outputs():
     assert evaluation.error_rate == 0.6
     assert evaluation.confusion.tolist() == [[2, 1, 0], [0, 0, 1], [0, 1, 0]]
     assert evaluation.per_class_accuracy.tolist() == [2 / 3, 0, 0]
+    # A label outside the classes is refused (-1 had counted as the last class), as the network does.
+    for labels, message in (([0, 0, 1, 2, -1], "got labels from -1 to 2"), ([0, 0, 1, 2, 3], "got labels from 0 to 3"),
+                            (LABELS[:4], "got int64 data of shape \\(4,\\) for 5 rows")):
+        with pytest.raises(ConfigError, match=f"the labels must be .*class labels 0..2.*{message}"):
+            evaluation_of(OUTPUTS, labels)
 
 
 def test_confident_mistakes_come_surest_first():

@@ -25,6 +25,12 @@ def test_stops_when_the_moving_average_rises():
     assert run(StopEvaluator(window=3), [0.5, 0.4, 0.3, 0.2, 0.9, 0.1]) == 4
 
 
+def test_the_window_drops_its_oldest_error():
+    # windows: [.5 .3] avg .4 -> [.3 .31] avg .305 -> [.31 .32] avg .315 > .305: stop at index 3
+    # (dropping the middle one instead, [.5 .31] would stop at index 2)
+    assert run(StopEvaluator(window=2), [0.5, 0.3, 0.31, 0.32]) == 3
+
+
 def test_a_flat_average_does_not_stop():
     assert run(StopEvaluator(window=2), [0.3, 0.3, 0.3, 0.3, 0.3]) is None
 

@@ -26,11 +26,11 @@ def add_data_location_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-download", action="store_true", help="never download; fail if the files are missing")
 
 
-def load_data(args, validation: int = 10_000):
+def load_data(args, validation: int = 10_000, dtype="float32"):
     from ..data import load_dataset
 
     return load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download,
-                        validation=validation)
+                        validation=validation, dtype=dtype)
 
 
 def dataset_of_model(model: Path, given: str | None) -> str:

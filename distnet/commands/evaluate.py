@@ -24,7 +24,7 @@ def run(args) -> int:
     args.model = saved_network_path(args.model)
     network = Network.load(args.model)
     args.dataset = dataset_of_model(args.model, args.dataset)
-    test = load_data(args, validation=0).test
+    test = load_data(args, validation=0, dtype=network.dtype).test
     check_fits(network, args.model, test.images.shape[1], len(test.classes), test.name)
     result = evaluate(network, test.images, test.labels, test.classes)
     if args.json:

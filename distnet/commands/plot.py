@@ -41,8 +41,9 @@ def run(args) -> int:
         raise ConfigError(f"{run_dir.path} has no best network yet (best.npz); train or resume the run first")
     pyplot = import_pyplot()
     args.dataset = config.get("dataset", "mnist")
-    test = load_data(args, validation=0).test
-    outputs = Network.load(run_dir.best_path).predict(test.images)
+    network = Network.load(run_dir.best_path)
+    test = load_data(args, validation=0, dtype=network.dtype).test
+    outputs = network.predict(test.images)
     evaluation = evaluation_of(outputs, test.labels, test.classes)
     mistakes = confident_mistakes(outputs, test.labels, GRID[0] * GRID[1])
 

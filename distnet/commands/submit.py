@@ -55,7 +55,8 @@ def register(subparsers) -> None:
     job = submit.add_argument_group("the job")
     job.add_argument("--address", metavar="URL",
                      help="the cluster's Jobs API (dashboard), e.g. http://HEAD:8265 (default: "
-                          "$RAY_API_SERVER_ADDRESS, then $RAY_ADDRESS, then a Ray started on this machine)")
+                          "$RAY_API_SERVER_ADDRESS, then $RAY_ADDRESS, then a Ray already running on this "
+                          "machine; unlike distnet train, submit never starts one)")
     job.add_argument("--job-id", help="the job's submission id (default: distnet-DATE-TIME-RANDOM)")
     job.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                      help=f"an environment variable for the job, repeatable ({DATA_DIR_ENV} is passed on "

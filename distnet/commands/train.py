@@ -29,7 +29,8 @@ def register(subparsers) -> None:
                        help="training setup (default: seed): " + "; ".join(  # argparse formats help with %
                            f"{name}: {preset.description}".replace("%", "%%") for name, preset in sorted(PRESETS.items())))
     train.add_argument("--workers", type=non_negative_int, default=None,
-                       help="gradient workers (default: the cluster's CPUs); 0 trains in this process without Ray")
+                       help="gradient workers (default: the cluster's CPUs, which leaves none where a lost node's "
+                            "workers could start again); 0 trains in this process without Ray")
     train.add_argument("--address", type=cluster_address, default=None,
                        help="join a running Ray cluster ('auto' or HOST:PORT) instead of starting one, or "
                             "'local' to start one even where RAY_ADDRESS is set (default: the cluster "
@@ -39,8 +40,8 @@ def register(subparsers) -> None:
     train.add_argument("--max-failures", type=non_negative_int, default=3,
                        help="lost actors to replace before giving up (default: 3)")
     train.add_argument("--epochs", type=positive_int,
-                       help="maximum epochs (default: the preset's); with --resume, the run's new total "
-                            "(a run that ended at its maximum then trains on)")
+                       help=f"maximum epochs (default: the preset's: {_each_preset('epochs')}); with --resume, "
+                            "the run's new total (a run that ended at its maximum then trains on)")
     train.add_argument("--batch-size", type=positive_int, help="mini-batch size (default: the preset's)")
     train.add_argument("--learning-rate", type=positive_float, help="learning rate (default: the preset's)")
     train.add_argument("--schedule", choices=["constant", "cosine"],
@@ -97,8 +98,8 @@ def run(args) -> int:
     RunDir(run_dir).check_new()
     if args.workers:
         check_batch_size(preset.batch_size, args.workers)  # before the data loads or Ray starts
-    splits = load_data(args)
     network = preset.network(seed=args.seed, dtype=args.dtype)
+    splits = load_data(args, dtype=network.dtype)
     trainer = make_trainer(args, network, preset.build_optimizer(), preset.l2, preset.batch_size,
                            args.seed, args.workers, schedule=preset.build_schedule(),
                            augmentation=preset.build_augmentation())
@@ -145,7 +146,7 @@ def resume_train(args) -> int:
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ModelFormatError(f"{run.config_path}: not a configuration distnet wrote ({type(e).__name__}: "
                                f"{e}); start a new run instead") from None
-    splits = load_data(args)
+    splits = load_data(args, dtype=network.dtype)
     return fit_and_report(args, trainer, splits, args.resume, fit_args, resume=True)
 
 

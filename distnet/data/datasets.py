@@ -221,9 +221,10 @@ def load_mnist(
     download: bool = True,
     validation: int = 10_000,
     seed: int = 0,
+    dtype: DTypeLike = np.float32,
 ) -> Splits:
     """Load MNIST handwritten digits; see :func:`load_dataset`."""
-    return load_dataset("mnist", data_dir, download, validation, seed)
+    return load_dataset("mnist", data_dir, download, validation, seed, dtype)
 
 
 def load_fashion_mnist(
@@ -231,9 +232,10 @@ def load_fashion_mnist(
     download: bool = True,
     validation: int = 10_000,
     seed: int = 0,
+    dtype: DTypeLike = np.float32,
 ) -> Splits:
     """Load Fashion-MNIST images of clothing; see :func:`load_dataset`."""
-    return load_dataset("fashion-mnist", data_dir, download, validation, seed)
+    return load_dataset("fashion-mnist", data_dir, download, validation, seed, dtype)
 
 
 def load_dataset(
@@ -242,6 +244,7 @@ def load_dataset(
     download: bool = True,
     validation: int = 10_000,
     seed: int = 0,
+    dtype: DTypeLike = np.float32,
 ) -> Splits:
     """Load ``"mnist"`` or ``"fashion-mnist"`` as training, validation and test sets.
 
@@ -250,12 +253,13 @@ def load_dataset(
     The validation set is held out of the training file: ``validation`` samples chosen by a
     permutation from ``np.random.default_rng(seed)``, so the same seed always picks the same
     ones. ``train`` holds the other samples. Both keep the samples in the file's order. The
-    test set is the whole test file. Loaded files are cached for the life of the process; the
-    returned arrays are read-only.
+    test set is the whole test file. Pixels are the bytes divided by 255 in ``dtype`` (float32,
+    or float64 for a float64 network: the original's byte / 255.0, not float32 values widened).
+    Loaded files are cached for the life of the process; the returned arrays are read-only.
 
     Raises:
-        ConfigError: *name* is not a known data set, or *validation* is negative or not less
-            than the number of training samples.
+        ConfigError: *name* is not a known data set, *validation* is negative or not less
+            than the number of training samples, or *dtype* is not a floating-point type.
         DataNotFoundError: the files are not on disk and could not be downloaded.
         ChecksumError: a ``.gz`` file (found or downloaded) is not the published one.
         DataFormatError: a file is malformed or the files do not fit together.
@@ -264,6 +268,9 @@ def load_dataset(
         raise ConfigError(f"unknown data set {name!r}; choose one of: {', '.join(_CLASSES)}")
     validation = checked_number("validation", validation, numbers.Integral, lambda v: v >= 0,
                                 "a whole number of samples, not negative")
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise ConfigError(f"dtype must be a floating-point type such as float32 or float64, got {dtype}")
     files = _locate(name, data_dir, download)
     expected = CHECKSUMS[name]
     train_x, train_y, test_x, test_y = _read_files(
@@ -280,7 +287,7 @@ def load_dataset(
     classes = _CLASSES[name]
 
     def dataset(split: str, images: np.ndarray, labels: np.ndarray) -> Dataset:
-        pixels = images.reshape(len(images), PIXELS).astype(np.float32)
+        pixels = images.reshape(len(images), PIXELS).astype(dtype)
         pixels /= 255
         return Dataset(pixels, labels, f"{name}/{split}", classes)
 

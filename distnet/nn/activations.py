@@ -53,13 +53,13 @@ class Identity(Activation):
     name = "identity"
 
     def __call__(self, z, overwrite=False, scratch=None):
-        return z
+        return z if overwrite else z.copy()
 
     def derivative(self, a):
         return np.ones_like(a)
 
     def input_gradient(self, a, output_gradient, overwrite=False, scratch=None):
-        return output_gradient
+        return output_gradient if overwrite else output_gradient.copy()
 
 
 class Sigmoid(Activation):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import positive_int, seed_or_none
+from ..checks import class_labels, positive_int, seed_or_none
 from ..errors import ConfigError, ModelFormatError
 from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
 from .costs import Cost, Quadratic, cost_from_spec
@@ -187,17 +187,6 @@ class Network:
                               f"labels), got data of shape {Y.shape} for {rows} samples")
         return Y
 
-    def _labels(self, labels, rows: int) -> np.ndarray:
-        labels = np.asarray(labels)
-        if labels.shape != (rows,) or (labels.size and labels.dtype.kind not in "iu"):
-            hint = " (one-hot rows? pass their argmax(axis=1))" if labels.shape == (rows, self.output_size) else ""
-            raise ConfigError(f"the labels must be integer class labels 0..{self.output_size - 1}, one per row: "
-                              f"got {labels.dtype} data of shape {labels.shape} for {rows} rows{hint}")
-        if rows and not (0 <= labels.min() and labels.max() < self.output_size):
-            raise ConfigError(f"the labels must be class labels 0..{self.output_size - 1} (one per output), "
-                              f"got labels from {labels.min()} to {labels.max()}")
-        return labels
-
     def predict(self, X, batch_size: int = 1_000) -> np.ndarray:
         """Outputs for each row of ``X`` (one row of ``output_size`` values per sample), computed
         ``batch_size`` rows at a time: the layers' outputs then take batch_size × width each,
@@ -228,7 +217,7 @@ class Network:
         """The number of rows whose largest output is not the label: ``labels`` holds one class
         index 0..output_size-1 per row of ``X`` (see :meth:`predict` for ``batch_size``)."""
         X = self._inputs(X)
-        labels = self._labels(labels, len(X))
+        labels = class_labels(labels, len(X), self.output_size)
         return int(np.count_nonzero(self.predict(X, batch_size).argmax(axis=1) != labels))
 
     def backprop(self, X, Y, out: np.ndarray | None = None,
@@ -244,6 +233,10 @@ class Network:
         """
         X = self._inputs(X)
         Y = self._targets(Y, len(X))
+        if out is not None and not (isinstance(out, np.ndarray) and out.shape == self.params.shape
+                                    and out.dtype == self.dtype):
+            got = f"shape {out.shape}, {out.dtype}" if isinstance(out, np.ndarray) else type(out).__name__
+            raise ConfigError(f"out must be an array like params (shape {self.params.shape}, {self.dtype}), got {got}")
         grad = np.empty_like(self.params) if out is None else out
         if reuse_buffers:
             buffers = self._kept_buffers(len(X))
