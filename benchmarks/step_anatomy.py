@@ -215,7 +215,8 @@ def markdown(r: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.step_anatomy", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workload", default="wide", choices=sorted(WORKLOADS))
+    parser.add_argument("--workload", default="wide", choices=sorted(WORKLOADS),
+                        help="network and batch size (default: %(default)s)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=40, help="timed steps per part (default: 40)")
     args = parser.parse_args(argv)

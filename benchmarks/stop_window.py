@@ -100,10 +100,13 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", default="seed", choices=sorted(PRESETS))
-    parser.add_argument("--seeds", nargs="+", type=non_negative_int, default=[1, 2, 3, 4, 5, 6])
+    parser.add_argument("--preset", default="seed", choices=sorted(PRESETS),
+                        help="the preset to train (default: %(default)s)")
+    parser.add_argument("--seeds", nargs="+", type=non_negative_int, default=[1, 2, 3, 4, 5, 6],
+                        help="seeds to train, one run each (default: 1 2 3 4 5 6)")
     parser.add_argument("--epochs", type=positive_int, default=500, help="epochs each seed trains (default: 500)")
-    parser.add_argument("--windows", nargs="+", type=positive_int, default=[10, 20, 30, 40])
+    parser.add_argument("--windows", nargs="+", type=positive_int, default=[10, 20, 30, 40],
+                        help="stop windows to replay, in evaluations (default: 10 20 30 40)")
     parser.add_argument("--jobs", type=positive_int, default=1, help="seeds trained at the same time (default: 1)")
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process of one seed

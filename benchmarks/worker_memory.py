@@ -58,7 +58,8 @@ def table(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.worker_memory", description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="wide")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="wide",
+                        help="network and batch size (default: %(default)s)")
     parser.add_argument("--runs", type=_runs, default=_runs("channel/1,channel/2,compiled/2,plain/2"),
                         help="PROTOCOL/WORKERS (WORKERS >= 1), comma-separated (default: channel/1,channel/2,"
                              "compiled/2,plain/2)")

@@ -15,7 +15,8 @@ parser.add_argument("--workers", type=int, default=2,
                     help="gradient-worker actors; each computes the gradient of its share of every "
                          "mini-batch (default: %(default)s)")
 parser.add_argument("--address", help="join a running Ray cluster ('auto' or HOST:PORT); by default "
-                                      "Ray starts inside this process and stops at the end")
+                                      "the cluster $RAY_ADDRESS names, if set, and otherwise a Ray "
+                                      "started inside this process, stopped at the end")
 parser.add_argument("--run-dir", help="save the run here (config, history, best network, checkpoints); "
                                       "by default nothing is saved")
 args = parser.parse_args()
