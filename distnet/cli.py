@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import shlex
@@ -26,7 +27,9 @@ EXIT_USAGE = 2
 
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line, like every other error of the command (argparse would print the
-    whole usage first)."""
+    whole usage first). ``commands``: each command's parser, by name (on the top-level one)."""
+
+    commands: dict[str, argparse.ArgumentParser] = {}
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"distnet: error: {message} (see: {self.prog} --help)\n")
@@ -68,7 +71,10 @@ def _terminate(signum, frame) -> NoReturn:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv); returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's parser, so that the advice is that command's --help
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     _Signals.terminated = False
@@ -81,19 +87,20 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except DistnetError as e:
-        print(f"distnet: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, str(e))
     except OSError as e:  # the file system or the network refused: a full disk, a read-only folder
         where = f"{e.filename} -> {e.filename2}: " if e.filename2 else f"{e.filename}: " if e.filename else ""
-        print(f"distnet: error: {where}{e.strerror or e}{_after_a_refused_write(args)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(args, f"{where}{e.strerror or e}{_after_a_refused_write(args)}")
     except (KeyboardInterrupt, SystemExit) as e:
         # SystemExit(SIGTERM): Ray's own SIGTERM handler, set by ray.init (distnet puts its own back
         # at once, but a signal may come in between).
         if isinstance(e, SystemExit) and e.code != signal.SIGTERM:
             raise
         terminated = _Signals.terminated or isinstance(e, SystemExit)
-        print(f"\ndistnet: {'terminated' if terminated else 'interrupted'}{_how_to_go_on(args)}", file=sys.stderr)
+        ending = "terminated" if terminated else "interrupted"
+        advice = _how_to_go_on(args)
+        print(f"\ndistnet: {ending}{advice}", file=sys.stderr)
+        _json_event(args, ending, f"{ending}{advice}")
         return 128 + signal.SIGTERM if terminated else 130
     finally:
         if previous is not None:  # None: a handler not set from Python, which cannot be put back
@@ -119,6 +126,18 @@ def _after_a_refused_write(args: argparse.Namespace) -> str:
             f"writable again), resume with: {run.resume_command()}")
 
 
+def _fail(args: argparse.Namespace, message: str) -> int:
+    print(f"distnet: error: {message}", file=sys.stderr)
+    _json_event(args, "error", message)
+    return EXIT_USAGE
+
+
+def _json_event(args: argparse.Namespace, event: str, message: str) -> None:
+    """With --json, how the command ended as the last line on stdout too, for the script reading it."""
+    if getattr(args, "json", False):
+        print(json.dumps({"event": event, "message": message}), flush=True)
+
+
 def _how_to_go_on(args: argparse.Namespace) -> str:
     """For an interrupted (or terminated) training: how to continue it, given what it saved."""
     run = _training_run(args)
@@ -141,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.register(subparsers)
+    parser.commands = subparsers.choices
     return parser
 
 

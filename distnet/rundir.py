@@ -57,12 +57,17 @@ class RunDir:
     summary_path = property(lambda self: self.path / "summary.json")
 
     def holds_results(self) -> bool:
-        """Whether a run here has saved anything worth keeping: a best network or a checkpoint.
+        """Whether a run here has saved anything worth keeping: a best network (or its record), a
+        checkpoint or a summary.
 
-        A run that failed before it wrote either (bad settings, no room on the cluster, interrupted
+        A run that failed before it wrote any (bad settings, no room on the cluster, interrupted
         in its first epoch) has not, and its folder may be used again.
         """
-        return any(p.exists() for p in (self.best_path, self.checkpoint_path, self.previous_checkpoint_path))
+        return bool(self._results())
+
+    def _results(self) -> list[Path]:
+        return [p for p in (self.best_path, self.best_path.with_suffix(".json"), self.checkpoint_path,
+                            self.previous_checkpoint_path, self.summary_path) if p.exists()]
 
     def has_checkpoint(self) -> bool:
         """Whether a checkpoint to resume from was written (it may still prove damaged)."""
@@ -144,8 +149,7 @@ class RunDir:
             if self.config_path.exists() and self.has_checkpoint():
                 raise ConfigError(f"{self.path} already holds a run; continue it ({self.resume_command()}; in "
                                   f"Python fit(..., resume=True)), or choose another run directory")
-            found = ", ".join(p.name for p in (self.best_path, self.checkpoint_path, self.previous_checkpoint_path)
-                              if p.exists())
+            found = ", ".join(p.name for p in self._results())
             lacking = "config.json" if not self.config_path.exists() else "checkpoint"
             raise ConfigError(f"{self.path} holds {found} but no {lacking}, so it cannot be resumed, and a new run "
                               f"would overwrite what it holds; choose another run directory, or move those files away")
@@ -181,8 +185,10 @@ class RunDir:
             raise self._cannot_create(e) from None
 
     def _cannot_create(self, error: OSError) -> ConfigError:
-        return ConfigError(f"cannot create the run directory {self.path} ({error.strerror}); choose "
-                           f"another run directory")
+        # "File exists" for a/b/run would leave the user looking for a/b/run, not the file a or a/b.
+        file = next((p for p in (self.path, *self.path.parents) if p.exists() and not p.is_dir()), None)
+        reason = f"{file} is a file, not a folder" if file is not None else error.strerror
+        return ConfigError(f"cannot create the run directory {self.path} ({reason}); choose another run directory")
 
     def config(self) -> dict:
         """The run's configuration, as written by :meth:`create`."""
@@ -224,7 +230,8 @@ class RunDir:
 
     def load_checkpoint(self) -> Checkpoint:
         """The newest readable checkpoint; a damaged newest one falls back, with a warning, to the
-        previous one."""
+        previous one. A missing newest one falls back without: a run stopped between moving it to
+        the previous one's name and writing the next leaves just that, and loses nothing."""
         self.check_has_checkpoint()
         candidates = [p for p in (self.checkpoint_path, self.previous_checkpoint_path) if p.exists()]
         errors = []

@@ -22,7 +22,7 @@ import numpy as np
 from .batches import BatchPlan
 from .checkpoint import Checkpoint
 from .data import Dataset
-from .errors import ConfigError, DistnetError, TrainingDivergedError
+from .errors import ConfigError, DistnetError, ModelFormatError, TrainingDivergedError
 from .data.augment import RandomAffine
 from .data.digits import PIXELS, SIDE
 from .nn import Network, Optimizer, UpdateRule
@@ -294,7 +294,11 @@ class TrainerBase:
         checkpoint = run.load_checkpoint()
         run.remove_unfinished_writes()  # after a load that worked: a failed resume touches nothing
         saved = run.config()  # where a resume to a new total records it at once
-        settings = _resolved(given, {**FIT_DEFAULTS, **saved})
+        try:
+            settings = _checked_settings(_resolved(given, {**FIT_DEFAULTS, **saved}), resolved=True)
+        except ConfigError as e:  # what was given is checked already: this is the file's
+            raise ModelFormatError(f"{run.config_path}: {e}, which distnet does not write; correct it, or start a "
+                                   f"new run") from None
         with self._workers_of_run(saved.get("workers")):
             config = self._run_config(data, settings, extra_config)
             self._check_resumable(checkpoint.config, config)
@@ -447,9 +451,10 @@ class TrainerBase:
                 "train_samples", "eval_every", "window", "acceptable_error")
         differ = [k for k in keys if saved.get(k) != current.get(k)]
         if differ:
-            raise ConfigError(f"cannot resume: the run was started with different {', '.join(differ)} "
-                              f"({', '.join(f'{k}={saved.get(k)!r}' for k in differ)}); resume with the "
-                              f"original settings")
+            values = "; ".join(f"{k} {saved.get(k)!r} there, {current.get(k)!r} now" for k in differ)
+            raise ConfigError(f"cannot resume: the run's checkpoint was made with other {', '.join(differ)} ({values}); "
+                              f"resume with the settings the run was started with, which its config.json records "
+                              f"(distnet train --resume reads them there: undo any edit)")
         if "train_crc32" in saved and saved["train_crc32"] != current["train_crc32"]:  # recorded since 2026-12-01
             raise ConfigError(f"cannot resume: the training data differ from the run's ({current['train_samples']} "
                               f"samples as then, but other values); resume with the data the run was started with")
@@ -563,15 +568,21 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
     if augmentation is not None and train.images.shape[1] != PIXELS:
         raise ConfigError(f"augmentation moves {SIDE}x{SIDE} images, and these samples have "
                           f"{train.images.shape[1]} values each; train without it (augmentation=None)")
-    checked = {}
-    for name, value in settings.items():
-        if value is None:
-            checked[name] = None
-        elif name == "acceptable_error":
-            checked[name] = acceptable_error_or_none(value)
-        else:
-            checked[name] = whole_number(name, value, 0 if name == "checkpoint_every" else 1)
-    return checked
+    return _checked_settings(settings)
+
+
+def _checked_settings(settings: dict, resolved: bool = False) -> dict:
+    """Run settings (epochs, eval_every, window, checkpoint_every, acceptable_error) as plain
+    numbers, None staying None (once ``resolved``, only an acceptable_error may be None);
+    ConfigError for one fit cannot train with."""
+    def checked(name: str, value):
+        if value is None and (name == "acceptable_error" or not resolved):
+            return None
+        if name == "acceptable_error":
+            return acceptable_error_or_none(value)
+        return whole_number(name, value, 0 if name == "checkpoint_every" else 1)
+
+    return {name: checked(name, value) for name, value in settings.items()}
 
 
 def _check_finite(what: str, data: Dataset | None, rows: int = 4096) -> None:

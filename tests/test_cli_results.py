@@ -88,10 +88,10 @@ def test_train_json_lines_tell_the_whole_run(mnist_run, mnist_test):
 
 def test_train_terminal_output_has_evaluation_lines_and_the_final_summary(capsys, tmp_path):
     status, out, err = run_cli(capsys, "train", "--workers", "0", "--epochs", "2", "--eval-every", "1",
-                               "--run-dir", tmp_path / "run")
+                               "--run-dir", tmp_path / "my run")
     assert status == 0
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    summary = json.loads((tmp_path / "my run" / "summary.json").read_text())
+    history = [json.loads(line) for line in (tmp_path / "my run" / "history.jsonl").read_text().splitlines()]
     lines = err.splitlines()
     assert lines[0].startswith("training 784-36-14-10, 28,928 parameters, in this process, batch 32")
     assert lines[1] == "learning with nesterov (learning rate 0.02, momentum 0.87), L2 0.0001"
@@ -102,8 +102,9 @@ def test_train_terminal_output_has_evaluation_lines_and_the_final_summary(capsys
         assert line.endswith("epochs/min") and " lr " not in line  # no schedule, no rate shown
     assert f"test error {100 * summary['test_error']:.2f}% with the best network" in out
     assert "per-class accuracy:" in out and "confusion matrix (rows: true class, columns: predicted):" in out
-    assert f"best network: {tmp_path / 'run' / 'best.npz'}" in out
-    assert out.splitlines()[-1] == f"look closer: distnet show {tmp_path / 'run' / 'best.npz'}; distnet plot {tmp_path / 'run'}"
+    assert f"best network: {tmp_path / 'my run' / 'best.npz'}" in out
+    assert out.splitlines()[-1] == (f"look closer: distnet show '{tmp_path / 'my run' / 'best.npz'}'; "
+                                    f"distnet plot '{tmp_path / 'my run'}'")  # commands to paste: quoted
 
 
 def test_quiet_train_prints_only_the_summary(fashion_run):
@@ -113,8 +114,8 @@ def test_quiet_train_prints_only_the_summary(fashion_run):
     assert config["dataset"] == "fashion-mnist" and config["preset"] == "seed"
     assert config["schedule"]["name"] == "cosine" and config["augmentation"]["name"] == "random_affine"
     assert err == ""
-    assert out.splitlines() == [
-        "", f"test error {100 * summary['test_error']:.2f}% with the best network (epoch 1, validation error "
+    assert out.splitlines() == [  # nothing before it: the progress lines it would stand apart from are not shown
+        f"test error {100 * summary['test_error']:.2f}% with the best network (epoch 1, validation error "
             f"{100 * summary['validation_error']:.2f}%)",
         f"best network: {run_dir / 'best.npz'}", f"run directory: {run_dir}"]
 
@@ -426,6 +427,12 @@ def test_plot_says_which_line_of_the_history_is_broken_and_refuses_a_file_for_ou
     status, _, err = run_cli(capsys, "plot", run)
     assert status == 2 and err == (f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON (the "
                                    f"last: a write cut short? a resume rewrites the file)\n")
+    for other in ('{"epoch": 9}', "[1, 2]", '{"epoch": 9, "train_error": 0.1}'):  # KeyError, TypeError before
+        (run / "history.jsonl").write_text((mnist_run[0] / "history.jsonl").read_text() + other + "\n")
+        status, _, err = run_cli(capsys, "plot", run)
+        assert status == 2 and err == (f"distnet: error: {run / 'history.jsonl'}: line {lines} is not an evaluation "
+                                       f"record (a JSON object with numbers for epoch, train_error, validation_error), "
+                                       f"so not one distnet wrote\n")
     (tmp_path / "a-file").write_text("")
     status, _, err = run_cli(capsys, "plot", mnist_run[0], "--out", tmp_path / "a-file")
     assert status == 2 and err == f"distnet: error: --out {tmp_path / 'a-file'} is a file; give a folder for the PNG files\n"

@@ -272,7 +272,7 @@ try:
     DistributedTrainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02), batch_size=32,
                        workers=1, seed=2).fit(train, None, epochs=1, run_dir="single", resume=True)
 except ConfigError as e:
-    print("refused:", str(e)[:60])
+    print("refused:", str(e)[:61])
 print("ray running after a refused resume:", ray.is_initialized())
 """
 
@@ -291,7 +291,7 @@ def test_an_embedded_ray_keeps_pyarrow_out_of_its_workers(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "pyarrow in a worker: None\n" in done.stdout  # None: the import is refused, not merely not yet made
     assert "ray still running: False" in done.stdout
-    assert "refused: cannot resume: the run was started with different seed" in done.stdout
+    assert "refused: cannot resume: the run's checkpoint was made with other seed" in done.stdout
     assert "ray running after a refused resume: False" in done.stdout
 
 

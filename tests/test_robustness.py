@@ -24,7 +24,7 @@ import pytest
 from distnet import Dense, Network
 from distnet.checkpoint import Checkpoint
 from distnet.cli import main
-from distnet.data import write_idx
+from distnet.data import read_idx, write_idx
 from distnet.progress import Reporter
 from distnet.rundir import RunDir
 from hostile import PicklePayload
@@ -307,6 +307,8 @@ def test_usage_errors_are_one_line_too(capsys):
     status, _, err = cli(capsys, "frobnicate")
     assert_clean_error(status, err, "argument COMMAND: invalid choice: 'frobnicate'", "(see: distnet --help)")
     assert err.count("\n") == 1
+    status, _, err = cli(capsys, "train", "--bogus", "1")  # the command's help, not the top level's
+    assert err == "distnet: error: unrecognized arguments: --bogus 1 (see: distnet train --help)\n" and status == 2
 
 
 @pytest.mark.slow
@@ -391,6 +393,8 @@ def test_a_run_dir_that_holds_a_run_is_refused_untouched(capsys, data, run):
     ({"config.json": '{"my": "own settings"}'}, "holds a config.json that is not a distnet run's"),
     ({"config.json": "not json"}, "holds a config.json that is not a distnet run's"),
     ({"history.jsonl": "notes\n"}, "holds a history.jsonl but no config.json, so not a distnet run"),
+    ({"summary.json": "my notes\n", "best.json": "mine\n"},  # were overwritten
+     "holds best.json, summary.json but no config.json, so it cannot be resumed, and a new run would overwrite"),
 ])
 def test_a_folder_with_files_distnet_did_not_write_is_refused_untouched(capsys, data, tmp_path, own, message):
     folder = tmp_path / "project"
@@ -400,6 +404,15 @@ def test_a_folder_with_files_distnet_did_not_write_is_refused_untouched(capsys, 
     status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
     assert_clean_error(status, err, f"{folder} {message}", "choose another run directory")
     assert {p.name: p.read_text() for p in folder.iterdir()} == own
+
+
+def test_a_run_directory_a_file_stands_in_the_way_of_is_refused_naming_the_file(capsys, data, tmp_path):
+    (tmp_path / "notes").write_text("mine")
+    for run_dir in (tmp_path / "notes", tmp_path / "notes" / "run"):  # the second said "File exists"
+        status, _, err = cli(capsys, *train_args(data, "--run-dir", run_dir, "--epochs", "1"))
+        assert_clean_error(status, err, f"cannot create the run directory {run_dir} ({tmp_path / 'notes'} is a file, "
+                                        f"not a folder); choose another run directory")
+    assert (tmp_path / "notes").read_text() == "mine"
 
 
 def test_an_empty_run_directory_name_is_refused_rather_than_taken_for_this_folder(capsys, data):
@@ -473,6 +486,43 @@ def test_a_run_another_process_trains_before_its_first_checkpoint_is_in_use_not_
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"epochs": None}, "config.json: epochs must be a whole number of at least 1, got None, which distnet does not "
+                       "write; correct it, or start a new run"),  # a TypeError's traceback before
+    ({"epochs": "many"}, "config.json: epochs must be a whole number of at least 1, got 'many'"),
+    ({"epochs": 1.5}, "config.json: epochs must be a whole number of at least 1, got 1.5"),  # trained 2 epochs more
+    ({"window": 0}, "config.json: window must be a whole number of at least 1, got 0"),
+    ({"seed": 5}, "cannot resume: the run's checkpoint was made with other seed (seed 942457 there, 5 now); resume "
+                  "with the settings the run was started with, which its config.json records (distnet train "
+                  "--resume reads them there: undo any edit)"),
+])
+def test_a_resume_names_an_edited_or_damaged_config_json_and_touches_nothing(capsys, data, run, edit, message):
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, **edit}))
+    before = snapshot(run)
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data)
+    assert_clean_error(status, err, message)
+    assert snapshot(run) == before
+
+
+def test_a_resume_whose_data_folder_is_gone_looks_where_a_new_run_would(capsys, data, run, tmp_path, monkeypatch):
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "data_dir": str(tmp_path / "gone")}))
+    monkeypatch.setenv("DISTNET_DATA_DIR", str(tmp_path / "env"))
+    other = Path(shutil.copytree(data, tmp_path / "env" / "mnist"))
+    write_idx(other / TRAIN_LABELS, (read_idx(other / TRAIN_LABELS) + 1) % 10)  # other data of the same size
+    before = snapshot(run)
+    status, _, err = cli(capsys, "train", "--resume", run, "--epochs", "3")
+    warning = (f"distnet: warning: the run's data folder {tmp_path / 'gone'} is gone; the data set is looked for where "
+               f"a new run looks, and checked against the run's\n")
+    assert err.startswith(warning)
+    assert_clean_error(status, err.removeprefix(warning), "cannot resume: the training data differ from the run's")
+    assert snapshot(run) == before
+    shutil.copy(data / TRAIN_LABELS, other / TRAIN_LABELS)  # the run's own data, found there
+    status, _, err = cli(capsys, "train", "--resume", run, "--epochs", "3", "--quiet")
+    assert status == 0 and err.startswith(warning)  # had said: the data folder ... does not exist
 
 
 def test_resume_of_a_folder_that_is_not_a_run(capsys, data, tmp_path):
@@ -567,6 +617,18 @@ def test_a_run_interrupted_between_its_first_best_network_and_checkpoint_says_it
     assert status == 130 and (folder / "best.npz").exists() and not RunDir(folder).has_checkpoint()
     assert err == ("\ndistnet: interrupted after it saved its best network, before its first checkpoint: it cannot "
                    "be resumed; to train on, start a new run in another run directory\n")
+
+
+def test_with_json_how_the_command_ended_is_the_last_line_on_stdout_too(capsys, data, tmp_path, monkeypatch):
+    train = ["train", "--workers", "0", "--eval-every", "1", "--epochs", "3", "--json", "--run-dir", tmp_path / "run"]
+    status, out, err = cli(capsys, *train, "--data-dir", tmp_path / "nowhere")
+    assert status == 2 and json.loads(out.splitlines()[-1]) == {
+        "event": "error", "message": err.removeprefix("distnet: error: ").rstrip("\n")}
+    monkeypatch.setattr("distnet.rundir.RunDir.save_checkpoint", interrupt)
+    status, out, err = cli(capsys, *train, "--data-dir", data)
+    events = [json.loads(line) for line in out.splitlines()]
+    assert status == 130 and [e["event"] for e in events] == ["start", "evaluation", "interrupted"]
+    assert events[-1]["message"] == err.removeprefix("\ndistnet: ").rstrip("\n")
 
 
 def test_an_interrupted_command_other_than_train_gives_no_advice_on_runs(capsys, run, monkeypatch):

@@ -84,10 +84,17 @@ def read_history(path: Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            history.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             cut = " (the last: a write cut short? a resume rewrites the file)" if number == len(lines) else ""
             raise ConfigError(f"{path}: line {number} is not valid JSON{cut}") from None
+        # The curves need these in every record (validation_error too, when the first has it).
+        needed = ("epoch", "train_error") + (("validation_error",) if history and "validation_error" in history[0]
+                                             else ())
+        if not (isinstance(record, dict) and all(isinstance(record.get(key), (int, float)) for key in needed)):
+            raise ConfigError(f"{path}: line {number} is not an evaluation record (a JSON object with numbers "
+                              f"for {', '.join(needed)}), so not one distnet wrote")
+        history.append(record)
     return history
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -128,7 +130,12 @@ def resume_train(args) -> int:
     config = run.config()
     args.run_dir, args.dataset = args.resume, config.get("dataset", "mnist")
     if args.data_dir is None and config.get("data_dir"):
-        args.data_dir = Path(config["data_dir"])  # the same data, or the batches would differ
+        recorded = Path(config["data_dir"])
+        if recorded.is_dir():
+            args.data_dir = recorded  # the same files, or the batches would differ
+        else:  # (or the files were found elsewhere then): the run's checksums tell whether they are the same
+            warnings.warn(f"the run's data folder {recorded} is gone; the data set is looked for where a new run "
+                          f"looks, and checked against the run's")
     try:
         network = Network.from_spec(config["network"])
         workers = 0 if config.get("protocol") is None else config["workers"]
@@ -189,7 +196,9 @@ def finish_train(args, trainer, result, splits, run: RunDir) -> int:
     if args.json:
         print(json.dumps({"event": "summary", **summary}))
         return 0
-    print(f"\ntest error {100 * test.error_rate:.2f}% with the best network (epoch {result.best_epoch}, "
+    if not args.quiet:
+        print()  # apart from the progress above
+    print(f"test error {100 * test.error_rate:.2f}% with the best network (epoch {result.best_epoch}, "
           f"validation error {100 * result.best_error:.2f}%)")
     if not args.quiet:
         print(test.report())
@@ -200,5 +209,6 @@ def finish_train(args, trainer, result, splits, run: RunDir) -> int:
     print(f"best network: {run.best_path}\nrun directory: {run.path}")
     if not args.quiet:
         dataset = f" --dataset {args.dataset}" if args.dataset != "mnist" else ""
-        print(f"look closer: distnet show {run.best_path}{dataset}; distnet plot {run.path}")
+        print(f"look closer: distnet show {shlex.quote(str(run.best_path))}{dataset}; "
+              f"distnet plot {shlex.quote(str(run.path))}")
     return 0
