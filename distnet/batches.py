@@ -4,8 +4,8 @@ The training set is cut into ``shards`` contiguous shards; shard i contributes `
 every mini-batch of ``batch_size`` (the b_i differ by at most one). Every epoch each shard is
 shuffled by its own generator seeded with (seed, epoch, shard), so any step of any epoch can be
 rebuilt from the seed alone: workers need only their shard, and a resumed run needs no RNG state.
-Steps per epoch = n // batch_size; the few samples left over (different ones each epoch) wait for
-the next epoch. With one shard this is the familiar "shuffle, then slice" loop.
+Steps per epoch = n // batch_size; the few samples left over (others each epoch, by the shuffle)
+are not used in that epoch. With one shard this is the familiar "shuffle, then slice" loop.
 """
 from __future__ import annotations
 
@@ -34,10 +34,15 @@ def check_batch_size(batch_size: int, shards: int) -> None:
 
 
 class BatchPlan:
+    """The mini-batches of every epoch of ``n_samples`` samples cut into ``shards`` shards, by the
+    rule above: ``shard_ranges`` are the shards' [start, stop) in the training set, and
+    ``shard_batch_sizes`` what each gives to a batch."""
+
     def __init__(self, n_samples: int, batch_size: int, shards: int = 1, seed: int = 0):
         check_batch_size(batch_size, shards)
         if n_samples < batch_size:
-            raise ConfigError(f"the training set has {n_samples} samples, fewer than one batch of {batch_size}")
+            raise ConfigError(f"the training set has {n_samples} samples, fewer than one batch of {batch_size}; use a "
+                              f"batch size of at most {n_samples} (--batch-size)")
         self.n_samples, self.batch_size, self.shards, self.seed = n_samples, batch_size, shards, seed
         self.steps_per_epoch = n_samples // batch_size
         self.shard_batch_sizes = split_sizes(batch_size, shards)

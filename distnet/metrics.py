@@ -19,10 +19,12 @@ class Evaluation:
 
     @property
     def per_class_accuracy(self) -> np.ndarray:
+        """For each class, the fraction of its samples classified right (0 for a class without any)."""
         totals = self.confusion.sum(axis=1)
         return np.divide(np.diag(self.confusion), totals, out=np.zeros(len(totals)), where=totals > 0)
 
     def to_dict(self) -> dict:
+        """A JSON-able form: error rate, per-class accuracy by class name, confusion matrix, classes."""
         return {"error_rate": self.error_rate,
                 "per_class_accuracy": dict(zip(self.classes, self.per_class_accuracy.round(6).tolist())),
                 "confusion": self.confusion.tolist(), "classes": list(self.classes)}
@@ -113,6 +115,7 @@ class Recognition:
 
 
 def recognition(outputs: np.ndarray, labels: np.ndarray, threshold: float) -> Recognition:
+    """How many samples reach ``threshold`` for some class, and how many of those are wrong."""
     sure = recognized(outputs, threshold)
     wrong = (outputs.argmax(axis=1) != np.asarray(labels)) & sure
     return Recognition(threshold, len(outputs), int(sure.sum()), int(wrong.sum()))

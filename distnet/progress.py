@@ -38,7 +38,8 @@ class Reporter:
 
 
 class TerminalReporter(Reporter):
-    """A progress bar per epoch (redrawn in place on a terminal) and one line per evaluation.
+    """A progress bar per epoch (redrawn in place on a terminal) and one line per evaluation, on
+    ``stream`` (stderr by default, so that results on stdout stay apart).
 
     The bar shows samples per second and the running train error of the epoch (on the augmented
     images when the run augments); an evaluation line marks a new best with ``*`` and shows the

@@ -19,6 +19,8 @@ class Trainer(TrainerBase):
     workers would, which is how the tests show that distribution does not change the math.
     """
 
+    _grad_buffer: np.ndarray | None = None  # every step's gradient; allocated on first use
+
     def step(self, X: np.ndarray, Y: np.ndarray) -> StepStats:
         """One update from one mini-batch: mean gradient over its rows, L2, optimizer step."""
         grad, cost, correct = self.network.backprop(X, Y, out=self._grad, reuse_buffers=True)
@@ -27,8 +29,7 @@ class Trainer(TrainerBase):
 
     @property
     def _grad(self) -> np.ndarray:
-        # One buffer for every step's gradient; allocated on first use.
-        if getattr(self, "_grad_buffer", None) is None:
+        if self._grad_buffer is None:
             self._grad_buffer = np.empty_like(self.network.params)
         return self._grad_buffer
 

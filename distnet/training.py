@@ -66,7 +66,9 @@ class ChunkSizer:
 
 @dataclass(repr=False)
 class FitResult:
-    """What :meth:`TrainerBase.fit` returns.
+    """What ``fit`` of a :class:`~distnet.trainer.Trainer` or a
+    :class:`~distnet.distributed.DistributedTrainer` returns (its repr counts the ``history``'s
+    records as ``evaluations``).
 
     ``best_network`` is the network of the lowest validation error (a copy: the trainer's own
     ``network`` holds the last parameters), ``best_error`` that error and ``best_epoch`` its
@@ -170,6 +172,7 @@ class TrainerBase:
         self.schedule = schedule
         self.augmentation = augmentation
         self._base_rate: float | None = None  # during a fit: the rate the schedule scales
+        self._schedule_epochs: int | None = None  # during a fit: the schedule's horizon
 
     @property
     def optimizer(self) -> Optimizer:

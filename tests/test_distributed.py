@@ -1,5 +1,6 @@
 """The distributed trainer on a real local Ray: the same math as the single-process trainer."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -137,7 +138,7 @@ def test_a_resume_without_a_worker_count_continues_with_the_run_s(mnist, ray_loc
     train, validation = data(mnist)
     trainer.fit(train, validation, epochs=1, eval_every=1, window=5, run_dir=tmp_path / "run")
     refused = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=4)
-    with pytest.raises(ConfigError, match="different seed"):
+    with pytest.raises(ConfigError, match="checkpoint was made with other seed \\(seed 3 there, 4 now\\)"):
         refused.fit(train, validation, epochs=2, run_dir=tmp_path / "run", resume=True)
     assert refused.requested_workers is None  # a refused resume leaves the trainer as it was
     resumed = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
@@ -163,6 +164,18 @@ def test_no_workers_points_to_the_single_process_trainer():
         DistributedTrainer(small_network(), Nesterov(0.02), workers=0)
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"protocol": "grpc"}, "unknown step protocol 'grpc'; choose one of auto, channel, compiled, plain"),
+    ({"workers": 1.5}, "workers must be a positive integer, got 1.5"),
+    ({"max_failures": -1}, "max_failures must be a whole number of at least 0, got -1"),
+    ({"placement_timeout": 0}, "placement_timeout must be a positive finite number, got 0"),  # had waited no time
+    ({"placement_timeout": "60"}, "placement_timeout must be a positive finite number, got '60'"),
+])
+def test_how_to_run_is_checked_when_the_trainer_is_made(options, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        DistributedTrainer(small_network(), Nesterov(0.02), **options)
+
+
 def test_batch_smaller_than_workers_is_refused(mnist, ray_local):
     trainer = DistributedTrainer(small_network(), Nesterov(0.02), batch_size=2, workers=3)
     with pytest.raises(ConfigError, match="batch size 2 is smaller than the number of workers 3"):
@@ -171,7 +184,8 @@ def test_batch_smaller_than_workers_is_refused(mnist, ray_local):
 
 @pytest.mark.parametrize("workers, batch_size, options, message", [
     (2, 1, {}, "batch size 1 is smaller than the number of workers 2"),
-    (None, 64, {"train": "subset"}, "the training set has 50 samples, fewer than one batch of 64"),
+    (None, 64, {"train": "subset"}, "the training set has 50 samples, fewer than one batch of 64; use a batch size "
+                                    "of at most 50"),
     (2, 32, {"epochs": 0}, "epochs must be a whole number of at least 1"),
     (2, 32, {"network": "five classes"}, "the network does not fit the training data"),
     (2, 32, {"run_dir": "no/such/run", "resume": True}, "no/such/run does not exist; expected the folder of a run"),

@@ -266,12 +266,17 @@ def test_a_ray_failure_the_trainer_does_not_recover_from_ends_the_run_with_a_cle
 
 
 def test_an_error_an_actor_raises_on_purpose_reaches_the_caller_as_itself(mnist, ray_local, tmp_path):
-    """The stop evaluator cannot write best.json (a folder is in its way): the OSError it raised,
-    naming the file, not a Ray wrapper around it."""
+    """The stop evaluator cannot write best.json (a folder put in its way once the run started: a
+    new run refuses a folder holding one): the OSError it raised, naming the file, not a Ray
+    wrapper around it."""
     run = tmp_path / "run"
-    (run / "best.json").mkdir(parents=True)
+
+    class InTheWay(Reporter):
+        def on_start(self, info):
+            (run / "best.json").mkdir()
+
     with pytest.raises(IsADirectoryError) as raised:
-        fit(make_trainer(), mnist, run_dir=run)
+        fit(make_trainer(), mnist, run_dir=run, reporter=InTheWay())
     assert raised.value.filename == str((run / "best.json").absolute())
 
 

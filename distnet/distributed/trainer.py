@@ -44,7 +44,7 @@ from ..data import Dataset
 from ..errors import ConfigError, DistnetError, FailureLimitError, RayFailedError
 from ..nn import Network, Optimizer
 from ..rundir import RunDir
-from ..checks import positive_int, whole_number
+from ..checks import positive_int, positive_real, whole_number
 from ..step_stats import StepStats
 from ..training import TrainerBase
 from ..address import join_cluster
@@ -100,10 +100,17 @@ class DistributedTrainer(TrainerBase):
     ...                              workers=2, seed=942457)
     >>> result = trainer.fit(splits.train, splits.validation, epochs=30)
 
-    ``address=None`` joins the cluster that ``RAY_ADDRESS`` names, if set, and otherwise starts a
-    Ray of this process's own (stopped afterwards), unless Ray is already initialised; ``"auto"``
-    or ``"HOST:PORT"`` joins a running cluster; ``"local"`` starts a Ray of its own even where
-    ``RAY_ADDRESS`` is set.
+    ``workers=None`` takes one worker per CPU of the cluster, or, resuming a run, the run's
+    number. ``address=None`` joins the cluster that ``RAY_ADDRESS`` names, if set, and otherwise
+    starts a Ray of this process's own (stopped afterwards), unless Ray is already initialised;
+    ``"auto"`` or ``"HOST:PORT"`` joins a running cluster; ``"local"`` starts a Ray of its own even
+    where ``RAY_ADDRESS`` is set.
+
+    ``protocol`` is how each step travels between workers and server: ``"channel"`` (shared memory,
+    one host), ``"compiled"`` (Ray Compiled Graphs), ``"plain"`` (actor calls) or ``"auto"``
+    (``channel`` where every actor shares the host, else ``plain``); see the module's
+    documentation. ``placement_timeout`` is how many seconds to wait for the cluster to make room
+    for the actors (one CPU each) before giving up with a message.
 
     Up to ``max_failures`` lost actors (workers, parameter server, stop evaluator) are replaced
     during a run without changing its result; ``failures`` lists what was lost.
@@ -125,7 +132,7 @@ class DistributedTrainer(TrainerBase):
         self.requested_workers = None if workers is None else positive_int("workers", workers)
         self.address = address
         self.protocol = protocol
-        self.placement_timeout = placement_timeout
+        self.placement_timeout = positive_real("placement_timeout", placement_timeout)
         self.max_failures = whole_number("max_failures", max_failures, 0)
         self.placement: list[dict] = []
         self.failures: list[str] = []

@@ -18,9 +18,11 @@ class Cost:
     name: str = ""
 
     def value(self, a: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The cost of each row of outputs ``a`` against targets ``y`` (one value per row)."""
         raise NotImplementedError
 
     def derivative(self, a: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """dC/da, element by element, for each row (not divided by the number of rows)."""
         raise NotImplementedError
 
     def check_output_activation(self, activation: Activation) -> None:
@@ -37,6 +39,7 @@ class Cost:
         return float(self.value(a, y).sum()), self.output_layer_gradient(activation, a, y)
 
     def spec(self) -> dict:
+        """A JSON-able description, the inverse of :func:`cost_from_spec`."""
         return {"name": self.name}
 
     def __repr__(self) -> str:

@@ -25,6 +25,7 @@ class Initializer:
         raise NotImplementedError
 
     def spec(self) -> dict:
+        """A JSON-able description, the inverse of :func:`initializer_from_spec`."""
         return {"name": self.name}
 
     def __repr__(self) -> str:
@@ -37,8 +38,8 @@ class Random(Initializer):
     name = "random"
 
     def __init__(self, low: float = -0.5, high: float = 0.5):
-        low, high = (checked_number(f"Random initializer's {name}", value, numbers.Real, math.isfinite,
-                                    "a finite number") for name, value in (("low", low), ("high", high)))
+        low, high = (checked_number(f"Random initializer's {bound}", value, numbers.Real, math.isfinite,
+                                    "a finite number") for bound, value in (("low", low), ("high", high)))
         if not low < high:
             raise ConfigError(f"Random initializer needs low < high, got {low}, {high}")
         self.low, self.high = low, high
@@ -55,6 +56,7 @@ class Random(Initializer):
 
 class _Uniform(Initializer):
     def limit(self, fan_in: int, fan_out: int) -> float:
+        """The bound L of U(−L, L) for a weight matrix of ``fan_in`` rows and ``fan_out`` columns."""
         raise NotImplementedError
 
     def __call__(self, fan_in, fan_out, rng):
@@ -64,6 +66,8 @@ class _Uniform(Initializer):
 
 class _Normal(Initializer):
     def sigma(self, fan_in: int, fan_out: int) -> float:
+        """The standard deviation σ of N(0, σ) for a weight matrix of ``fan_in`` rows and ``fan_out``
+        columns."""
         raise NotImplementedError
 
     def __call__(self, fan_in, fan_out, rng):

@@ -29,6 +29,7 @@ class Dense:
         return self.activation(z, overwrite=True, scratch=scratch)  # z is ours: the activation may reuse it
 
     def spec(self) -> dict:
+        """A JSON-able description: the size and the activation's spec."""
         return {"size": self.size, "activation": self.activation.spec()}
 
     def __repr__(self) -> str:

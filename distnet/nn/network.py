@@ -38,8 +38,11 @@ class Network:
     """A feed-forward network of :class:`Dense` layers.
 
     ``cost`` and ``initializer`` are instances (``Quadratic()``) or names (``"quadratic"``), as a
-    layer's activation is.
+    layer's activation is; by default the original's: ``Quadratic()`` and ``Random(-0.5, 0.5)``
+    (biases start at 0). ``seed`` makes the initial weights reproducible; ``dtype`` is float32
+    (the default) or float64 (the original's precision).
 
+    >>> import numpy as np
     >>> from distnet import Network, Dense
     >>> net = Network([Dense(3, "sigmoid"), Dense(2, "softmax")], input_size=4, seed=1)
     >>> net.predict(np.zeros((5, 4))).shape

@@ -76,10 +76,12 @@ class ParallelUpdate:
 
     @property
     def parts(self) -> int:
+        """Into how many contiguous parts (one thread each) the update is split."""
         return len(self._parts)
 
     @property
     def learning_rate(self) -> float:
+        """The optimizer's learning rate, the same in every part (setting it sets each part's)."""
         return self._parts[0].rule.optimizer.learning_rate
 
     @learning_rate.setter

@@ -24,6 +24,7 @@ class Schedule:
         raise NotImplementedError
 
     def spec(self) -> dict:
+        """A JSON-able description, the inverse of :func:`schedule_from_spec`."""
         return {"name": self.name}
 
     def __repr__(self) -> str:
