@@ -300,15 +300,16 @@ def test_predict_npy_and_idx_give_the_network_s_answers(capsys, mnist_run, mnist
     pixels = np.rint(mnist_test.images[:5] * 255).astype(np.uint8).reshape(5, 28, 28)
     np.save(tmp_path / "five.npy", pixels)
     np.save(tmp_path / "one.npy", mnist_test.images[0])  # floats in [0, 1], 784 values
+    np.save(tmp_path / "five-int64.npy", pixels.astype(np.int64))  # bytes as NumPy's default integers
     write_idx(tmp_path / "five-idx3-ubyte", pixels)
     expected = Network.load(run_dir / "best.npz").predict(pixels.reshape(5, 784) / np.float32(255))
     status, out, _ = run_cli(capsys, "predict", run_dir / "best.npz", tmp_path / "five.npy",
-                             tmp_path / "five-idx3-ubyte", tmp_path / "one.npy", "--json")
+                             tmp_path / "five-idx3-ubyte", tmp_path / "one.npy", tmp_path / "five-int64.npy", "--json")
     results = [json.loads(line) for line in out.splitlines()]
-    assert status == 0 and len(results) == 11
+    assert status == 0 and len(results) == 16
     assert [r["file"] for r in results[:2]] == [f"{tmp_path / 'five.npy'}[0]", f"{tmp_path / 'five.npy'}[1]"]
-    assert results[-1]["file"] == str(tmp_path / "one.npy")
-    for r, want in zip(results, [*expected, *expected, expected[0]]):
+    assert results[10]["file"] == str(tmp_path / "one.npy")
+    for r, want in zip(results, [*expected, *expected, expected[0], *expected], strict=True):
         assert r["class"] == want.argmax() and r["probabilities"] == pytest.approx(want, abs=1e-6)
     status, out, _ = run_cli(capsys, "predict", run_dir / "best.npz", tmp_path / "one.npy")
     guess = expected[0].argmax()
@@ -342,6 +343,10 @@ def test_predict_names_fashion_classes(capsys, fashion_run, fashion_test, tmp_pa
     (np.full((28, 28), 200.0), r"float pixels must lie in \[0, 1\] \(got 200..200\); divide bytes by 255"),
     (np.full((2, 784), np.nan), r"1568 pixels are NaN or infinite; pixels must be floats in \[0, 1\]"),
     (np.zeros((0, 784), np.float32), r"holds no images \(shape \(0, 784\)\)"),
+    (np.arange(10, dtype=np.uint8), r"got shape \(10,\) \(one number per sample: a labels file\?\)"),
+    (np.full((28, 28), 256), r"integer pixels must be bytes 0..255, got 256..256"),
+    (np.full((28, 28), -1, np.int16), r"integer pixels must be bytes 0..255, got -1..-1"),
+    (np.full((28, 28), True), r"pixels must be bytes \(integers 0..255\) or floats in \[0, 1\], got bool"),
 ])
 def test_predict_explains_unusable_arrays(capsys, mnist_run, tmp_path, content, message):
     np.save(tmp_path / "bad.npy", content)
@@ -436,6 +441,28 @@ def test_plot_says_which_line_of_the_history_is_broken_and_refuses_a_file_for_ou
     (tmp_path / "a-file").write_text("")
     status, _, err = run_cli(capsys, "plot", mnist_run[0], "--out", tmp_path / "a-file")
     assert status == 2 and err == f"distnet: error: --out {tmp_path / 'a-file'} is a file; give a folder for the PNG files\n"
+
+
+def test_plot_names_classes_by_number_as_the_text_does_and_ticks_whole_epochs(fashion_run, fashion_test):
+    pytest.importorskip("matplotlib")
+    from distnet.commands import plot
+    from distnet.metrics import evaluation_of
+
+    pyplot, network = plot.import_pyplot(), Network.load(fashion_run[0] / "best.npz")
+    outputs = network.predict(fashion_test.images)
+    mistakes = np.flatnonzero(outputs.argmax(axis=1) != fashion_test.labels)[:3]
+    grid = plot.misclassified(pyplot, fashion_test, outputs, mistakes, "run")
+    i = mistakes[0]
+    assert grid.axes[0].get_title() == (f"#{i}: {fashion_test.labels[i]} → {outputs[i].argmax()}\n"
+                                        f"p {outputs[i].max():.2f}")  # "Ankle boot → Sneaker" did not fit
+    assert grid._suptitle.get_text().endswith("\n0 T-shirt/top, 1 Trouser, 2 Pullover, 3 Dress, 4 Coat, 5 Sandal, "
+                                              "6 Shirt, 7 Sneaker, 8 Bag, 9 Ankle boot")
+    matrix = plot.confusion_matrix(pyplot, evaluation_of(outputs, fashion_test.labels, fashion_test.classes), "run")
+    assert [t.get_text() for t in matrix.axes[0].get_xticklabels()][:2] == ["0 T-shirt/top", "1 Trouser"]
+    curves = plot.learning_curves(pyplot, [{"epoch": 1, "train_error": 0.2, "validation_error": 0.1}], "run")
+    assert curves.axes[0].get_xticks().tolist() == [0, 1, 2]  # not 0.945, 0.96, ...
+    for figure in (grid, matrix, curves):
+        pyplot.close(figure)
 
 
 def test_plot_without_matplotlib_says_what_to_install(capsys, mnist_run, monkeypatch):

@@ -129,6 +129,8 @@ def learning_curves(pyplot, history: list[dict], title: str, augmented: bool = F
         axes.yaxis.set_major_formatter(plain)
         axes.yaxis.set_minor_formatter(plain)
         axes.xaxis.set_major_locator(pyplot.matplotlib.ticker.MaxNLocator(integer=True))
+        if len(set(epochs)) == 1:  # one evaluation: the locator would tick fractions of an epoch
+            axes.set_xlim(epochs[0] - 1, epochs[0] + 1)
     else:
         axes.text(0.5, 0.5, "no evaluation yet", ha="center", va="center", transform=axes.transAxes)
     axes.set_xlabel("epoch")
@@ -149,9 +151,11 @@ def confusion_matrix(pyplot, evaluation, title: str):
     for (i, j), count in np.ndenumerate(confusion):
         axes.text(j, i, str(count), ha="center", va="center", fontsize=8,
                   color="white" if i == j else "black")
-    ticks = range(len(evaluation.classes))
-    axes.set_xticks(ticks, evaluation.classes, rotation=45, ha="right")
-    axes.set_yticks(ticks, evaluation.classes)
+    from ..metrics import class_label
+
+    labels = [class_label(evaluation.classes, i) for i in range(len(evaluation.classes))]  # as the text shows them
+    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true class")
     axes.set_title(f"test confusion matrix: {title}, error {100 * evaluation.error_rate:.2f}%")
@@ -170,8 +174,10 @@ def misclassified(pyplot, test, outputs: np.ndarray, mistakes: np.ndarray, title
         i = mistakes[cell]
         predicted = int(outputs[i].argmax())
         axes.imshow(test.images[i].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
-        axes.set_title(f"#{i}: {test.classes[test.labels[i]]} → {test.classes[predicted]}\n"
-                       f"p {outputs[i, predicted]:.2f}", fontsize=8)
-    fig.suptitle(f"surest mistakes on the test set (label → network): {title}")
-    fig.subplots_adjust(left=0.02, right=0.98, top=0.92, bottom=0.02, hspace=0.5)
+        # Class numbers: a sixth of the width has no room for "Ankle boot → Sneaker".
+        axes.set_title(f"#{i}: {test.labels[i]} → {predicted}\np {outputs[i, predicted]:.2f}", fontsize=8)
+    named = [f"{k} {name}" for k, name in enumerate(test.classes) if name != str(k)]
+    legend = f"\n{', '.join(named)}" if named else ""
+    fig.suptitle(f"surest mistakes on the test set (label → network): {title}{legend}", fontsize=10 if named else None)
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.9 if named else 0.92, bottom=0.02, hspace=0.5)
     return fig

@@ -28,7 +28,8 @@ def register(subparsers) -> None:
                     "one or more 28x28 images (or rows of 784 values), or an IDX images file.")
     predict.add_argument("model", type=Path,
                          help="a .npz network (e.g. RUN_DIR/best.npz), or a run directory for its best.npz")
-    predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    predict.add_argument("files", type=Path, nargs="+", metavar="FILE",
+                         help="the images: pictures, .npy arrays or IDX files (any mix)")
     predict.add_argument("--dataset", choices=DATASETS,
                          help="what the network was trained on, for the class names (default: the one the "
                               "model's run directory records, else mnist)")
@@ -101,7 +102,7 @@ def read_images(path: Path, invert: str = "auto") -> tuple[list[str], np.ndarray
 
 def as_pixels(array: np.ndarray, name: str) -> np.ndarray:
     """One image (28x28 or 784 values) or a stack of them as (n, 784) float32 in [0, 1]; bytes
-    (unsigned integers) are divided by 255, floats must already be in [0, 1]."""
+    (integers 0..255) are divided by 255, floats must already be in [0, 1]."""
     shapes = {(SIDE, SIDE), (SIDE * SIDE,)}
     if array.shape in shapes:
         array = array.reshape(1, -1)
@@ -110,14 +111,15 @@ def as_pixels(array: np.ndarray, name: str) -> np.ndarray:
             raise DataFormatError(f"{name}: holds no images (shape {array.shape})")
         array = array.reshape(len(array), SIDE * SIDE)
     else:
+        labels = " (one number per sample: a labels file?)" if array.ndim == 1 else ""
         raise DataFormatError(f"{name}: expected 28x28 images (shape (28, 28), (784,), (n, 28, 28) or "
-                              f"(n, 784)), got shape {array.shape}")
-    if array.dtype.kind == "u":
-        if array.max(initial=0) > 255:
-            raise DataFormatError(f"{name}: integer pixels must be bytes 0..255")
+                              f"(n, 784)), got shape {array.shape}{labels}")
+    if array.dtype.kind in "iu":  # bytes, whatever integer type holds them (np.array([[0, 255]]) is int64)
+        if array.min(initial=0) < 0 or array.max(initial=0) > 255:
+            raise DataFormatError(f"{name}: integer pixels must be bytes 0..255, got {array.min()}..{array.max()}")
         return array.astype(np.float32) / 255
     if array.dtype.kind != "f":
-        raise DataFormatError(f"{name}: pixels must be bytes (uint8) or floats in [0, 1], got {array.dtype}")
+        raise DataFormatError(f"{name}: pixels must be bytes (integers 0..255) or floats in [0, 1], got {array.dtype}")
     if not np.isfinite(array).all():
         raise DataFormatError(f"{name}: {np.count_nonzero(~np.isfinite(array))} pixels are NaN or infinite; "
                               f"pixels must be floats in [0, 1]")
