@@ -288,6 +288,21 @@ def test_submit_refuses_relative_paths_which_the_job_would_take_from_the_heads_f
         job_request(build_parser().parse_args(["submit", *options]))
 
 
+def test_submit_to_a_host_port_nothing_answers_says_both_addresses_it_takes(monkeypatch):
+    import socket
+
+    from distnet.commands.submit import _client
+    from distnet.errors import ClusterUnreachableError
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ClusterUnreachableError, match=re.escape(
+            f"cannot reach a Ray cluster at 127.0.0.1:{port} (connection refused") + ".*" + re.escape(
+            "; or give the Jobs API's address, the dashboard's http://HOST:PORT (8265 by default)")):
+        _client(f"127.0.0.1:{port}")
+
+
 def test_submit_takes_paths_in_the_head_nodes_home(monkeypatch):
     monkeypatch.setenv("DISTNET_DATA_DIR", "~/data")  # distnet expands it there
     request = job_request(build_parser().parse_args(["submit", "--job-id", "j", "--run-dir", "~/runs/a"]))
