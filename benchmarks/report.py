@@ -198,8 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"cannot read {args.results}: {e}")
     if not isinstance(results, dict) or not {"date", "mode", "data", "machine", "workloads", "hardware"} <= results.keys():
         parser.error(f"{args.results} is not a run saved by python -m benchmarks.speed --out")
-    add_analysis(results)
-    print(markdown(results))
+    try:
+        add_analysis(results)
+        tables = markdown(results)
+    except (KeyError, TypeError, AttributeError) as e:  # parts of such a run missing, or of another kind
+        parser.error(f"{args.results} is not a whole run saved by python -m benchmarks.speed --out "
+                     f"({type(e).__name__}: {e})")
+    print(tables)
     return 0
 
 

@@ -27,9 +27,7 @@ EXIT_USAGE = 2
 
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line, like every other error of the command (argparse would print the
-    whole usage first). ``commands``: each command's parser, by name (on the top-level one)."""
-
-    commands: dict[str, argparse.ArgumentParser] = {}
+    whole usage first). The top-level one has ``commands``: each command's parser, by name."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"distnet: error: {message} (see: {self.prog} --help)\n")
@@ -84,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             return args.handler(args)
     except BrokenPipeError:
         # The reader went away (e.g. `distnet show ... | head`): stop quietly, as other tools do.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _drop_stdout()
         return 0
     except DistnetError as e:
         return _fail(args, str(e))
@@ -133,9 +131,18 @@ def _fail(args: argparse.Namespace, message: str) -> int:
 
 
 def _json_event(args: argparse.Namespace, event: str, message: str) -> None:
-    """With --json, how the command ended as the last line on stdout too, for the script reading it."""
-    if getattr(args, "json", False):
-        print(json.dumps({"event": event, "message": message}), flush=True)
+    """With ``train --json``, how the training ended as the last line on stdout too, for the script
+    reading its events (the reader may be gone already: then nothing is said there)."""
+    if args.command == "train" and args.json:
+        try:
+            print(json.dumps({"event": event, "message": message}), flush=True)
+        except BrokenPipeError:
+            _drop_stdout()
+
+
+def _drop_stdout() -> None:
+    # What is still buffered for a reader that went away would fail again when Python exits.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _how_to_go_on(args: argparse.Namespace) -> str:

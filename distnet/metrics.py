@@ -117,7 +117,7 @@ class Recognition:
 def recognition(outputs: np.ndarray, labels: np.ndarray, threshold: float) -> Recognition:
     """How many samples reach ``threshold`` for some class, and how many of those are wrong."""
     sure = recognized(outputs, threshold)
-    wrong = (outputs.argmax(axis=1) != np.asarray(labels)) & sure
+    wrong = (outputs.argmax(axis=1) != class_labels(labels, len(outputs), outputs.shape[1])) & sure
     return Recognition(threshold, len(outputs), int(sure.sum()), int(wrong.sum()))
 
 

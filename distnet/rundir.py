@@ -82,10 +82,11 @@ class RunDir:
             if self.best_path.exists():  # stopped between its first best network and its first checkpoint
                 raise ConfigError(f"{self.path} has no checkpoint to resume from, only the best network "
                                   f"{self.best_path.name}; start a new run in another run directory (or move "
-                                  f"{self.best_path.name} away and start again here)")
+                                  f"{self.best_path.name} and {self.best_path.with_suffix('.json').name} away "
+                                  f"and start again here)")
             raise ConfigError(f"{self.path} has no checkpoint to resume from (none was written yet, "
                               f"or they were removed); start the run again: distnet train --run-dir "
-                              f"{self.path} ...")
+                              f"{shlex.quote(str(self.path))} ...")
 
     def resume_command(self) -> str:
         """The command that continues this run: ``distnet submit --resume`` in a job that ``distnet

@@ -29,8 +29,9 @@ class Trainer(TrainerBase):
 
     @property
     def _grad(self) -> np.ndarray:
-        if self._grad_buffer is None:
-            self._grad_buffer = np.empty_like(self.network.params)
+        params, kept = self.network.params, self._grad_buffer  # trainer.network may be another one now
+        if kept is None or kept.shape != params.shape or kept.dtype != params.dtype:
+            self._grad_buffer = np.empty_like(params)
         return self._grad_buffer
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:

@@ -454,10 +454,10 @@ class TrainerBase:
                 "train_samples", "eval_every", "window", "acceptable_error")
         differ = [k for k in keys if saved.get(k) != current.get(k)]
         if differ:
-            values = "; ".join(f"{k} {saved.get(k)!r} there, {current.get(k)!r} now" for k in differ)
-            raise ConfigError(f"cannot resume: the run's checkpoint was made with other {', '.join(differ)} ({values}); "
-                              f"resume with the settings the run was started with, which its config.json records "
-                              f"(distnet train --resume reads them there: undo any edit)")
+            values = "; ".join(f"{k} {saved.get(k)!r} in its checkpoint, {current.get(k)!r} now" for k in differ)
+            raise ConfigError(f"cannot resume: the run was started with other {', '.join(differ)} than this resume "
+                              f"has ({values}); resume with the run's own settings, which its config.json records "
+                              f"(if that file was edited, undo the edit)")
         if "train_crc32" in saved and saved["train_crc32"] != current["train_crc32"]:  # recorded since 2026-12-01
             raise ConfigError(f"cannot resume: the training data differ from the run's ({current['train_samples']} "
                               f"samples as then, but other values); resume with the data the run was started with")

@@ -51,6 +51,12 @@ def test_report_says_what_it_needs(capsys, tmp_path):
             report.main([str(tmp_path / "other.json")])
         assert exited.value.code == 2
         assert "other.json is not a run saved by python -m benchmarks.speed --out" in capsys.readouterr().err
+    (tmp_path / "other.json").write_text(json.dumps({**undated, "date": "today"}))  # its machine's parts missing
+    with pytest.raises(SystemExit) as exited:
+        report.main([str(tmp_path / "other.json")])
+    assert exited.value.code == 2
+    assert "other.json is not a whole run saved by python -m benchmarks.speed --out (KeyError: " in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize("tool, options, message", [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import socket
 import threading
@@ -179,8 +180,10 @@ def test_pixels_are_divided_in_the_dtype_asked_for(env: Path, tmp_path: Path) ->
     np.testing.assert_array_equal(splits.test.images, expected)
     assert not np.array_equal(expected.astype(np.float32).astype(np.float64), expected)
     assert {s.images.dtype for s in splits} == {np.dtype(np.float64)}
-    with pytest.raises(ConfigError, match="dtype must be a floating-point type such as float32 or float64, got uint8"):
-        load_mnist(tmp_path / "mine", download=False, validation=10, dtype=np.uint8)
+    for wrong, shown in ((np.uint8, "<class 'numpy.uint8'>"), ("bogus", "'bogus'"), (None, "None")):
+        with pytest.raises(ConfigError, match=f"dtype must be a floating-point type such as float32 or float64, "
+                                              f"got {re.escape(shown)}"):
+            load_mnist(tmp_path / "mine", download=False, validation=10, dtype=wrong)
 
 
 def test_validation_split_is_seeded_disjoint_and_in_file_order(env: Path, tmp_path: Path) -> None:

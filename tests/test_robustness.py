@@ -436,7 +436,8 @@ def test_a_run_dir_with_results_but_no_way_to_resume_is_refused_untouched_and_sa
     if lacking == "checkpoint":
         status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data)
         assert_clean_error(status, err, f"{run} has no checkpoint to resume from, only the best network best.npz; "
-                           "start a new run in another run directory")
+                           "start a new run in another run directory (or move best.npz and best.json away and "
+                           "start again here)")  # best.json alone in the folder would refuse a new run too
     assert snapshot(run) == before
 
 
@@ -494,9 +495,9 @@ def test_a_run_another_process_trains_before_its_first_checkpoint_is_in_use_not_
     ({"epochs": "many"}, "config.json: epochs must be a whole number of at least 1, got 'many'"),
     ({"epochs": 1.5}, "config.json: epochs must be a whole number of at least 1, got 1.5"),  # trained 2 epochs more
     ({"window": 0}, "config.json: window must be a whole number of at least 1, got 0"),
-    ({"seed": 5}, "cannot resume: the run's checkpoint was made with other seed (seed 942457 there, 5 now); resume "
-                  "with the settings the run was started with, which its config.json records (distnet train "
-                  "--resume reads them there: undo any edit)"),
+    ({"seed": 5}, "cannot resume: the run was started with other seed than this resume has (seed 942457 in its "
+                  "checkpoint, 5 now); resume with the run's own settings, which its config.json records (if that "
+                  "file was edited, undo the edit)"),
 ])
 def test_a_resume_names_an_edited_or_damaged_config_json_and_touches_nothing(capsys, data, run, edit, message):
     config = json.loads((run / "config.json").read_text())
@@ -515,8 +516,8 @@ def test_a_resume_whose_data_folder_is_gone_looks_where_a_new_run_would(capsys, 
     write_idx(other / TRAIN_LABELS, (read_idx(other / TRAIN_LABELS) + 1) % 10)  # other data of the same size
     before = snapshot(run)
     status, _, err = cli(capsys, "train", "--resume", run, "--epochs", "3")
-    warning = (f"distnet: warning: the run's data folder {tmp_path / 'gone'} is gone; the data set is looked for where "
-               f"a new run looks, and checked against the run's\n")
+    warning = (f"distnet: warning: the run's data folder {tmp_path / 'gone'} is not there any more; the data set is "
+               f"looked for where a new run looks, and compared with the run's where it recorded their checksums\n")
     assert err.startswith(warning)
     assert_clean_error(status, err.removeprefix(warning), "cannot resume: the training data differ from the run's")
     assert snapshot(run) == before
@@ -629,6 +630,30 @@ def test_with_json_how_the_command_ended_is_the_last_line_on_stdout_too(capsys, 
     events = [json.loads(line) for line in out.splitlines()]
     assert status == 130 and [e["event"] for e in events] == ["start", "evaluation", "interrupted"]
     assert events[-1]["message"] == err.removeprefix("\ndistnet: ").rstrip("\n")
+
+
+def test_the_last_json_event_for_a_reader_that_went_away_ends_quietly(monkeypatch):
+    """`distnet train --json | jq`, Ctrl-C: jq is gone when the interrupted event is written."""
+    import io
+
+    from distnet import cli as command_line
+
+    read_end, write_end = os.pipe()
+
+    class GoneReader(io.TextIOBase):
+        def write(self, text):
+            raise BrokenPipeError
+
+        def fileno(self):
+            return write_end
+
+    monkeypatch.setattr(sys, "stdout", GoneReader())
+    args = command_line.build_parser().parse_args(["train", "--json"])
+    command_line._json_event(args, "interrupted", "interrupted")  # a BrokenPipeError's traceback before
+    os.write(write_end, b"left over")  # what Python would flush at exit goes nowhere now
+    assert os.read(read_end, 16) == b""
+    os.close(read_end)
+    os.close(write_end)
 
 
 def test_an_interrupted_command_other_than_train_gives_no_advice_on_runs(capsys, run, monkeypatch):

@@ -215,7 +215,7 @@ def test_a_resume_keeps_the_run_s_own_settings_unless_given(mnist, tmp_path):
     before = files(tmp_path / "run")
     for changed in ({"eval_every": 5}, {"window": 4}, {"acceptable_error": 0.5}):
         name = next(iter(changed))
-        with pytest.raises(ConfigError, match=f"cannot resume: the run's checkpoint was made with other {name}"):
+        with pytest.raises(ConfigError, match=f"cannot resume: the run was started with other {name} than this resume has"):
             fit(resume=True, **changed)
     assert files(tmp_path / "run") == before
     with pytest.raises(ConfigError, match="cannot resume: the training data differ from the run's \\(2000 samples as "
@@ -369,7 +369,7 @@ def test_a_resume_names_what_differs_before_it_looks_at_the_data(mnist, tmp_path
     train = mnist.train.subset(slice(0, 640))
     Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(train, epochs=1, run_dir=tmp_path / "run")
     wider = Trainer(tiny_network(np.float32), Nesterov(0.02), seed=1)
-    with pytest.raises(ConfigError, match="cannot resume: the run's checkpoint was made with other network"):
+    with pytest.raises(ConfigError, match="cannot resume: the run was started with other network than this resume has"):
         wider.fit(train, epochs=2, run_dir=tmp_path / "run", resume=True)
 
 

@@ -26,7 +26,7 @@ def add_data_location_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-download", action="store_true", help="never download; fail if the files are missing")
 
 
-def load_data(args, validation: int = 10_000, dtype="float32"):
+def load_data(args, dtype, validation: int = 10_000):
     from ..data import load_dataset
 
     return load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download,

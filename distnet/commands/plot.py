@@ -178,6 +178,7 @@ def misclassified(pyplot, test, outputs: np.ndarray, mistakes: np.ndarray, title
         axes.set_title(f"#{i}: {test.labels[i]} → {predicted}\np {outputs[i, predicted]:.2f}", fontsize=8)
     named = [f"{k} {name}" for k, name in enumerate(test.classes) if name != str(k)]
     legend = f"\n{', '.join(named)}" if named else ""
-    fig.suptitle(f"surest mistakes on the test set (label → network): {title}{legend}", fontsize=10 if named else None)
+    fig.suptitle(f"surest mistakes on the test set (label → network): {title}{legend}",
+                 fontsize=10 if named else None)
     fig.subplots_adjust(left=0.02, right=0.98, top=0.9 if named else 0.92, bottom=0.02, hspace=0.5)
     return fig

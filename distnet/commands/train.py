@@ -134,8 +134,8 @@ def resume_train(args) -> int:
         if recorded.is_dir():
             args.data_dir = recorded  # the same files, or the batches would differ
         else:  # (or the files were found elsewhere then): the run's checksums tell whether they are the same
-            warnings.warn(f"the run's data folder {recorded} is gone; the data set is looked for where a new run "
-                          f"looks, and checked against the run's")
+            warnings.warn(f"the run's data folder {recorded} is not there any more; the data set is looked for "
+                          f"where a new run looks, and compared with the run's where it recorded their checksums")
     try:
         network = Network.from_spec(config["network"])
         workers = 0 if config.get("protocol") is None else config["workers"]

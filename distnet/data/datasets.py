@@ -268,9 +268,13 @@ def load_dataset(
         raise ConfigError(f"unknown data set {name!r}; choose one of: {', '.join(_CLASSES)}")
     validation = checked_number("validation", validation, numbers.Integral, lambda v: v >= 0,
                                 "a whole number of samples, not negative")
-    dtype = np.dtype(dtype)
-    if dtype.kind != "f":
-        raise ConfigError(f"dtype must be a floating-point type such as float32 or float64, got {dtype}")
+    try:
+        kind = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
+    except TypeError:
+        kind = None
+    if kind is None or kind.kind != "f":
+        raise ConfigError(f"dtype must be a floating-point type such as float32 or float64, got {dtype!r}")
+    dtype = kind
     files = _locate(name, data_dir, download)
     expected = CHECKSUMS[name]
     train_x, train_y, test_x, test_y = _read_files(

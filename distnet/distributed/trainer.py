@@ -110,7 +110,7 @@ class DistributedTrainer(TrainerBase):
     one host), ``"compiled"`` (Ray Compiled Graphs), ``"plain"`` (actor calls) or ``"auto"``
     (``channel`` where every actor shares the host, else ``plain``); see the module's
     documentation. ``placement_timeout`` is how many seconds to wait for the cluster to make room
-    for the actors (one CPU each) before giving up with a message.
+    for the actors (a CPU for each worker) before giving up with a message.
 
     Up to ``max_failures`` lost actors (workers, parameter server, stop evaluator) are replaced
     during a run without changing its result; ``failures`` lists what was lost.

@@ -8,9 +8,9 @@ Both take ``overwrite=True`` from callers that no longer need their input array 
 path passes its own temporaries): the result may then reuse that array's memory, which saves an
 allocation and a pass over the data on every layer of every step. Both also take ``scratch``, an
 array of the input's shape and type that the function may use for its temporaries, so that a
-training step with Leaky ReLU hidden layers (the seed preset's) and a Softmax or Identity output
-allocates no layer-sized array (see :class:`~distnet.nn.network.BackpropBuffers`); the other
-activations still make a temporary or two. Results are the same either way.
+training step allocates no layer-sized array for hidden layers of Leaky ReLU (the seed preset's)
+(see :class:`~distnet.nn.network.BackpropBuffers`); the other activations, and the cost at the
+output layer, still make a temporary or two. Results are the same either way.
 """
 from __future__ import annotations
 

@@ -120,7 +120,8 @@ class CrossEntropy(Cost):
         # one that can output 0 or less overflows ln a.
         if not isinstance(activation, Softmax):
             raise ConfigError(f"cross-entropy is the cost of a probability distribution over the classes: end the "
-                              f"network with 'softmax', not {activation.spec()['name']!r} (or use the 'quadratic' cost)")
+                              f"network with 'softmax', not {activation.spec()['name']!r} (or use the 'quadratic' "
+                              f"cost)")
 
     def value(self, a, y):
         tiny = np.finfo(a.dtype).tiny
