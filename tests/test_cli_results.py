@@ -170,6 +170,28 @@ def test_a_float64_run_trains_and_is_evaluated_on_float64_pixels(capsys, tmp_pat
     assert loaded == [np.float64, np.float64]  # the original's byte / 255.0, not float32 quotients widened
 
 
+def test_train_builds_the_network_the_options_describe_on_a_preset(capsys, tmp_path):
+    status, out, err = run_cli(capsys, "train", "--workers", "0", "--preset", "seed", "--hidden", "20,10",
+                               "--activation", "tanh", "--cost", "cross_entropy", "--l2", "0", "--epochs", "1",
+                               "--eval-every", "1", "--run-dir", tmp_path / "run")
+    assert status == 0, err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert [(layer["size"], layer["activation"]["name"]) for layer in config["network"]["layers"]] == [
+        (20, "tanh"), (10, "tanh"), (10, "softmax")]  # the preset's output layer stays
+    assert config["network"]["cost"] == {"name": "cross_entropy"} and config["l2"] == 0
+    assert config["optimizer"] == {"name": "nesterov", "learning_rate": 0.02, "momentum": 0.87}  # the rest: seed's
+    assert err.splitlines()[0].startswith("training 784-20-10-10, 16,020 parameters")
+    assert Network.load(tmp_path / "run").sizes == [784, 20, 10, 10]
+    status, _, err = run_cli(capsys, "train", "--workers", "0", "--hidden", "none", "--activation", "relu",
+                             "--epochs", "1", "--run-dir", tmp_path / "linear")
+    assert status == 0 and "training 784-10, 7,850 parameters" in err  # no hidden layer: a linear classifier
+    for wrong, message in (("0,5", "every layer needs at least 1 neuron, got 0,5"),
+                           ("128;64", "expected sizes such as 128,64 (or none), got '128;64'")):
+        status, _, err = run_cli(capsys, "train", "--hidden", wrong, "--run-dir", tmp_path / "never")
+        assert status == 2 and f"argument --hidden: {message}" in err
+    assert not (tmp_path / "never").exists()
+
+
 # -- evaluate ------------------------------------------------------------------------------------
 def test_evaluate_reports_the_test_error_of_the_model(capsys, mnist_run, mnist_test):
     run_dir, events = mnist_run

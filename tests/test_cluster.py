@@ -258,11 +258,14 @@ def test_a_bad_ray_address_from_the_environment_is_named_as_such(tmp_path):
 def test_submit_forwards_the_train_options_and_carries_the_project(monkeypatch):
     monkeypatch.setenv("DISTNET_DATA_DIR", "/data")
     args = build_parser().parse_args(["submit", "--job-id", "j1", "--workers", "4", "--augment", "--no-download",
-                                      "--address", "http://head:8265", "--env", "A=b=c", "--quiet"])
+                                      "--address", "http://head:8265", "--env", "A=b=c", "--quiet",
+                                      "--hidden", "128,64", "--l2", "0"])
     request = job_request(args)
     assert request["submission_id"] == "j1"
     assert request["entrypoint"] == ("python -m distnet train --address auto --no-download --workers 4 "
-                                     "--augment --quiet --run-dir ~/distnet-runs/j1")
+                                     "--hidden 128,64 --l2 0.0 --augment --quiet --run-dir ~/distnet-runs/j1")
+    no_hidden = job_request(build_parser().parse_args(["submit", "--job-id", "j3", "--hidden", "none"]))
+    assert " --hidden none " in no_hidden["entrypoint"]
     assert request["runtime_env"]["py_modules"] == [str(REPO / "distnet")]
     assert request["runtime_env"]["env_vars"] == {"DISTNET_DATA_DIR": "/data", "A": "b=c"}
     resumed = job_request(build_parser().parse_args(["submit", "--job-id", "j2", "--resume", "~/runs/a b"]))

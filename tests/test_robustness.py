@@ -442,7 +442,8 @@ def test_a_run_dir_with_results_but_no_way_to_resume_is_refused_untouched_and_sa
 
 
 @pytest.mark.parametrize("options", [["--window", "5"], ["--seed", "942457", "--batch-size", "16"],
-                                     ["--no-augment", "--dataset", "mnist"], ["--run-dir", "elsewhere"]])
+                                     ["--no-augment", "--dataset", "mnist"], ["--run-dir", "elsewhere"],
+                                     ["--hidden", "8", "--activation", "tanh", "--cost", "mse", "--l2", "0"]])
 def test_resume_refuses_settings_it_would_ignore_and_touches_nothing(capsys, data, run, options):
     before = snapshot(run)
     status, out, err = cli(capsys, "train", "--resume", run, "--data-dir", data, *options)

@@ -86,6 +86,31 @@ def positive_float(text: str) -> float:
     return _real(text, lambda v: math.isfinite(v) and v > 0, "a number", "a finite number above 0")
 
 
+def fraction(text: str) -> float:
+    """An option's value that must be a number in [0, 1)."""
+    return _real(text, lambda v: 0 <= v < 1, "a number", "a number in [0, 1)")
+
+
+class LayerSizes(tuple):
+    """Hidden-layer sizes, written as the option takes them ("128,64", or "none" for none)."""
+
+    def __str__(self) -> str:
+        return ",".join(map(str, self)) or "none"
+
+
+def layer_sizes(text: str) -> LayerSizes:
+    """An option's value that must be comma-separated layer sizes ("128,64"), or "none"."""
+    if text.strip().lower() == "none":
+        return LayerSizes()
+    try:
+        sizes = LayerSizes(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected sizes such as 128,64 (or none), got {text!r}") from None
+    if not all(size >= 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"every layer needs at least 1 neuron, got {text}")
+    return sizes
+
+
 def _real(text: str, accept, kind: str, expected: str) -> float:
     try:
         value = float(text)

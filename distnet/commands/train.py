@@ -12,15 +12,25 @@ from pathlib import Path
 from ..batches import check_batch_size
 from ..data.augment import RandomAffine
 from ..errors import ConfigError, DistnetError, ModelFormatError
+from ..nn.activations import ACTIVATIONS
+from ..nn.costs import COSTS
 from ..presets import PRESETS, get_preset
 from ..progress import count
 from ..rundir import RunDir
-from .common import (add_data_arguments, cluster_address, folder, load_data, non_negative_int, positive_float,
-                     positive_int)
+from .common import (add_data_arguments, cluster_address, folder, fraction, layer_sizes, load_data, non_negative_int,
+                     positive_float, positive_int)
 
 
-def _each_preset(setting: str) -> str:
-    return ", ".join(f"{name} {getattr(preset, setting)}" for name, preset in sorted(PRESETS.items()))
+def _each_preset(setting: str, shown=str) -> str:
+    return ", ".join(f"{name} {shown(getattr(preset, setting))}" for name, preset in sorted(PRESETS.items()))
+
+
+def _sizes(hidden) -> str:
+    return ",".join(str(size) for size, _ in hidden) or "none"
+
+
+def _activation(hidden) -> str:
+    return hidden[0][1]["name"] if hidden else "none"
 
 
 def register(subparsers) -> None:
@@ -44,6 +54,17 @@ def register(subparsers) -> None:
     train.add_argument("--epochs", type=positive_int,
                        help=f"maximum epochs (default: the preset's: {_each_preset('epochs')}); with --resume, "
                             "the run's new total (a run that ended at its maximum then trains on)")
+    train.add_argument("--hidden", type=layer_sizes, metavar="SIZES",
+                       help="the hidden layers' sizes, comma-separated, such as 128,64, or 'none' (default: the "
+                            f"preset's: {_each_preset('hidden', _sizes)})")
+    train.add_argument("--activation", choices=[name for name in ACTIVATIONS if name != "softmax"],
+                       help=f"the hidden layers' activation (default: the preset's: "
+                            f"{_each_preset('hidden', _activation)})")
+    train.add_argument("--cost", choices=list(COSTS),
+                       help=f"the cost function (default: the preset's: {_each_preset('cost')})")
+    train.add_argument("--l2", type=fraction, metavar="LAMBDA",
+                       help="L2 weight decay: every update multiplies each weight by (1 - LAMBDA) (default: the "
+                            f"preset's: {_each_preset('l2', lambda v: f'{v:g}')})")
     train.add_argument("--batch-size", type=positive_int, help="mini-batch size (default: the preset's)")
     train.add_argument("--learning-rate", type=positive_float, help="learning rate (default: the preset's)")
     train.add_argument("--schedule", choices=["constant", "cosine"],
@@ -72,7 +93,8 @@ def register(subparsers) -> None:
 # What a run directory's configuration fixes, by argument name: given with --resume they would change
 # nothing (the run continues with its own settings), so they are refused rather than ignored.
 # --epochs is not one of them: with --resume it sets the run's new total.
-RUN_SETTINGS = {"preset": "--preset", "dataset": "--dataset", "workers": "--workers", "batch_size": "--batch-size",
+RUN_SETTINGS = {"preset": "--preset", "dataset": "--dataset", "workers": "--workers", "hidden": "--hidden",
+                "activation": "--activation", "cost": "--cost", "l2": "--l2", "batch_size": "--batch-size",
                 "learning_rate": "--learning-rate", "schedule": "--schedule", "augment": "--augment/--no-augment",
                 "eval_every": "--eval-every", "window": "--window", "seed": "--seed", "dtype": "--dtype",
                 "run_dir": "--run-dir"}
@@ -86,7 +108,12 @@ def run(args) -> int:
         if getattr(args, name) is None:
             setattr(args, name, default)
     preset = get_preset(args.preset).with_overrides(epochs=args.epochs, batch_size=args.batch_size,
-                                                    eval_every=args.eval_every, window=args.window)
+                                                    eval_every=args.eval_every, window=args.window,
+                                                    cost=args.cost, l2=args.l2)
+    if args.hidden is not None or args.activation is not None:
+        sizes = [size for size, _ in preset.hidden] if args.hidden is None else args.hidden
+        activation = {"name": args.activation} if args.activation else preset.hidden[0][1]
+        preset = replace(preset, hidden=tuple((size, activation) for size in sizes))
     optimizer_spec = dict(preset.optimizer)
     if args.learning_rate is not None:
         optimizer_spec["learning_rate"] = args.learning_rate
