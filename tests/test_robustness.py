@@ -657,6 +657,13 @@ def test_the_last_json_event_for_a_reader_that_went_away_ends_quietly(monkeypatc
     os.close(write_end)
 
 
+def test_options_for_ray_workers_given_to_a_run_in_this_process_are_named_as_ignored(capsys, data, tmp_path):
+    status, out, err = cli(capsys, *train_args(data, "--run-dir", tmp_path / "run", "--epochs", "1",
+                                               "--protocol", "compiled", "--max-failures", "0"))
+    assert status == 0 and err == ("distnet: warning: --protocol and --max-failures are for Ray workers, and this run "
+                                   "trains in this process without them (--workers 0): ignored\n")
+
+
 def test_an_interrupted_command_other_than_train_gives_no_advice_on_runs(capsys, run, monkeypatch):
     monkeypatch.setattr("distnet.commands.plot.run", interrupt)
     status, _, err = cli(capsys, "plot", run)

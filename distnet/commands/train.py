@@ -21,6 +21,9 @@ from .common import (add_data_arguments, cluster_address, folder, fraction, laye
                      positive_float, positive_int)
 
 
+MAX_FAILURES = 3  # DistributedTrainer's default too
+
+
 def _each_preset(setting: str, shown=str) -> str:
     return ", ".join(f"{name} {shown(getattr(preset, setting))}" for name, preset in sorted(PRESETS.items()))
 
@@ -49,8 +52,8 @@ def register(subparsers) -> None:
                             "RAY_ADDRESS names, if set)")
     train.add_argument("--protocol", default="auto", choices=["auto", "channel", "compiled", "plain"],
                        help="how workers and parameter server exchange each step (default: auto)")
-    train.add_argument("--max-failures", type=non_negative_int, default=3,
-                       help="lost actors to replace before giving up (default: 3)")
+    train.add_argument("--max-failures", type=non_negative_int, default=MAX_FAILURES,
+                       help=f"lost actors to replace before giving up (default: {MAX_FAILURES})")
     train.add_argument("--epochs", type=positive_int,
                        help=f"maximum epochs (default: the preset's: {_each_preset('epochs')}); with --resume, "
                             "the run's new total (a run that ended at its maximum then trains on)")
@@ -191,6 +194,11 @@ def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int
     if workers == 0:
         from ..trainer import Trainer
 
+        unused = [flag for flag, given in (("--protocol", args.protocol != "auto"),
+                                           ("--max-failures", args.max_failures != MAX_FAILURES)) if given]
+        if unused:
+            warnings.warn(f"{' and '.join(unused)} {'are' if len(unused) > 1 else 'is'} for Ray workers, and this "
+                          f"run trains in this process without them (--workers 0): ignored")
         return Trainer(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, **options)
     from ..distributed import DistributedTrainer  # Ray takes seconds to import: only when needed
 
