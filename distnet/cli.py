@@ -27,7 +27,13 @@ EXIT_USAGE = 2
 
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line, like every other error of the command (argparse would print the
-    whole usage first). The top-level one has ``commands``: each command's parser, by name."""
+    whole usage first). The top-level one has ``commands``: each command's parser, by name.
+
+    Options are taken only as spelled out: an abbreviation that works today (--ep for --epochs)
+    would stop working, or mean another option, once an option sharing its start is added."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"distnet: error: {message} (see: {self.prog} --help)\n")

@@ -309,6 +309,9 @@ def test_usage_errors_are_one_line_too(capsys):
     assert err.count("\n") == 1
     status, _, err = cli(capsys, "train", "--bogus", "1")  # the command's help, not the top level's
     assert err == "distnet: error: unrecognized arguments: --bogus 1 (see: distnet train --help)\n" and status == 2
+    for command in ("train", "submit"):  # an abbreviation would change meaning once an option shares its start
+        status, _, err = cli(capsys, command, "--ep", "1")
+        assert err == f"distnet: error: unrecognized arguments: --ep 1 (see: distnet {command} --help)\n"
 
 
 @pytest.mark.slow
