@@ -2,6 +2,7 @@
 uninterrupted one (float64, fixed seed). Real kills on a real local Ray; nothing is mocked."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,12 +13,14 @@ import warnings
 
 import numpy as np
 import pytest
+import ray
 
 from distnet import Dense, ModelFormatError, Nesterov, Network
 from distnet.checkpoint import Checkpoint
 from distnet.cli import main
 from distnet.data.idx import write_idx
 from distnet.distributed import DistributedTrainer
+from distnet.distributed.gradient_worker import GradientWorker
 from distnet.distributed.trainer import FailureLimitError, RayFailedError
 from distnet.progress import Reporter
 from distnet.training import ChunkSizer
@@ -278,6 +281,33 @@ def test_an_error_an_actor_raises_on_purpose_reaches_the_caller_as_itself(mnist,
     with pytest.raises(IsADirectoryError) as raised:
         fit(make_trainer(), mnist, run_dir=run, reporter=InTheWay())
     assert raised.value.filename == str((run / "best.json").absolute())
+
+
+class FailingWorker(GradientWorker):
+    """Worker 1 raises an error of its own at its fourth step (as out of memory would), every time."""
+
+    def _backprop(self, batch, out):
+        self.steps = getattr(self, "steps", 0) + 1
+        if self.index == 1 and self.steps > 3:
+            raise MemoryError("simulated: cannot allocate 7.5 MiB")
+        return super()._backprop(batch, out)
+
+
+@pytest.mark.parametrize("protocol", ["channel", "plain", "compiled"])
+def test_an_error_a_worker_raises_is_the_run_s_error_not_a_lost_actor_to_retry(mnist, ray_local, monkeypatch,
+                                                                             protocol):
+    """Retried, it came again until max_failures, and the error said "no actor lost" (its own
+    message nowhere): no actor is lost, so there is nothing to replace."""
+    monkeypatch.setattr("distnet.distributed.trainer.GradientWorker", FailingWorker)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the class, to the worker processes
+    try:
+        trainer = make_trainer(protocol)
+        with pytest.raises(RayFailedError, match=re.escape("an actor failed (MemoryError: simulated: cannot allocate "
+                                                           "7.5 MiB)")):
+            fit(trainer, mnist)
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert trainer.failures == []
 
 
 # -- the driver killed, and damaged checkpoints: the command line on a small MNIST ----------------

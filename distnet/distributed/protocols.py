@@ -8,6 +8,7 @@ replace actors and carry on from there.
 """
 from __future__ import annotations
 
+import time
 from contextlib import suppress
 
 import ray
@@ -105,7 +106,8 @@ class ChannelSteps(StepProtocol):
         pending = [w.serve_steps.remote(epoch, start, stop) for w in self.workers]
         done, summary = ray.get(self.server.serve_steps.remote(epoch, start, stop))
         if summary is None:
-            raise WorkerLostError(self._cause(pending, epoch, start + done), epoch, start + done)
+            message, error = self._cause(pending, epoch, start + done)
+            raise WorkerLostError(message, epoch, start + done) from error
         # Every step was applied, and the server has handed over their statistics: a worker lost
         # after its last step must not undo that (the next call to it finds it lost).
         with suppress(ray.exceptions.RayActorError):
@@ -113,15 +115,20 @@ class ChannelSteps(StepProtocol):
         return summary
 
     @staticmethod
-    def _cause(pending, epoch: int, step: int) -> str:
-        # The worker that failed or died answers first; the others wait for the channel to close.
-        ready, _ = ray.wait(pending, num_returns=1, timeout=5)
-        for ref in ready:
+    def _cause(pending, epoch: int, step: int) -> tuple[str, Exception | None]:
+        """What stopped the chunk, and the worker's error (None: none answered with one)."""
+        # The worker that failed or died answers at once, and a worker the server told to stop
+        # ends without error; the others wait for the channel to close, so only briefly for them.
+        deadline = time.monotonic() + 5
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
             try:
-                ray.get(ref)
+                ray.get(ready[0])
             except Exception as e:  # the first worker failure is the cause
-                return f"a worker failed at epoch {epoch + 1}, step {step}: {e}"
-        return f"a worker stopped answering at epoch {epoch + 1}, step {step}"
+                return f"a worker failed at epoch {epoch + 1}, step {step}: {e}", e
+        return f"a worker stopped answering at epoch {epoch + 1}, step {step}", None
 
     def close(self):
         # The channel's files were removed when it opened; a lost server has nothing to close.

@@ -409,6 +409,11 @@ class DistributedTrainer(TrainerBase):
                                                       + [w.where.remote() for w in self._workers])
         lost = [f"worker {i} (pid {self.placement[i]['pid']})" for i, alive in enumerate(workers_alive)
                 if not alive] + ([] if server_alive else ["the parameter server"])
+        raised = cause.__cause__ if isinstance(cause, WorkerLostError) else None
+        if not lost and isinstance(raised, ray.exceptions.RayTaskError):
+            # Every actor is there: one raised an error of its own (out of memory, a bug), which a
+            # retry would only raise again. That error, then, not a loss (see _session).
+            raise raised
         if isinstance(cause, WorkerLostError):
             when = f"at epoch {cause.epoch + 1}, step {cause.step}"
         else:
