@@ -31,9 +31,9 @@ def data():
     return rng.random((100, 5)), rng.integers(0, 3, 100)
 
 
-def run_chunk(data, prepare_worker=lambda worker: None):
-    """Steps 0..STEPS-1 of epoch 0 over a fresh channel; returns the server's answer (steps done,
-    summary), its parameters, and what the workers raised."""
+def connected(data, prepare_worker=lambda worker: None):
+    """A ParameterServer and WORKERS GradientWorkers (each given to ``prepare_worker`` first) on a
+    fresh channel: (workers, server, channel spec)."""
     images, labels = data
     net = network()
     plan = BatchPlan(len(images), batch_size=10, shards=WORKERS, seed=1)
@@ -50,6 +50,13 @@ def run_chunk(data, prepare_worker=lambda worker: None):
     server.connect(spec)  # all at once, as the trainer's calls: each side waits for the other's FIFO ends
     for thread in connecting:
         thread.join(timeout=30)
+    return workers, server, spec
+
+
+def run_chunk(data, prepare_worker=lambda worker: None):
+    """Steps 0..STEPS-1 of epoch 0 over a fresh channel; returns the server's answer (steps done,
+    summary), its parameters, and what the workers raised."""
+    workers, server, spec = connected(data, prepare_worker)
     errors = []
 
     def serve(worker):
@@ -191,3 +198,31 @@ def test_a_channel_that_fails_to_open_leaves_no_files(monkeypatch, remove):
     with pytest.raises(RuntimeError, match="this worker cannot attach"):
         ChannelSteps.open(server, workers, required=True)
     assert not os.path.exists(created[0].folder)
+
+
+def test_a_worker_asked_for_another_step_tells_the_server_instead_of_leaving_it_waiting(data):
+    """As a Ray actor, a worker whose task raised keeps its channel open: the server must hear of
+    the failure from the worker itself (it waited for ever when the step's check failed)."""
+    workers, server, spec = connected(data)
+    errors, answer = [], []
+
+    def serve(worker, epoch):
+        try:
+            worker.serve_steps(epoch, 0, STEPS)
+        except BaseException as e:  # and no disconnect: the actor's task just ends
+            errors.append(e)
+
+    threads = [threading.Thread(target=serve, args=(w, w.index), daemon=True) for w in workers]  # worker 1: epoch 1
+    threads.append(threading.Thread(target=lambda: answer.append(server.serve_steps(0, 0, STEPS)), daemon=True))
+    try:
+        for thread in threads:
+            thread.start()
+        threads[-1].join(timeout=30)
+        assert answer == [(0, None)]  # the chunk ended at its first step, without a summary
+        assert [str(e) for e in errors] == ["worker 1 is at epoch 1 step 0, but the parameter server asked for "
+                                            "another step"]
+    finally:
+        server.disconnect()
+        for worker in workers:
+            worker.disconnect()
+        server.remove_channel(spec)

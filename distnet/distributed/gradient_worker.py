@@ -108,10 +108,10 @@ class GradientWorker:
                 command = channel.next_step()
             except ch.PeerLost:
                 return  # the chunk was given up (a peer was lost); the driver knows how far it got
-            if command != (epoch, step):
-                raise RuntimeError(f"worker {self.index} is at epoch {epoch} step {step}, but the "
-                                   f"parameter server asked for another step")
             try:
+                if command != (epoch, step):
+                    raise RuntimeError(f"worker {self.index} is at epoch {epoch} step {step}, but the "
+                                       f"parameter server asked for another step")
                 channel.stats[self.index] = self._backprop(batch or self._batch(epoch, step), channel.grad)
             except BaseException:
                 channel.finish_step(ok=False)  # the server learns of the failure, and ends the chunk
