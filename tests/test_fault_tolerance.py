@@ -169,6 +169,25 @@ def test_a_stop_evaluator_lost_without_run_directory_gets_the_best_network_back_
     np.testing.assert_array_equal(result.best_network.params, uninterrupted[1].best_network.params)
 
 
+def test_a_stop_evaluator_lost_again_before_it_has_its_state_back_is_replaced_again(mnist, ray_local, uninterrupted,
+                                                                                   monkeypatch):
+    from distnet.distributed.stop_evaluator import StopEvaluatorActor
+
+    start, started = StopEvaluatorActor._start, []
+
+    def start_and_lose_the_first_replacement(handle):
+        started.append(start(handle))
+        if len(started) == 2:  # before load_state reaches it: that loss had ended the run
+            ray_local.kill(started[-1])
+        return started[-1]
+
+    monkeypatch.setattr(StopEvaluatorActor, "_start", start_and_lose_the_first_replacement)
+    trainer = make_trainer()
+    result = fit(trainer, mnist, reporter=KillOnce(2, 10, lambda: ray_local.kill(trainer._stopping.actor)))
+    assert trainer.failures == ["the stop evaluator died (ActorDiedError)"] * 2 and len(started) == 3
+    assert_same_run(trainer, result, uninterrupted)
+
+
 def test_killed_parameter_server_without_run_directory_replays_from_the_start(mnist, ray_local, uninterrupted):
     trainer = make_trainer()
     killer = KillOnce(2, 25, lambda: ray_local.kill(trainer._server))

@@ -50,18 +50,20 @@ class StopEvaluatorActor:
         return ray.remote(_EarlyStoppingActor).options(**self._options).remote(*self._args)
 
     def _call(self, method: str, *args):
+        restored = True
         while True:
             try:
+                # A replacement gets its state back within the loop, so that a loss meanwhile is
+                # one more failure to replace, not the end of the run.
+                if not restored:
+                    ray.get(self.actor.load_state.remote(self._state, self._best))
+                    restored = True
                 return ray.get(getattr(self.actor, method).remote(*args))
             except ray.exceptions.RayActorError as e:
                 self._on_failure(f"the stop evaluator died ({e.__class__.__name__})")
-                self._restart()
-
-    def _restart(self) -> None:
-        ray.kill(self.actor)
-        self.actor = self._start()
-        if self._state is not None:
-            ray.get(self.actor.load_state.remote(self._state, self._best))
+                ray.kill(self.actor)
+                self.actor = self._start()
+                restored = self._state is None
 
     def evaluate(self, epoch: int, error_rate: float, params: np.ndarray) -> Verdict:
         """As :meth:`EarlyStopping.evaluate`; ``params`` must not change afterwards (the handle
