@@ -117,6 +117,26 @@ def test_killed_worker_is_replaced_and_the_run_ends_unchanged(mnist, ray_local, 
     assert len({p["pid"] for p in trainer.placement}) == 2
 
 
+def test_a_worker_lost_while_the_channel_opens_again_is_replaced_at_once(mnist, ray_local, uninterrupted):
+    """Worker 0 is killed; worker 1 dies when it lets go of the old channel, on its way into the
+    new one: the server, waiting for its end of a FIFO, had waited two minutes before the second
+    recovery could begin."""
+    trainer = make_trainer("channel")
+
+    def exit_when_reconnected(worker):
+        worker.disconnect = lambda: os._exit(1)
+
+    def lose_both():
+        ray_local.get(trainer._workers[1].__ray_call__.remote(exit_when_reconnected))
+        kill_and_wait(trainer.placement[0]["pid"])
+
+    started = time.monotonic()
+    result = fit(trainer, mnist, reporter=KillOnce(1, 20, lose_both))
+    assert [f.split(" (pid")[0] for f in trainer.failures] == ["worker 0", "worker 1"], trainer.failures
+    assert time.monotonic() - started < 60  # a whole run takes seconds; the wait alone was 120 s
+    assert_same_run(trainer, result, uninterrupted)
+
+
 def test_a_worker_lost_just_after_the_last_step_of_a_chunk_costs_that_chunk_nothing(mnist, ray_local, uninterrupted):
     trainer = make_trainer("channel")
 

@@ -94,7 +94,7 @@ class ChannelSteps(StepProtocol):
                     raise ConfigError("protocol 'channel' needs the parameter server and every worker on "
                                       "one host; use protocol 'plain' (or 'auto') on a multi-host cluster")
                 return None
-            ray.get([server.connect.remote(spec)] + [w.connect.remote(spec) for w in workers])
+            _connect(server, workers, spec)
             return cls(server, workers, spec)
         finally:
             # Once everyone holds the memory mapped and the FIFOs open the names can go, so that no
@@ -134,6 +134,21 @@ class ChannelSteps(StepProtocol):
         # The channel's files were removed when it opened; a lost server has nothing to close.
         with suppress(ray.exceptions.RayActorError):
             ray.get(self.server.disconnect.remote())
+
+
+def _connect(server, workers, spec: ChannelSpec) -> None:
+    """Everyone attached to the channel, or the first failure raised at once."""
+    pending = [server.connect.remote(spec)] + [w.connect.remote(spec) for w in workers]
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        try:
+            ray.get(ready[0])
+        except ray.exceptions.RayError:
+            # A worker lost now leaves the server waiting (two minutes) for its end of a FIFO: with
+            # the channel's files gone (from this host, where the driver usually is), that wait ends at once.
+            if reachable(spec):
+                remove_channel(spec)
+            raise
 
 
 def _remove_channel(server, spec: ChannelSpec) -> None:
