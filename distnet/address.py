@@ -41,15 +41,21 @@ def _give_the_gcs(host: str) -> str:
 
 
 def parse_address(address: str) -> tuple[str, int] | None:
-    """(host, port) of "HOST:PORT" or "ray://HOST:PORT"; None for "auto" and "local"; ConfigError
-    for anything else."""
+    """(host, port) of "HOST:PORT"; None for "auto" and "local"; ConfigError for anything else."""
     if address in RAY_RESOLVED:
         return None
     if address.startswith(("http://", "https://")):
         host = urlsplit(address).hostname or "HOST"
         raise ConfigError(f"cluster address {address!r} is a web address, as the dashboard's (which "
                           f"`distnet submit --address` takes); to join a cluster, {_give_the_gcs(host)}")
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address.startswith("ray://"):
+        # Through Ray Client the driver would write the run's files on this machine and the stop
+        # evaluator the best network on the cluster's head: a run split over two file systems.
+        host = urlsplit(address).hostname or "HOST"
+        raise ConfigError(f"cluster address {address!r} is a Ray Client address, which distnet does not "
+                          f"use: train on a node of the cluster ({_give_the_gcs(host)}), or submit the "
+                          f"training to it as a job (distnet submit --address http://{host}:8265)")
+    host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigError(f"cluster address {address!r} is not 'auto' or HOST:PORT (e.g. 10.0.0.5:6379)")
     return host.strip("[]"), int(port)

@@ -77,11 +77,15 @@ def test_without_token_mode_the_message_says_to_turn_it_on(home, monkeypatch):
 GIVE_THE_GCS = "give the GCS address that 'ray start --head' printed (by default 127.0.0.1:6379)"
 
 
-def test_a_web_address_is_refused_with_the_address_to_give_instead():
+def test_a_web_or_ray_client_address_is_refused_with_the_addresses_to_give_instead():
     with pytest.raises(ConfigError, match=f"is a web address, as the dashboard's .*; to join a cluster, "
                                           f"{re.escape(GIVE_THE_GCS.replace('127.0.0.1', '10.0.0.5'))}"):
         parse_address("http://10.0.0.5:8265")
-    assert parse_address("ray://10.0.0.5:10001") == ("10.0.0.5", 10001)
+    with pytest.raises(ConfigError, match=re.escape(
+            "cluster address 'ray://10.0.0.5:10001' is a Ray Client address, which distnet does not use: train "
+            f"on a node of the cluster ({GIVE_THE_GCS.replace('127.0.0.1', '10.0.0.5')}), or submit the training to "
+            "it as a job (distnet submit --address http://10.0.0.5:8265)")):
+        parse_address("ray://10.0.0.5:10001")
 
 
 def server_that_answers(answer: bytes | None):
