@@ -280,7 +280,7 @@ def test_failures_beyond_the_limit_end_the_run_keeping_best_network_and_checkpoi
         saved.update({name: (run / name).read_bytes() for name in ("best.npz", "checkpoint.npz")})
         ray_local.kill(trainer._workers[0])
 
-    with pytest.raises(FailureLimitError, match=r"giving up after 1 lost actors \(max_failures=0\).*"
+    with pytest.raises(FailureLimitError, match=r"giving up after 1 failure \(max_failures=0\).*"
                                                 r"intact: continue with distnet train --resume"):
         fit(trainer, mnist, reporter=KillOnce(2, 10, kill_worker), run_dir=run)
     assert saved == {name: (run / name).read_bytes() for name in saved}

@@ -43,6 +43,7 @@ from ..batches import BatchPlan
 from ..data import Dataset
 from ..errors import ConfigError, DistnetError, FailureLimitError, RayFailedError
 from ..nn import Network, Optimizer
+from ..progress import count
 from ..rundir import RunDir
 from ..checks import positive_int, positive_real, whole_number
 from ..step_stats import StepStats
@@ -339,13 +340,13 @@ class DistributedTrainer(TrainerBase):
         else:
             images, labels = ray.put(dataset.images), ray.put(np.asarray(dataset.labels))
 
-        def count() -> int:
+        def errors() -> int:
             params = self._server.get_params.remote()
             n = len(self._workers)
             return sum(ray.get([w.count_errors.remote(params, images, labels, i, n)
                                 for i, w in enumerate(self._workers)]))
 
-        return self._recovering(count) / len(dataset)
+        return self._recovering(errors) / len(dataset)
 
     def _params(self) -> np.ndarray:
         return self._recovering(lambda: ray.get(self._server.get_params.remote()))
@@ -384,7 +385,8 @@ class DistributedTrainer(TrainerBase):
         self.failures.append(what)
         if len(self.failures) <= self.max_failures:
             return
-        raise FailureLimitError(f"giving up after {len(self.failures)} lost actors (max_failures="
+        # A failure is one recovery: it may have replaced several actors (a node that held them).
+        raise FailureLimitError(f"giving up after {count(len(self.failures), 'failure')} (max_failures="
                                 f"{self.max_failures}); the last: {what}{self._what_is_kept()}")
 
     def _names_a_run_file(self, error: BaseException) -> bool:
