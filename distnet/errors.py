@@ -44,3 +44,9 @@ class FailureLimitError(DistnetError, RuntimeError):
 class RayFailedError(DistnetError, RuntimeError):
     """Ray failed in a way the distributed trainer does not recover from; the Ray error is its
     ``__cause__``."""
+
+
+def first_line(error: BaseException) -> str:
+    """An error's message, its first line only (Ray's run on with remote tracebacks)."""
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else "no details"

@@ -306,6 +306,23 @@ def test_submit_to_a_host_port_nothing_answers_says_both_addresses_it_takes(monk
         _client(f"127.0.0.1:{port}")
 
 
+def test_a_log_stream_that_breaks_is_said_in_a_line_and_submit_waits_for_the_job_s_end(capsys):
+    import asyncio
+
+    from distnet.commands.submit import _print_logs
+
+    class StreamThatBreaks:
+        async def tail_job_logs(self, job_id):
+            yield "epoch   1  train error ...\n"
+            raise ConnectionResetError("Connection lost\nand a long traceback")  # aiohttp's, say
+
+    asyncio.run(_print_logs(StreamThatBreaks(), "j1"))  # a traceback before
+    out, err = capsys.readouterr()
+    assert out == "epoch   1  train error ...\n"
+    assert err == ("distnet: the job's log stream broke (ConnectionResetError: Connection lost); waiting for the "
+                   "job to end (`ray job logs j1` shows its log)\n")
+
+
 def test_submit_takes_paths_in_the_head_nodes_home(monkeypatch):
     monkeypatch.setenv("DISTNET_DATA_DIR", "~/data")  # distnet expands it there
     request = job_request(build_parser().parse_args(["submit", "--job-id", "j", "--run-dir", "~/runs/a"]))

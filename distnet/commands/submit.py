@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..address import RAY_RESOLVED, check_reachable, token_problem
 from ..data.datasets import DATA_DIR_ENV
-from ..errors import ClusterUnreachableError, ConfigError, DistnetError
+from ..errors import ClusterUnreachableError, ConfigError, DistnetError, first_line
 from ..rundir import submit_resume_command
 from .train import refuse_run_settings
 
@@ -175,8 +175,14 @@ def _resume_command(args: argparse.Namespace, run_dir: str) -> str:
 
 
 async def _print_logs(client, job_id: str) -> None:
-    async for lines in client.tail_job_logs(job_id):
-        print(lines, end="", flush=True)
+    try:
+        async for lines in client.tail_job_logs(job_id):
+            print(lines, end="", flush=True)
+    except BrokenPipeError:
+        raise  # this command's reader went away (the command line stops quietly)
+    except Exception as e:  # the stream broke (the connection, the head): the job's status says how it ends
+        print(f"distnet: the job's log stream broke ({type(e).__name__}: {first_line(e)}); waiting for the job "
+              f"to end (`ray job logs {job_id}` shows its log)", file=sys.stderr)
 
 
 def _wait_for_end(client, job_id: str) -> str:

@@ -41,7 +41,7 @@ from ray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
 
 from ..batches import BatchPlan
 from ..data import Dataset
-from ..errors import ConfigError, DistnetError, FailureLimitError, RayFailedError
+from ..errors import ConfigError, DistnetError, FailureLimitError, RayFailedError, first_line
 from ..nn import Network, Optimizer
 from ..progress import count
 from ..rundir import RunDir
@@ -78,12 +78,6 @@ def _sigterm_handler_kept() -> Iterator[None]:
     finally:
         if previous is not None:  # None: one not set from Python, which cannot be put back
             signal.signal(signal.SIGTERM, previous)
-
-
-def _first_line(error: BaseException) -> str:
-    """An error's message, its first line only (Ray's run on with remote tracebacks)."""
-    text = str(error).strip()
-    return text.splitlines()[0][:300] if text else "no details"
 
 
 class _RayOfThisProcess:
@@ -188,10 +182,10 @@ class DistributedTrainer(TrainerBase):
             cause = e.cause if isinstance(e.cause, BaseException) else e
             if isinstance(cause, DistnetError) or self._names_a_run_file(cause):
                 raise cause from e  # as if raised here: it says what is wrong (and where) and how to fix it
-            raise RayFailedError(f"an actor failed ({type(cause).__name__}: {_first_line(cause)})"
+            raise RayFailedError(f"an actor failed ({type(cause).__name__}: {first_line(cause)})"
                                  f"{self._what_is_kept()}") from e
         except ray.exceptions.RayError as e:
-            raise RayFailedError(f"Ray failed ({type(e).__name__}: {_first_line(e)}){self._what_is_kept()}") from e
+            raise RayFailedError(f"Ray failed ({type(e).__name__}: {first_line(e)}){self._what_is_kept()}") from e
         finally:
             self._close()  # again (it does nothing twice): also when the run fails before its actors start
 
