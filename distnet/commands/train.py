@@ -53,7 +53,8 @@ def register(subparsers) -> None:
     train.add_argument("--protocol", default="auto", choices=["auto", "channel", "compiled", "plain"],
                        help="how workers and parameter server exchange each step (default: auto)")
     train.add_argument("--max-failures", type=non_negative_int, default=MAX_FAILURES,
-                       help=f"lost actors to replace before giving up (default: {MAX_FAILURES})")
+                       help=f"failures to recover from, each replacing the actors then lost, before giving up "
+                            f"(default: {MAX_FAILURES})")
     train.add_argument("--epochs", type=positive_int,
                        help=f"maximum epochs (default: the preset's: {_each_preset('epochs')}); with --resume, "
                             "the run's new total (a run that ended at its maximum then trains on)")

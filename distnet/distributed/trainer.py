@@ -107,8 +107,9 @@ class DistributedTrainer(TrainerBase):
     documentation. ``placement_timeout`` is how many seconds to wait for the cluster to make room
     for the actors (a CPU for each worker) before giving up with a message.
 
-    Up to ``max_failures`` lost actors (workers, parameter server, stop evaluator) are replaced
-    during a run without changing its result; ``failures`` lists what was lost.
+    Up to ``max_failures`` failures are recovered from during a run without changing its result,
+    each by replacing the actors (workers, parameter server, stop evaluator) then lost;
+    ``failures`` lists what was lost each time.
     """
 
     distributed = True
