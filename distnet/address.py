@@ -61,10 +61,11 @@ def parse_address(address: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
-def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT, otherwise: str = "") -> None:
     """ClusterUnreachableError, within about ``timeout`` seconds, unless a gRPC server (as a Ray
     cluster's GCS) answers at ``address`` (see :func:`parse_address`; "auto" and "local" are left
-    to Ray). With RAY_USE_TLS on (as Ray reads it), a TCP connection is all that is checked."""
+    to Ray); ``otherwise``: what else the caller takes, said when nothing answers at all. With
+    RAY_USE_TLS on (as Ray reads it), a TCP connection is all that is checked."""
     target = parse_address(address)
     if target is None:
         return
@@ -77,7 +78,7 @@ def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
         raise ClusterUnreachableError(
             f"cannot reach a Ray cluster at {address} ({reason} within {timeout:g} s); check the address "
             f"that 'ray start --head' printed, that the cluster is running and that its port is open "
-            f"to this machine") from None
+            f"to this machine{otherwise}") from None
     if answer is None or (len(answer) > 3 and answer[3] == _SETTINGS):
         return
     if answer.startswith(b"HTTP/"):

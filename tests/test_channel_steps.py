@@ -219,6 +219,7 @@ def test_a_worker_asked_for_another_step_tells_the_server_instead_of_leaving_it_
             thread.start()
         threads[-1].join(timeout=30)
         assert answer == [(0, None)]  # the chunk ended at its first step, without a summary
+        threads[1].join(timeout=30)  # worker 1 raises once it has told the server: maybe only now
         assert [str(e) for e in errors] == ["worker 1 is at epoch 1 step 0, but the parameter server asked for "
                                             "another step"]
     finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..address import RAY_RESOLVED, check_reachable, token_problem
 from ..data.datasets import DATA_DIR_ENV
-from ..errors import ClusterUnreachableError, ConfigError, DistnetError, first_line
+from ..errors import ConfigError, DistnetError, first_line
 from ..rundir import submit_resume_command
 from .train import refuse_run_settings
 
@@ -219,10 +219,9 @@ def _client(address: str | None):
     given = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
     if given and "://" not in given and given not in RAY_RESOLVED:
         try:
-            check_reachable(given)  # a GCS address; the dashboard's without http:// would hang for 40 s
-        except ClusterUnreachableError as e:
-            raise ClusterUnreachableError(f"{e}; or give the Jobs API's address, the dashboard's http://HOST:PORT "
-                                          f"(8265 by default)") from None
+            # A GCS address; the dashboard's without http:// would hang for 40 s.
+            check_reachable(given, otherwise="; or give the Jobs API's address, the dashboard's http://HOST:PORT "
+                                             "(8265 by default)")
         except ConfigError:
             raise ConfigError(f"the Jobs API address {given!r} is not http://HOST:PORT (the dashboard's, 8265 by "
                               f"default) or a cluster's HOST:PORT") from None
