@@ -62,7 +62,9 @@ class TerminalReporter(Reporter):
         self._hinted = False
 
     def on_start(self, info):
-        self._last_look = (time.perf_counter(), info["first_epoch"] - 1)
+        # A resume within an epoch has that epoch's first steps done: the pace counts only the rest.
+        done = info["first_epoch"] - 1 + info["first_step"] / info["steps_per_epoch"]
+        self._last_look = (time.perf_counter(), done)
         self._resumed_at = (info["first_epoch"], info["first_step"])
         self._batch_size = info["batch_size"]
         self._classes = info["sizes"][-1] if info.get("sizes") else 0

@@ -158,6 +158,12 @@ def test_the_pace_is_that_since_the_evaluation_before(monkeypatch):
     reporter.on_evaluation(record(10, 0.04, 0.04, 10))
     lines = stream.getvalue().splitlines()
     assert lines[2].endswith("  5.0 epochs/min") and lines[3].endswith("  10.0 epochs/min")
+    clock = iter([0.0, 0.0, 15.0])  # resumed three quarters into epoch 3: its last quarter takes 15 s
+    stream = io.StringIO()
+    reporter = TerminalReporter(stream)
+    reporter.on_start(start_info(epochs=10, first_epoch=3, first_step=30, steps_per_epoch=40))
+    reporter.on_evaluation(record(3, 0.05, 0.05, 3))
+    assert stream.getvalue().splitlines()[-1].endswith("  1.0 epochs/min")  # not 4.0 (a whole epoch in 15 s)
 
 
 def test_describe_training_without_l2_or_extras():
