@@ -37,6 +37,9 @@ HOST = "127.0.0.1"
 # As for a Ray that distnet starts (distnet/distributed/local_ray.py, which says why):
 # objects freed every 10 ms rather than once a second keep `plain` workers' memory down.
 RAY_SYSTEM_CONFIG = {"free_objects_period_milliseconds": 10}
+# How long a stopped job's driver has after SIGTERM (Ray's default: 3 s) to let go of its actors
+# and print how to resume before Ray kills it; on a busy machine that takes longer than 3 s.
+JOB_STOP_WAIT_SECONDS = 30
 DEFAULT_DIR = Path("/tmp/distnet-cluster")
 STARTED = "Ray runtime started"
 # Ray puts unix sockets at DIR/ray/session_<date>_<pid>/sockets/plasma_store; a socket path
@@ -88,6 +91,7 @@ def start(folder: Path, workers: int, cpus: int, timeout: float) -> dict:
     # environment is not activated (another python fails the job with "No module named ...").
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update({f"RAY_{key}": str(value) for key, value in RAY_SYSTEM_CONFIG.items()})
+    env["RAY_JOB_STOP_WAIT_TIME_S"] = str(JOB_STOP_WAIT_SECONDS)
     common = ["--block", "--node-ip-address", HOST, "--num-cpus", str(cpus), "--disable-usage-stats",
               "--log-style", "record"]
     addresses = {}

@@ -122,8 +122,8 @@ def test_a_grpc_server_passes_for_a_cluster():
 ])
 def test_what_answers_but_is_not_a_clusters_gcs_is_refused_with_what_it_is(answer, what):
     address = server_that_answers(answer)
-    with pytest.raises(ClusterUnreachableError) as refused:
-        check_reachable(address, timeout=1)
+    with pytest.raises(ClusterUnreachableError) as refused:  # an answer comes in ms; time for a loaded machine
+        check_reachable(address, timeout=1 if answer is None else 5)
     assert str(refused.value) == f"{address} is not a Ray cluster's address: {what}; {GIVE_THE_GCS}"
 
 

@@ -223,7 +223,10 @@ def test_a_worker_asked_for_another_step_tells_the_server_instead_of_leaving_it_
         assert [str(e) for e in errors] == ["worker 1 is at epoch 1 step 0, but the parameter server asked for "
                                             "another step"]
     finally:
-        server.disconnect()
+        server.disconnect()  # frees worker 0, waiting for a next step
+        for thread in threads:
+            thread.join(timeout=30)
         for worker in workers:
             worker.disconnect()
         server.remove_channel(spec)
+    assert not any(thread.is_alive() for thread in threads)

@@ -93,6 +93,20 @@ def kill_and_wait(pid, timeout=30.0):
     raise TimeoutError(f"process {pid} still runs {timeout:g} s after SIGKILL")
 
 
+def kill_actor_and_wait(actor, timeout=30.0):
+    """ray.kill ``actor`` and return once it is dead: ray.kill returns at once, and the actor may
+    answer a call or two more, which on a busy host could be the rest of the epoch's steps."""
+    ray.kill(actor)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.__ray_call__.remote(lambda self: None), timeout=5)
+        except ray.exceptions.RayActorError:
+            return
+        time.sleep(0.001)
+    raise TimeoutError(f"the actor still answers {timeout:g} s after ray.kill")
+
+
 def assert_same_run(trainer, result, uninterrupted):
     params, expected = uninterrupted
     np.testing.assert_array_equal(trainer.network.params, params)
@@ -165,8 +179,8 @@ def test_killed_stop_evaluator_and_parameter_server_recover_from_the_run_directo
     # The stop evaluator dies after the first evaluation, so it must get its state back (the loss
     # shows at the next evaluation, its next call); the server dies at step 25 of epoch 2, 5 steps
     # after the checkpoint of step 20.
-    kill_stop_evaluator = KillOnce(2, 10, lambda: ray_local.kill(trainer._stopping.actor))
-    kill_server = KillOnce(2, 25, lambda: ray_local.kill(trainer._server))
+    kill_stop_evaluator = KillOnce(2, 10, lambda: kill_actor_and_wait(trainer._stopping.actor))
+    kill_server = KillOnce(2, 25, lambda: kill_actor_and_wait(trainer._server))
 
     class Both(Reporter):
         def on_steps(self, *args):
@@ -183,7 +197,7 @@ def test_killed_stop_evaluator_and_parameter_server_recover_from_the_run_directo
 def test_a_stop_evaluator_lost_without_run_directory_gets_the_best_network_back_from_its_handle(
         mnist, ray_local, uninterrupted):
     trainer = make_trainer()
-    result = fit(trainer, mnist, reporter=KillOnce(2, 10, lambda: ray_local.kill(trainer._stopping.actor)))
+    result = fit(trainer, mnist, reporter=KillOnce(2, 10, lambda: kill_actor_and_wait(trainer._stopping.actor)))
     assert trainer.failures == ["the stop evaluator died (ActorDiedError)"]
     assert_same_run(trainer, result, uninterrupted)
     np.testing.assert_array_equal(result.best_network.params, uninterrupted[1].best_network.params)
@@ -203,14 +217,14 @@ def test_a_stop_evaluator_lost_again_before_it_has_its_state_back_is_replaced_ag
 
     monkeypatch.setattr(StopEvaluatorActor, "_start", start_and_lose_the_first_replacement)
     trainer = make_trainer()
-    result = fit(trainer, mnist, reporter=KillOnce(2, 10, lambda: ray_local.kill(trainer._stopping.actor)))
+    result = fit(trainer, mnist, reporter=KillOnce(2, 10, lambda: kill_actor_and_wait(trainer._stopping.actor)))
     assert trainer.failures == ["the stop evaluator died (ActorDiedError)"] * 2 and len(started) == 3
     assert_same_run(trainer, result, uninterrupted)
 
 
 def test_killed_parameter_server_without_run_directory_replays_from_the_start(mnist, ray_local, uninterrupted):
     trainer = make_trainer()
-    killer = KillOnce(2, 25, lambda: ray_local.kill(trainer._server))
+    killer = KillOnce(2, 25, lambda: kill_actor_and_wait(trainer._server))
     result = fit(trainer, mnist, reporter=killer)  # the new server replays all 75 steps, across epochs
     assert trainer.failures == ["the parameter server lost in epoch 2 (ActorDiedError)"]
     assert_same_run(trainer, result, uninterrupted)
@@ -236,7 +250,7 @@ def test_a_worker_lost_while_a_new_parameter_server_replays_is_recovered_too(mni
     def kill_server():
         nonlocal worker_pid
         worker_pid = trainer.placement[1]["pid"]
-        ray_local.kill(trainer._server)
+        kill_actor_and_wait(trainer._server)
 
     # The server dies at step 25 of epoch 2; its replacement replays all 50 steps of epoch 1, then
     # loses worker 1 as it starts on epoch 2, and must carry on from where it stands (epoch 2,

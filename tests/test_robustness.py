@@ -335,11 +335,14 @@ def test_a_malformed_address_is_refused_while_parsing(capsys, tmp_path, address)
 @pytest.mark.slow
 def test_more_workers_than_the_cluster_can_place_is_a_clear_error_not_a_hang(data, tmp_path, offline):
     """An embedded Ray cannot grow, so distnet fails at once instead of waiting for CPUs."""
-    workers = (os.cpu_count() or 1) + 1
+    from ray._private.utils import get_num_cpus
+
+    cpus = get_num_cpus()  # as the embedded Ray counts them (a container's quota, not the host's cores)
+    workers = cpus + 1
     status, out, err, seconds = run_distnet(offline, "train", "--workers", workers, "--batch-size", workers,
                                             "--data-dir", data, "--run-dir", tmp_path / "run", timeout=120)
     assert_clean_error(status, err, f"cannot place {workers} workers (one CPU each): the cluster has "
-                                    f"{os.cpu_count()} CPUs", f"use {os.cpu_count()} workers or fewer (--workers)")
+                                    f"{cpus} CPUs", f"use {cpus} workers or fewer (--workers)")
     assert err.startswith("distnet: starting Ray on this machine\n")  # the seconds before the error
     assert seconds < 60  # the placement wait (60 s by default) was not spent
     assert not (tmp_path / "run" / "checkpoint.npz").exists()

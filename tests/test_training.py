@@ -99,10 +99,27 @@ def test_step_is_mean_gradient_then_l2_then_optimizer(mnist):
     np.testing.assert_allclose(net.params, reference.params, rtol=0, atol=1e-15)
 
 
-def fit_small(mnist, run_dir=None, epochs=2, resume=False, network=None, window=3, eval_every=1, **kw):
+class Climbing(Schedule):
+    """The base rate, then climbing the cost from epoch ``start`` (0-based; None: the last): the
+    networks from there on are worse than before, on any processor."""
+
+    name = "climbing"
+
+    def __init__(self, start: int | None = None):
+        self.start = start
+
+    def factor(self, epoch, epochs):
+        return -1.0 if epoch >= (epochs - 1 if self.start is None else self.start) else 1.0
+
+    def spec(self):
+        return {"name": self.name, "start": self.start}
+
+
+def fit_small(mnist, run_dir=None, epochs=2, resume=False, network=None, window=3, eval_every=1, schedule=None,
+              **kw):
     train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
     net = network or tiny_network()
-    trainer = Trainer(net, Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
+    trainer = Trainer(net, Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11, schedule=schedule)
     return trainer.fit(train, validation, epochs=epochs, eval_every=eval_every, window=window, run_dir=run_dir,
                        resume=resume, **kw), net
 
@@ -164,8 +181,9 @@ def files(folder):
 
 @pytest.mark.parametrize("ending", ["early_stop", "max_epochs"])
 def test_resuming_a_run_that_ended_trains_nothing_and_returns_its_ending(mnist, tmp_path, ending):
-    # window 1 stops at the first evaluation whose error is above the one before.
-    options = {"window": 1, "epochs": 40} if ending == "early_stop" else {"epochs": 2}
+    # window 1 stops at the first evaluation whose error is above the one before: the 4th, which
+    # climbs the cost, if not before.
+    options = {"window": 1, "epochs": 40, "schedule": Climbing(start=3)} if ending == "early_stop" else {"epochs": 2}
     ended, ended_net = fit_small(mnist, tmp_path / "run", **options)
     assert ended.stop_reason == ending
     assert ended.epochs < 40 if ending == "early_stop" else ended.epochs == 2
@@ -521,20 +539,10 @@ def test_a_fit_trains_on_the_caller_s_data_when_it_has_the_network_s_dtype(monke
     assert opened[2].images.dtype == np.float64 and opened[3].images.dtype == np.float64
 
 
-class AscentInTheLastEpoch(Schedule):
-    """The base rate, but climbing the cost in the last epoch: its network is surely not the best,
-    on any processor."""
-
-    name = "ascent_in_the_last_epoch"
-
-    def factor(self, epoch, epochs):
-        return -1.0 if epoch == epochs - 1 else 1.0
-
-
 def test_the_best_network_is_that_of_the_best_evaluation_not_the_last(mnist, tmp_path):
     train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
     net = tiny_network()
-    result = Trainer(net, Nesterov(0.02, 0.87), batch_size=32, seed=11, schedule=AscentInTheLastEpoch()).fit(
+    result = Trainer(net, Nesterov(0.02, 0.87), batch_size=32, seed=11, schedule=Climbing()).fit(
         train, validation, epochs=4, eval_every=1, window=20, run_dir=tmp_path / "run")
     assert result.best_epoch < 4 and net.error_rate(validation.images, validation.labels) > result.best_error
     assert result.best_network.error_rate(validation.images, validation.labels) == result.best_error
