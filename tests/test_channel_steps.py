@@ -72,14 +72,20 @@ def run_chunk(data, prepare_worker=lambda worker: None):
             thread.start()
         answer = server.serve_steps(0, 0, STEPS)
     finally:
-        server.disconnect()  # as the driver closes the protocol: frees workers waiting for a step
-        for thread in threads:
-            thread.join(timeout=30)
-        for worker in workers:
-            worker.disconnect()
-        server.remove_channel(spec)
-    assert not any(thread.is_alive() for thread in threads)
+        close(workers, server, spec, threads)
     return answer, server.get_params(), errors
+
+
+def close(workers, server, spec, threads) -> None:
+    """As the driver closes the protocol (which frees workers waiting for a step), then the rest;
+    every thread serving the chunk has ended."""
+    server.disconnect()
+    for thread in threads:
+        thread.join(timeout=30)
+    for worker in workers:
+        worker.disconnect()
+    server.remove_channel(spec)
+    assert not any(thread.is_alive() for thread in threads)
 
 
 def test_a_chunk_over_the_channel_applies_every_step_and_returns_its_statistics(data):
@@ -223,10 +229,4 @@ def test_a_worker_asked_for_another_step_tells_the_server_instead_of_leaving_it_
         assert [str(e) for e in errors] == ["worker 1 is at epoch 1 step 0, but the parameter server asked for "
                                             "another step"]
     finally:
-        server.disconnect()  # frees worker 0, waiting for a next step
-        for thread in threads:
-            thread.join(timeout=30)
-        for worker in workers:
-            worker.disconnect()
-        server.remove_channel(spec)
-    assert not any(thread.is_alive() for thread in threads)
+        close(workers, server, spec, threads)  # worker 0 waits for a next step until then
