@@ -107,6 +107,12 @@ def test_nesterov_update_refuses_what_it_cannot_do(monkeypatch):
     bounds, keeps = fused.segments(4, [], 1.0, params.dtype)
     with pytest.raises(ValueError, match="one or two gradients, got 3"):
         fused.nesterov_update(params, np.zeros(4), [params] * 3, 0.1, 0.9, bounds, keeps)
+    with pytest.raises(ValueError, match=r"the velocity shaped as the parameters \(4,\) float64, got \(3,\)"):
+        fused.nesterov_update(params, np.zeros(3), [params], 0.1, 0.9, bounds, keeps)
+    with pytest.raises(ValueError, match=r"the gradient 1 shaped .* got \(4,\) float32"):
+        fused.nesterov_update(params, np.zeros(4), [params, np.zeros(4, np.float32)], 0.1, 0.9, bounds, keeps)
+    with pytest.raises(ValueError, match="the runs end at 3, the parameters at 4"):
+        fused.nesterov_update(params, np.zeros(4), [params], 0.1, 0.9, *fused.segments(3, [], 1.0, params.dtype))
     monkeypatch.setattr(fused, "_kernel", lambda: None)
     with pytest.raises(RuntimeError, match=r'pip install "distnet\[fast\]"'):
         fused.nesterov_update(params, np.zeros(4), [params], 0.1, 0.9, bounds, keeps)

@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from distnet import Trainer
+from distnet.errors import ConfigError
 from distnet.nn import (Adam, Dense, GradientDescent, Momentum, Nesterov, Network, UpdateRule,
                         optimizer_from_spec)
 
@@ -234,3 +236,31 @@ def test_l2_out_of_range_rejected():
     for l2 in (-0.1, 1.0):
         with pytest.raises(ValueError, match="l2"):
             UpdateRule(GradientDescent(0.1), l2=l2)
+
+
+@pytest.mark.parametrize("name", ["momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("other", ["size", "dtype"])
+def test_an_optimizers_state_belongs_to_the_parameters_it_was_made_for(name, other):
+    opt = OPTIMIZERS[name]()
+    w0, grad = start_and_gradients(9)
+    run(opt, w0, grad, steps=1)
+    w = w0[:-1] if other == "size" else w0.astype(np.float32)
+    before = opt.state()
+    with pytest.raises(ConfigError, match=r"holds its .* for 11 float64 parameters, not for these "
+                                          rf"{w.size} {w.dtype} ones: .* an optimizer of its own"):
+        opt.step(w, grad(1, w0)[:w.size].astype(w.dtype))
+    assert all(np.array_equal(before[k], v) for k, v in opt.state().items())
+
+
+def test_a_trainer_given_another_networks_optimizer_says_so_before_touching_either():
+    # With numba the one-pass update would read and write past the end of the smaller velocity.
+    opt = Nesterov(0.05, 0.9)
+    X = np.random.default_rng(0).normal(size=(16, 5))
+    Y = np.eye(2)[np.arange(16) % 2]
+    small = Network([Dense(4, "tanh"), Dense(2, "softmax")], input_size=5, dtype=np.float64, seed=0)
+    big = Network([Dense(50, "tanh"), Dense(2, "softmax")], input_size=5, dtype=np.float64, seed=0)
+    Trainer(small, opt, l2=1e-4).step(X, Y)
+    params = big.params.copy()
+    with pytest.raises(ConfigError, match="holds its velocity for 34 float64 parameters, not for these 402"):
+        Trainer(big, opt, l2=1e-4).step(X, Y)
+    np.testing.assert_array_equal(big.params, params)

@@ -60,6 +60,13 @@ def nesterov_update(params: np.ndarray, velocity: np.ndarray, grads: Sequence[np
         raise RuntimeError('the one-pass update needs numba: pip install "distnet[fast]"')
     if not 1 <= len(grads) <= 2:
         raise ValueError(f"the one-pass update sums one or two gradients, got {len(grads)}")
+    # The kernel runs without bounds checks: a shorter vector would be read and written past its end.
+    for name, vector in (("velocity", velocity), *((f"gradient {i}", grad) for i, grad in enumerate(grads))):
+        if vector.shape != params.shape or vector.dtype != params.dtype:
+            raise ValueError(f"the one-pass update needs the {name} shaped as the parameters "
+                             f"{params.shape} {params.dtype}, got {vector.shape} {vector.dtype}")
+    if bounds[-1] != params.size:
+        raise ValueError(f"the runs end at {bounds[-1]}, the parameters at {params.size}")
     dtype = params.dtype.type
     kernel(params, velocity, grads[0], grads[-1], len(grads) == 2, bounds, keeps,
            dtype(learning_rate), dtype(momentum))

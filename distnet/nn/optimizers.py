@@ -17,7 +17,12 @@ from . import fused
 
 
 class Optimizer:
-    """Base class: subclasses define ``step``; state arrays (velocity, moments) are created on first use."""
+    """Base class: subclasses define ``step``; state arrays (velocity, moments) are created on first use.
+
+    The state belongs to the parameters it was made for: an optimizer updates one network (a
+    second :class:`~distnet.Trainer` given the same optimizer continues with its state), and
+    stepping a parameter vector of another size or dtype raises ConfigError.
+    """
 
     name: str = ""
 
@@ -37,7 +42,15 @@ class Optimizer:
     def _slot(self, key: str, like: np.ndarray) -> np.ndarray:
         if key not in self._state:
             self._state[key] = np.zeros_like(like)
-        return self._state[key]
+        slot = self._state[key]
+        # State of other parameters would be broadcast, or read past its end by the compiled update.
+        if slot.shape != like.shape or slot.dtype != like.dtype:
+            raise ConfigError(f"this {type(self).__name__} optimizer holds its {key.replace('_', ' ')} for "
+                              f"{slot.size} {slot.dtype} parameters, not for these {like.size} {like.dtype} "
+                              f"ones: an optimizer's state belongs to the network it updates (this one has "
+                              f"updated another, or was given another's state); give each network an "
+                              f"optimizer of its own, e.g. {self!r}")
+        return slot
 
     def state(self) -> dict[str, np.ndarray]:
         """Copies of the state arrays, by name (empty before the first step)."""
