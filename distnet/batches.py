@@ -30,7 +30,7 @@ def check_batch_size(batch_size: int, shards: int) -> None:
     if batch_size < shards:
         raise ConfigError(f"batch size {batch_size} is smaller than the number of workers {shards}: "
                           f"each worker needs at least one sample per step; use {batch_size} workers "
-                          f"or fewer (--workers), or a batch size of at least {shards}")
+                          f"or fewer (workers, --workers), or a batch size of at least {shards}")
 
 
 class BatchPlan:
@@ -41,8 +41,10 @@ class BatchPlan:
     def __init__(self, n_samples: int, batch_size: int, shards: int = 1, seed: int = 0):
         check_batch_size(batch_size, shards)
         if n_samples < batch_size:
+            if n_samples == 0:
+                raise ConfigError("the training set is empty: there is nothing to train on")
             raise ConfigError(f"the training set has {n_samples} samples, fewer than one batch of {batch_size}; use a "
-                              f"batch size of at most {n_samples} (--batch-size)")
+                              f"batch size of at most {n_samples} (batch_size, --batch-size)")
         self.n_samples, self.batch_size, self.shards, self.seed = n_samples, batch_size, shards, seed
         self.steps_per_epoch = n_samples // batch_size
         self.shard_batch_sizes = split_sizes(batch_size, shards)

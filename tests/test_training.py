@@ -69,6 +69,14 @@ def test_batch_smaller_than_workers_is_refused():
         BatchPlan(100, 2, 3)
 
 
+def test_a_training_set_too_small_for_one_batch_is_refused_with_the_batch_size_that_would_do():
+    with pytest.raises(ConfigError, match=r"has 20 samples, fewer than one batch of 32; use a batch size "
+                                          r"of at most 20 \(batch_size, --batch-size\)"):
+        BatchPlan(20, 32)
+    with pytest.raises(ConfigError, match="the training set is empty: there is nothing to train on"):
+        BatchPlan(0, 32)
+
+
 def test_batch_gather_copies_rows_and_one_hot_targets_into_arrays_it_keeps_while_the_row_count_stays():
     images = np.arange(60, dtype=np.float32).reshape(20, 3)
     labels = np.arange(20, dtype=np.uint8) % 4
