@@ -109,8 +109,8 @@ class TerminalReporter(Reporter):
         if not self._hinted and record["train_error"] >= 0.95 * guessing:
             self._hinted = True
             self._print(f"hint: a train error of {100 * record['train_error']:.2f}% is no better than guessing "
-                        f"({100 * guessing:.0f}% with {self._classes} classes): the network is not learning; "
-                        f"check the learning rate ({record['learning_rate']:g} now)")
+                        f"({100 * guessing:.0f}% with {self._classes} classes); if it stays there, the network is "
+                        f"not learning: check the learning rate ({record['learning_rate']:g} now)")
 
     def on_end(self, result):
         best = (f"best validation error {100 * result.best_error:.2f}% at epoch {result.best_epoch}"

@@ -141,8 +141,8 @@ def test_an_error_no_better_than_guessing_gets_one_hint_to_check_the_learning_ra
     reporter.on_evaluation({**record(2, 0.9, 0.05, 1, rate=1000.0), "train_error": 0.9014})
     reporter.on_evaluation({**record(3, 0.9, 0.05, 1, rate=1000.0), "train_error": 0.9014})
     hints = [line for line in stream.getvalue().splitlines() if line.startswith("hint")]
-    assert hints == ["hint: a train error of 90.14% is no better than guessing (90% with 10 classes): the network "
-                     "is not learning; check the learning rate (1000 now)"]
+    assert hints == ["hint: a train error of 90.14% is no better than guessing (90% with 10 classes); if it stays "
+                     "there, the network is not learning: check the learning rate (1000 now)"]
     reporter.on_start(start_info())  # the same reporter for the next fit: it may hint once again
     reporter.on_evaluation({**record(1, 0.9, 0.9, 1, rate=1000.0), "train_error": 0.9014})
     assert sum(line.startswith("hint") for line in stream.getvalue().splitlines()) == 2
