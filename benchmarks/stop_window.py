@@ -60,8 +60,8 @@ def curve(preset_name: str, seed: int, epochs: int, windows: list[int], dataset:
             return super().evaluate(epoch, error_rate, params)
 
     class RecordingTrainer(Trainer):
-        def _early_stopping(self, network_spec, window, acceptable_error, best_path):
-            return Recording(network_spec, window, acceptable_error, best_path)
+        def _early_stopping(self, network_spec, window, acceptable_error, best_path, notes=None):
+            return Recording(network_spec, window, acceptable_error, best_path, notes)
 
     network = preset.network(seed=seed)
     trainer = RecordingTrainer(network, preset.build_optimizer(), l2=preset.l2, batch_size=preset.batch_size,

@@ -108,12 +108,15 @@ class EarlyStopping:
 
     It copies the parameters of every strictly better evaluation (a real copy: the caller may
     reuse or release its array) and, given ``best_path``, writes that network there atomically
-    at once, with a JSON record beside it, so the best network survives any later crash.
+    at once, with a JSON record beside it, so the best network survives any later crash;
+    ``notes`` (a JSON object, such as what the network is trained on) go into that file with it
+    (see :meth:`distnet.Network.save`).
     """
 
     def __init__(self, network_spec: dict, window: int, acceptable_error: float | None = None,
-                 best_path: str | Path | None = None):
+                 best_path: str | Path | None = None, notes: dict | None = None):
         self.network_spec = network_spec
+        self.notes = notes
         self.evaluator = StopEvaluator(window, acceptable_error)
         self.best_path = Path(best_path) if best_path is not None else None
         self.best_params: np.ndarray | None = None
@@ -139,9 +142,9 @@ class EarlyStopping:
 
     def save_best(self) -> None:
         """Write the best network to ``best_path`` (if given, and once there is a best) atomically,
-        with a JSON record beside it of its epoch and validation error."""
+        with the notes, and a JSON record beside it of its epoch and validation error."""
         if self.best_path is not None and self.best_params is not None and self.best_epoch >= 0:
-            self.best_network().save(self.best_path)
+            self.best_network().save(self.best_path, notes=self.notes)
             write_json(self.best_path.with_suffix(".json"),
                        {"epoch": self.best_epoch, "validation_error": self.evaluator.lowest})
 

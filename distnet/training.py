@@ -135,6 +135,7 @@ class _Loop:
     started: float
     since_checkpoint: int = 0  # steps since the last checkpoint
     best_params: np.ndarray | None = None  # the best network's, as the stop rule keeps them
+    notes: dict | None = None  # saved with the best network: what it was trained on
 
     def seconds(self) -> float:
         """Training seconds so far, over every session of the run."""
@@ -330,11 +331,12 @@ class TrainerBase:
         try:
             self._open(train, validation, plan)
             started = time.perf_counter()  # training time, without the start of a distributed trainer's actors
+            notes = trained_on_notes(train)
             stopping = self._early_stopping(self.network.spec(), window, acceptable_error,
-                                            run.best_path if run else None)
+                                            run.best_path if run else None, notes)
             loop = _Loop(plan, ChunkSizer(plan.steps_per_epoch), run, start.config, stopping, reporter,
                          checkpoint_every, list(checkpoint.history) if checkpoint else [],
-                         checkpoint.seconds if checkpoint else 0.0, started)
+                         checkpoint.seconds if checkpoint else 0.0, started, notes=notes)
             epoch, step, stats, verdict = self._restore(loop, checkpoint)
             reporter.on_start({"steps_per_epoch": plan.steps_per_epoch, "epochs": epochs,
                                "batch_size": self.batch_size, "distributed": self.distributed,
@@ -430,7 +432,7 @@ class TrainerBase:
         else:  # nothing was scored: the last network is the run's result
             best = self.network.from_spec(self.network.spec(), self._params())
             if loop.run and verdict is None:  # (with a verdict the best network was lost: nothing to save)
-                best.save(loop.run.best_path)
+                best.save(loop.run.best_path, notes=loop.notes)
         result = FitResult(best_network=best, best_error=verdict.best_error if verdict else math.nan,
                            best_epoch=verdict.best_epoch if verdict else epochs, epochs=epochs,
                            stop_reason="early_stop" if verdict and verdict.stop else "max_epochs",
@@ -545,8 +547,9 @@ class TrainerBase:
         self.optimizer.learning_rate = learning_rate
 
     def _early_stopping(self, network_spec: dict, window: int, acceptable_error: float | None,
-                        best_path: Path | None):
-        return EarlyStopping(network_spec, window, acceptable_error, best_path)
+                        best_path: Path | None, notes: dict | None = None):
+        """The keeper of the best network (writing it, with ``notes``, to ``best_path``)."""
+        return EarlyStopping(network_spec, window, acceptable_error, best_path, notes)
 
     def _close(self) -> None:
         pass
@@ -599,6 +602,13 @@ def _check_finite(what: str, data: Dataset | None, rows: int = 4096) -> None:
             first = start + int(np.flatnonzero(~finite)[0])
             raise ConfigError(f"the {what} data hold NaN or infinite values (sample {first} is the first such); "
                               f"fix or drop those samples (training on them would only diverge)")
+
+
+def trained_on_notes(train: Dataset) -> dict:
+    """The notes a run saves with its networks (see :meth:`Network.save`): the data they were
+    trained on, ``{"trained_on": {"name": "mnist/train", "classes": ["0", ..., "9"]}}``, as text
+    (a Dataset of your own may name itself or its classes with any object)."""
+    return {"trained_on": {"name": str(train.name), "classes": [str(c) for c in train.classes]}}
 
 
 def _holds_best(run: RunDir, params: np.ndarray, epoch: int) -> bool:

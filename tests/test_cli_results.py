@@ -2,6 +2,7 @@
 networks really trained by `distnet train` on real MNIST and Fashion-MNIST, checked value by value
 against the same numbers computed here directly."""
 import contextlib
+import importlib.util
 import io
 import json
 import re
@@ -160,8 +161,10 @@ def test_a_float64_run_trains_and_is_evaluated_on_float64_pixels(capsys, tmp_pat
     import distnet.data
 
     loaded = []
-    load = distnet.data.load_dataset
-    monkeypatch.setattr(distnet.data, "load_dataset", lambda *a, **kw: loaded.append(kw["dtype"]) or load(*a, **kw))
+    for loader in ("load_dataset", "load_test_set"):  # train loads the data set, evaluate its test set alone
+        load = getattr(distnet.data, loader)
+        monkeypatch.setattr(distnet.data, loader,
+                            lambda *a, load=load, **kw: loaded.append(kw["dtype"]) or load(*a, **kw))
     status, out, _ = run_cli(capsys, "train", "--workers", "0", "--dtype", "float64", "--epochs", "1",
                              "--eval-every", "1", "--run-dir", tmp_path / "run", "--json")
     assert status == 0 and Network.load(tmp_path / "run").dtype == np.float64
@@ -214,21 +217,85 @@ def test_evaluate_names_fashion_classes(capsys, fashion_run, fashion_test):
     assert [row[:15] for row in matrix[2:]] == [f"  {i} {name:<11}" for i, name in enumerate(fashion_test.classes)]
 
 
-def test_a_model_in_its_run_directory_is_used_on_the_data_set_the_run_trained_on(capsys, fashion_run, tmp_path):
+def test_a_trained_model_records_the_data_it_was_trained_on(mnist_run, fashion_run):
+    from distnet.data.datasets import FASHION_CLASSES
+    from distnet.nn.network import saved_notes
+
+    assert saved_notes(mnist_run[0] / "best.npz") == {"trained_on": {"name": "mnist/train",
+                                                                     "classes": list("0123456789")}}
+    assert saved_notes(fashion_run[0] / "best.npz") == {"trained_on": {"name": "fashion-mnist/train",
+                                                                       "classes": list(FASHION_CLASSES)}}
+
+
+def test_a_model_is_used_on_the_data_set_it_was_trained_on_in_its_run_directory_or_out_of_it(capsys, fashion_run,
+                                                                                              tmp_path):
     run_dir, _, _ = fashion_run
     summary = json.loads((run_dir / "summary.json").read_text())
-    status, out, _ = run_cli(capsys, "evaluate", run_dir / "best.npz", "--json")  # no --dataset
-    assert status == 0
-    assert (json.loads(out)["dataset"], json.loads(out)["error_rate"]) == ("fashion-mnist", summary["test_error"])
-    status, out, _ = run_cli(capsys, "show", run_dir / "best.npz", "--confused", 0)
-    assert status == 0 and "on the fashion-mnist test set" in out
-    # Away from its run directory a model is used on MNIST unless --dataset says otherwise.
+    alone = tmp_path / "alone.npz"  # a model copied out of its run directory, as models are
+    alone.write_bytes((run_dir / "best.npz").read_bytes())
+    for model in (run_dir / "best.npz", alone):  # no --dataset
+        status, out, err = run_cli(capsys, "evaluate", model, "--json")
+        assert (status, err) == (0, "")
+        assert (json.loads(out)["dataset"], json.loads(out)["error_rate"]) == ("fashion-mnist", summary["test_error"])
+        status, out, err = run_cli(capsys, "show", model, "--confused", 0)
+        assert status == 0 and err == "" and "on the fashion-mnist test set" in out
+
+
+def test_a_data_set_other_than_the_model_s_is_used_as_asked_with_a_warning(capsys, fashion_run, tmp_path):
+    run_dir, _, _ = fashion_run
     alone = tmp_path / "alone.npz"
     alone.write_bytes((run_dir / "best.npz").read_bytes())
-    status, out, _ = run_cli(capsys, "evaluate", alone, "--json")
+    for model in (run_dir / "best.npz", alone):
+        status, out, err = run_cli(capsys, "evaluate", model, "--dataset", "mnist", "--json")
+        assert status == 0 and json.loads(out)["dataset"] == "mnist"
+        assert err == f"distnet: warning: {model} was trained on fashion-mnist; using it on mnist, as --dataset asks\n"
+    status, _, err = run_cli(capsys, "evaluate", alone, "--dataset", "fashion-mnist", "--json")
+    assert (status, err) == (0, "")  # the data set it was trained on: nothing to say
+
+
+def test_a_model_that_records_no_data_set_is_used_on_mnist_and_says_so(capsys, mnist_run, mnist_test, tmp_path):
+    plain = Network.load(mnist_run[0] / "best.npz").save(tmp_path / "plain.npz")  # saved without notes
+    status, out, err = run_cli(capsys, "evaluate", plain, "--json")
     assert status == 0 and json.loads(out)["dataset"] == "mnist"
-    status, out, _ = run_cli(capsys, "evaluate", run_dir / "best.npz", "--dataset", "mnist", "--json")
-    assert status == 0 and json.loads(out)["dataset"] == "mnist"
+    assert err == (f"distnet: warning: {plain} does not record the data set it was trained on, so mnist is "
+                   f"assumed; --dataset chooses another\n")
+    assert json.loads(out)["error_rate"] == Network.load(plain).error_rate(mnist_test.images, mnist_test.labels)
+    status, _, err = run_cli(capsys, "evaluate", plain, "--dataset", "mnist")
+    assert (status, err) == (0, "")  # chosen: nothing to say
+    custom = Network.load(plain).save(tmp_path / "custom.npz", notes={"trained_on": {"name": "scans/train"}})
+    status, _, err = run_cli(capsys, "evaluate", custom)
+    assert status == 0 and err == (f"distnet: warning: {custom} was trained on 'scans/train', not a data set "
+                                   f"distnet knows, so mnist is assumed; --dataset chooses another\n")
+
+
+def test_evaluate_show_and_plot_need_only_the_two_test_files(capsys, fashion_run, fashion_test, tmp_path,
+                                                             monkeypatch):
+    run_dir, _, _ = fashion_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    monkeypatch.delenv("DISTNET_DATA_DIR", raising=False)  # nowhere else to find the training files
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = tmp_path / "data"  # the test files alone, written back from the test set as loaded
+    write_idx(data / "t10k-images-idx3-ubyte", np.rint(fashion_test.images * 255).astype(np.uint8).reshape(-1, 28, 28))
+    write_idx(data / "t10k-labels-idx1-ubyte", fashion_test.labels.astype(np.uint8))
+    alone = tmp_path / "alone.npz"
+    alone.write_bytes((run_dir / "best.npz").read_bytes())
+    status, out, err = run_cli(capsys, "evaluate", alone, "--data-dir", data, "--no-download", "--json")
+    assert (status, err) == (0, "")
+    assert (json.loads(out)["dataset"], json.loads(out)["error_rate"]) == ("fashion-mnist", summary["test_error"])
+    status, out, err = run_cli(capsys, "show", alone, "--data-dir", data, "--no-download", "--confused", 1)
+    assert status == 0 and err == "" and "test image" in out
+    if importlib.util.find_spec("matplotlib"):
+        status, out, err = run_cli(capsys, "plot", run_dir, "--data-dir", data, "--no-download", "--out",
+                                   tmp_path / "plots")
+        assert status == 0 and err == "" and len(out.split()) == 3
+    # Training needs the four: the two that are there are not mistaken for all.
+    status, _, err = run_cli(capsys, "train", "--workers", "0", "--dataset", "fashion-mnist", "--data-dir", data,
+                             "--no-download", "--run-dir", tmp_path / "run")
+    assert status == 2 and f"{data} lacks train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]" in err
+    (data / "t10k-labels-idx1-ubyte").unlink()
+    status, _, err = run_cli(capsys, "evaluate", alone, "--data-dir", data, "--no-download")
+    assert status == 2 and "Looked for t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz] in" in err
+    assert f"{data} lacks t10k-labels-idx1-ubyte[.gz]" in err and "put the two test files in" in err
 
 
 def test_a_run_directory_stands_for_its_best_network(capsys, fashion_run, tmp_path):
@@ -351,10 +418,20 @@ def test_predict_names_fashion_classes(capsys, fashion_run, fashion_test, tmp_pa
     run_dir, _, _ = fashion_run
     np.save(tmp_path / "items.npy", fashion_test.images[:3])
     expected = Network.load(run_dir / "best.npz").predict(fashion_test.images[:3]).argmax(axis=1)
-    for dataset in (["--dataset", "fashion-mnist"], []):  # the run directory says so too
-        status, out, _ = run_cli(capsys, "predict", run_dir / "best.npz", tmp_path / "items.npy", *dataset, "--json")
-        assert status == 0
+    alone = tmp_path / "alone.npz"  # out of its run directory: the model's own record names the classes
+    alone.write_bytes((run_dir / "best.npz").read_bytes())
+    for model, dataset in ((run_dir / "best.npz", ["--dataset", "fashion-mnist"]), (run_dir / "best.npz", []),
+                           (alone, [])):
+        status, out, err = run_cli(capsys, "predict", model, tmp_path / "items.npy", *dataset, "--json")
+        assert status == 0 and err == ""
         assert [json.loads(line)["name"] for line in out.splitlines()] == [fashion_test.classes[i] for i in expected]
+    # The names a model records, whatever its data: a data set of your own.
+    net = Network.load(alone)
+    labels = [f"kind {i}" for i in range(10)]
+    custom = net.save(tmp_path / "custom.npz", notes={"trained_on": {"name": "scans/train", "classes": labels}})
+    status, out, err = run_cli(capsys, "predict", custom, tmp_path / "items.npy", "--json")
+    assert (status, err) == (0, "")
+    assert [json.loads(line)["name"] for line in out.splitlines()] == [labels[i] for i in expected]
     status, out, _ = run_cli(capsys, "predict", run_dir / "best.npz", tmp_path / "items.npy")
     assert out.splitlines()[0].startswith(f"{tmp_path / 'items.npy'}[0]: {expected[0]} "
                                           f"{fashion_test.classes[expected[0]]}  (p ")

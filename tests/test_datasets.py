@@ -349,6 +349,28 @@ def test_files_that_do_not_fit_together(
         load_mnist(tmp_path / "mine", download=False, validation=1)
 
 
+def test_the_test_set_alone_needs_and_reads_only_the_two_test_files(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distnet.data import load_test_set
+
+    arrays = make_files(tmp_path / "all")
+    (tmp_path / "test").mkdir()
+    for base in FILES[2:]:
+        shutil.copy(tmp_path / "all" / base, tmp_path / "test")
+    reads = []
+    real_read_idx = datasets.read_idx
+    monkeypatch.setattr(datasets, "read_idx", lambda path: reads.append(Path(path).name) or real_read_idx(path))
+    test = load_test_set("mnist", tmp_path / "test", download=False, dtype=np.float64)
+    assert reads == list(FILES[2:])
+    whole = load_mnist(tmp_path / "all", download=False, validation=3, dtype=np.float64).test
+    assert (test.name, test.classes, test.images.dtype) == (whole.name, whole.classes, np.float64)
+    np.testing.assert_array_equal(test.images, whole.images)
+    np.testing.assert_array_equal(test.labels, arrays[FILES[3]])
+    with pytest.raises(DataNotFoundError, match=r"(?s)test lacks train-images.*put the four files in"):
+        load_mnist(tmp_path / "test", download=False)
+
+
 def test_files_are_read_once_per_process(
     env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -438,17 +460,18 @@ def test_the_command_line_says_what_it_downloads(
     """A first run waits for the download: each mirror tried and each file's arrival is a line on stderr."""
     monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/missing/", f"{mirror}/mnist/"))
     model = Network([Dense(10, Softmax())], input_size=784, seed=1).save(tmp_path / "net.npz")
-    assert main(["evaluate", str(model)]) == 0
+    assert main(["evaluate", str(model), "--dataset", "mnist"]) == 0
     captured = capsys.readouterr()
     notes = captured.err.splitlines()
     assert notes[:3] == [
-        f"distnet: downloading {mirror}/missing/{FILES[0]}.gz",
-        f"distnet: downloading {mirror}/mnist/{FILES[0]}.gz",
-        f"distnet: {env / 'mnist' / FILES[0]}.gz: 0.0 MB, SHA-256 verified",
+        f"distnet: downloading {mirror}/missing/{FILES[2]}.gz",
+        f"distnet: downloading {mirror}/mnist/{FILES[2]}.gz",
+        f"distnet: {env / 'mnist' / FILES[2]}.gz: 0.0 MB, SHA-256 verified",
     ]
-    assert len(notes) == 3 * len(FILES)
+    assert len(notes) == 3 * 2  # evaluate needs the two test files alone
+    assert sorted(os.listdir(env / "mnist")) == [f"{FILES[2]}.gz", f"{FILES[3]}.gz"]
     assert "error rate" in captured.out
-    assert main(["evaluate", str(model)]) == 0  # from the cache now: nothing to say
+    assert main(["evaluate", str(model), "--dataset", "mnist"]) == 0  # from the cache now: nothing to say
     assert capsys.readouterr().err == ""
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from distnet import ConfigError, Dense, Nesterov, Network, TrainingDivergedError
 from distnet.distributed import DistributedTrainer
+from distnet.nn.network import saved_notes
 from distnet.trainer import Trainer
 
 pytestmark = pytest.mark.slow
@@ -112,6 +113,8 @@ def test_stop_evaluator_actor_writes_the_best_network(mnist, ray_local, tmp_path
     validation = data(mnist)[1]
     assert best_file.error_rate(validation.images, validation.labels) == best["validation_error"]
     assert json.loads((run / "best.json").read_text())["epoch"] == best["epoch"] == result.best_epoch
+    # The actor writes what the network was trained on into it, as the single-process path does.
+    assert saved_notes(run / "best.npz") == {"trained_on": {"name": "mnist/train", "classes": list("0123456789")}}
     assert {"config.json", "checkpoint.npz"} <= {p.name for p in run.iterdir()}
     assert len(trainer.placement) == 2 and all("node_id" in p for p in trainer.placement)
 

@@ -302,6 +302,57 @@ def test_saved_file_is_a_plain_npz(tmp_path):
     assert meta["input_size"] == 5 and meta["cost"] == {"name": "cross_entropy"}
 
 
+def test_notes_saved_with_a_network_come_back_and_leave_the_network_as_it_was(tmp_path):
+    from distnet.nn.network import saved_notes
+
+    net = small_net()
+    notes = {"trained_on": {"name": "fashion-mnist/train", "classes": ("T-shirt/top", "Trouser")},
+             "epochs": 3, "nested": {"ok": [True, None, 0.5]}}
+    path = net.save(tmp_path / "noted.npz", notes=notes)
+    assert saved_notes(path) == {**notes, "trained_on": {**notes["trained_on"],
+                                                         "classes": ["T-shirt/top", "Trouser"]}}  # as JSON keeps them
+    path.rename(tmp_path / "best.npz")
+    assert saved_notes(tmp_path)["epochs"] == 3  # a folder stands for its best.npz
+    back = Network.load(tmp_path / "best.npz")
+    assert back.spec() == net.spec() and np.array_equal(back.params, net.params)
+    # The format stays at version 1, the notes one more key of its metadata, which readers before
+    # notes ignore: they read only the network's spec (tests/test_nn_network.py's other cases).
+    with np.load(tmp_path / "best.npz", allow_pickle=False) as npz:
+        meta = json.loads(npz["meta"].tobytes().decode())
+    assert meta["version"] == 1 and meta["notes"]["epochs"] == 3
+    assert {key: meta[key] for key in net.spec()} == net.spec()
+
+
+def test_a_network_saved_without_notes_has_none_and_loads_as_before(tmp_path):
+    from distnet.nn.network import saved_notes
+
+    net = small_net()
+    plain = net.save(tmp_path / "plain.npz")
+    assert saved_notes(plain) == {} and saved_notes(net.save(tmp_path / "empty.npz", notes={})) == {}
+    with np.load(plain, allow_pickle=False) as npz:
+        assert "notes" not in json.loads(npz["meta"].tobytes().decode())
+    # A file written before notes existed: its metadata is the spec alone.
+    (tmp_path / "old.npz").write_bytes(_npz_bytes(params=net.params, meta=_meta(net)))
+    assert saved_notes(tmp_path / "old.npz") == {}
+    np.testing.assert_array_equal(Network.load(tmp_path / "old.npz").params, net.params)
+    (tmp_path / "odd.npz").write_bytes(_npz_bytes(params=net.params, meta=_meta(net, notes=[1, 2])))
+    with pytest.raises(ModelFormatError, match="odd.npz: its notes are not a JSON object"):
+        saved_notes(tmp_path / "odd.npz")
+
+
+@pytest.mark.parametrize("notes,message", [
+    ({"when": object()}, "notes must hold only what JSON can .* not JSON serializable"),
+    ({"error": np.float32(0.1)}, "notes must hold only what JSON can .* float32"),
+    ({"error": float("nan")}, "notes must hold only what JSON can"),
+    ({(1, 2): "tuple key"}, "notes must hold only what JSON can .* keys must be"),
+    (["a list"], r"notes must be a dict \(a JSON object\), got list"),
+])
+def test_notes_json_cannot_hold_are_refused_and_nothing_is_written(tmp_path, notes, message):
+    with pytest.raises(ConfigError, match=message):
+        small_net().save(tmp_path / "m.npz", notes=notes)
+    assert list(tmp_path.iterdir()) == []
+
+
 def _npz_bytes(**arrays) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, **arrays)

@@ -75,7 +75,8 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
-    """A valid model for MNIST-shaped data."""
+    """A valid model for MNIST-shaped data (which records no data set: the commands given it name
+    theirs, --dataset mnist, or would first warn that MNIST is assumed)."""
     return Network([Dense(10, "softmax")], input_size=784, seed=1).save(tmp_path / "model.npz")
 
 
@@ -186,7 +187,7 @@ def test_bad_data_files_give_a_clear_error_and_stay_as_they_are(capsys, data, mo
     damage, fragments = DATA_DEFECTS[defect]
     damage(data)
     before = snapshot(data.parent)
-    status, out, err = cli(capsys, "evaluate", model, "--data-dir", data)
+    status, out, err = cli(capsys, "evaluate", model, "--data-dir", data, "--dataset", "mnist")
     assert_clean_error(status, err, *fragments)
     assert out == ""
     assert snapshot(data.parent) == before  # the data, the model, and no download left behind
@@ -206,7 +207,7 @@ def test_data_errors_from_the_real_command(data, model, offline):
     """The installed command, not just main(): one line on stderr, status 2, no traceback."""
     _checksum_mismatch(data)
     before = snapshot(data.parent)
-    status, out, err, _ = run_distnet(offline, "evaluate", model, "--data-dir", data)
+    status, out, err, _ = run_distnet(offline, "evaluate", model, "--data-dir", data, "--dataset", "mnist")
     assert_clean_error(status, err, f"{TEST_LABELS}.gz: SHA-256 is ")
     assert out == "" and snapshot(data.parent) == before
 
@@ -251,7 +252,7 @@ def test_bad_model_files_give_a_clear_error_and_stay_as_they_are(capsys, tmp_pat
     models.mkdir()
     path, fragments = _bad_models(models, model)[defect]
     before = snapshot(tmp_path)
-    status, out, err = cli(capsys, "evaluate", path, "--data-dir", data)
+    status, out, err = cli(capsys, "evaluate", path, "--data-dir", data, "--dataset", "mnist")
     assert_clean_error(status, err, *fragments)
     assert out == "" and snapshot(tmp_path) == before
     assert not (tmp_path / "models" / "pwned").exists()
@@ -259,7 +260,7 @@ def test_bad_model_files_give_a_clear_error_and_stay_as_they_are(capsys, tmp_pat
 
 def test_the_good_model_evaluates(capsys, data, model):
     """The control for the cases above: the same data and model, undamaged, work."""
-    status, out, err = cli(capsys, "evaluate", model, "--data-dir", data, "--json")
+    status, out, err = cli(capsys, "evaluate", model, "--data-dir", data, "--dataset", "mnist", "--json")
     assert status == 0, err
     assert json.loads(out)["confusion"] and err == ""
 

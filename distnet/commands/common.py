@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import warnings
 from pathlib import Path
 
 from ..data.datasets import DATASETS
@@ -11,41 +12,92 @@ from ..data.datasets import DATASETS
 
 def add_data_arguments(parser: argparse.ArgumentParser, of_model: bool = False) -> None:
     """--dataset, --data-dir, --no-download. ``of_model``: for a command given a saved model,
-    whose --dataset defaults to the one the model's run directory records (see
-    :func:`dataset_of_model`)."""
+    whose --dataset defaults to the one the model records (see :func:`dataset_of_model`), and
+    which needs only the test files."""
     parser.add_argument("--dataset", default=None if of_model else "mnist", choices=DATASETS,
-                        help="default: the one the model's run directory records, else mnist" if of_model
-                        else "default: mnist")
-    add_data_location_arguments(parser)
+                        help="default: the one the model was trained on, as it records (or its run "
+                             "directory does), else mnist" if of_model else "default: mnist")
+    add_data_location_arguments(parser, test_only=of_model)
 
 
-def add_data_location_arguments(parser: argparse.ArgumentParser) -> None:
-    """--data-dir, --no-download: where the data set's files are, and whether to download them."""
-    parser.add_argument("--data-dir", type=Path, help="folder with the four IDX files "
+def add_data_location_arguments(parser: argparse.ArgumentParser, test_only: bool = False) -> None:
+    """--data-dir, --no-download: where the data set's files are, and whether to download them
+    (``test_only``: a command that reads only the two test files)."""
+    files = "the two test IDX files (t10k-*)" if test_only else "the four IDX files"
+    parser.add_argument("--data-dir", type=Path, help=f"folder with {files} "
                         "(default: $DISTNET_DATA_DIR/DATASET, then the user cache, then download)")
     parser.add_argument("--no-download", action="store_true", help="never download; fail if the files are missing")
 
 
 def load_data(args, dtype, validation: int = 10_000):
+    """The splits of the data set ``args`` name (``--dataset``, ``--data-dir``, ``--no-download``)."""
     from ..data import load_dataset
 
     return load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download,
                         validation=validation, dtype=dtype)
 
 
+def load_test_data(args, dtype):
+    """The test set alone of the data set ``args`` name: only its two test files are needed."""
+    from ..data import load_test_set
+
+    return load_test_set(args.dataset, data_dir=args.data_dir, download=not args.no_download, dtype=dtype)
+
+
+def trained_on(model: Path) -> dict:
+    """What the saved model ``model`` records of the data it was trained on (the ``trained_on``
+    of its notes, which training writes: ``name`` such as "mnist/train" and ``classes``), or {}
+    for a model that records nothing."""
+    from ..nn.network import saved_notes
+
+    record = saved_notes(model).get("trained_on")
+    return record if isinstance(record, dict) else {}
+
+
+def recorded_classes(record: dict, count: int) -> tuple[str, ...] | None:
+    """The class names a :func:`trained_on` record holds, if it holds ``count`` names; else None."""
+    classes = record.get("classes")
+    if isinstance(classes, list) and len(classes) == count and all(isinstance(c, str) for c in classes):
+        return tuple(classes)
+    return None
+
+
 def dataset_of_model(model: Path, given: str | None) -> str:
-    """The data set to use a saved model on: ``given`` (--dataset), else the one recorded by the
-    run directory the model is in (``best.npz`` beside the run's ``config.json``), else MNIST."""
+    """The data set to use a saved model on: ``given`` (--dataset), else the one it was trained
+    on as its notes record (:func:`trained_on`), else as the run directory it is in records
+    (``best.npz`` beside the run's ``config.json``, for models saved before notes), else MNIST.
+
+    Warns (one line on stderr from the command line) when ``given`` is not the data set the
+    model was trained on, and when MNIST is assumed for want of any record."""
+    record = trained_on(model)
+    recorded = _recorded_dataset(model, record)
+    if given is not None:
+        if recorded is not None and recorded != given:
+            warnings.warn(f"{model} was trained on {recorded}; using it on {given}, as --dataset asks")
+        return given
+    if recorded is not None:
+        return recorded
+    name = record.get("name")
+    what = (f"was trained on {name!r}, not a data set distnet knows" if isinstance(name, str) and name else
+            "does not record the data set it was trained on")
+    warnings.warn(f"{model} {what}, so mnist is assumed; --dataset chooses another")
+    return "mnist"
+
+
+def _recorded_dataset(model: Path, record: dict) -> str | None:
+    """The known data set ``model`` was trained on, by its :func:`trained_on` ``record`` or else
+    its run directory; None if neither says."""
     from ..errors import DistnetError
     from ..rundir import RunDir
 
-    if given is not None:
-        return given
+    name = record.get("name")
+    if isinstance(name, str) and name.split("/")[0] in DATASETS:
+        return name.split("/")[0]
     try:
         recorded = RunDir(model.parent).config().get("dataset")
     except DistnetError:  # no run directory, or not one distnet wrote
         recorded = None
-    return recorded if recorded in DATASETS else "mnist"
+    return recorded if recorded in DATASETS else None
 
 
 def check_fits(network, model: Path, pixels: int, classes: int, data_name: str) -> None:

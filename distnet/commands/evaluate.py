@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from ..nn.network import saved_network_path
-from .common import add_data_arguments, check_fits, dataset_of_model, load_data
+from .common import add_data_arguments, check_fits, dataset_of_model, load_test_data
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,7 @@ def run(args) -> int:
     args.model = saved_network_path(args.model)
     network = Network.load(args.model)
     args.dataset = dataset_of_model(args.model, args.dataset)
-    test = load_data(args, validation=0, dtype=network.dtype).test
+    test = load_test_data(args, dtype=network.dtype)
     check_fits(network, args.model, test.images.shape[1], len(test.classes), test.name)
     result = evaluate(network, test.images, test.labels, test.classes)
     if args.json:

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
                     "the test set) for the run in RUN_DIR. Needs matplotlib: pip install 'distnet[plot]'.")
     plot.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by distnet train")
     plot.add_argument("--out", type=Path, help="where to write the PNG files (default: RUN_DIR/plots)")
-    add_data_location_arguments(plot)
+    add_data_location_arguments(plot, test_only=True)
     plot.set_defaults(handler=run)
 
 
@@ -32,7 +32,7 @@ def run(args) -> int:
     from ..metrics import confident_mistakes, evaluation_of
     from ..nn import Network
     from ..rundir import RunDir
-    from .common import load_data
+    from .common import load_test_data
 
     run_dir = RunDir(args.run_dir)
     config = run_dir.config()
@@ -42,7 +42,7 @@ def run(args) -> int:
     pyplot = import_pyplot()
     args.dataset = config.get("dataset", "mnist")
     network = Network.load(run_dir.best_path)
-    test = load_data(args, validation=0, dtype=network.dtype).test
+    test = load_test_data(args, dtype=network.dtype)
     outputs = network.predict(test.images)
     evaluation = evaluation_of(outputs, test.labels, test.classes)
     mistakes = confident_mistakes(outputs, test.labels, GRID[0] * GRID[1])

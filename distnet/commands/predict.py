@@ -15,7 +15,7 @@ from ..data.datasets import DATASETS, class_names
 from ..data.digits import PIXELS, SIDE
 from ..errors import ConfigError, DataFormatError, DataNotFoundError
 from ..nn.network import saved_network_path
-from .common import check_fits, dataset_of_model, probability
+from .common import check_fits, dataset_of_model, probability, recorded_classes, trained_on
 
 PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -31,8 +31,9 @@ def register(subparsers) -> None:
     predict.add_argument("files", type=Path, nargs="+", metavar="FILE",
                          help="the images: pictures, .npy arrays or IDX files (any mix)")
     predict.add_argument("--dataset", choices=DATASETS,
-                         help="what the network was trained on, for the class names (default: the one the "
-                              "model's run directory records, else mnist)")
+                         help="what the network was trained on, for the class names (default: the "
+                              "classes the model records, else the data set its run directory records, "
+                              "else mnist)")
     predict.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
                          help="pictures only: make dark-on-light images light-on-dark like MNIST "
                               "(default auto: invert when the border is light)")
@@ -48,9 +49,14 @@ def run(args) -> int:
 
     args.model = saved_network_path(args.model)
     network = Network.load(args.model)
-    dataset = dataset_of_model(args.model, args.dataset)
-    classes = class_names(dataset)
-    check_fits(network, args.model, PIXELS, len(classes), dataset)
+    record = trained_on(args.model)
+    classes = recorded_classes(record, network.output_size) if args.dataset is None else None
+    if classes is not None:  # the names the model was trained with, whatever its data
+        check_fits(network, args.model, PIXELS, len(classes), str(record.get("name")))
+    else:
+        dataset = dataset_of_model(args.model, args.dataset)
+        classes = class_names(dataset)
+        check_fits(network, args.model, PIXELS, len(classes), dataset)
     for path in args.files:
         names, pixels = read_images(path, args.invert)
         outputs = network.predict(pixels)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..nn.network import saved_network_path
-from .common import add_data_arguments, check_fits, dataset_of_model, load_data, non_negative_int, probability
+from .common import add_data_arguments, check_fits, dataset_of_model, load_test_data, non_negative_int, probability
 
 GAP = "   "  # between a digit's picture and its probability table
 
@@ -38,7 +38,7 @@ def run(args) -> int:
     args.model = saved_network_path(args.model)
     network = Network.load(args.model)
     args.dataset = dataset_of_model(args.model, args.dataset)
-    test = load_data(args, validation=0, dtype=network.dtype).test
+    test = load_test_data(args, dtype=network.dtype)
     check_fits(network, args.model, test.images.shape[1], len(test.classes), test.name)
     outputs = network.predict(test.images)
     evaluation = evaluation_of(outputs, test.labels, test.classes)

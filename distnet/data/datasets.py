@@ -12,7 +12,8 @@ looked for, in this order:
 
 If none holds all four, they are downloaded into the cache (unless ``download=False``) from the
 mirrors in :data:`MIRRORS`, or from the comma-separated base URLs in ``$DISTNET_MIRRORS`` when
-that is set (``{name}`` in such a URL is replaced by the data set's name).
+that is set (``{name}`` in such a URL is replaced by the data set's name). :func:`load_test_set`
+needs only the two test files (``t10k-...``), and looks for, downloads and reads only those.
 
 Where a file is found in its ``.gz`` form (preferred when both forms are present), its SHA-256
 must match the published one in :data:`CHECKSUMS`. Uncompressed files are not checked, which is
@@ -51,6 +52,7 @@ __all__ = [
     "load_dataset",
     "load_fashion_mnist",
     "load_mnist",
+    "load_test_set",
 ]
 
 DATA_DIR_ENV = "DISTNET_DATA_DIR"
@@ -66,7 +68,10 @@ _TRAIN_IMAGES = "train-images-idx3-ubyte"
 _TRAIN_LABELS = "train-labels-idx1-ubyte"
 _TEST_IMAGES = "t10k-images-idx3-ubyte"
 _TEST_LABELS = "t10k-labels-idx1-ubyte"
-_FILES = (_TRAIN_IMAGES, _TRAIN_LABELS, _TEST_IMAGES, _TEST_LABELS)
+_TEST_FILES = (_TEST_IMAGES, _TEST_LABELS)
+_FILES = (_TRAIN_IMAGES, _TRAIN_LABELS, *_TEST_FILES)
+# How messages name each set of files: (how many, what kind).
+_FILE_SETS = {_FILES: ("four", ""), _TEST_FILES: ("two", "test ")}
 
 #: Base URLs to download each data set from, tried in order.
 MIRRORS: dict[str, tuple[str, ...]] = {
@@ -264,22 +269,11 @@ def load_dataset(
         ChecksumError: a ``.gz`` file (found or downloaded) is not the published one.
         DataFormatError: a file is malformed or the files do not fit together.
     """
-    if name not in _CLASSES:
-        raise ConfigError(f"unknown data set {name!r}; choose one of: {', '.join(_CLASSES)}")
+    _check_name(name)
     validation = checked_number("validation", validation, numbers.Integral, lambda v: v >= 0,
                                 "a whole number of samples, not negative")
-    try:
-        kind = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
-    except TypeError:
-        kind = None
-    if kind is None or kind.kind != "f":
-        raise ConfigError(f"dtype must be a floating-point type such as float32 or float64, got {dtype!r}")
-    dtype = kind
-    files = _locate(name, data_dir, download)
-    expected = CHECKSUMS[name]
-    train_x, train_y, test_x, test_y = _read_files(
-        tuple(_file_key(path, expected.get(path.name)) for path in files)
-    )
+    dtype = _checked_dtype(dtype)
+    train_x, train_y, test_x, test_y = _read(name, _FILES, data_dir, download)
     if validation >= len(train_y):
         raise ConfigError(
             f"validation must be less than the {len(train_y)} training samples, got {validation}"
@@ -287,24 +281,74 @@ def load_dataset(
     order = np.random.default_rng(seed).permutation(len(train_y))
     held_out = np.sort(order[:validation])
     kept = np.sort(order[validation:])
-
-    classes = _CLASSES[name]
-
-    def dataset(split: str, images: np.ndarray, labels: np.ndarray) -> Dataset:
-        pixels = images.reshape(len(images), PIXELS).astype(dtype)
-        pixels /= 255
-        return Dataset(pixels, labels, f"{name}/{split}", classes)
-
     return Splits(
-        train=dataset("train", train_x[kept], train_y[kept]),
-        validation=dataset("validation", train_x[held_out], train_y[held_out]),
-        test=dataset("test", test_x, test_y),
+        train=_dataset(name, "train", train_x[kept], train_y[kept], dtype),
+        validation=_dataset(name, "validation", train_x[held_out], train_y[held_out], dtype),
+        test=_dataset(name, "test", test_x, test_y, dtype),
     )
 
 
-def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool) -> list[Path]:
-    """Return the paths of the four files, downloading them into the cache if need be."""
+def load_test_set(
+    name: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    dtype: DTypeLike = np.float32,
+) -> Dataset:
+    """Load the test set of ``"mnist"`` or ``"fashion-mnist"`` alone: what
+    ``load_dataset(name, ...).test`` holds, from the two test files only.
+
+    Those two files (``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, plain or ``.gz``)
+    are looked for, downloaded and verified as :func:`load_dataset`'s four are, so a folder
+    holding just them will do, and the training files are neither needed nor read.
+
+    Raises:
+        As :func:`load_dataset`.
+    """
+    _check_name(name)
+    dtype = _checked_dtype(dtype)
+    test_x, test_y = _read(name, _TEST_FILES, data_dir, download)
+    return _dataset(name, "test", test_x, test_y, dtype)
+
+
+def _check_name(name: str) -> None:
+    """ConfigError unless ``name`` is a data set distnet knows."""
+    if name not in _CLASSES:
+        raise ConfigError(f"unknown data set {name!r}; choose one of: {', '.join(_CLASSES)}")
+
+
+def _checked_dtype(dtype: DTypeLike) -> np.dtype:
+    """``dtype`` as a NumPy dtype; ConfigError unless it is a floating-point type."""
+    try:
+        kind = None if dtype is None else np.dtype(dtype)  # np.dtype(None) would be float64
+    except TypeError:
+        kind = None
+    if kind is None or kind.kind != "f":
+        raise ConfigError(f"dtype must be a floating-point type such as float32 or float64, got {dtype!r}")
+    return kind
+
+
+def _read(name: str, bases: tuple[str, ...], data_dir: str | os.PathLike[str] | None,
+          download: bool) -> tuple[np.ndarray, ...]:
+    """Find (or download), verify and read the files ``bases`` (pairs of images and labels, in
+    that order) of data set ``name``: their arrays, in the same order."""
+    expected = CHECKSUMS[name]
+    keys = [_file_key(path, expected.get(path.name)) for path in _locate(name, data_dir, download, bases)]
+    return tuple(array for i in range(0, len(keys), 2) for array in _read_files(keys[i], keys[i + 1]))
+
+
+def _dataset(name: str, split: str, images: np.ndarray, labels: np.ndarray, dtype: np.dtype) -> Dataset:
+    """The split ``split`` of data set ``name``: the images' bytes / 255 in ``dtype``."""
+    pixels = images.reshape(len(images), PIXELS).astype(dtype)
+    pixels /= 255
+    return Dataset(pixels, labels, f"{name}/{split}", _CLASSES[name])
+
+
+def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
+            bases: tuple[str, ...] = _FILES) -> list[Path]:
+    """Return the paths of the files ``bases`` (the four, or the two test files), downloading
+    them into the cache if need be."""
     title = _TITLES[name]
+    count, kind = _FILE_SETS[bases]
     folders = []
     if data_dir is not None:
         if not Path(data_dir).is_dir():  # a typo would otherwise go unnoticed, the files found elsewhere
@@ -319,19 +363,19 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool) 
 
     incomplete = []  # folders with some of the files: the likeliest place of a mistake
     for folder in folders:
-        found = [path for base in _FILES if (path := _find(folder, base))]
-        if len(found) == len(_FILES):
-            _note_passed_over(data_dir, name, folder)
+        found = [path for base in bases if (path := _find(folder, base))]
+        if len(found) == len(bases):
+            _note_passed_over(data_dir, name, folder, bases)
             return found
         if found:
-            lacking = ", ".join(f"{base}[.gz]" for base in _FILES if not _find(folder, base))
+            lacking = ", ".join(f"{base}[.gz]" for base in bases if not _find(folder, base))
             incomplete.append(f"{folder} lacks {lacking}\n")
 
     if download:
         try:
             # Keeps what an interrupted earlier download already fetched.
-            found = [_find(cache, base) or _fetch(name, base, cache) for base in _FILES]
-            _note_passed_over(data_dir, name, cache)
+            found = [_find(cache, base) or _fetch(name, base, cache) for base in bases]
+            _note_passed_over(data_dir, name, cache, bases)
             return found
         except DataNotFoundError as exc:
             why = f"Downloading failed: {exc}"
@@ -339,18 +383,20 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool) 
         why = "Downloading is turned off (download=False, --no-download)."
     looked = "\n".join(f"  {folder}" for folder in folders)
     env_note = "" if os.environ.get(DATA_DIR_ENV) else f" ({DATA_DIR_ENV} is not set)"
-    wanted = ", ".join(f"{base}[.gz]" for base in _FILES)
+    wanted = ", ".join(f"{base}[.gz]" for base in bases)
     raise DataNotFoundError(
         f"{title} not found. Looked for {wanted} in:\n{looked}\n{''.join(incomplete)}{why}\n"
-        f"To fix: put the four files in {cache}, or pass data_dir= (--data-dir), or set {DATA_DIR_ENV}"
+        f"To fix: put the {count} {kind}files in {cache}, or pass data_dir= (--data-dir), or set {DATA_DIR_ENV}"
         f"{env_note} to a folder with mnist/ and fashion-mnist/ subfolders."
     )
 
 
-def _note_passed_over(data_dir: str | os.PathLike[str] | None, name: str, used: Path) -> None:
-    """Warn when the files come from elsewhere than the data folder the caller gave."""
+def _note_passed_over(data_dir: str | os.PathLike[str] | None, name: str, used: Path,
+                      bases: tuple[str, ...]) -> None:
+    """Warn when the files ``bases`` come from elsewhere than the data folder the caller gave."""
     if data_dir is not None and used not in (Path(data_dir), Path(data_dir) / name):
-        warnings.warn(f"{data_dir} does not hold the four {_TITLES[name]} files; using those in {used}")
+        count, kind = _FILE_SETS[bases]
+        warnings.warn(f"{data_dir} does not hold the {count} {_TITLES[name]} {kind}files; using those in {used}")
 
 
 def _find(folder: Path, base: str) -> Path | None:
@@ -392,18 +438,18 @@ def _file_key(path: Path, sha256: str | None) -> _FileKey:
     return str(path.resolve()), stat.st_mtime_ns, stat.st_size, checked
 
 
-@functools.lru_cache(maxsize=4)
-def _read_files(keys: tuple[_FileKey, ...]) -> tuple[np.ndarray, ...]:
-    """Verify and read the four files, in the order of ``_FILES``, as read-only arrays.
+@functools.lru_cache(maxsize=8)
+def _read_files(images: _FileKey, labels: _FileKey) -> tuple[np.ndarray, np.ndarray]:
+    """Verify and read an images file and its labels file, as read-only arrays.
 
-    The cache lets repeated loads (tests, several runs in one process) skip the decompression;
-    the arrays are read-only so that no caller can change what the next one gets.
+    The cache lets repeated loads (tests, several runs in one process, a test set loaded alone
+    and then with the rest) skip the decompression; the arrays are read-only so that no caller
+    can change what the next one gets.
     """
-    for path, _, _, sha256 in keys:
+    for path, _, _, sha256 in (images, labels):
         if sha256 is not None and (actual := sha256_of(path)) != sha256:
             raise ChecksumError(_checksum_message(path, actual, sha256))
-    train_images, train_labels, test_images, test_labels = (key[0] for key in keys)
-    return (*_read_pair(train_images, train_labels), *_read_pair(test_images, test_labels))
+    return _read_pair(images[0], labels[0])
 
 
 def _checksum_message(path: str, actual: str, published: str) -> str:

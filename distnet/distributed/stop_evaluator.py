@@ -31,12 +31,14 @@ class StopEvaluatorActor:
 
     The actor runs on the node ``node_id`` (the driver's: the best network is written where the
     driver reads it back). ``on_failure(cause)`` is called each time the actor is found dead,
-    before it is replaced; it may raise to end the run instead.
+    before it is replaced; it may raise to end the run instead. ``notes`` go into the best
+    network's file, as :class:`EarlyStopping`'s do.
     """
 
     def __init__(self, network_spec: dict, window: int, acceptable_error: float | None,
-                 best_path: Path | None, node_id: str, on_failure: Callable[[str], None]):
-        self._args = (network_spec, window, acceptable_error, best_path)
+                 best_path: Path | None, node_id: str, on_failure: Callable[[str], None],
+                 notes: dict | None = None):
+        self._args = (network_spec, window, acceptable_error, best_path, notes)
         self._options = {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=True)}
         self._on_failure = on_failure
         self._state: dict | None = None

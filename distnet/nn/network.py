@@ -279,8 +279,13 @@ class Network:
         return grad
 
     # -- files ----------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike, notes: dict | None = None) -> Path:
         """Write the network to ``path`` (``.npz``: the parameters plus JSON metadata), atomically.
+
+        ``notes``: a JSON object (a dict of strings, numbers, lists, dicts, booleans and None) to
+        keep with the network, such as what it was trained on; :func:`saved_notes` reads them
+        back (as JSON does: tuples come back as lists). The network itself never reads them.
+        Anything JSON cannot hold is refused with ConfigError, and nothing is written.
 
         The file loads without pickle, in Python with :meth:`load` or any NumPy.
         """
@@ -288,13 +293,18 @@ class Network:
         if path.suffix.lower() == ".json":
             raise ConfigError(f"{path}: save writes an .npz file; for the original's JSON layout use "
                               f"save_original_json, or give the file a name ending in .npz")
+        data = self.to_npz_bytes(notes)
         with atomic_writer(path) as f:
-            f.write(self.to_npz_bytes())
+            f.write(data)
         return path
 
-    def to_npz_bytes(self) -> bytes:
+    def to_npz_bytes(self, notes: dict | None = None) -> bytes:
         """The bytes :meth:`save` writes."""
-        return npz_bytes({"params": self.params}, {"format": FORMAT, "version": 1, **self.spec()})
+        meta = {"format": FORMAT, "version": 1, **self.spec()}
+        notes = _checked_notes(notes) if notes is not None else {}
+        if notes:  # a key that readers from before notes ignore: the format stays at version 1
+            meta["notes"] = notes
+        return npz_bytes({"params": self.params}, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Network":
@@ -430,6 +440,33 @@ def saved_network_path(path: str | os.PathLike) -> Path:
     if not (path / "best.npz").is_file():
         raise ModelFormatError(f"{path} is a folder without a best.npz; give a model file, such as RUN_DIR/best.npz")
     return path / "best.npz"
+
+
+def saved_notes(path: str | os.PathLike) -> dict:
+    """The notes saved with the network in ``path`` (see :meth:`Network.save`; a run directory
+    stands for its ``best.npz``): a dict, empty for a file saved without notes. ModelFormatError
+    for anything that :meth:`Network.load` would refuse, or notes that are not a JSON object."""
+    path = saved_network_path(path)
+    name = str(path)
+    arrays = read_npz(_read_model_file(path), name, required=("params", "meta"))
+    notes = parse_meta(arrays["meta"], name, FORMAT, version=1).get("notes", {})
+    if not isinstance(notes, dict):
+        raise ModelFormatError(f"{name}: its notes are not a JSON object (found {type(notes).__name__}); "
+                               f"not a file distnet wrote")
+    return notes
+
+
+def _checked_notes(notes) -> dict:
+    """``notes`` as JSON keeps them; ConfigError unless they are a JSON object."""
+    if not isinstance(notes, dict):
+        raise ConfigError(f"notes must be a dict (a JSON object), got {type(notes).__name__}")
+    try:
+        return json.loads(json.dumps(notes, allow_nan=False))
+    except (TypeError, ValueError) as e:  # an object JSON lacks, NaN or infinity, a circular reference
+        raise ConfigError(f"notes must hold only what JSON can (strings, numbers, lists, dicts, booleans, "
+                          f"None): {e}") from None
+    except RecursionError:
+        raise ConfigError("notes are nested too deeply to be saved as JSON") from None
 
 
 def _read_model_file(path: str | os.PathLike) -> bytes:
