@@ -454,12 +454,11 @@ class TrainerBase:
     def _check_resumable(saved: dict, current: dict) -> None:
         keys = ("network", "optimizer", "l2", "batch_size", "seed", "workers", "schedule", "augmentation",
                 "train_samples", "eval_every", "window", "acceptable_error")
-        differ = [k for k in keys if saved.get(k) != current.get(k)]
+        differ = [line for k in keys for line in _differences(k, saved.get(k), current.get(k))]
         if differ:
-            values = "; ".join(f"{k} {saved.get(k)!r} in its checkpoint, {current.get(k)!r} now" for k in differ)
-            raise ConfigError(f"cannot resume: the run was started with other {', '.join(differ)} than this resume "
-                              f"has ({values}); resume with the run's own settings, which its config.json records "
-                              f"(if that file was edited, undo the edit)")
+            raise ConfigError(f"cannot resume: the run was started with {'; with '.join(differ)}; resume with the "
+                              f"run's own settings, which its config.json records (if that file was edited, undo "
+                              f"the edit)")
         if "train_crc32" in saved and saved["train_crc32"] != current["train_crc32"]:  # recorded since 2026-12-01
             raise ConfigError(f"cannot resume: the training data differ from the run's ({current['train_samples']} "
                               f"samples as then, but other values); resume with the data the run was started with")
@@ -609,6 +608,21 @@ def trained_on_notes(train: Dataset) -> dict:
     trained on, ``{"trained_on": {"name": "mnist/train", "classes": ["0", ..., "9"]}}``, as text
     (a Dataset of your own may name itself or its classes with any object)."""
     return {"trained_on": {"name": str(train.name), "classes": [str(c) for c in train.classes]}}
+
+
+def _differences(name: str, then, now) -> list[str]:
+    """Where the setting ``name`` differs between a run's checkpoint (``then``) and a resume
+    (``now``): one phrase per differing value, down to the field of a spec that differs
+    ("another network layer 1 size (36 in its checkpoint, 64 now)")."""
+    if then == now:
+        return []
+    if isinstance(then, dict) and isinstance(now, dict):
+        return [line for key in [*then, *(k for k in now if k not in then)]
+                for line in _differences(f"{name} {key}", then.get(key), now.get(key))]
+    if isinstance(then, list) and isinstance(now, list) and len(then) == len(now):
+        singular = name[:-1] if name.endswith("s") else name  # "network layers" -> "network layer 1"
+        return [line for i, (a, b) in enumerate(zip(then, now)) for line in _differences(f"{singular} {i + 1}", a, b)]
+    return [f"another {name} ({then!r} in its checkpoint, {now!r} now)"]
 
 
 def _holds_best(run: RunDir, params: np.ndarray, epoch: int) -> bool:

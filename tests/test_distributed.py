@@ -141,7 +141,7 @@ def test_a_resume_without_a_worker_count_continues_with_the_run_s(mnist, ray_loc
     train, validation = data(mnist)
     trainer.fit(train, validation, epochs=1, eval_every=1, window=5, run_dir=tmp_path / "run")
     refused = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=4)
-    with pytest.raises(ConfigError, match="started with other seed than this resume has \\(seed 3 in its checkpoint, 4 now\\)"):
+    with pytest.raises(ConfigError, match="started with another seed \\(3 in its checkpoint, 4 now\\)"):
         refused.fit(train, validation, epochs=2, run_dir=tmp_path / "run", resume=True)
     assert refused.requested_workers is None  # a refused resume leaves the trainer as it was
     resumed = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
@@ -308,7 +308,7 @@ def test_an_embedded_ray_keeps_pyarrow_out_of_its_workers(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "pyarrow in a worker: None\n" in done.stdout  # None: the import is refused, not merely not yet made
     assert "ray still running: False" in done.stdout
-    assert "refused: cannot resume: the run was started with other seed than this resume" in done.stdout
+    assert "refused: cannot resume: the run was started with another seed (1 in its" in done.stdout
     assert "ray running after a refused resume: False" in done.stdout
 
 

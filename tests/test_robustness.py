@@ -503,8 +503,8 @@ def test_a_run_another_process_trains_before_its_first_checkpoint_is_in_use_not_
     ({"epochs": "many"}, "config.json: epochs must be a whole number of at least 1, got 'many'"),
     ({"epochs": 1.5}, "config.json: epochs must be a whole number of at least 1, got 1.5"),  # trained 2 epochs more
     ({"window": 0}, "config.json: window must be a whole number of at least 1, got 0"),
-    ({"seed": 5}, "cannot resume: the run was started with other seed than this resume has (seed 942457 in its "
-                  "checkpoint, 5 now); resume with the run's own settings, which its config.json records (if that "
+    ({"seed": 5}, "cannot resume: the run was started with another seed (942457 in its checkpoint, 5 "
+                  "now); resume with the run's own settings, which its config.json records (if that "
                   "file was edited, undo the edit)"),
 ])
 def test_a_resume_names_an_edited_or_damaged_config_json_and_touches_nothing(capsys, data, run, edit, message):

@@ -163,5 +163,5 @@ class InterruptAt(Reporter):
 def test_resuming_with_another_schedule_is_refused(mnist, tmp_path):
     train = mnist.train.subset(slice(0, 200))
     make_trainer(schedule=CosineDecay()).fit(train, None, epochs=1, run_dir=tmp_path)
-    with pytest.raises(ConfigError, match="started with other schedule than this resume has"):
+    with pytest.raises(ConfigError, match="started with another schedule \\("):
         make_trainer().fit(train, None, epochs=2, run_dir=tmp_path, resume=True)

@@ -241,7 +241,7 @@ def test_a_resume_keeps_the_run_s_own_settings_unless_given(mnist, tmp_path):
     before = files(tmp_path / "run")
     for changed in ({"eval_every": 5}, {"window": 4}, {"acceptable_error": 0.5}):
         name = next(iter(changed))
-        with pytest.raises(ConfigError, match=f"cannot resume: the run was started with other {name} than this resume has"):
+        with pytest.raises(ConfigError, match=f"cannot resume: the run was started with another {name} \\("):
             fit(resume=True, **changed)
     assert files(tmp_path / "run") == before
     with pytest.raises(ConfigError, match="cannot resume: the training data differ from the run's \\(2000 samples as "
@@ -395,8 +395,22 @@ def test_a_resume_names_what_differs_before_it_looks_at_the_data(mnist, tmp_path
     train = mnist.train.subset(slice(0, 640))
     Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(train, epochs=1, run_dir=tmp_path / "run")
     wider = Trainer(tiny_network(np.float32), Nesterov(0.02), seed=1)
-    with pytest.raises(ConfigError, match="cannot resume: the run was started with other network than this resume has"):
+    with pytest.raises(ConfigError, match="cannot resume: the run was started with another network dtype \\('float64' in its checkpoint, "
+                                          "'float32' now\\); resume with"):
         wider.fit(train, epochs=2, run_dir=tmp_path / "run", resume=True)
+
+
+def test_a_refused_resume_names_the_field_of_a_spec_that_differs_not_the_whole_spec():
+    from distnet.training import _differences
+    then = Network([Dense(36, "leaky_relu"), Dense(10, "softmax")], input_size=784).spec()
+    now = Network([Dense(64, {"name": "leaky_relu", "alpha": 0.1}), Dense(10, "softmax")], input_size=784).spec()
+    assert _differences("network", then, now) == ["another network layer 1 size (36 in its checkpoint, 64 now)",
+                                                  "another network layer 1 activation alpha (0.01 in its "
+                                                  "checkpoint, 0.1 now)"]
+    assert _differences("l2", 1e-4, 0.0) == ["another l2 (0.0001 in its checkpoint, 0.0 now)"]
+    assert _differences("schedule", None, {"name": "cosine"}) == [
+        "another schedule (None in its checkpoint, {'name': 'cosine'} now)"]
+    assert _differences("seed", 3, 3) == []
 
 
 def test_a_resume_to_a_new_total_interrupted_resumes_to_that_total(mnist, tmp_path):
