@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .checks import class_labels
+from .data import Dataset
+from .errors import ConfigError
 from .nn import Network
 
 
@@ -52,9 +54,14 @@ def class_label(classes: tuple[str, ...], index: int) -> str:
     return name if name == str(index) else f"{index} {name}"
 
 
-def evaluate(network: Network, images: np.ndarray, labels: np.ndarray,
+def evaluate(network: Network, images, labels: np.ndarray | None = None,
              classes: tuple[str, ...] | None = None) -> Evaluation:
-    """Error rate, per-class accuracy and confusion matrix of ``network`` on labelled images."""
+    """Error rate, per-class accuracy and confusion matrix of ``network`` on labelled images
+    (``images`` may be a :class:`~distnet.Dataset`, which brings its labels and class names)."""
+    if isinstance(images, Dataset) and labels is None:
+        images, labels, classes = images.images, images.labels, classes or images.classes
+    if labels is None:
+        raise ConfigError("the labels are missing: evaluate(network, images, labels), or evaluate(network, dataset)")
     return evaluation_of(network.predict(images), labels, classes)
 
 
@@ -62,10 +69,12 @@ def evaluation_of(outputs: np.ndarray, labels: np.ndarray, classes: tuple[str, .
     """The :class:`Evaluation` of outputs already computed (one row per sample)."""
     k = outputs.shape[1]
     labels = class_labels(labels, len(outputs), k)
+    if not len(labels):
+        raise ConfigError("an evaluation needs at least one sample, and the data has none")
     predicted = outputs.argmax(axis=1)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
-    return Evaluation(float(np.mean(predicted != labels)) if len(labels) else 0.0, confusion,
+    return Evaluation(float(np.mean(predicted != labels)), confusion,
                       tuple(classes) if classes else tuple(str(i) for i in range(k)))
 
 

@@ -148,7 +148,15 @@ def test_error_rate_takes_one_integer_label_per_row_in_range():
     network, X = net(seed=0), np.random.default_rng(0).random((6, 5))
     labels = np.array([0, 1, 2, 0, 1, 2])
     assert network.error_rate(X, labels) == network.error_count(X, labels.astype(np.uint8)) / 6
-    assert network.error_rate(np.zeros((0, 5)), []) == 0.0
+    with pytest.raises(ConfigError, match="at least one sample"):
+        network.error_rate(np.zeros((0, 5)), [])
+    with pytest.raises(ConfigError, match=r"the labels are missing: pass one class index per row of X"):
+        network.error_rate(X)  # a TypeError of Python's before
+    for raw in (np.uint8, np.uint16, bool):  # raw image bytes were taken as inputs, each byte 255 times too large
+        with pytest.raises(ConfigError, match=rf"floating-point inputs, got {np.dtype(raw)} values \(image bytes\? "
+                                              r"scale them as the network was trained: X.astype\(np.float32\) / 255\)"):
+            network.predict((X * 200).astype(raw))
+    assert network.predict((X * 3).astype(np.int64)).shape == (6, 3)  # whole numbers of your own are numbers
     with pytest.raises(ConfigError, match=r"integer class labels 0..2, one per row: got float64 data of shape "
                                           r"\(6, 3\) for 6 rows \(one-hot rows\? pass their argmax\(axis=1\)\)"):
         network.error_rate(X, np.eye(3)[labels])

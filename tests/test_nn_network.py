@@ -158,7 +158,9 @@ def test_backprop_correct_count_by_construction():
     assert net.error_rate(X, labels) == pytest.approx(0.3)
     assert net.error_rate(X, labels, batch_size=4) == pytest.approx(0.3)
     assert net.error_rate(X, predicted) == 0.0
-    assert net.error_rate(X[:0], labels[:0]) == 0.0
+    assert net.error_count(X[:0], labels[:0]) == 0
+    with pytest.raises(ConfigError, match="the error rate needs at least one sample, and the data has none"):
+        net.error_rate(X[:0], labels[:0])  # it was 0.0, a perfect score for nothing
 
 
 def test_backprop_into_a_preallocated_vector():

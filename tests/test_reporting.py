@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from distnet import ConfigError
-from distnet.metrics import (confident_mistakes, evaluation_of, probability_table, recognition,
+from distnet import ConfigError, Dataset, Dense, Network
+from distnet.metrics import (confident_mistakes, evaluate, evaluation_of, probability_table, recognition,
                              recognized)
 from distnet.progress import JsonLinesReporter, TerminalReporter, describe_training
 from distnet.step_stats import StepStats
@@ -30,6 +30,19 @@ def test_evaluation_of_outputs():
                             (LABELS[:4], "got int64 data of shape \\(4,\\) for 5 rows")):
         with pytest.raises(ConfigError, match=f"the labels must be .*class labels 0..2.*{message}"):
             evaluation_of(OUTPUTS, labels)
+
+
+def test_evaluate_takes_a_dataset_or_arrays_and_refuses_no_samples_and_missing_labels():
+    network = Network([Dense(3, "softmax")], input_size=4, seed=0)
+    data = Dataset(np.random.default_rng(0).random((9, 4), np.float32), np.arange(9) % 3, "mine", ("a", "b", "c"))
+    of_dataset, of_arrays = evaluate(network, data), evaluate(network, data.images, data.labels)
+    assert of_dataset.classes == ("a", "b", "c") and of_arrays.classes == ("0", "1", "2")
+    assert of_dataset.error_rate == of_arrays.error_rate == network.error_rate(data.images, data.labels)
+    np.testing.assert_array_equal(of_dataset.confusion, of_arrays.confusion)
+    with pytest.raises(ConfigError, match=r"the labels are missing: evaluate\(network, images, labels\)"):
+        evaluate(network, data.images)
+    with pytest.raises(ConfigError, match="an evaluation needs at least one sample"):
+        evaluation_of(OUTPUTS[:0], LABELS[:0])  # its error rate was 0.0
 
 
 def test_confident_mistakes_come_surest_first():

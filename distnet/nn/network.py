@@ -173,6 +173,9 @@ class Network:
         if hasattr(X, "images") and hasattr(X, "labels"):  # a Dataset, which the math does not know
             raise ConfigError("the network takes an array of inputs, one row per sample, not a data set: pass "
                               "its .images (and to error_rate its .labels too)")
+        if getattr(X, "dtype", None) is not None and np.dtype(X.dtype).kind in "ub":
+            raise ConfigError(f"the network takes floating-point inputs, got {np.dtype(X.dtype)} values (image "
+                              f"bytes? scale them as the network was trained: X.astype(np.float32) / 255)")
         X = np.asarray(X, dtype=self.dtype)
         if X.ndim == 1:
             X = X[None, :]
@@ -210,16 +213,22 @@ class Network:
         X = self._inputs(X)
         return float(self.cost.value(self.predict(X), self._targets(Y, len(X))).mean())
 
-    def error_rate(self, X, labels, batch_size: int = 1_000) -> float:
-        """The fraction of rows whose largest output is not the label."""
+    def error_rate(self, X, labels=None, batch_size: int = 1_000) -> float:
+        """The fraction of rows whose largest output is not the label (see :meth:`error_count`);
+        ConfigError for no rows, whose error rate is undefined."""
         X = self._inputs(X)
         errors = self.error_count(X, labels, batch_size)
-        return errors / len(X) if len(X) else 0.0
+        if not len(X):
+            raise ConfigError("the error rate needs at least one sample, and the data has none")
+        return errors / len(X)
 
-    def error_count(self, X, labels, batch_size: int = 1_000) -> int:
+    def error_count(self, X, labels=None, batch_size: int = 1_000) -> int:
         """The number of rows whose largest output is not the label: ``labels`` holds one class
         index 0..output_size-1 per row of ``X`` (see :meth:`predict` for ``batch_size``)."""
         X = self._inputs(X)
+        if labels is None:
+            raise ConfigError("the labels are missing: pass one class index per row of X, "
+                              "error_rate(X, labels)")
         labels = class_labels(labels, len(X), self.output_size)
         return int(np.count_nonzero(self.predict(X, batch_size).argmax(axis=1) != labels))
 
