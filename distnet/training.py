@@ -22,6 +22,7 @@ import numpy as np
 from .batches import BatchPlan
 from .checkpoint import Checkpoint
 from .data import Dataset
+from .data.datasets import DIGIT_CLASSES
 from .errors import ConfigError, DistnetError, ModelFormatError, TrainingDivergedError
 from .data.augment import RandomAffine
 from .data.digits import PIXELS, SIDE
@@ -567,9 +568,11 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
         if data is not None and (network.input_size != data.images.shape[1]
                                  or network.output_size != len(data.classes)):
             what = "training" if name == "train" else name
+            default = (" (the ten digits, a Dataset's classes unless it is given classes=[...] of your own)"
+                       if data.classes == DIGIT_CLASSES and network.output_size != len(data.classes) else "")
             raise ConfigError(f"the network does not fit the {what} data: it takes {network.input_size} inputs and "
                               f"gives {network.output_size} outputs, the data has {data.images.shape[1]} values per "
-                              f"sample and {len(data.classes)} classes")
+                              f"sample and {len(data.classes)} classes{default}")
     if augmentation is not None and train.images.shape[1] != PIXELS:
         raise ConfigError(f"augmentation moves {SIDE}x{SIDE} images, and these samples have "
                           f"{train.images.shape[1]} values each; train without it (augmentation=None)")

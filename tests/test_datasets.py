@@ -135,14 +135,20 @@ def test_astype() -> None:
     ("images", "labels", "message"),
     [
         (np.zeros((3, 784), np.float32), [1, 2], "small: 3 images but 2 labels"),
-        (np.zeros((2, 784), np.float32), [1, 10], "small: label 10 is outside 0..9"),
-        (np.zeros((2, 784), np.float32), [-1, 0], "small: label -1 is outside 0..9"),
+        (np.zeros((2, 784), np.float32), [1, 10], r"small: label 10 is outside 0..9; for classes of your own, give "
+                                                   r"their names: Dataset\(images, labels, classes=\[...\]\)$"),
+        (np.zeros((2, 784), np.float32), [-1, 0], "small: label -1 is outside 0..9$"),
         (np.zeros((2, 28, 28), np.float32), [1, 2], r"2-D array, one row of values per sample \(such as \(n, "
                                                     r"784\) for 28x28 images: images.reshape\(n, 784\)\), got "
                                                     r"shape \(2, 28, 28\)"),
         (np.zeros((2, 0), np.float32), [1, 2], r"got shape \(2, 0\)"),
-        (np.zeros((2, 784), np.uint8), [1, 2], "floating point in \\[0, 1\\], got uint8"),
-        (np.zeros((2, 784), np.float32), [1.0, 2.0], "1-D integer array"),
+        (np.zeros((2, 784), np.uint8), [1, 2], r"floating-point values, got uint8 \(image bytes: "
+                                               r"images.astype\(np.float32\) / 255, as MNIST's are scaled; other "
+                                               r"numbers: images.astype\(np.float32\)\)"),
+        (np.zeros((2, 784), np.float32), [1.0, 2.0], r"1-D array of integer class indices, got float64 data of "
+                                                     r"shape \(2,\)$"),
+        (np.zeros((2, 784), np.float32), np.eye(10)[[1, 2]], r"got float64 data of shape \(2, 10\) \(one-hot rows\? "
+                                                             r"pass their argmax\(axis=1\)\)"),
     ],
 )
 def test_dataset_validation(images: np.ndarray, labels: list, message: str) -> None:

@@ -454,8 +454,12 @@ def test_fit_refuses_data_it_cannot_train_on(mnist):
         trainer.fit(mnist.train, mnist.validation.images)
     five_classes = Trainer(Network([Dense(5, "softmax")], input_size=784, seed=1), Nesterov(0.02), seed=1)
     with pytest.raises(ConfigError, match="the network does not fit the training data: it takes 784 inputs and gives 5 "
-                                          "outputs, the data has 784 values per sample and 10 classes"):
-        five_classes.fit(mnist.train)
+                                          r"outputs, the data has 784 values per sample and 10 classes \(the ten "
+                                          r"digits, a Dataset's classes unless it is given classes=\[...\] of your "
+                                          r"own\)"):
+        five_classes.fit(Dataset(mnist.train.images[:320], mnist.train.labels[:320] % 5))
+    five = Dataset(mnist.train.images[:320], mnist.train.labels[:320] % 5, classes="abcde")
+    assert five_classes.fit(five, epochs=1).epochs == 1
     images = mnist.validation.images[:100].copy()
     images[[7, 42], 3] = [np.nan, np.inf]
     with pytest.raises(ConfigError, match=r"the validation data hold NaN or infinite values \(sample 7 is the first "

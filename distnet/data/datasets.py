@@ -152,18 +152,22 @@ class Dataset:
                               f"(n, {PIXELS}) for {SIDE}x{SIDE} images: images.reshape(n, {PIXELS})), got shape "
                               f"{images.shape}")
         if images.dtype.kind != "f":
-            raise ConfigError(
-                f"{where}: images must be floating point in [0, 1], got {images.dtype} "
-                "(divide bytes by 255)"
-            )
+            raise ConfigError(f"{where}: images must be floating-point values, got {images.dtype} (image bytes: "
+                              f"images.astype(np.float32) / 255, as MNIST's are scaled; other numbers: "
+                              f"images.astype(np.float32))")
         # An empty list becomes a float array; it holds no labels, so it is fine.
         if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
-            raise ConfigError(f"{where}: labels must be a 1-D integer array")
+            one_hot = labels.ndim == 2 and labels.shape[0] == len(images)
+            raise ConfigError(f"{where}: labels must be a 1-D array of integer class indices, got {labels.dtype} "
+                              f"data of shape {labels.shape}"
+                              f"{' (one-hot rows? pass their argmax(axis=1))' if one_hot else ''}")
         if len(images) != len(labels):
             raise ConfigError(f"{where}: {len(images)} images but {len(labels)} labels")
         outside = labels[(labels < 0) | (labels >= len(classes))]
         if outside.size:
-            raise ConfigError(f"{where}: label {outside[0]} is outside 0..{len(classes) - 1}")
+            own = ("; for classes of your own, give their names: Dataset(images, labels, classes=[...])"
+                   if classes == DIGIT_CLASSES and outside[0] > 0 else "")
+            raise ConfigError(f"{where}: label {outside[0]} is outside 0..{len(classes) - 1}{own}")
         object.__setattr__(self, "images", _read_only(images))
         object.__setattr__(self, "labels", _read_only(labels.astype(np.int64, copy=False)))
         object.__setattr__(self, "classes", classes)
