@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 import zlib
@@ -217,7 +218,8 @@ class TrainerBase:
             reporter: Reporter | None = None, extra_config: dict | None = None) -> FitResult:
         """Train on ``train`` until early stopping (on ``validation``) or ``epochs`` epochs.
 
-        Every epoch the training set is reshuffled and run in mini-batches; every ``eval_every``
+        Every epoch the training set is reshuffled and run in ``len(train) // batch_size`` full
+        mini-batches (the few samples left over, others each epoch, wait for a later one); every ``eval_every``
         epochs (and after the last) the validation error goes to the stop rule, the original's
         StopEvaluator: once ``window`` evaluations are in, it stops when the average error over the
         last ``window`` rises above the average before it (the original's example used a window of
@@ -255,7 +257,9 @@ class TrainerBase:
             validation = validation.astype(self.network.dtype) if validation is not None and len(validation) else None
         for what, data in (("training", train), ("validation", validation)):
             _check_finite(what, data)  # as cast: a float64 value beyond float32's range is infinite now
-        reporter = reporter or Reporter()
+        reporter = _checked_reporter(reporter)
+        if run_dir is not None and not isinstance(run_dir, (str, os.PathLike)):
+            raise ConfigError(f"run_dir must be a folder's path (a str or pathlib.Path), got {run_dir!r}")
         if resume and run_dir is None:
             raise ConfigError("resume=True continues the run in run_dir: give run_dir")
         if checkpoint_every and run_dir is None:
@@ -577,6 +581,20 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
         raise ConfigError(f"augmentation moves {SIDE}x{SIDE} images, and these samples have "
                           f"{train.images.shape[1]} values each; train without it (augmentation=None)")
     return _checked_settings(settings)
+
+
+def _checked_reporter(reporter) -> Reporter:
+    """``reporter``, or the silent Reporter for None; ConfigError for anything that cannot
+    receive the events (checked before a run directory is written)."""
+    if reporter is None:
+        return Reporter()
+    events = ("on_start", "on_steps", "on_evaluation", "on_end")
+    if isinstance(reporter, type) or not all(callable(getattr(reporter, e, None)) for e in events):
+        given = (f"the class {reporter.__name__}, not an instance" if isinstance(reporter, type)
+                 else f"{reporter!r}, which lacks {', '.join(e for e in events if not callable(getattr(reporter, e, None)))}")
+        raise ConfigError(f"reporter must be a Reporter, such as TerminalReporter() (or an object with the methods "
+                          f"{', '.join(events)}); got {given}")
+    return reporter
 
 
 def _checked_settings(settings: dict, resolved: bool = False) -> dict:

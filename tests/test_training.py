@@ -445,6 +445,21 @@ def test_a_resume_of_a_folder_without_a_run_says_so(mnist, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_fit_refuses_a_reporter_or_run_dir_it_cannot_use_before_writing_anything(mnist, tmp_path):
+    trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), batch_size=32, seed=11)
+    train = mnist.train.subset(slice(0, 320))
+    for reporter, given in ((TerminalReporter, "the class TerminalReporter, not an instance"),
+                            (print, "<built-in function print>, which lacks on_start, on_steps, on_evaluation, "
+                                    "on_end")):
+        with pytest.raises(ConfigError, match=rf"reporter must be a Reporter, such as TerminalReporter\(\) \(or an "
+                                              rf"object with the methods on_start, on_steps, on_evaluation, "
+                                              rf"on_end\); got {re.escape(given)}$"):
+            trainer.fit(train, epochs=1, run_dir=tmp_path / "run", reporter=reporter)
+    with pytest.raises(ConfigError, match=r"run_dir must be a folder's path \(a str or pathlib.Path\), got 5$"):
+        trainer.fit(train, epochs=1, run_dir=5)  # a TypeError of pathlib's before
+    assert not (tmp_path / "run").exists()  # the class had failed only once config.json was written
+
+
 def test_fit_refuses_data_it_cannot_train_on(mnist):
     trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), batch_size=32, seed=11)
     with pytest.raises(ConfigError, match=r"train must be a distnet Dataset \(such as load_mnist\(\).train, or "
