@@ -343,7 +343,8 @@ def test_more_workers_than_the_cluster_can_place_is_a_clear_error_not_a_hang(dat
     status, out, err, seconds = run_distnet(offline, "train", "--workers", workers, "--batch-size", workers,
                                             "--data-dir", data, "--run-dir", tmp_path / "run", timeout=120)
     assert_clean_error(status, err, f"cannot place {workers} workers (one CPU each): the cluster has "
-                                    f"{cpus} CPUs", f"use {cpus} workers or fewer (--workers)")
+                                    f"{cpus} CPUs", f"use at most {cpus} worker{'s' if cpus > 1 else ''} (workers, "
+                                                                  f"--workers), or add nodes")
     assert err.startswith("distnet: starting Ray on this machine\n")  # the seconds before the error
     assert seconds < 60  # the placement wait (60 s by default) was not spent
     assert not (tmp_path / "run" / "checkpoint.npz").exists()

@@ -241,8 +241,8 @@ class DistributedTrainer(TrainerBase):
             free = ray.available_resources().get("CPU", 0)
             remove_placement_group(self._pg)
             raise ConfigError(f"cannot place {n} workers (one CPU each): the cluster has {cpus:g} CPUs, "
-                              f"{free:g} free, after waiting {waited:g} s; use {max(1, int(free))} "
-                              f"workers or fewer (--workers), or add nodes")
+                              f"{free:g} free, after waiting {waited:g} s; use at most "
+                              f"{count(max(1, int(free)), 'worker')} (workers, --workers), or add nodes")
         self._spec = self.network.spec()
         # One object per shard: a worker receives (and maps) only its own samples, and a
         # replacement worker gets the same objects again.
