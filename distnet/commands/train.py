@@ -244,7 +244,6 @@ def finish_train(args, trainer, result, splits, run: RunDir) -> int:
                   f"step protocol: {summary['protocol']}")
     print(f"best network: {run.best_path}\nrun directory: {run.path}")
     if not args.quiet:
-        dataset = f" --dataset {args.dataset}" if args.dataset != "mnist" else ""
-        print(f"look closer: distnet show {shlex.quote(str(run.best_path))}{dataset}; "
+        print(f"look closer: distnet show {shlex.quote(str(run.best_path))}; "
               f"distnet plot {shlex.quote(str(run.path))}")
     return 0
