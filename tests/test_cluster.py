@@ -147,11 +147,12 @@ def test_a_stopped_job_is_resumed_with_the_command_submit_prints(cluster, mnist)
         out, err = submit.communicate(timeout=300)
     finally:
         submit.kill()
-    assert submit.returncode != 0
-    resume = f"distnet submit --resume {run}"
-    assert f"distnet: terminated; resume with: {resume}" in out  # the job's own advice, in its log
-    assert err.splitlines()[-1].startswith("distnet: job distnet-stopped-test stopped: ")
-    assert err.splitlines()[-1].endswith(f"; if it saved a checkpoint, train on with: {resume}")
+    assert submit.returncode == 143  # as a terminated distnet train (Ray records no exit code; 1 before)
+    resume = f"distnet submit --resume {shlex.quote(str(run))} --env DISTNET_DATA_DIR={env['DISTNET_DATA_DIR']}"
+    assert f"distnet: terminated; resume with: {resume}\n" in out  # the job's own advice, in its log
+    # submit's advice is the same command (it lacked the --env), after Ray's reason without its full stop
+    assert re.fullmatch(rf"distnet: job distnet-stopped-test stopped: [^;]*[^.]; if it saved a checkpoint, train "
+                        rf"on with: {re.escape(resume)}", err.splitlines()[-1])
     checkpoint = Checkpoint.load(run / "checkpoint.npz")
     epochs = checkpoint.epoch + 1  # one more epoch (or the rest of the one it was in)
     done = subprocess.run([sys.executable, "-m", *resume.split(), "--epochs", str(epochs), "--quiet"], env=env,
@@ -295,7 +296,7 @@ def test_submit_refuses_relative_paths_which_the_job_would_take_from_the_heads_f
 def test_submit_to_a_host_port_nothing_answers_says_both_addresses_it_takes(monkeypatch):
     import socket
 
-    from distnet.commands.submit import _client
+    from distnet.commands.submit import _JobsAPI
     from distnet.errors import ClusterUnreachableError
 
     with socket.socket() as probe:  # a port nothing listens on
@@ -304,7 +305,7 @@ def test_submit_to_a_host_port_nothing_answers_says_both_addresses_it_takes(monk
     with pytest.raises(ClusterUnreachableError, match=re.escape(
             f"cannot reach a Ray cluster at 127.0.0.1:{port} (connection refused") + ".*" + re.escape(
             "; or give the Jobs API's address, the dashboard's http://HOST:PORT (8265 by default)")):
-        _client(f"127.0.0.1:{port}")
+        _JobsAPI(f"127.0.0.1:{port}")
 
 
 def test_a_log_stream_that_breaks_is_said_in_a_line_and_submit_waits_for_the_job_s_end(capsys):
@@ -324,6 +325,79 @@ def test_a_log_stream_that_breaks_is_said_in_a_line_and_submit_waits_for_the_job
                    "job to end (`ray job logs j1` shows its log)\n")
 
 
+class _FakeJobs:
+    """A Jobs API client whose job ends with ``status`` (or whose head goes away while it runs)."""
+
+    def __init__(self, status=None, message=None):
+        self.status, self.message = status, message
+
+    def submit_job(self, submission_id, **request):
+        return submission_id
+
+    def get_address(self):
+        return "http://head:8265"
+
+    async def tail_job_logs(self, job_id):
+        yield "epoch   1  train error ...\n"
+
+    def get_job_status(self, job_id):
+        from ray.job_submission import JobStatus
+        import requests
+
+        if self.status is None:
+            raise requests.exceptions.ConnectionError("HTTPConnectionPool(host='head', port=8265): Max retries "
+                                                      "exceeded with url: /api/jobs/j (Caused by ...)")
+        return JobStatus(self.status)
+
+    def get_job_info(self, job_id):
+        from types import SimpleNamespace
+        return SimpleNamespace(message=self.message, driver_exit_code=None)
+
+
+def _submit_to(monkeypatch, capsys, client, *options):
+    from distnet.cli import main
+    from distnet.commands import submit
+
+    class Jobs(submit._JobsAPI):
+        def __init__(self, address):
+            self._source, self.client = "--address", client
+
+    monkeypatch.setattr(submit, "_JobsAPI", Jobs)
+    monkeypatch.setenv("DISTNET_DATA_DIR", "/data")
+    status = main(["submit", "--job-id", "j", "--run-dir", "/runs/a", *options])
+    out, err = capsys.readouterr()
+    return status, err.splitlines()[-1]
+
+
+def test_a_stopped_job_ends_submit_as_a_terminated_train_with_the_job_s_own_resume_command(monkeypatch, capsys):
+    status, last = _submit_to(monkeypatch, capsys, _FakeJobs("STOPPED", "Job was intentionally stopped."))
+    assert status == 143  # 1 before: Ray records no exit code for a job it stopped
+    assert last == ("distnet: job j stopped: Job was intentionally stopped; if it saved a checkpoint, train on with: "
+                    "distnet submit --resume /runs/a --env DISTNET_DATA_DIR=/data")  # ".;" and no --env before
+
+
+def test_a_cluster_gone_while_submit_follows_its_job_is_said_with_how_to_go_on(monkeypatch, capsys):
+    status, last = _submit_to(monkeypatch, capsys, _FakeJobs(), "--address", "http://head:8265")
+    assert status == 2  # before: the command line's line for any OSError (requests' ConnectionError), no advice
+    assert last == ("distnet: error: the Ray Jobs API refused or could not be reached: HTTPConnectionPool(host='head', "
+                    "port=8265): Max retries exceeded with url: /api/jobs/j (Caused by ...). Check --address: the "
+                    "dashboard's http://HOST:PORT, 8265 by default; lost contact while following job j, which may "
+                    "have ended with the cluster: once the cluster is back, a checkpoint it saved in /runs/a (on "
+                    "the head node) trains on with: distnet submit --resume /runs/a --address http://head:8265 "
+                    "--env DISTNET_DATA_DIR=/data")
+
+
+def test_submit_names_the_variable_its_jobs_api_address_came_from(monkeypatch):
+    from distnet.commands.submit import _JobsAPI
+    from distnet.errors import DistnetError
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://127.0.0.1:1")  # nothing listens on port 1
+    with pytest.raises(DistnetError, match=re.escape("Check RAY_API_SERVER_ADDRESS (set in this shell; --address "
+                                                     "wins over it): the dashboard's http://HOST:PORT")):
+        _JobsAPI(None)  # "Check --address" before, which was not given
+
+
 def test_submit_takes_paths_in_the_head_nodes_home(monkeypatch):
     monkeypatch.setenv("DISTNET_DATA_DIR", "~/data")  # distnet expands it there
     request = job_request(build_parser().parse_args(["submit", "--job-id", "j", "--run-dir", "~/runs/a"]))
@@ -331,13 +405,18 @@ def test_submit_takes_paths_in_the_head_nodes_home(monkeypatch):
     assert request["runtime_env"]["env_vars"]["DISTNET_DATA_DIR"] == "~/data"
 
 
-def test_the_command_that_resumes_a_stopped_job_submits_the_same_run_with_the_same_options():
+def test_the_command_that_resumes_a_stopped_job_submits_the_same_run_with_the_same_options(monkeypatch):
+    monkeypatch.setenv("DISTNET_DATA_DIR", "/data")  # taken from this shell: named, for any other shell
     args = build_parser().parse_args(["submit", "--address", "http://head:8265", "--env", "A=b c"])
-    command = _resume_command(args, "~/distnet-runs/j")
-    assert command == "distnet submit --resume '~/distnet-runs/j' --address http://head:8265 --env 'A=b c'"
-    again = build_parser().parse_args(shlex.split(command)[1:])  # as this shell passes it on
+    env_vars = job_request(args)["runtime_env"]["env_vars"]
+    command = _resume_command(args, "~/distnet-runs/j", env_vars)
+    assert command == ("distnet submit --resume '~/distnet-runs/j' --address http://head:8265 --env "
+                       "DISTNET_DATA_DIR=/data --env 'A=b c'")
+    monkeypatch.delenv("DISTNET_DATA_DIR")
+    again = build_parser().parse_args(shlex.split(command)[1:])  # as a shell passes it on
     request = job_request(again)
     assert request["entrypoint"] == "python -m distnet train --address auto --resume ~/distnet-runs/j"
+    assert request["runtime_env"]["env_vars"] == env_vars
     assert request["runtime_env"]["env_vars"]["A"] == "b c" and again.address == "http://head:8265"
 
 

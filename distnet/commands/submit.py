@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shlex
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -38,7 +39,8 @@ examples:
 With token authentication (RAY_AUTH_MODE=token on the cluster) set RAY_AUTH_MODE=token here too,
 and the cluster's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token.
 Without --run-dir the run is written on the head node to {RUNS_ON_HEAD}/JOB_ID. Exit status: 0
-when the job succeeded, otherwise the job's own exit status (2 for a distnet error), or 1.
+when the job succeeded, otherwise the job's own exit status (2 for a distnet error; 143 for a
+job that `ray job stop` stopped), or 1.
 The job's command (its Ray entrypoint) is shown when the job is submitted; see cluster/README.md."""
 
 
@@ -141,37 +143,48 @@ def _quote_for_head(word: str) -> str:
 def run(args) -> int:
     request = job_request(args)
     run_dir = request.pop("run_dir")
-    client = _client(args.address)
-    job_id = _call(client.submit_job, **request, metadata={"distnet": "train"})
+    api = _JobsAPI(args.address)
+    client = api.client
+    job_id = api.call(client.submit_job, **request, metadata={"distnet": "train"})
     print(f"submitted job {job_id} to {client.get_address()}\n  {request['entrypoint']}\n"
           f"run directory (on the head node): {run_dir}", file=sys.stderr, flush=True)
     if args.no_wait:
         print(job_id)
         return 0
+    resume = _resume_command(args, run_dir, request["runtime_env"]["env_vars"])
     try:
         asyncio.run(_print_logs(client, job_id))
-        status = _wait_for_end(client, job_id)
+        status = _wait_for_end(api, job_id)
+        if status == "SUCCEEDED":
+            return 0
+        info = api.call(client.get_job_info, job_id)
     except KeyboardInterrupt:
         print(f"\ndistnet: stopped following; job {job_id} goes on. Follow it again with "
               f"`ray job logs --follow {job_id}`, stop it with `ray job stop {job_id}` "
               f"(both with --address {client.get_address()})", file=sys.stderr)
         return 130
-    if status == "SUCCEEDED":
-        return 0
-    info = _call(client.get_job_info, job_id)
+    except DistnetError as e:  # the cluster went away while the job ran (or the connection to it)
+        raise DistnetError(f"{e}; lost contact while following job {job_id}, which may have ended with the "
+                           f"cluster: once the cluster is back, a checkpoint it saved in {run_dir} (on the head "
+                           f"node) trains on with: {resume}") from None
     # Ray appends the end of the logs, which were just shown.
-    why = (info.message or "no reason given").split(", last available logs")[0].splitlines()[0]
+    why = (info.message or "no reason given").split(", last available logs")[0].splitlines()[0].rstrip(". ")
     # A stopped job may have saved a checkpoint (one that failed is likelier a mistake to fix).
-    go_on = (f"; if it saved a checkpoint, train on with: {_resume_command(args, run_dir)}"
-             if status == "STOPPED" else "")
+    go_on = f"; if it saved a checkpoint, train on with: {resume}" if status == "STOPPED" else ""
     print(f"distnet: job {job_id} {status.lower()}: {why}{go_on}", file=sys.stderr)
-    return info.driver_exit_code or 1
+    if info.driver_exit_code:
+        return info.driver_exit_code
+    # Ray records no exit code for a job it stopped: the status of a terminated distnet train.
+    return 128 + signal.SIGTERM if status == "STOPPED" else 1
 
 
-def _resume_command(args: argparse.Namespace, run_dir: str) -> str:
-    """The command, for this shell, that submits the run in ``run_dir`` (on the head node) again."""
+def _resume_command(args: argparse.Namespace, run_dir: str, env_vars: dict[str, str]) -> str:
+    """The command that submits the run in ``run_dir`` (on the head node) again, with the job's
+    environment variables (``env_vars``: the --env given and DISTNET_DATA_DIR taken from this
+    shell, so that the command works from another shell too), as the job's own advice has them."""
     options = ["--address", args.address] if args.address else []
-    return submit_resume_command(run_dir, options + [w for pair in args.env for w in ("--env", pair)])
+    return submit_resume_command(run_dir, options + [w for name, value in env_vars.items()
+                                                     for w in ("--env", f"{name}={value}")])
 
 
 async def _print_logs(client, job_id: str) -> None:
@@ -185,9 +198,9 @@ async def _print_logs(client, job_id: str) -> None:
               f"to end (`ray job logs {job_id}` shows its log)", file=sys.stderr)
 
 
-def _wait_for_end(client, job_id: str) -> str:
+def _wait_for_end(api: _JobsAPI, job_id: str) -> str:
     # The log stream ends with the job; its final status can take a moment to be recorded.
-    while not (status := _call(client.get_job_status, job_id)).is_terminal():
+    while not (status := api.call(api.client.get_job_status, job_id)).is_terminal():
         time.sleep(0.5)
     return status.value
 
@@ -206,43 +219,59 @@ def _only_address(address: str | None):
         os.environ.update({name: value for name, value in saved.items() if value is not None})
 
 
-def _client(address: str | None):
-    import logging
+def _address_source(address: str | None) -> str:
+    """Where the Jobs API's address comes from, for advice on what to check."""
+    if address:
+        return "--address"
+    for name in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"):
+        if os.environ.get(name):
+            return f"{name} (set in this shell; --address wins over it)"
+    return "--address (none was given, so a Ray running on this machine was looked for)"
 
-    from ray.job_submission import JobSubmissionClient
 
-    # Ray's job client narrates each request, and the packing of the distnet package it uploads,
-    # at INFO; this command says what happens itself.
-    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
-                 "ray._private.runtime_env.packaging"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    given = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
-    if given and "://" not in given and given not in RAY_RESOLVED:
+class _JobsAPI:
+    """The Ray Jobs API at the address this command was given (``client``), each call through
+    :meth:`call`, which says what goes wrong in one line, with what to check."""
+
+    def __init__(self, address: str | None):
+        import logging
+
+        from ray.job_submission import JobSubmissionClient
+
+        # Ray's job client narrates each request, and the packing of the distnet package it
+        # uploads, at INFO; this command says what happens itself.
+        for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
+                     "ray._private.runtime_env.packaging"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        given = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
+        if given and "://" not in given and given not in RAY_RESOLVED:
+            try:
+                # A GCS address; the dashboard's without http:// would hang for 40 s.
+                check_reachable(given, otherwise="; or give the Jobs API's address, the dashboard's "
+                                                 "http://HOST:PORT (8265 by default)")
+            except ConfigError:
+                raise ConfigError(f"the Jobs API address {given!r} is not http://HOST:PORT (the dashboard's, 8265 "
+                                  f"by default) or a cluster's HOST:PORT") from None
+        self._source = _address_source(address)
+        with _only_address(address):
+            self.client = self.call(JobSubmissionClient, address)
+
+    def call(self, function, *args, **kwargs):
+        """``function(*args, **kwargs)``, a call of the Jobs API; DistnetError if it fails."""
+        from ray.exceptions import AuthenticationError, RayError
+        from requests.exceptions import RequestException  # not a ConnectionError: the head went away
+
         try:
-            # A GCS address; the dashboard's without http:// would hang for 40 s.
-            check_reachable(given, otherwise="; or give the Jobs API's address, the dashboard's http://HOST:PORT "
-                                             "(8265 by default)")
-        except ConfigError:
-            raise ConfigError(f"the Jobs API address {given!r} is not http://HOST:PORT (the dashboard's, 8265 by "
-                              f"default) or a cluster's HOST:PORT") from None
-    with _only_address(address):
-        return _call(JobSubmissionClient, address)
-
-
-def _call(function, *args, **kwargs):
-    """Call the Jobs API; what goes wrong there is said in one line, with what to check."""
-    from ray.exceptions import AuthenticationError, RayError
-
-    try:
-        return function(*args, **kwargs)
-    except AuthenticationError:
-        raise DistnetError(token_problem("the Ray Jobs API")) from None
-    except (ConnectionError, RuntimeError, ValueError, RayError) as e:
-        text = str(e).strip() or type(e).__name__
-        if _REFUSAL.match(text):  # the API answered, with its reason last (after any traceback)
-            raise DistnetError(f"the Ray Jobs API refused the request: {_reason(text)}") from None
-        raise DistnetError(f"the Ray Jobs API refused or could not be reached: {text.splitlines()[0].rstrip('.')}. "
-                           f"Check --address (the dashboard's http://HOST:PORT, 8265 by default)") from None
+            return function(*args, **kwargs)
+        except AuthenticationError:
+            raise DistnetError(token_problem("the Ray Jobs API")) from None
+        except (ConnectionError, RequestException, RuntimeError, ValueError, RayError) as e:
+            text = str(e).strip() or type(e).__name__
+            if _REFUSAL.match(text):  # the API answered, with its reason last (after any traceback)
+                raise DistnetError(f"the Ray Jobs API refused the request: {_reason(text)}") from None
+            raise DistnetError(f"the Ray Jobs API refused or could not be reached: "
+                               f"{text.splitlines()[0].rstrip('.')}. Check {self._source}: the dashboard's "
+                               f"http://HOST:PORT, 8265 by default") from None
 
 
 _REFUSAL = re.compile(r"Request failed with status code \d+: ")
