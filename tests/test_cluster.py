@@ -499,6 +499,12 @@ def test_cluster_launcher_config_is_valid_and_installs_the_project_with_token_au
     for start in ("head_start_ray_commands", "worker_start_ray_commands"):
         assert any("RAY_AUTH_MODE=token" in command and "ray start" in command for command in config[start])
     assert "~/.ray/auth_token" in config["file_mounts"]
+    # What pip install ~/distnet reads, and no more (`ray up` hashed and copied the whole checkout,
+    # its virtual environment included): the project file, the readme it names, the package.
+    readme = re.search(r'^readme = "(.+)"$', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    needed = {"pyproject.toml", readme, "distnet"}
+    assert {target: source for target, source in config["file_mounts"].items() if target.startswith("~/distnet/")} \
+        == {f"~/distnet/{name}": f"./{name}" for name in needed}
 
 
 def test_clusters_started_here_free_objects_as_an_embedded_ray_does():
