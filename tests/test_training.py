@@ -449,8 +449,7 @@ def test_fit_refuses_a_reporter_or_run_dir_it_cannot_use_before_writing_anything
     trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), batch_size=32, seed=11)
     train = mnist.train.subset(slice(0, 320))
     for reporter, given in ((TerminalReporter, "the class TerminalReporter, not an instance"),
-                            (print, "<built-in function print>, which lacks on_start, on_steps, on_evaluation, "
-                                    "on_end")):
+                            ("stderr", "'stderr', which lacks on_start, on_steps, on_evaluation, on_end")):
         with pytest.raises(ConfigError, match=rf"reporter must be a Reporter, such as TerminalReporter\(\) \(or an "
                                               rf"object with the methods on_start, on_steps, on_evaluation, "
                                               rf"on_end\); got {re.escape(given)}$"):
