@@ -6,6 +6,11 @@ shuffled by its own generator seeded with (seed, epoch, shard), so any step of a
 rebuilt from the seed alone: workers need only their shard, and a resumed run needs no RNG state.
 Steps per epoch = n // batch_size; the few samples left over (others each epoch, by the shuffle)
 are not used in that epoch. With one shard this is the familiar "shuffle, then slice" loop.
+
+The number of shards is the run's number of workers, which a resume may change (the steps per
+epoch stay, the batches' composition does not). A run resumed within an epoch finishes that epoch
+with the batches it began it with (``carried``: every sample still at most once in it), and draws
+from the new shards from the next epoch on.
 """
 from __future__ import annotations
 
@@ -36,9 +41,15 @@ def check_batch_size(batch_size: int, shards: int) -> None:
 class BatchPlan:
     """The mini-batches of every epoch of ``n_samples`` samples cut into ``shards`` shards, by the
     rule above: ``shard_ranges`` are the shards' [start, stop) in the training set, and
-    ``shard_batch_sizes`` what each gives to a batch."""
+    ``shard_batch_sizes`` what each gives to a batch.
 
-    def __init__(self, n_samples: int, batch_size: int, shards: int = 1, seed: int = 0):
+    ``carried=(epoch, shards_then)``: that epoch's mini-batches are those of ``shards_then``
+    shards, every other epoch's those of ``shards``; each of this plan's shards then gives a step of
+    that epoch the samples of its batch that lie in the shard, however many (none, at times).
+    """
+
+    def __init__(self, n_samples: int, batch_size: int, shards: int = 1, seed: int = 0,
+                 carried: tuple[int, int] | None = None):
         check_batch_size(batch_size, shards)
         if n_samples < batch_size:
             if n_samples == 0:
@@ -52,6 +63,25 @@ class BatchPlan:
         sizes = [b * self.steps_per_epoch + extra for b, extra in zip(self.shard_batch_sizes, leftover)]
         starts = np.cumsum([0] + sizes)
         self.shard_ranges = [(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
+        self.carried: tuple[int, int] | None = None
+        self._then: BatchPlan | None = None
+        if carried is not None and int(carried[1]) != shards:
+            self.carried = (int(carried[0]), int(carried[1]))
+            self._then = BatchPlan(n_samples, batch_size, self.carried[1], seed)
+
+    def shards_of(self, epoch: int) -> int:
+        """The number of shards the mini-batches of ``epoch`` are drawn from."""
+        return self.carried[1] if self.is_carried(epoch) else self.shards
+
+    def is_carried(self, epoch: int) -> bool:
+        """Whether ``epoch`` is drawn from the shards of before (see ``carried``)."""
+        return self.carried is not None and epoch == self.carried[0]
+
+    def carried_rows(self, shard: int) -> list[np.ndarray]:
+        """For the carried epoch, step by step: the indices (local to this plan's shard ``shard``)
+        of the samples of that step's batch which lie in the shard."""
+        lo, hi = self.shard_ranges[shard]
+        return [batch[(batch >= lo) & (batch < hi)] - lo for batch in self._then.epoch_batches(self.carried[0])]
 
     def shard_order(self, epoch: int, shard: int) -> np.ndarray:
         """This epoch's order of the shard's samples (indices local to the shard)."""
@@ -65,6 +95,8 @@ class BatchPlan:
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """Every mini-batch of the epoch as indices into the whole training set."""
+        if self.is_carried(epoch):
+            return self._then.epoch_batches(epoch)
         orders = [self.shard_order(epoch, s) + self.shard_ranges[s][0] for s in range(self.shards)]
         return [np.concatenate([self.shard_step(orders[s], s, k) for s in range(self.shards)])
                 for k in range(self.steps_per_epoch)]

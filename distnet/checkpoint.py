@@ -39,6 +39,10 @@ class Checkpoint:
     # resume needs no best.npz, which a crash can leave one improvement ahead of the newest
     # checkpoint (it is written at the evaluation, the checkpoint after it), or damaged.
     best_params: np.ndarray | None = None
+    # How many shards the mini-batches of ``epoch`` are drawn from: the config's workers, but for an
+    # epoch that a resume with another number of workers began within (see BatchPlan's ``carried``).
+    # None in checkpoints written before it was kept: then the config's workers.
+    epoch_shards: int | None = None
 
     def save(self, path: str | os.PathLike) -> None:
         arrays = {"params": self.params,
@@ -48,6 +52,8 @@ class Checkpoint:
         meta = {"format": FORMAT, "version": 1, "epoch": self.epoch, "step": self.step,
                 "stopping_state": self.stopping_state, "history": self.history, "config": self.config,
                 "epoch_stats": vars(self.epoch_stats), "seconds": self.seconds}
+        if self.epoch_shards is not None:
+            meta["epoch_shards"] = self.epoch_shards
         with atomic_writer(path) as f:
             f.write(npz_bytes(arrays, meta))
 
@@ -89,8 +95,12 @@ class Checkpoint:
         seconds = meta.get("seconds", 0.0)  # absent from checkpoints written before it was kept
         if type(seconds) not in (int, float) or not seconds >= 0:
             raise ModelFormatError(f"{path}: checkpoint metadata is malformed (seconds)")
+        epoch_shards = meta.get("epoch_shards")  # absent from checkpoints written before it was kept
+        if epoch_shards is not None and (type(epoch_shards) is not int or epoch_shards < 1):
+            raise ModelFormatError(f"{path}: checkpoint metadata is malformed (epoch_shards)")
         return cls(epoch=meta["epoch"], step=meta["step"], params=params,
                    optimizer_state={k[len(_OPTIMIZER_PREFIX):]: v for k, v in arrays.items()
                                     if k.startswith(_OPTIMIZER_PREFIX)},
                    stopping_state=meta["stopping_state"], history=meta["history"], config=meta["config"],
-                   epoch_stats=epoch_stats, seconds=float(seconds), best_params=best_params)
+                   epoch_stats=epoch_stats, seconds=float(seconds), best_params=best_params,
+                   epoch_shards=epoch_shards)

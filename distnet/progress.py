@@ -36,6 +36,13 @@ class Reporter:
         """The run ended, with the :class:`~distnet.training.FitResult` that fit returns (also when a
         resume found it already ended: ``result.already_ended``)."""
 
+    def on_recovery(self, what: str, failures: int, max_failures: int) -> None:
+        """A distributed run recovered from a failure: ``what`` was lost, and when (as the trainer's
+        ``failures`` lists it, such as "worker 1 (pid 123) lost at epoch 5, step 40"), and its
+        actors were replaced; ``failures`` counts the failures so far in this session of the run,
+        of the ``max_failures`` it recovers from. (A reporter of your own without this method is
+        not told.)"""
+
 
 class TerminalReporter(Reporter):
     """A progress bar per epoch (redrawn in place on a terminal) and one line per evaluation, on
@@ -47,7 +54,7 @@ class TerminalReporter(Reporter):
     before (a first epoch's compiling or warming up does not weigh on later ones). The first
     evaluation whose train error is no better than guessing adds a hint to check the learning rate
     (a far too high one saturates the outputs without ever overflowing, so the run does not count
-    as diverged).
+    as diverged). Each failure a distributed run recovers from is one ``recovered: ...`` line.
     """
 
     def __init__(self, stream: TextIO | None = None, width: int = 24):
@@ -112,6 +119,9 @@ class TerminalReporter(Reporter):
                         f"({100 * guessing:.0f}% with {self._classes} classes); if it stays there, the network is "
                         f"not learning: check the learning rate ({record['learning_rate']:g} now)")
 
+    def on_recovery(self, what, failures, max_failures):
+        self._print(f"recovered: {what}; replaced ({failures} of {count(max_failures, 'failure')} allowed)")
+
     def on_end(self, result):
         best = (f"best validation error {100 * result.best_error:.2f}% at epoch {result.best_epoch}"
                 if math.isfinite(result.best_error) else "no validation set, so the last network is kept")
@@ -161,6 +171,9 @@ class JsonLinesReporter(Reporter):
 
     def on_evaluation(self, record):
         self._emit("evaluation", record)
+
+    def on_recovery(self, what, failures, max_failures):
+        self._emit("recovery", {"what": what, "failures": failures, "max_failures": max_failures})
 
     def on_end(self, result):
         best_error = result.best_error if math.isfinite(result.best_error) else None  # NaN is not JSON

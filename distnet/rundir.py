@@ -170,7 +170,12 @@ class RunDir:
 
     def set_epochs(self, epochs: int) -> None:
         """Record a new total of epochs for the run (a resume that trains it on for longer)."""
-        write_json(self.config_path, {**self.config(), "epochs": epochs})
+        self.update_config({"epochs": epochs})
+
+    def update_config(self, changes: dict) -> None:
+        """Record ``changes`` to the run's configuration (a resume to a new total of epochs, or with
+        another number of workers), for the resumes after it."""
+        write_json(self.config_path, {**self.config(), **changes})
 
     def _make_folder(self) -> bool:
         """Create the folder (and the folders above it) unless it exists; whether this call created it."""

@@ -1,9 +1,13 @@
 """The single-process trainer: the whole mini-batch in this process, one update per step."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 from .batches import BatchGather, BatchPlan
+from .checks import positive_int
 from .data import Dataset
 from .step_stats import StepStats
 from .training import TrainerBase
@@ -16,7 +20,9 @@ class Trainer(TrainerBase):
     >>> result = trainer.fit(splits.train, splits.validation, epochs=30)
 
     Setting ``trainer.shards = N`` makes it draw exactly the mini-batches that N distributed
-    workers would, which is how the tests show that distribution does not change the math.
+    workers would, which is how the tests show that distribution does not change the math. A
+    trainer whose ``shards`` was not set takes a resumed run's number of workers: it continues a
+    distributed run in this process with the batches the run's workers drew.
     """
 
     _grad_buffer: np.ndarray | None = None  # every step's gradient; allocated on first use
@@ -33,6 +39,18 @@ class Trainer(TrainerBase):
         if kept is None or kept.shape != params.shape or kept.dtype != params.dtype:
             self._grad_buffer = np.empty_like(params)
         return self._grad_buffer
+
+    @contextmanager
+    def _workers_of_run(self, workers: int | None) -> Iterator[None]:
+        if workers is None or "shards" in vars(self):  # told a number of shards: that one
+            yield
+            return
+        self.shards = positive_int("the run's number of workers", workers)
+        try:
+            yield
+        except BaseException:
+            del self.shards  # the class's default again
+            raise
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
         self._train, self._plan = train, plan

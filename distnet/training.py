@@ -29,7 +29,7 @@ from .data.augment import RandomAffine
 from .data.digits import PIXELS, SIDE
 from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
-from .progress import Reporter
+from .progress import Reporter, count
 from .rundir import RunDir
 from .checks import acceptable_error_or_none, instance_of, positive_int, positive_real, seed_or_none, whole_number
 from .step_stats import StepStats
@@ -111,11 +111,13 @@ def _resolved(given: dict, defaults: dict) -> dict:
 
 
 class _Start(NamedTuple):
-    """Where a fit starts: its run settings and configuration, and the checkpoint it resumes."""
+    """Where a fit starts: its run settings and configuration, the checkpoint it resumes, and what
+    config.json is to record once the resumed run trains on (another number of workers)."""
 
     settings: dict
     config: dict
     checkpoint: Checkpoint | None
+    record: dict = {}
 
 
 @dataclass
@@ -235,7 +237,13 @@ class TrainerBase:
         epoch end (and every ``checkpoint_every`` steps when > 0). ``resume=True`` continues the
         run found there with its own settings: ``eval_every``, ``window`` and ``acceptable_error``
         may be left out (and, given, must be the run's), ``epochs`` sets a new total (a run that
-        ended at its maximum then trains on, and its config.json records the new total); a run
+        ended at its maximum then trains on, and its config.json records the new total). The number
+        of workers (the shards the batches are drawn from) is the run's for a trainer told none (a
+        ``DistributedTrainer`` without ``workers``, a ``Trainer`` whose ``shards`` was not set), and
+        may be another when told: then a warning says that the run goes on as another draw of the
+        same training, an epoch it resumes within ends with the batches it began with, and
+        config.json records the new number (and whether the run trains on Ray or in this process)
+        once the training starts. A run
         that has ended (its stop rule said stop, or it trained ``epochs`` epochs) is returned as
         it ended, ``already_ended`` set and a warning issued, with nothing trained or written; one
         that trained more than ``epochs`` epochs is refused (ConfigError).
@@ -277,7 +285,7 @@ class TrainerBase:
             resumed = self._resume(run, data, given, extra_config, reporter) if run is not None and resume else None
             if isinstance(resumed, FitResult):
                 return resumed  # the run had ended: nothing trained, written or started
-            with self._session(run):
+            with self._session(run, reporter):
                 start = resumed or self._new_run(run, data, given, extra_config)
                 return self._fit(train, validation, run, start, checkpoint_every, reporter)
 
@@ -285,8 +293,9 @@ class TrainerBase:
         """ConfigError unless ``n_samples`` training samples make batches for this trainer."""
         BatchPlan(n_samples, self.batch_size, self.shards, self.seed)
 
-    def _session(self, run: RunDir | None) -> AbstractContextManager:
-        """What a fit needs around it (a distributed trainer: Ray)."""
+    def _session(self, run: RunDir | None, reporter: Reporter) -> AbstractContextManager:
+        """What a fit needs around it (a distributed trainer: Ray, and where to report the
+        failures it recovers from)."""
         return nullcontext()
 
     def _new_run(self, run: RunDir | None, data: dict, given: dict, extra_config: dict | None) -> _Start:
@@ -316,25 +325,53 @@ class TrainerBase:
             return ended
         if checkpoint.config.get("epochs") != settings["epochs"]:
             run.set_epochs(settings["epochs"])  # so that a later resume without ``epochs`` trains to the same end
-        return _Start(settings, config, checkpoint)
+        then = checkpoint.config.get("workers", config["workers"])
+        if then != config["workers"]:
+            warnings.warn(self._other_workers_message(run, checkpoint, then, config["workers"]))
+        # Recorded once the training starts (its workers placed), so that a later resume without a
+        # number of workers continues with these; and whether it trains on Ray or in one process.
+        record = {"workers": config["workers"]} if saved.get("workers") != config["workers"] else {}
+        if (saved.get("protocol") is None) != (config.get("protocol") is None):
+            record["protocol"] = config.get("protocol")
+        return _Start(settings, config, checkpoint, record)
+
+    @staticmethod
+    def _other_workers_message(run: RunDir, checkpoint: Checkpoint, then: int, now: int) -> str:
+        """The warning for a resume with another number of workers (shards of the training set)."""
+        message = (f"{run.path} trains on with its mini-batches drawn from {count(now, 'shard')} of the training "
+                   f"set (as {count(now, 'worker')} draw them), where it drew them from {then} so far: from here it "
+                   f"is another draw of the same training, not bit-identical to a run that kept "
+                   f"{count(then, 'worker')}")
+        if checkpoint.step:
+            drawn = checkpoint.epoch_shards or then
+            message += (f"; epoch {checkpoint.epoch + 1}, which it resumes at step {checkpoint.step}, ends with the "
+                        f"batches it began with (of {count(drawn, 'shard')}: no sample twice in that epoch), and "
+                        f"the new ones start with epoch {checkpoint.epoch + 2}")
+        return message
 
     def _run_config(self, data: dict, settings: dict, extra_config: dict | None) -> dict:
         return {**self.config(), **data, **settings, **(extra_config or {})}
 
     def _workers_of_run(self, workers: int | None) -> AbstractContextManager:
-        """A resumed run's number of workers, for a trainer that was not told one: taken for good
-        unless the block fails (a refused resume)."""
+        """A resumed run's number of workers (``workers``, config.json's; the shards its batches
+        are drawn from), for a trainer that was not told one: taken for good unless the block fails
+        (a refused resume)."""
         return nullcontext()
 
     def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, start: _Start,
              checkpoint_every: int, reporter: Reporter) -> FitResult:
-        plan = BatchPlan(len(train), self.batch_size, self.shards, self.seed)
         checkpoint = start.checkpoint
+        carried = None  # a resume within an epoch: that epoch's batches are those it began with
+        if checkpoint is not None and checkpoint.step:
+            carried = (checkpoint.epoch, checkpoint.epoch_shards or checkpoint.config.get("workers", self.shards))
+        plan = BatchPlan(len(train), self.batch_size, self.shards, self.seed, carried=carried)
         epochs, eval_every, window, acceptable_error = start.settings.values()
         self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
         self._base_rate = self.optimizer.learning_rate
         try:
             self._open(train, validation, plan)
+            if run is not None and start.record:
+                run.update_config(start.record)
             started = time.perf_counter()  # training time, without the start of a distributed trainer's actors
             notes = trained_on_notes(train)
             stopping = self._early_stopping(self.network.spec(), window, acceptable_error,
@@ -452,12 +489,13 @@ class TrainerBase:
                                             optimizer_state=self._optimizer_state(),
                                             stopping_state=loop.stopping.state(), history=loop.history,
                                             config=loop.config, epoch_stats=replace(stats), seconds=loop.seconds(),
-                                            best_params=loop.best_params))
+                                            best_params=loop.best_params, epoch_shards=loop.plan.shards_of(epoch)))
         loop.since_checkpoint = 0
 
     @staticmethod
     def _check_resumable(saved: dict, current: dict) -> None:
-        keys = ("network", "optimizer", "l2", "batch_size", "seed", "workers", "schedule", "augmentation",
+        # Not "workers": a resume may draw its batches from another number of shards (see _resume).
+        keys = ("network", "optimizer", "l2", "batch_size", "seed", "schedule", "augmentation",
                 "train_samples", "eval_every", "window", "acceptable_error")
         differ = [line for k in keys for line in _differences(k, saved.get(k), current.get(k))]
         if differ:

@@ -1,12 +1,16 @@
 """The distributed trainer on a real local Ray: the same math as the single-process trainer."""
 import json
 import re
+import shutil
+import warnings
 
 import numpy as np
 import pytest
 
 from distnet import ConfigError, Dense, Nesterov, Network, TrainingDivergedError
+from distnet.checkpoint import Checkpoint
 from distnet.distributed import DistributedTrainer
+from distnet.progress import Reporter
 from distnet.nn.network import saved_notes
 from distnet.trainer import Trainer
 
@@ -134,8 +138,8 @@ def test_resuming_an_ended_distributed_run_starts_no_actor(mnist, ray_local, tmp
 
 
 def test_a_resume_without_a_worker_count_continues_with_the_run_s(mnist, ray_local, tmp_path):
-    """Not told how many workers, a resume takes the run's 2, not the cluster's 4 CPUs (which it
-    would refuse as a different setting)."""
+    """Not told how many workers, a resume takes the run's 2, not the cluster's 4 CPUs (which
+    would make it another draw of the training)."""
     uninterrupted, _ = distributed(mnist, 2, "auto")
     trainer = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3, workers=2)
     train, validation = data(mnist)
@@ -148,6 +152,56 @@ def test_a_resume_without_a_worker_count_continues_with_the_run_s(mnist, ray_loc
     result = resumed.fit(train, validation, epochs=2, run_dir=tmp_path / "run", resume=True)
     assert resumed.shards == len(resumed.placement) == 2 and result.epochs == 2
     np.testing.assert_array_equal(resumed.network.params, uninterrupted.network.params)
+
+
+class InterruptAt(Reporter):
+    def on_steps(self, epoch, step, steps, stats, seconds):
+        if (epoch, step) >= (2, 25):
+            raise KeyboardInterrupt
+
+
+def test_a_resume_on_another_number_of_workers_trains_on_records_it_and_a_plain_resume_keeps_it(
+        mnist, ray_local, tmp_path):
+    """A 2-shard run stopped within epoch 2 (at its checkpoint of step 20) goes on on 3 workers: no
+    room for 9 first (advice that works, nothing recorded), then epoch 2 ends with its batches as
+    begun and epoch 3 draws from 3 shards, exactly as the single-process trainer told 3 shards
+    computes it; config.json records 3 workers and Ray, and a resume told no number takes them."""
+    train, validation = data(mnist)
+    run, single = tmp_path / "run", tmp_path / "single"
+    begun = Trainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
+    begun.shards = 2
+    with pytest.raises(KeyboardInterrupt):
+        begun.fit(train, validation, epochs=3, eval_every=1, window=5, run_dir=run, checkpoint_every=10,
+                  reporter=InterruptAt())
+    shutil.copytree(run, single)
+
+    def resume(run_dir, epochs, shards=None, **options):
+        trainer = (Trainer if shards else DistributedTrainer)(small_network(), Nesterov(0.02, 0.87), l2=1e-4,
+                                                              batch_size=32, seed=3, **options)
+        if shards:
+            trainer.shards = shards
+        return trainer, trainer.fit(train, validation, epochs=epochs, run_dir=run_dir, resume=True)
+
+    with pytest.warns(UserWarning, match="drawn from 9 shards"), \
+            pytest.raises(ConfigError, match=rf"cannot place 9 workers .*; continue with at most (\d+) workers?: "
+                                             rf"distnet train --resume {re.escape(str(run))} --workers \1 \(workers=\1 "
+                                             rf"in Python; from there its mini-batches are drawn from \1 shards?"):
+        resume(run, 2, workers=9, placement_timeout=1)
+    assert json.loads((run / "config.json").read_text())["workers"] == 2  # nothing trained on 9
+    with pytest.warns(UserWarning, match=r"drawn from 3 shards .* where it drew them from 2 so far: from here it is "
+                                         r"another draw of the same training.*epoch 2, which it resumes at step 20"):
+        resume(run, 2, workers=3)
+    config = json.loads((run / "config.json").read_text())
+    assert (config["workers"], config["protocol"]) == (3, "auto")  # on Ray now, a later resume from the CLI too
+    assert Checkpoint.load(run / "checkpoint.npz").config["workers"] == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plain, result = resume(run, 3)
+    assert plain.shards == len(plain.placement) == 3 and result.epochs == 3
+    with pytest.warns(UserWarning, match="drawn from 3 shards"):
+        told, expected = resume(single, 3, shards=3)
+    assert relative_difference(plain.network.params, told.network.params) < 1e-9
+    assert [h["validation_error"] for h in result.history] == [h["validation_error"] for h in expected.history]
 
 
 @pytest.mark.parametrize("protocol", ["channel", "plain"])

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import ray
 
-from distnet import Dense, ModelFormatError, Nesterov, Network
+from distnet import Dense, DistnetError, ModelFormatError, Nesterov, Network
 from distnet.checkpoint import Checkpoint
 from distnet.cli import main
 from distnet.data.idx import write_idx
@@ -34,9 +34,9 @@ def small_network():
                    initializer=None, dtype=np.float64)
 
 
-def make_trainer(protocol="auto", **kw):
+def make_trainer(protocol="auto", workers=2, **kw):
     return DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3,
-                              workers=2, protocol=protocol, **kw)
+                              workers=workers, protocol=protocol, **kw)
 
 
 def fit(trainer, mnist, **kw):
@@ -60,11 +60,16 @@ def chunks_of_a_tenth_of_an_epoch(monkeypatch):
 
 class KillOnce(Reporter):
     """Calls ``kill()`` once, when the run has done ``step`` steps of epoch ``epoch`` (1-based);
-    with ``delay`` from a thread that many seconds later, i.e. while the next steps run."""
+    with ``delay`` from a thread that many seconds later, i.e. while the next steps run. Keeps the
+    recoveries it is told of."""
 
     def __init__(self, epoch, step, kill, delay=None):
         self.at, self.kill, self.delay, self.fired = (epoch, step), kill, delay, False
         self.thread = None
+        self.recoveries = []
+
+    def on_recovery(self, what, failures, max_failures):
+        self.recoveries.append((what, failures, max_failures))
 
     def on_steps(self, epoch, step, steps, stats, seconds):
         if self.fired or (epoch, step) < self.at:
@@ -126,6 +131,7 @@ def test_killed_worker_is_replaced_and_the_run_ends_unchanged(mnist, ray_local, 
     result = fit(trainer, mnist, reporter=killer)
     killer.thread.join()
     assert len(trainer.failures) == 1 and trainer.failures[0].startswith("worker 1 "), trainer.failures
+    assert killer.recoveries == [(trainer.failures[0], 1, 3)]  # told to the reporter, as it happened
     assert trainer.active_protocol == protocol  # the protocol was opened again around the new worker
     assert_same_run(trainer, result, uninterrupted)
     assert len({p["pid"] for p in trainer.placement}) == 2
@@ -217,8 +223,11 @@ def test_a_stop_evaluator_lost_again_before_it_has_its_state_back_is_replaced_ag
 
     monkeypatch.setattr(StopEvaluatorActor, "_start", start_and_lose_the_first_replacement)
     trainer = make_trainer()
-    result = fit(trainer, mnist, reporter=KillOnce(2, 10, lambda: kill_actor_and_wait(trainer._stopping.actor)))
+    killer = KillOnce(2, 10, lambda: kill_actor_and_wait(trainer._stopping.actor))
+    result = fit(trainer, mnist, reporter=killer)
     assert trainer.failures == ["the stop evaluator died (ActorDiedError)"] * 2 and len(started) == 3
+    # Both, once the second replacement had its state back.
+    assert killer.recoveries == [("the stop evaluator died (ActorDiedError)", n, 3) for n in (1, 2)]
     assert_same_run(trainer, result, uninterrupted)
 
 
@@ -301,6 +310,43 @@ def test_failures_beyond_the_limit_end_the_run_keeping_best_network_and_checkpoi
     resumed = make_trainer()
     result = fit(resumed, mnist, run_dir=run, resume=True)
     assert_same_run(resumed, result, uninterrupted)
+
+
+@ray.remote(num_cpus=0, resources={"a resource no node has": 1})
+class Unplaceable:
+    def where(self):
+        raise AssertionError("never started: nowhere to run")
+
+
+def test_a_replacement_with_no_room_ends_the_run_saying_how_to_resume_on_the_cpus_left(
+        mnist, ray_local, tmp_path, monkeypatch):
+    """Worker 1 is lost in epoch 2, and its replacement cannot start (as when its node is gone and
+    the others have no free CPU): after the placement timeout the run ends saying that its files
+    are intact, and how to continue on the CPUs the cluster still has, which works."""
+    run = tmp_path / "run"
+    trainer = make_trainer(placement_timeout=1)
+
+    saved = {}
+
+    def lose_worker_1_for_good():
+        saved.update({name: (run / name).read_bytes() for name in ("best.npz", "checkpoint.npz")})
+        trainer._start_worker = lambda index: Unplaceable.remote()
+        kill_and_wait(trainer.placement[1]["pid"])
+
+    killer = KillOnce(2, 10, lose_worker_1_for_good)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 1.0})  # one CPU left where two workers ran
+    with pytest.raises(DistnetError, match=re.escape(
+            f"cannot start a replacement for worker 1 within 1 s: its placement-group bundle has no room (was its "
+            f"node lost?); the best network so far and the last checkpoint in {run} are intact: continue with "
+            f"distnet train --resume {run} once the cluster has room for 2 workers again, or now on the 1 CPU it has "
+            f"with distnet train --resume {run} --workers 1 (from there its mini-batches are drawn from 1 shard: "
+            f"another draw of the same training)")):
+        fit(trainer, mnist, reporter=killer, run_dir=run)
+    monkeypatch.undo()
+    assert killer.recoveries == [] and saved == {name: (run / name).read_bytes() for name in saved}
+    with pytest.warns(UserWarning, match="drawn from 1 shard of the training set"):
+        result = fit(make_trainer(workers=1), mnist, run_dir=run, resume=True)  # as the message says
+    assert result.epochs == EPOCHS and json.loads((run / "config.json").read_text())["workers"] == 1
 
 
 def test_a_ray_failure_the_trainer_does_not_recover_from_ends_the_run_with_a_clear_error_and_no_actors(
@@ -422,6 +468,44 @@ def test_driver_killed_with_sigkill_resumes_to_the_uninterrupted_result(small_mn
     np.testing.assert_array_equal(final_params(run), final_params(tmp_path / "whole"))
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test_error"] == json.loads((tmp_path / "whole" / "summary.json").read_text())["test_error"]
+
+
+def test_the_command_line_reports_a_recovery_and_resumes_on_another_number_of_workers(
+        small_mnist, ray_local, tmp_path, capsys, monkeypatch):
+    """A worker lost mid-epoch: --json has a recovery event, summary.json the failure. Then
+    --resume --workers 1 trains on with a warning and records 1 worker, which a plain --resume
+    takes."""
+    run_steps, lost = DistributedTrainer._run_steps, []
+
+    def lose_worker_1_once(self, epoch, start, stop):
+        if start >= 30 and not lost:
+            lost.append(self.placement[1]["pid"])
+            kill_and_wait(lost[0])
+        return run_steps(self, epoch, start, stop)
+
+    monkeypatch.setattr(DistributedTrainer, "_run_steps", lose_worker_1_once)
+    run, address = tmp_path / "run", ray_local.get_runtime_context().gcs_address
+    options = [o for o in train_args(small_mnist, run, "--workers", "2", "--address", address) if o != "--quiet"]
+    assert main([*options, "--json"]) == 0
+    # (Ray's own line on the lost worker may come between them.)
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    recoveries = [e for e in events if e["event"] == "recovery"]
+    assert len(recoveries) == 1 and recoveries[0]["what"].startswith(f"worker 1 (pid {lost[0]}) lost ")
+    assert (recoveries[0]["failures"], recoveries[0]["max_failures"]) == (1, 3)
+    assert [e["event"] for e in events][-2:] == ["end", "summary"]
+    assert json.loads((run / "summary.json").read_text())["failures"] == [recoveries[0]["what"]] == \
+        events[-1]["failures"]
+
+    monkeypatch.setattr(DistributedTrainer, "_run_steps", run_steps)
+    assert main(resume_args(small_mnist, run, "--address", address, "--workers", "1", "--epochs", "2")) == 0
+    assert "distnet: warning: " in capsys.readouterr().err  # another draw from here: see test_training.py
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["workers"], summary["epochs"], summary["failures"]) == (1, 2, [])
+    assert json.loads((run / "config.json").read_text())["workers"] == 1
+    made = []
+    monkeypatch.setattr("distnet.commands.train.fit_and_report", lambda args, trainer, *rest, **kw: made.append(trainer))
+    assert main(resume_args(small_mnist, run, "--epochs", "3")) is None
+    assert isinstance(made[0], DistributedTrainer) and made[0].requested_workers == 1
 
 
 def damage(path, how):

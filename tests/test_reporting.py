@@ -194,3 +194,36 @@ def test_json_lines_reporter_emits_one_object_per_event():
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [e["event"] for e in events] == ["start", "evaluation", "end"]
     assert events[1]["validation_error"] == 0.05 and events[2]["stop_reason"] == "max_epochs"
+
+
+def test_a_recovery_is_one_line_on_the_terminal_and_one_event_in_json_lines():
+    what = "worker 1 (pid 123) lost at epoch 5, step 40"
+    terminal, lines = io.StringIO(), io.StringIO()
+    TerminalReporter(terminal).on_recovery(what, 1, 3)
+    TerminalReporter(terminal).on_recovery("the stop evaluator died (ActorDiedError)", 1, 1)
+    assert terminal.getvalue().splitlines() == [
+        "recovered: worker 1 (pid 123) lost at epoch 5, step 40; replaced (1 of 3 failures allowed)",
+        "recovered: the stop evaluator died (ActorDiedError); replaced (1 of 1 failure allowed)"]
+    JsonLinesReporter(lines).on_recovery(what, 2, 3)
+    assert json.loads(lines.getvalue()) == {"event": "recovery", "what": what, "failures": 2, "max_failures": 3}
+
+
+def test_a_reporter_of_your_own_without_on_recovery_is_not_told_of_recoveries():
+    from distnet.distributed import DistributedTrainer
+    from distnet.nn import Nesterov
+
+    class Mine:  # the four events fit requires, and no more
+        on_start = on_steps = on_evaluation = on_end = staticmethod(lambda *args: None)
+
+    heard = []
+
+    class Listening(Mine):
+        def on_recovery(self, *args):
+            heard.append(args)
+
+    trainer = DistributedTrainer(Network([Dense(10, "softmax")], input_size=4, seed=0), Nesterov(0.1), workers=1)
+    for reporter in (Mine(), Listening()):
+        trainer._reporter, trainer.failures, trainer._unreported = reporter, [], []
+        trainer._count_failure("worker 0 (pid 7) lost at epoch 1, step 3")
+        trainer._report_recoveries()
+    assert heard == [("worker 0 (pid 7) lost at epoch 1, step 3", 1, 3)] and trainer._unreported == []

@@ -462,6 +462,27 @@ def test_resume_refuses_settings_it_would_ignore_and_touches_nothing(capsys, dat
     assert snapshot(run) == before
 
 
+def test_resume_takes_another_number_of_workers_checked_before_anything_loads_and_submit_forwards_it(
+        capsys, data, run, monkeypatch):
+    """--workers is not a setting the run fixes: with --resume it continues the run on that many
+    workers (0: in this process), if the run's batch size has a sample for each."""
+    from distnet.cli import build_parser
+    from distnet.commands.submit import job_request
+
+    before = snapshot(run)
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data, "--workers", "33")
+    assert_clean_error(status, err, "--workers 33: each worker needs at least one sample per step, and the run's "
+                                    "batch size is 32; use at most 32 workers")
+    assert snapshot(run) == before
+    made = []
+    monkeypatch.setattr("distnet.commands.train.fit_and_report", lambda args, trainer, *rest, **kw: made.append(trainer))
+    for workers in ("2", "0"):
+        cli(capsys, "train", "--resume", run, "--data-dir", data, "--workers", workers)
+    assert made[0].distributed and made[0].requested_workers == 2 and not made[1].distributed
+    request = job_request(build_parser().parse_args(["submit", "--job-id", "j", "--resume", "/runs/a", "--workers", "2"]))
+    assert request["entrypoint"] == "python -m distnet train --address auto --workers 2 --resume /runs/a"
+
+
 HOLD = "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); " \
        "print('held', flush=True); time.sleep(120)"
 

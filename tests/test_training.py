@@ -4,6 +4,8 @@ import io
 import json
 import math
 import re
+import shutil
+import warnings
 import weakref
 
 import numpy as np
@@ -62,6 +64,24 @@ def test_batch_plan_is_deterministic_and_reshuffles_each_epoch():
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not np.array_equal(np.concatenate(a), np.concatenate(plan.epoch_batches(1)))
     assert not np.array_equal(np.concatenate(a), np.concatenate(BatchPlan(500, 10, 2, seed=2).epoch_batches(0)))
+
+
+@pytest.mark.parametrize("then, now", [(2, 3), (3, 1)])
+def test_an_epoch_carried_over_keeps_its_batches_which_the_new_shards_give_between_them(then, now):
+    """A resume within epoch 5 (0-based 4) with another number of workers: that epoch's batches
+    are those of the shards it began with (each sample at most once), each new shard giving the
+    samples of a batch that lie in it; the epochs around it are the new shards' own."""
+    plan, earlier, new = (BatchPlan(1000, 32, now, seed=7, carried=(4, then)), BatchPlan(1000, 32, then, seed=7),
+                          BatchPlan(1000, 32, now, seed=7))
+    assert (plan.shards_of(4), plan.shards_of(5)) == (then, now)
+    assert all(np.array_equal(a, b) for a, b in zip(plan.epoch_batches(4), earlier.epoch_batches(4)))
+    rows = [plan.carried_rows(s) for s in range(now)]
+    for k, batch in enumerate(earlier.epoch_batches(4)):
+        given = np.concatenate([rows[s][k] + plan.shard_ranges[s][0] for s in range(now)])
+        assert sorted(given.tolist()) == sorted(batch.tolist())
+    for epoch in (3, 5):
+        assert all(np.array_equal(a, b) for a, b in zip(plan.epoch_batches(epoch), new.epoch_batches(epoch)))
+    assert BatchPlan(1000, 32, 2, seed=7, carried=(4, 2)).carried is None  # the same shards: nothing carried
 
 
 def test_batch_smaller_than_workers_is_refused():
@@ -176,6 +196,49 @@ def test_an_interrupted_run_resumed_ends_exactly_where_an_uninterrupted_run_ends
     # epoch 2's train error and cost count its steps from before the interruption too
     assert without_times(resumed.history) == without_times(whole.history)
     assert (resumed.best_epoch, resumed.best_error) == (whole.best_epoch, whole.best_error)
+
+
+def test_a_resume_on_another_number_of_shards_warns_ends_its_epoch_as_begun_and_records_the_number(mnist, tmp_path):
+    """Told no number (shards not set), a single-process trainer takes the run's and ends exactly
+    where the uninterrupted run does; told another, it warns, ends the epoch it resumes within with
+    that epoch's batches (so that epoch scores as in the uninterrupted run), draws the next from
+    the new number of shards, and records it for the resumes after it."""
+    train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
+
+    def fit(run, shards=None, **options):
+        trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
+        if shards is not None:
+            trainer.shards = shards
+        return trainer, trainer.fit(train, validation, eval_every=1, window=3, run_dir=run, **options)
+
+    whole, whole_result = fit(tmp_path / "whole", shards=2, epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "run", shards=2, epochs=3, checkpoint_every=20, reporter=InterruptAfter(2, 20))
+    assert (Checkpoint.load(tmp_path / "run" / "checkpoint.npz").step, whole.shards) == (20, 2)
+    same = tmp_path / "same"
+    shutil.copytree(tmp_path / "run", same)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the run's own number: nothing to warn of
+        kept, kept_result = fit(same, resume=True)
+    assert kept.shards == 2 and json.loads((same / "config.json").read_text())["workers"] == 2
+    np.testing.assert_array_equal(kept.network.params, whole.network.params)
+
+    with pytest.warns(UserWarning, match=re.escape(
+            f"{tmp_path / 'run'} trains on with its mini-batches drawn from 3 shards of the training set (as 3 "
+            f"workers draw them), where it drew them from 2 so far: from here it is another draw of the same "
+            f"training, not bit-identical to a run that kept 2 workers; epoch 2, which it resumes at step 20, ends "
+            f"with the batches it began with (of 2 shards: no sample twice in that epoch), and the new ones start "
+            f"with epoch 3")):
+        _, two = fit(tmp_path / "run", shards=3, epochs=2, resume=True)
+    assert without_times(two.history) == without_times(whole_result.history[:2])
+    saved = Checkpoint.load(tmp_path / "run" / "checkpoint.npz")
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["workers"] == saved.config["workers"] == 3
+    assert (saved.epoch, saved.step, saved.epoch_shards) == (2, 0, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        later, three = fit(tmp_path / "run", epochs=3, resume=True)  # told no number: the run's 3 now
+    assert later.shards == 3 and three.epochs == 3
+    assert three.history[2]["train_error"] != whole_result.history[2]["train_error"]  # another draw from epoch 3
 
 
 def test_the_last_epoch_is_evaluated_even_between_two_evaluations(mnist):
@@ -610,7 +673,7 @@ def test_a_run_directory_held_by_another_training_is_refused_untouched(mnist, tm
 
 
 class SessionThatCannotStart(Trainer):
-    def _session(self, run):
+    def _session(self, run, reporter):
         raise ConfigError("cannot reach a Ray cluster")  # as a distributed trainer whose cluster is not there
 
 

@@ -45,7 +45,10 @@ def register(subparsers) -> None:
                            f"{name}: {preset.description}".replace("%", "%%") for name, preset in sorted(PRESETS.items())))
     train.add_argument("--workers", type=non_negative_int, default=None,
                        help="gradient workers (default: the cluster's CPUs, which leaves none where a lost node's "
-                            "workers could start again); 0 trains in this process without Ray")
+                            "workers could start again); 0 trains in this process without Ray. With --resume "
+                            "(default: the run's), N continues the run on N workers, its mini-batches drawn from "
+                            "N shards from then on (another draw of the same training), and 0 in this process "
+                            "with the run's own batches")
     train.add_argument("--address", type=cluster_address, default=None,
                        help="join a running Ray cluster ('auto' or HOST:PORT) instead of starting one, or "
                             "'local' to start one even where RAY_ADDRESS is set (default: the cluster "
@@ -96,8 +99,9 @@ def register(subparsers) -> None:
 
 # What a run directory's configuration fixes, by argument name: given with --resume they would change
 # nothing (the run continues with its own settings), so they are refused rather than ignored.
-# --epochs is not one of them: with --resume it sets the run's new total.
-RUN_SETTINGS = {"preset": "--preset", "dataset": "--dataset", "workers": "--workers", "hidden": "--hidden",
+# --epochs is not one of them: with --resume it sets the run's new total; nor is --workers, which
+# continues the run on that many workers (see resume_train).
+RUN_SETTINGS = {"preset": "--preset", "dataset": "--dataset", "hidden": "--hidden",
                 "activation": "--activation", "cost": "--cost", "l2": "--l2", "batch_size": "--batch-size",
                 "learning_rate": "--learning-rate", "schedule": "--schedule", "augment": "--augment/--no-augment",
                 "eval_every": "--eval-every", "window": "--window", "seed": "--seed", "dtype": "--dtype",
@@ -152,7 +156,13 @@ def refuse_run_settings(args: argparse.Namespace) -> None:
 
 
 def resume_train(args) -> int:
-    """Continue the run in ``args.resume`` with its own configuration, to ``--epochs`` in all if given."""
+    """Continue the run in ``args.resume`` with its own configuration, to ``--epochs`` in all if given.
+
+    ``--workers N`` continues it on N Ray workers (its batches drawn from N shards from then on,
+    which the trainer warns of and the run records); ``--workers 0`` in this process, with the
+    batches of the run's number of workers (the same training, no other draw). Without it the run
+    goes on as its config.json says: in this process if it records no step protocol, else on its
+    number of workers."""
     from ..data.augment import augmentation_from_spec
     from ..nn import Network, optimizer_from_spec, schedule_from_spec
 
@@ -169,9 +179,16 @@ def resume_train(args) -> int:
                           f"where a new run looks, and compared with the run's where it recorded their checksums")
     try:
         network = Network.from_spec(config["network"])
-        workers = 0 if config.get("protocol") is None else config["workers"]
+        if args.workers is not None:
+            workers = args.workers
+            if workers > config["batch_size"]:  # before the data loads or Ray starts
+                raise ConfigError(f"--workers {workers}: each worker needs at least one sample per step, and "
+                                  f"the run's batch size is {config['batch_size']}; use at most "
+                                  f"{config['batch_size']} workers")
+        else:
+            workers = 0 if config.get("protocol") is None else config["workers"]
         if workers and args.protocol == "auto":
-            args.protocol = config["protocol"]
+            args.protocol = config.get("protocol") or "auto"
         trainer = make_trainer(args, network, optimizer_from_spec(config["optimizer"]), config["l2"],
                                config["batch_size"], config["seed"], workers,
                                schedule=schedule_from_spec(config.get("schedule")),
@@ -226,7 +243,8 @@ def finish_train(args, trainer, result, splits, run: RunDir) -> int:
                "validation_error": result.best_error, "test_error": test.error_rate,
                "seconds": round(result.seconds, 3), "workers": trainer.shards if trainer.distributed else 0,
                "protocol": trainer.active_protocol if trainer.distributed else "single-process",
-               "placement": getattr(trainer, "placement", []), "test": test.to_dict()}
+               "placement": getattr(trainer, "placement", []),
+               "failures": list(getattr(trainer, "failures", [])), "test": test.to_dict()}
     if not (result.already_ended and run.summary_path.exists()):  # the first ending's summary stays
         run.write_summary(summary)
     if args.json:

@@ -31,16 +31,18 @@ class StopEvaluatorActor:
 
     The actor runs on the node ``node_id`` (the driver's: the best network is written where the
     driver reads it back). ``on_failure(cause)`` is called each time the actor is found dead,
-    before it is replaced; it may raise to end the run instead. ``notes`` go into the best
-    network's file, as :class:`EarlyStopping`'s do.
+    before it is replaced; it may raise to end the run instead. ``on_recovery()`` is called once a
+    replacement has its state back. ``notes`` go into the best network's file, as
+    :class:`EarlyStopping`'s do.
     """
 
     def __init__(self, network_spec: dict, window: int, acceptable_error: float | None,
                  best_path: Path | None, node_id: str, on_failure: Callable[[str], None],
-                 notes: dict | None = None):
+                 notes: dict | None = None, on_recovery: Callable[[], None] = lambda: None):
         self._args = (network_spec, window, acceptable_error, best_path, notes)
         self._options = {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=True)}
         self._on_failure = on_failure
+        self._on_recovery = on_recovery
         self._state: dict | None = None
         self._best: np.ndarray | None = None
         self.actor = self._start()
@@ -52,7 +54,7 @@ class StopEvaluatorActor:
         return ray.remote(_EarlyStoppingActor).options(**self._options).remote(*self._args)
 
     def _call(self, method: str, *args):
-        restored = True
+        restored, replaced = True, False
         while True:
             try:
                 # A replacement gets its state back within the loop, so that a loss meanwhile is
@@ -60,12 +62,15 @@ class StopEvaluatorActor:
                 if not restored:
                     ray.get(self.actor.load_state.remote(self._state, self._best))
                     restored = True
+                if replaced:
+                    replaced = False
+                    self._on_recovery()
                 return ray.get(getattr(self.actor, method).remote(*args))
             except ray.exceptions.RayActorError as e:
                 self._on_failure(f"the stop evaluator died ({e.__class__.__name__})")
                 ray.kill(self.actor)
                 self.actor = self._start()
-                restored = self._state is None
+                restored, replaced = self._state is None, True
 
     def evaluate(self, epoch: int, error_rate: float, params: np.ndarray) -> Verdict:
         """As :meth:`EarlyStopping.evaluate`; ``params`` must not change afterwards (the handle

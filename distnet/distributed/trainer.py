@@ -109,7 +109,12 @@ class DistributedTrainer(TrainerBase):
 
     Up to ``max_failures`` failures are recovered from during a run without changing its result,
     each by replacing the actors (workers, parameter server, stop evaluator) then lost;
-    ``failures`` lists what was lost each time.
+    ``failures`` lists what was lost each time, and the fit's reporter hears of each recovery as
+    it completes (``on_recovery``).
+
+    Resuming a run (``fit(..., resume=True)``), ``workers=N`` other than the run's continues it on N
+    workers, its mini-batches then drawn from N shards: another draw of the same training (see
+    :meth:`~distnet.training.TrainerBase.fit`).
     """
 
     distributed = True
@@ -132,6 +137,8 @@ class DistributedTrainer(TrainerBase):
         self.max_failures = whole_number("max_failures", max_failures, 0)
         self.placement: list[dict] = []
         self.failures: list[str] = []
+        self._reporter = None  # during a fit: where recoveries are reported
+        self._unreported: list[tuple[str, int]] = []  # failures recovered from, to report, with their number
         self._started_ray = False
         self._embedded_ray = False  # a Ray started here for this trainer, which cannot grow
         self._steps = None  # how steps are exchanged, once the actors run
@@ -171,9 +178,9 @@ class DistributedTrainer(TrainerBase):
             raise
 
     @contextmanager
-    def _session(self, run: RunDir | None) -> Iterator[None]:
+    def _session(self, run: RunDir | None, reporter) -> Iterator[None]:
         self._run = run  # recovery restores a lost parameter server from the run's checkpoints
-        self.failures = []
+        self.failures, self._unreported, self._reporter = [], [], reporter
         self._connect_ray()
         try:
             if self.requested_workers is None:
@@ -181,13 +188,16 @@ class DistributedTrainer(TrainerBase):
             yield
         except ray.exceptions.RayTaskError as e:  # an actor's method raised
             cause = e.cause if isinstance(e.cause, BaseException) else e
-            if isinstance(cause, DistnetError) or self._names_a_run_file(cause):
-                raise cause from e  # as if raised here: it says what is wrong (and where) and how to fix it
+            if isinstance(cause, DistnetError):  # as if raised here: it says what is wrong and how to fix it
+                raise type(cause)(f"{cause}{self._what_is_kept()}") from e
+            if self._names_a_run_file(cause):
+                raise cause from e  # the command line names the file, and how to resume once it is fixed
             raise RayFailedError(f"an actor failed ({type(cause).__name__}: {first_line(cause)})"
                                  f"{self._what_is_kept()}") from e
         except ray.exceptions.RayError as e:
             raise RayFailedError(f"Ray failed ({type(e).__name__}: {first_line(e)}){self._what_is_kept()}") from e
         finally:
+            self._reporter = None
             self._close()  # again (it does nothing twice): also when the run fails before its actors start
 
     def _connect_ray(self) -> None:
@@ -240,9 +250,14 @@ class DistributedTrainer(TrainerBase):
             cpus = ray.cluster_resources().get("CPU", 0)
             free = ray.available_resources().get("CPU", 0)
             remove_placement_group(self._pg)
+            fits = max(1, int(free))
+            advice = f"use at most {count(fits, 'worker')} (workers, --workers), or add nodes"
+            if self._run is not None and self._run.has_checkpoint():  # a resume
+                advice = (f"continue with at most {count(fits, 'worker')}: {self._run.resume_command()} --workers "
+                          f"{fits} (workers={fits} in Python; from there its mini-batches are drawn from "
+                          f"{count(fits, 'shard')}: another draw of the same training), or add nodes")
             raise ConfigError(f"cannot place {n} workers (one CPU each): the cluster has {cpus:g} CPUs, "
-                              f"{free:g} free, after waiting {waited:g} s; use at most "
-                              f"{count(max(1, int(free)), 'worker')} (workers, --workers), or add nodes")
+                              f"{free:g} free, after waiting {waited:g} s; {advice}")
         self._spec = self.network.spec()
         # One object per shard: a worker receives (and maps) only its own samples, and a
         # replacement worker gets the same objects again.
@@ -263,7 +278,7 @@ class DistributedTrainer(TrainerBase):
     def _start_worker(self, index: int):
         plan = self._plan
         plan_args = {"n_samples": plan.n_samples, "batch_size": plan.batch_size, "shards": plan.shards,
-                     "seed": plan.seed}
+                     "seed": plan.seed, "carried": plan.carried}
         images, labels = self._shards[index]
         return ray.remote(GradientWorker).options(
             num_cpus=1, max_restarts=0, runtime_env={"env_vars": _WORKER_ENV},
@@ -374,15 +389,27 @@ class DistributedTrainer(TrainerBase):
                     break
                 except _LOST as e:
                     cause = e
+            self._report_recoveries()
             attempt = again or call
 
     def _count_failure(self, what: str) -> None:
+        """A loss found, before its actors are replaced: FailureLimitError beyond ``max_failures``;
+        else it is reported once they are (:meth:`_report_recoveries`)."""
         self.failures.append(what)
         if len(self.failures) <= self.max_failures:
+            self._unreported.append((what, len(self.failures)))
             return
         # A failure is one recovery: it may have replaced several actors (a node that held them).
         raise FailureLimitError(f"giving up after {count(len(self.failures), 'failure')} (max_failures="
                                 f"{self.max_failures}); the last: {what}{self._what_is_kept()}")
+
+    def _report_recoveries(self) -> None:
+        """Tell the fit's reporter of each failure recovered from since the last call (a reporter
+        without ``on_recovery``, one of the user's own, hears nothing of them)."""
+        report = getattr(self._reporter, "on_recovery", None)
+        unreported, self._unreported = self._unreported, []
+        for what, number in unreported if callable(report) else ():
+            report(what, number, self.max_failures)
 
     def _names_a_run_file(self, error: BaseException) -> bool:
         """Whether ``error`` is the file system refusing a file of the run directory (which the
@@ -391,12 +418,18 @@ class DistributedTrainer(TrainerBase):
             return False
         return self._run is not None and Path(error.filename).absolute().is_relative_to(self._run.path.absolute())
 
-    def _what_is_kept(self) -> str:
-        """For a run that fails: what of it stays, and how to go on."""
+    def _what_is_kept(self, cpus_now: int | None = None) -> str:
+        """For a run that fails: what of it stays, and how to go on (on fewer workers, where the
+        cluster has ``cpus_now`` CPUs, fewer than the run's workers)."""
         if self._run is None or not self._run.has_checkpoint():
             return ""
-        return (f"; the best network so far and the last checkpoint in {self._run.path} are intact: "
-                f"continue with {self._run.resume_command()}")
+        command = self._run.resume_command()
+        kept = f"; the best network so far and the last checkpoint in {self._run.path} are intact: continue with {command}"
+        if cpus_now is not None and 0 < cpus_now < self.shards:
+            kept += (f" once the cluster has room for {count(self.shards, 'worker')} again, or now on the "
+                     f"{count(cpus_now, 'CPU')} it has with {command} --workers {cpus_now} (from there its "
+                     f"mini-batches are drawn from {count(cpus_now, 'shard')}: another draw of the same training)")
+        return kept
 
     def _replace_lost_actors(self, cause: Exception) -> None:
         # Closing the protocol first frees the survivors (a channel's workers wait for the server).
@@ -447,9 +480,12 @@ class DistributedTrainer(TrainerBase):
         try:
             return ray.get(worker.where.remote(), timeout=self.placement_timeout)
         except ray.exceptions.GetTimeoutError:
+            cpus = None
+            with suppress(ray.exceptions.RayError):
+                cpus = int(ray.cluster_resources().get("CPU", 0))  # the nodes alive now
             raise DistnetError(f"cannot start a replacement for worker {index} within "
                                f"{self.placement_timeout:g} s: its placement-group bundle has no room "
-                               f"(was its node lost?)") from None
+                               f"(was its node lost?){self._what_is_kept(cpus)}") from None
 
     def _restore_server(self):
         """A new parameter server in the state of the newest checkpoint (or of the run's start)."""
@@ -483,5 +519,6 @@ class DistributedTrainer(TrainerBase):
         best_path = best_path.absolute() if best_path is not None else None
         self._stopping = StopEvaluatorActor(network_spec, window, acceptable_error, best_path,
                                             node_id=ray.get_runtime_context().get_node_id(),
-                                            on_failure=self._count_failure, notes=notes)
+                                            on_failure=self._count_failure, on_recovery=self._report_recoveries,
+                                            notes=notes)
         return self._stopping
