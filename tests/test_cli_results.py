@@ -87,6 +87,25 @@ def test_train_json_lines_tell_the_whole_run(mnist_run, mnist_test):
     assert json.loads((run_dir / "summary.json").read_text())["test_error"] == summary["test_error"]
 
 
+def test_train_json_keeps_stdout_for_its_events_while_ray_prints_there(capsys, tmp_path, monkeypatch):
+    from distnet.trainer import Trainer
+
+    fit = Trainer.fit
+
+    def fit_while_ray_prints(self, *args, **kwargs):
+        # What Ray's log thread prints on this process's stdout when a worker dies (it looks the
+        # stream up as it prints).
+        print("(raylet) A worker died or was killed while executing a task by an unexpected system error.")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", fit_while_ray_prints)
+    status, out, err = run_cli(capsys, "train", "--workers", "0", "--epochs", "1", "--eval-every", "1",
+                               "--run-dir", tmp_path / "run", "--json")
+    assert status == 0
+    assert [json.loads(line)["event"] for line in out.splitlines()] == ["start", "evaluation", "end", "summary"]
+    assert "(raylet) A worker died" in err  # on stdout before, where a script reading JSON broke on it
+
+
 def test_train_terminal_output_has_evaluation_lines_and_the_final_summary(capsys, tmp_path):
     status, out, err = run_cli(capsys, "train", "--workers", "0", "--epochs", "2", "--eval-every", "1",
                                "--run-dir", tmp_path / "my run")

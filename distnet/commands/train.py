@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
+import sys
 import time
 import warnings
 from dataclasses import replace
@@ -228,9 +230,12 @@ def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int
 def fit_and_report(args, trainer, splits, run_dir: Path, fit_args: dict, resume: bool) -> int:
     from ..progress import JsonLinesReporter, Reporter, TerminalReporter
 
-    reporter = JsonLinesReporter() if args.json else Reporter() if args.quiet else TerminalReporter()
-    result = trainer.fit(splits.train, splits.validation, run_dir=run_dir, resume=resume,
-                         checkpoint_every=args.checkpoint_every, reporter=reporter, **fit_args)
+    reporter = JsonLinesReporter(sys.stdout) if args.json else Reporter() if args.quiet else TerminalReporter()
+    # Ray prints what its processes say (a worker that died, say) on this process's stdout, where
+    # --json keeps its events only: during the training that goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        result = trainer.fit(splits.train, splits.validation, run_dir=run_dir, resume=resume,
+                             checkpoint_every=args.checkpoint_every, reporter=reporter, **fit_args)
     return finish_train(args, trainer, result, splits, RunDir(run_dir))
 
 
