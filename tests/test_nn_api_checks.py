@@ -157,6 +157,15 @@ def test_error_rate_takes_one_integer_label_per_row_in_range():
                                               r"scale them as the network was trained: X.astype\(np.float32\) / 255\)"):
             network.predict((X * 200).astype(raw))
     assert network.predict((X * 3).astype(np.int64)).shape == (6, 3)  # whole numbers of your own are numbers
+
+
+    class TorchLike:  # a tensor: its dtype is no NumPy dtype (np.dtype() of it raised a TypeError)
+        dtype = "torch.float32"
+
+        def __array__(self, dtype=None, copy=None):
+            return X.astype(dtype or np.float32)
+
+    np.testing.assert_array_equal(network.predict(TorchLike()), network.predict(X))
     with pytest.raises(ConfigError, match=r"integer class labels 0..2, one per row: got float64 data of shape "
                                           r"\(6, 3\) for 6 rows \(one-hot rows\? pass their argmax\(axis=1\)\)"):
         network.error_rate(X, np.eye(3)[labels])

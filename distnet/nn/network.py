@@ -173,8 +173,9 @@ class Network:
         if hasattr(X, "images") and hasattr(X, "labels"):  # a Dataset, which the math does not know
             raise ConfigError("the network takes an array of inputs, one row per sample, not a data set: pass "
                               "its .images (and to error_rate its .labels too)")
-        if getattr(X, "dtype", None) is not None and np.dtype(X.dtype).kind in "ub":
-            raise ConfigError(f"the network takes floating-point inputs, got {np.dtype(X.dtype)} values (image "
+        # (.kind: NumPy's dtypes and pandas'; a torch tensor's dtype has none, and converts below)
+        if getattr(getattr(X, "dtype", None), "kind", None) in ("u", "b"):
+            raise ConfigError(f"the network takes floating-point inputs, got {X.dtype} values (image "
                               f"bytes? scale them as the network was trained: X.astype(np.float32) / 255)")
         X = np.asarray(X, dtype=self.dtype)
         if X.ndim == 1:
