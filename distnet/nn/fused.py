@@ -61,12 +61,20 @@ def nesterov_update(params: np.ndarray, velocity: np.ndarray, grads: Sequence[np
     if not 1 <= len(grads) <= 2:
         raise ValueError(f"the one-pass update sums one or two gradients, got {len(grads)}")
     # The kernel runs without bounds checks: a shorter vector would be read and written past its end.
+    # (Checked on every step, so the message is made only for a mismatch.)
+    shape, dtype = params.shape, params.dtype
+    first, last = grads[0], grads[-1]
+    if (velocity.shape != shape or first.shape != shape or last.shape != shape or velocity.dtype != dtype
+            or first.dtype != dtype or last.dtype != dtype or bounds[-1] != params.size):
+        _refuse(params, velocity, grads, bounds)
+    kernel(params, velocity, first, last, len(grads) == 2, bounds, keeps,
+           dtype.type(learning_rate), dtype.type(momentum))
+
+
+def _refuse(params: np.ndarray, velocity: np.ndarray, grads: Sequence[np.ndarray], bounds: np.ndarray) -> None:
+    """ValueError naming the vector that does not fit ``params`` (see :func:`nesterov_update`)."""
     for name, vector in (("velocity", velocity), *((f"gradient {i}", grad) for i, grad in enumerate(grads))):
         if vector.shape != params.shape or vector.dtype != params.dtype:
             raise ValueError(f"the one-pass update needs the {name} shaped as the parameters "
                              f"{params.shape} {params.dtype}, got {vector.shape} {vector.dtype}")
-    if bounds[-1] != params.size:
-        raise ValueError(f"the runs end at {bounds[-1]}, the parameters at {params.size}")
-    dtype = params.dtype.type
-    kernel(params, velocity, grads[0], grads[-1], len(grads) == 2, bounds, keeps,
-           dtype(learning_rate), dtype(momentum))
+    raise ValueError(f"the runs end at {bounds[-1]}, the parameters at {params.size}")
