@@ -40,16 +40,30 @@ class Trainer(TrainerBase):
             self._grad_buffer = np.empty_like(params)
         return self._grad_buffer
 
+    _shards = 1
+    _shards_told = False  # trainer.shards was set: a resume uses that, not the run's
+
+    @property
+    def shards(self) -> int:
+        """How many workers' mini-batches the trainer draws: 1, the number it was set to, or (for
+        a trainer never set one) that of the run it last resumed."""
+        return self._shards
+
+    @shards.setter
+    def shards(self, shards: int) -> None:
+        self._shards, self._shards_told = positive_int("shards", shards), True
+
     @contextmanager
     def _workers_of_run(self, workers: int | None) -> Iterator[None]:
-        if workers is None or "shards" in vars(self):  # told a number of shards: that one
+        if workers is None or self._shards_told:
             yield
             return
-        self.shards = positive_int("the run's number of workers", workers)
+        # The run's, for this resume (and a later one of another run takes that run's).
+        before, self._shards = self._shards, positive_int("the run's number of workers", workers)
         try:
             yield
         except BaseException:
-            del self.shards  # the class's default again
+            self._shards = before
             raise
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:

@@ -260,6 +260,7 @@ class TrainerBase:
         self._check_batches(len(train))
         # The optimizer's rate may have been set on it directly: checked here, before a run records it.
         self.optimizer.learning_rate = positive_real("the learning rate", self.optimizer.learning_rate)
+        self.optimizer.check_state_fits(self.network.params)  # before a parameter server is started with it
         with np.errstate(over="ignore"):  # a value cast beyond float32's range is named just below
             train = train.astype(self.network.dtype)
             validation = validation.astype(self.network.dtype) if validation is not None and len(validation) else None
@@ -339,7 +340,7 @@ class TrainerBase:
     def _other_workers_message(run: RunDir, checkpoint: Checkpoint, then: int, now: int) -> str:
         """The warning for a resume with another number of workers (shards of the training set)."""
         message = (f"{run.path} trains on with its mini-batches drawn from {count(now, 'shard')} of the training "
-                   f"set (as {count(now, 'worker')} draw them), where it drew them from {then} so far: from here it "
+                   f"set (as {count(now, 'worker')} {'draws' if now == 1 else 'draw'} them), where it drew them from {then} so far: from here it "
                    f"is another draw of the same training, not bit-identical to a run that kept "
                    f"{count(then, 'worker')}")
         if checkpoint.step:

@@ -152,6 +152,9 @@ def test_a_resume_without_a_worker_count_continues_with_the_run_s(mnist, ray_loc
     result = resumed.fit(train, validation, epochs=2, run_dir=tmp_path / "run", resume=True)
     assert resumed.shards == len(resumed.placement) == 2 and result.epochs == 2
     np.testing.assert_array_equal(resumed.network.params, uninterrupted.network.params)
+    for run_workers in (4, 3):  # the next resume, of another run, takes that run's (it kept the 2 before)
+        with resumed._workers_of_run(run_workers):
+            assert resumed.shards == run_workers
 
 
 class InterruptAt(Reporter):

@@ -264,3 +264,12 @@ def test_a_trainer_given_another_networks_optimizer_says_so_before_touching_eith
     with pytest.raises(ConfigError, match="holds its velocity for 34 float64 parameters, not for these 402"):
         Trainer(big, opt, l2=1e-4).step(X, Y)
     np.testing.assert_array_equal(big.params, params)
+    # A distributed fit says so before it starts Ray: its parameter server failed to start with that
+    # state, which read as a lost server, replaced until the failure limit.
+    import ray
+    from distnet import Dataset, DistributedTrainer
+
+    data = Dataset(X, np.arange(16) % 2, "xy", ("a", "b"))
+    with pytest.raises(ConfigError, match="holds its velocity for 34 float64 parameters, not for these 402"):
+        DistributedTrainer(big, opt, batch_size=8, workers=2).fit(data, epochs=1)
+    assert not ray.is_initialized()

@@ -239,6 +239,14 @@ def test_a_resume_on_another_number_of_shards_warns_ends_its_epoch_as_begun_and_
         later, three = fit(tmp_path / "run", epochs=3, resume=True)  # told no number: the run's 3 now
     assert later.shards == 3 and three.epochs == 3
     assert three.history[2]["train_error"] != whole_result.history[2]["train_error"]  # another draw from epoch 3
+    # One trainer told no number resumes each run with that run's own (it kept the first run's for the
+    # second before, which warned and rewrote the second run's config.json).
+    trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for run, shards in ((tmp_path / "run", 3), (same, 2)):
+            trainer.fit(train, validation, eval_every=1, window=3, run_dir=run, epochs=4, resume=True)
+            assert trainer.shards == shards == json.loads((run / "config.json").read_text())["workers"]
 
 
 def test_the_last_epoch_is_evaluated_even_between_two_evaluations(mnist):

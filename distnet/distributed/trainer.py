@@ -131,6 +131,7 @@ class DistributedTrainer(TrainerBase):
             raise ConfigError("workers=0 means no Ray workers: train in this process with Trainer(...) instead, "
                               "or give workers=1 or more")
         self.requested_workers = None if workers is None else positive_int("workers", workers)
+        self._workers_told = workers is not None  # else the cluster's CPUs, or a resumed run's number
         self.address = address
         self.protocol = protocol
         self.placement_timeout = positive_real("placement_timeout", placement_timeout)
@@ -159,22 +160,22 @@ class DistributedTrainer(TrainerBase):
 
     # -- setup and teardown -----------------------------------------------------------------------
     def _check_batches(self, n_samples: int) -> None:
-        if self.requested_workers is not None:
+        if self._workers_told:
             super()._check_batches(n_samples)
-        elif n_samples < self.batch_size:  # the rest once Ray says how many workers there are
+        elif n_samples < self.batch_size:  # the rest once the run or Ray says how many workers there are
             BatchPlan(n_samples, self.batch_size)
 
     @contextmanager
     def _workers_of_run(self, workers: int | None) -> Iterator[None]:
-        if self.requested_workers is not None or workers is None:
+        if self._workers_told or workers is None:
             yield
             return
-        # The only number that can continue the run.
-        self.requested_workers = positive_int("the run's number of workers", workers)
+        # The run's, for this resume (and a later one of another run takes that run's).
+        before, self.requested_workers = self.requested_workers, positive_int("the run's number of workers", workers)
         try:
             yield
         except BaseException:
-            self.requested_workers = None
+            self.requested_workers = before
             raise
 
     @contextmanager

@@ -20,8 +20,9 @@ class Optimizer:
     """Base class: subclasses define ``step``; state arrays (velocity, moments) are created on first use.
 
     The state belongs to the parameters it was made for: an optimizer updates one network (a
-    second :class:`~distnet.Trainer` given the same optimizer continues with its state), and
-    stepping a parameter vector of another size or dtype raises ConfigError.
+    second :class:`~distnet.Trainer` given the same optimizer continues with its state), and one
+    with state (all but GradientDescent) refuses a parameter vector of another size or dtype with
+    ConfigError, when it steps and when a trainer starts a fit.
     """
 
     name: str = ""
@@ -45,12 +46,22 @@ class Optimizer:
         slot = self._state[key]
         # State of other parameters would be broadcast, or read past its end by the compiled update.
         if slot.shape != like.shape or slot.dtype != like.dtype:
-            raise ConfigError(f"this {type(self).__name__} optimizer holds its {key.replace('_', ' ')} for "
-                              f"{slot.size} {slot.dtype} parameters, not for these {like.size} {like.dtype} "
-                              f"ones: an optimizer's state belongs to the network it updates (this one has "
-                              f"updated another, or was given another's state); give each network an "
-                              f"optimizer of its own, e.g. {self!r}")
+            self._refuse(key, slot, like)
         return slot
+
+    def check_state_fits(self, params: np.ndarray) -> None:
+        """ConfigError unless the state (if any yet) is for a parameter vector like ``params``:
+        what a trainer checks before it trains (a parameter server elsewhere would fail later)."""
+        for key, slot in self._state.items():
+            if slot.ndim and (slot.shape != params.shape or slot.dtype != params.dtype):  # not Adam's count
+                self._refuse(key, slot, params)
+
+    def _refuse(self, key: str, slot: np.ndarray, params: np.ndarray) -> None:
+        raise ConfigError(f"this {type(self).__name__} optimizer holds its {key.replace('_', ' ')} for "
+                          f"{slot.size} {slot.dtype} parameters, not for these {params.size} {params.dtype} "
+                          f"ones: an optimizer's state belongs to the network it updates (this one has "
+                          f"updated another, or was given another's state); give each network an "
+                          f"optimizer of its own, e.g. {self!r}")
 
     def state(self) -> dict[str, np.ndarray]:
         """Copies of the state arrays, by name (empty before the first step)."""
