@@ -157,6 +157,15 @@ def test_a_resume_without_a_worker_count_continues_with_the_run_s(mnist, ray_loc
             assert resumed.shards == run_workers
 
 
+def test_told_no_worker_count_a_trainer_takes_no_more_workers_than_a_batch_has_samples(mnist, ray_local):
+    """Ray's 4 CPUs would be 4 workers; a batch of 3 makes 3 (it was refused after Ray started,
+    with the run directory written)."""
+    trainer = DistributedTrainer(small_network(), Nesterov(0.02), batch_size=3, seed=1)
+    result = trainer.fit(mnist.train.subset(slice(0, 30)), epochs=1)
+    assert trainer.shards == len(trainer.placement) == 3 < ray_local.cluster_resources()["CPU"] == 4
+    assert result.epochs == 1
+
+
 class InterruptAt(Reporter):
     def on_steps(self, epoch, step, steps, stats, seconds):
         if (epoch, step) >= (2, 25):

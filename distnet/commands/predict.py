@@ -32,8 +32,8 @@ def register(subparsers) -> None:
                          help="the images: pictures, .npy arrays or IDX files (any mix)")
     predict.add_argument("--dataset", choices=DATASETS,
                          help="what the network was trained on, for the class names (default: the "
-                              "classes the model records, else the data set its run directory records, "
-                              "else mnist)")
+                              "classes the model records, else the data set it or its run directory "
+                              "records, else mnist)")
     predict.add_argument("--invert", choices=["auto", "yes", "no"], default="auto",
                          help="pictures only: make dark-on-light images light-on-dark like MNIST "
                               "(default auto: invert when the border is light)")

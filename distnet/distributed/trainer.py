@@ -95,8 +95,8 @@ class DistributedTrainer(TrainerBase):
     ...                              workers=2, seed=942457)
     >>> result = trainer.fit(splits.train, splits.validation, epochs=30)
 
-    ``workers=None`` takes one worker per CPU of the cluster, or, resuming a run, the run's
-    number. ``address=None`` joins the cluster that ``RAY_ADDRESS`` names, if set, and otherwise
+    ``workers=None`` takes one worker per CPU of the cluster (at most one per sample of a batch),
+    or, resuming a run, the run's number. ``address=None`` joins the cluster that ``RAY_ADDRESS`` names, if set, and otherwise
     starts a Ray of this process's own (stopped afterwards), unless Ray is already initialised;
     ``"auto"`` or ``"HOST:PORT"`` joins a running cluster; ``"local"`` starts a Ray of its own even
     where ``RAY_ADDRESS`` is set.
@@ -184,8 +184,8 @@ class DistributedTrainer(TrainerBase):
         self.failures, self._unreported, self._reporter = [], [], reporter
         self._connect_ray()
         try:
-            if self.requested_workers is None:
-                self.requested_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            if self.requested_workers is None:  # each worker needs a sample of every batch
+                self.requested_workers = max(1, min(int(ray.cluster_resources().get("CPU", 1)), self.batch_size))
             yield
         except ray.exceptions.RayTaskError as e:  # an actor's method raised
             cause = e.cause if isinstance(e.cause, BaseException) else e

@@ -454,8 +454,9 @@ def saved_network_path(path: str | os.PathLike) -> Path:
 
 def saved_notes(path: str | os.PathLike) -> dict:
     """The notes saved with the network in ``path`` (see :meth:`Network.save`; a run directory
-    stands for its ``best.npz``): a dict, empty for a file saved without notes. ModelFormatError
-    for anything that :meth:`Network.load` would refuse, or notes that are not a JSON object."""
+    stands for its ``best.npz``): a dict, empty for a file saved without notes. Only the metadata
+    is read: ModelFormatError for a file that is not an .npz with a distnet network's metadata, or
+    notes that are not a JSON object (the parameters are checked by :meth:`Network.load`)."""
     path = saved_network_path(path)
     name = str(path)
     arrays = read_npz(_read_model_file(path), name, required=("params", "meta"))
