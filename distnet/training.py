@@ -340,9 +340,9 @@ class TrainerBase:
     def _other_workers_message(run: RunDir, checkpoint: Checkpoint, then: int, now: int) -> str:
         """The warning for a resume with another number of workers (shards of the training set)."""
         message = (f"{run.path} trains on with its mini-batches drawn from {count(now, 'shard')} of the training "
-                   f"set (as {count(now, 'worker')} {'draws' if now == 1 else 'draw'} them), where it drew them from {then} so far: from here it "
-                   f"is another draw of the same training, not bit-identical to a run that kept "
-                   f"{count(then, 'worker')}")
+                   f"set (as {count(now, 'worker')} {'draws' if now == 1 else 'draw'} them), where it drew them "
+                   f"from {then} so far: from here it is another draw of the same training, not bit-identical to "
+                   f"a run that kept {count(then, 'worker')}")
         if checkpoint.step:
             drawn = checkpoint.epoch_shards or then
             message += (f"; epoch {checkpoint.epoch + 1}, which it resumes at step {checkpoint.step}, ends with the "

@@ -46,8 +46,9 @@ def register(subparsers) -> None:
                        help="training setup (default: seed): " + "; ".join(  # argparse formats help with %
                            f"{name}: {preset.description}".replace("%", "%%") for name, preset in sorted(PRESETS.items())))
     train.add_argument("--workers", type=non_negative_int, default=None,
-                       help="gradient workers (default: the cluster's CPUs, at most the batch size, which leaves none where a lost node's "
-                            "workers could start again); 0 trains in this process without Ray. With --resume "
+                       help="gradient workers (default: the cluster's CPUs, at most the batch size, which leaves "
+                            "none where a lost node's workers could start again); 0 trains in this process "
+                            "without Ray. With --resume "
                             "(default: the run's), N continues the run on N workers, its mini-batches drawn from "
                             "N shards from then on (another draw of the same training), and 0 in this process "
                             "with the run's own batches")

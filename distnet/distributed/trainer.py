@@ -425,7 +425,8 @@ class DistributedTrainer(TrainerBase):
         if self._run is None or not self._run.has_checkpoint():
             return ""
         command = self._run.resume_command()
-        kept = f"; the best network so far and the last checkpoint in {self._run.path} are intact: continue with {command}"
+        kept = (f"; the best network so far and the last checkpoint in {self._run.path} are intact: "
+                f"continue with {command}")
         if cpus_now is not None and 0 < cpus_now < self.shards:
             kept += (f" once the cluster has room for {count(self.shards, 'worker')} again, or now on the "
                      f"{count(cpus_now, 'CPU')} it has with {command} --workers {cpus_now} (from there its "
