@@ -487,7 +487,7 @@ def test_the_command_line_reports_a_recovery_and_resumes_on_another_number_of_wo
     run, address = tmp_path / "run", ray_local.get_runtime_context().gcs_address
     options = [o for o in train_args(small_mnist, run, "--workers", "2", "--address", address) if o != "--quiet"]
     assert main([*options, "--json"]) == 0
-    # (Ray's own line on the lost worker may come between them.)
+    # (Ray's own line on the lost worker goes to stderr during the fit; one that came later would not.)
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     recoveries = [e for e in events if e["event"] == "recovery"]
     assert len(recoveries) == 1 and recoveries[0]["what"].startswith(f"worker 1 (pid {lost[0]}) lost ")
