@@ -166,6 +166,15 @@ def test_error_rate_takes_one_integer_label_per_row_in_range():
             return X.astype(dtype or np.float32)
 
     np.testing.assert_array_equal(network.predict(TorchLike()), network.predict(X))
+
+    class TorchBytes:  # torch.uint8 images: the bytes show once converted (they were taken as numbers)
+        dtype = "torch.uint8"
+
+        def __array__(self, dtype=None, copy=None):
+            return (X * 200).astype(np.uint8)
+
+    with pytest.raises(ConfigError, match=r"floating-point inputs, got uint8 values"):
+        network.predict(TorchBytes())
     with pytest.raises(ConfigError, match=r"integer class labels 0..2, one per row: got float64 data of shape "
                                           r"\(6, 3\) for 6 rows \(one-hot rows\? pass their argmax\(axis=1\)\)"):
         network.error_rate(X, np.eye(3)[labels])

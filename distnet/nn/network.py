@@ -173,11 +173,11 @@ class Network:
         if hasattr(X, "images") and hasattr(X, "labels"):  # a Dataset, which the math does not know
             raise ConfigError("the network takes an array of inputs, one row per sample, not a data set: pass "
                               "its .images (and to error_rate its .labels too)")
-        # (.kind: NumPy's dtypes and pandas'; a torch tensor's dtype has none, and converts below)
-        if getattr(getattr(X, "dtype", None), "kind", None) in ("u", "b"):
+        X = np.asarray(X)  # as given first (a torch tensor's dtype says nothing to NumPy until converted)
+        if X.dtype.kind in ("u", "b"):
             raise ConfigError(f"the network takes floating-point inputs, got {X.dtype} values (image "
                               f"bytes? scale them as the network was trained: X.astype(np.float32) / 255)")
-        X = np.asarray(X, dtype=self.dtype)
+        X = X.astype(self.dtype, copy=False)
         if X.ndim == 1:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != self.input_size:
