@@ -149,7 +149,8 @@ class EarlyStopping:
                        {"epoch": self.best_epoch, "validation_error": self.evaluator.lowest})
 
     def state(self) -> dict:
-        """JSON-able state without the parameters (those live in the best-network file)."""
+        """JSON-able state without the best parameters (a checkpoint stores those beside it, and
+        :meth:`load_state` takes them back)."""
         return {"evaluator": self.evaluator.state(), "best_epoch": self.best_epoch}
 
     def load_state(self, state: dict, best_params: np.ndarray | None) -> None:

@@ -29,12 +29,12 @@ def add_data_location_arguments(parser: argparse.ArgumentParser, test_only: bool
     parser.add_argument("--no-download", action="store_true", help="never download; fail if the files are missing")
 
 
-def load_data(args, dtype, validation: int = 10_000):
+def load_data(args, dtype):
     """The splits of the data set ``args`` name (``--dataset``, ``--data-dir``, ``--no-download``)."""
     from ..data import load_dataset
 
     return load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download,
-                        validation=validation, dtype=dtype)
+                        dtype=dtype)
 
 
 def load_test_data(args, dtype):

@@ -348,7 +348,7 @@ def _dataset(name: str, split: str, images: np.ndarray, labels: np.ndarray, dtyp
 
 
 def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
-            bases: tuple[str, ...] = _FILES) -> list[Path]:
+            bases: tuple[str, ...]) -> list[Path]:
     """Return the paths of the files ``bases`` (the four, or the two test files), downloading
     them into the cache if need be."""
     title = _TITLES[name]

@@ -11,13 +11,16 @@ from contextlib import contextmanager, suppress
 
 import numpy as np
 
-from ..batches import BatchGather, BatchPlan
+from ..batches import BatchGather, BatchPlan, split_sizes
 from ..data.augment import augmentation_from_spec
 from ..nn import Network
 from . import channel as ch
 
 
 class GradientWorker:
+    """Worker ``index`` of a run: its shard (``images``, ``labels``), the run's batch plan, and a
+    network of ``network_spec`` whose parameters each step supplies."""
+
     def __init__(self, index: int, network_spec: dict, images: np.ndarray, labels: np.ndarray,
                  plan: dict, augmentation: dict | None = None):
         # ``images`` arrives from the object store: on this node a read-only view, never a copy.
@@ -136,8 +139,10 @@ class GradientWorker:
     # -- evaluation -----------------------------------------------------------------------------
     def count_errors(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, part: int,
                      parts: int) -> int:
-        """Misclassified samples in part ``part`` of ``parts`` equal contiguous parts."""
-        bounds = np.linspace(0, len(labels), parts + 1).astype(int)
-        lo, hi = bounds[part], bounds[part + 1]
+        """Misclassified samples in part ``part`` of ``parts`` contiguous parts (sizes as
+        :func:`~distnet.batches.split_sizes` makes them)."""
+        sizes = split_sizes(len(labels), parts)
+        lo = sum(sizes[:part])
+        hi = lo + sizes[part]
         with self._computing_on(params):
             return self.network.error_count(images[lo:hi], labels[lo:hi])

@@ -16,6 +16,9 @@ from . import channel as ch
 
 
 class ParameterServer:
+    """The run's parameters and optimizer state, at ``position`` (the (epoch, step) of the next
+    update), and the update rule (``optimizer_spec``, ``l2``) every step applies."""
+
     def __init__(self, network_spec: dict, params: np.ndarray, optimizer_spec: dict, l2: float,
                  optimizer_state: dict | None = None, update_parts: int | None = None,
                  position: tuple[int, int] = (0, 0)):

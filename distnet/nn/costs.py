@@ -132,10 +132,9 @@ class CrossEntropy(Cost):
         return -y / np.maximum(a, tiny)
 
     def output_layer_gradient(self, activation, a, y):
-        if isinstance(activation, Softmax):
-            # Exact when each row of y sums to 1 (one-hot labels).
-            return a - y
-        return super().output_layer_gradient(activation, a, y)
+        # Softmax's, the only output allowed (check_output_activation): exact when each row of y
+        # sums to 1 (one-hot labels).
+        return a - y
 
 
 COSTS: dict[str, type[Cost]] = {cls.name: cls for cls in (Quadratic, HalfQuadratic, MSE, CrossEntropy)}
