@@ -51,7 +51,7 @@ from distnet.distributed import channel as ch  # noqa: E402
 from distnet.nn import ParallelUpdate, fused  # noqa: E402
 
 WARM_UP = 3
-SKIPPED = "PyTorch is not installed (pip install 'distnet[bench]')"
+SKIPPED = "PyTorch is not installed (pip install torch)"
 
 
 class _Gradients:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import warnings
 
 import numpy as np
 
@@ -31,8 +32,10 @@ class _Steps:
 
     def __init__(self, torch, model, images, labels, batch: int, seed: int):
         self.torch, self.model, self.batch = torch, model, batch
-        self.images = torch.from_numpy(images)
-        self.targets = torch.nn.functional.one_hot(torch.from_numpy(labels), CLASSES).float()
+        with warnings.catch_warnings():  # read-only arrays (a view of shared data): the steps only read them
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            self.images = torch.from_numpy(images)
+            self.targets = torch.nn.functional.one_hot(torch.from_numpy(labels), CLASSES).float()
         self.weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
         self.optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM, nesterov=True)
         self.generator = torch.Generator().manual_seed(seed)
@@ -62,7 +65,7 @@ def _missing_torch() -> dict | None:
     try:
         import torch  # noqa: F401
     except ImportError:
-        return {"skipped": "PyTorch is not installed (pip install 'distnet[bench]')"}
+        return {"skipped": "PyTorch is not installed (pip install torch)"}
     return None
 
 

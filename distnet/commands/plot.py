@@ -1,5 +1,5 @@
 """``distnet plot``: a run's learning curves, its confusion matrix and a grid of misclassified test
-images, as PNG files (needs matplotlib: ``pip install 'distnet[plot]'``)."""
+images, as PNG files (needs matplotlib: ``pip install matplotlib``)."""
 from __future__ import annotations
 
 import json
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
         "plot", help="learning curves, confusion matrix and misclassified images of a run, as PNG",
         description="Write learning_curves.png (train and validation error per evaluation), "
                     "confusion_matrix.png and misclassified.png (the best network's surest mistakes on "
-                    "the test set) for the run in RUN_DIR. Needs matplotlib: pip install 'distnet[plot]'.")
+                    "the test set) for the run in RUN_DIR. Needs matplotlib: pip install matplotlib.")
     plot.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by distnet train")
     plot.add_argument("--out", type=Path, help="where to write the PNG files (default: RUN_DIR/plots)")
     add_data_location_arguments(plot, test_only=True)
@@ -67,7 +67,7 @@ def import_pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ConfigError("plotting needs matplotlib: pip install 'distnet[plot]'") from None
+        raise ConfigError("plotting needs matplotlib: pip install matplotlib") from None
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as pyplot
 

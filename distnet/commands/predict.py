@@ -1,7 +1,7 @@
 """``distnet predict``: classify images with a saved network and print class and probabilities.
 
 Reads ``.npy`` arrays and IDX files (plain or gzip) without extra packages, and PNG, JPEG and
-the other picture formats through Pillow (``pip install 'distnet[images]'``).
+the other picture formats through Pillow (``pip install pillow``).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     predict = subparsers.add_parser(
         "predict", help="classify images (PNG/JPEG, .npy or IDX) with a saved network",
         description="Print each image's class and the network's probability per class. FILE can be a "
-                    "PNG/JPEG picture (needs Pillow: pip install 'distnet[images]'), a .npy array of "
+                    "PNG/JPEG picture (needs Pillow: pip install pillow), a .npy array of "
                     "one or more 28x28 images (or rows of 784 values), or an IDX images file.")
     predict.add_argument("model", type=Path,
                          help="a .npz network (e.g. RUN_DIR/best.npz), or a run directory for its best.npz")
@@ -140,7 +140,7 @@ def read_picture(path: Path, invert: str = "auto") -> np.ndarray:
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
-        raise ConfigError(f"reading {path.suffix} pictures needs Pillow: pip install 'distnet[images]' "
+        raise ConfigError(f"reading {path.suffix} pictures needs Pillow: pip install pillow "
                           f"(or save the image as a .npy array)") from None
     try:
         with Image.open(path) as picture:

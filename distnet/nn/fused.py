@@ -3,7 +3,7 @@
 NumPy applies L2 and the Nesterov step to a parameter vector in seven passes over whole vectors,
 eight with the sum of two workers' gradients, and for a large network it is that memory traffic,
 not the arithmetic, that the update costs (``python -m benchmarks.step_anatomy``). With numba
-installed (``pip install "distnet[fast]"``) :class:`~distnet.nn.UpdateRule` hands the update to
+installed (``pip install numba``, or the ``fast`` extra: ``pip install ".[fast]"``) :class:`~distnet.nn.UpdateRule` hands the update to
 :func:`nesterov_update`, which goes through the vectors once and does, element by element, the
 same float operations in the same order as the NumPy path. numba compiles without fastmath: no
 fused multiply-add, no reassociation, so the results are bit-for-bit those of NumPy (the tests
@@ -57,7 +57,7 @@ def nesterov_update(params: np.ndarray, velocity: np.ndarray, grads: Sequence[np
     """
     kernel = _kernel()
     if kernel is None:
-        raise RuntimeError('the one-pass update needs numba: pip install "distnet[fast]"')
+        raise RuntimeError("the one-pass update needs numba: pip install numba")
     if not 1 <= len(grads) <= 2:
         raise ValueError(f"the one-pass update sums one or two gradients, got {len(grads)}")
     # The kernel runs without bounds checks: a shorter vector would be read and written past its end.

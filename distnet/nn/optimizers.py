@@ -197,7 +197,7 @@ class UpdateRule:
     L2 is the original's: every weight is multiplied by (1 − l2) once per update, independent of
     the learning rate and the data size; biases are not decayed. The single-process trainer and
     the parameter server both apply updates through this one class. With numba installed
-    (``distnet[fast]``), L2 and a :class:`Nesterov` step run as one compiled pass over the vectors
+    (the ``fast`` extra), L2 and a :class:`Nesterov` step run as one compiled pass over the vectors
     that gives bit-for-bit the same values (:mod:`distnet.nn.fused`).
     """
 
