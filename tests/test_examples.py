@@ -63,3 +63,10 @@ def test_the_distributed_example_trains_with_ray_workers(tmp_path):
     assert reported_test_error(done.stdout) < 10
     assert "2 workers" in done.stderr
     check_run_dir(tmp_path / "run", done.stdout, workers=2)
+
+
+def test_an_example_given_a_wrong_value_says_what_is_wrong_without_a_traceback():
+    done = subprocess.run([sys.executable, str(EXAMPLES / "train_single_process.py"), "--epochs", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == "error: epochs must be a whole number of at least 1, got 0\n"
