@@ -16,6 +16,7 @@ import secrets
 import shlex
 import signal
 import sys
+import textwrap
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,9 +50,10 @@ def register(subparsers) -> None:
         "submit", parents=[_train_parser()], conflict_handler="resolve", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         help="run the training as a job on a Ray cluster, follow its logs, exit with its status",
-        description="Submit `distnet train` with the train options below as a Ray job (Jobs API); "
-                    "the job's runtime environment carries this distnet package. Paths (--data-dir, "
-                    "--run-dir, --resume) are paths on the cluster's head node.")
+        description=textwrap.fill("Submit `distnet train` with the train options below as a Ray job (Jobs "
+                                  "API); the job's runtime environment carries this distnet package. Paths "
+                                  "(--data-dir, --run-dir, --resume) are paths on the cluster's head node.",
+                                  width=80))  # filled here: the raw formatter (for the epilog) leaves it as given
     submit.add_argument("--run-dir", type=Path,
                         help=f"where to write the run, on the head node (default: {RUNS_ON_HEAD}/JOB_ID)")
     job = submit.add_argument_group("the job")
