@@ -14,9 +14,18 @@ PREFIX = "BENCHMARK-RESULT "
 
 
 def main(argv: list[str]) -> None:
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return
+    if len(argv) != 3:
+        sys.exit(f"usage: python -m benchmarks.case MODULE FUNCTION JSON_ARGUMENTS (see --help); got {len(argv)} arguments")
     module, function, arguments = argv
     run = getattr(importlib.import_module(f"benchmarks.{module}"), function)
-    result = run(**json.loads(arguments))
+    try:
+        keywords = json.loads(arguments)
+    except json.JSONDecodeError as e:
+        sys.exit(f"the arguments must be a JSON object, such as '{{\"workload\": \"article\"}}': {e}")
+    result = run(**keywords)
     print(PREFIX + json.dumps(result), flush=True)
 
 
