@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import json
 import logging
 import os
@@ -37,6 +38,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"distnet: error: {message} (see: {self.prog} --help)\n")
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
+    """" (did you mean --epochs?)" for options misspelt among ``unknown``, else ""."""
+    options = [option for action in parser._actions if action.dest != "help" for option in action.option_strings]
+    guesses = [match for word in unknown if word.startswith("--")
+               for match in difflib.get_close_matches(word.partition("=")[0], options, n=1, cutoff=0.75)]
+    return f" (did you mean {' or '.join(dict.fromkeys(guesses))}?)" if guesses else ""
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -78,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # said by the command's parser, so that the advice is that command's --help
-        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+        command = parser.commands[args.command]
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(command, unknown)}")
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     _Signals.terminated = False

@@ -313,6 +313,11 @@ def test_usage_errors_are_one_line_too(capsys):
     for command in ("train", "submit"):  # an abbreviation would change meaning once an option shares its start
         status, _, err = cli(capsys, command, "--ep", "1")
         assert err == f"distnet: error: unrecognized arguments: --ep 1 (see: distnet {command} --help)\n"
+    status, _, err = cli(capsys, "train", "--epoch=3", "--worker", "2", "--learnig-rate", "0.1")
+    assert err == ("distnet: error: unrecognized arguments: --epoch=3 --worker 2 --learnig-rate 0.1 (did you mean "
+                   "--epochs or --workers or --learning-rate?) (see: distnet train --help)\n")
+    status, _, err = cli(capsys, "evaluate", "model.npz", "--epochs", "3")  # not one of evaluate's: no guess
+    assert err == "distnet: error: unrecognized arguments: --epochs 3 (see: distnet evaluate --help)\n"
 
 
 @pytest.mark.slow
