@@ -2,16 +2,20 @@
 
     config.json           the run's configuration (network, optimizer, data, seed, workers, ...)
     history.jsonl         one JSON line per evaluation
+    failures.jsonl        one JSON line per failure of a distributed run (a lost actor), in every
+                          session of the run, written as it is found; absent until the first
     best.npz, best.json   the best network so far and when/how good it was (written on every
                           improvement, atomically)
     checkpoint.npz        the newest checkpoint; checkpoint.prev.npz the one before it
-    summary.json          written at the end: test error, per-class accuracy, placement, timing
+    summary.json          written at the end: test error, per-class accuracy, placement, timing,
+                          failures (those of failures.jsonl)
 """
 from __future__ import annotations
 
 import json
 import os
 import shlex
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -51,6 +55,7 @@ class RunDir:
 
     config_path = property(lambda self: self.path / "config.json")
     history_path = property(lambda self: self.path / "history.jsonl")
+    failures_path = property(lambda self: self.path / "failures.jsonl")
     best_path = property(lambda self: self.path / "best.npz")
     checkpoint_path = property(lambda self: self.path / "checkpoint.npz")
     previous_checkpoint_path = property(lambda self: self.path / "checkpoint.prev.npz")
@@ -165,6 +170,7 @@ class RunDir:
         try:
             write_json(self.config_path, config)
             self.history_path.write_text("")
+            self.failures_path.unlink(missing_ok=True)  # those of a run that failed here before it saved anything
         except OSError as e:
             raise self._cannot_create(e) from None
 
@@ -217,6 +223,29 @@ class RunDir:
     def append_history(self, record: dict) -> None:
         with open(self.history_path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def append_failure(self, what: str) -> None:
+        """Record a failure of the run (what was lost, and when) as it is found, so that the
+        summary of whichever session ends the run lists it. The file is rewritten whole and
+        atomically (a run has few failures): a crash leaves it with the new line, or as it was."""
+        before = self.failures_path.read_text() if self.failures_path.exists() else ""
+        record = {"what": what, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        with atomic_writer(self.failures_path, "w") as f:
+            f.write(before + json.dumps(record) + "\n")
+
+    def failures(self) -> list[str]:
+        """What failed in the run, in every session so far, oldest first (nothing for a run from
+        before failures.jsonl was written); a line that is not a record of one (edited by hand)
+        is skipped."""
+        try:
+            lines = self.failures_path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        failures = []
+        for line in lines:
+            with suppress(ValueError, TypeError, KeyError):
+                failures.append(str(json.loads(line)["what"]))
+        return failures
 
     def rewrite_history(self, records: list[dict]) -> None:
         """Make history.jsonl match a checkpoint's history (after a resume)."""

@@ -21,8 +21,9 @@ class Trainer(TrainerBase):
 
     Setting ``trainer.shards = N`` makes it draw exactly the mini-batches that N distributed
     workers would, which is how the tests show that distribution does not change the math. A
-    trainer whose ``shards`` was not set takes a resumed run's number of workers: it continues a
-    distributed run in this process with the batches the run's workers drew.
+    trainer whose ``shards`` was not set takes a resumed run's number of workers, for that fit: it
+    continues a distributed run in this process with the batches the run's workers drew (and a
+    new run after it draws one shard's again).
     """
 
     _grad_buffer: np.ndarray | None = None  # every step's gradient; allocated on first use
@@ -40,31 +41,33 @@ class Trainer(TrainerBase):
             self._grad_buffer = np.empty_like(params)
         return self._grad_buffer
 
-    _shards = 1
-    _shards_told = False  # trainer.shards was set: a resume uses that, not the run's
+    _shards_told: int | None = None  # trainer.shards = N: every fit draws N workers' batches
+    _fit_shards = 1  # else those of the fit under way, or the last: a resumed run's number, or 1
 
     @property
     def shards(self) -> int:
-        """How many workers' mini-batches the trainer draws: 1, the number it was set to, or (for
-        a trainer never set one) that of the run it last resumed."""
-        return self._shards
+        """How many workers' mini-batches the trainer draws: the number it was set to; for a
+        trainer never set one, that of the fit under way or the last: a resumed run's number of
+        workers, 1 for a new run."""
+        return self._shards_told or self._fit_shards
 
     @shards.setter
     def shards(self, shards: int) -> None:
-        self._shards, self._shards_told = positive_int("shards", shards), True
+        self._shards_told = positive_int("shards", shards)
 
     @contextmanager
     def _workers_of_run(self, workers: int | None) -> Iterator[None]:
         if workers is None or self._shards_told:
             yield
             return
-        # The run's, for this resume (and a later one of another run takes that run's).
-        before, self._shards = self._shards, positive_int("the run's number of workers", workers)
+        before, self._fit_shards = self._fit_shards, positive_int("the run's number of workers", workers)
         try:
             yield
-        except BaseException:
-            self._shards = before
-            raise
+        finally:
+            self._fit_shards = before
+
+    def _decide_workers(self, run_workers: int | None) -> None:
+        self._fit_shards = run_workers or 1
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
         self._train, self._plan = train, plan

@@ -287,6 +287,7 @@ class TrainerBase:
             if isinstance(resumed, FitResult):
                 return resumed  # the run had ended: nothing trained, written or started
             with self._session(run, reporter):
+                self._decide_workers(resumed.config["workers"] if resumed else None)
                 start = resumed or self._new_run(run, data, given, extra_config)
                 return self._fit(train, validation, run, start, checkpoint_every, reporter)
 
@@ -355,9 +356,15 @@ class TrainerBase:
 
     def _workers_of_run(self, workers: int | None) -> AbstractContextManager:
         """A resumed run's number of workers (``workers``, config.json's; the shards its batches
-        are drawn from), for a trainer that was not told one: taken for good unless the block fails
-        (a refused resume)."""
+        are drawn from), for a trainer that was not told one, while the block checks the resume
+        against the run (the fit takes it in :meth:`_decide_workers`)."""
         return nullcontext()
+
+    def _decide_workers(self, run_workers: int | None) -> None:
+        """The number of workers this fit uses, for a trainer that was not told one: a resumed
+        run's (``run_workers``), or for a new run (None) the trainer's own choice, made afresh each
+        fit. Called once the session is up (a distributed trainer asks Ray for its CPUs), before
+        the training starts; ``shards`` reports it until the next fit decides again."""
 
     def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, start: _Start,
              checkpoint_every: int, reporter: Reporter) -> FitResult:

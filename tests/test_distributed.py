@@ -166,6 +166,22 @@ def test_told_no_worker_count_a_trainer_takes_no_more_workers_than_a_batch_has_s
     assert result.epochs == 1
 
 
+def test_told_no_worker_count_each_fit_decides_its_own(mnist, ray_local, tmp_path):
+    """A new run takes the cluster's CPUs (3 here: a batch has 3 samples), a resume the run's 2,
+    each fit afresh: a new run after a resume took the resumed run's 2 (for good)."""
+    train = mnist.train.subset(slice(0, 30))
+
+    def trainer(workers=None):
+        return DistributedTrainer(small_network(), Nesterov(0.02), batch_size=3, seed=1, workers=workers)
+
+    trainer(2).fit(train, epochs=1, run_dir=tmp_path / "two")
+    unset = trainer()
+    for run, workers, options in ((None, 3, {}), ("two", 2, {"resume": True, "epochs": 2}), ("new", 3, {})):
+        unset.fit(train, run_dir=run and tmp_path / run, **{"epochs": 1, **options})
+        assert unset.shards == len(unset.placement) == workers, run
+    assert json.loads((tmp_path / "new" / "config.json").read_text())["workers"] == 3
+
+
 class InterruptAt(Reporter):
     def on_steps(self, epoch, step, steps, stats, seconds):
         if (epoch, step) >= (2, 25):

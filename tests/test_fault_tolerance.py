@@ -409,6 +409,77 @@ def test_an_error_a_worker_raises_is_the_run_s_error_not_a_lost_actor_to_retry(m
     assert trainer.failures == []
 
 
+class OnAnotherHost(GradientWorker):
+    """A worker that cannot reach the parameter server's channel, as on another host."""
+
+    def can_reach(self, spec):
+        return False
+
+
+def maps(pid, folder):
+    """Whether process ``pid`` has a file of ``folder`` mapped (a channel's shared memory)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return folder in f.read()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads a worker's memory maps in /proc")
+def test_a_fallback_to_plain_calls_after_a_loss_leaves_no_survivor_holding_the_old_channel(
+        mnist, ray_local, uninterrupted, monkeypatch):
+    """Worker 1 is lost, and its replacement cannot reach a channel: protocol 'auto' goes on with
+    plain calls, and worker 0, which survived, no longer maps the old channel's shared memory (it
+    kept it mapped until it exited)."""
+    trainer = make_trainer("auto")
+    seen = {}
+
+    def lose_worker_1_to_another_host():
+        seen["folder"], seen["pid"] = trainer._steps.spec.folder, trainer.placement[0]["pid"]
+        seen["before"] = (trainer.active_protocol, maps(seen["pid"], seen["folder"]))
+        monkeypatch.setattr("distnet.distributed.trainer.GradientWorker", OnAnotherHost)
+        kill_and_wait(trainer.placement[1]["pid"])
+
+    class LookAtWorker0(KillOnce):
+        def on_recovery(self, what, failures, max_failures):
+            super().on_recovery(what, failures, max_failures)
+            seen["after"] = (trainer.active_protocol, maps(seen["pid"], seen["folder"]))
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the class, to the worker processes
+    try:
+        result = fit(trainer, mnist, reporter=LookAtWorker0(1, 20, lose_worker_1_to_another_host))
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert (seen["before"], seen["after"]) == (("channel", True), ("plain", False))
+    assert seen["pid"] == trainer.placement[0]["pid"]  # the survivor, looked at while it ran on
+    assert_same_run(trainer, result, uninterrupted)
+
+
+@pytest.mark.parametrize("protocol", ["channel", "plain"])
+def test_a_parameter_server_hung_as_the_fit_ends_holds_up_the_close_briefly_and_is_warned_of(
+        mnist, ray_local, uninterrupted, tmp_path, monkeypatch, protocol):
+    """The server sleeps (as if hung) from the fit's end on: the close waits CLOSE_TIMEOUT_S for
+    it (it waited for ever), says what the trainer kept, and lets go of the actors. The network
+    has the last parameters (the fit returned); the optimizer, the state of before the fit."""
+    for module in ("protocols", "trainer"):
+        monkeypatch.setattr(f"distnet.distributed.{module}.CLOSE_TIMEOUT_S", 1.0)
+    trainer, ended = make_trainer(protocol), []
+
+    class HangAtTheEnd(Reporter):
+        def on_end(self, result):
+            trainer._server.__ray_call__.remote(lambda server: time.sleep(60))
+            ended.append(time.monotonic())
+
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match=re.escape(
+            f"the parameter server did not answer within 1 s as the fit ended (is it hung?): the trainer's optimizer "
+            f"keeps the state it had before the fit, and its network the parameters it had before the fit too "
+            f"unless the fit returned its result (which gave it the last ones), so a later fit of this trainer "
+            f"would not go on from where this one ended; the best network so far and the last checkpoint in {run} "
+            f"are intact: continue with distnet train --resume {run}")):
+        result = fit(trainer, mnist, run_dir=run, reporter=HangAtTheEnd())
+    assert time.monotonic() - ended[0] < 30  # not the 60 s of the sleep
+    assert_same_run(trainer, result, uninterrupted)
+    assert trainer.optimizer.state() == {} and trainer._server is None and trainer._workers == []
+
+
 # -- the driver killed, and damaged checkpoints: the command line on a small MNIST ----------------
 
 @pytest.fixture(scope="module")
@@ -500,12 +571,46 @@ def test_the_command_line_reports_a_recovery_and_resumes_on_another_number_of_wo
     assert main(resume_args(small_mnist, run, "--address", address, "--workers", "1", "--epochs", "2")) == 0
     assert "distnet: warning: " in capsys.readouterr().err  # another draw from here: see test_training.py
     summary = json.loads((run / "summary.json").read_text())
-    assert (summary["workers"], summary["epochs"], summary["failures"]) == (1, 2, [])
+    assert (summary["workers"], summary["epochs"], summary["failures"]) == (1, 2, [recoveries[0]["what"]])
     assert json.loads((run / "config.json").read_text())["workers"] == 1
     made = []
     monkeypatch.setattr("distnet.commands.train.fit_and_report", lambda args, trainer, *rest, **kw: made.append(trainer))
     assert main(resume_args(small_mnist, run, "--epochs", "3")) is None
     assert isinstance(made[0], DistributedTrainer) and made[0].requested_workers == 1
+
+
+def test_the_summary_lists_the_failures_of_every_session_of_a_run(small_mnist, ray_local, tmp_path, monkeypatch):
+    """A run loses worker 1 and recovers, is interrupted, and is resumed, which loses worker 0:
+    summary.json lists both failures (it listed the last session's only), as failures.jsonl
+    recorded each when it happened; the trainer's own ``failures`` are its fit's."""
+    run_steps, lost, trainers = DistributedTrainer._run_steps, [], []
+
+    def lose_a_worker(worker, then_interrupt=False):
+        """From step 30 on: worker ``worker`` lost once; and from step 80 on, with ``then_interrupt``, Ctrl-C."""
+        def steps(self, epoch, start, stop):
+            if start >= 30 and self not in trainers:
+                trainers.append(self)
+                lost.append(self.placement[worker]["pid"])
+                kill_and_wait(lost[-1])
+            if start >= 80 and then_interrupt:
+                raise KeyboardInterrupt
+            return run_steps(self, epoch, start, stop)
+
+        monkeypatch.setattr(DistributedTrainer, "_run_steps", steps)
+
+    run, address = tmp_path / "run", ray_local.get_runtime_context().gcs_address
+    lose_a_worker(1, then_interrupt=True)
+    assert main(train_args(small_mnist, run, "--workers", "2", "--address", address)) == 130
+    first = trainers[0].failures
+    assert len(first) == 1 and first[0].startswith(f"worker 1 (pid {lost[0]}) lost ")
+    records = [json.loads(line) for line in (run / "failures.jsonl").read_text().splitlines()]
+    assert [r["what"] for r in records] == first and set(records[0]) == {"what", "time"}
+
+    lose_a_worker(0)
+    assert main(resume_args(small_mnist, run, "--address", address)) == 0
+    second = trainers[1].failures
+    assert len(second) == 1 and second[0].startswith(f"worker 0 (pid {lost[1]}) lost ")
+    assert json.loads((run / "summary.json").read_text())["failures"] == first + second
 
 
 def damage(path, how):

@@ -249,6 +249,27 @@ def test_a_resume_on_another_number_of_shards_warns_ends_its_epoch_as_begun_and_
             assert trainer.shards == shards == json.loads((run / "config.json").read_text())["workers"]
 
 
+def test_a_trainer_not_set_a_number_of_shards_takes_a_resumed_run_s_for_that_fit_only(mnist, tmp_path):
+    """A new run after the resume of a 2-worker run draws one shard's batches again (the trainer
+    kept the 2 for good, and the new run drew 2 shards' batches and recorded 2 workers)."""
+    train = mnist.train.subset(slice(0, 640))
+
+    def trainer():
+        return Trainer(tiny_network(), Nesterov(0.02, 0.87), batch_size=32, seed=11)
+
+    two = trainer()
+    two.shards = 2
+    two.fit(train, epochs=1, run_dir=tmp_path / "two")
+    unset = trainer()
+    unset.fit(train, epochs=2, run_dir=tmp_path / "two", resume=True)
+    assert unset.shards == 2
+    unset.fit(train, epochs=1, run_dir=tmp_path / "new")
+    assert unset.shards == 1 == json.loads((tmp_path / "new" / "config.json").read_text())["workers"]
+    unset.shards = 3  # told a number, every fit takes it
+    unset.fit(train, epochs=1, run_dir=tmp_path / "three")
+    assert unset.shards == 3 == json.loads((tmp_path / "three" / "config.json").read_text())["workers"]
+
+
 def test_the_last_epoch_is_evaluated_even_between_two_evaluations(mnist):
     result, _ = fit_small(mnist, epochs=3, eval_every=2)
     assert [record["epoch"] for record in result.history] == [2, 3]

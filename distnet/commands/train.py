@@ -250,7 +250,7 @@ def finish_train(args, trainer, result, splits, run: RunDir) -> int:
                "seconds": round(result.seconds, 3), "workers": trainer.shards if trainer.distributed else 0,
                "protocol": trainer.active_protocol if trainer.distributed else "single-process",
                "placement": getattr(trainer, "placement", []),
-               "failures": list(getattr(trainer, "failures", [])), "test": test.to_dict()}
+               "failures": run.failures(), "test": test.to_dict()}  # every session's, not only this one's
     if not (result.already_ended and run.summary_path.exists()):  # the first ending's summary stays
         run.write_summary(summary)
     if args.json:

@@ -19,6 +19,9 @@ from .channel import ChannelSpec, reachable, remove_channel
 # (summed cost in StepStats' units, correctly classified samples, samples, whether every parameter
 # is finite)
 ChunkSummary = tuple[int | float, int, int, bool]
+# How long closing a protocol (and the trainer's close after it) waits for the actors: a live one
+# answers within a chunk of steps (about a second) and a lost one at once, so longer means hung.
+CLOSE_TIMEOUT_S = 30.0
 
 
 class WorkerLostError(RuntimeError):
@@ -82,6 +85,7 @@ class ChannelSteps(StepProtocol):
     def __init__(self, server, workers, spec):
         super().__init__(server, workers)
         self.spec = spec
+        self.closed = False
 
     @classmethod
     def open(cls, server, workers, required: bool) -> "ChannelSteps | None":
@@ -131,9 +135,25 @@ class ChannelSteps(StepProtocol):
         return f"a worker stopped answering at epoch {epoch + 1}, step {step}", None
 
     def close(self):
-        # The channel's files were removed when it opened; a lost server has nothing to close.
+        """Detach the parameter server and every worker from the channel, so that none keeps its
+        memory mapped (the survivors of a lost actor go on with the protocol opened next, which
+        may be another); GetTimeoutError if the server has not answered within
+        ``CLOSE_TIMEOUT_S`` (hung). A lost actor has nothing to close, and the channel's files
+        were removed when it opened. Once closed, closing again does nothing: a recovery that
+        failed after closing it may have put a worker that never joined it (nor started, at times)
+        into the workers' list."""
+        if self.closed:
+            return
+        self.closed = True
+        server = self.server.disconnect.remote()
+        # Sent at once: a worker still serving a chunk takes its call when the server's end closes.
+        workers = [w.disconnect.remote() for w in self.workers]
+        ray.wait([server, *workers], num_returns=1 + len(workers), timeout=CLOSE_TIMEOUT_S)
+        for call in workers:
+            with suppress(ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                ray.get(call, timeout=0)  # a lost or hung worker: the trainer replaces or kills it
         with suppress(ray.exceptions.RayActorError):
-            ray.get(self.server.disconnect.remote())
+            ray.get(server, timeout=0)
 
 
 def _connect(server, workers, spec: ChannelSpec) -> None:

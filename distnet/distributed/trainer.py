@@ -29,6 +29,8 @@ import logging
 import os
 import signal
 import threading
+import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -52,7 +54,7 @@ from ..address import join_cluster
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .compiled import CompiledSteps
-from .protocols import ChannelSteps, PlainSteps, WorkerLostError, first_unapplied_step
+from .protocols import CLOSE_TIMEOUT_S, ChannelSteps, PlainSteps, WorkerLostError, first_unapplied_step
 from .stop_evaluator import StopEvaluatorActor
 from . import local_ray
 
@@ -96,10 +98,11 @@ class DistributedTrainer(TrainerBase):
     >>> result = trainer.fit(splits.train, splits.validation, epochs=30)
 
     ``workers=None`` takes one worker per CPU of the cluster (at most one per sample of a batch),
-    or, resuming a run, the run's number. ``address=None`` joins the cluster that ``RAY_ADDRESS`` names, if set, and otherwise
-    starts a Ray of this process's own (stopped afterwards), unless Ray is already initialised;
-    ``"auto"`` or ``"HOST:PORT"`` joins a running cluster; ``"local"`` starts a Ray of its own even
-    where ``RAY_ADDRESS`` is set.
+    or, resuming a run, the run's number, decided afresh at each fit (``shards`` says the number
+    of the fit under way, or of the last). ``address=None`` joins the cluster that
+    ``RAY_ADDRESS`` names, if set, and otherwise starts a Ray of this process's own (stopped
+    afterwards), unless Ray is already initialised; ``"auto"`` or ``"HOST:PORT"`` joins a running
+    cluster; ``"local"`` starts a Ray of its own even where ``RAY_ADDRESS`` is set.
 
     ``protocol`` is how each step travels between workers and server: ``"channel"`` (shared memory,
     one host), ``"compiled"`` (Ray Compiled Graphs), ``"plain"`` (actor calls) or ``"auto"``
@@ -109,8 +112,9 @@ class DistributedTrainer(TrainerBase):
 
     Up to ``max_failures`` failures are recovered from during a run without changing its result,
     each by replacing the actors (workers, parameter server, stop evaluator) then lost;
-    ``failures`` lists what was lost each time, and the fit's reporter hears of each recovery as
-    it completes (``on_recovery``).
+    ``failures`` lists what was lost each time in this fit (a run directory's failures.jsonl, in
+    every session of the run), and the fit's reporter hears of each recovery as it completes
+    (``on_recovery``).
 
     Resuming a run (``fit(..., resume=True)``), ``workers=N`` other than the run's continues it on N
     workers, its mini-batches then drawn from N shards: another draw of the same training (see
@@ -131,7 +135,8 @@ class DistributedTrainer(TrainerBase):
             raise ConfigError("workers=0 means no Ray workers: train in this process with Trainer(...) instead, "
                               "or give workers=1 or more")
         self.requested_workers = None if workers is None else positive_int("workers", workers)
-        self._workers_told = workers is not None  # else the cluster's CPUs, or a resumed run's number
+        # Told none: the number of the fit under way, or of the last (each fit decides it afresh).
+        self._fit_workers: int | None = None
         self.address = address
         self.protocol = protocol
         self.placement_timeout = positive_real("placement_timeout", placement_timeout)
@@ -139,6 +144,7 @@ class DistributedTrainer(TrainerBase):
         self.placement: list[dict] = []
         self.failures: list[str] = []
         self._reporter = None  # during a fit: where recoveries are reported
+        self._run: RunDir | None = None  # the run directory of the fit under way (or the last), if any
         self._unreported: list[tuple[str, int]] = []  # failures recovered from, to report, with their number
         self._started_ray = False
         self._embedded_ray = False  # a Ray started here for this trainer, which cannot grow
@@ -147,9 +153,14 @@ class DistributedTrainer(TrainerBase):
 
     @property
     def shards(self) -> int:
-        if self.requested_workers is None:
-            raise ConfigError("the number of workers is known once Ray is up; pass workers=N")
-        return self.requested_workers
+        """The number of workers (the shards the mini-batches are drawn from): ``workers`` as
+        told; else that of the fit under way, or of the last: a resumed run's, or for a new run one
+        per CPU of the cluster (at most one per sample of a batch)."""
+        workers = self.requested_workers or self._fit_workers
+        if workers is None:
+            raise ConfigError("a trainer told no number of workers decides it as a fit starts (the cluster's CPUs, "
+                              "or a resumed run's number), and none has yet; pass workers=N to fix it")
+        return workers
 
     def config(self) -> dict:
         return {**super().config(), "protocol": self.protocol}
@@ -160,23 +171,26 @@ class DistributedTrainer(TrainerBase):
 
     # -- setup and teardown -----------------------------------------------------------------------
     def _check_batches(self, n_samples: int) -> None:
-        if self._workers_told:
+        if self.requested_workers is not None:
             super()._check_batches(n_samples)
         elif n_samples < self.batch_size:  # the rest once the run or Ray says how many workers there are
             BatchPlan(n_samples, self.batch_size)
 
     @contextmanager
     def _workers_of_run(self, workers: int | None) -> Iterator[None]:
-        if self._workers_told or workers is None:
+        if self.requested_workers is not None or workers is None:
             yield
             return
-        # The run's, for this resume (and a later one of another run takes that run's).
-        before, self.requested_workers = self.requested_workers, positive_int("the run's number of workers", workers)
+        before, self._fit_workers = self._fit_workers, positive_int("the run's number of workers", workers)
         try:
             yield
-        except BaseException:
-            self.requested_workers = before
-            raise
+        finally:
+            self._fit_workers = before
+
+    def _decide_workers(self, run_workers: int | None) -> None:
+        if self.requested_workers is None:  # each worker needs a sample of every batch
+            self._fit_workers = run_workers or max(1, min(int(ray.cluster_resources().get("CPU", 1)),
+                                                          self.batch_size))
 
     @contextmanager
     def _session(self, run: RunDir | None, reporter) -> Iterator[None]:
@@ -184,8 +198,6 @@ class DistributedTrainer(TrainerBase):
         self.failures, self._unreported, self._reporter = [], [], reporter
         self._connect_ray()
         try:
-            if self.requested_workers is None:  # each worker needs a sample of every batch
-                self.requested_workers = max(1, min(int(ray.cluster_resources().get("CPU", 1)), self.batch_size))
             yield
         except ray.exceptions.RayTaskError as e:  # an actor's method raised
             cause = e.cause if isinstance(e.cause, BaseException) else e
@@ -305,13 +317,7 @@ class DistributedTrainer(TrainerBase):
     def _close(self) -> None:
         try:
             if getattr(self, "_server", None) is not None:
-                # After a failure (or the failure limit) some actors may be dead: close what lives.
-                with suppress(ray.exceptions.RayError):
-                    if self._steps is not None:
-                        self._steps.close()
-                with suppress(ray.exceptions.RayActorError):  # a later fit goes on from here, as Trainer's does
-                    self.network.set_params(ray.get(self._server.get_params.remote()))
-                    self.optimizer.load_state(ray.get(self._server.optimizer_state.remote()))
+                self._take_back_state()
             for actor in getattr(self, "_workers", []) + [getattr(self, "_server", None)]:
                 if actor is not None:
                     ray.kill(actor)
@@ -330,6 +336,32 @@ class DistributedTrainer(TrainerBase):
                     finally:
                         self._started_ray = self._embedded_ray = False
                         _RayOfThisProcess.started_by = None
+
+    def _take_back_state(self) -> None:
+        """The parameter server's parameters and optimizer state into the trainer's network and
+        optimizer, so that a later fit goes on from here, as Trainer's does; the step protocol is
+        closed first. All within ``CLOSE_TIMEOUT_S``: a hung server is left behind with a warning."""
+        started = time.monotonic()
+        # After a failure (or the failure limit) some actors may be dead: close what lives.
+        with suppress(ray.exceptions.RayError):
+            if self._steps is not None:
+                self._steps.close()
+        left = max(0.0, CLOSE_TIMEOUT_S - (time.monotonic() - started))
+        try:
+            params, state = ray.get([self._server.get_params.remote(), self._server.optimizer_state.remote()],
+                                    timeout=left)
+        except ray.exceptions.GetTimeoutError:
+            # The network got the last parameters only where the fit got as far as its result.
+            warnings.warn(f"the parameter server did not answer within {CLOSE_TIMEOUT_S:g} s as the fit ended (is "
+                          f"it hung?): the trainer's optimizer keeps the state it had before the fit, and its "
+                          f"network the parameters it had before the fit too unless the fit returned its result "
+                          f"(which gave it the last ones), so a later fit of this trainer would not go on from "
+                          f"where this one ended{self._what_is_kept()}")
+            return
+        except ray.exceptions.RayActorError:
+            return  # a lost server: the trainer keeps what it had
+        self.network.set_params(params)
+        self.optimizer.load_state(state)
 
     # -- the steps ------------------------------------------------------------------------------
     def _run_steps(self, epoch: int, start: int, stop: int) -> tuple[StepStats, bool]:
@@ -394,9 +426,12 @@ class DistributedTrainer(TrainerBase):
             attempt = again or call
 
     def _count_failure(self, what: str) -> None:
-        """A loss found, before its actors are replaced: FailureLimitError beyond ``max_failures``;
-        else it is reported once they are (:meth:`_report_recoveries`)."""
+        """A loss found, before its actors are replaced: recorded in the run directory (whose
+        summary lists the failures of every session), and FailureLimitError beyond
+        ``max_failures``; else it is reported once they are (:meth:`_report_recoveries`)."""
         self.failures.append(what)
+        if self._run is not None:
+            self._run.append_failure(what)
         if len(self.failures) <= self.max_failures:
             self._unreported.append((what, len(self.failures)))
             return
