@@ -1,9 +1,6 @@
 """The single-process trainer: the whole mini-batch in this process, one update per step."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import numpy as np
 
 from .batches import BatchGather, BatchPlan
@@ -42,32 +39,24 @@ class Trainer(TrainerBase):
         return self._grad_buffer
 
     _shards_told: int | None = None  # trainer.shards = N: every fit draws N workers' batches
-    _fit_shards = 1  # else those of the fit under way, or the last: a resumed run's number, or 1
+    _fit_workers = 1  # else those of the fit under way, or the last: a resumed run's number, or 1
 
     @property
     def shards(self) -> int:
         """How many workers' mini-batches the trainer draws: the number it was set to; for a
         trainer never set one, that of the fit under way or the last: a resumed run's number of
         workers, 1 for a new run."""
-        return self._shards_told or self._fit_shards
+        return self._shards_told or self._fit_workers
 
     @shards.setter
     def shards(self, shards: int) -> None:
         self._shards_told = positive_int("shards", shards)
 
-    @contextmanager
-    def _workers_of_run(self, workers: int | None) -> Iterator[None]:
-        if workers is None or self._shards_told:
-            yield
-            return
-        before, self._fit_shards = self._fit_shards, positive_int("the run's number of workers", workers)
-        try:
-            yield
-        finally:
-            self._fit_shards = before
+    def _told_workers(self) -> int | None:
+        return self._shards_told
 
     def _decide_workers(self, run_workers: int | None) -> None:
-        self._fit_shards = run_workers or 1
+        self._fit_workers = run_workers or 1
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
         self._train, self._plan = train, plan

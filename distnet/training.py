@@ -13,7 +13,8 @@ import os
 import time
 import warnings
 import zlib
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -154,11 +155,11 @@ class TrainerBase:
     ``augmentation`` that moves every training image anew at each epoch start, shard by shard
     with generators seeded by (seed, epoch, shard), so every path sees the same pixels.
 
-    Subclasses implement ``_open``, ``_run_steps``, ``_error_rate``, ``_params``,
-    ``_optimizer_state``, ``_load_state``, ``_early_stopping`` and ``_close``.
+    Subclasses implement ``shards``, ``_open``, ``_run_steps``, ``_error_rate``, ``_params``,
+    ``_optimizer_state``, ``_load_state`` and ``_decide_workers``, and may replace the rest of what
+    a fit goes through (``_session``, ``_early_stopping``, ``_close``, ...).
     """
 
-    shards = 1
     distributed = False  # whether the steps run on Ray actors (the progress header says so)
 
     def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
@@ -170,14 +171,27 @@ class TrainerBase:
         instance_of("schedule", schedule, Schedule, "CosineDecay()", optional=True)
         instance_of("augmentation", augmentation, RandomAffine, "RandomAffine()", optional=True)
         seed = seed_or_none(seed)
-        self.network = network
         self.rule = UpdateRule(optimizer, l2, network.weight_slices)
+        self._network = network
         self.batch_size = batch_size
         self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
         self.schedule = schedule
         self.augmentation = augmentation
         self._base_rate: float | None = None  # during a fit: the rate the schedule scales
         self._schedule_epochs: int | None = None  # during a fit: the schedule's horizon
+
+    @property
+    def network(self) -> Network:
+        """The network the trainer trains in place. Another may be given between fits: L2 then
+        decays its weights (an optimizer that has stepped holds state for the first network's
+        parameters, which a network of another size refuses)."""
+        return self._network
+
+    @network.setter
+    def network(self, network: Network) -> None:
+        instance_of("network", network, Network, "Network([Dense(36, 'leaky_relu'), Dense(10, 'softmax')])")
+        self.rule = UpdateRule(self.optimizer, self.rule.l2, network.weight_slices)
+        self._network = network
 
     @property
     def optimizer(self) -> Optimizer:
@@ -354,11 +368,26 @@ class TrainerBase:
     def _run_config(self, data: dict, settings: dict, extra_config: dict | None) -> dict:
         return {**self.config(), **data, **settings, **(extra_config or {})}
 
-    def _workers_of_run(self, workers: int | None) -> AbstractContextManager:
+    _fit_workers: int | None = None  # told none: the number of the fit under way, or of the last
+
+    def _told_workers(self) -> int | None:
+        """The number of workers (shards) the trainer was told, which every fit uses; None: each
+        fit decides (:meth:`_decide_workers`)."""
+        return None
+
+    @contextmanager
+    def _workers_of_run(self, workers: int | None) -> Iterator[None]:
         """A resumed run's number of workers (``workers``, config.json's; the shards its batches
         are drawn from), for a trainer that was not told one, while the block checks the resume
         against the run (the fit takes it in :meth:`_decide_workers`)."""
-        return nullcontext()
+        if workers is None or self._told_workers() is not None:
+            yield
+            return
+        before, self._fit_workers = self._fit_workers, positive_int("the run's number of workers", workers)
+        try:
+            yield
+        finally:
+            self._fit_workers = before
 
     def _decide_workers(self, run_workers: int | None) -> None:
         """The number of workers this fit uses, for a trainer that was not told one: a resumed

@@ -940,3 +940,21 @@ def test_batch_gather_takes_labels_of_any_integer_type_call_after_call():
     gather(np.array([0, 1]), images, np.array([1, 2, 3, 4, 5], np.uint8))
     _, targets = gather(np.array([0, 1]), images, np.array([300, 2, 3, 4, 5], np.int64))
     assert targets[0].argmax() == 300
+
+
+def test_a_network_given_to_the_trainer_later_is_the_one_l2_decays():
+    from distnet import GradientDescent, Trainer
+
+    def network(hidden: int) -> Network:
+        return Network([Dense(hidden, "sigmoid"), Dense(2, "softmax")], input_size=4, seed=hidden, dtype=np.float64)
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((8, 4)), np.eye(2)[rng.integers(0, 2, 8)]
+    trainer = Trainer(network(3), GradientDescent(0.1), l2=0.5)
+    trainer.network = later = network(5)  # a 4-5-2 network: weights at [0:20] and [25:35]
+    trainer.step(X, Y)
+    alone = Trainer(expected := network(5), GradientDescent(0.1), l2=0.5)
+    alone.step(X, Y)
+    np.testing.assert_array_equal(later.params, expected.params)  # the first network's slices decayed before
+    with pytest.raises(ConfigError, match="network must be a Network"):
+        trainer.network = "4-5-2"

@@ -135,8 +135,6 @@ class DistributedTrainer(TrainerBase):
             raise ConfigError("workers=0 means no Ray workers: train in this process with Trainer(...) instead, "
                               "or give workers=1 or more")
         self.requested_workers = None if workers is None else positive_int("workers", workers)
-        # Told none: the number of the fit under way, or of the last (each fit decides it afresh).
-        self._fit_workers: int | None = None
         self.address = address
         self.protocol = protocol
         self.placement_timeout = positive_real("placement_timeout", placement_timeout)
@@ -176,16 +174,8 @@ class DistributedTrainer(TrainerBase):
         elif n_samples < self.batch_size:  # the rest once the run or Ray says how many workers there are
             BatchPlan(n_samples, self.batch_size)
 
-    @contextmanager
-    def _workers_of_run(self, workers: int | None) -> Iterator[None]:
-        if self.requested_workers is not None or workers is None:
-            yield
-            return
-        before, self._fit_workers = self._fit_workers, positive_int("the run's number of workers", workers)
-        try:
-            yield
-        finally:
-            self._fit_workers = before
+    def _told_workers(self) -> int | None:
+        return self.requested_workers
 
     def _decide_workers(self, run_workers: int | None) -> None:
         if self.requested_workers is None:  # each worker needs a sample of every batch
