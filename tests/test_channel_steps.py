@@ -2,7 +2,9 @@
 classes the actors wrap) in threads of this process, over a real channel (shared memory and
 FIFOs). What a chunk of steps computes, and what it reports, whatever goes wrong in between."""
 import contextlib
+import errno
 import os
+import tempfile
 import threading
 from types import SimpleNamespace
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 import ray
 
-from distnet import Dense, Nesterov, Network
+from distnet import ConfigError, Dense, Nesterov, Network
 from distnet.batches import BatchPlan
 from distnet.distributed import channel as ch
 from distnet.distributed.gradient_worker import GradientWorker
@@ -230,3 +232,43 @@ def test_a_worker_asked_for_another_step_tells_the_server_instead_of_leaving_it_
                                             "another step"]
     finally:
         close(workers, server, spec, threads)  # worker 0 waits for a next step until then
+
+
+def test_a_channel_s_memory_is_allocated_when_it_is_created():
+    # A sparse file's pages are allocated when first written: on a full tmpfs that kills the writer.
+    spec = ch.create_channel(WORKERS, 1000, np.float64)
+    try:
+        assert os.stat(spec.memory_path).st_blocks * 512 >= sum(spec.layout())
+    finally:
+        ch.remove_channel(spec)
+
+
+def test_no_room_for_a_channel_is_said_and_leaves_no_files(monkeypatch):
+    def full(fd, offset, size):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    before = set(os.listdir(base))
+    with pytest.raises(ch.ChannelUnavailable, match=rf"^{base} has no room for the step channel's 0.2 MiB of shared "
+                                                    r"memory \(No space left on device\)$"):
+        ch.create_channel(WORKERS, 10_000, np.float64)
+    assert set(os.listdir(base)) == before
+
+    monkeypatch.setattr(ray, "get", lambda value, **options: value)
+
+    def create(workers):
+        return ch.create_channel(workers, 10_000, np.float64)
+
+    server, workers = Handle(create_channel=create), [Handle(), Handle()]
+    with pytest.warns(UserWarning, match=r"no room for the step channel's .*: the steps go by plain actor calls"):
+        assert ChannelSteps.open(server, workers, required=False) is None  # "auto": plain calls instead
+    with pytest.raises(ConfigError, match=r"protocol 'channel': .* has no room .*--shm-size\), or use protocol 'plain'"):
+        ChannelSteps.open(server, workers, required=True)
+
+
+def test_a_fifo_that_is_gone_is_said_at_once_not_as_a_peer_that_never_came():
+    spec = ch.create_channel(WORKERS, 10, np.float64)
+    ch.remove_channel(spec)  # as once everyone has attached
+    with pytest.raises(ch.PeerLost, match=r"^cannot open go-0 of the channel: No such file or directory$"):
+        ch._open_write(spec.fifo("go", 0), timeout=30)

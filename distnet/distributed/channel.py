@@ -50,6 +50,10 @@ class PeerLost(RuntimeError):
     """The process at the other end of a FIFO died (its end of the pipe closed)."""
 
 
+class ChannelUnavailable(RuntimeError):
+    """This host has no room for a channel's shared memory (a small /dev/shm, as in a container)."""
+
+
 @dataclass(frozen=True)
 class ChannelSpec:
     """Where a channel lives; picklable, handed to each actor to attach."""
@@ -83,11 +87,24 @@ def create_channel(workers: int, parameters: int, dtype: np.dtype | str) -> Chan
     folder = Path(base) / f"distnet-{uuid.uuid4().hex[:12]}"
     folder.mkdir(mode=0o700)
     spec = ChannelSpec(str(folder), _host_id(), workers, parameters, np.dtype(dtype).name)
-    with open(spec.memory_path, "wb") as f:
-        f.truncate(sum(spec.layout()))
-    for i in range(workers):
-        os.mkfifo(spec.fifo("go", i), 0o600)
-        os.mkfifo(spec.fifo("done", i), 0o600)
+    size = sum(spec.layout())
+    try:
+        with open(spec.memory_path, "wb") as f:
+            # Allocated now: a file only truncated to its size is sparse, and where tmpfs has no
+            # room for a page when it is first written, the writing process dies (SIGBUS).
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(f.fileno(), 0, size)
+            else:  # macOS
+                f.truncate(size)
+        for i in range(workers):
+            os.mkfifo(spec.fifo("go", i), 0o600)
+            os.mkfifo(spec.fifo("done", i), 0o600)
+    except BaseException as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.ENOMEM):
+            raise ChannelUnavailable(f"{base} has no room for the step channel's {size / 2**20:.1f} MiB of "
+                                     f"shared memory ({e.strerror})") from None
+        raise
     return spec
 
 
@@ -155,7 +172,9 @@ def _open_write(path: Path, timeout: float) -> int:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
         except OSError as e:
-            if e.errno != errno.ENXIO or time.monotonic() > deadline:
+            if e.errno != errno.ENXIO:  # not "no reader yet": the FIFO is gone, say (a closed channel)
+                raise PeerLost(f"cannot open {path.name} of the channel: {e.strerror}") from None
+            if time.monotonic() > deadline:
                 raise PeerLost(f"no process opened {path.name} within {timeout:.0f} s") from None
             time.sleep(0.001)
             continue

@@ -9,12 +9,13 @@ replace actors and carry on from there.
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import suppress
 
 import ray
 
 from ..errors import ConfigError
-from .channel import ChannelSpec, reachable, remove_channel
+from .channel import ChannelSpec, ChannelUnavailable, reachable, remove_channel
 
 # (summed cost in StepStats' units, correctly classified samples, samples, whether every parameter
 # is finite)
@@ -90,8 +91,17 @@ class ChannelSteps(StepProtocol):
     @classmethod
     def open(cls, server, workers, required: bool) -> "ChannelSteps | None":
         """Connect everyone to a new channel; None (or ConfigError if ``required``) when some
-        worker runs on another host."""
-        spec = ray.get(server.create_channel.remote(len(workers)))
+        worker runs on another host, or the host has no room for the channel."""
+        try:
+            spec = ray.get(server.create_channel.remote(len(workers)))
+        except ChannelUnavailable as e:  # (Ray's error for an actor's exception is an instance of its class)
+            reason = getattr(e, "cause", e)
+            if required:
+                raise ConfigError(f"protocol 'channel': {reason}; give the host's shared memory more room (in "
+                                  f"Docker: --shm-size), or use protocol 'plain'") from None
+            warnings.warn(f"{reason}: the steps go by plain actor calls, slower for a small network (in Docker, "
+                          f"--shm-size gives the shared memory more room)")
+            return None
         try:
             if not all(ray.get([w.can_reach.remote(spec) for w in workers])):
                 if required:
