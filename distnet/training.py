@@ -112,13 +112,15 @@ def _resolved(given: dict, defaults: dict) -> dict:
 
 
 class _Start(NamedTuple):
-    """Where a fit starts: its run settings and configuration, the checkpoint it resumes, and what
-    config.json is to record once the resumed run trains on (another number of workers)."""
+    """Where a fit starts: its run settings and configuration, the checkpoint it resumes, and,
+    once the resumed run trains on (its workers placed), what config.json is to record and the
+    warning to give (another number of workers)."""
 
     settings: dict
     config: dict
     checkpoint: Checkpoint | None
-    record: dict = {}
+    record: dict
+    warning: str | None
 
 
 @dataclass
@@ -319,7 +321,7 @@ class TrainerBase:
         config = self._run_config(data, settings, extra_config)
         if run is not None:
             run.create(config)
-        return _Start(settings, config, None)
+        return _Start(settings, config, None, {}, None)
 
     def _resume(self, run: RunDir, data: dict, given: dict, extra_config: dict | None,
                 reporter: Reporter) -> _Start | FitResult:
@@ -342,14 +344,15 @@ class TrainerBase:
         if checkpoint.config.get("epochs") != settings["epochs"]:
             run.set_epochs(settings["epochs"])  # so that a later resume without ``epochs`` trains to the same end
         then = checkpoint.config.get("workers", config["workers"])
+        warning = None
         if then != config["workers"]:
-            warnings.warn(self._other_workers_message(run, checkpoint, then, config["workers"]))
+            warning = self._other_workers_message(run, checkpoint, then, config["workers"])
         # Recorded once the training starts (its workers placed), so that a later resume without a
         # number of workers continues with these; and whether it trains on Ray or in one process.
         record = {"workers": config["workers"]} if saved.get("workers") != config["workers"] else {}
         if (saved.get("protocol") is None) != (config.get("protocol") is None):
             record["protocol"] = config.get("protocol")
-        return _Start(settings, config, checkpoint, record)
+        return _Start(settings, config, checkpoint, record, warning)
 
     @staticmethod
     def _other_workers_message(run: RunDir, checkpoint: Checkpoint, then: int, now: int) -> str:
@@ -407,6 +410,8 @@ class TrainerBase:
         self._base_rate = self.optimizer.learning_rate
         try:
             self._open(train, validation, plan)
+            if start.warning:  # not before: a resume on more workers than the cluster can place fails instead
+                warnings.warn(start.warning)
             if run is not None and start.record:
                 run.update_config(start.record)
             started = time.perf_counter()  # training time, without the start of a distributed trainer's actors
