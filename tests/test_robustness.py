@@ -304,6 +304,20 @@ def test_every_command_explains_itself(capsys, command):
     assert status == 0 and out.startswith(f"usage: distnet {' '.join(command)}".rstrip()) and err == ""
 
 
+def test_the_command_line_offers_the_library_s_protocols_and_failure_limit():
+    """The CLI spells them out (it does not import Ray to be told): they must not drift apart."""
+    import inspect
+
+    from distnet.cli import build_parser
+    from distnet.commands.train import MAX_FAILURES
+    from distnet.distributed import PROTOCOLS, DistributedTrainer
+
+    options = {action.dest: action for action in build_parser().commands["train"]._actions}
+    assert tuple(options["protocol"].choices) == PROTOCOLS and options["protocol"].default == "auto"
+    assert options["max_failures"].default == MAX_FAILURES == \
+        inspect.signature(DistributedTrainer).parameters["max_failures"].default
+
+
 def test_usage_errors_are_one_line_too(capsys):
     status, _, err = cli(capsys, "frobnicate")
     assert_clean_error(status, err, "argument COMMAND: invalid choice: 'frobnicate'", "(see: distnet --help)")
