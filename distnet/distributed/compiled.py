@@ -38,7 +38,7 @@ from collections import deque
 import ray
 from ray.dag import InputNode
 
-from .protocols import StepProtocol, WorkerLostError, first_unapplied_step
+from .protocols import StepProtocol
 
 # Steps submitted ahead of the one being waited for let the driver's submission of the next step
 # overlap the current one; Ray's default limit on executions in flight is 10. But Ray gives every
@@ -92,8 +92,7 @@ class CompiledSteps(StepProtocol):
             while pending:
                 ray.get(pending.popleft(), timeout=_STEP_TIMEOUT_S)
         except ray.exceptions.RayError as e:
-            applied = first_unapplied_step(self.server, epoch, start)
-            raise WorkerLostError(f"a step failed at epoch {epoch + 1}, step {applied}: {e}", epoch, applied) from e
+            raise self._lost(e, epoch, start) from e
         return self._summary()
 
     def close(self):

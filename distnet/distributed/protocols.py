@@ -41,6 +41,11 @@ def first_unapplied_step(server, epoch: int, start: int) -> int:
 
 
 class StepProtocol:
+    """How the steps of a chunk travel between the workers and the parameter server: ``run``
+    applies steps ``start..stop-1`` of ``epoch`` and returns their summary, or raises
+    WorkerLostError saying the first step not applied; ``close`` lets the actors go (they may
+    then run another protocol)."""
+
     name = ""
 
     def __init__(self, server, workers: list):
@@ -51,6 +56,11 @@ class StepProtocol:
 
     def _summary(self) -> ChunkSummary:
         return ray.get(self.server.take_stats.remote())
+
+    def _lost(self, error: Exception, epoch: int, start: int) -> WorkerLostError:
+        """The WorkerLostError for a chunk from ``start`` that ``error`` (Ray's) ended."""
+        applied = first_unapplied_step(self.server, epoch, start)
+        return WorkerLostError(f"a step failed at epoch {epoch + 1}, step {applied}: {error}", epoch, applied)
 
     def close(self) -> None:
         pass
@@ -71,8 +81,7 @@ class PlainSteps(StepProtocol):
         try:
             ray.get(params)
         except ray.exceptions.RayError as e:
-            applied = first_unapplied_step(self.server, epoch, start)
-            raise WorkerLostError(f"a step failed at epoch {epoch + 1}, step {applied}: {e}", epoch, applied) from e
+            raise self._lost(e, epoch, start) from e
         return self._summary()
 
 
