@@ -1,0 +1,78 @@
+"""What :meth:`~distnet.training.TrainerBase.fit` checks of its arguments before any work starts
+(before a run directory is written, or a distributed trainer starts Ray): each says what is wrong
+and how to fix it."""
+from __future__ import annotations
+
+import numpy as np
+
+from .checks import acceptable_error_or_none, whole_number
+from .data import Dataset
+from .data.augment import RandomAffine
+from .data.datasets import DIGIT_CLASSES
+from .data.digits import PIXELS, SIDE
+from .errors import ConfigError
+from .nn import Network
+from .progress import Reporter
+
+
+def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | None,
+                        augmentation: RandomAffine | None, **settings) -> dict:
+    """``settings`` (epochs, eval_every, window, checkpoint_every, acceptable_error; None for the
+    run's own or the default) as plain numbers, or ConfigError for anything fit cannot train with."""
+    for name, data in (("train", train), ("validation", validation)):
+        if not isinstance(data, Dataset) and not (name == "validation" and data is None):
+            raise ConfigError(f"{name} must be a distnet Dataset (such as load_mnist().{name}, or "
+                              f"Dataset(images, labels) for your own data), got {type(data).__name__}")
+        if data is not None and (network.input_size != data.images.shape[1]
+                                 or network.output_size != len(data.classes)):
+            what = "training" if name == "train" else name
+            default = (" (the ten digits, a Dataset's classes unless it is given classes=[...] of your own)"
+                       if data.classes == DIGIT_CLASSES and network.output_size != len(data.classes) else "")
+            raise ConfigError(f"the network does not fit the {what} data: it takes {network.input_size} inputs and "
+                              f"gives {network.output_size} outputs, the data has {data.images.shape[1]} values per "
+                              f"sample and {len(data.classes)} classes{default}")
+    if augmentation is not None and train.images.shape[1] != PIXELS:
+        raise ConfigError(f"augmentation moves {SIDE}x{SIDE} images, and these samples have "
+                          f"{train.images.shape[1]} values each; train without it (augmentation=None)")
+    return checked_settings(settings)
+
+
+def checked_reporter(reporter) -> Reporter:
+    """``reporter``, or the silent Reporter for None; ConfigError for anything that cannot
+    receive the events (checked before a run directory is written)."""
+    if reporter is None:
+        return Reporter()
+    events = ("on_start", "on_steps", "on_evaluation", "on_end")
+    if isinstance(reporter, type) or not all(callable(getattr(reporter, e, None)) for e in events):
+        given = (f"the class {reporter.__name__}, not an instance" if isinstance(reporter, type)
+                 else f"{reporter!r}, which lacks {', '.join(e for e in events if not callable(getattr(reporter, e, None)))}")
+        raise ConfigError(f"reporter must be a Reporter, such as TerminalReporter() (or an object with the methods "
+                          f"{', '.join(events)}); got {given}")
+    return reporter
+
+
+def checked_settings(settings: dict, resolved: bool = False) -> dict:
+    """Run settings (epochs, eval_every, window, checkpoint_every, acceptable_error) as plain
+    numbers, None staying None (once ``resolved``, only an acceptable_error may be None);
+    ConfigError for one fit cannot train with."""
+    def checked(name: str, value):
+        if value is None and (name == "acceptable_error" or not resolved):
+            return None
+        if name == "acceptable_error":
+            return acceptable_error_or_none(value)
+        return whole_number(name, value, 0 if name == "checkpoint_every" else 1)
+
+    return {name: checked(name, value) for name, value in settings.items()}
+
+
+def check_finite(what: str, data: Dataset | None, rows: int = 4096) -> None:
+    """ConfigError naming the first sample of ``data`` with a NaN or infinite value (a few rows at
+    a time: no array of the data's size is made, and a memory-mapped file is read once)."""
+    if data is None or data.images.dtype.kind != "f":
+        return
+    for start in range(0, len(data), rows):
+        finite = np.isfinite(data.images[start:start + rows]).all(axis=1)
+        if not finite.all():
+            first = start + int(np.flatnonzero(~finite)[0])
+            raise ConfigError(f"the {what} data hold NaN or infinite values (sample {first} is the first such); "
+                              f"fix or drop those samples (training on them would only diverge)")
