@@ -30,7 +30,7 @@ from .checkpoint import Checkpoint
 from .errors import ConfigError, ModelFormatError
 from .io import UNFINISHED_WRITE, atomic_writer, write_json
 
-# What resuming a run needs from config.json (TrainerBase.config() plus fit's schedule).
+# What resuming a run needs from config.json (TrainerBase.config() and fit's run settings).
 REQUIRED_CONFIG = ("network", "optimizer", "l2", "batch_size", "seed", "workers", "epochs",
                    "eval_every", "window")
 # What Ray's job supervisor gives a job's driver: the job's runtime environment and metadata, where
