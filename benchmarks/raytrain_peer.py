@@ -47,7 +47,7 @@ def raytrain(workload: str, samples: int, epochs: int, workers: int) -> dict:
         from ray.train import RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
     except ImportError as e:
-        return {"skipped": f"{e.name} is not installed (pip install "ray[train]" torch for the Ray Train peer)"}
+        return {"skipped": f"{e.name} is not installed (pip install 'ray[train]' torch for the Ray Train peer)"}
 
     w = WORKLOADS[workload]
     images, labels, source = training_data(samples)

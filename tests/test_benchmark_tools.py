@@ -130,3 +130,11 @@ def test_the_accuracy_benchmark_resumes_a_run_only_once_it_has_a_checkpoint(tmp_
     assert accuracy.train("seed", 1, args)["test_error"] == 0.02
     resumed = "checkpoint.npz" in left_behind
     assert ("--resume" in commands[0]) == resumed and ("--preset" in commands[0]) != resumed
+
+
+@pytest.mark.parametrize("folder", ["benchmarks", "examples", "cluster"])
+def test_every_script_compiles(folder):
+    """The peers and scripts the suite does not import (a syntax error in one showed as an "exit 1"
+    row of the speed table)."""
+    for path in sorted((ROOT / folder).glob("*.py")):
+        compile(path.read_text(), str(path), "exec")
