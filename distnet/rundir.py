@@ -238,7 +238,7 @@ class RunDir:
         before failures.jsonl was written); a line that is not a record of one (edited by hand)
         is skipped."""
         try:
-            lines = self.failures_path.read_text().splitlines()
+            lines = self.failures_path.read_text(errors="replace").splitlines()
         except FileNotFoundError:
             return []
         failures = []

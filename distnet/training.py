@@ -156,9 +156,9 @@ class TrainerBase:
     ``augmentation`` that moves every training image anew at each epoch start, shard by shard
     with generators seeded by (seed, epoch, shard), so every path sees the same pixels.
 
-    Subclasses implement ``shards``, ``_open``, ``_run_steps``, ``_error_rate``, ``_params``,
-    ``_optimizer_state``, ``_load_state`` and ``_decide_workers``, and may replace the rest of what
-    a fit goes through (``_session``, ``_early_stopping``, ``_close``, ...).
+    Subclasses implement ``shards``, ``_told_workers``, ``_decide_workers``, ``_open``,
+    ``_run_steps``, ``_error_rate``, ``_params``, ``_optimizer_state`` and ``_load_state``, and may
+    replace the rest of what a fit goes through (``_session``, ``_early_stopping``, ``_close``, ...).
     """
 
     distributed = False  # whether the steps run on Ray actors (the progress header says so)
@@ -190,6 +190,9 @@ class TrainerBase:
 
     @network.setter
     def network(self, network: Network) -> None:
+        if self._base_rate is not None:
+            raise ConfigError("the network cannot change during a fit (the fit trains the one it began with); "
+                              "set it before the fit or after it")
         instance_of("network", network, Network, "Network([Dense(36, 'leaky_relu'), Dense(10, 'softmax')])")
         self.rule = UpdateRule(self.optimizer, self.rule.l2, network.weight_slices)
         self._network = network
@@ -307,8 +310,9 @@ class TrainerBase:
                 return self._fit(train, validation, run, start, checkpoint_every, reporter)
 
     def _check_batches(self, n_samples: int) -> None:
-        """ConfigError unless ``n_samples`` training samples make batches for this trainer."""
-        BatchPlan(n_samples, self.batch_size, self.shards, self.seed)
+        """ConfigError unless ``n_samples`` training samples make batches for this trainer (the
+        number of workers a resume takes from its run is checked once it does)."""
+        BatchPlan(n_samples, self.batch_size, self._told_workers() or 1, self.seed)
 
     def _session(self, run: RunDir | None, reporter: Reporter) -> AbstractContextManager:
         """What a fit needs around it (a distributed trainer: Ray, and where to report the
@@ -339,6 +343,7 @@ class TrainerBase:
             self._check_resumable(checkpoint.config, config)
         ended = self._ended_run(run, checkpoint, settings["epochs"], reporter)
         if ended is not None:
+            self._decide_workers(config["workers"])  # (the run's, or the trainer's own): what shards says
             return ended
         if checkpoint.config.get("epochs") != settings["epochs"]:
             run.set_epochs(settings["epochs"])  # so that a later resume without ``epochs`` trains to the same end
@@ -375,7 +380,7 @@ class TrainerBase:
     def _told_workers(self) -> int | None:
         """The number of workers (shards) the trainer was told, which every fit uses; None: each
         fit decides (:meth:`_decide_workers`)."""
-        return None
+        raise NotImplementedError
 
     @contextmanager
     def _workers_of_run(self, workers: int | None) -> Iterator[None]:
@@ -395,7 +400,9 @@ class TrainerBase:
         """The number of workers this fit uses, for a trainer that was not told one: a resumed
         run's (``run_workers``), or for a new run (None) the trainer's own choice, made afresh each
         fit. Called once the session is up (a distributed trainer asks Ray for its CPUs), before
-        the training starts; ``shards`` reports it until the next fit decides again."""
+        the training starts, or as a resumed run that had ended is returned; ``shards`` reports it
+        until the next fit decides again."""
+        raise NotImplementedError
 
     def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, start: _Start,
              checkpoint_every: int, reporter: Reporter) -> FitResult:

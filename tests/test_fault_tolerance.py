@@ -456,28 +456,31 @@ def test_a_fallback_to_plain_calls_after_a_loss_leaves_no_survivor_holding_the_o
 def test_a_parameter_server_hung_as_the_fit_ends_holds_up_the_close_briefly_and_is_warned_of(
         mnist, ray_local, uninterrupted, tmp_path, monkeypatch, protocol):
     """The server sleeps (as if hung) from the fit's end on: the close waits CLOSE_TIMEOUT_S for
-    it (it waited for ever), says what the trainer kept, and lets go of the actors. The network
-    has the last parameters (the fit returned); the optimizer, the state of before the fit."""
+    it, or 5 s at least (it waited for ever), says what the trainer kept, and lets go of the
+    actors. The network has the last parameters (the fit returned); the optimizer, the state of
+    before the fit."""
     for module in ("protocols", "trainer"):
         monkeypatch.setattr(f"distnet.distributed.{module}.CLOSE_TIMEOUT_S", 1.0)
-    trainer, ended = make_trainer(protocol), []
+    trainer, ended, server = make_trainer(protocol), [], []
 
     class HangAtTheEnd(Reporter):
         def on_end(self, result):
+            server.append(trainer._server)
             trainer._server.__ray_call__.remote(lambda server: time.sleep(60))
             ended.append(time.monotonic())
 
-    run = tmp_path / "run"
-    with pytest.warns(UserWarning, match=re.escape(
-            f"the parameter server did not answer within 1 s as the fit ended (is it hung?): the trainer's optimizer "
-            f"keeps the state it had before the fit, and its network the parameters it had before the fit too "
-            f"unless the fit returned its result (which gave it the last ones), so a later fit of this trainer "
-            f"would not go on from where this one ended; the best network so far and the last checkpoint in {run} "
-            f"are intact: continue with distnet train --resume {run}")):
-        result = fit(trainer, mnist, run_dir=run, reporter=HangAtTheEnd())
+    with pytest.warns(UserWarning, match=r"^the parameter server did not answer within [56] s as the fit ended \(is it "
+                                         r"hung\?\): the trainer's optimizer keeps the state it had before the fit, and "
+                                         r"its network the parameters it had before the fit too unless the fit returned "
+                                         r"its result \(which gave it the last ones\), so a later fit of this trainer "
+                                         r"would not go on from where this one ended \(the run directory, if any, has "
+                                         r"its files written\)$"):
+        result = fit(trainer, mnist, run_dir=tmp_path / "run", reporter=HangAtTheEnd())
     assert time.monotonic() - ended[0] < 30  # not the 60 s of the sleep
     assert_same_run(trainer, result, uninterrupted)
-    assert trainer.optimizer.state() == {} and trainer._server is None and trainer._workers == []
+    assert trainer.optimizer.state() == {}
+    with pytest.raises(ray.exceptions.RayActorError):  # let go of: killed, not left hung
+        ray.get(server[0].get_params.remote(), timeout=30)
 
 
 # -- the driver killed, and damaged checkpoints: the command line on a small MNIST ----------------
@@ -577,6 +580,22 @@ def test_the_command_line_reports_a_recovery_and_resumes_on_another_number_of_wo
     monkeypatch.setattr("distnet.commands.train.fit_and_report", lambda args, trainer, *rest, **kw: made.append(trainer))
     assert main(resume_args(small_mnist, run, "--epochs", "3")) is None
     assert isinstance(made[0], DistributedTrainer) and made[0].requested_workers == 1
+
+
+def test_a_failure_that_cannot_be_recorded_is_warned_of_and_the_recovery_goes_on(tmp_path):
+    from distnet.rundir import RunDir
+
+    trainer, run = make_trainer(max_failures=1), RunDir(tmp_path)
+    trainer._run = run
+    trainer._count_failure("worker 1 lost at epoch 1, step 3")
+    assert run.failures() == ["worker 1 lost at epoch 1, step 3"]
+    run.failures_path.unlink()
+    run.failures_path.mkdir()  # as unwritable as a full disk
+    with pytest.warns(UserWarning, match=rf"cannot record the failure in {re.escape(str(run.failures_path))} "
+                                         rf"\(Is a directory\); the run goes on, and its summary will not list it"):
+        with pytest.raises(FailureLimitError):  # the second of max_failures=1: counted all the same
+            trainer._count_failure("worker 0 lost at epoch 2, step 1")
+    assert trainer.failures == ["worker 1 lost at epoch 1, step 3", "worker 0 lost at epoch 2, step 1"]
 
 
 def test_the_summary_lists_the_failures_of_every_session_of_a_run(small_mnist, ray_local, tmp_path, monkeypatch):

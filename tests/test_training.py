@@ -265,6 +265,13 @@ def test_a_trainer_not_set_a_number_of_shards_takes_a_resumed_run_s_for_that_fit
     assert unset.shards == 2
     unset.fit(train, epochs=1, run_dir=tmp_path / "new")
     assert unset.shards == 1 == json.loads((tmp_path / "new" / "config.json").read_text())["workers"]
+    with pytest.warns(UserWarning, match="had ended at epoch 2"):
+        unset.fit(train, epochs=2, run_dir=tmp_path / "two", resume=True)  # nothing to train: returned as it ended
+    assert unset.shards == 2  # that fit's (it said 1, the last new run's)
+    unset.batch_size = 1  # a new run of 1-sample batches: one shard's, whatever the last resumed run had
+    unset.fit(train.subset(slice(0, 64)), epochs=1, run_dir=tmp_path / "ones")
+    assert unset.shards == 1
+    unset.batch_size = 32
     unset.shards = 3  # told a number, every fit takes it
     unset.fit(train, epochs=1, run_dir=tmp_path / "three")
     assert unset.shards == 3 == json.loads((tmp_path / "three" / "config.json").read_text())["workers"]
@@ -950,7 +957,7 @@ def test_a_network_given_to_the_trainer_later_is_the_one_l2_decays():
 
     rng = np.random.default_rng(0)
     X, Y = rng.random((8, 4)), np.eye(2)[rng.integers(0, 2, 8)]
-    trainer = Trainer(network(3), GradientDescent(0.1), l2=0.5)
+    trainer = Trainer(network(3), GradientDescent(0.1), l2=0.5, batch_size=4)
     trainer.network = later = network(5)  # a 4-5-2 network: weights at [0:20] and [25:35]
     trainer.step(X, Y)
     alone = Trainer(expected := network(5), GradientDescent(0.1), l2=0.5)
@@ -958,3 +965,11 @@ def test_a_network_given_to_the_trainer_later_is_the_one_l2_decays():
     np.testing.assert_array_equal(later.params, expected.params)  # the first network's slices decayed before
     with pytest.raises(ConfigError, match="network must be a Network"):
         trainer.network = "4-5-2"
+
+    class SwapDuringTheFit(Reporter):
+        def on_start(self, info):
+            trainer.network = network(5)
+
+    with pytest.raises(ConfigError, match=r"the network cannot change during a fit"):
+        trainer.fit(Dataset(X, Y.argmax(axis=1), classes=["a", "b"]), epochs=1, reporter=SwapDuringTheFit())
+    assert trainer.network is later

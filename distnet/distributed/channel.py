@@ -85,10 +85,10 @@ def create_channel(workers: int, parameters: int, dtype: np.dtype | str) -> Chan
     """Create the shared-memory file and FIFOs (in /dev/shm where it exists)."""
     base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     folder = Path(base) / f"distnet-{uuid.uuid4().hex[:12]}"
-    folder.mkdir(mode=0o700)
     spec = ChannelSpec(str(folder), _host_id(), workers, parameters, np.dtype(dtype).name)
     size = sum(spec.layout())
     try:
+        folder.mkdir(mode=0o700)
         with open(spec.memory_path, "wb") as f:
             # Allocated now: a file only truncated to its size is sparse, and where tmpfs has no
             # room for a page when it is first written, the writing process dies (SIGBUS).

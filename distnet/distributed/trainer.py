@@ -305,9 +305,10 @@ class DistributedTrainer(TrainerBase):
         return steps or PlainSteps(self._server, self._workers)
 
     def _close(self) -> None:
+        unanswered = None
         try:
             if getattr(self, "_server", None) is not None:
-                self._take_back_state()
+                unanswered = self._take_back_state()
             for actor in getattr(self, "_workers", []) + [getattr(self, "_server", None)]:
                 if actor is not None:
                     ray.kill(actor)
@@ -326,32 +327,36 @@ class DistributedTrainer(TrainerBase):
                     finally:
                         self._started_ray = self._embedded_ray = False
                         _RayOfThisProcess.started_by = None
+        if unanswered:  # once every actor is let go of (with warnings as errors, this raises)
+            warnings.warn(unanswered)
 
-    def _take_back_state(self) -> None:
+    def _take_back_state(self) -> str | None:
         """The parameter server's parameters and optimizer state into the trainer's network and
         optimizer, so that a later fit goes on from here, as Trainer's does; the step protocol is
-        closed first. All within ``CLOSE_TIMEOUT_S``: a hung server is left behind with a warning."""
+        closed first. A server that does not answer within ``CLOSE_TIMEOUT_S`` (hung) is left
+        behind: the warning to give is returned."""
         started = time.monotonic()
         # After a failure (or the failure limit) some actors may be dead: close what lives.
         with suppress(ray.exceptions.RayError):
             if self._steps is not None:
                 self._steps.close()
-        left = max(0.0, CLOSE_TIMEOUT_S - (time.monotonic() - started))
+        # At least a few seconds for the server itself, however long a hung worker held up the close.
+        left = max(5.0, CLOSE_TIMEOUT_S - (time.monotonic() - started))
         try:
             params, state = ray.get([self._server.get_params.remote(), self._server.optimizer_state.remote()],
                                     timeout=left)
         except ray.exceptions.GetTimeoutError:
             # The network got the last parameters only where the fit got as far as its result.
-            warnings.warn(f"the parameter server did not answer within {CLOSE_TIMEOUT_S:g} s as the fit ended (is "
-                          f"it hung?): the trainer's optimizer keeps the state it had before the fit, and its "
-                          f"network the parameters it had before the fit too unless the fit returned its result "
-                          f"(which gave it the last ones), so a later fit of this trainer would not go on from "
-                          f"where this one ended{self._what_is_kept()}")
-            return
-        except ray.exceptions.RayActorError:
-            return  # a lost server: the trainer keeps what it had
+            return (f"the parameter server did not answer within {time.monotonic() - started:.0f} s as the fit ended (is it "
+                    f"hung?): the trainer's optimizer keeps the state it had before the fit, and its network the "
+                    f"parameters it had before the fit too unless the fit returned its result (which gave it the "
+                    f"last ones), so a later fit of this trainer would not go on from where this one ended (the "
+                    f"run directory, if any, has its files written)")
+        except ray.exceptions.RayError:
+            return None  # a lost server, or its answer lost: the trainer keeps what it had
         self.network.set_params(params)
         self.optimizer.load_state(state)
+        return None
 
     # -- the steps ------------------------------------------------------------------------------
     def _run_steps(self, epoch: int, start: int, stop: int) -> tuple[StepStats, bool]:
@@ -421,7 +426,11 @@ class DistributedTrainer(TrainerBase):
         ``max_failures``; else it is reported once they are (:meth:`_report_recoveries`)."""
         self.failures.append(what)
         if self._run is not None:
-            self._run.append_failure(what)
+            try:
+                self._run.append_failure(what)
+            except OSError as e:  # a full disk, say: the recovery goes on all the same
+                warnings.warn(f"cannot record the failure in {self._run.failures_path} ({e.strerror or e}); the run "
+                              f"goes on, and its summary will not list it")
         if len(self.failures) <= self.max_failures:
             self._unreported.append((what, len(self.failures)))
             return
