@@ -228,7 +228,7 @@ class RunDir:
         """Record a failure of the run (what was lost, and when) as it is found, so that the
         summary of whichever session ends the run lists it. The file is rewritten whole and
         atomically (a run has few failures): a crash leaves it with the new line, or as it was."""
-        before = self.failures_path.read_text() if self.failures_path.exists() else ""
+        before = self.failures_path.read_text(errors="replace") if self.failures_path.exists() else ""
         record = {"what": what, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with atomic_writer(self.failures_path, "w") as f:
             f.write(before + json.dumps(record) + "\n")

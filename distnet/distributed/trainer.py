@@ -168,12 +168,6 @@ class DistributedTrainer(TrainerBase):
                 **super()._repr_extras()}
 
     # -- setup and teardown -----------------------------------------------------------------------
-    def _check_batches(self, n_samples: int) -> None:
-        if self.requested_workers is not None:
-            super()._check_batches(n_samples)
-        elif n_samples < self.batch_size:  # the rest once the run or Ray says how many workers there are
-            BatchPlan(n_samples, self.batch_size)
-
     def _told_workers(self) -> int | None:
         return self.requested_workers
 
@@ -347,8 +341,9 @@ class DistributedTrainer(TrainerBase):
                                     timeout=left)
         except ray.exceptions.GetTimeoutError:
             # The network got the last parameters only where the fit got as far as its result.
-            return (f"the parameter server did not answer within {time.monotonic() - started:.0f} s as the fit ended (is it "
-                    f"hung?): the trainer's optimizer keeps the state it had before the fit, and its network the "
+            waited = time.monotonic() - started
+            return (f"the parameter server did not answer within {waited:.0f} s as the fit ended (is it hung?): "
+                    f"the trainer's optimizer keeps the state it had before the fit, and its network the "
                     f"parameters it had before the fit too unless the fit returned its result (which gave it the "
                     f"last ones), so a later fit of this trainer would not go on from where this one ended (the "
                     f"run directory, if any, has its files written)")

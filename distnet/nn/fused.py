@@ -3,11 +3,11 @@
 NumPy applies L2 and the Nesterov step to a parameter vector in seven passes over whole vectors,
 eight with the sum of two workers' gradients, and for a large network it is that memory traffic,
 not the arithmetic, that the update costs (``python -m benchmarks.step_anatomy``). With numba
-installed (``pip install numba``, or the ``fast`` extra: ``pip install ".[fast]"``) :class:`~distnet.nn.UpdateRule` hands the update to
-:func:`nesterov_update`, which goes through the vectors once and does, element by element, the
-same float operations in the same order as the NumPy path. numba compiles without fastmath: no
-fused multiply-add, no reassociation, so the results are bit-for-bit those of NumPy (the tests
-compare the two on every dtype and split).
+installed (``pip install numba``, or the ``fast`` extra: ``pip install ".[fast]"``),
+:class:`~distnet.nn.UpdateRule` hands the update to :func:`nesterov_update`, which goes through
+the vectors once and does, element by element, the same float operations in the same order as
+the NumPy path. numba compiles without fastmath: no fused multiply-add, no reassociation, so the
+results are bit-for-bit those of NumPy (the tests compare the two on every dtype and split).
 
 numba is imported on first use, so a process that never updates parameters (a Ray worker)
 never loads it.
