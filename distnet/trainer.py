@@ -41,15 +41,9 @@ class Trainer(TrainerBase):
     _shards_told: int | None = None  # trainer.shards = N: every fit draws N workers' batches
     _fit_workers = 1  # else those of the fit under way, or the last: a resumed run's number, or 1
 
-    @property
-    def shards(self) -> int:
-        """How many workers' mini-batches the trainer draws: the number it was set to; for a
-        trainer never set one, that of the fit under way or the last: a resumed run's number of
-        workers, 1 for a new run."""
-        return self._shards_told or self._fit_workers
-
-    @shards.setter
+    @TrainerBase.shards.setter
     def shards(self, shards: int) -> None:
+        # Never set: each fit takes a resumed run's number, or 1 for a new run.
         self._shards_told = positive_int("shards", shards)
 
     def _told_workers(self) -> int | None:

@@ -156,7 +156,7 @@ class TrainerBase:
     ``augmentation`` that moves every training image anew at each epoch start, shard by shard
     with generators seeded by (seed, epoch, shard), so every path sees the same pixels.
 
-    Subclasses implement ``shards``, ``_told_workers``, ``_decide_workers``, ``_open``,
+    Subclasses implement ``_told_workers``, ``_decide_workers``, ``_open``,
     ``_run_steps``, ``_error_rate``, ``_params``, ``_optimizer_state`` and ``_load_state``, and may
     replace the rest of what a fit goes through (``_session``, ``_early_stopping``, ``_close``, ...).
     """
@@ -200,6 +200,18 @@ class TrainerBase:
     @property
     def optimizer(self) -> Optimizer:
         return self.rule.optimizer
+
+    @property
+    def shards(self) -> int:
+        """The number of workers whose mini-batches the trainer draws (the shards of the training
+        set): the number it was told; else that of the fit under way, or of the last (a resumed
+        run's, or for a new run the trainer's own choice: one for :class:`~distnet.Trainer`, a
+        ``DistributedTrainer`` one per CPU of the cluster, at most one per sample of a batch)."""
+        workers = self._told_workers() or self._fit_workers
+        if workers is None:
+            raise ConfigError("a trainer told no number of workers decides it as a fit starts (the cluster's CPUs, "
+                              "or a resumed run's number), and none has yet; pass workers=N to fix it")
+        return workers
 
     @property
     def learning_rate(self) -> float:

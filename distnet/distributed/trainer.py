@@ -149,17 +149,6 @@ class DistributedTrainer(TrainerBase):
         self._steps = None  # how steps are exchanged, once the actors run
         self.active_protocol: str | None = None  # its name (None until a fit has opened one)
 
-    @property
-    def shards(self) -> int:
-        """The number of workers (the shards the mini-batches are drawn from): ``workers`` as
-        told; else that of the fit under way, or of the last: a resumed run's, or for a new run one
-        per CPU of the cluster (at most one per sample of a batch)."""
-        workers = self.requested_workers or self._fit_workers
-        if workers is None:
-            raise ConfigError("a trainer told no number of workers decides it as a fit starts (the cluster's CPUs, "
-                              "or a resumed run's number), and none has yet; pass workers=N to fix it")
-        return workers
-
     def config(self) -> dict:
         return {**super().config(), "protocol": self.protocol}
 
