@@ -144,7 +144,7 @@ def article_run(preset_name: str, seed: int, dataset: str, max_epochs: int | Non
 
     preset = get_preset(preset_name).with_overrides(epochs=max_epochs)
     splits = load_dataset(dataset, validation=0, download=False)
-    trainer = Trainer(preset.network(seed=seed), preset.build_optimizer(), l2=preset.l2,
+    trainer = Trainer(preset.build_network(seed=seed), preset.build_optimizer(), l2=preset.l2,
                       batch_size=preset.batch_size, seed=seed, schedule=preset.build_schedule(),
                       augmentation=preset.build_augmentation())
     result = trainer.fit(splits.train, splits.test, epochs=preset.epochs, eval_every=preset.eval_every,

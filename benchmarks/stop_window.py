@@ -63,7 +63,7 @@ def curve(preset_name: str, seed: int, epochs: int, windows: list[int], dataset:
         def _early_stopping(self, network_spec, window, acceptable_error, best_path, notes=None):
             return Recording(network_spec, window, acceptable_error, best_path, notes)
 
-    network = preset.network(seed=seed)
+    network = preset.build_network(seed=seed)
     trainer = RecordingTrainer(network, preset.build_optimizer(), l2=preset.l2, batch_size=preset.batch_size,
                                seed=seed, schedule=preset.build_schedule(),
                                augmentation=preset.build_augmentation())

@@ -30,7 +30,7 @@ class Preset:
     schedule: dict | None = None       # learning-rate schedule; None: constant, as in the original
     augmentation: dict | None = None   # random affine moves of the training images each epoch
 
-    def network(self, input_size: int = 784, classes: int = 10, seed: int | None = None,
+    def build_network(self, input_size: int = 784, classes: int = 10, seed: int | None = None,
                 dtype: np.dtype | type | str = np.float32) -> Network:
         """A new network of this preset's layers for ``input_size`` inputs and ``classes`` outputs,
         its weights drawn with the preset's initializer from ``seed`` (None: unseeded), in ``dtype``."""

@@ -284,14 +284,13 @@ class RunDir:
         raise ModelFormatError(f"cannot resume {self.path}: no usable checkpoint ({'; '.join(errors)}); "
                                f"the files were left as they are{best}")
 
-    def remove_unfinished_writes(self) -> list[Path]:
+    def remove_unfinished_writes(self) -> None:
         """Delete what writes killed midway left behind (the temporary files of atomic writes;
-        the files they were to replace are intact); returns what it deleted. Only for a run that
-        is not running: the resume of a stopped one."""
-        removed = [p for p in self.path.iterdir() if p.is_file() and UNFINISHED_WRITE.fullmatch(p.name)]
-        for p in removed:
-            p.unlink(missing_ok=True)
-        return removed
+        the files they were to replace are intact). Only for a run that is not running: the
+        resume of a stopped one."""
+        for p in self.path.iterdir():
+            if p.is_file() and UNFINISHED_WRITE.fullmatch(p.name):
+                p.unlink(missing_ok=True)
 
     def write_summary(self, summary: dict) -> None:
         write_json(self.summary_path, summary)

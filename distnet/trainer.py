@@ -53,14 +53,14 @@ class Trainer(TrainerBase):
         self._fit_workers = run_workers or 1
 
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
-        self._train, self._plan = train, plan
+        self._train, self._validation, self._plan = train, validation, plan
         self._batches_epoch, self._batches, self._images = None, [], train.images
         self._gather = BatchGather(self.network.output_size, self.network.dtype)
         self._augmented = np.empty_like(train.images) if self.augmentation is not None else None
 
     def _close(self) -> None:
         # The data (and its augmented copy) belong to the fit: a trainer kept afterwards holds none.
-        self._train = self._images = self._augmented = self._gather = None
+        self._train = self._validation = self._images = self._augmented = self._gather = None
         self._batches, self._batches_epoch = [], None
 
     def _run_steps(self, epoch: int, start: int, stop: int) -> tuple[StepStats, bool]:
@@ -84,8 +84,8 @@ class Trainer(TrainerBase):
             self.augmentation.epoch(images[lo:hi], self.seed, epoch, shard, out=self._augmented[lo:hi])
         return self._augmented
 
-    def _error_rate(self, dataset: Dataset) -> float:
-        return self.network.error_rate(dataset.images, dataset.labels)
+    def _validation_error_rate(self) -> float:
+        return self.network.error_rate(self._validation.images, self._validation.labels)
 
     def _params(self) -> np.ndarray:
         return self.network.params

@@ -157,7 +157,7 @@ class TrainerBase:
     with generators seeded by (seed, epoch, shard), so every path sees the same pixels.
 
     Subclasses implement ``_told_workers``, ``_decide_workers``, ``_open``,
-    ``_run_steps``, ``_error_rate``, ``_params``, ``_optimizer_state`` and ``_load_state``, and may
+    ``_run_steps``, ``_validation_error_rate``, ``_params``, ``_optimizer_state`` and ``_load_state``, and may
     replace the rest of what a fit goes through (``_session``, ``_early_stopping``, ``_close``, ...).
     """
 
@@ -473,9 +473,7 @@ class TrainerBase:
         position = checkpoint.epoch, checkpoint.step, replace(checkpoint.epoch_stats)  # a copy: the steps add to it
         if state is None or state["best_epoch"] < 0:
             return *position, None
-        loop.best_params = checkpoint.best_params
-        if loop.best_params is None and loop.run.best_path.exists():  # a checkpoint from before they held it
-            loop.best_params = self.network.load(loop.run.best_path).params
+        loop.best_params = _best_params(loop.run, checkpoint)
         loop.stopping.load_state(state, loop.best_params)
         if checkpoint.best_params is not None and not _holds_best(loop.run, loop.best_params, state["best_epoch"]):
             loop.stopping.save_best()  # best.npz as of the checkpoint: a crash left it ahead, or damaged
@@ -514,7 +512,7 @@ class TrainerBase:
         record = {"epoch": epoch, "train_error": stats.error_rate, "train_cost": stats.cost / max(stats.samples, 1)}
         verdict = None
         if validation is not None:
-            error, params = self._error_rate(validation), self._params()
+            error, params = self._validation_error_rate(), self._params()
             verdict = loop.stopping.evaluate(epoch, error, params)
             if verdict.improved:
                 loop.best_params = np.array(params, copy=True)  # for the checkpoints, without asking the stop rule
@@ -593,12 +591,10 @@ class TrainerBase:
         warnings.warn(f"{run.path} had ended at epoch {checkpoint.epoch} ({ending.replace('_', ' ')}): nothing "
                       f"to resume; {advice}")
         self.network.set_params(checkpoint.params)  # as after the run, which ended there
-        kept = checkpoint.best_params is not None or run.best_path.exists()
-        evaluated = evaluator is not None and math.isfinite(evaluator.lowest) and kept
-        if evaluated and checkpoint.best_params is not None:
-            best = Network.from_spec(self.network.spec(), checkpoint.best_params)
-        else:
-            best = Network.load(run.best_path) if evaluated else self.network.copy()
+        scored = evaluator is not None and math.isfinite(evaluator.lowest)
+        best_params = _best_params(run, checkpoint) if scored else None
+        evaluated = best_params is not None
+        best = Network.from_spec(self.network.spec(), best_params) if evaluated else self.network.copy()
         result = FitResult(best_network=best,
                            best_error=evaluator.lowest if evaluated else math.nan,
                            best_epoch=state["best_epoch"] if evaluated else checkpoint.epoch,
@@ -626,7 +622,8 @@ class TrainerBase:
         still finite afterwards."""
         raise NotImplementedError
 
-    def _error_rate(self, dataset: Dataset) -> float:
+    def _validation_error_rate(self) -> float:
+        """The error rate of the current parameters on the validation set given to ``_open``."""
         raise NotImplementedError
 
     def _params(self) -> np.ndarray:
@@ -677,6 +674,14 @@ def _differences(name: str, then, now) -> list[str]:
         singular = name[:-1] if name.endswith("s") else name  # "network layers" -> "network layer 1"
         return [line for i, (a, b) in enumerate(zip(then, now)) for line in _differences(f"{singular} {i + 1}", a, b)]
     return [f"another {name} ({then!r} in its checkpoint, {now!r} now)"]
+
+
+def _best_params(run: RunDir, checkpoint: Checkpoint) -> np.ndarray | None:
+    """The best network's parameters as of ``checkpoint``: those it holds, or, from a checkpoint
+    written before checkpoints held them, those of the run's best.npz; None if there are none."""
+    if checkpoint.best_params is not None:
+        return checkpoint.best_params
+    return Network.load(run.best_path).params if run.best_path.exists() else None
 
 
 def _holds_best(run: RunDir, params: np.ndarray, epoch: int) -> bool:

@@ -25,7 +25,7 @@ parser.add_argument("--run-dir", help="save the run here (config, history, best 
 def main(args: argparse.Namespace) -> None:
     mnist = load_mnist()
     preset = get_preset("seed")                            # 784-36-14-10, Nesterov(0.02, 0.87), L2 1e-4
-    network = preset.network(seed=942457)
+    network = preset.build_network(seed=942457)
     trainer = DistributedTrainer(network, preset.build_optimizer(), l2=preset.l2, batch_size=preset.batch_size,
                                  workers=args.workers, address=args.address, seed=942457)
     result = trainer.fit(mnist.train, mnist.validation, epochs=args.epochs, eval_every=preset.eval_every,

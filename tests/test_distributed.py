@@ -1,8 +1,12 @@
 """The distributed trainer on a real local Ray: the same math as the single-process trainer."""
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -337,6 +341,16 @@ def test_distnet_train_with_two_workers_end_to_end_on_real_mnist(ray_local, tmp_
     assert len((run / "history.jsonl").read_text().splitlines()) == 4
 
 
+def run_script(script: str, folder, timeout: float):
+    """``script`` run by a Python of its own in ``folder`` (with its own Ray); its completed
+    process, which must have succeeded."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=folder,
+                          timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 EMBEDDED_RUN = """
 import sys
 import numpy as np
@@ -381,15 +395,7 @@ print("ray running after a refused resume:", ray.is_initialized())
 def test_an_embedded_ray_keeps_pyarrow_out_of_its_workers(tmp_path):
     """Ray would import pyarrow (15-25 MB) into every worker where it is installed; a Ray that
     distnet starts marks it absent in each worker process before anything runs there."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, "-c", EMBEDDED_RUN], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_script(EMBEDDED_RUN, tmp_path, timeout=120)
     assert "pyarrow in a worker: None\n" in done.stdout  # None: the import is refused, not merely not yet made
     assert "ray still running: False" in done.stdout
     assert "refused: cannot resume: the run was started with another seed (1 in its" in done.stdout
@@ -432,15 +438,7 @@ fit("third")
 
 def test_a_second_fit_in_another_thread_is_refused_while_the_first_owns_this_process_s_ray(tmp_path):
     """Ray raised an AssertionError in one of two threads, and left agents running."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, "-c", TWO_FITS_AT_ONCE], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_script(TWO_FITS_AT_ONCE, tmp_path, timeout=300)
     assert done.stdout.splitlines() == [
         "second refused: another DistributedTrainer of this process is training on the Ray it started, and shuts "
         "it down when its fit ends (a process has one Ray); fit one after the other, or call ray.init() first: "
@@ -477,15 +475,7 @@ def test_plain_steps_objects_are_freed_before_they_pile_up_in_a_worker_s_memory(
     objects. Freed in Ray's default batches, once a second, a second's worth of them lay at ever new
     places of the store, all counted in the worker's resident memory (146 MB here; 550-800 MB for
     the wide network's workers); a Ray that distnet starts frees them every 10 ms."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, "-c", PLAIN_RUN], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=180)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = run_script(PLAIN_RUN, tmp_path, timeout=180)
     seen = [float(line.rsplit(" ", 1)[1]) for line in done.stdout.splitlines() if line.startswith("worker shared")]
     assert seen and max(seen) < 60, seen  # the images are float64 copies here, outside shared memory
 
@@ -503,3 +493,50 @@ def test_only_an_actor_s_refused_write_into_the_run_directory_is_reported_as_a_f
     assert not trainer._names_a_run_file(ValueError("not a file error"))
     trainer._run = None
     assert not trainer._names_a_run_file(OSError(28, "No space left on device", str(tmp_path / "run" / "best.npz")))
+
+
+NO_ROOM_FOR_A_CHANNEL = """
+import errno, os, warnings
+import numpy as np
+import ray
+from distnet import ConfigError, Dense, Nesterov, Network
+from distnet.data import Dataset
+from distnet.distributed import DistributedTrainer
+
+def full_shared_memory():  # in every actor process: /dev/shm as a small one fills up
+    def full(fd, offset, size):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    os.posix_fallocate = full
+
+ray.init(num_cpus=3, include_dashboard=False, logging_level="ERROR",
+         runtime_env={"worker_process_setup_hook": full_shared_memory})
+rng = np.random.default_rng(0)
+train = Dataset(rng.random((128, 784), np.float32), rng.integers(0, 10, 128))
+for protocol in ("auto", "channel"):
+    trainer = DistributedTrainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02),
+                                 batch_size=32, workers=2, seed=1, protocol=protocol)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.fit(train, None, epochs=1)
+        print(protocol, "trained with", trainer.active_protocol)
+        print(protocol, "warned:", *[str(w.message) for w in caught])
+    except ConfigError as e:
+        print(protocol, "refused:", e)
+ray.shutdown()
+"""
+
+
+def test_a_host_without_room_for_the_channel_trains_by_plain_calls_or_refuses_channel(tmp_path):
+    """The parameter server's ChannelUnavailable crosses Ray as an instance of its class: ``auto``
+    warns and trains by plain calls, ``channel`` is refused with what to change."""
+    done = run_script(NO_ROOM_FOR_A_CHANNEL, tmp_path, timeout=300)
+    lines = done.stdout.splitlines()
+    assert lines[0] == "auto trained with plain"
+    assert lines[1].startswith("auto warned: /dev/shm has no room for the step channel's ")
+    assert lines[1].endswith("(No space left on device): the steps go by plain actor calls, slower for a small "
+                             "network (in Docker, --shm-size gives the shared memory more room)")
+    assert lines[2].startswith("channel refused: protocol 'channel': /dev/shm has no room for the step channel's ")
+    assert lines[2].endswith("give the host's shared memory more room (in Docker: --shm-size), or use protocol "
+                             "'plain'")
+    assert len(lines) == 3

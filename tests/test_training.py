@@ -866,7 +866,7 @@ def test_divergence_through_huge_finite_costs_is_reported_as_divergence():
 def test_seed_preset_is_the_articles_configuration():
     # The MNIST example of the original (../shared/reference/java-original.md, "The MNIST example").
     preset = get_preset("seed")
-    net = preset.network(seed=942457)
+    net = preset.build_network(seed=942457)
     assert net.sizes == [784, 36, 14, 10]
     assert [layer.activation.spec() for layer in net.layers] == [
         {"name": "leaky_relu", "alpha": 0.01}, {"name": "leaky_relu", "alpha": 0.01}, {"name": "softmax"}]
@@ -878,7 +878,7 @@ def test_seed_preset_is_the_articles_configuration():
 
 def test_seed_preset_reaches_below_5_percent_on_real_mnist(mnist):
     preset = get_preset("seed")
-    net = preset.network(seed=942457)
+    net = preset.build_network(seed=942457)
     trainer = Trainer(net, preset.build_optimizer(), l2=preset.l2, batch_size=preset.batch_size, seed=942457)
     result = trainer.fit(mnist.train, mnist.validation, epochs=5, eval_every=5)
     assert result.best_error < 0.05

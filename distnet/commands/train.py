@@ -16,7 +16,7 @@ from ..data.augment import RandomAffine
 from ..errors import ConfigError, DistnetError, ModelFormatError
 from ..nn.activations import ACTIVATIONS
 from ..nn.costs import COSTS
-from ..presets import PRESETS, get_preset
+from ..presets import PRESETS, Preset, get_preset
 from ..progress import count
 from ..rundir import RunDir
 from .common import (add_data_arguments, cluster_address, folder, fraction, layer_sizes, load_data, non_negative_int,
@@ -112,33 +112,21 @@ RUN_SETTINGS = {"preset": "--preset", "dataset": "--dataset", "hidden": "--hidde
 DEFAULTS = {"preset": "seed", "dataset": "mnist", "seed": 942457, "dtype": "float32"}
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
+    """``distnet train``: a new run of the preset as the options change it, or (``--resume``) the
+    continuation of a stopped one; the summary printed, 0 returned."""
     if args.resume:
         return resume_train(args)
     for name, default in DEFAULTS.items():
         if getattr(args, name) is None:
             setattr(args, name, default)
-    preset = get_preset(args.preset).with_overrides(epochs=args.epochs, batch_size=args.batch_size,
-                                                    eval_every=args.eval_every, window=args.window,
-                                                    cost=args.cost, l2=args.l2)
-    if args.hidden is not None or args.activation is not None:
-        sizes = [size for size, _ in preset.hidden] if args.hidden is None else args.hidden
-        activation = {"name": args.activation} if args.activation else preset.hidden[0][1]
-        preset = replace(preset, hidden=tuple((size, activation) for size in sizes))
-    optimizer_spec = dict(preset.optimizer)
-    if args.learning_rate is not None:
-        optimizer_spec["learning_rate"] = args.learning_rate
-    preset = preset.with_overrides(optimizer=optimizer_spec)
-    if args.schedule is not None:
-        preset = replace(preset, schedule=None if args.schedule == "constant" else {"name": args.schedule})
-    if args.augment is not None:
-        preset = replace(preset, augmentation=RandomAffine().spec() if args.augment else None)
+    preset = preset_with_options(args)
     run_dir = args.run_dir or Path("runs") / f"{preset.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     args.run_dir = run_dir
     RunDir(run_dir).check_new()
     if args.workers:
         check_batch_size(preset.batch_size, args.workers)  # before the data loads or Ray starts
-    network = preset.network(seed=args.seed, dtype=args.dtype)
+    network = preset.build_network(seed=args.seed, dtype=args.dtype)
     splits = load_data(args, dtype=network.dtype)
     trainer = make_trainer(args, network, preset.build_optimizer(), preset.l2, preset.batch_size,
                            args.seed, args.workers, schedule=preset.build_schedule(),
@@ -147,6 +135,25 @@ def run(args) -> int:
                 "extra_config": {"preset": preset.name, "dataset": args.dataset,
                                  "data_dir": str(args.data_dir.resolve()) if args.data_dir else None}}
     return fit_and_report(args, trainer, splits, run_dir, fit_args, resume=False)
+
+
+def preset_with_options(args: argparse.Namespace) -> Preset:
+    """The preset ``--preset`` names, with what the other options given change in it (the run's
+    config.json records the result, so a resume needs none of them)."""
+    preset = get_preset(args.preset).with_overrides(epochs=args.epochs, batch_size=args.batch_size,
+                                                    eval_every=args.eval_every, window=args.window,
+                                                    cost=args.cost, l2=args.l2)
+    if args.hidden is not None or args.activation is not None:
+        sizes = [size for size, _ in preset.hidden] if args.hidden is None else args.hidden
+        activation = {"name": args.activation} if args.activation else preset.hidden[0][1]
+        preset = replace(preset, hidden=tuple((size, activation) for size in sizes))
+    if args.learning_rate is not None:
+        preset = replace(preset, optimizer=preset.optimizer | {"learning_rate": args.learning_rate})
+    if args.schedule is not None:
+        preset = replace(preset, schedule=None if args.schedule == "constant" else {"name": args.schedule})
+    if args.augment is not None:
+        preset = replace(preset, augmentation=RandomAffine().spec() if args.augment else None)
+    return preset
 
 
 def refuse_run_settings(args: argparse.Namespace) -> None:

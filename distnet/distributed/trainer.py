@@ -356,11 +356,8 @@ class DistributedTrainer(TrainerBase):
         self._confirmed = (epoch, stop)
         return stats
 
-    def _error_rate(self, dataset: Dataset) -> float:
-        if dataset is self._validation:
-            images, labels = self._validation_refs
-        else:
-            images, labels = ray.put(dataset.images), ray.put(np.asarray(dataset.labels))
+    def _validation_error_rate(self) -> float:
+        images, labels = self._validation_refs  # in the object store since _open, for every evaluation
 
         def errors() -> int:
             params = self._server.get_params.remote()
@@ -368,7 +365,7 @@ class DistributedTrainer(TrainerBase):
             return sum(ray.get([w.count_errors.remote(params, images, labels, i, n)
                                 for i, w in enumerate(self._workers)]))
 
-        return self._recovering(errors) / len(dataset)
+        return self._recovering(errors) / len(self._validation)
 
     def _params(self) -> np.ndarray:
         return self._recovering(lambda: ray.get(self._server.get_params.remote()))
@@ -452,6 +449,9 @@ class DistributedTrainer(TrainerBase):
         return kept
 
     def _replace_lost_actors(self, cause: Exception) -> None:
+        """After ``cause`` (a loss, or what looked like one): the lost actors counted as a failure
+        and replaced, the step protocol opened anew and the steps confirmed so far replayed; or
+        the error an actor raised itself, re-raised, where none was lost."""
         # Closing the protocol first frees the survivors (a channel's workers wait for the server).
         with suppress(ray.exceptions.RayError):
             self._steps.close()
@@ -464,11 +464,21 @@ class DistributedTrainer(TrainerBase):
             # Every actor is there: one raised an error of its own (out of memory, a bug), which a
             # retry would only raise again. That error, then, not a loss (see _session).
             raise raised
+        self._count_failure(f"{', '.join(lost) or 'no actor'} lost {self._when(cause)}")
+        self._restart(server_alive, workers_alive)
+        # A new server stands at its checkpoint, and one whose replay was cut short by another
+        # loss somewhere after it: either way short of the steps confirmed so far.
+        self._replay(tuple(ray.get(self._server.next_position.remote())), self._confirmed)
+
+    def _when(self, cause: Exception) -> str:
+        """Where in the run ``cause`` struck, for the failure's record."""
         if isinstance(cause, WorkerLostError):
-            when = f"at epoch {cause.epoch + 1}, step {cause.step}"
-        else:
-            when = f"in epoch {self._confirmed[0] + 1} ({cause.__class__.__name__})"
-        self._count_failure(f"{', '.join(lost) or 'no actor'} lost {when}")
+            return f"at epoch {cause.epoch + 1}, step {cause.step}"
+        return f"in epoch {self._confirmed[0] + 1} ({cause.__class__.__name__})"
+
+    def _restart(self, server_alive: bool, workers_alive: list[bool]) -> None:
+        """New actors in place of the lost ones (a server from the newest checkpoint), and the step
+        protocol opened anew between them all."""
         for i, alive in enumerate(workers_alive):
             if not alive:
                 ray.kill(self._workers[i])
@@ -479,9 +489,6 @@ class DistributedTrainer(TrainerBase):
             self._server = self._restore_server()
         self._steps = self._open_steps()
         self.active_protocol = self._steps.name
-        # A new server stands at its checkpoint, and one whose replay was cut short by another
-        # loss somewhere after it: either way short of the steps confirmed so far.
-        self._replay(tuple(ray.get(self._server.next_position.remote())), self._confirmed)
 
     @staticmethod
     def _answered(pings: list, timeout: float = 30.0) -> list[bool]:
