@@ -457,6 +457,29 @@ def test_a_checkpoint_without_the_best_network_resumes_with_best_npz(mnist, tmp_
     assert (run / "best.npz").read_bytes() == best  # and not rewritten
 
 
+
+@pytest.mark.parametrize("best_npz", ["kept", "gone"])
+def test_an_ended_run_whose_checkpoint_lacks_the_best_network_returns_best_npz_or_its_last(mnist, tmp_path,
+                                                                                           best_npz):
+    run = tmp_path / "run"
+    ended, _ = fit_small(mnist, run, epochs=2)
+    checkpoint = Checkpoint.load(run / "checkpoint.npz")
+    checkpoint.best_params = None  # as distnet wrote them until 2026-12-01
+    checkpoint.save(run / "checkpoint.npz")
+    if best_npz == "kept":
+        tiny_network(seed=4).save(run / "best.npz")  # what such a run left there is all there is to go by
+    else:
+        (run / "best.npz").unlink()
+    with pytest.warns(UserWarning, match="had ended at epoch 2"):
+        again, net = fit_small(mnist, run, epochs=2, resume=True)
+    if best_npz == "kept":
+        np.testing.assert_array_equal(again.best_network.params, tiny_network(seed=4).params)
+        assert (again.best_error, again.best_epoch) == (ended.best_error, ended.best_epoch)
+    else:  # nothing left of the best network: the last one stands in for it, unscored
+        np.testing.assert_array_equal(again.best_network.params, checkpoint.params)
+        assert np.isnan(again.best_error) and again.best_epoch == 2
+    np.testing.assert_array_equal(net.params, checkpoint.params)
+
 def test_a_run_without_validation_resumed_to_more_epochs_ends_with_its_last_network(mnist, tmp_path):
     run, train = tmp_path / "run", mnist.train.subset(slice(0, 2000))
     Trainer(tiny_network(), Nesterov(0.02, 0.87), seed=11).fit(train, None, epochs=2, run_dir=run)
