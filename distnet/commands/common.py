@@ -37,6 +37,27 @@ def load_data(args, dtype):
                         dtype=dtype)
 
 
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional MODEL of a command that uses a saved network."""
+    parser.add_argument("model", type=Path,
+                        help="a .npz network (e.g. RUN_DIR/best.npz), or a run directory for its best.npz")
+
+
+def model_and_test_data(args):
+    """The network ``args.model`` names (a run directory: its best.npz), which ``args.model``
+    is then set to, and the test set it is used on (``args.dataset``, set to the data set of
+    the model where not given; see :func:`dataset_of_model`), checked to fit each other."""
+    from ..nn import Network
+    from ..nn.network import saved_network_path
+
+    args.model = saved_network_path(args.model)
+    network = Network.load(args.model)
+    args.dataset = dataset_of_model(args.model, args.dataset)
+    test = load_test_data(args, dtype=network.dtype)
+    check_fits(network, args.model, test.images.shape[1], len(test.classes), test.name)
+    return network, test
+
+
 def load_test_data(args, dtype):
     """The test set alone of the data set ``args`` name: only its two test files are needed."""
     from ..data import load_test_set

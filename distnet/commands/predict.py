@@ -15,7 +15,7 @@ from ..data.datasets import DATASETS, class_names
 from ..data.digits import PIXELS, SIDE
 from ..errors import ConfigError, DataFormatError, DataNotFoundError
 from ..nn.network import saved_network_path
-from .common import check_fits, dataset_of_model, probability, recorded_classes, trained_on
+from .common import add_model_argument, check_fits, dataset_of_model, probability, recorded_classes, trained_on
 
 PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -26,8 +26,7 @@ def register(subparsers) -> None:
         description="Print each image's class and the network's probability per class. FILE can be a "
                     "PNG/JPEG picture (needs Pillow: pip install pillow), a .npy array of "
                     "one or more 28x28 images (or rows of 784 values), or an IDX images file.")
-    predict.add_argument("model", type=Path,
-                         help="a .npz network (e.g. RUN_DIR/best.npz), or a run directory for its best.npz")
+    add_model_argument(predict)
     predict.add_argument("files", type=Path, nargs="+", metavar="FILE",
                          help="the images: pictures, .npy arrays or IDX files (any mix)")
     predict.add_argument("--dataset", choices=DATASETS,

@@ -3,12 +3,10 @@ original drew its digits, each beside the network's probability per class as in 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
-from ..nn.network import saved_network_path
-from .common import add_data_arguments, check_fits, dataset_of_model, load_test_data, non_negative_int, probability
+from .common import add_data_arguments, add_model_argument, model_and_test_data, non_negative_int, probability
 
 GAP = "   "  # between a digit's picture and its probability table
 
@@ -19,8 +17,7 @@ def register(subparsers) -> None:
         description="Draw the misclassified test images the network is surest about (label, prediction "
                     "and the probability of each class); with --threshold, report the inputs where no "
                     "class reaches that probability as not recognized.")
-    show.add_argument("model", type=Path,
-                      help="a .npz network (e.g. RUN_DIR/best.npz), or a run directory for its best.npz")
+    add_model_argument(show)
     add_data_arguments(show, of_model=True)
     show.add_argument("--confused", type=non_negative_int, default=5, metavar="N",
                       help="how many misclassified test images to draw (default: 5)")
@@ -33,13 +30,8 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..data.digits import render_digit
     from ..metrics import class_label, confident_mistakes, evaluation_of, probability_table, recognition, recognized
-    from ..nn import Network
 
-    args.model = saved_network_path(args.model)
-    network = Network.load(args.model)
-    args.dataset = dataset_of_model(args.model, args.dataset)
-    test = load_test_data(args, dtype=network.dtype)
-    check_fits(network, args.model, test.images.shape[1], len(test.classes), test.name)
+    network, test = model_and_test_data(args)
     outputs = network.predict(test.images)
     evaluation = evaluation_of(outputs, test.labels, test.classes)
     chosen = confident_mistakes(outputs, test.labels, args.confused)
