@@ -544,12 +544,18 @@ def test_plot_of_a_run_trained_without_validation_set_draws_its_training(capsys,
 def test_plot_says_which_line_of_the_history_is_broken_and_refuses_a_file_for_out(capsys, mnist_run, tmp_path):
     pytest.importorskip("matplotlib")
     run = Path(shutil.copytree(mnist_run[0], tmp_path / "run"))
+    complete = (run / "history.jsonl").read_text()
+    lines = len(complete.splitlines()) + 1
     with open(run / "history.jsonl", "a") as history:
-        history.write('{"epoch": 9, "train_err')  # a write cut short
-    lines = len((run / "history.jsonl").read_text().splitlines())
+        history.write('{"epoch": 9, "train_err')  # a write cut short: the records before it are drawn
+    status, _, err = run_cli(capsys, "plot", run, "--out", tmp_path / "cut")
+    assert status == 0 and err == (f"distnet: warning: {run / 'history.jsonl'}: the last line (line {lines}) was cut "
+                                   f"short as it was written: the evaluations before it are drawn (a resume of the "
+                                   f"run rewrites the file)\n")
+    assert png_size(tmp_path / "cut" / "learning_curves.png") == (900, 600)
+    (run / "history.jsonl").write_text(complete + '{"epoch": 9, "train_err\n' + complete)  # broken, not cut short
     status, _, err = run_cli(capsys, "plot", run)
-    assert status == 2 and err == (f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON (the "
-                                   f"last: a write cut short? a resume rewrites the file)\n")
+    assert status == 2 and err == f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON\n"
     for other in ('{"epoch": 9}', "[1, 2]", '{"epoch": 9, "train_error": 0.1}'):  # KeyError, TypeError before
         (run / "history.jsonl").write_text((mnist_run[0] / "history.jsonl").read_text() + other + "\n")
         status, _, err = run_cli(capsys, "plot", run)

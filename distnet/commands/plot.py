@@ -3,6 +3,7 @@ images, as PNG files (needs matplotlib: ``pip install matplotlib``)."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +77,10 @@ def import_pyplot():
 
 def read_history(path: Path) -> list[dict]:
     try:
-        lines = path.read_text().splitlines()
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path.parent} is not a run directory (no history.jsonl)") from None
+    lines = text.splitlines()
     history = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -86,8 +88,11 @@ def read_history(path: Path) -> list[dict]:
         try:
             record = json.loads(line)
         except ValueError:
-            cut = " (the last: a write cut short? a resume rewrites the file)" if number == len(lines) else ""
-            raise ConfigError(f"{path}: line {number} is not valid JSON{cut}") from None
+            if number == len(lines) and not text.endswith("\n"):  # what a run killed while writing it leaves
+                warnings.warn(f"{path}: the last line (line {number}) was cut short as it was written: the "
+                              f"evaluations before it are drawn (a resume of the run rewrites the file)")
+                break
+            raise ConfigError(f"{path}: line {number} is not valid JSON") from None
         # The curves need these in every record (validation_error too, when the first has it).
         needed = ("epoch", "train_error") + (("validation_error",) if history and "validation_error" in history[0]
                                              else ())
