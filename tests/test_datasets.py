@@ -121,8 +121,26 @@ def test_subset() -> None:
     empty = data.subset([])
     assert len(empty) == 0 and empty.images.shape == (0, 784)
     assert data.subset([3]).name == "small"
-    with pytest.raises(ConfigError, match="1-D array of indices"):
-        data.subset(3)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(data.subset([-6, -1]).labels, [0, 5])
+
+
+TAKES = "small: subset() takes a slice, integer indices or a boolean mask of 6 values, one per sample, got "
+
+
+@pytest.mark.parametrize(
+    ("indices", "message"),
+    [
+        (3, TAKES + "the one index 3; dataset[i] gives one sample"),
+        ([[1, 2]], TAKES + "an array of shape (1, 2)"),
+        ([True, False], TAKES + "a mask of 2 values"),
+        ([1.0, 2.0], TAKES + "float64 values"),
+        ([6], "small: index 6 is outside its 6 samples, numbered 0..5 (-6..-1 from the end)"),
+        ([0, -7], "small: index -7 is outside its 6 samples, numbered 0..5 (-6..-1 from the end)"),
+    ],
+)
+def test_subset_says_what_it_takes(indices: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        small_dataset().subset(indices)  # type: ignore[arg-type]
 
 
 def test_astype() -> None:
@@ -154,6 +172,22 @@ def test_astype() -> None:
 def test_dataset_validation(images: np.ndarray, labels: list, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Dataset(images, np.asarray(labels), "small")
+
+
+def test_classes_given_as_a_number_are_named_by_label() -> None:
+    data = Dataset(np.zeros((2, 3), np.float32), [2, 0], classes=3)
+    assert data.classes == ("0", "1", "2")
+    assert Dataset(np.zeros((0, 3), np.float32), [], classes=np.int64(0)).classes == ()
+    with pytest.raises(ConfigError, match="^small: label 3 is outside 0..2$"):
+        Dataset(np.zeros((1, 3), np.float32), [3], "small", classes=3)
+
+
+@pytest.mark.parametrize("classes", ["cat", -1, True, 2.5, None])
+def test_classes_must_be_names_or_a_number(classes: object) -> None:
+    with pytest.raises(ConfigError, match=re.escape(
+            f"small: classes must be the class names in label order, such as classes=('cat', 'dog', 'bird'), "
+            f"or how many there are, got {classes!r}")):
+        Dataset(np.zeros((1, 3), np.float32), [0], "small", classes=classes)  # type: ignore[arg-type]
 
 
 def test_fashion_classes_name_the_digit() -> None:
@@ -230,6 +264,15 @@ def test_bad_validation_size(env: Path, tmp_path: Path, validation: object, mess
         load_mnist(tmp_path / "mine", download=False, validation=validation)  # type: ignore
 
 
+@pytest.mark.parametrize("seed", ["a", -1, None, True, 1.5])
+def test_bad_split_seed(env: Path, tmp_path: Path, seed: object) -> None:
+    make_files(tmp_path / "mine")
+    with pytest.raises(ConfigError, match=re.escape(
+            f"seed must be a whole number >= 0 such as 0, the default: it picks the validation samples, and each "
+            f"load must pick the same, got {seed!r}")):
+        load_mnist(tmp_path / "mine", download=False, validation=10, seed=seed)  # type: ignore[arg-type]
+
+
 def test_unknown_data_set_lists_the_known_ones() -> None:
     with pytest.raises(
         ConfigError, match="unknown data set 'cifar'; choose one of: mnist, fashion-mnist"
@@ -267,6 +310,16 @@ def test_a_data_folder_that_does_not_exist_is_an_error_not_passed_over(env: Path
     (tmp_path / "a-file").write_text("")
     with pytest.raises(DataNotFoundError, match=f"^the data folder {tmp_path / 'a-file'} is a file, not a folder"):
         load_mnist(tmp_path / "a-file", validation=5)
+
+
+def test_a_data_folder_under_home_is_found_by_tilde(env: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    make_files(tmp_path / "mine")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert len(load_mnist("~/mine", download=False, validation=10).train) == 20
+    assert len(datasets.load_test_set("mnist", "~/mine", download=False)) == 7
+    with pytest.raises(DataNotFoundError, match=f"^the data folder {tmp_path / 'typo'} does not exist; give"):
+        load_mnist("~/typo", validation=5)
 
 
 def test_load_dataset_by_name_and_fashion_classes(env: Path, tmp_path: Path) -> None:

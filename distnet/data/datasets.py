@@ -4,8 +4,8 @@ Where the four standard files (``train-images-idx3-ubyte``, ``train-labels-idx1-
 ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each plain or with ``.gz``) are
 looked for, in this order:
 
-1. the ``data_dir`` argument, then its subfolder named after the data set (``mnist`` or
-   ``fashion-mnist``);
+1. the ``data_dir`` argument (``~`` in it is the home folder), then its subfolder named after
+   the data set (``mnist`` or ``fashion-mnist``);
 2. ``$DISTNET_DATA_DIR/<name>``: the variable names a folder with ``mnist/`` and
    ``fashion-mnist/`` subfolders;
 3. the user cache, ``$XDG_CACHE_HOME/distnet/<name>`` or ``~/.cache/distnet/<name>``.
@@ -26,7 +26,7 @@ import functools
 import numbers
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -119,6 +119,17 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return view
 
 
+def _class_names(classes: Sequence[str] | int, where: str) -> tuple[str, ...]:
+    """``classes`` (names, or how many) as a tuple of names; ConfigError if they are neither."""
+    if isinstance(classes, numbers.Integral) and not isinstance(classes, bool) and classes >= 0:
+        return tuple(str(label) for label in range(classes))
+    if isinstance(classes, str) or not isinstance(classes, Iterable):
+        # tuple() would split a string into one class per letter.
+        raise ConfigError(f"{where}: classes must be the class names in label order, such as "
+                          f"classes=('cat', 'dog', 'bird'), or how many there are, got {classes!r}")
+    return tuple(classes)
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """Samples with a class label each: MNIST's 28x28 images, or any features of your own.
@@ -128,13 +139,14 @@ class Dataset:
             in [0, 1] (byte / 255), ``float32`` as loaded. Read-only.
         labels: ``(n,)`` ``int64`` class indices into *classes*. Read-only.
         name: what the samples are, for messages, e.g. ``"mnist/train"``.
-        classes: the class names, indexed by label.
+        classes: the class names, indexed by label; given as a number ``k`` instead, the classes
+            are named ``"0" .. "k-1"``, as the ten default ones are.
 
     The arrays are not copied; views of them are made read-only.
 
     Raises:
         ConfigError: the images are not a 2-D floating-point array, the labels are not ``n``
-            integers in ``0 .. len(classes) - 1``.
+            integers in ``0 .. len(classes) - 1``, or *classes* are neither names nor a number.
     """
 
     images: np.ndarray
@@ -145,8 +157,8 @@ class Dataset:
     def __post_init__(self) -> None:
         images = np.asarray(self.images)
         labels = np.asarray(self.labels)
-        classes = tuple(self.classes)
         where = self.name or "dataset"
+        classes = _class_names(self.classes, where)
         if images.ndim != 2 or images.shape[1] < 1:
             raise ConfigError(f"{where}: images must be a 2-D array, one row of values per sample (such as "
                               f"(n, {PIXELS}) for {SIDE}x{SIDE} images: images.reshape(n, {PIXELS})), got shape "
@@ -200,16 +212,32 @@ class Dataset:
         return encoded
 
     def subset(self, indices: slice | Sequence[int] | np.ndarray) -> Dataset:
-        """The samples selected by a slice, integer indices or a boolean mask, in that order."""
+        """The samples selected by a slice, integer indices (negative ones count from the end) or
+        a boolean mask, in that order."""
         if not isinstance(indices, slice):
-            indices = np.asarray(indices)
-            if indices.ndim != 1:
-                raise ConfigError(
-                    "subset() takes a slice or a 1-D array of indices; dataset[i] gives one sample"
-                )
-            if indices.size == 0:
-                indices = indices.astype(np.intp)  # [] would otherwise be float and not index
+            indices = self._checked_indices(np.asarray(indices))
         return replace(self, images=self.images[indices], labels=self.labels[indices])
+
+    def _checked_indices(self, indices: np.ndarray) -> np.ndarray:
+        """``indices`` as ``subset`` uses them; ConfigError, saying what it takes, unless they
+        are integer indices of samples or a mask of one value per sample."""
+        n, where = len(self), self.name or "dataset"
+        takes = f"subset() takes a slice, integer indices or a boolean mask of {n} values, one per sample"
+        if indices.ndim != 1:
+            got = (f"the one index {indices.item()!r}; dataset[i] gives one sample" if indices.ndim == 0
+                   else f"an array of shape {indices.shape}")
+            raise ConfigError(f"{where}: {takes}, got {got}")
+        if indices.size == 0:
+            return indices.astype(np.intp)  # [] would otherwise be float and not index
+        if indices.dtype.kind == "b":
+            if len(indices) != n:
+                raise ConfigError(f"{where}: {takes}, got a mask of {len(indices)} values")
+        elif indices.dtype.kind not in "iu":
+            raise ConfigError(f"{where}: {takes}, got {indices.dtype} values")
+        elif (outside := indices[(indices < -n) | (indices >= n)]).size:
+            raise ConfigError(f"{where}: index {outside[0]} is outside its {n} samples, numbered 0..{n - 1} "
+                              f"(-{n}..-1 from the end)")
+        return indices
 
     def astype(self, dtype: DTypeLike) -> Dataset:
         """The same samples with the images in the floating-point *dtype* (the same array, not a
@@ -268,7 +296,9 @@ def load_dataset(
 
     Raises:
         ConfigError: *name* is not a known data set, *validation* is negative or not less
-            than the number of training samples, or *dtype* is not a floating-point type.
+            than the number of training samples, *seed* is not a whole number >= 0 (None, a
+            random split, is refused: it would differ between loads), or *dtype* is not a
+            floating-point type.
         DataNotFoundError: the files are not on disk and could not be downloaded.
         ChecksumError: a ``.gz`` file (found or downloaded) is not the published one.
         DataFormatError: a file is malformed or the files do not fit together.
@@ -276,6 +306,11 @@ def load_dataset(
     _check_name(name)
     validation = checked_number("validation", validation, numbers.Integral, lambda v: v >= 0,
                                 "a whole number of samples, not negative")
+    # No None for a random seed: a split that changes between loads would put samples that a
+    # resumed run trained on into its validation set.
+    seed = checked_number("seed", seed, numbers.Integral, lambda v: v >= 0,
+                          "a whole number >= 0 such as 0, the default: it picks the validation samples, "
+                          "and each load must pick the same")
     dtype = _checked_dtype(dtype)
     train_x, train_y, test_x, test_y = _read(name, _FILES, data_dir, download)
     if validation >= len(train_y):
@@ -354,12 +389,14 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
     title = _TITLES[name]
     count, kind = _FILE_SETS[bases]
     folders = []
-    if data_dir is not None:
-        if not Path(data_dir).is_dir():  # a typo would otherwise go unnoticed, the files found elsewhere
-            what = "is a file, not a folder" if Path(data_dir).exists() else "does not exist"
-            raise DataNotFoundError(f"the data folder {data_dir} {what}; give the folder that holds the "
+    # "~" in a config file, a Python call or --data-dir=~/... reaches here unexpanded by any shell.
+    given = None if data_dir is None else Path(data_dir).expanduser()
+    if given is not None:
+        if not given.is_dir():  # a typo would otherwise go unnoticed, the files found elsewhere
+            what = "is a file, not a folder" if given.exists() else "does not exist"
+            raise DataNotFoundError(f"the data folder {given} {what}; give the folder that holds the "
                                     f"{title} files, or none to use ${DATA_DIR_ENV}, the cache or a download")
-        folders += [Path(data_dir), Path(data_dir) / name]
+        folders += [given, given / name]
     if os.environ.get(DATA_DIR_ENV):
         folders.append(Path(os.environ[DATA_DIR_ENV]).expanduser() / name)  # a job's is not shell-expanded
     cache = _cache_dir(name)
@@ -369,7 +406,7 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
     for folder in folders:
         found = [path for base in bases if (path := _find(folder, base))]
         if len(found) == len(bases):
-            _note_passed_over(data_dir, name, folder, bases)
+            _note_passed_over(given, name, folder, bases)
             return found
         if found:
             lacking = ", ".join(f"{base}[.gz]" for base in bases if not _find(folder, base))
@@ -379,7 +416,7 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
         try:
             # Keeps what an interrupted earlier download already fetched.
             found = [_find(cache, base) or _fetch(name, base, cache) for base in bases]
-            _note_passed_over(data_dir, name, cache, bases)
+            _note_passed_over(given, name, cache, bases)
             return found
         except DataNotFoundError as exc:
             why = f"Downloading failed: {exc}"
@@ -395,10 +432,9 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
     )
 
 
-def _note_passed_over(data_dir: str | os.PathLike[str] | None, name: str, used: Path,
-                      bases: tuple[str, ...]) -> None:
+def _note_passed_over(data_dir: Path | None, name: str, used: Path, bases: tuple[str, ...]) -> None:
     """Warn when the files ``bases`` come from elsewhere than the data folder the caller gave."""
-    if data_dir is not None and used not in (Path(data_dir), Path(data_dir) / name):
+    if data_dir is not None and used not in (data_dir, data_dir / name):
         count, kind = _FILE_SETS[bases]
         warnings.warn(f"{data_dir} does not hold the {count} {_TITLES[name]} {kind}files; using those in {used}")
 
