@@ -1,5 +1,7 @@
 """The Python API refuses what a user gets wrong where it is given, with a ConfigError that says
 what to pass instead: never a TypeError or a wrong answer later, deep in training."""
+import re
+
 import numpy as np
 import pytest
 
@@ -32,6 +34,39 @@ def test_assigning_params_of_another_length_is_refused():
     with pytest.raises(ConfigError, match=f"expected {network.parameter_count} parameters"):
         network.params = np.zeros(23, np.float32)
     np.testing.assert_array_equal(network.params, before)
+
+
+def test_assigning_a_layers_weights_or_bias_copies_into_params(tmp_path):
+    network, weights = net(seed=0, dtype=np.float64), np.arange(20, dtype=np.float32).reshape(5, 4)
+    views = network.layers[0].weights, network.layers[1].bias
+    network.layers[0].weights = weights
+    network.layers[1].bias = [1, 2, 3]
+    assert network.layers[0].weights is views[0] and network.layers[1].bias is views[1]  # the views into params
+    assert network.params.dtype == np.float64
+    np.testing.assert_array_equal(network.params[:20], weights.ravel())
+    np.testing.assert_array_equal(network.params[-3:], [1, 2, 3])
+    by_index = net(seed=0, dtype=np.float64)
+    by_index.layers[0].weights[...] = weights
+    by_index.layers[1].bias[...] = [1, 2, 3]
+    np.testing.assert_array_equal(by_index.params, network.params)
+    np.testing.assert_array_equal(Network.load(network.save(tmp_path / "net.npz")).params, network.params)
+    np.testing.assert_array_equal(network.copy().predict(np.ones(5)), network.predict(np.ones(5)))
+
+
+def test_a_layers_weights_or_bias_of_another_shape_are_refused():
+    network = net(seed=0)
+    before = network.params.copy()
+    with pytest.raises(ConfigError, match=r"^Dense\(4, ReLU\(\)\) takes weights of shape \(5, 4\), "
+                                          r"got an array of shape \(4, 5\)$"):
+        network.layers[0].weights = np.zeros((4, 5))
+    with pytest.raises(ConfigError, match=r"^Dense\(3, Softmax\(\)\) takes bias of shape \(3,\), "
+                                          r"got an array of shape \(\)$"):
+        network.layers[1].bias = 0.5
+    np.testing.assert_array_equal(network.params, before)
+    with pytest.raises(ConfigError, match=re.escape("Dense(3, Softmax()) belongs to no network, so it has no bias "
+                                                    "to set: a network makes its own layers from the ones it is "
+                                                    "given; set theirs, such as net.layers[0].bias")):
+        Dense(3, "softmax").bias = np.zeros(3)
 
 
 # -- components by name, instance or (refused) class --------------------------------------------
@@ -198,6 +233,34 @@ def test_a_data_set_given_for_inputs_is_refused_with_what_to_pass():
         with pytest.raises(ConfigError, match=r"not a data set: pass its .images \(and to error_rate its .labels too\)"):
             call()
     assert net().predict(data.images).shape == (4, 3)
+
+
+def test_a_digit_given_for_inputs_is_refused_with_what_to_pass():
+    from distnet.data import Digit
+
+    network, digit = Network([Dense(10, "softmax")], input_size=784, seed=0), Digit(np.zeros(784, np.float32), 3)
+    for given in (digit, [digit, digit], (digit,)):
+        with pytest.raises(ConfigError, match=re.escape("the network takes an array of inputs, one row per sample, "
+                                                        "not a Digit: pass its .pixels (for several, "
+                                                        "np.stack([digit.pixels for digit in digits]))")):
+            network.predict(given)
+    assert network.predict(digit.pixels).shape == (1, 10)
+
+
+def test_outputs_that_are_nan_or_infinite_are_not_scored_as_class_0():
+    network, X = net(seed=0), np.zeros((4, 5))
+    X[[1, 3], 2] = [np.nan, np.inf]
+    broken = network.copy()
+    broken.params[:] = np.nan
+    reason = ("so they have no class to score: either the inputs hold NaN or infinite values, or the parameters do "
+              "(a training that diverged leaves them NaN); check np.isfinite(X).all() and "
+              "np.isfinite(net.params).all()")
+    with np.errstate(invalid="ignore"):
+        with pytest.raises(ConfigError, match=re.escape(f"the network's outputs are NaN or infinite for 2 of the 4 "
+                                                        f"samples, {reason}")):
+            network.error_rate(X, [0, 0, 0, 0])  # was 0.0: argmax took each NaN row for class 0
+        with pytest.raises(ConfigError, match=re.escape(f"NaN or infinite for 4 of the 4 samples, {reason}")):
+            broken.error_count(np.zeros((4, 5)), [0, 1, 2, 0])
 
 
 @pytest.mark.parametrize("output", ["identity", "relu", "leaky_relu", "tanh", "sigmoid", "softplus"])

@@ -2,6 +2,7 @@
 import io
 import json
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -110,6 +111,15 @@ def test_bad_dtype_and_bad_structure_rejected():
         Network([], input_size=2)
     with pytest.raises(ConfigError, match="input_size"):
         Network([Dense(2, "sigmoid")], input_size=0)
+
+
+@pytest.mark.parametrize("dtype, got", [("foo", "'foo'"), (int, "dtype('int64')"), ("float16", "dtype('float16')")])
+def test_a_dtype_but_float32_or_float64_is_a_config_error(dtype, got):
+    message = f"^dtype must be float32 or float64, got {re.escape(got)}$"
+    with pytest.raises(ConfigError, match=message):
+        Network([Dense(2, "sigmoid")], input_size=2, dtype=dtype)  # "foo" was NumPy's TypeError
+    with pytest.raises(ConfigError, match=message):
+        small_net().astype(dtype)
 
 
 # -- math ---------------------------------------------------------------------------------------
@@ -586,8 +596,21 @@ def test_load_original_json_names_the_file(tmp_path):
     bad.write_text('{"layers": 1}')
     with pytest.raises(ModelFormatError, match="bad.json: not a network in the original's JSON layout"):
         Network.load_original_json(bad)
-    with pytest.raises(ModelFormatError, match="no such model file"):
-        Network.load_original_json(tmp_path / "missing.json")
+    missing = tmp_path / "missing.json"
+    with pytest.raises(ModelFormatError, match=f"^{re.escape(str(missing))}: no such model file$"):
+        Network.load_original_json(missing)  # not "...: not a JSON file (...: no such model file)"
+
+
+@pytest.mark.parametrize("folder", [".", "models"])
+def test_saving_to_a_folder_says_to_give_a_file_name(tmp_path, monkeypatch, folder):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    net = original_net()
+    for save in (net.save, net.save_original_json):
+        with pytest.raises(ConfigError, match=re.escape(f"{folder} is a folder; give the path of a file to write "
+                                                        f"(such as {pathlib.Path(folder, 'best.npz')} for a network)")):
+            save(folder)  # "." was a ValueError of pathlib's: PosixPath('.') has an empty name
+    assert [p.name for p in tmp_path.rglob("*")] == ["models"]
 
 
 def test_from_spec_rebuilds_the_architecture():
@@ -595,6 +618,23 @@ def test_from_spec_rebuilds_the_architecture():
     again = Network.from_spec(net.spec(), net.params)
     assert again.params.dtype == np.float32 and again.spec() == net.spec()
     np.testing.assert_array_equal(again.params, net.params)
+
+
+SPEC_EXAMPLE = ("such as Network.spec() returns: {'input_size': 784, 'layers': [{'size': 10, 'activation': "
+                "'softmax'}], 'cost': 'quadratic'}")
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("abc", f"a network's spec is a dict {SPEC_EXAMPLE}; got 'abc'"),
+    ({"layers": [{"size": 3, "activation": "softmax"}]}, f"the network's spec lacks input_size, cost: give a dict {SPEC_EXAMPLE}"),
+    ({"input_size": 4, "layers": [{"size": 3}], "cost": "quadratic"},
+     "a network spec's layers must be a list of dicts with a size and an activation, such as "
+     "{'size': 10, 'activation': 'softmax'}; got [{'size': 3}]"),
+    ({"input_size": 4, "layers": 3, "cost": "quadratic"}, "a network spec's layers must be a list of dicts"),
+], ids=["not a dict", "missing parts", "layer without activation", "layers not a list"])
+def test_from_spec_names_what_the_spec_lacks(spec, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):  # a KeyError or TypeError before
+        Network.from_spec(spec)
 
 
 def test_user_errors_in_nn_are_distnet_errors():

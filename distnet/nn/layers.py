@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import positive_int
+from ..errors import ConfigError
 from .activations import Activation, activation_from_spec
 
 
@@ -12,14 +13,46 @@ class Dense:
 
     Before it joins a :class:`~distnet.nn.network.Network` it is only a description; the network
     then gives it ``weights`` (shape (inputs, size)) and ``bias`` (shape (size,)), which are
-    views into the network's flat parameter vector.
+    views into the network's flat parameter vector. Assigning either copies the values into that
+    view, in the network's dtype (``layer.weights = W`` does what ``layer.weights[...] = W`` does).
     """
 
     def __init__(self, size: int, activation: Activation | str | dict):
         self.size = positive_int("a layer's size", size)
         self.activation = activation_from_spec(activation)
-        self.weights: np.ndarray | None = None
-        self.bias: np.ndarray | None = None
+        self._weights: np.ndarray | None = None
+        self._bias: np.ndarray | None = None
+
+    def use_views(self, weights: np.ndarray, bias: np.ndarray) -> None:
+        """Make ``weights`` and ``bias``, views into a network's parameters, this layer's."""
+        self._weights, self._bias = weights, bias
+
+    @property
+    def weights(self) -> np.ndarray | None:
+        return self._weights
+
+    @weights.setter
+    def weights(self, values) -> None:
+        self._copy_into(self._weights, values, "weights")
+
+    @property
+    def bias(self) -> np.ndarray | None:
+        return self._bias
+
+    @bias.setter
+    def bias(self, values) -> None:
+        self._copy_into(self._bias, values, "bias")
+
+    def _copy_into(self, view: np.ndarray | None, values, what: str) -> None:
+        # Into the view, never a new array in its place: one that the network's params, its copies,
+        # its files and training would never see.
+        if view is None:
+            raise ConfigError(f"{self!r} belongs to no network, so it has no {what} to set: a network makes its "
+                              f"own layers from the ones it is given; set theirs, such as net.layers[0].{what}")
+        values = np.asarray(values)
+        if values.shape != view.shape:
+            raise ConfigError(f"{self!r} takes {what} of shape {view.shape}, got an array of shape {values.shape}")
+        view[...] = values
 
     def forward(self, x: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None) -> np.ndarray:
         """The layer's output for each row of ``x``; ``out`` (rows × size) receives it without an

@@ -59,9 +59,7 @@ class Network:
             raise ConfigError("a network needs at least one layer")
         positive_int("input_size", input_size)
         seed = seed_or_none(seed)
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise ConfigError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.dtype = _float_dtype(dtype)
         if initializer is None:
             initializer = Random(-0.5, 0.5)
         elif initializer is not _LEFT_ZERO:
@@ -115,6 +113,7 @@ class Network:
     @classmethod
     def from_spec(cls, spec: dict, params: np.ndarray | None = None) -> "Network":
         """Rebuild a network from :meth:`spec` with the given parameters (all zero without)."""
+        _check_spec_parts(spec)
         net = cls([Dense(layer["size"], layer["activation"]) for layer in spec["layers"]],
                   input_size=spec["input_size"], cost=cost_from_spec(spec["cost"]),
                   dtype=spec.get("dtype", "float32"), initializer=_LEFT_ZERO)
@@ -156,8 +155,7 @@ class Network:
         # parameter server ships and updates.
         fan_in = self.input_size
         for layer, (w, b) in zip(self.layers, self._grad_slices):
-            layer.weights = self.params[w].reshape(fan_in, layer.size)
-            layer.bias = self.params[b]
+            layer.use_views(self.params[w].reshape(fan_in, layer.size), self.params[b])
             fan_in = layer.size
 
     def copy(self) -> "Network":
@@ -166,7 +164,7 @@ class Network:
 
     def astype(self, dtype: np.dtype | type | str) -> "Network":
         """A copy with parameters in another float type."""
-        return Network.from_spec({**self.spec(), "dtype": np.dtype(dtype).name}, self.params)
+        return Network.from_spec({**self.spec(), "dtype": dtype}, self.params)
 
     # -- math ---------------------------------------------------------------------------------
     def _inputs(self, X) -> np.ndarray:
@@ -174,6 +172,9 @@ class Network:
             raise ConfigError("the network takes an array of inputs, one row per sample, not a data set: pass "
                               "its .images (and to error_rate its .labels too)")
         X = np.asarray(X)  # as given first (a torch tensor's dtype says nothing to NumPy until converted)
+        if X.dtype == object and any(hasattr(x, "pixels") for x in X.flat):  # a Digit (dataset[i]), or several
+            raise ConfigError("the network takes an array of inputs, one row per sample, not a Digit: pass its "
+                              ".pixels (for several, np.stack([digit.pixels for digit in digits]))")
         if X.dtype.kind in ("u", "b"):
             raise ConfigError(f"the network takes floating-point inputs, got {X.dtype} values (image "
                               f"bytes? scale them as the network was trained: X.astype(np.float32) / 255)")
@@ -231,7 +232,15 @@ class Network:
             raise ConfigError("the labels are missing: pass one class index per row of X, "
                               "error_rate(X, labels)")
         labels = class_labels(labels, len(X), self.output_size)
-        return int(np.count_nonzero(self.predict(X, batch_size).argmax(axis=1) != labels))
+        outputs = self.predict(X, batch_size)
+        # The argmax of a row of NaN is 0: such rows would count as answers of class 0.
+        broken = np.count_nonzero(~np.isfinite(outputs).all(axis=1))
+        if broken:
+            raise ConfigError(f"the network's outputs are NaN or infinite for {broken} of the {len(X)} samples, so "
+                              f"they have no class to score: either the inputs hold NaN or infinite values, or "
+                              f"the parameters do (a training that diverged leaves them NaN); check "
+                              f"np.isfinite(X).all() and np.isfinite(net.params).all()")
+        return int(np.count_nonzero(outputs.argmax(axis=1) != labels))
 
     def backprop(self, X, Y, out: np.ndarray | None = None,
                  reuse_buffers: bool = False) -> tuple[np.ndarray, float, int]:
@@ -407,8 +416,9 @@ class Network:
     @classmethod
     def load_original_json(cls, path: str | os.PathLike, dtype: np.dtype | type | str = np.float64) -> "Network":
         """Read a file in the original's JSON layout (see :meth:`from_original_json`)."""
+        data = _read_model_file(path)  # outside the try: its ModelFormatError is a ValueError too
         try:
-            doc = json.loads(_read_model_file(path))
+            doc = json.loads(data)
         except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, or nested beyond reason
             raise ModelFormatError(f"{path}: not a JSON file ({e})") from None
         try:
@@ -465,6 +475,23 @@ def saved_notes(path: str | os.PathLike) -> dict:
         raise ModelFormatError(f"{name}: its notes are not a JSON object (found {type(notes).__name__}); "
                                f"not a file distnet wrote")
     return notes
+
+
+def _check_spec_parts(spec) -> None:
+    """ConfigError unless ``spec`` has the parts :meth:`Network.from_spec` reads (the network
+    checks their values as it is built)."""
+    example = ("such as Network.spec() returns: {'input_size': 784, 'layers': [{'size': 10, 'activation': "
+               "'softmax'}], 'cost': 'quadratic'}")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"a network's spec is a dict {example}; got {spec!r:.80}")
+    missing = [key for key in ("input_size", "layers", "cost") if key not in spec]
+    if missing:
+        raise ConfigError(f"the network's spec lacks {', '.join(missing)}: give a dict {example}")
+    layers = spec["layers"]
+    if not (isinstance(layers, (list, tuple))
+            and all(isinstance(layer, dict) and {"size", "activation"} <= layer.keys() for layer in layers)):
+        raise ConfigError(f"a network spec's layers must be a list of dicts with a size and an activation, "
+                          f"such as {{'size': 10, 'activation': 'softmax'}}; got {layers!r:.80}")
 
 
 def _checked_notes(notes) -> dict:
@@ -535,6 +562,17 @@ def _original_numbers(value, shape: tuple, what: str) -> np.ndarray:
         got = "lists of different lengths" if array is None else f"{array.dtype} data of shape {array.shape}"
         raise _not_original(f"{what} must be {expected} finite numbers, got {got}")
     return array.astype(np.float64)
+
+
+def _float_dtype(dtype) -> np.dtype:
+    """``dtype`` (np.float32, "float64", ...) as a NumPy dtype; ConfigError unless float32 or float64."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:  # a name NumPy does not know, such as "foo": refused below as int is
+        pass
+    if not isinstance(dtype, np.dtype) or dtype not in (np.float32, np.float64):
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dtype
 
 
 def count_parameters(sizes: list[int]) -> int:
