@@ -3,6 +3,8 @@
 and how to fix it."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from .checks import acceptable_error_or_none, whole_number
@@ -11,7 +13,7 @@ from .data.augment import RandomAffine
 from .data.datasets import DIGIT_CLASSES
 from .data.digits import PIXELS, SIDE
 from .errors import ConfigError
-from .nn import Network
+from .nn import Network, Optimizer
 from .progress import Reporter
 
 
@@ -35,6 +37,34 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
         raise ConfigError(f"augmentation moves {SIDE}x{SIDE} images, and these samples have "
                           f"{train.images.shape[1]} values each; train without it (augmentation=None)")
     return checked_settings(settings)
+
+
+def check_finite_state(network: Network, optimizer: Optimizer) -> None:
+    """ConfigError unless the parameters and the optimizer's state are finite: a fit that
+    diverged leaves them NaN or infinite, and a new fit from there would only diverge again."""
+    broken = ["the network's parameters"] if not np.isfinite(network.params).all() else []
+    broken += [f"the optimizer's {key.replace('_', ' ')}" for key, slot in optimizer.state().items()
+               if not np.isfinite(slot).all()]
+    if broken:
+        raise ConfigError(f"{' and '.join(broken)} are NaN or infinite (as a fit that diverged leaves them), so "
+                          f"training from them would diverge at once: train a new network, or a saved one (such "
+                          f"as a run's best.npz), with a new optimizer (in a new trainer)")
+
+
+def checked_extra_config(extra_config) -> dict:
+    """``extra_config`` (None: none) as a dict for a run's config.json, or ConfigError for one
+    that is not a dict of JSON values by names."""
+    if extra_config is None:
+        return {}
+    if not isinstance(extra_config, dict) or not all(isinstance(key, str) for key in extra_config):
+        raise ConfigError(f"extra_config must be a dict of JSON values by name, such as {{'preset': 'seed'}}, got "
+                          f"{extra_config!r}")
+    try:
+        json.dumps(extra_config, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"extra_config goes into the run's config.json, so its values must be JSON (strings, "
+                          f"finite numbers, booleans, None, lists and dicts of them): {e}") from None
+    return extra_config
 
 
 def checked_reporter(reporter) -> Reporter:

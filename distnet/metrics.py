@@ -9,6 +9,7 @@ from .checks import class_labels
 from .data import Dataset
 from .errors import ConfigError
 from .nn import Network
+from .nn.network import check_scorable
 
 
 @dataclass
@@ -68,9 +69,14 @@ def evaluate(network: Network, images, labels: np.ndarray | None = None,
 def evaluation_of(outputs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...] | None = None) -> Evaluation:
     """The :class:`Evaluation` of outputs already computed (one row per sample)."""
     k = outputs.shape[1]
+    if classes is not None and len(classes) != k:
+        raise ConfigError(f"the network gives {k} outputs, one per class, and the data has {len(classes)} classes "
+                          f"({', '.join(map(str, classes[:12]))}{', ...' if len(classes) > 12 else ''}): evaluate it "
+                          f"on data of the classes it was trained on")
     labels = class_labels(labels, len(outputs), k)
     if not len(labels):
         raise ConfigError("an evaluation needs at least one sample, and the data has none")
+    check_scorable(outputs)
     predicted = outputs.argmax(axis=1)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)

@@ -7,6 +7,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from .errors import ConfigError
+
 if TYPE_CHECKING:
     from .step_stats import StepStats
     from .training import FitResult
@@ -58,9 +60,9 @@ class TerminalReporter(Reporter):
     """
 
     def __init__(self, stream: TextIO | None = None, width: int = 24):
-        self.stream = stream or sys.stderr
+        self.stream = _text_stream(stream, sys.stderr)
         self.width = width
-        self.interactive = self.stream.isatty()
+        self.interactive = callable(getattr(self.stream, "isatty", None)) and self.stream.isatty()
         self._last_look = (time.perf_counter(), 0)  # (when, epoch) of the start or the last evaluation
         self._resumed_at = (1, 0)  # (epoch, step) where this session's steps begin
         self._batch_size = 0
@@ -157,11 +159,20 @@ def describe_training(info: dict) -> str:
     return "learning with " + ", ".join(parts)
 
 
+def _text_stream(stream, default: TextIO) -> TextIO:
+    """``stream`` (``default`` for None), or ConfigError for what cannot be written to."""
+    if stream is None:
+        return default
+    if not all(callable(getattr(stream, method, None)) for method in ("write", "flush")):
+        raise ConfigError(f"a reporter writes to a text stream, such as sys.stdout or open(path, 'w'), not {stream!r}")
+    return stream
+
+
 class JsonLinesReporter(Reporter):
     """One JSON object per event on ``stream`` (stdout by default), for scripts."""
 
     def __init__(self, stream: TextIO | None = None):
-        self.stream = stream or sys.stdout
+        self.stream = _text_stream(stream, sys.stdout)
 
     def _emit(self, event: str, data: dict) -> None:
         print(json.dumps({"event": event, **data}), file=self.stream, flush=True)

@@ -48,7 +48,7 @@ class RunDir:
     """The files of one training run (see the module documentation)."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()  # "~/runs/x" from Python as from a shell
         # Set when load_checkpoint found checkpoint.npz damaged: the next save then replaces it
         # instead of rotating it over the good checkpoint.prev.npz.
         self._newest_damaged = False

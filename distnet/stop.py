@@ -44,6 +44,7 @@ class StopEvaluator:
     def stop(self, error_rate: float) -> bool:
         """Take the next evaluation's error rate and say whether to stop, by the rule above; sets
         ``improved``."""
+        error_rate = checked_number("the error rate", error_rate, numbers.Real, math.isfinite, "a finite number")
         self.improved = error_rate < self.lowest
         if self.improved:
             self.lowest = error_rate
@@ -125,9 +126,13 @@ class EarlyStopping:
     def evaluate(self, epoch: int, error_rate: float, params: np.ndarray) -> Verdict:
         """Apply the stop rule to the validation ``error_rate`` of ``epoch``; if it is a new best,
         keep a copy of ``params`` (and write it to ``best_path``)."""
+        from .nn import Network
+
+        # Both checked before anything changes: a call refused for either leaves all as it was.
+        candidate = Network.from_spec(self.network_spec, params).params
         stop = self.evaluator.stop(error_rate)
         if self.evaluator.improved:
-            self.best_params = np.array(params, copy=True)
+            self.best_params = candidate
             self.best_epoch = epoch
             self.save_best()
         return Verdict(stop, self.evaluator.improved, self.evaluator.lowest, self.best_epoch)

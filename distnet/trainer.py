@@ -6,6 +6,7 @@ import numpy as np
 from .batches import BatchGather, BatchPlan
 from .checks import positive_int
 from .data import Dataset
+from .errors import ConfigError
 from .step_stats import StepStats
 from .training import TrainerBase
 
@@ -26,10 +27,14 @@ class Trainer(TrainerBase):
     _grad_buffer: np.ndarray | None = None  # every step's gradient; allocated on first use
 
     def step(self, X: np.ndarray, Y: np.ndarray) -> StepStats:
-        """One update from one mini-batch: mean gradient over its rows, L2, optimizer step."""
+        """One update from one mini-batch: mean gradient over its rows, L2, optimizer step (a 1-D
+        ``X`` is one sample, as :meth:`~distnet.nn.Network.predict` takes it)."""
         grad, cost, correct = self.network.backprop(X, Y, out=self._grad, reuse_buffers=True)
-        self.rule.apply(self.network.params, grad, scale=1 / len(X))  # the mean, without a pass over grad
-        return StepStats.of_step(cost, correct, len(X))
+        rows = len(X) if np.ndim(X) > 1 else 1
+        if rows == 0:
+            raise ConfigError("a step needs at least one sample, and the mini-batch has none")
+        self.rule.apply(self.network.params, grad, scale=1 / rows)  # the mean, without a pass over grad
+        return StepStats.of_step(cost, correct, rows)
 
     @property
     def _grad(self) -> np.ndarray:

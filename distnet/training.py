@@ -31,7 +31,8 @@ from .nn.schedules import Schedule
 from .progress import Reporter, count
 from .rundir import RunDir
 from .checks import instance_of, positive_int, positive_real, seed_or_none
-from .fit_arguments import check_finite, check_fit_arguments, checked_reporter, checked_settings
+from .fit_arguments import (check_finite, check_finite_state, check_fit_arguments, checked_extra_config,
+                            checked_reporter, checked_settings)
 from .step_stats import StepStats
 from .stop import EarlyStopping, StopEvaluator, Verdict
 
@@ -264,7 +265,9 @@ class TrainerBase:
         prints it as ``distnet train`` does); by default nothing is printed.
 
         With ``run_dir`` the run writes config, history, the best network and a checkpoint at each
-        epoch end (and every ``checkpoint_every`` steps when > 0). ``resume=True`` continues the
+        epoch end (and every ``checkpoint_every`` steps when > 0); ``extra_config``, a dict of JSON
+        values, goes into its config.json beside the run's own settings (the command line records
+        the preset and the data set there). ``resume=True`` continues the
         run found there with its own settings: ``eval_every``, ``window`` and ``acceptable_error``
         may be left out (and, given, must be the run's), ``epochs`` sets a new total (a run that
         ended at its maximum then trains on, and its config.json records the new total). The number
@@ -291,12 +294,15 @@ class TrainerBase:
         # The optimizer's rate may have been set on it directly: checked here, before a run records it.
         self.optimizer.learning_rate = positive_real("the learning rate", self.optimizer.learning_rate)
         self.optimizer.check_state_fits(self.network.params)  # before a parameter server is started with it
+        if not resume:  # (a resume starts from its checkpoint's state)
+            check_finite_state(self.network, self.optimizer)
         with np.errstate(over="ignore"):  # a value cast beyond float32's range is named just below
             train = train.astype(self.network.dtype)
             validation = validation.astype(self.network.dtype) if validation is not None and len(validation) else None
         for what, data in (("training", train), ("validation", validation)):
             check_finite(what, data)  # as cast: a float64 value beyond float32's range is infinite now
         reporter = checked_reporter(reporter)
+        extra_config = checked_extra_config(extra_config)
         if run_dir is not None and not isinstance(run_dir, (str, os.PathLike)):
             raise ConfigError(f"run_dir must be a folder's path (a str or pathlib.Path), got {run_dir!r}")
         if resume and run_dir is None:
@@ -331,14 +337,14 @@ class TrainerBase:
         failures it recovers from)."""
         return nullcontext()
 
-    def _new_run(self, run: RunDir | None, data: dict, given: dict, extra_config: dict | None) -> _Start:
+    def _new_run(self, run: RunDir | None, data: dict, given: dict, extra_config: dict) -> _Start:
         settings = _resolved(given, FIT_DEFAULTS)
         config = self._run_config(data, settings, extra_config)
         if run is not None:
             run.create(config)
         return _Start(settings, config, None, {}, None)
 
-    def _resume(self, run: RunDir, data: dict, given: dict, extra_config: dict | None,
+    def _resume(self, run: RunDir, data: dict, given: dict, extra_config: dict,
                 reporter: Reporter) -> _Start | FitResult:
         """Where the run in ``run`` stands, checked against this trainer and data (ConfigError if
         they differ); its result if it had ended. Nothing here needs Ray."""
@@ -384,8 +390,13 @@ class TrainerBase:
                         f"the new ones start with epoch {checkpoint.epoch + 2}")
         return message
 
-    def _run_config(self, data: dict, settings: dict, extra_config: dict | None) -> dict:
-        return {**self.config(), **data, **settings, **(extra_config or {})}
+    def _run_config(self, data: dict, settings: dict, extra_config: dict) -> dict:
+        own = {**self.config(), **data, **settings}
+        if taken := sorted(own.keys() & extra_config.keys()):
+            them = "it" if len(taken) == 1 else "them"
+            raise ConfigError(f"extra_config cannot set {', '.join(taken)}: the run records {them} itself (from the "
+                              f"trainer, the data and fit's arguments); set {them} there, or choose other names")
+        return {**own, **extra_config}
 
     _fit_workers: int | None = None  # told none: the number of the fit under way, or of the last
 

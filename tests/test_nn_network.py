@@ -171,6 +171,8 @@ def test_backprop_correct_count_by_construction():
     assert net.error_count(X[:0], labels[:0]) == 0
     with pytest.raises(ConfigError, match="the error rate needs at least one sample, and the data has none"):
         net.error_rate(X[:0], labels[:0])  # it was 0.0, a perfect score for nothing
+    with pytest.raises(ConfigError, match="^the mean cost needs at least one sample, and the data has none$"):
+        net.cost_value(X[:0], np.eye(3)[labels[:0]])  # it was NaN, with two RuntimeWarnings
 
 
 def test_backprop_into_a_preallocated_vector():

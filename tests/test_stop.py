@@ -133,3 +133,18 @@ def test_a_stop_evaluator_says_where_it_stands_in_one_line():
     for error in (0.2, 0.1):
         evaluator.stop(error)
     assert repr(evaluator) == "StopEvaluator(window=3, acceptable_error=None, lowest=0.1000, in_window=2, stopped=False)"
+
+
+def test_a_refused_evaluation_changes_nothing(tmp_path):
+    net = small_network()
+    keeper = EarlyStopping(net.spec(), window=2, best_path=tmp_path / "best.npz")
+    keeper.evaluate(1, 0.5, net.params)
+    before = (keeper.state(), (tmp_path / "best.json").read_bytes())
+    with pytest.raises(ConfigError, match=rf"^expected {net.params.size} parameters for layers .*, got an array of "
+                                          r"shape \(3,\)$"):
+        keeper.evaluate(2, 0.4, np.zeros(3))  # a better error, with parameters of another network
+    for error in ("0.4", math.nan):
+        with pytest.raises(ConfigError, match=r"^the error rate must be a finite number, got "):
+            keeper.evaluate(2, error, net.params)
+    assert (keeper.state(), (tmp_path / "best.json").read_bytes()) == before
+    np.testing.assert_array_equal(keeper.best_network().params, net.params)

@@ -152,6 +152,61 @@ def fit_small(mnist, run_dir=None, epochs=2, resume=False, network=None, window=
                        resume=resume, **kw), net
 
 
+
+def test_a_step_on_one_1d_sample_is_the_step_on_that_one_row():
+    x, y = np.linspace(0.1, 0.9, 784), np.eye(10)[3]
+    one_d, two_d = tiny_network(), tiny_network()
+    stats = Trainer(one_d, Nesterov(0.02, 0.87), l2=1e-3).step(x, y)
+    assert stats == Trainer(two_d, Nesterov(0.02, 0.87), l2=1e-3).step(x[None], y[None]) and stats.samples == 1
+    np.testing.assert_array_equal(one_d.params, two_d.params)
+    with pytest.raises(ConfigError, match="^a step needs at least one sample, and the mini-batch has none$"):
+        Trainer(one_d, Nesterov(0.02)).step(np.zeros((0, 784)), np.zeros((0, 10)))
+    np.testing.assert_array_equal(one_d.params, two_d.params)  # nothing applied
+
+
+def test_a_fit_from_the_nan_state_a_diverged_fit_left_is_refused_with_what_to_do():
+    network, train = a_float64_run_that_diverges_through_huge_finite_costs()
+    trainer = Trainer(network, Nesterov(0.01, 0.9), batch_size=32, seed=1)
+    with pytest.raises(TrainingDivergedError):
+        trainer.fit(train, epochs=5)
+    trainer.learning_rate = 1e-4  # as the divergence's message advises; it was then said to be too high
+    with pytest.raises(ConfigError, match=r"^the network's parameters and the optimizer's velocity are NaN or "
+                                          r"infinite \(as a fit that diverged leaves them\), so training from them "
+                                          r"would diverge at once: train a new network, or a saved one \(such as a "
+                                          r"run's best.npz\), with a new optimizer \(in a new trainer\)$"):
+        trainer.fit(train, epochs=5)
+
+
+def test_extra_config_goes_into_config_json_and_may_not_replace_the_run_s_own(mnist, tmp_path):
+    train = mnist.train.subset(slice(0, 320))
+
+    def fit(extra, run="run"):
+        return Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(train, None, epochs=1, run_dir=tmp_path / run,
+                                                                   extra_config=extra)
+
+    fit({"note": ["kept", 1]})
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["note"] == ["kept", 1]
+    for extra, message in (([1, 2], r"^extra_config must be a dict of JSON values by name, such as \{'preset': "
+                                     r"'seed'\}, got \[1, 2\]$"),
+                           ({"note": {1, 2}}, r"^extra_config goes into the run's config.json, so its values must be "
+                                              r"JSON .*: Object of type set is not JSON serializable$"),
+                           ({"epochs": 50}, r"^extra_config cannot set epochs: the run records it itself \(from the "
+                                            r"trainer, the data and fit's arguments\); set it there, or choose other "
+                                            r"names$"),
+                           ({"seed": 99, "l2": 0}, r"^extra_config cannot set l2, seed: the run records them itself")):
+        with pytest.raises(ConfigError, match=message):
+            fit(extra, run="refused")
+        assert not (tmp_path / "refused").exists()
+
+
+def test_a_run_directory_under_home_is_expanded_as_a_shell_would(mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    result = Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(mnist.train.subset(slice(0, 320)), None, epochs=1,
+                                                                 run_dir="~/runs/x")
+    assert result.run_dir == tmp_path / "runs" / "x" and (tmp_path / "runs" / "x" / "config.json").is_file()
+    assert not (tmp_path / "~").exists()
+
 def test_fit_writes_a_complete_run_directory(mnist, tmp_path):
     result, net = fit_small(mnist, tmp_path / "run", epochs=3)
     run = tmp_path / "run"
@@ -594,7 +649,7 @@ def test_fit_refuses_data_it_cannot_train_on(mnist):
                                           r"digits, a Dataset's classes unless it is given classes=\[...\] of your "
                                           r"own\)"):
         five_classes.fit(Dataset(mnist.train.images[:320], mnist.train.labels[:320] % 5))
-    five = Dataset(mnist.train.images[:320], mnist.train.labels[:320] % 5, classes="abcde")
+    five = Dataset(mnist.train.images[:320], mnist.train.labels[:320] % 5, classes=tuple("abcde"))
     assert five_classes.fit(five, epochs=1).epochs == 1
     images = mnist.validation.images[:100].copy()
     images[[7, 42], 3] = [np.nan, np.inf]

@@ -213,6 +213,8 @@ class Network:
     def cost_value(self, X, Y) -> float:
         """The mean cost over the rows of ``X`` against the targets ``Y`` (one-hot rows)."""
         X = self._inputs(X)
+        if not len(X):
+            raise ConfigError("the mean cost needs at least one sample, and the data has none")
         return float(self.cost.value(self.predict(X), self._targets(Y, len(X))).mean())
 
     def error_rate(self, X, labels=None, batch_size: int = 1_000) -> float:
@@ -233,13 +235,7 @@ class Network:
                               "error_rate(X, labels)")
         labels = class_labels(labels, len(X), self.output_size)
         outputs = self.predict(X, batch_size)
-        # The argmax of a row of NaN is 0: such rows would count as answers of class 0.
-        broken = np.count_nonzero(~np.isfinite(outputs).all(axis=1))
-        if broken:
-            raise ConfigError(f"the network's outputs are NaN or infinite for {broken} of the {len(X)} samples, so "
-                              f"they have no class to score: either the inputs hold NaN or infinite values, or "
-                              f"the parameters do (a training that diverged leaves them NaN); check "
-                              f"np.isfinite(X).all() and np.isfinite(net.params).all()")
+        check_scorable(outputs)
         return int(np.count_nonzero(outputs.argmax(axis=1) != labels))
 
     def backprop(self, X, Y, out: np.ndarray | None = None,
@@ -451,6 +447,16 @@ class BackpropBuffers:
         # The output layer's comes from the cost.
         self.output_gradients = [np.empty((rows, size), dtype) for size in sizes[1:-1]]
 
+
+def check_scorable(outputs: np.ndarray) -> None:
+    """ConfigError unless every row of a network's ``outputs`` is finite: the argmax of a row of
+    NaN is 0, so such rows would count as answers of class 0."""
+    broken = np.count_nonzero(~np.isfinite(outputs).all(axis=1))
+    if broken:
+        raise ConfigError(f"the network's outputs are NaN or infinite for {broken} of the {len(outputs)} samples, so "
+                          f"they have no class to score: either the inputs hold NaN or infinite values, or the "
+                          f"parameters do (a training that diverged leaves them NaN); check np.isfinite(X).all() and "
+                          f"np.isfinite(net.params).all()")
 
 def saved_network_path(path: str | os.PathLike) -> Path:
     """The saved network ``path`` names: the file itself, or a run directory's ``best.npz``."""
