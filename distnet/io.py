@@ -15,7 +15,7 @@ from typing import IO, Any, Iterator
 
 import numpy as np
 
-from .errors import ConfigError, ModelFormatError
+from .errors import ModelFormatError
 
 # How the file system refuses a write (not the network errors of a download written through one).
 _REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
@@ -28,13 +28,12 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]
     """Open a temporary file beside ``path``; on success flush, fsync and rename it over ``path``.
 
     On any exception the temporary file is removed and ``path`` is left as it was; an OSError of the
-    write (a full disk, a read-only folder) names ``path``, not the temporary file. ConfigError if
-    ``path`` is a folder.
+    write (a full disk, a read-only folder, a folder in the way: IsADirectoryError) names ``path``,
+    not the temporary file.
     """
     path = Path(path)
-    if path.is_dir():  # such as ".", which has no name to put the temporary file's beside
-        raise ConfigError(f"{path} is a folder; give the path of a file to write (such as {path / 'best.npz'} for "
-                          f"a network)")
+    if path.is_dir():  # before a temporary name is made from it: "." has no name to make it from
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     # os.open rather than tempfile: the finished file gets the usual umask-based permissions.

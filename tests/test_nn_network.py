@@ -609,11 +609,22 @@ def test_saving_to_a_folder_says_to_give_a_file_name(tmp_path, monkeypatch, fold
     (tmp_path / "models").mkdir()
     net = original_net()
     for save in (net.save, net.save_original_json):
-        with pytest.raises(ConfigError, match=re.escape(f"{folder} is a folder; give the path of a file to write "
-                                                        f"(such as {pathlib.Path(folder, 'best.npz')} for a network)")):
+        with pytest.raises(ConfigError, match=re.escape(f"{folder} is a folder; give the path of a file to write, "
+                                                        f"such as {pathlib.Path(folder, 'best.npz')}")):
             save(folder)  # "." was a ValueError of pathlib's: PosixPath('.') has an empty name
     assert [p.name for p in tmp_path.rglob("*")] == ["models"]
 
+
+
+def test_a_network_saved_and_loaded_under_home_is_expanded_as_a_shell_would(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    net = original_net()
+    assert net.save("~/models/a.npz") == tmp_path / "models" / "a.npz"
+    assert net.save_original_json("~/models/a.json") == tmp_path / "models" / "a.json"
+    np.testing.assert_array_equal(Network.load("~/models/a.npz").params, net.params)
+    np.testing.assert_array_equal(Network.load_original_json("~/models/a.json").params, net.params)
+    assert not (tmp_path / "~").exists()
 
 def test_from_spec_rebuilds_the_architecture():
     net = small_net(np.float32)

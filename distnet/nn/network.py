@@ -304,7 +304,7 @@ class Network:
 
         The file loads without pickle, in Python with :meth:`load` or any NumPy.
         """
-        path = Path(path)
+        path = _file_to_write(path)
         if path.suffix.lower() == ".json":
             raise ConfigError(f"{path}: save writes an .npz file; for the original's JSON layout use "
                               f"save_original_json, or give the file a name ending in .npz")
@@ -378,8 +378,9 @@ class Network:
 
     def save_original_json(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_original_json` to ``path``, atomically."""
+        path = _file_to_write(path)
         write_json(path, self.to_original_json())
-        return Path(path)
+        return path
 
     @classmethod
     def from_original_json(cls, doc: dict, dtype: np.dtype | type | str = np.float64) -> "Network":
@@ -458,9 +459,20 @@ def check_scorable(outputs: np.ndarray) -> None:
                           f"parameters do (a training that diverged leaves them NaN); check np.isfinite(X).all() and "
                           f"np.isfinite(net.params).all()")
 
+
+
+def _file_to_write(path: str | os.PathLike) -> Path:
+    """``path`` ("~" expanded) for a network to be written to; ConfigError if it is a folder."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give the path of a file to write, such as {path / 'best.npz'}")
+    return path
+
+
 def saved_network_path(path: str | os.PathLike) -> Path:
-    """The saved network ``path`` names: the file itself, or a run directory's ``best.npz``."""
-    path = Path(path)
+    """The saved network ``path`` names ("~" expanded): the file itself, or a run directory's
+    ``best.npz``."""
+    path = Path(path).expanduser()
     if not path.is_dir():
         return path
     if not (path / "best.npz").is_file():
@@ -515,7 +527,7 @@ def _checked_notes(notes) -> dict:
 
 def _read_model_file(path: str | os.PathLike) -> bytes:
     try:
-        return Path(path).read_bytes()
+        return Path(path).expanduser().read_bytes()
     except FileNotFoundError:
         raise ModelFormatError(f"{path}: no such model file") from None
     except OSError as e:
