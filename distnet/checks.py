@@ -79,3 +79,21 @@ def instance_of(name: str, value, kind: type, example: str, optional: bool = Fal
 def with_article(noun: str) -> str:
     """``noun`` after "a" or "an": "an activation", "a cost"."""
     return f"{'an' if noun[0].lower() in 'aeiou' else 'a'} {noun}"
+
+
+class Checked:
+    """An attribute whose every assignment (in ``__init__`` and after it) goes through
+    ``check(name, value)``, which returns the value to keep or raises ConfigError: a setting
+    changed on an object after it was built is checked as one given to it."""
+
+    def __init__(self, check: Callable):
+        self.check = check
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.slot = name, "_" + name
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else getattr(obj, self.slot)
+
+    def __set__(self, obj, value) -> None:
+        setattr(obj, self.slot, self.check(self.name, value))

@@ -1,11 +1,12 @@
 """Named training setups: ``seed`` (the article's, faithfully) and ``tuned`` (our best)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
 from .data.augment import RandomAffine, augmentation_from_spec
+from .checks import fraction, positive_int
 from .errors import ConfigError
 from .nn import (Dense, Network, Optimizer, Schedule, cost_from_spec, initializer_from_spec,
                  optimizer_from_spec, schedule_from_spec)
@@ -30,6 +31,17 @@ class Preset:
     schedule: dict | None = None       # learning-rate schedule; None: constant, as in the original
     augmentation: dict | None = None   # random affine moves of the training images each epoch
 
+    def __post_init__(self) -> None:
+        # The fields a network or a trainer would refuse only later, or not at all (a batch size
+        # of 0 reached the trainer; a bare size in hidden failed as a TypeError).
+        for name in ("batch_size", "eval_every", "window", "epochs"):
+            positive_int(name, getattr(self, name))
+        fraction("l2", self.l2)
+        if not (isinstance(self.hidden, (tuple, list))
+                and all(isinstance(layer, (tuple, list)) and len(layer) == 2 for layer in self.hidden)):
+            raise ConfigError(f"hidden must be (size, activation) pairs, one per hidden layer, such as "
+                              f"((36, 'leaky_relu'), (14, 'leaky_relu')), got {self.hidden!r}")
+
     def build_network(self, input_size: int = 784, classes: int = 10, seed: int | None = None,
                 dtype: np.dtype | type | str = np.float32) -> Network:
         """A new network of this preset's layers for ``input_size`` inputs and ``classes`` outputs,
@@ -53,6 +65,10 @@ class Preset:
 
     def with_overrides(self, **changes) -> "Preset":
         """A copy with the given fields replaced; ``None`` values are ignored."""
+        unknown = sorted(changes.keys() - {f.name for f in fields(self)})
+        if unknown:
+            raise ConfigError(f"a preset has no {', '.join(unknown)}; its fields are "
+                              f"{', '.join(f.name for f in fields(self))}")
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 

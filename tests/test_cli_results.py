@@ -599,3 +599,15 @@ def test_plot_refuses_a_folder_that_is_not_a_run(capsys, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # the folder is checked before matplotlib is needed
     status, _, err = run_cli(capsys, "plot", tmp_path)
     assert status == 2 and "is not a run directory" in err
+
+
+def test_predict_with_a_model_of_other_data_says_what_it_reads(capsys, tmp_path):
+    from distnet import Dense
+
+    net = Network([Dense(3, "softmax")], input_size=4, seed=1)  # trained on a Dataset of one's own, unnamed
+    net.save(tmp_path / "own.npz", notes={"trained_on": {"name": "", "classes": ["a", "b", "c"]}})
+    np.save(tmp_path / "digits.npy", np.zeros((1, 28, 28), np.float32))
+    status, _, err = run_cli(capsys, "predict", tmp_path / "own.npz", tmp_path / "digits.npy")
+    assert status == 2 and err == (f"distnet: error: {tmp_path / 'own.npz'} does not fit 28x28 images: the network "
+                                   f"takes 4 inputs and gives 3 outputs, the data has 784 pixels per image and 3 "
+                                   f"classes; use it on the data it was trained on\n")

@@ -261,10 +261,21 @@ def test_no_workers_points_to_the_single_process_trainer():
     ({"max_failures": -1}, "max_failures must be a whole number of at least 0, got -1"),
     ({"placement_timeout": 0}, "placement_timeout must be a positive finite number, got 0"),  # had waited no time
     ({"placement_timeout": "60"}, "placement_timeout must be a positive finite number, got '60'"),
+    ({"address": 123}, "address must be 'auto', 'local', a cluster's HOST:PORT or None (RAY_ADDRESS's cluster, else "
+                       "a Ray of this process's own), got 123"),  # an AttributeError in fit
+    ({"address": ""}, "address must be 'auto', 'local', a cluster's HOST:PORT or None"),  # taken for None
+    ({"address": "foo"}, "cluster address 'foo' is not 'auto' or HOST:PORT (e.g. 10.0.0.5:6379)"),
 ])
-def test_how_to_run_is_checked_when_the_trainer_is_made(options, message):
+def test_how_to_run_is_checked_when_the_trainer_is_made_and_when_it_is_changed(options, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         DistributedTrainer(small_network(), Nesterov(0.02), **options)
+    trainer = DistributedTrainer(small_network(), Nesterov(0.02))
+    (name, value), = options.items()
+    name = "requested_workers" if name == "workers" else name
+    kept = getattr(trainer, name)
+    with pytest.raises(ConfigError, match=re.escape(message)):  # as it was, a fit trained on another one
+        setattr(trainer, name, value)
+    assert getattr(trainer, name) == kept
 
 
 def test_batch_smaller_than_workers_is_refused(mnist, ray_local):

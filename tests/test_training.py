@@ -941,6 +941,19 @@ def test_divergence_through_huge_finite_costs_is_reported_as_divergence():
         Trainer(network, Nesterov(0.01, 0.9), batch_size=32, seed=1).fit(train, epochs=5)
 
 
+
+@pytest.mark.parametrize("changes, message", [
+    ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),  # reached the trainer
+    ({"l2": 5}, "l2 must be a number in [0, 1), got 5"),
+    ({"hidden": (10, 20)}, "hidden must be (size, activation) pairs, one per hidden layer, such as ((36, "
+                           "'leaky_relu'), (14, 'leaky_relu')), got (10, 20)"),  # a TypeError in build_network
+    ({"foo": 1}, "a preset has no foo; its fields are name, description, hidden, output, cost, initializer, "
+                 "optimizer, l2, batch_size, eval_every, window, epochs, schedule, augmentation"),
+])
+def test_a_preset_changed_to_what_no_run_could_take_is_refused(changes, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        get_preset("seed").with_overrides(**changes)
+
 def test_seed_preset_is_the_articles_configuration():
     # The MNIST example of the original (../shared/reference/java-original.md, "The MNIST example").
     preset = get_preset("seed")

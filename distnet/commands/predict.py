@@ -51,7 +51,7 @@ def run(args) -> int:
     record = trained_on(args.model)
     classes = recorded_classes(record, network.output_size) if args.dataset is None else None
     if classes is not None:  # the names the model was trained with, whatever its data
-        check_fits(network, args.model, PIXELS, len(classes), str(record.get("name")))
+        check_fits(network, args.model, PIXELS, len(classes), str(record.get("name") or "28x28 images"))
     else:
         dataset = dataset_of_model(args.model, args.dataset)
         classes = class_names(dataset)

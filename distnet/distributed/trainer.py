@@ -47,10 +47,10 @@ from ..errors import ConfigError, DistnetError, FailureLimitError, RayFailedErro
 from ..nn import Network, Optimizer
 from ..progress import count
 from ..rundir import RunDir
-from ..checks import positive_int, positive_real, whole_number
+from ..checks import Checked, positive_int, positive_real, whole_number
 from ..step_stats import StepStats
 from ..training import TrainerBase
-from ..address import join_cluster
+from ..address import join_cluster, parse_address
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .compiled import CompiledSteps
@@ -64,6 +64,30 @@ PROTOCOLS = ("auto", "channel", "compiled", "plain")
 _WORKER_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
 # What a lost actor looks like to the driver: a protocol's report, or a call on a dead actor.
 _LOST = (WorkerLostError, ray.exceptions.RayActorError)
+
+
+def _checked_workers(workers) -> int | None:
+    if workers == 0:
+        raise ConfigError("workers=0 means no Ray workers: train in this process with Trainer(...) instead, "
+                          "or give workers=1 or more")
+    return None if workers is None else positive_int("workers", workers)
+
+
+def _checked_protocol(protocol) -> str:
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown step protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    return protocol
+
+
+def _checked_address(address) -> str | None:
+    """None (RAY_ADDRESS's cluster, else a Ray of this process's own), "auto", "local" or
+    HOST:PORT; ConfigError for anything else, before Ray is started or joined."""
+    if address is not None and not (isinstance(address, str) and address):
+        raise ConfigError(f"address must be 'auto', 'local', a cluster's HOST:PORT or None (RAY_ADDRESS's cluster, "
+                          f"else a Ray of this process's own), got {address!r}")
+    if address is not None:
+        parse_address(address)
+    return address
 # The command line shows these notes on stderr: Ray takes seconds to start, which should not pass in silence.
 _log = logging.getLogger(__name__)
 
@@ -122,6 +146,11 @@ class DistributedTrainer(TrainerBase):
     """
 
     distributed = True
+    requested_workers = Checked(lambda name, value: _checked_workers(value))
+    address = Checked(lambda name, value: _checked_address(value))
+    protocol = Checked(lambda name, value: _checked_protocol(value))
+    placement_timeout = Checked(positive_real)
+    max_failures = Checked(lambda name, value: whole_number(name, value, 0))
 
     def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
                  workers: int | None = None, address: str | None = None, seed: int | None = None,
@@ -129,16 +158,11 @@ class DistributedTrainer(TrainerBase):
                  schedule=None, augmentation=None):
         super().__init__(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, schedule=schedule,
                          augmentation=augmentation)
-        if protocol not in PROTOCOLS:
-            raise ConfigError(f"unknown step protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-        if workers == 0:
-            raise ConfigError("workers=0 means no Ray workers: train in this process with Trainer(...) instead, "
-                              "or give workers=1 or more")
-        self.requested_workers = None if workers is None else positive_int("workers", workers)
+        self.requested_workers = workers
         self.address = address
         self.protocol = protocol
-        self.placement_timeout = positive_real("placement_timeout", placement_timeout)
-        self.max_failures = whole_number("max_failures", max_failures, 0)
+        self.placement_timeout = placement_timeout
+        self.max_failures = max_failures
         self.placement: list[dict] = []
         self.failures: list[str] = []
         self._reporter = None  # during a fit: where recoveries are reported
