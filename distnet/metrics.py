@@ -1,11 +1,12 @@
 """Classification metrics and their text form: error rate, per-class accuracy, confusion matrix."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import class_labels
+from .checks import checked_number, class_labels, whole_number
 from .data import Dataset
 from .errors import ConfigError
 from .nn import Network
@@ -68,15 +69,10 @@ def evaluate(network: Network, images, labels: np.ndarray | None = None,
 
 def evaluation_of(outputs: np.ndarray, labels: np.ndarray, classes: tuple[str, ...] | None = None) -> Evaluation:
     """The :class:`Evaluation` of outputs already computed (one row per sample)."""
-    k = outputs.shape[1]
-    if classes is not None and len(classes) != k:
-        raise ConfigError(f"the network gives {k} outputs, one per class, and the data has {len(classes)} classes "
-                          f"({', '.join(map(str, classes[:12]))}{', ...' if len(classes) > 12 else ''}): evaluate it "
-                          f"on data of the classes it was trained on")
-    labels = class_labels(labels, len(outputs), k)
+    outputs, labels = _scored(outputs, labels, classes)
     if not len(labels):
         raise ConfigError("an evaluation needs at least one sample, and the data has none")
-    check_scorable(outputs)
+    k = outputs.shape[1]
     predicted = outputs.argmax(axis=1)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (labels, predicted), 1)
@@ -84,11 +80,43 @@ def evaluation_of(outputs: np.ndarray, labels: np.ndarray, classes: tuple[str, .
                       tuple(classes) if classes else tuple(str(i) for i in range(k)))
 
 
+def _outputs(outputs) -> np.ndarray:
+    """``outputs`` as an array of one row per sample and one column per class; ConfigError otherwise."""
+    outputs = np.asarray(outputs)
+    if outputs.ndim != 2 or not outputs.shape[1] or outputs.dtype.kind not in "iuf":
+        hint = " (one sample's outputs? pass them as outputs[None, :])" if outputs.ndim == 1 else ""
+        raise ConfigError(f"the outputs must be a 2-D array of numbers, one row per sample and one column per "
+                          f"class (as network.predict(X) gives them): got {outputs.dtype} data of shape "
+                          f"{outputs.shape}{hint}")
+    return outputs
+
+
+def _scored(outputs, labels, classes: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``outputs`` (see :func:`_outputs`) with finite values in every row, and ``labels`` as one
+    class index per row; ConfigError otherwise, and if ``classes`` names another number of classes."""
+    outputs = _outputs(outputs)
+    k = outputs.shape[1]
+    # Before the labels: data of other classes has labels beyond the outputs too, and this says why.
+    if classes is not None and len(classes) != k:
+        raise ConfigError(f"the network gives {k} outputs, one per class, and the data has {len(classes)} classes "
+                          f"({_listed(classes)}): evaluate it on data of the classes it was trained on")
+    labels = class_labels(labels, len(outputs), k)
+    check_scorable(outputs)
+    return outputs, labels
+
+
+def _listed(classes) -> str:
+    """The first dozen of ``classes``, for a message."""
+    return f"{', '.join(map(str, classes[:12]))}{', ...' if len(classes) > 12 else ''}"
+
+
 def confident_mistakes(outputs: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
     """Indices of the (at most) ``count`` misclassified samples whose predicted class had the
     highest output: the network's surest mistakes, surest first."""
+    outputs, labels = _scored(outputs, labels)
+    count = whole_number("the count of mistakes", count, 0)
     predicted = outputs.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != np.asarray(labels))
+    wrong = np.flatnonzero(predicted != labels)
     confidence = outputs[wrong, predicted[wrong]]
     return wrong[np.argsort(-confidence, kind="stable")[:count]]
 
@@ -99,8 +127,12 @@ def recognized(outputs: np.ndarray, threshold: float | None) -> np.ndarray:
     As the article suggests for Softmax outputs: where no class is probable enough, say that
     nothing was recognised rather than guess.
     """
+    outputs = _outputs(outputs)
     if threshold is None:
         return np.ones(len(outputs), dtype=bool)
+    # The range of the command line's --threshold: above 1 (or NaN) no sample would be recognised.
+    threshold = checked_number("the threshold", threshold, numbers.Real, lambda v: 0 < v <= 1,
+                               "a probability in (0, 1], such as 0.9 (or None for no threshold)")
     return outputs.max(axis=1) >= threshold
 
 
@@ -131,16 +163,35 @@ class Recognition:
 
 def recognition(outputs: np.ndarray, labels: np.ndarray, threshold: float) -> Recognition:
     """How many samples reach ``threshold`` for some class, and how many of those are wrong."""
+    if threshold is None:
+        raise ConfigError("a recognition needs a threshold, a probability in (0, 1] such as 0.9; without one "
+                          "every sample counts as recognized: evaluation_of(outputs, labels) gives their error rate")
+    outputs, labels = _scored(outputs, labels)
     sure = recognized(outputs, threshold)
-    wrong = (outputs.argmax(axis=1) != class_labels(labels, len(outputs), outputs.shape[1])) & sure
-    return Recognition(threshold, len(outputs), int(sure.sum()), int(wrong.sum()))
+    wrong = (outputs.argmax(axis=1) != labels) & sure
+    return Recognition(float(threshold), len(outputs), int(sure.sum()), int(wrong.sum()))
 
 
-def probability_table(output: np.ndarray, classes: tuple[str, ...], marks: dict[int, str] | None = None) -> list[str]:
+def probability_table(output: np.ndarray, classes: tuple[str, ...] | None = None,
+                      marks: dict[int, str] | None = None) -> list[str]:
     """One sample's outputs per class as the article's table (``Class P`` ... ``Σ = 1.0``), with
-    an optional note after some rows (e.g. ``{7: "predicted"}``)."""
+    an optional note after some rows (e.g. ``{7: "predicted"}``); the classes are named "0".."k-1"
+    without ``classes``."""
+    output = np.asarray(output)
+    if output.ndim != 1 or not output.size:
+        raise ConfigError(f"a probability table shows one sample's outputs, a 1-D array of one value per class "
+                          f"(such as outputs[i]): got an array of shape {output.shape}")
+    k = len(output)
+    classes = tuple(str(i) for i in range(k)) if classes is None else classes
+    if len(classes) != k:
+        raise ConfigError(f"classes must name each of the output's {k} classes, got {len(classes)} "
+                          f"({_listed(classes)}): give one name per output, or None for 0..{k - 1}")
     marks = marks or {}
-    names = [class_label(classes, i) for i in range(len(classes))]
+    outside = [key for key in marks if key not in range(k)]
+    if outside:
+        raise ConfigError(f"the marks are keyed by class index 0..{k - 1}, such as {{{k - 1}: 'label'}}; "
+                          f"got {outside[0]!r}")
+    names = [class_label(classes, i) for i in range(k)]
     width = max(5, *(len(name) for name in names))
     lines = [f"{'class':<{width}}  P"]
     for i, (name, p) in enumerate(zip(names, output)):

@@ -98,3 +98,48 @@ def test_spec_round_trip_and_bad_settings():
         augmentation_from_spec({"name": "flip"})
     with pytest.raises(ConfigError, match=r"shape \(n, 784\)"):
         RandomAffine().epoch(np.zeros((3, 10), np.float32), seed=1, epoch=0)
+
+
+def test_the_key_is_whole_numbers_of_at_least_0():
+    # A negative seed had raised numpy's "expected non-negative integer", None a TypeError.
+    images = np.zeros((2, 784), np.float32)
+    for name, key in (("seed", dict(seed=-1, epoch=0)), ("seed", dict(seed=None, epoch=0)),
+                      ("epoch", dict(seed=1, epoch=1.5)), ("shard", dict(seed=1, epoch=0, shard=-2))):
+        with pytest.raises(ConfigError) as refused:
+            RandomAffine().epoch(images, **key)
+        assert str(refused.value) == (f"the augmentation's {name} must be a whole number of at least 0, "
+                                      f"got {key[name]!r}")
+    assert np.array_equal(RandomAffine().epoch(images + 1, seed=np.int64(3), epoch=np.int32(4), shard=np.uint8(1)),
+                          RandomAffine().epoch(images + 1, seed=3, epoch=4, shard=1))
+
+
+def test_the_output_is_a_separate_writable_float_array_of_the_images_shape():
+    images = np.random.default_rng(0).random((40, 784))
+    # An integer out had kept the moved pixels truncated (all 0 here).
+    for out, given in ((np.zeros((40, 784), np.int64), "int64 data of shape (40, 784)"),
+                       (np.zeros((40, 28, 28)), "float64 data of shape (40, 28, 28)"),
+                       (np.zeros((40, 784)).tolist(), "list")):
+        with pytest.raises(ConfigError) as refused:
+            RandomAffine().epoch(images, seed=1, epoch=0, out=out)
+        assert str(refused.value) == ("augmentation writes to out, which must be a writable float array of shape "
+                                      f"(40, 784) (such as np.empty_like(images)); got {given}")
+    read_only = np.zeros((40, 784), np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ConfigError, match=r"; got read-only float32 data of shape \(40, 784\)$"):
+        RandomAffine().epoch(images, seed=1, epoch=0, out=read_only)
+    # Shifted by some rows, the output had overwritten images not yet moved.
+    shared = np.concatenate([images, np.zeros((8, 784))])
+    with pytest.raises(ConfigError) as refused:
+        RandomAffine().epoch(shared[:40], seed=1, epoch=0, out=shared[8:])
+    assert str(refused.value) == ("augmentation writes to out, which must not share memory with the images: give a "
+                                  "separate array (such as np.empty_like(images))")
+    into32 = RandomAffine().epoch(images, seed=1, epoch=0, out=np.empty((40, 784), np.float32))
+    assert np.array_equal(into32, RandomAffine().epoch(images, seed=1, epoch=0).astype(np.float32))
+
+
+def test_image_bytes_are_refused_with_how_to_scale_them():
+    # Their interpolation weights had been cast to bytes (0): every pixel read its top-left neighbour.
+    with pytest.raises(ConfigError) as refused:
+        RandomAffine().epoch(np.full((2, 784), 200, np.uint8), seed=1, epoch=0)
+    assert str(refused.value) == ("augmentation takes floating-point images, got uint8 (image bytes: "
+                                  "images.astype(np.float32) / 255, as MNIST's are scaled)")

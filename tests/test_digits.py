@@ -80,3 +80,23 @@ def test_a_digit_s_repr_is_one_line_and_print_draws_it():
     digit = Digit(np.zeros(784, np.float32), 9, "Ankle boot")
     assert repr(digit) == "Digit(label=9, class_name='Ankle boot')"
     assert str(digit).startswith("label 9 (Ankle boot)\n")
+
+
+def test_a_digit_s_label_is_a_whole_number_of_at_least_0():
+    # "five" and None had raised int()'s errors, 5.7 became 5 and -1 was drawn as "label -1".
+    for label in ("five", None, 5.7, -1, True):
+        with pytest.raises(ConfigError) as refused:
+            Digit(np.zeros(784, np.float32), label)
+        assert str(refused.value) == f"a digit's label must be a whole number of at least 0, got {label!r}"
+
+
+def test_a_digit_of_bytes_is_refused_with_how_to_scale_them():
+    # Bytes had drawn as a solid block of "@".
+    for pixels in (np.full(784, 200, np.uint8), [0] * 784):
+        with pytest.raises(ConfigError) as refused:
+            Digit(pixels, 1)
+        dtype = np.asarray(pixels).dtype
+        assert str(refused.value) == (f"a digit's pixels must be floating-point values, got {dtype} (image bytes: "
+                                      f"pixels.astype(np.float32) / 255, as MNIST's are scaled; other numbers: "
+                                      f"pixels.astype(np.float32))")
+    assert str(Digit(np.full(784, 200, np.uint8).astype(np.float32) / 255, 1)).split("\n")[2] == "|" + "#" * 28 + "|"

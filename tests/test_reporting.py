@@ -86,6 +86,75 @@ def test_probability_table_is_the_article_s():
     assert lines[-1] == "Σ      1.000"
 
 
+def test_confident_mistakes_check_the_labels_outputs_and_count():
+    # Labels of another length had broadcast (one label over all rows) or failed in numpy, labels
+    # outside the classes counted, a NaN row was a class-0 mistake, -1 dropped the last mistake.
+    for labels, message in ((LABELS[:1], "got int64 data of shape \\(1,\\) for 5 rows"),
+                            (LABELS[:4], "got int64 data of shape \\(4,\\) for 5 rows"),
+                            ([7] * 5, "got labels from 7 to 7")):
+        with pytest.raises(ConfigError, match=f"^the labels must be .*class labels 0..2.*{message}"):
+            confident_mistakes(OUTPUTS, labels, 10)
+    with pytest.raises(ConfigError, match=r"^the network's outputs are NaN or infinite for 1 of the 5 samples"):
+        confident_mistakes(np.where(np.arange(5)[:, None] == 0, np.nan, OUTPUTS), LABELS, 10)
+    for count in (-1, 1.5, None, "2"):
+        with pytest.raises(ConfigError) as refused:
+            confident_mistakes(OUTPUTS, LABELS, count)
+        assert str(refused.value) == f"the count of mistakes must be a whole number of at least 0, got {count!r}"
+    assert confident_mistakes(OUTPUTS.tolist(), LABELS.tolist(), np.int64(1)).tolist() == [3]
+
+
+def test_the_metrics_take_outputs_as_a_2_d_array_of_one_row_per_sample():
+    assert evaluation_of(OUTPUTS.tolist(), LABELS).error_rate == 0.6
+    assert recognition(OUTPUTS.tolist(), LABELS, 0.65).recognized == 3
+    assert recognized(OUTPUTS.tolist(), 0.65).tolist() == [True, True, False, True, False]
+    calls = (lambda outputs: evaluation_of(outputs, [0]), lambda outputs: confident_mistakes(outputs, [0], 1),
+             lambda outputs: recognition(outputs, [0], 0.5), lambda outputs: recognized(outputs, 0.5))
+    for call in calls:
+        with pytest.raises(ConfigError) as refused:
+            call(np.array([0.9, 0.1]))
+        assert str(refused.value) == ("the outputs must be a 2-D array of numbers, one row per sample and one column "
+                                      "per class (as network.predict(X) gives them): got float64 data of shape (2,) "
+                                      "(one sample's outputs? pass them as outputs[None, :])")
+        with pytest.raises(ConfigError, match=r"^the outputs must be a 2-D array .*: got float64 data of shape "
+                                              r"\(1, 0\)$"):
+            call(np.zeros((1, 0)))
+
+
+def test_a_threshold_is_a_probability_and_a_recognition_needs_one():
+    for threshold in (float("nan"), 0, 2, "0.5"):
+        for call in (lambda: recognized(OUTPUTS, threshold), lambda: recognition(OUTPUTS, LABELS, threshold)):
+            with pytest.raises(ConfigError) as refused:
+                call()
+            assert str(refused.value) == ("the threshold must be a probability in (0, 1], such as 0.9 (or None for "
+                                          f"no threshold), got {threshold!r}")
+    with pytest.raises(ConfigError) as refused:
+        recognition(OUTPUTS, LABELS, None)  # its report() failed on formatting None
+    assert str(refused.value) == ("a recognition needs a threshold, a probability in (0, 1] such as 0.9; without one "
+                                  "every sample counts as recognized: evaluation_of(outputs, labels) gives their "
+                                  "error rate")
+    assert recognition(OUTPUTS, LABELS, 1).report().startswith("threshold 1: 0 of 5 recognized")
+
+
+def test_probability_table_names_one_class_per_output():
+    output = OUTPUTS[0]
+    assert probability_table(output) == probability_table(output, ("0", "1", "2")) == [
+        "class  P", "0      0.900", "1      0.050", "2      0.050", "Σ      1.000"]
+    # Fewer names had dropped rows (while Σ summed them all); none or None had failed in Python.
+    for classes, given in ((("a", "b"), "2 (a, b)"), (tuple("abcd"), "4 (a, b, c, d)"), ((), "0 ()")):
+        with pytest.raises(ConfigError) as refused:
+            probability_table(output, classes)
+        assert str(refused.value) == (f"classes must name each of the output's 3 classes, got {given}: give one "
+                                      f"name per output, or None for 0..2")
+    for marks, key in (({3: "label"}, "3"), ({-1: "label"}, "-1"), ({"1": "label"}, "'1'")):
+        with pytest.raises(ConfigError) as refused:
+            probability_table(output, None, marks)  # a mark beyond the classes had been left out
+        assert str(refused.value) == f"the marks are keyed by class index 0..2, such as {{2: 'label'}}; got {key}"
+    with pytest.raises(ConfigError) as refused:
+        probability_table(OUTPUTS, ("a", "b", "c"))
+    assert str(refused.value) == ("a probability table shows one sample's outputs, a 1-D array of one value per class "
+                                  "(such as outputs[i]): got an array of shape (5, 3)")
+
+
 class Terminal(io.StringIO):
     def isatty(self):
         return True

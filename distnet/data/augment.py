@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from distnet.checks import checked_number
+from distnet.checks import checked_number, whole_number
 from distnet.data.digits import PIXELS, SIDE
 from distnet.errors import ConfigError
 from distnet.spec import from_spec
@@ -60,7 +60,9 @@ class RandomAffine:
     def epoch(self, images: np.ndarray, seed: int, epoch: int, shard: int = 0,
               out: np.ndarray | None = None) -> np.ndarray:
         """This epoch's transformed copy of one shard's ``(n, 784)`` images (into ``out`` if given)."""
-        rng = np.random.default_rng([seed, epoch, shard, _STREAM])
+        key = [whole_number(f"the augmentation's {name}", value, 0)
+               for name, value in (("seed", seed), ("epoch", epoch), ("shard", shard))]
+        rng = np.random.default_rng([*key, _STREAM])
         return self.transform(images, rng, out)
 
     def transform(self, images: np.ndarray, rng: np.random.Generator,
@@ -70,10 +72,23 @@ class RandomAffine:
         images = np.asarray(images)
         if images.ndim != 2 or images.shape[1] != PIXELS:
             raise ConfigError(f"augmentation takes images of shape (n, {PIXELS}), got {images.shape}")
+        # The interpolation weights take the images' dtype: in integers they would all be 0.
+        if images.dtype.kind != "f":
+            raise ConfigError(f"augmentation takes floating-point images, got {images.dtype} (image bytes: "
+                              f"images.astype(np.float32) / 255, as MNIST's are scaled)")
         if out is None:
             out = np.empty_like(images)
-        elif out.shape != images.shape or out is images:
-            raise ConfigError(f"augmentation needs a separate output of shape {images.shape}")
+        # Integers would truncate the moved pixels.
+        elif (not isinstance(out, np.ndarray) or out.dtype.kind != "f" or out.shape != images.shape
+              or not out.flags.writeable):
+            given = (f"{'' if out.flags.writeable else 'read-only '}{out.dtype} data of shape {out.shape}"
+                     if isinstance(out, np.ndarray) else type(out).__name__)
+            raise ConfigError(f"augmentation writes to out, which must be a writable float array of shape "
+                              f"{images.shape} (such as np.empty_like(images)); got {given}")
+        # Chunk by chunk, an output overlapping the images would overwrite rows not yet read.
+        elif np.may_share_memory(out, images):
+            raise ConfigError("augmentation writes to out, which must not share memory with the images: give a "
+                              "separate array (such as np.empty_like(images))")
         n = len(images)
         # All draws up front, so the transforms do not depend on the chunking.
         angle = np.deg2rad(rng.uniform(-self.rotation, self.rotation, n))
