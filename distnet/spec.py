@@ -16,7 +16,7 @@ def from_spec(spec: Any, registry: dict[str, type], kind: str):
         raise ConfigError(f"{with_article(kind)} is given by its name or a dict with 'name', not {spec!r}")
     params = dict(spec)
     name = params.pop("name", None)
-    if name not in registry:
+    if not isinstance(name, str) or name not in registry:  # a list, say, cannot even be looked up
         raise ConfigError(f"unknown {kind} {name!r}; known: {', '.join(registry)}")
     try:
         return registry[name](**params)

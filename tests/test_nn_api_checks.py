@@ -7,7 +7,7 @@ import pytest
 
 from distnet.errors import ConfigError
 from distnet.nn import (Adam, Dense, GradientDescent, HalfQuadratic, HeNormal, LeakyReLU, Momentum, Nesterov,
-                        Network, ReLU, UpdateRule, XavierNormal)
+                        Network, ReLU, UpdateRule, XavierNormal, optimizer_from_spec)
 
 
 def net(**options):
@@ -96,6 +96,8 @@ def test_a_class_instead_of_an_instance_says_to_pass_an_instance(make, name):
     (lambda: net(cost=42), "a cost is given as a Cost instance, by its name .quadratic, .* not 42"),
     (lambda: net(initializer=XavierNormal().sigma), "an initializer is given as an Initializer instance"),
     (lambda: Dense(8, None), "an activation is given as an Activation instance, by its name .identity, .*not None"),
+    (lambda: optimizer_from_spec({"name": ["adam"]}),  # was a TypeError: unhashable type: 'list'
+     r"^unknown optimizer \['adam'\]; known: gradient_descent, momentum, nesterov, adam$"),
 ])
 def test_anything_else_lists_the_known_names(make, message):
     with pytest.raises(ConfigError, match=message):

@@ -547,6 +547,33 @@ def test_what_the_original_cannot_hold_is_refused(net):
         net.to_original_json()
 
 
+def test_a_network_with_nan_parameters_is_not_written_in_the_originals_json(tmp_path):
+    # The file had the bare token NaN, which is not JSON: load_original_json refused it.
+    net = original_net()
+    net.params[3] = np.nan
+    for write in (net.to_original_json, lambda: net.save_original_json(tmp_path / "net.json")):
+        with pytest.raises(ConfigError, match=re.escape("this network's parameters hold NaN or infinite values, "
+                                                        "which JSON has no numbers for (a file with them would not "
+                                                        "load): save it with save(), or train")):
+            write()
+    assert not list(tmp_path.iterdir())
+
+
+def test_numbers_beyond_float32_are_refused_when_the_originals_json_is_loaded_as_float32(tmp_path):
+    # They became infinite, with only a RuntimeWarning.
+    doc = original_net().to_original_json()
+    doc["layers"][2]["weights"][1][0] = -1e39
+    message = ("numbers in layer 2's weights are beyond the range of float32 (magnitudes up to 3.403e+38): load "
+               "the network as float64 (dtype=np.float64)")
+    with pytest.raises(ModelFormatError, match=f"^{re.escape(message)}$"):
+        Network.from_original_json(doc, dtype=np.float32)
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelFormatError, match=f"^{re.escape(f'{path}: {message}')}$"):
+        Network.load_original_json(path, dtype="float32")
+    assert Network.load_original_json(path).params.min() == -1e39
+
+
 _DELETE = object()
 
 

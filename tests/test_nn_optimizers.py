@@ -1,10 +1,12 @@
 """Optimizer update rules against hand-written formulas, their state, and the L2 UpdateRule."""
+import re
+
 import numpy as np
 import pytest
 
 from distnet import Trainer
 from distnet.errors import ConfigError
-from distnet.nn import (Adam, Dense, GradientDescent, Momentum, Nesterov, Network, UpdateRule,
+from distnet.nn import (Adam, Dense, GradientDescent, Momentum, Nesterov, Network, UpdateRule, fused,
                         optimizer_from_spec)
 
 STEPS = 3
@@ -275,3 +277,110 @@ def test_a_trainer_given_another_networks_optimizer_says_so_before_touching_eith
     data = Dataset(X, np.arange(16) % 2, "xy", ("a", "b"))
     with pytest.raises(ConfigError, match="holds its velocity for 34 float64 parameters, not for these 402"):
         DistributedTrainer(big, opt, batch_size=8, workers=2).fit(data, epochs=1)
+
+
+# -- what a step and load_state are given ----------------------------------------------------------
+
+def gradient_message(shape, dtype, got, what="the gradient"):
+    return (f"{what} must be an array of the parameters' shape {shape} and dtype {dtype}, got {got}: "
+            f"pass the gradient of these parameters, in their dtype")
+
+
+BAD_GRADIENTS = {  # (params, grad, what the message says was given)
+    "one element": (np.zeros(3), np.ones(1), "one of shape (1,) and dtype float64"),  # was broadcast
+    "longer": (np.zeros(3), np.ones(4), "one of shape (4,) and dtype float64"),
+    "other dtype": (np.zeros(3, np.float32), np.ones(3), "one of shape (3,) and dtype float64"),
+    "a list": (np.zeros(3), [1.0, 1.0, 1.0], "a list"),
+}
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+@pytest.mark.parametrize("bad", BAD_GRADIENTS)
+def test_a_step_refuses_a_gradient_not_of_the_parameters_shape_and_dtype(name, bad):
+    params, grad, got = BAD_GRADIENTS[bad]
+    opt = OPTIMIZERS[name]()
+    with pytest.raises(ConfigError, match=f"^{re.escape(gradient_message(params.shape, params.dtype, got))}$"):
+        opt.step(params, grad)
+    assert not params.any() and opt.state() == {}
+
+
+@pytest.mark.parametrize("one_pass", [True, False], ids=["numba", "numpy"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_an_update_rule_refuses_such_a_gradient_alike_with_and_without_numba(monkeypatch, one_pass, name):
+    # With numba, Nesterov's update raised the one-pass kernel's ValueError; without, it went on.
+    if one_pass and not fused.available():
+        pytest.skip("needs numba")
+    if not one_pass:
+        monkeypatch.setattr(fused, "available", lambda: False)
+    rule = UpdateRule(OPTIMIZERS[name](), l2=0.1, weight_slices=[slice(0, 2)])
+    params = np.ones(3, np.float32)
+    with pytest.raises(ConfigError, match=re.escape(gradient_message((3,), "float32", "one of shape (3,) and "
+                                                                                      "dtype float64"))):
+        rule.apply(params, np.ones(3))
+    with pytest.raises(ConfigError, match=re.escape(gradient_message((3,), "float32", "one of shape (1,) and dtype "
+                                                                                      "float32", "gradient 1 of 2"))):
+        rule.apply_sum(params, [np.ones(3, np.float32), np.ones(1, np.float32)])
+    np.testing.assert_array_equal(params, 1)  # not decayed either
+    assert rule.optimizer.state() == {}
+
+
+def test_apply_sum_of_no_gradients_is_refused():
+    with pytest.raises(ConfigError, match="^apply_sum needs at least one gradient to update the parameters, "
+                                          "got none$"):
+        UpdateRule(GradientDescent(0.1)).apply_sum(np.ones(3), [])
+
+
+@pytest.mark.parametrize("optimizer, given", [("nesterov", "'nesterov'"), (Nesterov, "the class Nesterov, not an "
+                                                                                       "instance")])
+def test_an_update_rule_takes_an_optimizer_instance(optimizer, given):
+    with pytest.raises(ConfigError, match=re.escape(f"optimizer must be an Optimizer, such as Nesterov(0.02, 0.87); "
+                                                    f"got {given}")):
+        UpdateRule(optimizer)
+
+
+def stepped(name):
+    opt = OPTIMIZERS[name]()
+    opt.step(np.zeros(4), np.ones(4))
+    return opt
+
+
+def test_load_state_takes_a_dict():
+    with pytest.raises(ConfigError, match=re.escape("an optimizer's state must be a dict, such as the dict its "
+                                                    "state() returns; got None")):
+        Nesterov(0.1).load_state(None)
+
+
+@pytest.mark.parametrize("name, given, message", [
+    ("nesterov", "adam", "the state of a Nesterov optimizer holds 'velocity' (nothing before its first step), but "
+                         "the state given holds 'mean', 'square_mean', 't'"),
+    ("adam", "nesterov", "the state of an Adam optimizer holds 'mean', 'square_mean', 't' (nothing before its first "
+                         "step), but the state given holds 'velocity'"),
+    ("gradient_descent", "momentum", "the state of a GradientDescent optimizer is always empty, but the state "
+                                     "given holds 'velocity'"),
+])
+def test_load_state_refuses_another_optimizers_state(name, given, message):
+    opt = stepped(name)
+    before = opt.state()
+    with pytest.raises(ConfigError, match=re.escape(message) + r": give it what the state\(\) of an? "):
+        opt.load_state(stepped(given).state())
+    assert opt.state().keys() == before.keys()
+
+
+def test_load_state_refuses_a_part_of_adams_state_and_a_step_count_that_is_not_one():
+    # {"t": 5} alone was taken: the next step corrected the bias of step 6 on zero moments.
+    full = stepped("adam").state()
+    opt = Adam(0.03)
+    with pytest.raises(ConfigError, match=re.escape("but the state given holds 't': give it what the state() of an "
+                                                    "Adam returned (another optimizer's state, or a part of one, "
+                                                    "does not fit it)")):
+        opt.load_state({"t": np.int64(5)})
+    for t, shown in ((np.zeros(3, np.int64), "array([0, 0, 0])"), (np.float64(2.0), "np.float64(2.0)"),
+                     (np.int64(0), "np.int64(0)")):
+        with pytest.raises(ConfigError, match=re.escape(f"Adam's step count 't' must be a whole number of at "
+                                                        f"least 1, got {shown}")):
+            opt.load_state({**full, "t": t})
+    assert opt.state() == {}
+    opt.load_state({**full, "t": 7})  # a plain number is a count too, kept as state() keeps it
+    assert opt.state()["t"].dtype == np.int64 and opt.state()["t"].shape == () and opt.state()["t"] == 7
+    opt.load_state({})  # before the first step
+    assert opt.state() == {}

@@ -1,6 +1,7 @@
 """Learning-rate schedules, and the training loop applying them (and augmentation) per epoch."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -43,6 +44,29 @@ def test_specs_round_trip_and_bad_ones_are_refused():
     with pytest.raises(ConfigError, match=r"the step schedule's gamma must be a factor in \(0, 1\], got '0.5'"):
         StepDecay(gamma="0.5")
     assert StepDecay(every=np.int64(10)).spec() == {"name": "step", "every": 10, "gamma": 0.1}
+
+
+@pytest.mark.parametrize("schedule", [CosineDecay(), StepDecay(3)], ids=["cosine", "step"])
+def test_a_factor_is_of_an_epoch_of_the_run(schedule):
+    # factor(0, 0) divided by 0 and past its end a cosine rose again: a fit never asks so.
+    assert schedule.factor(9, 10) < 1
+    with pytest.raises(ConfigError, match="^a schedule's number of epochs must be a whole number of at least 1, "
+                                          "got 0$"):
+        schedule.factor(0, 0)
+    for epoch in (10, 15, -1, 2.0):
+        with pytest.raises(ConfigError, match=re.escape(f"a schedule's epoch must be a whole number from 0 to 9 "
+                                                        f"(0-based: one of the run's 10 epochs), got {epoch}")):
+            schedule.factor(epoch, 10)
+
+
+def test_a_schedule_is_taken_as_it_is_and_a_name_that_is_not_a_string_is_unknown():
+    schedule = StepDecay(2, 0.5)
+    assert schedule_from_spec(schedule) is schedule  # as optimizer_from_spec takes an Optimizer
+    with pytest.raises(ConfigError, match=re.escape("learning-rate schedule CosineDecay is a class: pass an "
+                                                    "instance, CosineDecay()")):
+        schedule_from_spec(CosineDecay)
+    with pytest.raises(ConfigError, match=re.escape("unknown learning-rate schedule ['step']; known: cosine, step")):
+        schedule_from_spec({"name": ["step"]})
 
 
 def tiny_network():

@@ -368,8 +368,13 @@ class Network:
         double); the original's ``toJson`` means to shorten them to floats. The original itself
         has no reader for this form; :meth:`from_original_json` is distnet's. A network with
         something the original lacks (Tanh, a LeakyReLU alpha other than its 0.01, CrossEntropy)
-        raises ConfigError: save it with :meth:`save`.
+        raises ConfigError: save it with :meth:`save`. So does one with NaN or infinite parameters,
+        which JSON has no numbers for.
         """
+        if not np.isfinite(self.params).all():
+            raise ConfigError("this network's parameters hold NaN or infinite values, which JSON has no numbers "
+                              "for (a file with them would not load): save it with save(), or train or restore a "
+                              "network with finite parameters (such as a run's best.npz) to save in this layout")
         layers = [{"bias": [0.0] * self.input_size, "activation": "Identity"}]
         for layer in self.layers:
             layers.append({"weights": layer.weights.tolist(), "bias": layer.bias.tolist(),
@@ -386,7 +391,8 @@ class Network:
     def from_original_json(cls, doc: dict, dtype: np.dtype | type | str = np.float64) -> "Network":
         """The network a document in the layout of :meth:`to_original_json` describes (parsed
         JSON: dicts, lists, numbers); ModelFormatError for anything else. ``dtype`` defaults to
-        float64, the original's double."""
+        float64, the original's double; a number beyond float32's range is refused for float32."""
+        dtype = _float_dtype(dtype)
         layers = doc.get("layers") if isinstance(doc, dict) else None
         if not isinstance(layers, list) or len(layers) < 2:
             raise _not_original("expected an object with a 'costFunction' and a list of 'layers', the input "
@@ -400,8 +406,8 @@ class Network:
         dense, params = [], []
         for i, layer in enumerate(layers[1:], start=1):
             layer = _original_layer(layer, i)
-            bias = _original_numbers(layer.get("bias"), (None,), f"layer {i}'s bias")
-            weights = _original_numbers(layer.get("weights"), (fan_in, len(bias)), f"layer {i}'s weights")
+            bias = _original_numbers(layer.get("bias"), (None,), f"layer {i}'s bias", dtype)
+            weights = _original_numbers(layer.get("weights"), (fan_in, len(bias)), f"layer {i}'s weights", dtype)
             dense.append(Dense(len(bias), _original_spec(layer.get("activation"), ORIGINAL_ACTIVATIONS,
                                                          f"layer {i}'s activation")))
             params += [weights.ravel(), bias]
@@ -567,9 +573,10 @@ def _check_keys(doc: dict, known: set[str], what: str) -> None:
         raise _not_original(f"{what} has fields the original does not write: {', '.join(sorted(map(str, unknown)))}")
 
 
-def _original_numbers(value, shape: tuple, what: str) -> np.ndarray:
-    """``value`` (lists of JSON numbers) as a float64 array of ``shape`` (None: any positive
-    length); ModelFormatError for anything else, such as strings or nulls among them."""
+def _original_numbers(value, shape: tuple, what: str, dtype: np.dtype = np.dtype(np.float64)) -> np.ndarray:
+    """``value`` (lists of JSON numbers) as a ``dtype`` array of ``shape`` (None: any positive
+    length); ModelFormatError for anything else, such as strings or nulls among them, or numbers
+    beyond the range of ``dtype``."""
     try:
         array = np.array(value)
     except ValueError:  # lists of different lengths
@@ -579,7 +586,12 @@ def _original_numbers(value, shape: tuple, what: str) -> np.ndarray:
         expected = " × ".join("n" if n is None else str(n) for n in shape)
         got = "lists of different lengths" if array is None else f"{array.dtype} data of shape {array.shape}"
         raise _not_original(f"{what} must be {expected} finite numbers, got {got}")
-    return array.astype(np.float64)
+    with np.errstate(over="ignore"):  # a number the cast makes infinite is named just below
+        array = array.astype(dtype)
+    if not np.isfinite(array).all():
+        raise ModelFormatError(f"numbers in {what} are beyond the range of {dtype} (magnitudes up to "
+                               f"{np.finfo(dtype).max:.4g}): load the network as float64 (dtype=np.float64)")
+    return array
 
 
 def _float_dtype(dtype) -> np.dtype:

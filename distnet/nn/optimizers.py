@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..checks import fraction, positive_real
+from ..checks import fraction, instance_of, positive_real, whole_number, with_article
 from ..errors import ConfigError
 from ..spec import component
 from . import fused
@@ -26,6 +26,8 @@ class Optimizer:
     """
 
     name: str = ""
+    # The names of the state :meth:`state` holds once the optimizer has stepped (none before).
+    state_keys: tuple[str, ...] = ()
 
     def __init__(self, learning_rate: float):
         self.learning_rate = positive_real("the learning rate", learning_rate)
@@ -33,7 +35,8 @@ class Optimizer:
 
     def step(self, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> None:
         """Apply one update to ``params`` (in place) from the mean gradient ``grad · scale``;
-        ``grad`` is only read.
+        ``grad`` is only read, and must be an array of the shape and dtype of ``params``
+        (ConfigError otherwise).
 
         Callers holding a *summed* gradient pass ``scale = 1 / samples`` rather than dividing
         first: the optimizers fold it into a scalar, which saves a pass over the gradient.
@@ -68,8 +71,23 @@ class Optimizer:
         return {k: v.copy() for k, v in self._state.items()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        """Replace the state with copies of ``state``, as :meth:`state` returned it (a checkpoint's)."""
-        self._state = {k: np.array(v, copy=True) for k, v in state.items()}
+        """Replace the state with copies of ``state``, as :meth:`state` returned it (a checkpoint's):
+        empty, or all of :attr:`state_keys`. ConfigError for anything else, such as another kind of
+        optimizer's state, and the state is left as it was."""
+        instance_of("an optimizer's state", state, dict, "the dict its state() returns")
+        if state and set(state) != set(self.state_keys):
+            name = type(self).__name__
+            keeps = (f"holds {', '.join(map(repr, self.state_keys))} (nothing before its first step)"
+                     if self.state_keys else "is always empty")
+            raise ConfigError(f"the state of {with_article(name)} optimizer {keeps}, but the state given holds "
+                              f"{', '.join(map(repr, state))}: give it what the state() of {with_article(name)} "
+                              f"returned (another optimizer's state, or a part of one, does not fit it)")
+        self._state = {key: self._loaded(key, value) for key, value in state.items()}
+
+    def _loaded(self, key: str, value) -> np.ndarray:
+        """A copy of ``state[key]`` to keep (its size and dtype are checked against the parameters
+        at the next step, or when a trainer starts a fit)."""
+        return np.array(value, copy=True)
 
     def spec(self) -> dict:
         """A JSON-able description (name, learning rate and the rule's other settings; no state), the
@@ -90,6 +108,7 @@ class GradientDescent(Optimizer):
         super().__init__(learning_rate)
 
     def step(self, params, grad, scale=1.0):
+        check_gradient(params, grad)
         params -= params.dtype.type(self.learning_rate * scale) * grad
 
 
@@ -97,12 +116,14 @@ class Momentum(Optimizer):
     """v = μ·v + lr·g; W −= v."""
 
     name = "momentum"
+    state_keys = ("velocity",)
 
     def __init__(self, learning_rate: float, momentum: float = 0.9):
         super().__init__(learning_rate)
         self.momentum = fraction("momentum", momentum)
 
     def step(self, params, grad, scale=1.0):
+        check_gradient(params, grad)
         v = self._slot("velocity", params)
         v *= self.momentum
         v += params.dtype.type(self.learning_rate * scale) * grad
@@ -118,6 +139,7 @@ class Nesterov(Optimizer):
     """
 
     name = "nesterov"
+    state_keys = ("velocity",)
 
     def __init__(self, learning_rate: float, momentum: float = 0.9):
         super().__init__(learning_rate)
@@ -125,6 +147,7 @@ class Nesterov(Optimizer):
         self._scratch: np.ndarray | None = None
 
     def step(self, params, grad, scale=1.0):
+        check_gradient(params, grad)
         mu = params.dtype.type(self.momentum)
         v = self.velocity(params)
         if self._scratch is None or self._scratch.shape != v.shape or self._scratch.dtype != v.dtype:
@@ -153,6 +176,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    state_keys = ("mean", "square_mean", "t")
 
     def __init__(self, learning_rate: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
                  epsilon: float = 1e-8):
@@ -161,6 +185,7 @@ class Adam(Optimizer):
         self.epsilon = positive_real("Adam's epsilon", epsilon)
 
     def step(self, params, grad, scale=1.0):
+        check_gradient(params, grad)
         if scale != 1:
             grad = grad * params.dtype.type(scale)  # squared below, so scaled first
         m = self._slot("mean", params)
@@ -175,8 +200,26 @@ class Adam(Optimizer):
         s_hat = s / params.dtype.type(1 - self.beta2 ** int(t))
         params -= params.dtype.type(self.learning_rate) * m_hat / (np.sqrt(s_hat) + params.dtype.type(self.epsilon))
 
+    def _loaded(self, key, value):
+        if key != "t":
+            return super()._loaded(key, value)
+        # The step count sets the bias correction, and the step reads it as one whole number;
+        # state() holds it from the first step on, so it is at least 1.
+        return np.array(whole_number("Adam's step count 't'", np.asarray(value)[()], 1), dtype=np.int64)
+
     def spec(self):
         return {**super().spec(), "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}
+
+
+def check_gradient(params: np.ndarray, grad: np.ndarray, what: str = "the gradient") -> None:
+    """ConfigError unless ``grad`` is an array of the shape and dtype of ``params``: NumPy would
+    broadcast a gradient of one element over every parameter, and the one-pass update (numba)
+    takes none of another dtype. Compares shapes and dtypes only: no pass over the arrays."""
+    if not isinstance(grad, np.ndarray) or grad.shape != params.shape or grad.dtype != params.dtype:
+        got = (f"one of shape {grad.shape} and dtype {grad.dtype}" if isinstance(grad, np.ndarray)
+               else with_article(type(grad).__name__))
+        raise ConfigError(f"{what} must be an array of the parameters' shape {params.shape} and dtype "
+                          f"{params.dtype}, got {got}: pass the gradient of these parameters, in their dtype")
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
@@ -202,6 +245,7 @@ class UpdateRule:
     """
 
     def __init__(self, optimizer: Optimizer, l2: float = 0.0, weight_slices: list[slice] | None = None):
+        instance_of("optimizer", optimizer, Optimizer, "Nesterov(0.02, 0.87)")
         l2 = fraction("l2", l2)
         if l2 and not weight_slices:
             raise ConfigError("L2 needs the weight_slices of the network (network.weight_slices)")
@@ -218,7 +262,13 @@ class UpdateRule:
 
     def apply_sum(self, params: np.ndarray, grads: Sequence[np.ndarray], scale: float = 1.0) -> None:
         """Update ``params`` in place from the mean gradient ``(grads[0] + grads[1] + ...) · scale``,
-        summed in that order (a parameter server's workers' gradients); the gradients are only read."""
+        summed in that order (a parameter server's workers' gradients); the gradients are only read,
+        and each must be an array of the shape and dtype of ``params`` (ConfigError otherwise)."""
+        if not len(grads):
+            raise ConfigError("apply_sum needs at least one gradient to update the parameters, got none")
+        for i, grad in enumerate(grads):
+            # Checked here, before any is summed, for both the one-pass and the NumPy update.
+            check_gradient(params, grad, "the gradient" if len(grads) == 1 else f"gradient {i} of {len(grads)}")
         one_pass = isinstance(self.optimizer, Nesterov) and fused.available()
         # The one-pass update adds the last gradient itself; the rest are summed first, in order,
         # ((g0 + g1) + g2) + ..., as one sum over the whole list would be.

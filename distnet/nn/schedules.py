@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import numbers
 
-from ..checks import checked_number
-from ..spec import from_spec
+from ..checks import checked_number, whole_number
+from ..spec import component
 
 
 class Schedule:
@@ -20,7 +20,8 @@ class Schedule:
     name: str = ""
 
     def factor(self, epoch: int, epochs: int) -> float:
-        """What the base learning rate is multiplied by in epoch ``epoch`` (0-based) of ``epochs``."""
+        """What the base learning rate is multiplied by in epoch ``epoch`` (0-based) of ``epochs``;
+        ConfigError unless ``epochs`` >= 1 and ``epoch`` is one of them, 0..epochs-1."""
         raise NotImplementedError
 
     def spec(self) -> dict:
@@ -44,6 +45,7 @@ class CosineDecay(Schedule):
                                     lambda v: 0 <= v <= 1, "in [0, 1]")
 
     def factor(self, epoch, epochs):
+        check_epoch(epoch, epochs)
         return self.final + (1 - self.final) * (1 + math.cos(math.pi * epoch / epochs)) / 2
 
     def spec(self):
@@ -62,16 +64,25 @@ class StepDecay(Schedule):
                                     "a factor in (0, 1]")
 
     def factor(self, epoch, epochs):
+        check_epoch(epoch, epochs)
         return self.gamma ** (epoch // self.every)
 
     def spec(self):
         return {**super().spec(), "every": self.every, "gamma": self.gamma}
 
 
+def check_epoch(epoch: int, epochs: int) -> None:
+    """ConfigError unless ``epoch`` is one of ``epochs`` >= 1 (0-based): a schedule is defined over
+    the run only (past its end a cosine would rise again, and 0 epochs would divide by 0)."""
+    epochs = whole_number("a schedule's number of epochs", epochs, 1)
+    checked_number("a schedule's epoch", epoch, numbers.Integral, lambda v: 0 <= v < epochs,
+                   f"a whole number from 0 to {epochs - 1} (0-based: one of the run's {epochs} epochs)")
+
+
 SCHEDULES: dict[str, type[Schedule]] = {cls.name: cls for cls in (CosineDecay, StepDecay)}
 
 
-def schedule_from_spec(spec: dict | str | None) -> Schedule | None:
-    """Build a schedule from its name or from :meth:`Schedule.spec`; ``None`` (a constant rate,
-    as in the original) stays ``None``."""
-    return None if spec is None else from_spec(spec, SCHEDULES, "learning-rate schedule")
+def schedule_from_spec(spec: Schedule | dict | str | None) -> Schedule | None:
+    """Build a schedule from its name or from :meth:`Schedule.spec` (a :class:`Schedule` is
+    returned as it is); ``None`` (a constant rate, as in the original) stays ``None``."""
+    return None if spec is None else component(spec, Schedule, SCHEDULES, "learning-rate schedule")
