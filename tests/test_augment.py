@@ -1,4 +1,6 @@
 """Random affine augmentation: exact geometry on known transforms, seeding, and real digits."""
+import re
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,12 @@ def test_image_bytes_are_refused_with_how_to_scale_them():
         RandomAffine().epoch(np.full((2, 784), 200, np.uint8), seed=1, epoch=0)
     assert str(refused.value) == ("augmentation takes floating-point images, got uint8 (image bytes: "
                                   "images.astype(np.float32) / 255, as MNIST's are scaled)")
+
+
+def test_an_augmentation_is_taken_as_it_is_as_the_other_components_are():
+    moves = RandomAffine(rotation=5)
+    assert augmentation_from_spec(moves) is moves  # as optimizer_from_spec and schedule_from_spec take theirs
+    assert augmentation_from_spec(moves.spec()).spec() == moves.spec()
+    with pytest.raises(ConfigError, match=re.escape("augmentation RandomAffine is a class: pass an instance, "
+                                                    "RandomAffine()")):
+        augmentation_from_spec(RandomAffine)

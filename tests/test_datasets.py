@@ -180,6 +180,7 @@ def test_classes_given_as_a_number_are_named_by_label() -> None:
     assert Dataset(np.zeros((0, 3), np.float32), [], classes=np.int64(0)).classes == ()
     with pytest.raises(ConfigError, match="^small: label 3 is outside 0..2$"):
         Dataset(np.zeros((1, 3), np.float32), [3], "small", classes=3)
+    assert Dataset(np.zeros((2, 3), np.float32), [1, 0], classes=[0, 1]).classes == ("0", "1")  # names, as text
 
 
 @pytest.mark.parametrize("classes", ["cat", -1, True, 2.5, None])

@@ -6,7 +6,7 @@ import pytest
 
 from distnet import Trainer
 from distnet.errors import ConfigError
-from distnet.nn import (Adam, Dense, GradientDescent, Momentum, Nesterov, Network, UpdateRule, fused,
+from distnet.nn import (Adam, Dense, GradientDescent, Momentum, Nesterov, Network, ParallelUpdate, UpdateRule, fused,
                         optimizer_from_spec)
 
 STEPS = 3
@@ -348,6 +348,8 @@ def test_load_state_takes_a_dict():
     with pytest.raises(ConfigError, match=re.escape("an optimizer's state must be a dict, such as the dict its "
                                                     "state() returns; got None")):
         Nesterov(0.1).load_state(None)
+    with pytest.raises(ConfigError, match=re.escape("an optimizer's state must be a dict")):
+        ParallelUpdate(Nesterov(0.1).spec(), 0.0, [], 8, parts=2).load_state(None)  # an AttributeError
 
 
 @pytest.mark.parametrize("name, given, message", [

@@ -16,7 +16,7 @@ import numpy as np
 from distnet.checks import checked_number, whole_number
 from distnet.data.digits import PIXELS, SIDE
 from distnet.errors import ConfigError
-from distnet.spec import from_spec
+from distnet.spec import component
 
 __all__ = ["RandomAffine", "augmentation_from_spec"]
 
@@ -158,6 +158,7 @@ def _lerp(flat: np.ndarray, index: np.ndarray, weight: np.ndarray) -> np.ndarray
 AUGMENTATIONS = {RandomAffine.name: RandomAffine}
 
 
-def augmentation_from_spec(spec: dict | None) -> RandomAffine | None:
-    """The augmentation :meth:`RandomAffine.spec` describes; ``None`` for none."""
-    return None if spec is None else from_spec(spec, AUGMENTATIONS, "augmentation")
+def augmentation_from_spec(spec: RandomAffine | dict | str | None) -> RandomAffine | None:
+    """The augmentation :meth:`RandomAffine.spec` describes (a :class:`RandomAffine` is returned
+    as it is); ``None`` for none."""
+    return None if spec is None else component(spec, RandomAffine, AUGMENTATIONS, "augmentation")

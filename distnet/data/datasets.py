@@ -127,7 +127,7 @@ def _class_names(classes: Sequence[str] | int, where: str) -> tuple[str, ...]:
         # tuple() would split a string into one class per letter.
         raise ConfigError(f"{where}: classes must be the class names in label order, such as "
                           f"classes=('cat', 'dog', 'bird'), or how many there are, got {classes!r}")
-    return tuple(classes)
+    return tuple(map(str, classes))  # names: 0 given for a class shows as "0", not as "0 0" (index, name)
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,8 +139,8 @@ class Dataset:
             in [0, 1] (byte / 255), ``float32`` as loaded. Read-only.
         labels: ``(n,)`` ``int64`` class indices into *classes*. Read-only.
         name: what the samples are, for messages, e.g. ``"mnist/train"``.
-        classes: the class names, indexed by label; given as a number ``k`` instead, the classes
-            are named ``"0" .. "k-1"``, as the ten default ones are.
+        classes: the class names, indexed by label (kept as strings); given as a number ``k``
+            instead, the classes are named ``"0" .. "k-1"``, as the ten default ones are.
 
     The arrays are not copied; views of them are made read-only.
 

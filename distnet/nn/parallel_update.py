@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from ..checks import instance_of
 from ..errors import ConfigError
 from .optimizers import UpdateRule, optimizer_from_spec
 
@@ -116,6 +117,7 @@ class ParallelUpdate:
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         """Restore whole-vector state, as :meth:`state` or a single optimizer exports it."""
+        instance_of("an optimizer's state", state, dict, "the dict its state() returns")
         for key, value in state.items():
             if np.ndim(value) and np.shape(value) != (self.size,):
                 raise ConfigError(f"optimizer state {key!r} has shape {np.shape(value)}, "
