@@ -43,6 +43,10 @@ class Checkpoint:
     # epoch that a resume with another number of workers began within (see BatchPlan's ``carried``).
     # None in checkpoints written before it was kept: then the config's workers.
     epoch_shards: int | None = None
+    # At an epoch's end (step 0): that epoch's statistics and seconds, for the evaluation a resume
+    # that ends the run there owes it when the run, bound for more epochs, did not evaluate it.
+    # None mid-epoch, and in checkpoints written before it was kept.
+    finished_epoch: tuple[StepStats, float] | None = None
 
     def save(self, path: str | os.PathLike) -> None:
         arrays = {"params": self.params,
@@ -54,6 +58,9 @@ class Checkpoint:
                 "epoch_stats": vars(self.epoch_stats), "seconds": self.seconds}
         if self.epoch_shards is not None:
             meta["epoch_shards"] = self.epoch_shards
+        if self.finished_epoch is not None:
+            stats, seconds = self.finished_epoch
+            meta["finished_epoch"] = {"stats": vars(stats), "seconds": seconds}
         with atomic_writer(path) as f:
             f.write(npz_bytes(arrays, meta))
 
@@ -98,9 +105,15 @@ class Checkpoint:
         epoch_shards = meta.get("epoch_shards")  # absent from checkpoints written before it was kept
         if epoch_shards is not None and (type(epoch_shards) is not int or epoch_shards < 1):
             raise ModelFormatError(f"{path}: checkpoint metadata is malformed (epoch_shards)")
+        finished_epoch = meta.get("finished_epoch")  # absent mid-epoch, and from older checkpoints
+        if finished_epoch is not None:
+            try:
+                finished_epoch = (StepStats.from_saved(finished_epoch["stats"]), float(finished_epoch["seconds"]))
+            except (KeyError, ValueError, TypeError):
+                raise ModelFormatError(f"{path}: checkpoint metadata is malformed (finished_epoch)") from None
         return cls(epoch=meta["epoch"], step=meta["step"], params=params,
                    optimizer_state={k[len(_OPTIMIZER_PREFIX):]: v for k, v in arrays.items()
                                     if k.startswith(_OPTIMIZER_PREFIX)},
                    stopping_state=meta["stopping_state"], history=meta["history"], config=meta["config"],
                    epoch_stats=epoch_stats, seconds=float(seconds), best_params=best_params,
-                   epoch_shards=epoch_shards)
+                   epoch_shards=epoch_shards, finished_epoch=finished_epoch)

@@ -459,14 +459,18 @@ class TrainerBase:
                                "optimizer": loop.config["optimizer"], "l2": self.rule.l2,
                                "schedule": loop.config["schedule"],
                                "augmentation": loop.config["augmentation"]})
+            if checkpoint is not None and _evaluation_owed(checkpoint, epochs):
+                # The run was bound for more epochs and stopped after this one, its last now.
+                verdict = self._evaluate(loop, epoch, *checkpoint.finished_epoch, validation) or verdict
+                self._checkpoint(loop, epoch, 0, StepStats(), finished=checkpoint.finished_epoch)
             while epoch < epochs and not (verdict and verdict.stop):
                 stats, epoch_seconds = self._train_epoch(loop, epoch, step, stats)
                 epoch, step = epoch + 1, 0
                 if epoch % eval_every == 0 or epoch == epochs:
                     verdict = self._evaluate(loop, epoch, stats, epoch_seconds, validation) or verdict
-                stats = StepStats()
                 if run:
-                    self._checkpoint(loop, epoch, 0, stats)
+                    self._checkpoint(loop, epoch, 0, StepStats(), finished=(stats, epoch_seconds))
+                stats = StepStats()
             return self._finish(loop, epoch, verdict)
         finally:
             self.optimizer.learning_rate, self._base_rate = self._base_rate, None
@@ -553,12 +557,14 @@ class TrainerBase:
         loop.reporter.on_end(result)
         return result
 
-    def _checkpoint(self, loop: _Loop, epoch: int, step: int, stats: StepStats) -> None:
+    def _checkpoint(self, loop: _Loop, epoch: int, step: int, stats: StepStats,
+                    finished: tuple[StepStats, float] | None = None) -> None:
         loop.run.save_checkpoint(Checkpoint(epoch=epoch, step=step, params=self._params(),
                                             optimizer_state=self._optimizer_state(),
                                             stopping_state=loop.stopping.state(), history=loop.history,
                                             config=loop.config, epoch_stats=replace(stats), seconds=loop.seconds(),
-                                            best_params=loop.best_params, epoch_shards=loop.plan.shards_of(epoch)))
+                                            best_params=loop.best_params, epoch_shards=loop.plan.shards_of(epoch),
+                                            finished_epoch=finished))
         loop.since_checkpoint = 0
 
     @staticmethod
@@ -594,6 +600,8 @@ class TrainerBase:
             raise ConfigError(f"{run.path} has trained {checkpoint.epoch} epochs"
                               f"{f' and {checkpoint.step} steps' if checkpoint.step else ''}, more than the "
                               f"{epochs} asked for; resume it with a larger number of epochs")
+        elif trained == (epochs, 0) and _evaluation_owed(checkpoint, epochs):
+            return None  # not ended: a run ending there evaluates its last epoch first
         elif trained == (epochs, 0):
             ending = "max_epochs"
             advice = "to train longer, resume it with more epochs (--epochs with --resume; fit(epochs=...) in Python)"
@@ -685,6 +693,21 @@ def _differences(name: str, then, now) -> list[str]:
         singular = name[:-1] if name.endswith("s") else name  # "network layers" -> "network layer 1"
         return [line for i, (a, b) in enumerate(zip(then, now)) for line in _differences(f"{singular} {i + 1}", a, b)]
     return [f"another {name} ({then!r} in its checkpoint, {now!r} now)"]
+
+
+def _evaluation_owed(checkpoint: Checkpoint, epochs: int) -> bool:
+    """Whether a resume that ends the run at ``checkpoint``, which stands after epoch ``epochs``, owes
+    that epoch the evaluation a run ending there makes: the run, bound for more epochs, did not
+    evaluate it. ConfigError where the checkpoint lacks that epoch's statistics (written before
+    checkpoints kept them), so that no resume can end the run as a run ending there would."""
+    history = checkpoint.history
+    if (checkpoint.epoch, checkpoint.step) != (epochs, 0) or (history and history[-1].get("epoch") == epochs):
+        return False
+    if checkpoint.finished_epoch is None:
+        raise ConfigError(f"the run has trained {epochs} epochs without evaluating the last, and its checkpoint, "
+                          f"written before checkpoints kept an epoch's statistics, cannot evaluate it as a run "
+                          f"ending there would: resume it with more epochs")
+    return True
 
 
 def _best_params(run: RunDir, checkpoint: Checkpoint) -> np.ndarray | None:

@@ -253,6 +253,37 @@ def test_an_interrupted_run_resumed_ends_exactly_where_an_uninterrupted_run_ends
     assert (resumed.best_epoch, resumed.best_error) == (whole.best_epoch, whole.best_error)
 
 
+
+def test_a_run_bound_for_more_epochs_resumed_to_end_where_it_stopped_evaluates_its_last_epoch(mnist, tmp_path):
+    """Stopped after epoch 3 of 6 (evaluated every 2), resumed with epochs=3: as a run of 3 epochs,
+    evaluated after the 3rd; it was taken for a run that had ended, its last evaluation epoch 2's."""
+    whole, whole_net = fit_small(mnist, tmp_path / "whole", epochs=3, eval_every=2)
+    run = tmp_path / "interrupted"
+    with pytest.raises(KeyboardInterrupt):
+        fit_small(mnist, run, epochs=6, eval_every=2, reporter=InterruptAfter(4, 0))
+    assert (Checkpoint.load(run / "checkpoint.npz").epoch, Checkpoint.load(run / "checkpoint.npz").step) == (3, 0)
+    resumed, resumed_net = fit_small(mnist, run, epochs=3, eval_every=2, resume=True)
+    assert not resumed.already_ended and [r["epoch"] for r in resumed.history] == [2, 3]
+    assert without_times(resumed.history) == without_times(whole.history)
+    assert (resumed.best_epoch, resumed.best_error) == (whole.best_epoch, whole.best_error)
+    np.testing.assert_array_equal(resumed.best_network.params, whole.best_network.params)
+    np.testing.assert_array_equal(Network.load(run / "best.npz").params, whole.best_network.params)
+    assert json.loads((run / "config.json").read_text())["epochs"] == 3
+    with pytest.warns(UserWarning, match="had ended at epoch 3"):  # and now it has
+        again, _ = fit_small(mnist, run, epochs=3, eval_every=2, resume=True)
+    assert again.already_ended and again.history == resumed.history
+
+    old = tmp_path / "old"
+    with pytest.raises(KeyboardInterrupt):
+        fit_small(mnist, old, epochs=6, eval_every=2, reporter=InterruptAfter(4, 0))
+    checkpoint = Checkpoint.load(old / "checkpoint.npz")
+    checkpoint.finished_epoch = None  # as distnet wrote them until 2026-12-01
+    checkpoint.save(old / "checkpoint.npz")
+    with pytest.raises(ConfigError, match="^the run has trained 3 epochs without evaluating the last, and its "
+                                          "checkpoint, written before checkpoints kept an epoch's statistics, cannot "
+                                          "evaluate it as a run ending there would: resume it with more epochs$"):
+        fit_small(mnist, old, epochs=3, eval_every=2, resume=True)
+
 def test_a_resume_on_another_number_of_shards_warns_ends_its_epoch_as_begun_and_records_the_number(mnist, tmp_path):
     """Told no number (shards not set), a single-process trainer takes the run's and ends exactly
     where the uninterrupted run does; told another, it warns, ends the epoch it resumes within with
