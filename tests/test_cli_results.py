@@ -611,3 +611,33 @@ def test_predict_with_a_model_of_other_data_says_what_it_reads(capsys, tmp_path)
     assert status == 2 and err == (f"distnet: error: {tmp_path / 'own.npz'} does not fit 28x28 images: the network "
                                    f"takes 4 inputs and gives 3 outputs, the data has 784 pixels per image and 3 "
                                    f"classes; use it on the data it was trained on\n")
+
+
+def test_a_run_stopped_before_its_first_evaluation_says_so_and_how_to_go_on(capsys, mnist, tmp_path):
+    pytest.importorskip("matplotlib")
+    from distnet import Dense, Nesterov, Reporter, Trainer
+
+    class StopInEpoch2(Reporter):
+        def on_steps(self, epoch, step, steps, stats, seconds):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    net = Network([Dense(8, "leaky_relu"), Dense(10, "softmax")], input_size=784, seed=3)
+    with pytest.raises(KeyboardInterrupt):  # checkpointed after epoch 1; the first evaluation would be epoch 5's
+        Trainer(net, Nesterov(0.02), seed=1).fit(mnist.train.subset(slice(0, 640)), mnist.validation.subset(
+            slice(0, 100)), epochs=10, eval_every=5, run_dir=run, reporter=StopInEpoch2())
+    for command in ("evaluate", "show"):
+        status, _, err = run_cli(capsys, command, run)
+        assert status == 2 and err == (f"distnet: error: {run} is a run directory without a best network yet: it "
+                                       f"stopped before its first evaluation (resume it to get one: distnet train "
+                                       f"--resume {run})\n")
+    status, _, err = run_cli(capsys, "plot", run)
+    assert status == 2 and err == (f"distnet: error: {run} has no best network yet (best.npz), having stopped before "
+                                   f"its first evaluation; resume it to its first evaluation: distnet train --resume "
+                                   f"{run}\n")
+    for name in ("checkpoint.npz", "checkpoint.prev.npz"):
+        (run / name).unlink(missing_ok=True)
+    status, _, err = run_cli(capsys, "plot", run)
+    assert status == 2 and err.endswith("stopped before its first checkpoint, so there is nothing to resume: train "
+                                        "it anew into the same folder\n")

@@ -39,7 +39,11 @@ def run(args) -> int:
     config = run_dir.config()
     history = read_history(run_dir.history_path)
     if not run_dir.best_path.exists():
-        raise ConfigError(f"{run_dir.path} has no best network yet (best.npz); train or resume the run first")
+        advice = (f"resume it to its first evaluation: {run_dir.resume_command()}" if run_dir.has_checkpoint() else
+                  f"it stopped before its first checkpoint, so there is nothing to resume: train it anew into "
+                  f"the same folder")
+        raise ConfigError(f"{run_dir.path} has no best network yet (best.npz), having stopped before its first "
+                          f"evaluation; {advice}")
     pyplot = import_pyplot()
     args.dataset = config.get("dataset", "mnist")
     network = Network.load(run_dir.best_path)

@@ -482,6 +482,9 @@ def saved_network_path(path: str | os.PathLike) -> Path:
     if not path.is_dir():
         return path
     if not (path / "best.npz").is_file():
+        if (path / "config.json").is_file():  # a run directory, stopped before its first evaluation
+            raise ModelFormatError(f"{path} is a run directory without a best network yet: it stopped before its "
+                                   f"first evaluation (resume it to get one: distnet train --resume {path})")
         raise ModelFormatError(f"{path} is a folder without a best.npz; give a model file, such as RUN_DIR/best.npz")
     return path / "best.npz"
 
