@@ -40,8 +40,8 @@ def run(args) -> int:
     history = read_history(run_dir.history_path)
     if not run_dir.best_path.exists():
         advice = (f"resume it to its first evaluation: {run_dir.resume_command()}" if run_dir.has_checkpoint() else
-                  f"it stopped before its first checkpoint, so there is nothing to resume: train it anew into "
-                  f"the same folder")
+                  "it stopped before its first checkpoint, so there is nothing to resume: train it anew into "
+                  "the same folder")
         raise ConfigError(f"{run_dir.path} has no best network yet (best.npz), having stopped before its first "
                           f"evaluation; {advice}")
     pyplot = import_pyplot()
