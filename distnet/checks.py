@@ -59,6 +59,15 @@ def class_labels(labels, rows: int, classes: int) -> np.ndarray:
     return labels
 
 
+def floating_point(what: str, values: np.ndarray, name: str) -> None:
+    """ConfigError unless ``values`` (``what``, written ``name`` in the advice) are floating-point:
+    image bytes go in scaled, as MNIST's are."""
+    if values.dtype.kind != "f":
+        raise ConfigError(f"{what} must be floating-point values, got {values.dtype} (image bytes: "
+                          f"{name}.astype(np.float32) / 255, as MNIST's are scaled; other numbers: "
+                          f"{name}.astype(np.float32))")
+
+
 def seed_or_none(value) -> int | None:
     """A random generator's seed: a whole number >= 0, or None for a random one."""
     if value is None:

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from distnet.checks import checked_number
+from distnet.checks import checked_number, floating_point
 from distnet.data.digits import PIXELS, SIDE, Digit
 from distnet.data.download import fetch, sha256_of
 from distnet.data.idx import read_idx
@@ -163,10 +163,7 @@ class Dataset:
             raise ConfigError(f"{where}: images must be a 2-D array, one row of values per sample (such as "
                               f"(n, {PIXELS}) for {SIDE}x{SIDE} images: images.reshape(n, {PIXELS})), got shape "
                               f"{images.shape}")
-        if images.dtype.kind != "f":
-            raise ConfigError(f"{where}: images must be floating-point values, got {images.dtype} (image bytes: "
-                              f"images.astype(np.float32) / 255, as MNIST's are scaled; other numbers: "
-                              f"images.astype(np.float32))")
+        floating_point(f"{where}: images", images, "images")
         # An empty list becomes a float array; it holds no labels, so it is fine.
         if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
             one_hot = labels.ndim == 2 and labels.shape[0] == len(images)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distnet.checks import whole_number
+from distnet.checks import floating_point, whole_number
 from distnet.errors import ConfigError
 
 __all__ = ["Digit", "render_digit"]
@@ -60,10 +60,7 @@ class Digit:
         if pixels.shape != (PIXELS,):
             raise ConfigError(f"a digit has {PIXELS} pixels, got an array of shape {pixels.shape}")
         # Bytes would draw as a solid block of "@", which says nothing of what went wrong.
-        if pixels.dtype.kind != "f":
-            raise ConfigError(f"a digit's pixels must be floating-point values, got {pixels.dtype} (image "
-                              f"bytes: pixels.astype(np.float32) / 255, as MNIST's are scaled; other numbers: "
-                              f"pixels.astype(np.float32))")
+        floating_point("a digit's pixels", pixels, "pixels")
         object.__setattr__(self, "pixels", pixels)
         object.__setattr__(self, "label", whole_number("a digit's label", self.label, 0))
 

@@ -146,9 +146,9 @@ class DistributedTrainer(TrainerBase):
     """
 
     distributed = True
-    requested_workers = Checked(lambda name, value: _checked_workers(value))
-    address = Checked(lambda name, value: _checked_address(value))
-    protocol = Checked(lambda name, value: _checked_protocol(value))
+    requested_workers = Checked(lambda name, workers: _checked_workers(workers))
+    address = Checked(lambda name, address: _checked_address(address))
+    protocol = Checked(lambda name, protocol: _checked_protocol(protocol))
     placement_timeout = Checked(positive_real)
     max_failures = Checked(lambda name, value: whole_number(name, value, 0))
 
