@@ -103,7 +103,7 @@ class FitResult:
 
 
 #: fit's settings for a new run when not given (a resumed run keeps its own).
-FIT_DEFAULTS = {"epochs": 100, "eval_every": 5, "window": 4}
+FIT_DEFAULTS = {"epochs": 100, "eval_every": 5, "window": 4, "checkpoint_every": 0}
 
 
 def _resolved(given: dict, defaults: dict) -> dict:
@@ -247,7 +247,7 @@ class TrainerBase:
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self, train: Dataset, validation: Dataset | None = None, *, epochs: int | None = None,
             eval_every: int | None = None, window: int | None = None, acceptable_error: float | None = None,
-            run_dir: str | Path | None = None, resume: bool = False, checkpoint_every: int = 0,
+            run_dir: str | Path | None = None, resume: bool = False, checkpoint_every: int | None = None,
             reporter: Reporter | None = None, extra_config: dict | None = None) -> FitResult:
         """Train on ``train`` until early stopping (on ``validation``) or ``epochs`` epochs.
 
@@ -265,7 +265,8 @@ class TrainerBase:
         prints it as ``distnet train`` does); by default nothing is printed.
 
         With ``run_dir`` the run writes config, history, the best network and a checkpoint at each
-        epoch end (and every ``checkpoint_every`` steps when > 0); ``extra_config``, a dict of JSON
+        epoch end (and every ``checkpoint_every`` steps when > 0; None: 0, or a resumed run's own,
+        and one given to a resume is the run's from then on); ``extra_config``, a dict of JSON
         values, goes into its config.json beside the run's own settings (the command line records
         the preset and the data set there). ``resume=True`` continues the
         run found there with its own settings: ``eval_every``, ``window`` and ``acceptable_error``
@@ -316,7 +317,8 @@ class TrainerBase:
                 run.check_has_checkpoint()
         elif run is not None:
             run.check_new()
-        given = {"epochs": epochs, "eval_every": eval_every, "window": window, "acceptable_error": acceptable_error}
+        given = {"epochs": epochs, "eval_every": eval_every, "window": window, "acceptable_error": acceptable_error,
+                 "checkpoint_every": checkpoint_every}
         with run.held(create=not resume) if run is not None else nullcontext():
             data = _data_config(train, validation)
             resumed = self._resume(run, data, given, extra_config, reporter) if run is not None and resume else None
@@ -325,7 +327,7 @@ class TrainerBase:
             with self._session(run, reporter):
                 self._decide_workers(resumed.config["workers"] if resumed else None)
                 start = resumed or self._new_run(run, data, given, extra_config)
-                return self._fit(train, validation, run, start, checkpoint_every, reporter)
+                return self._fit(train, validation, run, start, reporter)
 
     def _check_batches(self, n_samples: int) -> None:
         """ConfigError unless ``n_samples`` training samples make batches for this trainer (the
@@ -370,10 +372,13 @@ class TrainerBase:
         if then != config["workers"]:
             warning = self._other_workers_message(run, checkpoint, then, config["workers"])
         # Recorded once the training starts (its workers placed), so that a later resume without a
-        # number of workers continues with these; and whether it trains on Ray or in one process.
+        # number of workers continues with these; whether it trains on Ray or in one process; and how
+        # often it checkpoints within epochs (a run of an earlier version did so at epoch ends only).
         record = {"workers": config["workers"]} if saved.get("workers") != config["workers"] else {}
         if (saved.get("protocol") is None) != (config.get("protocol") is None):
             record["protocol"] = config.get("protocol")
+        if saved.get("checkpoint_every", 0) != settings["checkpoint_every"]:
+            record["checkpoint_every"] = settings["checkpoint_every"]
         return _Start(settings, config, checkpoint, record, warning)
 
     @staticmethod
@@ -428,13 +433,13 @@ class TrainerBase:
         raise NotImplementedError
 
     def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, start: _Start,
-             checkpoint_every: int, reporter: Reporter) -> FitResult:
+             reporter: Reporter) -> FitResult:
         checkpoint = start.checkpoint
         carried = None  # a resume within an epoch: that epoch's batches are those it began with
         if checkpoint is not None and checkpoint.step:
             carried = (checkpoint.epoch, checkpoint.epoch_shards or checkpoint.config.get("workers", self.shards))
         plan = BatchPlan(len(train), self.batch_size, self.shards, self.seed, carried=carried)
-        epochs, eval_every, window, acceptable_error = start.settings.values()
+        epochs, eval_every, window, acceptable_error, checkpoint_every = start.settings.values()
         self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
         self._base_rate = self.optimizer.learning_rate
         try:

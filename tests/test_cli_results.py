@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from distnet import Network
+from distnet.checkpoint import Checkpoint
 from distnet.cli import main
 from distnet.data import load_dataset, render_digit, write_idx
 from distnet.metrics import confident_mistakes
@@ -160,13 +161,17 @@ def test_resume_keeps_the_schedule_and_augmentation_of_the_run(capsys, fashion_r
 def test_resume_with_more_epochs_trains_a_run_that_ended_at_its_maximum_on(capsys, fashion_run, tmp_path):
     run_dir = tmp_path / "longer"
     shutil.copytree(fashion_run[0], run_dir)
-    status, out, err = run_cli(capsys, "train", "--resume", run_dir, "--epochs", "2", "--quiet")
+    status, out, err = run_cli(capsys, "train", "--resume", run_dir, "--epochs", "2", "--checkpoint-every", "1000",
+                               "--quiet")
     assert (status, err) == (0, "")
     assert json.loads((run_dir / "summary.json").read_text())["epochs"] == 2
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [1, 2]
-    # The new total is the run's now: resumed as it is, it has ended.
-    assert json.loads((run_dir / "config.json").read_text())["epochs"] == 2
+    before_end = Checkpoint.load(run_dir / "checkpoint.prev.npz")
+    assert (before_end.epoch, before_end.step) == (1, 1000)  # of 1562 steps in epoch 2
+    # The new total and checkpoint interval are the run's now (later resumes keep them): resumed as it is, it has ended.
+    assert {k: json.loads((run_dir / "config.json").read_text())[k] for k in ("epochs", "checkpoint_every")} == \
+           {"epochs": 2, "checkpoint_every": 1000}
     status, out, err = run_cli(capsys, "train", "--resume", run_dir, "--quiet")
     assert status == 0 and err.startswith(f"distnet: warning: {run_dir} had ended at epoch 2 (max epochs)")
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}

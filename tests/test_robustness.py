@@ -627,6 +627,22 @@ def test_an_interrupted_run_says_how_to_go_on(capsys, data, tmp_path, monkeypatc
     assert Checkpoint.load(folder / "checkpoint.npz").epoch == (1 if epoch == 1 else 3)
 
 
+def test_a_run_interrupted_in_its_final_test_evaluation_says_the_resume_only_writes_the_summary(
+        capsys, data, tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    monkeypatch.setattr("distnet.metrics.evaluate", interrupt)
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
+    assert status == 130 and not (folder / "summary.json").exists()
+    assert err == (f"\ndistnet: interrupted after the training ended, before its test evaluation and summary; to make "
+                   f"them (training nothing): distnet train --resume {folder}\n")
+    monkeypatch.undo()
+    before = Checkpoint.load(folder / "checkpoint.npz").params
+    status, out, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--quiet")
+    assert status == 0 and err.startswith(f"distnet: warning: {folder} had ended at epoch 1 (max epochs)")
+    assert json.loads((folder / "summary.json").read_text())["epochs"] == 1
+    np.testing.assert_array_equal(Checkpoint.load(folder / "checkpoint.npz").params, before)
+
+
 def test_resume_with_a_damaged_newest_checkpoint_falls_back_with_a_warning(capsys, data, run):
     (run / "checkpoint.npz").write_bytes((run / "checkpoint.npz").read_bytes()[:300])
     previous = (run / "checkpoint.prev.npz").read_bytes()

@@ -254,6 +254,21 @@ def test_an_interrupted_run_resumed_ends_exactly_where_an_uninterrupted_run_ends
 
 
 
+def test_a_resumed_run_checkpoints_within_epochs_as_its_config_records_until_told_otherwise(mnist, tmp_path):
+    run = tmp_path / "run"
+
+    def interrupted_at(epoch, step, **kw):
+        with pytest.raises(KeyboardInterrupt):
+            fit_small(mnist, run, epochs=4, reporter=InterruptAfter(epoch, step), **kw)
+        checkpoint = Checkpoint.load(run / "checkpoint.npz")
+        return (checkpoint.epoch, checkpoint.step), json.loads((run / "config.json").read_text())["checkpoint_every"]
+
+    assert interrupted_at(1, 20, checkpoint_every=20) == ((0, 20), 20)
+    assert interrupted_at(2, 40, resume=True) == ((1, 40), 20)  # not told again: still every 20 steps
+    assert interrupted_at(3, 40, resume=True, checkpoint_every=0) == ((2, 0), 0)  # told: at epoch ends only
+    assert interrupted_at(4, 40, resume=True) == ((3, 0), 0)
+
+
 def test_a_run_bound_for_more_epochs_resumed_to_end_where_it_stopped_evaluates_its_last_epoch(mnist, tmp_path):
     """Stopped after epoch 3 of 6 (evaluated every 2), resumed with epochs=3: as a run of 3 epochs,
     evaluated after the 3rd; it was taken for a run that had ended, its last evaluation epoch 2's."""

@@ -90,8 +90,9 @@ def register(subparsers) -> None:
     train.add_argument("--dtype", choices=["float32", "float64"], help="float32 (the default) or float64")
     train.add_argument("--run-dir", type=folder, help="where to write the run (default: runs/PRESET-DATASET-TIME)")
     train.add_argument("--resume", type=folder, metavar="RUN_DIR", help="continue the run in RUN_DIR")
-    train.add_argument("--checkpoint-every", type=non_negative_int, default=0, metavar="STEPS",
-                       help="also checkpoint every STEPS steps (default: at each epoch end only)")
+    train.add_argument("--checkpoint-every", type=non_negative_int, metavar="STEPS",
+                       help="also checkpoint every STEPS steps, 0 for none (default: at each epoch end only; "
+                            "with --resume, the run's own, and STEPS given becomes the run's)")
     # None unless given, so that --resume can refuse them (see RUN_SETTINGS); run() fills in the defaults.
     train.set_defaults(dataset=None)
     output = train.add_mutually_exclusive_group()
@@ -244,6 +245,7 @@ def fit_and_report(args, trainer, splits, run_dir: Path, fit_args: dict, resume:
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         result = trainer.fit(splits.train, splits.validation, run_dir=run_dir, resume=resume,
                              checkpoint_every=args.checkpoint_every, reporter=reporter, **fit_args)
+    args.training_ended = True  # an interruption from here on leaves only the test evaluation and summary undone
     return finish_train(args, trainer, result, splits, RunDir(run_dir))
 
 
