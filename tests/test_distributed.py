@@ -413,6 +413,57 @@ def test_an_embedded_ray_keeps_pyarrow_out_of_its_workers(tmp_path):
     assert "ray running after a refused resume: False" in done.stdout
 
 
+SECOND_CTRL_C_WHILE_RAY_STOPS = """
+import os
+import signal
+import numpy as np
+import ray
+import ray._private.node
+from distnet import Dense, Nesterov, Network, Reporter
+from distnet.data import Dataset
+from distnet.distributed import DistributedTrainer
+
+class CtrlC(Reporter):
+    def on_steps(self, epoch, step, steps, stats, seconds):
+        raise KeyboardInterrupt
+
+stopped = []
+kill_all_processes = ray._private.node.Node.kill_all_processes
+def second_ctrl_c_first(node, *args, **kwargs):
+    stopped.extend(info.process.pid for infos in node.all_processes.values() for info in infos)
+    os.kill(os.getpid(), signal.SIGINT)  # lands at Python's next instruction: Ray's processes not yet stopped
+    kill_all_processes(node, *args, **kwargs)
+ray._private.node.Node.kill_all_processes = second_ctrl_c_first
+
+rng = np.random.default_rng(0)
+train = Dataset(rng.random((4096, 784), np.float32), rng.integers(0, 10, 4096))
+trainer = DistributedTrainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02),
+                             batch_size=32, workers=1, seed=1)
+try:
+    trainer.fit(train, None, epochs=1, reporter=CtrlC())
+except KeyboardInterrupt:
+    print("interrupted")
+
+def running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+print("ray initialized:", ray.is_initialized())
+print("ray processes:", len(stopped), "running:", sum(map(running, stopped)))
+"""
+
+
+def test_a_second_ctrl_c_while_ray_stops_is_held_until_ray_has_stopped(tmp_path):
+    """Cut short, Ray's shutdown left its node's processes running (and Ray's core worker could end
+    the process with exit status 1, in silence): a second Ctrl-C soon after the first."""
+    done = run_script(SECOND_CTRL_C_WHILE_RAY_STOPS, tmp_path, timeout=120)
+    assert done.stdout.splitlines()[-3:-1] == ["interrupted", "ray initialized: False"]
+    stopped = re.fullmatch(r"ray processes: (\d+) running: (\d+)", done.stdout.splitlines()[-1])
+    assert stopped and int(stopped[1]) >= 3 and stopped[2] == "0", done.stdout
+
 TWO_FITS_AT_ONCE = """
 import threading
 import numpy as np

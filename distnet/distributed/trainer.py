@@ -106,6 +106,29 @@ def _sigterm_handler_kept() -> Iterator[None]:
             signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _interruptions_held() -> Iterator[None]:
+    """Ctrl-C, and a SIGTERM the application handles, delivered once the block has run: a
+    ``ray.shutdown`` cut short (a second Ctrl-C soon after the first) stops Ray's processes half-way,
+    and Ray's core worker, finding them gone, then ends the process at once with exit status 1
+    (nothing said, and Ray's agents left running)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    held: list[int] = []
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {signum: handler for signum, handler in handlers.items() if callable(handler)}
+    for signum in handlers:
+        signal.signal(signum, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        for signum in held[:1]:  # one is enough: it stops the program as the first would have
+            handlers[signum](signum, None)
+
+
 class _RayOfThisProcess:
     """The trainer that started the Ray of this process, while its fit lasts."""
 
@@ -328,7 +351,7 @@ class DistributedTrainer(TrainerBase):
             # The fit's data, in the object store: a Ray this trainer did not start keeps running.
             self._shards, self._validation, self._validation_refs, self._origin = [], None, None, None
             if self._started_ray:
-                with _RayOfThisProcess.lock:
+                with _RayOfThisProcess.lock, _interruptions_held():
                     try:
                         ray.shutdown()
                     finally:
