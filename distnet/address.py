@@ -57,7 +57,7 @@ def parse_address(address: str) -> tuple[str, int] | None:
                           f"training to it as a job (distnet submit --address http://{host}:8265)")
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"cluster address {address!r} is not 'auto' or HOST:PORT (e.g. 10.0.0.5:6379)")
+        raise ConfigError(f"cluster address {address!r} is not 'auto', 'local' or HOST:PORT (e.g. 10.0.0.5:6379)")
     return host.strip("[]"), int(port)
 
 

@@ -264,7 +264,7 @@ def test_no_workers_points_to_the_single_process_trainer():
     ({"address": 123}, "address must be 'auto', 'local', a cluster's HOST:PORT or None (RAY_ADDRESS's cluster, else "
                        "a Ray of this process's own), got 123"),  # an AttributeError in fit
     ({"address": ""}, "address must be 'auto', 'local', a cluster's HOST:PORT or None"),  # taken for None
-    ({"address": "foo"}, "cluster address 'foo' is not 'auto' or HOST:PORT (e.g. 10.0.0.5:6379)"),
+    ({"address": "foo"}, "cluster address 'foo' is not 'auto', 'local' or HOST:PORT (e.g. 10.0.0.5:6379)"),
 ])
 def test_how_to_run_is_checked_when_the_trainer_is_made_and_when_it_is_changed(options, message):
     with pytest.raises(ConfigError, match=re.escape(message)):

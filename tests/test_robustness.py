@@ -284,6 +284,9 @@ BAD_OPTIONS = {
     "unknown preset": (["--preset", "nope"], "argument --preset: invalid choice: 'nope'"),
     "unknown dataset": (["--dataset", "nope"], "argument --dataset: invalid choice: 'nope'"),
     "unknown protocol": (["--protocol", "carrier-pigeon"], "argument --protocol: invalid choice"),
+    "--activation without hidden layers": (["--hidden", "none", "--activation", "tanh"],
+                                           "--activation tanh is the hidden layers' activation, and this network "
+                                           "has none (--hidden none): give hidden layers, or leave --activation out"),
 }
 
 
@@ -348,7 +351,7 @@ def test_an_address_that_does_not_answer_fails_within_seconds(data, tmp_path, of
 @pytest.mark.parametrize("address", ["localhost", "10.0.0.5:", "10.0.0.5:http", "10.0.0.5:70000"])
 def test_a_malformed_address_is_refused_while_parsing(capsys, tmp_path, address):
     status, _, err = cli(capsys, "train", "--address", address, "--run-dir", tmp_path / "run")
-    assert_clean_error(status, err, f"argument --address: cluster address {address!r} is not 'auto' or HOST:PORT")
+    assert_clean_error(status, err, f"argument --address: cluster address {address!r} is not 'auto', 'local' or HOST:PORT")
     assert not (tmp_path / "run").exists()
 
 

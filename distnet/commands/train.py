@@ -146,6 +146,9 @@ def preset_with_options(args: argparse.Namespace) -> Preset:
                                                     cost=args.cost, l2=args.l2)
     if args.hidden is not None or args.activation is not None:
         sizes = [size for size, _ in preset.hidden] if args.hidden is None else args.hidden
+        if args.activation and not sizes:
+            raise ConfigError(f"--activation {args.activation} is the hidden layers' activation, and this network "
+                              f"has none (--hidden none): give hidden layers, or leave --activation out")
         activation = {"name": args.activation} if args.activation else preset.hidden[0][1]
         preset = replace(preset, hidden=tuple((size, activation) for size in sizes))
     if args.learning_rate is not None:
