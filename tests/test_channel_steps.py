@@ -4,8 +4,12 @@ FIFOs). What a chunk of steps computes, and what it reports, whatever goes wrong
 import contextlib
 import errno
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -266,6 +270,29 @@ def test_no_room_for_a_channel_is_said_and_leaves_no_files(monkeypatch):
     with pytest.raises(ConfigError, match=r"protocol 'channel': .* has no room .*--shm-size\), or use protocol 'plain'"):
         ChannelSteps.open(server, workers, required=True)
 
+
+def test_the_channel_of_a_creator_that_died_while_it_opened_is_removed_when_the_next_is_created(tmp_path):
+    """Its names go once everyone has attached: a crash (or Ctrl-C) before that left them, and the
+    shared memory, in /dev/shm for good. Only channels of a process that is gone are removed."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, check=True)
+    spec = ch.create_channel(WORKERS, 10, np.float64)
+    ch.remove_channel(spec)
+    base, prefix = Path(spec.folder).parent, ch._creator_prefix()
+    folders = {"abandoned": base / f"{prefix}{int(ended.stdout)}-{tmp_path.name}",
+               "of a live creator": base / f"{prefix}{os.getpid()}-{tmp_path.name}",
+               "of another PID namespace": base / f"distnet-1-{int(ended.stdout)}-{tmp_path.name}"}
+    try:
+        for folder in folders.values():
+            folder.mkdir()
+            (folder / "memory").write_bytes(b"x")
+        spec = ch.create_channel(WORKERS, 10, np.float64)
+        ch.remove_channel(spec)
+        assert {name: folder.exists() for name, folder in folders.items()} == {
+            "abandoned": False, "of a live creator": True, "of another PID namespace": True}
+    finally:
+        for folder in folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
 
 def test_a_fifo_that_is_gone_is_said_at_once_not_as_a_peer_that_never_came():
     spec = ch.create_channel(WORKERS, 10, np.float64)

@@ -82,9 +82,11 @@ class ChannelSpec:
 
 
 def create_channel(workers: int, parameters: int, dtype: np.dtype | str) -> ChannelSpec:
-    """Create the shared-memory file and FIFOs (in /dev/shm where it exists)."""
+    """Create the shared-memory file and FIFOs (in /dev/shm where it exists), first removing the
+    channels whose creators have died."""
     base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-    folder = Path(base) / f"distnet-{uuid.uuid4().hex[:12]}"
+    remove_abandoned_channels(base)
+    folder = Path(base) / f"{_creator_prefix()}{os.getpid()}-{uuid.uuid4().hex[:12]}"
     spec = ChannelSpec(str(folder), _host_id(), workers, parameters, np.dtype(dtype).name)
     size = sum(spec.layout())
     try:
@@ -110,6 +112,37 @@ def create_channel(workers: int, parameters: int, dtype: np.dtype | str) -> Chan
 
 def remove_channel(spec: ChannelSpec) -> None:
     shutil.rmtree(spec.folder, ignore_errors=True)
+
+
+def remove_abandoned_channels(base: str) -> None:
+    """Remove the channels in ``base`` whose creating process has died: a channel's names go once
+    everyone has attached, so only a crash, or an interruption, while one opens leaves them (the
+    shared memory too, up to (workers + 1) x the parameters' size). Only channels of processes
+    this one can see (its PID namespace) are judged."""
+    prefix = _creator_prefix()
+    for folder in Path(base).glob(f"{prefix}*-*"):
+        pid = folder.name[len(prefix):].partition("-")[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _creator_prefix() -> str:
+    """The start of the name of a channel this process creates: "distnet-", then the PID namespace."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # no /proc (macOS): one namespace
+        namespace = 0
+    return f"distnet-{namespace}-"
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def reachable(spec: ChannelSpec) -> bool:

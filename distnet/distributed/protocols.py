@@ -122,7 +122,8 @@ class ChannelSteps(StepProtocol):
         finally:
             # Once everyone holds the memory mapped and the FIFOs open the names can go, so that no
             # crash (of a driver, server or worker) can leave files behind in /dev/shm; nor may a
-            # failure on the way there.
+            # failure on the way there. (A crash on the way: the next channel created on the host
+            # removes them, its creator being gone.)
             _remove_channel(server, spec)
 
     def run(self, epoch, start, stop):
