@@ -166,9 +166,9 @@ def _how_to_go_on(args: argparse.Namespace) -> str:
     run = _training_run(args)
     if run is None:
         return ""
+    if getattr(args, "summary_written", False):
+        return f" after the run ended; its summary is in {run.summary_path}"
     if getattr(args, "training_ended", False):
-        if run.summary_path.exists():
-            return f" after the run ended; its summary is in {run.summary_path}"
         return (f" after the training ended, before its test evaluation and summary; to make them (training "
                 f"nothing): {run.resume_command()}")
     if run.has_checkpoint():

@@ -174,13 +174,9 @@ class RunDir:
         except OSError as e:
             raise self._cannot_create(e) from None
 
-    def set_epochs(self, epochs: int) -> None:
-        """Record a new total of epochs for the run (a resume that trains it on for longer)."""
-        self.update_config({"epochs": epochs})
-
     def update_config(self, changes: dict) -> None:
-        """Record ``changes`` to the run's configuration (a resume to a new total of epochs, or with
-        another number of workers), for the resumes after it."""
+        """Record ``changes`` to the run's configuration (a resume to a new total of epochs, with
+        another checkpoint interval or number of workers), for the resumes after it."""
         write_json(self.config_path, {**self.config(), **changes})
 
     def _make_folder(self) -> bool:

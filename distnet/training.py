@@ -365,20 +365,22 @@ class TrainerBase:
         if ended is not None:
             self._decide_workers(config["workers"])  # (the run's, or the trainer's own): what shards says
             return ended
-        if checkpoint.config.get("epochs") != settings["epochs"]:
-            run.set_epochs(settings["epochs"])  # so that a later resume without ``epochs`` trains to the same end
+        # Recorded at once, so that a later resume without them trains to the same end, as often
+        # checkpointed (a run of a version that did not record its checkpoint interval: 0, epoch ends).
+        changed = {"epochs": settings["epochs"]} if checkpoint.config.get("epochs") != settings["epochs"] else {}
+        if saved.get("checkpoint_every", 0) != settings["checkpoint_every"]:
+            changed["checkpoint_every"] = settings["checkpoint_every"]
+        if changed:
+            run.update_config(changed)
         then = checkpoint.config.get("workers", config["workers"])
         warning = None
         if then != config["workers"]:
             warning = self._other_workers_message(run, checkpoint, then, config["workers"])
         # Recorded once the training starts (its workers placed), so that a later resume without a
-        # number of workers continues with these; whether it trains on Ray or in one process; and how
-        # often it checkpoints within epochs (a run of an earlier version did so at epoch ends only).
+        # number of workers continues with these; and whether it trains on Ray or in one process.
         record = {"workers": config["workers"]} if saved.get("workers") != config["workers"] else {}
         if (saved.get("protocol") is None) != (config.get("protocol") is None):
             record["protocol"] = config.get("protocol")
-        if saved.get("checkpoint_every", 0) != settings["checkpoint_every"]:
-            record["checkpoint_every"] = settings["checkpoint_every"]
         return _Start(settings, config, checkpoint, record, warning)
 
     @staticmethod

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -257,7 +258,8 @@ def test_no_room_for_a_channel_is_said_and_leaves_no_files(monkeypatch):
     with pytest.raises(ch.ChannelUnavailable, match=rf"^{base} has no room for the step channel's 0.2 MiB of shared "
                                                     r"memory \(No space left on device\)$"):
         ch.create_channel(WORKERS, 10_000, np.float64)
-    assert {name for name in os.listdir(base) if name.startswith("distnet-")} == before
+    # (It may remove a channel that a process killed elsewhere left, abandoned: none may be added.)
+    assert {name for name in os.listdir(base) if name.startswith("distnet-")} <= before
 
     monkeypatch.setattr(ray, "get", lambda value, **options: value)
 
@@ -279,17 +281,19 @@ def test_the_channel_of_a_creator_that_died_while_it_opened_is_removed_when_the_
     spec = ch.create_channel(WORKERS, 10, np.float64)
     ch.remove_channel(spec)
     base, prefix = Path(spec.folder).parent, ch._creator_prefix()
-    folders = {"abandoned": base / f"{prefix}{int(ended.stdout)}-{tmp_path.name}",
-               "of a live creator": base / f"{prefix}{os.getpid()}-{tmp_path.name}",
-               "of another PID namespace": base / f"distnet-1-{int(ended.stdout)}-{tmp_path.name}"}
+    tag = uuid.uuid4().hex[:12]  # as create_channel names them
+    folders = {"abandoned": base / f"{prefix}{int(ended.stdout)}-{tag}",
+               "of a live creator": base / f"{prefix}{os.getpid()}-{tag}",
+               "of another PID namespace": base / f"distnet-1-{int(ended.stdout)}-{tag}",
+               "no PID": base / f"{prefix}99999999999-{tag}", "not ASCII digits": base / f"{prefix}\u00b2-{tag}",
+               "named otherwise": base / f"{prefix}{int(ended.stdout)}-{tag}-mine"}
     try:
         for folder in folders.values():
             folder.mkdir()
             (folder / "memory").write_bytes(b"x")
         spec = ch.create_channel(WORKERS, 10, np.float64)
         ch.remove_channel(spec)
-        assert {name: folder.exists() for name, folder in folders.items()} == {
-            "abandoned": False, "of a live creator": True, "of another PID namespace": True}
+        assert [name for name, folder in folders.items() if not folder.exists()] == ["abandoned"]
     finally:
         for folder in folders.values():
             shutil.rmtree(folder, ignore_errors=True)

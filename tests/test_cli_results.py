@@ -209,8 +209,8 @@ def test_train_builds_the_network_the_options_describe_on_a_preset(capsys, tmp_p
     assert config["optimizer"] == {"name": "nesterov", "learning_rate": 0.02, "momentum": 0.87}  # the rest: seed's
     assert err.splitlines()[0].startswith("training 784-20-10-10, 16,020 parameters")
     assert Network.load(tmp_path / "run").sizes == [784, 20, 10, 10]
-    status, _, err = run_cli(capsys, "train", "--workers", "0", "--hidden", "none", "--activation", "relu",
-                             "--epochs", "1", "--run-dir", tmp_path / "linear")
+    status, _, err = run_cli(capsys, "train", "--workers", "0", "--hidden", "none", "--epochs", "1",
+                             "--run-dir", tmp_path / "linear")
     assert status == 0 and "training 784-10, 7,850 parameters" in err  # no hidden layer: a linear classifier
     for wrong, message in (("0,5", "every layer needs at least 1 neuron, got 0,5"),
                            ("128;64", "expected sizes such as 128,64 (or none), got '128;64'")):

@@ -3,6 +3,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import warnings
@@ -412,6 +413,37 @@ def test_an_embedded_ray_keeps_pyarrow_out_of_its_workers(tmp_path):
     assert "refused: cannot resume: the run was started with another seed (1 in its" in done.stdout
     assert "ray running after a refused resume: False" in done.stdout
 
+
+def _signalled(signum, then_run=()):
+    """Send ``signum`` to this process, then run ``then_run`` (as the block goes on)."""
+    os.kill(os.getpid(), signum)
+    for step in then_run:
+        step()
+
+
+def test_ctrl_c_and_sigterm_are_held_until_the_block_has_run_and_a_second_goes_through_at_once():
+    from distnet.distributed.trainer import _interruptions_held
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with _interruptions_held():
+            _signalled(signal.SIGINT, [lambda: done.append("block")])
+    assert done == ["block"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    terminated = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(done.copy()))
+    try:
+        with _interruptions_held():
+            _signalled(signal.SIGTERM, [lambda: done.append("block 2")])
+        assert terminated == [["block", "block 2"]]  # its own handler, once the block had run
+
+        with pytest.raises(KeyboardInterrupt):  # the second: inside the block, which never ends
+            with _interruptions_held():
+                _signalled(signal.SIGTERM, [lambda: os.kill(os.getpid(), signal.SIGINT), lambda: done.append("never")])
+        assert "never" not in done and len(terminated) == 1  # the first stays held: one stop is enough
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 SECOND_CTRL_C_WHILE_RAY_STOPS = """
 import os

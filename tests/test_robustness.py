@@ -644,6 +644,15 @@ def test_a_run_interrupted_in_its_final_test_evaluation_says_the_resume_only_wri
     assert status == 0 and err.startswith(f"distnet: warning: {folder} had ended at epoch 1 (max epochs)")
     assert json.loads((folder / "summary.json").read_text())["epochs"] == 1
     np.testing.assert_array_equal(Checkpoint.load(folder / "checkpoint.npz").params, before)
+    # Trained on past that ending and stopped the same way, it holds the first ending's summary:
+    # a resume replaces it (it was kept as the ended run's).
+    monkeypatch.setattr("distnet.metrics.evaluate", interrupt)
+    status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--epochs", "2", "--quiet")
+    assert status == 130 and "interrupted after the training ended, before its test evaluation and summary" in err
+    monkeypatch.undo()
+    status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--quiet")
+    assert status == 0 and err.startswith(f"distnet: warning: {folder} had ended at epoch 2 (max epochs)")
+    assert json.loads((folder / "summary.json").read_text())["epochs"] == 2
 
 
 def test_resume_with_a_damaged_newest_checkpoint_falls_back_with_a_warning(capsys, data, run):

@@ -252,6 +252,17 @@ def fit_and_report(args, trainer, splits, run_dir: Path, fit_args: dict, resume:
     return finish_train(args, trainer, result, splits, RunDir(run_dir))
 
 
+def _summarises(run: RunDir, result) -> bool:
+    """Whether the run's summary.json is that of the ending ``result`` (one that trained on past
+    an earlier ending, and was stopped before its summary, still holds the earlier one's)."""
+    try:
+        written = json.loads(run.summary_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(written, dict) and (written.get("epochs"), written.get("stop_reason")) == (
+        result.epochs, result.stop_reason)
+
+
 def finish_train(args, trainer, result, splits, run: RunDir) -> int:
     from ..metrics import evaluate
 
@@ -263,8 +274,9 @@ def finish_train(args, trainer, result, splits, run: RunDir) -> int:
                "protocol": trainer.active_protocol if trainer.distributed else "single-process",
                "placement": getattr(trainer, "placement", []),
                "failures": run.failures(), "test": test.to_dict()}  # every session's, not only this one's
-    if not (result.already_ended and run.summary_path.exists()):  # the first ending's summary stays
+    if not (result.already_ended and _summarises(run, result)):  # the ending's own summary stays
         run.write_summary(summary)
+    args.summary_written = True
     if args.json:
         print(json.dumps({"event": "summary", **summary}))
         return 0

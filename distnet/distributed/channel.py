@@ -26,6 +26,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -118,11 +119,16 @@ def remove_abandoned_channels(base: str) -> None:
     """Remove the channels in ``base`` whose creating process has died: a channel's names go once
     everyone has attached, so only a crash, or an interruption, while one opens leaves them (the
     shared memory too, up to (workers + 1) x the parameters' size). Only channels of processes
-    this one can see (its PID namespace) are judged."""
-    prefix = _creator_prefix()
-    for folder in Path(base).glob(f"{prefix}*-*"):
-        pid = folder.name[len(prefix):].partition("-")[0]
-        if pid.isdigit() and not _process_exists(int(pid)):
+    this one can see (its PID namespace) are judged, and only names as :func:`create_channel`
+    makes them (anyone may write into /dev/shm)."""
+    name = re.compile(re.escape(_creator_prefix()) + r"([0-9]{1,10})-[0-9a-f]{12}")
+    try:
+        folders = list(Path(base).iterdir())
+    except OSError:
+        return  # a new channel does not need the old ones gone
+    for folder in folders:
+        creator = name.fullmatch(folder.name)
+        if creator and not _process_exists(int(creator[1])):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -136,11 +142,13 @@ def _creator_prefix() -> str:
 
 
 def _process_exists(pid: int) -> bool:
+    """Whether process ``pid`` may still run: False only when no such process exists (a zombie,
+    another user's process and a number no PID can be all count as running: left alone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's
+    except (PermissionError, OverflowError):  # another user's; a number no PID can be
         return True
     return True
 

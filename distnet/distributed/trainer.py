@@ -108,25 +108,37 @@ def _sigterm_handler_kept() -> Iterator[None]:
 
 @contextmanager
 def _interruptions_held() -> Iterator[None]:
-    """Ctrl-C, and a SIGTERM the application handles, delivered once the block has run: a
-    ``ray.shutdown`` cut short (a second Ctrl-C soon after the first) stops Ray's processes half-way,
-    and Ray's core worker, finding them gone, then ends the process at once with exit status 1
-    (nothing said, and Ray's agents left running)."""
+    """Ctrl-C and SIGTERM delivered once the block has run, or at once if one comes a second time
+    meanwhile (the way out of a block that hangs): a ``ray.shutdown`` cut short (by a second Ctrl-C
+    soon after the first) stops Ray's processes half-way, and Ray's core worker, finding them gone,
+    then ends the process at once with exit status 1 (nothing said, and Ray's agents left running)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only
         return
-    held: list[int] = []
+    # Not one ignored, nor one set outside Python (None), which could not be put back.
     handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    handlers = {signum: handler for signum, handler in handlers.items() if callable(handler)}
+    handlers = {signum: handler for signum, handler in handlers.items() if handler not in (signal.SIG_IGN, None)}
+    held: list[int] = []
+
+    def restore() -> None:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+    def hold(signum, frame) -> None:
+        held.append(signum)
+        if len(held) == 2:
+            restore()
+            signal.raise_signal(signum)
+
     for signum in handlers:
-        signal.signal(signum, lambda signum, frame: held.append(signum))
+        signal.signal(signum, hold)
     try:
         yield
     finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-        for signum in held[:1]:  # one is enough: it stops the program as the first would have
-            handlers[signum](signum, None)
+        if len(held) < 2:
+            restore()
+            if held:  # to its own handler, as if it came now (SIGTERM's default ends the process)
+                signal.raise_signal(held[0])
 
 
 class _RayOfThisProcess:
