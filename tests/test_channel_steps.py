@@ -298,6 +298,7 @@ def test_the_channel_of_a_creator_that_died_while_it_opened_is_removed_when_the_
         for folder in folders.values():
             shutil.rmtree(folder, ignore_errors=True)
 
+
 def test_a_fifo_that_is_gone_is_said_at_once_not_as_a_peer_that_never_came():
     spec = ch.create_channel(WORKERS, 10, np.float64)
     ch.remove_channel(spec)  # as once everyone has attached

@@ -642,7 +642,6 @@ def test_saving_to_a_folder_says_to_give_a_file_name(tmp_path, monkeypatch, fold
     assert [p.name for p in tmp_path.rglob("*")] == ["models"]
 
 
-
 def test_a_network_saved_and_loaded_under_home_is_expanded_as_a_shell_would(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -652,6 +651,7 @@ def test_a_network_saved_and_loaded_under_home_is_expanded_as_a_shell_would(tmp_
     np.testing.assert_array_equal(Network.load("~/models/a.npz").params, net.params)
     np.testing.assert_array_equal(Network.load_original_json("~/models/a.json").params, net.params)
     assert not (tmp_path / "~").exists()
+
 
 def test_from_spec_rebuilds_the_architecture():
     net = small_net(np.float32)

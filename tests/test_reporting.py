@@ -47,7 +47,6 @@ def test_evaluate_takes_a_dataset_or_arrays_and_refuses_no_samples_and_missing_l
         evaluation_of(np.where(np.arange(5)[:, None] == 2, np.nan, OUTPUTS), LABELS)  # row 2 counted as class 0
 
 
-
 def test_evaluate_refuses_data_of_other_classes_than_the_network_s_outputs():
     data = Dataset(np.random.default_rng(0).random((9, 4), np.float32), np.arange(9) % 3, "mine", ("a", "b", "c"))
     for outputs, classes in ((5, "3 classes \\(a, b, c\\)"), (2, "3 classes \\(a, b, c\\)")):
@@ -59,6 +58,7 @@ def test_evaluate_refuses_data_of_other_classes_than_the_network_s_outputs():
     with pytest.raises(ConfigError, match=r"gives 3 outputs, one per class, and the data has 10 classes "
                                           r"\(0, 1, 2, 3, 4, 5, 6, 7, 8, 9\)"):
         evaluate(Network([Dense(3, "softmax")], input_size=4, seed=0), digits)
+
 
 def test_confident_mistakes_come_surest_first():
     assert confident_mistakes(OUTPUTS, LABELS, 10).tolist() == [3, 1, 2]
@@ -280,7 +280,6 @@ def test_json_lines_reporter_emits_one_object_per_event():
     assert events[1]["validation_error"] == 0.05 and events[2]["stop_reason"] == "max_epochs"
 
 
-
 def test_a_reporter_given_a_file_name_instead_of_a_stream_is_refused_at_once(tmp_path):
     for reporter in (JsonLinesReporter, TerminalReporter):
         with pytest.raises(ConfigError, match=r"^a reporter writes to a text stream, such as sys.stdout or "
@@ -301,6 +300,7 @@ def test_a_reporter_given_a_file_name_instead_of_a_stream_is_refused_at_once(tmp
     TerminalReporter(lines).on_evaluation({"epoch": 1, "train_error": 0.5, "train_cost": 1.0, "learning_rate": 0.1,
                                            "epoch_seconds": 1.0, "elapsed_seconds": 1.0})
     assert lines.text.startswith("epoch   1  train error 50.00%")
+
 
 def test_a_recovery_is_one_line_on_the_terminal_and_one_event_in_json_lines():
     what = "worker 1 (pid 123) lost at epoch 5, step 40"

@@ -152,7 +152,6 @@ def fit_small(mnist, run_dir=None, epochs=2, resume=False, network=None, window=
                        resume=resume, **kw), net
 
 
-
 def test_a_step_on_one_1d_sample_is_the_step_on_that_one_row():
     x, y = np.linspace(0.1, 0.9, 784), np.eye(10)[3]
     one_d, two_d = tiny_network(), tiny_network()
@@ -207,6 +206,7 @@ def test_a_run_directory_under_home_is_expanded_as_a_shell_would(mnist, tmp_path
     assert result.run_dir == tmp_path / "runs" / "x" and (tmp_path / "runs" / "x" / "config.json").is_file()
     assert not (tmp_path / "~").exists()
 
+
 def test_fit_writes_a_complete_run_directory(mnist, tmp_path):
     result, net = fit_small(mnist, tmp_path / "run", epochs=3)
     run = tmp_path / "run"
@@ -253,7 +253,6 @@ def test_an_interrupted_run_resumed_ends_exactly_where_an_uninterrupted_run_ends
     assert (resumed.best_epoch, resumed.best_error) == (whole.best_epoch, whole.best_error)
 
 
-
 def test_a_resumed_run_checkpoints_within_epochs_as_its_config_records_until_told_otherwise(mnist, tmp_path):
     run = tmp_path / "run"
 
@@ -298,6 +297,7 @@ def test_a_run_bound_for_more_epochs_resumed_to_end_where_it_stopped_evaluates_i
                                           "checkpoint, written before checkpoints kept an epoch's statistics, cannot "
                                           "evaluate it as a run ending there would: resume it with more epochs$"):
         fit_small(mnist, old, epochs=3, eval_every=2, resume=True)
+
 
 def test_a_resume_on_another_number_of_shards_warns_ends_its_epoch_as_begun_and_records_the_number(mnist, tmp_path):
     """Told no number (shards not set), a single-process trainer takes the run's and ends exactly
@@ -558,7 +558,6 @@ def test_a_checkpoint_without_the_best_network_resumes_with_best_npz(mnist, tmp_
     assert (run / "best.npz").read_bytes() == best  # and not rewritten
 
 
-
 @pytest.mark.parametrize("best_npz", ["kept", "gone"])
 def test_an_ended_run_whose_checkpoint_lacks_the_best_network_returns_best_npz_or_its_last(mnist, tmp_path,
                                                                                            best_npz):
@@ -580,6 +579,7 @@ def test_an_ended_run_whose_checkpoint_lacks_the_best_network_returns_best_npz_o
         np.testing.assert_array_equal(again.best_network.params, checkpoint.params)
         assert np.isnan(again.best_error) and again.best_epoch == 2
     np.testing.assert_array_equal(net.params, checkpoint.params)
+
 
 def test_a_run_without_validation_resumed_to_more_epochs_ends_with_its_last_network(mnist, tmp_path):
     run, train = tmp_path / "run", mnist.train.subset(slice(0, 2000))
@@ -987,7 +987,6 @@ def test_divergence_through_huge_finite_costs_is_reported_as_divergence():
         Trainer(network, Nesterov(0.01, 0.9), batch_size=32, seed=1).fit(train, epochs=5)
 
 
-
 @pytest.mark.parametrize("changes, message", [
     ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),  # reached the trainer
     ({"l2": 5}, "l2 must be a number in [0, 1), got 5"),
@@ -999,6 +998,7 @@ def test_divergence_through_huge_finite_costs_is_reported_as_divergence():
 def test_a_preset_changed_to_what_no_run_could_take_is_refused(changes, message):
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
         get_preset("seed").with_overrides(**changes)
+
 
 def test_seed_preset_is_the_articles_configuration():
     # The MNIST example of the original (../shared/reference/java-original.md, "The MNIST example").

@@ -466,7 +466,6 @@ def check_scorable(outputs: np.ndarray) -> None:
                           f"np.isfinite(net.params).all()")
 
 
-
 def _file_to_write(path: str | os.PathLike) -> Path:
     """``path`` ("~" expanded) for a network to be written to; ConfigError if it is a folder."""
     path = Path(path).expanduser()
