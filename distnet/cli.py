@@ -85,7 +85,7 @@ def _terminate(signum, frame) -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv); returns the exit status."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = _parse(parser, sys.argv[1:] if argv is None else list(argv))
     if unknown:  # said by the command's parser, so that the advice is that command's --help
         command = parser.commands[args.command]
         command.error(f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(command, unknown)}")
@@ -119,6 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:  # None: a handler not set from Python, which cannot be put back
             signal.signal(signal.SIGTERM, previous)
+
+
+def _parse(parser: _Parser, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The command's arguments and the words it did not recognise. A command's file names may
+    follow its options too (``predict MODEL a.png --invert no b.png``): argparse alone takes
+    positionals in one run, so a command left with stray words is parsed again intermixed."""
+    args, unknown = parser.parse_known_args(argv)
+    if not any(not word.startswith("-") for word in unknown):
+        return args, unknown
+    # The command is the first word that is not an option (the top level has only --help and
+    # --version, which exit).
+    words = argv[argv.index(args.command) + 1:]
+    return parser.commands[args.command].parse_known_intermixed_args(words, argparse.Namespace(command=args.command))
 
 
 def _training_run(args: argparse.Namespace):

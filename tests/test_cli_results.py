@@ -416,8 +416,10 @@ def test_predict_npy_and_idx_give_the_network_s_answers(capsys, mnist_run, mnist
     np.save(tmp_path / "five-int64.npy", pixels.astype(np.int64))  # bytes as NumPy's default integers
     write_idx(tmp_path / "five-idx3-ubyte", pixels)
     expected = Network.load(run_dir / "best.npz").predict(pixels.reshape(5, 784) / np.float32(255))
-    status, out, _ = run_cli(capsys, "predict", run_dir / "best.npz", tmp_path / "five.npy",
-                             tmp_path / "five-idx3-ubyte", tmp_path / "one.npy", tmp_path / "five-int64.npy", "--json")
+    # options may stand between the file names too
+    status, out, _ = run_cli(capsys, "predict", run_dir / "best.npz", tmp_path / "five.npy", "--json",
+                             tmp_path / "five-idx3-ubyte", "--invert", "no", tmp_path / "one.npy",
+                             tmp_path / "five-int64.npy")
     results = [json.loads(line) for line in out.splitlines()]
     assert status == 0 and len(results) == 16
     assert [r["file"] for r in results[:2]] == [f"{tmp_path / 'five.npy'}[0]", f"{tmp_path / 'five.npy'}[1]"]
