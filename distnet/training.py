@@ -7,12 +7,10 @@ in this process (:class:`distnet.trainer.Trainer`) or on Ray actors
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 import warnings
-import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -24,11 +22,13 @@ import numpy as np
 from .batches import BatchPlan
 from .checkpoint import Checkpoint
 from .data import Dataset
-from .errors import ConfigError, DistnetError, ModelFormatError, TrainingDivergedError
+from .errors import ConfigError, ModelFormatError, TrainingDivergedError
 from .data.augment import RandomAffine
 from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
-from .progress import Reporter, count
+from .progress import Reporter
+from .resume import (best_params_of, check_resumable, data_config, evaluation_owed, holds_best,
+                     other_workers_message)
 from .rundir import RunDir
 from .checks import instance_of, positive_int, positive_real, seed_or_none
 from .fit_arguments import (check_finite, check_finite_state, check_fit_arguments, checked_extra_config,
@@ -320,7 +320,7 @@ class TrainerBase:
         given = {"epochs": epochs, "eval_every": eval_every, "window": window, "acceptable_error": acceptable_error,
                  "checkpoint_every": checkpoint_every}
         with run.held(create=not resume) if run is not None else nullcontext():
-            data = _data_config(train, validation)
+            data = data_config(train, validation)
             resumed = self._resume(run, data, given, extra_config, reporter) if run is not None and resume else None
             if isinstance(resumed, FitResult):
                 return resumed  # the run had ended: nothing trained, written or started
@@ -360,7 +360,7 @@ class TrainerBase:
                                    f"new run") from None
         with self._workers_of_run(saved.get("workers")):
             config = self._run_config(data, settings, extra_config)
-            self._check_resumable(checkpoint.config, config)
+            check_resumable(checkpoint.config, config)
         ended = self._ended_run(run, checkpoint, settings["epochs"], reporter)
         if ended is not None:
             self._decide_workers(config["workers"])  # (the run's, or the trainer's own): what shards says
@@ -375,27 +375,13 @@ class TrainerBase:
         then = checkpoint.config.get("workers", config["workers"])
         warning = None
         if then != config["workers"]:
-            warning = self._other_workers_message(run, checkpoint, then, config["workers"])
+            warning = other_workers_message(run, checkpoint, then, config["workers"])
         # Recorded once the training starts (its workers placed), so that a later resume without a
         # number of workers continues with these; and whether it trains on Ray or in one process.
         record = {"workers": config["workers"]} if saved.get("workers") != config["workers"] else {}
         if (saved.get("protocol") is None) != (config.get("protocol") is None):
             record["protocol"] = config.get("protocol")
         return _Start(settings, config, checkpoint, record, warning)
-
-    @staticmethod
-    def _other_workers_message(run: RunDir, checkpoint: Checkpoint, then: int, now: int) -> str:
-        """The warning for a resume with another number of workers (shards of the training set)."""
-        message = (f"{run.path} trains on with its mini-batches drawn from {count(now, 'shard')} of the training "
-                   f"set (as {count(now, 'worker')} {'draws' if now == 1 else 'draw'} them), where it drew them "
-                   f"from {then} so far: from here it is another draw of the same training, not bit-identical to "
-                   f"a run that kept {count(then, 'worker')}")
-        if checkpoint.step:
-            drawn = checkpoint.epoch_shards or then
-            message += (f"; epoch {checkpoint.epoch + 1}, which it resumes at step {checkpoint.step}, ends with the "
-                        f"batches it began with (of {count(drawn, 'shard')}: no sample twice in that epoch), and "
-                        f"the new ones start with epoch {checkpoint.epoch + 2}")
-        return message
 
     def _run_config(self, data: dict, settings: dict, extra_config: dict) -> dict:
         own = {**self.config(), **data, **settings}
@@ -466,7 +452,7 @@ class TrainerBase:
                                "optimizer": loop.config["optimizer"], "l2": self.rule.l2,
                                "schedule": loop.config["schedule"],
                                "augmentation": loop.config["augmentation"]})
-            if checkpoint is not None and _evaluation_owed(checkpoint, epochs):
+            if checkpoint is not None and evaluation_owed(checkpoint, epochs):
                 # The run was bound for more epochs and stopped after this one, its last now.
                 verdict = self._evaluate(loop, epoch, *checkpoint.finished_epoch, validation) or verdict
                 self._checkpoint(loop, epoch, 0, StepStats(), finished=checkpoint.finished_epoch)
@@ -495,9 +481,9 @@ class TrainerBase:
         position = checkpoint.epoch, checkpoint.step, replace(checkpoint.epoch_stats)  # a copy: the steps add to it
         if state is None or state["best_epoch"] < 0:
             return *position, None
-        loop.best_params = _best_params(loop.run, checkpoint)
+        loop.best_params = best_params_of(loop.run, checkpoint)
         loop.stopping.load_state(state, loop.best_params)
-        if checkpoint.best_params is not None and not _holds_best(loop.run, loop.best_params, state["best_epoch"]):
+        if checkpoint.best_params is not None and not holds_best(loop.run, loop.best_params, state["best_epoch"]):
             loop.stopping.save_best()  # best.npz as of the checkpoint: a crash left it ahead, or damaged
         evaluator = StopEvaluator.from_state(state["evaluator"])
         return *position, Verdict(False, False, evaluator.lowest, state["best_epoch"])
@@ -574,26 +560,6 @@ class TrainerBase:
                                             finished_epoch=finished))
         loop.since_checkpoint = 0
 
-    @staticmethod
-    def _check_resumable(saved: dict, current: dict) -> None:
-        # Not "workers": a resume may draw its batches from another number of shards (see _resume).
-        keys = ("network", "optimizer", "l2", "batch_size", "seed", "schedule", "augmentation",
-                "train_samples", "eval_every", "window", "acceptable_error")
-        differ = [line for k in keys for line in _differences(k, saved.get(k), current.get(k))]
-        if differ:
-            raise ConfigError(f"cannot resume: the run was started with {'; with '.join(differ)}; resume with the "
-                              f"run's own settings, which its config.json records (if that file was edited, undo "
-                              f"the edit)")
-        if "train_crc32" in saved and saved["train_crc32"] != current["train_crc32"]:  # recorded since 2026-12-01
-            raise ConfigError(f"cannot resume: the training data differ from the run's ({current['train_samples']} "
-                              f"samples as then, but other values); resume with the data the run was started with")
-        validation = ("validation_samples", "validation_crc32")
-        if "validation_samples" in saved and [saved.get(k) for k in validation] != [current[k] for k in validation]:
-            then, now = saved["validation_samples"], current["validation_samples"]
-            differ = f"{now} samples as then, but other values" if then == now else f"{then} samples then, {now} now"
-            raise ConfigError(f"cannot resume: the validation data differ from the run's ({differ}), and the stop "
-                              f"rule compares their errors; resume with the validation set the run was started with")
-
     def _ended_run(self, run: RunDir, checkpoint: Checkpoint, epochs: int, reporter: Reporter) -> FitResult | None:
         """If the run of this checkpoint had ended (its stop rule said stop, or it trained ``epochs``
         epochs), its result as it ended, with nothing trained, written or started; else None.
@@ -607,7 +573,7 @@ class TrainerBase:
             raise ConfigError(f"{run.path} has trained {checkpoint.epoch} epochs"
                               f"{f' and {checkpoint.step} steps' if checkpoint.step else ''}, more than the "
                               f"{epochs} asked for; resume it with a larger number of epochs")
-        elif trained == (epochs, 0) and _evaluation_owed(checkpoint, epochs):
+        elif trained == (epochs, 0) and evaluation_owed(checkpoint, epochs):
             return None  # not ended: a run ending there evaluates its last epoch first
         elif trained == (epochs, 0):
             ending = "max_epochs"
@@ -618,7 +584,7 @@ class TrainerBase:
                       f"to resume; {advice}")
         self.network.set_params(checkpoint.params)  # as after the run, which ended there
         scored = evaluator is not None and math.isfinite(evaluator.lowest)
-        best_params = _best_params(run, checkpoint) if scored else None
+        best_params = best_params_of(run, checkpoint) if scored else None
         evaluated = best_params is not None
         best = Network.from_spec(self.network.spec(), best_params) if evaluated else self.network.copy()
         result = FitResult(best_network=best,
@@ -685,63 +651,3 @@ def trained_on_notes(train: Dataset) -> dict:
     trained on, ``{"trained_on": {"name": "mnist/train", "classes": ["0", ..., "9"]}}``, as text
     (a Dataset of your own may name itself or its classes with any object)."""
     return {"trained_on": {"name": str(train.name), "classes": [str(c) for c in train.classes]}}
-
-
-def _differences(name: str, then, now) -> list[str]:
-    """Where the setting ``name`` differs between a run's checkpoint (``then``) and a resume
-    (``now``): one phrase per differing value, down to the field of a spec that differs
-    ("another network layer 1 size (36 in its checkpoint, 64 now)")."""
-    if then == now:
-        return []
-    if isinstance(then, dict) and isinstance(now, dict):
-        return [line for key in [*then, *(k for k in now if k not in then)]
-                for line in _differences(f"{name} {key}", then.get(key), now.get(key))]
-    if isinstance(then, list) and isinstance(now, list) and len(then) == len(now):
-        singular = name[:-1] if name.endswith("s") else name  # "network layers" -> "network layer 1"
-        return [line for i, (a, b) in enumerate(zip(then, now)) for line in _differences(f"{singular} {i + 1}", a, b)]
-    return [f"another {name} ({then!r} in its checkpoint, {now!r} now)"]
-
-
-def _evaluation_owed(checkpoint: Checkpoint, epochs: int) -> bool:
-    """Whether a resume that ends the run at ``checkpoint``, which stands after epoch ``epochs``, owes
-    that epoch the evaluation a run ending there makes: the run, bound for more epochs, did not
-    evaluate it. ConfigError where the checkpoint lacks that epoch's statistics (written before
-    checkpoints kept them), so that no resume can end the run as a run ending there would."""
-    history = checkpoint.history
-    if (checkpoint.epoch, checkpoint.step) != (epochs, 0) or (history and history[-1].get("epoch") == epochs):
-        return False
-    if checkpoint.finished_epoch is None:
-        raise ConfigError(f"the run has trained {epochs} epochs without evaluating the last, and its checkpoint, "
-                          f"written before checkpoints kept an epoch's statistics, cannot evaluate it as a run "
-                          f"ending there would: resume it with more epochs")
-    return True
-
-
-def _best_params(run: RunDir, checkpoint: Checkpoint) -> np.ndarray | None:
-    """The best network's parameters as of ``checkpoint``: those it holds, or, from a checkpoint
-    written before checkpoints held them, those of the run's best.npz; None if there are none."""
-    if checkpoint.best_params is not None:
-        return checkpoint.best_params
-    return Network.load(run.best_path).params if run.best_path.exists() else None
-
-
-def _holds_best(run: RunDir, params: np.ndarray, epoch: int) -> bool:
-    """Whether the run directory's best.npz and best.json are the best network ``params`` of ``epoch``."""
-    try:
-        saved = Network.load(run.best_path).params
-        record = json.loads(run.best_path.with_suffix(".json").read_text())
-    except (DistnetError, OSError, ValueError):
-        return False
-    return isinstance(record, dict) and record.get("epoch") == epoch and np.array_equal(saved, params)
-
-
-def _data_config(train: Dataset, validation: Dataset | None) -> dict:
-    """What a run records of its data, so that a resume on other data is refused."""
-    return {"train_samples": len(train), "train_crc32": _checksum(train),
-            "validation_samples": len(validation) if validation is not None else 0,
-            "validation_crc32": _checksum(validation) if validation is not None else None}
-
-
-def _checksum(data: Dataset) -> int:
-    """CRC-32 of the samples and labels: a resume on other data of the same size is refused."""
-    return zlib.crc32(np.ascontiguousarray(data.labels), zlib.crc32(np.ascontiguousarray(data.images)))

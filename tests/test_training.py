@@ -624,7 +624,7 @@ def test_a_resume_names_what_differs_before_it_looks_at_the_data(mnist, tmp_path
 
 
 def test_a_refused_resume_names_the_field_of_a_spec_that_differs_not_the_whole_spec():
-    from distnet.training import _differences
+    from distnet.resume import _differences
     then = Network([Dense(36, "leaky_relu"), Dense(10, "softmax")], input_size=784).spec()
     now = Network([Dense(64, {"name": "leaky_relu", "alpha": 0.1}), Dense(10, "softmax")], input_size=784).spec()
     assert _differences("network", then, now) == ["another network layer 1 size (36 in its checkpoint, 64 now)",

@@ -1,0 +1,118 @@
+"""What a resumed run is checked against and takes from the run folder it continues.
+
+:meth:`distnet.training.TrainerBase.fit` with ``resume=True`` refuses a resume whose trainer, data or
+stop rule differ from the run's (:func:`check_resumable`, on what :func:`data_config` records), warns
+when it draws its batches from another number of workers (:func:`other_workers_message`), and picks
+up the best network and a last evaluation the run still owes.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+
+from .checkpoint import Checkpoint
+from .data import Dataset
+from .errors import ConfigError, DistnetError
+from .nn import Network
+from .progress import count
+from .rundir import RunDir
+
+__all__ = ["best_params_of", "check_resumable", "data_config", "evaluation_owed", "holds_best",
+           "other_workers_message"]
+
+
+def check_resumable(saved: dict, current: dict) -> None:
+    """ConfigError unless a resume's ``current`` config (trainer, data, stop rule) is the one its run
+    was ``saved`` with. Not "workers": a resume may draw its batches from another number of shards."""
+    keys = ("network", "optimizer", "l2", "batch_size", "seed", "schedule", "augmentation",
+            "train_samples", "eval_every", "window", "acceptable_error")
+    differ = [line for k in keys for line in _differences(k, saved.get(k), current.get(k))]
+    if differ:
+        raise ConfigError(f"cannot resume: the run was started with {'; with '.join(differ)}; resume with the "
+                          f"run's own settings, which its config.json records (if that file was edited, undo "
+                          f"the edit)")
+    if "train_crc32" in saved and saved["train_crc32"] != current["train_crc32"]:  # recorded since 2026-12-01
+        raise ConfigError(f"cannot resume: the training data differ from the run's ({current['train_samples']} "
+                          f"samples as then, but other values); resume with the data the run was started with")
+    validation = ("validation_samples", "validation_crc32")
+    if "validation_samples" in saved and [saved.get(k) for k in validation] != [current[k] for k in validation]:
+        then, now = saved["validation_samples"], current["validation_samples"]
+        differ = f"{now} samples as then, but other values" if then == now else f"{then} samples then, {now} now"
+        raise ConfigError(f"cannot resume: the validation data differ from the run's ({differ}), and the stop "
+                          f"rule compares their errors; resume with the validation set the run was started with")
+
+
+def other_workers_message(run: RunDir, checkpoint: Checkpoint, then: int, now: int) -> str:
+    """The warning for a resume with another number of workers (shards of the training set)."""
+    message = (f"{run.path} trains on with its mini-batches drawn from {count(now, 'shard')} of the training "
+               f"set (as {count(now, 'worker')} {'draws' if now == 1 else 'draw'} them), where it drew them "
+               f"from {then} so far: from here it is another draw of the same training, not bit-identical to "
+               f"a run that kept {count(then, 'worker')}")
+    if checkpoint.step:
+        drawn = checkpoint.epoch_shards or then
+        message += (f"; epoch {checkpoint.epoch + 1}, which it resumes at step {checkpoint.step}, ends with the "
+                    f"batches it began with (of {count(drawn, 'shard')}: no sample twice in that epoch), and "
+                    f"the new ones start with epoch {checkpoint.epoch + 2}")
+    return message
+
+
+def _differences(name: str, then, now) -> list[str]:
+    """Where the setting ``name`` differs between a run's checkpoint (``then``) and a resume
+    (``now``): one phrase per differing value, down to the field of a spec that differs
+    ("another network layer 1 size (36 in its checkpoint, 64 now)")."""
+    if then == now:
+        return []
+    if isinstance(then, dict) and isinstance(now, dict):
+        return [line for key in [*then, *(k for k in now if k not in then)]
+                for line in _differences(f"{name} {key}", then.get(key), now.get(key))]
+    if isinstance(then, list) and isinstance(now, list) and len(then) == len(now):
+        singular = name[:-1] if name.endswith("s") else name  # "network layers" -> "network layer 1"
+        return [line for i, (a, b) in enumerate(zip(then, now)) for line in _differences(f"{singular} {i + 1}", a, b)]
+    return [f"another {name} ({then!r} in its checkpoint, {now!r} now)"]
+
+
+def evaluation_owed(checkpoint: Checkpoint, epochs: int) -> bool:
+    """Whether a resume that ends the run at ``checkpoint``, which stands after epoch ``epochs``, owes
+    that epoch the evaluation a run ending there makes: the run, bound for more epochs, did not
+    evaluate it. ConfigError where the checkpoint lacks that epoch's statistics (written before
+    checkpoints kept them), so that no resume can end the run as a run ending there would."""
+    history = checkpoint.history
+    if (checkpoint.epoch, checkpoint.step) != (epochs, 0) or (history and history[-1].get("epoch") == epochs):
+        return False
+    if checkpoint.finished_epoch is None:
+        raise ConfigError(f"the run has trained {epochs} epochs without evaluating the last, and its checkpoint, "
+                          f"written before checkpoints kept an epoch's statistics, cannot evaluate it as a run "
+                          f"ending there would: resume it with more epochs")
+    return True
+
+
+def best_params_of(run: RunDir, checkpoint: Checkpoint) -> np.ndarray | None:
+    """The best network's parameters as of ``checkpoint``: those it holds, or, from a checkpoint
+    written before checkpoints held them, those of the run's best.npz; None if there are none."""
+    if checkpoint.best_params is not None:
+        return checkpoint.best_params
+    return Network.load(run.best_path).params if run.best_path.exists() else None
+
+
+def holds_best(run: RunDir, params: np.ndarray, epoch: int) -> bool:
+    """Whether the run directory's best.npz and best.json are the best network ``params`` of ``epoch``."""
+    try:
+        saved = Network.load(run.best_path).params
+        record = json.loads(run.best_path.with_suffix(".json").read_text())
+    except (DistnetError, OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("epoch") == epoch and np.array_equal(saved, params)
+
+
+def data_config(train: Dataset, validation: Dataset | None) -> dict:
+    """What a run records of its data, so that a resume on other data is refused."""
+    return {"train_samples": len(train), "train_crc32": _checksum(train),
+            "validation_samples": len(validation) if validation is not None else 0,
+            "validation_crc32": _checksum(validation) if validation is not None else None}
+
+
+def _checksum(data: Dataset) -> int:
+    """CRC-32 of the samples and labels: a resume on other data of the same size is refused."""
+    return zlib.crc32(np.ascontiguousarray(data.labels), zlib.crc32(np.ascontiguousarray(data.images)))
