@@ -49,6 +49,7 @@ class Checkpoint:
     finished_epoch: tuple[StepStats, float] | None = None
 
     def save(self, path: str | os.PathLike) -> None:
+        """Write the checkpoint to ``path`` as an .npz (arrays, and its metadata as JSON) atomically."""
         arrays = {"params": self.params,
                   **{_OPTIMIZER_PREFIX + k: v for k, v in self.optimizer_state.items()}}
         if self.best_params is not None:

@@ -3,6 +3,7 @@ value is given, so that a string from a config file or a class where an instance
 there and not with a TypeError deep in training."""
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from collections.abc import Callable
@@ -106,3 +107,18 @@ class Checked:
 
     def __set__(self, obj, value) -> None:
         setattr(obj, self.slot, self.check(self.name, value))
+
+
+def json_object(what: str, value, example: str) -> dict:
+    """``value`` as the JSON object it will be written as (a copy): a dict by string keys of what
+    JSON holds (strings, finite numbers, booleans, None, lists and dicts of them); ConfigError
+    otherwise, naming ``what`` and showing ``example``."""
+    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+        raise ConfigError(f"{what} must be a dict of JSON values by name, such as {example}, got {value!r:.80}")
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as e:  # an object JSON lacks, NaN or infinity, a circular reference
+        raise ConfigError(f"{what} must hold only what JSON can (strings, finite numbers, booleans, None, lists "
+                          f"and dicts of them): {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{what} is nested too deeply to be written as JSON") from None

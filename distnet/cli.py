@@ -1,8 +1,9 @@
 """The ``distnet`` command line. Each command lives in its own module under
 :mod:`distnet.commands`; this module builds the parser and turns errors into clear messages.
 
-Every error a user can cause ends in one line on stderr and exit status 2, never a traceback;
-files already written (best network, checkpoints) are never touched by a failure.
+Every error a user can cause ends in a message on stderr (one line, but for missing data, whose
+message lists where it looked) and exit status 2, never a traceback; files already written (best
+network, checkpoints) are never touched by a failure.
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ EXIT_USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line, like every other error of the command (argparse would print the
-    whole usage first). The top-level one has ``commands``: each command's parser, by name.
+    """Usage errors as one line, like the command's other errors (argparse would print the whole
+    usage first). The top-level one has ``commands``: each command's parser, by name.
 
     Options are taken only as spelled out: an abbreviation that works today (--ep for --epochs)
     would stop working, or mean another option, once an option sharing its start is added."""

@@ -3,11 +3,9 @@
 and how to fix it."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from .checks import acceptable_error_or_none, whole_number
+from .checks import acceptable_error_or_none, json_object, whole_number
 from .data import Dataset
 from .data.augment import RandomAffine
 from .data.datasets import DIGIT_CLASSES
@@ -54,17 +52,7 @@ def check_finite_state(network: Network, optimizer: Optimizer) -> None:
 def checked_extra_config(extra_config) -> dict:
     """``extra_config`` (None: none) as a dict for a run's config.json, or ConfigError for one
     that is not a dict of JSON values by names."""
-    if extra_config is None:
-        return {}
-    if not isinstance(extra_config, dict) or not all(isinstance(key, str) for key in extra_config):
-        raise ConfigError(f"extra_config must be a dict of JSON values by name, such as {{'preset': 'seed'}}, got "
-                          f"{extra_config!r}")
-    try:
-        json.dumps(extra_config, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"extra_config goes into the run's config.json, so its values must be JSON (strings, "
-                          f"finite numbers, booleans, None, lists and dicts of them): {e}") from None
-    return extra_config
+    return {} if extra_config is None else json_object("extra_config", extra_config, "{'preset': 'seed'}")
 
 
 def checked_reporter(reporter) -> Reporter:

@@ -217,6 +217,7 @@ class RunDir:
         return config
 
     def append_history(self, record: dict) -> None:
+        """Add one evaluation's record to history.jsonl (one JSON object per line)."""
         with open(self.history_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -289,4 +290,5 @@ class RunDir:
                 p.unlink(missing_ok=True)
 
     def write_summary(self, summary: dict) -> None:
+        """Write summary.json (the test evaluation of a run that ended) atomically."""
         write_json(self.summary_path, summary)

@@ -31,6 +31,7 @@ class StepStats:
 
     @classmethod
     def of_step(cls, cost: float, correct: int, samples: int) -> "StepStats":
+        """The sums of one step: its cost (summed over its samples), its correct samples and its samples."""
         cost = float(cost)
         if abs(cost) >= _DIVERGED_COST:
             cost = math.copysign(math.inf, cost)
@@ -70,4 +71,5 @@ class StepStats:
 
     @property
     def error_rate(self) -> float:
+        """The fraction of samples misclassified; NaN with no samples."""
         return 1 - self.correct / self.samples if self.samples else math.nan

@@ -1,7 +1,8 @@
 """Early stopping: the original's StopEvaluator, plus the keeper of the best network.
 
-Both are plain Python. The distributed trainer runs :class:`EarlyStopping` as a Ray actor
-unchanged, so the single-process and the distributed path share one stop rule.
+Both are plain Python. The distributed trainer runs :class:`EarlyStopping` as a Ray actor (with
+one method added that returns the verdict and the state together), so the single-process and the
+distributed path share one stop rule.
 """
 from __future__ import annotations
 
@@ -9,15 +10,12 @@ import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .checks import acceptable_error_or_none, checked_number
 from .io import write_json
-
-if TYPE_CHECKING:
-    from .nn import Network
+from .nn import Network
 
 
 class StopEvaluator:
@@ -126,8 +124,6 @@ class EarlyStopping:
     def evaluate(self, epoch: int, error_rate: float, params: np.ndarray) -> Verdict:
         """Apply the stop rule to the validation ``error_rate`` of ``epoch``; if it is a new best,
         keep a copy of ``params`` (and write it to ``best_path``)."""
-        from .nn import Network
-
         # Both checked before anything changes: a call refused for either leaves all as it was.
         candidate = Network.from_spec(self.network_spec, params).params
         stop = self.evaluator.stop(error_rate)
@@ -137,10 +133,8 @@ class EarlyStopping:
             self.save_best()
         return Verdict(stop, self.evaluator.improved, self.evaluator.lowest, self.best_epoch)
 
-    def best_network(self) -> "Network | None":
+    def best_network(self) -> Network | None:
         """The best network so far (a new Network), or None before the first evaluation."""
-        from .nn import Network
-
         if self.best_params is None:
             return None
         return Network.from_spec(self.network_spec, self.best_params)

@@ -143,8 +143,9 @@ def test_image_bytes_are_refused_with_how_to_scale_them():
     # Their interpolation weights had been cast to bytes (0): every pixel read its top-left neighbour.
     with pytest.raises(ConfigError) as refused:
         RandomAffine().epoch(np.full((2, 784), 200, np.uint8), seed=1, epoch=0)
-    assert str(refused.value) == ("augmentation takes floating-point images, got uint8 (image bytes: "
-                                  "images.astype(np.float32) / 255, as MNIST's are scaled)")
+    assert str(refused.value) == ("augmentation's images must be floating-point values, got uint8 (image bytes: "
+                                  "images.astype(np.float32) / 255, as MNIST's are scaled; other numbers: "
+                                  "images.astype(np.float32))")
 
 
 def test_an_augmentation_is_taken_as_it_is_as_the_other_components_are():

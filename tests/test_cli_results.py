@@ -629,7 +629,7 @@ def test_a_run_stopped_before_its_first_evaluation_says_so_and_how_to_go_on(caps
             if epoch == 2:
                 raise KeyboardInterrupt
 
-    run = tmp_path / "run"
+    run = tmp_path / "my run"  # a name the shell must have quoted
     net = Network([Dense(8, "leaky_relu"), Dense(10, "softmax")], input_size=784, seed=3)
     with pytest.raises(KeyboardInterrupt):  # checkpointed after epoch 1; the first evaluation would be epoch 5's
         Trainer(net, Nesterov(0.02), seed=1).fit(mnist.train.subset(slice(0, 640)), mnist.validation.subset(
@@ -638,11 +638,11 @@ def test_a_run_stopped_before_its_first_evaluation_says_so_and_how_to_go_on(caps
         status, _, err = run_cli(capsys, command, run)
         assert status == 2 and err == (f"distnet: error: {run} is a run directory without a best network yet: it "
                                        f"stopped before its first evaluation (resume it to get one: distnet train "
-                                       f"--resume {run})\n")
+                                       f"--resume '{run}')\n")
     status, _, err = run_cli(capsys, "plot", run)
     assert status == 2 and err == (f"distnet: error: {run} has no best network yet (best.npz), having stopped before "
                                    f"its first evaluation; resume it to its first evaluation: distnet train --resume "
-                                   f"{run}\n")
+                                   f"'{run}'\n")
     for name in ("checkpoint.npz", "checkpoint.prev.npz"):
         (run / name).unlink(missing_ok=True)
     status, _, err = run_cli(capsys, "plot", run)

@@ -211,9 +211,9 @@ def test_a_stop_evaluator_lost_without_run_directory_gets_the_best_network_back_
 
 def test_a_stop_evaluator_lost_again_before_it_has_its_state_back_is_replaced_again(mnist, ray_local, uninterrupted,
                                                                                    monkeypatch):
-    from distnet.distributed.stop_evaluator import StopEvaluatorActor
+    from distnet.distributed.stop_evaluator import StopEvaluatorHandle
 
-    start, started = StopEvaluatorActor._start, []
+    start, started = StopEvaluatorHandle._start, []
 
     def start_and_lose_the_first_replacement(handle):
         started.append(start(handle))
@@ -221,7 +221,7 @@ def test_a_stop_evaluator_lost_again_before_it_has_its_state_back_is_replaced_ag
             ray_local.kill(started[-1])
         return started[-1]
 
-    monkeypatch.setattr(StopEvaluatorActor, "_start", start_and_lose_the_first_replacement)
+    monkeypatch.setattr(StopEvaluatorHandle, "_start", start_and_lose_the_first_replacement)
     trainer = make_trainer()
     killer = KillOnce(2, 10, lambda: kill_actor_and_wait(trainer._stopping.actor))
     result = fit(trainer, mnist, reporter=killer)

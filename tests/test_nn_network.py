@@ -11,6 +11,7 @@ from distnet.errors import ConfigError, DistnetError, ModelFormatError
 from distnet.nn import (CrossEntropy, Dense, GradientDescent, HalfQuadratic, LeakyReLU, Network,
                         Quadratic, Softmax, UpdateRule, XavierNormal, activation_from_spec,
                         cost_from_spec, optimizer_from_spec)
+from hostile import deeply_nested
 
 
 def small_net(dtype=np.float64, seed=0, cost=None):
@@ -358,8 +359,10 @@ def test_a_network_saved_without_notes_has_none_and_loads_as_before(tmp_path):
     ({"when": object()}, "notes must hold only what JSON can .* not JSON serializable"),
     ({"error": np.float32(0.1)}, "notes must hold only what JSON can .* float32"),
     ({"error": float("nan")}, "notes must hold only what JSON can"),
-    ({(1, 2): "tuple key"}, "notes must hold only what JSON can .* keys must be"),
-    (["a list"], r"notes must be a dict \(a JSON object\), got list"),
+    ({(1, 2): "tuple key"}, r"notes must be a dict of JSON values by name, such as \{'epoch': 40\}, got \{\(1, 2\)"),
+    ({1: "int key"}, r"notes must be a dict of JSON values by name"),  # JSON would make it "1"
+    (["a list"], r"notes must be a dict of JSON values by name, such as \{'epoch': 40\}, got \['a list'\]$"),
+    (deeply_nested(100_000), "notes is nested too deeply to be written as JSON"),
 ])
 def test_notes_json_cannot_hold_are_refused_and_nothing_is_written(tmp_path, notes, message):
     with pytest.raises(ConfigError, match=message):

@@ -23,6 +23,7 @@ from distnet.step_stats import StepStats
 from distnet.stop import EarlyStopping
 from distnet.trainer import Trainer
 from distnet.training import ChunkSizer, TrainerBase
+from hostile import deeply_nested
 
 
 def test_split_sizes_differ_by_at_most_one():
@@ -187,8 +188,10 @@ def test_extra_config_goes_into_config_json_and_may_not_replace_the_run_s_own(mn
     assert json.loads((tmp_path / "run" / "config.json").read_text())["note"] == ["kept", 1]
     for extra, message in (([1, 2], r"^extra_config must be a dict of JSON values by name, such as \{'preset': "
                                      r"'seed'\}, got \[1, 2\]$"),
-                           ({"note": {1, 2}}, r"^extra_config goes into the run's config.json, so its values must be "
-                                              r"JSON .*: Object of type set is not JSON serializable$"),
+                           ({"note": {1, 2}}, r"^extra_config must hold only what JSON can \(strings, finite numbers, "
+                                              r"booleans, None, lists and dicts of them\): Object of type set is not "
+                                              r"JSON serializable$"),
+                           (deeply_nested(100_000), r"^extra_config is nested too deeply to be written as JSON$"),
                            ({"epochs": 50}, r"^extra_config cannot set epochs: the run records it itself \(from the "
                                             r"trainer, the data and fit's arguments\); set it there, or choose other "
                                             r"names$"),

@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from distnet.checks import checked_number, whole_number
+from distnet.checks import checked_number, floating_point, whole_number
 from distnet.data.digits import PIXELS, SIDE
 from distnet.errors import ConfigError
 from distnet.spec import component
@@ -52,6 +52,7 @@ class RandomAffine:
                                     f"in [0, {SIDE}] pixels")
 
     def spec(self) -> dict:
+        """The settings as JSON values, as a run's config.json records them."""
         return {"name": self.name, "rotation": self.rotation, "scale": self.scale, "shift": self.shift}
 
     def __repr__(self) -> str:
@@ -73,9 +74,7 @@ class RandomAffine:
         if images.ndim != 2 or images.shape[1] != PIXELS:
             raise ConfigError(f"augmentation takes images of shape (n, {PIXELS}), got {images.shape}")
         # The interpolation weights take the images' dtype: in integers they would all be 0.
-        if images.dtype.kind != "f":
-            raise ConfigError(f"augmentation takes floating-point images, got {images.dtype} (image bytes: "
-                              f"images.astype(np.float32) / 255, as MNIST's are scaled)")
+        floating_point("augmentation's images", images, "images")
         if out is None:
             out = np.empty_like(images)
         # Integers would truncate the moved pixels.

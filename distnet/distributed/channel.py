@@ -182,7 +182,7 @@ class _Attached:
                                    params_bytes).reshape(spec.workers, spec.parameters)
         self.stats = np.frombuffer(self._map, np.float64, spec.workers * STATS_COLUMNS,
                                    params_bytes + grads_bytes).reshape(spec.workers, STATS_COLUMNS)
-        # started[0]: steps the server has started; done[i, 0]: steps worker i has finished. Each
+        # started[0]: steps the server has started; finished[i, 0]: steps worker i has finished. Each
         # is written by one side only, always after its FIFO message, so whoever sees a counter
         # move finds the message (and, behind the FIFO's ordering, the arrays) ready.
         counters = np.frombuffer(self._map, np.int64, (1 + spec.workers) * _COUNTER_STRIDE,

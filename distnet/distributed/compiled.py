@@ -56,6 +56,7 @@ def steps_ahead(parameter_bytes: int) -> int:
     buffers = _BUFFER_BUDGET_BYTES // max(1, parameter_bytes)
     return max(0, min(_MAX_STEPS_AHEAD, buffers - 1))
 
+
 # What a gradient message holds besides the gradient (cost, counts, pickle framing: ~20 bytes).
 _MESSAGE_ROOM_BYTES = 64 * 2**10
 

@@ -1,4 +1,5 @@
-"""The StopEvaluator actor: :class:`distnet.stop.EarlyStopping`, unchanged, in its own process.
+"""The StopEvaluator actor: :class:`distnet.stop.EarlyStopping` in its own process, with one method
+added that answers with the verdict and the stop rule's state together.
 
 It receives each evaluation with the parameters, keeps a real copy of the best, writes the best
 network to the run directory atomically on every improvement, and answers whether to stop.
@@ -26,7 +27,7 @@ class _EarlyStoppingActor(EarlyStopping):
         return self.evaluate(epoch, error_rate, params), self.state()
 
 
-class StopEvaluatorActor:
+class StopEvaluatorHandle:
     """Driver-side handle with the methods of :class:`EarlyStopping` that training calls.
 
     The actor runs on the node ``node_id`` (the driver's: the best network is written where the

@@ -44,7 +44,9 @@ from ray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
 from ..batches import BatchPlan
 from ..data import Dataset
 from ..errors import ConfigError, DistnetError, FailureLimitError, RayFailedError, first_line
+from ..data.augment import RandomAffine
 from ..nn import Network, Optimizer
+from ..nn.schedules import Schedule
 from ..progress import count
 from ..rundir import RunDir
 from ..checks import Checked, positive_int, positive_real, whole_number
@@ -55,7 +57,7 @@ from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .compiled import CompiledSteps
 from .protocols import CLOSE_TIMEOUT_S, ChannelSteps, PlainSteps, WorkerLostError, first_unapplied_step
-from .stop_evaluator import StopEvaluatorActor
+from .stop_evaluator import StopEvaluatorHandle
 from . import local_ray
 
 PROTOCOLS = ("auto", "channel", "compiled", "plain")
@@ -88,6 +90,8 @@ def _checked_address(address) -> str | None:
     if address is not None:
         parse_address(address)
     return address
+
+
 # The command line shows these notes on stderr: Ray takes seconds to start, which should not pass in silence.
 _log = logging.getLogger(__name__)
 
@@ -190,7 +194,7 @@ class DistributedTrainer(TrainerBase):
     def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
                  workers: int | None = None, address: str | None = None, seed: int | None = None,
                  protocol: str = "auto", placement_timeout: float = 60.0, max_failures: int = 3,
-                 schedule=None, augmentation=None):
+                 schedule: Schedule | None = None, augmentation: RandomAffine | None = None):
         super().__init__(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, schedule=schedule,
                          augmentation=augmentation)
         self.requested_workers = workers
@@ -603,7 +607,7 @@ class DistributedTrainer(TrainerBase):
                         best_path: Path | None, notes: dict | None = None):
         # Absolute: the actor's working directory is the Ray node's, not this process's.
         best_path = best_path.absolute() if best_path is not None else None
-        self._stopping = StopEvaluatorActor(network_spec, window, acceptable_error, best_path,
+        self._stopping = StopEvaluatorHandle(network_spec, window, acceptable_error, best_path,
                                             node_id=ray.get_runtime_context().get_node_id(),
                                             on_failure=self._count_failure, on_recovery=self._report_recoveries,
                                             notes=notes)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
 
-from ..checks import class_labels, positive_int, seed_or_none
+from ..checks import class_labels, json_object, positive_int, seed_or_none
 from ..errors import ConfigError, ModelFormatError
 from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
 from .costs import Cost, Quadratic, cost_from_spec
@@ -316,7 +317,7 @@ class Network:
     def to_npz_bytes(self, notes: dict | None = None) -> bytes:
         """The bytes :meth:`save` writes."""
         meta = {"format": FORMAT, "version": 1, **self.spec()}
-        notes = _checked_notes(notes) if notes is not None else {}
+        notes = json_object("notes", notes, "{'epoch': 40}") if notes is not None else {}
         if notes:  # a key that readers from before notes ignore: the format stays at version 1
             meta["notes"] = notes
         return npz_bytes({"params": self.params}, meta)
@@ -483,7 +484,7 @@ def saved_network_path(path: str | os.PathLike) -> Path:
     if not (path / "best.npz").is_file():
         if (path / "config.json").is_file():  # a run directory, stopped before its first evaluation
             raise ModelFormatError(f"{path} is a run directory without a best network yet: it stopped before its "
-                                   f"first evaluation (resume it to get one: distnet train --resume {path})")
+                                   f"first evaluation (resume it to get one: distnet train --resume {shlex.quote(str(path))})")
         raise ModelFormatError(f"{path} is a folder without a best.npz; give a model file, such as RUN_DIR/best.npz")
     return path / "best.npz"
 
@@ -520,17 +521,6 @@ def _check_spec_parts(spec) -> None:
                           f"such as {{'size': 10, 'activation': 'softmax'}}; got {layers!r:.80}")
 
 
-def _checked_notes(notes) -> dict:
-    """``notes`` as JSON keeps them; ConfigError unless they are a JSON object."""
-    if not isinstance(notes, dict):
-        raise ConfigError(f"notes must be a dict (a JSON object), got {type(notes).__name__}")
-    try:
-        return json.loads(json.dumps(notes, allow_nan=False))
-    except (TypeError, ValueError) as e:  # an object JSON lacks, NaN or infinity, a circular reference
-        raise ConfigError(f"notes must hold only what JSON can (strings, numbers, lists, dicts, booleans, "
-                          f"None): {e}") from None
-    except RecursionError:
-        raise ConfigError("notes are nested too deeply to be saved as JSON") from None
 
 
 def _read_model_file(path: str | os.PathLike) -> bytes:
