@@ -78,29 +78,24 @@ class BatchPlan:
         """Whether ``epoch`` is drawn from the shards of before (see ``carried``)."""
         return self.carried is not None and epoch == self.carried[0]
 
-    def carried_rows(self, shard: int) -> list[np.ndarray]:
-        """For the carried epoch, step by step: the indices (local to this plan's shard ``shard``)
-        of the samples of that step's batch which lie in the shard."""
+    def shard_steps(self, epoch: int, shard: int) -> list[np.ndarray]:
+        """Step by step, the indices (local to shard ``shard``) of the samples the shard gives to
+        each mini-batch of ``epoch``: its share of a fresh shuffle of its samples, or in the carried
+        epoch the samples of that epoch's batches (drawn from the shards of before) that lie in the
+        shard, however many."""
         lo, hi = self.shard_ranges[shard]
-        return [batch[(batch >= lo) & (batch < hi)] - lo for batch in self._then.epoch_batches(self.carried[0])]
-
-    def shard_order(self, epoch: int, shard: int) -> np.ndarray:
-        """This epoch's order of the shard's samples (indices local to the shard)."""
-        start, stop = self.shard_ranges[shard]
-        return np.random.default_rng([self.seed, epoch, shard]).permutation(stop - start)
-
-    def shard_step(self, order: np.ndarray, shard: int, step: int) -> np.ndarray:
-        """The shard-local indices that shard contributes to ``step``, given its epoch order."""
-        b = self.shard_batch_sizes[shard]
-        return order[step * b:(step + 1) * b]
+        if self.is_carried(epoch):
+            return [batch[(batch >= lo) & (batch < hi)] - lo for batch in self._then.epoch_batches(epoch)]
+        order = np.random.default_rng([self.seed, epoch, shard]).permutation(hi - lo)
+        size = self.shard_batch_sizes[shard]
+        return [order[step * size:(step + 1) * size] for step in range(self.steps_per_epoch)]
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """Every mini-batch of the epoch as indices into the whole training set."""
         if self.is_carried(epoch):
             return self._then.epoch_batches(epoch)
-        orders = [self.shard_order(epoch, s) + self.shard_ranges[s][0] for s in range(self.shards)]
-        return [np.concatenate([self.shard_step(orders[s], s, k) for s in range(self.shards)])
-                for k in range(self.steps_per_epoch)]
+        shares = [[rows + self.shard_ranges[s][0] for rows in self.shard_steps(epoch, s)] for s in range(self.shards)]
+        return [np.concatenate(batch) for batch in zip(*shares)]
 
 
 class BatchGather:

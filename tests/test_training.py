@@ -76,7 +76,7 @@ def test_an_epoch_carried_over_keeps_its_batches_which_the_new_shards_give_betwe
                           BatchPlan(1000, 32, now, seed=7))
     assert (plan.shards_of(4), plan.shards_of(5)) == (then, now)
     assert all(np.array_equal(a, b) for a, b in zip(plan.epoch_batches(4), earlier.epoch_batches(4)))
-    rows = [plan.carried_rows(s) for s in range(now)]
+    rows = [plan.shard_steps(4, s) for s in range(now)]
     for k, batch in enumerate(earlier.epoch_batches(4)):
         given = np.concatenate([rows[s][k] + plan.shard_ranges[s][0] for s in range(now)])
         assert sorted(given.tolist()) == sorted(batch.tolist())

@@ -30,8 +30,7 @@ class GradientWorker:
         self.labels = labels
         self.plan = BatchPlan(**plan)
         self.augmentation = augmentation_from_spec(augmentation)
-        self._epoch, self._order, self._epoch_images = None, None, self.images
-        self._carried_rows: list[np.ndarray] | None = None
+        self._epoch, self._steps, self._epoch_images = None, [], self.images
         self._augmented = np.empty_like(self.images) if self.augmentation is not None else None
         self._grad = np.empty_like(self.network.params)
         self._gather = BatchGather(self.network.output_size, self.network.dtype)
@@ -46,19 +45,13 @@ class GradientWorker:
 
     def _rows(self, epoch: int, step: int) -> np.ndarray:
         if self._epoch != epoch:
-            # An epoch a resume with another number of workers began within: its batches as drawn
-            # when it began, each worker giving the samples of each that lie in its shard.
-            carried = self.plan.is_carried(epoch)
-            self._carried_rows = self.plan.carried_rows(self.index) if carried else None
-            self._order = None if carried else self.plan.shard_order(epoch, self.index)
+            self._steps = self.plan.shard_steps(epoch, self.index)
             self._epoch = epoch
             if self.augmentation is not None:
                 # This shard only, keyed like the single-process trainer's (seed, epoch, shard).
                 self._epoch_images = self.augmentation.epoch(self.images, self.plan.seed, epoch, self.index,
                                                              out=self._augmented)
-        if self._carried_rows is not None:
-            return self._carried_rows[step]
-        return self.plan.shard_step(self._order, self.index, step)
+        return self._steps[step]
 
     def _batch(self, epoch: int, step: int) -> tuple[np.ndarray, np.ndarray]:
         """This worker's rows of the step's mini-batch: (inputs, targets), in buffers that the next
