@@ -422,23 +422,23 @@ def _signalled(signum, then_run=()):
 
 
 def test_ctrl_c_and_sigterm_are_held_until_the_block_has_run_and_a_second_goes_through_at_once():
-    from distnet.distributed.trainer import _interruptions_held
+    from distnet.distributed.signals import interruptions_held
 
     done = []
     with pytest.raises(KeyboardInterrupt):
-        with _interruptions_held():
+        with interruptions_held():
             _signalled(signal.SIGINT, [lambda: done.append("block")])
     assert done == ["block"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
     terminated = []
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(done.copy()))
     try:
-        with _interruptions_held():
+        with interruptions_held():
             _signalled(signal.SIGTERM, [lambda: done.append("block 2")])
         assert terminated == [["block", "block 2"]]  # its own handler, once the block had run
 
         with pytest.raises(KeyboardInterrupt):  # the second: inside the block, which never ends
-            with _interruptions_held():
+            with interruptions_held():
                 _signalled(signal.SIGTERM, [lambda: os.kill(os.getpid(), signal.SIGINT), lambda: done.append("never")])
         assert "never" not in done and len(terminated) == 1  # the first stays held: one stop is enough
     finally:

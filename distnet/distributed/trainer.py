@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 import warnings
@@ -57,6 +56,7 @@ from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .compiled import CompiledSteps
 from .protocols import CLOSE_TIMEOUT_S, ChannelSteps, PlainSteps, WorkerLostError, first_unapplied_step
+from .signals import interruptions_held, sigterm_handler_kept
 from .stop_evaluator import StopEvaluatorHandle
 from . import local_ray
 
@@ -94,55 +94,6 @@ def _checked_address(address) -> str | None:
 
 # The command line shows these notes on stderr: Ray takes seconds to start, which should not pass in silence.
 _log = logging.getLogger(__name__)
-
-
-@contextmanager
-def _sigterm_handler_kept() -> Iterator[None]:
-    """The process's SIGTERM handler as it was before: ``ray.init`` sets one that exits the
-    process from inside Ray's waits (exit status 1; nothing let go, nothing said), where the
-    application's own (the command line's: stop as after Ctrl-C) should decide."""
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.getsignal(signal.SIGTERM) if in_main_thread else None
-    try:
-        yield
-    finally:
-        if previous is not None:  # None: one not set from Python, which cannot be put back
-            signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def _interruptions_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM delivered once the block has run, or at once if one comes a second time
-    meanwhile (the way out of a block that hangs): a ``ray.shutdown`` cut short (by a second Ctrl-C
-    soon after the first) stops Ray's processes half-way, and Ray's core worker, finding them gone,
-    then ends the process at once with exit status 1 (nothing said, and Ray's agents left running)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only
-        return
-    # Not one ignored, nor one set outside Python (None), which could not be put back.
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    handlers = {signum: handler for signum, handler in handlers.items() if handler not in (signal.SIG_IGN, None)}
-    held: list[int] = []
-
-    def restore() -> None:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-
-    def hold(signum, frame) -> None:
-        held.append(signum)
-        if len(held) == 2:
-            restore()
-            signal.raise_signal(signum)
-
-    for signum in handlers:
-        signal.signal(signum, hold)
-    try:
-        yield
-    finally:
-        if len(held) < 2:
-            restore()
-            if held:  # to its own handler, as if it came now (SIGTERM's default ends the process)
-                signal.raise_signal(held[0])
 
 
 class _RayOfThisProcess:
@@ -271,7 +222,7 @@ class DistributedTrainer(TrainerBase):
         # driver has it, and so has a shell that ran `local_cluster.py env`); else, or when told
         # "local", a Ray of our own.
         address = self.address or os.environ.get("RAY_ADDRESS") or None
-        with _sigterm_handler_kept():
+        with sigterm_handler_kept():
             if address in (None, "local"):
                 _log.info("starting Ray on this machine")
                 local_ray.start(configure_logging=True)
@@ -367,7 +318,7 @@ class DistributedTrainer(TrainerBase):
             # The fit's data, in the object store: a Ray this trainer did not start keeps running.
             self._shards, self._validation, self._validation_refs, self._origin = [], None, None, None
             if self._started_ray:
-                with _RayOfThisProcess.lock, _interruptions_held():
+                with _RayOfThisProcess.lock, interruptions_held():
                     try:
                         ray.shutdown()
                     finally:
