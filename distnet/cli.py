@@ -98,9 +98,14 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             return args.handler(args)
     except BrokenPipeError:
-        # The reader went away (e.g. `distnet show ... | head`): stop quietly, as other tools do.
         _drop_stdout()
-        return 0
+        if args.command != "train":
+            # The reader went away (e.g. `distnet show ... | head`): stop quietly, as other tools do.
+            return 0
+        # A training's reader went away (`distnet train --json | head -1`): the run stopped, unfinished.
+        _say(f"distnet: error: the output was closed (its reader went away), so the training stopped"
+             f"{_how_to_go_on(args)}")
+        return 128 + signal.SIGPIPE
     except DistnetError as e:
         return _fail(args, str(e))
     except OSError as e:  # the file system or the network refused: a full disk, a read-only folder
@@ -173,6 +178,14 @@ def _json_event(args: argparse.Namespace, event: str, message: str) -> None:
 def _drop_stdout() -> None:
     # What is still buffered for a reader that went away would fail again when Python exits.
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr, unless its reader is gone too (`distnet train 2>&1 | head`)."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
 
 
 def _how_to_go_on(args: argparse.Namespace) -> str:

@@ -456,13 +456,17 @@ class TrainerBase:
                 # The run was bound for more epochs and stopped after this one, its last now.
                 verdict = self._evaluate(loop, epoch, *checkpoint.finished_epoch, validation) or verdict
                 self._checkpoint(loop, epoch, 0, StepStats(), finished=checkpoint.finished_epoch)
+                reporter.on_evaluation(loop.history[-1])
             while epoch < epochs and not (verdict and verdict.stop):
                 stats, epoch_seconds = self._train_epoch(loop, epoch, step, stats)
                 epoch, step = epoch + 1, 0
-                if epoch % eval_every == 0 or epoch == epochs:
+                evaluated = epoch % eval_every == 0 or epoch == epochs
+                if evaluated:
                     verdict = self._evaluate(loop, epoch, stats, epoch_seconds, validation) or verdict
                 if run:
                     self._checkpoint(loop, epoch, 0, StepStats(), finished=(stats, epoch_seconds))
+                if evaluated:  # once checkpointed: a reporter that fails (its reader gone) leaves a run to resume
+                    reporter.on_evaluation(loop.history[-1])
                 stats = StepStats()
             return self._finish(loop, epoch, verdict)
         finally:
@@ -516,7 +520,8 @@ class TrainerBase:
     def _evaluate(self, loop: _Loop, epoch: int, stats: StepStats, epoch_seconds: float,
                   validation: Dataset | None) -> Verdict | None:
         """The evaluation after ``epoch`` (1-based, whose steps' statistics are ``stats``): its
-        history record written and reported; with a validation set, the stop rule's verdict on it."""
+        history record written (the caller reports it, once the epoch is checkpointed); with a
+        validation set, the stop rule's verdict on it."""
         record = {"epoch": epoch, "train_error": stats.error_rate, "train_cost": stats.cost / max(stats.samples, 1)}
         verdict = None
         if validation is not None:
@@ -530,7 +535,6 @@ class TrainerBase:
         loop.history.append(record)
         if loop.run:
             loop.run.append_history(record)
-        loop.reporter.on_evaluation(record)
         return verdict
 
     def _finish(self, loop: _Loop, epochs: int, verdict: Verdict | None) -> FitResult:

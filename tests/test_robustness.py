@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -705,8 +706,39 @@ def test_with_json_how_the_command_ended_is_the_last_line_on_stdout_too(capsys, 
     monkeypatch.setattr("distnet.rundir.RunDir.save_checkpoint", interrupt)
     status, out, err = cli(capsys, *train, "--data-dir", data)
     events = [json.loads(line) for line in out.splitlines()]
-    assert status == 130 and [e["event"] for e in events] == ["start", "evaluation", "interrupted"]
+    # (an epoch's evaluation is reported once the epoch is checkpointed)
+    assert status == 130 and [e["event"] for e in events] == ["start", "interrupted"]
     assert events[-1]["message"] == err.removeprefix("\ndistnet: ").rstrip("\n")
+
+
+def test_a_training_whose_reader_went_away_stops_resumable_and_says_so(capsys, data, tmp_path, monkeypatch):
+    """`distnet train --json | head -1`: the evaluation's line finds the pipe closed. That was exit
+    status 0, nothing said, and best.npz without a checkpoint: a folder neither resumable nor
+    restartable."""
+    import io
+
+    from distnet import cli as command_line
+
+    class ReaderGoneAfterOneLine(io.StringIO):
+        def write(self, text):
+            if self.getvalue().count("\n") >= 1:
+                raise BrokenPipeError
+            return super().write(text)
+
+    captured, closed = sys.stdout, ReaderGoneAfterOneLine()
+    monkeypatch.setattr(sys, "stdout", closed)
+    monkeypatch.setattr(command_line, "_drop_stdout", lambda: None)  # pytest's own stdout stays
+    run = tmp_path / "run"
+    status, _, err = cli(capsys, "train", "--workers", "0", "--eval-every", "1", "--epochs", "2", "--json",
+                         "--run-dir", run, "--data-dir", data)
+    assert status == 128 + signal.SIGPIPE
+    assert err == (f"distnet: error: the output was closed (its reader went away), so the training stopped; "
+                   f"resume with: distnet train --resume {run}\n")
+    assert json.loads(closed.getvalue())["event"] == "start"
+    monkeypatch.setattr(sys, "stdout", captured)
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data)
+    assert status == 0 and "resuming in epoch 2" in err
+    assert [record["epoch"] for record in map(json.loads, (run / "history.jsonl").read_text().splitlines())] == [1, 2]
 
 
 def test_the_last_json_event_for_a_reader_that_went_away_ends_quietly(monkeypatch):
