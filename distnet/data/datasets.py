@@ -369,7 +369,8 @@ def _read(name: str, bases: tuple[str, ...], data_dir: str | os.PathLike[str] | 
     that order) of data set ``name``: their arrays, in the same order."""
     expected = CHECKSUMS[name]
     keys = [_file_key(path, expected.get(path.name)) for path in _locate(name, data_dir, download, bases)]
-    return tuple(array for i in range(0, len(keys), 2) for array in _read_files(keys[i], keys[i + 1]))
+    return tuple(array for i in range(0, len(keys), 2)
+                 for array in _read_files(name, keys[i], keys[i + 1], download))
 
 
 def _dataset(name: str, split: str, images: np.ndarray, labels: np.ndarray, dtype: np.dtype) -> Dataset:
@@ -476,29 +477,45 @@ def _file_key(path: Path, sha256: str | None) -> _FileKey:
 
 
 @functools.lru_cache(maxsize=8)
-def _read_files(images: _FileKey, labels: _FileKey) -> tuple[np.ndarray, np.ndarray]:
-    """Verify and read an images file and its labels file, as read-only arrays.
+def _read_files(name: str, images: _FileKey, labels: _FileKey, download: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Verify and read an images file and its labels file of data set ``name``, as read-only arrays.
 
     The cache lets repeated loads (tests, several runs in one process, a test set loaded alone
     and then with the rest) skip the decompression; the arrays are read-only so that no caller
-    can change what the next one gets.
+    can change what the next one gets. ``download`` only shapes the advice of a ChecksumError.
     """
     for path, _, _, sha256 in (images, labels):
         if sha256 is not None and (actual := sha256_of(path)) != sha256:
-            raise ChecksumError(_checksum_message(path, actual, sha256))
+            raise ChecksumError(_checksum_message(name, Path(path), actual, sha256, download))
     return _read_pair(images[0], labels[0])
 
 
-def _checksum_message(path: str, actual: str, published: str) -> str:
-    """What a file whose SHA-256 is not the published one is, and what to do about it."""
-    published_as = {sha: (name, file) for name, sums in CHECKSUMS.items() for file, sha in sums.items()}
-    if actual in published_as and published in published_as:  # a good file, of the other data set
-        (other, file), (wanted, _) = published_as[actual], published_as[published]
-        return (f"{path} is {_TITLES[other]}'s {file}, not {_TITLES[wanted]}'s: its folder holds the "
-                f"{_TITLES[other]} files; train on them with --dataset {other} (dataset={other!r} in "
-                f"Python), or give the folder that holds the {_TITLES[wanted]} files")
-    return (f"{path}: SHA-256 is {actual}, the published value is {published}; the file is damaged or "
-            "not the original. Delete it to have it downloaded again, or replace it.")
+def _checksum_message(name: str, path: Path, actual: str, published: str, download: bool) -> str:
+    """What a file of data set ``name`` whose SHA-256 is not the published one is, and what to do
+    about it."""
+    published_as = {sha: (owner, file) for owner, sums in CHECKSUMS.items() for file, sha in sums.items()}
+    if actual not in published_as:
+        return (f"{path}: SHA-256 is {actual}, the published value is {published}; the file is damaged or "
+                "not the original. Delete it to have it downloaded again, or replace it.")
+    owner, file = published_as[actual]
+    title, owner_title = _TITLES[name], _TITLES[owner]
+    if owner != name and not _beside_own_files(name, path):
+        return (f"{path} is {owner_title}'s {file}, not {title}'s: its folder holds the {owner_title} files; "
+                f"use them with --dataset {owner} (load_dataset({owner!r}) in Python), or give the folder "
+                f"that holds the {title} files")
+    fix = f"replace it with the real {title} {path.name}"
+    if download:  # deleting it helps only where it will be downloaded again
+        fix += ", or delete it to download it again"
+    if owner == name:
+        return f"{path} holds {title}'s {file} (its SHA-256 is that file's): a file copied or renamed over it; {fix}"
+    return f"{path} holds {owner_title}'s {file} (its SHA-256 is that file's), not {title}'s {path.name}; {fix}"
+
+
+def _beside_own_files(name: str, path: Path) -> bool:
+    """Whether another of data set ``name``'s published files is in ``path``'s folder: then
+    ``path`` is one stray file among them, not the first of a folder of the other data set."""
+    others = ((path.parent / file, sha) for file, sha in CHECKSUMS[name].items() if file != path.name)
+    return any(other.is_file() and sha256_of(other) == sha for other, sha in others)
 
 
 def _read_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
