@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from pathlib import Path
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from .nn import Network
 from .progress import count
 from .rundir import RunDir
 
-__all__ = ["best_params_of", "check_resumable", "data_config", "evaluation_owed", "holds_best",
+__all__ = ["best_params_of", "check_resumable", "data_config", "evaluation_owed", "holds_best", "loads_as_network",
            "other_workers_message"]
 
 
@@ -104,6 +105,15 @@ def holds_best(run: RunDir, params: np.ndarray, epoch: int) -> bool:
     except (DistnetError, OSError, ValueError):
         return False
     return isinstance(record, dict) and record.get("epoch") == epoch and np.array_equal(saved, params)
+
+
+def loads_as_network(path: Path) -> bool:
+    """Whether ``path`` holds a network that loads (not when it is missing or damaged)."""
+    try:
+        Network.load(path)
+    except (DistnetError, OSError, ValueError):
+        return False
+    return True
 
 
 def data_config(train: Dataset, validation: Dataset | None) -> dict:

@@ -27,7 +27,7 @@ from .data.augment import RandomAffine
 from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
 from .progress import Reporter
-from .resume import (best_params_of, check_resumable, data_config, evaluation_owed, holds_best,
+from .resume import (best_params_of, check_resumable, data_config, evaluation_owed, holds_best, loads_as_network,
                      other_workers_message)
 from .rundir import RunDir
 from .checks import instance_of, positive_int, positive_real, seed_or_none
@@ -279,8 +279,9 @@ class TrainerBase:
         config.json records the new number (and whether the run trains on Ray or in this process)
         once the training starts. A run
         that has ended (its stop rule said stop, or it trained ``epochs`` epochs) is returned as
-        it ended, ``already_ended`` set and a warning issued, with nothing trained or written; one
-        that trained more than ``epochs`` epochs is refused (ConfigError).
+        it ended, ``already_ended`` set and a warning issued, with nothing trained or written (but
+        a best.npz removed or damaged since, which the run's checkpoint holds); one that trained
+        more than ``epochs`` epochs is refused (ConfigError).
 
         The network given to the trainer trains in place and ends as the *last* network; the best
         one is ``result.best_network``. Calling ``fit`` again continues from the current
@@ -321,9 +322,10 @@ class TrainerBase:
                  "checkpoint_every": checkpoint_every}
         with run.held(create=not resume) if run is not None else nullcontext():
             data = data_config(train, validation)
-            resumed = self._resume(run, data, given, extra_config, reporter) if run is not None and resume else None
+            resumed = (self._resume(run, data, given, extra_config, reporter, trained_on_notes(train))
+                       if run is not None and resume else None)
             if isinstance(resumed, FitResult):
-                return resumed  # the run had ended: nothing trained, written or started
+                return resumed  # the run had ended: nothing trained or started
             with self._session(run, reporter):
                 self._decide_workers(resumed.config["workers"] if resumed else None)
                 start = resumed or self._new_run(run, data, given, extra_config)
@@ -346,8 +348,8 @@ class TrainerBase:
             run.create(config)
         return _Start(settings, config, None, {}, None)
 
-    def _resume(self, run: RunDir, data: dict, given: dict, extra_config: dict,
-                reporter: Reporter) -> _Start | FitResult:
+    def _resume(self, run: RunDir, data: dict, given: dict, extra_config: dict, reporter: Reporter,
+                notes: dict) -> _Start | FitResult:
         """Where the run in ``run`` stands, checked against this trainer and data (ConfigError if
         they differ); its result if it had ended. Nothing here needs Ray."""
         checkpoint = run.load_checkpoint()
@@ -361,7 +363,7 @@ class TrainerBase:
         with self._workers_of_run(saved.get("workers")):
             config = self._run_config(data, settings, extra_config)
             check_resumable(checkpoint.config, config)
-        ended = self._ended_run(run, checkpoint, settings["epochs"], reporter)
+        ended = self._ended_run(run, checkpoint, settings["epochs"], reporter, notes)
         if ended is not None:
             self._decide_workers(config["workers"])  # (the run's, or the trainer's own): what shards says
             return ended
@@ -564,10 +566,12 @@ class TrainerBase:
                                             finished_epoch=finished))
         loop.since_checkpoint = 0
 
-    def _ended_run(self, run: RunDir, checkpoint: Checkpoint, epochs: int, reporter: Reporter) -> FitResult | None:
+    def _ended_run(self, run: RunDir, checkpoint: Checkpoint, epochs: int, reporter: Reporter,
+                   notes: dict) -> FitResult | None:
         """If the run of this checkpoint had ended (its stop rule said stop, or it trained ``epochs``
-        epochs), its result as it ended, with nothing trained, written or started; else None.
-        ConfigError if it has trained more than ``epochs`` epochs."""
+        epochs), its result as it ended, with nothing trained or started; else None. A best.npz
+        removed or damaged since is written again (with ``notes``) from the checkpoint, which holds
+        it. ConfigError if it has trained more than ``epochs`` epochs."""
         state = checkpoint.stopping_state
         evaluator = StopEvaluator.from_state(state["evaluator"]) if state else None
         trained = (checkpoint.epoch, checkpoint.step)
@@ -591,6 +595,13 @@ class TrainerBase:
         best_params = best_params_of(run, checkpoint) if scored else None
         evaluated = best_params is not None
         best = Network.from_spec(self.network.spec(), best_params) if evaluated else self.network.copy()
+        if not loads_as_network(run.best_path):  # (one there is left as it is, even if a crash left it ahead)
+            if evaluated:
+                stopping = EarlyStopping(self.network.spec(), 1, best_path=run.best_path, notes=notes)
+                stopping.load_state(state, best_params)
+                stopping.save_best()
+            elif not scored:
+                best.save(run.best_path, notes=notes)  # a run without validation: its last network is its result
         result = FitResult(best_network=best,
                            best_error=evaluator.lowest if evaluated else math.nan,
                            best_epoch=state["best_epoch"] if evaluated else checkpoint.epoch,

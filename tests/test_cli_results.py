@@ -636,13 +636,13 @@ def test_a_run_stopped_before_its_first_evaluation_says_so_and_how_to_go_on(caps
             slice(0, 100)), epochs=10, eval_every=5, run_dir=run, reporter=StopInEpoch2())
     for command in ("evaluate", "show"):
         status, _, err = run_cli(capsys, command, run)
-        assert status == 2 and err == (f"distnet: error: {run} is a run directory without a best network yet: it "
-                                       f"stopped before its first evaluation (resume it to get one: distnet train "
-                                       f"--resume '{run}')\n")
+        assert status == 2 and err == (f"distnet: error: {run} is a run directory without a best network: it has "
+                                       f"none yet, or its best.npz was removed (resume it to get one, from its "
+                                       f"checkpoint if it had ended: distnet train --resume '{run}')\n")
     status, _, err = run_cli(capsys, "plot", run)
-    assert status == 2 and err == (f"distnet: error: {run} has no best network yet (best.npz), having stopped before "
-                                   f"its first evaluation; resume it to its first evaluation: distnet train --resume "
-                                   f"'{run}'\n")
+    assert status == 2 and err == (f"distnet: error: {run} has no best network (best.npz): none yet, or the file was "
+                                   f"removed; resume it to get one (from its checkpoint if it had ended): distnet "
+                                   f"train --resume '{run}'\n")
     for name in ("checkpoint.npz", "checkpoint.prev.npz"):
         (run / name).unlink(missing_ok=True)
     status, _, err = run_cli(capsys, "plot", run)

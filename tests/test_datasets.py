@@ -372,7 +372,7 @@ def test_the_files_of_the_other_data_set_are_named_as_such_not_called_damaged(en
         load_mnist(tmp_path / "mine", download=False, validation=1)
     assert str(caught.value) == (
         f"{(tmp_path / 'mine' / FILES[0]).resolve()}.gz is Fashion-MNIST's {FILES[0]}.gz, not MNIST's: its folder "
-        f"holds the Fashion-MNIST files; train on them with --dataset fashion-mnist (dataset='fashion-mnist' in "
+        f"holds the Fashion-MNIST files; use them with --dataset fashion-mnist (load_dataset('fashion-mnist') in "
         f"Python), or give the folder that holds the MNIST files")
 
 

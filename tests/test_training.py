@@ -617,6 +617,33 @@ def test_an_ended_run_returns_the_best_network_of_its_checkpoint_and_writes_noth
     assert result.best_epoch == checkpoint.stopping_state["best_epoch"] and files(run) == before
 
 
+@pytest.mark.parametrize("damage", ["removed", "truncated"])
+def test_an_ended_run_whose_best_npz_was_removed_or_damaged_writes_it_again_from_its_checkpoint(mnist, tmp_path,
+                                                                                             damage):
+    """Resumed, it said "best network: RUN/best.npz" with no such file, and no command got it back."""
+    run, unscored = tmp_path / "run", tmp_path / "unscored"
+    fit_small(mnist, run, epochs=2)
+    Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(mnist.train.subset(slice(0, 640)), None, epochs=1,
+                                                        run_dir=unscored)
+    for folder in (run, unscored):
+        kept = (folder / "best.npz").read_bytes()
+        if damage == "removed":
+            (folder / "best.npz").unlink()
+        else:
+            (folder / "best.npz").write_bytes(kept[:len(kept) // 2])
+        if folder == run:
+            (folder / "best.json").unlink()
+            with pytest.warns(UserWarning, match="had ended at epoch 2"):
+                fit_small(mnist, run, epochs=2, resume=True)
+            assert json.loads((run / "best.json").read_text())["epoch"] == \
+                Checkpoint.load(run / "checkpoint.npz").stopping_state["best_epoch"]
+        else:
+            with pytest.warns(UserWarning, match="had ended at epoch 1"):
+                Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(mnist.train.subset(slice(0, 640)), None,
+                                                                    epochs=1, run_dir=unscored, resume=True)
+        assert (folder / "best.npz").read_bytes() == kept  # the same network, and what it was trained on
+
+
 def test_a_resume_names_what_differs_before_it_looks_at_the_data(mnist, tmp_path):
     train = mnist.train.subset(slice(0, 640))
     Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(train, epochs=1, run_dir=tmp_path / "run")

@@ -39,11 +39,12 @@ def run(args) -> int:
     config = run_dir.config()
     history = read_history(run_dir.history_path)
     if not run_dir.best_path.exists():
-        advice = (f"resume it to its first evaluation: {run_dir.resume_command()}" if run_dir.has_checkpoint() else
+        advice = (f"resume it to get one (from its checkpoint if it had ended): {run_dir.resume_command()}"
+                  if run_dir.has_checkpoint() else
                   "it stopped before its first checkpoint, so there is nothing to resume: train it anew into "
                   "the same folder")
-        raise ConfigError(f"{run_dir.path} has no best network yet (best.npz), having stopped before its first "
-                          f"evaluation; {advice}")
+        raise ConfigError(f"{run_dir.path} has no best network (best.npz): none yet, or the file was removed; "
+                          f"{advice}")
     pyplot = import_pyplot()
     args.dataset = config.get("dataset", "mnist")
     network = Network.load(run_dir.best_path)

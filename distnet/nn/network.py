@@ -482,9 +482,10 @@ def saved_network_path(path: str | os.PathLike) -> Path:
     if not path.is_dir():
         return path
     if not (path / "best.npz").is_file():
-        if (path / "config.json").is_file():  # a run directory, stopped before its first evaluation
-            raise ModelFormatError(f"{path} is a run directory without a best network yet: it stopped before its "
-                                   f"first evaluation (resume it to get one: distnet train --resume {shlex.quote(str(path))})")
+        if (path / "config.json").is_file():  # a run directory
+            raise ModelFormatError(f"{path} is a run directory without a best network: it has none yet, or its "
+                                   f"best.npz was removed (resume it to get one, from its checkpoint if it had "
+                                   f"ended: distnet train --resume {shlex.quote(str(path))})")
         raise ModelFormatError(f"{path} is a folder without a best.npz; give a model file, such as RUN_DIR/best.npz")
     return path / "best.npz"
 
