@@ -1,7 +1,8 @@
 """``distnet predict``: classify images with a saved network and print class and probabilities.
 
 Reads ``.npy`` arrays and IDX files (plain or gzip) without extra packages, and PNG, JPEG and
-the other picture formats through Pillow (``pip install pillow``).
+the other picture formats through Pillow (``pip install pillow``); each file by what its first
+bytes say it holds, by its name only where they do not tell.
 """
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from ..data.digits import PIXELS, SIDE
 from ..errors import ConfigError, DataFormatError, DataNotFoundError
 from ..nn.network import saved_network_path
 from .common import add_model_argument, check_fits, dataset_of_model, probability, recorded_classes, trained_on
+from .pictures import PICTURE_SUFFIXES, is_picture, read_picture
 
-PICTURE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+NUMPY_SIGNATURES = (b"\x93NUMPY", b"PK\x03\x04")  # an .npy array; an .npz archive (zip), which np.load names
+GZIP_SIGNATURE = b"\x1f\x8b"
+NPY_ERRORS = (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError)
 
 
 def register(subparsers) -> None:
@@ -77,32 +81,85 @@ def run(args) -> int:
 def read_images(path: Path, invert: str = "auto") -> tuple[list[str], np.ndarray]:
     """The images in ``path`` as ``(names, pixels)``: one name per image (``path`` for a single
     one, ``path[i]`` in a stack) and an ``(n, 784)`` float32 array with values in [0, 1]."""
-    if not path.is_file():
-        raise DataNotFoundError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix in PICTURE_SUFFIXES:
+    head = first_bytes(path)
+    kind = kind_of(head) or kind_of_name(path)
+    if kind == "picture":
         return [str(path)], read_picture(path, invert)[None, :]
-    if suffix == ".npy":
-        try:
-            # Mapped, not read: a header that claims more than the file holds is refused, not allocated.
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError) as e:
-            raise DataFormatError(f"{path}: not a readable .npy array ({e})") from None
-        if not isinstance(array, np.ndarray):  # np.load returns an archive for .npz content
-            raise DataFormatError(f"{path}: holds an .npz archive, not one .npy array")
-        array = np.array(array)  # off the map: the file may change or go
-    else:
-        from ..data import read_idx
-
-        try:
-            array = read_idx(path)
-        except DataFormatError as e:
-            raise DataFormatError(f"{e}; predict reads .npy arrays, IDX files and (with Pillow) "
-                                  f"{', '.join(sorted(PICTURE_SUFFIXES))} pictures") from None
+    array = read_npy(path, head) if kind == "npy" else read_idx_images(path)
     pixels = as_pixels(array, str(path))
     names = [str(path)] if array.ndim in (1, 2) and array.size == SIDE * SIDE else \
         [f"{path}[{i}]" for i in range(len(pixels))]
     return names, pixels
+
+
+def first_bytes(path: Path) -> bytes:
+    """The first 16 bytes of the file ``path``, enough to tell what it holds."""
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give the image files in it (such as {path / '*.png'})")
+    if not path.is_file():
+        raise DataNotFoundError(f"{path}: no such file")
+    with open(path, "rb") as file:
+        return file.read(16)
+
+
+def kind_of(head: bytes) -> str | None:
+    """``"picture"``, ``"npy"`` or ``"idx"``: what a file's first bytes say it holds; None where
+    they do not tell."""
+    if is_picture(head):
+        return "picture"
+    if head.startswith(NUMPY_SIGNATURES):
+        return "npy"
+    if head.startswith((b"\0\0", GZIP_SIGNATURE)):  # an IDX magic number, or gzip (of an IDX file)
+        return "idx"
+    return None
+
+
+def kind_of_name(path: Path) -> str:
+    """What a file holds by its name alone, for content that does not tell (IDX files have no
+    extension)."""
+    suffix = path.suffix.lower()
+    return "picture" if suffix in PICTURE_SUFFIXES else "npy" if suffix == ".npy" else "idx"
+
+
+def read_npy(path: Path, head: bytes) -> np.ndarray:
+    """The array of an .npy file (not its pickled objects, were it to hold any)."""
+    if not head.startswith(NUMPY_SIGNATURES):
+        # np.load unpickles any content it does not recognize (or advises allow_pickle=True).
+        reason = "the file is empty" if not head else "it does not start with the .npy signature \\x93NUMPY"
+        raise DataFormatError(f"{path}: not a readable .npy array ({reason})")
+    try:
+        # Mapped, not read: a header that claims more than the file holds is refused, not allocated.
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except NPY_ERRORS as e:
+        reason = "it holds pickled Python objects, and distnet never loads pickled data: save the images " \
+                 "as a numeric array" if holds_objects(path) else e
+        raise DataFormatError(f"{path}: not a readable .npy array ({reason})") from None
+    if not isinstance(array, np.ndarray):  # np.load returns an archive for .npz content
+        raise DataFormatError(f"{path}: holds an .npz archive, not one .npy array")
+    return np.array(array)  # off the map: the file may change or go
+
+
+def holds_objects(path: Path) -> bool:
+    """Whether an .npy file's header declares Python objects, which only unpickling reads."""
+    with open(path, "rb") as file:
+        try:
+            version = np.lib.format.read_magic(file)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            return read_header(file)[2].hasobject
+        except NPY_ERRORS:
+            return False
+
+
+def read_idx_images(path: Path) -> np.ndarray:
+    """The array of an IDX file, plain or gzip."""
+    from ..data import read_idx
+
+    try:
+        return read_idx(path)
+    except DataFormatError as e:
+        raise DataFormatError(f"{e}; predict reads .npy arrays, IDX files and (with Pillow) "
+                              f"{', '.join(sorted(PICTURE_SUFFIXES))} pictures") from None
 
 
 def as_pixels(array: np.ndarray, name: str) -> np.ndarray:
@@ -132,24 +189,3 @@ def as_pixels(array: np.ndarray, name: str) -> np.ndarray:
         raise DataFormatError(f"{name}: float pixels must lie in [0, 1] (got {array.min():g}..{array.max():g}); "
                               f"divide bytes by 255")
     return array.astype(np.float32)
-
-
-def read_picture(path: Path, invert: str = "auto") -> np.ndarray:
-    """A picture as 784 values in [0, 1]: grey, scaled to 28x28, light-on-dark like MNIST."""
-    try:
-        from PIL import Image, UnidentifiedImageError
-    except ImportError:
-        raise ConfigError(f"reading {path.suffix} pictures needs Pillow: pip install pillow "
-                          f"(or save the image as a .npy array)") from None
-    try:
-        with Image.open(path) as picture:
-            grey = picture.convert("L")
-            if grey.size != (SIDE, SIDE):
-                grey = grey.resize((SIDE, SIDE), Image.LANCZOS)
-            pixels = np.asarray(grey, dtype=np.float32) / 255
-    except (UnidentifiedImageError, OSError) as e:
-        raise DataFormatError(f"{path}: not a readable picture ({e})") from None
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    if invert == "yes" or (invert == "auto" and border.mean() > 0.5):
-        pixels = 1 - pixels
-    return pixels.reshape(-1)

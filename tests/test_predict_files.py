@@ -1,0 +1,158 @@
+"""`distnet predict`'s files: pictures of every depth and with transparency read as the same grey
+values, each file read by what its first bytes say it holds, and clear one-line errors for
+pictures too large, blank or out of range, for folders and for pickled .npy files."""
+import json
+import pickle
+
+import numpy as np
+import pytest
+
+from distnet import Dense, Network
+from distnet.cli import main
+from distnet.commands.predict import read_images
+from distnet.data import write_idx
+from distnet.errors import DataFormatError
+
+Image = pytest.importorskip("PIL.Image")
+
+
+def run_cli(capsys, *argv):
+    """Exit status, stdout, stderr of one `distnet` command run in this process."""
+    capsys.readouterr()
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture
+def model(tmp_path):
+    digits = {"name": "digits", "classes": [str(i) for i in range(10)]}
+    return Network([Dense(10, "softmax")], input_size=784, seed=0).save(tmp_path / "model.npz",
+                                                                        notes={"trained_on": digits})
+
+
+def ring(side: int = 28) -> np.ndarray:
+    """A light, anti-aliased zero on black, as MNIST draws its digits: bytes with many grey levels."""
+    y, x = np.mgrid[:side, :side] * (28 / side)
+    radius = np.hypot(y - 14, x - 14)
+    return np.rint(255 * np.exp(-((radius - 8) ** 2) / 6)).astype(np.uint8)
+
+
+def pixels_of(path):
+    return read_images(path)[1]
+
+
+def mode_of(path):
+    with Image.open(path) as picture:
+        return picture.mode
+
+
+@pytest.mark.parametrize("side", [28, 56])  # 56: read, then scaled to 28x28
+def test_16_bit_integer_and_float_pictures_read_as_the_8_bit_one(tmp_path, side):
+    ink = 255 - ring(side)  # dark ink on white paper, inverted by --invert auto
+    Image.fromarray(ink).save(tmp_path / "8.png")
+    Image.fromarray(ink.astype(np.uint16) * 257).save(tmp_path / "16.png")  # 0..65535
+    Image.fromarray(ink.astype(np.uint16) * 257).save(tmp_path / "16.pgm")  # opens as 32-bit integers (mode I)
+    Image.fromarray(ink.astype(np.int32)).save(tmp_path / "32.tiff")  # mode I holding bytes
+    Image.fromarray(ink.astype(np.float32) / 255).save(tmp_path / "float.tiff")  # mode F, 0..1
+    assert [mode_of(tmp_path / name) for name in ("16.png", "16.pgm", "32.tiff", "float.tiff")] == \
+        ["I;16", "I", "I", "F"]
+    expected = pixels_of(tmp_path / "8.png")
+    if side == 28:
+        assert expected == pytest.approx(ring().reshape(1, 784) / 255, abs=1e-6)
+    for name in ("16.png", "16.pgm", "32.tiff", "float.tiff"):
+        assert pixels_of(tmp_path / name) == pytest.approx(expected, abs=1e-6), name
+
+
+def test_a_digit_drawn_in_the_alpha_channel_reads_as_the_same_digit_on_paper(tmp_path):
+    digit = ring()
+    Image.fromarray(255 - digit).save(tmp_path / "paper.png")
+    black = np.zeros((28, 28, 4), np.uint8)
+    black[..., 3] = digit  # black strokes over a transparent background
+    Image.fromarray(black, "RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(black[..., 2:], "LA").save(tmp_path / "la.png")
+    white = black.copy()
+    white[..., :3] = 255  # white strokes: laid over black, left as they are by --invert auto
+    Image.fromarray(white, "RGBA").save(tmp_path / "white.png")
+    palette = Image.fromarray(digit, "P")  # black in every entry, entry i as opaque as i
+    palette.putpalette(bytes(3 * 256))
+    palette.save(tmp_path / "palette.png", transparency=bytes(range(256)))
+    expected = digit.reshape(1, 784) / np.float32(255)
+    assert pixels_of(tmp_path / "paper.png") == pytest.approx(expected, abs=1e-6)
+    for name in ("rgba.png", "la.png", "white.png"):
+        assert pixels_of(tmp_path / name) == pytest.approx(expected, abs=1e-6), name
+    assert mode_of(tmp_path / "palette.png") == "P"  # a palette with transparency (tRNS)
+    assert pixels_of(tmp_path / "palette.png") == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("picture,grey", [
+    (Image.new("L", (28, 28), 255), "1"),  # blank paper
+    (Image.new("RGBA", (50, 40), (0, 0, 0, 0)), "1"),  # fully transparent
+    (Image.new("F", (28, 28), 0.25), "0.25"),
+])
+def test_a_picture_of_one_grey_is_refused(capsys, model, tmp_path, picture, grey):
+    picture.save(tmp_path / "blank.tiff")
+    status, out, err = run_cli(capsys, "predict", model, tmp_path / "blank.tiff")
+    assert (status, out) == (2, "")
+    assert err == (f"distnet: error: {tmp_path / 'blank.tiff'}: every pixel reads as the same grey ({grey}, from 0 "
+                   f"black to 1 white), so there is no digit to classify; if the picture shows one, save it as an "
+                   f"8-bit greyscale PNG\n")
+
+
+def test_a_float_picture_out_of_0_1_is_refused(tmp_path):
+    Image.fromarray(ring().astype(np.float32)).save(tmp_path / "bytes.tiff")  # 0..255 as floats
+    with pytest.raises(DataFormatError) as refused:
+        read_images(tmp_path / "bytes.tiff")
+    assert str(refused.value) == (f"{tmp_path / 'bytes.tiff'}: a float picture's pixels must lie in [0, 1], this "
+                                  f"one's run from 0 to 255; scale them into [0, 1] first")
+
+
+@pytest.mark.parametrize("side", [40, 50])  # 1,600 pixels: Pillow warns; 2,500: Pillow refuses
+def test_a_picture_too_large_for_pillow_says_to_scale_it_down(capsys, model, tmp_path, monkeypatch, side):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # as a 20000x20000 picture is to Pillow's real limit
+    Image.fromarray(255 - ring(side)).save(tmp_path / "big.png")
+    status, out, err = run_cli(capsys, "predict", model, tmp_path / "big.png")
+    assert (status, out) == (2, "")
+    assert err == (f"distnet: error: {tmp_path / 'big.png'}: the picture has {side * side:,} pixels, too many to "
+                   f"read safely; predict takes 28x28 digits: scale it down first (to 28x28, or a few hundred "
+                   f"pixels a side)\n")
+
+
+def test_files_are_read_by_their_content_whatever_their_name(capsys, model, tmp_path):
+    Image.fromarray(255 - ring()).save(tmp_path / "digit.png")
+    png = (tmp_path / "digit.png").read_bytes()
+    for name in ("d8.npy", "d8", "d8.idx"):
+        (tmp_path / name).write_bytes(png)
+    write_idx(tmp_path / "idx.png", ring()[None])  # an IDX file named as a picture
+    np.save(tmp_path / "array.npy", ring())
+    (tmp_path / "array.gif").write_bytes((tmp_path / "array.npy").read_bytes())
+    status, out, _ = run_cli(capsys, "predict", model, tmp_path / "digit.png", tmp_path / "d8.npy", tmp_path / "d8",
+                             tmp_path / "d8.idx", tmp_path / "idx.png", tmp_path / "array.gif", "--json")
+    results = [json.loads(line) for line in out.splitlines()]
+    assert status == 0
+    assert [r["file"] for r in results] == [str(tmp_path / name) for name in
+                                            ("digit.png", "d8.npy", "d8", "d8.idx", "idx.png[0]", "array.gif")]
+    expected = Network.load(model).predict(ring().reshape(1, 784) / np.float32(255))[0]
+    for r in results:
+        assert r["probabilities"] == pytest.approx(expected, abs=1e-6), r["file"]
+
+
+def test_a_folder_is_refused_with_what_to_give_instead(capsys, model, tmp_path):
+    (tmp_path / "img").mkdir()
+    status, _, err = run_cli(capsys, "predict", model, tmp_path / "img")
+    assert status == 2
+    assert err == f"distnet: error: {tmp_path / 'img'} is a folder; give the image files in it (such as " \
+                  f"{tmp_path / 'img' / '*.png'})\n"
+
+
+def test_pickled_npy_files_are_never_loaded_nor_advised_to_be(capsys, model, tmp_path):
+    np.save(tmp_path / "objects.npy", np.array([{"pixels": 1}], dtype=object), allow_pickle=True)
+    (tmp_path / "pickle.npy").write_bytes(pickle.dumps(ring()))  # np.load would unpickle it, asked to
+    status, _, err = run_cli(capsys, "predict", model, tmp_path / "objects.npy")
+    assert status == 2
+    assert err == (f"distnet: error: {tmp_path / 'objects.npy'}: not a readable .npy array (it holds pickled Python "
+                   f"objects, and distnet never loads pickled data: save the images as a numeric array)\n")
+    status, _, err = run_cli(capsys, "predict", model, tmp_path / "pickle.npy")
+    assert status == 2
+    assert err == (f"distnet: error: {tmp_path / 'pickle.npy'}: not a readable .npy array (it does not start with "
+                   f"the .npy signature \\x93NUMPY)\n")
