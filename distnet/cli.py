@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
     except DistnetError as e:
         return _fail(args, str(e))
+    except MemoryError:
+        return _fail(args, f"out of memory: this needs more than the machine has free (a network, batch or data set "
+                           f"too large for it?){_after_a_refused_write(args)}")
     except OSError as e:  # the file system or the network refused: a full disk, a read-only folder
         where = f"{e.filename} -> {e.filename2}: " if e.filename2 else f"{e.filename}: " if e.filename else ""
         return _fail(args, f"{where}{e.strerror or e}{_after_a_refused_write(args)}")
@@ -131,6 +134,11 @@ def _parse(parser: _Parser, argv: list[str]) -> tuple[argparse.Namespace, list[s
     """The command's arguments and the words it did not recognise. A command's file names may
     follow its options too (``predict MODEL a.png --invert no b.png``): argparse alone takes
     positionals in one run, so a command left with stray words is parsed again intermixed."""
+    command = next((i for i, word in enumerate(argv) if word in parser.commands), None)
+    early = [word for word in argv[:command] if word not in ("-h", "--help", "--version")] if command else []
+    if early:  # argparse would take them for the command's name, or guess at them
+        parser.error(f"{' '.join(early)}: options go after the command, as in: distnet {argv[command]} "
+                     f"{' '.join(early)} ...")
     args, unknown = parser.parse_known_args(argv)
     if not any(not word.startswith("-") for word in unknown):
         return args, unknown

@@ -563,6 +563,9 @@ def test_plot_says_which_line_of_the_history_is_broken_and_refuses_a_file_for_ou
     (run / "history.jsonl").write_text(complete + '{"epoch": 9, "train_err\n' + complete)  # broken, not cut short
     status, _, err = run_cli(capsys, "plot", run)
     assert status == 2 and err == f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON\n"
+    (run / "history.jsonl").write_bytes(complete.encode() + b'\xff\xfe{"epoch": 9}\n' + complete.encode())
+    status, _, err = run_cli(capsys, "plot", run)  # not text at all: a UnicodeDecodeError's traceback before
+    assert status == 2 and err == f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON\n"
     for other in ('{"epoch": 9}', "[1, 2]", '{"epoch": 9, "train_error": 0.1}'):  # KeyError, TypeError before
         (run / "history.jsonl").write_text((mnist_run[0] / "history.jsonl").read_text() + other + "\n")
         status, _, err = run_cli(capsys, "plot", run)
@@ -648,3 +651,26 @@ def test_a_run_stopped_before_its_first_evaluation_says_so_and_how_to_go_on(caps
     status, _, err = run_cli(capsys, "plot", run)
     assert status == 2 and err.endswith("stopped before its first checkpoint, so there is nothing to resume: train "
                                         "it anew into the same folder\n")
+
+
+def test_a_run_started_from_python_on_data_of_its_own_is_not_taken_for_mnist(capsys, mnist, tmp_path):
+    """Resumed or plotted, it was trained on MNIST's rows ("the network does not fit the training
+    data", "takes rows of 2 inputs, got data of shape (10000, 784)"), no file named."""
+    from distnet import Dense, Nesterov, Trainer
+    from distnet.data import Dataset
+
+    rng = np.random.default_rng(0)
+    points = rng.random((200, 2)).astype(np.float32)
+    own = Dataset(points, (points.sum(axis=1) > 1).astype(int), classes=["low", "high"])
+    run = tmp_path / "run"
+    Trainer(Network([Dense(4, "relu"), Dense(2, "softmax")], input_size=2, seed=0), Nesterov(0.1), batch_size=10,
+            seed=0).fit(own, own, epochs=2, run_dir=run)
+    status, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "3")
+    assert status == 2 and err == (f"distnet: error: {run} was started from Python on data of its own (its config.json "
+                                   f"names no data set, and its 2-4-2 network does not take MNIST's images and "
+                                   f"classes): resume it from Python, with fit(train, validation, run_dir=..., "
+                                   f"resume=True) on that data\n")
+    status, _, err = run_cli(capsys, "plot", run)
+    assert status == 2 and err.endswith(f"distnet: error: {run / 'best.npz'} does not fit mnist/test: the network "
+                                        f"takes 2 inputs and gives 2 outputs, the data has 784 pixels per image and "
+                                        f"10 classes; use it on the data it was trained on\n")

@@ -322,6 +322,20 @@ def test_the_command_line_offers_the_library_s_protocols_and_failure_limit():
         inspect.signature(DistributedTrainer).parameters["max_failures"].default
 
 
+def test_running_out_of_memory_is_one_line_too(capsys, data, tmp_path, monkeypatch):
+    """Wherever it happens (here: the training's first steps), with what is kept and how to go on."""
+    from distnet.trainer import Trainer
+
+    def out_of_memory(*args):
+        raise MemoryError
+
+    monkeypatch.setattr(Trainer, "_run_steps", out_of_memory)
+    status, _, err = cli(capsys, "train", "--workers", "0", "--epochs", "1", "--quiet", "--run-dir", tmp_path / "run",
+                         "--data-dir", data)
+    assert_clean_error(status, err, "out of memory: this needs more than the machine has free (a network, batch or "
+                                    "data set too large for it?)")
+
+
 def test_usage_errors_are_one_line_too(capsys):
     status, _, err = cli(capsys, "frobnicate")
     assert_clean_error(status, err, "argument COMMAND: invalid choice: 'frobnicate'", "(see: distnet --help)")
@@ -336,6 +350,12 @@ def test_usage_errors_are_one_line_too(capsys):
                    "--epochs or --workers or --learning-rate?) (see: distnet train --help)\n")
     status, _, err = cli(capsys, "evaluate", "model.npz", "--epochs", "3")  # not one of evaluate's: no guess
     assert err == "distnet: error: unrecognized arguments: --epochs 3 (see: distnet evaluate --help)\n"
+    # before the command: "--json (did you mean --json?)", and "invalid choice: '0'" for the command
+    status, _, err = cli(capsys, "--json", "train")
+    assert err == ("distnet: error: --json: options go after the command, as in: distnet train --json ... (see: "
+                   "distnet --help)\n") and status == 2
+    status, _, err = cli(capsys, "--workers", "0", "train", "--epochs", "1")
+    assert err.startswith("distnet: error: --workers 0: options go after the command, as in: distnet train --workers 0")
 
 
 @pytest.mark.slow
@@ -551,6 +571,16 @@ def test_a_run_another_process_trains_before_its_first_checkpoint_is_in_use_not_
     ({"seed": 5}, "cannot resume: the run was started with another seed (942457 in its checkpoint, 5 "
                   "now); resume with the run's own settings, which its config.json records (if that "
                   "file was edited, undo the edit)"),
+    # the file named for the settings the trainer is built from too (the check's message alone before)
+    ({"batch_size": 0}, "config.json: the batch size must be a positive integer, got 0, which distnet does not write"),
+    ({"l2": None}, "config.json: l2 must be a number in [0, 1), got None, which distnet does not write"),
+    ({"seed": "s"}, "config.json: seed must be a whole number >= 0 (or None for a random one), got 's', which"),
+    ({"optimizer": {"name": "nesterov", "learning_rate": -1, "momentum": 0.87}},
+     "config.json: the learning rate must be a positive finite number, got -1, which distnet does not write"),
+    ({"data_dir": 5}, "config.json: the data folder is 5, not a path, which distnet does not write"),  # a TypeError
+    ({"dataset": "foo"}, "config.json: the data set is 'foo', not one of mnist, fashion-mnist, which distnet does"),
+    ({"protocol": "x", "workers": 2}, "config.json: the step protocol is 'x', not one of channel, compiled, plain,"),
+    ({"protocol": "plain", "workers": 0}, "config.json: the number of workers must be a positive integer, got 0,"),
 ])
 def test_a_resume_names_an_edited_or_damaged_config_json_and_touches_nothing(capsys, data, run, edit, message):
     config = json.loads((run / "config.json").read_text())

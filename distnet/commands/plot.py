@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .common import add_data_location_arguments
+from .common import add_data_arguments
 
 DPI = 100
 # Every figure has a fixed size in pixels (width, height): no tight bounding box that would change it.
@@ -25,7 +25,7 @@ def register(subparsers) -> None:
                     "the test set) for the run in RUN_DIR. Needs matplotlib: pip install matplotlib.")
     plot.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by distnet train")
     plot.add_argument("--out", type=Path, help="where to write the PNG files (default: RUN_DIR/plots)")
-    add_data_location_arguments(plot, test_only=True)
+    add_data_arguments(plot, of_model=True)
     plot.set_defaults(handler=run)
 
 
@@ -33,7 +33,7 @@ def run(args) -> int:
     from ..metrics import confident_mistakes, evaluation_of
     from ..nn import Network
     from ..rundir import RunDir
-    from .common import load_test_data
+    from .common import check_fits, dataset_of_model, load_test_data
 
     run_dir = RunDir(args.run_dir)
     config = run_dir.config()
@@ -46,9 +46,10 @@ def run(args) -> int:
         raise ConfigError(f"{run_dir.path} has no best network (best.npz): none yet, or the file was removed; "
                           f"{advice}")
     pyplot = import_pyplot()
-    args.dataset = config.get("dataset", "mnist")
+    args.dataset = dataset_of_model(run_dir.best_path, args.dataset)
     network = Network.load(run_dir.best_path)
     test = load_test_data(args, dtype=network.dtype)
+    check_fits(network, run_dir.best_path, test.images.shape[1], len(test.classes), test.name)
     outputs = network.predict(test.images)
     evaluation = evaluation_of(outputs, test.labels, test.classes)
     mistakes = confident_mistakes(outputs, test.labels, GRID[0] * GRID[1])
@@ -82,7 +83,8 @@ def import_pyplot():
 
 def read_history(path: Path) -> list[dict]:
     try:
-        text = path.read_text()
+        # Bytes that are not UTF-8 make their line's JSON invalid, which is said below.
+        text = path.read_bytes().decode("utf-8", errors="replace")
     except FileNotFoundError:
         raise ConfigError(f"{path.parent} is not a run directory (no history.jsonl)") from None
     lines = text.splitlines()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..batches import check_batch_size
 from ..data.augment import RandomAffine
-from ..errors import ConfigError, DistnetError, ModelFormatError
+from ..errors import ConfigError, ModelFormatError
 from ..nn.activations import ACTIVATIONS
 from ..nn.costs import COSTS
 from ..presets import PRESETS, Preset, get_preset
@@ -24,6 +24,7 @@ from .common import (add_data_arguments, cluster_address, folder, fraction, laye
 
 
 MAX_FAILURES = 3  # DistributedTrainer's default too
+STEP_PROTOCOLS = ("channel", "compiled", "plain")  # DistributedTrainer's, besides "auto"
 
 
 def _each_preset(setting: str, shown=str) -> str:
@@ -56,7 +57,7 @@ def register(subparsers) -> None:
                        help="join a running Ray cluster ('auto' or HOST:PORT) instead of starting one, or "
                             "'local' to start one even where RAY_ADDRESS is set (default: the cluster "
                             "RAY_ADDRESS names, if set)")
-    train.add_argument("--protocol", default="auto", choices=["auto", "channel", "compiled", "plain"],
+    train.add_argument("--protocol", default="auto", choices=["auto", *STEP_PROTOCOLS],
                        help="how workers and parameter server exchange each step (default: auto)")
     train.add_argument("--max-failures", type=non_negative_int, default=MAX_FAILURES,
                        help=f"failures to recover from, each replacing the actors then lost, before giving up "
@@ -177,46 +178,84 @@ def resume_train(args) -> int:
     batches of the run's number of workers (the same training, no other draw). Without it the run
     goes on as its config.json says: in this process if it records no step protocol, else on its
     number of workers."""
-    from ..data.augment import augmentation_from_spec
-    from ..nn import Network, optimizer_from_spec, schedule_from_spec
-
     refuse_run_settings(args)
     run = RunDir(args.resume)
     config = run.config()
-    args.run_dir, args.dataset = args.resume, config.get("dataset", "mnist")
-    if args.data_dir is None and config.get("data_dir"):
-        recorded = Path(config["data_dir"])
-        if recorded.is_dir():
-            args.data_dir = recorded  # the same files, or the batches would differ
+    recorded = _recorded_settings(run, config)
+    if "dataset" not in config:  # which the command line records: a run that fit started, from Python
+        _check_resumable_here(run, recorded["network"])
+    args.run_dir, args.dataset = args.resume, recorded["dataset"]
+    if args.data_dir is None and recorded["data_dir"]:
+        data_dir = Path(recorded["data_dir"])
+        if data_dir.is_dir():
+            args.data_dir = data_dir  # the same files, or the batches would differ
         else:  # (or the files were found elsewhere then): the run's checksums tell whether they are the same
-            warnings.warn(f"the run's data folder {recorded} is not there any more; the data set is looked for "
+            warnings.warn(f"the run's data folder {data_dir} is not there any more; the data set is looked for "
                           f"where a new run looks, and compared with the run's where it recorded their checksums")
+    batch_size = recorded["batch_size"]
+    if args.workers is not None and args.workers > batch_size:  # before the data loads or Ray starts
+        raise ConfigError(f"--workers {args.workers}: each worker needs at least one sample per step, and the run's "
+                          f"batch size is {batch_size}; use at most {batch_size} workers")
+    workers = recorded["workers"] if args.workers is None else args.workers
+    if workers and args.protocol == "auto":
+        args.protocol = recorded["protocol"] or "auto"
+    network = recorded["network"]
+    trainer = make_trainer(args, network, recorded["optimizer"], recorded["l2"], batch_size, recorded["seed"],
+                           workers, schedule=recorded["schedule"], augmentation=recorded["augmentation"])
+    # eval_every, window and acceptable_error are the run's: fit reads them from it.
+    fit_args = {"epochs": args.epochs, "extra_config": {"preset": config.get("preset"), "dataset": args.dataset,
+                                                        "data_dir": recorded["data_dir"]}}
+    splits = load_data(args, dtype=network.dtype)
+    return fit_and_report(args, trainer, splits, args.resume, fit_args, resume=True)
+
+
+def _check_resumable_here(run: RunDir, network) -> None:
+    """For a run started from Python (by fit, whose config.json names no data set): ConfigError
+    unless MNIST can be what it trains on; then a warning that MNIST is taken (the run's
+    checksums refuse other data)."""
+    from ..data.datasets import DIGIT_CLASSES
+    from ..data.digits import PIXELS
+
+    if (network.input_size, network.output_size) != (PIXELS, len(DIGIT_CLASSES)):
+        raise ConfigError(f"{run.path} was started from Python on data of its own (its config.json names no data set, "
+                          f"and its {'-'.join(map(str, network.sizes))} network does not take MNIST's images and "
+                          f"classes): resume it from Python, with fit(train, validation, run_dir=..., resume=True) "
+                          f"on that data")
+    warnings.warn(f"{run.path} was started from Python (its config.json names no data set): it is resumed on mnist, "
+                  f"which the run's checksums compare with the data it was started with")
+
+
+def _recorded_settings(run: RunDir, config: dict) -> dict:
+    """What the run's ``config`` (its config.json) records of how it trains, each value checked:
+    ModelFormatError naming the file for one that distnet does not write (a hand edit)."""
+    from .. import checks
+    from ..data.augment import augmentation_from_spec
+    from ..data.datasets import DATASETS
+    from ..nn import Network, optimizer_from_spec, schedule_from_spec
+
     try:
-        network = Network.from_spec(config["network"])
-        if args.workers is not None:
-            workers = args.workers
-            if workers > config["batch_size"]:  # before the data loads or Ray starts
-                raise ConfigError(f"--workers {workers}: each worker needs at least one sample per step, and "
-                                  f"the run's batch size is {config['batch_size']}; use at most "
-                                  f"{config['batch_size']} workers")
-        else:
-            workers = 0 if config.get("protocol") is None else config["workers"]
-        if workers and args.protocol == "auto":
-            args.protocol = config.get("protocol") or "auto"
-        trainer = make_trainer(args, network, optimizer_from_spec(config["optimizer"]), config["l2"],
-                               config["batch_size"], config["seed"], workers,
-                               schedule=schedule_from_spec(config.get("schedule")),
-                               augmentation=augmentation_from_spec(config.get("augmentation")))
-        # eval_every, window and acceptable_error are the run's: fit reads them from it.
-        fit_args = {"epochs": args.epochs, "extra_config": {"preset": config.get("preset"), "dataset": args.dataset,
-                                                            "data_dir": config.get("data_dir")}}
-    except DistnetError:
-        raise
+        protocol, dataset, data_dir = config.get("protocol"), config.get("dataset", "mnist"), config.get("data_dir")
+        if protocol is not None and protocol not in STEP_PROTOCOLS:
+            raise ConfigError(f"the step protocol is {protocol!r}, not one of {', '.join(STEP_PROTOCOLS)}")
+        if dataset not in DATASETS:
+            raise ConfigError(f"the data set is {dataset!r}, not one of {', '.join(DATASETS)}")
+        if data_dir is not None and not isinstance(data_dir, str):
+            raise ConfigError(f"the data folder is {data_dir!r}, not a path")
+        return {"network": Network.from_spec(config["network"]), "optimizer": optimizer_from_spec(config["optimizer"]),
+                "l2": checks.fraction("l2", config["l2"]),
+                "batch_size": checks.positive_int("the batch size", config["batch_size"]),
+                "seed": checks.seed_or_none(config["seed"]),
+                # a run that records no step protocol trained in one process
+                "workers": 0 if protocol is None else checks.positive_int("the number of workers", config["workers"]),
+                "protocol": protocol, "dataset": dataset, "data_dir": data_dir,
+                "schedule": schedule_from_spec(config.get("schedule")),
+                "augmentation": augmentation_from_spec(config.get("augmentation"))}
+    except ConfigError as e:
+        raise ModelFormatError(f"{run.config_path}: {e}, which distnet does not write; correct it, or start a new "
+                               f"run") from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ModelFormatError(f"{run.config_path}: not a configuration distnet wrote ({type(e).__name__}: "
                                f"{e}); start a new run instead") from None
-    splits = load_data(args, dtype=network.dtype)
-    return fit_and_report(args, trainer, splits, args.resume, fit_args, resume=True)
 
 
 def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int, workers: int | None,

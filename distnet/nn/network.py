@@ -70,7 +70,7 @@ class Network:
         # Fresh layer objects: the network owns its views, callers may reuse their descriptions.
         self.layers = [Dense(layer.size, layer.activation) for layer in layers]
         self.cost.check_output_activation(self.layers[-1].activation)
-        self._params = np.zeros(self.parameter_count, dtype=self.dtype)
+        self._params = _zeros_for_parameters(self.sizes, self.dtype)
         self.weight_slices: list[slice] = []
         self._grad_slices: list[tuple[slice, slice]] = []
         offset, fan_in = 0, self.input_size
@@ -473,6 +473,17 @@ def _file_to_write(path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give the path of a file to write, such as {path / 'best.npz'}")
     return path
+
+
+def _zeros_for_parameters(sizes: list[int], dtype: np.dtype) -> np.ndarray:
+    """The flat parameter vector of a network of ``sizes``; ConfigError where it cannot be had."""
+    count = count_parameters(sizes)
+    try:
+        return np.zeros(count, dtype=dtype)
+    except (MemoryError, ValueError):  # ValueError: more elements than an array can have
+        raise ConfigError(f"a {'-'.join(map(str, sizes))} network has {count:,} parameters "
+                          f"({count * dtype.itemsize / 2**30:,.1f} GiB as {dtype}), more than this machine can hold; "
+                          f"use smaller layers") from None
 
 
 def saved_network_path(path: str | os.PathLike) -> Path:
