@@ -579,7 +579,7 @@ def test_a_run_another_process_trains_before_its_first_checkpoint_is_in_use_not_
      "config.json: the learning rate must be a positive finite number, got -1, which distnet does not write"),
     ({"data_dir": 5}, "config.json: the data folder is 5, not a path, which distnet does not write"),  # a TypeError
     ({"dataset": "foo"}, "config.json: the data set is 'foo', not one of mnist, fashion-mnist, which distnet does"),
-    ({"protocol": "x", "workers": 2}, "config.json: the step protocol is 'x', not one of channel, compiled, plain,"),
+    ({"protocol": "x", "workers": 2}, "config.json: the step protocol is 'x', not one of auto, channel, compiled,"),
     ({"protocol": "plain", "workers": 0}, "config.json: the number of workers must be a positive integer, got 0,"),
 ])
 def test_a_resume_names_an_edited_or_damaged_config_json_and_touches_nothing(capsys, data, run, edit, message):

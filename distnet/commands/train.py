@@ -24,7 +24,7 @@ from .common import (add_data_arguments, cluster_address, folder, fraction, laye
 
 
 MAX_FAILURES = 3  # DistributedTrainer's default too
-STEP_PROTOCOLS = ("channel", "compiled", "plain")  # DistributedTrainer's, besides "auto"
+PROTOCOLS = ("auto", "channel", "compiled", "plain")  # DistributedTrainer's too
 
 
 def _each_preset(setting: str, shown=str) -> str:
@@ -57,7 +57,7 @@ def register(subparsers) -> None:
                        help="join a running Ray cluster ('auto' or HOST:PORT) instead of starting one, or "
                             "'local' to start one even where RAY_ADDRESS is set (default: the cluster "
                             "RAY_ADDRESS names, if set)")
-    train.add_argument("--protocol", default="auto", choices=["auto", *STEP_PROTOCOLS],
+    train.add_argument("--protocol", default="auto", choices=PROTOCOLS,
                        help="how workers and parameter server exchange each step (default: auto)")
     train.add_argument("--max-failures", type=non_negative_int, default=MAX_FAILURES,
                        help=f"failures to recover from, each replacing the actors then lost, before giving up "
@@ -235,8 +235,8 @@ def _recorded_settings(run: RunDir, config: dict) -> dict:
 
     try:
         protocol, dataset, data_dir = config.get("protocol"), config.get("dataset", "mnist"), config.get("data_dir")
-        if protocol is not None and protocol not in STEP_PROTOCOLS:
-            raise ConfigError(f"the step protocol is {protocol!r}, not one of {', '.join(STEP_PROTOCOLS)}")
+        if protocol is not None and protocol not in PROTOCOLS:
+            raise ConfigError(f"the step protocol is {protocol!r}, not one of {', '.join(PROTOCOLS)}")
         if dataset not in DATASETS:
             raise ConfigError(f"the data set is {dataset!r}, not one of {', '.join(DATASETS)}")
         if data_dir is not None and not isinstance(data_dir, str):
