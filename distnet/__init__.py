@@ -5,7 +5,8 @@
 """
 from .data import Dataset, Splits, load_dataset, load_fashion_mnist, load_mnist
 from .errors import (ChecksumError, ClusterUnreachableError, ConfigError, DataFormatError, DataNotFoundError,
-                     DistnetError, FailureLimitError, ModelFormatError, RayFailedError, TrainingDivergedError)
+                     DistnetError, FailureLimitError, ModelFormatError, OutOfMemoryError, RayFailedError,
+                     TrainingDivergedError)
 from .nn import (MSE, Adam, CrossEntropy, Dense, GradientDescent, HalfQuadratic, HeNormal, HeUniform,
                  Identity, LeakyReLU, LeCunNormal, LeCunUniform, Momentum, Nesterov, Network, Quadratic,
                  Random, ReLU, Sigmoid, Softmax, Softplus, Tanh, XavierNormal, XavierUniform)
@@ -28,7 +29,7 @@ __all__ = [
     "PRESETS", "get_preset", "Dataset", "Splits", "load_mnist", "load_fashion_mnist", "load_dataset",
     "DistnetError", "ConfigError", "DataFormatError", "DataNotFoundError", "ChecksumError",
     "ModelFormatError", "TrainingDivergedError", "FailureLimitError", "RayFailedError",
-    "ClusterUnreachableError",
+    "ClusterUnreachableError", "OutOfMemoryError",
 ]
 
 

@@ -111,10 +111,17 @@ class Checked:
 
 def json_object(what: str, value, example: str) -> dict:
     """``value`` as the JSON object it will be written as (a copy): a dict by string keys of what
-    JSON holds (strings, finite numbers, booleans, None, lists and dicts of them); ConfigError
-    otherwise, naming ``what`` and showing ``example``."""
-    if not isinstance(value, dict) or not all(isinstance(key, str) for key in value):
+    JSON holds (strings, finite numbers, booleans, None, lists and dicts of them, by string keys
+    too); ConfigError otherwise, naming ``what`` and showing ``example``."""
+    if not isinstance(value, dict):
         raise ConfigError(f"{what} must be a dict of JSON values by name, such as {example}, got {value!r:.80}")
+    try:
+        key = _key_not_text(value)
+    except RecursionError:
+        raise ConfigError(f"{what} is nested too deeply to be written as JSON") from None
+    if key is not None:  # JSON would write it as text, and a key of that text would replace it
+        raise ConfigError(f"{what} must be a dict of JSON values by name, such as {example}, and so must the dicts "
+                          f"within it: got the key {key!r}")
     try:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as e:  # an object JSON lacks, NaN or infinity, a circular reference
@@ -122,3 +129,17 @@ def json_object(what: str, value, example: str) -> dict:
                           f"and dicts of them): {e}") from None
     except RecursionError:
         raise ConfigError(f"{what} is nested too deeply to be written as JSON") from None
+
+
+def _key_not_text(value):
+    """The first key of a dict within ``value`` (itself included) that is not a string; None if none."""
+    if isinstance(value, dict):
+        keys = [key for key in value if not isinstance(key, str)]
+        if keys:
+            return keys[0]
+        values = value.values()
+    elif isinstance(value, (list, tuple)):
+        values = value
+    else:
+        return None
+    return next((key for item in values if (key := _key_not_text(item)) is not None), None)

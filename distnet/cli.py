@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import warnings
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from . import __version__
 from .commands import COMMANDS
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.showwarning = _show_warning
             return args.handler(args)
     except BrokenPipeError:
-        _drop_stdout()
+        _drop_output(sys.stdout)
         if args.command != "train":
             # The reader went away (e.g. `distnet show ... | head`): stop quietly, as other tools do.
             return 0
@@ -110,10 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, str(e))
     except MemoryError:
         return _fail(args, f"out of memory: this needs more than the machine has free (a network, batch or data set "
-                           f"too large for it?){_after_a_refused_write(args)}")
+                           f"too large for it?){_kept_run(args, 'with more memory free')}")
     except OSError as e:  # the file system or the network refused: a full disk, a read-only folder
         where = f"{e.filename} -> {e.filename2}: " if e.filename2 else f"{e.filename}: " if e.filename else ""
-        return _fail(args, f"{where}{e.strerror or e}{_after_a_refused_write(args)}")
+        kept = _kept_run(args, "once there is room (or the folder is writable again)")
+        return _fail(args, f"{where}{e.strerror or e}{kept}")
     except (KeyboardInterrupt, SystemExit) as e:
         # SystemExit(SIGTERM): Ray's own SIGTERM handler, set by ray.init (distnet puts its own back
         # at once, but a signal may come in between).
@@ -135,7 +136,8 @@ def _parse(parser: _Parser, argv: list[str]) -> tuple[argparse.Namespace, list[s
     follow its options too (``predict MODEL a.png --invert no b.png``): argparse alone takes
     positionals in one run, so a command left with stray words is parsed again intermixed."""
     command = next((i for i, word in enumerate(argv) if word in parser.commands), None)
-    early = [word for word in argv[:command] if word not in ("-h", "--help", "--version")] if command else []
+    before = argv[:command] if command else []
+    early = before if before and before[0].startswith("-") and before[0] not in ("-h", "--help", "--version") else []
     if early:  # argparse would take them for the command's name, or guess at them
         parser.error(f"{' '.join(early)}: options go after the command, as in: distnet {argv[command]} "
                      f"{' '.join(early)} ...")
@@ -158,13 +160,13 @@ def _training_run(args: argparse.Namespace):
     return RunDir(run_dir)
 
 
-def _after_a_refused_write(args: argparse.Namespace) -> str:
-    """For a training the file system stopped: that its files are intact, and how to go on."""
+def _kept_run(args: argparse.Namespace, when: str) -> str:
+    """For a training stopped by what it lacked (room on disk, memory): that its files are intact,
+    and ``when`` to resume it, how."""
     run = _training_run(args)
     if run is None or not run.has_checkpoint():
         return ""
-    return (f"; the run's files are as its last checkpoint left them: once there is room (or the folder is "
-            f"writable again), resume with: {run.resume_command()}")
+    return f"; the run's files are as its last checkpoint left them: {when}, resume with: {run.resume_command()}"
 
 
 def _fail(args: argparse.Namespace, message: str) -> int:
@@ -180,12 +182,13 @@ def _json_event(args: argparse.Namespace, event: str, message: str) -> None:
         try:
             print(json.dumps({"event": event, "message": message}), flush=True)
         except BrokenPipeError:
-            _drop_stdout()
+            _drop_output(sys.stdout)
 
 
-def _drop_stdout() -> None:
-    # What is still buffered for a reader that went away would fail again when Python exits.
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+def _drop_output(stream: TextIO) -> None:
+    """Send what goes to ``stream``, whose reader went away, to nowhere: what is still buffered
+    would fail again when Python exits."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
 def _say(line: str) -> None:
@@ -193,7 +196,7 @@ def _say(line: str) -> None:
     try:
         print(line, file=sys.stderr, flush=True)
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+        _drop_output(sys.stderr)
 
 
 def _how_to_go_on(args: argparse.Namespace) -> str:

@@ -33,6 +33,10 @@ class ClusterUnreachableError(DistnetError, ConnectionError):
     """The Ray cluster address given does not accept connections."""
 
 
+class OutOfMemoryError(DistnetError, MemoryError):
+    """What was asked for (such as a network of a given size) needs more memory than this machine has."""
+
+
 class TrainingDivergedError(DistnetError, FloatingPointError):
     """The cost or the gradient became NaN or infinite during training."""
 

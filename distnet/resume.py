@@ -27,22 +27,23 @@ __all__ = ["best_params_of", "check_resumable", "data_config", "evaluation_owed"
 def check_resumable(saved: dict, current: dict) -> None:
     """ConfigError unless a resume's ``current`` config (trainer, data, stop rule) is the one its run
     was ``saved`` with. Not "workers": a resume may draw its batches from another number of shards."""
-    keys = ("network", "optimizer", "l2", "batch_size", "seed", "schedule", "augmentation",
-            "train_samples", "eval_every", "window", "acceptable_error")
+    keys = ("network", "optimizer", "l2", "batch_size", "seed", "schedule", "augmentation", "eval_every", "window",
+            "acceptable_error")
     differ = [line for k in keys for line in _differences(k, saved.get(k), current.get(k))]
     if differ:
         raise ConfigError(f"cannot resume: the run was started with {'; with '.join(differ)}; resume with the "
                           f"run's own settings, which its config.json records (if that file was edited, undo "
                           f"the edit)")
-    if "train_crc32" in saved and saved["train_crc32"] != current["train_crc32"]:  # recorded since 2026-12-01
-        raise ConfigError(f"cannot resume: the training data differ from the run's ({current['train_samples']} "
-                          f"samples as then, but other values); resume with the data the run was started with")
-    validation = ("validation_samples", "validation_crc32")
-    if "validation_samples" in saved and [saved.get(k) for k in validation] != [current[k] for k in validation]:
-        then, now = saved["validation_samples"], current["validation_samples"]
-        differ = f"{now} samples as then, but other values" if then == now else f"{then} samples then, {now} now"
-        raise ConfigError(f"cannot resume: the validation data differ from the run's ({differ}), and the stop "
-                          f"rule compares their errors; resume with the validation set the run was started with")
+    for data, (samples, checksum), why, fix in (
+            ("training", ("train_samples", "train_crc32"), "", "the data"),
+            ("validation", ("validation_samples", "validation_crc32"), ", and the stop rule compares their errors",
+             "the validation set")):
+        recorded = [key for key in (samples, checksum) if key in saved]  # the checksums since 2026-12-01
+        if [saved[key] for key in recorded] != [current[key] for key in recorded]:
+            then, now = saved[samples], current[samples]
+            differ = f"{now} samples as then, but other values" if then == now else f"{then} samples then, {now} now"
+            raise ConfigError(f"cannot resume: the {data} data differ from the run's ({differ}){why}; resume with "
+                              f"{fix} the run was started with")
 
 
 def other_workers_message(run: RunDir, checkpoint: Checkpoint, then: int, now: int) -> str:

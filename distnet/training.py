@@ -596,7 +596,7 @@ class TrainerBase:
         evaluated = best_params is not None
         best = Network.from_spec(self.network.spec(), best_params) if evaluated else self.network.copy()
         if not loads_as_network(run.best_path):  # (one there is left as it is, even if a crash left it ahead)
-            if evaluated:
+            if evaluated:  # (its window is the state's, which load_state puts in)
                 stopping = EarlyStopping(self.network.spec(), 1, best_path=run.best_path, notes=notes)
                 stopping.load_state(state, best_params)
                 stopping.save_best()

@@ -674,3 +674,13 @@ def test_a_run_started_from_python_on_data_of_its_own_is_not_taken_for_mnist(cap
     assert status == 2 and err.endswith(f"distnet: error: {run / 'best.npz'} does not fit mnist/test: the network "
                                         f"takes 2 inputs and gives 2 outputs, the data has 784 pixels per image and "
                                         f"10 classes; use it on the data it was trained on\n")
+    # One that MNIST's images and classes fit is resumed on MNIST, with a warning; its checksums judge the data.
+    digits = tmp_path / "digits"
+    Trainer(Network([Dense(10, "softmax")], input_size=784, seed=0), Nesterov(0.02), seed=0).fit(
+        mnist.train.subset(slice(0, 640)), None, epochs=1, run_dir=digits)
+    status, _, err = run_cli(capsys, "train", "--resume", digits, "--epochs", "2")
+    assert status == 2 and err.startswith(f"distnet: warning: {digits} was started from Python (its config.json names "
+                                          f"no data set): it is resumed on mnist, which the run's checksums compare "
+                                          f"with the data it was started with\n")
+    assert err.endswith("distnet: error: cannot resume: the training data differ from the run's (640 samples then, "
+                        "50000 now); resume with the data the run was started with\n")  # not "another train_samples"

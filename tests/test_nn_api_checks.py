@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from distnet.errors import ConfigError
+from distnet.errors import ConfigError, OutOfMemoryError
 from distnet.nn import (Adam, Dense, GradientDescent, HalfQuadratic, HeNormal, LeakyReLU, Momentum, Nesterov,
                         Network, ReLU, UpdateRule, XavierNormal, optimizer_from_spec)
 
@@ -163,10 +163,10 @@ def test_hyper_parameters_in_range_are_kept_as_given():
 
 def test_a_network_too_large_for_memory_is_refused_with_its_size():
     """A MemoryError's (and for more elements than an array can have, a ValueError's) traceback before."""
-    with pytest.raises(ConfigError, match=r"^a 1000000-100000 network has 100,000,100,000 parameters \(372\.5 GiB as "
+    with pytest.raises(OutOfMemoryError, match=r"^a 1000000-100000 network has 100,000,100,000 parameters \(372\.5 GiB as "
                                           r"float32\), more than this machine can hold; use smaller layers$"):
         Network([Dense(100_000, "softmax")], input_size=10**6)
-    with pytest.raises(ConfigError, match=r"^a 784-99999999999999999999-10 network has 79,499,999,999,999,999,999,215 "):
+    with pytest.raises(OutOfMemoryError, match=r"^a 784-99999999999999999999-10 network has 79,499,999,999,999,999,999,215 "):
         Network([Dense(99999999999999999999, "relu"), Dense(10, "softmax")], input_size=784)
 
 

@@ -359,8 +359,10 @@ def test_a_network_saved_without_notes_has_none_and_loads_as_before(tmp_path):
     ({"when": object()}, "notes must hold only what JSON can .* not JSON serializable"),
     ({"error": np.float32(0.1)}, "notes must hold only what JSON can .* float32"),
     ({"error": float("nan")}, "notes must hold only what JSON can"),
-    ({(1, 2): "tuple key"}, r"notes must be a dict of JSON values by name, such as \{'epoch': 40\}, got \{\(1, 2\)"),
+    ({(1, 2): "tuple key"}, r"notes must be a dict of JSON values by name, such as \{'epoch': 40\}, and so must the "
+                            r"dicts within it: got the key \(1, 2\)$"),
     ({1: "int key"}, r"notes must be a dict of JSON values by name"),  # JSON would make it "1"
+    ({"a": [{1: "x", "1": "y"}]}, r"and so must the dicts within it: got the key 1$"),  # "x" lost without a word
     (["a list"], r"notes must be a dict of JSON values by name, such as \{'epoch': 40\}, got \['a list'\]$"),
     (deeply_nested(100_000), "notes is nested too deeply to be written as JSON"),
 ])

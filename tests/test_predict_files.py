@@ -85,6 +85,20 @@ def test_a_digit_drawn_in_the_alpha_channel_reads_as_the_same_digit_on_paper(tmp
     assert pixels_of(tmp_path / "palette.png") == pytest.approx(expected, abs=1e-6)
 
 
+def test_a_picture_whose_paper_colour_is_marked_transparent_reads_as_the_paper_it_shows(tmp_path):
+    """A colour key (GIF, PNG tRNS) leaves the near-white edges of dark strokes opaque: laid on the
+    background its opaque pixels seemed to ask for (black), such a digit read as noise."""
+    ink = 255 - ring()  # dark ink on white paper, most of its edge pixels lighter than mid-grey
+    Image.fromarray(ink).save(tmp_path / "paper.png")
+    Image.fromarray(ink).save(tmp_path / "grey-key.png", transparency=255)
+    Image.fromarray(ink).convert("RGB").save(tmp_path / "rgb-key.png", transparency=(255, 255, 255))
+    palette = Image.fromarray(ink).convert("P")  # (an 8-bit grey palette: the same values)
+    palette.save(tmp_path / "key.gif", transparency=int(np.asarray(palette)[0, 0]))
+    expected = pixels_of(tmp_path / "paper.png")
+    for name in ("grey-key.png", "rgb-key.png", "key.gif"):
+        assert pixels_of(tmp_path / name) == pytest.approx(expected, abs=1e-6), name
+
+
 @pytest.mark.parametrize("picture,grey", [
     (Image.new("L", (28, 28), 255), "1"),  # blank paper
     (Image.new("RGBA", (50, 40), (0, 0, 0, 0)), "1"),  # fully transparent

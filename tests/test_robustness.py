@@ -323,17 +323,23 @@ def test_the_command_line_offers_the_library_s_protocols_and_failure_limit():
 
 
 def test_running_out_of_memory_is_one_line_too(capsys, data, tmp_path, monkeypatch):
-    """Wherever it happens (here: the training's first steps), with what is kept and how to go on."""
+    """Wherever it happens (here: the training's second epoch), with what is kept and how to go on."""
     from distnet.trainer import Trainer
 
-    def out_of_memory(*args):
-        raise MemoryError
+    run_steps = Trainer._run_steps
 
-    monkeypatch.setattr(Trainer, "_run_steps", out_of_memory)
-    status, _, err = cli(capsys, "train", "--workers", "0", "--epochs", "1", "--quiet", "--run-dir", tmp_path / "run",
+    def out_of_memory_in_epoch_2(self, epoch, start, stop):
+        if epoch == 1:
+            raise MemoryError
+        return run_steps(self, epoch, start, stop)
+
+    monkeypatch.setattr(Trainer, "_run_steps", out_of_memory_in_epoch_2)
+    run = tmp_path / "run"
+    status, _, err = cli(capsys, "train", "--workers", "0", "--epochs", "2", "--quiet", "--run-dir", run,
                          "--data-dir", data)
     assert_clean_error(status, err, "out of memory: this needs more than the machine has free (a network, batch or "
-                                    "data set too large for it?)")
+                                    "data set too large for it?); the run's files are as its last checkpoint left "
+                                    f"them: with more memory free, resume with: distnet train --resume {run}")
 
 
 def test_usage_errors_are_one_line_too(capsys):
@@ -356,6 +362,8 @@ def test_usage_errors_are_one_line_too(capsys):
                    "distnet --help)\n") and status == 2
     status, _, err = cli(capsys, "--workers", "0", "train", "--epochs", "1")
     assert err.startswith("distnet: error: --workers 0: options go after the command, as in: distnet train --workers 0")
+    status, _, err = cli(capsys, "help", "train")  # a word, not an option: not one to move after the command
+    assert err.startswith("distnet: error: argument COMMAND: invalid choice: 'help' (choose from 'train',")
 
 
 @pytest.mark.slow
@@ -757,7 +765,7 @@ def test_a_training_whose_reader_went_away_stops_resumable_and_says_so(capsys, d
 
     captured, closed = sys.stdout, ReaderGoneAfterOneLine()
     monkeypatch.setattr(sys, "stdout", closed)
-    monkeypatch.setattr(command_line, "_drop_stdout", lambda: None)  # pytest's own stdout stays
+    monkeypatch.setattr(command_line, "_drop_output", lambda stream: None)  # pytest's own stdout stays
     run = tmp_path / "run"
     status, _, err = cli(capsys, "train", "--workers", "0", "--eval-every", "1", "--epochs", "2", "--json",
                          "--run-dir", run, "--data-dir", data)

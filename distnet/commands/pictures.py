@@ -59,13 +59,16 @@ def read_picture(path: Path, invert: str = "auto") -> np.ndarray:
 
 
 def grey_and_alpha(picture, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """A Pillow picture's grey values and, where it has transparency, how opaque each pixel is;
-    both in [0, 1]."""
+    """A Pillow picture's grey values and, where it has an alpha channel (or a palette's table of
+    opacities), how opaque each pixel is; both in [0, 1]. A colour key (the one colour that a GIF
+    or a PNG's tRNS marks transparent) is the picture's paper, shown as it is: laid on a background
+    chosen by its strokes, the near-white edges a key leaves opaque around them would tip the choice."""
+    colour_key = isinstance(picture.info.get("transparency"), (int, tuple))
     if picture.mode in ("P", "PA"):
         # Colours and transparency both from the palette (Pillow converts a palette's transparency
         # to grey only with a warning).
         picture = picture.convert("RGBA")
-    return grey_values(picture, path), alpha_values(picture)
+    return grey_values(picture, path), None if colour_key else alpha_values(picture)
 
 
 def grey_values(picture, path: Path) -> np.ndarray:

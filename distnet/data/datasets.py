@@ -495,8 +495,9 @@ def _checksum_message(name: str, path: Path, actual: str, published: str, downlo
     about it."""
     published_as = {sha: (owner, file) for owner, sums in CHECKSUMS.items() for file, sha in sums.items()}
     if actual not in published_as:
+        fix = "Delete it to have it downloaded again, or replace it" if download else "Replace it with the original"
         return (f"{path}: SHA-256 is {actual}, the published value is {published}; the file is damaged or "
-                "not the original. Delete it to have it downloaded again, or replace it.")
+                f"not the original. {fix}.")
     owner, file = published_as[actual]
     title, owner_title = _TITLES[name], _TITLES[owner]
     if owner != name and not _beside_own_files(name, path):

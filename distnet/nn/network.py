@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checks import class_labels, json_object, positive_int, seed_or_none
-from ..errors import ConfigError, ModelFormatError
+from ..errors import ConfigError, ModelFormatError, OutOfMemoryError
 from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
 from .costs import Cost, Quadratic, cost_from_spec
 from .initializers import Initializer, Random, initializer_from_spec
@@ -476,12 +476,12 @@ def _file_to_write(path: str | os.PathLike) -> Path:
 
 
 def _zeros_for_parameters(sizes: list[int], dtype: np.dtype) -> np.ndarray:
-    """The flat parameter vector of a network of ``sizes``; ConfigError where it cannot be had."""
+    """The flat parameter vector of a network of ``sizes``; OutOfMemoryError where it cannot be had."""
     count = count_parameters(sizes)
     try:
         return np.zeros(count, dtype=dtype)
     except (MemoryError, ValueError):  # ValueError: more elements than an array can have
-        raise ConfigError(f"a {'-'.join(map(str, sizes))} network has {count:,} parameters "
+        raise OutOfMemoryError(f"a {'-'.join(map(str, sizes))} network has {count:,} parameters "
                           f"({count * dtype.itemsize / 2**30:,.1f} GiB as {dtype}), more than this machine can hold; "
                           f"use smaller layers") from None
 
@@ -531,8 +531,6 @@ def _check_spec_parts(spec) -> None:
             and all(isinstance(layer, dict) and {"size", "activation"} <= layer.keys() for layer in layers)):
         raise ConfigError(f"a network spec's layers must be a list of dicts with a size and an activation, "
                           f"such as {{'size': 10, 'activation': 'softmax'}}; got {layers!r:.80}")
-
-
 
 
 def _read_model_file(path: str | os.PathLike) -> bytes:
