@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -77,10 +79,25 @@ def seed_or_none(value) -> int | None:
                           "a whole number >= 0 (or None for a random one)")
 
 
-def instance_of(name: str, value, kind: type, example: str, optional: bool = False) -> None:
-    """ConfigError unless ``value`` is a ``kind`` (or None, if ``optional``), saying how to make one."""
+def path_of(what: str, value) -> Path:
+    """``value`` as a Path ("~" expanded); ConfigError unless it is a str or os.PathLike, and not
+    empty (which would mean the current folder)."""
+    if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
+        raise ConfigError(f"{what} must be a path (a str or pathlib.Path, not empty), got {value!r}")
+    return Path(value).expanduser()
+
+
+def real_numbers(what: str, values: np.ndarray) -> np.ndarray:
+    """``values``, unless they are not real numbers (text, objects, complex numbers): ConfigError."""
+    if values.dtype.kind not in "biuf":
+        raise ConfigError(f"{what} must be real numbers, got {values.dtype} values")
+    return values
+
+
+def instance_of(name: str, value, kind: type, example: str, optional: bool = False):
+    """``value`` if it is a ``kind`` (or None, if ``optional``); else ConfigError, saying how to make one."""
     if isinstance(value, kind) or (optional and value is None):
-        return
+        return value
     given = f"the class {value.__name__}, not an instance" if isinstance(value, type) else repr(value)
     raise ConfigError(f"{name} must be {with_article(kind.__name__)}{' or None' if optional else ''}, such as "
                       f"{example}; got {given}")

@@ -7,6 +7,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from .checks import positive_int
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class TerminalReporter(Reporter):
 
     def __init__(self, stream: TextIO | None = None, width: int = 24):
         self.stream = _text_stream(stream, sys.stderr)
-        self.width = width
+        self.width = positive_int("the progress bar's width", width)
         self.interactive = callable(getattr(self.stream, "isatty", None)) and self.stream.isatty()
         self._last_look = (time.perf_counter(), 0)  # (when, epoch) of the start or the last evaluation
         self._resumed_at = (1, 0)  # (epoch, step) where this session's steps begin

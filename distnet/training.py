@@ -8,7 +8,6 @@ in this process (:class:`distnet.trainer.Trainer`) or on Ray actors
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from .progress import Reporter
 from .resume import (best_params_of, check_resumable, data_config, evaluation_owed, holds_best, loads_as_network,
                      other_workers_message)
 from .rundir import RunDir
-from .checks import instance_of, positive_int, positive_real, seed_or_none
+from .checks import Checked, instance_of, path_of, positive_int, seed_or_none
 from .fit_arguments import (check_finite, check_finite_state, check_fit_arguments, checked_extra_config,
                             checked_reporter, checked_settings)
 from .step_stats import StepStats
@@ -163,24 +162,35 @@ class TrainerBase:
     """
 
     distributed = False  # whether the steps run on Ray actors (the progress header says so)
+    # Settings are checked whenever they are set: one changed between fits is checked as one given.
+    batch_size = Checked(lambda name, value: positive_int("the batch size", value))
+    seed = Checked(lambda name, value: _seed_of(value))
+    schedule = Checked(lambda name, value: instance_of("schedule", value, Schedule, "CosineDecay()", optional=True))
+    augmentation = Checked(lambda name, value: instance_of("augmentation", value, RandomAffine, "RandomAffine()",
+                                                           optional=True))
 
     def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
                  seed: int | None = None, schedule: Schedule | None = None,
                  augmentation: RandomAffine | None = None):
-        batch_size = positive_int("the batch size", batch_size)
+        self.batch_size = batch_size
         instance_of("network", network, Network, "Network([Dense(36, 'leaky_relu'), Dense(10, 'softmax')])")
         instance_of("optimizer", optimizer, Optimizer, "Nesterov(0.02, 0.87)")
-        instance_of("schedule", schedule, Schedule, "CosineDecay()", optional=True)
-        instance_of("augmentation", augmentation, RandomAffine, "RandomAffine()", optional=True)
-        seed = seed_or_none(seed)
-        self.rule = UpdateRule(optimizer, l2, network.weight_slices)
-        self._network = network
-        self.batch_size = batch_size
-        self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
         self.schedule = schedule
         self.augmentation = augmentation
+        self.seed = seed
+        self.rule = UpdateRule(optimizer, l2, network.weight_slices)
+        self._network = network
         self._base_rate: float | None = None  # during a fit: the rate the schedule scales
         self._schedule_epochs: int | None = None  # during a fit: the schedule's horizon
+
+    @property
+    def l2(self) -> float:
+        """The L2 factor: every weight is multiplied by (1 − l2) once per update."""
+        return self.rule.l2
+
+    @l2.setter
+    def l2(self, l2: float) -> None:
+        self.rule.l2 = l2
 
     @property
     def network(self) -> Network:
@@ -225,7 +235,7 @@ class TrainerBase:
         if self._base_rate is not None:
             raise ConfigError("the base learning rate cannot change during a fit (the run records it); set it "
                               "before the fit, or give the trainer a schedule")
-        self.optimizer.learning_rate = positive_real("the learning rate", learning_rate)
+        self.optimizer.learning_rate = learning_rate  # (checked by the optimizer)
 
     def config(self) -> dict:
         """The run's configuration as JSON-able data (stored in run directories and checkpoints)."""
@@ -293,8 +303,6 @@ class TrainerBase:
                                        checkpoint_every=checkpoint_every)
         epochs, eval_every, window, acceptable_error, checkpoint_every = settings.values()
         self._check_batches(len(train))
-        # The optimizer's rate may have been set on it directly: checked here, before a run records it.
-        self.optimizer.learning_rate = positive_real("the learning rate", self.optimizer.learning_rate)
         self.optimizer.check_state_fits(self.network.params)  # before a parameter server is started with it
         if not resume:  # (a resume starts from its checkpoint's state)
             check_finite_state(self.network, self.optimizer)
@@ -305,8 +313,8 @@ class TrainerBase:
             check_finite(what, data)  # as cast: a float64 value beyond float32's range is infinite now
         reporter = checked_reporter(reporter)
         extra_config = checked_extra_config(extra_config)
-        if run_dir is not None and not isinstance(run_dir, (str, os.PathLike)):
-            raise ConfigError(f"run_dir must be a folder's path (a str or pathlib.Path), got {run_dir!r}")
+        if run_dir is not None:
+            path_of("run_dir", run_dir)
         if resume and run_dir is None:
             raise ConfigError("resume=True continues the run in run_dir: give run_dir")
         if checkpoint_every and run_dir is None:
@@ -659,6 +667,12 @@ class TrainerBase:
 
     def _close(self) -> None:
         pass
+
+
+def _seed_of(seed) -> int:
+    """``seed`` as the trainer keeps it: a whole number >= 0, or for None one drawn at random."""
+    seed = seed_or_none(seed)
+    return int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
 
 
 def trained_on_notes(train: Dataset) -> dict:

@@ -129,8 +129,9 @@ def test_step_is_mean_gradient_then_l2_then_optimizer(mnist):
 
 
 class Climbing(Schedule):
-    """The base rate, then climbing the cost from epoch ``start`` (0-based; None: the last): the
-    networks from there on are worse than before, on any processor."""
+    """The base rate, then from epoch ``start`` (0-based; None: the last) 500 times it, which
+    saturates the outputs: the networks from there on are worse than before, on any processor.
+    (A negative rate, which climbs the cost outright, is refused.)"""
 
     name = "climbing"
 
@@ -138,7 +139,7 @@ class Climbing(Schedule):
         self.start = start
 
     def factor(self, epoch, epochs):
-        return -1.0 if epoch >= (epochs - 1 if self.start is None else self.start) else 1.0
+        return 500.0 if epoch >= (epochs - 1 if self.start is None else self.start) else 1.0
 
     def spec(self):
         return {"name": self.name, "start": self.start}
@@ -707,7 +708,7 @@ def test_fit_refuses_a_reporter_or_run_dir_it_cannot_use_before_writing_anything
                                               rf"object with the methods on_start, on_steps, on_evaluation, "
                                               rf"on_end\); got {re.escape(given)}$"):
             trainer.fit(train, epochs=1, run_dir=tmp_path / "run", reporter=reporter)
-    with pytest.raises(ConfigError, match=r"run_dir must be a folder's path \(a str or pathlib.Path\), got 5$"):
+    with pytest.raises(ConfigError, match=r"run_dir must be a path \(a str or pathlib.Path, not empty\), got 5$"):
         trainer.fit(train, epochs=1, run_dir=5)  # a TypeError of pathlib's before
     assert not (tmp_path / "run").exists()  # the class had failed only once config.json was written
 

@@ -13,7 +13,7 @@ import numbers
 
 import numpy as np
 
-from distnet.checks import checked_number, floating_point, whole_number
+from distnet.checks import Checked, checked_number, floating_point, whole_number
 from distnet.data.digits import PIXELS, SIDE
 from distnet.errors import ConfigError
 from distnet.spec import component
@@ -42,14 +42,15 @@ class RandomAffine:
     """
 
     name = "random_affine"
+    rotation = Checked(lambda name, value: checked_number("the augmentation's rotation", value, numbers.Real,
+                                                          lambda v: 0 <= v <= 180, "in [0, 180] degrees"))
+    scale = Checked(lambda name, value: checked_number("the augmentation's scale", value, numbers.Real,
+                                                       lambda v: 0 <= v < 1, "a fraction in [0, 1)"))
+    shift = Checked(lambda name, value: checked_number("the augmentation's shift", value, numbers.Real,
+                                                       lambda v: 0 <= v <= SIDE, f"in [0, {SIDE}] pixels"))
 
     def __init__(self, rotation: float = 10.0, scale: float = 0.1, shift: float = 2.0):
-        self.rotation = checked_number("the augmentation's rotation", rotation, numbers.Real,
-                                       lambda v: 0 <= v <= 180, "in [0, 180] degrees")
-        self.scale = checked_number("the augmentation's scale", scale, numbers.Real, lambda v: 0 <= v < 1,
-                                    "a fraction in [0, 1)")
-        self.shift = checked_number("the augmentation's shift", shift, numbers.Real, lambda v: 0 <= v <= SIDE,
-                                    f"in [0, {SIDE}] pixels")
+        self.rotation, self.scale, self.shift = rotation, scale, shift
 
     def spec(self) -> dict:
         """The settings as JSON values, as a run's config.json records them."""

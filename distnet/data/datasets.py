@@ -26,7 +26,7 @@ import functools
 import numbers
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from distnet.checks import checked_number, floating_point
+from distnet.checks import checked_number, floating_point, path_of
 from distnet.data.digits import PIXELS, SIDE, Digit
 from distnet.data.download import fetch, sha256_of
 from distnet.data.idx import read_idx
@@ -123,11 +123,15 @@ def _class_names(classes: Sequence[str] | int, where: str) -> tuple[str, ...]:
     """``classes`` (names, or how many) as a tuple of names; ConfigError if they are neither."""
     if isinstance(classes, numbers.Integral) and not isinstance(classes, bool) and classes >= 0:
         return tuple(str(label) for label in range(classes))
-    if isinstance(classes, str) or not isinstance(classes, Iterable):
-        # tuple() would split a string into one class per letter.
+    # tuple() would split a string into one class per letter, and give a set's names in any order.
+    if isinstance(classes, (str, Set, Mapping)) or not isinstance(classes, Iterable):
         raise ConfigError(f"{where}: classes must be the class names in label order, such as "
                           f"classes=('cat', 'dog', 'bird'), or how many there are, got {classes!r}")
-    return tuple(map(str, classes))  # names: 0 given for a class shows as "0", not as "0 0" (index, name)
+    names = tuple(map(str, classes))  # names: 0 given for a class shows as "0", not as "0 0" (index, name)
+    if len(set(names)) < len(names):
+        twice = next(name for name in names if names.count(name) > 1)
+        raise ConfigError(f"{where}: the class names must differ from each other, got {twice!r} twice")
+    return names
 
 
 @dataclass(frozen=True, eq=False)
@@ -176,7 +180,8 @@ class Dataset:
         if outside.size:
             own = ("; for classes of your own, give their names: Dataset(images, labels, classes=[...])"
                    if classes == DIGIT_CLASSES and outside[0] > 0 else "")
-            raise ConfigError(f"{where}: label {outside[0]} is outside 0..{len(classes) - 1}{own}")
+            within = f"0..{len(classes) - 1}" if classes else "the classes: there are none (classes=0)"
+            raise ConfigError(f"{where}: label {outside[0]} is outside {within}{own}")
         object.__setattr__(self, "images", _read_only(images))
         object.__setattr__(self, "labels", _read_only(labels.astype(np.int64, copy=False)))
         object.__setattr__(self, "classes", classes)
@@ -388,7 +393,7 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
     count, kind = _FILE_SETS[bases]
     folders = []
     # "~" in a config file, a Python call or --data-dir=~/... reaches here unexpanded by any shell.
-    given = None if data_dir is None else Path(data_dir).expanduser()
+    given = None if data_dir is None else path_of("data_dir", data_dir)
     if given is not None:
         if not given.is_dir():  # a typo would otherwise go unnoticed, the files found elsewhere
             what = "is a file, not a folder" if given.exists() else "does not exist"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import fraction
+from ..checks import Checked, fraction
 from ..spec import component
 
 
@@ -109,9 +109,10 @@ class LeakyReLU(Activation):
     """max(z, alpha·z); the original's alpha is 0.01."""
 
     name = "leaky_relu"
+    alpha = Checked(lambda name, value: fraction("LeakyReLU alpha", value))
 
     def __init__(self, alpha: float = 0.01):
-        self.alpha = fraction("LeakyReLU alpha", alpha)
+        self.alpha = alpha
 
     def __call__(self, z, overwrite=False, scratch=None):
         # max(z, alpha·z) picks z for z > 0 and alpha·z otherwise, since 0 <= alpha < 1: the

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import positive_int
+from ..checks import positive_int, real_numbers
 from ..errors import ConfigError
 from .activations import Activation, activation_from_spec
 
@@ -18,10 +18,21 @@ class Dense:
     """
 
     def __init__(self, size: int, activation: Activation | str | dict):
-        self.size = positive_int("a layer's size", size)
-        self.activation = activation_from_spec(activation)
         self._weights: np.ndarray | None = None
         self._bias: np.ndarray | None = None
+        self.size = size
+        self.activation = activation_from_spec(activation)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    @size.setter
+    def size(self, size: int) -> None:
+        if self._weights is not None:  # its weights are a part of the network's parameter vector
+            raise ConfigError(f"a layer's size is fixed once it is in a network (this one has {self._size} "
+                              f"neurons): build a new network with a Dense layer of the size you want")
+        self._size = positive_int("a layer's size", size)
 
     def use_views(self, weights: np.ndarray, bias: np.ndarray) -> None:
         """Make ``weights`` and ``bias``, views into a network's parameters, this layer's."""
@@ -49,7 +60,7 @@ class Dense:
         if view is None:
             raise ConfigError(f"{self!r} belongs to no network, so it has no {what} to set: a network makes its "
                               f"own layers from the ones it is given; set theirs, such as net.layers[0].{what}")
-        values = np.asarray(values)
+        values = real_numbers(f"a layer's {what}", np.asarray(values))
         if values.shape != view.shape:
             raise ConfigError(f"{self!r} takes {what} of shape {view.shape}, got an array of shape {values.shape}")
         view[...] = values

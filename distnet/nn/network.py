@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import class_labels, json_object, positive_int, seed_or_none
+from ..checks import class_labels, json_object, path_of, positive_int, real_numbers, seed_or_none
 from ..errors import ConfigError, ModelFormatError, OutOfMemoryError
 from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
 from .costs import Cost, Quadratic, cost_from_spec
@@ -135,7 +135,7 @@ class Network:
 
     def set_params(self, params: np.ndarray) -> None:
         """Copy ``params`` (same layout and length) into this network."""
-        params = np.asarray(params)
+        params = real_numbers("a network's parameters", np.asarray(params))
         if params.shape != self._params.shape:
             raise ConfigError(f"expected {self._params.size} parameters for layers {self.sizes}, "
                               f"got an array of shape {params.shape}")
@@ -179,7 +179,7 @@ class Network:
         if X.dtype.kind in ("u", "b"):
             raise ConfigError(f"the network takes floating-point inputs, got {X.dtype} values (image "
                               f"bytes? scale them as the network was trained: X.astype(np.float32) / 255)")
-        X = X.astype(self.dtype, copy=False)
+        X = real_numbers("the network's inputs", X).astype(self.dtype, copy=False)
         if X.ndim == 1:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != self.input_size:
@@ -188,7 +188,7 @@ class Network:
         return X
 
     def _targets(self, Y, rows: int) -> np.ndarray:
-        Y = np.asarray(Y, dtype=self.dtype)
+        Y = real_numbers("the targets", np.asarray(Y)).astype(self.dtype, copy=False)
         if Y.ndim == 1 and rows == 1:  # one sample's targets, as predict() takes one sample's inputs
             Y = Y[None, :]
         if Y.shape != (rows, self.output_size):
@@ -469,7 +469,7 @@ def check_scorable(outputs: np.ndarray) -> None:
 
 def _file_to_write(path: str | os.PathLike) -> Path:
     """``path`` ("~" expanded) for a network to be written to; ConfigError if it is a folder."""
-    path = Path(path).expanduser()
+    path = path_of("the file to write", path)
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give the path of a file to write, such as {path / 'best.npz'}")
     return path
@@ -489,7 +489,7 @@ def _zeros_for_parameters(sizes: list[int], dtype: np.dtype) -> np.ndarray:
 def saved_network_path(path: str | os.PathLike) -> Path:
     """The saved network ``path`` names ("~" expanded): the file itself, or a run directory's
     ``best.npz``."""
-    path = Path(path).expanduser()
+    path = path_of("the saved network", path)
     if not path.is_dir():
         return path
     if not (path / "best.npz").is_file():
@@ -599,7 +599,7 @@ def _original_numbers(value, shape: tuple, what: str, dtype: np.dtype = np.dtype
 def _float_dtype(dtype) -> np.dtype:
     """``dtype`` (np.float32, "float64", ...) as a NumPy dtype; ConfigError unless float32 or float64."""
     try:
-        dtype = np.dtype(dtype)
+        dtype = np.dtype(dtype) if dtype is not None else dtype  # (NumPy's np.dtype(None) is float64)
     except TypeError:  # a name NumPy does not know, such as "foo": refused below as int is
         pass
     if not isinstance(dtype, np.dtype) or dtype not in (np.float32, np.float64):

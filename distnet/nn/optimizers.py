@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..checks import fraction, instance_of, positive_real, whole_number, with_article
+from ..checks import Checked, fraction, instance_of, positive_real, whole_number, with_article
 from ..errors import ConfigError
 from ..spec import component
 from . import fused
@@ -28,9 +28,11 @@ class Optimizer:
     name: str = ""
     # The names of the state :meth:`state` holds once the optimizer has stepped (none before).
     state_keys: tuple[str, ...] = ()
+    # Settings are checked whenever they are set, after construction too (a schedule sets the rate).
+    learning_rate = Checked(lambda name, value: positive_real("the learning rate", value))
 
     def __init__(self, learning_rate: float):
-        self.learning_rate = positive_real("the learning rate", learning_rate)
+        self.learning_rate = learning_rate
         self._state: dict[str, np.ndarray] = {}
 
     def step(self, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> None:
@@ -117,10 +119,11 @@ class Momentum(Optimizer):
 
     name = "momentum"
     state_keys = ("velocity",)
+    momentum = Checked(fraction)
 
     def __init__(self, learning_rate: float, momentum: float = 0.9):
         super().__init__(learning_rate)
-        self.momentum = fraction("momentum", momentum)
+        self.momentum = momentum
 
     def step(self, params, grad, scale=1.0):
         check_gradient(params, grad)
@@ -140,10 +143,11 @@ class Nesterov(Optimizer):
 
     name = "nesterov"
     state_keys = ("velocity",)
+    momentum = Checked(fraction)
 
     def __init__(self, learning_rate: float, momentum: float = 0.9):
         super().__init__(learning_rate)
-        self.momentum = fraction("momentum", momentum)
+        self.momentum = momentum
         self._scratch: np.ndarray | None = None
 
     def step(self, params, grad, scale=1.0):
@@ -177,12 +181,14 @@ class Adam(Optimizer):
 
     name = "adam"
     state_keys = ("mean", "square_mean", "t")
+    beta1 = Checked(lambda name, value: fraction("Adam's beta1", value))
+    beta2 = Checked(lambda name, value: fraction("Adam's beta2", value))
+    epsilon = Checked(lambda name, value: positive_real("Adam's epsilon", value))
 
     def __init__(self, learning_rate: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
                  epsilon: float = 1e-8):
         super().__init__(learning_rate)
-        self.beta1, self.beta2 = fraction("Adam's beta1", beta1), fraction("Adam's beta2", beta2)
-        self.epsilon = positive_real("Adam's epsilon", epsilon)
+        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
 
     def step(self, params, grad, scale=1.0):
         check_gradient(params, grad)
@@ -244,16 +250,17 @@ class UpdateRule:
     that gives bit-for-bit the same values (:mod:`distnet.nn.fused`).
     """
 
+    l2 = Checked(fraction)
+
     def __init__(self, optimizer: Optimizer, l2: float = 0.0, weight_slices: list[slice] | None = None):
         instance_of("optimizer", optimizer, Optimizer, "Nesterov(0.02, 0.87)")
-        l2 = fraction("l2", l2)
-        if l2 and not weight_slices:
+        self.l2 = l2
+        if self.l2 and not weight_slices:
             raise ConfigError("L2 needs the weight_slices of the network (network.weight_slices)")
         self.optimizer = optimizer
-        self.l2 = l2
         self.weight_slices = list(weight_slices or [])
         self._grad_sum: np.ndarray | None = None
-        self._segments: tuple[int, np.dtype, np.ndarray, np.ndarray] | None = None
+        self._segments: tuple[int, np.dtype, float, np.ndarray, np.ndarray] | None = None
 
     def apply(self, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> None:
         """Update ``params`` in place from the mean gradient ``grad · scale`` (see
@@ -296,7 +303,7 @@ class UpdateRule:
         return total
 
     def _segments_of(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self._segments is None or self._segments[:2] != (params.size, params.dtype):
+        if self._segments is None or self._segments[:3] != (params.size, params.dtype, self.l2):
             bounds, keeps = fused.segments(params.size, self.weight_slices, 1 - self.l2, params.dtype)
-            self._segments = (params.size, params.dtype, bounds, keeps)
-        return self._segments[2:]
+            self._segments = (params.size, params.dtype, self.l2, bounds, keeps)
+        return self._segments[3:]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from ..checks import checked_number, whole_number
+from ..checks import Checked, checked_number, whole_number
 from ..spec import component
 
 
@@ -39,10 +39,11 @@ class CosineDecay(Schedule):
     """
 
     name = "cosine"
+    final = Checked(lambda name, value: checked_number("the cosine schedule's final factor", value, numbers.Real,
+                                                       lambda v: 0 <= v <= 1, "in [0, 1]"))
 
     def __init__(self, final: float = 0.0):
-        self.final = checked_number("the cosine schedule's final factor", final, numbers.Real,
-                                    lambda v: 0 <= v <= 1, "in [0, 1]")
+        self.final = final
 
     def factor(self, epoch, epochs):
         check_epoch(epoch, epochs)
@@ -56,12 +57,13 @@ class StepDecay(Schedule):
     """Multiply the rate by ``gamma`` every ``every`` epochs."""
 
     name = "step"
+    every = Checked(lambda name, value: checked_number("the step schedule's every", value, numbers.Integral,
+                                                       lambda v: v >= 1, "a whole number of epochs >= 1"))
+    gamma = Checked(lambda name, value: checked_number("the step schedule's gamma", value, numbers.Real,
+                                                       lambda v: 0 < v <= 1, "a factor in (0, 1]"))
 
     def __init__(self, every: int = 30, gamma: float = 0.1):
-        self.every = checked_number("the step schedule's every", every, numbers.Integral, lambda v: v >= 1,
-                                    "a whole number of epochs >= 1")
-        self.gamma = checked_number("the step schedule's gamma", gamma, numbers.Real, lambda v: 0 < v <= 1,
-                                    "a factor in (0, 1]")
+        self.every, self.gamma = every, gamma
 
     def factor(self, epoch, epochs):
         check_epoch(epoch, epochs)

@@ -1,0 +1,105 @@
+"""The Python API refuses bad values where they are set, after construction too, and bad kinds of
+input (text, complex numbers, no path) with a ConfigError that says what is wrong: before, such a
+setting was taken silently (a momentum of 1.5 trained to 1e26 without a word, `trainer.l2 = 0.5`
+did nothing), or failed deep inside with a bare TypeError, some after a run's files were written."""
+import numpy as np
+import pytest
+
+from distnet import (Adam, ConfigError, CosineDecay, Dense, LeakyReLU, Momentum, Nesterov, Network, RandomAffine,
+                     StepDecay, TerminalReporter, Trainer, load_mnist)
+from distnet.data import Dataset
+
+
+def small_network() -> Network:
+    return Network([Dense(3, "sigmoid"), Dense(2, "softmax")], input_size=4, seed=0, dtype=np.float64)
+
+
+def trainer() -> Trainer:
+    return Trainer(small_network(), Nesterov(0.1, 0.9), batch_size=8, seed=1)
+
+
+@pytest.mark.parametrize("make, setting, value, message", [
+    (lambda: Nesterov(0.1, 0.9), "momentum", 1.5, "momentum must be a number in [0, 1), got 1.5"),
+    (lambda: Momentum(0.1, 0.9), "momentum", 2, "momentum must be a number in [0, 1), got 2"),
+    (lambda: Nesterov(0.1), "learning_rate", -1, "the learning rate must be a positive finite number, got -1"),
+    (Adam, "beta1", 5, "Adam's beta1 must be a number in [0, 1), got 5"),
+    (Adam, "epsilon", -1, "Adam's epsilon must be a positive finite number, got -1"),
+    (CosineDecay, "final", -3, "the cosine schedule's final factor must be in [0, 1], got -3"),
+    (StepDecay, "gamma", -1, "the step schedule's gamma must be a factor in (0, 1], got -1"),
+    (StepDecay, "every", 0, "the step schedule's every must be a whole number of epochs >= 1, got 0"),
+    (LeakyReLU, "alpha", 5.0, "LeakyReLU alpha must be a number in [0, 1), got 5.0"),
+    (RandomAffine, "scale", 2, "the augmentation's scale must be a fraction in [0, 1), got 2"),
+    (trainer, "l2", 1.5, "l2 must be a number in [0, 1), got 1.5"),
+    (trainer, "seed", 1.5, "seed must be a whole number >= 0 (or None for a random one), got 1.5"),
+    (trainer, "batch_size", 8.0, "the batch size must be a positive integer, got 8.0"),
+    (trainer, "schedule", "cosine", "schedule must be a Schedule or None, such as CosineDecay(); got 'cosine'"),
+    (trainer, "augmentation", 3, "augmentation must be a RandomAffine or None, such as RandomAffine(); got 3"),
+])
+def test_a_setting_changed_after_construction_is_checked_as_one_given(make, setting, value, message):
+    made = make()
+    before = getattr(made, setting)
+    with pytest.raises(ConfigError) as refused:
+        setattr(made, setting, value)
+    assert str(refused.value) == message and getattr(made, setting) == before
+
+
+def test_a_trainer_s_l2_and_seed_set_after_construction_train_as_given_to_it():
+    rng = np.random.default_rng(0)
+    data = Dataset(rng.random((64, 4)), rng.integers(0, 2, 64), classes=2)
+    given = Trainer(small_network(), Nesterov(0.1, 0.9), l2=0.01, batch_size=8, seed=5)
+    given.fit(data, None, epochs=2)
+    later = trainer()
+    later.l2, later.seed = 0.01, 5  # (l2 did nothing before: the trainer had no such attribute)
+    later.fit(data, None, epochs=2)
+    np.testing.assert_array_equal(later.network.params, given.network.params)
+    assert later.l2 == 0.01 and "l2=0.01" in repr(later)
+    later.seed = None  # a new random seed, as the constructor takes it
+    assert isinstance(later.seed, int) and later.seed >= 0
+
+
+def test_a_layer_s_size_is_fixed_once_it_is_in_a_network():
+    network = small_network()
+    with pytest.raises(ConfigError, match=r"^a layer's size is fixed once it is in a network \(this one has 3 "):
+        network.layers[0].size = 7  # its save then wrote a file that load refused
+    assert network.sizes == [4, 3, 2]
+    layer = Dense(3, "relu")
+    layer.size = 7  # a description only, until a network is made from it
+    assert Network([layer, Dense(2, "softmax")], input_size=4).sizes == [4, 7, 2]
+
+
+@pytest.mark.parametrize("classes, message", [
+    ({"cat", "dog", "bird"}, "classes must be the class names in label order"),  # a set: any order
+    (("a", "a", "b"), "the class names must differ from each other, got 'a' twice"),
+    (0, "label 0 is outside the classes: there are none (classes=0)"),  # "outside 0..-1" before
+])
+def test_class_names_must_come_in_label_order_and_differ(classes, message):
+    with pytest.raises(ConfigError, match=f"^dataset: .*{message.replace('(', '.').replace(')', '.')}"):
+        Dataset(np.zeros((3, 2), np.float32), np.array([0, 1, 2]), classes=classes)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda net: net.predict([["1", "2", "x", "4"]]), "the network's inputs must be real numbers, got <U1 values"),
+    (lambda net: net.predict(np.array([[1 + 5j, 2, 3, 4]])), "the network's inputs must be real numbers, got "
+                                                              "complex128 values"),  # the imaginary part dropped
+    (lambda net: net.gradient(np.zeros((2, 4)), np.full((2, 2), "a")), "the targets must be real numbers, got <U1"),
+    (lambda net: setattr(net, "params", np.full(23, 1j)), "a network's parameters must be real numbers"),  # zeros
+    (lambda net: setattr(net.layers[0], "weights", np.full((4, 3), "a")), "a layer's weights must be real numbers"),
+    (lambda net: net.save(None), "the file to write must be a path (a str or pathlib.Path, not empty), got None"),
+    (lambda net: Network.load(None), "the saved network must be a path"),
+    (lambda net: load_mnist(data_dir=5), "data_dir must be a path (a str or pathlib.Path, not empty), got 5"),
+    (lambda net: TerminalReporter(width=None), "the progress bar's width must be a positive integer, got None"),
+    (lambda net: Network([Dense(2, "softmax")], input_size=4, dtype=None), "dtype must be float32 or float64, "
+                                                                            "got None"),  # float64 silently before
+])
+def test_inputs_of_the_wrong_kind_are_refused_in_one_message(call, message):
+    with pytest.raises(ConfigError) as refused:
+        call(small_network())
+    assert str(refused.value).startswith(message)
+
+
+def test_an_empty_run_dir_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = Dataset(np.zeros((16, 4)), np.zeros(16, int), classes=2)
+    with pytest.raises(ConfigError, match=r"^run_dir must be a path \(a str or pathlib.Path, not empty\), got ''$"):
+        trainer().fit(data, None, epochs=1, run_dir="")
+    assert list(tmp_path.iterdir()) == []  # config.json, best.npz, checkpoint.npz were written here before
