@@ -101,10 +101,14 @@ class RunDir:
             job = json.loads(os.environ.get(_RAY_JOB_CONFIG, "{}"))
         except ValueError:
             job = {}
-        if not (isinstance(job, dict) and "distnet" in (job.get("metadata") or {})):
+        metadata = (job.get("metadata") or {}) if isinstance(job, dict) else {}
+        if "distnet" not in metadata:
             return f"distnet train --resume {shlex.quote(str(self.path))}"
-        variables = (job.get("runtime_env") or {}).get("env_vars") or {}  # the job's --env, given again
-        return submit_resume_command(str(self.path), [w for n, v in variables.items() for w in ("--env", f"{n}={v}")])
+        # The job's --address (which submit records in its metadata) and --env, given again.
+        address = ["--address", metadata["address"]] if isinstance(metadata.get("address"), str) else []
+        variables = (job.get("runtime_env") or {}).get("env_vars") or {}
+        return submit_resume_command(str(self.path), address + [w for n, v in variables.items()
+                                                                for w in ("--env", f"{n}={v}")])
 
     @contextmanager
     def held(self, create: bool) -> Iterator[None]:

@@ -264,14 +264,14 @@ def test_submit_forwards_the_train_options_and_carries_the_project(monkeypatch):
                                       "--hidden", "128,64", "--l2", "0"])
     request = job_request(args)
     assert request["submission_id"] == "j1"
-    assert request["entrypoint"] == ("python -m distnet train --address auto --no-download --workers 4 "
+    assert request["entrypoint"] == ("exec python -m distnet train --address auto --no-download --workers 4 "
                                      "--hidden 128,64 --l2 0.0 --augment --quiet --run-dir ~/distnet-runs/j1")
     no_hidden = job_request(build_parser().parse_args(["submit", "--job-id", "j3", "--hidden", "none"]))
     assert " --hidden none " in no_hidden["entrypoint"]
     assert request["runtime_env"]["py_modules"] == [str(REPO / "distnet")]
     assert request["runtime_env"]["env_vars"] == {"DISTNET_DATA_DIR": "/data", "A": "b=c"}
     resumed = job_request(build_parser().parse_args(["submit", "--job-id", "j2", "--resume", "~/runs/a b"]))
-    assert resumed["entrypoint"] == "python -m distnet train --address auto --resume ~/'runs/a b'"
+    assert resumed["entrypoint"] == "exec python -m distnet train --address auto --resume ~/'runs/a b'"
 
 
 @pytest.mark.parametrize("options, env, refused", [
@@ -328,8 +328,8 @@ def test_a_log_stream_that_breaks_is_said_in_a_line_and_submit_waits_for_the_job
 class _FakeJobs:
     """A Jobs API client whose job ends with ``status`` (or whose head goes away while it runs)."""
 
-    def __init__(self, status=None, message=None):
-        self.status, self.message = status, message
+    def __init__(self, status=None, message=None, exit_code=None):
+        self.status, self.message, self.exit_code = status, message, exit_code
 
     def submit_job(self, submission_id, **request):
         return submission_id
@@ -351,7 +351,7 @@ class _FakeJobs:
 
     def get_job_info(self, job_id):
         from types import SimpleNamespace
-        return SimpleNamespace(message=self.message, driver_exit_code=None)
+        return SimpleNamespace(message=self.message, driver_exit_code=self.exit_code)
 
 
 def _submit_to(monkeypatch, capsys, client, *options):
@@ -374,6 +374,18 @@ def test_a_stopped_job_ends_submit_as_a_terminated_train_with_the_job_s_own_resu
     assert status == 143  # 1 before: Ray records no exit code for a job it stopped
     assert last == ("distnet: job j stopped: Job was intentionally stopped; if it saved a checkpoint, train on with: "
                     "distnet submit --resume /runs/a --env DISTNET_DATA_DIR=/data")  # ".;" and no --env before
+
+
+def test_a_job_whose_training_was_killed_ends_submit_with_how_to_train_on(monkeypatch, capsys):
+    """A killed driver (137) is a failure that may have saved a checkpoint: no advice was given."""
+    status, last = _submit_to(monkeypatch, capsys, _FakeJobs("FAILED", "Job entrypoint command failed with exit "
+                                                                       "code 137", exit_code=137))
+    assert status == 137
+    assert last == ("distnet: job j failed: Job entrypoint command failed with exit code 137; if it saved a "
+                    "checkpoint, train on with: distnet submit --resume /runs/a --env DISTNET_DATA_DIR=/data")
+    status, last = _submit_to(monkeypatch, capsys, _FakeJobs("FAILED", "Job entrypoint command failed with exit "
+                                                                       "code 2", exit_code=2))
+    assert status == 2 and last == "distnet: job j failed: Job entrypoint command failed with exit code 2"
 
 
 def test_a_cluster_gone_while_submit_follows_its_job_is_said_with_how_to_go_on(monkeypatch, capsys):
@@ -415,7 +427,7 @@ def test_the_command_that_resumes_a_stopped_job_submits_the_same_run_with_the_sa
     monkeypatch.delenv("DISTNET_DATA_DIR")
     again = build_parser().parse_args(shlex.split(command)[1:])  # as a shell passes it on
     request = job_request(again)
-    assert request["entrypoint"] == "python -m distnet train --address auto --resume ~/distnet-runs/j"
+    assert request["entrypoint"] == "exec python -m distnet train --address auto --resume ~/distnet-runs/j"
     assert request["runtime_env"]["env_vars"] == env_vars
     assert request["runtime_env"]["env_vars"]["A"] == "b c" and again.address == "http://head:8265"
 
@@ -430,6 +442,10 @@ def test_inside_a_job_that_submit_started_the_advice_is_to_resume_with_submit(mo
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(job))  # what Ray gives the driver of submit's job
     assert run.resume_command() == (f"distnet submit --resume '{tmp_path}/a b' --env DISTNET_DATA_DIR=/d "
                                     f"--env 'A=b c'")
+    job["metadata"]["address"] = "http://head:8265"  # submit's --address (left out before)
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(job))
+    assert run.resume_command() == (f"distnet submit --resume '{tmp_path}/a b' --address http://head:8265 --env "
+                                    f"DISTNET_DATA_DIR=/d --env 'A=b c'")
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({**job, "metadata": {}}))  # by ray job submit
     assert run.resume_command() == f"distnet train --resume '{tmp_path}/a b'"
 

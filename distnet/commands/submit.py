@@ -114,7 +114,9 @@ def job_request(args) -> dict:
             data_dir_from = f"--env {DATA_DIR_ENV}"
     _check_paths_on_head({"--run-dir": args.run_dir, "--resume": args.resume, "--data-dir": args.data_dir,
                           data_dir_from: env_vars.get(DATA_DIR_ENV)})
-    words = ["python", "-m", "distnet", "train", "--address", "auto", *train_arguments(args)]
+    # exec: the job's shell gives way to the training, so that what ends the job's entrypoint (a
+    # kill of its process) ends the training, which would otherwise go on out of the job's reach.
+    words = ["exec", "python", "-m", "distnet", "train", "--address", "auto", *train_arguments(args)]
     run_dir = args.resume or args.run_dir
     if run_dir is None:
         run_dir = f"{RUNS_ON_HEAD}/{job_id}"
@@ -147,7 +149,9 @@ def run(args) -> int:
     run_dir = request.pop("run_dir")
     api = _JobsAPI(args.address)
     client = api.client
-    job_id = api.call(client.submit_job, **request, metadata={"distnet": "train"})
+    # The address goes into the job's metadata, for the resume command the job's own log gives.
+    metadata = {"distnet": "train", **({"address": args.address} if args.address else {})}
+    job_id = api.call(client.submit_job, **request, metadata=metadata)
     print(f"submitted job {job_id} to {client.get_address()}\n  {request['entrypoint']}\n"
           f"run directory (on the head node): {run_dir}", file=sys.stderr, flush=True)
     if args.no_wait:
@@ -171,11 +175,14 @@ def run(args) -> int:
                            f"node) trains on with: {resume}") from None
     # Ray appends the end of the logs, which were just shown.
     why = (info.message or "no reason given").split(", last available logs")[0].splitlines()[0].rstrip(". ")
-    # A stopped job may have saved a checkpoint (one that failed is likelier a mistake to fix).
-    go_on = f"; if it saved a checkpoint, train on with: {resume}" if status == "STOPPED" else ""
+    # A stopped job, or one whose training was killed (a negative code, or 128 + the signal), may
+    # have saved a checkpoint; one that failed otherwise is likelier a mistake to fix.
+    code = info.driver_exit_code
+    killed = code is not None and (code < 0 or code > 128)
+    go_on = f"; if it saved a checkpoint, train on with: {resume}" if status == "STOPPED" or killed else ""
     print(f"distnet: job {job_id} {status.lower()}: {why}{go_on}", file=sys.stderr)
-    if info.driver_exit_code:
-        return info.driver_exit_code
+    if code:
+        return code
     # Ray records no exit code for a job it stopped: the status of a terminated distnet train.
     return 128 + signal.SIGTERM if status == "STOPPED" else 1
 
