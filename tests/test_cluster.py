@@ -293,6 +293,18 @@ def test_submit_refuses_relative_paths_which_the_job_would_take_from_the_heads_f
         job_request(build_parser().parse_args(["submit", *options]))
 
 
+@pytest.mark.parametrize("options, refused", [
+    (["--env", "1X=2"], "--env '1X=2': '1X' is not a variable name (letters, digits and '_', not starting with a "
+                        "digit)"),  # submitted silently before
+    (["--env", "A B=c"], "--env 'A B=c': 'A B' is not a variable name"),
+    (["--job-id", ".."], "--job-id '..': use letters, digits, '.', '_' and '-' only, starting with a letter or digit"),
+])
+def test_submit_refuses_environment_variables_and_job_ids_the_job_could_not_have(options, refused):
+    with pytest.raises(ConfigError) as caught:
+        job_request(build_parser().parse_args(["submit", *options]))
+    assert str(caught.value).startswith(refused)
+
+
 def test_submit_to_a_host_port_nothing_answers_says_both_addresses_it_takes(monkeypatch):
     import socket
 

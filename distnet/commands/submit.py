@@ -29,6 +29,7 @@ from .train import refuse_run_settings
 
 RUNS_ON_HEAD = "~/distnet-runs"
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Train options that make no sense in a job: the job always joins the cluster it runs on.
 _NOT_FORWARDED = {"help", "address"}
 
@@ -100,7 +101,8 @@ def job_request(args) -> dict:
     """What to submit: submission id, entrypoint, runtime environment, and where the run goes."""
     job_id = args.job_id or f"distnet-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     if not _JOB_ID.fullmatch(job_id):
-        raise ConfigError(f"--job-id {job_id!r}: use letters, digits, '.', '_' and '-' only")
+        raise ConfigError(f"--job-id {job_id!r}: use letters, digits, '.', '_' and '-' only, starting with a letter "
+                          f"or digit")
     if args.resume:
         refuse_run_settings(args)  # here, rather than in a job that fails seconds later
     env_vars = {DATA_DIR_ENV: os.environ[DATA_DIR_ENV]} if os.environ.get(DATA_DIR_ENV) else {}
@@ -109,6 +111,9 @@ def job_request(args) -> dict:
         name, equals, value = pair.partition("=")
         if not equals or not name:
             raise ConfigError(f"--env {pair!r}: expected NAME=VALUE")
+        if not _VARIABLE.fullmatch(name):  # a shell would not take it, nor Ray's job runner pass it on
+            raise ConfigError(f"--env {pair!r}: {name!r} is not a variable name (letters, digits and '_', not "
+                              f"starting with a digit)")
         env_vars[name] = value
         if name == DATA_DIR_ENV:
             data_dir_from = f"--env {DATA_DIR_ENV}"
