@@ -124,7 +124,7 @@ def kind_of_name(path: Path) -> str:
 def read_npy(path: Path, head: bytes) -> np.ndarray:
     """The array of an .npy file (not its pickled objects, were it to hold any)."""
     if not head.startswith(NUMPY_SIGNATURES):
-        # np.load unpickles any content it does not recognize (or advises allow_pickle=True).
+        # np.load unpickles any content it does not recognize (or advises turning pickle loading on).
         reason = "the file is empty" if not head else "it does not start with the .npy signature \\x93NUMPY"
         raise DataFormatError(f"{path}: not a readable .npy array ({reason})")
     try:
