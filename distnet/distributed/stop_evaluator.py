@@ -41,7 +41,9 @@ class StopEvaluatorHandle:
                  best_path: Path | None, node_id: str, on_failure: Callable[[str], None],
                  notes: dict | None = None, on_recovery: Callable[[], None] = lambda: None):
         self._args = (network_spec, window, acceptable_error, best_path, notes)
-        self._options = {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=True)}
+        # Not soft: Ray places an actor that asks for no resources on any node at all when its
+        # affinity is soft, and best.npz would be written on another machine's disk.
+        self._options = {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}
         self._on_failure = on_failure
         self._on_recovery = on_recovery
         self._state: dict | None = None

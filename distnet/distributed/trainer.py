@@ -288,9 +288,11 @@ class DistributedTrainer(TrainerBase):
 
     def _start_server(self, params: np.ndarray, optimizer_state: dict, position: tuple[int, int] = (0, 0)):
         here = ray.get_runtime_context().get_node_id()
+        # On the driver's node, where the checkpoints it restores from are. Not soft: Ray places an
+        # actor that asks for no resources on any node at all when its affinity is soft.
         return ray.remote(ParameterServer).options(
             num_cpus=0, max_restarts=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
         ).remote(self._spec, params, self.optimizer.spec(), self.rule.l2, optimizer_state, position=position)
 
     def _open_steps(self):
@@ -496,8 +498,7 @@ class DistributedTrainer(TrainerBase):
         for i, alive in enumerate(workers_alive):
             if not alive:
                 ray.kill(self._workers[i])
-                self._workers[i] = self._start_worker(i)
-                self.placement[i] = self._where(self._workers[i], i)
+                self._start_replacement(i)
         if not server_alive:
             ray.kill(self._server)
             self._server = self._restore_server()
@@ -517,16 +518,32 @@ class DistributedTrainer(TrainerBase):
                 alive.append(False)  # dead, or hung: either way it is replaced
         return alive
 
-    def _where(self, worker, index: int) -> dict:
-        try:
-            return ray.get(worker.where.remote(), timeout=self.placement_timeout)
-        except ray.exceptions.GetTimeoutError:
-            cpus = None
-            with suppress(ray.exceptions.RayError):
-                cpus = int(ray.cluster_resources().get("CPU", 0))  # the nodes alive now
-            raise DistnetError(f"cannot start a replacement for worker {index} within "
-                               f"{self.placement_timeout:g} s: its placement-group bundle has no room "
-                               f"(was its node lost?){self._what_is_kept(cpus)}") from None
+    def _start_replacement(self, index: int) -> None:
+        """A new worker ``index`` in its placement-group bundle, running within ``placement_timeout``.
+
+        A replacement that dies before it starts is started again: the same loss, not another. (A
+        node that stops answering is declared dead only some seconds later; until then its bundles
+        stay there, and so does a replacement started in one, which dies with the node.)"""
+        deadline = time.monotonic() + self.placement_timeout
+        while True:
+            self._workers[index] = self._start_worker(index)
+            try:
+                where = self._workers[index].where.remote()
+                self.placement[index] = ray.get(where, timeout=max(0.0, deadline - time.monotonic()))
+                return
+            except ray.exceptions.RayActorError as e:
+                if e.actor_init_failed:
+                    raise  # an error of its own, which another start would only raise again
+                if time.monotonic() >= deadline:
+                    break
+            except ray.exceptions.GetTimeoutError:
+                break
+        cpus = None
+        with suppress(ray.exceptions.RayError):
+            cpus = int(ray.cluster_resources().get("CPU", 0))  # the nodes alive now
+        raise DistnetError(f"cannot start a replacement for worker {index} within "
+                           f"{self.placement_timeout:g} s: its placement-group bundle has no room "
+                           f"(was its node lost?){self._what_is_kept(cpus)}") from None
 
     def _restore_server(self):
         """A new parameter server in the state of the newest checkpoint (or of the run's start)."""
