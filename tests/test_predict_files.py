@@ -1,6 +1,7 @@
 """`distnet predict`'s files: pictures of every depth and with transparency read as the same grey
-values, each file read by what its first bytes say it holds, and clear one-line errors for
-pictures too large, blank or out of range, for folders and for pickled .npy files."""
+values, pictures turned upright as their EXIF orientation says, each file read by what its first
+bytes say it holds, and clear one-line errors for pictures too large, blank or out of range, for
+folders and for pickled .npy files."""
 import json
 import pickle
 
@@ -62,6 +63,60 @@ def test_16_bit_integer_and_float_pictures_read_as_the_8_bit_one(tmp_path, side)
         assert expected == pytest.approx(ring().reshape(1, 784) / 255, abs=1e-6)
     for name in ("16.png", "16.pgm", "32.tiff", "float.tiff"):
         assert pixels_of(tmp_path / name) == pytest.approx(expected, abs=1e-6), name
+
+
+ORIENTATION = 0x0112  # the EXIF tag that says how to turn a picture to show it upright
+
+# Each EXIF orientation, and how a picture is stored that it turns upright: numpy's turns, not
+# Pillow's, so that the test does not check Pillow against itself.
+STORED_TURNED = {
+    2: np.fliplr,  # mirrored left to right
+    3: lambda upright: np.rot90(upright, 2),
+    4: np.flipud,
+    5: np.transpose,
+    6: lambda upright: np.rot90(upright, 1),  # a phone held upright: its sensor's rows run up the picture
+    7: lambda upright: np.rot90(upright, 2).T,
+    8: lambda upright: np.rot90(upright, -1),
+}
+
+
+def lopsided() -> np.ndarray:
+    """A light digit on black that no turn or mirror leaves as it is: a stem, a foot, a dot."""
+    digit = np.zeros((28, 28), np.uint8)
+    digit[4:24, 6:10] = 255
+    digit[20:24, 10:20] = 200
+    digit[4:8, 18:22] = 120
+    return digit
+
+
+def save_turned(path, upright: np.ndarray, orientation: int, **options) -> None:
+    """``upright`` stored turned, with the EXIF orientation that turns it back."""
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    stored = np.ascontiguousarray(STORED_TURNED[orientation](upright))
+    assert not np.array_equal(stored, upright)  # else the test would prove nothing
+    Image.fromarray(stored).convert("RGB").save(path, exif=exif, **options)
+
+
+@pytest.mark.parametrize("orientation", sorted(STORED_TURNED))
+def test_a_picture_is_read_upright_as_its_exif_orientation_says(tmp_path, orientation):
+    save_turned(tmp_path / "turned.png", lopsided(), orientation)
+    assert pixels_of(tmp_path / "turned.png") == pytest.approx(lopsided().reshape(1, 784) / 255, abs=1e-6)
+
+
+def test_a_phone_photo_tagged_to_be_turned_reads_as_the_upright_photo(capsys, model, tmp_path):
+    """A photo taken with the phone held upright is stored on its side, wider than tall, with
+    Orientation 6 (turn it a quarter clockwise); it had been read, and classified, sideways."""
+    paper = 255 - np.kron(lopsided(), np.ones((4, 3), np.uint8))  # dark ink on paper, 112 tall, 84 wide
+    Image.fromarray(paper).save(tmp_path / "upright.png")
+    save_turned(tmp_path / "photo.jpg", paper, 6, quality=100)
+    with Image.open(tmp_path / "photo.jpg") as photo:
+        assert photo.size == (112, 84)  # width, height: as stored
+    upright = pixels_of(tmp_path / "upright.png")
+    assert pixels_of(tmp_path / "photo.jpg") == pytest.approx(upright, abs=0.02)  # JPEG's loss, no more
+    status, out, _ = run_cli(capsys, "predict", model, tmp_path / "photo.jpg", "--json")
+    assert status == 0
+    assert json.loads(out)["probabilities"] == pytest.approx(Network.load(model).predict(upright)[0], abs=1e-3)
 
 
 def test_a_digit_drawn_in_the_alpha_channel_reads_as_the_same_digit_on_paper(tmp_path):

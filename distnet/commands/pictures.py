@@ -3,7 +3,8 @@ read as MNIST holds its digits: 28x28 grey values in [0, 1], light strokes on bl
 
 Pillow (``pip install pillow``) decodes the pictures; the grey values are taken here, by the range
 of each picture's mode, because Pillow's ``convert("L")`` clips 16-bit pictures to black and white,
-rounds floats in [0, 1] to black and drops transparency.
+rounds floats in [0, 1] to black and drops transparency. A picture is first turned upright as its
+EXIF orientation says (phones store a photo as the sensor read it, and tag how to turn it).
 """
 from __future__ import annotations
 
@@ -29,9 +30,10 @@ def is_picture(head: bytes) -> bool:
 
 
 def read_picture(path: Path, invert: str = "auto") -> np.ndarray:
-    """A picture as 784 values in [0, 1]: grey, scaled to 28x28, light-on-dark like MNIST."""
+    """A picture as 784 values in [0, 1]: upright as its EXIF orientation says, grey, scaled to
+    28x28, light-on-dark like MNIST."""
     try:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
     except ImportError:
         raise ConfigError(f"{path}: reading pictures needs Pillow: pip install pillow "
                           f"(or save the image as a .npy array)") from None
@@ -40,7 +42,10 @@ def read_picture(path: Path, invert: str = "auto") -> np.ndarray:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             with Image.open(file) as picture:
-                pixels = composite(*grey_and_alpha(picture, path))
+                # A phone's photo is stored as its sensor read it, with a tag that says how to turn
+                # it (Orientation 6: 90 degrees clockwise); with the tag ignored, its digit is read sideways.
+                upright = ImageOps.exif_transpose(picture)
+                pixels = composite(*grey_and_alpha(upright, path))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise too_large(path, e) from None
         except (UnidentifiedImageError, OSError) as e:
