@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distnet.data import Digit, render_digit
-from distnet.errors import ConfigError
+from distnet.commands.predict import read_images
+from distnet.data import Dataset, Digit, render_digit
+from distnet.errors import ConfigError, DataFormatError
 
 SHADES = " .:-=+*#%@"
 
@@ -41,7 +42,6 @@ def test_every_byte_value_gets_the_originals_character(dtype: type) -> None:
 
 def test_thresholds() -> None:
     cases = {0.0: " ", 0.0999: " ", 0.1: ".", 0.5: "+", 0.8999: "%", 0.9: "@", 1.0: "@"}
-    cases |= {-0.5: " ", 7.0: "@"}  # out-of-range values are clamped, not wrapped around
     for value, char in cases.items():
         pixels = np.full(784, value)
         assert render_digit(pixels, "")[33] == char, value
@@ -100,3 +100,58 @@ def test_a_digit_of_bytes_is_refused_with_how_to_scale_them():
                                       f"pixels.astype(np.float32) / 255, as MNIST's are scaled; other numbers: "
                                       f"pixels.astype(np.float32))")
     assert str(Digit(np.full(784, 200, np.uint8).astype(np.float32) / 255, 1)).split("\n")[2] == "|" + "#" * 28 + "|"
+
+
+def ring() -> np.ndarray:
+    """A light, anti-aliased zero on black, as MNIST draws its digits: 784 bytes of many grey levels."""
+    y, x = np.mgrid[:28, :28]
+    radius = np.hypot(y - 14, x - 14)
+    return np.rint(255 * np.exp(-((radius - 8) ** 2) / 6)).astype(np.uint8).reshape(-1)
+
+
+def refusal(draw) -> str:
+    with pytest.raises(ConfigError) as refused:
+        draw()
+    return str(refused.value)
+
+
+def test_bytes_kept_as_floats_are_refused_with_how_to_scale_them_not_drawn_as_a_block():
+    # float32 bytes 0..255 had drawn every pixel with any ink as "@": the digit's shading lost.
+    float_bytes = ring().astype(np.float32)
+    expected = ("a digit's pixels must lie in [0, 1] (0 black, 1 white), these run from 0 to 255; scale them into "
+                "[0, 1] first (image bytes: pixels / 255, as MNIST's are scaled)")
+    assert refusal(lambda: render_digit(float_bytes, "x")) == expected
+    assert refusal(lambda: Digit(float_bytes, 0)) == expected
+    assert refusal(lambda: Dataset(float_bytes[None], [0])[0]) == expected
+    scaled = float_bytes / 255  # as advised: drawn in the original's shades, byte by byte
+    drawn = "".join(line[1:-1] for line in str(Digit(scaled, 0)).split("\n")[2:30])
+    assert drawn == "".join(SHADES[min(10 * b // 255, 9)] for b in ring().tolist())
+    assert set(drawn) == set(SHADES)
+
+
+@pytest.mark.parametrize("value,got", [(-0.5, "these run from -0.5 to 0.5"), (7.0, "these run from 0.5 to 7"),
+                                       (np.nan, "1 of them are NaN")])
+def test_a_pixel_outside_0_1_is_refused_not_clamped(value: float, got: str) -> None:
+    pixels = np.full(784, 0.5)
+    pixels[300] = value
+    assert refusal(lambda: render_digit(pixels, "x")) == (f"a digit's pixels must lie in [0, 1] (0 black, 1 white), "
+                                                          f"{got}; scale them into [0, 1] first (image bytes: "
+                                                          f"pixels / 255, as MNIST's are scaled)")
+
+
+@pytest.mark.parametrize("pixels", [ring() / np.float32(255), ring().astype(np.float32),
+                                    ring() / np.float32(127.5) - 1, np.full(784, np.float32(1.0000001))])
+def test_a_digit_is_drawn_from_exactly_the_arrays_predict_classifies(tmp_path, pixels) -> None:
+    """The drawing shows what the network is given: predict takes such an .npy as it is, or refuses it."""
+    np.save(tmp_path / "digit.npy", pixels)
+    try:
+        classified = read_images(tmp_path / "digit.npy")[1][0]
+    except DataFormatError:
+        classified = None
+    try:
+        drawn = render_digit(pixels, "x")
+    except ConfigError:
+        drawn = None
+    assert (classified is None) == (drawn is None)
+    if drawn is not None:
+        assert drawn == render_digit(classified, "x")

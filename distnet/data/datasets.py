@@ -190,7 +190,8 @@ class Dataset:
         return len(self.labels)
 
     def __getitem__(self, index: int) -> Digit:
-        """Sample *index* (negative counts from the end) as a :class:`Digit` (28x28 images only)."""
+        """Sample *index* (negative counts from the end) as a :class:`Digit` (28x28 images with
+        pixels in [0, 1] only)."""
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
             raise TypeError(
                 f"Dataset indices must be integers, not {type(index).__name__}; use subset()"

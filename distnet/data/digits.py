@@ -27,20 +27,37 @@ def render_digit(pixels: np.ndarray, header: str) -> str:
     - a line of 30 dashes.
 
     Pixel ``v`` is drawn as ``" .:-=+*#%@"[min(int(v * 10), 9)]``: a space below 0.1, ``.``
-    from 0.1, and so on up to ``@`` from 0.9. Values below 0 count as 0.
+    from 0.1, and so on up to ``@`` from 0.9.
 
     Raises:
-        ConfigError: *pixels* does not hold exactly 784 values.
+        ConfigError: *pixels* does not hold exactly 784 values, or they do not all lie in [0, 1].
     """
     values = np.asarray(pixels)
     if values.size != PIXELS:
         raise ConfigError(f"a digit has {PIXELS} pixels ({SIDE}x{SIDE}), got {values.size}")
     # float64 like the original's doubles, so a pixel exactly on a threshold (byte 153 = 0.6)
     # gets the same character from float32 and float64 data.
-    levels = np.clip((values.reshape(SIDE, SIDE).astype(np.float64) * 10).astype(np.int64), 0, 9)
+    values = values.reshape(SIDE, SIDE).astype(np.float64)
+    check_pixel_range(values)
+    levels = np.minimum((values * 10).astype(np.int64), 9)
     dashes = "-" * (SIDE + 2)
     rows = ["|" + "".join(SHADES[level] for level in row) + "|" for row in levels.tolist()]
     return "\n".join([header, dashes, *rows, dashes])
+
+
+def check_pixel_range(values: np.ndarray) -> None:
+    """ConfigError unless every pixel value lies in [0, 1] (0 black, 1 white), as ``distnet
+    predict`` also requires: bytes kept as floats (0..255) would draw as a solid block of "@",
+    and no values outside it can be drawn as what a network given them sees."""
+    inside = (values >= 0) & (values <= 1)  # False for NaN too
+    if inside.all():
+        return
+    if np.isnan(values).any():
+        got = f"{np.count_nonzero(np.isnan(values))} of them are NaN"
+    else:
+        got = f"these run from {values.min():g} to {values.max():g}"
+    raise ConfigError(f"a digit's pixels must lie in [0, 1] (0 black, 1 white), {got}; scale them into [0, 1] "
+                      f"first (image bytes: pixels / 255, as MNIST's are scaled)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,8 +76,10 @@ class Digit:
         pixels = np.asarray(self.pixels)
         if pixels.shape != (PIXELS,):
             raise ConfigError(f"a digit has {PIXELS} pixels, got an array of shape {pixels.shape}")
-        # Bytes would draw as a solid block of "@", which says nothing of what went wrong.
+        # Bytes would draw as a solid block of "@", which says nothing of what went wrong; so
+        # would bytes kept as floats, refused here too, where they enter rather than when drawn.
         floating_point("a digit's pixels", pixels, "pixels")
+        check_pixel_range(pixels)
         object.__setattr__(self, "pixels", pixels)
         object.__setattr__(self, "label", whole_number("a digit's label", self.label, 0))
 
