@@ -480,7 +480,7 @@ def running(pid):
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # (reaped between open and read: ESRCH)
         return False
 
 print("ray initialized:", ray.is_initialized())

@@ -92,7 +92,7 @@ def kill_and_wait(pid, timeout=30.0):
             with open(f"/proc/{pid}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] == "Z":
                     return
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # (reaped between open and read: ESRCH)
             return
         time.sleep(0.001)
     raise TimeoutError(f"process {pid} still runs {timeout:g} s after SIGKILL")
