@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import errno
 import json
 import logging
 import os
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                            f"too large for it?){_kept_run(args, 'with more memory free')}")
     except OSError as e:  # the file system or the network refused: a full disk, a read-only folder
         where = f"{e.filename} -> {e.filename2}: " if e.filename2 else f"{e.filename}: " if e.filename else ""
-        kept = _kept_run(args, "once there is room (or the folder is writable again)")
+        kept = _kept_run(args, _once_put_right(e))
         return _fail(args, f"{where}{e.strerror or e}{kept}")
     except (KeyboardInterrupt, SystemExit) as e:
         # SystemExit(SIGTERM): Ray's own SIGTERM handler, set by ray.init (distnet puts its own back
@@ -167,6 +168,15 @@ def _kept_run(args: argparse.Namespace, when: str) -> str:
     if run is None or not run.has_checkpoint():
         return ""
     return f"; the run's files are as its last checkpoint left them: {when}, resume with: {run.resume_command()}"
+
+
+def _once_put_right(error: OSError) -> str:
+    """When a training that ``error`` stopped can go on."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "once there is room"
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "once the folder is writable again"
+    return "once that is put right"
 
 
 def _fail(args: argparse.Namespace, message: str) -> int:

@@ -7,6 +7,7 @@ Most cases call :func:`distnet.cli.main` in this process (fast); a representativ
 from __future__ import annotations
 
 import ast
+import errno
 import gzip
 import json
 import os
@@ -829,23 +830,28 @@ def test_a_run_that_saved_nothing_does_not_block_its_folder(capsys, data, tmp_pa
     assert Checkpoint.load(folder / "checkpoint.npz").epoch == 1
 
 
-def test_a_full_disk_names_the_file_it_could_not_write_and_the_run_resumes_once_there_is_room(
-        capsys, data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("error, once", [
+    (errno.ENOSPC, "once there is room"),
+    (errno.EROFS, "once the folder is writable again"),
+    (errno.EIO, "once that is put right"),  # not a disk to clear: no advice to make room
+])
+def test_a_disk_error_names_the_file_it_could_not_write_and_when_the_run_can_resume(
+        capsys, data, tmp_path, monkeypatch, error, once):
     folder = tmp_path / "run"
     real_fsync = os.fsync
 
-    def disk_fills_up(fd):
+    def disk_fails(fd):
         if (folder / "checkpoint.npz").exists():  # after epoch 1's checkpoint
-            raise OSError(28, "No space left on device")
+            raise OSError(error, os.strerror(error))
         real_fsync(fd)
 
-    monkeypatch.setattr("distnet.io.os.fsync", disk_fills_up)
+    monkeypatch.setattr("distnet.io.os.fsync", disk_fails)
     status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
     monkeypatch.undo()
     assert status == 2 and re.fullmatch(
-        f"distnet: error: {re.escape(str(folder))}/(best.npz|best.json|checkpoint.npz): No space left on device; "
-        f"the run's files are as its last checkpoint left them: once there is room \\(or the folder is writable "
-        f"again\\), resume with: distnet train --resume {re.escape(str(folder))}\n", err), err
+        f"distnet: error: {re.escape(str(folder))}/(best.npz|best.json|checkpoint.npz): {os.strerror(error)}; "
+        f"the run's files are as its last checkpoint left them: {once}, resume with: distnet train --resume "
+        f"{re.escape(str(folder))}\n", err), err
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
     assert Checkpoint.load(folder / "checkpoint.npz").epoch == 1
     status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--quiet")
