@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import distnet.stop
 from distnet import ConfigError, Dense, Nesterov, Network, TrainingDivergedError
 from distnet.checkpoint import Checkpoint
 from distnet.distributed import DistributedTrainer
@@ -113,16 +114,28 @@ def test_one_worker_equals_the_plain_trainer(mnist, ray_local):
     assert relative_difference(distributed_trainer.network.params, trainer.network.params) < 1e-9
 
 
-def test_stop_evaluator_actor_writes_the_best_network(mnist, ray_local, tmp_path):
+def test_the_driver_writes_the_best_network_that_the_stop_evaluator_actor_keeps(mnist, ray_local, tmp_path,
+                                                                                  monkeypatch):
+    """Written by the driver, on every improvement: the run directory is on the driver's disk, and
+    an actor, even on the driver's node, may see other files under the same path (a container's,
+    a private /tmp)."""
+    written_here = []  # by this process: an actor's writes would not pass through this patch
+    write_json = distnet.stop.write_json
+    monkeypatch.setattr("distnet.stop.write_json", lambda path, data: (written_here.append((Path(path), data)),
+                                                                      write_json(path, data)))
     trainer, result = distributed(mnist, 2, "auto", run_dir=tmp_path / "run")
     run = tmp_path / "run"
     history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
     best = min(history, key=lambda h: h["validation_error"])
+    improvements = [h for i, h in enumerate(history)
+                    if all(h["validation_error"] < before["validation_error"] for before in history[:i])]
+    assert [(path, data["epoch"]) for path, data in written_here] == [(run / "best.json", h["epoch"])
+                                                                       for h in improvements] and improvements
     best_file = Network.load(run / "best.npz")
     validation = data(mnist)[1]
     assert best_file.error_rate(validation.images, validation.labels) == best["validation_error"]
     assert json.loads((run / "best.json").read_text())["epoch"] == best["epoch"] == result.best_epoch
-    # The actor writes what the network was trained on into it, as the single-process path does.
+    # What the network was trained on is written into it, as the single-process path does.
     assert saved_notes(run / "best.npz") == {"trained_on": {"name": "mnist/train", "classes": list("0123456789")}}
     assert {"config.json", "checkpoint.npz"} <= {p.name for p in run.iterdir()}
     assert len(trainer.placement) == 2 and all("node_id" in p for p in trainer.placement)

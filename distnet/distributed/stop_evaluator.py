@@ -1,8 +1,10 @@
 """The StopEvaluator actor: :class:`distnet.stop.EarlyStopping` in its own process, with one method
 added that answers with the verdict and the stop rule's state together.
 
-It receives each evaluation with the parameters, keeps a real copy of the best, writes the best
-network to the run directory atomically on every improvement, and answers whether to stop.
+It receives each evaluation with the parameters, keeps a real copy of the best, and answers
+whether to stop. The best network's file is written by the handle, in the driver: the run
+directory is on the driver's disk, and an actor, even on the driver's node, may see other files
+under the same path (a container, a private /tmp).
 
 If the actor dies, the handle starts a new one and gives it back its state: the stop rule's
 state as of the last evaluation (which the handle receives with every verdict) and the best
@@ -30,19 +32,22 @@ class _EarlyStoppingActor(EarlyStopping):
 class StopEvaluatorHandle:
     """Driver-side handle with the methods of :class:`EarlyStopping` that training calls.
 
-    The actor runs on the node ``node_id`` (the driver's: the best network is written where the
-    driver reads it back). ``on_failure(cause)`` is called each time the actor is found dead,
-    before it is replaced; it may raise to end the run instead. ``on_recovery()`` is called once a
-    replacement has its state back. ``notes`` go into the best network's file, as
-    :class:`EarlyStopping`'s do.
+    The actor runs on the node ``node_id`` (the driver's: its calls, each with the parameters, stay
+    on one machine); the handle writes the best network to ``best_path`` on every improvement.
+    ``on_failure(cause)`` is called each time the actor is found dead, before it is replaced; it
+    may raise to end the run instead. ``on_recovery()`` is called once a replacement has its state
+    back. ``notes`` go into the best network's file, as :class:`EarlyStopping`'s do.
     """
 
     def __init__(self, network_spec: dict, window: int, acceptable_error: float | None,
                  best_path: Path | None, node_id: str, on_failure: Callable[[str], None],
                  notes: dict | None = None, on_recovery: Callable[[], None] = lambda: None):
-        self._args = (network_spec, window, acceptable_error, best_path, notes)
+        self._args = (network_spec, window, acceptable_error)  # no path: the actor writes no file
+        # The same rule's keeper, here: given the actor's state and the best parameters, it writes
+        # best.npz (and best.json) as the actor would, but on the driver's disk.
+        self._writer = EarlyStopping(network_spec, window, acceptable_error, best_path, notes)
         # Not soft: Ray places an actor that asks for no resources on any node at all when its
-        # affinity is soft, and best.npz would be written on another machine's disk.
+        # affinity is soft.
         self._options = {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}
         self._on_failure = on_failure
         self._on_recovery = on_recovery
@@ -81,10 +86,14 @@ class StopEvaluatorHandle:
         verdict, self._state = self._call("evaluate_with_state", epoch, error_rate, params)
         if verdict.improved:
             self._best = params
+            self.save_best()
         return verdict
 
     def save_best(self) -> None:
-        self._call("save_best")
+        """As :meth:`EarlyStopping.save_best`, written by this process."""
+        if self._state is not None:
+            self._writer.load_state(self._state, self._best)
+            self._writer.save_best()
 
     def state(self) -> dict:
         # The actor's state changes only through evaluate and load_state, which both hand it here.

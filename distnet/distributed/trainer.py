@@ -288,8 +288,9 @@ class DistributedTrainer(TrainerBase):
 
     def _start_server(self, params: np.ndarray, optimizer_state: dict, position: tuple[int, int] = (0, 0)):
         here = ray.get_runtime_context().get_node_id()
-        # On the driver's node, where the checkpoints it restores from are. Not soft: Ray places an
-        # actor that asks for no resources on any node at all when its affinity is soft.
+        # On the driver's node, which fetches its parameters for every checkpoint and evaluation.
+        # Not soft: Ray places an actor that asks for no resources on any node at all when its
+        # affinity is soft.
         return ray.remote(ParameterServer).options(
             num_cpus=0, max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
