@@ -56,6 +56,7 @@ from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .compiled import CompiledSteps
 from .protocols import CLOSE_TIMEOUT_S, ChannelSteps, PlainSteps, WorkerLostError, first_unapplied_step
+from .same_code import check_same_code
 from .signals import interruptions_held, sigterm_handler_kept
 from .stop_evaluator import StopEvaluatorHandle
 from . import local_ray
@@ -94,6 +95,11 @@ def _checked_address(address) -> str | None:
 
 # The command line shows these notes on stderr: Ray takes seconds to start, which should not pass in silence.
 _log = logging.getLogger(__name__)
+
+
+def _worker_name(index: int, where: dict) -> str:
+    """A worker as the user finds it: its number and the node it runs on (``where``: its placement)."""
+    return f"worker {index} (node {where['node_id'][:8]} on {where['host']})"
 
 
 class _RayOfThisProcess:
@@ -272,6 +278,9 @@ class DistributedTrainer(TrainerBase):
         if validation is not None:
             self._validation_refs = (ray.put(validation.images), ray.put(np.asarray(validation.labels)))
         self.placement = ray.get([w.where.remote() for w in self._workers])
+        # (The stop evaluator runs beside the server, on the driver's node: the same code.)
+        check_same_code({"the parameter server": self._server,
+                         **{_worker_name(i, self.placement[i]): w for i, w in enumerate(self._workers)}})
         self._steps = self._open_steps()
         self.active_protocol = self._steps.name
 
@@ -531,6 +540,7 @@ class DistributedTrainer(TrainerBase):
             try:
                 where = self._workers[index].where.remote()
                 self.placement[index] = ray.get(where, timeout=max(0.0, deadline - time.monotonic()))
+                check_same_code({_worker_name(index, self.placement[index]): self._workers[index]})
                 return
             except ray.exceptions.RayActorError as e:
                 if e.actor_init_failed:

@@ -1,0 +1,52 @@
+"""Every process of a distributed run must run the driver's distnet.
+
+Each node imports whichever distnet it finds first: its installed one, or a folder that comes
+earlier on its path (the folder its Ray was started in, say). A node left with an older copy
+would train on silently, with other batches or other math, so the driver compares the source
+of each actor's distnet with its own before the first step.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import ray
+
+from ..errors import ConfigError
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+@functools.cache
+def distnet_code() -> tuple[str, str]:
+    """Where this process's distnet is, and a digest of all its Python source."""
+    digest = hashlib.sha256()
+    for path in sorted(_PACKAGE.rglob("*.py")):
+        digest.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return str(_PACKAGE), digest.hexdigest()
+
+
+def _code_of(actor) -> tuple[str, str]:
+    # Sent to the actor by reference, so it runs the actor's own copy of this module.
+    return distnet_code()
+
+
+def check_same_code(actors: dict[str, "ray.actor.ActorHandle"]) -> None:
+    """ConfigError naming the first of ``actors`` (by their names for the user) whose distnet
+    differs from this process's; a lost actor raises Ray's error, as any call to it would."""
+    path, digest = distnet_code()
+    answers = [actor.__ray_call__.remote(_code_of) for actor in actors.values()]
+    for name, answer in zip(actors, answers):
+        try:
+            their_path, their_digest = ray.get(answer)
+        except ray.exceptions.RayTaskError:  # a distnet too old to have this module
+            their_path, their_digest = "another distnet", None
+        if their_digest != digest:
+            where = their_path if their_path != path else f"{their_path} (the same folder, on another machine)"
+            raise ConfigError(
+                f"{name} runs distnet from {where}, whose code differs from this driver's ({path}): every node "
+                f"of the cluster must run the same distnet. Install this one on every node (a cluster from "
+                f"cluster/cluster.yaml: 'ray up' again), and start no node in a folder that holds another "
+                f"copy (one there comes first on its path); or train with 'distnet submit', which sends "
+                f"the job this copy")

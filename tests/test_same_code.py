@@ -1,0 +1,84 @@
+"""Every actor of a distributed run must run the driver's distnet: a node whose path finds another
+copy first (an older install, a folder with a checkout) is refused before the first step."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distnet.distributed.same_code import distnet_code
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Run from a folder without distnet in it: Ray puts the driver's folder first on every actor's path,
+# which would hide the copy the workers are given below.
+WORKERS_ON_A_COPY = """
+import json, sys
+import ray
+import distnet.distributed.trainer as trainer_module
+from distnet import ConfigError, Dense, Nesterov, Network, load_mnist
+from distnet.distributed import DistributedTrainer
+
+ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+train = load_mnist(download=False).train.subset(slice(0, 640))
+outcomes = {}
+for copy in sys.argv[1:]:
+    # The gradient workers find this copy first; the parameter server, the driver's.
+    trainer_module._WORKER_ENV = {**trainer_module._WORKER_ENV, "PYTHONPATH": copy}
+    trainer = DistributedTrainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02, 0.87),
+                                 batch_size=32, seed=1, workers=2)
+    try:
+        trainer.fit(train, None, epochs=1, run_dir=copy + "-run")
+        outcomes[copy] = "trained"
+    except ConfigError as e:
+        outcomes[copy] = str(e)
+ray.shutdown()
+print(json.dumps(outcomes))
+"""
+
+
+def copy_of_distnet(folder: Path, change: str | None = None) -> Path:
+    shutil.copytree(REPO / "distnet", folder / "distnet", ignore=shutil.ignore_patterns("__pycache__"))
+    if change is not None:
+        with open(folder / "distnet" / "batches.py", "a") as f:
+            f.write(change)
+    return folder
+
+
+@pytest.mark.slow
+def test_workers_running_another_distnet_are_refused_before_the_first_step_and_the_same_code_elsewhere_is_not(
+        tmp_path):
+    older, same = copy_of_distnet(tmp_path / "older", "\n# an older copy\n"), copy_of_distnet(tmp_path / "same")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", WORKERS_ON_A_COPY, str(older), str(same)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcomes = json.loads(done.stdout.splitlines()[-1])
+    assert outcomes[str(same)] == "trained"
+    refused = outcomes[str(older)]
+    assert refused.startswith("worker 0 (node ") and refused.endswith(
+        f" runs distnet from {older / 'distnet'}, whose code differs from this driver's ({REPO / 'distnet'}): every "
+        f"node of the cluster must run the same distnet. Install this one on every node (a cluster from "
+        f"cluster/cluster.yaml: 'ray up' again), and start no node in a folder that holds another copy (one there "
+        f"comes first on its path); or train with 'distnet submit', which sends the job this copy"), refused
+    assert not (Path(str(older) + "-run") / "checkpoint.npz").exists()  # refused before anything was trained
+
+
+def test_the_code_digest_covers_every_source_file_and_not_where_the_package_is(tmp_path):
+    path, digest = distnet_code()
+    assert Path(path) == REPO / "distnet" and len(digest) == 64
+    probe = "from distnet.distributed.same_code import distnet_code; print(*distnet_code())"
+
+    def code_of(folder: Path) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", probe], cwd=folder, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": str(folder)}, check=True)
+        return done.stdout.split()
+
+    same, changed = copy_of_distnet(tmp_path / "same"), copy_of_distnet(tmp_path / "changed", "\n")
+    assert code_of(same) == [str(same / "distnet"), digest]
+    assert code_of(changed)[0] == str(changed / "distnet") and code_of(changed)[1] != digest
+    (same / "distnet" / "nn" / "extra.py").write_text("")  # a new module is new code too
+    assert code_of(same)[1] != digest
