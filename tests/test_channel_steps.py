@@ -2,6 +2,7 @@
 classes the actors wrap) in threads of this process, over a real channel (shared memory and
 FIFOs). What a chunk of steps computes, and what it reports, whatever goes wrong in between."""
 import contextlib
+import dataclasses
 import errno
 import os
 import shutil
@@ -237,6 +238,17 @@ def test_a_worker_asked_for_another_step_tells_the_server_instead_of_leaving_it_
                                             "another step"]
     finally:
         close(workers, server, spec, threads)  # worker 0 waits for a next step until then
+
+
+def test_a_channel_is_reachable_on_its_host_only_where_its_shared_memory_is_in_view(tmp_path):
+    spec = ch.create_channel(WORKERS, 1000, np.float64)
+    try:
+        assert ch.reachable(spec)
+        assert not ch.reachable(dataclasses.replace(spec, host="another-machine/" + spec.host.split("/")[1]))
+        # The same machine, but a /dev/shm of its own (a container's): the name leads nowhere.
+        assert not ch.reachable(dataclasses.replace(spec, folder=str(tmp_path / "private-shm" / "channel")))
+    finally:
+        ch.remove_channel(spec)
 
 
 def test_a_channel_s_memory_is_allocated_when_it_is_created():

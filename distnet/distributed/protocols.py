@@ -115,7 +115,8 @@ class ChannelSteps(StepProtocol):
             if not all(ray.get([w.can_reach.remote(spec) for w in workers])):
                 if required:
                     raise ConfigError("protocol 'channel' needs the parameter server and every worker on "
-                                      "one host; use protocol 'plain' (or 'auto') on a multi-host cluster")
+                                      "one host, sharing its /dev/shm (not in containers of their own); use "
+                                      "protocol 'plain' (or 'auto') on a multi-host cluster")
                 return None
             _connect(server, workers, spec)
             return cls(server, workers, spec)
