@@ -4,16 +4,21 @@ there with errors that say what to do.
 ``ray.init(address="HOST:PORT")`` on an address where nothing answers does not fail: Ray 2.60
 logs "Failed to connect to GCS" every few seconds and keeps trying (for more than 5 minutes when
 we measured), and where something else answers (the dashboard's port, say) it waits for about 10
-minutes inside Ray's C++ code, deaf to Ctrl-C. So distnet first opens a plain TCP connection with
-a timeout and checks that what answers speaks HTTP/2, as a GCS (a gRPC server) does, and fails at
-once otherwise with a message that says what to check. A cluster that answers but
+minutes inside Ray's C++ code, deaf to Ctrl-C; where another gRPC server answers (a raylet's or a
+Ray agent's port) it tries 20 times, a second apart. So distnet first opens a plain TCP connection
+with a timeout, checks that what answers speaks HTTP/2, as a GCS (a gRPC server) does, and that
+the server knows a GCS's call, and fails at once otherwise with a message that says what to check
+(after the timeout, 10 s in all, where what answers stays silent). A cluster that answers but
 refuses this machine's token makes ray.init fail after about 20 s with only "Failed to connect
 to Ray cluster" (the refusal is only in the exception's cause); distnet says instead that the
 token was refused, which token this process offered, and how to give it the cluster's (see
 :func:`token_problem`, which ``distnet submit`` uses too). Ray also prints a warning for each of
 its 20 attempts; no documented setting silences those (RAY_BACKEND_LOG_LEVEL does not reach them)
 or shortens the attempts, so both stay as Ray makes them. (Ray is imported only to join: the
-command line checks the form of ``--address`` while parsing.)
+command line checks the form of ``--address`` while parsing.) The Jobs API's address
+(``http://HOST:PORT``, for ``distnet submit``) gets a check of its own: Ray's job client sends
+its requests without a timeout, and waits without end where a server accepts the connection and
+says nothing.
 """
 from __future__ import annotations
 
@@ -34,6 +39,16 @@ RAY_RESOLVED = ("auto", "local")
 # gRPC server answers with a SETTINGS frame of its own (the byte after a frame's length is its type).
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 _SETTINGS = 0x04
+# How a web server answers that preface: with a status line, or (an HTTP/1.0 server such as
+# Python's http.server, refusing the version) with its error page alone.
+_WEB_ANSWERS = (b"HTTP/", b"<")
+# A call every GCS serves, the first Ray's own client makes when it joins (its 20 attempts are of
+# this call); another gRPC server answers it UNIMPLEMENTED.
+_GCS_CALL = "/ray.rpc.NodeInfoGcsService/GetClusterId"
+
+
+class WebServerAddressError(ClusterUnreachableError):
+    """A web server answers at the address given for a cluster's GCS (the dashboard's port, say)."""
 
 
 def _give_the_gcs(host: str) -> str:
@@ -62,34 +77,107 @@ def parse_address(address: str) -> tuple[str, int] | None:
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT, otherwise: str = "") -> None:
-    """ClusterUnreachableError, within about ``timeout`` seconds, unless a gRPC server (as a Ray
-    cluster's GCS) answers at ``address`` (see :func:`parse_address`; "auto" and "local" are left
-    to Ray); ``otherwise``: what else the caller takes, said when nothing answers at all. With
-    RAY_USE_TLS on (as Ray reads it), a TCP connection is all that is checked."""
+    """ClusterUnreachableError, within ``timeout`` seconds, unless a Ray cluster's GCS (a gRPC
+    server that knows a GCS's call) answers at ``address`` (see :func:`parse_address`; "auto" and
+    "local" are left to Ray); WebServerAddressError where a web server answers. ``otherwise``: what
+    else the caller takes, said when nothing answers at all. With RAY_USE_TLS on (as Ray reads it),
+    a TCP connection is all that is checked."""
     target = parse_address(address)
     if target is None:
         return
     tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
+    # One deadline for connecting and for both answers, so that the whole check keeps to ``timeout``.
+    deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection(target, timeout=timeout) as connection:
-            answer = None if tls else _first_answer(connection, time.monotonic() + timeout)
+        answer = _answer_at(target, timeout, listen=not tls)
     except OSError as e:
-        reason = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e)).lower()
         raise ClusterUnreachableError(
-            f"cannot reach a Ray cluster at {address} ({reason} within {timeout:g} s); check the address "
-            f"that 'ray start --head' printed, that the cluster is running and that its port is open "
-            f"to this machine{otherwise}") from None
-    if answer is None or (len(answer) > 3 and answer[3] == _SETTINGS):
+            f"cannot reach a Ray cluster at {address} ({_why_not(e, timeout)}); check the address that 'ray start "
+            f"--head' printed, that the cluster is running and that its port is open to this machine"
+            f"{otherwise}") from None
+    what = None if answer is None else _what_answers_instead_of_a_gcs(answer, target, deadline, timeout)
+    if what is None:
         return
-    if answer.startswith(b"HTTP/"):
-        what = ("a web server answers there (the dashboard's port, which `distnet submit --address` "
-                "takes as http://HOST:PORT)")
-    elif answer:
-        what = "something answers there, but not as a Ray cluster's GCS does (gRPC)"
-    else:
-        what = (f"something accepts connections there, but closed the connection or said nothing within "
-                f"{timeout:g} s, where a Ray cluster's GCS answers at once")
-    raise ClusterUnreachableError(f"{address} is not a Ray cluster's address: {what}; {_give_the_gcs(target[0])}")
+    error = WebServerAddressError if answer.startswith(_WEB_ANSWERS) else ClusterUnreachableError
+    raise error(f"{address} is not a Ray cluster's address: {what}; {_give_the_gcs(target[0])}")
+
+
+def check_web_address(url: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """ClusterUnreachableError, within ``timeout`` seconds, where nothing accepts a connection at
+    ``url`` (http:// or https://HOST[:PORT], as the Jobs API's address), or what does stays silent
+    (over https://, a TCP connection is all that is checked): Ray's job client would wait on it
+    without end. A server that answers, whatever it says, is left to Ray's client, which says what
+    is wrong; so is a ``url`` that the environment sends through a proxy."""
+    from requests.utils import get_environ_proxies  # as Ray's job client (requests) finds a proxy
+
+    if get_environ_proxies(url):  # a direct connection would tell nothing of the way through it
+        return
+    parts = urlsplit(url)
+    try:
+        target = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    except ValueError:  # a port that is not one: Ray's client says so
+        return
+    if not target[0]:
+        return
+    try:
+        answer = _answer_at(target, timeout, listen=parts.scheme == "http")
+    except OSError as e:
+        raise ClusterUnreachableError(f"cannot connect to {url} ({_why_not(e, timeout)})") from None
+    if answer == b"":
+        raise ClusterUnreachableError(f"{url}: {_silence(timeout, 'the Jobs API')}")
+
+
+def _answer_at(target: tuple[str, int], timeout: float, listen: bool) -> bytes | None:
+    """What the server at ``target`` answers the start of an HTTP/2 connection (see
+    :func:`_first_answer`) within ``timeout`` seconds, connecting included; None where not
+    ``listen``. OSError where nothing accepts a connection by then."""
+    deadline = time.monotonic() + timeout
+    with socket.create_connection(target, timeout=timeout) as connection:
+        return _first_answer(connection, deadline) if listen else None
+
+
+def _why_not(error: OSError, timeout: float) -> str:
+    """Why a connection within ``timeout`` seconds failed, in a few words."""
+    reason = "no answer" if isinstance(error, TimeoutError) else (error.strerror or str(error)).lower()
+    return f"{reason} within {timeout:g} s"
+
+
+def _silence(timeout: float, server: str) -> str:
+    """What a server says that accepts connections but no more, where ``server`` answers at once."""
+    return (f"something accepts connections there, but closed the connection or said nothing within {timeout:g} s, "
+            f"where {server} answers at once")
+
+
+def _what_answers_instead_of_a_gcs(answer: bytes, target: tuple[str, int], deadline: float,
+                                   timeout: float) -> str | None:
+    """What answers at ``target``, as its ``answer`` (see :func:`_first_answer`) tells, where it is
+    not a Ray cluster's GCS; None where it is one."""
+    if len(answer) > 3 and answer[3] == _SETTINGS:  # an HTTP/2 server: gRPC, but perhaps not a GCS
+        if _serves_the_gcs(target, deadline):
+            return None
+        return ("a gRPC server answers there, but it does not serve a Ray cluster's GCS (another of Ray's "
+                "ports, a raylet's or an agent's, say)")
+    if answer.startswith(_WEB_ANSWERS):
+        return ("a web server answers there (the dashboard's port, which `distnet submit --address` takes as "
+                "http://HOST:PORT)")
+    if answer:
+        return "something answers there, but not as a Ray cluster's GCS does (gRPC)"
+    return _silence(timeout, "a Ray cluster's GCS")
+
+
+def _serves_the_gcs(target: tuple[str, int], deadline: float) -> bool:
+    """Whether the gRPC server at ``target`` may be a GCS, asked by ``deadline``: False only where
+    it answers a GCS's call with "no such call", as other gRPC servers do (Ray would ask them 20
+    times, a second apart); anything else (a GCS refusing a call without a token, say) is left to Ray."""
+    import grpc  # Ray's own dependency
+
+    host, port = target
+    with grpc.insecure_channel(f"[{host}]:{port}" if ":" in host else f"{host}:{port}") as channel:
+        try:
+            channel.unary_unary(_GCS_CALL)(b"", timeout=max(deadline - time.monotonic(), 1e-3))
+        except grpc.RpcError as e:
+            return e.code() != grpc.StatusCode.UNIMPLEMENTED
+    return True
 
 
 def _first_answer(connection: socket.socket, deadline: float) -> bytes:

@@ -3,13 +3,18 @@ it offered (in Ray's order: RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names, 
 and how to give it the cluster's; and when what answers at an address is not a cluster's GCS. The
 refusals themselves, by a real cluster, are in test_cluster.py."""
 import contextlib
+import http.server
 import re
 import socket
+import subprocess
+import sys
 import threading
+import time
+from concurrent import futures
 
 import pytest
 
-from distnet.address import check_reachable, parse_address, token_problem
+from distnet.address import WebServerAddressError, check_reachable, check_web_address, parse_address, token_problem
 from distnet.errors import ClusterUnreachableError, ConfigError
 
 CLUSTER = "the Ray cluster at 10.0.0.5:6379"
@@ -105,12 +110,91 @@ def server_that_answers(answer: bytes | None):
     return f"127.0.0.1:{listener.getsockname()[1]}"
 
 
-# A gRPC server's reply to the HTTP/2 preface starts with a SETTINGS frame (type 4), as a GCS's does.
-GCS_SETTINGS = b"\x00\x00\x18\x04\x00\x00\x00\x00\x00" + bytes(24)
+@contextlib.contextmanager
+def silent_server():
+    """A local TCP server that accepts every connection and then says nothing, reads nothing and
+    closes nothing until it ends; its address."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def accept():
+        with contextlib.suppress(OSError):  # the listener shut down
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+        for connection in accepted:
+            connection.close()
 
 
-def test_a_grpc_server_passes_for_a_cluster():
-    check_reachable(server_that_answers(GCS_SETTINGS))
+@contextlib.contextmanager
+def grpc_server(*services):
+    """A real gRPC server on a free local port with ``services`` (generic handlers), as a GCS or
+    another of Ray's gRPC servers; its address."""
+    import grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=services)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None)
+
+
+def gcs_service(answer):
+    """The call a GCS serves, which check_reachable makes: ``answer(context)`` answers it."""
+    import grpc
+
+    handler = grpc.unary_unary_rpc_method_handler(lambda request, context: answer(context))
+    return grpc.method_handlers_generic_handler("ray.rpc.NodeInfoGcsService", {"GetClusterId": handler})
+
+
+def refuse_without_a_token(context):
+    import grpc
+
+    context.abort(grpc.StatusCode.UNAUTHENTICATED, "InvalidAuthToken: Authentication token is missing or incorrect")
+
+
+@pytest.mark.parametrize("answer", [lambda context: b"", refuse_without_a_token])
+def test_a_grpc_server_that_serves_the_gcs_passes_for_a_cluster(answer):
+    """A GCS answers the call, or with token authentication refuses it (check_reachable sends no token)."""
+    with grpc_server(gcs_service(answer)) as address:
+        check_reachable(address)
+
+
+RAY_OTHER_GRPC = ("a gRPC server answers there, but it does not serve a Ray cluster's GCS (another of Ray's ports, a "
+                  "raylet's or an agent's, say)")
+
+
+def test_a_grpc_server_that_does_not_serve_the_gcs_is_refused_at_once():
+    """Such as a raylet's port: passed before, and Ray then asked it 20 times, a second apart."""
+    with grpc_server() as address:
+        started = time.monotonic()
+        with pytest.raises(ClusterUnreachableError) as refused:
+            check_reachable(address)
+        assert time.monotonic() - started < 5  # milliseconds, but for a loaded machine
+    assert str(refused.value) == f"{address} is not a Ray cluster's address: {RAY_OTHER_GRPC}; {GIVE_THE_GCS}"
+
+
+@pytest.mark.slow
+def test_train_refuses_a_grpc_server_that_is_not_a_gcs_in_seconds(tmp_path):
+    """The whole command: 21-22 s before (Ray's 20 attempts), with a message that blamed the dashboard."""
+    with grpc_server() as address:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "distnet", "train", "--address", address, "--workers", "1",
+                               "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+        seconds = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (f"distnet: error: {address} is not a Ray cluster's address: "
+                                            f"{RAY_OTHER_GRPC}; {GIVE_THE_GCS}")
+    assert seconds < 10, seconds  # the data loads first: 1.6 s in all on the development machine
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("answer, what", [
@@ -125,6 +209,59 @@ def test_what_answers_but_is_not_a_clusters_gcs_is_refused_with_what_it_is(answe
     with pytest.raises(ClusterUnreachableError) as refused:  # an answer comes in ms; time for a loaded machine
         check_reachable(address, timeout=1 if answer is None else 5)
     assert str(refused.value) == f"{address} is not a Ray cluster's address: {what}; {GIVE_THE_GCS}"
+
+
+class NotFound(http.server.BaseHTTPRequestHandler):
+    """Python's web server, answering every request with 404 Not Found."""
+
+    def do_GET(self):
+        self.send_error(404)
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def web_server():
+    """Python's web server on a free local port, in a thread, answering 404 to every request; its
+    address (HOST:PORT)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_web_server_that_answers_with_its_error_page_alone_is_named_a_web_server():
+    """Python's http.server, as an HTTP/1.0 server, answers the HTTP/2 preface's request line with
+    its error page and no status line; it was "something ..., but not as a Ray cluster's GCS does"."""
+    with web_server() as address, pytest.raises(WebServerAddressError) as refused:
+        check_reachable(address, timeout=5)
+    assert str(refused.value) == (f"{address} is not a Ray cluster's address: a web server answers there (the "
+                                  f"dashboard's port, which `distnet submit --address` takes as http://HOST:PORT); "
+                                  f"{GIVE_THE_GCS}")
+
+
+def test_a_jobs_api_address_where_something_accepts_connections_but_says_nothing_is_refused(monkeypatch):
+    """Ray's job client waits on it without end; through a proxy, a direct connection tells nothing."""
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with silent_server() as address:
+        url = f"http://{address}"
+        with pytest.raises(ClusterUnreachableError) as refused:
+            check_web_address(url, timeout=1)
+        assert str(refused.value) == (f"{url}: something accepts connections there, but closed the connection or "
+                                      f"said nothing within 1 s, where the Jobs API answers at once")
+        monkeypatch.setenv("http_proxy", "http://127.0.0.1:1")
+        check_web_address(url, timeout=1)
+
+
+def test_a_jobs_api_address_where_a_server_answers_is_left_to_ray_s_client():
+    """Whatever it says: Ray's client says what is wrong (a 404 is not the Jobs API, say)."""
+    with web_server() as address:
+        check_web_address(f"http://{address}", timeout=5)
 
 
 @pytest.mark.parametrize("setting, tls", [("1", True), ("True", True), ("0", False), ("no", False), ("yes", False)])

@@ -23,6 +23,7 @@ from distnet.checkpoint import Checkpoint
 from distnet.cli import build_parser
 from distnet.commands.submit import _resume_command, job_request
 from distnet.errors import ConfigError
+from test_address import silent_server, web_server
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "cluster" / "local_cluster.py"
@@ -161,6 +162,57 @@ def test_a_stopped_job_is_resumed_with_the_command_submit_prints(cluster, mnist)
     assert json.loads((run / "summary.json").read_text())["epochs"] == epochs
 
 
+# What submit says last of a job whose supervisor was lost, after "distnet: job JOB_ID ".
+SUPERVISOR_LOST = ("failed: Ray lost the job's supervisor (the actor that ran the job's command; its process died or "
+                   "was killed), which ends the training with it and records no exit status; the run directory {run} "
+                   "(on the head node) keeps what the run saved; if it saved a checkpoint, train on with: {resume}")
+
+
+def supervisor_pid(cluster, job_id) -> int:
+    """The process id of the live supervisor actor of job ``job_id`` (the actor that runs the job's
+    command), asked of the cluster from a fresh process, as :func:`job_info` asks."""
+    script = ("import sys; from ray.util.state import list_actors; "
+              "print(*[a.pid for a in list_actors(address=sys.argv[1], detail=True, filters=[('state', '=', 'ALIVE'), "
+              "('name', '=', '_ray_internal_job_actor_' + sys.argv[2])])])")
+    done = subprocess.run([sys.executable, "-c", script, cluster.env["RAY_ADDRESS"], job_id], env=cluster.env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split(), done.stdout + done.stderr
+    return int(done.stdout.split()[-1])
+
+
+@pytest.mark.slow
+def test_a_job_s_lost_supervisor_ends_submit_with_the_command_that_trains_on(cluster):
+    """Ray's first line of its account, and exit status 1, before; the command it gives trains on."""
+    run = cluster.folder / "runs" / "supervisor-lost"
+    env = {**cluster.env, "DISTNET_DATA_DIR": os.environ["DISTNET_DATA_DIR"]}
+    # A PATH of the job's own, as submit's refusal of a PATH without the node's advises: the job runs.
+    submit = subprocess.Popen([sys.executable, "-m", "distnet", "submit", "--job-id", "distnet-supervisor-test",
+                               "--run-dir", str(run), "--env", "PATH=/opt/none:${PATH}", "--workers", "1",
+                               "--epochs", "100", "--eval-every", "1", "--quiet"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (run / "checkpoint.npz").exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert (run / "checkpoint.npz").exists(), "the job wrote no checkpoint"
+        os.kill(supervisor_pid(cluster, "distnet-supervisor-test"), signal.SIGKILL)
+        out, err = submit.communicate(timeout=300)
+    finally:
+        submit.kill()
+    assert submit.returncode == 1, err
+    resume = (f"distnet submit --resume {shlex.quote(str(run))} --env DISTNET_DATA_DIR={env['DISTNET_DATA_DIR']} "
+              f"--env 'PATH=/opt/none:${{PATH}}'")
+    assert err.splitlines()[-1] == "distnet: job distnet-supervisor-test " + SUPERVISOR_LOST.format(run=run,
+                                                                                                    resume=resume)
+    assert "Traceback" not in err
+    # The training ended with its supervisor (Ray's watchdog kills it): the run is free to go on.
+    epochs = json.loads((run / "history.jsonl").read_text().splitlines()[-1])["epoch"] + 1
+    done = subprocess.run([sys.executable, "-m", *shlex.split(resume), "--epochs", str(epochs), "--quiet"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads((run / "summary.json").read_text())["epochs"] == epochs
+
+
 WRONG_TOKEN_FIX = ("(the one in RAY_AUTH_TOKEN, which wins over any token file); give this process the cluster's "
                    "token ('ray get-auth-token' on the head node prints it; for a cluster of "
                    "cluster/local_cluster.py, run the exports its env command prints) in RAY_AUTH_TOKEN, in a file "
@@ -192,18 +244,28 @@ def test_submit_says_why_the_jobs_api_refused_a_job_id_in_use(cluster):
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["train", "submit"])
 def test_the_dashboards_port_given_as_a_cluster_address_is_refused_at_once(cluster, command, tmp_path):
-    """Ray would wait on it for 40 s (submit) or 10 minutes, deaf to Ctrl-C (train)."""
+    """Ray would wait on it for 40 s (submit) or 10 minutes, deaf to Ctrl-C (train). Submit, which
+    takes the dashboard's address, says to give it as such (it was given the GCS advice too)."""
     address = cluster.dashboard.removeprefix("http://")
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "distnet", command, "--address", address, "--workers", "1",
                            "--run-dir", str(tmp_path / "run")], env=cluster.env, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and time.monotonic() - started < 30, done.stderr
-    assert done.stderr.splitlines()[-1] == (
-        f"distnet: error: {address} is not a Ray cluster's address: a web server answers there (the dashboard's "
-        f"port, which `distnet submit --address` takes as http://HOST:PORT); give the GCS address that "
-        f"'ray start --head' printed (by default 127.0.0.1:6379)")
+    if command == "train":
+        assert done.stderr.splitlines()[-1] == (
+            f"distnet: error: {address} is not a Ray cluster's address: a web server answers there (the dashboard's "
+            f"port, which `distnet submit --address` takes as http://HOST:PORT); give the GCS address that "
+            f"'ray start --head' printed (by default 127.0.0.1:6379)")
+    else:
+        assert done.stderr == f"distnet: error: {web_server_refused('--address', address)}\n"
     assert not (tmp_path / "run").exists()
+
+
+def web_server_refused(origin: str, address: str) -> str:
+    """What submit says of a web server's HOST:PORT (from ``origin``), given as a cluster's."""
+    return (f"{origin} {address} is the address of a web server, as the Jobs API's (the dashboard's) is; give it "
+            f"as http://{address}")
 
 
 @pytest.mark.slow
@@ -320,6 +382,52 @@ def test_submit_to_a_host_port_nothing_answers_says_both_addresses_it_takes(monk
         _JobsAPI(f"127.0.0.1:{port}")
 
 
+def test_submit_tells_a_web_servers_host_port_to_be_given_as_http(monkeypatch):
+    """As the Jobs API's address without its http://, from --address or the environment."""
+    from distnet.commands.submit import _JobsAPI
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_API_SERVER_ADDRESS", raising=False)
+    with web_server() as address:
+        with pytest.raises(ConfigError) as refused:
+            _JobsAPI(address)
+        assert str(refused.value) == web_server_refused("--address", address)
+        monkeypatch.setenv("RAY_API_SERVER_ADDRESS", address)
+        with pytest.raises(ConfigError) as refused:
+            _JobsAPI(None)
+        assert str(refused.value) == web_server_refused("RAY_API_SERVER_ADDRESS", address)
+
+
+def test_submit_to_a_jobs_api_address_where_nothing_is_said_gives_up_within_10_s():
+    """Ray's job client waited on it without end."""
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "all_proxy")}
+    with silent_server() as server:
+        address = f"http://{server}"
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "distnet", "submit", "--address", address, "--no-wait"],
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and time.monotonic() - started < 30, done.stderr
+    assert done.stderr == (f"distnet: error: the Ray Jobs API refused or could not be reached: {address}: something "
+                           f"accepts connections there, but closed the connection or said nothing within 10 s, where "
+                           f"the Jobs API answers at once. Check --address: the dashboard's http://HOST:PORT, 8265 by "
+                           f"default\n")
+
+
+def test_submit_refuses_a_path_for_the_job_without_the_head_node_s_own():
+    """Ray could not start the job (it looks for bash on PATH): it stayed PENDING for minutes."""
+    with pytest.raises(ConfigError) as refused:
+        job_request(build_parser().parse_args(["submit", "--env", "PATH=/opt/tools/bin"]))
+    assert str(refused.value) == (
+        "--env 'PATH=/opt/tools/bin': Ray starts the job's own processes with the job's variables and looks for bash "
+        "on PATH, so a PATH without the head node's own (${PATH}) leaves it unable to start the job, which would stay "
+        "PENDING for minutes and then fail; to put folders first, keep the node's PATH after them: --env "
+        "'PATH=/opt/tools/bin:${PATH}' (in single quotes: Ray expands ${PATH} on the head node)")
+    # As the advice has it, the node's PATH is kept (the job that loses its supervisor above runs so).
+    for kept in ("/opt/tools/bin:${PATH}", "$PATH:/opt/tools/bin"):
+        request = job_request(build_parser().parse_args(["submit", "--env", f"PATH={kept}"]))
+        assert request["runtime_env"]["env_vars"]["PATH"] == kept
+
+
 def test_a_log_stream_that_breaks_is_said_in_a_line_and_submit_waits_for_the_job_s_end(capsys):
     import asyncio
 
@@ -340,8 +448,8 @@ def test_a_log_stream_that_breaks_is_said_in_a_line_and_submit_waits_for_the_job
 class _FakeJobs:
     """A Jobs API client whose job ends with ``status`` (or whose head goes away while it runs)."""
 
-    def __init__(self, status=None, message=None, exit_code=None):
-        self.status, self.message, self.exit_code = status, message, exit_code
+    def __init__(self, status=None, message=None, exit_code=None, error_type=None):
+        self.status, self.message, self.exit_code, self.error_type = status, message, exit_code, error_type
 
     def submit_job(self, submission_id, **request):
         return submission_id
@@ -363,7 +471,7 @@ class _FakeJobs:
 
     def get_job_info(self, job_id):
         from types import SimpleNamespace
-        return SimpleNamespace(message=self.message, driver_exit_code=self.exit_code)
+        return SimpleNamespace(message=self.message, driver_exit_code=self.exit_code, error_type=self.error_type)
 
 
 def _submit_to(monkeypatch, capsys, client, *options):
@@ -398,6 +506,16 @@ def test_a_job_whose_training_was_killed_ends_submit_with_how_to_train_on(monkey
     status, last = _submit_to(monkeypatch, capsys, _FakeJobs("FAILED", "Job entrypoint command failed with exit "
                                                                        "code 2", exit_code=2))
     assert status == 2 and last == "distnet: job j failed: Job entrypoint command failed with exit code 2"
+
+
+def test_a_job_whose_supervisor_was_lost_ends_submit_with_what_is_kept_and_how_to_go_on(monkeypatch, capsys):
+    """As Ray 2.60 records it (test_a_job_s_lost_supervisor_... below has a real one killed)."""
+    died = ("Job supervisor actor died: The actor died unexpectedly before finishing this task.\n\tclass_name: "
+            "JobSupervisor\n\tpid: 17724\nThe actor is dead because its worker process has died. ...")
+    status, last = _submit_to(monkeypatch, capsys, _FakeJobs("FAILED", died, error_type="JOB_SUPERVISOR_ACTOR_DIED"))
+    assert status == 1  # Ray records no exit status
+    assert last == "distnet: job j " + SUPERVISOR_LOST.format(  # Ray's first line before, and no advice
+        run="/runs/a", resume="distnet submit --resume /runs/a --env DISTNET_DATA_DIR=/data")
 
 
 def test_a_cluster_gone_while_submit_follows_its_job_is_said_with_how_to_go_on(monkeypatch, capsys):

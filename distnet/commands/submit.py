@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..address import RAY_RESOLVED, check_reachable, token_problem
+from ..address import RAY_RESOLVED, WebServerAddressError, check_reachable, check_web_address, token_problem
 from ..data.datasets import DATA_DIR_ENV
 from ..errors import ConfigError, DistnetError, first_line
 from ..rundir import submit_resume_command
@@ -30,6 +30,10 @@ from .train import refuse_run_settings
 RUNS_ON_HEAD = "~/distnet-runs"
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The node's own PATH in a value for the job's PATH, as Ray expands it on the node ($PATH or ${PATH}).
+_NODE_PATH = re.compile(r"\$(PATH\b|\{PATH\})")
+# How Ray's Jobs API records a job whose supervisor actor (which runs the job's command) died.
+_SUPERVISOR_DIED = "JOB_SUPERVISOR_ACTOR_DIED"
 # Train options that make no sense in a job: the job always joins the cluster it runs on.
 _NOT_FORWARDED = {"help", "address"}
 
@@ -108,12 +112,7 @@ def job_request(args) -> dict:
     env_vars = {DATA_DIR_ENV: os.environ[DATA_DIR_ENV]} if os.environ.get(DATA_DIR_ENV) else {}
     data_dir_from = f"{DATA_DIR_ENV} (from this shell's environment)"
     for pair in args.env:
-        name, equals, value = pair.partition("=")
-        if not equals or not name:
-            raise ConfigError(f"--env {pair!r}: expected NAME=VALUE")
-        if not _VARIABLE.fullmatch(name):  # a shell would not take it, nor Ray's job runner pass it on
-            raise ConfigError(f"--env {pair!r}: {name!r} is not a variable name (letters, digits and '_', not "
-                              f"starting with a digit)")
+        name, value = _job_variable(pair)
         env_vars[name] = value
         if name == DATA_DIR_ENV:
             data_dir_from = f"--env {DATA_DIR_ENV}"
@@ -131,6 +130,26 @@ def job_request(args) -> dict:
     runtime_env = {"py_modules": [str(package)], "excludes": ["__pycache__", "*.pyc"], "env_vars": env_vars}
     return {"submission_id": job_id, "entrypoint": entrypoint, "runtime_env": runtime_env,
             "run_dir": str(run_dir)}
+
+
+def _job_variable(pair: str) -> tuple[str, str]:
+    """The name and value of ``pair``, an --env NAME=VALUE; ConfigError for one the job cannot have."""
+    name, equals, value = pair.partition("=")
+    if not equals or not name:
+        raise ConfigError(f"--env {pair!r}: expected NAME=VALUE")
+    if not _VARIABLE.fullmatch(name):  # a shell would not take it, nor Ray's job runner pass it on
+        raise ConfigError(f"--env {pair!r}: {name!r} is not a variable name (letters, digits and '_', not "
+                          f"starting with a digit)")
+    if name == "PATH" and not _NODE_PATH.search(value):
+        # Without bash there, the job stays PENDING (6 minutes when we tried, on a 1-CPU head node
+        # whose next job waited meanwhile) and then fails with "worker startup repeatedly failed".
+        raise ConfigError(f"--env {pair!r}: Ray starts the job's own processes with the job's variables and "
+                          f"looks for bash on PATH, so a PATH without the head node's own (${{PATH}}) leaves it "
+                          f"unable to start the job, which would stay PENDING for minutes and then fail; to put "
+                          f"folders first, keep the node's PATH after them: --env "
+                          f"{shlex.quote(f'{pair}:${{PATH}}')} (in single quotes: Ray expands ${{PATH}} on the head "
+                          f"node)")
+    return name, value
 
 
 def _check_paths_on_head(paths: dict) -> None:
@@ -178,13 +197,28 @@ def run(args) -> int:
         raise DistnetError(f"{e}; lost contact while following job {job_id}, which may have ended with the "
                            f"cluster: once the cluster is back, a checkpoint it saved in {run_dir} (on the head "
                            f"node) trains on with: {resume}") from None
-    # Ray appends the end of the logs, which were just shown.
-    why = (info.message or "no reason given").split(", last available logs")[0].splitlines()[0].rstrip(". ")
-    # A stopped job, or one whose training was killed (a negative code, or 128 + the signal), may
-    # have saved a checkpoint; one that failed otherwise is likelier a mistake to fix.
+    return _say_how_the_job_ended(job_id, status, info, run_dir, resume)
+
+
+def _say_how_the_job_ended(job_id: str, status: str, info, run_dir: str, resume: str) -> int:
+    """Say in a line on stderr how job ``job_id`` ended (``status``, not SUCCEEDED; ``info``: its
+    JobInfo), with how to train on (``resume``) where the run may have saved a checkpoint in
+    ``run_dir``; submit's exit status."""
     code = info.driver_exit_code
-    killed = code is not None and (code < 0 or code > 128)
-    go_on = f"; if it saved a checkpoint, train on with: {resume}" if status == "STOPPED" or killed else ""
+    if info.error_type == _SUPERVISOR_DIED:
+        # Ray's own account ("Job supervisor actor died", the actor's id, possible causes) says
+        # nothing of the training, which Ray's watchdog of the supervisor kills with it.
+        why = (f"Ray lost the job's supervisor (the actor that ran the job's command; its process died or was "
+               f"killed), which ends the training with it and records no exit status; the run directory {run_dir} "
+               f"(on the head node) keeps what the run saved")
+        may_have_saved = True
+    else:
+        # Ray appends the end of the logs, which were just shown.
+        why = (info.message or "no reason given").split(", last available logs")[0].splitlines()[0].rstrip(". ")
+        # A stopped job, or one whose training was killed (a negative code, or 128 + the signal), may
+        # have saved a checkpoint; one that failed otherwise is likelier a mistake to fix.
+        may_have_saved = status == "STOPPED" or (code is not None and (code < 0 or code > 128))
+    go_on = f"; if it saved a checkpoint, train on with: {resume}" if may_have_saved else ""
     print(f"distnet: job {job_id} {status.lower()}: {why}{go_on}", file=sys.stderr)
     if code:
         return code
@@ -233,14 +267,34 @@ def _only_address(address: str | None):
         os.environ.update({name: value for name, value in saved.items() if value is not None})
 
 
-def _address_source(address: str | None) -> str:
-    """Where the Jobs API's address comes from, for advice on what to check."""
+def _address_origin(address: str | None) -> str | None:
+    """What gives the Jobs API's address: "--address", the variable that holds it, or None (nothing)."""
     if address:
         return "--address"
-    for name in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"):
-        if os.environ.get(name):
-            return f"{name} (set in this shell; --address wins over it)"
-    return "--address (none was given, so a Ray running on this machine was looked for)"
+    return next((name for name in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS") if os.environ.get(name)), None)
+
+
+def _address_source(address: str | None) -> str:
+    """Where the Jobs API's address comes from, for advice on what to check."""
+    origin = _address_origin(address)
+    if origin is None:
+        return "--address (none was given, so a Ray running on this machine was looked for)"
+    return origin if origin == "--address" else f"{origin} (set in this shell; --address wins over it)"
+
+
+def _check_cluster_address(given: str, origin: str) -> None:
+    """ConfigError (ClusterUnreachableError where nothing answers) unless a cluster's GCS answers
+    at ``given`` (from ``origin``: --address or a variable), an address without http://, which
+    Ray's client takes for a GCS's (where the dashboard answers, it would hang for 40 s)."""
+    try:
+        check_reachable(given, otherwise="; or give the Jobs API's address, the dashboard's http://HOST:PORT "
+                                         "(8265 by default)")
+    except WebServerAddressError:  # the Jobs API's port, its http:// left out
+        raise ConfigError(f"{origin} {given} is the address of a web server, as the Jobs API's (the dashboard's) "
+                          f"is; give it as http://{given}") from None
+    except ConfigError:
+        raise ConfigError(f"the Jobs API address {given!r} is not http://HOST:PORT (the dashboard's, 8265 by "
+                          f"default) or a cluster's HOST:PORT") from None
 
 
 class _JobsAPI:
@@ -257,16 +311,13 @@ class _JobsAPI:
         for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
                      "ray._private.runtime_env.packaging"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        given = address or os.environ.get("RAY_API_SERVER_ADDRESS") or os.environ.get("RAY_ADDRESS")
-        if given and "://" not in given and given not in RAY_RESOLVED:
-            try:
-                # A GCS address; the dashboard's without http:// would hang for 40 s.
-                check_reachable(given, otherwise="; or give the Jobs API's address, the dashboard's "
-                                                 "http://HOST:PORT (8265 by default)")
-            except ConfigError:
-                raise ConfigError(f"the Jobs API address {given!r} is not http://HOST:PORT (the dashboard's, 8265 "
-                                  f"by default) or a cluster's HOST:PORT") from None
+        origin = _address_origin(address)
+        given = address or (os.environ[origin] if origin else None)
         self._source = _address_source(address)
+        if given and given.startswith(("http://", "https://")):
+            self.call(check_web_address, given)  # Ray's client would wait on a silent server without end
+        elif given and "://" not in given and given not in RAY_RESOLVED:
+            _check_cluster_address(given, origin)
         with _only_address(address):
             self.client = self.call(JobSubmissionClient, address)
 
