@@ -19,6 +19,13 @@ command line checks the form of ``--address`` while parsing.) The Jobs API's add
 (``http://HOST:PORT``, for ``distnet submit``) gets a check of its own: Ray's job client sends
 its requests without a timeout, and waits without end where a server accepts the connection and
 says nothing.
+
+Ray 2.60 runs a driver only on a node of its cluster: ``ray.init(address="HOST:PORT")`` looks among
+this machine's processes for a raylet of that cluster and, finding none, keeps looking for 60 s,
+then fails with "Failed to connect to Ray cluster at ..." (the reason, "No node info found
+matching attributes", is only in the exception's cause). So where no Ray node runs on this machine
+at all, distnet says at once that it is not a node of the cluster and how to train on it instead;
+where only another cluster's nodes run here, it says the same once Ray gives up.
 """
 from __future__ import annotations
 
@@ -45,6 +52,8 @@ _WEB_ANSWERS = (b"HTTP/", b"<")
 # A call every GCS serves, the first Ray's own client makes when it joins (its 20 attempts are of
 # this call); another gRPC server answers it UNIMPLEMENTED.
 _GCS_CALL = "/ray.rpc.NodeInfoGcsService/GetClusterId"
+# How Ray's reason begins where it found no node of the cluster on this machine to join through.
+_NO_NODE_HERE = "No node info found matching attributes"
 
 
 class WebServerAddressError(ClusterUnreachableError):
@@ -200,11 +209,15 @@ def _first_answer(connection: socket.socket, deadline: float) -> bytes:
 def join_cluster(address: str) -> None:
     """Connect this process to the Ray cluster at ``address`` ("auto", "local" or HOST:PORT);
     ClusterUnreachableError, in bounded time, when nothing answers there, the cluster refuses this
-    process's token, or Ray cannot join it for another reason."""
+    process's token, this machine is not one of its nodes (at once where no Ray node runs here), or
+    Ray cannot join it for another reason."""
     import ray
     from ray.exceptions import AuthenticationError
 
     check_reachable(address)
+    if parse_address(address) is not None and not _ray_nodes_on_this_machine():
+        # Ray would look for one for 60 s before failing with an error that names only the address.
+        raise ClusterUnreachableError(_not_a_node(address, "no Ray node runs among the processes this one can see"))
     try:
         ray.init(address=address, logging_level="ERROR")
     except AuthenticationError:  # token authentication on here, but no token to send
@@ -212,9 +225,45 @@ def join_cluster(address: str) -> None:
     except ConnectionError as e:
         if _token_refused(e):
             raise ClusterUnreachableError(token_problem(f"the Ray cluster at {address}")) from None
+        if _no_node_of_the_cluster_here(e):
+            raise ClusterUnreachableError(_not_a_node(address, "none of the Ray nodes among the processes this one "
+                                                              "can see belongs to that cluster")) from None
         host = (parse_address(address) or ("HOST", 0))[0]
         raise ClusterUnreachableError(f"cannot join the Ray cluster at {address} ({e}); {_give_the_gcs(host)}, "
                                       f"not the dashboard's") from None
+
+
+def _not_a_node(address: str, why: str) -> str:
+    """The error message for a process that cannot join the Ray cluster at ``address`` (HOST:PORT)
+    because this machine is not one of its nodes (``why``: what Ray finds here instead), with the
+    ways to train on that cluster all the same."""
+    host = (parse_address(address) or ("HEAD", 0))[0]
+    return (f"this machine is not a node of the Ray cluster at {address} ({why}), and Ray runs a driver (this "
+            f"process) only on a node of its cluster; run it on one of the cluster's nodes (the head node, say), make "
+            f"this machine a node first (ray start --address {address}, with the cluster's token), or submit the "
+            f"training as a job: distnet submit --address http://{host}:8265 (the head node's Jobs API, 8265 by "
+            f"default)")
+
+
+def _ray_nodes_on_this_machine() -> set[str]:
+    """The ids of the Ray nodes (raylets, of any cluster) running on this machine, found as Ray
+    finds the node a driver joins through (among the processes this one can see)."""
+    from ray._private.services import find_node_ids
+
+    return find_node_ids()
+
+
+def _no_node_of_the_cluster_here(error: BaseException) -> bool:
+    # Ray 2.60 keeps why it found no node to join through in the cause of its ConnectionError: a
+    # RuntimeError raised after 60 s of looking (ray._private.services.get_node_to_connect_for_driver).
+    return any(isinstance(e, RuntimeError) and str(e).startswith(_NO_NODE_HERE) for e in _causes(error))
+
+
+def _causes(error: BaseException | None):
+    """``error``, then the exception it was raised from or while handling, and so on."""
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
 
 
 def token_problem(cluster: str) -> str:
@@ -245,13 +294,9 @@ def _offered_token() -> str | None:
     return f"in {path}" if path.is_file() and path.stat().st_size > 0 else None
 
 
-def _token_refused(error: BaseException | None) -> bool:
+def _token_refused(error: BaseException) -> bool:
     from ray.exceptions import AuthenticationError
 
     # Ray 2.60 keeps the refusal in the cause of its ConnectionError: a RuntimeError whose text
     # holds the traceback of the AuthenticationError (InvalidAuthToken) of its last attempt.
-    while error is not None:
-        if isinstance(error, AuthenticationError) or "InvalidAuthToken" in str(error):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    return any(isinstance(e, AuthenticationError) or "InvalidAuthToken" in str(e) for e in _causes(error))

@@ -14,7 +14,8 @@ from concurrent import futures
 
 import pytest
 
-from distnet.address import WebServerAddressError, check_reachable, check_web_address, parse_address, token_problem
+from distnet.address import (WebServerAddressError, check_reachable, check_web_address, join_cluster, parse_address,
+                             token_problem)
 from distnet.errors import ClusterUnreachableError, ConfigError
 
 CLUSTER = "the Ray cluster at 10.0.0.5:6379"
@@ -273,3 +274,42 @@ def test_with_tls_on_as_ray_reads_it_only_the_connection_is_checked(monkeypatch,
     else:  # Ray connects without TLS: so does the probe
         with pytest.raises(ClusterUnreachableError, match="said nothing within 1 s"):
             check_reachable(address, timeout=1)
+
+
+def ray_s_error_for_no_node_of_the_cluster_here(address: str) -> ConnectionError:
+    """What ray.init (Ray 2.60) raises where none of the Ray nodes on this machine belongs to the
+    cluster at ``address``: its ConnectionError, from the RuntimeError of Ray's own search, which
+    gives up here at once rather than after its 60 s."""
+    from ray._private.services import get_node_to_connect_for_driver
+
+    try:
+        try:
+            get_node_to_connect_for_driver(None, timeout_seconds=0)
+        except RuntimeError as e:  # as ray.init passes it on
+            raise ConnectionError(f"Failed to connect to Ray cluster at {address}") from e
+    except ConnectionError as e:
+        return e
+    raise AssertionError("Ray found a node to join through")
+
+
+@pytest.mark.parametrize("nodes_here, why", [
+    (set(), "no Ray node runs among the processes this one can see"),  # at once: Ray would look for 60 s
+    ({"ab" * 28}, "none of the Ray nodes among the processes this one can see belongs to that cluster"),
+])
+def test_joining_a_cluster_from_a_machine_that_is_not_its_node_is_said_so(monkeypatch, nodes_here, why):
+    """Ray's error named only the address, which distnet blamed (test_cluster.py has both cases on
+    a real cluster, from a PID namespace of its own)."""
+    import ray
+    import ray._private.services
+
+    def init(address, **options):
+        assert nodes_here, "ray.init was called on a machine where no Ray node runs"
+        raise ray_s_error_for_no_node_of_the_cluster_here(address)
+
+    monkeypatch.setattr(ray._private.services, "find_node_ids", lambda: nodes_here)
+    monkeypatch.setattr(ray, "init", init)
+    with grpc_server(gcs_service(lambda context: b"")) as address, pytest.raises(ClusterUnreachableError) as refused:
+        join_cluster(address)
+    assert str(refused.value).startswith(f"this machine is not a node of the Ray cluster at {address} ({why}), and "
+                                         f"Ray runs a driver (this process) only on a node of its cluster; run it on "
+                                         f"one of the cluster's nodes")

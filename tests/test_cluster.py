@@ -38,10 +38,19 @@ class Cluster:
     env: dict  # what a client of the cluster needs: token authentication and the addresses
 
 
+# What a stand-in distnet says where it is imported: from the folder the cluster's Ray was started in.
+STAND_IN = "the stand-in distnet in the folder the cluster's nodes were started in was imported"
+
+
 def local_cluster(worker_nodes: int):
     """A head and ``worker_nodes`` worker nodes, one CPU each, from cluster/local_cluster.py;
-    always stopped."""
+    always stopped. Their Ray is started in a folder that holds a stand-in distnet package, as a
+    head started where a distnet checkout lies: a job must import the distnet it was given, never
+    the one in the folder its command runs in (Ray's), nor may its actors."""
     folder = Path(tempfile.mkdtemp(prefix="dnc-", dir="/tmp"))  # short: Ray's socket paths
+    started_in = folder / "started-in"
+    (started_in / "distnet").mkdir(parents=True)
+    (started_in / "distnet" / "__init__.py").write_text(f"raise ImportError({STAND_IN!r})\n")
     base = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_TOKEN", "RAY_ADDRESS")}
     # As from a virtual environment that is not activated: the cluster must still run jobs with
     # this Python (which has distnet), not whichever python comes first on PATH.
@@ -49,7 +58,7 @@ def local_cluster(worker_nodes: int):
     base["PATH"] = os.pathsep.join(d for d in base.get("PATH", "").split(os.pathsep) if d != here)
     try:
         subprocess.run([sys.executable, SCRIPT, "start", "--dir", folder, "--workers", str(worker_nodes),
-                        "--cpus", "1"], env=base, check=True, timeout=900)
+                        "--cpus", "1"], env=base, cwd=started_in, check=True, timeout=900)
         exports = subprocess.run([sys.executable, SCRIPT, "env", "--dir", folder], env=base, check=True,
                                  capture_output=True, text=True).stdout
         env = {**base, **dict(line.removeprefix("export ").split("=", 1) for line in exports.splitlines())}
@@ -90,6 +99,8 @@ def assert_trained_on_two_nodes(run: Path, mnist):
 
 @pytest.mark.slow
 def test_distnet_submit_runs_the_training_as_a_job_on_two_nodes(cluster, mnist):
+    """With the submitted distnet, in the job's driver and its actors, where the head node's Ray
+    was started in a folder that holds another (a stand-in: the job failed importing it before)."""
     run = cluster.folder / "runs" / "submitted"
     env = {**cluster.env, "DISTNET_DATA_DIR": os.environ["DISTNET_DATA_DIR"]}
     done = subprocess.run([sys.executable, "-m", "distnet", "submit", "--job-id", "distnet-submit-test",
@@ -97,6 +108,8 @@ def test_distnet_submit_runs_the_training_as_a_job_on_two_nodes(cluster, mnist):
     assert done.returncode == 0, done.stderr
     assert "test error" in done.stdout  # the job's output, followed to the end
     assert "INFO" not in done.stderr  # Ray's client does not narrate the upload of the package
+    assert (f"environment passed to the job: DISTNET_DATA_DIR={env['DISTNET_DATA_DIR']} (from this shell's "
+            f"environment: the job looks there on the head node") in done.stderr  # passed on unsaid before
     info = job_info(cluster, "distnet-submit-test")
     assert info["status"] == "SUCCEEDED" and info["exit_code"] == 0
     assert len(info["runtime_env"]["py_modules"]) == 1  # the project travelled with the job
@@ -106,14 +119,18 @@ def test_distnet_submit_runs_the_training_as_a_job_on_two_nodes(cluster, mnist):
 
 @pytest.mark.slow
 def test_ray_job_submit_runs_distnet_train_on_two_nodes(cluster, mnist):
+    """As cluster/README.md gives the command: in the root folder, since Ray puts the folder the
+    job's command runs in (the head node's, a stand-in distnet's here) first on every actor's path
+    (without the cd, the actors failed to import the stand-in)."""
     run = cluster.folder / "runs" / "ray-submitted"
     runtime_env = {"py_modules": [str(REPO / "distnet")],
                    "env_vars": {"DISTNET_DATA_DIR": os.environ["DISTNET_DATA_DIR"]}}
     ray = str(Path(sys.executable).parent / "ray")  # this environment's, as from an unactivated one
+    train = shlex.join(["distnet", "train", "--address", "auto", "--run-dir", str(run), *TRAIN])
     done = subprocess.run([ray, "job", "submit", "--address", cluster.dashboard, "--submission-id",
                            "ray-submit-test", "--runtime-env-json", json.dumps(runtime_env), "--",
-                           "distnet", "train", "--address", "auto", "--run-dir", str(run), *TRAIN],
-                          env=cluster.env, capture_output=True, text=True, timeout=900)
+                           "bash", "-c", f"cd / && exec {train}"], env=cluster.env, capture_output=True, text=True,
+                          timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     assert job_info(cluster, "ray-submit-test")["status"] == "SUCCEEDED"
     assert_trained_on_two_nodes(run, mnist)
@@ -294,6 +311,67 @@ def test_the_cluster_refuses_a_driver_with_a_wrong_token_and_train_says_how_to_g
                                             f"token {WRONG_TOKEN_FIX}")
 
 
+# A PID namespace of its own, as a container has, sees none of this machine's Ray nodes: a machine
+# that is not a node of the cluster, as Ray tells one (it looks for a raylet among the processes).
+UNSHARED = ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc"]
+
+
+def unshared_or_skip() -> list[str]:
+    """The command prefix that runs a command in a PID namespace of its own; the test is skipped
+    where this machine does not let this user make one (no unshare, or no unprivileged namespaces)."""
+    try:
+        done = subprocess.run([*UNSHARED, "true"], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        pytest.skip("no unshare on this machine")
+    if done.returncode != 0:
+        pytest.skip(f"unshare is not permitted here: {done.stderr.strip()}")
+    return UNSHARED
+
+
+def not_a_node(address: str, why: str) -> str:
+    """What distnet says of joining the cluster at ``address`` from a machine that is not its node."""
+    return (f"this machine is not a node of the Ray cluster at {address} ({why}), and Ray runs a driver (this "
+            f"process) only on a node of its cluster; run it on one of the cluster's nodes (the head node, say), make "
+            f"this machine a node first (ray start --address {address}, with the cluster's token), or submit the "
+            f"training as a job: distnet submit --address http://127.0.0.1:8265 (the head node's Jobs API, 8265 by "
+            f"default)")
+
+
+@pytest.mark.slow
+def test_train_on_a_machine_where_no_ray_node_runs_is_told_at_once_it_is_not_a_node(cluster, tmp_path):
+    """62 s before (Ray looked for a node here for 60 s), with a message that blamed the address."""
+    unshared = unshared_or_skip()
+    address = cluster.env["RAY_ADDRESS"]
+    started = time.monotonic()
+    done = subprocess.run([*unshared, sys.executable, "-m", "distnet", "train", "--address", address, "--workers", "1",
+                           "--run-dir", str(tmp_path / "run")], env=cluster.env, capture_output=True, text=True,
+                          timeout=300)
+    seconds = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == "distnet: error: " + not_a_node(
+        address, "no Ray node runs among the processes this one can see")
+    assert seconds < 30, seconds  # the data loads first: 3.5 s in all on the development machine
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_train_where_only_another_clusters_node_runs_is_told_it_is_not_a_node(cluster, tmp_path):
+    """Ray itself looks for a node of the cluster here and gives up (after 60 s; 5 s here): its
+    reason, in the cause of its error, was left out and the address blamed."""
+    unshared = unshared_or_skip()
+    address = cluster.env["RAY_ADDRESS"]
+    # A stand-in for another cluster's raylet, as Ray finds one: a process named raylet with a node id.
+    another_node = f'(exec -a raylet "$0" -c "import time; time.sleep(600)" --node_id={"ab" * 28}) & '
+    train = 'exec "$0" -m distnet train "$@"'  # the namespace ends with it, and the stand-in with it
+    env = {**cluster.env, "RAY_gcs_server_request_timeout_seconds": "5"}
+    done = subprocess.run([*unshared, "bash", "-c", another_node + train, sys.executable, "--address", address,
+                           "--workers", "1", "--run-dir", str(tmp_path / "run")], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == "distnet: error: " + not_a_node(
+        address, "none of the Ray nodes among the processes this one can see belongs to that cluster")
+
+
 # -- what does not need a running cluster ---------------------------------------------------------
 
 def test_train_with_address_local_starts_its_own_ray_even_where_ray_address_names_a_cluster(tmp_path):
@@ -326,14 +404,14 @@ def test_submit_forwards_the_train_options_and_carries_the_project(monkeypatch):
                                       "--hidden", "128,64", "--l2", "0"])
     request = job_request(args)
     assert request["submission_id"] == "j1"
-    assert request["entrypoint"] == ("exec python -m distnet train --address auto --no-download --workers 4 "
+    assert request["entrypoint"] == ("cd / && exec python -m distnet train --address auto --no-download --workers 4 "
                                      "--hidden 128,64 --l2 0.0 --augment --quiet --run-dir ~/distnet-runs/j1")
     no_hidden = job_request(build_parser().parse_args(["submit", "--job-id", "j3", "--hidden", "none"]))
     assert " --hidden none " in no_hidden["entrypoint"]
     assert request["runtime_env"]["py_modules"] == [str(REPO / "distnet")]
     assert request["runtime_env"]["env_vars"] == {"DISTNET_DATA_DIR": "/data", "A": "b=c"}
     resumed = job_request(build_parser().parse_args(["submit", "--job-id", "j2", "--resume", "~/runs/a b"]))
-    assert resumed["entrypoint"] == "exec python -m distnet train --address auto --resume ~/'runs/a b'"
+    assert resumed["entrypoint"] == "cd / && exec python -m distnet train --address auto --resume ~/'runs/a b'"
 
 
 @pytest.mark.parametrize("options, env, refused", [
@@ -474,7 +552,9 @@ class _FakeJobs:
         return SimpleNamespace(message=self.message, driver_exit_code=self.exit_code, error_type=self.error_type)
 
 
-def _submit_to(monkeypatch, capsys, client, *options):
+def _submitted_to(monkeypatch, capsys, client, *options) -> tuple[int, str]:
+    """Submit's exit status and what it wrote on stderr, submitting to ``client`` (see _FakeJobs)
+    from a shell where DISTNET_DATA_DIR is /data."""
     from distnet.cli import main
     from distnet.commands import submit
 
@@ -485,8 +565,36 @@ def _submit_to(monkeypatch, capsys, client, *options):
     monkeypatch.setattr(submit, "_JobsAPI", Jobs)
     monkeypatch.setenv("DISTNET_DATA_DIR", "/data")
     status = main(["submit", "--job-id", "j", "--run-dir", "/runs/a", *options])
-    out, err = capsys.readouterr()
+    return status, capsys.readouterr().err
+
+
+def _submit_to(monkeypatch, capsys, client, *options) -> tuple[int, str]:
+    """As :func:`_submitted_to`, with the last line submit wrote on stderr."""
+    status, err = _submitted_to(monkeypatch, capsys, client, *options)
     return status, err.splitlines()[-1]
+
+
+def test_submit_names_each_variable_it_passes_to_the_job_and_where_it_was_given(monkeypatch, capsys):
+    """DISTNET_DATA_DIR went from this shell to the job unsaid: a path of this machine's, which the
+    job looks for on the head node."""
+    status, err = _submitted_to(monkeypatch, capsys, _FakeJobs("SUCCEEDED"), "--env", "A=b c")
+    assert status == 0
+    assert err.splitlines() == [
+        "submitted job j to http://head:8265",
+        "  cd / && exec python -m distnet train --address auto --run-dir /runs/a",
+        "run directory (on the head node): /runs/a",
+        "environment passed to the job: DISTNET_DATA_DIR=/data (from this shell's environment: the job looks there on "
+        "the head node; --env DISTNET_DATA_DIR= passes none), 'A=b c' (--env)"]
+
+
+def test_submit_passes_no_data_folder_from_this_shell_where_told_so(monkeypatch):
+    monkeypatch.setenv("DISTNET_DATA_DIR", "/home/alice/data")
+    args = build_parser().parse_args(["submit", "--env", "DISTNET_DATA_DIR=", "--address", "http://head:8265"])
+    request = job_request(args)  # an empty value was refused as a relative path
+    assert request["runtime_env"]["env_vars"] == {"DISTNET_DATA_DIR": ""}  # which distnet reads as none
+    assert request["variables"] == {"DISTNET_DATA_DIR": ("", "--env")}
+    assert _resume_command(args, "/runs/a", request["runtime_env"]["env_vars"]) == (
+        "distnet submit --resume /runs/a --address http://head:8265 --env DISTNET_DATA_DIR=")  # so does a resume
 
 
 def test_a_stopped_job_ends_submit_as_a_terminated_train_with_the_job_s_own_resume_command(monkeypatch, capsys):
@@ -557,7 +665,7 @@ def test_the_command_that_resumes_a_stopped_job_submits_the_same_run_with_the_sa
     monkeypatch.delenv("DISTNET_DATA_DIR")
     again = build_parser().parse_args(shlex.split(command)[1:])  # as a shell passes it on
     request = job_request(again)
-    assert request["entrypoint"] == "exec python -m distnet train --address auto --resume ~/distnet-runs/j"
+    assert request["entrypoint"] == "cd / && exec python -m distnet train --address auto --resume ~/distnet-runs/j"
     assert request["runtime_env"]["env_vars"] == env_vars
     assert request["runtime_env"]["env_vars"]["A"] == "b c" and again.address == "http://head:8265"
 

@@ -1,10 +1,12 @@
 """``distnet submit``: run ``distnet train`` as a job on a Ray cluster, through the Ray Jobs API.
 
-The job runs ``python -m distnet train --address auto ...`` with the train options given here.
-Its runtime environment carries this very distnet package (``py_modules``), so the cluster runs
-the code you submit from, plus DISTNET_DATA_DIR and any ``--env``. The job's driver runs on the
-head node: it reads the data there and sends each worker only its shard through Ray's object
-store, and it writes the run directory there.
+The job runs ``cd / && exec python -m distnet train --address auto ...`` with the train options
+given here (in the root folder, so that no distnet in the folder the head node's Ray was started
+in is imported instead). Its runtime environment carries this very distnet package
+(``py_modules``), so the cluster runs the code you submit from, plus DISTNET_DATA_DIR (from this
+shell, where set) and any ``--env``, each of which submit names as it submits. The job's driver
+runs on the head node: it reads the data there and sends each worker only its shard through
+Ray's object store, and it writes the run directory there.
 """
 from __future__ import annotations
 
@@ -36,6 +38,15 @@ _NODE_PATH = re.compile(r"\$(PATH\b|\{PATH\})")
 _SUPERVISOR_DIED = "JOB_SUPERVISOR_ACTOR_DIED"
 # Train options that make no sense in a job: the job always joins the cluster it runs on.
 _NOT_FORWARDED = {"help", "address"}
+# The folder the job's command runs in. Ray runs it in the folder the head node's Ray was started
+# in, where `python -m distnet` would import a distnet found there before the one submitted
+# (py_modules; Python puts the current folder first on sys.path), and Ray puts the driver's folder
+# first on every actor's path too. The root holds no Python package, and the job needs no other:
+# every path it is given is absolute or in the head node's home (see _check_paths_on_head).
+JOB_FOLDER = "/"
+# Where each of the job's environment variables was given, as submit's summary names it.
+_FROM_SHELL = "from this shell's environment"
+_GIVEN = "--env"
 
 EPILOG = f"""\
 examples:
@@ -47,7 +58,8 @@ and the cluster's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_to
 Without --run-dir the run is written on the head node to {RUNS_ON_HEAD}/JOB_ID. Exit status: 0
 when the job succeeded, otherwise the job's own exit status (2 for a distnet error; 143 for a
 job that `ray job stop` stopped), or 1.
-The job's command (its Ray entrypoint) is shown when the job is submitted; see cluster/README.md."""
+The job's command (its Ray entrypoint) and the variables passed to it are shown when the job is
+submitted; see cluster/README.md."""
 
 
 def register(subparsers) -> None:
@@ -69,7 +81,7 @@ def register(subparsers) -> None:
     job.add_argument("--job-id", help="the job's submission id (default: distnet-DATE-TIME-RANDOM)")
     job.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                      help=f"an environment variable for the job, repeatable ({DATA_DIR_ENV} is passed on "
-                          f"from here when set)")
+                          f"from here when set, as a path on the head node; --env {DATA_DIR_ENV}= passes none)")
     job.add_argument("--no-wait", action="store_true",
                      help="submit, print the job id and return, instead of following the logs")
     submit.set_defaults(handler=run)
@@ -109,15 +121,12 @@ def job_request(args) -> dict:
                           f"or digit")
     if args.resume:
         refuse_run_settings(args)  # here, rather than in a job that fails seconds later
-    env_vars = {DATA_DIR_ENV: os.environ[DATA_DIR_ENV]} if os.environ.get(DATA_DIR_ENV) else {}
-    data_dir_from = f"{DATA_DIR_ENV} (from this shell's environment)"
-    for pair in args.env:
-        name, value = _job_variable(pair)
-        env_vars[name] = value
-        if name == DATA_DIR_ENV:
-            data_dir_from = f"--env {DATA_DIR_ENV}"
-    _check_paths_on_head({"--run-dir": args.run_dir, "--resume": args.resume, "--data-dir": args.data_dir,
-                          data_dir_from: env_vars.get(DATA_DIR_ENV)})
+    variables = _job_variables(args)
+    paths = {"--run-dir": args.run_dir, "--resume": args.resume, "--data-dir": args.data_dir}
+    if DATA_DIR_ENV in variables:
+        data_dir, origin = variables[DATA_DIR_ENV]
+        paths[f"--env {DATA_DIR_ENV}" if origin == _GIVEN else f"{DATA_DIR_ENV} ({origin})"] = data_dir
+    _check_paths_on_head(paths)
     # exec: the job's shell gives way to the training, so that what ends the job's entrypoint (a
     # kill of its process) ends the training, which would otherwise go on out of the job's reach.
     words = ["exec", "python", "-m", "distnet", "train", "--address", "auto", *train_arguments(args)]
@@ -125,11 +134,38 @@ def job_request(args) -> dict:
     if run_dir is None:
         run_dir = f"{RUNS_ON_HEAD}/{job_id}"
         words += ["--run-dir", run_dir]
-    entrypoint = " ".join(_quote_for_head(word) for word in words)
+    entrypoint = f"cd {JOB_FOLDER} && " + " ".join(_quote_for_head(word) for word in words)
     package = Path(__file__).resolve().parents[1]
+    env_vars = {name: value for name, (value, _) in variables.items()}
     runtime_env = {"py_modules": [str(package)], "excludes": ["__pycache__", "*.pyc"], "env_vars": env_vars}
     return {"submission_id": job_id, "entrypoint": entrypoint, "runtime_env": runtime_env,
-            "run_dir": str(run_dir)}
+            "run_dir": str(run_dir), "variables": variables}
+
+
+def _job_variables(args) -> dict[str, tuple[str, str]]:
+    """The job's environment variables, each as (value, where it was given): DISTNET_DATA_DIR from
+    this shell's environment where it is set there, then every --env, which wins. The shell's
+    DISTNET_DATA_DIR goes along although it names a folder as this machine sees it: the job reads it
+    on the head node, which is this machine for a cluster of its own and sees a shared path as this
+    one does; submit cannot tell (a dashboard tunnelled to 127.0.0.1 looks local), so it names what
+    it passes on, and --env DISTNET_DATA_DIR= passes none."""
+    variables = {DATA_DIR_ENV: (os.environ[DATA_DIR_ENV], _FROM_SHELL)} if os.environ.get(DATA_DIR_ENV) else {}
+    for pair in args.env:
+        name, value = _job_variable(pair)
+        variables[name] = (value, _GIVEN)
+    return variables
+
+
+def _environment_summary(variables: dict[str, tuple[str, str]]) -> list[str]:
+    """The line of submit's summary that names each of the job's environment variables (see
+    :func:`_job_variables`) and where it was given; none where the job gets none from here."""
+    named = []
+    for name, (value, origin) in variables.items():
+        note = origin
+        if name == DATA_DIR_ENV and origin == _FROM_SHELL:  # a path of this machine's, perhaps not the head's
+            note += f": the job looks there on the head node; --env {DATA_DIR_ENV}= passes none"
+        named.append(f"{shlex.quote(f'{name}={value}')} ({note})")
+    return [f"environment passed to the job: {', '.join(named)}"] if named else []
 
 
 def _job_variable(pair: str) -> tuple[str, str]:
@@ -155,9 +191,10 @@ def _job_variable(pair: str) -> tuple[str, str]:
 def _check_paths_on_head(paths: dict) -> None:
     """ConfigError for a relative path among ``paths`` (by where it was given): the job would take
     it from the folder the head node was started in, which is not this one. ``~/`` stands for the
-    head node's home (its shell expands it, and distnet does in DISTNET_DATA_DIR)."""
+    head node's home (its shell expands it, and distnet does in DISTNET_DATA_DIR). None and "" are
+    no path (an empty DISTNET_DATA_DIR is as good as none to distnet)."""
     for given, path in paths.items():
-        if path is not None and not str(path).startswith("~/") and not Path(path).is_absolute():
+        if path not in (None, "") and not str(path).startswith("~/") and not Path(path).is_absolute():
             raise ConfigError(f"{given} is {str(path)!r}: the job would take this relative path from the folder "
                               f"the cluster's head node was started in; give an absolute path on the head node "
                               f"(or one in its home, ~/...)")
@@ -171,13 +208,14 @@ def _quote_for_head(word: str) -> str:
 def run(args) -> int:
     request = job_request(args)
     run_dir = request.pop("run_dir")
+    summary = [f"run directory (on the head node): {run_dir}", *_environment_summary(request.pop("variables"))]
     api = _JobsAPI(args.address)
     client = api.client
     # The address goes into the job's metadata, for the resume command the job's own log gives.
     metadata = {"distnet": "train", **({"address": args.address} if args.address else {})}
     job_id = api.call(client.submit_job, **request, metadata=metadata)
-    print(f"submitted job {job_id} to {client.get_address()}\n  {request['entrypoint']}\n"
-          f"run directory (on the head node): {run_dir}", file=sys.stderr, flush=True)
+    print(f"submitted job {job_id} to {client.get_address()}", f"  {request['entrypoint']}", *summary, sep="\n",
+          file=sys.stderr, flush=True)
     if args.no_wait:
         print(job_id)
         return 0
