@@ -215,7 +215,7 @@ def join_cluster(address: str) -> None:
     from ray.exceptions import AuthenticationError
 
     check_reachable(address)
-    if parse_address(address) is not None and not _ray_nodes_on_this_machine():
+    if parse_address(address) is not None and _no_ray_node_here():
         # Ray would look for one for 60 s before failing with an error that names only the address.
         raise ClusterUnreachableError(_not_a_node(address, "no Ray node runs among the processes this one can see"))
     try:
@@ -245,12 +245,14 @@ def _not_a_node(address: str, why: str) -> str:
             f"default)")
 
 
-def _ray_nodes_on_this_machine() -> set[str]:
-    """The ids of the Ray nodes (raylets, of any cluster) running on this machine, found as Ray
-    finds the node a driver joins through (among the processes this one can see)."""
-    from ray._private.services import find_node_ids
+def _no_ray_node_here() -> bool:
+    """Whether no Ray node (a raylet, of any cluster) runs on this machine, found as Ray finds the
+    node a driver joins through: among the processes this one can see. False where this Ray has
+    no such search (pyproject allows Ray before 2.60): Ray then says what it finds itself."""
+    from ray._private import services
 
-    return find_node_ids()
+    find_node_ids = getattr(services, "find_node_ids", None)
+    return find_node_ids is not None and not find_node_ids()
 
 
 def _no_node_of_the_cluster_here(error: BaseException) -> bool:
