@@ -2,6 +2,7 @@
 copy first (an older install, a folder with a checkout) is refused before the first step."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -52,9 +53,12 @@ def copy_of_distnet(folder: Path, change: str | None = None) -> Path:
 def test_workers_running_another_distnet_are_refused_before_the_first_step_and_the_same_code_elsewhere_is_not(
         tmp_path):
     older, same = copy_of_distnet(tmp_path / "older", "\n# an older copy\n"), copy_of_distnet(tmp_path / "same")
+    before_the_check = copy_of_distnet(tmp_path / "before")
+    # A distnet from before the check: no code of its own to tell.
+    (before_the_check / "distnet" / "distributed" / "same_code.py").write_text("def check_same_code(actors):\n    pass\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", WORKERS_ON_A_COPY, str(older), str(same)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", WORKERS_ON_A_COPY, str(older), str(same), str(before_the_check)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     outcomes = json.loads(done.stdout.splitlines()[-1])
     assert outcomes[str(same)] == "trained"
@@ -65,6 +69,8 @@ def test_workers_running_another_distnet_are_refused_before_the_first_step_and_t
         f"cluster/cluster.yaml: 'ray up' again), and start no node in a folder that holds another copy (one there "
         f"comes first on its path); or train with 'distnet submit', which sends the job this copy"), refused
     assert not (Path(str(older) + "-run") / "checkpoint.npz").exists()  # refused before anything was trained
+    assert re.fullmatch(r"worker 0 \(node \w{8} on .+\) runs an older distnet, whose code differs from this "
+                        r"driver's .*", outcomes[str(before_the_check)])
 
 
 def test_the_code_digest_covers_every_source_file_and_not_where_the_package_is(tmp_path):

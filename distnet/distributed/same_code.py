@@ -40,12 +40,13 @@ def check_same_code(actors: dict[str, "ray.actor.ActorHandle"]) -> None:
     for name, answer in zip(actors, answers):
         try:
             their_path, their_digest = ray.get(answer)
+            runs = f"runs distnet from {their_path}" + (" (the same folder, on another machine)"
+                                                        if their_path == path else "")
         except ray.exceptions.RayTaskError:  # a distnet too old to have this module
-            their_path, their_digest = "another distnet", None
+            their_digest, runs = None, "runs an older distnet"
         if their_digest != digest:
-            where = their_path if their_path != path else f"{their_path} (the same folder, on another machine)"
             raise ConfigError(
-                f"{name} runs distnet from {where}, whose code differs from this driver's ({path}): every node "
+                f"{name} {runs}, whose code differs from this driver's ({path}): every node "
                 f"of the cluster must run the same distnet. Install this one on every node (a cluster from "
                 f"cluster/cluster.yaml: 'ray up' again), and start no node in a folder that holds another "
                 f"copy (one there comes first on its path); or train with 'distnet submit', which sends "
