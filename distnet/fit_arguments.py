@@ -31,10 +31,20 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
             raise ConfigError(f"the network does not fit the {what} data: it takes {network.input_size} inputs and "
                               f"gives {network.output_size} outputs, the data has {data.images.shape[1]} values per "
                               f"sample and {len(data.classes)} classes{default}")
+    if validation is not None and validation.classes != train.classes:
+        # Scored by label number, a validation set of other classes would pass for one of these.
+        raise ConfigError(f"the validation data's classes ({_listed(validation.classes)}) are not the training "
+                          f"data's ({_listed(train.classes)}): validate on data of the same classes, in the same "
+                          f"order")
     if augmentation is not None and train.images.shape[1] != PIXELS:
         raise ConfigError(f"augmentation moves {SIDE}x{SIDE} images, and these samples have "
                           f"{train.images.shape[1]} values each; train without it (augmentation=None)")
     return checked_settings(settings)
+
+
+def _listed(classes: tuple[str, ...]) -> str:
+    shown = ", ".join(classes[:4])
+    return shown + (f", ... ({len(classes)} in all)" if len(classes) > 4 else "")
 
 
 def check_finite_state(network: Network, optimizer: Optimizer) -> None:

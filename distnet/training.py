@@ -7,6 +7,7 @@ in this process (:class:`distnet.trainer.Trainer`) or on Ray actors
 """
 from __future__ import annotations
 
+import difflib
 import math
 import time
 import warnings
@@ -236,6 +237,30 @@ class TrainerBase:
             raise ConfigError("the base learning rate cannot change during a fit (the run records it); set it "
                               "before the fit, or give the trainer a schedule")
         self.optimizer.learning_rate = learning_rate  # (checked by the optimizer)
+
+    # Public attributes the trainer keeps in itself, rather than settings of the class.
+    _INSTANCE_ATTRIBUTES: tuple[str, ...] = ("rule",)
+
+    def __setattr__(self, name: str, value) -> None:
+        # A misspelt setting (``trainer.batchsize = 64``) or another trainer's (``Trainer.workers``)
+        # would be kept and never read: the fit would train as if it had not been set.
+        where = getattr(type(self), name, None)
+        read_only = isinstance(where, property) and where.fset is None
+        if not name.startswith("_") and name not in self._INSTANCE_ATTRIBUTES and (where is None or read_only):
+            settings = self.settings()
+            close = difflib.get_close_matches(name, settings, n=1)
+            what = f"{name} is read-only" if read_only else f"there is no setting {name!r}"
+            raise ConfigError(f"{type(self).__name__}: {what}{f' (did you mean {close[0]}?)' if close else ''}; "
+                              f"the settings are {', '.join(settings)}")
+        super().__setattr__(name, value)
+
+    @classmethod
+    def settings(cls) -> list[str]:
+        """The names of the settings a trainer of this class takes after it is made, each checked
+        as one given to the constructor."""
+        return [name for name in dir(cls) if not name.startswith("_")
+                and (isinstance(getattr(cls, name), Checked)
+                     or isinstance(getattr(cls, name), property) and getattr(cls, name).fset is not None)]
 
     def config(self) -> dict:
         """The run's configuration as JSON-able data (stored in run directories and checkpoints)."""

@@ -103,3 +103,39 @@ def test_an_empty_run_dir_is_refused_not_taken_for_the_current_folder(tmp_path, 
     with pytest.raises(ConfigError, match=r"^run_dir must be a path \(a str or pathlib.Path, not empty\), got ''$"):
         trainer().fit(data, None, epochs=1, run_dir="")
     assert list(tmp_path.iterdir()) == []  # config.json, best.npz, checkpoint.npz were written here before
+
+
+def test_a_trainer_refuses_a_setting_it_does_not_have_rather_than_keep_it_unread():
+    from distnet.distributed import DistributedTrainer
+
+    distributed = DistributedTrainer(small_network(), Nesterov(0.1, 0.9), batch_size=8, workers=2)
+    distributed.workers = 3  # was DistributedTrainer.requested_workers: `workers = 3` was kept and never read
+    assert distributed.workers == 3 and "workers=3" in repr(distributed)
+    settings = ("address, augmentation, batch_size, l2, learning_rate, max_failures, network, placement_timeout, "
+                "protocol, schedule, seed, workers")
+    for made, name, message in [
+        (trainer(), "batchsize", "Trainer: there is no setting 'batchsize' (did you mean batch_size?); the settings "
+                                 "are augmentation, batch_size, l2, learning_rate, network, schedule, seed, shards"),
+        (trainer(), "workers", "Trainer: there is no setting 'workers'; the settings are augmentation, batch_size, "
+                               "l2, learning_rate, network, schedule, seed, shards"),
+        (trainer(), "optimizer", "Trainer: optimizer is read-only; the settings are augmentation, batch_size, l2, "),
+        (distributed, "shards", f"DistributedTrainer: shards is read-only; the settings are {settings}"),
+        (distributed, "protocl", f"DistributedTrainer: there is no setting 'protocl' (did you mean protocol?); "
+                                 f"the settings are {settings}"),
+    ]:
+        with pytest.raises(ConfigError) as refused:
+            setattr(made, name, 4)
+        assert str(refused.value).startswith(message)
+        assert name not in vars(made)
+    later = trainer()
+    later._own_note = "kept"  # what is not public stays the trainer's own business
+    assert later._own_note == "kept"
+
+
+def test_a_validation_set_of_other_classes_is_refused():
+    rng = np.random.default_rng(0)
+    train = Dataset(rng.random((16, 4)), rng.integers(0, 2, 16), classes=["cat", "dog"])
+    other = Dataset(rng.random((8, 4)), rng.integers(0, 2, 8), classes=["dog", "cat"])
+    with pytest.raises(ConfigError, match=r"^the validation data's classes \(dog, cat\) are not the training data's "
+                                          r"\(cat, dog\): validate on data of the same classes, in the same order$"):
+        trainer().fit(train, other, epochs=1)

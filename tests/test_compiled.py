@@ -1,8 +1,11 @@
 """The compiled-graph step protocol on a real local Ray: the same math as the single-process trainer."""
+import os
+import time
+
 import numpy as np
 import pytest
 
-from distnet import Dense, Nesterov, Network
+from distnet import Dense, Nesterov, Network, Reporter
 from distnet.distributed import DistributedTrainer, compiled
 from distnet.distributed.compiled import steps_ahead
 
@@ -66,3 +69,26 @@ def test_no_channel_is_resized_for_parameters_larger_than_ray_s_first_buffer(mni
     trainer.fit(mnist.train.subset(slice(0, 640)), epochs=1)
     assert trainer.active_protocol == "compiled"
     assert not resizes.exists(), resizes.read_text()
+
+
+def test_a_fit_leaves_none_of_the_graph_s_semaphores_in_shared_memory(mnist, ray_local):
+    """Ray names two semaphores per channel in /dev/shm and removes them only for an actor that
+    exits by itself: killed, it left 18 files there for good after every fit."""
+
+    def semaphores():
+        return {name for name in os.listdir("/dev/shm") if name.startswith("sem.")}
+
+    before, made = semaphores(), set()
+
+    class Watch(Reporter):
+        def on_steps(self, epoch, step, steps, stats, seconds):
+            made.update(semaphores() - before)
+
+    trainer = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), batch_size=10, seed=1, workers=2,
+                                 protocol="compiled")
+    trainer.fit(mnist.train.subset(slice(0, 300)), epochs=1, reporter=Watch())
+    assert made  # the graph's, while it ran
+    deadline = time.monotonic() + 10  # Ray removes them within a few seconds of the actors' exit
+    while made & semaphores() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not made & semaphores()

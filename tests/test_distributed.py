@@ -165,7 +165,7 @@ def test_a_resume_without_a_worker_count_continues_with_the_run_s(mnist, ray_loc
     refused = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=4)
     with pytest.raises(ConfigError, match="started with another seed \\(3 in its checkpoint, 4 now\\)"):
         refused.fit(train, validation, epochs=2, run_dir=tmp_path / "run", resume=True)
-    assert refused.requested_workers is None  # a refused resume leaves the trainer as it was
+    assert refused.workers is None  # a refused resume leaves the trainer as it was
     resumed = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
     result = resumed.fit(train, validation, epochs=2, run_dir=tmp_path / "run", resume=True)
     assert resumed.shards == len(resumed.placement) == 2 and result.epochs == 2
@@ -285,7 +285,6 @@ def test_how_to_run_is_checked_when_the_trainer_is_made_and_when_it_is_changed(o
         DistributedTrainer(small_network(), Nesterov(0.02), **options)
     trainer = DistributedTrainer(small_network(), Nesterov(0.02))
     (name, value), = options.items()
-    name = "requested_workers" if name == "workers" else name
     kept = getattr(trainer, name)
     with pytest.raises(ConfigError, match=re.escape(message)):  # as it was, a fit trained on another one
         setattr(trainer, name, value)
@@ -567,7 +566,7 @@ def shared_memory_mb(actor):
 
 class Watch(Reporter):
     def on_steps(self, *args):
-        print("worker shared memory MB:", ray.get(trainer._workers[0].__ray_call__.remote(shared_memory_mb)))
+        print("worker shared memory MB:", ray.get(trainer._worker_actors[0].__ray_call__.remote(shared_memory_mb)))
 
 rng = np.random.default_rng(0)
 train = Dataset(rng.random((4000, 784), np.float32), rng.integers(0, 10, 4000))

@@ -147,7 +147,7 @@ def test_a_worker_lost_while_the_channel_opens_again_is_replaced_at_once(mnist, 
         worker.disconnect = lambda: os._exit(1)
 
     def lose_both():
-        ray_local.get(trainer._workers[1].__ray_call__.remote(exit_when_reconnected))
+        ray_local.get(trainer._worker_actors[1].__ray_call__.remote(exit_when_reconnected))
         kill_and_wait(trainer.placement[0]["pid"])
 
     started = time.monotonic()
@@ -170,7 +170,7 @@ def test_a_worker_lost_just_after_the_last_step_of_a_chunk_costs_that_chunk_noth
 
             worker._serve = serve_then_exit
 
-        ray_local.get(trainer._workers[1].__ray_call__.remote(exit_after_serving))
+        ray_local.get(trainer._worker_actors[1].__ray_call__.remote(exit_after_serving))
 
     # After step 20 of epoch 1 the chunk of steps 20-24 runs whole, then worker 1 dies: the
     # server has applied all five and handed over their statistics, which must count once.
@@ -276,7 +276,7 @@ def test_a_resumed_run_that_loses_a_worker_before_its_first_step_carries_on_from
     run = tmp_path / "run"
     first = make_trainer(max_failures=0)
     with pytest.raises(FailureLimitError):  # after the checkpoint of step 20, or later: ray.kill takes a moment
-        fit(first, mnist, reporter=KillOnce(2, 25, lambda: ray_local.kill(first._workers[0])), run_dir=run,
+        fit(first, mnist, reporter=KillOnce(2, 25, lambda: ray_local.kill(first._worker_actors[0])), run_dir=run,
             checkpoint_every=10)
     saved = Checkpoint.load(run / "checkpoint.npz")
     assert saved.epoch == 1 and 20 <= saved.step < 50  # mid-epoch
@@ -301,7 +301,7 @@ def test_failures_beyond_the_limit_end_the_run_keeping_best_network_and_checkpoi
 
     def kill_worker():
         saved.update({name: (run / name).read_bytes() for name in ("best.npz", "checkpoint.npz")})
-        ray_local.kill(trainer._workers[0])
+        ray_local.kill(trainer._worker_actors[0])
 
     with pytest.raises(FailureLimitError, match=r"giving up after 1 failure \(max_failures=0\).*"
                                                 r"intact: continue with distnet train --resume"):
@@ -363,7 +363,7 @@ def test_a_ray_failure_the_trainer_does_not_recover_from_ends_the_run_with_a_cle
     with pytest.raises(RayFailedError, match=r"Ray failed \(RayActorError: .*\); the best network so far and the "
                                              r"last checkpoint in .* are intact: continue with distnet train --resume"):
         fit(trainer, mnist, run_dir=run, resume=True)
-    assert trainer._workers == [] and trainer._server is None and trainer._pg is None
+    assert trainer._worker_actors == [] and trainer._server is None and trainer._pg is None
     assert saved == {name: (run / name).read_bytes() for name in saved}
 
 
@@ -579,7 +579,7 @@ def test_the_command_line_reports_a_recovery_and_resumes_on_another_number_of_wo
     made = []
     monkeypatch.setattr("distnet.commands.train.fit_and_report", lambda args, trainer, *rest, **kw: made.append(trainer))
     assert main(resume_args(small_mnist, run, "--epochs", "3")) is None
-    assert isinstance(made[0], DistributedTrainer) and made[0].requested_workers == 1
+    assert isinstance(made[0], DistributedTrainer) and made[0].workers == 1
 
 
 def test_a_failure_that_cannot_be_recorded_is_warned_of_and_the_recovery_goes_on(tmp_path):

@@ -530,7 +530,7 @@ def test_resume_takes_another_number_of_workers_checked_before_anything_loads_an
     monkeypatch.setattr("distnet.commands.train.fit_and_report", lambda args, trainer, *rest, **kw: made.append(trainer))
     for workers in ("2", "0"):
         cli(capsys, "train", "--resume", run, "--data-dir", data, "--workers", workers)
-    assert made[0].distributed and made[0].requested_workers == 2 and not made[1].distributed
+    assert made[0].distributed and made[0].workers == 2 and not made[1].distributed
     request = job_request(build_parser().parse_args(["submit", "--job-id", "j", "--resume", "/runs/a", "--workers", "2"]))
     assert request["entrypoint"] == "cd / && exec python -m distnet train --address auto --workers 2 --resume /runs/a"
 

@@ -9,7 +9,7 @@ between hosts), with no task submission, scheduling or object-store round trip p
 wherever plain actor calls work, across hosts included; on one host the ``channel`` protocol is
 faster still (see ``benchmarks/README.md`` for measurements of all three).
 
-Ray 2.60's compiled graphs have three traps, each handled here:
+Ray 2.60's compiled graphs have four traps, each handled:
 
 1. An array read from a channel points into the channel's buffer, and the writer cannot reuse the
    buffer while it is alive: the workers compute on the parameters in place and drop them when the
@@ -20,6 +20,9 @@ Ray 2.60's compiled graphs have three traps, each handled here:
 3. Actors in a compiled graph wait for their input by spinning on ``sched_yield`` (Ray's
    ``ReadAcquire``; see ray-project/ray#55128), so each takes a core even while it waits: on a
    machine with no more cores than workers they slow the math (the benchmarks show how much).
+4. Ray removes the two named semaphores it makes per channel (``/dev/shm/sem.hdr*``, ``sem.obj*``)
+   only for an actor that exits by itself; one killed leaves them there for good (18 files a fit
+   of two workers). The trainer asks its actors to exit before it kills them.
 
 And two costs. When PyTorch is installed, Ray's channel layer imports it in every actor of a graph
 (for GPU tensors), about 180 MB per process plus a device check around every read and write.

@@ -93,6 +93,22 @@ def _checked_address(address) -> str | None:
     return address
 
 
+# How long the actors get to exit by themselves as a fit ends, before they are killed.
+_EXIT_TIMEOUT_S = 2.0
+
+
+def _end_actors(actors: list) -> None:
+    """End ``actors``: each asked to exit, then killed (those that have not within
+    ``_EXIT_TIMEOUT_S``, hung or dead). Only an actor that exits by itself removes the named
+    semaphores a compiled graph made for it (``/dev/shm/sem.hdr*``, ``sem.obj*``); killed, it leaves
+    them there for good."""
+    exits = [actor.__ray_terminate__.remote() for actor in actors]
+    if exits:
+        ray.wait(exits, num_returns=len(exits), timeout=_EXIT_TIMEOUT_S)
+    for actor in actors:
+        ray.kill(actor)
+
+
 # The command line shows these notes on stderr: Ray takes seconds to start, which should not pass in silence.
 _log = logging.getLogger(__name__)
 
@@ -142,7 +158,8 @@ class DistributedTrainer(TrainerBase):
     """
 
     distributed = True
-    requested_workers = Checked(lambda name, workers: _checked_workers(workers))
+    _INSTANCE_ATTRIBUTES = (*TrainerBase._INSTANCE_ATTRIBUTES, "placement", "failures", "active_protocol")
+    workers = Checked(lambda name, workers: _checked_workers(workers))
     address = Checked(lambda name, address: _checked_address(address))
     protocol = Checked(lambda name, protocol: _checked_protocol(protocol))
     placement_timeout = Checked(positive_real)
@@ -154,7 +171,7 @@ class DistributedTrainer(TrainerBase):
                  schedule: Schedule | None = None, augmentation: RandomAffine | None = None):
         super().__init__(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, schedule=schedule,
                          augmentation=augmentation)
-        self.requested_workers = workers
+        self.workers = workers
         self.address = address
         self.protocol = protocol
         self.placement_timeout = placement_timeout
@@ -173,15 +190,15 @@ class DistributedTrainer(TrainerBase):
         return {**super().config(), "protocol": self.protocol}
 
     def _repr_extras(self) -> dict:
-        return {"workers": self.requested_workers, "protocol": self.protocol, "address": self.address,
+        return {"workers": self.workers, "protocol": self.protocol, "address": self.address,
                 **super()._repr_extras()}
 
     # -- setup and teardown -----------------------------------------------------------------------
     def _told_workers(self) -> int | None:
-        return self.requested_workers
+        return self.workers
 
     def _decide_workers(self, run_workers: int | None) -> None:
-        if self.requested_workers is None:  # each worker needs a sample of every batch
+        if self.workers is None:  # each worker needs a sample of every batch
             self._fit_workers = run_workers or max(1, min(int(ray.cluster_resources().get("CPU", 1)),
                                                           self.batch_size))
 
@@ -269,7 +286,7 @@ class DistributedTrainer(TrainerBase):
         # replacement worker gets the same objects again.
         self._shards = [(ray.put(train.images[lo:hi]), ray.put(np.asarray(train.labels[lo:hi])))
                         for lo, hi in plan.shard_ranges]
-        self._workers = [self._start_worker(i) for i in range(n)]
+        self._worker_actors = [self._start_worker(i) for i in range(n)]
         # Where a new parameter server starts when the run directory has no checkpoint yet.
         self._origin = (0, 0, self.network.params.copy(), self.optimizer.state())
         self._server = self._start_server(self.network.params, self.optimizer.state())
@@ -277,10 +294,10 @@ class DistributedTrainer(TrainerBase):
         self._validation, self._validation_refs = validation, None
         if validation is not None:
             self._validation_refs = (ray.put(validation.images), ray.put(np.asarray(validation.labels)))
-        self.placement = ray.get([w.where.remote() for w in self._workers])
+        self.placement = ray.get([w.where.remote() for w in self._worker_actors])
         # (The stop evaluator runs beside the server, on the driver's node: the same code.)
         check_same_code({"the parameter server": self._server,
-                         **{_worker_name(i, self.placement[i]): w for i, w in enumerate(self._workers)}})
+                         **{_worker_name(i, self.placement[i]): w for i, w in enumerate(self._worker_actors)}})
         self._steps = self._open_steps()
         self.active_protocol = self._steps.name
 
@@ -307,26 +324,25 @@ class DistributedTrainer(TrainerBase):
 
     def _open_steps(self):
         if self.protocol == "compiled":
-            return CompiledSteps(self._server, self._workers, self.network.params.nbytes)
+            return CompiledSteps(self._server, self._worker_actors, self.network.params.nbytes)
         steps = None
         if self.protocol in ("auto", "channel"):
-            steps = ChannelSteps.open(self._server, self._workers, required=self.protocol == "channel")
-        return steps or PlainSteps(self._server, self._workers)
+            steps = ChannelSteps.open(self._server, self._worker_actors, required=self.protocol == "channel")
+        return steps or PlainSteps(self._server, self._worker_actors)
 
     def _close(self) -> None:
         unanswered = None
         try:
             if getattr(self, "_server", None) is not None:
                 unanswered = self._take_back_state()
-            for actor in getattr(self, "_workers", []) + [getattr(self, "_server", None)]:
-                if actor is not None:
-                    ray.kill(actor)
+            _end_actors([actor for actor in getattr(self, "_worker_actors", []) + [getattr(self, "_server", None)]
+                         if actor is not None])
             if getattr(self, "_stopping", None) is not None:
                 self._stopping.close()
             if getattr(self, "_pg", None) is not None:
                 remove_placement_group(self._pg)
         finally:
-            self._workers, self._server, self._pg, self._stopping, self._steps = [], None, None, None, None
+            self._worker_actors, self._server, self._pg, self._stopping, self._steps = [], None, None, None, None
             # The fit's data, in the object store: a Ray this trainer did not start keeps running.
             self._shards, self._validation, self._validation_refs, self._origin = [], None, None, None
             if self._started_ray:
@@ -387,9 +403,9 @@ class DistributedTrainer(TrainerBase):
 
         def errors() -> int:
             params = self._server.get_params.remote()
-            n = len(self._workers)
+            n = len(self._worker_actors)
             return sum(ray.get([w.count_errors.remote(params, images, labels, i, n)
-                                for i, w in enumerate(self._workers)]))
+                                for i, w in enumerate(self._worker_actors)]))
 
         return self._recovering(errors) / len(self._validation)
 
@@ -482,7 +498,7 @@ class DistributedTrainer(TrainerBase):
         with suppress(ray.exceptions.RayError):
             self._steps.close()
         server_alive, *workers_alive = self._answered([self._server.params_finite.remote()]
-                                                      + [w.where.remote() for w in self._workers])
+                                                      + [w.where.remote() for w in self._worker_actors])
         lost = [f"worker {i} (pid {self.placement[i]['pid']})" for i, alive in enumerate(workers_alive)
                 if not alive] + ([] if server_alive else ["the parameter server"])
         raised = cause.__cause__ if isinstance(cause, WorkerLostError) else None
@@ -507,7 +523,7 @@ class DistributedTrainer(TrainerBase):
         protocol opened anew between them all."""
         for i, alive in enumerate(workers_alive):
             if not alive:
-                ray.kill(self._workers[i])
+                ray.kill(self._worker_actors[i])
                 self._start_replacement(i)
         if not server_alive:
             ray.kill(self._server)
@@ -536,11 +552,11 @@ class DistributedTrainer(TrainerBase):
         stay there, and so does a replacement started in one, which dies with the node.)"""
         deadline = time.monotonic() + self.placement_timeout
         while True:
-            self._workers[index] = self._start_worker(index)
+            self._worker_actors[index] = self._start_worker(index)
             try:
-                where = self._workers[index].where.remote()
+                where = self._worker_actors[index].where.remote()
                 self.placement[index] = ray.get(where, timeout=max(0.0, deadline - time.monotonic()))
-                check_same_code({_worker_name(index, self.placement[index]): self._workers[index]})
+                check_same_code({_worker_name(index, self.placement[index]): self._worker_actors[index]})
                 return
             except ray.exceptions.RayActorError as e:
                 if e.actor_init_failed:
