@@ -228,9 +228,19 @@ def join_cluster(address: str) -> None:
         if _no_node_of_the_cluster_here(e):
             raise ClusterUnreachableError(_not_a_node(address, "none of the Ray nodes among the processes this one "
                                                               "can see belongs to that cluster")) from None
-        host = (parse_address(address) or ("HOST", 0))[0]
-        raise ClusterUnreachableError(f"cannot join the Ray cluster at {address} ({e}); {_give_the_gcs(host)}, "
-                                      f"not the dashboard's") from None
+        if parse_address(address) is None:  # "auto": Ray looked for a cluster on this machine
+            raise ClusterUnreachableError(_none_found_here(address, e)) from None
+        raise ClusterUnreachableError(f"cannot join the Ray cluster at {address} ({e}); "
+                                      f"{_give_the_gcs(parse_address(address)[0])}, not the dashboard's") from None
+
+
+def _none_found_here(address: str, error: ConnectionError) -> str:
+    """The error message for ``address`` "auto" where Ray found no cluster to join (``error``)."""
+    if "Could not find any running Ray instance" not in str(error):
+        return f"cannot join a Ray cluster with address {address!r} ({error}); give the cluster's HOST:PORT instead"
+    return (f"no Ray cluster runs on this machine for address {address!r} to find; start one ('ray start --head', "
+            f"or python cluster/local_cluster.py start), give a cluster's HOST:PORT, or leave the address out "
+            f"(--address; address= in Python) to train on a Ray this run starts")
 
 
 def _not_a_node(address: str, why: str) -> str:

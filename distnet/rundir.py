@@ -78,6 +78,14 @@ class RunDir:
         """Whether a checkpoint to resume from was written (it may still prove damaged)."""
         return self.checkpoint_path.exists() or self.previous_checkpoint_path.exists()
 
+    def no_best_network(self) -> str:
+        """What to say of this run directory when it has no best.npz, and how to get one."""
+        advice = (f"resume it to get one (from its checkpoint if it had ended): {self.resume_command()}"
+                  if self.has_checkpoint() else
+                  "it stopped before its first checkpoint, so there is nothing to resume: train it anew into the "
+                  "same folder")
+        return f"{self.path} has no best network (best.npz): none yet, or the file was removed; {advice}"
+
     def check_has_checkpoint(self) -> None:
         """ConfigError, saying why, unless this is a run directory with a checkpoint to resume from."""
         if not self.has_checkpoint():

@@ -313,3 +313,21 @@ def test_joining_a_cluster_from_a_machine_that_is_not_its_node_is_said_so(monkey
     assert str(refused.value).startswith(f"this machine is not a node of the Ray cluster at {address} ({why}), and "
                                          f"Ray runs a driver (this process) only on a node of its cluster; run it on "
                                          f"one of the cluster's nodes")
+
+
+def test_auto_where_no_cluster_runs_here_says_so_and_what_to_do(monkeypatch):
+    """Ray's own search, finding nothing: the message ended "not the dashboard's" before, of an
+    address no one gave."""
+    import ray
+    import ray._private.services as services
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(services, "find_gcs_addresses", lambda: [])
+    monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: None)
+    monkeypatch.setattr(ray, "init", lambda address, **options: services.canonicalize_bootstrap_address_or_die(address))
+    with pytest.raises(ClusterUnreachableError) as refused:
+        join_cluster("auto")
+    assert str(refused.value) == ("no Ray cluster runs on this machine for address 'auto' to find; start one ('ray "
+                                  "start --head', or python cluster/local_cluster.py start), give a cluster's "
+                                  "HOST:PORT, or leave the address out (--address; address= in Python) to train on "
+                                  "a Ray this run starts")

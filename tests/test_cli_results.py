@@ -637,20 +637,18 @@ def test_a_run_stopped_before_its_first_evaluation_says_so_and_how_to_go_on(caps
     with pytest.raises(KeyboardInterrupt):  # checkpointed after epoch 1; the first evaluation would be epoch 5's
         Trainer(net, Nesterov(0.02), seed=1).fit(mnist.train.subset(slice(0, 640)), mnist.validation.subset(
             slice(0, 100)), epochs=10, eval_every=5, run_dir=run, reporter=StopInEpoch2())
-    for command in ("evaluate", "show"):
-        status, _, err = run_cli(capsys, command, run)
-        assert status == 2 and err == (f"distnet: error: {run} is a run directory without a best network: it has "
-                                       f"none yet, or its best.npz was removed (resume it to get one, from its "
-                                       f"checkpoint if it had ended: distnet train --resume '{run}')\n")
-    status, _, err = run_cli(capsys, "plot", run)
-    assert status == 2 and err == (f"distnet: error: {run} has no best network (best.npz): none yet, or the file was "
-                                   f"removed; resume it to get one (from its checkpoint if it had ended): distnet "
-                                   f"train --resume '{run}'\n")
+    for command in ("evaluate", "show", "plot", "predict"):
+        status, _, err = run_cli(capsys, command, run, *(["digits.npy"] if command == "predict" else []))
+        assert status == 2 and err == (f"distnet: error: {run} has no best network (best.npz): none yet, or the file "
+                                       f"was removed; resume it to get one (from its checkpoint if it had ended): "
+                                       f"distnet train --resume '{run}'\n")
+    assert run_cli(capsys, "evaluate", run / "best.npz")[2] == err  # "no such model file" alone before
     for name in ("checkpoint.npz", "checkpoint.prev.npz"):
         (run / name).unlink(missing_ok=True)
-    status, _, err = run_cli(capsys, "plot", run)
-    assert status == 2 and err.endswith("stopped before its first checkpoint, so there is nothing to resume: train "
-                                        "it anew into the same folder\n")
+    for command in ("evaluate", "show", "plot", "predict"):  # which told to resume before, but for plot
+        status, _, err = run_cli(capsys, command, run, *(["digits.npy"] if command == "predict" else []))
+        assert status == 2 and err.endswith("stopped before its first checkpoint, so there is nothing to resume: "
+                                            "train it anew into the same folder\n")
 
 
 def test_a_run_started_from_python_on_data_of_its_own_is_not_taken_for_mnist(capsys, mnist, tmp_path):

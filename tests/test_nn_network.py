@@ -631,7 +631,8 @@ def test_load_original_json_names_the_file(tmp_path):
     with pytest.raises(ModelFormatError, match="bad.json: not a network in the original's JSON layout"):
         Network.load_original_json(bad)
     missing = tmp_path / "missing.json"
-    with pytest.raises(ModelFormatError, match=f"^{re.escape(str(missing))}: no such model file$"):
+    with pytest.raises(ModelFormatError, match=f"^{re.escape(str(missing))}: no such model file; give a file a "
+                                               f"network was saved in$"):
         Network.load_original_json(missing)  # not "...: not a JSON file (...: no such model file)"
 
 

@@ -193,14 +193,17 @@ def test_files_are_read_by_their_content_whatever_their_name(capsys, model, tmp_
     for name in ("d8.npy", "d8", "d8.idx"):
         (tmp_path / name).write_bytes(png)
     write_idx(tmp_path / "idx.png", ring()[None])  # an IDX file named as a picture
+    Image.fromarray(255 - ring()).save(tmp_path / "digit.pgm")  # Netpbm: begins with "P5\n"
+    (tmp_path / "pgm").write_bytes((tmp_path / "digit.pgm").read_bytes())  # read as IDX before
     np.save(tmp_path / "array.npy", ring())
     (tmp_path / "array.gif").write_bytes((tmp_path / "array.npy").read_bytes())
     status, out, _ = run_cli(capsys, "predict", model, tmp_path / "digit.png", tmp_path / "d8.npy", tmp_path / "d8",
-                             tmp_path / "d8.idx", tmp_path / "idx.png", tmp_path / "array.gif", "--json")
+                             tmp_path / "d8.idx", tmp_path / "idx.png", tmp_path / "array.gif", tmp_path / "pgm",
+                             "--json")
     results = [json.loads(line) for line in out.splitlines()]
     assert status == 0
     assert [r["file"] for r in results] == [str(tmp_path / name) for name in
-                                            ("digit.png", "d8.npy", "d8", "d8.idx", "idx.png[0]", "array.gif")]
+                                            ("digit.png", "d8.npy", "d8", "d8.idx", "idx.png[0]", "array.gif", "pgm")]
     expected = Network.load(model).predict(ring().reshape(1, 784) / np.float32(255))[0]
     for r in results:
         assert r["probabilities"] == pytest.approx(expected, abs=1e-6), r["file"]
@@ -225,3 +228,31 @@ def test_pickled_npy_files_are_never_loaded_nor_advised_to_be(capsys, model, tmp
     assert status == 2
     assert err == (f"distnet: error: {tmp_path / 'pickle.npy'}: not a readable .npy array (it does not start with "
                    f"the .npy signature \\x93NUMPY)\n")
+
+
+@pytest.mark.parametrize("paper, ink", [(0, 255), (255, 0)])
+@pytest.mark.parametrize("height, width", [(10, 20), (40, 16)])
+def test_a_picture_that_is_not_square_keeps_its_proportions(tmp_path, paper, ink, height, width):
+    """Made square with its paper's colour, then scaled: a square stays a square (stretched to
+    28x28, as before, a 10x20 picture's square came out half as wide as high)."""
+    picture = np.full((height, width), paper, np.uint8)
+    side = min(height, width) // 2
+    top, left = (height - side) // 2, (width - side) // 2
+    picture[top:top + side, left:left + side] = ink
+    Image.fromarray(picture).save(tmp_path / "square.png")
+    inked = pixels_of(tmp_path / "square.png").reshape(28, 28) > 0.5
+    rows, columns = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+    assert abs(len(rows) - len(columns)) <= 1 and 5 <= len(rows) <= 16
+    assert abs((rows[0] + rows[-1]) / 2 - 13.5) <= 1 and abs((columns[0] + columns[-1]) / 2 - 13.5) <= 1
+    assert not inked[[0, -1]].any() and not inked[:, [0, -1]].any()  # the paper added is paper
+
+
+def test_images_given_where_the_model_belongs_are_said_to_come_second(capsys, model, tmp_path):
+    np.save(tmp_path / "digits.npy", ring())
+    status, _, err = run_cli(capsys, "predict", tmp_path / "digits.npy", model)
+    assert status == 2 and err == (f"distnet: error: {tmp_path / 'digits.npy'}: not an .npz file (no zip signature); "
+                                   f"expected a file written by distnet; it holds images: the model comes first "
+                                   f"(distnet predict MODEL FILE...)\n")
+    (tmp_path / "notes.txt").write_text("not a model, nor images")
+    status, _, err = run_cli(capsys, "predict", tmp_path / "notes.txt", model)
+    assert status == 2 and "the model comes first" not in err

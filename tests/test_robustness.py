@@ -237,7 +237,8 @@ def _bad_models(tmp_path: Path, model: Path) -> dict[str, tuple[Path, list[str]]
         "a checkpoint, not a model": (checkpoint, ["expected a distnet.network file, found 'distnet.checkpoint'; a "
                                                    "run's network is its best.npz (or give the run directory)"]),
         "needs pickle": (pickled, ["pickled.npz: holds pickled objects, which distnet never loads"]),
-        "missing": (tmp_path / "nope.npz", ["nope.npz: no such model file"]),
+        "missing": (tmp_path / "nope.npz", ["nope.npz: no such model file; give a file a network was saved in (a "
+                                            "run directory's best.npz, or the run directory)"]),
         "wrong input size": (narrow, ["in100.npz does not fit mnist/test", "takes 100 inputs",
                                       "784 pixels per image"]),
         "wrong output size": (few_classes, ["out5.npz does not fit mnist/test", "gives 5 outputs", "10 classes"]),
@@ -394,9 +395,10 @@ def test_more_workers_than_the_cluster_can_place_is_a_clear_error_not_a_hang(dat
     workers = cpus + 1
     status, out, err, seconds = run_distnet(offline, "train", "--workers", workers, "--batch-size", workers,
                                             "--data-dir", data, "--run-dir", tmp_path / "run", timeout=120)
-    assert_clean_error(status, err, f"cannot place {workers} workers (one CPU each): the cluster has "
-                                    f"{cpus} CPUs", f"use at most {cpus} worker{'s' if cpus > 1 else ''} (workers, "
-                                                                  f"--workers), or add nodes")
+    assert_clean_error(status, err, f"cannot place {workers} workers (one CPU each): this machine has {cpus} CPUs "
+                                    f"for the Ray this run started; use at most {cpus} worker{'s' if cpus > 1 else ''} "
+                                    f"(--workers {cpus}; workers={cpus} in Python), or join a cluster with more "
+                                    f"(--address; address= in Python)\n")
     assert err.startswith("distnet: starting Ray on this machine\n")  # the seconds before the error
     assert seconds < 60  # the placement wait (60 s by default) was not spent
     assert not (tmp_path / "run" / "checkpoint.npz").exists()

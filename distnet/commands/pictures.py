@@ -24,14 +24,16 @@ INTEGER_RANGES = (2**8 - 1, 2**16 - 1, 2**31 - 1)
 
 
 def is_picture(head: bytes) -> bool:
-    """Whether a file's first 12 bytes are those of a PNG, JPEG, GIF, BMP, TIFF or WEBP picture."""
+    """Whether a file's first 12 bytes are those of a PNG, JPEG, GIF, BMP, TIFF, WEBP or Netpbm
+    (PBM, PGM, PPM) picture."""
     webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"  # RIFF, the length, then the kind of content
-    return webp or head.startswith(PICTURE_SIGNATURES)
+    netpbm = re.match(rb"P[1-6]\s", head) is not None  # P5: binary grey, P6: binary colour, ...
+    return webp or netpbm or head.startswith(PICTURE_SIGNATURES)
 
 
 def read_picture(path: Path, invert: str = "auto") -> np.ndarray:
-    """A picture as 784 values in [0, 1]: upright as its EXIF orientation says, grey, scaled to
-    28x28, light-on-dark like MNIST."""
+    """A picture as 784 values in [0, 1]: upright as its EXIF orientation says, grey, made square
+    (see :func:`squared`) and scaled to 28x28, light-on-dark like MNIST."""
     try:
         from PIL import Image, ImageOps, UnidentifiedImageError
     except ImportError:
@@ -55,12 +57,26 @@ def read_picture(path: Path, invert: str = "auto") -> np.ndarray:
                               f"1 white), so there is no digit to classify; if the picture shows one, save it as "
                               f"an 8-bit greyscale PNG")
     if pixels.shape != (SIDE, SIDE):
-        pixels = np.asarray(Image.fromarray(pixels).resize((SIDE, SIDE), Image.LANCZOS))
+        pixels = np.asarray(Image.fromarray(squared(pixels)).resize((SIDE, SIDE), Image.LANCZOS))
         pixels = np.clip(pixels, 0, 1)  # Lanczos overshoots beside sharp edges
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     if invert == "yes" or (invert == "auto" and border.mean() > 0.5):
         pixels = 1 - pixels
     return pixels.reshape(-1)
+
+
+def squared(pixels: np.ndarray) -> np.ndarray:
+    """A picture widened (or heightened) to a square, centred, with the grey of its border's paper:
+    scaled straight to 28x28, a digit in a wide picture would be squeezed thin."""
+    height, width = pixels.shape
+    if height == width:
+        return pixels
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    square = np.full((side, side), np.median(border), dtype=pixels.dtype)
+    square[top:top + height, left:left + width] = pixels
+    return square
 
 
 def grey_and_alpha(picture, path: Path) -> tuple[np.ndarray, np.ndarray | None]:

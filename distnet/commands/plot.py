@@ -39,12 +39,7 @@ def run(args) -> int:
     config = run_dir.config()
     history = read_history(run_dir.history_path)
     if not run_dir.best_path.exists():
-        advice = (f"resume it to get one (from its checkpoint if it had ended): {run_dir.resume_command()}"
-                  if run_dir.has_checkpoint() else
-                  "it stopped before its first checkpoint, so there is nothing to resume: train it anew into "
-                  "the same folder")
-        raise ConfigError(f"{run_dir.path} has no best network (best.npz): none yet, or the file was removed; "
-                          f"{advice}")
+        raise ConfigError(run_dir.no_best_network())
     pyplot = import_pyplot()
     args.dataset = dataset_of_model(run_dir.best_path, args.dataset)
     network = Network.load(run_dir.best_path)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data.datasets import DATASETS, class_names
 from ..data.digits import PIXELS, SIDE
-from ..errors import ConfigError, DataFormatError, DataNotFoundError
+from ..errors import ConfigError, DataFormatError, DataNotFoundError, ModelFormatError
 from ..nn.network import saved_network_path
 from .common import add_model_argument, check_fits, dataset_of_model, probability, recorded_classes, trained_on
 from .pictures import PICTURE_SUFFIXES, is_picture, read_picture
@@ -28,8 +28,9 @@ def register(subparsers) -> None:
     predict = subparsers.add_parser(
         "predict", help="classify images (PNG/JPEG, .npy or IDX) with a saved network",
         description="Print each image's class and the network's probability per class. FILE can be a "
-                    "PNG/JPEG picture (needs Pillow: pip install pillow), a .npy array of "
-                    "one or more 28x28 images (or rows of 784 values), or an IDX images file.")
+                    "PNG/JPEG picture (needs Pillow: pip install pillow; scaled to 28x28, made square "
+                    "first), a .npy array of one or more 28x28 images (or rows of 784 values), or an IDX "
+                    "images file.")
     add_model_argument(predict)
     predict.add_argument("files", type=Path, nargs="+", metavar="FILE",
                          help="the images: pictures, .npy arrays or IDX files (any mix)")
@@ -51,7 +52,13 @@ def run(args) -> int:
     from ..nn import Network
 
     args.model = saved_network_path(args.model)
-    network = Network.load(args.model)
+    try:
+        network = Network.load(args.model)
+    except ModelFormatError as e:
+        if args.model.is_file() and kind_of(first_bytes(args.model)):  # images where the model belongs
+            raise ModelFormatError(f"{e}; it holds images: the model comes first (distnet predict MODEL FILE...)") \
+                from None
+        raise
     record = trained_on(args.model)
     classes = recorded_classes(record, network.output_size) if args.dataset is None else None
     if classes is not None:  # the names the model was trained with, whatever its data

@@ -274,13 +274,17 @@ class DistributedTrainer(TrainerBase):
             free = ray.available_resources().get("CPU", 0)
             remove_placement_group(self._pg)
             fits = max(1, int(free))
-            advice = f"use at most {count(fits, 'worker')} (workers, --workers), or add nodes"
+            # A Ray started here is this machine alone: more room is had from a cluster, not by waiting.
+            where, more = ((f"this machine has {cpus:g} CPUs for the Ray this run started", "or join a cluster "
+                            "with more (--address; address= in Python)") if cannot_grow else
+                           (f"the cluster has {cpus:g} CPUs, {free:g} free, after waiting {waited:g} s",
+                            "or add nodes"))
+            advice = f"use at most {count(fits, 'worker')} (--workers {fits}; workers={fits} in Python), {more}"
             if self._run is not None and self._run.has_checkpoint():  # a resume
                 advice = (f"continue with at most {count(fits, 'worker')}: {self._run.resume_command()} --workers "
                           f"{fits} (workers={fits} in Python; from there its mini-batches are drawn from "
-                          f"{count(fits, 'shard')}: another draw of the same training), or add nodes")
-            raise ConfigError(f"cannot place {n} workers (one CPU each): the cluster has {cpus:g} CPUs, "
-                              f"{free:g} free, after waiting {waited:g} s; {advice}")
+                          f"{count(fits, 'shard')}: another draw of the same training), {more}")
+            raise ConfigError(f"cannot place {n} workers (one CPU each): {where}; {advice}")
         self._spec = self.network.spec()
         # One object per shard: a worker receives (and maps) only its own samples, and a
         # replacement worker gets the same objects again.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from pathlib import Path
 
 import numpy as np
@@ -494,9 +493,9 @@ def saved_network_path(path: str | os.PathLike) -> Path:
         return path
     if not (path / "best.npz").is_file():
         if (path / "config.json").is_file():  # a run directory
-            raise ModelFormatError(f"{path} is a run directory without a best network: it has none yet, or its "
-                                   f"best.npz was removed (resume it to get one, from its checkpoint if it had "
-                                   f"ended: distnet train --resume {shlex.quote(str(path))})")
+            from ..rundir import RunDir  # (which reads checkpoints, and they networks)
+
+            raise ModelFormatError(RunDir(path).no_best_network())
         raise ModelFormatError(f"{path} is a folder without a best.npz; give a model file, such as RUN_DIR/best.npz")
     return path / "best.npz"
 
@@ -537,7 +536,13 @@ def _read_model_file(path: str | os.PathLike) -> bytes:
     try:
         return Path(path).expanduser().read_bytes()
     except FileNotFoundError:
-        raise ModelFormatError(f"{path}: no such model file") from None
+        folder = Path(path).expanduser().parent
+        if Path(path).name == "best.npz" and (folder / "config.json").is_file():  # a run's, not there yet
+            from ..rundir import RunDir
+
+            raise ModelFormatError(RunDir(folder).no_best_network()) from None
+        kinds = "" if Path(path).suffix == ".json" else " (a run directory's best.npz, or the run directory)"
+        raise ModelFormatError(f"{path}: no such model file; give a file a network was saved in{kinds}") from None
     except OSError as e:
         raise ModelFormatError(f"{path}: cannot read the model file ({e.strerror})") from None
 
