@@ -132,11 +132,11 @@ def channel_steps(workload: str, workers: int, repeats: int) -> dict:
             if server.wait_step():
                 raise RuntimeError("a worker failed")
             update_started = time.perf_counter()
-            update.apply(server.params, server.grads, scale)
+            update.apply_sum(server.params, server.grads, scale)
             finished = time.perf_counter()
             step_s.append(finished - started)
             update_s.append(finished - update_started)
-        warm = median_seconds(lambda: update.apply(server.params, server.grads, scale), repeats)
+        warm = median_seconds(lambda: update.apply_sum(server.params, server.grads, scale), repeats)
         server.close()
     finally:
         for child in children:

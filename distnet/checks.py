@@ -25,18 +25,22 @@ def checked_number(what: str, value, kind: type, accept: Callable, expected: str
 
 
 def whole_number(what: str, value, least: int) -> int:
+    """``value`` as an int of at least ``least``; ConfigError naming ``what`` otherwise."""
     return checked_number(what, value, numbers.Integral, lambda v: v >= least, f"a whole number of at least {least}")
 
 
 def positive_int(what: str, value) -> int:
+    """``value`` as an int above 0; ConfigError naming ``what`` otherwise."""
     return checked_number(what, value, numbers.Integral, lambda v: v > 0, "a positive integer")
 
 
 def positive_real(what: str, value) -> float:
+    """``value`` as a finite float above 0; ConfigError naming ``what`` otherwise."""
     return checked_number(what, value, numbers.Real, lambda v: 0 < v < math.inf, "a positive finite number")
 
 
 def fraction(what: str, value) -> float:
+    """``value`` as a float in [0, 1); ConfigError naming ``what`` otherwise."""
     return checked_number(what, value, numbers.Real, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 

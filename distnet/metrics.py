@@ -22,6 +22,11 @@ class Evaluation:
     classes: tuple[str, ...]
 
     @property
+    def wrong(self) -> int:
+        """How many samples were misclassified."""
+        return int(self.confusion.sum() - np.trace(self.confusion))
+
+    @property
     def per_class_accuracy(self) -> np.ndarray:
         """For each class, the fraction of its samples classified right (0 for a class without any)."""
         totals = self.confusion.sum(axis=1)
@@ -35,8 +40,8 @@ class Evaluation:
 
     def report(self) -> str:
         """Error rate, per-class accuracy and the confusion matrix as aligned text."""
-        lines = [f"error rate {100 * self.error_rate:.2f}% ({int(self.confusion.sum() - np.trace(self.confusion))} "
-                 f"of {int(self.confusion.sum())} wrong)", "", "per-class accuracy:"]
+        lines = [f"error rate {100 * self.error_rate:.2f}% ({self.wrong} of {int(self.confusion.sum())} wrong)", "",
+                 "per-class accuracy:"]
         labels = [class_label(self.classes, i) for i in range(len(self.classes))]
         width = max(len(label) for label in labels)
         for label, accuracy, total in zip(labels, self.per_class_accuracy, self.confusion.sum(axis=1)):

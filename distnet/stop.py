@@ -10,6 +10,7 @@ import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -161,3 +162,16 @@ class EarlyStopping:
 
 
 
+
+
+class Stopping(Protocol):
+    """What the training loop asks of the stop rule and the keeper of the best network:
+    :class:`EarlyStopping` in a single process, a handle to its actor in a distributed run."""
+
+    def evaluate(self, epoch: int, error_rate: float, params: np.ndarray) -> Verdict: ...
+
+    def save_best(self) -> None: ...
+
+    def state(self) -> dict: ...
+
+    def load_state(self, state: dict, best_params: np.ndarray | None) -> None: ...

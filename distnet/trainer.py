@@ -29,10 +29,10 @@ class Trainer(TrainerBase):
     def step(self, X: np.ndarray, Y: np.ndarray) -> StepStats:
         """One update from one mini-batch: mean gradient over its rows, L2, optimizer step (a 1-D
         ``X`` is one sample, as :meth:`~distnet.nn.Network.predict` takes it)."""
-        grad, cost, correct = self.network.backprop(X, Y, out=self._grad, reuse_buffers=True)
         rows = len(X) if np.ndim(X) > 1 else 1
-        if rows == 0:
+        if rows == 0:  # (before the backprop, which would keep buffers of no rows)
             raise ConfigError("a step needs at least one sample, and the mini-batch has none")
+        grad, cost, correct = self.network.backprop(X, Y, out=self._grad, reuse_buffers=True)
         self.rule.apply(self.network.params, grad, scale=1 / rows)  # the mean, without a pass over grad
         return StepStats.of_step(cost, correct, rows)
 

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -34,7 +35,7 @@ from .checks import Checked, instance_of, path_of, positive_int, seed_or_none
 from .fit_arguments import (check_finite, check_finite_state, check_fit_arguments, checked_extra_config,
                             checked_reporter, checked_settings)
 from .step_stats import StepStats
-from .stop import EarlyStopping, StopEvaluator, Verdict
+from .stop import EarlyStopping, StopEvaluator, Stopping, Verdict
 
 
 class ChunkSizer:
@@ -106,6 +107,10 @@ class FitResult:
 FIT_DEFAULTS = {"epochs": 100, "eval_every": 5, "window": 4, "checkpoint_every": 0}
 
 
+#: fit's run settings, by name, in the order the loop unpacks them.
+_run_settings = itemgetter("epochs", "eval_every", "window", "acceptable_error", "checkpoint_every")
+
+
 def _resolved(given: dict, defaults: dict) -> dict:
     """fit's run settings: each one given, else the default (for a resume, the run's own)."""
     return {key: defaults.get(key) if value is None else value for key, value in given.items()}
@@ -134,7 +139,7 @@ class _Loop:
     chunks: ChunkSizer
     run: RunDir | None
     config: dict
-    stopping: EarlyStopping
+    stopping: Stopping
     reporter: Reporter
     checkpoint_every: int
     history: list[dict]
@@ -243,24 +248,26 @@ class TrainerBase:
 
     def __setattr__(self, name: str, value) -> None:
         # A misspelt setting (``trainer.batchsize = 64``) or another trainer's (``Trainer.workers``)
-        # would be kept and never read: the fit would train as if it had not been set.
-        where = getattr(type(self), name, None)
-        read_only = isinstance(where, property) and where.fset is None
-        if not name.startswith("_") and name not in self._INSTANCE_ATTRIBUTES and (where is None or read_only):
+        # would be kept and never read: the fit would train as if it had not been set. A method or
+        # a class's constant replaced would break what reads it.
+        if not (name.startswith("_") or name in self._INSTANCE_ATTRIBUTES or self._is_setting(name)):
             settings = self.settings()
             close = difflib.get_close_matches(name, settings, n=1)
-            what = f"{name} is read-only" if read_only else f"there is no setting {name!r}"
+            what = f"{name} is read-only" if hasattr(type(self), name) else f"there is no setting {name!r}"
             raise ConfigError(f"{type(self).__name__}: {what}{f' (did you mean {close[0]}?)' if close else ''}; "
                               f"the settings are {', '.join(settings)}")
         super().__setattr__(name, value)
 
     @classmethod
+    def _is_setting(cls, name: str) -> bool:
+        where = getattr(cls, name, None)
+        return isinstance(where, Checked) or isinstance(where, property) and where.fset is not None
+
+    @classmethod
     def settings(cls) -> list[str]:
         """The names of the settings a trainer of this class takes after it is made, each checked
         as one given to the constructor."""
-        return [name for name in dir(cls) if not name.startswith("_")
-                and (isinstance(getattr(cls, name), Checked)
-                     or isinstance(getattr(cls, name), property) and getattr(cls, name).fset is not None)]
+        return [name for name in dir(cls) if not name.startswith("_") and cls._is_setting(name)]
 
     def config(self) -> dict:
         """The run's configuration as JSON-able data (stored in run directories and checkpoints)."""
@@ -326,7 +333,7 @@ class TrainerBase:
         settings = check_fit_arguments(self.network, train, validation, self.augmentation, epochs=epochs,
                                        eval_every=eval_every, window=window, acceptable_error=acceptable_error,
                                        checkpoint_every=checkpoint_every)
-        epochs, eval_every, window, acceptable_error, checkpoint_every = settings.values()
+        epochs, eval_every, window, acceptable_error, checkpoint_every = _run_settings(settings)
         self._check_batches(len(train))
         self.optimizer.check_state_fits(self.network.params)  # before a parameter server is started with it
         if not resume:  # (a resume starts from its checkpoint's state)
@@ -462,7 +469,7 @@ class TrainerBase:
         if checkpoint is not None and checkpoint.step:
             carried = (checkpoint.epoch, checkpoint.epoch_shards or checkpoint.config.get("workers", self.shards))
         plan = BatchPlan(len(train), self.batch_size, self.shards, self.seed, carried=carried)
-        epochs, eval_every, window, acceptable_error, checkpoint_every = start.settings.values()
+        epochs, eval_every, window, acceptable_error, checkpoint_every = _run_settings(start.settings)
         self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
         self._base_rate = self.optimizer.learning_rate
         try:
@@ -686,7 +693,7 @@ class TrainerBase:
         self.optimizer.learning_rate = learning_rate
 
     def _early_stopping(self, network_spec: dict, window: int, acceptable_error: float | None,
-                        best_path: Path | None, notes: dict | None = None):
+                        best_path: Path | None, notes: dict | None = None) -> Stopping:
         """The keeper of the best network (writing it, with ``notes``, to ``best_path``)."""
         return EarlyStopping(network_spec, window, acceptable_error, best_path, notes)
 

@@ -69,7 +69,7 @@ def test_parts_equal_one_rule_on_the_summed_gradient(optimizer, parts, workers, 
         for _ in range(4):
             grads = gradients(rng, expected, workers)
             rule.apply(expected, summed(grads), scale=1 / 37)
-            update.apply(got, grads, scale=1 / 37)
+            update.apply_sum(got, grads, scale=1 / 37)
             np.testing.assert_array_equal(got, expected)
             assert_same_state(update.state(), rule.optimizer.state())
     finally:
@@ -88,21 +88,21 @@ def test_state_moves_between_part_counts_and_a_plain_optimizer(optimizer):
 
     uninterrupted, params = make(3), net.params.copy()
     for step in grads:
-        uninterrupted.apply(params, step, scale=0.5)
+        uninterrupted.apply_sum(params, step, scale=0.5)
 
     first, saved_params = make(3), net.params.copy()
     for step in grads[:3]:
-        first.apply(saved_params, step, scale=0.5)
+        first.apply_sum(saved_params, step, scale=0.5)
     saved = first.state()
     for step in grads[3:]:  # the exported state is a copy: going on does not change it
-        first.apply(net.params.copy(), step, scale=0.5)
+        first.apply_sum(net.params.copy(), step, scale=0.5)
 
     two, plain = make(2), UpdateRule(optimizer_from_spec(SPECS[optimizer]), L2, net.weight_slices)
     two.load_state(saved)
     plain.optimizer.load_state(saved)
     params_two, params_plain = saved_params.copy(), saved_params.copy()
     for step in grads[3:]:
-        two.apply(params_two, step, scale=0.5)
+        two.apply_sum(params_two, step, scale=0.5)
         plain.apply(params_plain, summed(step), scale=0.5)
     for update in (uninterrupted, first, two):
         update.close()
@@ -130,7 +130,7 @@ def test_learning_rate_reaches_every_part():
         assert update.learning_rate == rate
         grads = gradients(rng, expected, 2)
         rule.apply(expected, summed(grads))
-        update.apply(got, grads)
+        update.apply_sum(got, grads)
         np.testing.assert_array_equal(got, expected)
     update.close()
 

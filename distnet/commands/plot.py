@@ -31,9 +31,8 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..metrics import confident_mistakes, evaluation_of
-    from ..nn import Network
     from ..rundir import RunDir
-    from .common import check_fits, dataset_of_model, load_test_data
+    from .common import model_and_test_data
 
     run_dir = RunDir(args.run_dir)
     config = run_dir.config()
@@ -41,10 +40,8 @@ def run(args) -> int:
     if not run_dir.best_path.exists():
         raise ConfigError(run_dir.no_best_network())
     pyplot = import_pyplot()
-    args.dataset = dataset_of_model(run_dir.best_path, args.dataset)
-    network = Network.load(run_dir.best_path)
-    test = load_test_data(args, dtype=network.dtype)
-    check_fits(network, run_dir.best_path, test.images.shape[1], len(test.classes), test.name)
+    args.model = run_dir.best_path
+    network, test = model_and_test_data(args)
     outputs = network.predict(test.images)
     evaluation = evaluation_of(outputs, test.labels, test.classes)
     mistakes = confident_mistakes(outputs, test.labels, GRID[0] * GRID[1])

@@ -14,13 +14,13 @@ import numpy as np
 
 from ..data.datasets import DATASETS, class_names
 from ..data.digits import PIXELS, SIDE
+from ..data.idx import GZIP_MAGIC
 from ..errors import ConfigError, DataFormatError, DataNotFoundError, ModelFormatError
 from ..nn.network import saved_network_path
 from .common import add_model_argument, check_fits, dataset_of_model, probability, recorded_classes, trained_on
 from .pictures import PICTURE_SUFFIXES, is_picture, read_picture
 
 NUMPY_SIGNATURES = (b"\x93NUMPY", b"PK\x03\x04")  # an .npy array; an .npz archive (zip), which np.load names
-GZIP_SIGNATURE = b"\x1f\x8b"
 NPY_ERRORS = (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError)
 
 
@@ -116,7 +116,7 @@ def kind_of(head: bytes) -> str | None:
         return "picture"
     if head.startswith(NUMPY_SIGNATURES):
         return "npy"
-    if head.startswith((b"\0\0", GZIP_SIGNATURE)):  # an IDX magic number, or gzip (of an IDX file)
+    if head.startswith((b"\0\0", GZIP_MAGIC)):  # an IDX magic number, or gzip (of an IDX file)
         return "idx"
     return None
 

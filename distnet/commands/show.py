@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
 from .common import add_data_arguments, add_model_argument, model_and_test_data, non_negative_int, probability
 
 GAP = "   "  # between a digit's picture and its probability table
@@ -45,9 +43,8 @@ def run(args) -> int:
                           "recognized": bool(ok), "probabilities": outputs[i].astype(float).round(6).tolist()}
                          for i, ok in zip(chosen, sure)]}))
         return 0
-    wrong = int(evaluation.confusion.sum() - np.trace(evaluation.confusion))
     print(f"{args.model} on the {args.dataset} test set: error rate {100 * evaluation.error_rate:.2f}% "
-          f"({wrong} of {len(test)} wrong)")
+          f"({evaluation.wrong} of {len(test)} wrong)")
     if split:
         print(split.report())
     if len(chosen):

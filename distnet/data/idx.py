@@ -27,7 +27,7 @@ from distnet.io import atomic_writer
 
 __all__ = ["read_idx", "write_idx"]
 
-_GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MAGIC = b"\x1f\x8b"
 _UINT8 = 0x08
 _MAX_NDIM = 3
 _CHUNK = 1 << 20
@@ -51,7 +51,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     except FileNotFoundError:
         raise DataNotFoundError(f"{path}: no such file") from None
     with raw:
-        compressed = raw.read(2) == _GZIP_MAGIC
+        compressed = raw.read(2) == GZIP_MAGIC
         raw.seek(0)
         if not compressed:
             return _parse(raw, path, os.fstat(raw.fileno()).st_size)

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..nn.parallel_update import usable_cores
+
 _COMMAND = struct.Struct("<ii")  # epoch, step
 OK, FAILED = b"\x00", b"\x01"
 STATS_COLUMNS = 3  # cost, correct, samples
@@ -256,7 +258,7 @@ class ServerEnd(_Attached):
             raise
         self._started = 0
         # While the workers compute, watching takes a core only if one is left over for it.
-        self.watch_workers = len(os.sched_getaffinity(0)) > spec.workers
+        self.watch_workers = usable_cores() > spec.workers
 
     def start_step(self, epoch: int, step: int) -> None:
         message = _COMMAND.pack(epoch, step)

@@ -37,7 +37,7 @@ class ParameterServer:
 
     def _apply(self, epoch: int, step: int, grads, stats: np.ndarray) -> None:
         step_stats = StepStats.of_step(*stats.sum(axis=0))
-        self.update.apply(self.params, grads, scale=1 / stats[:, 2].sum())
+        self.update.apply_sum(self.params, grads, scale=1 / stats[:, 2].sum())
         self._stats += step_stats
         self.position = (epoch, step + 1)
 

@@ -603,9 +603,7 @@ class DistributedTrainer(TrainerBase):
             ray.get(self._server.set_learning_rate.remote(self._scheduled_rate(epoch)))
 
     def _early_stopping(self, network_spec: dict, window: int, acceptable_error: float | None,
-                        best_path: Path | None, notes: dict | None = None):
-        # Absolute: the actor's working directory is the Ray node's, not this process's.
-        best_path = best_path.absolute() if best_path is not None else None
+                        best_path: Path | None, notes: dict | None = None) -> StopEvaluatorHandle:
         self._stopping = StopEvaluatorHandle(network_spec, window, acceptable_error, best_path,
                                             node_id=ray.get_runtime_context().get_node_id(),
                                             on_failure=self._count_failure, on_recovery=self._report_recoveries,

@@ -22,7 +22,7 @@ from .optimizers import UpdateRule, optimizer_from_spec
 MIN_PART_SIZE = 1 << 18
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     """The cores this process may run on (its affinity where the platform reports it)."""
     try:
         return len(os.sched_getaffinity(0))
@@ -33,13 +33,13 @@ def _usable_cores() -> int:
 def parts_for(size: int, min_part_size: int = MIN_PART_SIZE, cores: int | None = None) -> int:
     """How many parts to split an update of ``size`` parameters into: at most one per usable core,
     and none smaller than ``min_part_size``."""
-    return max(1, min(cores or _usable_cores(), size // min_part_size))
+    return max(1, min(cores or usable_cores(), size // min_part_size))
 
 
 class _Part:
     """The update of ``params[start:stop]``, with its own optimizer state of that length."""
 
-    def __init__(self, start: int, stop: int, optimizer_spec: dict | str, l2: float,
+    def __init__(self, start: int, stop: int, optimizer_spec: dict, l2: float,
                  weight_slices: Sequence[slice]):
         self.start, self.stop = start, stop
         # The network's weight slices that fall inside this part, shifted to the part's origin.
@@ -48,7 +48,7 @@ class _Part:
         # A part of biases only has nothing to decay (UpdateRule refuses L2 without weights).
         self.rule = UpdateRule(optimizer_from_spec(optimizer_spec), l2 if own_weights else 0.0, own_weights)
 
-    def apply(self, params: np.ndarray, grads: Sequence[np.ndarray], scale: float) -> None:
+    def apply_sum(self, params: np.ndarray, grads: Sequence[np.ndarray], scale: float) -> None:
         own = slice(self.start, self.stop)
         self.rule.apply_sum(params[own], [grad[own] for grad in grads], scale)
 
@@ -64,7 +64,7 @@ class ParallelUpdate:
     is one UpdateRule and no threads. Call :meth:`close` to stop the threads.
     """
 
-    def __init__(self, optimizer_spec: dict | str, l2: float, weight_slices: Sequence[slice], size: int,
+    def __init__(self, optimizer_spec: dict, l2: float, weight_slices: Sequence[slice], size: int,
                  parts: int | None = None):
         parts = parts_for(size) if parts is None else parts
         if not 1 <= parts <= size:
@@ -90,20 +90,20 @@ class ParallelUpdate:
         for part in self._parts:
             part.rule.optimizer.learning_rate = learning_rate
 
-    def apply(self, params: np.ndarray, grads: Sequence[np.ndarray], scale: float = 1.0) -> None:
-        """Update ``params`` in place from the mean gradient ``(grads[0] + grads[1] + ...) · scale``
-        (see :meth:`Optimizer.step`); the gradients are only read."""
+    def apply_sum(self, params: np.ndarray, grads: Sequence[np.ndarray], scale: float = 1.0) -> None:
+        """Update ``params`` in place from the mean gradient ``(grads[0] + grads[1] + ...) · scale``,
+        as :meth:`UpdateRule.apply_sum` does; the gradients are only read."""
         if params.shape != (self.size,):
             raise ConfigError(f"expected {self.size} parameters, got an array of shape {params.shape}")
         *others, last = self._parts
         if not others:
-            last.apply(params, grads, scale)
+            last.apply_sum(params, grads, scale)
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(len(others), thread_name_prefix="parallel-update")
-        pending = [self._pool.submit(part.apply, params, grads, scale) for part in others]
+        pending = [self._pool.submit(part.apply_sum, params, grads, scale) for part in others]
         try:
-            last.apply(params, grads, scale)  # this thread's share, rather than waiting idle
+            last.apply_sum(params, grads, scale)  # this thread's share, rather than waiting idle
         finally:
             for future in pending:
                 future.result()
