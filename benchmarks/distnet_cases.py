@@ -2,6 +2,7 @@
 protocol, and the math of one step alone (to tell a step's coordination from its compute)."""
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -99,9 +100,10 @@ def distributed(workload: str, samples: int, epochs: int, runs: list[list], vali
 
 
 def compute(workload: str, workers: list[int], repeats: int) -> dict:
-    """The math of one step, alone, one BLAS thread: a worker's gradient on its part of the batch
-    (rows gathered from the data, as the workers do) and the parameter server's update from N
-    gradients; and the single-process step."""
+    """The math of one step, alone, one BLAS thread: a worker's gradient on its part of the batch,
+    the gathering of those rows from the data (which a ``channel`` worker does for the next step
+    while the server updates, and the other protocols within the step), and the parameter server's
+    update from N distinct gradients (as it sums N workers'); and the single-process step."""
     from distnet import Trainer
     from distnet.batches import BatchGather
     from distnet.distributed.parameter_server import ParameterServer
@@ -113,21 +115,22 @@ def compute(workload: str, workers: list[int], repeats: int) -> dict:
     inner = max(1, int(2e8 // (w.flops_per_sample * w.batch_size)))  # about 0.2 GFLOP per timing
 
     gather = BatchGather(10, network.dtype)
-
-    def backprop(rows: int):
-        grad = np.empty_like(network.params)
-        return lambda: network.backprop(*gather(rng.integers(0, len(images), rows), images, labels), out=grad,
-                                        reuse_buffers=True)
-
-    result = {"backprop_us": {}, "server_update_us": {}}
+    result = {"backprop_us": {}, "gather_us": {}, "server_update_us": {}}
     # Beyond the cores here too: the math alone needs no core per worker, and more points steady
     # the scaling model's slopes.
     for n in sorted({n for n in (1, 2, 4, 8, *workers) if n <= w.batch_size}):
         rows = w.batch_size // n
-        result["backprop_us"][n] = median_seconds(backprop(rows), repeats, inner) * 1e6
+        # Eight steps' rows in turn, each gathered ahead as a channel worker's are: not one cache-hot batch.
+        picks = itertools.cycle([rng.integers(0, len(images), rows) for _ in range(8)])
+        batches = itertools.cycle([tuple(a.copy() for a in gather(next(picks), images, labels)) for _ in range(8)])
+        grad = np.empty_like(network.params)
+        result["backprop_us"][n] = median_seconds(
+            lambda: network.backprop(*next(batches), out=grad, reuse_buffers=True), repeats, inner) * 1e6
+        result["gather_us"][n] = median_seconds(lambda: gather(next(picks), images, labels), repeats, inner) * 1e6
         server = ParameterServer(network.spec(), network.params, distnet_optimizer().spec(), L2)
-        gradient = (np.full_like(network.params, 1e-6), 0.5, rows // 2, rows)
-        result["server_update_us"][n] = median_seconds(lambda: server.apply(0, 0, *[gradient] * n), repeats, inner) * 1e6
+        # N workers' gradients are N arrays, each read once per update; one array N times stays in cache.
+        results = [(np.full_like(network.params, 1e-6), 0.5, rows // 2, rows) for _ in range(n)]
+        result["server_update_us"][n] = median_seconds(lambda: server.apply(0, 0, *results), repeats, inner) * 1e6
     trainer = Trainer(distnet_network(w), distnet_optimizer(), l2=L2, batch_size=w.batch_size)
 
     def step():

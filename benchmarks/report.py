@@ -48,6 +48,8 @@ def add_analysis(results: dict) -> None:
             run["samples_per_s"] = workload["steps_per_epoch"] * workload["batch_size"] / run["epoch_s"]
             if key.startswith("distnet ") and "single" not in key and "backprop_us" in compute:
                 math = compute["backprop_us"][str(n)] + compute["server_update_us"][str(n)]
+                if not key.startswith("distnet channel"):  # a channel worker gathers while the server updates
+                    math += compute.get("gather_us", {}).get(str(n), 0.0)  # (not timed apart before 2026-12-02)
                 run["step_math_us"] = math
                 run["coordination_us"] = run["step_us"] - math
             elif key.startswith(("torch ddp", "ray train")) and n == 2 and _ok(torch_one):

@@ -3,7 +3,9 @@
     step(N) = g · B/N + fixed + per_worker · N
 
 * g: the gradient's cost per sample, the slope of one worker's backprop time over its rows,
-  measured alone (1 thread) on B/N rows for N = 1, 2, 4, 8 and every N the machine has;
+  measured alone (1 thread) on B/N rows for N = 1, 2, 4, 8 and every N the machine has; for the
+  protocols but ``channel`` (whose workers gather the next step's rows while the server updates)
+  with the gathering of the rows too, timed apart the same way;
 * fixed + per_worker · N: everything else in a step (the parameter server's update, which sums N
   gradients; waking and waiting for N workers; the per-call cost of a backprop), fitted to the
   measured step times of each protocol after the g · B/N part is taken out. Of per_worker, the
@@ -45,24 +47,27 @@ def model(workload: dict, cores: int) -> dict | None:
         return None
     batch = workload["batch_size"]
     _, per_sample = _line({batch / int(n): t for n, t in compute["backprop_us"].items()})
+    gathers = compute.get("gather_us")  # (not timed apart before 2026-12-02)
+    gather_per_sample = _line({batch / int(n): t for n, t in gathers.items()})[1] if gathers else 0.0
     _, update_per_worker = _line({int(n): t for n, t in compute["server_update_us"].items()})
     measured: dict[str, dict[int, float]] = {}
     for key, run in workload["runs"].items():
         if key.startswith("distnet ") and "single" not in key and "step_us" in run:
             protocol, n = key[len("distnet "):].rsplit("/", 1)
             measured.setdefault(protocol, {})[int(n)] = run["step_us"]
-    result = {"gradient_us_per_sample": per_sample, "update_us_per_worker": update_per_worker,
-              "protocols": {}, "measured_workers": sorted({n for m in measured.values() for n in m})}
+    result = {"gradient_us_per_sample": per_sample, "gather_us_per_sample": gather_per_sample,
+              "update_us_per_worker": update_per_worker, "protocols": {},
+              "measured_workers": sorted({n for m in measured.values() for n in m})}
     for protocol, steps in measured.items():
+        g = per_sample + (0.0 if protocol == "channel" else gather_per_sample)
         # Each worker more is one gradient more for the server to sum, at the least.
-        fixed, per_worker = _line({n: t - per_sample * batch / n for n, t in steps.items()},
-                                  min_slope=update_per_worker)
+        fixed, per_worker = _line({n: t - g * batch / n for n, t in steps.items()}, min_slope=update_per_worker)
         predicted = {}
         for n in PREDICT:
             if batch < n:
                 predicted[str(n)] = None  # fewer samples than workers
                 continue
-            step = per_sample * batch / n + fixed + per_worker * n
+            step = g * batch / n + fixed + per_worker * n
             predicted[str(n)] = {"step_us": step, "samples_per_s": batch / step * 1e6}
         result["protocols"][protocol] = {"fixed_us": fixed, "per_worker_us": per_worker, "predicted": predicted,
                                          "fitted_to": sorted(steps)}
@@ -73,8 +78,9 @@ def markdown(scaling: dict | None) -> str:
     if not scaling:
         return ""
     lines = [f"Scaling model: step(N) = {scaling['gradient_us_per_sample']:.2f} µs · B/N + fixed + per_worker · N "
-             f"(the update's own share of per_worker: {scaling['update_us_per_worker']:.0f} µs); from one measured N, "
-             f"per_worker is that share alone.", "",
+             f"(the update's own share of per_worker: {scaling['update_us_per_worker']:.0f} µs; protocols but channel "
+             f"add the gathering of the rows, {scaling.get('gather_us_per_sample', 0.0):.2f} µs · B/N); from one "
+             f"measured N, per_worker is that share alone.", "",
              "| protocol | fitted to N | fixed µs | per_worker µs | "
              + " | ".join(f"N={n}: µs/step, samples/s" for n in PREDICT) + " |",
              "|---|---|---|---|" + "---|" * len(PREDICT)]

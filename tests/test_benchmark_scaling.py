@@ -49,3 +49,18 @@ def test_the_table_says_which_worker_counts_each_protocol_was_fitted_to():
     assert rows[4].startswith("| channel | 1, 2 | 24 | 12 |")
     assert rows[5].startswith("| compiled | 2 | ")  # one point: per_worker is the update's share (2 µs)
     assert "| 2 | " in rows[5].split("| compiled | 2 | ")[1]
+
+
+def test_protocols_that_gather_within_the_step_count_the_gathering_with_the_gradient():
+    workload = {"batch_size": 32,
+                "compute": {"backprop_us": {"1": 64.0, "2": 32.0}, "gather_us": {"1": 16.0, "2": 8.0},
+                            "server_update_us": {"1": 10.0, "2": 12.0}},
+                "runs": {f"distnet {p}/{n}": {"step_us": t} for p in ("channel", "plain")
+                         for n, t in ((1, 100.0), (2, 80.0))}}
+    scaling = model(workload, cores=2)
+    assert scaling["gather_us_per_sample"] == pytest.approx(0.5)
+    channel, plain = scaling["protocols"]["channel"], scaling["protocols"]["plain"]
+    assert (channel["fixed_us"], channel["per_worker_us"]) == (pytest.approx(24.0), pytest.approx(12.0))
+    # step - (g + gather)·B/N: 20 at N = 1, 40 at N = 2, so fixed 0 and per_worker 20.
+    assert (plain["fixed_us"], plain["per_worker_us"]) == (pytest.approx(0.0), pytest.approx(20.0))
+    assert plain["predicted"]["4"]["step_us"] == pytest.approx(2.5 * 8 + 0 + 20 * 4)

@@ -106,6 +106,19 @@ def test_a_report_of_part_of_the_cases_says_what_was_not_measured_and_flags_nois
     assert "| wide, 2 workers: throughput / PyTorch DDP 2 processes | – | 1.2 | – | not measured |" in text
 
 
+def test_a_step_s_math_counts_the_gathering_of_rows_only_where_it_is_within_the_step():
+    """A channel worker gathers the next step's rows while the server updates; under plain and
+    compiled calls a worker gathers within the step."""
+    compute = {"backprop_us": {"2": 60.0}, "gather_us": {"2": 7.0}, "server_update_us": {"2": 12.0}}
+    runs = {f"distnet {protocol}/2": {"epoch_s": 1.0, "step_us": 100.0} for protocol in ("channel", "plain", "compiled")}
+    results = {"machine": {"cores": 2}, "hardware": {}, "workloads": {"w": {
+        "sizes": [784, 10], "batch_size": 32, "steps_per_epoch": 100, "flops_per_epoch": 1e9, "compute": compute,
+        "runs": runs}}}
+    report.add_analysis(results)
+    assert {key: (run["step_math_us"], run["coordination_us"]) for key, run in runs.items()} == {
+        "distnet channel/2": (72.0, 28.0), "distnet plain/2": (79.0, 21.0), "distnet compiled/2": (79.0, 21.0)}
+
+
 @pytest.mark.parametrize("tool", ["speed", "report", "worker_memory", "step_anatomy", "accuracy", "stop_window"])
 def test_each_tool_runs_as_a_file_from_any_folder_as_well_as_with_dash_m(tool, tmp_path):
     for command, folder in (([f"{ROOT}/benchmarks/{tool}.py"], tmp_path), (["-m", f"benchmarks.{tool}"], ROOT)):
