@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [{k: v for k, v in done[(p, s)].items() if k != "definition"} for p in args.presets for s in args.seeds]
     report = {"date": started, "protocol": args.protocol, "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
               "reused": len(runs) - len(todo), "machine": machine(), "runs": runs,
+              "runs_of_other_code": sum(r.get("distnet_code") != code_digest() for r in runs),
               "presets": {p: {**summarize([r for r in runs if r["preset"] == p]), "definition": definition(p)}
                           for p in args.presets}}
     print(json.dumps(report))
@@ -157,6 +158,7 @@ def article_run(preset_name: str, seed: int, dataset: str, max_epochs: int | Non
 def result_record(preset: str, seed: int, args, summary: dict, wall: float, run_dir: Path | None) -> dict:
     return {"preset": preset, "seed": seed, "dataset": args.dataset, "workers": args.workers,
             "protocol": args.protocol, "max_epochs": args.epochs, "definition": definition(preset),
+            "distnet_code": code_digest(),
             "test_error": summary["test_error"], "validation_error": summary["validation_error"],
             "epochs": summary["epochs"], "best_epoch": summary["best_epoch"],
             "stop_reason": summary["stop_reason"], "train_seconds": summary["seconds"],
@@ -169,6 +171,13 @@ def definition(preset: str) -> dict | None:
     from distnet.presets import PRESETS
 
     return json.loads(json.dumps(dataclasses.asdict(PRESETS[preset]))) if preset in PRESETS else None
+
+
+def code_digest() -> str:
+    """A digest of this checkout's distnet source, which each run records."""
+    from distnet.distributed.same_code import distnet_code
+
+    return distnet_code()[1]
 
 
 def read_results(path: Path) -> list[dict]:
@@ -199,19 +208,22 @@ def markdown(report: dict) -> str:
         return "–" if x is None else f"{100 * x:.2f} %"
 
     reused = f"; {report['reused']} run(s) reused from earlier invocations" if report["reused"] else ""
+    if report.get("runs_of_other_code"):
+        reused += (f", {report['runs_of_other_code']} of them by another distnet (its source differed: a "
+                   f"change to the arithmetic would not show)")
     lines = [f"Measured {report['date']} with `{report['command']}` "
              f"({report['machine']['cpus']} CPUs, load average at the end {report['machine']['load_average'][0]:.1f}"
              f"{reused}).",
              "", "Protocol: " + ("early stopping on the validation split." if report["protocol"] == "validation" else
                              "the article's: trained on all training samples, stopped on the test set (the test "
                              "error is the best of the evaluations, so it is optimistic)."),
-             "", "| preset | runs | median test error | min | max | median validation error | median epochs "
+             "", "| preset | runs | median test error | min | max | median best validation error | median epochs "
              "| median wall time per run |", "|---|---|---|---|---|---|---|---|"]
     for name, s in report["presets"].items():
         lines.append(f"| {name} | {s['runs']} | {pct(s['median_test_error'])} | {pct(s['min_test_error'])} | "
                      f"{pct(s['max_test_error'])} | {pct(s['median_validation_error'])} | {s['median_epochs']:g} | "
                      f"{s['median_wall_seconds']:.0f} s |")
-    lines += ["", "| preset | seed | test error | validation error | epochs (best) | stopped by | wall time |",
+    lines += ["", "| preset | seed | test error | best validation error | epochs (best) | stopped by | wall time |",
               "|---|---|---|---|---|---|---|"]
     for r in report["runs"]:
         lines.append(f"| {r['preset']} | {r['seed']} | {pct(r['test_error'])} | {pct(r['validation_error'])} | "

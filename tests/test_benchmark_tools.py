@@ -151,3 +151,21 @@ def test_every_script_compiles(folder):
     row of the speed table)."""
     for path in sorted((ROOT / folder).glob("*.py")):
         compile(path.read_text(), str(path), "exec")
+
+
+def test_the_accuracy_benchmark_says_how_many_reused_runs_another_distnet_trained(tmp_path, capsys):
+    """Reuse is keyed on the preset and the settings: a run of code changed since (its arithmetic,
+    say) would pass for one of this code without a word."""
+    from benchmarks import accuracy
+
+    args = argparse.Namespace(dataset="mnist", workers=0, epochs=None, protocol="validation")
+    summary = {"test_error": 0.025, "validation_error": 0.03, "epochs": 10, "best_epoch": 8,
+               "stop_reason": "early_stop", "seconds": 1.0}
+    runs = [accuracy.result_record("seed", seed, args, summary, 2.0, None) for seed in (1, 2)]
+    assert runs[0]["distnet_code"] == accuracy.code_digest()
+    runs[1]["distnet_code"] = "0" * 64
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+    assert accuracy.main(["--presets", "seed", "--seeds", "1", "2", "--runs-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out.splitlines()[0])["runs_of_other_code"] == 1
+    assert "2 run(s) reused from earlier invocations, 1 of them by another distnet" in out
