@@ -166,7 +166,7 @@ def markdown(results: dict) -> str:
                   "| run | epoch s | samples/s | µs/step | step math µs | coordination µs/step | × PyTorch 1 thread "
                   "| × hardware floor | peak RSS MB/process |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        below_noise = False
+        below_noise = below_floor = False
         for key, run in w["runs"].items():
             if not _ok(run):
                 reason = run.get("skipped") or run.get("error") if run else "missing"
@@ -175,13 +175,19 @@ def markdown(results: dict) -> str:
             coordination = _fmt(run.get("coordination_us"), 0)
             if (run.get("coordination_us") or 0) < 0:
                 coordination, below_noise = coordination + " *", True
+            floor = _fmt(run.get("vs_hardware_floor"))
+            if run.get("vs_hardware_floor", 1) < 1:
+                floor, below_floor = floor + " †", True
             lines.append(f"| {key} | {_fmt(run['epoch_s'], 3)} | {_fmt(run['samples_per_s'], 0)} | "
                          f"{_fmt(run['step_us'], 0)} | {_fmt(run.get('step_math_us'), 0)} | "
                          f"{coordination} | {_fmt(run.get('vs_torch_1_thread'))} | "
-                         f"{_fmt(run.get('vs_hardware_floor'))} | {', '.join(map(str, run.get('peak_rss_mb', [])))} |")
+                         f"{floor} | {', '.join(map(str, run.get('peak_rss_mb', [])))} |")
         if below_noise:
             lines += ["", "\\* The step took less than its math timed alone (in a separate process): the "
                           "coordination is below what this run resolves."]
+        if below_floor:
+            lines += ["", "† Faster than the hardware floor: the GEMM rate was measured low (other work on the "
+                          "machine during the gemm case), so this run's floor is not a floor."]
         lines += ["", scaling.markdown(w.get("scaling"))]
     lines += ["", "| target | measured | limit | met | compared |", "|---|---|---|---|---|"]
     for t in results["targets"]:

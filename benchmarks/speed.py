@@ -134,7 +134,9 @@ def _run_case(case: dict, timeout: float) -> dict:
             "seconds": round(time.perf_counter() - started, 1)}
     if case["function"] == "distributed":
         return {key: {**value, **meta} for key, value in result.items()}
-    return {**result, **meta}
+    # A peer that reports the threads it ran with (torch.get_num_threads()) keeps that check beside the setting.
+    seen = {"threads_seen": result["threads"]} if "threads" in result else {}
+    return {**result, **meta, **seen}
 
 
 def _machine() -> dict:

@@ -169,3 +169,20 @@ def test_the_accuracy_benchmark_says_how_many_reused_runs_another_distnet_traine
     out = capsys.readouterr().out
     assert json.loads(out.splitlines()[0])["runs_of_other_code"] == 1
     assert "2 run(s) reused from earlier invocations, 1 of them by another distnet" in out
+
+
+def test_a_run_faster_than_the_hardware_floor_is_flagged_as_a_floor_measured_low():
+    machine = {"cpu": "a CPU", "cores": 2, "python": "3.11", "numpy": "2", "numba": None, "ray": "2.60",
+               "torch": None, "load_average_at_start": [0.1], "load_average_at_end": [0.1]}
+    runs = {"distnet single/1": {"epoch_s": 0.5, "step_us": 5000.0, "threads": 1},
+            "distnet channel/1": {"epoch_s": 2.0, "step_us": 20000.0}}
+    results = {"date": "today", "mode": "quick", "data": "random", "machine": machine, "threads": "1",
+               "hardware": {"1": {"best_gflops": 1.0, "numpy_gflops": 1.0, "torch_gflops": None,
+                                  "article_shape_gflops": 1.0}},
+               "workloads": {"w": {"sizes": [784, 10], "batch_size": 1, "steps_per_epoch": 100,
+                                   "flops_per_epoch": 1e9, "runs": runs}}}
+    report.add_analysis(results)  # floor: 1 s on 1 core
+    text = report.markdown(results)
+    assert "| distnet single/1 | 0.500 | 200 | 5,000 | – | – | – | 0.50 † |" in text
+    assert "| distnet channel/1 | 2.000 | 50 | 20,000 | – | – | – | 2.00 |" in text
+    assert "† Faster than the hardware floor" in text
