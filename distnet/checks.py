@@ -164,3 +164,14 @@ def _key_not_text(value):
     else:
         return None
     return next((key for item in values if (key := _key_not_text(item)) is not None), None)
+
+
+def float_dtype(dtype) -> np.dtype:
+    """``dtype`` (np.float32, "float64", ...) as a NumPy dtype; ConfigError unless float32 or float64."""
+    try:
+        dtype = np.dtype(dtype) if dtype is not None else dtype  # (NumPy's np.dtype(None) is float64)
+    except TypeError:  # a name NumPy does not know, such as "foo": refused below as int is
+        pass
+    if not isinstance(dtype, np.dtype) or dtype not in (np.float32, np.float64):
+        raise ConfigError(f"dtype must be float32 or float64, got {dtype!r}")
+    return dtype
