@@ -264,27 +264,7 @@ class DistributedTrainer(TrainerBase):
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:
         n = plan.shards
         self._plan = plan
-        self._pg = placement_group([{"CPU": 1}] * n, strategy="SPREAD")
-        # A Ray started here cannot grow: fail at once rather than wait for CPUs that never come.
-        cannot_grow = self._embedded_ray and n > ray.cluster_resources().get("CPU", 0)
-        waited = 0 if cannot_grow else self.placement_timeout
-        ready, _ = ray.wait([self._pg.ready()], timeout=waited)
-        if not ready:
-            cpus = ray.cluster_resources().get("CPU", 0)
-            free = ray.available_resources().get("CPU", 0)
-            remove_placement_group(self._pg)
-            fits = max(1, int(free))
-            # A Ray started here is this machine alone: more room is had from a cluster, not by waiting.
-            where, more = ((f"this machine has {cpus:g} CPUs for the Ray this run started", "or join a cluster "
-                            "with more (--address; address= in Python)") if cannot_grow else
-                           (f"the cluster has {cpus:g} CPUs, {free:g} free, after waiting {waited:g} s",
-                            "or add nodes"))
-            advice = f"use at most {count(fits, 'worker')} (--workers {fits}; workers={fits} in Python), {more}"
-            if self._run is not None and self._run.has_checkpoint():  # a resume
-                advice = (f"continue with at most {count(fits, 'worker')}: {self._run.resume_command()} --workers "
-                          f"{fits} (workers={fits} in Python; from there its mini-batches are drawn from "
-                          f"{count(fits, 'shard')}: another draw of the same training), {more}")
-            raise ConfigError(f"cannot place {n} workers (one CPU each): {where}; {advice}")
+        self._pg = self._placement_group(n)
         self._spec = self.network.spec()
         # One object per shard: a worker receives (and maps) only its own samples, and a
         # replacement worker gets the same objects again.
@@ -325,6 +305,30 @@ class DistributedTrainer(TrainerBase):
             num_cpus=0, max_restarts=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
         ).remote(self._spec, params, self.optimizer.spec(), self.rule.l2, optimizer_state, position=position)
+
+    def _placement_group(self, workers: int):
+        """A placement group of one CPU for each of ``workers`` workers, spread over the nodes, once
+        the cluster has made room; ConfigError, with how many would fit, where it does not."""
+        group = placement_group([{"CPU": 1}] * workers, strategy="SPREAD")
+        # A Ray started here cannot grow: fail at once rather than wait for CPUs that never come.
+        cannot_grow = self._embedded_ray and workers > ray.cluster_resources().get("CPU", 0)
+        waited = 0 if cannot_grow else self.placement_timeout
+        if ray.wait([group.ready()], timeout=waited)[0]:
+            return group
+        cpus = ray.cluster_resources().get("CPU", 0)
+        free = ray.available_resources().get("CPU", 0)
+        remove_placement_group(group)
+        fits = max(1, int(free))
+        # A Ray started here is this machine alone: more room is had from a cluster, not by waiting.
+        where, more = ((f"this machine has {cpus:g} CPUs for the Ray this run started", "or join a cluster "
+                        "with more (--address; address= in Python)") if cannot_grow else
+                       (f"the cluster has {cpus:g} CPUs, {free:g} free, after waiting {waited:g} s", "or add nodes"))
+        advice = f"use at most {count(fits, 'worker')} (--workers {fits}; workers={fits} in Python), {more}"
+        if self._run is not None and self._run.has_checkpoint():  # a resume
+            advice = (f"continue with at most {count(fits, 'worker')}: {self._run.resume_command()} --workers "
+                      f"{fits} (workers={fits} in Python; from there its mini-batches are drawn from "
+                      f"{count(fits, 'shard')}: another draw of the same training), {more}")
+        raise ConfigError(f"cannot place {workers} workers (one CPU each): {where}; {advice}")
 
     def _open_steps(self):
         if self.protocol == "compiled":
