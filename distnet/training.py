@@ -330,36 +330,13 @@ class TrainerBase:
         parameters and optimizer state, numbering epochs (and the schedule, and the shuffles) from
         1 again.
         """
-        settings = check_fit_arguments(self.network, train, validation, self.augmentation, epochs=epochs,
-                                       eval_every=eval_every, window=window, acceptable_error=acceptable_error,
-                                       checkpoint_every=checkpoint_every)
-        epochs, eval_every, window, acceptable_error, checkpoint_every = _run_settings(settings)
-        self._check_batches(len(train))
-        self.optimizer.check_state_fits(self.network.params)  # before a parameter server is started with it
-        if not resume:  # (a resume starts from its checkpoint's state)
-            check_finite_state(self.network, self.optimizer)
-        with np.errstate(over="ignore"):  # a value cast beyond float32's range is named just below
-            train = train.astype(self.network.dtype)
-            validation = validation.astype(self.network.dtype) if validation is not None and len(validation) else None
-        for what, data in (("training", train), ("validation", validation)):
-            check_finite(what, data)  # as cast: a float64 value beyond float32's range is infinite now
+        given = check_fit_arguments(self.network, train, validation, self.augmentation, epochs=epochs,
+                                    eval_every=eval_every, window=window, acceptable_error=acceptable_error,
+                                    checkpoint_every=checkpoint_every)
+        train, validation = self._checked_data(train, validation, resume)
         reporter = checked_reporter(reporter)
         extra_config = checked_extra_config(extra_config)
-        if run_dir is not None:
-            path_of("run_dir", run_dir)
-        if resume and run_dir is None:
-            raise ConfigError("resume=True continues the run in run_dir: give run_dir")
-        if checkpoint_every and run_dir is None:
-            raise ConfigError(f"checkpoint_every={checkpoint_every} writes checkpoints into run_dir: give run_dir, "
-                              f"or leave checkpoint_every at 0")
-        run = RunDir(run_dir) if run_dir is not None else None
-        if run is not None and resume:  # what the folder allows, before a distributed trainer starts Ray
-            with run.held(create=False):  # "in use" first: that run cannot be resumed now anyway
-                run.check_has_checkpoint()
-        elif run is not None:
-            run.check_new()
-        given = {"epochs": epochs, "eval_every": eval_every, "window": window, "acceptable_error": acceptable_error,
-                 "checkpoint_every": checkpoint_every}
+        run = _checked_run_dir(run_dir, resume, given["checkpoint_every"])
         with run.held(create=not resume) if run is not None else nullcontext():
             data = data_config(train, validation)
             resumed = (self._resume(run, data, given, extra_config, reporter, trained_on_notes(train))
@@ -370,6 +347,21 @@ class TrainerBase:
                 self._decide_workers(resumed.config["workers"] if resumed else None)
                 start = resumed or self._new_run(run, data, given, extra_config)
                 return self._fit(train, validation, run, start, reporter)
+
+    def _checked_data(self, train: Dataset, validation: Dataset | None,
+                      resume: bool) -> tuple[Dataset, Dataset | None]:
+        """The fit's data in the network's dtype (an empty validation set as none), checked to be
+        trainable from where the trainer stands; ConfigError otherwise."""
+        self._check_batches(len(train))
+        self.optimizer.check_state_fits(self.network.params)  # before a parameter server is started with it
+        if not resume:  # (a resume starts from its checkpoint's state)
+            check_finite_state(self.network, self.optimizer)
+        with np.errstate(over="ignore"):  # a value cast beyond float32's range is named just below
+            train = train.astype(self.network.dtype)
+            validation = validation.astype(self.network.dtype) if validation is not None and len(validation) else None
+        for what, data in (("training", train), ("validation", validation)):
+            check_finite(what, data)  # as cast: a float64 value beyond float32's range is infinite now
+        return train, validation
 
     def _check_batches(self, n_samples: int) -> None:
         """ConfigError unless ``n_samples`` training samples make batches for this trainer (the
@@ -699,6 +691,28 @@ class TrainerBase:
 
     def _close(self) -> None:
         pass
+
+
+def _checked_run_dir(run_dir: str | Path | None, resume: bool, checkpoint_every: int) -> RunDir | None:
+    """The fit's run directory, checked to take what the fit will do there: a new run, or a run to
+    resume (with a checkpoint, not in use); ConfigError otherwise, before a distributed trainer
+    starts Ray."""
+    if run_dir is not None:
+        path_of("run_dir", run_dir)
+    if resume and run_dir is None:
+        raise ConfigError("resume=True continues the run in run_dir: give run_dir")
+    if checkpoint_every and run_dir is None:
+        raise ConfigError(f"checkpoint_every={checkpoint_every} writes checkpoints into run_dir: give run_dir, "
+                          f"or leave checkpoint_every at 0")
+    if run_dir is None:
+        return None
+    run = RunDir(run_dir)
+    if resume:
+        with run.held(create=False):  # "in use" first: that run cannot be resumed now anyway
+            run.check_has_checkpoint()
+    else:
+        run.check_new()
+    return run
 
 
 def _seed_of(seed) -> int:
