@@ -310,17 +310,20 @@ def test_every_command_explains_itself(capsys, command):
     assert status == 0 and out.startswith(f"usage: distnet {' '.join(command)}".rstrip()) and err == ""
 
 
-def test_the_command_line_offers_the_library_s_protocols_and_failure_limit():
-    """The CLI spells them out (it does not import Ray to be told): they must not drift apart."""
+def test_the_command_line_offers_the_library_s_protocols_and_failure_limit_without_importing_ray():
+    """From distnet.distributed.settings, which the trainer takes them from too (the CLI spelt
+    them out before, so as not to import Ray to be told)."""
     import inspect
 
+    done = subprocess.run([sys.executable, "-c", "import sys; from distnet.cli import build_parser; build_parser(); "
+                           "import distnet.distributed; print('ray' in sys.modules)"], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
     from distnet.cli import build_parser
-    from distnet.commands.train import MAX_FAILURES
-    from distnet.distributed import PROTOCOLS, DistributedTrainer
+    from distnet.distributed import DEFAULT_MAX_FAILURES, PROTOCOLS, DistributedTrainer
 
     options = {action.dest: action for action in build_parser().commands["train"]._actions}
     assert tuple(options["protocol"].choices) == PROTOCOLS and options["protocol"].default == "auto"
-    assert options["max_failures"].default == MAX_FAILURES == \
+    assert options["max_failures"].default == DEFAULT_MAX_FAILURES == \
         inspect.signature(DistributedTrainer).parameters["max_failures"].default
 
 

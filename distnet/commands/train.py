@@ -19,12 +19,9 @@ from ..nn.costs import COSTS
 from ..presets import PRESETS, Preset, get_preset
 from ..progress import count
 from ..rundir import RunDir
+from ..distributed.settings import DEFAULT_MAX_FAILURES, PROTOCOLS
 from .common import (add_data_arguments, cluster_address, folder, fraction, layer_sizes, load_data, non_negative_int,
                      positive_float, positive_int)
-
-
-MAX_FAILURES = 3  # DistributedTrainer's default too
-PROTOCOLS = ("auto", "channel", "compiled", "plain")  # DistributedTrainer's too
 
 
 def _each_preset(setting: str, shown=str) -> str:
@@ -59,9 +56,9 @@ def register(subparsers) -> None:
                             "RAY_ADDRESS names, if set)")
     train.add_argument("--protocol", default="auto", choices=PROTOCOLS,
                        help="how workers and parameter server exchange each step (default: auto)")
-    train.add_argument("--max-failures", type=non_negative_int, default=MAX_FAILURES,
+    train.add_argument("--max-failures", type=non_negative_int, default=DEFAULT_MAX_FAILURES,
                        help=f"failures to recover from, each replacing the actors then lost, before giving up "
-                            f"(default: {MAX_FAILURES})")
+                            f"(default: {DEFAULT_MAX_FAILURES})")
     train.add_argument("--epochs", type=positive_int,
                        help=f"maximum epochs (default: the preset's: {_each_preset('epochs')}); with --resume, "
                             "the run's new total (a run that ended at its maximum then trains on)")
@@ -266,7 +263,7 @@ def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int
         from ..trainer import Trainer
 
         unused = [flag for flag, given in (("--protocol", args.protocol != "auto"),
-                                           ("--max-failures", args.max_failures != MAX_FAILURES)) if given]
+                                           ("--max-failures", args.max_failures != DEFAULT_MAX_FAILURES)) if given]
         if unused:
             warnings.warn(f"{' and '.join(unused)} {'are' if len(unused) > 1 else 'is'} for Ray workers, and this "
                           f"run trains in this process without them (--workers 0): ignored")

@@ -57,11 +57,11 @@ from .parameter_server import ParameterServer
 from .compiled import CompiledSteps
 from .protocols import CLOSE_TIMEOUT_S, ChannelSteps, PlainSteps, WorkerLostError, first_unapplied_step
 from .same_code import check_same_code
+from .settings import DEFAULT_MAX_FAILURES, PROTOCOLS
 from .signals import interruptions_held, sigterm_handler_kept
 from .stop_evaluator import StopEvaluatorHandle
 from . import local_ray
 
-PROTOCOLS = ("auto", "channel", "compiled", "plain")
 # One BLAS thread per worker: each worker owns one CPU of its bundle, and more threads only fight
 # over it.
 _WORKER_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -167,7 +167,7 @@ class DistributedTrainer(TrainerBase):
 
     def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
                  workers: int | None = None, address: str | None = None, seed: int | None = None,
-                 protocol: str = "auto", placement_timeout: float = 60.0, max_failures: int = 3,
+                 protocol: str = "auto", placement_timeout: float = 60.0, max_failures: int = DEFAULT_MAX_FAILURES,
                  schedule: Schedule | None = None, augmentation: RandomAffine | None = None):
         super().__init__(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, schedule=schedule,
                          augmentation=augmentation)
