@@ -6,8 +6,15 @@ import argparse
 import math
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..data.datasets import DATASETS
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..data import Dataset, Splits
+    from ..nn import Network
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, of_model: bool = False) -> None:
@@ -29,7 +36,7 @@ def add_data_location_arguments(parser: argparse.ArgumentParser, test_only: bool
     parser.add_argument("--no-download", action="store_true", help="never download; fail if the files are missing")
 
 
-def load_data(args, dtype):
+def load_data(args: argparse.Namespace, dtype: np.dtype) -> Splits:
     """The splits of the data set ``args`` name (``--dataset``, ``--data-dir``, ``--no-download``)."""
     from ..data import load_dataset
 
@@ -43,7 +50,7 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
                         help="a .npz network (e.g. RUN_DIR/best.npz), or a run directory for its best.npz")
 
 
-def model_and_test_data(args):
+def model_and_test_data(args: argparse.Namespace) -> tuple[Network, Dataset]:
     """The network ``args.model`` names (a run directory: its best.npz), which ``args.model``
     is then set to, and the test set it is used on (``args.dataset``, set to the data set of
     the model where not given; see :func:`dataset_of_model`), checked to fit each other."""
@@ -58,7 +65,7 @@ def model_and_test_data(args):
     return network, test
 
 
-def load_test_data(args, dtype):
+def load_test_data(args: argparse.Namespace, dtype: np.dtype) -> Dataset:
     """The test set alone of the data set ``args`` name: only its two test files are needed."""
     from ..data import load_test_set
 
