@@ -14,7 +14,7 @@ _UNITS_PER_COST = 2**64
 _DIVERGED_COST = 2.0**900
 
 
-@dataclass
+@dataclass(repr=False)
 class StepStats:
     """Sums over steps: cost, correctly classified samples, samples.
 
@@ -62,6 +62,9 @@ class StepStats:
         """The summed cost."""
         units = self.cost_units
         return units / _UNITS_PER_COST if isinstance(units, int) else units
+
+    def __repr__(self) -> str:
+        return f"StepStats(cost={self.cost!r}, correct={self.correct}, samples={self.samples})"
 
     def __iadd__(self, other: "StepStats") -> "StepStats":
         self.cost_units += other.cost_units

@@ -6,7 +6,7 @@ import numpy as np
 from .batches import BatchGather, BatchPlan
 from .checks import positive_int
 from .data import Dataset
-from .errors import ConfigError
+from .errors import ConfigError, TrainingDivergedError
 from .step_stats import StepStats
 from .training import TrainerBase
 
@@ -28,11 +28,28 @@ class Trainer(TrainerBase):
 
     def step(self, X: np.ndarray, Y: np.ndarray) -> StepStats:
         """One update from one mini-batch: mean gradient over its rows, L2, optimizer step (a 1-D
-        ``X`` is one sample, as :meth:`~distnet.nn.Network.predict` takes it)."""
+        ``X`` is one sample, as :meth:`~distnet.nn.Network.predict` takes it); its summed cost,
+        correct samples and samples. ``Y`` holds a target row per sample (one-hot for classes, any
+        numbers for a regression with an Identity output and MSE), which :meth:`fit`'s data sets
+        cannot hold. A batch with NaN or infinite values is refused (ConfigError), and a step whose
+        cost is not finite (divergence) raises TrainingDivergedError; either way the network and the
+        optimizer stay as they were."""
+        for what, values in (("inputs", X), ("targets", Y)):
+            values = np.asarray(values)
+            if values.dtype.kind in "fc" and not np.isfinite(values).all():
+                raise ConfigError(f"the mini-batch's {what} hold NaN or infinite values; fix or drop those samples")
+        with np.errstate(over="ignore", invalid="ignore"):  # named below, as a cost that is not finite
+            return self._step(X, Y, finite_cost=True)
+
+    def _step(self, X: np.ndarray, Y: np.ndarray, finite_cost: bool = False) -> StepStats:
         rows = len(X) if np.ndim(X) > 1 else 1
         if rows == 0:  # (before the backprop, which would keep buffers of no rows)
             raise ConfigError("a step needs at least one sample, and the mini-batch has none")
         grad, cost, correct = self.network.backprop(X, Y, out=self._grad, reuse_buffers=True)
+        if finite_cost and not np.isfinite(cost):
+            raise TrainingDivergedError(f"the step's cost is {cost} ({self.network.dtype} overflowed): the "
+                                        f"parameters have diverged; lower the learning rate (now "
+                                        f"{self.optimizer.learning_rate:g}); the step was not applied")
         self.rule.apply(self.network.params, grad, scale=1 / rows)  # the mean, without a pass over grad
         return StepStats.of_step(cost, correct, rows)
 
@@ -77,7 +94,7 @@ class Trainer(TrainerBase):
         # Overflow shows up as a non-finite cost, which the loop reports as divergence.
         with np.errstate(over="ignore", invalid="ignore"):
             for k in range(start, stop):
-                stats += self.step(*self._gather(self._batches[k], images, labels))
+                stats += self._step(*self._gather(self._batches[k], images, labels))
         return stats, bool(np.isfinite(self.network.params).all())
 
     def _epoch_images(self, epoch: int) -> np.ndarray:

@@ -249,8 +249,10 @@ class TrainerBase:
     def __setattr__(self, name: str, value) -> None:
         # A misspelt setting (``trainer.batchsize = 64``) or another trainer's (``Trainer.workers``)
         # would be kept and never read: the fit would train as if it had not been set. A method or
-        # a class's constant replaced would break what reads it.
-        if not (name.startswith("_") or name in self._INSTANCE_ATTRIBUTES or self._is_setting(name)):
+        # a constant of distnet's replaced would break what reads it. A subclass of one's own may
+        # keep what it likes.
+        if not (name.startswith("_") or name in self._INSTANCE_ATTRIBUTES or self._is_setting(name)
+                or not _distnet_s(type(self), name)):
             settings = self.settings()
             close = difflib.get_close_matches(name, settings, n=1)
             what = f"{name} is read-only" if hasattr(type(self), name) else f"there is no setting {name!r}"
@@ -691,6 +693,13 @@ class TrainerBase:
 
     def _close(self) -> None:
         pass
+
+
+def _distnet_s(cls: type, name: str) -> bool:
+    """Whether ``name`` on a ``cls`` is distnet's: defined by a class of distnet's, or, where no
+    class defines it, asked of a class of distnet's own (not of a subclass elsewhere)."""
+    owner = next((c for c in cls.__mro__ if name in vars(c)), cls)
+    return owner.__module__.split(".")[0] == "distnet"
 
 
 def _checked_run_dir(run_dir: str | Path | None, resume: bool, checkpoint_every: int) -> RunDir | None:

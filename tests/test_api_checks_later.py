@@ -2,6 +2,8 @@
 input (text, complex numbers, no path) with a ConfigError that says what is wrong: before, such a
 setting was taken silently (a momentum of 1.5 trained to 1e26 without a word, `trainer.l2 = 0.5`
 did nothing), or failed deep inside with a bare TypeError, some after a run's files were written."""
+import re
+
 import numpy as np
 import pytest
 
@@ -133,6 +135,15 @@ def test_a_trainer_refuses_a_setting_it_does_not_have_rather_than_keep_it_unread
     later._own_note = "kept"  # what is not public stays the trainer's own business
     assert later._own_note == "kept"
 
+    class Mine(Trainer):
+        noted = False
+
+    mine = Mine(small_network(), Nesterov(0.1, 0.9))
+    mine.noted, mine.more = True, 1  # a subclass of one's own keeps what it likes
+    assert (mine.noted, mine.more) == (True, 1)
+    with pytest.raises(ConfigError, match="^Mine: distributed is read-only; "):
+        mine.distributed = True  # but what is distnet's stays checked
+
 
 def test_a_validation_set_of_other_classes_is_refused():
     rng = np.random.default_rng(0)
@@ -141,3 +152,23 @@ def test_a_validation_set_of_other_classes_is_refused():
     with pytest.raises(ConfigError, match=r"^the validation data's classes \(dog, cat\) are not the training data's "
                                           r"\(cat, dog\): validate on data of the same classes, in the same order$"):
         trainer().fit(train, other, epochs=1)
+
+
+def test_a_network_s_layout_is_fixed_once_it_is_made_and_its_cost_is_checked_when_changed():
+    """Set, they were taken: a layer appended was saved to a file that would not load, and a
+    cost that does not fit the output layer gave wrong gradients without a word."""
+    net = small_network()
+    with pytest.raises(AttributeError):
+        net.layers.append(Dense(2, "softmax"))  # a tuple
+    for name, value, instead in [("input_size", 3, "build a new Network for another layout"),
+                                 ("layers", [Dense(2, "softmax")], "build a new Network for another layout"),
+                                 ("dtype", np.float32, "use astype(dtype) for a copy in another float type")]:
+        with pytest.raises(ConfigError, match=f"^a network's {name} is fixed once it is made \\(its parameters are "
+                                              f"laid out for it\\); {re.escape(instead)}$"):
+            setattr(net, name, value)
+    sigmoid = Network([Dense(3, "tanh"), Dense(2, "sigmoid")], input_size=4, dtype=np.float64)
+    with pytest.raises(ConfigError, match="^cross-entropy is the cost of a probability distribution"):
+        sigmoid.cost = "cross_entropy"
+    sigmoid.cost = "mse"
+    assert repr(sigmoid.cost) == "MSE()" and sigmoid.sizes == [4, 3, 2]
+    net.name = "mine"  # anything else a user keeps with it

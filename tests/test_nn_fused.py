@@ -71,7 +71,7 @@ def test_parallel_update_parts_take_the_one_pass_update_and_agree_with_numpy(mon
     update = ParallelUpdate(spec, 1e-2, net.weight_slices, got.size, parts=3)
     try:
         for _ in range(3):
-            update.apply(got, grads, scale=1 / 64)
+            update.apply_sum(got, grads, scale=1 / 64)
     finally:
         update.close()
     numpy_only(monkeypatch)

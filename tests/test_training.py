@@ -165,6 +165,30 @@ def test_a_step_on_one_1d_sample_is_the_step_on_that_one_row():
     np.testing.assert_array_equal(one_d.params, two_d.params)  # nothing applied
 
 
+def test_a_step_on_nan_data_or_with_a_cost_that_overflows_is_refused_and_changes_nothing():
+    """Trainer.step, the way to train on targets of one's own (a regression), left the network and
+    the optimizer NaN without a word."""
+    from distnet import Adam, TrainingDivergedError
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((8, 4)), rng.random((8, 1))
+    net = Network([Dense(3, "tanh"), Dense(1, "identity")], input_size=4, cost="mse", seed=1, dtype=np.float64)
+    trainer = Trainer(net, Adam(0.01))
+    stats = trainer.step(X, Y)
+    assert repr(stats) == f"StepStats(cost={stats.cost!r}, correct={stats.correct}, samples=8)" and stats.cost > 0
+    before, state = net.params.copy(), {k: v.copy() for k, v in trainer.optimizer.state().items()}
+    for what, (bad_X, bad_Y) in {"inputs": (np.where(X > 0.9, np.nan, X), Y), "targets": (X, Y * np.inf)}.items():
+        with pytest.raises(ConfigError, match=f"^the mini-batch's {what} hold NaN or infinite values; fix or drop "
+                                              f"those samples$"):
+            trainer.step(bad_X, bad_Y)
+    with pytest.raises(TrainingDivergedError, match=r"^the step's cost is inf \(float64 overflowed\): the "
+                                                    r"parameters have diverged; lower the learning rate \(now 0.01\); "
+                                                    r"the step was not applied$"):
+        trainer.step(X, Y * 1e200)  # finite targets whose squared error is not
+    np.testing.assert_array_equal(net.params, before)
+    assert all(np.array_equal(v, state[k]) for k, v in trainer.optimizer.state().items())
+
+
 def test_a_fit_from_the_nan_state_a_diverged_fit_left_is_refused_with_what_to_do():
     network, train = a_float64_run_that_diverges_through_huge_finite_costs()
     trainer = Trainer(network, Nesterov(0.01, 0.9), batch_size=32, seed=1)

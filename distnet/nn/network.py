@@ -56,10 +56,9 @@ class Network:
         elif initializer is not _LEFT_ZERO:
             initializer = initializer_from_spec(initializer)
         self.input_size = int(input_size)
-        self.cost = Quadratic() if cost is None else cost_from_spec(cost)
         # Fresh layer objects: the network owns its views, callers may reuse their descriptions.
-        self.layers = [Dense(layer.size, layer.activation) for layer in layers]
-        self.cost.check_output_activation(self.layers[-1].activation)
+        self.layers = tuple(Dense(layer.size, layer.activation) for layer in layers)
+        self.cost = Quadratic() if cost is None else cost
         self._params = _zeros_for_parameters(self.sizes, self.dtype)
         self.weight_slices: list[slice] = []
         self._grad_slices: list[tuple[slice, slice]] = []
@@ -72,6 +71,7 @@ class Network:
             offset, fan_in = b.stop, layer.size
         self._view_layers()
         self._buffers: BackpropBuffers | None = None  # see backprop(reuse_buffers=True)
+        self._built = True
         if initializer is _LEFT_ZERO:
             return
         rng = np.random.default_rng(seed)
@@ -79,6 +79,30 @@ class Network:
         for layer in self.layers:
             layer.weights[...] = initializer(fan_in, layer.size, rng)
             fan_in = layer.size
+
+    _LAYOUT = ("dtype", "input_size", "layers", "weight_slices")
+
+    def __setattr__(self, name: str, value) -> None:
+        # The parameter vector, its layers' views and a saved file all follow the layout it was
+        # made with: another input size, dtype or list of layers would no longer fit them.
+        if name in self._LAYOUT and getattr(self, "_built", False):
+            instead = "use astype(dtype) for a copy in another float type" if name == "dtype" else \
+                "build a new Network for another layout"
+            raise ConfigError(f"a network's {name} is fixed once it is made (its parameters are laid out for it); "
+                              f"{instead}")
+        super().__setattr__(name, value)
+
+    @property
+    def cost(self) -> Cost:
+        """The cost the network is trained on; another may be set (by name, spec or object) if it
+        fits the output layer's activation."""
+        return self._cost
+
+    @cost.setter
+    def cost(self, cost: Cost | str | dict) -> None:
+        cost = cost_from_spec(cost)
+        cost.check_output_activation(self.layers[-1].activation)
+        self._cost = cost
 
     # -- structure --------------------------------------------------------------------------
     @property
