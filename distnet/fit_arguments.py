@@ -39,7 +39,14 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
     if augmentation is not None and train.images.shape[1] != PIXELS:
         raise ConfigError(f"augmentation moves {SIDE}x{SIDE} images, and these samples have "
                           f"{train.images.shape[1]} values each; train without it (augmentation=None)")
-    return checked_settings(settings)
+    settings = checked_settings(settings)
+    if validation is None or not len(validation):
+        stop_rule = [f"{name}={settings[name]}" for name in ("window", "acceptable_error") if settings[name] is not None]
+        if stop_rule:  # they would be taken, and never used: the run would train to its last epoch
+            raise ConfigError(f"{' and '.join(stop_rule)} {'set' if len(stop_rule) > 1 else 'sets'} when to stop on "
+                              f"the validation error, and there is no validation set: give one "
+                              f"(fit(train, validation, ...)), or leave {'them' if len(stop_rule) > 1 else 'it'} out")
+    return settings
 
 
 def _listed(classes: tuple[str, ...]) -> str:

@@ -8,6 +8,7 @@ import numpy as np
 
 from .checks import checked_number, class_labels, whole_number
 from .data import Dataset
+from .data.datasets import checked_class_names
 from .errors import ConfigError
 from .nn import Network
 from .nn.network import check_scorable
@@ -62,13 +63,19 @@ def class_label(classes: tuple[str, ...], index: int) -> str:
 
 
 def evaluate(network: Network, images, labels: np.ndarray | None = None,
-             classes: tuple[str, ...] | None = None) -> Evaluation:
+             classes: tuple[str, ...] | int | None = None) -> Evaluation:
     """Error rate, per-class accuracy and confusion matrix of ``network`` on labelled images
-    (``images`` may be a :class:`~distnet.Dataset`, which brings its labels and class names)."""
-    if isinstance(images, Dataset) and labels is None:
-        images, labels, classes = images.images, images.labels, classes or images.classes
+    (``images`` may be a :class:`~distnet.Dataset`, which brings its labels and class names).
+    ``classes``: the class names in label order (or how many there are), as a Dataset takes
+    them; by default the Dataset's, else "0", "1", ..."""
+    if isinstance(images, Dataset):
+        if labels is not None:
+            raise ConfigError("a Dataset brings its labels: evaluate(network, dataset), or evaluate(network, images, "
+                              "labels) for arrays")
+        images, labels, classes = images.images, images.labels, images.classes if classes is None else classes
     if labels is None:
         raise ConfigError("the labels are missing: evaluate(network, images, labels), or evaluate(network, dataset)")
+    classes = None if classes is None else checked_class_names(classes, "evaluate")
     return evaluation_of(network.predict(images), labels, classes)
 
 

@@ -172,3 +172,32 @@ def test_a_network_s_layout_is_fixed_once_it_is_made_and_its_cost_is_checked_whe
     sigmoid.cost = "mse"
     assert repr(sigmoid.cost) == "MSE()" and sigmoid.sizes == [4, 3, 2]
     net.name = "mine"  # anything else a user keeps with it
+
+
+def test_evaluate_takes_classes_as_a_dataset_does_and_a_dataset_with_labels_is_said_to_bring_its_own():
+    from distnet.metrics import evaluate
+
+    net = Network([Dense(3, "softmax")], input_size=4, seed=0)
+    X, y = np.random.default_rng(0).random((9, 4)), np.arange(9) % 3
+    assert evaluate(net, X, y, classes=3).classes == ("0", "1", "2")  # a TypeError before
+    assert evaluate(net, X, y, classes=["a", "b", "c"]).classes == ("a", "b", "c")
+    with pytest.raises(ConfigError, match="^evaluate: classes must be the class names in label order"):
+        evaluate(net, X, y, classes="abc")  # three classes a, b and c before
+    data = Dataset(X, y, classes=["a", "b", "c"])
+    with pytest.raises(ConfigError, match=r"^a Dataset brings its labels: evaluate\(network, dataset\)"):
+        evaluate(net, data, y)
+    assert evaluate(net, data).classes == ("a", "b", "c")
+
+
+@pytest.mark.parametrize("options, said", [
+    ({"acceptable_error": 0.1}, "acceptable_error=0.1 sets"),
+    ({"window": 3, "acceptable_error": 0.1}, "window=3 and acceptable_error=0.1 set"),
+])
+def test_a_stop_rule_without_a_validation_set_is_refused_not_ignored(options, said):
+    """The run trained to its last epoch: nothing scores the validation error it would stop on."""
+    data = Dataset(np.zeros((16, 4)), np.zeros(16, int), classes=2)
+    empty = data.subset(slice(0, 0))
+    for validation in (None, empty):
+        with pytest.raises(ConfigError, match=f"^{re.escape(said)} when to stop on the validation error, and there "
+                                              f"is no validation set: give one"):
+            trainer().fit(data, validation, epochs=5, **options)

@@ -119,7 +119,7 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return view
 
 
-def _class_names(classes: Sequence[str] | int, where: str) -> tuple[str, ...]:
+def checked_class_names(classes: Sequence[str] | int, where: str) -> tuple[str, ...]:
     """``classes`` (names, or how many) as a tuple of names; ConfigError if they are neither."""
     if isinstance(classes, numbers.Integral) and not isinstance(classes, bool) and classes >= 0:
         return tuple(str(label) for label in range(classes))
@@ -162,7 +162,7 @@ class Dataset:
         images = np.asarray(self.images)
         labels = np.asarray(self.labels)
         where = self.name or "dataset"
-        classes = _class_names(self.classes, where)
+        classes = checked_class_names(self.classes, where)
         if images.ndim != 2 or images.shape[1] < 1:
             raise ConfigError(f"{where}: images must be a 2-D array, one row of values per sample (such as "
                               f"(n, {PIXELS}) for {SIDE}x{SIDE} images: images.reshape(n, {PIXELS})), got shape "
