@@ -66,6 +66,16 @@ def class_labels(labels, rows: int, classes: int) -> np.ndarray:
     return labels
 
 
+def as_array(what: str, values) -> np.ndarray:
+    """``values`` as a NumPy array; ConfigError, naming ``what``, for nested lists of different
+    lengths (which NumPy refuses with a ValueError about sequences)."""
+    try:
+        return np.asarray(values)
+    except ValueError:
+        raise ConfigError(f"{what} must be rows of one length each (an array, or lists of equal length); "
+                          f"some rows here are longer than others") from None
+
+
 def floating_point(what: str, values: np.ndarray, name: str) -> None:
     """ConfigError unless ``values`` (``what``, written ``name`` in the advice) are floating-point:
     image bytes go in scaled, as MNIST's are."""

@@ -201,3 +201,14 @@ def test_a_stop_rule_without_a_validation_set_is_refused_not_ignored(options, sa
         with pytest.raises(ConfigError, match=f"^{re.escape(said)} when to stop on the validation error, and there "
                                               f"is no validation set: give one"):
             trainer().fit(data, validation, epochs=5, **options)
+
+
+def test_ragged_rows_are_refused_in_one_message_not_numpy_s():
+    ragged = [[0.0, 1.0], [1.0]]
+    net = Network([Dense(2, "softmax")], input_size=2)
+    for call, what in [(lambda: Dataset(ragged, [0, 1], classes=2), "dataset: images"),
+                       (lambda: net.predict(ragged), "the network's inputs"),
+                       (lambda: net.cost_value([[0.0, 1.0]], [[1.0, 0.0], [1.0]]), "the targets")]:
+        with pytest.raises(ConfigError, match=f"^{what} must be rows of one length each \\(an array, or lists of "
+                                              f"equal length\\); some rows here are longer than others$"):
+            call()

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from distnet.checks import checked_number, floating_point, path_of
+from distnet.checks import as_array, checked_number, floating_point, path_of
 from distnet.data.digits import PIXELS, SIDE, Digit
 from distnet.data.download import fetch, sha256_of
 from distnet.data.idx import read_idx
@@ -159,9 +159,9 @@ class Dataset:
     classes: tuple[str, ...] = DIGIT_CLASSES
 
     def __post_init__(self) -> None:
-        images = np.asarray(self.images)
-        labels = np.asarray(self.labels)
         where = self.name or "dataset"
+        images = as_array(f"{where}: images", self.images)
+        labels = as_array(f"{where}: labels", self.labels)
         classes = checked_class_names(self.classes, where)
         if images.ndim != 2 or images.shape[1] < 1:
             raise ConfigError(f"{where}: images must be a 2-D array, one row of values per sample (such as "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import class_labels, float_dtype, json_object, path_of, positive_int, real_numbers, seed_or_none
+from ..checks import as_array, class_labels, float_dtype, json_object, path_of, positive_int, real_numbers, seed_or_none
 from ..errors import ConfigError, ModelFormatError, OutOfMemoryError
 from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
 from .costs import Cost, Quadratic, cost_from_spec
@@ -186,7 +186,7 @@ class Network:
         if hasattr(X, "images") and hasattr(X, "labels"):  # a Dataset, which the math does not know
             raise ConfigError("the network takes an array of inputs, one row per sample, not a data set: pass "
                               "its .images (and to error_rate its .labels too)")
-        X = np.asarray(X)  # as given first (a torch tensor's dtype says nothing to NumPy until converted)
+        X = as_array("the network's inputs", X)  # as given first (a torch tensor's dtype says nothing to NumPy until converted)
         if X.dtype == object and any(hasattr(x, "pixels") for x in X.flat):  # a Digit (dataset[i]), or several
             raise ConfigError("the network takes an array of inputs, one row per sample, not a Digit: pass its "
                               ".pixels (for several, np.stack([digit.pixels for digit in digits]))")
@@ -202,7 +202,7 @@ class Network:
         return X
 
     def _targets(self, Y, rows: int) -> np.ndarray:
-        Y = real_numbers("the targets", np.asarray(Y)).astype(self.dtype, copy=False)
+        Y = real_numbers("the targets", as_array("the targets", Y)).astype(self.dtype, copy=False)
         if Y.ndim == 1 and rows == 1:  # one sample's targets, as predict() takes one sample's inputs
             Y = Y[None, :]
         if Y.shape != (rows, self.output_size):
