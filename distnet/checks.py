@@ -57,13 +57,30 @@ def class_labels(labels, rows: int, classes: int) -> np.ndarray:
     ConfigError otherwise (one-hot rows are named as such)."""
     labels = np.asarray(labels)
     if labels.shape != (rows,) or (labels.size and labels.dtype.kind not in "iu"):
-        hint = " (one-hot rows? pass their argmax(axis=1))" if labels.shape == (rows, classes) else ""
         raise ConfigError(f"the labels must be integer class labels 0..{classes - 1}, one per row: "
-                          f"got {labels.dtype} data of shape {labels.shape} for {rows} rows{hint}")
+                          f"got {labels.dtype} data of shape {labels.shape} for {rows} rows{labels_hint(labels, rows)}")
     if rows and not (0 <= labels.min() and labels.max() < classes):
         raise ConfigError(f"the labels must be class labels 0..{classes - 1} (one per output), "
-                          f"got labels from {labels.min()} to {labels.max()}")
+                          f"got labels from {labels.min()} to {labels.max()}{range_hint(labels, classes)}")
     return labels
+
+
+def labels_hint(labels: np.ndarray, rows: int) -> str:
+    """How labels that are not one integer class index per row may be made so, where the mistake
+    is a common one (one-hot rows, class names, whole numbers as floats); "" otherwise."""
+    if labels.ndim == 2 and labels.shape[0] == rows:
+        return " (one-hot rows? pass their argmax(axis=1))"
+    if labels.ndim == 1 and labels.dtype.kind in "USO":
+        return (" (class names? names, labels = np.unique(labels, return_inverse=True) gives the names and each "
+                "row's index)")
+    if labels.ndim == 1 and labels.dtype.kind == "f" and np.isfinite(labels).all() and (labels % 1 == 0).all():
+        return " (whole numbers as floats? labels.astype(int))"
+    return ""
+
+
+def range_hint(labels: np.ndarray, classes: int) -> str:
+    """For integer labels outside 0..classes-1: a hint where they run 1..classes (counted from 1)."""
+    return "; counted from 1? use labels - 1" if labels.min() == 1 and labels.max() == classes else ""
 
 
 def as_array(what: str, values) -> np.ndarray:

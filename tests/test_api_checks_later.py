@@ -212,3 +212,19 @@ def test_ragged_rows_are_refused_in_one_message_not_numpy_s():
         with pytest.raises(ConfigError, match=f"^{what} must be rows of one length each \\(an array, or lists of "
                                               f"equal length\\); some rows here are longer than others$"):
             call()
+
+
+@pytest.mark.parametrize("labels, classes, hint", [
+    (np.array(["b", "a", "c", "a"]), ("a", "b", "c"), " (class names? names, labels = np.unique(labels, "
+                                                       "return_inverse=True) gives the names and each row's index)"),
+    (np.array([0.0, 1.0, 2.0, 1.0]), 3, " (whole numbers as floats? labels.astype(int))"),
+    (np.array([1, 2, 3, 1]), 3, "; counted from 1? use labels - 1"),
+])
+def test_the_common_label_mistakes_of_tabular_data_say_how_to_put_them_right(labels, classes, hint):
+    X = np.zeros((4, 2))
+    with pytest.raises(ConfigError) as refused:
+        Dataset(X, labels, classes=classes)
+    assert str(refused.value).endswith(hint)
+    with pytest.raises(ConfigError) as refused:  # the network's scoring says the same
+        Network([Dense(3, "softmax")], input_size=2).error_rate(X, labels)
+    assert str(refused.value).endswith(hint)

@@ -164,6 +164,8 @@ def test_astype() -> None:
                                                r"images.astype\(np.float32\) / 255, as MNIST's are scaled; other "
                                                r"numbers: images.astype\(np.float32\)\)"),
         (np.zeros((2, 784), np.float32), [1.0, 2.0], r"1-D array of integer class indices, got float64 data of "
+                                                     r"shape \(2,\) \(whole numbers as floats\? labels.astype\(int\)\)$"),
+        (np.zeros((2, 784), np.float32), [1.5, 2.0], r"1-D array of integer class indices, got float64 data of "
                                                      r"shape \(2,\)$"),
         (np.zeros((2, 784), np.float32), np.eye(10)[[1, 2]], r"got float64 data of shape \(2, 10\) \(one-hot rows\? "
                                                              r"pass their argmax\(axis=1\)\)"),

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from distnet.checks import as_array, checked_number, floating_point, path_of
+from distnet.checks import as_array, checked_number, floating_point, labels_hint, path_of, range_hint
 from distnet.data.digits import PIXELS, SIDE, Digit
 from distnet.data.download import fetch, sha256_of
 from distnet.data.idx import read_idx
@@ -170,16 +170,14 @@ class Dataset:
         floating_point(f"{where}: images", images, "images")
         # An empty list becomes a float array; it holds no labels, so it is fine.
         if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
-            one_hot = labels.ndim == 2 and labels.shape[0] == len(images)
             raise ConfigError(f"{where}: labels must be a 1-D array of integer class indices, got {labels.dtype} "
-                              f"data of shape {labels.shape}"
-                              f"{' (one-hot rows? pass their argmax(axis=1))' if one_hot else ''}")
+                              f"data of shape {labels.shape}{labels_hint(labels, len(images))}")
         if len(images) != len(labels):
             raise ConfigError(f"{where}: {len(images)} images but {len(labels)} labels")
         outside = labels[(labels < 0) | (labels >= len(classes))]
         if outside.size:
             own = ("; for classes of your own, give their names: Dataset(images, labels, classes=[...])"
-                   if classes == DIGIT_CLASSES and outside[0] > 0 else "")
+                   if classes == DIGIT_CLASSES and outside[0] > 0 else range_hint(labels, len(classes)))
             within = f"0..{len(classes) - 1}" if classes else "the classes: there are none (classes=0)"
             raise ConfigError(f"{where}: label {outside[0]} is outside {within}{own}")
         object.__setattr__(self, "images", _read_only(images))
