@@ -66,7 +66,8 @@ class Optimizer:
                           f"{slot.size} {slot.dtype} parameters, not for these {params.size} {params.dtype} "
                           f"ones: an optimizer's state belongs to the network it updates (this one has "
                           f"updated another, or was given another's state); give each network an "
-                          f"optimizer of its own, e.g. {self!r}")
+                          f"optimizer of its own, e.g. {self!r} (for a trainer: a new one, Trainer(network, "
+                          f"{self!r}); a trainer's optimizer is fixed)")
 
     def state(self) -> dict[str, np.ndarray]:
         """Copies of the state arrays, by name (empty before the first step)."""
