@@ -60,6 +60,16 @@ def other_workers_message(run: RunDir, checkpoint: Checkpoint, then: int, now: i
     return message
 
 
+def other_mode_message(run: RunDir, shards: int, distributed: bool) -> str:
+    """The warning for a resume of a run of ``shards`` workers' batches (2 or more) in one process
+    that ran on Ray, or the other way round: the same batches, their gradients summed in another
+    order."""
+    now, then = ("on Ray", "in one process") if distributed else ("in one process", "on Ray")
+    return (f"{run.path} trains on {now}, where it trained {then} so far, with the same mini-batches of "
+            f"{count(shards, 'shard')}: their gradients are summed in another order, so from here its numbers "
+            f"differ from a run that stayed {then} by rounding (in float32, visibly within an epoch or two)")
+
+
 def _differences(name: str, then, now) -> list[str]:
     """Where the setting ``name`` differs between a run's checkpoint (``then``) and a resume
     (``now``): one phrase per differing value, down to the field of a spec that differs

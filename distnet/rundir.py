@@ -86,6 +86,18 @@ class RunDir:
                   "same folder")
         return f"{self.path} has no best network (best.npz): none yet, or the file was removed; {advice}"
 
+    def set_aside_best(self) -> Path:
+        """Move best.npz (and best.json) to a name of their own, ``best-before-resume[-N].npz``, the
+        first free one: where the run is to write another best network over one worth keeping."""
+        number = 1
+        while (kept := self.path / f"best-before-resume{f'-{number}' if number > 1 else ''}.npz").exists():
+            number += 1
+        record = self.best_path.with_suffix(".json")
+        if record.exists():
+            os.replace(record, kept.with_suffix(".json"))
+        os.replace(self.best_path, kept)
+        return kept
+
     def check_has_checkpoint(self) -> None:
         """ConfigError, saying why, unless this is a run directory with a checkpoint to resume from."""
         if not self.has_checkpoint():

@@ -29,7 +29,7 @@ from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
 from .progress import Reporter
 from .resume import (best_params_of, check_resumable, data_config, evaluation_owed, holds_best, loads_as_network,
-                     other_workers_message)
+                     other_mode_message, other_workers_message)
 from .rundir import RunDir
 from .checks import Checked, instance_of, path_of, positive_int, seed_or_none
 from .fit_arguments import (check_finite, check_finite_state, check_fit_arguments, checked_extra_config,
@@ -409,13 +409,16 @@ class TrainerBase:
         if changed:
             run.update_config(changed)
         then = checkpoint.config.get("workers", config["workers"])
+        other_mode = (saved.get("protocol") is None) != (config.get("protocol") is None)
         warning = None
         if then != config["workers"]:
             warning = other_workers_message(run, checkpoint, then, config["workers"])
+        elif other_mode and then > 1:
+            warning = other_mode_message(run, then, self.distributed)
         # Recorded once the training starts (its workers placed), so that a later resume without a
         # number of workers continues with these; and whether it trains on Ray or in one process.
         record = {"workers": config["workers"]} if saved.get("workers") != config["workers"] else {}
-        if (saved.get("protocol") is None) != (config.get("protocol") is None):
+        if other_mode:
             record["protocol"] = config.get("protocol")
         return _Start(settings, config, checkpoint, record, warning)
 
@@ -479,7 +482,7 @@ class TrainerBase:
             loop = _Loop(plan, ChunkSizer(plan.steps_per_epoch), run, start.config, stopping, reporter,
                          checkpoint_every, list(checkpoint.history) if checkpoint else [],
                          checkpoint.seconds if checkpoint else 0.0, started, notes=notes)
-            epoch, step, stats, verdict = self._restore(loop, checkpoint)
+            epoch, step, stats, verdict = self._restore(loop, checkpoint, redrawn=start.warning is not None)
             reporter.on_start({"steps_per_epoch": plan.steps_per_epoch, "epochs": epochs,
                                "batch_size": self.batch_size, "distributed": self.distributed,
                                "workers": self.shards if self.distributed else 0, "shards": self.shards,
@@ -509,10 +512,12 @@ class TrainerBase:
             self.optimizer.learning_rate, self._base_rate = self._base_rate, None
             self._close()
 
-    def _restore(self, loop: _Loop, checkpoint: Checkpoint | None) -> tuple[int, int, StepStats, Verdict | None]:
+    def _restore(self, loop: _Loop, checkpoint: Checkpoint | None,
+                 redrawn: bool = False) -> tuple[int, int, StepStats, Verdict | None]:
         """Continue from ``checkpoint`` (None: a new run); where it stands (epoch, step), the
         statistics of that epoch's steps so far, and the stop rule's standing (None before the
-        first evaluation)."""
+        first evaluation). ``redrawn``: the run goes on otherwise than it would have (other
+        workers), and will not train again a best network saved after its checkpoint."""
         if checkpoint is None:
             return 0, 0, StepStats(), None
         self._load_state(checkpoint.params, checkpoint.optimizer_state, (checkpoint.epoch, checkpoint.step))
@@ -524,6 +529,10 @@ class TrainerBase:
         loop.best_params = best_params_of(loop.run, checkpoint)
         loop.stopping.load_state(state, loop.best_params)
         if checkpoint.best_params is not None and not holds_best(loop.run, loop.best_params, state["best_epoch"]):
+            if redrawn and loads_as_network(loop.run.best_path):  # ahead of the checkpoint: kept, not lost
+                warnings.warn(f"{loop.run.best_path} came after the checkpoint this run resumes from, and the run "
+                              f"goes on otherwise than it would have: it is kept as "
+                              f"{loop.run.set_aside_best().name}, and best.npz restarts from the checkpoint's")
             loop.stopping.save_best()  # best.npz as of the checkpoint: a crash left it ahead, or damaged
         evaluator = StopEvaluator.from_state(state["evaluator"])
         return *position, Verdict(False, False, evaluator.lowest, state["best_epoch"])

@@ -566,6 +566,42 @@ def test_a_resume_takes_the_best_network_of_its_checkpoint_not_a_newer_one_a_cra
     assert json.loads((run / "best.json").read_text())["epoch"] == checkpoint.stopping_state["best_epoch"]
 
 
+def test_a_resume_on_other_workers_keeps_the_newer_best_network_it_will_not_train_again(mnist, tmp_path,
+                                                                                    monkeypatch):
+    """Another draw of the training does not reach epoch 3's network again: best.npz was replaced
+    by a worse one, and the better was in no file (the same workers' resume trains it again)."""
+    run = tmp_path / "run"
+    checkpoint_of_epoch_2_of_3_with_the_best_network_of_epoch_3_left_by_a_crash(mnist, run)
+    newer, record = Network.load(run / "best.npz").params, (run / "best.json").read_text()
+    monkeypatch.setattr(TrainerBase, "_train_epoch", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
+    trainer.shards = 2
+    with pytest.warns(UserWarning) as heard, pytest.raises(KeyboardInterrupt):
+        trainer.fit(mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500)), epochs=3,
+                    window=3, eval_every=1, run_dir=run, resume=True)
+    assert any(str(w.message) == f"{run / 'best.npz'} came after the checkpoint this run resumes from, and the run "
+                                 f"goes on otherwise than it would have: it is kept as best-before-resume.npz, and "
+                                 f"best.npz restarts from the checkpoint's" for w in heard)
+    np.testing.assert_array_equal(Network.load(run / "best-before-resume.npz").params, newer)
+    assert (run / "best-before-resume.json").read_text() == record
+    assert json.loads((run / "best.json").read_text())["epoch"] == 2
+
+
+def test_a_distributed_run_resumed_in_one_process_is_said_to_sum_its_gradients_in_another_order(mnist, tmp_path):
+    run = tmp_path / "run"
+    fit_small(mnist, run, epochs=1)
+    run_config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**run_config, "workers": 2, "protocol": "channel"}))
+    for name in ("checkpoint.npz", "checkpoint.prev.npz"):  # as two workers on Ray left it
+        if (run / name).exists():
+            checkpoint = Checkpoint.load(run / name)
+            checkpoint.config = {**checkpoint.config, "workers": 2}
+            checkpoint.save(run / name)
+    with pytest.warns(UserWarning, match=r"trains on in one process, where it trained on Ray so far, with the same "
+                                         r"mini-batches of 2 shards: their gradients are summed in another order"):
+        fit_small(mnist, run, epochs=2, resume=True)
+
+
 def test_a_checkpoint_without_the_best_network_resumes_with_best_npz(mnist, tmp_path, monkeypatch):
     run = tmp_path / "run"
     fit_small(mnist, run, epochs=2, checkpoint_every=20)
