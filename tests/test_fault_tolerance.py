@@ -195,7 +195,7 @@ def test_killed_stop_evaluator_and_parameter_server_recover_from_the_run_directo
 
     result = fit(trainer, mnist, reporter=Both(), run_dir=tmp_path / "run", checkpoint_every=10)
     assert trainer.failures == ["the parameter server lost in epoch 2 (ActorDiedError)",
-                                "the stop evaluator died (ActorDiedError)"]
+                                "the stop evaluator lost at epoch 2's evaluation (ActorDiedError)"]
     assert_same_run(trainer, result, uninterrupted)
     assert result.best_epoch == uninterrupted[1].best_epoch
 
@@ -204,7 +204,7 @@ def test_a_stop_evaluator_lost_without_run_directory_gets_the_best_network_back_
         mnist, ray_local, uninterrupted):
     trainer = make_trainer()
     result = fit(trainer, mnist, reporter=KillOnce(2, 10, lambda: kill_actor_and_wait(trainer._stopping.actor)))
-    assert trainer.failures == ["the stop evaluator died (ActorDiedError)"]
+    assert trainer.failures == ["the stop evaluator lost at epoch 2's evaluation (ActorDiedError)"]
     assert_same_run(trainer, result, uninterrupted)
     np.testing.assert_array_equal(result.best_network.params, uninterrupted[1].best_network.params)
 
@@ -225,9 +225,10 @@ def test_a_stop_evaluator_lost_again_before_it_has_its_state_back_is_replaced_ag
     trainer = make_trainer()
     killer = KillOnce(2, 10, lambda: kill_actor_and_wait(trainer._stopping.actor))
     result = fit(trainer, mnist, reporter=killer)
-    assert trainer.failures == ["the stop evaluator died (ActorDiedError)"] * 2 and len(started) == 3
+    lost = "the stop evaluator lost at epoch 2's evaluation (ActorDiedError)"
+    assert trainer.failures == [lost] * 2 and len(started) == 3
     # Both, once the second replacement had its state back.
-    assert killer.recoveries == [("the stop evaluator died (ActorDiedError)", n, 3) for n in (1, 2)]
+    assert killer.recoveries == [(lost, n, 3) for n in (1, 2)]
     assert_same_run(trainer, result, uninterrupted)
 
 

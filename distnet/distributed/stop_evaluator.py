@@ -61,7 +61,7 @@ class StopEvaluatorHandle:
     def _start(self):
         return ray.remote(_EarlyStoppingActor).options(**self._options).remote(*self._args)
 
-    def _call(self, method: str, *args):
+    def _call(self, method: str, *args, when: str = "as the run started"):
         restored, replaced = True, False
         while True:
             try:
@@ -75,7 +75,7 @@ class StopEvaluatorHandle:
                     self._on_recovery()
                 return ray.get(getattr(self.actor, method).remote(*args))
             except ray.exceptions.RayActorError as e:
-                self._on_failure(f"the stop evaluator died ({e.__class__.__name__})")
+                self._on_failure(f"the stop evaluator lost {when} ({e.__class__.__name__})")
                 ray.kill(self.actor)
                 self.actor = self._start()
                 restored, replaced = self._state is None, True
@@ -83,7 +83,8 @@ class StopEvaluatorHandle:
     def evaluate(self, epoch: int, error_rate: float, params: np.ndarray) -> Verdict:
         """As :meth:`EarlyStopping.evaluate`; ``params`` must not change afterwards (the handle
         keeps them when they are the best)."""
-        verdict, self._state = self._call("evaluate_with_state", epoch, error_rate, params)
+        verdict, self._state = self._call("evaluate_with_state", epoch, error_rate, params,
+                                          when=f"at epoch {epoch}'s evaluation")
         if verdict.improved:
             self._best = params
             self.save_best()
@@ -97,10 +98,10 @@ class StopEvaluatorHandle:
 
     def state(self) -> dict:
         # The actor's state changes only through evaluate and load_state, which both hand it here.
-        return self._state if self._state is not None else self._call("state")
+        return self._state if self._state is not None else self._call("state", when="before its first evaluation")
 
     def load_state(self, state: dict, best_params: np.ndarray | None) -> None:
-        self._call("load_state", state, best_params)
+        self._call("load_state", state, best_params, when="as the run resumed")
         self._state, self._best = state, best_params
 
     def close(self) -> None:

@@ -430,6 +430,7 @@ class DistributedTrainer(TrainerBase):
 
     def _load_state(self, params: np.ndarray, optimizer_state: dict[str, np.ndarray],
                     position: tuple[int, int]) -> None:
+        self._confirmed = tuple(position)  # where a loss meanwhile is said to strike, and replays to
         self._recovering(lambda: ray.get(self._server.load_state.remote(params, optimizer_state, position)))
 
     # -- fault tolerance ------------------------------------------------------------------------
