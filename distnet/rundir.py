@@ -231,10 +231,16 @@ class RunDir:
                 raise ConfigError(f"{self.path} does not exist; expected the folder of a run that "
                                   f"distnet train wrote") from None
             what = "a file, not a folder" if self.path.is_file() else "no config.json"
+            if self.has_checkpoint():  # a run's folder that lost its configuration
+                raise ConfigError(f"{self.path} has checkpoints but no config.json (removed?): put it back from "
+                                  f"a copy to resume the run; its best network, {self.best_path.name}, loads "
+                                  f"without it") from None
             raise ConfigError(f"{self.path} is not a run directory ({what}); expected the folder "
                               f"of a run that distnet train wrote") from None
         except (OSError, ValueError, RecursionError) as e:
-            raise ModelFormatError(f"{self.config_path}: not readable as JSON ({e})") from None
+            raise ModelFormatError(f"{self.config_path}: not readable as JSON ({e}); put it back from a copy to "
+                                   f"resume the run (its best network, {self.best_path.name}, loads without "
+                                   f"it)") from None
         missing = [key for key in REQUIRED_CONFIG if not isinstance(config, dict) or key not in config]
         if missing:
             raise ModelFormatError(f"{self.config_path}: not a run configuration (missing {', '.join(missing)})")

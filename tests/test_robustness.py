@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distnet import Dense, Network
+from distnet import Dense, ModelFormatError, Network
 from distnet.checkpoint import Checkpoint
 from distnet.cli import main
 from distnet.data import read_idx, write_idx
@@ -630,6 +630,22 @@ def test_resume_of_a_folder_that_is_not_a_run(capsys, data, tmp_path):
     status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data)
     assert_clean_error(status, err, f"{folder} is not a run directory (no config.json)")
     assert snapshot(folder) == {"cat.jpg": b"\xff\xd8\xff"}
+
+
+def test_resume_of_a_run_that_lost_its_config_json_says_to_put_it_back(capsys, data, tmp_path):
+    from distnet.rundir import RunDir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.npz").write_bytes(b"kept")
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data)
+    assert_clean_error(status, err, f"{run} has checkpoints but no config.json (removed?): put it back from a copy to "
+                                    f"resume the run; its best network, best.npz, loads without it")
+    (run / "config.json").write_text("{not json")
+    with pytest.raises(ModelFormatError, match=r"config.json: not readable as JSON \(.*\); put it back from a copy "
+                                               r"to resume the run \(its best network, best.npz, loads without it\)$"):
+        RunDir(run).config()
+    assert (run / "checkpoint.npz").read_bytes() == b"kept"
 
 
 def test_resume_of_a_folder_that_does_not_exist(capsys, data, tmp_path):
