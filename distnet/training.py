@@ -107,10 +107,6 @@ class FitResult:
 FIT_DEFAULTS = {"epochs": 100, "eval_every": 5, "window": 4, "checkpoint_every": 0}
 
 
-#: fit's run settings, by name, in the order the loop unpacks them.
-_run_settings = itemgetter("epochs", "eval_every", "window", "acceptable_error", "checkpoint_every")
-
-
 def _resolved(given: dict, defaults: dict) -> dict:
     """fit's run settings: each one given, else the default (for a resume, the run's own)."""
     return {key: defaults.get(key) if value is None else value for key, value in given.items()}
@@ -252,7 +248,7 @@ class TrainerBase:
         # a constant of distnet's replaced would break what reads it. A subclass of one's own may
         # keep what it likes.
         if not (name.startswith("_") or name in self._INSTANCE_ATTRIBUTES or self._is_setting(name)
-                or not _distnet_s(type(self), name)):
+                or not _defined_by_distnet(type(self), name)):
             settings = self.settings()
             close = difflib.get_close_matches(name, settings, n=1)
             what = f"{name} is read-only" if hasattr(type(self), name) else f"there is no setting {name!r}"
@@ -466,7 +462,8 @@ class TrainerBase:
         if checkpoint is not None and checkpoint.step:
             carried = (checkpoint.epoch, checkpoint.epoch_shards or checkpoint.config.get("workers", self.shards))
         plan = BatchPlan(len(train), self.batch_size, self.shards, self.seed, carried=carried)
-        epochs, eval_every, window, acceptable_error, checkpoint_every = _run_settings(start.settings)
+        epochs, eval_every, window, acceptable_error, checkpoint_every = itemgetter(
+            "epochs", "eval_every", "window", "acceptable_error", "checkpoint_every")(start.settings)  # by name
         self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
         self._base_rate = self.optimizer.learning_rate
         try:
@@ -704,7 +701,7 @@ class TrainerBase:
         pass
 
 
-def _distnet_s(cls: type, name: str) -> bool:
+def _defined_by_distnet(cls: type, name: str) -> bool:
     """Whether ``name`` on a ``cls`` is distnet's: defined by a class of distnet's, or, where no
     class defines it, asked of a class of distnet's own (not of a subclass elsewhere)."""
     owner = next((c for c in cls.__mro__ if name in vars(c)), cls)
