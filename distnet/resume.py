@@ -65,7 +65,7 @@ def other_mode_message(run: RunDir, shards: int, distributed: bool) -> str:
     that ran on Ray, or the other way round: the same batches, their gradients summed in another
     order."""
     now, then = ("on Ray", "in one process") if distributed else ("in one process", "on Ray")
-    return (f"{run.path} trains on {now}, where it trained {then} so far, with the same mini-batches of "
+    return (f"{run.path} now trains {now}, where it trained {then} so far, with the same mini-batches of "
             f"{count(shards, 'shard')}: their gradients are summed in another order, so from here its numbers "
             f"differ from a run that stayed {then} by rounding (in float32, visibly within an epoch or two)")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .batches import BatchGather, BatchPlan
-from .checks import positive_int
+from .checks import as_array, positive_int
 from .data import Dataset
 from .errors import ConfigError, TrainingDivergedError
 from .step_stats import StepStats
@@ -35,7 +35,7 @@ class Trainer(TrainerBase):
         cost is not finite (divergence) raises TrainingDivergedError; either way the network and the
         optimizer stay as they were."""
         for what, values in (("inputs", X), ("targets", Y)):
-            values = np.asarray(values)
+            values = as_array(f"the mini-batch's {what}", values)
             if values.dtype.kind in "fc" and not np.isfinite(values).all():
                 raise ConfigError(f"the mini-batch's {what} hold NaN or infinite values; fix or drop those samples")
         with np.errstate(over="ignore", invalid="ignore"):  # named below, as a cost that is not finite
@@ -48,8 +48,9 @@ class Trainer(TrainerBase):
         grad, cost, correct = self.network.backprop(X, Y, out=self._grad, reuse_buffers=True)
         if finite_cost and not np.isfinite(cost):
             raise TrainingDivergedError(f"the step's cost is {cost} ({self.network.dtype} overflowed): the "
-                                        f"parameters have diverged; lower the learning rate (now "
-                                        f"{self.optimizer.learning_rate:g}); the step was not applied")
+                                        f"parameters have diverged (lower the learning rate, now "
+                                        f"{self.optimizer.learning_rate:g}), or the inputs or targets are too "
+                                        f"large; the step was not applied")
         self.rule.apply(self.network.params, grad, scale=1 / rows)  # the mean, without a pass over grad
         return StepStats.of_step(cost, correct, rows)
 

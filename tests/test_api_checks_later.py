@@ -208,7 +208,11 @@ def test_ragged_rows_are_refused_in_one_message_not_numpy_s():
     net = Network([Dense(2, "softmax")], input_size=2)
     for call, what in [(lambda: Dataset(ragged, [0, 1], classes=2), "dataset: images"),
                        (lambda: net.predict(ragged), "the network's inputs"),
-                       (lambda: net.cost_value([[0.0, 1.0]], [[1.0, 0.0], [1.0]]), "the targets")]:
+                       (lambda: net.cost_value([[0.0, 1.0]], [[1.0, 0.0], [1.0]]), "the targets"),
+                       (lambda: Trainer(net, Nesterov(0.1)).step(ragged, [[1.0, 0.0], [0.0, 1.0]]),
+                        "the mini-batch's inputs"),
+                       (lambda: Trainer(net, Nesterov(0.1)).step([[0.0, 1.0]] * 2, [[1.0, 0.0], [1.0]]),
+                        "the mini-batch's targets")]:
         with pytest.raises(ConfigError, match=f"^{what} must be rows of one length each \\(an array, or lists of "
                                               f"equal length\\); some rows here are longer than others$"):
             call()

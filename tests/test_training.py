@@ -182,8 +182,9 @@ def test_a_step_on_nan_data_or_with_a_cost_that_overflows_is_refused_and_changes
                                               f"those samples$"):
             trainer.step(bad_X, bad_Y)
     with pytest.raises(TrainingDivergedError, match=r"^the step's cost is inf \(float64 overflowed\): the "
-                                                    r"parameters have diverged; lower the learning rate \(now 0.01\); "
-                                                    r"the step was not applied$"):
+                                                    r"parameters have diverged \(lower the learning rate, now 0.01\), "
+                                                    r"or the inputs or targets are too large; the step was not "
+                                                    r"applied$"):
         trainer.step(X, Y * 1e200)  # finite targets whose squared error is not
     np.testing.assert_array_equal(net.params, before)
     assert all(np.array_equal(v, state[k]) for k, v in trainer.optimizer.state().items())
@@ -597,8 +598,8 @@ def test_a_distributed_run_resumed_in_one_process_is_said_to_sum_its_gradients_i
             checkpoint = Checkpoint.load(run / name)
             checkpoint.config = {**checkpoint.config, "workers": 2}
             checkpoint.save(run / name)
-    with pytest.warns(UserWarning, match=r"trains on in one process, where it trained on Ray so far, with the same "
-                                         r"mini-batches of 2 shards: their gradients are summed in another order"):
+    with pytest.warns(UserWarning, match=r"now trains in one process, where it trained on Ray so far, with the "
+                                         r"same mini-batches of 2 shards: their gradients are summed in another order"):
         fit_small(mnist, run, epochs=2, resume=True)
 
 
