@@ -83,6 +83,11 @@ def range_hint(labels: np.ndarray, classes: int) -> str:
     return "; counted from 1? use labels - 1" if labels.min() == 1 and labels.max() == classes else ""
 
 
+def listed(classes) -> str:
+    """The first dozen of ``classes``, for a message."""
+    return f"{', '.join(map(str, classes[:12]))}{', ...' if len(classes) > 12 else ''}"
+
+
 def as_array(what: str, values) -> np.ndarray:
     """``values`` as a NumPy array; ConfigError, naming ``what``, for nested lists of different
     lengths (which NumPy refuses with a ValueError about sequences)."""

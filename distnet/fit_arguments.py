@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import acceptable_error_or_none, json_object, whole_number
+from .checks import acceptable_error_or_none, json_object, listed, whole_number
 from .data import Dataset
 from .data.augment import RandomAffine
 from .data.datasets import DIGIT_CLASSES
@@ -33,8 +33,8 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
                               f"sample and {len(data.classes)} classes{default}")
     if validation is not None and validation.classes != train.classes:
         # Scored by label number, a validation set of other classes would pass for one of these.
-        raise ConfigError(f"the validation data's classes ({_listed(validation.classes)}) are not the training "
-                          f"data's ({_listed(train.classes)}): validate on data of the same classes, in the same "
+        raise ConfigError(f"the validation data's classes ({listed(validation.classes)}) are not the training "
+                          f"data's ({listed(train.classes)}): validate on data of the same classes, in the same "
                           f"order")
     if augmentation is not None and train.images.shape[1] != PIXELS:
         raise ConfigError(f"augmentation moves {SIDE}x{SIDE} images, and these samples have "
@@ -47,11 +47,6 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
                               f"the validation error, and there is no validation set: give one "
                               f"(fit(train, validation, ...)), or leave {'them' if len(stop_rule) > 1 else 'it'} out")
     return settings
-
-
-def _listed(classes: tuple[str, ...]) -> str:
-    shown = ", ".join(classes[:4])
-    return shown + (f", ... ({len(classes)} in all)" if len(classes) > 4 else "")
 
 
 def check_finite_state(network: Network, optimizer: Optimizer) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import checked_number, class_labels, whole_number
+from .checks import checked_number, class_labels, listed, whole_number
 from .data import Dataset
 from .data.datasets import checked_class_names
 from .errors import ConfigError
@@ -111,15 +111,10 @@ def _scored(outputs, labels, classes: tuple[str, ...] | None = None) -> tuple[np
     # Before the labels: data of other classes has labels beyond the outputs too, and this says why.
     if classes is not None and len(classes) != k:
         raise ConfigError(f"the network gives {k} outputs, one per class, and the data has {len(classes)} classes "
-                          f"({_listed(classes)}): evaluate it on data of the classes it was trained on")
+                          f"({listed(classes)}): evaluate it on data of the classes it was trained on")
     labels = class_labels(labels, len(outputs), k)
     check_scorable(outputs)
     return outputs, labels
-
-
-def _listed(classes) -> str:
-    """The first dozen of ``classes``, for a message."""
-    return f"{', '.join(map(str, classes[:12]))}{', ...' if len(classes) > 12 else ''}"
 
 
 def confident_mistakes(outputs: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
@@ -197,7 +192,7 @@ def probability_table(output: np.ndarray, classes: tuple[str, ...] | None = None
     classes = tuple(str(i) for i in range(k)) if classes is None else classes
     if len(classes) != k:
         raise ConfigError(f"classes must name each of the output's {k} classes, got {len(classes)} "
-                          f"({_listed(classes)}): give one name per output, or None for 0..{k - 1}")
+                          f"({listed(classes)}): give one name per output, or None for 0..{k - 1}")
     marks = marks or {}
     outside = [key for key in marks if key not in range(k)]
     if outside:

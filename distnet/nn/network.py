@@ -18,6 +18,7 @@ from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
 from .costs import Cost, Quadratic, cost_from_spec
 from .initializers import Initializer, Random, initializer_from_spec
 from .layers import Dense
+from . import original_json
 
 FORMAT = "distnet.network"
 # The initializer of networks whose parameters come from elsewhere (from_spec): none at all. The
@@ -373,8 +374,6 @@ class Network:
     def to_original_json(self) -> dict:
         """The network in the layout the original Java library's ``NeuralNetwork.toJson`` writes;
         see :func:`distnet.nn.original_json.to_original_json`."""
-        from . import original_json
-
         return original_json.to_original_json(self)
 
     def save_original_json(self, path: str | os.PathLike) -> Path:
@@ -388,8 +387,6 @@ class Network:
         """The network a document in the original's JSON layout describes (parsed JSON); see
         :func:`distnet.nn.original_json.parse_original_json`. ``dtype`` defaults to float64, the
         original's double."""
-        from . import original_json
-
         return cls.from_spec(*original_json.parse_original_json(doc, dtype))
 
     @classmethod
