@@ -71,7 +71,10 @@ class StopEvaluator:
         return self.acceptable_error is not None and self.lowest < self.acceptable_error
 
     def _average(self) -> float:
-        return sum(self.errors) / len(self.errors)
+        # fsum: the same errors in another order give the same average (a plain sum can come out a
+        # rounding unit higher and stop on a window whose average has not risen). The original's
+        # Java stream average is compensated too.
+        return math.fsum(self.errors) / len(self.errors)
 
     def state(self) -> dict:
         """Everything it holds, as a dict of plain values for a checkpoint (see :meth:`from_state`)."""

@@ -40,10 +40,16 @@ def test_every_byte_value_gets_the_originals_character(dtype: type) -> None:
     assert drawn == "".join(SHADES[min(10 * b // 255, 9)] for b in values)
 
 
-def test_thresholds() -> None:
-    cases = {0.0: " ", 0.0999: " ", 0.1: ".", 0.5: "+", 0.8999: "%", 0.9: "@", 1.0: "@"}
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_thresholds(dtype: type) -> None:
+    # Each threshold as the pixels' own precision holds it: float32 0.9 is 0.89999998 and float32
+    # 0.7 is 0.69999999, which are '@' and '#' to whoever wrote 0.9 and 0.7.
+    cases = {0.0: " ", 0.0999: " ", 0.1: ".", 0.2: ":", 0.3: "-", 0.4: "=", 0.5: "+", 0.6: "*",
+             0.7: "#", 0.8: "%", 0.8999: "%", 0.9: "@", 1.0: "@"}
+    if dtype is np.float16:
+        del cases[0.0999], cases[0.8999]  # not distinct from 0.1 and 0.9 in 11 bits
     for value, char in cases.items():
-        pixels = np.full(784, value)
+        pixels = np.full(784, value, dtype=dtype)
         assert render_digit(pixels, "")[33] == char, value
 
 

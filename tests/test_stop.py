@@ -35,6 +35,14 @@ def test_a_flat_average_does_not_stop():
     assert run(StopEvaluator(window=2), [0.3, 0.3, 0.3, 0.3, 0.3]) is None
 
 
+def test_the_same_errors_in_another_order_are_the_same_average():
+    # [.05 .04 .06] and [.04 .06 .05] hold the same errors; summed left to right they come out
+    # 0.049999999999999996 and 0.05000000000000001, which read as a rise and stopped the run.
+    assert run(StopEvaluator(window=3), [0.05, 0.04, 0.06, 0.05]) is None
+    # A real rise of one part in 10,000 (one more wrong answer of 10,000) still stops.
+    assert run(StopEvaluator(window=3), [0.05, 0.04, 0.06, 0.0501]) == 3
+
+
 def test_first_full_window_never_stops_even_if_bad():
     assert run(StopEvaluator(window=2), [0.9, 0.95]) is None
 

@@ -35,11 +35,14 @@ def render_digit(pixels: np.ndarray, header: str) -> str:
     values = np.asarray(pixels)
     if values.size != PIXELS:
         raise ConfigError(f"a digit has {PIXELS} pixels ({SIDE}x{SIDE}), got {values.size}")
-    # float64 like the original's doubles, so a pixel exactly on a threshold (byte 153 = 0.6)
-    # gets the same character from float32 and float64 data.
-    values = values.reshape(SIDE, SIDE).astype(np.float64)
+    # In the pixels' own precision: float32 0.9 is 0.89999998, which widened to float64 and times
+    # 10 falls below 9 ('%'), while float32 arithmetic rounds it to 9 ('@') as the user means.
+    # Bytes scaled to [0, 1] in either precision draw as the original's doubles do.
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float64)
+    values = values.reshape(SIDE, SIDE)
     check_pixel_range(values)
-    levels = np.minimum((values * 10).astype(np.int64), 9)
+    levels = np.minimum((values * values.dtype.type(10)).astype(np.int64), 9)
     dashes = "-" * (SIDE + 2)
     rows = ["|" + "".join(SHADES[level] for level in row) + "|" for row in levels.tolist()]
     return "\n".join([header, dashes, *rows, dashes])
