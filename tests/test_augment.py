@@ -155,3 +155,42 @@ def test_an_augmentation_is_taken_as_it_is_as_the_other_components_are():
     with pytest.raises(ConfigError, match=re.escape("augmentation RandomAffine is a class: pass an instance, "
                                                     "RandomAffine()")):
         augmentation_from_spec(RandomAffine)
+
+
+class _Draws:
+    """A stand-in generator whose uniform() returns the given values, in the order transform draws."""
+
+    def __init__(self, *values):
+        self.values = list(values)
+
+    def uniform(self, low, high, size):
+        return np.broadcast_to(np.asarray(self.values.pop(0), dtype=np.float64), size).copy()
+
+
+def test_a_half_pixel_vertical_shift_averages_each_row_with_the_one_above():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 1, 784)
+    # angle 0, zoom 1, dx 0, dy 0.5: output pixel (r, c) reads the source at row r - 0.5
+    moved = RandomAffine(rotation=0, scale=0, shift=1).transform(image[None], _Draws(0.0, 1.0, [[0.0], [0.5]]))
+    src = image.reshape(28, 28)
+    above = np.vstack([np.zeros((1, 28)), src[:-1]])
+    np.testing.assert_allclose(moved.reshape(28, 28), (src + above) / 2, rtol=0, atol=1e-6)
+
+
+def test_a_quarter_pixel_diagonal_shift_is_bilinear():
+    image = np.zeros(784)
+    image[14 * 28 + 14] = 1.0  # one lit pixel
+    moved = RandomAffine(rotation=0, scale=0, shift=1).transform(image[None], _Draws(0.0, 1.0, [[0.25], [0.25]]))
+    m = moved.reshape(28, 28)
+    # the lit pixel's weight spreads over (14,14), (14,15), (15,14), (15,15)
+    np.testing.assert_allclose([m[14, 14], m[14, 15], m[15, 14], m[15, 15]],
+                               [0.75 * 0.75, 0.75 * 0.25, 0.25 * 0.75, 0.25 * 0.25], atol=1e-6)
+    assert m.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_the_augmentation_draws_are_not_the_shuffle_generators():
+    images = np.random.default_rng(1).uniform(0, 1, (4, 784))
+    augment = RandomAffine(rotation=10, scale=0.1, shift=2)
+    mine = augment.epoch(images, seed=3, epoch=1, shard=0)
+    shuffles = augment.transform(images, np.random.default_rng([3, 1, 0]))  # BatchPlan's key for that shard
+    assert not np.allclose(mine, shuffles)

@@ -172,3 +172,10 @@ def test_spec_round_trip(name):
 def test_unknown_activation_is_rejected_with_the_known_names():
     with pytest.raises(ValueError, match="sigmoid"):
         activation_from_spec("swish")
+
+
+def test_leaky_relu_derivative_at_zero_is_alpha_as_its_input_gradient():
+    act = LeakyReLU(0.01)
+    a = np.array([[-1.0, 0.0, 2.0]])
+    np.testing.assert_array_equal(act.derivative(a), [[0.01, 0.01, 1.0]])
+    np.testing.assert_array_equal(act.input_gradient(a, np.ones_like(a)), act.derivative(a))

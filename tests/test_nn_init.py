@@ -111,3 +111,11 @@ def test_spec_round_trip(init):
     assert type(again) is type(init) and again.spec() == init.spec()
     rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
     np.testing.assert_array_equal(init(3, 4, rng_a), again(3, 4, rng_b))
+
+
+def test_seeded_random_initial_weights_are_the_generators_draws_in_order():
+    net = Network([Dense(2, "sigmoid"), Dense(3, "softmax")], input_size=4, seed=11, dtype=np.float64)
+    rng = np.random.default_rng(11)
+    np.testing.assert_array_equal(net.layers[0].weights, rng.uniform(-0.5, 0.5, size=(4, 2)))
+    np.testing.assert_array_equal(net.layers[1].weights, rng.uniform(-0.5, 0.5, size=(2, 3)))
+    assert not net.layers[0].bias.any() and not net.layers[1].bias.any()

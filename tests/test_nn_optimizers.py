@@ -386,3 +386,26 @@ def test_load_state_refuses_a_part_of_adams_state_and_a_step_count_that_is_not_o
     assert opt.state()["t"].dtype == np.int64 and opt.state()["t"].shape == () and opt.state()["t"] == 7
     opt.load_state({})  # before the first step
     assert opt.state() == {}
+
+
+def _by_hand(params, velocity, grad, lr, mu, l2, weight_slices):
+    params, velocity = params.copy(), velocity.copy()
+    for w in weight_slices:
+        params[w] *= 1 - l2
+    velocity = mu * velocity - lr * grad
+    return params - lr * grad + mu * velocity, velocity
+
+
+def test_a_changed_l2_takes_effect_at_the_next_update():
+    net = Network([Dense(3, "sigmoid"), Dense(2, "softmax")], input_size=4, seed=0, dtype=np.float64)
+    rng = np.random.default_rng(5)
+    grads = [rng.normal(size=net.parameter_count) for _ in range(2)]
+    rule = UpdateRule(Nesterov(0.1, 0.9), l2=0.01, weight_slices=net.weight_slices)
+    params = net.params.copy()
+    want, v = _by_hand(params, np.zeros_like(params), grads[0], 0.1, 0.9, 0.01, net.weight_slices)
+    rule.apply(params, grads[0])
+    np.testing.assert_allclose(params, want, rtol=1e-12, atol=1e-15)
+    rule.l2 = 0.2  # what Trainer.l2 = 0.2 does between fits
+    want, v = _by_hand(params, v, grads[1], 0.1, 0.9, 0.2, net.weight_slices)
+    rule.apply(params, grads[1])
+    np.testing.assert_allclose(params, want, rtol=1e-12, atol=1e-15)

@@ -333,3 +333,17 @@ def test_a_reporter_of_your_own_without_on_recovery_is_not_told_of_recoveries():
         trainer._count_failure("worker 0 (pid 7) lost at epoch 1, step 3")
         trainer._report_recoveries()
     assert heard == [("worker 0 (pid 7) lost at epoch 1, step 3", 1, 3)] and trainer._unreported == []
+
+
+def test_an_output_equal_to_the_threshold_is_recognized():
+    outputs = np.array([[0.5, 0.5, 0.0], [0.25, 0.75, 0.0], [0.4, 0.3, 0.3]], dtype=np.float32)
+    assert recognized(outputs, 0.5).tolist() == [True, True, False]
+    assert recognized(outputs, 0.75).tolist() == [False, True, False]
+    assert recognition(outputs, np.array([1, 1, 0]), 0.5).recognized == 2
+
+
+def test_confident_mistakes_that_tie_come_in_sample_order():
+    outputs = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.9, 0.1], [1.0, 0.0]], dtype=np.float32)
+    labels = np.array([1, 1, 1, 1, 0])  # wrong: 0, 2, 3 (and 0, 2 tie at 1.0)
+    assert confident_mistakes(outputs, labels, 10).tolist() == [0, 2, 3]
+    assert confident_mistakes(outputs, labels, 1).tolist() == [0]

@@ -156,3 +156,16 @@ def test_a_refused_evaluation_changes_nothing(tmp_path):
             keeper.evaluate(2, error, net.params)
     assert (keeper.state(), (tmp_path / "best.json").read_bytes()) == before
     np.testing.assert_array_equal(keeper.best_network().params, net.params)
+
+
+def test_an_acceptable_error_of_0_is_taken_and_never_reached():
+    evaluator = StopEvaluator(window=3, acceptable_error=0)
+    assert evaluator.acceptable_error == 0.0
+    assert [evaluator.stop(e) for e in (0.2, 0.1, 0.0)] == [False, False, False]
+
+
+def test_the_acceptable_error_stop_leaves_the_window_as_it_was():
+    evaluator = StopEvaluator(window=3, acceptable_error=0.1)
+    assert [evaluator.stop(e) for e in (0.3, 0.2, 0.05)] == [False, False, True]
+    assert evaluator.state()["errors"] == [0.3, 0.2]
+    assert evaluator.state()["last_average"] == float("inf")

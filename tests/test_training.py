@@ -1202,3 +1202,24 @@ def test_a_network_given_to_the_trainer_later_is_the_one_l2_decays():
     with pytest.raises(ConfigError, match=r"the network cannot change during a fit"):
         trainer.fit(Dataset(X, Y.argmax(axis=1), classes=["a", "b"]), epochs=1, reporter=SwapDuringTheFit())
     assert trainer.network is later
+
+
+@pytest.mark.parametrize("shards", [1, 2, 3])
+def test_every_sample_is_used_in_some_epoch_including_the_left_over_ones(shards):
+    plan = BatchPlan(1000, 32, shards, seed=7)  # 31 steps of 32: 8 samples sit out each epoch
+    assert sum(b - a for a, b in plan.shard_ranges) == 1000
+    seen = np.zeros(1000, dtype=bool)
+    for epoch in range(40):
+        for batch in plan.epoch_batches(epoch):
+            seen[batch] = True
+    assert seen.all(), np.flatnonzero(~seen)
+
+
+def test_shards_of_equal_size_are_shuffled_independently():
+    plan = BatchPlan(1000, 32, 2, seed=7)
+    assert plan.shard_ranges == [(0, 500), (500, 1000)]
+    first, second = (np.concatenate(plan.shard_steps(0, shard)) for shard in (0, 1))
+    assert not np.array_equal(first, second)
+    # and the rule the module documents: shard s's order is a permutation seeded with (seed, epoch, s)
+    expected = np.random.default_rng([7, 0, 1]).permutation(500)[:16 * 31]
+    np.testing.assert_array_equal(second, expected)
