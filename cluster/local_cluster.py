@@ -127,7 +127,7 @@ def _start_node(folder: Path, name: str, arguments, env: dict, timeout: float, a
         with open(log, "w") as out:
             process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
                                        start_new_session=True)
-        node = {"name": name, "pid": process.pid, "log": str(log)}
+        node = {"name": name, "pid": process.pid, "started": _start_time(process.pid), "log": str(log)}
         try:
             _wait_started(node, process, timeout)
             return node
@@ -184,6 +184,7 @@ def _ctrl_c_deferred():
 
 
 def _stop_nodes(nodes: list[dict], timeout: float) -> None:
+    nodes = [node for node in nodes if _still_ours(node)]
     for node in nodes:
         _signal_group(node["pid"], signal.SIGTERM, leader_only=True)
     deadline = time.monotonic() + timeout
@@ -191,6 +192,29 @@ def _stop_nodes(nodes: list[dict], timeout: float) -> None:
         while _group_alive(node["pid"]) and time.monotonic() < deadline:
             time.sleep(0.2)
         _signal_group(node["pid"], signal.SIGKILL)
+
+
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot, field 22 of /proc/PID/stat); None if
+    no such process runs (or there is no /proc)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _still_ours(node: dict) -> bool:
+    """Whether ``node``'s process id still names the node this script started. Process ids come
+    round again (within minutes on a busy machine): one that now belongs to a process started at
+    another time is not ours to signal. With the node's first process gone, the id is still safe as
+    its process group's: Linux hands out no id that a living process group has."""
+    now = _start_time(node["pid"])
+    return now is None or node.get("started") in (None, now)
+
+
+def _node_running(node: dict) -> bool:
+    return _still_ours(node) and _group_alive(node["pid"])
 
 
 def _signal_group(pgid: int, sig: int, leader_only: bool = False) -> None:
@@ -217,6 +241,8 @@ def stop(folder: Path) -> list[dict]:
     if not state_file.exists():
         raise ClusterError(f"no cluster recorded in {folder} (nothing to stop)")
     nodes = json.loads(state_file.read_text())["nodes"]
+    for node in nodes:
+        node["running"] = _node_running(node)
     stop_nodes(nodes)
     state_file.unlink()
     return nodes
@@ -241,8 +267,10 @@ CLUSTER_VARIABLES = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_TOKEN_PA
 
 
 def stopped_report(nodes: list[dict], folder: Path) -> str:
-    """What ``stop`` tells its user: which nodes (process groups) it ended."""
-    stopped = ", ".join(f"{node['name']} (pid {node['pid']})" for node in nodes)
+    """What ``stop`` tells its user: which nodes (process groups) it ended, and which had exited
+    before (``running`` False)."""
+    stopped = ", ".join(f"{node['name']} (pid {node['pid']}{'' if node.get('running', True) else ', had already exited'})"
+                        for node in nodes)
     return (f"stopped the Ray cluster recorded in {folder}: {stopped}\n"
             f"a shell that ran env still points at it (distnet train would try to join it): "
             f"unset {' '.join(CLUSTER_VARIABLES)}")

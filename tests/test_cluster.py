@@ -728,6 +728,30 @@ def test_ctrl_c_while_local_cluster_stops_nodes_waits_until_they_are_ended():
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_local_cluster_stop_leaves_alone_a_process_that_got_a_recorded_node_s_id(tmp_path):
+    """Process ids come round again: a node whose process ended may have its id taken by another's
+    process, which stop must not signal (it did: SIGTERM, then SIGKILL to its process group)."""
+    script = runpy.run_path(str(SCRIPT))
+    stranger = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    ours = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        started = script["_start_time"](stranger.pid)
+        assert started is not None and started == script["_start_time"](stranger.pid)
+        nodes = [{"name": "worker-2", "pid": stranger.pid, "started": started - 1, "log": "/dev/null"},
+                 {"name": "head", "pid": ours.pid, "started": script["_start_time"](ours.pid), "log": "/dev/null"}]
+        (tmp_path / "cluster.json").write_text(json.dumps({"nodes": nodes}))
+        stopped = script["stop"](tmp_path)
+        assert ours.wait(timeout=30) == -signal.SIGTERM
+        assert stranger.poll() is None
+        assert script["stopped_report"](stopped, tmp_path).splitlines()[0] == (
+            f"stopped the Ray cluster recorded in {tmp_path}: worker-2 (pid {stranger.pid}, had already exited), "
+            f"head (pid {ours.pid})")
+    finally:
+        for process in (stranger, ours):
+            process.kill()
+            process.wait()
+
+
 def test_local_cluster_says_where_its_processes_and_logs_are_and_what_it_stopped():
     local_cluster_script = runpy.run_path(str(SCRIPT))
     nodes = [{"name": "head", "pid": 101, "log": "/c/head.log"},
