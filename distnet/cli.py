@@ -14,7 +14,6 @@ import errno
 import json
 import logging
 import os
-import shlex
 import signal
 import sys
 import threading
@@ -224,8 +223,8 @@ def _how_to_go_on(args: argparse.Namespace) -> str:
     if run.holds_results():
         return (" after it saved its best network, before its first checkpoint: it cannot be resumed; to "
                 "train on, start a new run in another run directory")
-    folder = shlex.quote(str(run.path))
-    return f" before the run's first checkpoint; to train it, start it again (--run-dir {folder} may be reused)"
+    return f" before the run's first checkpoint; to train it, start it again (the folder may be reused): " \
+           f"{run.start_again_command()}"
 
 
 def build_parser() -> argparse.ArgumentParser:

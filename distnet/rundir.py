@@ -44,6 +44,22 @@ def submit_resume_command(run_dir: str, options: list[str]) -> str:
     return " ".join(map(shlex.quote, ["distnet", "submit", "--resume", run_dir, *options]))
 
 
+def _submit_options() -> list[str] | None:
+    """In a job that ``distnet submit`` started, the submit options that reach the same cluster
+    with the same environment (the --address submit records in the job's metadata, and each of
+    the job's variables as --env); None elsewhere."""
+    try:
+        job = json.loads(os.environ.get(_RAY_JOB_CONFIG, "{}"))
+    except ValueError:
+        job = {}
+    metadata = (job.get("metadata") or {}) if isinstance(job, dict) else {}
+    if "distnet" not in metadata:
+        return None
+    address = ["--address", metadata["address"]] if isinstance(metadata.get("address"), str) else []
+    variables = (job.get("runtime_env") or {}).get("env_vars") or {}
+    return address + [word for name, value in variables.items() for word in ("--env", f"{name}={value}")]
+
+
 class RunDir:
     """The files of one training run (see the module documentation)."""
 
@@ -82,8 +98,8 @@ class RunDir:
         """What to say of this run directory when it has no best.npz, and how to get one."""
         advice = (f"resume it to get one (from its checkpoint if it had ended): {self.resume_command()}"
                   if self.has_checkpoint() else
-                  "it stopped before its first checkpoint, so there is nothing to resume: train it anew into the "
-                  "same folder")
+                  f"it stopped before its first checkpoint, so there is nothing to resume: train it anew into the "
+                  f"same folder: {self.start_again_command()}")
         return f"{self.path} has no best network (best.npz): none yet, or the file was removed; {advice}"
 
     def set_aside_best(self) -> Path:
@@ -110,25 +126,24 @@ class RunDir:
                                   f"{self.best_path.name} and {self.best_path.with_suffix('.json').name} away "
                                   f"and start again here)")
             raise ConfigError(f"{self.path} has no checkpoint to resume from (none was written yet, "
-                              f"or they were removed); start the run again: distnet train --run-dir "
-                              f"{shlex.quote(str(self.path))} ...")
+                              f"or they were removed); start the run again: {self.start_again_command()}")
 
     def resume_command(self) -> str:
         """The command that continues this run: ``distnet submit --resume`` in a job that ``distnet
         submit`` started (the job is resubmitted from where it was submitted, with the head's path),
         else ``distnet train --resume``."""
-        try:
-            job = json.loads(os.environ.get(_RAY_JOB_CONFIG, "{}"))
-        except ValueError:
-            job = {}
-        metadata = (job.get("metadata") or {}) if isinstance(job, dict) else {}
-        if "distnet" not in metadata:
+        options = _submit_options()
+        if options is None:
             return f"distnet train --resume {shlex.quote(str(self.path))}"
-        # The job's --address (which submit records in its metadata) and --env, given again.
-        address = ["--address", metadata["address"]] if isinstance(metadata.get("address"), str) else []
-        variables = (job.get("runtime_env") or {}).get("env_vars") or {}
-        return submit_resume_command(str(self.path), address + [w for n, v in variables.items()
-                                                                for w in ("--env", f"{n}={v}")])
+        return submit_resume_command(str(self.path), options)
+
+    def start_again_command(self) -> str:
+        """The command that trains a run anew into this folder (one that ended before its first
+        checkpoint), ``...`` standing for the run's own options: ``distnet submit --run-dir`` in a
+        job that ``distnet submit`` started, else ``distnet train --run-dir``."""
+        options = _submit_options()
+        command = ["distnet", "train" if options is None else "submit", "--run-dir", str(self.path), *(options or [])]
+        return " ".join(map(shlex.quote, command)) + " ..."
 
     @contextmanager
     def held(self, create: bool) -> Iterator[None]:

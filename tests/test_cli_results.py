@@ -648,7 +648,7 @@ def test_a_run_stopped_before_its_first_evaluation_says_so_and_how_to_go_on(caps
     for command in ("evaluate", "show", "plot", "predict"):  # which told to resume before, but for plot
         status, _, err = run_cli(capsys, command, run, *(["digits.npy"] if command == "predict" else []))
         assert status == 2 and err.endswith("stopped before its first checkpoint, so there is nothing to resume: "
-                                            "train it anew into the same folder\n")
+                                            f"train it anew into the same folder: distnet train --run-dir {run} ...\n")
 
 
 def test_a_run_started_from_python_on_data_of_its_own_is_not_taken_for_mnist(capsys, mnist, tmp_path):

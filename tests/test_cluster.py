@@ -166,7 +166,8 @@ def test_a_stopped_job_is_resumed_with_the_command_submit_prints(cluster, mnist)
     finally:
         submit.kill()
     assert submit.returncode == 143  # as a terminated distnet train (Ray records no exit code; 1 before)
-    resume = f"distnet submit --resume {shlex.quote(str(run))} --env DISTNET_DATA_DIR={env['DISTNET_DATA_DIR']}"
+    resume = (f"distnet submit --resume {shlex.quote(str(run))} --address {cluster.dashboard} "
+              f"--env DISTNET_DATA_DIR={env['DISTNET_DATA_DIR']}")  # the address from this shell's variables
     assert f"distnet: terminated; resume with: {resume}\n" in out  # the job's own advice, in its log
     # submit's advice is the same command (it lacked the --env), after Ray's reason without its full stop
     assert re.fullmatch(rf"distnet: job distnet-stopped-test stopped: [^;]*[^.]; if it saved a checkpoint, train "
@@ -487,8 +488,8 @@ def test_submit_to_a_jobs_api_address_where_nothing_is_said_gives_up_within_10_s
     assert done.returncode == 2 and time.monotonic() - started < 30, done.stderr
     assert done.stderr == (f"distnet: error: the Ray Jobs API refused or could not be reached: {address}: something "
                            f"accepts connections there, but closed the connection or said nothing within 10 s, where "
-                           f"the Jobs API answers at once. Check --address: the dashboard's http://HOST:PORT, 8265 by "
-                           f"default\n")
+                           f"the Jobs API answers at once. Is the cluster running? If it is, check --address: the "
+                           f"dashboard's http://HOST:PORT, 8265 by default\n")
 
 
 def test_submit_refuses_a_path_for_the_job_without_the_head_node_s_own():
@@ -593,7 +594,7 @@ def test_submit_passes_no_data_folder_from_this_shell_where_told_so(monkeypatch)
     request = job_request(args)  # an empty value was refused as a relative path
     assert request["runtime_env"]["env_vars"] == {"DISTNET_DATA_DIR": ""}  # which distnet reads as none
     assert request["variables"] == {"DISTNET_DATA_DIR": ("", "--env")}
-    assert _resume_command(args, "/runs/a", request["runtime_env"]["env_vars"]) == (
+    assert _resume_command(args.address, "/runs/a", request["runtime_env"]["env_vars"]) == (
         "distnet submit --resume /runs/a --address http://head:8265 --env DISTNET_DATA_DIR=")  # so does a resume
 
 
@@ -601,7 +602,8 @@ def test_a_stopped_job_ends_submit_as_a_terminated_train_with_the_job_s_own_resu
     status, last = _submit_to(monkeypatch, capsys, _FakeJobs("STOPPED", "Job was intentionally stopped."))
     assert status == 143  # 1 before: Ray records no exit code for a job it stopped
     assert last == ("distnet: job j stopped: Job was intentionally stopped; if it saved a checkpoint, train on with: "
-                    "distnet submit --resume /runs/a --env DISTNET_DATA_DIR=/data")  # ".;" and no --env before
+                    "distnet submit --resume /runs/a --address http://head:8265 --env DISTNET_DATA_DIR=/data")
+    # ".;" and no --env before; no --address where the shell's variables gave it
 
 
 def test_a_job_whose_training_was_killed_ends_submit_with_how_to_train_on(monkeypatch, capsys):
@@ -610,7 +612,8 @@ def test_a_job_whose_training_was_killed_ends_submit_with_how_to_train_on(monkey
                                                                        "code 137", exit_code=137))
     assert status == 137
     assert last == ("distnet: job j failed: Job entrypoint command failed with exit code 137; if it saved a "
-                    "checkpoint, train on with: distnet submit --resume /runs/a --env DISTNET_DATA_DIR=/data")
+                    "checkpoint, train on with: distnet submit --resume /runs/a --address http://head:8265 --env "
+                    "DISTNET_DATA_DIR=/data")
     status, last = _submit_to(monkeypatch, capsys, _FakeJobs("FAILED", "Job entrypoint command failed with exit "
                                                                        "code 2", exit_code=2))
     assert status == 2 and last == "distnet: job j failed: Job entrypoint command failed with exit code 2"
@@ -623,18 +626,42 @@ def test_a_job_whose_supervisor_was_lost_ends_submit_with_what_is_kept_and_how_t
     status, last = _submit_to(monkeypatch, capsys, _FakeJobs("FAILED", died, error_type="JOB_SUPERVISOR_ACTOR_DIED"))
     assert status == 1  # Ray records no exit status
     assert last == "distnet: job j " + SUPERVISOR_LOST.format(  # Ray's first line before, and no advice
-        run="/runs/a", resume="distnet submit --resume /runs/a --env DISTNET_DATA_DIR=/data")
+        run="/runs/a", resume="distnet submit --resume /runs/a --address http://head:8265 --env DISTNET_DATA_DIR=/data")
 
 
 def test_a_cluster_gone_while_submit_follows_its_job_is_said_with_how_to_go_on(monkeypatch, capsys):
     status, last = _submit_to(monkeypatch, capsys, _FakeJobs(), "--address", "http://head:8265")
     assert status == 2  # before: the command line's line for any OSError (requests' ConnectionError), no advice
-    assert last == ("distnet: error: the Ray Jobs API refused or could not be reached: HTTPConnectionPool(host='head', "
-                    "port=8265): Max retries exceeded with url: /api/jobs/j (Caused by ...). Check --address: the "
-                    "dashboard's http://HOST:PORT, 8265 by default; lost contact while following job j, which may "
-                    "have ended with the cluster: once the cluster is back, a checkpoint it saved in /runs/a (on "
-                    "the head node) trains on with: distnet submit --resume /runs/a --address http://head:8265 "
-                    "--env DISTNET_DATA_DIR=/data")
+    # before: the address advice came first, as if the address were wrong, which it was not
+    assert last == ("distnet: error: lost contact with the cluster's Jobs API at http://head:8265 while following job "
+                    "j (HTTPConnectionPool(host='head', port=8265): Max retries exceeded with url: /api/jobs/j (Caused "
+                    "by ...)); the job may have ended with the cluster: once the cluster is back, a checkpoint it "
+                    "saved in /runs/a (on the head node) trains on with: distnet submit --resume /runs/a --address "
+                    "http://head:8265 --env DISTNET_DATA_DIR=/data")
+
+
+def test_submit_json_keeps_stdout_to_the_training_s_json_lines(monkeypatch, capsys):
+    """The job's log has Ray's lines and distnet's messages too; they went to stdout, which --json
+    promises holds one JSON object per line."""
+    from distnet.cli import main
+    from distnet.commands import submit
+
+    class Logs(_FakeJobs):
+        async def tail_job_logs(self, job_id):
+            yield "2026-12-02 10:26:50,992 INFO job_manager.py:581 -- Runtime env is setting up.\n"
+            yield 'distnet: joining the Ray cluster at auto\n{"event": "epoch", "ep'
+            yield 'och": 1}\n["not", "an", "object"]\n{"event": "end"}'
+
+    class Jobs(submit._JobsAPI):
+        def __init__(self, address):
+            self._source, self.client = "--address", Logs("SUCCEEDED")
+
+    monkeypatch.setattr(submit, "_JobsAPI", Jobs)
+    assert main(["submit", "--job-id", "j", "--run-dir", "/runs/a", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert out == '{"event": "epoch", "epoch": 1}\n{"event": "end"}\n'
+    assert err.splitlines()[-3:] == ["2026-12-02 10:26:50,992 INFO job_manager.py:581 -- Runtime env is setting up.",
+                                     "distnet: joining the Ray cluster at auto", '["not", "an", "object"]']
 
 
 def test_submit_names_the_variable_its_jobs_api_address_came_from(monkeypatch):
@@ -643,8 +670,9 @@ def test_submit_names_the_variable_its_jobs_api_address_came_from(monkeypatch):
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://127.0.0.1:1")  # nothing listens on port 1
-    with pytest.raises(DistnetError, match=re.escape("Check RAY_API_SERVER_ADDRESS (set in this shell; --address "
-                                                     "wins over it): the dashboard's http://HOST:PORT")):
+    with pytest.raises(DistnetError, match=re.escape("Is the cluster running? If it is, check RAY_API_SERVER_ADDRESS "
+                                                     "(set in this shell; --address wins over it): the dashboard's "
+                                                     "http://HOST:PORT")):
         _JobsAPI(None)  # "Check --address" before, which was not given
 
 
@@ -659,7 +687,7 @@ def test_the_command_that_resumes_a_stopped_job_submits_the_same_run_with_the_sa
     monkeypatch.setenv("DISTNET_DATA_DIR", "/data")  # taken from this shell: named, for any other shell
     args = build_parser().parse_args(["submit", "--address", "http://head:8265", "--env", "A=b c"])
     env_vars = job_request(args)["runtime_env"]["env_vars"]
-    command = _resume_command(args, "~/distnet-runs/j", env_vars)
+    command = _resume_command(args.address, "~/distnet-runs/j", env_vars)
     assert command == ("distnet submit --resume '~/distnet-runs/j' --address http://head:8265 --env "
                        "DISTNET_DATA_DIR=/data --env 'A=b c'")
     monkeypatch.delenv("DISTNET_DATA_DIR")
@@ -686,6 +714,26 @@ def test_inside_a_job_that_submit_started_the_advice_is_to_resume_with_submit(mo
                                     f"DISTNET_DATA_DIR=/d --env 'A=b c'")
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({**job, "metadata": {}}))  # by ray job submit
     assert run.resume_command() == f"distnet train --resume '{tmp_path}/a b'"
+
+
+def test_inside_a_job_that_submit_started_a_run_without_checkpoint_is_started_again_with_submit(monkeypatch,
+                                                                                                   tmp_path):
+    """A job stopped before its first checkpoint was told, when resumed, to start again with
+    `distnet train`, which inside a job trains on the head node outside any job."""
+    from distnet.rundir import RunDir
+
+    run = RunDir(tmp_path / "a b")
+    run.path.mkdir()
+    job = {"runtime_env": {"env_vars": {"DISTNET_DATA_DIR": "/d"}},
+           "metadata": {"distnet": "train", "address": "http://head:8265"}}
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps(job))
+    command = f"distnet submit --run-dir '{tmp_path}/a b' --address http://head:8265 --env DISTNET_DATA_DIR=/d ..."
+    assert run.start_again_command() == command
+    with pytest.raises(ConfigError) as refused:
+        run.check_has_checkpoint()
+    assert str(refused.value).endswith(f"start the run again: {command}")
+    monkeypatch.delenv("RAY_JOB_CONFIG_JSON_ENV_VAR")
+    assert run.start_again_command() == f"distnet train --run-dir '{tmp_path}/a b' ..."
 
 
 def test_submit_refuses_with_resume_what_the_run_fixes_before_submitting():

@@ -679,7 +679,7 @@ def test_an_interrupted_run_says_how_to_go_on(capsys, data, tmp_path, monkeypatc
     assert status == 130
     if epoch == 1:
         assert err == (f"\ndistnet: interrupted before the run's first checkpoint; to train it, start it again "
-                       f"(--run-dir {folder} may be reused)\n")
+                       f"(the folder may be reused): distnet train --run-dir {folder} ...\n")
         monkeypatch.undo()
         status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
         assert status == 0, err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -211,17 +212,19 @@ def run(args) -> int:
     summary = [f"run directory (on the head node): {run_dir}", *_environment_summary(request.pop("variables"))]
     api = _JobsAPI(args.address)
     client = api.client
-    # The address goes into the job's metadata, for the resume command the job's own log gives.
-    metadata = {"distnet": "train", **({"address": args.address} if args.address else {})}
+    # The address, as resolved (from --address or this shell's variables), goes into the job's
+    # metadata, for the resume command the job's own log gives: one that works from any shell.
+    address = client.get_address()
+    metadata = {"distnet": "train", "address": address}
     job_id = api.call(client.submit_job, **request, metadata=metadata)
-    print(f"submitted job {job_id} to {client.get_address()}", f"  {request['entrypoint']}", *summary, sep="\n",
+    print(f"submitted job {job_id} to {address}", f"  {request['entrypoint']}", *summary, sep="\n",
           file=sys.stderr, flush=True)
     if args.no_wait:
         print(job_id)
         return 0
-    resume = _resume_command(args, run_dir, request["runtime_env"]["env_vars"])
+    resume = _resume_command(address, run_dir, request["runtime_env"]["env_vars"])
     try:
-        asyncio.run(_print_logs(client, job_id))
+        asyncio.run(_print_logs(client, job_id, json_lines=args.json))
         status = _wait_for_end(api, job_id)
         if status == "SUCCEEDED":
             return 0
@@ -229,12 +232,12 @@ def run(args) -> int:
     except KeyboardInterrupt:
         print(f"\ndistnet: stopped following; job {job_id} goes on. Follow it again with "
               f"`ray job logs --follow {job_id}`, stop it with `ray job stop {job_id}` "
-              f"(both with --address {client.get_address()})", file=sys.stderr)
+              f"(both with --address {address})", file=sys.stderr)
         return 130
-    except DistnetError as e:  # the cluster went away while the job ran (or the connection to it)
-        raise DistnetError(f"{e}; lost contact while following job {job_id}, which may have ended with the "
-                           f"cluster: once the cluster is back, a checkpoint it saved in {run_dir} (on the head "
-                           f"node) trains on with: {resume}") from None
+    except JobsAPIUnreachable as e:  # the cluster went away while the job ran (or the connection to it)
+        raise DistnetError(f"lost contact with the cluster's Jobs API at {address} while following job {job_id} "
+                           f"({e.reason}); the job may have ended with the cluster: once the cluster is back, a "
+                           f"checkpoint it saved in {run_dir} (on the head node) trains on with: {resume}") from None
     return _say_how_the_job_ended(job_id, status, info, run_dir, resume)
 
 
@@ -264,24 +267,43 @@ def _say_how_the_job_ended(job_id: str, status: str, info, run_dir: str, resume:
     return 128 + signal.SIGTERM if status == "STOPPED" else 1
 
 
-def _resume_command(args: argparse.Namespace, run_dir: str, env_vars: dict[str, str]) -> str:
-    """The command that submits the run in ``run_dir`` (on the head node) again, with the job's
-    environment variables (``env_vars``: the --env given and DISTNET_DATA_DIR taken from this
-    shell, so that the command works from another shell too), as the job's own advice has them."""
-    options = ["--address", args.address] if args.address else []
+def _resume_command(address: str | None, run_dir: str, env_vars: dict[str, str]) -> str:
+    """The command that submits the run in ``run_dir`` (on the head node) again to the Jobs API at
+    ``address``, with the job's environment variables (``env_vars``: the --env given and
+    DISTNET_DATA_DIR taken from this shell), so that the command works from another shell too, as
+    the job's own advice has them."""
+    options = ["--address", address] if address else []
     return submit_resume_command(run_dir, options + [w for name, value in env_vars.items()
                                                      for w in ("--env", f"{name}={value}")])
 
 
-async def _print_logs(client, job_id: str) -> None:
+async def _print_logs(client, job_id: str, json_lines: bool = False) -> None:
+    """The job's log as it comes, on stdout; with ``json_lines`` (--json) only its JSON lines (the
+    training's events) there and every other line (Ray's, distnet's messages) on stderr, as
+    ``distnet train --json`` keeps them apart: the job's log has both of the job's streams."""
+    rest = ""
     try:
         async for lines in client.tail_job_logs(job_id):
-            print(lines, end="", flush=True)
+            if not json_lines:
+                print(lines, end="", flush=True)
+                continue
+            *complete, rest = (rest + lines).split("\n")
+            for line in complete:
+                print(line, file=sys.stdout if _is_json_object(line) else sys.stderr, flush=True)
+        if rest:
+            print(rest, file=sys.stdout if _is_json_object(rest) else sys.stderr, flush=True)
     except BrokenPipeError:
         raise  # this command's reader went away (the command line stops quietly)
     except Exception as e:  # the stream broke (the connection, the head): the job's status says how it ends
         print(f"distnet: the job's log stream broke ({type(e).__name__}: {first_line(e)}); waiting for the job "
               f"to end (`ray job logs {job_id}` shows its log)", file=sys.stderr)
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 def _wait_for_end(api: _JobsAPI, job_id: str) -> str:
@@ -372,9 +394,28 @@ class _JobsAPI:
             text = str(e).strip() or type(e).__name__
             if _REFUSAL.match(text):  # the API answered, with its reason last (after any traceback)
                 raise DistnetError(f"the Ray Jobs API refused the request: {_reason(text)}") from None
-            raise DistnetError(f"the Ray Jobs API refused or could not be reached: "
-                               f"{text.splitlines()[0].rstrip('.')}. Check {self._source}: the dashboard's "
-                               f"http://HOST:PORT, 8265 by default") from None
+            reason = _innermost_reason(e)
+            raise JobsAPIUnreachable(f"the Ray Jobs API refused or could not be reached: {reason}. Is the cluster "
+                                     f"running? If it is, check {self._source}: the dashboard's http://HOST:PORT, "
+                                     f"8265 by default", reason) from None
+
+
+class JobsAPIUnreachable(DistnetError):
+    """The Jobs API could not be reached, or refused without a reason; ``reason``: why, in a few words."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _innermost_reason(error: BaseException) -> str:
+    """The first line of the innermost exception among ``error``'s arguments: requests' ('Connection
+    aborted.', RemoteDisconnected('Remote end closed connection without response')) gives its last
+    part."""
+    while error.args and isinstance(error.args[-1], BaseException):
+        error = error.args[-1]
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0].rstrip(".")
 
 
 _REFUSAL = re.compile(r"Request failed with status code \d+: ")
