@@ -352,6 +352,23 @@ def test_more_workers_than_cpus_is_a_clear_error_not_a_hang(mnist, ray_local):
         fit(trainer, mnist)
 
 
+def test_workers_that_would_fit_but_for_other_work_are_told_so(mnist, ray_local):
+    """CPUs held by another job were told as if the cluster were too small."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    other_job = placement_group([{"CPU": 1}] * 3)
+    ray.get(other_job.ready())
+    try:
+        trainer = DistributedTrainer(small_network(), Nesterov(0.02), batch_size=32, workers=2, placement_timeout=1)
+        with pytest.raises(ConfigError, match=r"^cannot place 2 workers \(one CPU each\): the cluster has 4 CPUs, "
+                                              r"1 free, after waiting 1 s \(the other 3 in use by other jobs or "
+                                              r"actors: once they end, 2 fit\); use at most 1 worker "):
+            fit(trainer, mnist)
+    finally:
+        remove_placement_group(other_job)
+
+
 def test_distnet_train_with_two_workers_end_to_end_on_real_mnist(ray_local, tmp_path, capsys):
     from distnet.cli import main
 

@@ -323,6 +323,8 @@ class DistributedTrainer(TrainerBase):
         where, more = ((f"this machine has {cpus:g} CPUs for the Ray this run started", "or join a cluster "
                         "with more (--address; address= in Python)") if cannot_grow else
                        (f"the cluster has {cpus:g} CPUs, {free:g} free, after waiting {waited:g} s", "or add nodes"))
+        if not cannot_grow and free < workers <= cpus:  # the room is there, taken by others for now
+            where += f" (the other {cpus - free:g} in use by other jobs or actors: once they end, {workers} fit)"
         advice = f"use at most {count(fits, 'worker')} (--workers {fits}; workers={fits} in Python), {more}"
         if self._run is not None and self._run.has_checkpoint():  # a resume
             advice = (f"continue with at most {count(fits, 'worker')}: {self._run.resume_command()} --workers "
