@@ -453,7 +453,7 @@ def _signalled(signum, then_run=()):
 
 
 def test_ctrl_c_and_sigterm_are_held_until_the_block_has_run_and_a_second_goes_through_at_once():
-    from distnet.distributed.signals import interruptions_held
+    from distnet.signals import interruptions_held
 
     done = []
     with pytest.raises(KeyboardInterrupt):

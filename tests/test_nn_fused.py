@@ -149,3 +149,28 @@ print(fused.available(), params.tolist())
     assert out.returncode == 0, out.stderr
     # v = 0.5·0 − 0.5·1 = −0.5; W = (1 − 0.5) + 0.5·(−0.5) = 0.25
     assert out.stdout.split(maxsplit=1) == ["True", "[0.25, 0.25, 0.25]\n"]
+
+
+def test_a_ctrl_c_while_the_kernel_compiles_comes_once_the_update_is_done(monkeypatch):
+    """numba compiles at the kernel's first call for new argument types; a Ctrl-C then landed in
+    its callbacks, which swallowed it (the run went on to its end) or broke the compile off with a
+    traceback. The stand-in kernel gets the Ctrl-C as the real one would, mid-call."""
+    import signal
+
+    calls = []
+
+    def kernel(params, *arguments):
+        if not calls:
+            os.kill(os.getpid(), signal.SIGINT)
+        calls.append(params.dtype)
+        params += 1
+
+    monkeypatch.setattr(fused, "_kernel", lambda: kernel)
+    monkeypatch.setattr(fused, "_compiled_for", set())
+    params, velocity, grad = (np.zeros(4, np.float16) for _ in range(3))
+    bounds, keeps = fused.segments(4, [slice(0, 2)], 1.0, np.float16)
+    with pytest.raises(KeyboardInterrupt):
+        fused.nesterov_update(params, velocity, [grad], 0.1, 0.9, bounds, keeps)
+    assert calls == [np.float16] and params.tolist() == [1, 1, 1, 1]  # the update was done, then the Ctrl-C
+    fused.nesterov_update(params, velocity, [grad], 0.1, 0.9, bounds, keeps)  # compiled: called as it is
+    assert len(calls) == 2 and signal.getsignal(signal.SIGINT) is signal.default_int_handler

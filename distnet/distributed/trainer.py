@@ -58,7 +58,7 @@ from .compiled import CompiledSteps
 from .protocols import CLOSE_TIMEOUT_S, ChannelSteps, PlainSteps, WorkerLostError, first_unapplied_step
 from .same_code import check_same_code
 from .settings import DEFAULT_MAX_FAILURES, PROTOCOLS
-from .signals import interruptions_held, sigterm_handler_kept
+from ..signals import interruptions_held, sigterm_handler_kept
 from .stop_evaluator import StopEvaluatorHandle
 from . import local_ray
 

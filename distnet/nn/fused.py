@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..signals import interruptions_held
+
 
 @functools.cache
 def _kernel():
@@ -67,8 +69,22 @@ def nesterov_update(params: np.ndarray, velocity: np.ndarray, grads: Sequence[np
     if (velocity.shape != shape or first.shape != shape or last.shape != shape or velocity.dtype != dtype
             or first.dtype != dtype or last.dtype != dtype or bounds[-1] != params.size):
         _refuse(params, velocity, grads, bounds)
-    kernel(params, velocity, first, last, len(grads) == 2, bounds, keeps,
-           dtype.type(learning_rate), dtype.type(momentum))
+    arguments = (params, velocity, first, last, len(grads) == 2, bounds, keeps, dtype.type(learning_rate),
+                 dtype.type(momentum))
+    # numba compiles (or loads from its cache) a kernel for each new set of argument types at its
+    # first call; a Ctrl-C then lands in numba's callbacks, which swallow it (the run went on to
+    # its end) or break off the compiling with a traceback. Held until the call is done.
+    types = (dtype, bounds.dtype, keeps.dtype, *(array.flags.c_contiguous for array in (params, velocity, first, last)))
+    if types in _compiled_for:
+        kernel(*arguments)
+        return
+    with interruptions_held():
+        kernel(*arguments)
+    _compiled_for.add(types)
+
+
+# The argument types nesterov_update has called the kernel with (see there).
+_compiled_for: set[tuple] = set()
 
 
 def _refuse(params: np.ndarray, velocity: np.ndarray, grads: Sequence[np.ndarray], bounds: np.ndarray) -> None:

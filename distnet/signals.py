@@ -1,6 +1,7 @@
-"""How the distributed trainer keeps Ray from deciding what Ctrl-C and SIGTERM do to the process
-it runs in: ``ray.init`` installs a SIGTERM handler of its own, and a signal that cuts
-``ray.shutdown`` short leaves Ray half stopped."""
+"""Ctrl-C and SIGTERM kept from cutting short what must not be: the distributed trainer keeps Ray
+from deciding what they do to the process it runs in (``ray.init`` installs a SIGTERM handler of
+its own, and a signal that cuts ``ray.shutdown`` short leaves Ray half stopped), and the one-pass
+update holds them while numba compiles its kernel (a Ctrl-C then lands in numba's callbacks)."""
 from __future__ import annotations
 
 import signal
