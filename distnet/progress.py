@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -92,13 +94,18 @@ class TerminalReporter(Reporter):
     def on_steps(self, epoch, step, steps, stats, seconds):
         if not self.interactive:
             return
-        filled = round(self.width * step / steps)
         # every step trains one full batch; a resume's steps done before were not timed here
         steps_timed = step - (self._resumed_at[1] if epoch == self._resumed_at[0] else 0)
         rate = steps_timed * self._batch_size / seconds if seconds > 0 else 0.0
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\repoch {epoch:>3} [{bar}] {step}/{steps}  {rate:,.0f} samples/s  "
-                          f"train error {100 * stats.error_rate:5.2f}%")
+        counts = f"{step}/{steps}  {rate:,.0f} samples/s  train error {100 * stats.error_rate:5.2f}%"
+        # A line wider than the terminal wraps, and each redraw (\r goes back to the start of the
+        # last row only) would leave the rows before it behind: the bar narrows, goes, and then the
+        # line's end is cut.
+        columns = _columns(self.stream) - 1
+        width = min(self.width, columns - len(f"epoch {epoch:>3} [] {counts}"))
+        filled = round(width * step / steps)
+        bar = f"[{'#' * filled}{'-' * (width - filled)}] " if width >= 5 else ""
+        self.stream.write("\r" + f"epoch {epoch:>3} {bar}{counts}"[:columns])
         self.stream.flush()
 
     def on_evaluation(self, record):
@@ -135,6 +142,17 @@ class TerminalReporter(Reporter):
         if self.interactive:
             line = "\r\033[K" + line
         print(line, file=self.stream, flush=True)
+
+
+def _columns(stream: TextIO) -> int:
+    """How many characters a line of ``stream``'s terminal holds: $COLUMNS where set (as for
+    :func:`shutil.get_terminal_size`), else the terminal's own, else 80."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return shutil.get_terminal_size().columns
 
 
 def count(n: int, noun: str) -> str:

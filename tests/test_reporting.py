@@ -189,6 +189,23 @@ def test_terminal_reporter_draws_a_bar_then_evaluation_lines():
     assert "epoch   2  train error 10.00%  validation error  6.00%  best  5.00% (epoch 1)   " in text
 
 
+@pytest.mark.parametrize("columns, line", [
+    (80, "epoch   1 [##########----------] 1000/2000  1,000 samples/s  train error  6.25%"),
+    (70, "epoch   1 [#####-----] 1000/2000  1,000 samples/s  train error  6.25%"),
+    (60, "epoch   1 1000/2000  1,000 samples/s  train error  6.25%"),
+    (40, "epoch   1 1000/2000  1,000 samples/s  t")])
+def test_the_bar_fits_the_terminal_s_width(monkeypatch, columns, line):
+    """A wider line wraps, and every redraw left a row behind (~150 of them in a seed run at 80
+    columns)."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    stream = Terminal()
+    reporter = TerminalReporter(stream, width=20)
+    reporter.on_start(start_info())
+    reporter.on_steps(1, 1000, 2000, StepStats.of_step(1.0, correct=150, samples=160), seconds=32)
+    drawn = stream.getvalue().split("\r")[-1]
+    assert drawn == line and len(drawn) < columns
+
+
 def test_after_a_resume_within_an_epoch_the_rate_counts_only_the_steps_timed():
     stream = Terminal()
     reporter = TerminalReporter(stream, width=10)
