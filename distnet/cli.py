@@ -41,11 +41,18 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"distnet: error: {message} (see: {self.prog} --help)\n")
 
 
+# Other tools' names for some options, which spelling alone would take for others (--lr for --l2).
+_OTHER_NAMES = {"--lr": "--learning-rate", "--bs": "--batch-size", "--batch": "--batch-size",
+                "--weight-decay": "--l2", "--out-dir": "--run-dir", "--output-dir": "--run-dir"}
+
+
 def _did_you_mean(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
     """" (did you mean --epochs?)" for options misspelt among ``unknown``, else ""."""
     options = [option for action in parser._actions if action.dest != "help" for option in action.option_strings]
-    guesses = [match for word in unknown if word.startswith("--")
-               for match in difflib.get_close_matches(word.partition("=")[0], options, n=1, cutoff=0.75)]
+    guesses = []
+    for word in (word.partition("=")[0] for word in unknown if word.startswith("--")):
+        known = _OTHER_NAMES.get(word)
+        guesses += [known] if known in options else difflib.get_close_matches(word, options, n=1, cutoff=0.75)
     return f" (did you mean {' or '.join(dict.fromkeys(guesses))}?)" if guesses else ""
 
 
@@ -136,6 +143,8 @@ def _parse(parser: _Parser, argv: list[str]) -> tuple[argparse.Namespace, list[s
     follow its options too (``predict MODEL a.png --invert no b.png``): argparse alone takes
     positionals in one run, so a command left with stray words is parsed again intermixed."""
     command = next((i for i, word in enumerate(argv) if word in parser.commands), None)
+    if command is None:
+        _refuse_without_command(parser, argv)
     before = argv[:command] if command else []
     early = before if before and before[0].startswith("-") and before[0] not in ("-h", "--help", "--version") else []
     if early:  # argparse would take them for the command's name, or guess at them
@@ -148,6 +157,23 @@ def _parse(parser: _Parser, argv: list[str]) -> tuple[argparse.Namespace, list[s
     # --version, which exit).
     words = argv[argv.index(args.command) + 1:]
     return parser.commands[args.command].parse_known_intermixed_args(words, argparse.Namespace(command=args.command))
+
+
+def _refuse_without_command(parser: _Parser, argv: list[str]) -> None:
+    """A usage error for words that hold no command, naming what is wrong (argparse said only that
+    a command is required, or listed the commands after a misspelt one); nothing for --help,
+    --version or no words at all, which argparse handles."""
+    commands = ", ".join(parser.commands)
+    options = [word for word in argv if word.startswith("-") and word not in ("-h", "--help", "--version")]
+    if options:
+        parser.error(f"no command given, and {' '.join(options)} is not an option of distnet's own"
+                     f"{_did_you_mean(parser, options)}; the commands: {commands} (their options go after them)")
+    words = [word for word in argv if not word.startswith("-")]
+    if words:
+        guesses = ["train --resume RUN_DIR"] if words[0] == "resume" else difflib.get_close_matches(
+            words[0], parser.commands, n=1, cutoff=0.6)
+        guess = f" (did you mean: distnet {guesses[0]}?)" if guesses else ""
+        parser.error(f"{words[0]!r} is not a command{guess}; the commands: {commands}")
 
 
 def _training_run(args: argparse.Namespace):

@@ -349,8 +349,19 @@ def test_running_out_of_memory_is_one_line_too(capsys, data, tmp_path, monkeypat
 
 def test_usage_errors_are_one_line_too(capsys):
     status, _, err = cli(capsys, "frobnicate")
-    assert_clean_error(status, err, "argument COMMAND: invalid choice: 'frobnicate'", "(see: distnet --help)")
+    assert_clean_error(status, err, "'frobnicate' is not a command; the commands: train, submit, evaluate, show, "
+                                    "predict, plot", "(see: distnet --help)")
     assert err.count("\n") == 1
+    # argparse listed the commands, or said only that one is required, never naming the word at fault
+    for words, said in ((["trian"], "'trian' is not a command (did you mean: distnet train?)"),
+                        (["resume", "runs/a"], "'resume' is not a command (did you mean: distnet train --resume "
+                                               "RUN_DIR?)"),
+                        (["--verison"], "no command given, and --verison is not an option of distnet's own (did you "
+                                        "mean --version?)"),
+                        (["--epochs", "3"], "no command given, and --epochs is not an option of distnet's own; the "
+                                            "commands: train, submit")):
+        status, _, err = cli(capsys, *words)
+        assert status == 2 and err.startswith(f"distnet: error: {said}"), err
     status, _, err = cli(capsys, "train", "--bogus", "1")  # the command's help, not the top level's
     assert err == "distnet: error: unrecognized arguments: --bogus 1 (see: distnet train --help)\n" and status == 2
     for command in ("train", "submit"):  # an abbreviation would change meaning once an option shares its start
@@ -359,6 +370,9 @@ def test_usage_errors_are_one_line_too(capsys):
     status, _, err = cli(capsys, "train", "--epoch=3", "--worker", "2", "--learnig-rate", "0.1")
     assert err == ("distnet: error: unrecognized arguments: --epoch=3 --worker 2 --learnig-rate 0.1 (did you mean "
                    "--epochs or --workers or --learning-rate?) (see: distnet train --help)\n")
+    status, _, err = cli(capsys, "train", "--lr", "0.1", "--weight-decay=0.1")  # "did you mean --l2?" for --lr
+    assert err == ("distnet: error: unrecognized arguments: --lr 0.1 --weight-decay=0.1 (did you mean --learning-rate "
+                   "or --l2?) (see: distnet train --help)\n")
     status, _, err = cli(capsys, "evaluate", "model.npz", "--epochs", "3")  # not one of evaluate's: no guess
     assert err == "distnet: error: unrecognized arguments: --epochs 3 (see: distnet evaluate --help)\n"
     # before the command: "--json (did you mean --json?)", and "invalid choice: '0'" for the command
