@@ -844,6 +844,10 @@ def test_options_for_ray_workers_given_to_a_run_in_this_process_are_named_as_ign
                                                "--protocol", "compiled", "--max-failures", "0"))
     assert status == 0 and err == ("distnet: warning: --protocol and --max-failures are for Ray workers, and this run "
                                    "trains in this process without them (--workers 0): ignored\n")
+    status, out, err = cli(capsys, *train_args(data, "--run-dir", tmp_path / "other", "--epochs", "1",
+                                               "--address", "10.0.0.5:6379", "--max-failures", "0"))
+    assert status == 0 and err == ("distnet: warning: --address and --max-failures are for Ray workers, and this run "
+                                   "trains in this process without them (--workers 0): ignored\n")  # --address unsaid
 
 
 def test_an_interrupted_command_other_than_train_gives_no_advice_on_runs(capsys, run, monkeypatch):

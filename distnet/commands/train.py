@@ -262,10 +262,13 @@ def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int
     if workers == 0:
         from ..trainer import Trainer
 
-        unused = [flag for flag, given in (("--protocol", args.protocol != "auto"),
+        # --address auto is left unsaid: distnet submit gives it to every job, one of 0 workers too.
+        unused = [flag for flag, given in (("--address", args.address not in (None, "auto")),
+                                           ("--protocol", args.protocol != "auto"),
                                            ("--max-failures", args.max_failures != DEFAULT_MAX_FAILURES)) if given]
         if unused:
-            warnings.warn(f"{' and '.join(unused)} {'are' if len(unused) > 1 else 'is'} for Ray workers, and this "
+            named = f"{', '.join(unused[:-1])} and {unused[-1]}" if len(unused) > 1 else unused[0]
+            warnings.warn(f"{named} {'are' if len(unused) > 1 else 'is'} for Ray workers, and this "
                           f"run trains in this process without them (--workers 0): ignored")
         return Trainer(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, **options)
     from ..distributed import DistributedTrainer  # Ray takes seconds to import: only when needed
