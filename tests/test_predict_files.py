@@ -168,6 +168,26 @@ def test_a_picture_of_one_grey_is_refused(capsys, model, tmp_path, picture, grey
                    f"8-bit greyscale PNG\n")
 
 
+def test_a_file_that_cannot_be_read_is_said_and_the_others_are_classified(capsys, model, tmp_path):
+    """One blank scan or stray file among `predict MODEL digits/*` lost every file after it; a
+    misspelt name was found only when its turn came, after the files before it were printed."""
+    np.save(tmp_path / "a.npy", ring())
+    Image.new("L", (28, 28), 128).save(tmp_path / "blank.png")
+    np.save(tmp_path / "b.npy", ring())
+    status, out, err = run_cli(capsys, "predict", model, tmp_path / "a.npy", tmp_path / "blank.png", tmp_path / "b.npy")
+    assert status == 2
+    assert [line.split(":")[0] for line in out.splitlines()[::2]] == [str(tmp_path / "a.npy"), str(tmp_path / "b.npy")]
+    assert err.splitlines() == [
+        f"distnet: error: {tmp_path / 'blank.png'}: every pixel reads as the same grey (0.502, from 0 black to 1 white), "
+        f"so there is no digit to classify; if the picture shows one, save it as an 8-bit greyscale PNG",
+        "distnet: error: 1 of 3 files could not be read (said above); the others are classified"]
+    status, out, _ = run_cli(capsys, "predict", "--json", model, tmp_path / "blank.png", tmp_path / "a.npy")
+    assert status == 2 and json.loads(out.splitlines()[0])["file"] == str(tmp_path / "blank.png")
+    assert json.loads(out.splitlines()[0])["error"].endswith("save it as an 8-bit greyscale PNG")
+    status, out, err = run_cli(capsys, "predict", model, tmp_path / "a.npy", tmp_path / "missing.npy")
+    assert (status, out) == (2, "") and err == f"distnet: error: {tmp_path / 'missing.npy'}: no such file\n"
+
+
 def test_a_float_picture_out_of_0_1_is_refused(tmp_path):
     Image.fromarray(ring().astype(np.float32)).save(tmp_path / "bytes.tiff")  # 0..255 as floats
     with pytest.raises(DataFormatError) as refused:
@@ -254,5 +274,7 @@ def test_images_given_where_the_model_belongs_are_said_to_come_second(capsys, mo
                                    f"expected a file written by distnet; it holds images: the model comes first "
                                    f"(distnet predict MODEL FILE...)\n")
     (tmp_path / "notes.txt").write_text("not a model, nor images")
-    status, _, err = run_cli(capsys, "predict", tmp_path / "notes.txt", model)
-    assert status == 2 and "the model comes first" not in err
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))  # a zip, as a run's checkpoint.npz: not said to hold images
+    for other in ("notes.txt", "other.npz"):
+        status, _, err = run_cli(capsys, "predict", tmp_path / other, model)
+        assert status == 2 and "the model comes first" not in err, err

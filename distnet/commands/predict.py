@@ -7,6 +7,7 @@ bytes say it holds, by its name only where they do not tell.
 from __future__ import annotations
 
 import json
+import sys
 import tokenize
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 from ..data.datasets import DATASETS, class_names
 from ..data.digits import PIXELS, SIDE
 from ..data.idx import GZIP_MAGIC
-from ..errors import ConfigError, DataFormatError, DataNotFoundError, ModelFormatError
+from ..errors import ConfigError, DataFormatError, DataNotFoundError, DistnetError, ModelFormatError
 from ..nn.network import saved_network_path
 from .common import add_model_argument, check_fits, dataset_of_model, probability, recorded_classes, trained_on
 from .pictures import PICTURE_SUFFIXES, is_picture, read_picture
@@ -52,10 +53,14 @@ def run(args) -> int:
     from ..nn import Network
 
     args.model = saved_network_path(args.model)
+    for path in args.files:  # a misspelt name is said before any image is classified
+        first_bytes(path)
     try:
         network = Network.load(args.model)
     except ModelFormatError as e:
-        if args.model.is_file() and kind_of(first_bytes(args.model)):  # images where the model belongs
+        # Images where the model belongs: a picture, an IDX file or an .npy array (an .npz that is not
+        # a network may be anything, such as a run's checkpoint.npz).
+        if args.model.is_file() and kind_of(head := first_bytes(args.model)) and not head.startswith(b"PK"):
             raise ModelFormatError(f"{e}; it holds images: the model comes first (distnet predict MODEL FILE...)") \
                 from None
         raise
@@ -67,8 +72,19 @@ def run(args) -> int:
         dataset = dataset_of_model(args.model, args.dataset)
         classes = class_names(dataset)
         check_fits(network, args.model, PIXELS, len(classes), dataset)
+    unread = 0
     for path in args.files:
-        names, pixels = read_images(path, args.invert)
+        try:
+            names, pixels = read_images(path, args.invert)
+        except (DistnetError, OSError) as e:  # said, and the other files classified (a glob may catch a stray file)
+            if len(args.files) == 1:
+                raise
+            unread += 1
+            reason = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.strerror else str(e)
+            print(f"distnet: error: {reason}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps({"file": str(path), "error": reason}))
+            continue
         outputs = network.predict(pixels)
         for name, output, sure in zip(names, outputs, recognized(outputs, args.threshold)):
             best = int(output.argmax())
@@ -82,6 +98,9 @@ def run(args) -> int:
                 f"not recognized  (best {label}, p {output[best]:.3f})"
             row = "  ".join(f"{c}:{p:.3f}" for c, p in enumerate(output))
             print(f"{name}: {verdict}\n    {row}")
+    if unread:
+        raise DistnetError(f"{unread} of {len(args.files)} files could not be read (said above); the others are "
+                           f"classified")
     return 0
 
 
