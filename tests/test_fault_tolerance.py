@@ -209,6 +209,20 @@ def test_a_stop_evaluator_lost_without_run_directory_gets_the_best_network_back_
     np.testing.assert_array_equal(result.best_network.params, uninterrupted[1].best_network.params)
 
 
+def test_a_replaced_stop_evaluator_goes_on_with_the_stop_rule_s_window(mnist, ray_local, tmp_path):
+    """Parameters, validation errors and the best network come out the same with a fresh stop rule
+    here (epoch 2 improves anyway): its window of errors, which decides when the run stops, must be
+    the uninterrupted run's too."""
+    fit(make_trainer(), mnist, run_dir=tmp_path / "uninterrupted")
+    trainer = make_trainer()
+    fit(trainer, mnist, run_dir=tmp_path / "lost",
+        reporter=KillOnce(2, 10, lambda: kill_actor_and_wait(trainer._stopping.actor)))
+    assert trainer.failures == ["the stop evaluator lost at epoch 2's evaluation (ActorDiedError)"]
+    expected, got = (Checkpoint.load(tmp_path / run / "checkpoint.npz").stopping_state
+                     for run in ("uninterrupted", "lost"))
+    assert got == expected and len(got["evaluator"]["errors"]) == EPOCHS
+
+
 def test_a_stop_evaluator_lost_again_before_it_has_its_state_back_is_replaced_again(mnist, ray_local, uninterrupted,
                                                                                    monkeypatch):
     from distnet.distributed.stop_evaluator import StopEvaluatorHandle
@@ -230,6 +244,33 @@ def test_a_stop_evaluator_lost_again_before_it_has_its_state_back_is_replaced_ag
     # Both, once the second replacement had its state back.
     assert killer.recoveries == [(lost, n, 3) for n in (1, 2)]
     assert_same_run(trainer, result, uninterrupted)
+
+
+@pytest.mark.parametrize("protocol", ["channel", "plain"])
+def test_a_worker_lost_between_two_epochs_costs_the_next_epoch_nothing(mnist, ray_local, protocol):
+    """The loss shows at the next epoch's first step, while the server still stands at the end of
+    the epoch before: the retry must start from that first step (the tests before lose workers
+    mid-epoch only). Without validation nothing calls a worker between the epochs."""
+    train = mnist.train.subset(slice(0, 1600))  # 50 steps per epoch
+    expected = make_trainer(protocol)
+    expected_history = expected.fit(train, None, epochs=EPOCHS, eval_every=1).history
+    trainer = make_trainer(protocol)
+    history = trainer.fit(train, None, epochs=EPOCHS, eval_every=1,
+                          reporter=KillOnce(1, 50, lambda: kill_and_wait(trainer.placement[0]["pid"]))).history
+    assert len(trainer.failures) == 1
+    np.testing.assert_array_equal(trainer.network.params, expected.network.params)
+    assert [h["train_error"] for h in history] == [h["train_error"] for h in expected_history]
+
+
+def test_each_fit_of_a_trainer_has_its_own_failures_and_failure_budget(mnist, ray_local):
+    """`failures` lists what this fit lost, and max_failures bounds each fit's losses: a second fit
+    that kept the first's would end at its first loss with max_failures=1."""
+    train = mnist.train.subset(slice(0, 1600))
+    trainer = make_trainer(max_failures=1)
+    for losing in (True, False, True):
+        killer = KillOnce(1, 20, lambda: kill_and_wait(trainer.placement[0]["pid"])) if losing else None
+        trainer.fit(train, None, epochs=1, eval_every=1, reporter=killer)
+        assert len(trainer.failures) == losing
 
 
 def test_killed_parameter_server_without_run_directory_replays_from_the_start(mnist, ray_local, uninterrupted):

@@ -477,6 +477,11 @@ def test_a_resume_keeps_the_run_s_own_settings_unless_given(mnist, tmp_path):
                                           "then, but other values\\)"):
         Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11).fit(
             mnist.train.subset(slice(2000, 4000)), validation, run_dir=tmp_path / "run", resume=True, epochs=6)
+    relabelled = Dataset(train.images, (train.labels + 1) % 10, classes=train.classes, name=train.name)  # same images
+    with pytest.raises(ConfigError, match="cannot resume: the training data differ from the run's \\(2000 samples as "
+                                          "then, but other values\\)"):
+        Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11).fit(
+            relabelled, validation, run_dir=tmp_path / "run", resume=True, epochs=6)
     for other, differ in ((None, "500 samples then, 0 now"), (mnist.validation.subset(slice(500, 1000)),
                                                                "500 samples as then, but other values")):
         with pytest.raises(ConfigError, match=f"cannot resume: the validation data differ from the run's "
