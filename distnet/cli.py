@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, f"out of memory: this needs more than the machine has free (a network, batch or data set "
                            f"too large for it?){_kept_run(args, 'with more memory free')}")
     except OSError as e:  # the file system or the network refused: a full disk, a read-only folder
+        if getattr(args, "summary_written", False):  # only the printing of the results was left
+            return _fail(args, f"{e.strerror or e} while printing the results (on stdout); the run ended and "
+                               f"nothing is lost: its summary is in {_training_run(args).summary_path}")
         where = f"{e.filename} -> {e.filename2}: " if e.filename2 else f"{e.filename}: " if e.filename else ""
         kept = _kept_run(args, _once_put_right(e))
         return _fail(args, f"{where}{e.strerror or e}{kept}")

@@ -897,6 +897,21 @@ def test_a_disk_error_names_the_file_it_could_not_write_and_when_the_run_can_res
     assert status == 0, err
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_results_that_cannot_be_printed_are_said_to_be_all_that_is_lost(data, tmp_path):
+    """Said before: the run's files were as its last checkpoint left them, resume it; the run had
+    ended and written its summary."""
+    folder = tmp_path / "run"
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "distnet", *map(str, train_args(data, "--run-dir", folder,
+                                                                                     "--epochs", "1"))],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr == (
+        f"distnet: error: No space left on device while printing the results (on stdout); the run ended and nothing "
+        f"is lost: its summary is in {folder / 'summary.json'}\n")
+    assert json.loads((folder / "summary.json").read_text())["epochs"] == 1
+
+
 # -- divergence --------------------------------------------------------------------------------------
 
 def test_divergence_from_the_start_saves_no_broken_network(capsys, data, tmp_path):
