@@ -86,7 +86,7 @@ class TerminalReporter(Reporter):
         where = count(info["workers"], "worker") if info.get("distributed") else "in this process"
         resuming = f", resuming in epoch {info['first_epoch']}" if info["first_epoch"] > 1 else ""
         self._print(f"training {sizes}{info['parameters']:,} parameters, {where}, batch "
-                    f"{info['batch_size']}, {info['steps_per_epoch']} steps per epoch, at most "
+                    f"{info['batch_size']}, {count(info['steps_per_epoch'], 'step')} per epoch, at most "
                     f"{count(info['epochs'], 'epoch')}{resuming}")
         if info.get("optimizer"):
             self._print(describe_training(info))

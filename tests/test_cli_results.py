@@ -6,6 +6,7 @@ import importlib.util
 import io
 import json
 import re
+import shlex
 import shutil
 from pathlib import Path
 import struct
@@ -648,7 +649,7 @@ def test_a_run_stopped_before_its_first_evaluation_says_so_and_how_to_go_on(caps
     for command in ("evaluate", "show", "plot", "predict"):  # which told to resume before, but for plot
         status, _, err = run_cli(capsys, command, run, *(["digits.npy"] if command == "predict" else []))
         assert status == 2 and err.endswith("stopped before its first checkpoint, so there is nothing to resume: "
-                                            f"train it anew into the same folder: distnet train --run-dir {run} ...\n")
+                                            f"train it anew into the same folder: distnet train --run-dir {shlex.quote(str(run))} ...\n")
 
 
 def test_a_run_started_from_python_on_data_of_its_own_is_not_taken_for_mnist(capsys, mnist, tmp_path):

@@ -370,6 +370,13 @@ def test_usage_errors_are_one_line_too(capsys):
     status, _, err = cli(capsys, "train", "--epoch=3", "--worker", "2", "--learnig-rate", "0.1")
     assert err == ("distnet: error: unrecognized arguments: --epoch=3 --worker 2 --learnig-rate 0.1 (did you mean "
                    "--epochs or --workers or --learning-rate?) (see: distnet train --help)\n")
+    for words, said in ((["plot", "run", "--out", ""], "argument --out: expected a folder, got an empty name"),
+                        (["evaluate", ""], "argument model: expected a file or a run directory, got an empty name"),
+                        (["evaluate", "m.npz", "--data-dir", " "], "argument --data-dir: expected a folder"),
+                        (["predict", "m.npz", ""], "argument FILE: expected a file, got an empty name"),
+                        (["submit", "--address", "", "--no-wait"], "--address is empty: give the Jobs API's")):
+        status, _, err = cli(capsys, *words)  # the current folder before (plot wrote its PNGs there)
+        assert status == 2 and err.startswith(f"distnet: error: {said}"), err
     status, _, err = cli(capsys, "train", "--lr", "0.1", "--weight-decay=0.1")  # "did you mean --l2?" for --lr
     assert err == ("distnet: error: unrecognized arguments: --lr 0.1 --weight-decay=0.1 (did you mean --learning-rate "
                    "or --l2?) (see: distnet train --help)\n")

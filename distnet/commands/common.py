@@ -31,7 +31,7 @@ def add_data_location_arguments(parser: argparse.ArgumentParser, test_only: bool
     """--data-dir, --no-download: where the data set's files are, and whether to download them
     (``test_only``: a command that reads only the two test files)."""
     files = "the two test IDX files (t10k-*)" if test_only else "the four IDX files"
-    parser.add_argument("--data-dir", type=Path, help=f"folder with {files} "
+    parser.add_argument("--data-dir", type=folder, help=f"folder with {files} "
                         "(default: $DISTNET_DATA_DIR/DATASET, then the user cache, then download)")
     parser.add_argument("--no-download", action="store_true", help="never download; fail if the files are missing")
 
@@ -46,7 +46,7 @@ def load_data(args: argparse.Namespace, dtype: np.dtype) -> Splits:
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     """The positional MODEL of a command that uses a saved network."""
-    parser.add_argument("model", type=Path,
+    parser.add_argument("model", type=file_or_folder,
                         help="a .npz network (e.g. RUN_DIR/best.npz), or a run directory for its best.npz")
 
 
@@ -140,9 +140,23 @@ def check_fits(network, model: Path, pixels: int, classes: int, data_name: str) 
 
 
 def folder(text: str) -> Path:
-    """An option's value that must name a folder (an empty one would mean the current folder)."""
+    """A value that must name a folder (an empty one would mean the current folder)."""
+    return _named(text, "a folder")
+
+
+def file_or_folder(text: str) -> Path:
+    """A value that must name a file or a run directory (an empty one would mean the current folder)."""
+    return _named(text, "a file or a run directory")
+
+
+def file(text: str) -> Path:
+    """A value that must name a file (an empty one would mean the current folder)."""
+    return _named(text, "a file")
+
+
+def _named(text: str, what: str) -> Path:
     if not text.strip():
-        raise argparse.ArgumentTypeError("expected a folder, got an empty name")
+        raise argparse.ArgumentTypeError(f"expected {what}, got an empty name")
     return Path(text)
 
 

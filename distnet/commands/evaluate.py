@@ -7,7 +7,10 @@ from .common import add_data_arguments, add_model_argument, model_and_test_data
 
 
 def register(subparsers) -> None:
-    evaluate = subparsers.add_parser("evaluate", help="error rate, per-class accuracy and confusion matrix of a model")
+    evaluate = subparsers.add_parser(
+        "evaluate", help="error rate, per-class accuracy and confusion matrix of a model",
+        description="Evaluate a saved network (or a run directory's best network) on the test set of the data set it "
+                    "was trained on: its error rate, the accuracy of each class and the confusion matrix.")
     add_model_argument(evaluate)
     add_data_arguments(evaluate, of_model=True)
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .common import add_data_arguments
+from .common import add_data_arguments, folder
 
 DPI = 100
 # Every figure has a fixed size in pixels (width, height): no tight bounding box that would change it.
@@ -23,8 +23,8 @@ def register(subparsers) -> None:
         description="Write learning_curves.png (train and validation error per evaluation), "
                     "confusion_matrix.png and misclassified.png (the best network's surest mistakes on "
                     "the test set) for the run in RUN_DIR. Needs matplotlib: pip install matplotlib.")
-    plot.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by distnet train")
-    plot.add_argument("--out", type=Path, help="where to write the PNG files (default: RUN_DIR/plots)")
+    plot.add_argument("run_dir", type=folder, metavar="RUN_DIR", help="a run directory written by distnet train")
+    plot.add_argument("--out", type=folder, help="where to write the PNG files (default: RUN_DIR/plots)")
     add_data_arguments(plot, of_model=True)
     plot.set_defaults(handler=run)
 

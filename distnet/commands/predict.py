@@ -18,7 +18,8 @@ from ..data.digits import PIXELS, SIDE
 from ..data.idx import GZIP_MAGIC
 from ..errors import ConfigError, DataFormatError, DataNotFoundError, DistnetError, ModelFormatError
 from ..nn.network import saved_network_path
-from .common import add_model_argument, check_fits, dataset_of_model, probability, recorded_classes, trained_on
+from .common import (add_model_argument, check_fits, dataset_of_model, file, probability, recorded_classes,
+                     trained_on)
 from .pictures import PICTURE_SUFFIXES, is_picture, read_picture
 
 NUMPY_SIGNATURES = (b"\x93NUMPY", b"PK\x03\x04")  # an .npy array; an .npz archive (zip), which np.load names
@@ -33,7 +34,7 @@ def register(subparsers) -> None:
                     "first), a .npy array of one or more 28x28 images (or rows of 784 values), or an IDX "
                     "images file.")
     add_model_argument(predict)
-    predict.add_argument("files", type=Path, nargs="+", metavar="FILE",
+    predict.add_argument("files", type=file, nargs="+", metavar="FILE",
                          help="the images: pictures, .npy arrays or IDX files (any mix)")
     predict.add_argument("--dataset", choices=DATASETS,
                          help="what the network was trained on, for the class names (default: the "

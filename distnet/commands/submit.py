@@ -28,6 +28,7 @@ from ..address import RAY_RESOLVED, WebServerAddressError, check_reachable, chec
 from ..data.datasets import DATA_DIR_ENV
 from ..errors import ConfigError, DistnetError, first_line
 from ..rundir import submit_resume_command
+from .common import folder
 from .train import refuse_run_settings
 
 RUNS_ON_HEAD = "~/distnet-runs"
@@ -72,7 +73,7 @@ def register(subparsers) -> None:
                                   "API); the job's runtime environment carries this distnet package. Paths "
                                   "(--data-dir, --run-dir, --resume) are paths on the cluster's head node.",
                                   width=80))  # filled here: the raw formatter (for the epilog) leaves it as given
-    submit.add_argument("--run-dir", type=Path,
+    submit.add_argument("--run-dir", type=folder,
                         help=f"where to write the run, on the head node (default: {RUNS_ON_HEAD}/JOB_ID)")
     job = submit.add_argument_group("the job")
     job.add_argument("--address", metavar="URL",
@@ -371,6 +372,9 @@ class _JobsAPI:
         for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
                      "ray._private.runtime_env.packaging"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        if address is not None and not address.strip():
+            raise ConfigError("--address is empty: give the Jobs API's address, the dashboard's http://HOST:PORT "
+                              "(8265 by default)")
         origin = _address_origin(address)
         given = address or (os.environ[origin] if origin else None)
         self._source = _address_source(address)
