@@ -188,6 +188,14 @@ def test_a_file_that_cannot_be_read_is_said_and_the_others_are_classified(capsys
     assert (status, out) == (2, "") and err == f"distnet: error: {tmp_path / 'missing.npy'}: no such file\n"
 
 
+def test_a_file_named_as_a_picture_that_is_none_is_said_so_by_its_name(capsys, model, tmp_path):
+    (tmp_path / "notes.png").write_bytes(b"\x89PNG\r\n\x1a\n but no picture follows")
+    status, _, err = run_cli(capsys, "predict", model, tmp_path / "notes.png")
+    # Pillow's own message named "<_io.BufferedReader name='...'>"
+    assert status == 2 and err == (f"distnet: error: {tmp_path / 'notes.png'}: not a readable picture (Pillow knows "
+                                   f"no picture format in it)\n")
+
+
 def test_a_float_picture_out_of_0_1_is_refused(tmp_path):
     Image.fromarray(ring().astype(np.float32)).save(tmp_path / "bytes.tiff")  # 0..255 as floats
     with pytest.raises(DataFormatError) as refused:

@@ -50,7 +50,9 @@ def read_picture(path: Path, invert: str = "auto") -> np.ndarray:
                 pixels = composite(*grey_and_alpha(upright, path))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise too_large(path, e) from None
-        except (UnidentifiedImageError, OSError) as e:
+        except UnidentifiedImageError:  # Pillow's message names its file object, not the file
+            raise DataFormatError(f"{path}: not a readable picture (Pillow knows no picture format in it)") from None
+        except OSError as e:
             raise DataFormatError(f"{path}: not a readable picture ({e})") from None
     if pixels.min() == pixels.max():
         raise DataFormatError(f"{path}: every pixel reads as the same grey ({pixels.flat[0]:.3g}, from 0 black to "
