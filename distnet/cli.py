@@ -166,8 +166,10 @@ def _refuse_without_command(parser: _Parser, argv: list[str]) -> None:
     """A usage error for words that hold no command, naming what is wrong (argparse said only that
     a command is required, or listed the commands after a misspelt one); nothing for --help,
     --version or no words at all, which argparse handles."""
+    if any(word in ("-h", "--help", "--version") for word in argv):
+        return
     commands = ", ".join(parser.commands)
-    options = [word for word in argv if word.startswith("-") and word not in ("-h", "--help", "--version")]
+    options = [word for word in argv if word.startswith("-")]
     if options:
         parser.error(f"no command given, and {' '.join(options)} is not an option of distnet's own"
                      f"{_did_you_mean(parser, options)}; the commands: {commands} (their options go after them)")
@@ -219,7 +221,7 @@ def _json_event(args: argparse.Namespace, event: str, message: str) -> None:
     if args.command == "train" and args.json:
         try:
             print(json.dumps({"event": event, "message": message}), flush=True)
-        except BrokenPipeError:
+        except OSError:  # gone (BrokenPipeError), or full: what went wrong is said on stderr
             _drop_output(sys.stdout)
 
 

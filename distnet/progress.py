@@ -145,14 +145,15 @@ class TerminalReporter(Reporter):
 
 
 def _columns(stream: TextIO) -> int:
-    """How many characters a line of ``stream``'s terminal holds: $COLUMNS where set (as for
+    """How many characters a line of ``stream``'s terminal holds: $COLUMNS where set above 0 (as for
     :func:`shutil.get_terminal_size`), else the terminal's own, else 80."""
-    if os.environ.get("COLUMNS", "").isdigit():
+    if os.environ.get("COLUMNS", "").isdigit() and int(os.environ["COLUMNS"]) > 0:
         return int(os.environ["COLUMNS"])
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (AttributeError, OSError, ValueError):
-        return shutil.get_terminal_size().columns
+        columns = 0
+    return columns or shutil.get_terminal_size().columns  # 0: a terminal that does not say
 
 
 def count(n: int, noun: str) -> str:

@@ -218,8 +218,8 @@ def test_a_job_s_lost_supervisor_ends_submit_with_the_command_that_trains_on(clu
     finally:
         submit.kill()
     assert submit.returncode == 1, err
-    resume = (f"distnet submit --resume {shlex.quote(str(run))} --env DISTNET_DATA_DIR={env['DISTNET_DATA_DIR']} "
-              f"--env 'PATH=/opt/none:${{PATH}}'")
+    resume = (f"distnet submit --resume {shlex.quote(str(run))} --address {cluster.dashboard} --env "
+              f"DISTNET_DATA_DIR={env['DISTNET_DATA_DIR']} --env 'PATH=/opt/none:${{PATH}}'")
     assert err.splitlines()[-1] == "distnet: job distnet-supervisor-test " + SUPERVISOR_LOST.format(run=run,
                                                                                                     resume=resume)
     assert "Traceback" not in err

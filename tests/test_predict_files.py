@@ -186,6 +186,11 @@ def test_a_file_that_cannot_be_read_is_said_and_the_others_are_classified(capsys
     assert json.loads(out.splitlines()[0])["error"].endswith("save it as an 8-bit greyscale PNG")
     status, out, err = run_cli(capsys, "predict", model, tmp_path / "a.npy", tmp_path / "missing.npy")
     assert (status, out) == (2, "") and err == f"distnet: error: {tmp_path / 'missing.npy'}: no such file\n"
+    (tmp_path / "sub").mkdir()  # as digits/* catches a folder
+    status, out, err = run_cli(capsys, "predict", model, tmp_path / "sub", tmp_path / "blank.png")
+    assert status == 2 and out == "" and err.splitlines()[-1] == "distnet: error: 2 of 2 files could not be read (said above)"
+    status, out, err = run_cli(capsys, "predict", model, tmp_path / "a.npy", tmp_path / "sub")
+    assert status == 2 and out.startswith(str(tmp_path / "a.npy"))
 
 
 def test_a_file_named_as_a_picture_that_is_none_is_said_so_by_its_name(capsys, model, tmp_path):

@@ -362,6 +362,9 @@ def test_usage_errors_are_one_line_too(capsys):
                                             "commands: train, submit")):
         status, _, err = cli(capsys, *words)
         assert status == 2 and err.startswith(f"distnet: error: {said}"), err
+    for words in (["--help", "trian"], ["--version", "trian"]):  # --help and --version still come first
+        status, out, _ = cli(capsys, *words)
+        assert status == 0 and out.startswith(("usage: distnet", "distnet "))
     status, _, err = cli(capsys, "train", "--bogus", "1")  # the command's help, not the top level's
     assert err == "distnet: error: unrecognized arguments: --bogus 1 (see: distnet train --help)\n" and status == 2
     for command in ("train", "submit"):  # an abbreviation would change meaning once an option shares its start
@@ -725,6 +728,11 @@ def test_a_run_interrupted_in_its_final_test_evaluation_says_the_resume_only_wri
     status, out, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--quiet")
     assert status == 0 and err.startswith(f"distnet: warning: {folder} had ended at epoch 1 (max epochs)")
     assert json.loads((folder / "summary.json").read_text())["epochs"] == 1
+    with open("/dev/full", "w") as full:  # --json: its last event, how the run ended, could not be written either
+        done = subprocess.run([sys.executable, "-m", "distnet", *map(str, train_args(data, "--run-dir", folder,
+                                                                                     "--resume", "--json"))],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     np.testing.assert_array_equal(Checkpoint.load(folder / "checkpoint.npz").params, before)
     # Trained on past that ending and stopped the same way, it holds the first ending's summary:
     # a resume replaces it (it was kept as the ended run's).
@@ -917,6 +925,11 @@ def test_results_that_cannot_be_printed_are_said_to_be_all_that_is_lost(data, tm
         f"distnet: error: No space left on device while printing the results (on stdout); the run ended and nothing "
         f"is lost: its summary is in {folder / 'summary.json'}\n")
     assert json.loads((folder / "summary.json").read_text())["epochs"] == 1
+    with open("/dev/full", "w") as full:  # --json: its last event, how the run ended, could not be written either
+        done = subprocess.run([sys.executable, "-m", "distnet", *map(str, train_args(data, "--run-dir", folder,
+                                                                                     "--resume", "--json"))],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
 
 
 # -- divergence --------------------------------------------------------------------------------------

@@ -55,7 +55,8 @@ def run(args) -> int:
 
     args.model = saved_network_path(args.model)
     for path in args.files:  # a misspelt name is said before any image is classified
-        first_bytes(path)
+        if not path.exists():
+            raise DataNotFoundError(f"{path}: no such file")
     try:
         network = Network.load(args.model)
     except ModelFormatError as e:
@@ -100,8 +101,8 @@ def run(args) -> int:
             row = "  ".join(f"{c}:{p:.3f}" for c, p in enumerate(output))
             print(f"{name}: {verdict}\n    {row}")
     if unread:
-        raise DistnetError(f"{unread} of {len(args.files)} files could not be read (said above); the others are "
-                           f"classified")
+        others = "; the others are classified" if unread < len(args.files) else ""
+        raise DistnetError(f"{unread} of {len(args.files)} files could not be read (said above){others}")
     return 0
 
 

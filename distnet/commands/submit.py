@@ -291,13 +291,13 @@ async def _print_logs(client, job_id: str, json_lines: bool = False) -> None:
             *complete, rest = (rest + lines).split("\n")
             for line in complete:
                 print(line, file=sys.stdout if _is_json_object(line) else sys.stderr, flush=True)
-        if rest:
-            print(rest, file=sys.stdout if _is_json_object(rest) else sys.stderr, flush=True)
     except BrokenPipeError:
         raise  # this command's reader went away (the command line stops quietly)
     except Exception as e:  # the stream broke (the connection, the head): the job's status says how it ends
         print(f"distnet: the job's log stream broke ({type(e).__name__}: {first_line(e)}); waiting for the job "
               f"to end (`ray job logs {job_id}` shows its log)", file=sys.stderr)
+    if rest:  # a last line without its newline, as the stream ended or broke
+        print(rest, file=sys.stdout if _is_json_object(rest) else sys.stderr, flush=True)
 
 
 def _is_json_object(line: str) -> bool:
