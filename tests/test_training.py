@@ -593,6 +593,26 @@ def test_a_resume_on_other_workers_keeps_the_newer_best_network_it_will_not_trai
     assert json.loads((run / "best.json").read_text())["epoch"] == 2
 
 
+def test_a_resume_on_other_workers_from_before_the_first_evaluation_keeps_the_best_network_saved_since(
+        mnist, tmp_path):
+    """A checkpoint from before the run's first evaluation (checkpoint.npz lost to a kill between
+    its rotation and its writing, say) left best.npz to be overwritten: the run's first evaluated
+    network was lost for good."""
+    run = tmp_path / "run"
+    fit_small(mnist, run, epochs=2, eval_every=2)  # checkpoints after epochs 1 and 2, the best network of epoch 2
+    (run / "checkpoint.npz").unlink()  # checkpoint.prev.npz, of epoch 1, is the newest now
+    newer = Network.load(run / "best.npz").params
+    trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
+    trainer.shards = 2
+    with pytest.warns(UserWarning) as heard:
+        trainer.fit(mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500)), epochs=2,
+                    window=3, eval_every=2, run_dir=run, resume=True)
+    assert any(str(w.message) == f"{run / 'best.npz'} came after the checkpoint this run resumes from, and the run "
+                                 f"goes on otherwise than it would have: it is kept as best-before-resume.npz, and "
+                                 f"the next evaluation writes best.npz anew" for w in heard)
+    np.testing.assert_array_equal(Network.load(run / "best-before-resume.npz").params, newer)
+
+
 def test_a_distributed_run_resumed_in_one_process_is_said_to_sum_its_gradients_in_another_order(mnist, tmp_path):
     run = tmp_path / "run"
     fit_small(mnist, run, epochs=1)
