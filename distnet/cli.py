@@ -195,8 +195,14 @@ def _kept_run(args: argparse.Namespace, when: str) -> str:
     """For a training stopped by what it lacked (room on disk, memory): that its files are intact,
     and ``when`` to resume it, how."""
     run = _training_run(args)
-    if run is None or not run.has_checkpoint():
+    if run is None:
         return ""
+    if not run.has_checkpoint():
+        if run.holds_results():  # which a new start into the folder would be refused, to keep them
+            return (f"; the run saved its best network but no checkpoint yet, so it cannot be resumed: {when}, "
+                    f"start a new run in another run directory")
+        return (f"; the run saved no checkpoint yet: {when}, start it again (the folder may be reused): "
+                f"{run.start_again_command()}")
     return f"; the run's files are as its last checkpoint left them: {when}, resume with: {run.resume_command()}"
 
 

@@ -263,8 +263,12 @@ class RunDir:
 
     def append_history(self, record: dict) -> None:
         """Add one evaluation's record to history.jsonl (one JSON object per line)."""
-        with open(self.history_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.history_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # a full disk fails the write at the file's close, with no file name
+            e.filename = e.filename or str(self.history_path)
+            raise
 
     def append_failure(self, what: str) -> None:
         """Record a failure of the run (what was lost, and when) as it is found, so that the

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import io
 import gzip
 import json
 import os
@@ -882,6 +883,62 @@ def test_a_run_that_saved_nothing_does_not_block_its_folder(capsys, data, tmp_pa
     status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
     assert status == 0, err
     assert Checkpoint.load(folder / "checkpoint.npz").epoch == 1
+
+
+def test_a_damaged_best_network_of_a_run_is_said_to_be_written_again_by_a_resume(capsys, run, good_data):
+    best = run / "best.npz"
+    best.write_bytes(best.read_bytes()[:1000])
+    status, _, err = cli(capsys, "evaluate", run, "--data-dir", good_data)
+    assert status == 2 and err.endswith(f"; the run's checkpoint has it: distnet train --resume {run} writes it "
+                                        f"again\n"), err  # said only what was wrong before
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", good_data, "--quiet")
+    assert status == 0, err
+    status, _, err = cli(capsys, "evaluate", run, "--data-dir", good_data)
+    assert status == 0, err
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="tells the files apart by /proc/self/fd")
+def test_a_full_disk_before_the_first_checkpoint_says_to_start_again(capsys, data, tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+
+    real_fsync = os.fsync
+
+    def disk_full_from_the_first_checkpoint(fd):
+        if "checkpoint" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr("distnet.io.os.fsync", disk_full_from_the_first_checkpoint)
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
+    monkeypatch.undo()
+    assert status == 2 and err == (f"distnet: error: {folder / 'checkpoint.npz'}: No space left on device; the run "
+                                   f"saved its best network but no checkpoint yet, so it cannot be resumed: once "
+                                   f"there is room, start a new run in another run directory\n")  # no advice before
+    assert (folder / "best.npz").exists() and not (folder / "checkpoint.npz").exists()
+    other = tmp_path / "other"  # its first checkpoint comes before its first evaluation
+    monkeypatch.setattr("distnet.io.os.fsync", disk_full_from_the_first_checkpoint)
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", other, "--epochs", "2", "--eval-every", "2"))
+    monkeypatch.undo()
+    assert status == 2 and err.endswith(f": No space left on device; the run saved no checkpoint yet: once there is "
+                                        f"room, start it again (the folder may be reused): distnet train --run-dir "
+                                        f"{other} ...\n"), err
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", other, "--epochs", "1"))
+    assert status == 0, err
+
+
+def test_a_full_disk_while_the_history_grows_names_history_jsonl(tmp_path, monkeypatch):
+    """A full disk fails an append at the file's close, with no file name: the message had none."""
+    from distnet.rundir import RunDir
+
+    class Full(io.StringIO):
+        def close(self):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("distnet.rundir.open", lambda *args, **kwargs: Full(), raising=False)
+    run = RunDir(tmp_path)
+    with pytest.raises(OSError) as failed:
+        run.append_history({"epoch": 1})
+    assert failed.value.filename == str(run.history_path) and failed.value.errno == errno.ENOSPC
 
 
 @pytest.mark.parametrize("error, once", [

@@ -346,7 +346,10 @@ class Network:
         if data.lstrip()[:1] == b"{" and b'"costFunction"' in data[:4096]:  # the original's layout begins so
             raise ModelFormatError(f"{path}: a network in the original's JSON layout, not one saved by "
                                    f"Network.save; load it with Network.load_original_json")
-        return cls.from_npz_bytes(data, str(path))
+        try:
+            return cls.from_npz_bytes(data, str(path))
+        except ModelFormatError as e:
+            raise ModelFormatError(f"{e}{_rewritten_by_resume(path)}") from None
 
     @classmethod
     def from_npz_bytes(cls, data: bytes, name: str = "model") -> "Network":
@@ -503,6 +506,17 @@ def _check_spec_parts(spec) -> None:
             and all(isinstance(layer, dict) and {"size", "activation"} <= layer.keys() for layer in layers)):
         raise ConfigError(f"a network spec's layers must be a list of dicts with a size and an activation, "
                           f"such as {{'size': 10, 'activation': 'softmax'}}; got {layers!r:.80}")
+
+
+def _rewritten_by_resume(path: Path) -> str:
+    """For a damaged best.npz of a run directory with a checkpoint: that a resume writes it again
+    from the checkpoint (one of a run that had ended trains nothing); else ""."""
+    if path.name != "best.npz" or not (path.parent / "config.json").is_file():
+        return ""
+    from ..rundir import RunDir
+
+    run = RunDir(path.parent)
+    return f"; the run's checkpoint has it: {run.resume_command()} writes it again" if run.has_checkpoint() else ""
 
 
 def _read_model_file(path: str | os.PathLike) -> bytes:
