@@ -186,3 +186,16 @@ def test_a_run_faster_than_the_hardware_floor_is_flagged_as_a_floor_measured_low
     assert "| distnet single/1 | 0.500 | 200 | 5,000 | – | – | – | 0.50 † |" in text
     assert "| distnet channel/1 | 2.000 | 50 | 20,000 | – | – | – | 2.00 |" in text
     assert "† Faster than the hardware floor" in text
+
+
+def test_the_accuracy_table_shows_a_median_between_two_errors_as_it_is():
+    """A median of 20 runs of 2.505 % read "2.50 %" against a target of at most 2.5 %."""
+    run = {"preset": "seed", "seed": 1, "test_error": 0.0257, "validation_error": 0.027, "epochs": 230,
+           "best_epoch": 205, "stop_reason": "early_stop", "wall_seconds": 60.0}
+    summary = {"runs": 20, "median_test_error": 0.02505, "min_test_error": 0.0234, "max_test_error": 0.025,
+               "median_validation_error": 0.02705, "median_epochs": 252.5, "median_wall_seconds": 60.0}
+    text = accuracy.markdown({"date": "2026-12-02", "command": "accuracy.py", "machine": {"cpus": 2, "load_average":
+                              [1.0]}, "reused": 0, "protocol": "validation", "presets": {"seed": summary},
+                              "runs": [run]})
+    assert "| seed | 20 | 2.505 % | 2.34 % | 2.50 % | 2.705 % | 252.5 |" in text
+    assert "| seed | 1 | 2.57 % | 2.70 % | 230 (205) |" in text
