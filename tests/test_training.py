@@ -580,15 +580,9 @@ def test_a_resume_on_other_workers_keeps_the_newer_best_network_it_will_not_trai
     checkpoint_of_epoch_2_of_3_with_the_best_network_of_epoch_3_left_by_a_crash(mnist, run)
     newer, record = Network.load(run / "best.npz").params, (run / "best.json").read_text()
     monkeypatch.setattr(TrainerBase, "_train_epoch", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
-    trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
-    trainer.shards = 2
-    with pytest.warns(UserWarning) as heard, pytest.raises(KeyboardInterrupt):
-        trainer.fit(mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500)), epochs=3,
-                    window=3, eval_every=1, run_dir=run, resume=True)
-    assert any(str(w.message) == f"{run / 'best.npz'} came after the checkpoint this run resumes from, and the run "
-                                 f"goes on otherwise than it would have: it is kept as best-before-resume.npz, and "
-                                 f"best.npz restarts from the checkpoint's" for w in heard)
-    np.testing.assert_array_equal(Network.load(run / "best-before-resume.npz").params, newer)
+    with pytest.raises(KeyboardInterrupt):
+        resume_on_two_shards_keeping(mnist, run, newer, "best.npz restarts from the checkpoint's", epochs=3,
+                                     eval_every=1)
     assert (run / "best-before-resume.json").read_text() == record
     assert json.loads((run / "best.json").read_text())["epoch"] == 2
 
@@ -601,16 +595,24 @@ def test_a_resume_on_other_workers_from_before_the_first_evaluation_keeps_the_be
     run = tmp_path / "run"
     fit_small(mnist, run, epochs=2, eval_every=2)  # checkpoints after epochs 1 and 2, the best network of epoch 2
     (run / "checkpoint.npz").unlink()  # checkpoint.prev.npz, of epoch 1, is the newest now
-    newer = Network.load(run / "best.npz").params
+    resume_on_two_shards_keeping(mnist, run, Network.load(run / "best.npz").params,
+                                 "the next evaluation writes best.npz anew", epochs=2, eval_every=2)
+
+
+def resume_on_two_shards_keeping(mnist, run, newer, then, **fit_args):
+    """Resume ``run`` on two shards (another draw), which keeps the best network ``newer`` saved
+    after its checkpoint as best-before-resume.npz and warns so, saying ``then`` of best.npz."""
     trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
     trainer.shards = 2
     with pytest.warns(UserWarning) as heard:
-        trainer.fit(mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500)), epochs=2,
-                    window=3, eval_every=2, run_dir=run, resume=True)
-    assert any(str(w.message) == f"{run / 'best.npz'} came after the checkpoint this run resumes from, and the run "
-                                 f"goes on otherwise than it would have: it is kept as best-before-resume.npz, and "
-                                 f"the next evaluation writes best.npz anew" for w in heard)
-    np.testing.assert_array_equal(Network.load(run / "best-before-resume.npz").params, newer)
+        try:
+            trainer.fit(mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500)), window=3,
+                        run_dir=run, resume=True, **fit_args)
+        finally:
+            assert any(str(w.message) == f"{run / 'best.npz'} came after the checkpoint this run resumes from, and "
+                                         f"the run goes on otherwise than it would have: it is kept as "
+                                         f"best-before-resume.npz, and {then}" for w in heard)
+            np.testing.assert_array_equal(Network.load(run / "best-before-resume.npz").params, newer)
 
 
 def test_a_distributed_run_resumed_in_one_process_is_said_to_sum_its_gradients_in_another_order(mnist, tmp_path):
