@@ -73,8 +73,11 @@ def nesterov_update(params: np.ndarray, velocity: np.ndarray, grads: Sequence[np
                  dtype.type(momentum))
     # numba compiles (or loads from its cache) a kernel for each new set of argument types at its
     # first call; a Ctrl-C then lands in numba's callbacks, which swallow it (the run went on to
-    # its end) or break off the compiling with a traceback. Held until the call is done.
-    types = (dtype, bounds.dtype, keeps.dtype, *(array.flags.c_contiguous for array in (params, velocity, first, last)))
+    # its end) or break off the compiling with a traceback. Held until the call is done. What
+    # varies between calls: the dtype, and whether the gradients are writable (Ray hands them
+    # over read-only; numba types those apart); the rule's own vectors are always contiguous and
+    # writable. (A key of every array's every flag would cost a microsecond a step.)
+    types = (dtype, first.flags.writeable, last.flags.writeable)
     if types in _compiled_for:
         kernel(*arguments)
         return
