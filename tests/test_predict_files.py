@@ -154,18 +154,20 @@ def test_a_picture_whose_paper_colour_is_marked_transparent_reads_as_the_paper_i
         assert pixels_of(tmp_path / name) == pytest.approx(expected, abs=1e-6), name
 
 
-@pytest.mark.parametrize("picture,grey", [
-    (Image.new("L", (28, 28), 255), "1"),  # blank paper
-    (Image.new("RGBA", (50, 40), (0, 0, 0, 0)), "1"),  # fully transparent
-    (Image.new("F", (28, 28), 0.25), "0.25"),
+RESAVE = "if the picture shows one, save it as an 8-bit greyscale PNG"
+
+
+@pytest.mark.parametrize("picture,grey,advice", [
+    (Image.new("L", (28, 28), 255), "1", "a blank scan?"),  # blank paper, 8-bit grey already: not told to be so
+    (Image.new("RGBA", (50, 40), (0, 0, 0, 0)), "1", RESAVE),  # fully transparent
+    (Image.new("F", (28, 28), 0.25), "0.25", RESAVE),
 ])
-def test_a_picture_of_one_grey_is_refused(capsys, model, tmp_path, picture, grey):
+def test_a_picture_of_one_grey_is_refused(capsys, model, tmp_path, picture, grey, advice):
     picture.save(tmp_path / "blank.tiff")
     status, out, err = run_cli(capsys, "predict", model, tmp_path / "blank.tiff")
     assert (status, out) == (2, "")
     assert err == (f"distnet: error: {tmp_path / 'blank.tiff'}: every pixel reads as the same grey ({grey}, from 0 "
-                   f"black to 1 white), so there is no digit to classify; if the picture shows one, save it as an "
-                   f"8-bit greyscale PNG\n")
+                   f"black to 1 white), so there is no digit to classify; {advice}\n")
 
 
 def test_a_file_that_cannot_be_read_is_said_and_the_others_are_classified(capsys, model, tmp_path):
@@ -179,11 +181,11 @@ def test_a_file_that_cannot_be_read_is_said_and_the_others_are_classified(capsys
     assert [line.split(":")[0] for line in out.splitlines()[::2]] == [str(tmp_path / "a.npy"), str(tmp_path / "b.npy")]
     assert err.splitlines() == [
         f"distnet: error: {tmp_path / 'blank.png'}: every pixel reads as the same grey (0.502, from 0 black to 1 white), "
-        f"so there is no digit to classify; if the picture shows one, save it as an 8-bit greyscale PNG",
+        f"so there is no digit to classify; a blank scan?",
         "distnet: error: 1 of 3 files could not be read (said above); the others are classified"]
     status, out, _ = run_cli(capsys, "predict", "--json", model, tmp_path / "blank.png", tmp_path / "a.npy")
     assert status == 2 and json.loads(out.splitlines()[0])["file"] == str(tmp_path / "blank.png")
-    assert json.loads(out.splitlines()[0])["error"].endswith("save it as an 8-bit greyscale PNG")
+    assert json.loads(out.splitlines()[0])["error"].endswith("no digit to classify; a blank scan?")
     status, out, err = run_cli(capsys, "predict", model, tmp_path / "a.npy", tmp_path / "missing.npy")
     assert (status, out) == (2, "") and err == f"distnet: error: {tmp_path / 'missing.npy'}: no such file\n"
     (tmp_path / "sub").mkdir()  # as digits/* catches a folder

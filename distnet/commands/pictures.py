@@ -48,6 +48,7 @@ def read_picture(path: Path, invert: str = "auto") -> np.ndarray:
                 # it (Orientation 6: 90 degrees clockwise); with the tag ignored, its digit is read sideways.
                 upright = ImageOps.exif_transpose(picture)
                 pixels = composite(*grey_and_alpha(upright, path))
+                mode = picture.mode
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise too_large(path, e) from None
         except UnidentifiedImageError:  # Pillow's message names its file object, not the file
@@ -55,9 +56,11 @@ def read_picture(path: Path, invert: str = "auto") -> np.ndarray:
         except OSError as e:
             raise DataFormatError(f"{path}: not a readable picture ({e})") from None
     if pixels.min() == pixels.max():
+        # One that is 8-bit grey already is read as it is: no other format would show more.
+        advice = ("a blank scan?" if mode == "L" else
+                  "if the picture shows one, save it as an 8-bit greyscale PNG")
         raise DataFormatError(f"{path}: every pixel reads as the same grey ({pixels.flat[0]:.3g}, from 0 black to "
-                              f"1 white), so there is no digit to classify; if the picture shows one, save it as "
-                              f"an 8-bit greyscale PNG")
+                              f"1 white), so there is no digit to classify; {advice}")
     if pixels.shape != (SIDE, SIDE):
         pixels = np.asarray(Image.fromarray(squared(pixels)).resize((SIDE, SIDE), Image.LANCZOS))
         pixels = np.clip(pixels, 0, 1)  # Lanczos overshoots beside sharp edges
