@@ -522,13 +522,13 @@ class TrainerBase:
         state = checkpoint.stopping_state
         position = checkpoint.epoch, checkpoint.step, replace(checkpoint.epoch_stats)  # a copy: the steps add to it
         if state is None or state["best_epoch"] < 0:  # before the first evaluation: any best.npz came after
-            if redrawn and loads_as_network(loop.run.best_path):
+            if redrawn:
                 _set_aside_newer_best(loop.run, "the next evaluation writes best.npz anew")
             return *position, None
         loop.best_params = best_params_of(loop.run, checkpoint)
         loop.stopping.load_state(state, loop.best_params)
         if checkpoint.best_params is not None and not holds_best(loop.run, loop.best_params, state["best_epoch"]):
-            if redrawn and loads_as_network(loop.run.best_path):
+            if redrawn:
                 _set_aside_newer_best(loop.run, "best.npz restarts from the checkpoint's")
             loop.stopping.save_best()  # best.npz as of the checkpoint: a crash left it ahead, or damaged
         evaluator = StopEvaluator.from_state(state["evaluator"])
@@ -703,8 +703,10 @@ class TrainerBase:
 
 def _set_aside_newer_best(run: RunDir, then: str) -> None:
     """Keep ``run``'s best.npz, saved after the checkpoint a resume starts from, under a name of its
-    own: the run goes on otherwise than it would have (other workers) and will not train that
-    network again. ``then``: what becomes of best.npz."""
+    own where it holds a network: the run goes on otherwise than it would have (other workers) and
+    will not train that network again. ``then``: what becomes of best.npz."""
+    if not loads_as_network(run.best_path):
+        return
     warnings.warn(f"{run.best_path} came after the checkpoint this run resumes from, and the run goes on otherwise "
                   f"than it would have: it is kept as {run.set_aside_best().name}, and {then}")
 
