@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import re
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +21,7 @@ import pytest
 from distnet import Dense, Network, Softmax
 from distnet.cli import main
 from distnet.data import Dataset, Digit, Splits, load_dataset, load_fashion_mnist, load_mnist
-from distnet.data import datasets, write_idx
+from distnet.data import datasets, download, load_test_set, write_idx
 from distnet.data.download import fetch, sha256_of
 from distnet.errors import ChecksumError, ConfigError, DataFormatError, DataNotFoundError
 
@@ -306,6 +309,29 @@ def test_lookup_order(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert train_size(None) == 23  # then the cache
 
 
+@pytest.mark.parametrize("mistake", ["typo", "the mnist folder itself", "lacks the files"])
+def test_a_wrong_shared_data_dir_is_said_not_passed_over(
+    mistake: str, env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_files(env / "mnist", n_train=23)
+    shared = {"typo": tmp_path / "dta", "the mnist folder itself": tmp_path / "data" / "mnist",
+              "lacks the files": tmp_path / "data"}[mistake]
+    if mistake != "typo":
+        make_files(tmp_path / "data" / "mnist")
+        (tmp_path / "data" / "mnist" / FILES[0]).unlink()
+        if mistake == "the mnist folder itself":
+            make_files(shared)
+    monkeypatch.setenv("DISTNET_DATA_DIR", str(shared))
+    why = {"typo": "a folder that does not exist",
+           "the mnist folder itself": "which holds data files itself: it names the folder above mnist/ and "
+                                      f"fashion-mnist/ (here, perhaps {tmp_path / 'data'})",
+           "lacks the files": f"but {shared / 'mnist'} does not hold the four MNIST files"}[mistake]
+    with pytest.warns(UserWarning) as caught:
+        assert len(load_mnist(download=False, validation=1).train) == 22  # the cache's
+    assert [str(w.message) for w in caught] == [f"$DISTNET_DATA_DIR is {shared}, {why}; "
+                                                f"using those in {env / 'mnist'}"]
+
+
 def test_a_data_folder_that_does_not_exist_is_an_error_not_passed_over(env: Path, tmp_path: Path) -> None:
     make_files(env / "mnist")
     with pytest.raises(DataNotFoundError, match=f"^the data folder {tmp_path / 'typo'} does not exist; give"):
@@ -458,16 +484,30 @@ def test_files_are_read_once_per_process(
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    """Serves files; under /broken/ it promises 1000 bytes and sends 10."""
+    """Serves files. Under /broken/ it promises the size of the file in mnist/ and sends 10 bytes;
+    under /bloated/ it offers a byte more; under /endless/ it sends zeros without a Content-Length;
+    under /trickle/ it promises the size and sends a byte every 0.05 s."""
 
     def do_GET(self) -> None:
-        if self.path.startswith("/broken/"):
-            self.send_response(200)
-            self.send_header("Content-Length", "1000")
-            self.end_headers()
-            self.wfile.write(bytes(10))
-            return
-        super().do_GET()
+        kind, _, name = self.path.strip("/").partition("/")
+        if kind not in ("broken", "bloated", "endless", "trickle"):
+            return super().do_GET()
+        size = (Path(self.directory) / "mnist" / name).stat().st_size
+        self.send_response(200)
+        if kind != "endless":
+            self.send_header("Content-Length", str(size + (kind == "bloated")))
+        self.end_headers()
+        with contextlib.suppress(OSError):  # the client gives up first
+            if kind == "broken":
+                self.wfile.write(bytes(10))
+            elif kind == "endless":
+                for _ in range(64):
+                    self.wfile.write(bytes(1 << 16))
+            elif kind == "trickle":
+                for _ in range(100):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.05)
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep the test output clean
@@ -480,6 +520,7 @@ def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, env: Path) -> Iterat
     make_files(root / "mnist", gz=True)
     sums = {f"{base}.gz": sha256_of(root / "mnist" / f"{base}.gz") for base in FILES}
     monkeypatch.setitem(datasets.CHECKSUMS, "mnist", sums)
+    monkeypatch.setitem(datasets._SIZES, "mnist", {file: (root / "mnist" / file).stat().st_size for file in sums})
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(root)))
     # A short poll interval makes shutdown() quick.
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
@@ -525,12 +566,13 @@ def test_the_command_line_says_what_it_downloads(
     assert main(["evaluate", str(model), "--dataset", "mnist"]) == 0
     captured = capsys.readouterr()
     notes = captured.err.splitlines()
-    assert notes[:3] == [
+    assert notes[:4] == [
         f"distnet: downloading {mirror}/missing/{FILES[2]}.gz",
+        f"distnet: {mirror}/missing/{FILES[2]}.gz: HTTP 404 File not found",
         f"distnet: downloading {mirror}/mnist/{FILES[2]}.gz",
         f"distnet: {env / 'mnist' / FILES[2]}.gz: 0.0 MB, SHA-256 verified",
     ]
-    assert len(notes) == 3 * 2  # evaluate needs the two test files alone
+    assert len(notes) == 4 * 2  # evaluate needs the two test files alone
     assert sorted(os.listdir(env / "mnist")) == [f"{FILES[2]}.gz", f"{FILES[3]}.gz"]
     assert "error rate" in captured.out
     assert main(["evaluate", str(model), "--dataset", "mnist"]) == 0  # from the cache now: nothing to say
@@ -569,14 +611,107 @@ def test_no_mirror_reachable(mirror: str, env: Path, monkeypatch: pytest.MonkeyP
     message = str(caught.value)
     assert f"{refused}{FILES[0]}.gz: " in message and "refused" in message
     assert f"{mirror}/missing/{FILES[0]}.gz: HTTP 404 File not found" in message
+    size = datasets._SIZES["mnist"][f"{FILES[0]}.gz"]
     assert (
-        f"{mirror}/broken/{FILES[0]}.gz: ConnectionError: connection closed after 10 of 1000"
+        f"{mirror}/broken/{FILES[0]}.gz: ConnectionError: connection closed after 10 of {size}"
         in message
     )
     assert "no-such-scheme://x/train-images-idx3-ubyte.gz: " in message
     assert "Download train-images-idx3-ubyte.gz by hand" in message
     assert f"put the four files in {env / 'mnist'}" in message and "DISTNET_DATA_DIR" in message
     assert os.listdir(env / "mnist") == []
+
+
+def test_a_mirror_that_offers_or_sends_more_than_the_file_is_not_read_to_the_end(
+    mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/bloated/", f"{mirror}/endless/"))
+    with pytest.raises(DataNotFoundError) as caught:
+        load_mnist()
+    size = datasets._SIZES["mnist"][f"{FILES[0]}.gz"]
+    message = str(caught.value)
+    assert f"bloated/{FILES[0]}.gz: ConnectionError: the mirror offers {size + 1} bytes; the file has {size}" in message
+    assert f"endless/{FILES[0]}.gz: ConnectionError: the mirror sent more than the file's {size} bytes" in message
+    assert os.listdir(env / "mnist") == []
+
+
+def test_a_trickling_mirror_is_given_up_on(mirror: str, tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(DataNotFoundError, match=rf"trickle/{FILES[3]}.gz: too slow: \d+ bytes in 1 s"):
+        fetch(f"{FILES[3]}.gz", "0" * 64, tmp_path / "dest", [f"{mirror}/trickle/"],
+              size=datasets._SIZES["mnist"][f"{FILES[3]}.gz"], timeout=0.5)
+    assert time.monotonic() - started < 3  # the whole file would take 5 s or more
+
+
+def test_an_unreachable_mirror_is_tried_for_the_first_file_only(
+    mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    refused = closed_port_url()
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (refused, f"{mirror}/mnist/"))
+    with caplog.at_level(logging.INFO, logger="distnet.data.download"):
+        assert len(load_mnist(validation=5).test) == 7
+    tried = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"downloading {refused}")]
+    assert tried == [f"downloading {refused}{FILES[0]}.gz"]
+    assert any(r.getMessage().startswith(f"{refused}{FILES[0]}.gz: ") and "refused" in r.getMessage()
+               for r in caplog.records)  # said as it moves on to the next mirror
+
+
+def test_progress_is_noted_during_a_download(
+    mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(download, "_PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/mnist/",))
+    with caplog.at_level(logging.INFO, logger="distnet.data.download"):
+        load_test_set("mnist")
+    size = datasets._SIZES["mnist"][f"{FILES[2]}.gz"]
+    assert f"{mirror}/mnist/{FILES[2]}.gz: 0.0 of {size / 1e6:.1f} MB so far" in caplog.messages
+
+
+@pytest.mark.parametrize("in_the_way", ["cache", "file"])
+def test_a_cache_that_cannot_be_written_is_said_as_such_not_blamed_on_the_mirrors(
+    in_the_way: str, mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/mnist/",))
+    if in_the_way == "cache":  # a file where the cache folder should be
+        env.parent.mkdir(parents=True)
+        env.write_text("")
+        what = f"cannot create the folder {env / 'mnist'}: "
+    else:  # a folder where a downloaded file should go
+        (env / "mnist" / f"{FILES[0]}.gz").mkdir(parents=True)
+        what = f"cannot write {env / 'mnist' / FILES[0]}.gz: Is a directory"
+    with pytest.raises(download.FolderNotWritableError) as caught:
+        load_mnist()
+    message = str(caught.value)
+    assert f"Downloading needs a cache folder it can write: {what}" in message
+    assert "mirrors tried" not in message and "put the four files in" not in message
+    assert "To fix: set XDG_CACHE_HOME to a folder you can write" in message
+
+
+def test_the_temporary_file_of_a_killed_download_is_removed(
+    mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/mnist/",))
+    folder = env / "mnist"
+    folder.mkdir(parents=True)
+    killed, live = folder / f".{FILES[2]}.gz.0123abcd.tmp", folder / f".{FILES[2]}.gz.4567cdef.tmp"
+    killed.write_bytes(b"part")
+    live.write_bytes(b"part")
+    os.utime(killed, (time.time() - 3600, time.time() - 3600))
+    load_test_set("mnist")
+    assert not killed.exists() and live.exists()  # another process may be writing the fresh one
+
+
+def test_a_failed_download_lists_every_missing_file_and_keeps_its_error_type(
+    mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(datasets.CHECKSUMS, "mnist", {f"{base}.gz": "0" * 64 for base in FILES})
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/mnist/",))
+    with pytest.raises(ChecksumError) as caught:
+        load_mnist()
+    message = str(caught.value)
+    assert message.startswith("MNIST not found. Looked for")
+    assert "Still missing (with their SHA-256):" + "".join(f"\n  {base}.gz  {'0' * 64}" for base in FILES) in message
+    assert "set DISTNET_MIRRORS to mirrors you can reach" in message
 
 
 def test_fetch_without_mirrors(tmp_path: Path) -> None:

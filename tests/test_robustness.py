@@ -106,10 +106,10 @@ def run_distnet(offline: dict, *args, timeout: float = 120) -> tuple[int, str, s
 def assert_clean_error(status: int, err: str, *fragments: str) -> None:
     """Exit status 2, one "distnet: error:" message, no traceback, and every fragment in it. Only
     notes of what was under way come first: download attempts (a missing data file is looked for on
-    the mirrors), Ray starting or being joined."""
+    the mirrors, each failure said as the next is tried), Ray starting or being joined."""
     assert status == 2, err
-    notes = re.match(r"(distnet: (downloading \S+|starting Ray on this machine|joining the Ray cluster at \S+)\n)*",
-                     err).group()
+    notes = re.match(r"(distnet: (downloading \S+|\S+://\S+: .+|warning: .+; downloading them into \S+|"
+                     r"starting Ray on this machine|joining the Ray cluster at \S+)\n)*", err).group()
     error = err.removeprefix(notes)
     assert error.count("distnet: error: ") == 1 and error.startswith("distnet: error: "), err
     assert "Traceback" not in err

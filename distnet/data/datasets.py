@@ -7,12 +7,14 @@ looked for, in this order:
 1. the ``data_dir`` argument (``~`` in it is the home folder), then its subfolder named after
    the data set (``mnist`` or ``fashion-mnist``);
 2. ``$DISTNET_DATA_DIR/<name>``: the variable names a folder with ``mnist/`` and
-   ``fashion-mnist/`` subfolders;
+   ``fashion-mnist/`` subfolders (where it is set, files found or downloaded elsewhere get a
+   warning that says what is wrong with it);
 3. the user cache, ``$XDG_CACHE_HOME/distnet/<name>`` or ``~/.cache/distnet/<name>``.
 
 If none holds all four, they are downloaded into the cache (unless ``download=False``) from the
 mirrors in :data:`MIRRORS`, or from the comma-separated base URLs in ``$DISTNET_MIRRORS`` when
-that is set (``{name}`` in such a URL is replaced by the data set's name). :func:`load_test_set`
+that is set (``{name}`` in such a URL is replaced by the data set's name); each download is
+checked against the published size and SHA-256 before it is renamed into place. :func:`load_test_set`
 needs only the two test files (``t10k-...``), and looks for, downloads and reads only those.
 
 Where a file is found in its ``.gz`` form (preferred when both forms are present), its SHA-256
@@ -36,7 +38,7 @@ from numpy.typing import DTypeLike
 
 from distnet.checks import as_array, checked_number, floating_point, labels_hint, path_of, range_hint
 from distnet.data.digits import PIXELS, SIDE, Digit
-from distnet.data.download import fetch, sha256_of
+from distnet.data.download import FolderNotWritableError, fetch, sha256_of
 from distnet.data.idx import read_idx
 from distnet.errors import ChecksumError, ConfigError, DataFormatError, DataNotFoundError
 
@@ -99,6 +101,14 @@ CHECKSUMS: dict[str, dict[str, str]] = {
         _TEST_IMAGES + ".gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
         _TEST_LABELS + ".gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
     },
+}
+
+# The published files' sizes in bytes: a mirror that offers or sends more is not read to the end.
+_SIZES: dict[str, dict[str, int]] = {
+    "mnist": {_TRAIN_IMAGES + ".gz": 9912422, _TRAIN_LABELS + ".gz": 28881,
+              _TEST_IMAGES + ".gz": 1648877, _TEST_LABELS + ".gz": 4542},
+    "fashion-mnist": {_TRAIN_IMAGES + ".gz": 26421880, _TRAIN_LABELS + ".gz": 29515,
+                      _TEST_IMAGES + ".gz": 4422102, _TEST_LABELS + ".gz": 5148},
 }
 
 _NUM_CLASSES = 10
@@ -399,8 +409,9 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
             raise DataNotFoundError(f"the data folder {given} {what}; give the folder that holds the "
                                     f"{title} files, or none to use ${DATA_DIR_ENV}, the cache or a download")
         folders += [given, given / name]
-    if os.environ.get(DATA_DIR_ENV):
-        folders.append(Path(os.environ[DATA_DIR_ENV]).expanduser() / name)  # a job's is not shell-expanded
+    shared = _shared_data_dir()
+    if shared is not None:
+        folders.append(shared / name)
     cache = _cache_dir(name)
     folders.append(cache)
 
@@ -408,37 +419,67 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
     for folder in folders:
         found = [path for base in bases if (path := _find(folder, base))]
         if len(found) == len(bases):
-            _note_passed_over(given, name, folder, bases)
+            _note_passed_over(name, bases, folder, given, shared)
             return found
         if found:
             lacking = ", ".join(f"{base}[.gz]" for base in bases if not _find(folder, base))
             incomplete.append(f"{folder} lacks {lacking}\n")
 
+    fix = f"put the {count} {kind}files in {cache}, or "
+    failure: type[DataNotFoundError | ChecksumError] = DataNotFoundError
     if download:
+        _note_passed_over(name, bases, cache, given, shared, downloading=True)
+        unreachable: set[str] = set()  # a dead mirror costs its timeout once, not once per file
         try:
             # Keeps what an interrupted earlier download already fetched.
-            found = [_find(cache, base) or _fetch(name, base, cache) for base in bases]
-            _note_passed_over(given, name, cache, bases)
-            return found
-        except DataNotFoundError as exc:
-            why = f"Downloading failed: {exc}"
+            return [_find(cache, base) or _fetch(name, base, cache, unreachable) for base in bases]
+        except FolderNotWritableError as exc:
+            failure = FolderNotWritableError
+            why = f"Downloading needs a cache folder it can write: {exc}."
+            fix = "set XDG_CACHE_HOME to a folder you can write (the cache is its distnet/ subfolder), or "
+        except (DataNotFoundError, ChecksumError) as exc:
+            failure = type(exc)
+            missing = [f"{base}.gz" for base in bases if not _find(cache, base)]
+            why = (f"Downloading failed: {exc}\nStill missing (with their SHA-256):"
+                   + "".join(f"\n  {file}  {CHECKSUMS[name][file]}" for file in missing))
+            fix += f"set {MIRRORS_ENV} to mirrors you can reach (base URLs, comma-separated), or "
     else:
         why = "Downloading is turned off (download=False, --no-download)."
     looked = "\n".join(f"  {folder}" for folder in folders)
-    env_note = "" if os.environ.get(DATA_DIR_ENV) else f" ({DATA_DIR_ENV} is not set)"
+    env_note = "" if shared is not None else f" ({DATA_DIR_ENV} is not set)"
     wanted = ", ".join(f"{base}[.gz]" for base in bases)
-    raise DataNotFoundError(
+    raise failure(
         f"{title} not found. Looked for {wanted} in:\n{looked}\n{''.join(incomplete)}{why}\n"
-        f"To fix: put the {count} {kind}files in {cache}, or pass data_dir= (--data-dir), or set {DATA_DIR_ENV}"
-        f"{env_note} to a folder with mnist/ and fashion-mnist/ subfolders."
+        f"To fix: {fix}pass data_dir= (--data-dir), or set {DATA_DIR_ENV}{env_note} to a folder with "
+        f"mnist/ and fashion-mnist/ subfolders."
     )
 
 
-def _note_passed_over(data_dir: Path | None, name: str, used: Path, bases: tuple[str, ...]) -> None:
-    """Warn when the files ``bases`` come from elsewhere than the data folder the caller gave."""
-    if data_dir is not None and used not in (data_dir, data_dir / name):
-        count, kind = _FILE_SETS[bases]
-        warnings.warn(f"{data_dir} does not hold the {count} {_TITLES[name]} {kind}files; using those in {used}")
+def _shared_data_dir() -> Path | None:
+    """The folder ``$DISTNET_DATA_DIR`` names, if it is set."""
+    value = os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None  # a Ray job's value is not shell-expanded
+
+
+def _note_passed_over(name: str, bases: tuple[str, ...], used: Path, given: Path | None,
+                      shared: Path | None, downloading: bool = False) -> None:
+    """Warn when the files ``bases`` come from elsewhere than the data folder the caller gave, or
+    (given none) the one ``$DISTNET_DATA_DIR`` names: a mistake there would otherwise go unnoticed."""
+    count, kind = _FILE_SETS[bases]
+    files = f"the {count} {_TITLES[name]} {kind}files"
+    then = f"downloading them into {used}" if downloading else f"using those in {used}"
+    if given is not None:
+        if used not in (given, given / name):
+            warnings.warn(f"{given} does not hold {files}; {then}")
+    elif shared is not None and used != shared / name:
+        if not shared.is_dir():
+            where = "a folder that does not exist"
+        elif all(_find(shared, base) for base in bases):
+            where = (f"which holds data files itself: it names the folder above mnist/ and "
+                     f"fashion-mnist/ (here, perhaps {shared.parent})")
+        else:
+            where = f"but {shared / name} does not hold {files}"
+        warnings.warn(f"${DATA_DIR_ENV} is {shared}, {where}; {then}")
 
 
 def _find(folder: Path, base: str) -> Path | None:
@@ -449,9 +490,10 @@ def _find(folder: Path, base: str) -> Path | None:
     return None
 
 
-def _fetch(name: str, base: str, cache: Path) -> Path:
+def _fetch(name: str, base: str, cache: Path, unreachable: set[str]) -> Path:
     filename = f"{base}.gz"
-    return fetch(filename, CHECKSUMS[name][filename], cache, _mirrors(name))
+    return fetch(filename, CHECKSUMS[name][filename], cache, _mirrors(name), size=_SIZES[name][filename],
+                 unreachable=unreachable)
 
 
 def _mirrors(name: str) -> Sequence[str]:

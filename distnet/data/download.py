@@ -1,26 +1,38 @@
-"""Downloading a file from a list of mirrors, verified against a known SHA-256."""
+"""Downloading a file from a list of mirrors, verified against a known SHA-256 and size."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from contextlib import suppress
 from http.client import HTTPException
 from pathlib import Path
 from typing import BinaryIO
 
-from distnet.io import atomic_writer
 from distnet.errors import ChecksumError, DataNotFoundError
+from distnet.io import UNFINISHED_WRITE, atomic_writer
 
-__all__ = ["fetch", "sha256_of"]
+__all__ = ["FolderNotWritableError", "fetch", "sha256_of"]
 
 _CHUNK = 1 << 20
+# A download slower than this on average, once ``timeout`` seconds have passed, is given up on
+# (a mirror that trickles bytes never trips the per-read timeout).
+_MIN_BYTES_PER_SECOND = 1024
+_PROGRESS_EVERY_S = 10.0
+# A temporary file that has not grown for this long belongs to a download that was killed.
+_ABANDONED_AFTER_S = 600.0
 
 # The command line shows these notes on stderr: a first run downloads for a while, and should say so.
 _log = logging.getLogger(__name__)
+
+
+class FolderNotWritableError(DataNotFoundError):
+    """The download's folder (or the file's place in it) cannot be written: no mirror is to blame."""
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -38,35 +50,50 @@ def fetch(
     dest_dir: str | os.PathLike[str],
     mirrors: Sequence[str],
     *,
+    size: int | None = None,
     timeout: float = 30.0,
+    unreachable: set[str] | None = None,
 ) -> Path:
     """Download *filename* into *dest_dir* from the first mirror that serves the right bytes.
 
     Each mirror is a base URL; the file's URL is the base followed by *filename*. The download
     goes to a temporary file in *dest_dir* and is renamed to ``dest_dir / filename`` only after
     its SHA-256 matched *sha256*, so the destination never holds a partial or wrong file.
-    *timeout* (seconds) applies to connecting and to each read.
+    *size* (bytes), where known, is checked against the mirror's Content-Length and caps what is
+    read. *timeout* (seconds) applies to connecting and to each read; a mirror that sends less than
+    1 KB/s on average after that long is given up on too. Mirrors that could not be reached are
+    added to *unreachable*, and those already in it are skipped, so that the files after the first
+    do not wait for a dead mirror again.
 
     Returns:
         The path of the downloaded file.
 
     Raises:
+        FolderNotWritableError: *dest_dir* or the file in it cannot be written.
         ChecksumError: no mirror worked and at least one served bytes with the wrong SHA-256.
         DataNotFoundError: no mirror could be reached or served the file.
         Both messages list every mirror with the reason it failed, and say where to put the
         file by hand.
     """
     dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / filename
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FolderNotWritableError(f"cannot create the folder {dest_dir}: {exc.strerror}") from None
+    _remove_abandoned_downloads(target)
+    unreachable = set() if unreachable is None else unreachable
     failures: list[str] = []
     wrong_bytes = False
     for base in mirrors:
         url = base.rstrip("/") + "/" + filename
+        if base in unreachable:
+            failures.append(f"{url}: skipped, the mirror could not be reached for an earlier file")
+            continue
         _log.info("downloading %s", url)
         try:
             with atomic_writer(target) as out:
-                digest = _download(url, out, timeout)
+                digest = _download(url, out, size, timeout)
                 if digest != sha256.lower():
                     raise ChecksumError(f"SHA-256 is {digest}, expected {sha256}")
         except ChecksumError as exc:
@@ -74,10 +101,15 @@ def fetch(
             failures.append(f"{url}: {exc}")
         # ValueError: a malformed mirror URL; HTTPException: the connection broke mid-response.
         except (OSError, HTTPException, ValueError) as exc:
+            if isinstance(exc, OSError) and exc.filename == str(target):  # atomic_writer names its file
+                raise FolderNotWritableError(f"cannot write {target}: {exc.strerror}") from None
+            if _unreachable(exc):
+                unreachable.add(base)
             failures.append(f"{url}: {_reason(exc)}")
         else:
             _log.info("%s: %.1f MB, SHA-256 verified", target, target.stat().st_size / 1e6)
             return target
+        _log.info("%s", failures[-1])
 
     tried = "\n".join(f"  {failure}" for failure in failures or ["(no mirrors configured)"])
     message = (
@@ -87,21 +119,53 @@ def fetch(
     raise (ChecksumError if wrong_bytes else DataNotFoundError)(message)
 
 
-def _download(url: str, out: BinaryIO, timeout: float) -> str:
+def _download(url: str, out: BinaryIO, size: int | None, timeout: float) -> str:
     """Stream *url* into the open file *out*; return the SHA-256 of what was written."""
     digest = hashlib.sha256()
     received = 0
+    started = noted = time.monotonic()
     with urllib.request.urlopen(url, timeout=timeout) as response:
         promised = response.headers.get("Content-Length", "")
-        while chunk := response.read(_CHUNK):
+        if size is not None and promised.isdigit() and int(promised) != size:
+            raise ConnectionError(f"the mirror offers {promised} bytes; the file has {size}")
+        # read1: one network read at a time, so that a trickle is noticed between reads.
+        while chunk := response.read1(_CHUNK):
             digest.update(chunk)
             out.write(chunk)
             received += len(chunk)
+            if size is not None and received > size:
+                raise ConnectionError(f"the mirror sent more than the file's {size} bytes")
+            now = time.monotonic()
+            if now - started > timeout and received < _MIN_BYTES_PER_SECOND * (now - started):
+                raise TimeoutError(f"too slow: {received} bytes in {now - started:.0f} s")
+            if now - noted >= _PROGRESS_EVERY_S:
+                of = f" of {size / 1e6:.1f}" if size is not None else ""
+                _log.info("%s: %.1f%s MB so far", url, received / 1e6, of)
+                noted = now
     # http.client ends a chunked read quietly when the connection drops; say so rather than
     # report the cut-off file as a checksum mismatch.
     if promised.isdigit() and received < int(promised):
         raise ConnectionError(f"connection closed after {received} of {promised} bytes")
     return digest.hexdigest()
+
+
+def _remove_abandoned_downloads(target: Path) -> None:
+    """Remove the temporary files of killed downloads of *target* (a live one keeps growing)."""
+    prefix = f".{target.name}."
+    for path in target.parent.iterdir():
+        if path.name.startswith(prefix) and UNFINISHED_WRITE.fullmatch(path.name):
+            with suppress(OSError):
+                if time.time() - path.stat().st_mtime > _ABANDONED_AFTER_S:
+                    path.unlink()
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether *exc* says the mirror's host could not be reached at all (not: it lacks the file)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return False
+    if isinstance(exc, urllib.error.URLError):
+        return isinstance(exc.reason, OSError)
+    return isinstance(exc, (TimeoutError, ConnectionRefusedError))
 
 
 def _reason(exc: BaseException) -> str:
@@ -111,5 +175,5 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, urllib.error.URLError):
         return str(exc.reason)
     if isinstance(exc, TimeoutError):
-        return "timed out"
+        return "timed out" if str(exc) in ("", "timed out") else str(exc)
     return f"{type(exc).__name__}: {exc}"
