@@ -143,6 +143,10 @@ def parse_meta(raw: np.ndarray, name: str, expected_format: str, version: int) -
         hint = ("; a run's network is its best.npz (or give the run directory)"
                 if found == "distnet.checkpoint" and expected_format == "distnet.network" else "")
         raise ModelFormatError(f"{name}: expected a {expected_format} file, found {found!r}{hint}")
-    if not isinstance(meta.get("version"), int) or meta["version"] > version:
-        raise ModelFormatError(f"{name}: written by a newer distnet (format version {meta.get('version')!r}); upgrade distnet")
+    found = meta.get("version")
+    if type(found) is not int or found < 1:  # bool is an int to isinstance
+        raise ModelFormatError(f"{name}: its metadata's format version is {found!r}, not a whole number of at "
+                               f"least 1: the file is damaged or was not written by distnet")
+    if found > version:
+        raise ModelFormatError(f"{name}: written by a newer distnet (format version {found}); upgrade distnet")
     return meta

@@ -24,8 +24,9 @@ class Reporter:
         """Training starts or resumes. ``info``: steps_per_epoch, epochs (at most), batch_size,
         distributed, workers (0 in one process), shards, first_epoch (1-based; > 1 on a resume),
         first_step (the steps of first_epoch done before: > 0 on a resume within an epoch),
-        parameters (their number), sizes, l2, and the specs of the optimizer (with its base
-        learning rate), schedule and augmentation (None for none)."""
+        parameters (their number), sizes, l2, the specs of the optimizer (with its base
+        learning rate), schedule and augmentation (None for none), and largest_input (the largest
+        absolute value in the training inputs)."""
 
     def on_steps(self, epoch: int, step: int, steps: int, stats: "StepStats", seconds: float) -> None:
         """After each chunk of steps: ``step`` of the ``steps`` steps of ``epoch`` (1-based) are done.
@@ -59,7 +60,7 @@ class TerminalReporter(Reporter):
     before (a first epoch's compiling or warming up does not weigh on later ones). The first
     evaluation whose train error is no better than guessing adds a hint to check the learning rate
     (a far too high one saturates the outputs without ever overflowing, so the run does not count
-    as diverged). Each failure a distributed run recovers from is one ``recovered: ...`` line.
+    as diverged), and the inputs' scale where they go beyond [-1, 1] (such as pixels left at 0-255). Each failure a distributed run recovers from is one ``recovered: ...`` line.
     """
 
     def __init__(self, stream: TextIO | None = None, width: int = 24):
@@ -71,6 +72,7 @@ class TerminalReporter(Reporter):
         self._batch_size = 0
         self._scheduled = False
         self._classes = 0
+        self._largest_input = 0.0
         self._hinted = False
 
     def on_start(self, info):
@@ -80,6 +82,7 @@ class TerminalReporter(Reporter):
         self._resumed_at = (info["first_epoch"], info["first_step"])
         self._batch_size = info["batch_size"]
         self._classes = info["sizes"][-1] if info.get("sizes") else 0
+        self._largest_input = info.get("largest_input", 0.0)
         self._hinted = False  # once per fit
         self._scheduled = bool(info.get("schedule"))
         sizes = "-".join(map(str, info["sizes"])) + ", " if info.get("sizes") else ""
@@ -127,7 +130,10 @@ class TerminalReporter(Reporter):
             self._hinted = True
             self._print(f"hint: a train error of {100 * record['train_error']:.2f}% is no better than guessing "
                         f"({100 * guessing:.0f}% with {self._classes} classes); if it stays there, the network is "
-                        f"not learning: check the learning rate ({record['learning_rate']:g} now)")
+                        f"not learning: check the learning rate ({record['learning_rate']:g} now)"
+                        + (f", and the inputs' scale: they reach {self._largest_input:g}, where networks like "
+                           f"this one learn from inputs in [0, 1] (divide pixels by 255)"
+                           if self._largest_input > 1 else ""))
 
     def on_recovery(self, what, failures, max_failures):
         self._print(f"recovered: {what}; replaced ({failures} of {count(max_failures, 'failure')} allowed)")

@@ -487,7 +487,8 @@ class TrainerBase:
                                "parameters": self.network.parameter_count, "sizes": self.network.sizes,
                                "optimizer": loop.config["optimizer"], "l2": self.rule.l2,
                                "schedule": loop.config["schedule"],
-                               "augmentation": loop.config["augmentation"]})
+                               "augmentation": loop.config["augmentation"],
+                               "largest_input": float(np.max(np.abs(train.images)))})
             if checkpoint is not None and evaluation_owed(checkpoint, epochs):
                 # The run was bound for more epochs and stopped after this one, its last now.
                 verdict = self._evaluate(loop, epoch, *checkpoint.finished_epoch, validation) or verdict

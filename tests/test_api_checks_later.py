@@ -2,6 +2,8 @@
 input (text, complex numbers, no path) with a ConfigError that says what is wrong: before, such a
 setting was taken silently (a momentum of 1.5 trained to 1e26 without a word, `trainer.l2 = 0.5`
 did nothing), or failed deep inside with a bare TypeError, some after a run's files were written."""
+import copy
+import pickle
 import re
 
 import numpy as np
@@ -67,6 +69,29 @@ def test_a_layer_s_size_is_fixed_once_it_is_in_a_network():
     layer = Dense(3, "relu")
     layer.size = 7  # a description only, until a network is made from it
     assert Network([layer, Dense(2, "softmax")], input_size=4).sizes == [4, 7, 2]
+
+
+def test_a_layer_s_activation_is_fixed_once_it_is_in_a_network():
+    network = Network([Dense(3, "relu"), Dense(2, "softmax")], input_size=4, cost="cross_entropy", seed=1)
+    with pytest.raises(ConfigError, match=r"^a layer's activation is fixed once it is in a network \(this one's is "
+                                          r"Softmax\(\)\): to keep the parameters"):
+        network.layers[1].activation = "sigmoid"  # cross-entropy's gradient assumed softmax: silently wrong
+    assert network.spec()["layers"][1]["activation"] == {"name": "softmax"}
+    layer = Dense(3, "relu")
+    layer.activation = "tanh"  # a description only, until a network is made from it
+    assert repr(Network([layer, Dense(2, "softmax")], input_size=4).layers[0]) == "Dense(3, Tanh())"
+
+
+@pytest.mark.parametrize("copy_of", [copy.deepcopy, copy.copy, lambda net: pickle.loads(pickle.dumps(net))],
+                         ids=["deepcopy", "copy", "pickle"])
+def test_a_copied_network_s_layers_stay_views_of_its_own_parameters(copy_of):
+    network = Network([Dense(3, "relu"), Dense(2, "softmax")], input_size=4, cost="cross_entropy", seed=1)
+    copied = copy_of(network)
+    assert copied.spec() == network.spec() and np.array_equal(copied.params, network.params)
+    copied.params[:] = 0.5  # as training changes them
+    X = np.ones((1, 4))
+    np.testing.assert_allclose(copied.predict(X), Network.from_spec(copied.spec(), copied.params).predict(X))
+    assert copied.layers[0].weights[0, 0] == 0.5 and network.layers[0].weights[0, 0] != 0.5
 
 
 @pytest.mark.parametrize("classes, message", [

@@ -458,6 +458,15 @@ def test_load_refuses_pickled_objects_without_running_them(tmp_path, monkeypatch
     assert calls and all(c is False for c in calls)
 
 
+def test_save_under_a_file_says_which_file_is_in_the_way(tmp_path):
+    (tmp_path / "notes.txt").write_text("kept")
+    for save in (small_net().save, small_net().save_original_json):
+        with pytest.raises(ConfigError, match=rf"^cannot write {tmp_path}/notes.txt/m.npz: {tmp_path}/notes.txt is a "
+                                              rf"file, not a folder"):
+            save(tmp_path / "notes.txt" / "m.npz")
+    assert (tmp_path / "notes.txt").read_text() == "kept"
+
+
 def test_load_wrong_parameter_count(tmp_path):
     net = small_net()
     path = tmp_path / "short.npz"
@@ -472,7 +481,11 @@ def test_load_wrong_dtype_missing_keys_bad_meta(tmp_path):
         "dtype": (dict(params=net.params.astype(np.float32), meta=_meta(net)), "float32"),
         "missing": (dict(params=net.params), "missing meta"),
         "format": (dict(params=net.params, meta=_meta(net, format="other")), "expected a distnet.network"),
-        "version": (dict(params=net.params, meta=_meta(net, version=99)), "newer"),
+        "version": (dict(params=net.params, meta=_meta(net, version=99)), r"newer distnet \(format version 99\)"),
+        **{f"version {v!r}": (dict(params=net.params, meta=_meta(net, version=v)),
+                              rf"format version is {re.escape(repr(v))}, not a whole number of at least 1: the "
+                              rf"file is damaged or was not written by distnet")
+           for v in (True, 0, -5, None, "1", 1.0)},
         "json": (dict(params=net.params, meta=np.frombuffer(b"{nope", dtype=np.uint8)), "not valid JSON"),
         "spec": (dict(params=net.params, meta=_meta(net, layers=[{"size": 3, "activation": "swish"}])),
                  "does not describe a valid network"),

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from distnet import ConfigError, Dataset, Dense, Network
+from distnet import ConfigError, Dataset, Dense, Nesterov, Network, Trainer
 from distnet.metrics import (confident_mistakes, evaluate, evaluation_of, probability_table, recognition,
                              recognized)
 from distnet.progress import JsonLinesReporter, TerminalReporter, describe_training
@@ -261,6 +261,24 @@ def test_an_error_no_better_than_guessing_gets_one_hint_to_check_the_learning_ra
     reporter.on_start(start_info())  # the same reporter for the next fit: it may hint once again
     reporter.on_evaluation({**record(1, 0.9, 0.9, 1, rate=1000.0), "train_error": 0.9014})
     assert sum(line.startswith("hint") for line in stream.getvalue().splitlines()) == 2
+
+
+def test_pixels_left_at_0_to_255_get_named_in_the_hint():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 784)).astype(np.float32)  # a float copy of the bytes, not divided
+    stream = io.StringIO()
+    trainer = Trainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02, 0.87), batch_size=32,
+                      seed=0)
+    trainer.fit(Dataset(images, rng.integers(0, 10, 64)), None, epochs=1, reporter=TerminalReporter(stream))
+    hints = [line for line in stream.getvalue().splitlines() if line.startswith("hint")]
+    assert len(hints) == 1 and hints[0].endswith(
+        ", and the inputs' scale: they reach 255, where networks like this one learn from inputs in [0, 1] "
+        "(divide pixels by 255)")
+    scaled = io.StringIO()
+    reporter = TerminalReporter(scaled)
+    reporter.on_start(start_info(largest_input=1.0))
+    reporter.on_evaluation({**record(1, 0.9, 0.9, 1), "train_error": 0.9})
+    assert scaled.getvalue().splitlines()[-1].endswith("check the learning rate (0.01 now)")
 
 
 def test_the_pace_is_that_since_the_evaluation_before(monkeypatch):

@@ -21,7 +21,7 @@ class Dense:
         self._weights: np.ndarray | None = None
         self._bias: np.ndarray | None = None
         self.size = size
-        self.activation = activation_from_spec(activation)
+        self.activation = activation
 
     @property
     def size(self) -> int:
@@ -33,6 +33,19 @@ class Dense:
             raise ConfigError(f"a layer's size is fixed once it is in a network (this one has {self._size} "
                               f"neurons): build a new network with a Dense layer of the size you want")
         self._size = positive_int("a layer's size", size)
+
+    @property
+    def activation(self) -> Activation:
+        return self._activation
+
+    @activation.setter
+    def activation(self, activation: Activation | str | dict) -> None:
+        if self._weights is not None:  # the network's cost was checked against it, its files record it
+            raise ConfigError(f"a layer's activation is fixed once it is in a network (this one's is "
+                              f"{self._activation!r}): to keep the parameters with another activation, edit the "
+                              f"spec: spec = net.spec(); spec['layers'][i]['activation'] = 'tanh'; "
+                              f"Network.from_spec(spec, net.params)")
+        self._activation = activation_from_spec(activation)
 
     def use_views(self, weights: np.ndarray, bias: np.ndarray) -> None:
         """Make ``weights`` and ``bias``, views into a network's parameters, this layer's."""

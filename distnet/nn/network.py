@@ -174,6 +174,11 @@ class Network:
             layer.use_views(self.params[w].reshape(fan_in, layer.size), self.params[b])
             fan_in = layer.size
 
+    def __reduce__(self):
+        # The layers' weights and biases are views of params: a copy made attribute by attribute
+        # (copy.deepcopy, pickle) would give them arrays of their own, which training would never see.
+        return type(self).from_spec, (self.spec(), self.params)
+
     def copy(self) -> "Network":
         """An independent network with the same architecture, cost, dtype and (copied) parameters."""
         return Network.from_spec(self.spec(), self.params)
@@ -447,6 +452,8 @@ def _file_to_write(path: str | os.PathLike) -> Path:
     path = path_of("the file to write", path)
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give the path of a file to write, such as {path / 'best.npz'}")
+    if (in_the_way := next((p for p in path.parents if p.exists() and not p.is_dir()), None)) is not None:
+        raise ConfigError(f"cannot write {path}: {in_the_way} is a file, not a folder; give a path in a folder")
     return path
 
 
