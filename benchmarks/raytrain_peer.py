@@ -52,7 +52,8 @@ def raytrain(workload: str, samples: int, epochs: int, workers: int) -> dict:
     w = WORKLOADS[workload]
     images, labels, source = training_data(samples)
     out = tempfile.mkdtemp(prefix="distnet-raytrain-")
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+    # A Ray of its own, as distnet's cases start: not a cluster that RAY_ADDRESS or `ray start` left.
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
     try:
         trainer = TorchTrainer(
             _loop, train_loop_config={"workload": workload, "epochs": epochs, "out": out,

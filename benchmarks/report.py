@@ -124,6 +124,8 @@ def _fmt(value, digits: int = 2) -> str:
 
 def _busy(results: dict) -> list[float]:
     busy = [run.get("other_work_cores") for w in results["workloads"].values() for run in w["runs"].values()]
+    # The step math too: slowed by other work, it reads high, and the coordination (step - math) low.
+    busy += [w.get("compute", {}).get("other_work_cores") for w in results["workloads"].values()]
     busy += [h.get("other_work_cores") for h in results["hardware"].values()]
     return [b for b in busy if b is not None]
 
@@ -139,7 +141,8 @@ def _busy_range(results: dict) -> str:
 
 def markdown(results: dict) -> str:
     m = results["machine"]
-    lines = [f"Measured {results['date']} ({results['mode']} mode, {results['data']} data) on {m['cpu']}, "
+    commit = f" at commit {results['commit']}" if results.get("commit") else ""
+    lines = [f"Measured {results['date']}{commit} ({results['mode']} mode, {results['data']} data) on {m['cpu']}, "
              f"{m['cores']} cores; Python {m['python']}, NumPy {m['numpy']}, "
              f"numba {m.get('numba') or 'not installed (the NumPy update)'}, Ray {m['ray']}, "
              f"PyTorch {m['torch'] or 'not installed'}; "

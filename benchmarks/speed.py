@@ -156,6 +156,19 @@ def _machine() -> dict:
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
+def _commit() -> str | None:
+    """The distnet commit measured (with a note where the working tree differs from it)."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None  # not a git checkout (an installed copy)
+    return f"{head} with uncommitted changes" if changed else head
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true", help="a part of each epoch, fewer repetitions and "
@@ -173,11 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.out.parent
         if args.out.is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
             parser.error(f"cannot write --out {args.out}: give a file in an existing folder this user may write to")
-    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "mode": "quick" if args.quick else "full",
-                     "machine": _machine(), "data": training_data(10)[2],
+    results: dict = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "commit": _commit(),
+                     "mode": "quick" if args.quick else "full", "machine": _machine(), "data": training_data(10)[2],
                      "threads": "each process pins OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and MKL_NUM_THREADS "
-                                "(and torch.set_num_threads) to its case's thread count; Ray actors 1 thread, "
-                                "niceness 0 (RAY_worker_niceness=0) like every other process",
+                                "(and torch.set_num_threads) to its case's thread count; Ray actors 1 BLAS thread "
+                                "(the parameter server updates a large network's parameters in parts on up to one "
+                                "thread per core: distnet.nn.ParallelUpdate), niceness 0 (RAY_worker_niceness=0) "
+                                "like every other process",
                      "hardware": {}, "workloads": {}}
     for name, w in WORKLOADS.items():
         results["workloads"][name] = {"sizes": w.sizes, "batch_size": w.batch_size, "steps_per_epoch": w.steps_per_epoch,

@@ -84,7 +84,7 @@ def single(workload: str, samples: int, epochs: int, threads: int) -> dict:
     run = _Steps(torch, _model(torch, w), images, labels, w.batch_size, seed=1)
     times = [run.epoch(steps) for _ in range(epochs)][1:]
     half = _Steps(torch, _model(torch, w), images, labels, w.batch_size // 2, seed=1)
-    half_times = [half.epoch(steps) for _ in range(2)][1:]
+    half_times = [half.epoch(steps) for _ in range(epochs)][1:]
     per_step = float(np.median(times)) / steps
     return {"epoch_s": per_step * w.steps_per_epoch, "step_us": per_step * 1e6, "data": source,
             "half_batch_step_us": float(np.median(half_times)) / steps * 1e6, "threads": torch.get_num_threads(),

@@ -301,7 +301,9 @@ class TrainerBase:
         empty set such as ``load_mnist(validation=0).validation``) nothing is scored: each
         evaluation records the train error and cost, and the last network is the result. Not
         given, a new run uses :data:`FIT_DEFAULTS` (100 epochs, an evaluation every 5, a window of
-        4) and no acceptable error. ``reporter`` receives the progress (:class:`distnet.progress.TerminalReporter`
+        4) and no acceptable error; to train all ``epochs`` with a validation set (its best network
+        kept all the same), give a window of more evaluations than the run makes, such as
+        ``window=epochs``. ``reporter`` receives the progress (:class:`distnet.progress.TerminalReporter`
         prints it as ``distnet train`` does); by default nothing is printed.
 
         With ``run_dir`` the run writes config, history, the best network and a checkpoint at each

@@ -133,6 +133,31 @@ def raytrain_with_fake_ranks(monkeypatch) -> dict:
     return raytrain_peer.raytrain("article", samples=25_600, epochs=4, workers=2)
 
 
+def test_pytorch_s_epoch_and_half_batch_step_are_medians_without_the_warm_up(monkeypatch):
+    # Full batches: as the EpochClock test, 1,250 µs a step. Half batches: median(0.5, 0.7, 0.6) = 0.6 s
+    # over 800 steps, 750 µs (one timed epoch alone, the second, would give 625 µs).
+    epoch_times = {32: iter([9.0, 0.8, 1.6, 1.0]), 16: iter([5.0, 0.5, 0.7, 0.6])}
+
+    class Steps:
+        def __init__(self, torch, model, images, labels, batch_size, seed):
+            self.times = epoch_times[batch_size]
+
+        def epoch(self, steps):
+            assert steps == 800
+            return next(self.times)
+
+    torch = fake_module("torch", set_num_threads=lambda n: None, get_num_threads=lambda: 1,
+                        manual_seed=lambda seed: None, __version__="fake")
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setattr(torch_peer, "_missing_torch", lambda: None)
+    monkeypatch.setattr(torch_peer, "_model", lambda torch, w: None)
+    monkeypatch.setattr(torch_peer, "_Steps", Steps)
+    monkeypatch.setattr(torch_peer, "training_data", lambda samples: ([None] * samples, None, "random"))
+    result = torch_peer.single("article", samples=25_600, epochs=4, threads=1)
+    assert (result["epoch_s"], result["step_us"]) == (pytest.approx(1.9525), pytest.approx(1250.0))
+    assert result["half_batch_step_us"] == pytest.approx(750.0)
+
+
 @pytest.mark.parametrize("peer", [ddp_with_fake_ranks, raytrain_with_fake_ranks], ids=["ddp", "ray train"])
 def test_a_data_parallel_epoch_lasts_as_long_as_its_slowest_rank(peer, monkeypatch):
     result = peer(monkeypatch)
@@ -326,6 +351,16 @@ def test_other_work_is_the_cpu_of_every_process_outside_the_case_s_session(monke
     proc.ended.add(30)
     # 300 ticks = 3 s of CPU in 2 s: 1.5 cores (with the case's own 10 s: 6.5).
     assert watch.stop() == 1.5
+
+
+def test_other_work_during_the_step_math_counts_as_other_work():
+    results = analysed()
+    for w in results["workloads"].values():
+        for run in w["runs"].values():
+            run["other_work_cores"] = 0.0
+    assert report._busy_max(results) == 0.0
+    results["workloads"]["article"]["compute"]["other_work_cores"] = 1.5  # the math read high, coordination low
+    assert report._busy_max(results) == 1.5
 
 
 def test_a_case_runs_in_its_own_session_and_other_work_is_watched_outside_it(monkeypatch):
