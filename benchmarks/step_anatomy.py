@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.step_anatomy", description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", default="wide", choices=sorted(WORKLOADS),
                         help="network and batch size (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="workers in the distributed step (default: 2)")
     parser.add_argument("--repeats", type=int, default=40, help="timed steps per part (default: 40)")
     args = parser.parse_args(argv)
     if not 1 <= args.workers <= WORKLOADS[args.workload].batch_size:

@@ -570,7 +570,7 @@ def test_the_command_line_says_what_it_downloads(
         f"distnet: downloading {mirror}/missing/{FILES[2]}.gz",
         f"distnet: {mirror}/missing/{FILES[2]}.gz: HTTP 404 File not found",
         f"distnet: downloading {mirror}/mnist/{FILES[2]}.gz",
-        f"distnet: {env / 'mnist' / FILES[2]}.gz: 0.0 MB, SHA-256 verified",
+        f"distnet: {env / 'mnist' / FILES[2]}.gz: 5.5 KB, SHA-256 verified",
     ]
     assert len(notes) == 4 * 2  # evaluate needs the two test files alone
     assert sorted(os.listdir(env / "mnist")) == [f"{FILES[2]}.gz", f"{FILES[3]}.gz"]

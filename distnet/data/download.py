@@ -107,7 +107,7 @@ def fetch(
                 unreachable.add(base)
             failures.append(f"{url}: {_reason(exc)}")
         else:
-            _log.info("%s: %.1f MB, SHA-256 verified", target, target.stat().st_size / 1e6)
+            _log.info("%s: %s, SHA-256 verified", target, _size_text(target.stat().st_size))
             return target
         _log.info("%s", failures[-1])
 
@@ -147,6 +147,11 @@ def _download(url: str, out: BinaryIO, size: int | None, timeout: float) -> str:
     if promised.isdigit() and received < int(promised):
         raise ConnectionError(f"connection closed after {received} of {promised} bytes")
     return digest.hexdigest()
+
+
+def _size_text(size: int) -> str:
+    """A file's size in MB, or in KB where that would read 0.0 MB."""
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} KB"
 
 
 def _remove_abandoned_downloads(target: Path) -> None:
