@@ -448,7 +448,7 @@ def test_the_test_set_alone_needs_and_reads_only_the_two_test_files(
         shutil.copy(tmp_path / "all" / base, tmp_path / "test")
     reads = []
     real_read_idx = datasets.read_idx
-    monkeypatch.setattr(datasets, "read_idx", lambda path: reads.append(Path(path).name) or real_read_idx(path))
+    monkeypatch.setattr(datasets, "read_idx", lambda path, *shape: reads.append(Path(path).name) or real_read_idx(path, *shape))
     test = load_test_set("mnist", tmp_path / "test", download=False, dtype=np.float64)
     assert reads == list(FILES[2:])
     whole = load_mnist(tmp_path / "all", download=False, validation=3, dtype=np.float64).test
@@ -466,9 +466,9 @@ def test_files_are_read_once_per_process(
     reads = []
     real_read_idx = datasets.read_idx
 
-    def counting_read_idx(path: str) -> np.ndarray:
+    def counting_read_idx(path: str, *shape: object) -> np.ndarray:
         reads.append(path)
-        return real_read_idx(path)
+        return real_read_idx(path, *shape)
 
     monkeypatch.setattr(datasets, "read_idx", counting_read_idx)
     first = load_mnist(tmp_path / "mine", download=False, validation=3)

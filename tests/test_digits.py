@@ -136,6 +136,7 @@ def test_bytes_kept_as_floats_are_refused_with_how_to_scale_them_not_drawn_as_a_
 
 
 @pytest.mark.parametrize("value,got", [(-0.5, "these run from -0.5 to 0.5"), (7.0, "these run from 0.5 to 7"),
+                                       (1 + 1e-12, "these run from 0.5 to 1.000000000001"),  # not "1 to 1"
                                        (np.nan, "1 of them are NaN")])
 def test_a_pixel_outside_0_1_is_refused_not_clamped(value: float, got: str) -> None:
     pixels = np.full(784, 0.5)
@@ -143,6 +144,11 @@ def test_a_pixel_outside_0_1_is_refused_not_clamped(value: float, got: str) -> N
     assert refusal(lambda: render_digit(pixels, "x")) == (f"a digit's pixels must lie in [0, 1] (0 black, 1 white), "
                                                           f"{got}; scale them into [0, 1] first (image bytes: "
                                                           f"pixels / 255, as MNIST's are scaled)")
+
+
+@pytest.mark.parametrize("pixels, kind", [(np.full(784, 0.5 + 0.9j), "complex128"), (np.full(784, "0.5"), "<U3")])
+def test_pixels_that_are_not_real_numbers_are_refused_not_drawn(pixels, kind) -> None:
+    assert refusal(lambda: render_digit(pixels, "x")) == f"a digit's pixels must be real numbers, got {kind} values"
 
 
 @pytest.mark.parametrize("pixels", [ring() / np.float32(255), ring().astype(np.float32),

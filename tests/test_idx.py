@@ -237,6 +237,22 @@ def test_huge_claim_in_tiny_file_costs_no_memory(tmp_path: Path, compress: bool)
     assert peak < 2 * 2**20
 
 
+def test_a_header_of_another_shape_is_refused_before_its_data_is_decompressed(tmp_path: Path) -> None:
+    # 64 MB of zeros, compressed to ~64 KB: a file of its size that decompresses to much more.
+    path = write(tmp_path / "bomb", idx_bytes((2**16, 32, 32), bytes(2**26)), compress=True)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataFormatError, match=r"bomb: expected 28x28 images, the header says 65536x32x32$"):
+            read_idx(path, (None, 28, 28), "28x28 images")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * 2**20
+    with pytest.raises(DataFormatError, match=r"labels: expected shape N, the header says 3x2$"):
+        read_idx(write(tmp_path / "labels", idx_bytes((3, 2), bytes(6))), (None,))
+    assert read_idx(write(tmp_path / "fits", idx_bytes((2, 28, 28), bytes(1568))), (None, 28, 28)).shape == (2, 28, 28)
+
+
 # --- fuzzing -----------------------------------------------------------------------------------
 
 VALID = idx_bytes((2, 3, 4), bytes(range(24)))

@@ -176,7 +176,7 @@ DATA_DEFECTS = {
     "empty": (_empty, [f"{TEST_LABELS}: empty file"]),
     "truncated": (_truncated, [f"{TEST_IMAGES}: truncated: header says {TEST_SAMPLES}x28x28"]),
     "wrong magic": (_wrong_magic, [f"{TEST_IMAGES}: not an IDX file: magic number 0x89504e47"]),
-    "wrong dimensions": (_wrong_dimensions, [f"{TEST_IMAGES}: expected 28x28 images, got shape ({TEST_SAMPLES}, 28, 27)"]),
+    "wrong dimensions": (_wrong_dimensions, [f"{TEST_IMAGES}: expected 28x28 images, the header says {TEST_SAMPLES}x28x27"]),
     "label out of range": (_label_out_of_range, [f"{TEST_LABELS}: label 12 is outside 0..9"]),
     "counts disagree": (_counts_disagree, [f"holds {TEST_SAMPLES} images but", f"holds {TEST_SAMPLES - 1} labels"]),
     "corrupt gzip": (_corrupt_gzip, [f"{TEST_LABELS}: corrupt gzip data"]),

@@ -567,13 +567,8 @@ def _beside_own_files(name: str, path: Path) -> bool:
 
 def _read_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
     """Read an images file and its labels file, and check that they fit together."""
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    if images.ndim != 3 or images.shape[1:] != (SIDE, SIDE):
-        raise DataFormatError(
-            f"{images_path}: expected {SIDE}x{SIDE} images, got shape {images.shape}"
-        )
-    if labels.ndim != 1:
-        raise DataFormatError(f"{labels_path}: expected a vector of labels, got {labels.shape}")
+    images = read_idx(images_path, (None, SIDE, SIDE), f"{SIDE}x{SIDE} images")
+    labels = read_idx(labels_path, (None,), "a vector of labels")
     if len(images) != len(labels):
         raise DataFormatError(
             f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from distnet.checks import floating_point, whole_number
+from distnet.checks import floating_point, real_numbers, whole_number
 from distnet.errors import ConfigError
 
 __all__ = ["Digit", "render_digit"]
@@ -32,7 +32,7 @@ def render_digit(pixels: np.ndarray, header: str) -> str:
     Raises:
         ConfigError: *pixels* does not hold exactly 784 values, or they do not all lie in [0, 1].
     """
-    values = np.asarray(pixels)
+    values = real_numbers("a digit's pixels", np.asarray(pixels))
     if values.size != PIXELS:
         raise ConfigError(f"a digit has {PIXELS} pixels ({SIDE}x{SIDE}), got {values.size}")
     # In the pixels' own precision: float32 0.9 is 0.89999998, which widened to float64 and times
@@ -58,7 +58,10 @@ def check_pixel_range(values: np.ndarray) -> None:
     if np.isnan(values).any():
         got = f"{np.count_nonzero(np.isnan(values))} of them are NaN"
     else:
-        got = f"these run from {values.min():g} to {values.max():g}"
+        low, high = values.min(), values.max()
+        # 1 + 1e-12 is outside, and must not read "1": the shortest digits that tell it apart.
+        top = f"{high:g}" if low < 0 or f"{high:g}" != "1" else np.format_float_positional(high, trim="-")
+        got = f"these run from {low:g} to {top}"
     raise ConfigError(f"a digit's pixels must lie in [0, 1] (0 black, 1 white), {got}; scale them into [0, 1] "
                       f"first (image bytes: pixels / 255, as MNIST's are scaled)")
 

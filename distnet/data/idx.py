@@ -34,16 +34,20 @@ _CHUNK = 1 << 20
 _NOUNS = {1: "labels", 3: "pixels"}
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
+def read_idx(path: str | os.PathLike[str], shape: tuple[int | None, ...] | None = None,
+             what: str | None = None) -> np.ndarray:
     """Read an IDX file of unsigned bytes, plain or gzip-compressed.
 
-    Returns a ``uint8`` array with the shape the header gives (1 to 3 dimensions).
+    Returns a ``uint8`` array with the shape the header gives (1 to 3 dimensions). ``shape``, if
+    given, is the shape the header must give (None: any size in that place, such as
+    ``(None, 28, 28)``), described as ``what`` in the message (such as "28x28 images"); a header that
+    gives another is refused before any data is read or decompressed.
 
     Raises:
         DataNotFoundError: the file does not exist.
         DataFormatError: the file is empty, truncated, has bytes after the data, has a bad magic
-            number, an unsupported type code or a dimension size that is not positive, or is
-            not valid gzip. The message names the file and the defect.
+            number, an unsupported type code, a dimension size that is not positive or another
+            shape than ``shape``, or is not valid gzip. The message names the file and the defect.
     """
     path = Path(path)
     try:
@@ -54,15 +58,16 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
         compressed = raw.read(2) == GZIP_MAGIC
         raw.seek(0)
         if not compressed:
-            return _parse(raw, path, os.fstat(raw.fileno()).st_size)
+            return _parse(raw, path, os.fstat(raw.fileno()).st_size, shape, what)
         try:
             with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                return _parse(stream, path, None)
+                return _parse(stream, path, None, shape, what)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise DataFormatError(f"{path}: corrupt gzip data ({exc})") from exc
 
 
-def _parse(stream: BinaryIO, path: Path, file_size: int | None) -> np.ndarray:
+def _parse(stream: BinaryIO, path: Path, file_size: int | None, wanted: tuple[int | None, ...] | None,
+           what: str | None) -> np.ndarray:
     """Parse IDX content from *stream*; *file_size* is known only for uncompressed files."""
 
     def error(defect: str) -> DataFormatError:
@@ -95,6 +100,11 @@ def _parse(stream: BinaryIO, path: Path, file_size: int | None) -> np.ndarray:
     shown = "x".join(map(str, shape))
     if min(shape) <= 0:
         raise error(f"dimension sizes must be positive, the header says {shown}")
+    if wanted is not None and (len(shape) != len(wanted)
+                               or any(w is not None and w != size for w, size in zip(wanted, shape))):
+        # Before the data: a compressed file's data costs its decompressed size to read.
+        expected = what or "shape " + "x".join("N" if w is None else str(w) for w in wanted)
+        raise error(f"expected {expected}, the header says {shown}")
 
     expected = math.prod(shape)
     claim = f"header says {shown} = {expected} bytes of {_NOUNS.get(ndim, 'data')}"
