@@ -36,33 +36,36 @@ def _cases(quick: bool, cores: int) -> list[dict]:
     epochs = 2 if quick else 4  # the first epoch of each run is a warm-up
     samples = {"article": 25_600, "wide": 5_120} if quick else {"article": 50_000, "wide": 50_000}
     workers = [n for n in (1, 2, 4, 8, 16) if n <= cores]
+    # The targets compare 2 workers with 2 threads and 2 DDP processes: on any machine, those too.
+    threads, processes = sorted({1, min(2, cores), cores}), sorted({min(2, cores), cores})
     # Quick mode: every protocol at the most workers, the channel at each count, no Ray Train.
     distributed = [[p, n] for p in PROTOCOLS for n in workers if not quick or p == "channel" or n == workers[-1]]
     cases = [{"name": f"gemm, {t} thread(s)", "group": "hardware", "key": str(t), "module": "hardware",
               "function": "gemm", "threads": t, "args": {"threads": t, "size": 2048, "repeats": 3 if quick else 7}}
-             for t in sorted({1, cores})]
+             for t in threads]
     for name in WORKLOADS:
         run = {"workload": name, "samples": samples[name], "epochs": epochs}
         cases.append({"name": f"{name}: distnet step math", "group": name, "key": "compute", "module": "distnet_cases",
                       "function": "compute", "threads": 1,
                       "args": {"workload": name, "workers": workers, "repeats": 5 if quick else 9}})
-        for t in sorted({1, cores}):
+        for t in threads:
             cases.append({"name": f"{name}: distnet, 1 process, {t} thread(s)", "group": name,
                           "key": f"distnet single/{t}", "module": "distnet_cases", "function": "single",
                           "threads": t, "args": run})
         cases.append({"name": f"{name}: distnet distributed", "group": name, "key": "distnet distributed",
                       "module": "distnet_cases", "function": "distributed", "threads": 1,
                       "args": {**run, "runs": distributed}})
-        for t in sorted({1, cores}):
+        for t in threads:
             cases.append({"name": f"{name}: PyTorch, 1 process, {t} thread(s)", "group": name,
                           "key": f"torch single/{t}", "module": "torch_peer", "function": "single", "threads": t,
                           "args": {**run, "threads": t}})
-        cases.append({"name": f"{name}: PyTorch DDP, {cores} processes", "group": name, "key": f"torch ddp/{cores}",
-                      "module": "torch_peer", "function": "ddp", "threads": 1, "args": {**run, "processes": cores}})
-        cases.append({"name": f"{name}: Ray Train, {cores} workers", "group": name, "key": f"ray train/{cores}",
-                      "module": "raytrain_peer", "function": "raytrain", "threads": 1,
-                      "args": {**run, "workers": cores},
-                      "skip": "not in --quick mode (its start-up alone takes about 30 s)" if quick else None})
+        for n in processes:
+            cases.append({"name": f"{name}: PyTorch DDP, {n} processes", "group": name, "key": f"torch ddp/{n}",
+                          "module": "torch_peer", "function": "ddp", "threads": 1, "args": {**run, "processes": n}})
+            cases.append({"name": f"{name}: Ray Train, {n} workers", "group": name, "key": f"ray train/{n}",
+                          "module": "raytrain_peer", "function": "raytrain", "threads": 1,
+                          "args": {**run, "workers": n},
+                          "skip": "not in --quick mode (its start-up alone takes about 30 s)" if quick else None})
     return cases
 
 

@@ -268,6 +268,18 @@ def test_the_two_worker_targets_take_the_fastest_protocol():
         "distnet channel/2 vs distnet single/2"
 
 
+def test_on_more_cores_the_two_worker_targets_still_compare_two_cores_with_two():
+    cases = {case["key"] for case in speed._cases(quick=False, cores=16)}
+    assert {"torch ddp/2", "ray train/2", "distnet single/2", "torch single/2", "2"} <= cases
+    assert {"torch ddp/16", "distnet single/16", "16"} <= cases
+    results = analysed()
+    results["workloads"]["wide"]["runs"]["distnet single/16"] = {**timed(0.5, 5_000.0, threads=16),
+                                                               "samples_per_s": 102_400.0}
+    details = {t["target"]: t["detail"] for t in report.targets(results)}
+    assert details["wide, 2 workers: throughput / best single process on the same cores"] == \
+        "distnet channel/2 vs distnet single/2"
+
+
 # --- accuracy ----------------------------------------------------------------------------------
 
 def test_the_accuracy_summary_gives_medians_not_means():
