@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -97,7 +99,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ddp_rank(rank: int, world: int, port: int, workload: str, samples: int, epochs: int, queue) -> None:
+def _ddp_rank(rank: int, world: int, port: int, workload: str, samples: int, epochs: int, shards: str,
+              queue) -> None:
     import torch
     import torch.distributed as dist
 
@@ -106,12 +109,12 @@ def _ddp_rank(rank: int, world: int, port: int, workload: str, samples: int, epo
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         w = WORKLOADS[workload]
-        images, labels, _ = training_data(samples)
-        shard = slice(rank * len(images) // world, (rank + 1) * len(images) // world)
+        # Its shard alone, as a distnet worker holds it: the rank's peak memory is comparable.
+        images, labels = (np.load(Path(shards) / f"{part}-{rank}.npy") for part in ("images", "labels"))
         torch.manual_seed(1)
         model = torch.nn.parallel.DistributedDataParallel(_model(torch, w))
-        run = _Steps(torch, model, np.ascontiguousarray(images[shard]), labels[shard], w.batch_size // world, seed=rank)
-        steps = len(images) // w.batch_size
+        run = _Steps(torch, model, images, labels, w.batch_size // world, seed=rank)
+        steps = samples // w.batch_size
         times = []
         for _ in range(epochs):
             dist.barrier()
@@ -129,10 +132,16 @@ def ddp(workload: str, samples: int, epochs: int, processes: int) -> dict:
     import torch.multiprocessing as mp
 
     w = WORKLOADS[workload]
-    _, _, source = training_data(samples)
+    images, labels, source = training_data(samples)
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()
-    mp.spawn(_ddp_rank, args=(processes, _free_port(), workload, samples, epochs, queue), nprocs=processes)
+    with tempfile.TemporaryDirectory(prefix="distnet-ddp-") as shards:
+        for rank in range(processes):
+            shard = slice(rank * samples // processes, (rank + 1) * samples // processes)
+            np.save(Path(shards) / f"images-{rank}.npy", np.ascontiguousarray(images[shard]))
+            np.save(Path(shards) / f"labels-{rank}.npy", labels[shard])
+        mp.spawn(_ddp_rank, args=(processes, _free_port(), workload, samples, epochs, shards, queue),
+                 nprocs=processes)
     ranks = sorted(queue.get() for _ in range(processes))
     steps = samples // w.batch_size
     # An epoch ends when the slowest rank ends.

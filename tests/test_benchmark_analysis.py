@@ -25,6 +25,7 @@ import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks import accuracy, hardware, raytrain_peer, report, speed, torch_peer
@@ -110,7 +111,8 @@ def ddp_with_fake_ranks(monkeypatch) -> dict:
     mp = fake_module("torch.multiprocessing", get_context=lambda method: context, spawn=spawn)
     monkeypatch.setitem(sys.modules, "torch", fake_module("torch", multiprocessing=mp))
     monkeypatch.setitem(sys.modules, "torch.multiprocessing", mp)
-    monkeypatch.setattr(torch_peer, "training_data", lambda samples: (None, None, "random"))
+    monkeypatch.setattr(torch_peer, "training_data",
+                        lambda samples: (np.zeros((samples, 1), np.float32), np.zeros(samples, int), "random"))
     return torch_peer.ddp("article", samples=25_600, epochs=4, processes=2)
 
 
