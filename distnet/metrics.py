@@ -5,6 +5,7 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .checks import checked_number, class_labels, listed, whole_number
 from .data import Dataset
@@ -62,7 +63,7 @@ def class_label(classes: tuple[str, ...], index: int) -> str:
     return name if name == str(index) else f"{index} {name}"
 
 
-def evaluate(network: Network, images, labels: np.ndarray | None = None,
+def evaluate(network: Network, images: ArrayLike | Dataset, labels: ArrayLike | None = None,
              classes: tuple[str, ...] | int | None = None) -> Evaluation:
     """Error rate, per-class accuracy and confusion matrix of ``network`` on labelled images
     (``images`` may be a :class:`~distnet.Dataset`, which brings its labels and class names).
@@ -92,7 +93,7 @@ def evaluation_of(outputs: np.ndarray, labels: np.ndarray, classes: tuple[str, .
                       tuple(classes) if classes else tuple(str(i) for i in range(k)))
 
 
-def _outputs(outputs) -> np.ndarray:
+def _outputs(outputs: ArrayLike) -> np.ndarray:
     """``outputs`` as an array of one row per sample and one column per class; ConfigError otherwise."""
     outputs = np.asarray(outputs)
     if outputs.ndim != 2 or not outputs.shape[1] or outputs.dtype.kind not in "iuf":
@@ -103,7 +104,8 @@ def _outputs(outputs) -> np.ndarray:
     return outputs
 
 
-def _scored(outputs, labels, classes: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _scored(outputs: ArrayLike, labels: ArrayLike,
+            classes: tuple[str, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``outputs`` (see :func:`_outputs`) with finite values in every row, and ``labels`` as one
     class index per row; ConfigError otherwise, and if ``classes`` names another number of classes."""
     outputs = _outputs(outputs)
@@ -158,11 +160,13 @@ class Recognition:
         return self.wrong / self.recognized if self.recognized else 0.0
 
     def to_dict(self) -> dict:
+        """A JSON-able form: threshold, total, recognized, not_recognized, wrong and error_rate_recognized."""
         return {"threshold": self.threshold, "total": self.total, "recognized": self.recognized,
                 "not_recognized": self.total - self.recognized, "wrong": self.wrong,
                 "error_rate_recognized": self.error_rate}
 
     def report(self) -> str:
+        """One line: how many samples the threshold recognizes, how many of those are wrong, and how many not."""
         return (f"threshold {self.threshold:g}: {self.recognized:,} of {self.total:,} recognized "
                 f"({100 * self.recognized / max(self.total, 1):.2f}%), {self.wrong:,} of them wrong "
                 f"({100 * self.error_rate:.2f}%); {self.total - self.recognized:,} not recognized")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ class Preset:
         """This preset's augmentation of the training images, or None for none."""
         return augmentation_from_spec(self.augmentation)
 
-    def with_overrides(self, **changes) -> "Preset":
+    def with_overrides(self, **changes: Any) -> "Preset":
         """A copy with the given fields replaced; ``None`` values are ignored."""
         unknown = sorted(changes.keys() - {f.name for f in fields(self)})
         if unknown:

@@ -75,7 +75,7 @@ class TerminalReporter(Reporter):
         self._largest_input = 0.0
         self._hinted = False
 
-    def on_start(self, info):
+    def on_start(self, info: dict) -> None:
         # A resume within an epoch has that epoch's first steps done: the pace counts only the rest.
         done = info["first_epoch"] - 1 + info["first_step"] / info["steps_per_epoch"]
         self._last_look = (time.perf_counter(), done)
@@ -94,7 +94,7 @@ class TerminalReporter(Reporter):
         if info.get("optimizer"):
             self._print(describe_training(info))
 
-    def on_steps(self, epoch, step, steps, stats, seconds):
+    def on_steps(self, epoch: int, step: int, steps: int, stats: "StepStats", seconds: float) -> None:
         if not self.interactive:
             return
         # every step trains one full batch; a resume's steps done before were not timed here
@@ -111,7 +111,7 @@ class TerminalReporter(Reporter):
         self.stream.write("\r" + f"epoch {epoch:>3} {bar}{counts}"[:columns])
         self.stream.flush()
 
-    def on_evaluation(self, record):
+    def on_evaluation(self, record: dict) -> None:
         (then, epoch_then), now = self._last_look, time.perf_counter()
         minutes = (now - then) / 60
         pace = (record["epoch"] - epoch_then) / minutes if minutes > 0 else 0.0  # since the last look: the pace now
@@ -135,10 +135,10 @@ class TerminalReporter(Reporter):
                            f"this one learn from inputs in [0, 1] (divide pixels by 255)"
                            if self._largest_input > 1 else ""))
 
-    def on_recovery(self, what, failures, max_failures):
+    def on_recovery(self, what: str, failures: int, max_failures: int) -> None:
         self._print(f"recovered: {what}; replaced ({failures} of {count(max_failures, 'failure')} allowed)")
 
-    def on_end(self, result):
+    def on_end(self, result: "FitResult") -> None:
         best = (f"best validation error {100 * result.best_error:.2f}% at epoch {result.best_epoch}"
                 if math.isfinite(result.best_error) else "no validation set, so the last network is kept")
         self._print(f"stopped after {count(result.epochs, 'epoch')} ({result.stop_reason.replace('_', ' ')}), "
@@ -203,16 +203,16 @@ class JsonLinesReporter(Reporter):
     def _emit(self, event: str, data: dict) -> None:
         print(json.dumps({"event": event, **data}), file=self.stream, flush=True)
 
-    def on_start(self, info):
+    def on_start(self, info: dict) -> None:
         self._emit("start", info)
 
-    def on_evaluation(self, record):
+    def on_evaluation(self, record: dict) -> None:
         self._emit("evaluation", record)
 
-    def on_recovery(self, what, failures, max_failures):
+    def on_recovery(self, what: str, failures: int, max_failures: int) -> None:
         self._emit("recovery", {"what": what, "failures": failures, "max_failures": max_failures})
 
-    def on_end(self, result):
+    def on_end(self, result: "FitResult") -> None:
         best_error = result.best_error if math.isfinite(result.best_error) else None  # NaN is not JSON
         self._emit("end", {"epochs": result.epochs, "best_error": best_error,
                            "best_epoch": result.best_epoch, "stop_reason": result.stop_reason,

@@ -171,10 +171,14 @@ class Stopping(Protocol):
     """What the training loop asks of the stop rule and the keeper of the best network:
     :class:`EarlyStopping` in a single process, a handle to its actor in a distributed run."""
 
-    def evaluate(self, epoch: int, error_rate: float, params: np.ndarray) -> Verdict: ...
+    def evaluate(self, epoch: int, error_rate: float, params: np.ndarray) -> Verdict:
+        """The stop rule's :class:`Verdict` on ``epoch``'s validation ``error_rate``; keeps ``params`` if best yet."""
 
-    def save_best(self) -> None: ...
+    def save_best(self) -> None:
+        """Write the best network so far, with a JSON record of its epoch and error, to its file (if it has one)."""
 
-    def state(self) -> dict: ...
+    def state(self) -> dict:
+        """The JSON-able state for a checkpoint, without the best parameters."""
 
-    def load_state(self, state: dict, best_params: np.ndarray | None) -> None: ...
+    def load_state(self, state: dict, best_params: np.ndarray | None) -> None:
+        """Restore from :meth:`state` and the best parameters (None: none yet); writes nothing."""

@@ -53,13 +53,14 @@ class Identity(Activation):
 
     name = "identity"
 
-    def __call__(self, z, overwrite=False, scratch=None):
+    def __call__(self, z: np.ndarray, overwrite: bool = False, scratch: np.ndarray | None = None) -> np.ndarray:
         return z if overwrite else z.copy()
 
-    def derivative(self, a):
+    def derivative(self, a: np.ndarray) -> np.ndarray:
         return np.ones_like(a)
 
-    def input_gradient(self, a, output_gradient, overwrite=False, scratch=None):
+    def input_gradient(self, a: np.ndarray, output_gradient: np.ndarray, overwrite: bool = False,
+                       scratch: np.ndarray | None = None) -> np.ndarray:
         return output_gradient if overwrite else output_gradient.copy()
 
 
@@ -69,12 +70,12 @@ class Sigmoid(Activation):
 
     name = "sigmoid"
 
-    def __call__(self, z, overwrite=False, scratch=None):
+    def __call__(self, z: np.ndarray, overwrite: bool = False, scratch: np.ndarray | None = None) -> np.ndarray:
         # exp of a negative magnitude never overflows, whatever the sign of z.
         e = np.exp(-np.abs(z))
         return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
 
-    def derivative(self, a):
+    def derivative(self, a: np.ndarray) -> np.ndarray:
         return a * (1 - a)
 
 
@@ -83,10 +84,10 @@ class Tanh(Activation):
 
     name = "tanh"
 
-    def __call__(self, z, overwrite=False, scratch=None):
+    def __call__(self, z: np.ndarray, overwrite: bool = False, scratch: np.ndarray | None = None) -> np.ndarray:
         return np.tanh(z, out=z if overwrite else None)
 
-    def derivative(self, a):
+    def derivative(self, a: np.ndarray) -> np.ndarray:
         return 1 - a * a
 
 
@@ -95,13 +96,14 @@ class ReLU(Activation):
 
     name = "relu"
 
-    def __call__(self, z, overwrite=False, scratch=None):
+    def __call__(self, z: np.ndarray, overwrite: bool = False, scratch: np.ndarray | None = None) -> np.ndarray:
         return np.maximum(z, 0, out=z if overwrite else None)
 
-    def derivative(self, a):
+    def derivative(self, a: np.ndarray) -> np.ndarray:
         return (a > 0).astype(a.dtype)
 
-    def input_gradient(self, a, output_gradient, overwrite=False, scratch=None):
+    def input_gradient(self, a: np.ndarray, output_gradient: np.ndarray, overwrite: bool = False,
+                       scratch: np.ndarray | None = None) -> np.ndarray:
         return np.where(a > 0, output_gradient, 0)
 
 
@@ -114,25 +116,26 @@ class LeakyReLU(Activation):
     def __init__(self, alpha: float = 0.01):
         self.alpha = alpha
 
-    def __call__(self, z, overwrite=False, scratch=None):
+    def __call__(self, z: np.ndarray, overwrite: bool = False, scratch: np.ndarray | None = None) -> np.ndarray:
         # max(z, alpha·z) picks z for z > 0 and alpha·z otherwise, since 0 <= alpha < 1: the
         # same values as a where() in two passes instead of three.
         return np.maximum(z, np.multiply(z, z.dtype.type(self.alpha), out=scratch), out=z if overwrite else None)
 
-    def derivative(self, a):
+    def derivative(self, a: np.ndarray) -> np.ndarray:
         return np.where(a > 0, 1, self.alpha).astype(a.dtype)
 
-    def input_gradient(self, a, output_gradient, overwrite=False, scratch=None):
+    def input_gradient(self, a: np.ndarray, output_gradient: np.ndarray, overwrite: bool = False,
+                       scratch: np.ndarray | None = None) -> np.ndarray:
         # The slope is 1 where a > 0 (exactly where z > 0) and alpha elsewhere: max(sign(a), alpha)
         # is that slope, and measured faster than a where() or a masked multiply.
         slope = np.sign(a, out=scratch)
         np.maximum(slope, a.dtype.type(self.alpha), out=slope)
         return np.multiply(output_gradient, slope, out=output_gradient if overwrite else None)
 
-    def spec(self):
+    def spec(self) -> dict:
         return {"name": self.name, "alpha": self.alpha}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"LeakyReLU(alpha={self.alpha})"
 
 
@@ -141,10 +144,10 @@ class Softplus(Activation):
 
     name = "softplus"
 
-    def __call__(self, z, overwrite=False, scratch=None):
+    def __call__(self, z: np.ndarray, overwrite: bool = False, scratch: np.ndarray | None = None) -> np.ndarray:
         return np.logaddexp(0, z, out=z if overwrite else None)
 
-    def derivative(self, a):
+    def derivative(self, a: np.ndarray) -> np.ndarray:
         return -np.expm1(-a)
 
 
@@ -153,16 +156,17 @@ class Softmax(Activation):
 
     name = "softmax"
 
-    def __call__(self, z, overwrite=False, scratch=None):
+    def __call__(self, z: np.ndarray, overwrite: bool = False, scratch: np.ndarray | None = None) -> np.ndarray:
         e = np.subtract(z, np.maximum.reduce(z, axis=-1, keepdims=True), out=z if overwrite else None)
         np.exp(e, out=e)
         e /= np.add.reduce(e, axis=-1, keepdims=True)
         return e
 
-    def derivative(self, a):
+    def derivative(self, a: np.ndarray) -> np.ndarray:
         raise NotImplementedError("Softmax has a full Jacobian; use input_gradient")
 
-    def input_gradient(self, a, output_gradient, overwrite=False, scratch=None):
+    def input_gradient(self, a: np.ndarray, output_gradient: np.ndarray, overwrite: bool = False,
+                       scratch: np.ndarray | None = None) -> np.ndarray:
         # The original's override: dC/dz = a ⊙ (dC/da − Σ a ⊙ dC/da), per row.
         weighted = np.add.reduce(a * output_gradient, axis=-1, keepdims=True)
         gradient = np.subtract(output_gradient, weighted, out=output_gradient if overwrite else None)

@@ -50,16 +50,17 @@ class _SquaredError(Cost):
     """C = Σ(a − y)² / divisor; dC/da = 2 (a − y) / divisor."""
 
     def divisor(self, a: np.ndarray) -> int:
+        """What each row's sum of squares (of outputs ``a`` minus targets) is divided by."""
         raise NotImplementedError
 
-    def value(self, a, y):
+    def value(self, a: np.ndarray, y: np.ndarray) -> np.ndarray:
         d = a - y
         return np.einsum("ij,ij->i", d, d) / self.divisor(a)
 
-    def derivative(self, a, y):
+    def derivative(self, a: np.ndarray, y: np.ndarray) -> np.ndarray:
         return self._derivative_from_difference(a, a - y)
 
-    def _derivative_from_difference(self, a, d):
+    def _derivative_from_difference(self, a: np.ndarray, d: np.ndarray) -> np.ndarray:
         # In place: d is a temporary of ours. Skipping the division by 1, and dividing by 2 (exact)
         # instead of halving, leaves every cost's numbers exactly those of its formula.
         d *= 2
@@ -68,7 +69,8 @@ class _SquaredError(Cost):
             d /= divisor
         return d
 
-    def total_and_output_layer_gradient(self, activation, a, y):
+    def total_and_output_layer_gradient(self, activation: Activation, a: np.ndarray,
+                                        y: np.ndarray) -> tuple[float, np.ndarray]:
         # One difference for both, and a dot product instead of per-row sums (the training step
         # needs only the total).
         d = a - y
@@ -81,7 +83,8 @@ class Quadratic(_SquaredError):
 
     name = "quadratic"
 
-    def divisor(self, a):
+    def divisor(self, a: np.ndarray) -> int:
+        """1: each row's cost is its plain sum of squares."""
         return 1
 
 
@@ -90,7 +93,8 @@ class HalfQuadratic(_SquaredError):
 
     name = "half_quadratic"
 
-    def divisor(self, a):
+    def divisor(self, a: np.ndarray) -> int:
+        """2: each row's cost is half its sum of squares."""
         return 2
 
 
@@ -99,7 +103,8 @@ class MSE(_SquaredError):
 
     name = "mse"
 
-    def divisor(self, a):
+    def divisor(self, a: np.ndarray) -> int:
+        """The output size (``a``'s last dimension): each row's cost is the mean of its squares."""
         return a.shape[-1]
 
 
@@ -113,7 +118,7 @@ class CrossEntropy(Cost):
 
     name = "cross_entropy"
 
-    def check_output_activation(self, activation):
+    def check_output_activation(self, activation: Activation) -> None:
         # −Σ y ln a only rewards the labelled class's output. Softmax's outputs sum to 1, so
         # raising it lowers the others; any other activation lets every output rise together
         # (Sigmoid's all to 1, at a cost of 0; Softplus's without bound, below any cost), and
@@ -123,15 +128,15 @@ class CrossEntropy(Cost):
                               f"network with 'softmax', not {activation.spec()['name']!r} (or use the 'quadratic' "
                               f"cost)")
 
-    def value(self, a, y):
+    def value(self, a: np.ndarray, y: np.ndarray) -> np.ndarray:
         tiny = np.finfo(a.dtype).tiny
         return -np.einsum("ij,ij->i", y, np.log(np.maximum(a, tiny)))
 
-    def derivative(self, a, y):
+    def derivative(self, a: np.ndarray, y: np.ndarray) -> np.ndarray:
         tiny = np.finfo(a.dtype).tiny
         return -y / np.maximum(a, tiny)
 
-    def output_layer_gradient(self, activation, a, y):
+    def output_layer_gradient(self, activation: Activation, a: np.ndarray, y: np.ndarray) -> np.ndarray:
         # Softmax's, the only output allowed (check_output_activation): exact when each row of y
         # sums to 1 (one-hot labels).
         return a - y

@@ -44,13 +44,13 @@ class Random(Initializer):
             raise ConfigError(f"Random initializer needs low < high, got {low}, {high}")
         self.low, self.high = low, high
 
-    def __call__(self, fan_in, fan_out, rng):
+    def __call__(self, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(self.low, self.high, size=(fan_in, fan_out))
 
-    def spec(self):
+    def spec(self) -> dict:
         return {"name": self.name, "low": self.low, "high": self.high}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Random({self.low}, {self.high})"
 
 
@@ -59,7 +59,7 @@ class _Uniform(Initializer):
         """The bound L of U(−L, L) for a weight matrix of ``fan_in`` rows and ``fan_out`` columns."""
         raise NotImplementedError
 
-    def __call__(self, fan_in, fan_out, rng):
+    def __call__(self, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
         limit = self.limit(fan_in, fan_out)
         return rng.uniform(-limit, limit, size=(fan_in, fan_out))
 
@@ -70,7 +70,7 @@ class _Normal(Initializer):
         columns."""
         raise NotImplementedError
 
-    def __call__(self, fan_in, fan_out, rng):
+    def __call__(self, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
         return rng.normal(0.0, self.sigma(fan_in, fan_out), size=(fan_in, fan_out))
 
 
@@ -79,7 +79,7 @@ class XavierUniform(_Uniform):
 
     name = "xavier_uniform"
 
-    def limit(self, fan_in, fan_out):
+    def limit(self, fan_in: int, fan_out: int) -> float:
         return math.sqrt(6 / (fan_in + fan_out))
 
 
@@ -88,7 +88,7 @@ class XavierNormal(_Normal):
 
     name = "xavier_normal"
 
-    def sigma(self, fan_in, fan_out):
+    def sigma(self, fan_in: int, fan_out: int) -> float:
         return math.sqrt(2 / (fan_in + fan_out))
 
 
@@ -97,7 +97,7 @@ class LeCunUniform(_Uniform):
 
     name = "lecun_uniform"
 
-    def limit(self, fan_in, fan_out):
+    def limit(self, fan_in: int, fan_out: int) -> float:
         return math.sqrt(3 / fan_in)
 
 
@@ -106,7 +106,7 @@ class LeCunNormal(_Normal):
 
     name = "lecun_normal"
 
-    def sigma(self, fan_in, fan_out):
+    def sigma(self, fan_in: int, fan_out: int) -> float:
         return 1 / math.sqrt(fan_in)
 
 
@@ -115,7 +115,7 @@ class HeUniform(_Uniform):
 
     name = "he_uniform"
 
-    def limit(self, fan_in, fan_out):
+    def limit(self, fan_in: int, fan_out: int) -> float:
         return math.sqrt(6 / fan_in)
 
 
@@ -124,7 +124,7 @@ class HeNormal(_Normal):
 
     name = "he_normal"
 
-    def sigma(self, fan_in, fan_out):
+    def sigma(self, fan_in: int, fan_out: int) -> float:
         return math.sqrt(2 / fan_in)
 
 

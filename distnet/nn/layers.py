@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..checks import positive_int, real_numbers
 from ..errors import ConfigError
@@ -25,6 +26,7 @@ class Dense:
 
     @property
     def size(self) -> int:
+        """The number of neurons (the layer's outputs); fixed once the layer is in a network."""
         return self._size
 
     @size.setter
@@ -36,6 +38,7 @@ class Dense:
 
     @property
     def activation(self) -> Activation:
+        """The activation applied to ``in · W + b``; fixed once the layer is in a network."""
         return self._activation
 
     @activation.setter
@@ -53,21 +56,23 @@ class Dense:
 
     @property
     def weights(self) -> np.ndarray | None:
+        """The (inputs, size) weight matrix, a view into its network's parameters (None outside a network)."""
         return self._weights
 
     @weights.setter
-    def weights(self, values) -> None:
+    def weights(self, values: ArrayLike) -> None:
         self._copy_into(self._weights, values, "weights")
 
     @property
     def bias(self) -> np.ndarray | None:
+        """The (size,) bias vector, a view into its network's parameters (None outside a network)."""
         return self._bias
 
     @bias.setter
-    def bias(self, values) -> None:
+    def bias(self, values: ArrayLike) -> None:
         self._copy_into(self._bias, values, "bias")
 
-    def _copy_into(self, view: np.ndarray | None, values, what: str) -> None:
+    def _copy_into(self, view: np.ndarray | None, values: ArrayLike, what: str) -> None:
         # Into the view, never a new array in its place: one that the network's params, its copies,
         # its files and training would never see.
         if view is None:

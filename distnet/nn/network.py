@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..checks import as_array, class_labels, float_dtype, json_object, path_of, positive_int, real_numbers, seed_or_none
 from ..errors import ConfigError, ModelFormatError, OutOfMemoryError
@@ -83,7 +84,7 @@ class Network:
 
     _LAYOUT = ("dtype", "input_size", "layers", "weight_slices")
 
-    def __setattr__(self, name: str, value) -> None:
+    def __setattr__(self, name: str, value: object) -> None:
         # The parameter vector, its layers' views and a saved file all follow the layout it was
         # made with: another input size, dtype or list of layers would no longer fit them.
         if name in self._LAYOUT and getattr(self, "_built", False):
@@ -148,7 +149,7 @@ class Network:
     def params(self, params: np.ndarray) -> None:
         self.set_params(params)
 
-    def set_params(self, params: np.ndarray) -> None:
+    def set_params(self, params: ArrayLike) -> None:
         """Copy ``params`` (same layout and length) into this network."""
         params = real_numbers("a network's parameters", np.asarray(params))
         if params.shape != self._params.shape:
@@ -174,7 +175,7 @@ class Network:
             layer.use_views(self.params[w].reshape(fan_in, layer.size), self.params[b])
             fan_in = layer.size
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple:
         # The layers' weights and biases are views of params: a copy made attribute by attribute
         # (copy.deepcopy, pickle) would give them arrays of their own, which training would never see.
         return type(self).from_spec, (self.spec(), self.params)
@@ -188,7 +189,7 @@ class Network:
         return Network.from_spec({**self.spec(), "dtype": dtype}, self.params)
 
     # -- math ---------------------------------------------------------------------------------
-    def _inputs(self, X) -> np.ndarray:
+    def _inputs(self, X: ArrayLike) -> np.ndarray:
         if hasattr(X, "images") and hasattr(X, "labels"):  # a Dataset, which the math does not know
             raise ConfigError("the network takes an array of inputs, one row per sample, not a data set: pass "
                               "its .images (and to error_rate its .labels too)")
@@ -207,7 +208,7 @@ class Network:
                               f"got data of shape {X.shape}")
         return X
 
-    def _targets(self, Y, rows: int) -> np.ndarray:
+    def _targets(self, Y: ArrayLike, rows: int) -> np.ndarray:
         Y = real_numbers("the targets", as_array("the targets", Y)).astype(self.dtype, copy=False)
         if Y.ndim == 1 and rows == 1:  # one sample's targets, as predict() takes one sample's inputs
             Y = Y[None, :]
@@ -216,7 +217,7 @@ class Network:
                               f"labels), got data of shape {Y.shape} for {rows} samples")
         return Y
 
-    def predict(self, X, batch_size: int = 1_000) -> np.ndarray:
+    def predict(self, X: ArrayLike, batch_size: int = 1_000) -> np.ndarray:
         """Outputs for each row of ``X`` (one row of ``output_size`` values per sample), computed
         ``batch_size`` rows at a time: the layers' outputs then take batch_size × width each,
         whatever the number of rows (all 10,000 test images at once would take 41 MB per
@@ -231,14 +232,14 @@ class Network:
             outputs[start:start + len(a)] = a
         return outputs
 
-    def cost_value(self, X, Y) -> float:
+    def cost_value(self, X: ArrayLike, Y: ArrayLike) -> float:
         """The mean cost over the rows of ``X`` against the targets ``Y`` (one-hot rows)."""
         X = self._inputs(X)
         if not len(X):
             raise ConfigError("the mean cost needs at least one sample, and the data has none")
         return float(self.cost.value(self.predict(X), self._targets(Y, len(X))).mean())
 
-    def error_rate(self, X, labels=None, batch_size: int = 1_000) -> float:
+    def error_rate(self, X: ArrayLike, labels: ArrayLike | None = None, batch_size: int = 1_000) -> float:
         """The fraction of rows whose largest output is not the label (see :meth:`error_count`);
         ConfigError for no rows, whose error rate is undefined."""
         X = self._inputs(X)
@@ -247,7 +248,7 @@ class Network:
             raise ConfigError("the error rate needs at least one sample, and the data has none")
         return errors / len(X)
 
-    def error_count(self, X, labels=None, batch_size: int = 1_000) -> int:
+    def error_count(self, X: ArrayLike, labels: ArrayLike | None = None, batch_size: int = 1_000) -> int:
         """The number of rows whose largest output is not the label: ``labels`` holds one class
         index 0..output_size-1 per row of ``X`` (see :meth:`predict` for ``batch_size``)."""
         X = self._inputs(X)
@@ -259,7 +260,7 @@ class Network:
         check_scorable(outputs)
         return int(np.count_nonzero(outputs.argmax(axis=1) != labels))
 
-    def backprop(self, X, Y, out: np.ndarray | None = None,
+    def backprop(self, X: ArrayLike, Y: ArrayLike, out: np.ndarray | None = None,
                  reuse_buffers: bool = False) -> tuple[np.ndarray, float, int]:
         """The gradient of the *summed* cost over the rows, in the layout of ``params``.
 
@@ -305,7 +306,7 @@ class Network:
             self._buffers = BackpropBuffers(self.sizes, rows, self.dtype)
         return self._buffers
 
-    def gradient(self, X, Y) -> np.ndarray:
+    def gradient(self, X: ArrayLike, Y: ArrayLike) -> np.ndarray:
         """The gradient of the mean cost over the rows of ``X``, flat, in ``params`` order."""
         X = self._inputs(X)
         if not len(X):
@@ -498,7 +499,7 @@ def saved_notes(path: str | os.PathLike) -> dict:
     return notes
 
 
-def _check_spec_parts(spec) -> None:
+def _check_spec_parts(spec: object) -> None:
     """ConfigError unless ``spec`` has the parts :meth:`Network.from_spec` reads (the network
     checks their values as it is built)."""
     example = ("such as Network.spec() returns: {'input_size': 784, 'layers': [{'size': 10, 'activation': "

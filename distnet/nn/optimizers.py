@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..checks import Checked, fraction, instance_of, positive_real, whole_number, with_article
 from ..errors import ConfigError
@@ -87,7 +88,7 @@ class Optimizer:
                               f"returned (another optimizer's state, or a part of one, does not fit it)")
         self._state = {key: self._loaded(key, value) for key, value in state.items()}
 
-    def _loaded(self, key: str, value) -> np.ndarray:
+    def _loaded(self, key: str, value: ArrayLike) -> np.ndarray:
         """A copy of ``state[key]`` to keep (its size and dtype are checked against the parameters
         at the next step, or when a trainer starts a fit)."""
         return np.array(value, copy=True)
@@ -110,7 +111,7 @@ class GradientDescent(Optimizer):
     def __init__(self, learning_rate: float = 0.005):
         super().__init__(learning_rate)
 
-    def step(self, params, grad, scale=1.0):
+    def step(self, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> None:
         check_gradient(params, grad)
         params -= params.dtype.type(self.learning_rate * scale) * grad
 
@@ -126,14 +127,14 @@ class Momentum(Optimizer):
         super().__init__(learning_rate)
         self.momentum = momentum
 
-    def step(self, params, grad, scale=1.0):
+    def step(self, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> None:
         check_gradient(params, grad)
         v = self._slot("velocity", params)
         v *= self.momentum
         v += params.dtype.type(self.learning_rate * scale) * grad
         params -= v
 
-    def spec(self):
+    def spec(self) -> dict:
         return {**super().spec(), "momentum": self.momentum}
 
 
@@ -151,7 +152,7 @@ class Nesterov(Optimizer):
         self.momentum = momentum
         self._scratch: np.ndarray | None = None
 
-    def step(self, params, grad, scale=1.0):
+    def step(self, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> None:
         check_gradient(params, grad)
         mu = params.dtype.type(self.momentum)
         v = self.velocity(params)
@@ -170,7 +171,7 @@ class Nesterov(Optimizer):
         by :meth:`step` (and by the one-pass update of :class:`UpdateRule`)."""
         return self._slot("velocity", like)
 
-    def spec(self):
+    def spec(self) -> dict:
         return {**super().spec(), "momentum": self.momentum}
 
 
@@ -191,7 +192,7 @@ class Adam(Optimizer):
         super().__init__(learning_rate)
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
 
-    def step(self, params, grad, scale=1.0):
+    def step(self, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> None:
         check_gradient(params, grad)
         if scale != 1:
             grad = grad * params.dtype.type(scale)  # squared below, so scaled first
@@ -207,14 +208,14 @@ class Adam(Optimizer):
         s_hat = s / params.dtype.type(1 - self.beta2 ** int(t))
         params -= params.dtype.type(self.learning_rate) * m_hat / (np.sqrt(s_hat) + params.dtype.type(self.epsilon))
 
-    def _loaded(self, key, value):
+    def _loaded(self, key: str, value: ArrayLike) -> np.ndarray:
         if key != "t":
             return super()._loaded(key, value)
         # The step count sets the bias correction, and the step reads it as one whole number;
         # state() holds it from the first step on, so it is at least 1.
         return np.array(whole_number("Adam's step count 't'", np.asarray(value)[()], 1), dtype=np.int64)
 
-    def spec(self):
+    def spec(self) -> dict:
         return {**super().spec(), "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}
 
 

@@ -45,11 +45,11 @@ class CosineDecay(Schedule):
     def __init__(self, final: float = 0.0):
         self.final = final
 
-    def factor(self, epoch, epochs):
+    def factor(self, epoch: int, epochs: int) -> float:
         check_epoch(epoch, epochs)
         return self.final + (1 - self.final) * (1 + math.cos(math.pi * epoch / epochs)) / 2
 
-    def spec(self):
+    def spec(self) -> dict:
         return {**super().spec(), "final": self.final}
 
 
@@ -65,11 +65,11 @@ class StepDecay(Schedule):
     def __init__(self, every: int = 30, gamma: float = 0.1):
         self.every, self.gamma = every, gamma
 
-    def factor(self, epoch, epochs):
+    def factor(self, epoch: int, epochs: int) -> float:
         check_epoch(epoch, epochs)
         return self.gamma ** (epoch // self.every)
 
-    def spec(self):
+    def spec(self) -> dict:
         return {**super().spec(), "every": self.every, "gamma": self.gamma}
 
 
