@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import accuracy, hardware, raytrain_peer, report, speed, torch_peer
+from benchmarks import accuracy, distnet_cases, hardware, raytrain_peer, report, speed, torch_peer
 from benchmarks.case import PREFIX
 from benchmarks.distnet_cases import EpochClock, _epoch_result
 from benchmarks.workloads import WORKLOADS
@@ -268,6 +268,25 @@ def test_the_two_worker_targets_take_the_fastest_protocol():
     assert details["article, 2 workers: distnet epoch / PyTorch 1-thread epoch"] == "distnet channel/2"
     assert details["wide, 2 workers: throughput / best single process on the same cores"] == \
         "distnet channel/2 vs distnet single/2"
+
+
+def test_the_step_math_updates_from_n_distinct_gradients_as_the_server_sums_n_workers(monkeypatch):
+    seen = {}
+
+    class Server:
+        def __init__(self, *args):
+            pass
+
+        def apply(self, epoch, step, *results):
+            seen[len(results)] = len({id(gradient) for gradient, *_ in results})  # one array N times stays in cache
+
+    monkeypatch.setattr("distnet.distributed.parameter_server.ParameterServer", Server)
+    monkeypatch.setattr(distnet_cases, "median_seconds", lambda call, repeats, inner=1: (call(), 1e-6)[1])
+    monkeypatch.setattr(distnet_cases, "training_data",
+                        lambda samples=None: (np.zeros((64, 784), np.float32), np.zeros(64, int), "random"))
+    result = distnet_cases.compute("article", workers=[1, 2], repeats=1)
+    assert seen == {1: 1, 2: 2, 4: 4, 8: 8}
+    assert sorted(result["server_update_us"]) == [1, 2, 4, 8]
 
 
 def test_on_more_cores_the_two_worker_targets_still_compare_two_cores_with_two():
