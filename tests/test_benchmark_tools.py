@@ -104,6 +104,10 @@ def test_a_report_of_part_of_the_cases_says_what_was_not_measured_and_flags_nois
     assert "| distnet channel/2 | 0.010 | 320,000 | 50 | 72 | -22 * |" in text
     assert "\\* The step took less than its math timed alone" in text
     assert "| wide, 2 workers: throughput / PyTorch DDP 2 processes | – | 1.2 | – | not measured |" in text
+    assert "Other work used up to" not in text  # nothing measured it
+    article["compute"]["other_work_cores"] = 0.4
+    assert ("**Other work used up to 0.4 cores during some cases (see other_work_cores in the JSON): those numbers "
+            "are not reliable; run again on a quiet machine.**") in report.markdown(results)
 
 
 def test_a_step_s_math_counts_the_gathering_of_rows_only_where_it_is_within_the_step():
