@@ -54,9 +54,10 @@ def run(args) -> int:
     from ..nn import Network
 
     args.model = saved_network_path(args.model)
-    for path in args.files:  # a misspelt name is said before any image is classified
-        if not path.exists():
-            raise DataNotFoundError(f"{path}: no such file")
+    # Misspelt names are said, all at once, before any image is classified.
+    if missing := [str(path) for path in args.files if not path.exists()]:
+        raise DataNotFoundError(f"{missing[0]}: no such file" if len(missing) == 1 else
+                                f"no such files: {', '.join(missing)}")
     try:
         network = Network.load(args.model)
     except ModelFormatError as e:
