@@ -5,8 +5,8 @@
 """
 from .data import Dataset, Splits, load_dataset, load_fashion_mnist, load_mnist
 from .errors import (ChecksumError, ClusterUnreachableError, ConfigError, DataFormatError, DataNotFoundError,
-                     DistnetError, FailureLimitError, ModelFormatError, OutOfMemoryError, RayFailedError,
-                     TrainingDivergedError)
+                     DistnetError, FailureLimitError, FolderNotWritableError, ModelFormatError, OutOfMemoryError,
+                     RayFailedError, TrainingDivergedError)
 from .nn import (MSE, Adam, CrossEntropy, Dense, GradientDescent, HalfQuadratic, HeNormal, HeUniform,
                  Identity, LeakyReLU, LeCunNormal, LeCunUniform, Momentum, Nesterov, Network, Quadratic,
                  Random, ReLU, Sigmoid, Softmax, Softplus, Tanh, XavierNormal, XavierUniform)
@@ -27,7 +27,7 @@ __all__ = [
     "Adam", "Trainer", "DistributedTrainer", "FitResult", "StopEvaluator", "EarlyStopping", "CosineDecay",
     "StepDecay", "RandomAffine", "Reporter", "TerminalReporter", "JsonLinesReporter", "Preset",
     "PRESETS", "get_preset", "Dataset", "Splits", "load_mnist", "load_fashion_mnist", "load_dataset",
-    "DistnetError", "ConfigError", "DataFormatError", "DataNotFoundError", "ChecksumError",
+    "DistnetError", "ConfigError", "DataFormatError", "DataNotFoundError", "FolderNotWritableError", "ChecksumError",
     "ModelFormatError", "TrainingDivergedError", "FailureLimitError", "RayFailedError",
     "ClusterUnreachableError", "OutOfMemoryError",
 ]

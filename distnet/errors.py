@@ -21,6 +21,10 @@ class DataNotFoundError(DistnetError, FileNotFoundError):
     """A data set is not on disk and could not be downloaded."""
 
 
+class FolderNotWritableError(DataNotFoundError):
+    """A download's folder (distnet's cache), or the file's place in it, cannot be written."""
+
+
 class ChecksumError(DataFormatError):
     """A file's SHA-256 does not match the published value."""
 

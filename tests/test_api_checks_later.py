@@ -82,8 +82,8 @@ def test_a_layer_s_activation_is_fixed_once_it_is_in_a_network():
     assert repr(Network([layer, Dense(2, "softmax")], input_size=4).layers[0]) == "Dense(3, Tanh())"
 
 
-@pytest.mark.parametrize("copy_of", [copy.deepcopy, copy.copy, lambda net: pickle.loads(pickle.dumps(net))],
-                         ids=["deepcopy", "copy", "pickle"])
+@pytest.mark.parametrize("copy_of", [copy.deepcopy, lambda net: pickle.loads(pickle.dumps(net))],
+                         ids=["deepcopy", "pickle"])
 def test_a_copied_network_s_layers_stay_views_of_its_own_parameters(copy_of):
     network = Network([Dense(3, "relu"), Dense(2, "softmax")], input_size=4, cost="cross_entropy", seed=1)
     copied = copy_of(network)
@@ -92,6 +92,39 @@ def test_a_copied_network_s_layers_stay_views_of_its_own_parameters(copy_of):
     X = np.ones((1, 4))
     np.testing.assert_allclose(copied.predict(X), Network.from_spec(copied.spec(), copied.params).predict(X))
     assert copied.layers[0].weights[0, 0] == 0.5 and network.layers[0].weights[0, 0] != 0.5
+
+
+def test_a_shallow_copy_shares_the_parameters_its_layers_view():
+    network = Network([Dense(3, "relu"), Dense(2, "softmax")], input_size=4, cost="cross_entropy", seed=1)
+    copied = copy.copy(network)
+    copied.params[:] = 0.5
+    assert network.layers[0].weights[0, 0] == 0.5 and copied.layers[1].bias[0] == 0.5
+
+
+class LabelledNetwork(Network):
+    """A subclass of a user's: its own constructor, and state the spec does not hold."""
+
+    def __init__(self, classes: tuple, **options):
+        super().__init__([Dense(3, "relu"), Dense(2, "softmax")], input_size=4, cost="cross_entropy", **options)
+        self.classes = classes
+
+
+@pytest.mark.parametrize("copy_of", [copy.deepcopy, lambda net: pickle.loads(pickle.dumps(net))],
+                         ids=["deepcopy", "pickle"])
+def test_a_copied_subclass_keeps_its_own_state(copy_of):
+    network = LabelledNetwork(("cat", "dog"), seed=1)
+    network.trained_on = "pets"
+    copied = copy_of(network)
+    assert (type(copied), copied.classes, copied.trained_on) == (LabelledNetwork, ("cat", "dog"), "pets")
+    copied.params[:] = 0.5
+    assert copied.layers[1].bias[0] == 0.5 and network.layers[1].bias[0] != 0.5
+
+
+def test_a_network_does_not_share_the_activation_objects_it_was_given():
+    leaky = LeakyReLU(0.01)
+    network = Network([Dense(3, leaky), Dense(2, "softmax")], input_size=4, cost="cross_entropy")
+    leaky.alpha = 0.5  # the caller's description, reused for another network
+    assert network.spec()["layers"][0]["activation"] == {"name": "leaky_relu", "alpha": 0.01}
 
 
 @pytest.mark.parametrize("classes, message", [

@@ -116,6 +116,9 @@ def ddp_with_fake_ranks(monkeypatch) -> dict:
     return torch_peer.ddp("article", samples=25_600, epochs=4, processes=2)
 
 
+started: dict = {}  # the options the Ray Train peer started Ray with
+
+
 def raytrain_with_fake_ranks(monkeypatch) -> dict:
     """raytrain_peer.raytrain where each "Ray Train worker" just writes its RANK_TIMES."""
     class TorchTrainer:
@@ -127,12 +130,26 @@ def raytrain_with_fake_ranks(monkeypatch) -> dict:
                 (Path(self.out) / f"rank-{rank}.json").write_text(json.dumps({"times": times, "rss": 100.0}))
 
     train = fake_module("ray.train", RunConfig=dict, ScalingConfig=dict)
-    ray = fake_module("ray", init=lambda **options: None, put=lambda value: value, shutdown=lambda: None, train=train)
+    ray = fake_module("ray", init=lambda **options: started.update(options), put=lambda value: value,
+                      shutdown=lambda: None, train=train)
     for name, module in [("ray", ray), ("ray.train", train), ("torch", fake_module("torch")),
                          ("ray.train.torch", fake_module("ray.train.torch", TorchTrainer=TorchTrainer))]:
         monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr(raytrain_peer, "training_data", lambda samples: (None, None, "random"))
     return raytrain_peer.raytrain("article", samples=25_600, epochs=4, workers=2)
+
+
+def test_the_ray_train_peer_starts_a_ray_of_its_own_not_a_cluster_ray_address_names(monkeypatch):
+    raytrain_with_fake_ranks(monkeypatch)
+    assert started["address"] == "local"
+
+
+def test_a_run_records_the_commit_it_measured():
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(speed.__file__).parent).stdout.strip()
+    assert speed._commit().split()[0] == head
 
 
 def test_pytorch_s_epoch_and_half_batch_step_are_medians_without_the_warm_up(monkeypatch):

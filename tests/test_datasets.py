@@ -23,7 +23,7 @@ from distnet.cli import main
 from distnet.data import Dataset, Digit, Splits, load_dataset, load_fashion_mnist, load_mnist
 from distnet.data import datasets, download, load_test_set, write_idx
 from distnet.data.download import fetch, sha256_of
-from distnet.errors import ChecksumError, ConfigError, DataFormatError, DataNotFoundError
+from distnet.errors import ChecksumError, ConfigError, DataFormatError, DataNotFoundError, FolderNotWritableError
 
 FILES = (
     "train-images-idx3-ubyte",
@@ -309,23 +309,27 @@ def test_lookup_order(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert train_size(None) == 23  # then the cache
 
 
-@pytest.mark.parametrize("mistake", ["typo", "the mnist folder itself", "lacks the files"])
+@pytest.mark.parametrize("mistake", ["typo", "the mnist folder itself", "lacks the files", "a file", "unknown user"])
 def test_a_wrong_shared_data_dir_is_said_not_passed_over(
     mistake: str, env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_files(env / "mnist", n_train=23)
     shared = {"typo": tmp_path / "dta", "the mnist folder itself": tmp_path / "data" / "mnist",
-              "lacks the files": tmp_path / "data"}[mistake]
-    if mistake != "typo":
+              "lacks the files": tmp_path / "data", "a file": tmp_path / "data" / "notes.txt",
+              "unknown user": Path("~no-such-user-here/data")}[mistake]  # a job's, from another machine
+    if mistake not in ("typo", "unknown user"):
         make_files(tmp_path / "data" / "mnist")
         (tmp_path / "data" / "mnist" / FILES[0]).unlink()
         if mistake == "the mnist folder itself":
             make_files(shared)
+        if mistake == "a file":
+            shared.write_text("")
     monkeypatch.setenv("DISTNET_DATA_DIR", str(shared))
     why = {"typo": "a folder that does not exist",
            "the mnist folder itself": "which holds data files itself: it names the folder above mnist/ and "
                                       f"fashion-mnist/ (here, perhaps {tmp_path / 'data'})",
-           "lacks the files": f"but {shared / 'mnist'} does not hold the four MNIST files"}[mistake]
+           "lacks the files": f"but {shared / 'mnist'} does not hold the four MNIST files",
+           "a file": "a file, not a folder", "unknown user": "a folder that does not exist"}[mistake]
     with pytest.warns(UserWarning) as caught:
         assert len(load_mnist(download=False, validation=1).train) == 22  # the cache's
     assert [str(w.message) for w in caught] == [f"$DISTNET_DATA_DIR is {shared}, {why}; "
@@ -486,13 +490,19 @@ def test_files_are_read_once_per_process(
 class _Handler(SimpleHTTPRequestHandler):
     """Serves files. Under /broken/ it promises the size of the file in mnist/ and sends 10 bytes;
     under /bloated/ it offers a byte more; under /endless/ it sends zeros without a Content-Length;
-    under /trickle/ it promises the size and sends a byte every 0.05 s."""
+    under /trickle/ it promises the size and sends a byte every 0.05 s; under /slowing/ it sends all
+    but 100 bytes at once, then a byte every 0.05 s; under /vanish/ it sends the file, but before its
+    last byte removes the download's temporary files in ``vanish_from`` (as another process cleaning
+    up would)."""
+
+    vanish_from: Path | None = None
 
     def do_GET(self) -> None:
         kind, _, name = self.path.strip("/").partition("/")
-        if kind not in ("broken", "bloated", "endless", "trickle"):
+        if kind not in ("broken", "bloated", "endless", "trickle", "slowing", "vanish"):
             return super().do_GET()
-        size = (Path(self.directory) / "mnist" / name).stat().st_size
+        content = (Path(self.directory) / "mnist" / name).read_bytes()
+        size = len(content)
         self.send_response(200)
         if kind != "endless":
             self.send_header("Content-Length", str(size + (kind == "bloated")))
@@ -508,6 +518,19 @@ class _Handler(SimpleHTTPRequestHandler):
                     self.wfile.write(b"x")
                     self.wfile.flush()
                     time.sleep(0.05)
+            elif kind == "slowing":
+                self.wfile.write(content[:-100])
+                for byte in content[-100:]:
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                    self.wfile.write(bytes([byte]))
+            elif kind == "vanish":
+                self.wfile.write(content[:-1])
+                self.wfile.flush()
+                time.sleep(0.2)
+                for temporary in self.vanish_from.glob(f".{name}.*.tmp"):
+                    temporary.unlink()
+                self.wfile.write(content[-1:])
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep the test output clean
@@ -589,7 +612,7 @@ def test_only_missing_files_are_downloaded(
     assert len(load_mnist(validation=5).test) == 7
 
 
-def test_checksum_mismatch_leaves_nothing_in_the_cache(
+def test_checksum_mismatch_leaves_nothing_in_the_cache_and_lists_every_missing_file(
     mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(datasets.CHECKSUMS, "mnist", {f"{base}.gz": "0" * 64 for base in FILES})
@@ -600,6 +623,9 @@ def test_checksum_mismatch_leaves_nothing_in_the_cache(
     assert f"{mirror}/mnist/{FILES[0]}.gz: SHA-256 is " in message
     assert f"expected {'0' * 64}" in message
     assert os.listdir(env / "mnist") == []
+    assert message.startswith("MNIST not found. Looked for")  # the error type kept, the context added
+    assert "Still missing (with their SHA-256):" + "".join(f"\n  {base}.gz  {'0' * 64}" for base in FILES) in message
+    assert "set DISTNET_MIRRORS to mirrors you can reach" in message
 
 
 def test_no_mirror_reachable(mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -637,10 +663,39 @@ def test_a_mirror_that_offers_or_sends_more_than_the_file_is_not_read_to_the_end
 
 def test_a_trickling_mirror_is_given_up_on(mirror: str, tmp_path: Path) -> None:
     started = time.monotonic()
-    with pytest.raises(DataNotFoundError, match=rf"trickle/{FILES[3]}.gz: too slow: \d+ bytes in 1 s"):
+    with pytest.raises(DataNotFoundError, match=rf"trickle/{FILES[3]}.gz: too slow: \d+ bytes in the last [\d.]+ s"):
         fetch(f"{FILES[3]}.gz", "0" * 64, tmp_path / "dest", [f"{mirror}/trickle/"],
               size=datasets._SIZES["mnist"][f"{FILES[3]}.gz"], timeout=0.5)
     assert time.monotonic() - started < 3  # the whole file would take 5 s or more
+
+
+def test_a_mirror_that_slows_down_after_a_fast_start_is_given_up_on(mirror: str, tmp_path: Path) -> None:
+    started = time.monotonic()  # on average over the whole download, 23 KB in 5 s would pass 1 KB/s
+    with pytest.raises(DataNotFoundError, match=rf"slowing/{FILES[0]}.gz: too slow: \d+ bytes in the last"):
+        fetch(f"{FILES[0]}.gz", "0" * 64, tmp_path / "dest", [f"{mirror}/slowing/"],
+              size=datasets._SIZES["mnist"][f"{FILES[0]}.gz"], timeout=0.5)
+    assert time.monotonic() - started < 3
+
+
+def test_a_file_mirror_that_lacks_a_file_is_not_called_unreachable(env: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    make_files(tmp_path / "both", gz=True)
+    monkeypatch.setitem(datasets.CHECKSUMS, "mnist", {f"{b}.gz": sha256_of(tmp_path / "both" / f"{b}.gz") for b in FILES})
+    monkeypatch.setitem(datasets._SIZES, "mnist", {f"{b}.gz": (tmp_path / "both" / f"{b}.gz").stat().st_size for b in FILES})
+    for folder, files in (("tests", FILES[2:]), ("trains", FILES[:2])):  # each mirror holds half the files
+        (tmp_path / folder).mkdir()
+        for base in files:
+            shutil.copy(tmp_path / "both" / f"{base}.gz", tmp_path / folder)
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"file://{tmp_path}/tests/", f"file://{tmp_path}/trains/"))
+    assert len(load_mnist(validation=5).test) == 7
+
+
+def test_a_download_whose_temporary_file_another_process_removed_tries_the_next_mirror(
+    mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_Handler, "vanish_from", env / "mnist")
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/vanish/", f"{mirror}/mnist/"))
+    assert len(load_test_set("mnist")) == 7  # not "the cache cannot be written"
 
 
 def test_an_unreachable_mirror_is_tried_for_the_first_file_only(
@@ -663,8 +718,8 @@ def test_progress_is_noted_during_a_download(
     monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/mnist/",))
     with caplog.at_level(logging.INFO, logger="distnet.data.download"):
         load_test_set("mnist")
-    size = datasets._SIZES["mnist"][f"{FILES[2]}.gz"]
-    assert f"{mirror}/mnist/{FILES[2]}.gz: 0.0 of {size / 1e6:.1f} MB so far" in caplog.messages
+    noted = [m for m in caplog.messages if m.endswith(" so far")]
+    assert noted and re.fullmatch(rf"{mirror}/mnist/{FILES[2]}.gz: [\d.]+ KB of 5.5 KB so far", noted[0])
 
 
 @pytest.mark.parametrize("in_the_way", ["cache", "file"])
@@ -679,7 +734,7 @@ def test_a_cache_that_cannot_be_written_is_said_as_such_not_blamed_on_the_mirror
     else:  # a folder where a downloaded file should go
         (env / "mnist" / f"{FILES[0]}.gz").mkdir(parents=True)
         what = f"cannot write {env / 'mnist' / FILES[0]}.gz: Is a directory"
-    with pytest.raises(download.FolderNotWritableError) as caught:
+    with pytest.raises(FolderNotWritableError) as caught:
         load_mnist()
     message = str(caught.value)
     assert f"Downloading needs a cache folder it can write: {what}" in message
@@ -699,19 +754,6 @@ def test_the_temporary_file_of_a_killed_download_is_removed(
     os.utime(killed, (time.time() - 3600, time.time() - 3600))
     load_test_set("mnist")
     assert not killed.exists() and live.exists()  # another process may be writing the fresh one
-
-
-def test_a_failed_download_lists_every_missing_file_and_keeps_its_error_type(
-    mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(datasets.CHECKSUMS, "mnist", {f"{base}.gz": "0" * 64 for base in FILES})
-    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/mnist/",))
-    with pytest.raises(ChecksumError) as caught:
-        load_mnist()
-    message = str(caught.value)
-    assert message.startswith("MNIST not found. Looked for")
-    assert "Still missing (with their SHA-256):" + "".join(f"\n  {base}.gz  {'0' * 64}" for base in FILES) in message
-    assert "set DISTNET_MIRRORS to mirrors you can reach" in message
 
 
 def test_fetch_without_mirrors(tmp_path: Path) -> None:

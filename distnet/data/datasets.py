@@ -38,9 +38,9 @@ from numpy.typing import DTypeLike
 
 from distnet.checks import as_array, checked_number, floating_point, labels_hint, path_of, range_hint
 from distnet.data.digits import PIXELS, SIDE, Digit
-from distnet.data.download import FolderNotWritableError, fetch, sha256_of
+from distnet.data.download import fetch, sha256_of
 from distnet.data.idx import read_idx
-from distnet.errors import ChecksumError, ConfigError, DataFormatError, DataNotFoundError
+from distnet.errors import ChecksumError, ConfigError, DataFormatError, DataNotFoundError, FolderNotWritableError
 
 __all__ = [
     "CHECKSUMS",
@@ -458,7 +458,12 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
 def _shared_data_dir() -> Path | None:
     """The folder ``$DISTNET_DATA_DIR`` names, if it is set."""
     value = os.environ.get(DATA_DIR_ENV)
-    return Path(value).expanduser() if value else None  # a Ray job's value is not shell-expanded
+    if not value:
+        return None
+    try:
+        return Path(value).expanduser()  # a Ray job's value is not shell-expanded
+    except RuntimeError:  # "~user" of a user this machine does not have: a folder that does not exist
+        return Path(value)
 
 
 def _note_passed_over(name: str, bases: tuple[str, ...], used: Path, given: Path | None,
@@ -473,7 +478,7 @@ def _note_passed_over(name: str, bases: tuple[str, ...], used: Path, given: Path
             warnings.warn(f"{given} does not hold {files}; {then}")
     elif shared is not None and used != shared / name:
         if not shared.is_dir():
-            where = "a folder that does not exist"
+            where = "a file, not a folder" if shared.exists() else "a folder that does not exist"
         elif all(_find(shared, base) for base in bases):
             where = (f"which holds data files itself: it names the folder above mnist/ and "
                      f"fashion-mnist/ (here, perhaps {shared.parent})")

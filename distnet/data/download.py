@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -14,25 +16,27 @@ from http.client import HTTPException
 from pathlib import Path
 from typing import BinaryIO
 
-from distnet.errors import ChecksumError, DataNotFoundError
+from distnet.errors import ChecksumError, DataNotFoundError, FolderNotWritableError
 from distnet.io import UNFINISHED_WRITE, atomic_writer
 
-__all__ = ["FolderNotWritableError", "fetch", "sha256_of"]
+__all__ = ["fetch", "sha256_of"]
 
 _CHUNK = 1 << 20
-# A download slower than this on average, once ``timeout`` seconds have passed, is given up on
-# (a mirror that trickles bytes never trips the per-read timeout).
+# A download slower than this over any ``timeout`` seconds is given up on (a mirror that trickles
+# bytes never trips the per-read timeout).
 _MIN_BYTES_PER_SECOND = 1024
 _PROGRESS_EVERY_S = 10.0
-# A temporary file that has not grown for this long belongs to a download that was killed.
+# A temporary file that has not grown for this long (or 10 timeouts) belongs to a download that
+# was killed: a live one grows at least once per timeout.
 _ABANDONED_AFTER_S = 600.0
+# Errors of a write that say the folder cannot take the file (not: another process removed it).
+_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR,
+                 errno.ENOTDIR, errno.EFBIG}
+# Errors that say the mirror's host cannot be reached at all (not: it lacks the file).
+_UNREACHABLE = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
 
 # The command line shows these notes on stderr: a first run downloads for a while, and should say so.
 _log = logging.getLogger(__name__)
-
-
-class FolderNotWritableError(DataNotFoundError):
-    """The download's folder (or the file's place in it) cannot be written: no mirror is to blame."""
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -61,7 +65,7 @@ def fetch(
     its SHA-256 matched *sha256*, so the destination never holds a partial or wrong file.
     *size* (bytes), where known, is checked against the mirror's Content-Length and caps what is
     read. *timeout* (seconds) applies to connecting and to each read; a mirror that sends less than
-    1 KB/s on average after that long is given up on too. Mirrors that could not be reached are
+    1 KB/s over any *timeout* seconds is given up on too. Mirrors that could not be reached are
     added to *unreachable*, and those already in it are skipped, so that the files after the first
     do not wait for a dead mirror again.
 
@@ -81,7 +85,7 @@ def fetch(
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FolderNotWritableError(f"cannot create the folder {dest_dir}: {exc.strerror}") from None
-    _remove_abandoned_downloads(target)
+    _remove_abandoned_downloads(target, max(_ABANDONED_AFTER_S, 10 * timeout))
     unreachable = set() if unreachable is None else unreachable
     failures: list[str] = []
     wrong_bytes = False
@@ -101,11 +105,15 @@ def fetch(
             failures.append(f"{url}: {exc}")
         # ValueError: a malformed mirror URL; HTTPException: the connection broke mid-response.
         except (OSError, HTTPException, ValueError) as exc:
-            if isinstance(exc, OSError) and exc.filename == str(target):  # atomic_writer names its file
+            written = isinstance(exc, OSError) and exc.filename == str(target)  # atomic_writer names its file
+            if written and exc.errno in _NOT_WRITABLE:
                 raise FolderNotWritableError(f"cannot write {target}: {exc.strerror}") from None
             if _unreachable(exc):
                 unreachable.add(base)
-            failures.append(f"{url}: {_reason(exc)}")
+            # Another write of the file failing (its temporary removed by another process cleaning
+            # up after a download paused too long) is this mirror's try lost, not the folder's fault.
+            reason = f"writing it failed: {exc.strerror or exc}" if written else _reason(exc)
+            failures.append(f"{url}: {reason}")
         else:
             _log.info("%s: %s, SHA-256 verified", target, _size_text(target.stat().st_size))
             return target
@@ -123,7 +131,8 @@ def _download(url: str, out: BinaryIO, size: int | None, timeout: float) -> str:
     """Stream *url* into the open file *out*; return the SHA-256 of what was written."""
     digest = hashlib.sha256()
     received = 0
-    started = noted = time.monotonic()
+    window = noted = time.monotonic()  # the rate is checked over each stretch of ``timeout`` seconds
+    window_received = 0
     with urllib.request.urlopen(url, timeout=timeout) as response:
         promised = response.headers.get("Content-Length", "")
         if size is not None and promised.isdigit() and int(promised) != size:
@@ -136,11 +145,14 @@ def _download(url: str, out: BinaryIO, size: int | None, timeout: float) -> str:
             if size is not None and received > size:
                 raise ConnectionError(f"the mirror sent more than the file's {size} bytes")
             now = time.monotonic()
-            if now - started > timeout and received < _MIN_BYTES_PER_SECOND * (now - started):
-                raise TimeoutError(f"too slow: {received} bytes in {now - started:.0f} s")
+            if now - window >= timeout:
+                if received - window_received < _MIN_BYTES_PER_SECOND * (now - window):
+                    raise TimeoutError(f"too slow: {received - window_received} bytes in the last "
+                                       f"{now - window:.1f} s")
+                window, window_received = now, received
             if now - noted >= _PROGRESS_EVERY_S:
-                of = f" of {size / 1e6:.1f}" if size is not None else ""
-                _log.info("%s: %.1f%s MB so far", url, received / 1e6, of)
+                of = f" of {_size_text(size)}" if size is not None else ""
+                _log.info("%s: %s%s so far", url, _size_text(received), of)
                 noted = now
     # http.client ends a chunked read quietly when the connection drops; say so rather than
     # report the cut-off file as a checksum mismatch.
@@ -154,23 +166,24 @@ def _size_text(size: int) -> str:
     return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} KB"
 
 
-def _remove_abandoned_downloads(target: Path) -> None:
-    """Remove the temporary files of killed downloads of *target* (a live one keeps growing)."""
+def _remove_abandoned_downloads(target: Path, after_s: float) -> None:
+    """Remove the temporary files of downloads of *target* that have not grown for *after_s*
+    seconds: killed ones (a live one keeps growing)."""
     prefix = f".{target.name}."
     for path in target.parent.iterdir():
         if path.name.startswith(prefix) and UNFINISHED_WRITE.fullmatch(path.name):
             with suppress(OSError):
-                if time.time() - path.stat().st_mtime > _ABANDONED_AFTER_S:
+                if time.time() - path.stat().st_mtime > after_s:
                     path.unlink()
 
 
 def _unreachable(exc: BaseException) -> bool:
-    """Whether *exc* says the mirror's host could not be reached at all (not: it lacks the file)."""
+    """Whether *exc* says the mirror's host could not be reached at all, or timed out (not: it
+    lacks the file, as an HTTP error or a file:// mirror's missing file says)."""
     if isinstance(exc, urllib.error.HTTPError):
         return False
-    if isinstance(exc, urllib.error.URLError):
-        return isinstance(exc.reason, OSError)
-    return isinstance(exc, (TimeoutError, ConnectionRefusedError))
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    return isinstance(reason, (TimeoutError, socket.gaierror)) or getattr(reason, "errno", None) in _UNREACHABLE
 
 
 def _reason(exc: BaseException) -> str:

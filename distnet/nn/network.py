@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike
 from ..checks import as_array, class_labels, float_dtype, json_object, path_of, positive_int, real_numbers, seed_or_none
 from ..errors import ConfigError, ModelFormatError, OutOfMemoryError
 from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
+from .activations import activation_from_spec
 from .costs import Cost, Quadratic, cost_from_spec
 from .initializers import Initializer, Random, initializer_from_spec
 from .layers import Dense
@@ -58,8 +59,9 @@ class Network:
         elif initializer is not _LEFT_ZERO:
             initializer = initializer_from_spec(initializer)
         self.input_size = int(input_size)
-        # Fresh layer objects: the network owns its views, callers may reuse their descriptions.
-        self.layers = tuple(Dense(layer.size, layer.activation) for layer in layers)
+        # Fresh layers and activations: the network owns its views, callers may reuse (and change)
+        # their descriptions.
+        self.layers = tuple(Dense(layer.size, activation_from_spec(layer.activation.spec())) for layer in layers)
         self.cost = Quadratic() if cost is None else cost
         self._params = _zeros_for_parameters(self.sizes, self.dtype)
         self.weight_slices: list[slice] = []
@@ -175,10 +177,11 @@ class Network:
             layer.use_views(self.params[w].reshape(fan_in, layer.size), self.params[b])
             fan_in = layer.size
 
-    def __reduce__(self) -> tuple:
-        # The layers' weights and biases are views of params: a copy made attribute by attribute
-        # (copy.deepcopy, pickle) would give them arrays of their own, which training would never see.
-        return type(self).from_spec, (self.spec(), self.params)
+    def __setstate__(self, state: dict) -> None:
+        # copy.deepcopy and pickle copy each layer's weights and bias apart from the parameter
+        # vector: made its views again, or training (on params) would never change what predicts.
+        self.__dict__.update(state)
+        self._view_layers()
 
     def copy(self) -> "Network":
         """An independent network with the same architecture, cost, dtype and (copied) parameters."""
