@@ -120,7 +120,17 @@ def path_of(what: str, value) -> Path:
     empty (which would mean the current folder)."""
     if not isinstance(value, (str, os.PathLike)) or not str(value).strip():
         raise ConfigError(f"{what} must be a path (a str or pathlib.Path, not empty), got {value!r}")
-    return Path(value).expanduser()
+    return home_expanded(value)
+
+
+def home_expanded(path: str | os.PathLike) -> Path:
+    """``path`` with a leading "~" or "~user" expanded; ConfigError where there is no such user."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # pathlib's "Could not determine home directory."
+        user = Path(path).parts[0]
+        raise ConfigError(f"{path}: this machine has no user {user[1:]!r} whose home {user} could mean; give the "
+                          f"path in full") from None
 
 
 def real_numbers(what: str, values: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ except ImportError:  # not POSIX: runs are not guarded against a second process
     fcntl = None
 
 from .checkpoint import Checkpoint
+from .checks import home_expanded
 from .errors import ConfigError, ModelFormatError
 from .io import UNFINISHED_WRITE, atomic_writer, write_json
 
@@ -64,7 +65,7 @@ class RunDir:
     """The files of one training run (see the module documentation)."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path).expanduser()  # "~/runs/x" from Python as from a shell
+        self.path = home_expanded(path)  # "~/runs/x" from Python as from a shell
         # Set when load_checkpoint found checkpoint.npz damaged: the next save then replaces it
         # instead of rotating it over the good checkpoint.prev.npz.
         self._newest_damaged = False

@@ -117,6 +117,16 @@ def assert_clean_error(status: int, err: str, *fragments: str) -> None:
         assert fragment in err, f"{fragment!r} not in {err!r}"
 
 
+@pytest.mark.parametrize("args", [["evaluate", "MODEL", "--data-dir", "~no-such-user-here/data"],
+                                  ["train", "--run-dir", "~no-such-user-here/run", "--epochs", "1"],
+                                  ["evaluate", "~no-such-user-here/model.npz"]], ids=["data", "run", "model"])
+def test_a_home_of_a_user_this_machine_lacks_is_said_not_a_traceback(args, model, capsys):
+    status, _, err = cli(capsys, *[model if a == "MODEL" else a for a in args])
+    assert_clean_error(status, err.split("\n", 1)[1] if err.startswith("distnet: warning") else err,
+                       "this machine has no user 'no-such-user-here' whose home ~no-such-user-here could mean; "
+                       "give the path in full")
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` with its bytes."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

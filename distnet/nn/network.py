@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..checks import as_array, class_labels, float_dtype, json_object, path_of, positive_int, real_numbers, seed_or_none
+from ..checks import (as_array, class_labels, float_dtype, home_expanded, json_object, path_of, positive_int,
+                      real_numbers, seed_or_none)
 from ..errors import ConfigError, ModelFormatError, OutOfMemoryError
 from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
 from .activations import activation_from_spec
@@ -532,9 +533,9 @@ def _rewritten_by_resume(path: Path) -> str:
 
 def _read_model_file(path: str | os.PathLike) -> bytes:
     try:
-        return Path(path).expanduser().read_bytes()
+        return home_expanded(path).read_bytes()
     except FileNotFoundError:
-        folder = Path(path).expanduser().parent
+        folder = home_expanded(path).parent
         if Path(path).name == "best.npz" and (folder / "config.json").is_file():  # a run's, not there yet
             from ..rundir import RunDir
 
