@@ -96,6 +96,8 @@ def test_spec_round_trip_and_bad_settings():
     assert augmentation_from_spec(None) is None
     with pytest.raises(ConfigError, match="scale"):
         RandomAffine(scale=1.5)
+    with pytest.raises(ConfigError, match=r"in \[0, 1\)"):
+        RandomAffine(scale=1)  # a zoom that can reach 0: a division by zero
     with pytest.raises(ConfigError, match="unknown augmentation 'flip'"):
         augmentation_from_spec({"name": "flip"})
     with pytest.raises(ConfigError, match=r"shape \(n, 784\)"):

@@ -363,6 +363,7 @@ def test_show_draws_each_digit_beside_its_probability_table(capsys, mnist_run, m
     first = confident_mistakes(outputs, mnist_test.labels, 1)[0]
     status, out, _ = run_cli(capsys, "show", run_dir / "best.npz", "--confused", 1)
     lines = out.splitlines()
+    assert "the misclassified test image the network is surest about:" in lines  # one: not "the 1 ... images"
     error = network.error_rate(mnist_test.images, mnist_test.labels)
     assert status == 0 and lines[0].endswith(f"on the mnist test set: error rate {100 * error:.2f}% "
                                              f"({round(error * 10_000)} of 10000 wrong)")
@@ -439,6 +440,9 @@ def test_predict_threshold_says_not_recognized(capsys, mnist_run, tmp_path):
     status, out, _ = run_cli(capsys, "predict", mnist_run[0] / "best.npz", tmp_path / "blank.npy",
                              "--threshold", min(threshold, 1.0))
     assert status == 0 and "not recognized" in out.splitlines()[0]
+    status, out, _ = run_cli(capsys, "predict", mnist_run[0] / "best.npz", tmp_path / "blank.npy",
+                             "--threshold", min(threshold, 1.0), "--json")
+    assert status == 0 and json.loads(out)["class"] is None  # a script must not read a class into it
 
 
 def test_predict_names_fashion_classes(capsys, fashion_run, fashion_test, tmp_path):

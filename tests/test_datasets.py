@@ -11,6 +11,7 @@ import shutil
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -334,6 +335,30 @@ def test_a_wrong_shared_data_dir_is_said_not_passed_over(
         assert len(load_mnist(download=False, validation=1).train) == 22  # the cache's
     assert [str(w.message) for w in caught] == [f"$DISTNET_DATA_DIR is {shared}, {why}; "
                                                 f"using those in {env / 'mnist'}"]
+
+
+def test_files_in_the_data_folder_s_data_set_subfolder_get_no_warning(env: Path, tmp_path: Path) -> None:
+    make_files(tmp_path / "mine" / "mnist")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(load_test_set("mnist", data_dir=tmp_path / "mine", download=False)) == 7
+
+
+def test_the_compressed_file_is_preferred_and_checked_where_both_forms_are_there(env: Path, tmp_path: Path) -> None:
+    make_files(tmp_path / "mine")
+    (tmp_path / "mine" / f"{FILES[2]}.gz").write_bytes(b"\x1f\x8b not the published file")
+    with pytest.raises(ChecksumError):  # the plain file beside it is not checked, so it must not be used
+        load_test_set("mnist", data_dir=tmp_path / "mine", download=False)
+
+
+def test_a_relative_xdg_cache_home_is_ignored_as_the_spec_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert datasets._cache_dir("mnist") == Path.home() / ".cache" / "distnet" / "mnist"
+
+
+def test_empty_entries_of_the_mirrors_variable_are_no_mirrors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISTNET_MIRRORS", "https://a/{name}/, ,https://b/,")
+    assert datasets._mirrors("mnist") == ["https://a/mnist/", "https://b/"]
 
 
 def test_a_data_folder_that_does_not_exist_is_an_error_not_passed_over(env: Path, tmp_path: Path) -> None:
@@ -754,6 +779,16 @@ def test_the_temporary_file_of_a_killed_download_is_removed(
     os.utime(killed, (time.time() - 3600, time.time() - 3600))
     load_test_set("mnist")
     assert not killed.exists() and live.exists()  # another process may be writing the fresh one
+
+
+def test_still_missing_names_only_the_files_not_yet_fetched(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (env / "mnist").mkdir(parents=True)
+    (env / "mnist" / f"{FILES[2]}.gz").write_bytes(b"fetched earlier")
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (closed_port_url(),))
+    with pytest.raises(DataNotFoundError) as caught:
+        load_test_set("mnist")
+    missing = str(caught.value).split("Still missing")[1].split("To fix")[0]
+    assert f"{FILES[3]}.gz" in missing and f"{FILES[2]}.gz" not in missing
 
 
 def test_fetch_without_mirrors(tmp_path: Path) -> None:

@@ -74,6 +74,7 @@ def test_gz_output_is_gzip_and_reproducible(tmp_path: Path) -> None:
     assert first[:2] == b"\x1f\x8b"
     assert (tmp_path / "a.gz").read_bytes() == first
     assert gzip.decompress(first) == idx_bytes((10,), bytes(range(10)))
+    assert first[4:8] == bytes(4)  # no timestamp (two writes within a second would not tell)
 
 
 def test_compression_is_detected_by_content_not_name(tmp_path: Path) -> None:

@@ -20,6 +20,25 @@ OUTPUTS = np.array([[0.90, 0.05, 0.05],   # label 0: right, sure
 LABELS = np.array([0, 0, 1, 2, 0])
 
 
+def test_a_class_without_samples_has_accuracy_0_not_nan_and_the_json_stays_valid():
+    evaluation = evaluation_of(np.eye(3)[[0, 1, 1]], np.array([0, 1, 1]))
+    assert evaluation.per_class_accuracy.tolist() == [1.0, 1.0, 0.0]
+    json.loads(json.dumps(evaluation.to_dict()), parse_constant=lambda constant: pytest.fail(constant))
+
+
+def test_large_counts_keep_their_columns_apart():
+    evaluation = evaluation_of(np.eye(2)[[0] * 12345 + [1]], np.array([0] * 12345 + [1]))
+    assert evaluation.report().splitlines()[-2].split() == ["0", "12345", "0"]
+
+
+def test_a_run_without_a_validation_set_ends_with_valid_json():
+    stream = io.StringIO()
+    JsonLinesReporter(stream).on_end(FitResult(best_network=None, best_error=float("nan"), best_epoch=0,
+                                                epochs=1, stop_reason="max_epochs", seconds=1.0))
+    record = json.loads(stream.getvalue(), parse_constant=lambda constant: pytest.fail(constant))
+    assert record["best_error"] is None
+
+
 def test_evaluation_of_outputs():
     evaluation = evaluation_of(OUTPUTS, LABELS, ("a", "b", "c"))
     assert evaluation.error_rate == 0.6

@@ -163,7 +163,8 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     data = np.ascontiguousarray(array).reshape(-1).data
     with atomic_writer(path) as out:
         if path.suffix == ".gz":
-            # Without filename= gzip would record the temporary file's name in the header.
+            # filename= records the file's own name in the header, as gzip(1) does (the temporary
+            # file, opened by descriptor, has none to give).
             with gzip.GzipFile(filename=path.name, mode="wb", fileobj=out, mtime=0) as packed:
                 packed.write(header)
                 packed.write(data)

@@ -1,0 +1,61 @@
+"""RunDir and Checkpoint, unit by unit: what a run folder's files must and must not hold."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from distnet.checkpoint import Checkpoint
+from distnet.errors import ModelFormatError
+from distnet.rundir import REQUIRED_CONFIG, RunDir
+
+CONFIG = {key: 1 for key in REQUIRED_CONFIG}
+
+
+def test_a_new_run_does_not_inherit_the_failures_of_a_run_that_saved_nothing(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.create(CONFIG)
+    run.append_failure("worker 1 lost at epoch 1, step 3")  # that run then failed before any checkpoint
+    run.create(CONFIG)
+    assert run.failures() == []  # its summary.json would list failures that never happened to it
+
+
+def test_failures_accumulate_and_lines_that_are_not_records_are_skipped(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.create(CONFIG)
+    run.append_failure("a")
+    run.append_failure("b")
+    assert run.failures() == ["a", "b"]
+    run.failures_path.write_text('[1]\n"text"\n{"what": "w"}\n')  # edited by hand
+    assert run.failures() == ["w"]
+
+
+def test_a_folder_that_existed_before_is_kept_when_the_block_fails(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()  # the user's, made before the run
+    with pytest.raises(RuntimeError):
+        with RunDir(tmp_path / "run").held(create=True):
+            raise RuntimeError("Ray could not be joined")
+    assert (tmp_path / "run").is_dir()
+    with pytest.raises(RuntimeError):
+        with RunDir(tmp_path / "made").held(create=True):
+            raise RuntimeError("Ray could not be joined")
+    assert not (tmp_path / "made").exists()  # one this call made is removed again
+
+
+@pytest.mark.parametrize("missing", ["window", "seed", "network"])
+def test_a_config_without_a_setting_a_resume_needs_is_refused(tmp_path: Path, missing: str) -> None:
+    run = RunDir(tmp_path / "run")
+    run.create(CONFIG)
+    run.config_path.write_text(json.dumps({k: v for k, v in CONFIG.items() if k != missing}))
+    with pytest.raises(ModelFormatError, match=f"missing {missing}"):
+        run.config()
+
+
+@pytest.mark.parametrize("epoch, step", [(0, -1), (-1, 0)])
+def test_a_checkpoint_of_a_negative_epoch_or_step_is_refused(tmp_path: Path, epoch: int, step: int) -> None:
+    Checkpoint(epoch=epoch, step=step, params=np.zeros(3), optimizer_state={}, stopping_state=None, history=[],
+               config={}).save(tmp_path / "c.npz")
+    with pytest.raises(ModelFormatError, match="negative epoch or step"):
+        Checkpoint.load(tmp_path / "c.npz")
