@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from distnet import Network
+from distnet import ConfigError, Network
 from distnet.checkpoint import Checkpoint
 from distnet.cli import main
 from distnet.data import load_dataset, render_digit, write_idx
@@ -571,6 +571,11 @@ def test_plot_says_which_line_of_the_history_is_broken_and_refuses_a_file_for_ou
     (run / "history.jsonl").write_bytes(complete.encode() + b'\xff\xfe{"epoch": 9}\n' + complete.encode())
     status, _, err = run_cli(capsys, "plot", run)  # not text at all: a UnicodeDecodeError's traceback before
     assert status == 2 and err == f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON\n"
+    from distnet.commands.plot import read_history
+
+    (run / "history.jsonl").write_text(complete + '{"epoch": 9, "train_err\n')  # broken, the last, but ended
+    with pytest.raises(ConfigError, match=rf"line {lines} is not valid JSON$"):
+        read_history(run / "history.jsonl")
     for other in ('{"epoch": 9}', "[1, 2]", '{"epoch": 9, "train_error": 0.1}'):  # KeyError, TypeError before
         (run / "history.jsonl").write_text((mnist_run[0] / "history.jsonl").read_text() + other + "\n")
         status, _, err = run_cli(capsys, "plot", run)
@@ -591,6 +596,7 @@ def test_plot_names_classes_by_number_as_the_text_does_and_ticks_whole_epochs(fa
     outputs = network.predict(fashion_test.images)
     mistakes = np.flatnonzero(outputs.argmax(axis=1) != fashion_test.labels)[:3]
     grid = plot.misclassified(pyplot, fashion_test, outputs, mistakes, "run")
+    assert len(grid.axes) == 36  # a 6 x 6 grid, the cells past the mistakes left empty
     i = mistakes[0]
     assert grid.axes[0].get_title() == (f"#{i}: {fashion_test.labels[i]} → {outputs[i].argmax()}\n"
                                         f"p {outputs[i].max():.2f}")  # "Ankle boot → Sneaker" did not fit

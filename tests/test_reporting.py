@@ -56,6 +56,7 @@ def test_evaluate_takes_a_dataset_or_arrays_and_refuses_no_samples_and_missing_l
     data = Dataset(np.random.default_rng(0).random((9, 4), np.float32), np.arange(9) % 3, "mine", ("a", "b", "c"))
     of_dataset, of_arrays = evaluate(network, data), evaluate(network, data.images, data.labels)
     assert of_dataset.classes == ("a", "b", "c") and of_arrays.classes == ("0", "1", "2")
+    assert evaluate(network, data, classes=("x", "y", "z")).classes == ("x", "y", "z")  # given: they name them
     assert of_dataset.error_rate == of_arrays.error_rate == network.error_rate(data.images, data.labels)
     np.testing.assert_array_equal(of_dataset.confusion, of_arrays.confusion)
     with pytest.raises(ConfigError, match=r"the labels are missing: evaluate\(network, images, labels\)"):
