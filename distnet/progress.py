@@ -60,7 +60,8 @@ class TerminalReporter(Reporter):
     before (a first epoch's compiling or warming up does not weigh on later ones). The first
     evaluation whose train error is no better than guessing adds a hint to check the learning rate
     (a far too high one saturates the outputs without ever overflowing, so the run does not count
-    as diverged), and the inputs' scale where they go beyond [-1, 1] (such as pixels left at 0-255). Each failure a distributed run recovers from is one ``recovered: ...`` line.
+    as diverged), and the inputs' scale where they go beyond [-1, 1] (such as pixels left at
+    0-255). Each failure a distributed run recovers from is one ``recovered: ...`` line.
     """
 
     def __init__(self, stream: TextIO | None = None, width: int = 24):

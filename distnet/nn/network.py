@@ -532,15 +532,15 @@ def _rewritten_by_resume(path: Path) -> str:
 
 
 def _read_model_file(path: str | os.PathLike) -> bytes:
+    file = home_expanded(path)
     try:
-        return home_expanded(path).read_bytes()
+        return file.read_bytes()
     except FileNotFoundError:
-        folder = home_expanded(path).parent
-        if Path(path).name == "best.npz" and (folder / "config.json").is_file():  # a run's, not there yet
+        if file.name == "best.npz" and (file.parent / "config.json").is_file():  # a run's, not there yet
             from ..rundir import RunDir
 
-            raise ModelFormatError(RunDir(folder).no_best_network()) from None
-        kinds = "" if Path(path).suffix == ".json" else " (a run directory's best.npz, or the run directory)"
+            raise ModelFormatError(RunDir(file.parent).no_best_network()) from None
+        kinds = "" if file.suffix == ".json" else " (a run directory's best.npz, or the run directory)"
         raise ModelFormatError(f"{path}: no such model file; give a file a network was saved in{kinds}") from None
     except OSError as e:
         raise ModelFormatError(f"{path}: cannot read the model file ({e.strerror})") from None
