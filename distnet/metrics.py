@@ -12,7 +12,7 @@ from .data import Dataset
 from .data.datasets import checked_class_names
 from .errors import ConfigError
 from .nn import Network
-from .nn.network import check_scorable
+from .nn.network import check_scorable, unscorable_rows
 
 
 @dataclass
@@ -115,7 +115,7 @@ def _scored(outputs: ArrayLike, labels: ArrayLike,
         raise ConfigError(f"the network gives {k} outputs, one per class, and the data has {len(classes)} classes "
                           f"({listed(classes)}): evaluate it on data of the classes it was trained on")
     labels = class_labels(labels, len(outputs), k)
-    check_scorable(outputs)
+    check_scorable(unscorable_rows(outputs), len(outputs))
     return outputs, labels
 
 

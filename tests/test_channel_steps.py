@@ -316,3 +316,218 @@ def test_a_fifo_that_is_gone_is_said_at_once_not_as_a_peer_that_never_came():
     ch.remove_channel(spec)  # as once everyone has attached
     with pytest.raises(ch.PeerLost, match=r"^cannot open go-0 of the channel: No such file or directory$"):
         ch._open_write(spec.fifo("go", 0), timeout=30)
+
+
+def test_workers_evaluate_on_the_parameters_in_the_channel(data):
+    # Over a channel the driver hands the workers no copy of the parameters to evaluate: they read
+    # the server's where they are, and must count what a copy would give.
+    images, labels = data
+    workers, server, spec = connected(data)
+    threads = [threading.Thread(target=w.serve_steps, args=(0, 0, STEPS), daemon=True) for w in workers]
+    try:
+        for thread in threads:
+            thread.start()
+        assert server.serve_steps(0, 0, STEPS)[0] == STEPS
+        for thread in threads:
+            thread.join(timeout=30)
+        params = server.get_params()
+        assert not np.array_equal(params, network().params)  # the steps moved them
+        reference = network()
+        reference.set_params(params)
+        for part, worker in enumerate(workers):
+            lo, hi = part * 50, (part + 1) * 50
+            expected = reference.error_count(images[lo:hi], labels[lo:hi])
+            assert worker.count_errors(None, images, labels, part, WORKERS) == expected
+            assert worker.count_errors(params, images, labels, part, WORKERS) == expected
+    finally:
+        close(workers, server, spec, threads)
+    with pytest.raises(RuntimeError, match="worker 0 was asked to evaluate the channel's parameters, but it is "
+                                           "connected to no channel"):
+        workers[0].count_errors(None, images, labels, 0, WORKERS)
+
+
+# -- the actors' plain classes piece by piece (each test pins what a mutation of it got past the rest)
+
+def make_worker(images, labels, index=0, shards=1):
+    plan = {"n_samples": len(images), "batch_size": 10, "shards": shards, "seed": 1}
+    return GradientWorker(index, network().spec(), images, labels, plan)
+
+
+# -- G4: count_errors' part bounds ------------------------------------------------------------------
+def test_count_errors_parts_of_unequal_size_cover_every_sample_once():
+    """Validation of 7 samples over 3 workers: parts of 3, 2, 2. Every sample is labelled wrong, so
+    the parts' counts must be exactly their sizes and sum to 7 (a part that starts one late, as
+    with ``lo = part * sizes[0]``, skips a sample and counts 6)."""
+    rng = np.random.default_rng(0)
+    images = rng.random((7, 5))
+    net = network()
+    wrong = (net.predict(images).argmax(axis=1) + 1) % 3
+    worker = make_worker(rng.random((20, 5)), rng.integers(0, 3, 20))
+    counts = [worker.count_errors(net.params, images, wrong, part, 3) for part in range(3)]
+    assert counts == [3, 2, 2]
+
+
+# -- G5: _computing_on lets go of the caller's parameters also when the step fails -----------------
+def test_a_step_that_fails_leaves_the_worker_s_network_on_its_own_parameters():
+    rng = np.random.default_rng(0)
+    worker = make_worker(rng.random((20, 5)), rng.integers(0, 3, 20))
+    own = worker.network.params
+    handed_over = network().params.copy()
+    with pytest.raises(IndexError):
+        worker.gradient(handed_over, 0, 10**6)  # no such step: the step fails inside the block
+    assert worker.network.params is own and not np.shares_memory(worker.network.params, handed_over)
+
+
+# -- C9: the counters beside the FIFO messages ------------------------------------------------------
+def test_after_a_chunk_the_step_counters_say_every_step_started_and_finished():
+    """Each side writes its counter after its FIFO message, so that the other side's short watch
+    sees it without blocking on the pipe (about 300 us a step otherwise): after a chunk of 6 steps
+    the server has started 6 and each worker finished 6."""
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((100, 5)), rng.integers(0, 3, 100)
+    net = network()
+    plan = BatchPlan(len(images), batch_size=10, shards=WORKERS, seed=1)
+    plan_args = {"n_samples": plan.n_samples, "batch_size": 10, "shards": WORKERS, "seed": 1}
+    workers = [GradientWorker(i, net.spec(), images[lo:hi], labels[lo:hi], plan_args)
+               for i, (lo, hi) in enumerate(plan.shard_ranges)]
+    server = ParameterServer(net.spec(), net.params, Nesterov(0.1, 0.9).spec(), 1e-3)
+    spec = server.create_channel(WORKERS)
+    connecting = [threading.Thread(target=w.connect, args=(spec,), daemon=True) for w in workers]
+    for thread in connecting:
+        thread.start()
+    server.connect(spec)
+    for thread in connecting:
+        thread.join(timeout=30)
+    serving = [threading.Thread(target=w.serve_steps, args=(0, 0, STEPS), daemon=True) for w in workers]
+    try:
+        for thread in serving:
+            thread.start()
+        done, summary = server.serve_steps(0, 0, STEPS)
+        for thread in serving:
+            thread.join(timeout=30)
+        assert done == STEPS and summary is not None
+        assert int(server._channel.started[0]) == STEPS
+        assert [int(n) for n in server._channel.finished[:, 0]] == [STEPS] * WORKERS
+    finally:
+        server.disconnect()
+        for thread in serving:
+            thread.join(timeout=30)
+        for worker in workers:
+            worker.disconnect()
+        server.remove_channel(spec)
+
+
+# -- C5: a shared memory that a memory limit refuses is "no room" too -------------------------------
+def test_a_memory_limit_refusing_the_channel_s_shared_memory_is_no_room_either(monkeypatch):
+    """tmpfs pages are charged to the memory cgroup: in a container at its limit fallocate fails
+    with ENOMEM, which must read as ChannelUnavailable (protocol 'auto' then goes by plain calls),
+    not as an OSError that ends the run."""
+    def limited(fd, offset, size):
+        raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+
+    monkeypatch.setattr(os, "posix_fallocate", limited, raising=False)
+    with pytest.raises(ch.ChannelUnavailable, match=r"has no room for the step channel's .*\(Cannot allocate memory\)$"):
+        ch.create_channel(WORKERS, 10_000, np.float64)
+
+
+# -- C7: a creator number that no PID can be is left alone ------------------------------------------
+def test_a_channel_named_with_a_number_no_pid_can_be_is_left_alone():
+    """remove_abandoned_channels' docstring: "a number no PID can be ... count[s] as running: left
+    alone". Ten digits pass the name's pattern, and 9999999999 is beyond any pid_t (os.kill raises
+    OverflowError)."""
+    spec = ch.create_channel(WORKERS, 10, np.float64)
+    ch.remove_channel(spec)
+    base, prefix = Path(spec.folder).parent, ch._creator_prefix()
+    folder = base / f"{prefix}9999999999-{uuid.uuid4().hex[:12]}"
+    try:
+        folder.mkdir()
+        (folder / "memory").write_bytes(b"x")
+        ch.remove_abandoned_channels(str(base))
+        assert folder.exists()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- S5 / S6: the server lets go of every channel it attached to -------------------------------------
+def _connect_all(server, workers, spec):
+    connecting = [threading.Thread(target=w.connect, args=(spec,), daemon=True) for w in workers]
+    for thread in connecting:
+        thread.start()
+    server.connect(spec)
+    for thread in connecting:
+        thread.join(timeout=30)
+
+
+def _descriptors_into(folder):
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith(folder)
+        except OSError:
+            pass
+    return count
+
+
+def _mapped(folder):
+    with open("/proc/self/maps") as f:
+        return folder in f.read()
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads this process's memory maps")
+def test_a_parameter_server_that_disconnects_keeps_no_channel_mapped_and_its_parameters():
+    """After a recovery the server is connected to a new channel; the old one (its files already
+    removed) must not stay mapped: (workers + 1) x the parameters' size of shared memory per
+    recovery otherwise. Its parameters, copied out, keep their values."""
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((100, 5)), rng.integers(0, 3, 100)
+    net = network()
+    plan = BatchPlan(len(images), batch_size=10, shards=WORKERS, seed=1)
+    plan_args = {"n_samples": plan.n_samples, "batch_size": 10, "shards": WORKERS, "seed": 1}
+    workers = [GradientWorker(i, net.spec(), images[lo:hi], labels[lo:hi], plan_args)
+               for i, (lo, hi) in enumerate(plan.shard_ranges)]
+    server = ParameterServer(net.spec(), net.params, Nesterov(0.1, 0.9).spec(), 1e-3)
+    first, second = server.create_channel(WORKERS), server.create_channel(WORKERS)
+    try:
+        _connect_all(server, workers, first)
+        _connect_all(server, workers, second)  # as a recovery re-opens the protocol
+        server.disconnect()
+        for worker in workers:
+            worker.disconnect()
+        assert not _mapped(first.folder) and not _mapped(second.folder)
+        assert _descriptors_into(first.folder) == 0 and _descriptors_into(second.folder) == 0  # its FIFOs too
+        np.testing.assert_array_equal(server.get_params(), net.params)
+    finally:
+        for spec in (first, second):
+            server.remove_channel(spec)
+
+
+# -- P11: protocol 'channel' with a worker on another host is refused, 'auto' falls back -------------
+def test_protocol_channel_with_a_worker_on_another_host_is_refused_and_auto_goes_plain(monkeypatch):
+    from types import SimpleNamespace
+
+    import ray
+
+    from distnet import ConfigError
+    from distnet.distributed.protocols import ChannelSteps
+
+    class Handle:
+        def __init__(self, **methods):
+            self._methods = methods
+
+        def __getattr__(self, name):
+            return SimpleNamespace(remote=self._methods[name])
+
+    monkeypatch.setattr(ray, "get", lambda value, **options: value)
+    created = []
+
+    def create(workers):
+        created.append(ch.create_channel(workers, 10, np.float64))
+        return created[-1]
+
+    server = Handle(create_channel=create, remove_channel=ch.remove_channel)
+    workers = [Handle(can_reach=ch.reachable), Handle(can_reach=lambda spec: False)]  # worker 1: another host
+    assert ChannelSteps.open(server, workers, required=False) is None  # 'auto': plain calls
+    with pytest.raises(ConfigError, match=r"^protocol 'channel' needs the parameter server and every worker on one "
+                                          r"host"):
+        ChannelSteps.open(server, workers, required=True)
+    assert created and not any(os.path.exists(spec.folder) for spec in created)

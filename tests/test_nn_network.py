@@ -732,6 +732,44 @@ def test_predict_and_error_count_go_through_the_rows_a_batch_at_a_time():
     assert peak_bytes(3000) > all_rows_layer  # the same measure sees all rows at once
 
 
+def test_error_count_in_the_training_buffers_allocates_no_layer_sized_array():
+    # How a gradient worker evaluates its part of the validation split between training steps:
+    # in the arrays its steps keep, so that evaluation adds nothing to its peak memory.
+    import tracemalloc
+
+    net = Network([Dense(256, "leaky_relu"), Dense(10, "softmax")], input_size=784, seed=0, dtype=np.float32)
+    rng = np.random.default_rng(2)
+    X = rng.random((1001, 784), dtype=np.float32)  # 1001: the last batch is a part one
+    labels = rng.integers(0, 10, len(X))
+    Y = np.eye(10, dtype=np.float32)[labels[:128]]
+    grad = np.empty_like(net.params)
+    net.backprop(X[:128], Y, out=grad, reuse_buffers=True)  # a training step keeps 128-row buffers
+    expected = net.error_count(X, labels)
+    assert 0 < expected < len(X)
+    tracemalloc.start()
+    try:
+        assert net.error_count(X, labels, batch_size=128, reuse_buffers=True) == expected
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 128 * 256 * 4 / 2
+    # and the next training step computes what it would have without the evaluation between
+    kept = net.backprop(X[:128], Y, out=grad, reuse_buffers=True)
+    fresh = net.backprop(X[:128], Y)
+    np.testing.assert_array_equal(kept[0], fresh[0])
+    assert kept[1:] == fresh[1:]
+
+
+def test_unscorable_rows_are_counted_over_every_batch():
+    net = Network([Dense(3, "softmax")], input_size=4, seed=1)
+    X = np.ones((10, 4))
+    X[[1, 8], 0] = np.nan  # in the first batch of 4 rows and in the last (a part one)
+    for reuse in (False, True):
+        with np.errstate(invalid="ignore"), pytest.raises(
+                ConfigError, match=r"^the network's outputs are NaN or infinite for 2 of the 10 samples"):
+            net.error_count(X, np.zeros(10, int), batch_size=4, reuse_buffers=reuse)
+
+
 def test_a_run_directory_stands_for_its_best_network(tmp_path):
     net = Network([Dense(3, "softmax")], input_size=4, seed=1)
     net.save(tmp_path / "run" / "best.npz")
@@ -739,3 +777,14 @@ def test_a_run_directory_stands_for_its_best_network(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelFormatError, match="empty is a folder without a best.npz; give a model file"):
         Network.load(tmp_path / "empty")
+
+
+def test_targets_of_a_regression_given_as_a_vector_are_refused_saying_how_to_give_them():
+    net = Network([Dense(4, "tanh"), Dense(1, "identity")], input_size=3, cost="mse", seed=1, dtype=np.float64)
+    X, y = np.ones((10, 3)), np.arange(10.0)
+    with pytest.raises(ConfigError, match=re.escape(
+            "the targets must be one row of 1 values per sample (one-hot labels for classes, the target values for a "
+            "regression), got data of shape (10,) for 10 samples (a single target per sample: as a column, "
+            "Y[:, None])")):
+        net.gradient(X, y)
+    assert net.gradient(X, y[:, None]).shape == net.params.shape

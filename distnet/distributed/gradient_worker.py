@@ -130,12 +130,20 @@ class GradientWorker:
                     batch = self._batch(epoch, step + 1)
 
     # -- evaluation -----------------------------------------------------------------------------
-    def count_errors(self, params: np.ndarray, images: np.ndarray, labels: np.ndarray, part: int,
+    def count_errors(self, params: np.ndarray | None, images: np.ndarray, labels: np.ndarray, part: int,
                      parts: int) -> int:
         """Misclassified samples in part ``part`` of ``parts`` contiguous parts (sizes as
-        :func:`~distnet.batches.split_sizes` makes them)."""
+        :func:`~distnet.batches.split_sizes` makes them), by the network of parameters ``params``
+        (None: those in the step channel, which the server changes only during steps)."""
+        if params is None:
+            if self._channel is None:
+                raise RuntimeError(f"worker {self.index} was asked to evaluate the channel's parameters, but it "
+                                   f"is connected to no channel")
+            params = self._channel.params
         sizes = split_sizes(len(labels), parts)
         lo = sum(sizes[:part])
         hi = lo + sizes[part]
         with self._computing_on(params):
-            return self.network.error_count(images[lo:hi], labels[lo:hi])
+            # In the arrays of the training steps: evaluation adds no memory of its own.
+            return self.network.error_count(images[lo:hi], labels[lo:hi], self.plan.shard_batch_sizes[self.index],
+                                            reuse_buffers=True)

@@ -412,7 +412,9 @@ class DistributedTrainer(TrainerBase):
         images, labels = self._validation_refs  # in the object store since _open, for every evaluation
 
         def errors() -> int:
-            params = self._server.get_params.remote()
+            # Over a channel the workers read the server's parameters where they are; otherwise
+            # each gets the server's copy.
+            params = None if isinstance(self._steps, ChannelSteps) else self._server.get_params.remote()
             n = len(self._worker_actors)
             return sum(ray.get([w.count_errors.remote(params, images, labels, i, n)
                                 for i, w in enumerate(self._worker_actors)]))
@@ -527,6 +529,8 @@ class DistributedTrainer(TrainerBase):
         """Where in the run ``cause`` struck, for the failure's record."""
         if isinstance(cause, WorkerLostError):
             return f"at epoch {cause.epoch + 1}, step {cause.step}"
+        if isinstance(cause, ray.exceptions.RayTaskError) and isinstance(cause.cause, BaseException):
+            cause = cause.cause  # an actor's call that failed on a lost actor: what was lost, not the wrapper
         return f"in epoch {self._confirmed[0] + 1} ({cause.__class__.__name__})"
 
     def _restart(self, server_alive: bool, workers_alive: list[bool]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -217,8 +218,10 @@ class Network:
         if Y.ndim == 1 and rows == 1:  # one sample's targets, as predict() takes one sample's inputs
             Y = Y[None, :]
         if Y.shape != (rows, self.output_size):
-            raise ConfigError(f"the targets must be one row of {self.output_size} values per sample (one-hot "
-                              f"labels), got data of shape {Y.shape} for {rows} samples")
+            column = " (a single target per sample: as a column, Y[:, None])" if Y.shape == (rows,) else ""
+            raise ConfigError(f"the targets must be one row of {self.output_size} values per sample (one-hot labels "
+                              f"for classes, the target values for a regression), got data of shape {Y.shape} for "
+                              f"{rows} samples{column}")
         return Y
 
     def predict(self, X: ArrayLike, batch_size: int = 1_000) -> np.ndarray:
@@ -226,15 +229,30 @@ class Network:
         ``batch_size`` rows at a time: the layers' outputs then take batch_size × width each,
         whatever the number of rows (all 10,000 test images at once would take 41 MB per
         1,024-wide layer)."""
-        positive_int("batch_size", batch_size)
         X = self._inputs(X)
         outputs = np.empty((len(X), self.output_size), self.dtype)
-        for start in range(0, len(X), batch_size):
-            a = X[start:start + batch_size]
-            for layer in self.layers:
-                a = layer.forward(a)
+        for start, a in self._outputs_by_batch(X, batch_size):
             outputs[start:start + len(a)] = a
         return outputs
+
+    def _outputs_by_batch(self, X: np.ndarray, batch_size: int,
+                          reuse_buffers: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row, outputs) of every ``batch_size`` rows of ``X`` (inputs already checked), all
+        computed in one set of arrays, so each batch's outputs last until the next is computed."""
+        positive_int("batch_size", batch_size)
+        if reuse_buffers:
+            kept = self._kept_buffers(batch_size)
+            into_outputs, scratch = kept.outputs, kept.scratch
+        else:
+            rows = min(batch_size, len(X))
+            into_outputs = [np.empty((rows, size), self.dtype) for size in self.sizes[1:]]
+            scratch = [np.empty((rows, size), self.dtype) for size in self.sizes[1:]]
+        for start in range(0, len(X), batch_size):
+            a = X[start:start + batch_size]
+            rows = len(a)
+            for layer, into, room in zip(self.layers, into_outputs, scratch):
+                a = layer.forward(a, out=into[:rows], scratch=room[:rows])
+            yield start, a
 
     def cost_value(self, X: ArrayLike, Y: ArrayLike) -> float:
         """The mean cost over the rows of ``X`` against the targets ``Y`` (one-hot rows)."""
@@ -252,17 +270,23 @@ class Network:
             raise ConfigError("the error rate needs at least one sample, and the data has none")
         return errors / len(X)
 
-    def error_count(self, X: ArrayLike, labels: ArrayLike | None = None, batch_size: int = 1_000) -> int:
+    def error_count(self, X: ArrayLike, labels: ArrayLike | None = None, batch_size: int = 1_000,
+                    reuse_buffers: bool = False) -> int:
         """The number of rows whose largest output is not the label: ``labels`` holds one class
-        index 0..output_size-1 per row of ``X`` (see :meth:`predict` for ``batch_size``)."""
+        index 0..output_size-1 per row of ``X`` (see :meth:`predict` for ``batch_size``).
+        ``reuse_buffers=True`` computes in the arrays :meth:`backprop` keeps for ``batch_size`` rows:
+        a training loop that evaluates between its steps then allocates nothing for it."""
         X = self._inputs(X)
         if labels is None:
             raise ConfigError("the labels are missing: pass one class index per row of X, "
                               "error_rate(X, labels)")
         labels = class_labels(labels, len(X), self.output_size)
-        outputs = self.predict(X, batch_size)
-        check_scorable(outputs)
-        return int(np.count_nonzero(outputs.argmax(axis=1) != labels))
+        errors = unscorable = 0
+        for start, outputs in self._outputs_by_batch(X, batch_size, reuse_buffers):
+            unscorable += unscorable_rows(outputs)
+            errors += np.count_nonzero(outputs.argmax(axis=1) != labels[start:start + len(outputs)])
+        check_scorable(unscorable, len(X))
+        return int(errors)
 
     def backprop(self, X: ArrayLike, Y: ArrayLike, out: np.ndarray | None = None,
                  reuse_buffers: bool = False) -> tuple[np.ndarray, float, int]:
@@ -441,12 +465,17 @@ class BackpropBuffers:
         self.output_gradients = [np.empty((rows, size), dtype) for size in sizes[1:-1]]
 
 
-def check_scorable(outputs: np.ndarray) -> None:
-    """ConfigError unless every row of a network's ``outputs`` is finite: the argmax of a row of
-    NaN is 0, so such rows would count as answers of class 0."""
-    broken = np.count_nonzero(~np.isfinite(outputs).all(axis=1))
+def unscorable_rows(outputs: np.ndarray) -> int:
+    """How many rows of a network's ``outputs`` hold a NaN or infinite value: the argmax of a row
+    of NaN is 0, so such rows would count as answers of class 0."""
+    return int(np.count_nonzero(~np.isfinite(outputs).all(axis=1)))
+
+
+def check_scorable(broken: int, samples: int) -> None:
+    """ConfigError if ``broken`` of the ``samples`` rows of outputs are unscorable (see
+    :func:`unscorable_rows`)."""
     if broken:
-        raise ConfigError(f"the network's outputs are NaN or infinite for {broken} of the {len(outputs)} samples, so "
+        raise ConfigError(f"the network's outputs are NaN or infinite for {broken} of the {samples} samples, so "
                           f"they have no class to score: either the inputs hold NaN or infinite values, or the "
                           f"parameters do (a training that diverged leaves them NaN); check np.isfinite(X).all() and "
                           f"np.isfinite(net.params).all()")
