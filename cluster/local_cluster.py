@@ -27,6 +27,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import shlex
 import sys
 import threading
 import time
@@ -83,7 +84,7 @@ def start(folder: Path, workers: int, cpus: int, timeout: float) -> dict:
     state_file = folder / "cluster.json"
     if state_file.exists():
         raise ClusterError(f"{folder} already holds a cluster (stop it first: "
-                           f"python {sys.argv[0]} stop --dir {folder})")
+                           f"{this_command('stop', folder)})")
     folder.mkdir(parents=True, exist_ok=True)
     env = node_environment(folder)
     # Ray runs a job's entrypoint (`python -m distnet ...`) with the python its node finds on PATH:
@@ -248,18 +249,24 @@ def stop(folder: Path) -> list[dict]:
     return nodes
 
 
+def this_command(action: str, folder: Path) -> str:
+    """The shell command that runs ``action`` on the cluster in ``folder``: with this script's
+    Python, which has Ray and distnet (``python`` may be another, or none, outside a virtual
+    environment that is not activated)."""
+    return " ".join(map(shlex.quote, [sys.executable, sys.argv[0], action, "--dir", str(folder)]))
+
+
 def started_report(state: dict, folder: Path) -> str:
     """What ``start`` tells its user: the addresses, each node's process id and log, where the
     state and Ray's own logs are, and how to use and stop the cluster."""
     width = max(len(node["name"]) for node in state["nodes"])
     nodes = [f"  {node['name']:<{width}}  pid {node['pid']}  log {node['log']}" for node in state["nodes"]]
-    again = f"python {sys.argv[0]} {{}} --dir {folder}"
     return "\n".join([
         f"Ray cluster of {len(nodes)} node{'s' if len(nodes) > 1 else ''}: GCS {state['gcs_address']}, "
         f"dashboard and Jobs API {state['dashboard_url']}", *nodes,
         f"recorded in {folder / 'cluster.json'}; Ray's own logs in {folder / 'ray' / 'session_latest' / 'logs'}",
-        f"to use it from a shell: eval \"$({again.format('env')})\"",
-        f"to stop it: {again.format('stop')}"])
+        f"to use it from a shell: eval \"$({this_command('env', folder)})\"",
+        f"to stop it: {this_command('stop', folder)}"])
 
 
 # What `env` exports that names this cluster (RAY_AUTH_MODE=token is right for any cluster).
@@ -279,7 +286,7 @@ def stopped_report(nodes: list[dict], folder: Path) -> str:
 def exports(folder: Path) -> str:
     state_file = folder / "cluster.json"
     if not state_file.exists():
-        raise ClusterError(f"no cluster recorded in {folder}; start one: python {sys.argv[0]} start --dir {folder}")
+        raise ClusterError(f"no cluster recorded in {folder}; start one: {this_command('start', folder)}")
     state = json.loads(state_file.read_text())
     lines = ["export RAY_AUTH_MODE=token", f"export RAY_ADDRESS={state['gcs_address']}",
              f"export RAY_API_SERVER_ADDRESS={state['dashboard_url']}"]

@@ -71,10 +71,9 @@ class Checkpoint:
         a truncated or damaged file, and without ever unpickling."""
         path = Path(path)
         try:
-            data = path.read_bytes()
+            arrays = read_npz(path, str(path), required=("params", "meta"))
         except OSError as e:
             raise ModelFormatError(f"{path}: cannot read the checkpoint ({e.strerror})") from None
-        arrays = read_npz(data, str(path), required=("params", "meta"))
         meta = parse_meta(arrays.pop("meta"), str(path), FORMAT, version=1)
         params = arrays.pop("params")
         best_params = arrays.pop("best_params", None)  # absent from checkpoints written before it was kept

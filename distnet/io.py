@@ -92,15 +92,26 @@ def npz_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
     return buffer.getvalue()
 
 
-def read_npz(data: bytes, name: str, required: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Read an .npz from bytes without pickle; ModelFormatError for anything malformed."""
-    if len(data) < 22:  # the smallest zip file: an empty end-of-central-directory record
-        raise ModelFormatError(f"{name}: only {len(data)} bytes; the file is truncated or empty")
-    if data[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
+def read_npz(data: bytes | Path, name: str, required: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Read an .npz without pickle, from its bytes or from the file at a path (which is read array
+    by array, never whole: a damaged file may be far larger than what it holds); ModelFormatError
+    for anything malformed, OSError where the file cannot be read."""
+    if isinstance(data, bytes):
+        return _read_npz(io.BytesIO(data), len(data), name, required)
+    with open(data, "rb") as file:
+        return _read_npz(file, os.fstat(file.fileno()).st_size, name, required)
+
+
+def _read_npz(source: IO[bytes], size: int, name: str, required: tuple[str, ...]) -> dict[str, np.ndarray]:
+    head = source.read(4)
+    source.seek(0)
+    if size < 22:  # the smallest zip file: an empty end-of-central-directory record
+        raise ModelFormatError(f"{name}: only {size} bytes; the file is truncated or empty")
+    if head not in (b"PK\x03\x04", b"PK\x05\x06"):
         raise ModelFormatError(f"{name}: not an .npz file (no zip signature); expected a file written by distnet")
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            _check_members(npz.zip, len(data), name)
+        with np.load(source, allow_pickle=False) as npz:
+            _check_members(npz.zip, size, name)
             arrays = {key: npz[key] for key in npz.files}
     except ModelFormatError:
         raise

@@ -39,6 +39,13 @@ REQUIRED_CONFIG = ("network", "optimizer", "l2", "batch_size", "seed", "workers"
 _RAY_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 
 
+def shell_path(path: str | os.PathLike) -> str:
+    """``path`` as one word of a shell command: quoted, and a relative path that begins with "-"
+    behind "./", so that no command takes it for an option."""
+    text = str(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)
+
+
 def submit_resume_command(run_dir: str, options: list[str]) -> str:
     """``distnet submit --resume RUN_DIR OPTIONS`` for a shell; a ``~`` stays quoted: the head
     node's home, not this machine's."""
@@ -61,6 +68,16 @@ def _submit_options() -> list[str] | None:
     return address + [word for name, value in variables.items() for word in ("--env", f"{name}={value}")]
 
 
+def _current_path(folder: int) -> Path | None:
+    """Where the open ``folder`` is now (Linux knows, through /proc); None once it was removed, or
+    where the system does not say."""
+    try:
+        where = os.readlink(f"/proc/self/fd/{folder}")
+    except OSError:
+        return None
+    return None if where.endswith(" (deleted)") or not os.path.isdir(where) else Path(where)
+
+
 class RunDir:
     """The files of one training run (see the module documentation)."""
 
@@ -69,6 +86,8 @@ class RunDir:
         # Set when load_checkpoint found checkpoint.npz damaged: the next save then replaces it
         # instead of rotating it over the good checkpoint.prev.npz.
         self._newest_damaged = False
+        # While held: the open folder and its (device, inode), to notice it moved away from path.
+        self._held: tuple[int, tuple[int, int]] | None = None
 
     config_path = property(lambda self: self.path / "config.json")
     history_path = property(lambda self: self.path / "history.jsonl")
@@ -115,6 +134,12 @@ class RunDir:
         os.replace(self.best_path, kept)
         return kept
 
+    def check_resumable(self) -> None:
+        """ConfigError unless the run here can be resumed now: it has a checkpoint, and no other
+        process is training it."""
+        with self.held(create=False):  # "in use" first: that run cannot be resumed now anyway
+            self.check_has_checkpoint()
+
     def check_has_checkpoint(self) -> None:
         """ConfigError, saying why, unless this is a run directory with a checkpoint to resume from."""
         if not self.has_checkpoint():
@@ -135,7 +160,7 @@ class RunDir:
         else ``distnet train --resume``."""
         options = _submit_options()
         if options is None:
-            return f"distnet train --resume {shlex.quote(str(self.path))}"
+            return f"distnet train --resume {shell_path(self.path)}"
         return submit_resume_command(str(self.path), options)
 
     def start_again_command(self) -> str:
@@ -143,8 +168,8 @@ class RunDir:
         checkpoint), ``...`` standing for the run's own options: ``distnet submit --run-dir`` in a
         job that ``distnet submit`` started, else ``distnet train --run-dir``."""
         options = _submit_options()
-        command = ["distnet", "train" if options is None else "submit", "--run-dir", str(self.path), *(options or [])]
-        return " ".join(map(shlex.quote, command)) + " ..."
+        command = "distnet train" if options is None else "distnet submit"
+        return " ".join([command, "--run-dir", shell_path(self.path), *map(shlex.quote, options or [])]) + " ..."
 
     @contextmanager
     def held(self, create: bool) -> Iterator[None]:
@@ -167,6 +192,9 @@ class RunDir:
                     raise ConfigError(f"{self.path} is in use: another process is training this run; wait "
                                       f"for it to end (or stop it), or choose another run directory") from None
             held = True
+            if folder is not None:
+                here = os.fstat(folder)
+                self._held = (folder, (here.st_dev, here.st_ino))
             yield
         except BaseException:
             if created and held:  # (not held: another process made it its own in between)
@@ -174,8 +202,31 @@ class RunDir:
                     self.path.rmdir()
             raise
         finally:
+            self._held = None
             if folder is not None:
                 os.close(folder)
+
+    def check_in_place(self) -> None:
+        """ConfigError unless the folder is still at its path (and, while held, is the folder held):
+        a run whose folder was moved or removed while it trained would otherwise write the rest of
+        it into a new folder of that name, one without its configuration and its history so far."""
+        if self._held is None:
+            if not self.path.is_dir():
+                raise ConfigError(f"the run directory {self.path} is gone (moved or removed); nothing more was "
+                                  f"written: put it back to keep the run's results together")
+            return
+        folder, identity = self._held
+        with suppress(OSError):
+            here = os.stat(self.path)
+            if (here.st_dev, here.st_ino) == identity:
+                return
+        now = _current_path(folder)
+        if now is None:
+            raise ConfigError(f"the run directory {self.path} was removed while the run trained, so the run stops "
+                              f"here: there is nothing left to resume it from")
+        raise ConfigError(f"the run directory {self.path} was moved to {now} while the run trained, so the run stops "
+                          f"here, with its files there; continue it from there: "
+                          f"{RunDir(now).resume_command()}")
 
     def check_new(self) -> None:
         """ConfigError if a new run here would mix with a run that another process trains, or
@@ -217,6 +268,7 @@ class RunDir:
     def update_config(self, changes: dict) -> None:
         """Record ``changes`` to the run's configuration (a resume to a new total of epochs, with
         another checkpoint interval or number of workers), for the resumes after it."""
+        self.check_in_place()
         write_json(self.config_path, {**self.config(), **changes})
 
     def _make_folder(self) -> bool:
@@ -235,7 +287,13 @@ class RunDir:
     def _cannot_create(self, error: OSError) -> ConfigError:
         # "File exists" for a/b/run would leave the user looking for a/b/run, not the file a or a/b.
         file = next((p for p in (self.path, *self.path.parents) if p.exists() and not p.is_dir()), None)
-        reason = f"{file} is a file, not a folder" if file is not None else error.strerror
+        dangling = next((p for p in (self.path, *self.path.parents) if p.is_symlink() and not p.exists()), None)
+        if file is not None:
+            reason = f"{file} is a file, not a folder"
+        elif dangling is not None:
+            reason = f"{dangling} is a symbolic link to {os.readlink(dangling)}, which does not exist"
+        else:
+            reason = error.strerror
         return ConfigError(f"cannot create the run directory {self.path} ({reason}); choose another run directory")
 
     def config(self) -> dict:
@@ -264,6 +322,7 @@ class RunDir:
 
     def append_history(self, record: dict) -> None:
         """Add one evaluation's record to history.jsonl (one JSON object per line)."""
+        self.check_in_place()
         try:
             with open(self.history_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
@@ -275,6 +334,7 @@ class RunDir:
         """Record a failure of the run (what was lost, and when) as it is found, so that the
         summary of whichever session ends the run lists it. The file is rewritten whole and
         atomically (a run has few failures): a crash leaves it with the new line, or as it was."""
+        self.check_in_place()
         before = self.failures_path.read_text(errors="replace") if self.failures_path.exists() else ""
         record = {"what": what, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         with atomic_writer(self.failures_path, "w") as f:
@@ -294,8 +354,22 @@ class RunDir:
                 failures.append(str(json.loads(line)["what"]))
         return failures
 
+    def history_damaged(self) -> bool:
+        """Whether a line of history.jsonl is not JSON (one cut short by a run killed as it wrote it)."""
+        try:
+            lines = self.history_path.read_bytes().decode("utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            return False
+        for line in filter(str.strip, lines):
+            try:
+                json.loads(line)
+            except ValueError:
+                return True
+        return False
+
     def rewrite_history(self, records: list[dict]) -> None:
         """Make history.jsonl match a checkpoint's history (after a resume)."""
+        self.check_in_place()
         with atomic_writer(self.history_path, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
 
@@ -305,6 +379,7 @@ class RunDir:
         A crash at any moment leaves at least one complete checkpoint: the rename keeps the old
         newest one as checkpoint.prev.npz, and the new one appears only once it is complete.
         """
+        self.check_in_place()
         if self.checkpoint_path.exists() and not self._newest_damaged:
             os.replace(self.checkpoint_path, self.previous_checkpoint_path)
         checkpoint.save(self.checkpoint_path)
@@ -341,4 +416,5 @@ class RunDir:
 
     def write_summary(self, summary: dict) -> None:
         """Write summary.json (the test evaluation of a run that ended) atomically."""
+        self.check_in_place()
         write_json(self.summary_path, summary)

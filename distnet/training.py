@@ -570,6 +570,8 @@ class TrainerBase:
         validation set, the stop rule's verdict on it."""
         record = {"epoch": epoch, "train_error": stats.error_rate, "train_cost": stats.cost / max(stats.samples, 1)}
         verdict = None
+        if loop.run:  # before the stop rule writes a better network into it
+            loop.run.check_in_place()
         if validation is not None:
             error, params = self._validation_error_rate(), self._params()
             verdict = loop.stopping.evaluate(epoch, error, params)
@@ -590,6 +592,7 @@ class TrainerBase:
         else:  # nothing was scored: the last network is the run's result
             best = self.network.from_spec(self.network.spec(), self._params())
             if loop.run and verdict is None:  # (with a verdict the best network was lost: nothing to save)
+                loop.run.check_in_place()
                 best.save(loop.run.best_path, notes=loop.notes)
         result = FitResult(best_network=best, best_error=verdict.best_error if verdict else math.nan,
                            best_epoch=verdict.best_epoch if verdict else epochs, epochs=epochs,
@@ -615,7 +618,7 @@ class TrainerBase:
         """If the run of this checkpoint had ended (its stop rule said stop, or it trained ``epochs``
         epochs), its result as it ended, with nothing trained or started; else None. A best.npz
         removed or damaged since is written again (with ``notes``) from the checkpoint, which holds
-        it. ConfigError if it has trained more than ``epochs`` epochs."""
+        it, and so is a damaged history.jsonl. ConfigError if it has trained more than ``epochs`` epochs."""
         state = checkpoint.stopping_state
         evaluator = StopEvaluator.from_state(state["evaluator"]) if state else None
         trained = (checkpoint.epoch, checkpoint.step)
@@ -646,6 +649,8 @@ class TrainerBase:
                 stopping.save_best()
             elif not scored:
                 best.save(run.best_path, notes=notes)  # a run without validation: its last network is its result
+        if run.history_damaged():  # as a resume that trains would, from the checkpoint's history
+            run.rewrite_history(checkpoint.history)
         result = FitResult(best_network=best,
                            best_error=evaluator.lowest if evaluated else math.nan,
                            best_epoch=state["best_epoch"] if evaluated else checkpoint.epoch,
@@ -737,8 +742,7 @@ def _checked_run_dir(run_dir: str | Path | None, resume: bool, checkpoint_every:
         return None
     run = RunDir(run_dir)
     if resume:
-        with run.held(create=False):  # "in use" first: that run cannot be resumed now anyway
-            run.check_has_checkpoint()
+        run.check_resumable()
     else:
         run.check_new()
     return run

@@ -10,7 +10,8 @@ from distnet.progress import TerminalReporter
 
 parser = argparse.ArgumentParser(
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    epilog="MNIST is downloaded into ~/.cache/distnet on first use, or read from $DISTNET_DATA_DIR.")
+    epilog="MNIST is read from --data-dir, else from $DISTNET_DATA_DIR, else downloaded into ~/.cache/distnet "
+           "on first use.")
 parser.add_argument("--epochs", type=int, default=10, help="epochs to train (default: %(default)s)")
 parser.add_argument("--workers", type=int, default=2,
                     help="gradient-worker actors; each computes the gradient of its share of every "
@@ -18,16 +19,19 @@ parser.add_argument("--workers", type=int, default=2,
 parser.add_argument("--address", help="join a running Ray cluster ('auto' or HOST:PORT); by default "
                                       "the cluster $RAY_ADDRESS names, if set, and otherwise a Ray "
                                       "started inside this process, stopped at the end")
+parser.add_argument("--data-dir", help="the folder that holds MNIST's four .gz files (or their mnist/ folder)")
 parser.add_argument("--run-dir", help="save the run here (config, history, best network, checkpoints); "
                                       "by default nothing is saved")
 
 
 def main(args: argparse.Namespace) -> None:
-    mnist = load_mnist()
+    mnist = load_mnist(args.data_dir)
     preset = get_preset("seed")                            # 784-36-14-10, Nesterov(0.02, 0.87), L2 1e-4
     network = preset.build_network(seed=942457)
     trainer = DistributedTrainer(network, preset.build_optimizer(), l2=preset.l2, batch_size=preset.batch_size,
                                  workers=args.workers, address=args.address, seed=942457)
+    print("starting the Ray actors (and Ray itself, unless a cluster is joined): on a small machine, tens of "
+          "seconds before the first epoch", file=sys.stderr)
     result = trainer.fit(mnist.train, mnist.validation, epochs=args.epochs, eval_every=preset.eval_every,
                          window=preset.window, run_dir=args.run_dir,   # the article's stop rule
                          reporter=TerminalReporter())                  # progress goes to stderr

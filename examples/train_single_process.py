@@ -15,14 +15,16 @@ from distnet.progress import TerminalReporter
 
 parser = argparse.ArgumentParser(
     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    epilog="MNIST is downloaded into ~/.cache/distnet on first use, or read from $DISTNET_DATA_DIR.")
+    epilog="MNIST is read from --data-dir, else from $DISTNET_DATA_DIR, else downloaded into ~/.cache/distnet "
+           "on first use.")
 parser.add_argument("--epochs", type=int, default=5, help="epochs to train (default: %(default)s)")
+parser.add_argument("--data-dir", help="the folder that holds MNIST's four .gz files (or their mnist/ folder)")
 parser.add_argument("--run-dir", help="save the run here (config, history, best network, checkpoints); "
                                       "by default nothing is saved")
 
 
 def main(args: argparse.Namespace) -> None:
-    mnist = load_mnist()
+    mnist = load_mnist(args.data_dir)
     network = Network([Dense(36, LeakyReLU()), Dense(14, LeakyReLU()), Dense(10, Softmax())],
                       input_size=784, cost=Quadratic(), initializer=XavierNormal(), seed=942457)
     trainer = Trainer(network, Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=942457)

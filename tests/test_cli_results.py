@@ -567,14 +567,14 @@ def test_plot_says_which_line_of_the_history_is_broken_and_refuses_a_file_for_ou
     assert png_size(tmp_path / "cut" / "learning_curves.png") == (900, 600)
     (run / "history.jsonl").write_text(complete + '{"epoch": 9, "train_err\n' + complete)  # broken, not cut short
     status, _, err = run_cli(capsys, "plot", run)
-    assert status == 2 and err == f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON\n"
+    assert status == 2 and err == f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON (a resume of the run, distnet train --resume {run}, writes the file again from its checkpoint)\n"
     (run / "history.jsonl").write_bytes(complete.encode() + b'\xff\xfe{"epoch": 9}\n' + complete.encode())
     status, _, err = run_cli(capsys, "plot", run)  # not text at all: a UnicodeDecodeError's traceback before
-    assert status == 2 and err == f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON\n"
+    assert status == 2 and err == f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON (a resume of the run, distnet train --resume {run}, writes the file again from its checkpoint)\n"
     from distnet.commands.plot import read_history
 
     (run / "history.jsonl").write_text(complete + '{"epoch": 9, "train_err\n')  # broken, the last, but ended
-    with pytest.raises(ConfigError, match=rf"line {lines} is not valid JSON$"):
+    with pytest.raises(ConfigError, match=rf"line {lines} is not valid JSON \(a resume of the run"):
         read_history(run / "history.jsonl")
     for other in ('{"epoch": 9}', "[1, 2]", '{"epoch": 9, "train_error": 0.1}'):  # KeyError, TypeError before
         (run / "history.jsonl").write_text((mnist_run[0] / "history.jsonl").read_text() + other + "\n")
@@ -585,6 +585,19 @@ def test_plot_says_which_line_of_the_history_is_broken_and_refuses_a_file_for_ou
     (tmp_path / "a-file").write_text("")
     status, _, err = run_cli(capsys, "plot", mnist_run[0], "--out", tmp_path / "a-file")
     assert status == 2 and err == f"distnet: error: --out {tmp_path / 'a-file'} is a file; give a folder for the PNG files\n"
+
+
+def test_plot_into_a_folder_it_cannot_write_to_says_to_give_another(capsys, mnist_run, monkeypatch):
+    pytest.importorskip("matplotlib")
+
+    def refused(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("distnet.commands.plot.save", refused)  # as in a run folder made read-only
+    status, _, err = run_cli(capsys, "plot", mnist_run[0])
+    assert status == 2 and err == (f"distnet: error: cannot write the plots into {mnist_run[0] / 'plots'} (Permission "
+                                   f"denied): give a folder you can write to, distnet plot {mnist_run[0]} --out "
+                                   f"FOLDER\n")
 
 
 def test_plot_names_classes_by_number_as_the_text_does_and_ticks_whole_epochs(fashion_run, fashion_test):

@@ -637,7 +637,8 @@ def test_a_cluster_gone_while_submit_follows_its_job_is_said_with_how_to_go_on(m
                     "j (HTTPConnectionPool(host='head', port=8265): Max retries exceeded with url: /api/jobs/j (Caused "
                     "by ...)); the job may have ended with the cluster: once the cluster is back, a checkpoint it "
                     "saved in /runs/a (on the head node) trains on with: distnet submit --resume /runs/a --address "
-                    "http://head:8265 --env DISTNET_DATA_DIR=/data")
+                    "http://head:8265 --env DISTNET_DATA_DIR=/data (a cluster started again may have another "
+                    "address: give --address its address then)")
 
 
 def test_submit_json_keeps_stdout_to_the_training_s_json_lines(monkeypatch, capsys):
@@ -841,6 +842,33 @@ def test_clusters_started_here_free_objects_as_an_embedded_ray_does():
     config = yaml.safe_load((REPO / "cluster" / "cluster.yaml").read_text())
     for start in ("head_start_ray_commands", "worker_start_ray_commands"):
         assert any(all(e in command for e in exports) and "ray start" in command for command in config[start])
+
+
+@pytest.mark.parametrize("limited", [False, True], ids=["no limit", "ulimit -f"])
+def test_a_ray_that_does_not_start_here_is_one_error_that_names_what_stopped_it(monkeypatch, limited):
+    # What ray.init raises when its processes die at start (a raylet killed by SIGXFSZ as it made
+    # its object store's file, under a shell's ulimit -f): a bare Exception, shown as a traceback.
+    import resource
+
+    from distnet.distributed import local_ray
+    from distnet.errors import RayFailedError
+
+    def died(**options):
+        raise Exception("The current node timed out during startup. This could happen because some of the raylet "
+                        "failed to startup or the GCS has become overloaded.\nmore lines")
+
+    monkeypatch.setattr(local_ray.ray, "init", died)
+    limit = 1_024_000 if limited else resource.RLIM_INFINITY
+    monkeypatch.setattr(local_ray.resource, "getrlimit", lambda which: (limit, resource.RLIM_INFINITY))
+    with pytest.raises(RayFailedError) as caught:
+        local_ray.start()
+    limit_note = ("; this shell limits the size of the files a process writes to 1024000 bytes (ulimit -f), and Ray "
+                  "keeps its object store in one file of several GB, which that limit kills it for: raise it "
+                  "(ulimit -f unlimited)") if limited else ""
+    assert str(caught.value) == ("Ray did not start on this machine (The current node timed out during startup. This "
+                                 "could happen because some of the raylet failed to startup or the GCS has become "
+                                 f"overloaded.){limit_note}; or train in this process (--workers 0, or a Trainer in "
+                                 "Python)")
 
 
 def test_clusters_started_here_give_a_stopped_job_time_to_say_how_to_resume():

@@ -1,6 +1,7 @@
 """The examples run as a user runs them, on real MNIST, and say what they promise. One epoch keeps
 them quick: it already takes the test error from 90% (guessing) to under 10%."""
 import json
+import os
 import re
 import subprocess
 import sys
@@ -13,9 +14,9 @@ from distnet import Network, load_mnist
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def run_example(name: str, *args: str) -> subprocess.CompletedProcess:
+def run_example(name: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -38,8 +39,9 @@ def check_run_dir(run_dir: Path, out: str, workers: int) -> None:
     assert round(100 * best.error_rate(test.images, test.labels), 2) == reported_test_error(out)
 
 
-@pytest.mark.parametrize("name, options", [("train_single_process.py", ["--epochs", "--run-dir"]),
-                                           ("train_distributed.py", ["--epochs", "--workers", "--run-dir"])])
+@pytest.mark.parametrize("name, options", [("train_single_process.py", ["--epochs", "--data-dir", "--run-dir"]),
+                                           ("train_distributed.py", ["--epochs", "--workers", "--data-dir",
+                                                                     "--run-dir"])])
 def test_an_example_asked_for_help_describes_its_options_and_trains_nothing(name, options):
     done = run_example(name, "--help")
     assert done.stdout.startswith(f"usage: {name}")
@@ -48,7 +50,11 @@ def test_an_example_asked_for_help_describes_its_options_and_trains_nothing(name
 
 
 def test_the_single_process_example_trains_and_shows_a_digit_it_gets_wrong(tmp_path):
-    done = run_example("train_single_process.py", "--epochs", "1", "--run-dir", str(tmp_path / "run"))
+    # The data from --data-dir alone: no DISTNET_DATA_DIR, an empty cache, a mirror that refuses.
+    env = {k: v for k, v in os.environ.items() if k != "DISTNET_DATA_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), DISTNET_MIRRORS="http://127.0.0.1:9/")
+    done = run_example("train_single_process.py", "--epochs", "1", "--run-dir", str(tmp_path / "run"),
+                       "--data-dir", os.environ["DISTNET_DATA_DIR"], env=env)
     assert reported_test_error(done.stdout) < 10
     digit = re.search(r"^label (\d), predicted (\d)\n-{30}\n(\|.{28}\|\n){28}-{30}$", done.stdout, re.MULTILINE)
     assert digit and digit.group(1) != digit.group(2)
@@ -62,6 +68,7 @@ def test_the_distributed_example_trains_with_ray_workers(tmp_path):
     done = run_example("train_distributed.py", "--epochs", "1", "--workers", "2", "--run-dir", str(tmp_path / "run"))
     assert reported_test_error(done.stdout) < 10
     assert "2 workers" in done.stderr
+    assert done.stderr.startswith("starting the Ray actors (and Ray itself, unless a cluster is joined)")
     check_run_dir(tmp_path / "run", done.stdout, workers=2)
 
 

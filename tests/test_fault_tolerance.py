@@ -709,3 +709,13 @@ def test_damaged_checkpoint_is_detected_and_the_previous_one_resumes_exactly(sma
     assert main(resume_args(small_mnist, run)) == 2
     error = capsys.readouterr().err
     assert error.startswith("distnet: error: ") and "no usable checkpoint" in error
+
+
+def test_a_parameter_server_lost_after_an_epoch_s_last_step_is_replayed_to_that_step(mnist, ray_local, uninterrupted):
+    """The server dies once epoch 1's last chunk is done; the loss shows at the evaluation, not in a
+    chunk of steps: the new server must replay up to the steps confirmed (the whole epoch), not
+    only up to the start of the last chunk, or the run goes on without that chunk's updates."""
+    trainer = make_trainer()
+    result = fit(trainer, mnist, reporter=KillOnce(1, 50, lambda: kill_actor_and_wait(trainer._server)))
+    assert trainer.failures == ["the parameter server lost in epoch 1 (ActorDiedError)"]
+    assert_same_run(trainer, result, uninterrupted)

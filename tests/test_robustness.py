@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -513,6 +514,12 @@ def test_a_run_directory_a_file_stands_in_the_way_of_is_refused_naming_the_file(
         assert_clean_error(status, err, f"cannot create the run directory {run_dir} ({tmp_path / 'notes'} is a file, "
                                         f"not a folder); choose another run directory")
     assert (tmp_path / "notes").read_text() == "mine"
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    for run_dir in (tmp_path / "link", tmp_path / "link" / "run"):  # said "File exists" / "No such file or directory"
+        status, _, err = cli(capsys, *train_args(data, "--run-dir", run_dir, "--epochs", "1"))
+        assert_clean_error(status, err, f"cannot create the run directory {run_dir} ({tmp_path / 'link'} is a symbolic "
+                                        f"link to {tmp_path / 'gone'}, which does not exist); choose another run "
+                                        f"directory")
 
 
 def test_an_empty_run_directory_name_is_refused_rather_than_taken_for_this_folder(capsys, data):
@@ -1101,3 +1108,106 @@ def test_a_ray_driver_s_own_sigterm_exit_is_reported_as_termination_too(capsys, 
     monkeypatch.setattr("distnet.progress.Reporter", RayExitsOnSigterm)
     status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
     assert status == 143 and err == f"\ndistnet: terminated; resume with: distnet train --resume {folder}\n"
+
+
+class MovesTheRunFolder(Reporter):
+    """Moves (or removes) the run folder in the middle of epoch 2, as a user's mv or rm -r would."""
+
+    def __init__(self, folder: Path, to: Path | None):
+        self.folder, self.to = folder, to
+
+    def on_steps(self, epoch, step, steps, stats, seconds):
+        if epoch == 2 and self.folder.exists():
+            if self.to is None:
+                shutil.rmtree(self.folder)
+            else:
+                self.folder.rename(self.to)
+
+
+@pytest.mark.parametrize("moved", [True, False], ids=["moved", "removed"])
+def test_a_run_whose_folder_is_moved_or_removed_while_it_trains_stops_there(capsys, data, tmp_path, monkeypatch,
+                                                                             moved):
+    # Writing on would make a new folder of the old name, holding the rest of the run without its
+    # configuration and first epoch: a run that cannot be resumed, where the moved one could be.
+    folder, to = tmp_path / "run", tmp_path / "moved run"
+    monkeypatch.setattr("distnet.progress.Reporter", lambda: MovesTheRunFolder(folder, to if moved else None))
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "4"))
+    assert not folder.exists()
+    if not moved:
+        assert_clean_error(status, err, f"the run directory {folder} was removed while the run trained, so the run "
+                                        f"stops here: there is nothing left to resume it from")
+        return
+    assert_clean_error(status, err, f"the run directory {folder} was moved to {to} while the run trained, so the "
+                                    f"run stops here, with its files there; continue it from there: "
+                                    f"distnet train --resume '{to}'")
+    assert Checkpoint.load(to / "checkpoint.npz").epoch == 1
+    status, _, err = cli(capsys, "train", "--resume", to, "--data-dir", data)
+    assert status == 0, err
+    assert Checkpoint.load(to / "checkpoint.npz").epoch == 4 and not folder.exists()
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own(capsys, data, tmp_path, monkeypatch):
+    monkeypatch.setattr("distnet.commands.train.time", SimpleNamespace(strftime=lambda *args: "20261202-154315"))
+    name = "runs/seed-mnist-20261202-154315"
+    (tmp_path / "runs").mkdir()
+    (tmp_path / name).mkdir()  # another run's, started this second
+    status, out, err = cli(capsys, *train_args(data, "--epochs", "1"))
+    assert status == 0, err
+    assert f"run directory: {name}-2" in out and Checkpoint.load(tmp_path / f"{name}-2" / "checkpoint.npz")
+    assert list((tmp_path / name).iterdir()) == []  # the other run's folder untouched
+    status, _, err = cli(capsys, *train_args(tmp_path / "nowhere", "--epochs", "1"))
+    assert status == 2 and not (tmp_path / f"{name}-3").exists()  # a run that wrote nothing leaves no folder
+    shutil.rmtree(tmp_path / "runs")
+    (tmp_path / "runs").write_text("mine")
+    status, _, err = cli(capsys, *train_args(data, "--epochs", "1"))
+    assert_clean_error(status, err, f"cannot create the run directory {name} (a file is in the way); give one "
+                                     f"with --run-dir")
+
+
+def test_the_advice_names_a_run_directory_that_begins_with_a_dash_so_that_no_command_takes_it_for_an_option(
+        capsys, data, tmp_path, monkeypatch):
+    monkeypatch.setattr("distnet.progress.Reporter", lambda: InterruptedInEpoch(2))
+    status, _, err = cli(capsys, *train_args(data, "--run-dir=-run", "--epochs", "3"))
+    assert status == 130 and err == "\ndistnet: interrupted; resume with: distnet train --resume ./-run\n"
+    monkeypatch.setattr("distnet.progress.Reporter", Reporter)
+    status, out, err = cli(capsys, "train", "--resume", "./-run", "--data-dir", data)
+    assert status == 0, err
+    assert "look closer: distnet show ./-run/best.npz; distnet plot ./-run" in out
+
+
+def test_a_resume_of_a_run_in_use_is_refused_before_the_data_loads(capsys, data, run, monkeypatch):
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was loaded")
+
+    monkeypatch.setattr("distnet.commands.train.load_data", no_data)
+    with RunDir(run).held(create=False):  # as a process training it holds it
+        status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data, "--epochs", "5")
+    assert_clean_error(status, err, f"{run} is in use: another process is training this run")
+
+
+def test_the_resume_of_a_run_that_ended_mends_a_history_cut_short(capsys, run, good_data):
+    intact = (run / "history.jsonl").read_text()
+    (run / "history.jsonl").write_text(intact[:-20])  # killed as it wrote the last line
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", good_data, "--quiet")
+    assert status == 0 and "had ended at epoch 2" in err, err
+    assert (run / "history.jsonl").read_text() == intact
+
+
+def test_a_run_is_evaluated_on_the_test_set_of_the_data_folder_it_was_trained_from(capsys, run, good_data,
+                                                                                    tmp_path):
+    # Its summary scored the 300 test samples of that folder; the MNIST found elsewhere (or
+    # downloaded: here the mirror refuses) would be another test set, scored without a word.
+    status, out, err = cli(capsys, "evaluate", run)
+    assert status == 0, err
+    assert out.startswith(f"{run / 'best.npz'} on the mnist test set (300 samples)")
+    moved = Path(shutil.copytree(good_data, tmp_path / "moved data"))
+    shutil.rmtree(good_data)
+    try:
+        status, _, err = cli(capsys, "evaluate", run)
+        assert status == 2 and err.startswith(f"distnet: warning: the run's data folder {good_data} is not there any "
+                                              f"more; the test set is looked for where a new run looks (--data-dir "
+                                              f"names another)\n"), err
+        status, out, err = cli(capsys, "evaluate", run, "--data-dir", moved)
+        assert status == 0 and "(300 samples)" in out, err
+    finally:
+        shutil.copytree(moved, good_data)  # the module's other tests use it

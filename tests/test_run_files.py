@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from distnet.checkpoint import Checkpoint
-from distnet.errors import ModelFormatError
-from distnet.rundir import REQUIRED_CONFIG, RunDir
+from distnet.errors import ConfigError, ModelFormatError
+from distnet.rundir import REQUIRED_CONFIG, RunDir, shell_path
 
 CONFIG = {key: 1 for key in REQUIRED_CONFIG}
 
@@ -59,3 +60,35 @@ def test_a_checkpoint_of_a_negative_epoch_or_step_is_refused(tmp_path: Path, epo
                config={}).save(tmp_path / "c.npz")
     with pytest.raises(ModelFormatError, match="negative epoch or step"):
         Checkpoint.load(tmp_path / "c.npz")
+
+
+def test_nothing_is_written_into_a_new_folder_where_the_run_folder_was(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.create(CONFIG)
+    (tmp_path / "run").rename(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match=f"^the run directory {tmp_path / 'run'} is gone \\(moved or removed\\); "
+                                          f"nothing more was written: put it back"):
+        run.write_summary({"test_error": 0.1})
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_is_named_for_a_shell_as_one_word_that_is_no_option() -> None:
+    assert [shell_path(p) for p in ("-run", "my run", "/abs/-run", "runs/x", Path("-a b"))] == \
+           ["./-run", "'my run'", "/abs/-run", "runs/x", "'./-a b'"]
+
+
+def test_a_checkpoint_grown_huge_by_damage_is_refused_without_reading_it_whole(tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = tmp_path / "checkpoint.npz"
+    Checkpoint(epoch=1, step=0, params=np.arange(3.0), optimizer_state={}, stopping_state=None, history=[],
+               config={}).save(path)
+    os.truncate(path, 2**31)  # 2 GB, zeros after the checkpoint (a sparse file: no disk taken)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelFormatError, match="checkpoint.npz: not a readable .npz file; truncated or corrupt"):
+            Checkpoint.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # not a copy of 2 GB in memory (RunDir.load_checkpoint then falls back to the previous)

@@ -19,6 +19,7 @@ from distnet.data.augment import RandomAffine
 from distnet.nn import Schedule, UpdateRule
 from distnet.presets import get_preset
 from distnet.progress import JsonLinesReporter, Reporter, TerminalReporter
+from distnet.rundir import RunDir
 from distnet.step_stats import StepStats
 from distnet.stop import EarlyStopping
 from distnet.trainer import Trainer
@@ -1250,3 +1251,105 @@ def test_shards_of_equal_size_are_shuffled_independently():
     # and the rule the module documents: shard s's order is a permutation seeded with (seed, epoch, s)
     expected = np.random.default_rng([7, 0, 1]).permutation(500)[:16 * 31]
     np.testing.assert_array_equal(second, expected)
+
+
+# -- TR1: a chunk whose parameters end non-finite is divergence, even when its cost was finite -----
+def test_parameters_that_overflow_on_the_last_step_of_a_fit_are_divergence(monkeypatch):
+    """Each step's cost is computed before its update: when the fit's last step is the one that
+    overflows the parameters, only the loop's params_finite check sees it. Without it the fit
+    returned a network of NaN/inf parameters as its result."""
+    monkeypatch.setattr(ChunkSizer, "CHUNK_SECONDS", 0.0)  # chunks of one step each (2 steps an epoch)
+    rng = np.random.default_rng(0)
+    train = Dataset(rng.random((64, 5), np.float32), rng.integers(0, 3, 64), classes=["a", "b", "c"])
+    net = Network([Dense(8, "leaky_relu"), Dense(3, "softmax")], input_size=5, seed=2, dtype=np.float32)
+    trainer = Trainer(net, Nesterov(0.1, 0.9), batch_size=32, seed=1)
+
+    class Bomb(Reporter):
+        def on_steps(self, epoch, step, steps, stats, seconds):
+            if (epoch, step) == (1, 1):
+                trainer.optimizer.learning_rate = 1e300  # the next update overflows the parameters
+
+    with pytest.raises(TrainingDivergedError, match=r"epoch 1, by step 2"):
+        trainer.fit(train, epochs=1, reporter=Bomb())
+
+
+# -- TR3: checkpoint_every writes no step checkpoint where the epoch's own follows at once ----------
+def test_checkpoint_every_writes_each_position_once_and_none_at_an_epoch_s_last_step(tmp_path, monkeypatch):
+    """Two steps an epoch, a checkpoint every step: after step 1 (within the epoch) and at each
+    epoch's end, never at (epoch, 2) just before the epoch's own checkpoint (a write the size of the
+    network for nothing, and checkpoint.prev.npz then no fallback worth the name)."""
+    monkeypatch.setattr(ChunkSizer, "CHUNK_SECONDS", 0.0)
+    written = []
+    save = RunDir.save_checkpoint
+    monkeypatch.setattr(RunDir, "save_checkpoint",
+                        lambda self, checkpoint: (written.append((checkpoint.epoch, checkpoint.step)),
+                                                  save(self, checkpoint)))
+    rng = np.random.default_rng(0)
+    train = Dataset(rng.random((64, 5), np.float32), rng.integers(0, 3, 64), classes=["a", "b", "c"])
+    net = Network([Dense(8, "leaky_relu"), Dense(3, "softmax")], input_size=5, seed=2, dtype=np.float32)
+    Trainer(net, Nesterov(0.1, 0.9), batch_size=32, seed=1).fit(train, epochs=2, eval_every=1, checkpoint_every=1,
+                                                                run_dir=tmp_path / "run")
+    assert written == [(0, 1), (1, 0), (1, 1), (2, 0)]
+
+
+# -- TR7: each epoch's statistics are that epoch's --------------------------------------------------
+def test_each_epoch_s_train_error_and_cost_count_that_epoch_s_samples_only():
+    """64 samples, batches of 32: every epoch's statistics hold 64 samples. Carried over from the
+    epoch before, epoch 2's train_error and train_cost in the history (and the progress) were the
+    average of both epochs."""
+    ends = []
+
+    class EpochEnds(Reporter):
+        def on_steps(self, epoch, step, steps, stats, seconds):
+            if step == steps:
+                ends.append((epoch, stats.samples, stats.error_rate))
+
+    rng = np.random.default_rng(0)
+    train = Dataset(rng.random((64, 5), np.float32), rng.integers(0, 3, 64), classes=["a", "b", "c"])
+    net = Network([Dense(8, "leaky_relu"), Dense(3, "softmax")], input_size=5, seed=2, dtype=np.float32)
+    result = Trainer(net, Nesterov(0.1, 0.9), batch_size=32, seed=1).fit(train, epochs=3, eval_every=1,
+                                                                         reporter=EpochEnds())
+    assert [(epoch, samples) for epoch, samples, _ in ends] == [(1, 64), (2, 64), (3, 64)]
+    assert [h["train_error"] for h in result.history] == [error for _, _, error in ends]
+
+
+# -- R6: a resume with a layer more is refused naming the layers ------------------------------------
+def test_a_resume_with_a_layer_added_at_the_end_is_refused_naming_the_layers(tmp_path):
+    """Lists of another length are one difference: compared pairwise, the common layers matched and
+    the resume went on to fail on the parameters' size ("expected 87 parameters for layers [5, 8,
+    3, 3], got an array of shape (75,)"), which says nothing of the run's settings."""
+    rng = np.random.default_rng(0)
+    train = Dataset(rng.random((64, 5), np.float32), rng.integers(0, 3, 64), classes=["a", "b", "c"])
+    layers = [Dense(8, "leaky_relu"), Dense(3, "softmax")]
+    Trainer(Network(layers, input_size=5, seed=2, dtype=np.float32), Nesterov(0.1, 0.9), batch_size=32,
+            seed=1).fit(train, epochs=1, run_dir=tmp_path / "run")
+    bigger = Network([*layers, Dense(3, "softmax")], input_size=5, seed=2, dtype=np.float32)
+    with pytest.raises(ConfigError, match=r"^cannot resume: the run was started with another network layers \("):
+        Trainer(bigger, Nesterov(0.1, 0.9), batch_size=32, seed=1).fit(train, epochs=2, run_dir=tmp_path / "run",
+                                                                        resume=True)
+
+
+def test_a_second_change_of_shards_within_one_epoch_names_the_shards_that_epoch_began_with(mnist, tmp_path):
+    """2 shards, interrupted at step 20 of epoch 2; resumed on 3 and interrupted at step 40 of that
+    same epoch, which still draws 2 shards' batches; resumed on 4: the warning must say that epoch 2
+    ends with the batches of the 2 shards it began with (the checkpoint's epoch_shards), not of the 3
+    the run's config had since."""
+    train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
+    run = tmp_path / "run"
+
+    def fit(shards, **options):
+        trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
+        trainer.shards = shards
+        return trainer.fit(train, validation, epochs=3, eval_every=1, window=3, run_dir=run, **options)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(2, checkpoint_every=20, reporter=InterruptAfter(2, 20))
+    with pytest.warns(UserWarning), pytest.raises(KeyboardInterrupt):
+        fit(3, resume=True, reporter=InterruptAfter(2, 40))
+    saved = Checkpoint.load(run / "checkpoint.npz")
+    assert (saved.epoch, saved.step, saved.epoch_shards, saved.config["workers"]) == (1, 40, 2, 3)
+    with pytest.warns(UserWarning, match=re.escape(
+            "where it drew them from 3 so far: from here it is another draw of the same training, not bit-identical "
+            "to a run that kept 3 workers; epoch 2, which it resumes at step 40, ends with the batches it began "
+            "with (of 2 shards: no sample twice in that epoch)")):
+        fit(4, resume=True)

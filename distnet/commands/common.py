@@ -60,9 +60,32 @@ def model_and_test_data(args: argparse.Namespace) -> tuple[Network, Dataset]:
     args.model = saved_network_path(args.model)
     network = Network.load(args.model)
     args.dataset = dataset_of_model(args.model, args.dataset)
+    if args.data_dir is None:
+        args.data_dir = _run_data_dir(args.model, args.dataset)
     test = load_test_data(args, dtype=network.dtype)
     check_fits(network, args.model, test.images.shape[1], len(test.classes), test.name)
     return network, test
+
+
+def _run_data_dir(model: Path, dataset: str) -> Path | None:
+    """The data folder the run of ``model`` (a best.npz beside its run's config.json) was trained
+    from, if it trained on ``dataset``: its test set is the one the run's summary scored (a folder
+    of your own data, say, not the MNIST a plain load would find); None if the run records none."""
+    from ..errors import DistnetError
+    from ..rundir import RunDir
+
+    try:
+        config = RunDir(model.parent).config()
+    except DistnetError:  # no run directory, or not one distnet wrote
+        return None
+    recorded = config.get("data_dir")
+    if not isinstance(recorded, str) or config.get("dataset") != dataset:
+        return None
+    if not Path(recorded).is_dir():
+        warnings.warn(f"the run's data folder {recorded} is not there any more; the test set is looked for where a "
+                      f"new run looks (--data-dir names another)")
+        return None
+    return Path(recorded)
 
 
 def load_test_data(args: argparse.Namespace, dtype: np.dtype) -> Dataset:

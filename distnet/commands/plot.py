@@ -31,7 +31,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..metrics import confident_mistakes, evaluation_of
-    from ..rundir import RunDir
+    from ..rundir import RunDir, shell_path
     from .common import model_and_test_data
 
     run_dir = RunDir(args.run_dir)
@@ -49,14 +49,18 @@ def run(args) -> int:
     out = args.out or run_dir.path / "plots"
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder for the PNG files")
-    out.mkdir(parents=True, exist_ok=True)
     title = f"{config.get('preset') or 'custom'} on {args.dataset}"
-    written = [
-        save(pyplot, learning_curves(pyplot, history, title, bool(config.get("augmentation"))),
-             out / "learning_curves.png"),
-        save(pyplot, confusion_matrix(pyplot, evaluation, title), out / "confusion_matrix.png"),
-        save(pyplot, misclassified(pyplot, test, outputs, mistakes, title), out / "misclassified.png"),
-    ]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = [
+            save(pyplot, learning_curves(pyplot, history, title, bool(config.get("augmentation"))),
+                 out / "learning_curves.png"),
+            save(pyplot, confusion_matrix(pyplot, evaluation, title), out / "confusion_matrix.png"),
+            save(pyplot, misclassified(pyplot, test, outputs, mistakes, title), out / "misclassified.png"),
+        ]
+    except OSError as e:
+        raise ConfigError(f"cannot write the plots into {out} ({e.strerror or e}): give a folder you can write to, "
+                          f"distnet plot {shell_path(run_dir.path)} --out FOLDER") from None
     for path in written:
         print(path)
     return 0
@@ -74,6 +78,8 @@ def import_pyplot():
 
 
 def read_history(path: Path) -> list[dict]:
+    from ..rundir import shell_path
+
     try:
         # Bytes that are not UTF-8 make their line's JSON invalid, which is said below.
         text = path.read_bytes().decode("utf-8", errors="replace")
@@ -91,7 +97,8 @@ def read_history(path: Path) -> list[dict]:
                 warnings.warn(f"{path}: the last line (line {number}) was cut short as it was written: the "
                               f"evaluations before it are drawn (a resume of the run rewrites the file)")
                 break
-            raise ConfigError(f"{path}: line {number} is not valid JSON") from None
+            raise ConfigError(f"{path}: line {number} is not valid JSON (a resume of the run, distnet train --resume "
+                              f"{shell_path(path.parent)}, writes the file again from its checkpoint)") from None
         # The curves need these in every record (validation_error too, when the first has it).
         needed = ("epoch", "train_error") + (("validation_error",) if history and "validation_error" in history[0]
                                              else ())

@@ -238,7 +238,8 @@ def run(args) -> int:
     except JobsAPIUnreachable as e:  # the cluster went away while the job ran (or the connection to it)
         raise DistnetError(f"lost contact with the cluster's Jobs API at {address} while following job {job_id} "
                            f"({e.reason}); the job may have ended with the cluster: once the cluster is back, a "
-                           f"checkpoint it saved in {run_dir} (on the head node) trains on with: {resume}") from None
+                           f"checkpoint it saved in {run_dir} (on the head node) trains on with: {resume} (a "
+                           f"cluster started again may have another address: give --address its address then)") from None
     return _say_how_the_job_ended(job_id, status, info, run_dir, resume)
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
-import shlex
 import sys
 import time
 import warnings
@@ -18,7 +18,7 @@ from ..nn.activations import ACTIVATIONS
 from ..nn.costs import COSTS
 from ..presets import PRESETS, Preset, get_preset
 from ..progress import count
-from ..rundir import RunDir
+from ..rundir import RunDir, shell_path
 from ..distributed.settings import DEFAULT_MAX_FAILURES, PROTOCOLS
 from .common import (add_data_arguments, cluster_address, folder, fraction, layer_sizes, load_data, non_negative_int,
                      positive_float, positive_int)
@@ -120,9 +120,37 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, name) is None:
             setattr(args, name, default)
     preset = preset_with_options(args)
-    run_dir = args.run_dir or Path("runs") / f"{preset.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    args.run_dir = run_dir
-    RunDir(run_dir).check_new()
+    if args.run_dir is not None:
+        RunDir(args.run_dir).check_new()
+        return _train_new(args, preset, args.run_dir)
+    args.run_dir = _fresh_folder(Path("runs") / f"{preset.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        return _train_new(args, preset, args.run_dir)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the folder made for the run, if the run wrote nothing into it
+            args.run_dir.rmdir()
+        raise
+
+
+def _fresh_folder(path: Path) -> Path:
+    """A new, empty folder at ``path``, or at path-2, path-3, ... where runs started in the same
+    second took those: made now, so that two runs started at once never share one."""
+    for number in itertools.count(1):
+        candidate = path if number == 1 else path.with_name(f"{path.name}-{number}")
+        try:
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            if candidate.parent.is_dir():
+                continue  # taken by another run
+            error = "a file is in the way"
+        except OSError as e:
+            error = e.strerror
+        raise ConfigError(f"cannot create the run directory {candidate} ({error}); give one with --run-dir") from None
+
+
+def _train_new(args: argparse.Namespace, preset: Preset, run_dir: Path) -> int:
     if args.workers:
         check_batch_size(preset.batch_size, args.workers)  # before the data loads or Ray starts
     network = preset.build_network(seed=args.seed, dtype=args.dtype)
@@ -178,6 +206,7 @@ def resume_train(args) -> int:
     refuse_run_settings(args)
     run = RunDir(args.resume)
     config = run.config()
+    run.check_resumable()  # before the data loads or Ray starts
     recorded = _recorded_settings(run, config)
     if "dataset" not in config:  # which the command line records: a run that fit started, from Python
         _check_resumable_here(run, recorded["network"])
@@ -331,6 +360,5 @@ def finish_train(args, trainer, result, splits, run: RunDir) -> int:
                   f"step protocol: {summary['protocol']}")
     print(f"best network: {run.best_path}\nrun directory: {run.path}")
     if not args.quiet:
-        print(f"look closer: distnet show {shlex.quote(str(run.best_path))}; "
-              f"distnet plot {shlex.quote(str(run.path))}")
+        print(f"look closer: distnet show {shell_path(run.best_path)}; distnet plot {shell_path(run.path)}")
     return 0

@@ -326,7 +326,10 @@ def load_dataset(
     train_x, train_y, test_x, test_y = _read(name, _FILES, data_dir, download)
     if validation >= len(train_y):
         raise ConfigError(
-            f"validation must be less than the {len(train_y)} training samples, got {validation}"
+            f"the training file has {len(train_y)} samples, too few to hold {validation} out for validation (what "
+            f"early stopping judges by) and train on the rest: give a training file of more than {validation} "
+            f"samples, or hold out fewer (load_dataset(..., validation=N) in Python; distnet train holds out "
+            f"10,000)"
         )
     order = np.random.default_rng(seed).permutation(len(train_y))
     held_out = np.sort(order[:validation])

@@ -16,9 +16,12 @@ cluster's, is left as it is.
 """
 from __future__ import annotations
 
+import resource
 import sys
 
 import ray
+
+from ..errors import RayFailedError, first_line
 
 # Job-level only: Ray reads ``worker_process_setup_hook`` from the runtime environment given to
 # ``ray.init`` (an actor's own runtime environment ignores it).
@@ -30,8 +33,17 @@ def start(**options) -> None:
     """``ray.init`` a new Ray of this machine only, with distnet's settings (``options`` go to it
     too): never one that runs already (which RAY_ADDRESS or a ``ray start`` here would name to
     ``ray.init``, and whose settings are its own)."""
-    ray.init(address="local", include_dashboard=False, logging_level="ERROR", runtime_env=RUNTIME_ENV,
-             _system_config=SYSTEM_CONFIG, **options)
+    try:
+        ray.init(address="local", include_dashboard=False, logging_level="ERROR", runtime_env=RUNTIME_ENV,
+                 _system_config=SYSTEM_CONFIG, **options)
+    except Exception as e:  # Ray says "timed out during startup" whatever stopped its processes
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        cause = "" if limit == resource.RLIM_INFINITY else (
+            f"; this shell limits the size of the files a process writes to {limit} bytes (ulimit -f), and Ray "
+            f"keeps its object store in one file of several GB, which that limit kills it for: raise it (ulimit -f "
+            f"unlimited)")
+        raise RayFailedError(f"Ray did not start on this machine ({first_line(e)}){cause}; or train in this "
+                             f"process (--workers 0, or a Trainer in Python)") from e
 
 
 def skip_pyarrow() -> None:
