@@ -52,13 +52,19 @@ def connected(data, prepare_worker=lambda worker: None):
         prepare_worker(worker)
     server = ParameterServer(net.spec(), net.params, Nesterov(0.1, 0.9).spec(), 1e-3)
     spec = server.create_channel(WORKERS)
+    connect_all(server, workers, spec)
+    return workers, server, spec
+
+
+def connect_all(server, workers, spec) -> None:
+    """Connect the server and the workers to the channel ``spec`` all at once, as the trainer's
+    calls do: each side waits for the other's FIFO ends."""
     connecting = [threading.Thread(target=w.connect, args=(spec,), daemon=True) for w in workers]
     for thread in connecting:
         thread.start()
-    server.connect(spec)  # all at once, as the trainer's calls: each side waits for the other's FIFO ends
+    server.connect(spec)
     for thread in connecting:
         thread.join(timeout=30)
-    return workers, server, spec
 
 
 def run_chunk(data, prepare_worker=lambda worker: None):
@@ -379,25 +385,11 @@ def test_a_step_that_fails_leaves_the_worker_s_network_on_its_own_parameters():
 
 
 # -- C9: the counters beside the FIFO messages ------------------------------------------------------
-def test_after_a_chunk_the_step_counters_say_every_step_started_and_finished():
+def test_after_a_chunk_the_step_counters_say_every_step_started_and_finished(data):
     """Each side writes its counter after its FIFO message, so that the other side's short watch
     sees it without blocking on the pipe (about 300 us a step otherwise): after a chunk of 6 steps
     the server has started 6 and each worker finished 6."""
-    rng = np.random.default_rng(0)
-    images, labels = rng.random((100, 5)), rng.integers(0, 3, 100)
-    net = network()
-    plan = BatchPlan(len(images), batch_size=10, shards=WORKERS, seed=1)
-    plan_args = {"n_samples": plan.n_samples, "batch_size": 10, "shards": WORKERS, "seed": 1}
-    workers = [GradientWorker(i, net.spec(), images[lo:hi], labels[lo:hi], plan_args)
-               for i, (lo, hi) in enumerate(plan.shard_ranges)]
-    server = ParameterServer(net.spec(), net.params, Nesterov(0.1, 0.9).spec(), 1e-3)
-    spec = server.create_channel(WORKERS)
-    connecting = [threading.Thread(target=w.connect, args=(spec,), daemon=True) for w in workers]
-    for thread in connecting:
-        thread.start()
-    server.connect(spec)
-    for thread in connecting:
-        thread.join(timeout=30)
+    workers, server, spec = connected(data)
     serving = [threading.Thread(target=w.serve_steps, args=(0, 0, STEPS), daemon=True) for w in workers]
     try:
         for thread in serving:
@@ -409,12 +401,7 @@ def test_after_a_chunk_the_step_counters_say_every_step_started_and_finished():
         assert int(server._channel.started[0]) == STEPS
         assert [int(n) for n in server._channel.finished[:, 0]] == [STEPS] * WORKERS
     finally:
-        server.disconnect()
-        for thread in serving:
-            thread.join(timeout=30)
-        for worker in workers:
-            worker.disconnect()
-        server.remove_channel(spec)
+        close(workers, server, spec, serving)
 
 
 # -- C5: a shared memory that a memory limit refuses is "no room" too -------------------------------
@@ -449,15 +436,6 @@ def test_a_channel_named_with_a_number_no_pid_can_be_is_left_alone():
 
 
 # -- S5 / S6: the server lets go of every channel it attached to -------------------------------------
-def _connect_all(server, workers, spec):
-    connecting = [threading.Thread(target=w.connect, args=(spec,), daemon=True) for w in workers]
-    for thread in connecting:
-        thread.start()
-    server.connect(spec)
-    for thread in connecting:
-        thread.join(timeout=30)
-
-
 def _descriptors_into(folder):
     count = 0
     for fd in os.listdir("/proc/self/fd"):
@@ -474,28 +452,20 @@ def _mapped(folder):
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads this process's memory maps")
-def test_a_parameter_server_that_disconnects_keeps_no_channel_mapped_and_its_parameters():
+def test_a_parameter_server_that_disconnects_keeps_no_channel_mapped_and_its_parameters(data):
     """After a recovery the server is connected to a new channel; the old one (its files already
     removed) must not stay mapped: (workers + 1) x the parameters' size of shared memory per
     recovery otherwise. Its parameters, copied out, keep their values."""
-    rng = np.random.default_rng(0)
-    images, labels = rng.random((100, 5)), rng.integers(0, 3, 100)
-    net = network()
-    plan = BatchPlan(len(images), batch_size=10, shards=WORKERS, seed=1)
-    plan_args = {"n_samples": plan.n_samples, "batch_size": 10, "shards": WORKERS, "seed": 1}
-    workers = [GradientWorker(i, net.spec(), images[lo:hi], labels[lo:hi], plan_args)
-               for i, (lo, hi) in enumerate(plan.shard_ranges)]
-    server = ParameterServer(net.spec(), net.params, Nesterov(0.1, 0.9).spec(), 1e-3)
-    first, second = server.create_channel(WORKERS), server.create_channel(WORKERS)
+    workers, server, first = connected(data)
+    second = server.create_channel(WORKERS)
     try:
-        _connect_all(server, workers, first)
-        _connect_all(server, workers, second)  # as a recovery re-opens the protocol
+        connect_all(server, workers, second)  # as a recovery re-opens the protocol
         server.disconnect()
         for worker in workers:
             worker.disconnect()
         assert not _mapped(first.folder) and not _mapped(second.folder)
         assert _descriptors_into(first.folder) == 0 and _descriptors_into(second.folder) == 0  # its FIFOs too
-        np.testing.assert_array_equal(server.get_params(), net.params)
+        np.testing.assert_array_equal(server.get_params(), network().params)
     finally:
         for spec in (first, second):
             server.remove_channel(spec)
