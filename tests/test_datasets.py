@@ -261,7 +261,7 @@ def test_validation_zero_gives_an_empty_set(env: Path, tmp_path: Path) -> None:
     [
         (30, r"^the training file has 30 samples, too few to hold 30 out for validation \(what early stopping "
              r"judges by\) and train on the rest: give a training file of more than 30 samples, or hold out fewer "
-             r"\(load_dataset\(..., validation=N\) in Python; distnet train holds out 10,000\)$"),
+             r"\(distnet train --validation N; load_dataset\(..., validation=N\) in Python\)$"),
         (-1, "validation must be a whole number of samples, not negative, got -1"),
         (True, "whole number of samples, not negative, got True"),
         (0.5, "whole number of samples, not negative, got 0.5"),

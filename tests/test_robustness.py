@@ -1211,3 +1211,19 @@ def test_a_run_is_evaluated_on_the_test_set_of_the_data_folder_it_was_trained_fr
         assert status == 0 and "(300 samples)" in out, err
     finally:
         shutil.copytree(moved, good_data)  # the module's other tests use it
+
+
+def test_validation_holds_out_as_many_samples_as_asked_and_a_resume_keeps_them(capsys, data, tmp_path):
+    folder = tmp_path / "run"
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1", "--validation", "400"))
+    assert status == 0, err
+    assert json.loads((folder / "config.json").read_text())["validation"] == 400
+    assert Checkpoint.load(folder / "checkpoint.npz").config["validation"] == 400
+    status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--epochs", "2", "--quiet")
+    assert status == 0, err  # the run's 400 again: other samples held out would fail the run's data checksums
+    status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--epochs", "3", "--validation", "9")
+    assert_clean_error(status, err, "--resume continues", "so --validation cannot be given with it")
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", tmp_path / "big", "--validation", str(TRAIN_SAMPLES)))
+    assert_clean_error(status, err, f"the training file has {TRAIN_SAMPLES} samples, too few to hold {TRAIN_SAMPLES} "
+                                    f"out for validation", "distnet train --validation N")
+    assert not (tmp_path / "big").exists()

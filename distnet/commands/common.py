@@ -37,11 +37,12 @@ def add_data_location_arguments(parser: argparse.ArgumentParser, test_only: bool
 
 
 def load_data(args: argparse.Namespace, dtype: np.dtype) -> Splits:
-    """The splits of the data set ``args`` name (``--dataset``, ``--data-dir``, ``--no-download``)."""
+    """The splits of the data set ``args`` name (``--dataset``, ``--data-dir``, ``--no-download``,
+    ``--validation``)."""
     from ..data import load_dataset
 
     return load_dataset(args.dataset, data_dir=args.data_dir, download=not args.no_download,
-                        dtype=dtype)
+                        validation=args.validation, dtype=dtype)
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:

@@ -84,6 +84,9 @@ def register(subparsers) -> None:
                                                                f"(default: the preset's: {_each_preset('eval_every')})")
     train.add_argument("--window", type=positive_int, help="the stop rule's moving-average window, in evaluations "
                                                            f"(default: the preset's: {_each_preset('window')})")
+    train.add_argument("--validation", type=positive_int, metavar="N",
+                       help="training samples held out for validation, which early stopping judges by "
+                            "(default: 10,000, of MNIST's 60,000)")
     train.add_argument("--seed", type=non_negative_int, help="random seed (default: 942457, the article's)")
     train.add_argument("--dtype", choices=["float32", "float64"], help="float32 (the default) or float64")
     train.add_argument("--run-dir", type=folder, help="where to write the run (default: runs/PRESET-DATASET-TIME)")
@@ -107,8 +110,9 @@ RUN_SETTINGS = {"preset": "--preset", "dataset": "--dataset", "hidden": "--hidde
                 "activation": "--activation", "cost": "--cost", "l2": "--l2", "batch_size": "--batch-size",
                 "learning_rate": "--learning-rate", "schedule": "--schedule", "augment": "--augment/--no-augment",
                 "eval_every": "--eval-every", "window": "--window", "seed": "--seed", "dtype": "--dtype",
-                "run_dir": "--run-dir"}
-DEFAULTS = {"preset": "seed", "dataset": "mnist", "seed": 942457, "dtype": "float32"}
+                "validation": "--validation", "run_dir": "--run-dir"}
+VALIDATION = 10_000  # training samples held out for early stopping, unless --validation says otherwise
+DEFAULTS = {"preset": "seed", "dataset": "mnist", "seed": 942457, "dtype": "float32", "validation": VALIDATION}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,7 +163,7 @@ def _train_new(args: argparse.Namespace, preset: Preset, run_dir: Path) -> int:
                            args.seed, args.workers, schedule=preset.build_schedule(),
                            augmentation=preset.build_augmentation())
     fit_args = {"epochs": preset.epochs, "eval_every": preset.eval_every, "window": preset.window,
-                "extra_config": {"preset": preset.name, "dataset": args.dataset,
+                "extra_config": {"preset": preset.name, "dataset": args.dataset, "validation": args.validation,
                                  "data_dir": str(args.data_dir.resolve()) if args.data_dir else None}}
     return fit_and_report(args, trainer, splits, run_dir, fit_args, resume=False)
 
@@ -210,7 +214,7 @@ def resume_train(args) -> int:
     recorded = _recorded_settings(run, config)
     if "dataset" not in config:  # which the command line records: a run that fit started, from Python
         _check_resumable_here(run, recorded["network"])
-    args.run_dir, args.dataset = args.resume, recorded["dataset"]
+    args.run_dir, args.dataset, args.validation = args.resume, recorded["dataset"], recorded["validation"]
     if args.data_dir is None and recorded["data_dir"]:
         data_dir = Path(recorded["data_dir"])
         if data_dir.is_dir():
@@ -230,7 +234,7 @@ def resume_train(args) -> int:
                            workers, schedule=recorded["schedule"], augmentation=recorded["augmentation"])
     # eval_every, window and acceptable_error are the run's: fit reads them from it.
     fit_args = {"epochs": args.epochs, "extra_config": {"preset": config.get("preset"), "dataset": args.dataset,
-                                                        "data_dir": recorded["data_dir"]}}
+                                                        "validation": args.validation, "data_dir": recorded["data_dir"]}}
     splits = load_data(args, dtype=network.dtype)
     return fit_and_report(args, trainer, splits, args.resume, fit_args, resume=True)
 
@@ -274,6 +278,8 @@ def _recorded_settings(run: RunDir, config: dict) -> dict:
                 # a run that records no step protocol trained in one process
                 "workers": 0 if protocol is None else checks.positive_int("the number of workers", config["workers"]),
                 "protocol": protocol, "dataset": dataset, "data_dir": data_dir,
+                # a run of a version before --validation held out the 10,000 it holds by default
+                "validation": checks.positive_int("the validation samples", config.get("validation", VALIDATION)),
                 "schedule": schedule_from_spec(config.get("schedule")),
                 "augmentation": augmentation_from_spec(config.get("augmentation"))}
     except ConfigError as e:

@@ -328,8 +328,7 @@ def load_dataset(
         raise ConfigError(
             f"the training file has {len(train_y)} samples, too few to hold {validation} out for validation (what "
             f"early stopping judges by) and train on the rest: give a training file of more than {validation} "
-            f"samples, or hold out fewer (load_dataset(..., validation=N) in Python; distnet train holds out "
-            f"10,000)"
+            f"samples, or hold out fewer (distnet train --validation N; load_dataset(..., validation=N) in Python)"
         )
     order = np.random.default_rng(seed).permutation(len(train_y))
     held_out = np.sort(order[:validation])
