@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shlex
@@ -311,7 +312,14 @@ class RunDir:
                                   f"without it") from None
             raise ConfigError(f"{self.path} is not a run directory ({what}); expected the folder "
                               f"of a run that distnet train wrote") from None
-        except (OSError, ValueError, RecursionError) as e:
+        except OSError as e:
+            if e.errno == errno.ELOOP:  # the folder (or a link above it) leads back to itself
+                raise ConfigError(f"{self.path} is a symbolic link that leads round in a loop ({e.strerror}); "
+                                  f"give the run directory itself") from None
+            raise ModelFormatError(f"{self.config_path}: not readable ({e.strerror}); put it back from a copy to "
+                                   f"resume the run (its best network, {self.best_path.name}, loads without "
+                                   f"it)") from None
+        except (ValueError, RecursionError) as e:
             raise ModelFormatError(f"{self.config_path}: not readable as JSON ({e}); put it back from a copy to "
                                    f"resume the run (its best network, {self.best_path.name}, loads without "
                                    f"it)") from None

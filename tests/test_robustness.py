@@ -688,6 +688,10 @@ def test_resume_of_a_run_that_lost_its_config_json_says_to_put_it_back(capsys, d
                                                r"to resume the run \(its best network, best.npz, loads without it\)$"):
         RunDir(run).config()
     assert (run / "checkpoint.npz").read_bytes() == b"kept"
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")  # said "config.json: not readable as JSON", and to put it back
+    status, _, err = cli(capsys, "train", "--resume", tmp_path / "loop", "--data-dir", data)
+    assert_clean_error(status, err, f"{tmp_path / 'loop'} is a symbolic link that leads round in a loop (Too many "
+                                    f"levels of symbolic links); give the run directory itself")
 
 
 def test_resume_of_a_folder_that_does_not_exist(capsys, data, tmp_path):
