@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import warnings
+from pathlib import Path
 from typing import NoReturn, TextIO
 
 from . import __version__
@@ -186,6 +187,8 @@ def _training_run(args: argparse.Namespace):
     run_dir = getattr(args, "run_dir", None)
     if args.command != "train" or run_dir is None:
         return None
+    if getattr(args, "fresh_run_dir", False) and not Path(run_dir).exists():
+        return None  # the folder made for the run, removed again: it wrote nothing to go on from
     from .rundir import RunDir
 
     return RunDir(run_dir)

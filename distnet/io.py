@@ -92,11 +92,13 @@ def npz_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
     return buffer.getvalue()
 
 
-def read_npz(data: bytes | Path, name: str, required: tuple[str, ...]) -> dict[str, np.ndarray]:
+def read_npz(data: bytes | bytearray | memoryview | str | os.PathLike, name: str,
+             required: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Read an .npz without pickle, from its bytes or from the file at a path (which is read array
     by array, never whole: a damaged file may be far larger than what it holds); ModelFormatError
     for anything malformed, OSError where the file cannot be read."""
-    if isinstance(data, bytes):
+    if not isinstance(data, (str, os.PathLike)):
+        data = bytes(data)  # a bytearray, or a memoryview of shared memory
         return _read_npz(io.BytesIO(data), len(data), name, required)
     with open(data, "rb") as file:
         return _read_npz(file, os.fstat(file.fileno()).st_size, name, required)

@@ -87,8 +87,9 @@ class RunDir:
         # Set when load_checkpoint found checkpoint.npz damaged: the next save then replaces it
         # instead of rotating it over the good checkpoint.prev.npz.
         self._newest_damaged = False
-        # While held: the open folder and its (device, inode), to notice it moved away from path.
-        self._held: tuple[int, tuple[int, int]] | None = None
+        # While held: the open folder, its path as held (absolute: the process may change its working
+        # folder) and its (device, inode), to notice it moved away from that path.
+        self._held: tuple[int, Path, tuple[int, int]] | None = None
 
     config_path = property(lambda self: self.path / "config.json")
     history_path = property(lambda self: self.path / "history.jsonl")
@@ -182,7 +183,7 @@ class RunDir:
         held (a resume then says that it is not a run directory). The folder itself, when this
         call created it and it is still empty as the block fails (Ray could not be joined, say), is
         removed again; folders above it that were created stay."""
-        created = self._make_folder() if create else False
+        created = self.make_folder() if create else False
         folder = os.open(self.path, os.O_RDONLY) if fcntl is not None and self.path.is_dir() else None
         held = False
         try:
@@ -195,7 +196,7 @@ class RunDir:
             held = True
             if folder is not None:
                 here = os.fstat(folder)
-                self._held = (folder, (here.st_dev, here.st_ino))
+                self._held = (folder, self.path.absolute(), (here.st_dev, here.st_ino))
             yield
         except BaseException:
             if created and held:  # (not held: another process made it its own in between)
@@ -216,15 +217,16 @@ class RunDir:
                 raise ConfigError(f"the run directory {self.path} is gone (moved or removed); nothing more was "
                                   f"written: put it back to keep the run's results together")
             return
-        folder, identity = self._held
+        folder, path, identity = self._held
         with suppress(OSError):
-            here = os.stat(self.path)
+            here = os.stat(path)
             if (here.st_dev, here.st_ino) == identity:
                 return
         now = _current_path(folder)
-        if now is None:
-            raise ConfigError(f"the run directory {self.path} was removed while the run trained, so the run stops "
-                              f"here: there is nothing left to resume it from")
+        if now is None:  # removed, or moved to another file system (a copy, then a removal), or no /proc
+            raise ConfigError(f"the run directory {self.path} was moved or removed while the run trained, so the run "
+                              f"stops here; if it was moved, continue it where it is now: distnet train --resume "
+                              f"NEW_PATH")
         raise ConfigError(f"the run directory {self.path} was moved to {now} while the run trained, so the run stops "
                           f"here, with its files there; continue it from there: "
                           f"{RunDir(now).resume_command()}")
@@ -258,7 +260,7 @@ class RunDir:
     def create(self, config: dict) -> None:
         """Start a new run here; refuses a folder whose run has saved results (see check_new)."""
         self._check_no_results()
-        self._make_folder()
+        self.make_folder()
         try:
             write_json(self.config_path, config)
             self.history_path.write_text("")
@@ -272,8 +274,9 @@ class RunDir:
         self.check_in_place()
         write_json(self.config_path, {**self.config(), **changes})
 
-    def _make_folder(self) -> bool:
-        """Create the folder (and the folders above it) unless it exists; whether this call created it."""
+    def make_folder(self) -> bool:
+        """Create the folder (and the folders above it) unless it exists; whether this call created
+        it. ConfigError, saying what is in the way, where it cannot be made."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.path.mkdir()

@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from .checks import acceptable_error_or_none, checked_number
+from .errors import ConfigError
 from .io import write_json
 from .nn import Network
 
@@ -147,6 +148,9 @@ class EarlyStopping:
         """Write the best network to ``best_path`` (if given, and once there is a best) atomically,
         with the notes, and a JSON record beside it of its epoch and validation error."""
         if self.best_path is not None and self.best_params is not None and self.best_epoch >= 0:
+            if not self.best_path.parent.is_dir():  # moved or removed while the run trained: no new one in its place
+                raise ConfigError(f"the run directory {self.best_path.parent} is gone (moved or removed), so the best "
+                                  f"network was not written")
             self.best_network().save(self.best_path, notes=self.notes)
             write_json(self.best_path.with_suffix(".json"),
                        {"epoch": self.best_epoch, "validation_error": self.evaluator.lowest})

@@ -574,7 +574,12 @@ class TrainerBase:
             loop.run.check_in_place()
         if validation is not None:
             error, params = self._validation_error_rate(), self._params()
-            verdict = loop.stopping.evaluate(epoch, error, params)
+            try:
+                verdict = loop.stopping.evaluate(epoch, error, params)
+            except ConfigError:
+                if loop.run:  # a run folder moved during the evaluation: say where it went
+                    loop.run.check_in_place()
+                raise
             if verdict.improved:
                 loop.best_params = np.array(params, copy=True)  # for the checkpoints, without asking the stop rule
             record |= {"validation_error": error, "best_error": verdict.best_error, "best_epoch": verdict.best_epoch}
@@ -618,7 +623,7 @@ class TrainerBase:
         """If the run of this checkpoint had ended (its stop rule said stop, or it trained ``epochs``
         epochs), its result as it ended, with nothing trained or started; else None. A best.npz
         removed or damaged since is written again (with ``notes``) from the checkpoint, which holds
-        it, and so is a damaged history.jsonl. ConfigError if it has trained more than ``epochs`` epochs."""
+        it, and so is a history.jsonl removed or damaged. ConfigError if it has trained more than ``epochs`` epochs."""
         state = checkpoint.stopping_state
         evaluator = StopEvaluator.from_state(state["evaluator"]) if state else None
         trained = (checkpoint.epoch, checkpoint.step)
@@ -649,7 +654,7 @@ class TrainerBase:
                 stopping.save_best()
             elif not scored:
                 best.save(run.best_path, notes=notes)  # a run without validation: its last network is its result
-        if run.history_damaged():  # as a resume that trains would, from the checkpoint's history
+        if not run.history_path.exists() or run.history_damaged():  # from the checkpoint, as a resume that trains
             run.rewrite_history(checkpoint.history)
         result = FitResult(best_network=best,
                            best_error=evaluator.lowest if evaluated else math.nan,

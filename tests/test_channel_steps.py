@@ -373,6 +373,26 @@ def test_count_errors_parts_of_unequal_size_cover_every_sample_once():
     assert counts == [3, 2, 2]
 
 
+def test_a_worker_evaluates_in_the_arrays_of_its_training_steps():
+    # Evaluation between chunks adds nothing to a worker's peak memory (a wide network's 1,000-row
+    # batches of layer outputs did).
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    worker = make_worker(rng.random((20, 5)), rng.integers(0, 3, 20))
+    params = network().params
+    worker.gradient(params, 0, 0)  # a training step: its 10 rows' arrays are kept
+    images, labels = rng.random((1000, 5)), rng.integers(0, 3, 1000)
+    expected = network().error_count(images, labels)
+    tracemalloc.start()
+    try:
+        assert worker.count_errors(params, images, labels, 0, 1) == expected
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1000 * 8 * 8  # a 1,000-row batch of the 8-wide layer's outputs alone would be 64 kB
+
+
 # -- G5: _computing_on lets go of the caller's parameters also when the step fails -----------------
 def test_a_step_that_fails_leaves_the_worker_s_network_on_its_own_parameters():
     rng = np.random.default_rng(0)

@@ -869,6 +869,17 @@ def test_a_ray_that_does_not_start_here_is_one_error_that_names_what_stopped_it(
                                  "could happen because some of the raylet failed to startup or the GCS has become "
                                  f"overloaded.){limit_note}; or train in this process (--workers 0, or a Trainer in "
                                  "Python)")
+    monkeypatch.setattr(local_ray.resource, "getrlimit", lambda which: (2**50, resource.RLIM_INFINITY))
+    with pytest.raises(RayFailedError) as caught:  # a limit beyond any object store is not what stopped Ray
+        local_ray.start()
+    assert "ulimit" not in str(caught.value)
+
+    def refused(**options):
+        raise TypeError("init() got an unexpected keyword argument 'num_cpu'")
+
+    monkeypatch.setattr(local_ray.ray, "init", refused)
+    with pytest.raises(TypeError, match="num_cpu"):  # a wrong option is distnet's mistake, not Ray failing to start
+        local_ray.start(num_cpu=2)
 
 
 def test_clusters_started_here_give_a_stopped_job_time_to_say_how_to_resume():

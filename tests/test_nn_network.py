@@ -788,3 +788,10 @@ def test_targets_of_a_regression_given_as_a_vector_are_refused_saying_how_to_giv
             "Y[:, None])")):
         net.gradient(X, y)
     assert net.gradient(X, y[:, None]).shape == net.params.shape
+
+
+def test_a_saved_network_loads_from_any_bytes_like_object():
+    net = Network([Dense(3, "softmax")], input_size=4, seed=1)
+    data = net.to_npz_bytes()
+    for given in (data, bytearray(data), memoryview(data)):  # a BytesIO's getbuffer(), shared memory
+        np.testing.assert_array_equal(Network.from_npz_bytes(given).params, net.params)

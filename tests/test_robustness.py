@@ -1128,18 +1128,22 @@ class MovesTheRunFolder(Reporter):
                 self.folder.rename(self.to)
 
 
-@pytest.mark.parametrize("moved", [True, False], ids=["moved", "removed"])
+@pytest.mark.parametrize("moved, checkpoint_every", [(True, 0), (False, 0), (True, 5)],
+                         ids=["moved", "removed", "moved, step checkpoints"])
 def test_a_run_whose_folder_is_moved_or_removed_while_it_trains_stops_there(capsys, data, tmp_path, monkeypatch,
-                                                                             moved):
+                                                                             moved, checkpoint_every):
     # Writing on would make a new folder of the old name, holding the rest of the run without its
     # configuration and first epoch: a run that cannot be resumed, where the moved one could be.
+    # (With step checkpoints the next write is a checkpoint's, without the next evaluation's.)
     folder, to = tmp_path / "run", tmp_path / "moved run"
     monkeypatch.setattr("distnet.progress.Reporter", lambda: MovesTheRunFolder(folder, to if moved else None))
-    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "4"))
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "4",
+                                             "--checkpoint-every", str(checkpoint_every)))
     assert not folder.exists()
     if not moved:
-        assert_clean_error(status, err, f"the run directory {folder} was removed while the run trained, so the run "
-                                        f"stops here: there is nothing left to resume it from")
+        assert_clean_error(status, err, f"the run directory {folder} was moved or removed while the run trained, so "
+                                        f"the run stops here; if it was moved, continue it where it is now: distnet "
+                                        f"train --resume NEW_PATH")
         return
     assert_clean_error(status, err, f"the run directory {folder} was moved to {to} while the run trained, so the "
                                     f"run stops here, with its files there; continue it from there: "
@@ -1162,10 +1166,19 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own(capsys, data, 
     status, _, err = cli(capsys, *train_args(tmp_path / "nowhere", "--epochs", "1"))
     assert status == 2 and not (tmp_path / f"{name}-3").exists()  # a run that wrote nothing leaves no folder
     shutil.rmtree(tmp_path / "runs")
+    status, _, err = cli(capsys, *train_args(tmp_path / "nowhere", "--epochs", "1"))
+    assert status == 2 and not (tmp_path / "runs").exists()  # nor the runs folder it made for it
+    monkeypatch.setattr("distnet.commands.train.load_data", interrupt)
+    status, _, err = cli(capsys, *train_args(data, "--epochs", "1"))
+    assert status == 130 and err == "\ndistnet: interrupted\n"  # no advice to reuse a folder that is gone
+    (tmp_path / "runs").symlink_to(tmp_path / "gone")
+    status, _, err = cli(capsys, *train_args(data, "--epochs", "1"))
+    assert_clean_error(status, err, f"cannot create the run directory {name} (runs is a symbolic link to "
+                                    f"{tmp_path / 'gone'}, which does not exist)")
+    (tmp_path / "runs").unlink()
     (tmp_path / "runs").write_text("mine")
     status, _, err = cli(capsys, *train_args(data, "--epochs", "1"))
-    assert_clean_error(status, err, f"cannot create the run directory {name} (a file is in the way); give one "
-                                     f"with --run-dir")
+    assert_clean_error(status, err, f"cannot create the run directory {name} (runs is a file, not a folder)")
 
 
 def test_the_advice_names_a_run_directory_that_begins_with_a_dash_so_that_no_command_takes_it_for_an_option(
@@ -1231,3 +1244,30 @@ def test_validation_holds_out_as_many_samples_as_asked_and_a_resume_keeps_them(c
     assert_clean_error(status, err, f"the training file has {TRAIN_SAMPLES} samples, too few to hold {TRAIN_SAMPLES} "
                                     f"out for validation", "distnet train --validation N")
     assert not (tmp_path / "big").exists()
+
+
+def test_a_run_folder_moved_while_the_run_evaluates_is_not_made_again_by_its_best_network(capsys, data, tmp_path,
+                                                                                         monkeypatch):
+    from distnet.trainer import Trainer
+
+    folder, to = tmp_path / "run", tmp_path / "moved"
+    evaluate = Trainer._validation_error_rate
+
+    def moving(self):
+        error = evaluate(self)
+        if folder.exists():
+            folder.rename(to)  # before the stop rule writes the first best network
+        return error
+
+    monkeypatch.setattr(Trainer, "_validation_error_rate", moving)
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "2"))
+    assert_clean_error(status, err, f"the run directory {folder} was moved to {to} while the run trained")
+    assert not folder.exists()
+
+
+def test_the_resume_of_a_run_that_ended_writes_a_history_removed_since_again(capsys, run, good_data):
+    intact = (run / "history.jsonl").read_text()
+    (run / "history.jsonl").unlink()
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", good_data, "--quiet")
+    assert status == 0 and "had ended at epoch 2" in err, err
+    assert (run / "history.jsonl").read_text() == intact

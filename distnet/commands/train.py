@@ -127,12 +127,17 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir is not None:
         RunDir(args.run_dir).check_new()
         return _train_new(args, preset, args.run_dir)
-    args.run_dir = _fresh_folder(Path("runs") / f"{preset.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    runs = Path("runs")
+    had_runs = runs.is_dir()
+    args.run_dir = _fresh_folder(runs / f"{preset.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    args.fresh_run_dir = True  # removed again below if the run writes nothing: no advice names it then
     try:
         return _train_new(args, preset, args.run_dir)
     except BaseException:
-        with contextlib.suppress(OSError):  # the folder made for the run, if the run wrote nothing into it
+        with contextlib.suppress(OSError):  # the folders made for the run, if it wrote nothing into them
             args.run_dir.rmdir()
+            if not had_runs:
+                runs.rmdir()
         raise
 
 
@@ -141,17 +146,8 @@ def _fresh_folder(path: Path) -> Path:
     second took those: made now, so that two runs started at once never share one."""
     for number in itertools.count(1):
         candidate = path if number == 1 else path.with_name(f"{path.name}-{number}")
-        try:
-            candidate.parent.mkdir(parents=True, exist_ok=True)
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            if candidate.parent.is_dir():
-                continue  # taken by another run
-            error = "a file is in the way"
-        except OSError as e:
-            error = e.strerror
-        raise ConfigError(f"cannot create the run directory {candidate} ({error}); give one with --run-dir") from None
+        if RunDir(candidate).make_folder():
+            return candidate  # else another run's, made this second
 
 
 def _train_new(args: argparse.Namespace, preset: Preset, run_dir: Path) -> int:

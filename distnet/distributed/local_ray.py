@@ -16,6 +16,7 @@ cluster's, is left as it is.
 """
 from __future__ import annotations
 
+import os
 import resource
 import sys
 
@@ -36,9 +37,13 @@ def start(**options) -> None:
     try:
         ray.init(address="local", include_dashboard=False, logging_level="ERROR", runtime_env=RUNTIME_ENV,
                  _system_config=SYSTEM_CONFIG, **options)
+    except (TypeError, ValueError):  # options Ray refuses: distnet's own mistake, to be seen as it is
+        raise
     except Exception as e:  # Ray says "timed out during startup" whatever stopped its processes
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-        cause = "" if limit == resource.RLIM_INFINITY else (
+        # Ray's object store takes 30 % of the memory unless told otherwise, in one file.
+        store = 0.3 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        cause = "" if limit == resource.RLIM_INFINITY or limit >= store else (
             f"; this shell limits the size of the files a process writes to {limit} bytes (ulimit -f), and Ray "
             f"keeps its object store in one file of several GB, which that limit kills it for: raise it (ulimit -f "
             f"unlimited)")
