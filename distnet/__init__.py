@@ -3,6 +3,10 @@
 >>> from distnet import Network, Dense, LeakyReLU, Softmax, XavierNormal, Nesterov, Trainer
 >>> from distnet import load_mnist
 """
+import importlib
+
+# First: the stamps of the source files as this process imports them (see distnet.source_files).
+importlib.import_module(".source_files", __name__)
 from .data import Dataset, Splits, load_dataset, load_fashion_mnist, load_mnist
 from .errors import (ChecksumError, ClusterUnreachableError, ConfigError, DataFormatError, DataNotFoundError,
                      DistnetError, FailureLimitError, FolderNotWritableError, ModelFormatError, OutOfMemoryError,

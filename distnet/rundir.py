@@ -29,7 +29,7 @@ except ImportError:  # not POSIX: runs are not guarded against a second process
 
 from .checkpoint import Checkpoint
 from .checks import home_expanded
-from .errors import ConfigError, ModelFormatError
+from .errors import ConfigError, DistnetError, ModelFormatError
 from .io import UNFINISHED_WRITE, atomic_writer, write_json
 
 # What resuming a run needs from config.json (TrainerBase.config() and fit's run settings).
@@ -156,19 +156,35 @@ class RunDir:
             raise ConfigError(f"{self.path} has no checkpoint to resume from (none was written yet, "
                               f"or they were removed); start the run again: {self.start_again_command()}")
 
-    def resume_command(self) -> str:
-        """The command that continues this run: ``distnet submit --resume`` in a job that ``distnet
-        submit`` started (the job is resubmitted from where it was submitted, with the head's path),
-        else ``distnet train --resume``."""
+    def resume_command(self, workers: int | None = None) -> str:
+        """The command that continues this run (on ``workers`` workers, if given): ``distnet submit
+        --resume`` in a job that ``distnet submit`` started (the job is resubmitted from where it was
+        submitted, with the head's path), the call to ``fit`` for a run that ``fit`` started (on data
+        of its own, which the command line could not give it), else ``distnet train --resume``."""
+        if self._started_by_fit():
+            on = f", with workers={workers}" if workers is not None else ""
+            return f"fit(train, validation, run_dir={str(self.path)!r}, resume=True) in Python on the run's data{on}"
         options = _submit_options()
+        more = ["--workers", str(workers)] if workers is not None else []
         if options is None:
-            return f"distnet train --resume {shell_path(self.path)}"
-        return submit_resume_command(str(self.path), options)
+            return " ".join(["distnet train --resume", shell_path(self.path), *more])
+        return submit_resume_command(str(self.path), options + more)
+
+    def _started_by_fit(self) -> bool:
+        """Whether ``fit`` started this run from Python: its config.json names no data set, which
+        the command line records."""
+        try:
+            return "dataset" not in self.config()
+        except DistnetError:  # no readable configuration: the command line's advice stands
+            return False
 
     def start_again_command(self) -> str:
         """The command that trains a run anew into this folder (one that ended before its first
         checkpoint), ``...`` standing for the run's own options: ``distnet submit --run-dir`` in a
-        job that ``distnet submit`` started, else ``distnet train --run-dir``."""
+        job that ``distnet submit`` started, the call to ``fit`` for a run that ``fit`` started, else
+        ``distnet train --run-dir``."""
+        if self._started_by_fit():
+            return f"fit(train, validation, run_dir={str(self.path)!r}, ...) in Python"
         options = _submit_options()
         command = "distnet train" if options is None else "distnet submit"
         return " ".join([command, "--run-dir", shell_path(self.path), *map(shlex.quote, options or [])]) + " ..."
@@ -247,8 +263,9 @@ class RunDir:
                                   f"would overwrite it: choose another run directory") from None
         if self.holds_results():
             if self.config_path.exists() and self.has_checkpoint():
-                raise ConfigError(f"{self.path} already holds a run; continue it ({self.resume_command()}; in "
-                                  f"Python fit(..., resume=True)), or choose another run directory")
+                python = "" if self._started_by_fit() else "; in Python fit(..., resume=True)"
+                raise ConfigError(f"{self.path} already holds a run; continue it ({self.resume_command()}{python}), "
+                                  f"or choose another run directory")
             found = ", ".join(p.name for p in self._results())
             lacking = "config.json" if not self.config_path.exists() else "checkpoint"
             raise ConfigError(f"{self.path} holds {found} but no {lacking}, so it cannot be resumed, and a new run "

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -230,8 +231,9 @@ def test_a_resume_on_another_number_of_workers_trains_on_records_it_and_a_plain_
 
     with warnings.catch_warnings(record=True) as heard, \
             pytest.raises(ConfigError, match=rf"cannot place 9 workers .*; continue with at most (\d+) workers?: "
-                                             rf"distnet train --resume {re.escape(str(run))} --workers \1 \(workers=\1 "
-                                             rf"in Python; from there its mini-batches are drawn from \1 shards?"):
+                                             rf"fit\(train, validation, run_dir={re.escape(repr(str(run)))}, "
+                                             rf"resume=True\) in Python on the run's data, with workers=\1 \(from "
+                                             rf"there its mini-batches are drawn from \1 shards?"):
         warnings.simplefilter("always")
         resume(run, 2, workers=9, placement_timeout=1)
     assert not [w for w in heard if "shards" in str(w.message)]  # the run does not go on with 9: nothing said of it
@@ -665,3 +667,55 @@ def test_a_host_without_room_for_the_channel_trains_by_plain_calls_or_refuses_ch
     assert lines[2].endswith("give the host's shared memory more room (in Docker: --shm-size), or use protocol "
                              "'plain'")
     assert len(lines) == 3
+
+
+def _live_placement_groups() -> list:
+    import ray
+
+    return [pg for pg, info in ray.util.placement_group_table().items() if info["state"] != "REMOVED"]
+
+
+def test_ctrl_c_while_a_fit_waits_for_room_leaves_no_placement_group_behind(mnist, ray_local, monkeypatch):
+    """As in a notebook on a Ray of one's own, whose CPUs another piece of work holds: the group,
+    placed once they are free, held them for the rest of the session, and every later fit failed."""
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    other_work = placement_group([{"CPU": 1}] * 4)
+    ray.get(other_work.ready())
+    wait = ray.wait
+
+    def interrupted(refs, *args, timeout=None, **kwargs):
+        if timeout == 17:  # the placement wait (Ctrl-C during it)
+            raise KeyboardInterrupt
+        return wait(refs, *args, timeout=timeout, **kwargs)
+
+    monkeypatch.setattr(ray, "wait", interrupted)
+    before = _live_placement_groups()
+    try:
+        trainer = DistributedTrainer(small_network(), Nesterov(0.02), batch_size=32, workers=1, placement_timeout=17)
+        with pytest.raises(KeyboardInterrupt):
+            fit(trainer, mnist)
+        assert _live_placement_groups() == before
+    finally:
+        remove_placement_group(other_work)
+
+
+def test_an_interrupted_close_still_ends_the_actors_and_frees_their_cpus(mnist, ray_local, monkeypatch):
+    """A second Ctrl-C while a fit closes (here: while it takes back the server's state) skipped
+    the rest of the close: actors and their placement group held the CPUs for the session."""
+    import ray
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(DistributedTrainer, "_take_back_state", interrupted)
+    before = _live_placement_groups()
+    trainer = DistributedTrainer(small_network(), Nesterov(0.02), batch_size=32, workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        fit(trainer, mnist)
+    assert _live_placement_groups() == before
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < ray.cluster_resources().get("CPU", 0):
+        assert time.monotonic() < deadline, "the fit's actors still hold CPUs"
+        time.sleep(0.2)

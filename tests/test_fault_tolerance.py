@@ -346,7 +346,8 @@ def test_failures_beyond_the_limit_end_the_run_keeping_best_network_and_checkpoi
         ray_local.kill(trainer._worker_actors[0])
 
     with pytest.raises(FailureLimitError, match=r"giving up after 1 failure \(max_failures=0\).*"
-                                                r"intact: continue with distnet train --resume"):
+                                                r"intact: continue with fit\(train, validation, run_dir=.*, "
+                                                r"resume=True\) in Python on the run's data$"):
         fit(trainer, mnist, reporter=KillOnce(2, 10, kill_worker), run_dir=run)
     assert saved == {name: (run / name).read_bytes() for name in saved}
     resumed = make_trainer()
@@ -380,9 +381,10 @@ def test_a_replacement_with_no_room_ends_the_run_saying_how_to_resume_on_the_cpu
     with pytest.raises(DistnetError, match=re.escape(
             f"cannot start a replacement for worker 1 within 1 s: its placement-group bundle has no room (was its "
             f"node lost?); the best network so far and the last checkpoint in {run} are intact: continue with "
-            f"distnet train --resume {run} once the cluster has room for 2 workers again, or now on the 1 CPU it has "
-            f"with distnet train --resume {run} --workers 1 (from there its mini-batches are drawn from 1 shard: "
-            f"another draw of the same training)")):
+            f"fit(train, validation, run_dir={str(run)!r}, resume=True) in Python on the run's data once the cluster "
+            f"has room for 2 workers again, or now on the 1 CPU it has with fit(train, validation, "
+            f"run_dir={str(run)!r}, resume=True) in Python on the run's data, with workers=1 (from there its "
+            f"mini-batches are drawn from 1 shard: another draw of the same training)")):
         fit(trainer, mnist, reporter=killer, run_dir=run)
     monkeypatch.undo()
     assert killer.recoveries == [] and saved == {name: (run / name).read_bytes() for name in saved}
@@ -403,7 +405,8 @@ def test_a_ray_failure_the_trainer_does_not_recover_from_ends_the_run_with_a_cle
     monkeypatch.setattr(DistributedTrainer, "_open_steps", lost_while_opening)
     trainer = make_trainer()
     with pytest.raises(RayFailedError, match=r"Ray failed \(RayActorError: .*\); the best network so far and the "
-                                             r"last checkpoint in .* are intact: continue with distnet train --resume"):
+                                             r"last checkpoint in .* are intact: continue with fit\(train, "
+                                             r"validation, run_dir=.*, resume=True\) in Python on the run's data"):
         fit(trainer, mnist, run_dir=run, resume=True)
     assert trainer._worker_actors == [] and trainer._server is None and trainer._pg is None
     assert saved == {name: (run / name).read_bytes() for name in saved}

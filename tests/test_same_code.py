@@ -88,3 +88,34 @@ def test_the_code_digest_covers_every_source_file_and_not_where_the_package_is(t
     assert code_of(changed)[0] == str(changed / "distnet") and code_of(changed)[1] != digest
     (same / "distnet" / "nn" / "extra.py").write_text("")  # a new module is new code too
     assert code_of(same)[1] != digest
+
+
+EDITED_AFTER_IMPORT = """
+import sys
+import distnet
+from distnet import ConfigError
+from distnet.distributed.same_code import check_same_code
+
+check_same_code({})  # as imported: nothing to say
+with open(sys.argv[1], "a") as f:
+    f.write("# edited while the process ran\\n")
+try:
+    check_same_code({})
+    print("not refused")
+except ConfigError as e:
+    print(e)
+"""
+
+
+def test_a_driver_whose_distnet_was_edited_since_it_imported_it_is_told_to_restart(tmp_path):
+    # As in a notebook on an editable install: actors would import the edited files, the driver
+    # runs what it imported. The digest compared with the actors' was taken from the files as they
+    # were at the first fit: an edit before it went unnoticed, one after it was blamed on a node.
+    copy = copy_of_distnet(tmp_path / "copy")
+    edited = copy / "distnet" / "metrics.py"
+    done = subprocess.run([sys.executable, "-c", EDITED_AFTER_IMPORT, str(edited)], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(copy)}, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == (f"distnet's source in {copy / 'distnet'} changed since this process imported it "
+                                   f"(metrics.py): its actors would run the new code and this process the old; "
+                                   f"restart the Python process (in a notebook, its kernel) to train with the new")

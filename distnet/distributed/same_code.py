@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from pathlib import Path
 
 import ray
 
 from ..errors import ConfigError
-
-_PACKAGE = Path(__file__).resolve().parents[1]
+from ..source_files import PACKAGE, changed_since_import
 
 
 @functools.cache
 def distnet_code() -> tuple[str, str]:
     """Where this process's distnet is, and a digest of all its Python source."""
     digest = hashlib.sha256()
-    for path in sorted(_PACKAGE.rglob("*.py")):
-        digest.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return str(_PACKAGE), digest.hexdigest()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        digest.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return str(PACKAGE), digest.hexdigest()
 
 
 def _code_of(actor) -> tuple[str, str]:
@@ -34,7 +32,15 @@ def _code_of(actor) -> tuple[str, str]:
 
 def check_same_code(actors: dict[str, "ray.actor.ActorHandle"]) -> None:
     """ConfigError naming the first of ``actors`` (by their names for the user) whose distnet
-    differs from this process's; a lost actor raises Ray's error, as any call to it would."""
+    differs from this process's; a lost actor raises Ray's error, as any call to it would. First,
+    ConfigError if distnet's files changed since this process imported it: an actor would run what
+    they hold now, this process what they held then."""
+    changed = changed_since_import()
+    if changed:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        raise ConfigError(f"distnet's source in {PACKAGE} changed since this process imported it ({shown}): its "
+                          f"actors would run the new code and this process the old; restart the Python process "
+                          f"(in a notebook, its kernel) to train with the new")
     path, digest = distnet_code()
     answers = [actor.__ray_call__.remote(_code_of) for actor in actors.values()]
     for name, answer in zip(actors, answers):

@@ -56,7 +56,11 @@ class StopEvaluatorHandle:
         self.actor = self._start()
         # Up before the first step rather than beside it: a Ray worker process takes a core for a
         # second or more to boot, which the first steps would lose.
-        self._call("state")
+        try:
+            self._call("state")
+        except BaseException:  # Ctrl-C as it boots: no handle is kept to close it, so it goes now
+            ray.kill(self.actor)
+            raise
 
     def _start(self):
         return ray.remote(_EarlyStoppingActor).options(**self._options).remote(*self._args)

@@ -31,7 +31,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import numpy as np
@@ -313,12 +313,16 @@ class DistributedTrainer(TrainerBase):
         # A Ray started here cannot grow: fail at once rather than wait for CPUs that never come.
         cannot_grow = self._embedded_ray and workers > ray.cluster_resources().get("CPU", 0)
         waited = 0 if cannot_grow else self.placement_timeout
-        if ray.wait([group.ready()], timeout=waited)[0]:
-            return group
+        try:
+            if ray.wait([group.ready()], timeout=waited)[0]:
+                return group
+        except BaseException:  # Ctrl-C while it waits: the group, once placed, would hold its CPUs for good
+            remove_placement_group(group)
+            raise
         cpus = ray.cluster_resources().get("CPU", 0)
         free = ray.available_resources().get("CPU", 0)
         remove_placement_group(group)
-        fits = max(1, int(free))
+        fits = int(free)
         # A Ray started here is this machine alone: more room is had from a cluster, not by waiting.
         where, more = ((f"this machine has {cpus:g} CPUs for the Ray this run started", "or join a cluster "
                         "with more (--address; address= in Python)") if cannot_grow else
@@ -326,11 +330,13 @@ class DistributedTrainer(TrainerBase):
         if not cannot_grow and free < workers <= cpus:  # the room is there, taken by others for now
             where += f" (the other {cpus - free:g} in use by other jobs or actors: once they end, {workers} fit)"
         advice = f"use at most {count(fits, 'worker')} (--workers {fits}; workers={fits} in Python), {more}"
-        if self._run is not None and self._run.has_checkpoint():  # a resume
-            advice = (f"continue with at most {count(fits, 'worker')}: {self._run.resume_command()} --workers "
-                      f"{fits} (workers={fits} in Python; from there its mini-batches are drawn from "
-                      f"{count(fits, 'shard')}: another draw of the same training), {more}")
-        raise ConfigError(f"cannot place {workers} workers (one CPU each): {where}; {advice}")
+        if fits < 1:
+            advice = f"end what holds the CPUs, {more}"
+        elif self._run is not None and self._run.has_checkpoint():  # a resume
+            advice = (f"continue with at most {count(fits, 'worker')}: {self._run.resume_command(workers=fits)} "
+                      f"(from there its mini-batches are drawn from {count(fits, 'shard')}: another draw of the "
+                      f"same training), {more}")
+        raise ConfigError(f"cannot place {count(workers, 'worker')} (one CPU each): {where}; {advice}")
 
     def _open_steps(self):
         if self.protocol == "compiled":
@@ -343,14 +349,17 @@ class DistributedTrainer(TrainerBase):
     def _close(self) -> None:
         unanswered = None
         try:
-            if getattr(self, "_server", None) is not None:
-                unanswered = self._take_back_state()
-            _end_actors([actor for actor in getattr(self, "_worker_actors", []) + [getattr(self, "_server", None)]
-                         if actor is not None])
-            if getattr(self, "_stopping", None) is not None:
-                self._stopping.close()
-            if getattr(self, "_pg", None) is not None:
-                remove_placement_group(self._pg)
+            # Each step runs whatever ends one before it (a second Ctrl-C, a hung server): actors
+            # or a placement group left behind would hold their CPUs for the rest of the session.
+            with ExitStack() as closing:
+                if getattr(self, "_pg", None) is not None:
+                    closing.callback(remove_placement_group, self._pg)
+                if getattr(self, "_stopping", None) is not None:
+                    closing.callback(self._stopping.close)
+                closing.callback(_end_actors, [actor for actor in getattr(self, "_worker_actors", []) +
+                                               [getattr(self, "_server", None)] if actor is not None])
+                if getattr(self, "_server", None) is not None:
+                    unanswered = self._take_back_state()
         finally:
             self._worker_actors, self._server, self._pg, self._stopping, self._steps = [], None, None, None, None
             # The fit's data, in the object store: a Ray this trainer did not start keeps running.
@@ -499,8 +508,9 @@ class DistributedTrainer(TrainerBase):
                 f"continue with {command}")
         if cpus_now is not None and 0 < cpus_now < self.shards:
             kept += (f" once the cluster has room for {count(self.shards, 'worker')} again, or now on the "
-                     f"{count(cpus_now, 'CPU')} it has with {command} --workers {cpus_now} (from there its "
-                     f"mini-batches are drawn from {count(cpus_now, 'shard')}: another draw of the same training)")
+                     f"{count(cpus_now, 'CPU')} it has with {self._run.resume_command(workers=cpus_now)} (from "
+                     f"there its mini-batches are drawn from {count(cpus_now, 'shard')}: another draw of the same "
+                     f"training)")
         return kept
 
     def _replace_lost_actors(self, cause: Exception) -> None:
