@@ -367,6 +367,15 @@ def test_workers_that_would_fit_but_for_other_work_are_told_so(mnist, ray_local)
                                               r"1 free, after waiting 1 s \(the other 3 in use by other jobs or "
                                               r"actors: once they end, 2 fit\); use at most 1 worker "):
             fit(trainer, mnist)
+        last_cpu = placement_group([{"CPU": 1}])
+        ray.get(last_cpu.ready())
+        trainer = DistributedTrainer(small_network(), Nesterov(0.02), batch_size=32, workers=1, placement_timeout=1)
+        with pytest.raises(ConfigError, match=r"^cannot place 1 worker \(one CPU each\): the cluster has 4 CPUs, "
+                                              r"0 free, after waiting 1 s \(the other 4 in use by other jobs or "
+                                              r"actors: once they end, 1 fit\); end what holds the CPUs, or add "
+                                              r"nodes$"):  # not "use at most 1 worker", which it had been asked
+            fit(trainer, mnist)
+        remove_placement_group(last_cpu)
     finally:
         remove_placement_group(other_job)
 

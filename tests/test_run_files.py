@@ -92,3 +92,16 @@ def test_a_checkpoint_grown_huge_by_damage_is_refused_without_reading_it_whole(t
     finally:
         tracemalloc.stop()
     assert peak < 2**20  # not a copy of 2 GB in memory (RunDir.load_checkpoint then falls back to the previous)
+
+
+def test_a_run_is_continued_the_way_it_was_started(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.create(CONFIG)  # as fit writes it: no data set, which the command line records
+    assert run.resume_command() == (f"fit(train, validation, run_dir={str(run.path)!r}, resume=True) in Python on the "
+                                    f"run's data")
+    assert run.resume_command(workers=1).endswith("in Python on the run's data, with workers=1")
+    assert run.start_again_command() == f"fit(train, validation, run_dir={str(run.path)!r}, ...) in Python"
+    run.update_config({"dataset": "mnist"})  # as distnet train writes it
+    assert run.resume_command() == f"distnet train --resume {run.path}"
+    assert run.resume_command(workers=1) == f"distnet train --resume {run.path} --workers 1"
+    assert run.start_again_command() == f"distnet train --run-dir {run.path} ..."
