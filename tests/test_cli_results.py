@@ -6,7 +6,6 @@ import importlib.util
 import io
 import json
 import re
-import shlex
 import shutil
 from pathlib import Path
 import struct
@@ -665,14 +664,16 @@ def test_a_run_stopped_before_its_first_evaluation_says_so_and_how_to_go_on(caps
         status, _, err = run_cli(capsys, command, run, *(["digits.npy"] if command == "predict" else []))
         assert status == 2 and err == (f"distnet: error: {run} has no best network (best.npz): none yet, or the file "
                                        f"was removed; resume it to get one (from its checkpoint if it had ended): "
-                                       f"distnet train --resume '{run}'\n")
+                                       f"fit(train, validation, run_dir='{run}', resume=True) in Python on the run's "
+                                       f"data\n")  # started from Python on data of its own: continued there
     assert run_cli(capsys, "evaluate", run / "best.npz")[2] == err  # "no such model file" alone before
     for name in ("checkpoint.npz", "checkpoint.prev.npz"):
         (run / name).unlink(missing_ok=True)
     for command in ("evaluate", "show", "plot", "predict"):  # which told to resume before, but for plot
         status, _, err = run_cli(capsys, command, run, *(["digits.npy"] if command == "predict" else []))
         assert status == 2 and err.endswith("stopped before its first checkpoint, so there is nothing to resume: "
-                                            f"train it anew into the same folder: distnet train --run-dir {shlex.quote(str(run))} ...\n")
+                                            f"train it anew into the same folder: fit(train, validation, "
+                                            f"run_dir='{run}', ...) in Python\n")
 
 
 def test_a_run_started_from_python_on_data_of_its_own_is_not_taken_for_mnist(capsys, mnist, tmp_path):
