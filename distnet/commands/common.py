@@ -72,13 +72,7 @@ def _run_data_dir(model: Path, dataset: str) -> Path | None:
     """The data folder the run of ``model`` (a best.npz beside its run's config.json) was trained
     from, if it trained on ``dataset``: its test set is the one the run's summary scored (a folder
     of your own data, say, not the MNIST a plain load would find); None if the run records none."""
-    from ..errors import DistnetError
-    from ..rundir import RunDir
-
-    try:
-        config = RunDir(model.parent).config()
-    except DistnetError:  # no run directory, or not one distnet wrote
-        return None
+    config = _run_config(model)
     recorded = config.get("data_dir")
     if not isinstance(recorded, str) or config.get("dataset") != dataset:
         return None
@@ -139,17 +133,23 @@ def dataset_of_model(model: Path, given: str | None) -> str:
 def _recorded_dataset(model: Path, record: dict) -> str | None:
     """The known data set ``model`` was trained on, by its :func:`trained_on` ``record`` or else
     its run directory; None if neither says."""
-    from ..errors import DistnetError
-    from ..rundir import RunDir
-
     name = record.get("name")
     if isinstance(name, str) and name.split("/")[0] in DATASETS:
         return name.split("/")[0]
-    try:
-        recorded = RunDir(model.parent).config().get("dataset")
-    except DistnetError:  # no run directory, or not one distnet wrote
-        recorded = None
+    recorded = _run_config(model).get("dataset")
     return recorded if recorded in DATASETS else None
+
+
+def _run_config(model: Path) -> dict:
+    """The configuration of the run directory ``model`` is in ({} where it is in none, or in a
+    folder that distnet did not write)."""
+    from ..errors import DistnetError
+    from ..rundir import RunDir
+
+    try:
+        return RunDir(model.parent).config()
+    except DistnetError:
+        return {}
 
 
 def check_fits(network, model: Path, pixels: int, classes: int, data_name: str) -> None:
