@@ -570,14 +570,12 @@ class TrainerBase:
         validation set, the stop rule's verdict on it."""
         record = {"epoch": epoch, "train_error": stats.error_rate, "train_cost": stats.cost / max(stats.samples, 1)}
         verdict = None
-        if loop.run:  # before the stop rule writes a better network into it
-            loop.run.check_in_place()
         if validation is not None:
             error, params = self._validation_error_rate(), self._params()
             try:
                 verdict = loop.stopping.evaluate(epoch, error, params)
             except ConfigError:
-                if loop.run:  # a run folder moved during the evaluation: say where it went
+                if loop.run:  # a run folder moved away, which the stop rule will not write into: say where
                     loop.run.check_in_place()
                 raise
             if verdict.improved:
