@@ -1,8 +1,11 @@
-"""The error types distnet raises on purpose.
+"""The error types distnet raises on purpose, and :func:`warn`, which its warnings go through.
 
 Every error a user can cause derives from :class:`DistnetError`; its message says what is wrong
 and how to fix it. The CLI prints such messages without a traceback and exits with status 2.
 """
+import os
+import sys
+import warnings
 
 
 class DistnetError(Exception):
@@ -58,3 +61,13 @@ def first_line(error: BaseException) -> str:
     """An error's message, its first line only (Ray's run on with remote tracebacks)."""
     text = str(error).strip()
     return text.splitlines()[0][:300] if text else "no details"
+
+
+def warn(message: str) -> None:
+    """Issue a UserWarning attributed to the first caller outside distnet: Python's report then
+    names the line of the user's code that led to it, not a line deep inside the library."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, stacklevel=level + 1 if frame is not None else 2)

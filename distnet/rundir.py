@@ -17,7 +17,6 @@ import json
 import os
 import shlex
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -29,7 +28,7 @@ except ImportError:  # not POSIX: runs are not guarded against a second process
 
 from .checkpoint import Checkpoint
 from .checks import home_expanded
-from .errors import ConfigError, DistnetError, ModelFormatError
+from .errors import ConfigError, DistnetError, ModelFormatError, warn
 from .io import UNFINISHED_WRITE, atomic_writer, write_json
 
 # What resuming a run needs from config.json (TrainerBase.config() and fit's run settings).
@@ -427,7 +426,7 @@ class RunDir:
                 errors.append(str(e))
                 continue
             if errors:
-                warnings.warn(f"{errors[0]}; resuming from the previous checkpoint {path.name} instead")
+                warn(f"{errors[0]}; resuming from the previous checkpoint {path.name} instead")
             self._newest_damaged = path != self.checkpoint_path
             return checkpoint
         best = f", and the best network so far is {self.best_path}" if self.best_path.exists() else ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import math
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -23,7 +22,7 @@ import numpy as np
 from .batches import BatchPlan
 from .checkpoint import Checkpoint
 from .data import Dataset
-from .errors import ConfigError, ModelFormatError, TrainingDivergedError
+from .errors import ConfigError, ModelFormatError, TrainingDivergedError, warn
 from .data.augment import RandomAffine
 from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
@@ -471,7 +470,7 @@ class TrainerBase:
         try:
             self._open(train, validation, plan)
             if start.warning:  # not before: a resume on more workers than the cluster can place fails instead
-                warnings.warn(start.warning)
+                warn(start.warning)
             if run is not None and start.record:
                 run.update_config(start.record)
             started = time.perf_counter()  # training time, without the start of a distributed trainer's actors
@@ -638,8 +637,8 @@ class TrainerBase:
             advice = "to train longer, resume it with more epochs (--epochs with --resume; fit(epochs=...) in Python)"
         else:
             return None
-        warnings.warn(f"{run.path} had ended at epoch {checkpoint.epoch} ({ending.replace('_', ' ')}): nothing "
-                      f"to resume; {advice}")
+        warn(f"{run.path} had ended at epoch {checkpoint.epoch} ({ending.replace('_', ' ')}): nothing "
+             f"to resume; {advice}")
         self.network.set_params(checkpoint.params)  # as after the run, which ended there
         scored = evaluator is not None and math.isfinite(evaluator.lowest)
         best_params = best_params_of(run, checkpoint) if scored else None
@@ -719,8 +718,8 @@ def _set_aside_newer_best(run: RunDir, then: str) -> None:
     will not train that network again. ``then``: what becomes of best.npz."""
     if not loads_as_network(run.best_path):
         return
-    warnings.warn(f"{run.best_path} came after the checkpoint this run resumes from, and the run goes on otherwise "
-                  f"than it would have: it is kept as {run.set_aside_best().name}, and {then}")
+    warn(f"{run.best_path} came after the checkpoint this run resumes from, and the run goes on otherwise "
+         f"than it would have: it is kept as {run.set_aside_best().name}, and {then}")
 
 
 def _defined_by_distnet(cls: type, name: str) -> bool:

@@ -337,6 +337,7 @@ def test_a_wrong_shared_data_dir_is_said_not_passed_over(
         assert len(load_mnist(download=False, validation=1).train) == 22  # the cache's
     assert [str(w.message) for w in caught] == [f"$DISTNET_DATA_DIR is {shared}, {why}; "
                                                 f"using those in {env / 'mnist'}"]
+    assert [w.filename for w in caught] == [__file__]  # the user's line that led to it, not distnet's
 
 
 def test_files_in_the_data_folder_s_data_set_subfolder_get_no_warning(env: Path, tmp_path: Path) -> None:

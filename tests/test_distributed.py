@@ -149,8 +149,9 @@ def test_resuming_an_ended_distributed_run_starts_no_actor(mnist, ray_local, tmp
         raise AssertionError("the resume of an ended run started the trainer's actors")
 
     monkeypatch.setattr(DistributedTrainer, "_open", no_actors)
-    with pytest.warns(UserWarning, match="had ended at epoch 2 \\(max epochs\\): nothing to resume"):
+    with pytest.warns(UserWarning, match="had ended at epoch 2 \\(max epochs\\): nothing to resume") as caught:
         trainer, again = distributed(mnist, 2, "auto", run_dir=tmp_path / "run", resume=True)
+    assert [w.filename for w in caught] == [__file__]  # the user's call, not distnet's line
     assert again.already_ended and trainer.placement == [] and trainer.active_protocol is None
     assert (again.best_error, again.best_epoch, again.epochs) == (ended.best_error, ended.best_epoch, ended.epochs)
     np.testing.assert_array_equal(again.best_network.params, ended.best_network.params)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..data.datasets import DATASETS
+from ..errors import warn
 
 if TYPE_CHECKING:
     import numpy as np
@@ -77,8 +77,8 @@ def _run_data_dir(model: Path, dataset: str) -> Path | None:
     if not isinstance(recorded, str) or config.get("dataset") != dataset:
         return None
     if not Path(recorded).is_dir():
-        warnings.warn(f"the run's data folder {recorded} is not there any more; the test set is looked for where a "
-                      f"new run looks (--data-dir names another)")
+        warn(f"the run's data folder {recorded} is not there any more; the test set is looked for where a "
+             f"new run looks (--data-dir names another)")
         return None
     return Path(recorded)
 
@@ -119,14 +119,14 @@ def dataset_of_model(model: Path, given: str | None) -> str:
     recorded = _recorded_dataset(model, record)
     if given is not None:
         if recorded is not None and recorded != given:
-            warnings.warn(f"{model} was trained on {recorded}; using it on {given}, as --dataset asks")
+            warn(f"{model} was trained on {recorded}; using it on {given}, as --dataset asks")
         return given
     if recorded is not None:
         return recorded
     name = record.get("name")
     what = (f"was trained on {name!r}, not a data set distnet knows" if isinstance(name, str) and name else
             "does not record the data set it was trained on")
-    warnings.warn(f"{model} {what}, so mnist is assumed; --dataset chooses another")
+    warn(f"{model} {what}, so mnist is assumed; --dataset chooses another")
     return "mnist"
 
 

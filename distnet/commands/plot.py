@@ -3,12 +3,11 @@ images, as PNG files (needs matplotlib: ``pip install matplotlib``)."""
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, warn
 from .common import add_data_arguments, folder
 
 DPI = 100
@@ -94,8 +93,8 @@ def read_history(path: Path) -> list[dict]:
             record = json.loads(line)
         except ValueError:
             if number == len(lines) and not text.endswith("\n"):  # what a run killed while writing it leaves
-                warnings.warn(f"{path}: the last line (line {number}) was cut short as it was written: the "
-                              f"evaluations before it are drawn (a resume of the run rewrites the file)")
+                warn(f"{path}: the last line (line {number}) was cut short as it was written: the "
+                     f"evaluations before it are drawn (a resume of the run rewrites the file)")
                 break
             raise ConfigError(f"{path}: line {number} is not valid JSON (a resume of the run, distnet train --resume "
                               f"{shell_path(path.parent)}, writes the file again from its checkpoint)") from None

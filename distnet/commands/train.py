@@ -7,13 +7,12 @@ import itertools
 import json
 import sys
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 from ..batches import check_batch_size
 from ..data.augment import RandomAffine
-from ..errors import ConfigError, ModelFormatError
+from ..errors import ConfigError, ModelFormatError, warn
 from ..nn.activations import ACTIVATIONS
 from ..nn.costs import COSTS
 from ..presets import PRESETS, Preset, get_preset
@@ -216,8 +215,8 @@ def resume_train(args) -> int:
         if data_dir.is_dir():
             args.data_dir = data_dir  # the same files, or the batches would differ
         else:  # (or the files were found elsewhere then): the run's checksums tell whether they are the same
-            warnings.warn(f"the run's data folder {data_dir} is not there any more; the data set is looked for "
-                          f"where a new run looks, and compared with the run's where it recorded their checksums")
+            warn(f"the run's data folder {data_dir} is not there any more; the data set is looked for "
+                 f"where a new run looks, and compared with the run's where it recorded their checksums")
     batch_size = recorded["batch_size"]
     if args.workers is not None and args.workers > batch_size:  # before the data loads or Ray starts
         raise ConfigError(f"--workers {args.workers}: each worker needs at least one sample per step, and the run's "
@@ -247,8 +246,8 @@ def _check_resumable_here(run: RunDir, network) -> None:
                           f"and its {'-'.join(map(str, network.sizes))} network does not take MNIST's images and "
                           f"classes): resume it from Python, with fit(train, validation, run_dir=..., resume=True) "
                           f"on that data")
-    warnings.warn(f"{run.path} was started from Python (its config.json names no data set): it is resumed on mnist, "
-                  f"which the run's checksums compare with the data it was started with")
+    warn(f"{run.path} was started from Python (its config.json names no data set): it is resumed on mnist, "
+         f"which the run's checksums compare with the data it was started with")
 
 
 def _recorded_settings(run: RunDir, config: dict) -> dict:
@@ -299,8 +298,8 @@ def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int
                                            ("--max-failures", args.max_failures != DEFAULT_MAX_FAILURES)) if given]
         if unused:
             named = f"{', '.join(unused[:-1])} and {unused[-1]}" if len(unused) > 1 else unused[0]
-            warnings.warn(f"{named} {'are' if len(unused) > 1 else 'is'} for Ray workers, and this "
-                          f"run trains in this process without them (--workers 0): ignored")
+            warn(f"{named} {'are' if len(unused) > 1 else 'is'} for Ray workers, and this "
+                 f"run trains in this process without them (--workers 0): ignored")
         return Trainer(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, **options)
     from ..distributed import DistributedTrainer  # Ray takes seconds to import: only when needed
 

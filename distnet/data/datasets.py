@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 import numbers
 import os
-import warnings
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,7 +39,8 @@ from distnet.checks import as_array, checked_number, floating_point, labels_hint
 from distnet.data.digits import PIXELS, SIDE, Digit
 from distnet.data.download import fetch, sha256_of
 from distnet.data.idx import read_idx
-from distnet.errors import ChecksumError, ConfigError, DataFormatError, DataNotFoundError, FolderNotWritableError
+from distnet.errors import (ChecksumError, ConfigError, DataFormatError, DataNotFoundError, FolderNotWritableError,
+                            warn)
 
 __all__ = [
     "CHECKSUMS",
@@ -477,7 +477,7 @@ def _note_passed_over(name: str, bases: tuple[str, ...], used: Path, given: Path
     then = f"downloading them into {used}" if downloading else f"using those in {used}"
     if given is not None:
         if used not in (given, given / name):
-            warnings.warn(f"{given} does not hold {files}; {then}")
+            warn(f"{given} does not hold {files}; {then}")
     elif shared is not None and used != shared / name:
         if not shared.is_dir():
             where = "a file, not a folder" if shared.exists() else "a folder that does not exist"
@@ -486,7 +486,7 @@ def _note_passed_over(name: str, bases: tuple[str, ...], used: Path, given: Path
                      f"fashion-mnist/ (here, perhaps {shared.parent})")
         else:
             where = f"but {shared / name} does not hold {files}"
-        warnings.warn(f"${DATA_DIR_ENV} is {shared}, {where}; {then}")
+        warn(f"${DATA_DIR_ENV} is {shared}, {where}; {then}")
 
 
 def _find(folder: Path, base: str) -> Path | None:

@@ -9,12 +9,11 @@ replace actors and carry on from there.
 from __future__ import annotations
 
 import time
-import warnings
 from contextlib import suppress
 
 import ray
 
-from ..errors import ConfigError
+from ..errors import ConfigError, warn
 from .channel import ChannelSpec, ChannelUnavailable, reachable, remove_channel
 
 # (summed cost in StepStats' units, correctly classified samples, samples, whether every parameter
@@ -108,8 +107,8 @@ class ChannelSteps(StepProtocol):
             if required:
                 raise ConfigError(f"protocol 'channel': {reason}; give the host's shared memory more room (in "
                                   f"Docker: --shm-size), or use protocol 'plain'") from None
-            warnings.warn(f"{reason}: the steps go by plain actor calls, slower for a small network (in Docker, "
-                          f"--shm-size gives the shared memory more room)")
+            warn(f"{reason}: the steps go by plain actor calls, slower for a small network (in Docker, "
+                 f"--shm-size gives the shared memory more room)")
             return None
         try:
             if not all(ray.get([w.can_reach.remote(spec) for w in workers])):

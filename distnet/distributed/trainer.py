@@ -29,7 +29,6 @@ import logging
 import os
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
@@ -42,7 +41,7 @@ from ray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
 
 from ..batches import BatchPlan
 from ..data import Dataset
-from ..errors import ConfigError, DistnetError, FailureLimitError, RayFailedError, first_line
+from ..errors import ConfigError, DistnetError, FailureLimitError, RayFailedError, first_line, warn
 from ..data.augment import RandomAffine
 from ..nn import Network, Optimizer
 from ..nn.schedules import Schedule
@@ -372,7 +371,7 @@ class DistributedTrainer(TrainerBase):
                         self._started_ray = self._embedded_ray = False
                         _RayOfThisProcess.started_by = None
         if unanswered:  # once every actor is let go of (with warnings as errors, this raises)
-            warnings.warn(unanswered)
+            warn(unanswered)
 
     def _take_back_state(self) -> str | None:
         """The parameter server's parameters and optimizer state into the trainer's network and
@@ -474,8 +473,8 @@ class DistributedTrainer(TrainerBase):
             try:
                 self._run.append_failure(what)
             except OSError as e:  # a full disk, say: the recovery goes on all the same
-                warnings.warn(f"cannot record the failure in {self._run.failures_path} ({e.strerror or e}); the run "
-                              f"goes on, and its summary will not list it")
+                warn(f"cannot record the failure in {self._run.failures_path} ({e.strerror or e}); the run "
+                     f"goes on, and its summary will not list it")
         if len(self.failures) <= self.max_failures:
             self._unreported.append((what, len(self.failures)))
             return
