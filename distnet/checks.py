@@ -68,8 +68,14 @@ def class_labels(labels, rows: int, classes: int) -> np.ndarray:
 def labels_hint(labels: np.ndarray, rows: int) -> str:
     """How labels that are not one integer class index per row may be made so, where the mistake
     is a common one (one-hot rows, class names, whole numbers as floats); "" otherwise."""
+    if labels.ndim == 2 and labels.shape == (rows, 1):
+        whole = labels.dtype.kind == "f" and np.isfinite(labels).all() and (labels % 1 == 0).all()
+        return f" (one label per row in a column? pass labels.ravel(){'.astype(int)' if whole else ''})"
     if labels.ndim == 2 and labels.shape[0] == rows:
-        return " (one-hot rows? pass their argmax(axis=1))"
+        if labels.dtype.kind in "biuf" and np.isin(labels, (0, 1)).all() and (labels.sum(axis=1) == 1).all():
+            return " (one-hot rows? pass their argmax(axis=1))"
+        return (" (training and error rates take one class label per row; other targets, such as regression, "
+                "train with Trainer.step(X, Y))")
     if labels.ndim == 1 and labels.dtype.kind in "USO":
         return (" (class names? names, labels = np.unique(labels, return_inverse=True) gives the names and each "
                 "row's index)")

@@ -641,9 +641,10 @@ def test_predict_with_a_model_of_other_data_says_what_it_reads(capsys, tmp_path)
     net.save(tmp_path / "own.npz", notes={"trained_on": {"name": "", "classes": ["a", "b", "c"]}})
     np.save(tmp_path / "digits.npy", np.zeros((1, 28, 28), np.float32))
     status, _, err = run_cli(capsys, "predict", tmp_path / "own.npz", tmp_path / "digits.npy")
-    assert status == 2 and err == (f"distnet: error: {tmp_path / 'own.npz'} does not fit 28x28 images: the network "
-                                   f"takes 4 inputs and gives 3 outputs, the data has 784 pixels per image and 3 "
-                                   f"classes; use it on the data it was trained on\n")
+    assert status == 2 and err == (f"distnet: error: {tmp_path / 'own.npz'} takes 4 inputs per sample, not the 784 "
+                                   f"pixels of an image here: distnet's commands classify images; for a network "
+                                   f"trained on data of your own, use it from Python: Network.load(path)"
+                                   f".predict(rows) or .error_rate(rows, labels)\n")
 
 
 def test_a_run_stopped_before_its_first_evaluation_says_so_and_how_to_go_on(capsys, mnist, tmp_path):
@@ -694,9 +695,10 @@ def test_a_run_started_from_python_on_data_of_its_own_is_not_taken_for_mnist(cap
                                    f"classes): resume it from Python, with fit(train, validation, run_dir=..., "
                                    f"resume=True) on that data\n")
     status, _, err = run_cli(capsys, "plot", run)
-    assert status == 2 and err.endswith(f"distnet: error: {run / 'best.npz'} does not fit mnist/test: the network "
-                                        f"takes 2 inputs and gives 2 outputs, the data has 784 pixels per image and "
-                                        f"10 classes; use it on the data it was trained on\n")
+    assert status == 2 and err.endswith(f"distnet: error: {run / 'best.npz'} takes 2 inputs per sample, not the 784 "
+                                        f"pixels of an image here: distnet's commands classify images; for a network "
+                                        f"trained on data of your own, use it from Python: Network.load(path)"
+                                        f".predict(rows) or .error_rate(rows, labels)\n")
     # One that MNIST's images and classes fit is resumed on MNIST, with a warning; its checksums judge the data.
     digits = tmp_path / "digits"
     Trainer(Network([Dense(10, "softmax")], input_size=784, seed=0), Nesterov(0.02), seed=0).fit(

@@ -173,6 +173,14 @@ def test_astype() -> None:
                                                      r"shape \(2,\)$"),
         (np.zeros((2, 784), np.float32), np.eye(10)[[1, 2]], r"got float64 data of shape \(2, 10\) \(one-hot rows\? "
                                                              r"pass their argmax\(axis=1\)\)"),
+        (np.zeros((2, 784), np.float32), [[1], [2]], r"got int64 data of shape \(2, 1\) \(one label per row in a "
+                                                     r"column\? pass labels.ravel\(\)\)$"),
+        (np.zeros((2, 784), np.float32), [[1.0], [2.0]], r"\(one label per row in a column\? pass "
+                                                         r"labels.ravel\(\).astype\(int\)\)$"),
+        (np.zeros((2, 784), np.float32), [[0.2, 0.8], [1.0, 0.0]], r"got float64 data of shape \(2, 2\) \(training "
+                                                                   r"and error rates take one class label per row; "
+                                                                   r"other targets, such as regression, train with "
+                                                                   r"Trainer.step\(X, Y\)\)$"),
     ],
 )
 def test_dataset_validation(images: np.ndarray, labels: list, message: str) -> None:

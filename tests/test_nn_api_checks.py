@@ -224,6 +224,8 @@ def test_error_rate_takes_one_integer_label_per_row_in_range():
     with pytest.raises(ConfigError, match=r"integer class labels 0..2, one per row: got float64 data of shape "
                                           r"\(6, 3\) for 6 rows \(one-hot rows\? pass their argmax\(axis=1\)\)"):
         network.error_rate(X, np.eye(3)[labels])
+    with pytest.raises(ConfigError, match=r"\(6, 1\) for 6 rows \(one label per row in a column\? pass labels.ravel\(\)\)$"):
+        network.error_rate(X, labels[:, None])
     with pytest.raises(ConfigError, match=r"one per row: got int64 data of shape \(5,\) for 6 rows$"):
         network.error_rate(X, labels[:5])
     with pytest.raises(ConfigError, match="integer class labels"):

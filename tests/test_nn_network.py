@@ -795,3 +795,14 @@ def test_a_saved_network_loads_from_any_bytes_like_object():
     data = net.to_npz_bytes()
     for given in (data, bytearray(data), memoryview(data)):  # a BytesIO's getbuffer(), shared memory
         np.testing.assert_array_equal(Network.from_npz_bytes(given).params, net.params)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_saved_network_with_nan_or_infinite_parameters_is_refused_on_load(tmp_path, bad):
+    net = Network([Dense(3, "softmax")], input_size=4, seed=1)
+    net.params[[2, 5]] = bad  # as a training that diverged leaves them
+    path = net.save(tmp_path / "diverged.npz")
+    with pytest.raises(ModelFormatError, match=re.escape(
+            f"{path}: 2 of its 15 parameters are NaN or infinite (a training that diverged leaves them so), so it "
+            f"has no answers to give: load a network saved before the divergence")):
+        Network.load(path)

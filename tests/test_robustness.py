@@ -251,8 +251,9 @@ def _bad_models(tmp_path: Path, model: Path) -> dict[str, tuple[Path, list[str]]
         "needs pickle": (pickled, ["pickled.npz: holds pickled objects, which distnet never loads"]),
         "missing": (tmp_path / "nope.npz", ["nope.npz: no such model file; give a file a network was saved in (a "
                                             "run directory's best.npz, or the run directory)"]),
-        "wrong input size": (narrow, ["in100.npz does not fit mnist/test", "takes 100 inputs",
-                                      "784 pixels per image"]),
+        "wrong input size": (narrow, ["in100.npz takes 100 inputs per sample, not the 784 pixels of an image here: "
+                                      "distnet's commands classify images; for a network trained on data of your "
+                                      "own, use it from Python: Network.load(path).predict(rows)"]),
         "wrong output size": (few_classes, ["out5.npz does not fit mnist/test", "gives 5 outputs", "10 classes"]),
     }
 

@@ -157,7 +157,11 @@ def check_fits(network, model: Path, pixels: int, classes: int, data_name: str) 
     of ``classes`` classes (of the data set ``data_name``)."""
     from ..errors import ConfigError
 
-    if network.input_size != pixels or network.output_size != classes:
+    if network.input_size != pixels:
+        raise ConfigError(f"{model} takes {network.input_size} inputs per sample, not the {pixels} pixels of an "
+                          f"image here: distnet's commands classify images; for a network trained on data of your "
+                          f"own, use it from Python: Network.load(path).predict(rows) or .error_rate(rows, labels)")
+    if network.output_size != classes:
         raise ConfigError(f"{model} does not fit {data_name}: the network takes {network.input_size} "
                           f"inputs and gives {network.output_size} outputs, the data has {pixels} "
                           f"pixels per image and {classes} classes; use it on the data it was trained on")

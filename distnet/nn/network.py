@@ -405,6 +405,11 @@ class Network:
             raise ModelFormatError(f"{name}: the metadata does not describe a valid network ({e})") from None
         if params.dtype != net.dtype:
             raise ModelFormatError(f"{name}: holds {params.dtype} parameters, but its metadata says {net.dtype}")
+        broken = np.count_nonzero(~np.isfinite(params))
+        if broken:
+            raise ModelFormatError(f"{name}: {broken} of its {params.size} parameters are NaN or infinite (a training "
+                                   f"that diverged leaves them so), so it has no answers to give: load a network "
+                                   f"saved before the divergence, such as its run's best.npz, or train again")
         net.params[...] = params
         return net
 
