@@ -15,6 +15,7 @@ import numpy as np
 
 from .checkpoint import Checkpoint
 from .data import Dataset
+from .checks import listed
 from .errors import ConfigError, DistnetError
 from .nn import Network
 from .progress import count
@@ -44,6 +45,10 @@ def check_resumable(saved: dict, current: dict) -> None:
             differ = f"{now} samples as then, but other values" if then == now else f"{then} samples then, {now} now"
             raise ConfigError(f"cannot resume: the {data} data differ from the run's ({differ}){why}; resume with "
                               f"{fix} the run was started with")
+    if "classes" in saved and saved["classes"] != current["classes"]:  # recorded since 2026-12-03
+        raise ConfigError(f"cannot resume: the run's outputs are the classes {listed(saved['classes'])}, in that "
+                          f"order, and the data resumed on names them {listed(current['classes'])}; give the "
+                          f"training data the run's class names: Dataset(images, labels, classes=[...]) as then")
 
 
 def other_workers_message(run: RunDir, checkpoint: Checkpoint, then: int, now: int) -> str:
@@ -129,7 +134,7 @@ def loads_as_network(path: Path) -> bool:
 
 def data_config(train: Dataset, validation: Dataset | None) -> dict:
     """What a run records of its data, so that a resume on other data is refused."""
-    return {"train_samples": len(train), "train_crc32": _checksum(train),
+    return {"classes": list(train.classes), "train_samples": len(train), "train_crc32": _checksum(train),
             "validation_samples": len(validation) if validation is not None else 0,
             "validation_crc32": _checksum(validation) if validation is not None else None}
 

@@ -489,6 +489,13 @@ def test_a_resume_keeps_the_run_s_own_settings_unless_given(mnist, tmp_path):
                                               f"\\({differ}\\), and the stop rule compares their errors"):
             Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11).fit(
                 train, other, run_dir=tmp_path / "run", resume=True, epochs=6)
+    renamed = Dataset(train.images, train.labels, classes=[*"9876543210"], name=train.name)  # same values
+    with pytest.raises(ConfigError, match=re.escape(
+            "cannot resume: the run's outputs are the classes 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, in that order, and the "
+            "data resumed on names them 9, 8, 7, 6, 5, 4, 3, 2, 1, 0; give the training data the run's class names")):
+        Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11).fit(
+            renamed, Dataset(validation.images, validation.labels, classes=renamed.classes), run_dir=tmp_path / "run",
+            resume=True, epochs=6)
     assert files(tmp_path / "run") == before
     longer = fit(resume=True, epochs=6, eval_every=2)
     assert [h["epoch"] for h in longer.history] == [2, 4, 6]
