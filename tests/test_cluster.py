@@ -606,12 +606,15 @@ def test_a_stopped_job_ends_submit_as_a_terminated_train_with_the_job_s_own_resu
     # ".;" and no --env before; no --address where the shell's variables gave it
 
 
-def test_a_job_whose_training_was_killed_ends_submit_with_how_to_train_on(monkeypatch, capsys):
-    """A killed driver (137) is a failure that may have saved a checkpoint: no advice was given."""
+@pytest.mark.parametrize("exit_code", [-9, 137])
+def test_a_job_whose_training_was_killed_ends_submit_with_how_to_train_on(monkeypatch, capsys, exit_code):
+    """A killed driver is a failure that may have saved a checkpoint: no advice was given. Ray
+    records the signal as Popen gives it (-9, whose exit status was 247) for the driver submit
+    starts with exec, a shell's 128 + 9 for a driver a shell ran."""
     status, last = _submit_to(monkeypatch, capsys, _FakeJobs("FAILED", "Job entrypoint command failed with exit "
-                                                                       "code 137", exit_code=137))
+                                                                       f"code {exit_code}", exit_code=exit_code))
     assert status == 137
-    assert last == ("distnet: job j failed: Job entrypoint command failed with exit code 137; if it saved a "
+    assert last == (f"distnet: job j failed: Job entrypoint command failed with exit code {exit_code}; if it saved a "
                     "checkpoint, train on with: distnet submit --resume /runs/a --address http://head:8265 --env "
                     "DISTNET_DATA_DIR=/data")
     status, last = _submit_to(monkeypatch, capsys, _FakeJobs("FAILED", "Job entrypoint command failed with exit "

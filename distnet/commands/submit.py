@@ -263,8 +263,8 @@ def _say_how_the_job_ended(job_id: str, status: str, info, run_dir: str, resume:
         may_have_saved = status == "STOPPED" or (code is not None and (code < 0 or code > 128))
     go_on = f"; if it saved a checkpoint, train on with: {resume}" if may_have_saved else ""
     print(f"distnet: job {job_id} {status.lower()}: {why}{go_on}", file=sys.stderr)
-    if code:
-        return code
+    if code:  # a driver killed by a signal has a negative code (as Popen gives it); the shell's 128 + signal
+        return 128 - code if code < 0 else code
     # Ray records no exit code for a job it stopped: the status of a terminated distnet train.
     return 128 + signal.SIGTERM if status == "STOPPED" else 1
 
