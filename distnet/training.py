@@ -398,13 +398,6 @@ class TrainerBase:
         if ended is not None:
             self._decide_workers(config["workers"])  # (the run's, or the trainer's own): what shards says
             return ended
-        # Recorded at once, so that a later resume without them trains to the same end, as often
-        # checkpointed (a run of a version that did not record its checkpoint interval: 0, epoch ends).
-        changed = {"epochs": settings["epochs"]} if checkpoint.config.get("epochs") != settings["epochs"] else {}
-        if saved.get("checkpoint_every", 0) != settings["checkpoint_every"]:
-            changed["checkpoint_every"] = settings["checkpoint_every"]
-        if changed:
-            run.update_config(changed)
         then = checkpoint.config.get("workers", config["workers"])
         other_mode = (saved.get("protocol") is None) != (config.get("protocol") is None)
         warning = None
@@ -412,9 +405,15 @@ class TrainerBase:
             warning = other_workers_message(run, checkpoint, then, config["workers"])
         elif other_mode and then > 1:
             warning = other_mode_message(run, then, self.distributed)
-        # Recorded once the training starts (its workers placed), so that a later resume without a
-        # number of workers continues with these; and whether it trains on Ray or in one process.
-        record = {"workers": config["workers"]} if saved.get("workers") != config["workers"] else {}
+        # Recorded once the training starts (its workers placed; a resume that fails to start changes
+        # nothing), so that a later resume without them trains to the same end, as often checkpointed
+        # (a run of a version that did not record its checkpoint interval: 0, epoch ends), with these
+        # workers; and whether it trains on Ray or in one process.
+        record = {"epochs": settings["epochs"]} if checkpoint.config.get("epochs") != settings["epochs"] else {}
+        if saved.get("checkpoint_every", 0) != settings["checkpoint_every"]:
+            record["checkpoint_every"] = settings["checkpoint_every"]
+        if saved.get("workers") != config["workers"]:
+            record["workers"] = config["workers"]
         if other_mode:
             record["protocol"] = config.get("protocol")
         return _Start(settings, config, checkpoint, record, warning)

@@ -238,7 +238,8 @@ def test_a_resume_on_another_number_of_workers_trains_on_records_it_and_a_plain_
         warnings.simplefilter("always")
         resume(run, 2, workers=9, placement_timeout=1)
     assert not [w for w in heard if "shards" in str(w.message)]  # the run does not go on with 9: nothing said of it
-    assert json.loads((run / "config.json").read_text())["workers"] == 2  # nothing trained on 9
+    config = json.loads((run / "config.json").read_text())
+    assert (config["workers"], config["epochs"]) == (2, 3)  # nothing trained on 9 (its 2 epochs were recorded)
     with pytest.warns(UserWarning, match=r"drawn from 3 shards .* where it drew them from 2 so far: from here it is "
                                          r"another draw of the same training.*epoch 2, which it resumes at step 20"):
         resume(run, 2, workers=3)
