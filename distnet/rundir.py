@@ -89,6 +89,9 @@ class RunDir:
         # While held: the open folder, its path as held (absolute: the process may change its working
         # folder) and its (device, inode), to notice it moved away from that path.
         self._held: tuple[int, Path, tuple[int, int]] | None = None
+        # Whether fit started the run, as its configuration said when last read or written: the
+        # advice for a folder removed while the run trained cannot read it any more.
+        self._started_by_fit_as_read: bool | None = None
 
     config_path = property(lambda self: self.path / "config.json")
     history_path = property(lambda self: self.path / "history.jsonl")
@@ -155,27 +158,30 @@ class RunDir:
             raise ConfigError(f"{self.path} has no checkpoint to resume from (none was written yet, "
                               f"or they were removed); start the run again: {self.start_again_command()}")
 
-    def resume_command(self, workers: int | None = None) -> str:
-        """The command that continues this run (on ``workers`` workers, if given): ``distnet submit
-        --resume`` in a job that ``distnet submit`` started (the job is resubmitted from where it was
-        submitted, with the head's path), the call to ``fit`` for a run that ``fit`` started (on data
-        of its own, which the command line could not give it), else ``distnet train --resume``."""
+    def resume_command(self, workers: int | None = None, at: str | None = None) -> str:
+        """The command that continues this run (on ``workers`` workers, if given; with ``at``, a
+        placeholder such as NEW_PATH, for its path): ``distnet submit --resume`` in a job that
+        ``distnet submit`` started (the job is resubmitted from where it was submitted, with the
+        head's path), the call to ``fit`` for a run that ``fit`` started (on data of its own, which
+        the command line could not give it), else ``distnet train --resume``."""
         if self._started_by_fit():
             on = f", with workers={workers}" if workers is not None else ""
-            return f"fit(train, validation, run_dir={str(self.path)!r}, resume=True) in Python on the run's data{on}"
+            return (f"fit(train, validation, run_dir={at or str(self.path)!r}, resume=True) in Python on the run's "
+                    f"data{on}")
         options = _submit_options()
         more = ["--workers", str(workers)] if workers is not None else []
         if options is None:
-            return " ".join(["distnet train --resume", shell_path(self.path), *more])
-        return submit_resume_command(str(self.path), options + more)
+            return " ".join(["distnet train --resume", at or shell_path(self.path), *more])
+        return submit_resume_command(at or str(self.path), options + more)
 
     def _started_by_fit(self) -> bool:
         """Whether ``fit`` started this run from Python: its config.json names no data set, which
         the command line records."""
         try:
-            return "dataset" not in self.config()
-        except DistnetError:  # no readable configuration: the command line's advice stands
-            return False
+            self.config()
+        except DistnetError:  # no readable configuration: the command line's advice stands, unless read before
+            pass
+        return bool(self._started_by_fit_as_read)
 
     def start_again_command(self) -> str:
         """The command that trains a run anew into this folder (one that ended before its first
@@ -240,8 +246,8 @@ class RunDir:
         now = _current_path(folder)
         if now is None:  # removed, or moved to another file system (a copy, then a removal), or no /proc
             raise ConfigError(f"the run directory {self.path} was moved or removed while the run trained, so the run "
-                              f"stops here; if it was moved, continue it where it is now: distnet train --resume "
-                              f"NEW_PATH")
+                              f"stops here; if it was moved, continue it where it is now: "
+                              f"{self.resume_command(at='NEW_PATH')}")
         raise ConfigError(f"the run directory {self.path} was moved to {now} while the run trained, so the run stops "
                           f"here, with its files there; continue it from there: "
                           f"{RunDir(now).resume_command()}")
@@ -279,6 +285,7 @@ class RunDir:
         self.make_folder()
         try:
             write_json(self.config_path, config)
+            self._started_by_fit_as_read = "dataset" not in config
             self.history_path.write_text("")
             self.failures_path.unlink(missing_ok=True)  # those of a run that failed here before it saved anything
         except OSError as e:
@@ -345,6 +352,7 @@ class RunDir:
         missing = [key for key in REQUIRED_CONFIG if not isinstance(config, dict) or key not in config]
         if missing:
             raise ModelFormatError(f"{self.config_path}: not a run configuration (missing {', '.join(missing)})")
+        self._started_by_fit_as_read = "dataset" not in config
         return config
 
     def append_history(self, record: dict) -> None:

@@ -699,6 +699,12 @@ def test_a_run_started_from_python_on_data_of_its_own_is_not_taken_for_mnist(cap
                                         f"pixels of an image here: distnet's commands classify images; for a network "
                                         f"trained on data of your own, use it from Python: Network.load(path)"
                                         f".predict(rows) or .error_rate(rows, labels)\n")
+    with open(run / "history.jsonl", "a") as history:
+        history.write('{"epoch": 3, "train_err\n{"epoch": 4}\n')  # broken, not cut short
+    status, _, err = run_cli(capsys, "plot", run)  # the command line's resume before, which refuses this run
+    assert status == 2 and err == (f"distnet: error: {run / 'history.jsonl'}: line 2 is not valid JSON (a resume of "
+                                   f"the run, fit(train, validation, run_dir='{run}', resume=True) in Python on the "
+                                   f"run's data, writes the file again from its checkpoint)\n")
     # One that MNIST's images and classes fit is resumed on MNIST, with a warning; its checksums judge the data.
     digits = tmp_path / "digits"
     Trainer(Network([Dense(10, "softmax")], input_size=784, seed=0), Nesterov(0.02), seed=0).fit(

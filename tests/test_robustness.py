@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from distnet import Dense, ModelFormatError, Network
+from distnet import ConfigError, Dense, ModelFormatError, Network
 from distnet.checkpoint import Checkpoint
 from distnet.cli import main
 from distnet.data import read_idx, write_idx
@@ -1127,6 +1127,23 @@ class MovesTheRunFolder(Reporter):
                 shutil.rmtree(self.folder)
             else:
                 self.folder.rename(self.to)
+
+
+def test_a_run_started_from_python_whose_folder_is_removed_says_how_to_go_on_from_python(tmp_path):
+    """Its configuration gone with the folder, the advice was the command line's."""
+    from distnet import Nesterov, Trainer
+    from distnet.data import Dataset
+
+    rng = np.random.default_rng(0)
+    points = rng.random((64, 2)).astype(np.float32)
+    own = Dataset(points, (points.sum(axis=1) > 1).astype(int), classes=["low", "high"])
+    folder = tmp_path / "run"
+    trainer = Trainer(Network([Dense(2, "softmax")], input_size=2, seed=0), Nesterov(0.1), batch_size=16, seed=0)
+    with pytest.raises(ConfigError, match=re.escape(
+            f"the run directory {folder} was moved or removed while the run trained, so the run stops here; if it was "
+            f"moved, continue it where it is now: fit(train, validation, run_dir='NEW_PATH', resume=True) in Python "
+            f"on the run's data")):
+        trainer.fit(own, own, epochs=4, run_dir=folder, reporter=MovesTheRunFolder(folder, None))
 
 
 @pytest.mark.parametrize("moved, checkpoint_every", [(True, 0), (False, 0), (True, 5)],

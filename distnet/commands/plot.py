@@ -77,7 +77,7 @@ def import_pyplot():
 
 
 def read_history(path: Path) -> list[dict]:
-    from ..rundir import shell_path
+    from ..rundir import RunDir
 
     try:
         # Bytes that are not UTF-8 make their line's JSON invalid, which is said below.
@@ -96,8 +96,9 @@ def read_history(path: Path) -> list[dict]:
                 warn(f"{path}: the last line (line {number}) was cut short as it was written: the "
                      f"evaluations before it are drawn (a resume of the run rewrites the file)")
                 break
-            raise ConfigError(f"{path}: line {number} is not valid JSON (a resume of the run, distnet train --resume "
-                              f"{shell_path(path.parent)}, writes the file again from its checkpoint)") from None
+            raise ConfigError(f"{path}: line {number} is not valid JSON (a resume of the run, "
+                              f"{RunDir(path.parent).resume_command()}, writes the file again from its "
+                              f"checkpoint)") from None
         # The curves need these in every record (validation_error too, when the first has it).
         needed = ("epoch", "train_error") + (("validation_error",) if history and "validation_error" in history[0]
                                              else ())
