@@ -9,7 +9,9 @@ import json
 import os
 import re
 import secrets
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO, Any, Iterator
 
@@ -121,8 +123,10 @@ def _read_npz(source: IO[bytes], size: int, name: str, required: tuple[str, ...]
         if "pickle" in str(e).lower():
             raise ModelFormatError(f"{name}: holds pickled objects, which distnet never loads") from None
         raise ModelFormatError(f"{name}: not a valid .npz file ({e})") from None
-    except Exception as e:  # zipfile.BadZipFile, EOFError, zlib.error, OSError: all "corrupt"
-        raise ModelFormatError(f"{name}: not a readable .npz file; truncated or corrupt? ({type(e).__name__}: {e})") from None
+    # What zipfile and NumPy raise on damaged bytes; an error of another kind is a bug, not the file's.
+    except (zipfile.BadZipFile, EOFError, zlib.error, struct.error, KeyError, RuntimeError) as e:
+        raise ModelFormatError(f"{name}: not a readable .npz file; truncated or corrupt? "
+                               f"({type(e).__name__}: {e})") from None
     missing = [key for key in required if key not in arrays]
     if missing:
         raise ModelFormatError(f"{name}: not a distnet file (missing {', '.join(missing)})")

@@ -253,3 +253,15 @@ def test_metadata_nested_too_deep_for_json_is_refused():
     np.savez(buffer, params=NETWORK.params, meta=np.frombuffer(b"[" * 100_000 + b"]" * 100_000, np.uint8))
     with pytest.raises(ModelFormatError, match="deep.npz: its metadata is not valid JSON"):
         Network.from_npz_bytes(buffer.getvalue(), "deep.npz")
+
+
+def test_an_error_of_distnet_s_own_reading_an_npz_is_not_taken_for_a_damaged_file(monkeypatch):
+    """Every exception was "truncated or corrupt?" before, a bug in the reading included."""
+    from distnet import io as distnet_io
+
+    def buggy(archive, size, name):
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(distnet_io, "_check_members", buggy)
+    with pytest.raises(TypeError, match="a bug"):
+        Network.from_npz_bytes(MODEL)
