@@ -412,6 +412,24 @@ def test_a_ray_failure_the_trainer_does_not_recover_from_ends_the_run_with_a_cle
     assert saved == {name: (run / name).read_bytes() for name in saved}
 
 
+def test_a_distnet_error_an_actor_raises_reaches_the_caller_as_itself_with_what_is_kept(mnist, ray_local, tmp_path):
+    """Made anew from its message before, which an error whose class takes other arguments broke."""
+    from distnet import ConfigError
+    from distnet.rundir import RunDir
+
+    class TwoPartError(ConfigError):
+        def __init__(self, what, fix):
+            super().__init__(f"{what}; {fix}")
+
+    run = tmp_path / "run"
+    make_trainer().fit(mnist.train.subset(slice(0, 1600)), mnist.validation.subset(slice(0, 300)), epochs=1,
+                       eval_every=1, window=5, run_dir=run)
+    with pytest.raises(TwoPartError, match=re.escape(f"wrong; fix it; the best network so far and the last "
+                                                     f"checkpoint in {run} are intact: continue with fit(")):
+        with make_trainer()._session(RunDir(run), Reporter()):
+            raise ray.exceptions.RayTaskError("step", "Traceback ...", TwoPartError("wrong", "fix it"))
+
+
 def test_an_error_an_actor_raises_on_purpose_reaches_the_caller_as_itself(mnist, ray_local, tmp_path):
     """The stop evaluator cannot write best.json (a folder put in its way once the run started: a
     new run refuses a folder holding one): the OSError it raised, naming the file, not a Ray

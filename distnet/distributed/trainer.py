@@ -211,7 +211,8 @@ class DistributedTrainer(TrainerBase):
         except ray.exceptions.RayTaskError as e:  # an actor's method raised
             cause = e.cause if isinstance(e.cause, BaseException) else e
             if isinstance(cause, DistnetError):  # as if raised here: it says what is wrong and how to fix it
-                raise type(cause)(f"{cause}{self._what_is_kept()}") from e
+                cause.args = (f"{cause}{self._what_is_kept()}",)  # (the error itself: its class may take more)
+                raise cause from e
             if self._names_a_run_file(cause):
                 raise cause from e  # the command line names the file, and how to resume once it is fixed
             raise RayFailedError(f"an actor failed ({type(cause).__name__}: {first_line(cause)})"
