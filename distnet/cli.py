@@ -237,7 +237,11 @@ def _json_event(args: argparse.Namespace, event: str, message: str) -> None:
 def _drop_output(stream: TextIO) -> None:
     """Send what goes to ``stream``, whose reader went away, to nowhere: what is still buffered
     would fail again when Python exits."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    nowhere = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(nowhere, stream.fileno())
+    finally:
+        os.close(nowhere)
 
 
 def _say(line: str) -> None:

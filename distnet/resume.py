@@ -22,7 +22,7 @@ from .progress import count
 from .rundir import RunDir
 
 __all__ = ["best_params_of", "check_resumable", "data_config", "evaluation_owed", "holds_best", "loads_as_network",
-           "other_workers_message"]
+           "other_mode_message", "other_workers_message"]
 
 
 def check_resumable(saved: dict, current: dict) -> None:

@@ -164,7 +164,7 @@ class RunDir:
         ``distnet submit`` started (the job is resubmitted from where it was submitted, with the
         head's path), the call to ``fit`` for a run that ``fit`` started (on data of its own, which
         the command line could not give it), else ``distnet train --resume``."""
-        if self._started_by_fit():
+        if self.started_by_fit():
             on = f", with workers={workers}" if workers is not None else ""
             return (f"fit(train, validation, run_dir={at or str(self.path)!r}, resume=True) in Python on the run's "
                     f"data{on}")
@@ -174,7 +174,7 @@ class RunDir:
             return " ".join(["distnet train --resume", at or shell_path(self.path), *more])
         return submit_resume_command(at or str(self.path), options + more)
 
-    def _started_by_fit(self) -> bool:
+    def started_by_fit(self) -> bool:
         """Whether ``fit`` started this run from Python: its config.json names no data set, which
         the command line records."""
         try:
@@ -188,7 +188,7 @@ class RunDir:
         checkpoint), ``...`` standing for the run's own options: ``distnet submit --run-dir`` in a
         job that ``distnet submit`` started, the call to ``fit`` for a run that ``fit`` started, else
         ``distnet train --run-dir``."""
-        if self._started_by_fit():
+        if self.started_by_fit():
             return f"fit(train, validation, run_dir={str(self.path)!r}, ...) in Python"
         options = _submit_options()
         command = "distnet train" if options is None else "distnet submit"
@@ -268,7 +268,7 @@ class RunDir:
                                   f"would overwrite it: choose another run directory") from None
         if self.holds_results():
             if self.config_path.exists() and self.has_checkpoint():
-                python = "" if self._started_by_fit() else "; in Python fit(..., resume=True)"
+                python = "" if self.started_by_fit() else "; in Python fit(..., resume=True)"
                 raise ConfigError(f"{self.path} already holds a run; continue it ({self.resume_command()}{python}), "
                                   f"or choose another run directory")
             found = ", ".join(p.name for p in self._results())

@@ -1,12 +1,13 @@
 """``distnet evaluate``: a saved network's error rate, per-class accuracy and confusion matrix."""
 from __future__ import annotations
 
+import argparse
 import json
 
 from .common import add_data_arguments, add_model_argument, model_and_test_data
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate = subparsers.add_parser(
         "evaluate", help="error rate, per-class accuracy and confusion matrix of a model",
         description="Evaluate a saved network (or a run directory's best network) on the test set of the data set it "
@@ -17,7 +18,7 @@ def register(subparsers) -> None:
     evaluate.set_defaults(handler=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..metrics import evaluate
 
     network, test = model_and_test_data(args)

@@ -2,6 +2,7 @@
 images, as PNG files (needs matplotlib: ``pip install matplotlib``)."""
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -16,7 +17,7 @@ SIZES = {"learning_curves.png": (900, 600), "confusion_matrix.png": (800, 800), 
 GRID = (6, 6)  # misclassified images drawn, rows x columns
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     plot = subparsers.add_parser(
         "plot", help="learning curves, confusion matrix and misclassified images of a run, as PNG",
         description="Write learning_curves.png (train and validation error per evaluation), "
@@ -28,7 +29,7 @@ def register(subparsers) -> None:
     plot.set_defaults(handler=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..metrics import confident_mistakes, evaluation_of
     from ..rundir import RunDir, shell_path
     from .common import model_and_test_data

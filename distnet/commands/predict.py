@@ -6,6 +6,7 @@ bytes say it holds, by its name only where they do not tell.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tokenize
@@ -26,7 +27,7 @@ NUMPY_SIGNATURES = (b"\x93NUMPY", b"PK\x03\x04")  # an .npy array; an .npz archi
 NPY_ERRORS = (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError)
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     predict = subparsers.add_parser(
         "predict", help="classify images (PNG/JPEG, .npy or IDX) with a saved network",
         description="Print each image's class and the network's probability per class. FILE can be a "
@@ -49,7 +50,7 @@ def register(subparsers) -> None:
     predict.set_defaults(handler=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..metrics import class_label, recognized
     from ..nn import Network
 

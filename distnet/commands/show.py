@@ -2,6 +2,7 @@
 original drew its digits, each beside the network's probability per class as in the article."""
 from __future__ import annotations
 
+import argparse
 import json
 
 from .common import add_data_arguments, add_model_argument, model_and_test_data, non_negative_int, probability
@@ -9,7 +10,7 @@ from .common import add_data_arguments, add_model_argument, model_and_test_data,
 GAP = "   "  # between a digit's picture and its probability table
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     show = subparsers.add_parser(
         "show", help="draw the test images a model gets most confidently wrong, with its probabilities",
         description="Draw the misclassified test images the network is surest about (label, prediction "
@@ -25,7 +26,7 @@ def register(subparsers) -> None:
     show.set_defaults(handler=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from ..data.digits import render_digit
     from ..metrics import class_label, confident_mistakes, evaluation_of, probability_table, recognition, recognized
 

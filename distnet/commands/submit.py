@@ -64,7 +64,7 @@ The job's command (its Ray entrypoint) and the variables passed to it are shown 
 submitted; see cluster/README.md."""
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     submit = subparsers.add_parser(
         "submit", parents=[_train_parser()], conflict_handler="resolve", epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -207,7 +207,7 @@ def _quote_for_head(word: str) -> str:
     return "~/" + shlex.quote(word[2:]) if word.startswith("~/") else shlex.quote(word)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     request = job_request(args)
     run_dir = request.pop("run_dir")
     summary = [f"run directory (on the head node): {run_dir}", *_environment_summary(request.pop("variables"))]

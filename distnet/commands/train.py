@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..batches import check_batch_size
 from ..data.augment import RandomAffine
@@ -21,6 +22,11 @@ from ..rundir import RunDir, shell_path
 from ..distributed.settings import DEFAULT_MAX_FAILURES, PROTOCOLS
 from .common import (add_data_arguments, cluster_address, folder, fraction, layer_sizes, load_data, non_negative_int,
                      positive_float, positive_int)
+
+if TYPE_CHECKING:
+    from ..data import Splits
+    from ..nn import Network, Optimizer
+    from ..training import FitResult, TrainerBase
 
 
 def _each_preset(setting: str, shown=str) -> str:
@@ -35,7 +41,7 @@ def _activation(hidden) -> str:
     return hidden[0][1]["name"] if hidden else "none"
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     train = subparsers.add_parser("train", help="train a network (Ray started embedded, or on a cluster)",
                                 description="Train a preset on MNIST or Fashion-MNIST and write a run directory.")
     add_data_arguments(train)
@@ -207,7 +213,7 @@ def resume_train(args) -> int:
     config = run.config()
     run.check_resumable()  # before the data loads or Ray starts
     recorded = _recorded_settings(run, config)
-    if "dataset" not in config:  # which the command line records: a run that fit started, from Python
+    if run.started_by_fit():
         _check_resumable_here(run, recorded["network"])
     args.run_dir, args.dataset, args.validation = args.resume, recorded["dataset"], recorded["validation"]
     if args.data_dir is None and recorded["data_dir"]:
@@ -285,8 +291,8 @@ def _recorded_settings(run: RunDir, config: dict) -> dict:
                                f"{e}); start a new run instead") from None
 
 
-def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int, workers: int | None,
-                 **options):
+def make_trainer(args: argparse.Namespace, network: Network, optimizer: Optimizer, l2: float, batch_size: int,
+                 seed: int | None, workers: int | None, **options) -> TrainerBase:
     """A single-process trainer for ``workers == 0``, a distributed one otherwise; ``options``
     (schedule, augmentation) go to either."""
     if workers == 0:
@@ -308,7 +314,10 @@ def make_trainer(args, network, optimizer, l2: float, batch_size: int, seed: int
                               max_failures=args.max_failures, **options)
 
 
-def fit_and_report(args, trainer, splits, run_dir: Path, fit_args: dict, resume: bool) -> int:
+def fit_and_report(args: argparse.Namespace, trainer: TrainerBase, splits: Splits, run_dir: Path, fit_args: dict,
+                   resume: bool) -> int:
+    """Train with ``trainer`` on ``splits`` into ``run_dir`` (``fit_args`` and ``resume`` go to
+    fit), reporting as ``args`` asks, then finish the run (:func:`finish_train`); the exit status."""
     from ..progress import JsonLinesReporter, Reporter, TerminalReporter
 
     reporter = JsonLinesReporter(sys.stdout) if args.json else Reporter() if args.quiet else TerminalReporter()
@@ -332,7 +341,10 @@ def _summarises(run: RunDir, result) -> bool:
         result.epochs, result.stop_reason)
 
 
-def finish_train(args, trainer, result, splits, run: RunDir) -> int:
+def finish_train(args: argparse.Namespace, trainer: TrainerBase, result: FitResult, splits: Splits,
+                 run: RunDir) -> int:
+    """Score the ended training's ``result`` on the test set, write the run's summary.json and
+    say how it went; the exit status."""
     from ..metrics import evaluate
 
     test = evaluate(result.best_network, splits.test.images, splits.test.labels, splits.test.classes)

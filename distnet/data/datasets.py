@@ -44,6 +44,7 @@ from distnet.errors import (ChecksumError, ConfigError, DataFormatError, DataNot
 
 __all__ = [
     "CHECKSUMS",
+    "DATASETS",
     "DATA_DIR_ENV",
     "DIGIT_CLASSES",
     "FASHION_CLASSES",
@@ -51,6 +52,8 @@ __all__ = [
     "MIRRORS_ENV",
     "Dataset",
     "Splits",
+    "checked_class_names",
+    "class_names",
     "load_dataset",
     "load_fashion_mnist",
     "load_mnist",

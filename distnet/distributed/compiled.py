@@ -41,7 +41,7 @@ from collections import deque
 import ray
 from ray.dag import InputNode
 
-from .protocols import StepProtocol
+from .protocols import ChunkSummary, StepProtocol
 
 # Steps submitted ahead of the one being waited for let the driver's submission of the next step
 # overlap the current one; Ray's default limit on executions in flight is 10. But Ray gives every
@@ -86,7 +86,7 @@ class CompiledSteps(StepProtocol):
         self._graph = applied.experimental_compile(_submit_timeout=_STEP_TIMEOUT_S,
                                                    _max_inflight_executions=self._ahead + 1)
 
-    def run(self, epoch, start, stop):
+    def run(self, epoch: int, start: int, stop: int) -> ChunkSummary:
         pending: deque = deque()
         try:
             for step in range(start, stop):

@@ -72,7 +72,7 @@ class PlainSteps(StepProtocol):
 
     name = "plain"
 
-    def run(self, epoch, start, stop):
+    def run(self, epoch: int, start: int, stop: int) -> ChunkSummary:
         params = self.server.get_params.remote()
         for step in range(start, stop):
             grads = [w.gradient.remote(params, epoch, step) for w in self.workers]
@@ -126,7 +126,7 @@ class ChannelSteps(StepProtocol):
             # removes them, its creator being gone.)
             _remove_channel(server, spec)
 
-    def run(self, epoch, start, stop):
+    def run(self, epoch: int, start: int, stop: int) -> ChunkSummary:
         pending = [w.serve_steps.remote(epoch, start, stop) for w in self.workers]
         done, summary = ray.get(self.server.serve_steps.remote(epoch, start, stop))
         if summary is None:

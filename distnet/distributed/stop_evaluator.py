@@ -18,9 +18,9 @@ from typing import Callable
 
 import numpy as np
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..stop import EarlyStopping, Verdict
+from .placement import on_node
 
 
 class _EarlyStoppingActor(EarlyStopping):
@@ -46,9 +46,7 @@ class StopEvaluatorHandle:
         # The same rule's keeper, here: given the actor's state and the best parameters, it writes
         # best.npz (and best.json) as the actor would, but on the driver's disk.
         self._writer = EarlyStopping(network_spec, window, acceptable_error, best_path, notes)
-        # Not soft: Ray places an actor that asks for no resources on any node at all when its
-        # affinity is soft.
-        self._options = {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}
+        self._options = on_node(node_id)
         self._on_failure = on_failure
         self._on_recovery = on_recovery
         self._state: dict | None = None

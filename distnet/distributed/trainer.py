@@ -36,8 +36,7 @@ from pathlib import Path
 import numpy as np
 import ray
 from ray.util.placement_group import placement_group, remove_placement_group
-from ray.util.scheduling_strategies import (NodeAffinitySchedulingStrategy,
-                                            PlacementGroupSchedulingStrategy)
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from ..batches import BatchPlan
 from ..data import Dataset
@@ -58,6 +57,7 @@ from .protocols import CLOSE_TIMEOUT_S, ChannelSteps, PlainSteps, WorkerLostErro
 from .same_code import check_same_code
 from .settings import DEFAULT_MAX_FAILURES, PROTOCOLS
 from ..signals import interruptions_held, sigterm_handler_kept
+from .placement import on_node
 from .stop_evaluator import StopEvaluatorHandle
 from . import local_ray
 
@@ -298,13 +298,7 @@ class DistributedTrainer(TrainerBase):
 
     def _start_server(self, params: np.ndarray, optimizer_state: dict, position: tuple[int, int] = (0, 0)):
         here = ray.get_runtime_context().get_node_id()
-        # On the driver's node, which fetches its parameters for every checkpoint and evaluation.
-        # Not soft: Ray places an actor that asks for no resources on any node at all when its
-        # affinity is soft.
-        return ray.remote(ParameterServer).options(
-            num_cpus=0, max_restarts=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
-        ).remote(self._spec, params, self.optimizer.spec(), self.rule.l2, optimizer_state, position=position)
+        return ray.remote(ParameterServer).options(max_restarts=0, **on_node(here)).remote(self._spec, params, self.optimizer.spec(), self.rule.l2, optimizer_state, position=position)
 
     def _placement_group(self, workers: int):
         """A placement group of one CPU for each of ``workers`` workers, spread over the nodes, once

@@ -1,0 +1,11 @@
+"""Where the actors that serve the driver run: on its node, which exchanges parameters with them
+for every checkpoint and evaluation."""
+from __future__ import annotations
+
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+
+def on_node(node_id: str) -> dict:
+    """Ray options that place an actor, taking no CPU, on the node ``node_id``. Not soft: Ray
+    places an actor that asks for no resources on any node at all when its affinity is soft."""
+    return {"num_cpus": 0, "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}
