@@ -14,10 +14,11 @@ import sys
 import numpy as np
 import pytest
 
-from distnet import ConfigError, Network
+from distnet import ConfigError, Dense, Network
 from distnet.checkpoint import Checkpoint
 from distnet.cli import main
 from distnet.data import load_dataset, render_digit, write_idx
+from distnet.data.datasets import FASHION_CLASSES
 from distnet.metrics import confident_mistakes
 
 pytestmark = pytest.mark.slow
@@ -715,3 +716,36 @@ def test_a_run_started_from_python_on_data_of_its_own_is_not_taken_for_mnist(cap
                                           f"with the data it was started with\n")
     assert err.endswith("distnet: error: cannot resume: the training data differ from the run's (640 samples then, "
                         "50000 now); resume with the data the run was started with\n")  # not "another train_samples"
+
+
+@pytest.mark.parametrize("threshold, accepted", [("0", False), ("1e-9", True), ("1", True), ("1.01", False)])
+def test_a_threshold_is_a_probability_above_0(capsys, tmp_path, threshold, accepted):
+    """0 would flag no sample at all as uncertain, whatever the network says."""
+    model = Network([Dense(10, "softmax")], input_size=784, seed=0).save(tmp_path / "m.npz")
+    np.save(tmp_path / "x.npy", np.zeros((28, 28), np.float32))
+    status, _, err = run_cli(capsys, "predict", model, tmp_path / "x.npy", "--threshold", threshold)
+    assert (status == 0) if accepted else (status == 2 and err.startswith(
+        f"distnet: error: argument --threshold: must be a probability in (0, 1], got {threshold} ")), err
+
+
+def test_predict_s_dataset_option_names_the_classes_over_those_the_model_records(capsys, tmp_path):
+    digits = {"name": "digits", "classes": [str(i) for i in range(10)]}
+    model = Network([Dense(10, "softmax")], input_size=784, seed=0).save(tmp_path / "m.npz",
+                                                                       notes={"trained_on": digits})
+    np.save(tmp_path / "x.npy", np.zeros((28, 28), np.uint8))
+    status, out, _ = run_cli(capsys, "predict", model, tmp_path / "x.npy", "--json", "--dataset", "fashion-mnist")
+    assert status == 0 and json.loads(out)["name"] in FASHION_CLASSES
+
+
+def test_a_run_s_data_folder_is_used_for_its_own_data_set_only(tmp_path):
+    """A model of a run trained on Fashion-MNIST from a folder, scored on MNIST: MNIST is not
+    looked for in the Fashion-MNIST folder."""
+    from distnet.commands.common import _run_data_dir
+    from distnet.rundir import REQUIRED_CONFIG
+
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    config = {key: 1 for key in REQUIRED_CONFIG} | {"dataset": "fashion-mnist", "data_dir": str(folder)}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert _run_data_dir(tmp_path / "best.npz", "fashion-mnist") == folder
+    assert _run_data_dir(tmp_path / "best.npz", "mnist") is None

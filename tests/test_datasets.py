@@ -792,6 +792,31 @@ def test_the_temporary_file_of_a_killed_download_is_removed(
     assert not killed.exists() and live.exists()  # another process may be writing the fresh one
 
 
+def test_only_this_file_s_temporaries_unchanged_for_ten_timeouts_are_removed(tmp_path: Path) -> None:
+    """Another file's, however old, is another download's; one of this file's younger than ten
+    timeouts (with a timeout long enough to make that more than ten minutes) may still grow."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(b"abc")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    other, young = dest / ".g.0123abcd.tmp", dest / ".f.0123abcd.tmp"
+    for path, age in ((other, 2000), (young, 700)):  # seconds unchanged
+        path.write_bytes(b"part")
+        os.utime(path, (time.time() - age, time.time() - age))
+    fetch("f", sha256_of(tmp_path / "src" / "f"), dest, [(tmp_path / "src").as_uri() + "/"], timeout=100)
+    assert other.exists() and young.exists()
+    os.utime(young, (time.time() - 1100, time.time() - 1100))
+    fetch("f", sha256_of(tmp_path / "src" / "f"), dest, [(tmp_path / "src").as_uri() + "/"], timeout=100)
+    assert other.exists() and not young.exists()
+
+
+def test_a_checksum_written_in_upper_case_is_the_same_checksum(tmp_path: Path) -> None:
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f").write_bytes(b"abc")
+    digest = sha256_of(tmp_path / "src" / "f").upper()
+    assert fetch("f", digest, tmp_path / "dest", [(tmp_path / "src").as_uri() + "/"]).read_bytes() == b"abc"
+
+
 def test_still_missing_names_only_the_files_not_yet_fetched(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (env / "mnist").mkdir(parents=True)
     (env / "mnist" / f"{FILES[2]}.gz").write_bytes(b"fetched earlier")

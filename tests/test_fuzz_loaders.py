@@ -7,6 +7,7 @@ and never needs much more memory than the file occupies.
 from __future__ import annotations
 
 import io
+import json
 import pickle
 import tracemalloc
 import zipfile
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from distnet import Dense, ModelFormatError, Network
 from distnet.checkpoint import Checkpoint
-from distnet.io import npz_bytes
+from distnet.io import npz_bytes, parse_meta, read_npz
 from distnet.step_stats import StepStats
 from hostile import PicklePayload
 
@@ -265,3 +266,39 @@ def test_an_error_of_distnet_s_own_reading_an_npz_is_not_taken_for_a_damaged_fil
     monkeypatch.setattr(distnet_io, "_check_members", buggy)
     with pytest.raises(TypeError, match="a bug"):
         Network.from_npz_bytes(MODEL)
+
+
+def _zip_of(members: list[tuple[str, np.ndarray]], compression: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
+        for name, array in members:
+            with archive.open(f"{name}.npy", "w") as member:
+                np.lib.format.write_array(member, array)
+    return buffer.getvalue()
+
+
+def test_an_archive_claiming_a_few_times_its_size_is_refused_as_well():
+    """Not only a bomb of a thousand to one: 3 kB of zeros in a file of a few hundred bytes."""
+    data = _zip_of([("meta", np.frombuffer(b"{}", np.uint8)), ("params", np.zeros(3000, np.uint8))],
+                   zipfile.ZIP_DEFLATED)
+    with pytest.raises(ModelFormatError, match=rf"x.npz: its arrays claim \d+ bytes uncompressed, more than the "
+                                               rf"{len(data)} bytes of the file"):
+        read_npz(data, "x.npz", ("meta",))
+
+
+def test_an_archive_of_another_compression_is_refused_by_name():
+    data = _zip_of([("meta", np.frombuffer(b"{}", np.uint8))], zipfile.ZIP_BZIP2)
+    with pytest.raises(ModelFormatError, match="x.npz: meta.npy uses a compression distnet does not read"):
+        read_npz(data, "x.npz", ("meta",))
+
+
+def test_a_file_smaller_than_any_zip_is_said_to_be_truncated():
+    with pytest.raises(ModelFormatError, match="x.npz: only 10 bytes; the file is truncated or empty"):
+        read_npz(b"PK\x03\x04" + bytes(6), "x.npz", ("meta",))
+
+
+def test_metadata_of_the_next_format_version_asks_for_a_newer_distnet():
+    raw = np.frombuffer(json.dumps({"format": "distnet.network", "version": 2}).encode(), np.uint8)
+    with pytest.raises(ModelFormatError, match=r"x.npz: written by a newer distnet \(format version 2\); upgrade"):
+        parse_meta(raw, "x.npz", "distnet.network", 1)
+    assert parse_meta(raw, "x.npz", "distnet.network", 2)["version"] == 2

@@ -105,3 +105,62 @@ def test_a_run_is_continued_the_way_it_was_started(tmp_path: Path) -> None:
     assert run.resume_command() == f"distnet train --resume {run.path}"
     assert run.resume_command(workers=1) == f"distnet train --resume {run.path} --workers 1"
     assert run.start_again_command() == f"distnet train --run-dir {run.path} ..."
+
+
+def _checkpoint_of(epoch: int) -> Checkpoint:
+    return Checkpoint(epoch=epoch, step=0, params=np.full(3, epoch, np.float32), optimizer_state={},
+                      stopping_state=None, history=[], config={})
+
+
+def test_after_a_fallback_to_the_previous_checkpoint_later_saves_rotate_again(tmp_path: Path) -> None:
+    """The damaged newest checkpoint is replaced rather than rotated over the good previous one;
+    from the save after that, each rotates as before (the previous one kept)."""
+    run = RunDir(tmp_path)
+    run.save_checkpoint(_checkpoint_of(1))
+    run.save_checkpoint(_checkpoint_of(2))
+    (tmp_path / "checkpoint.npz").write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.warns(UserWarning, match="checkpoint.npz"):
+        assert run.load_checkpoint().epoch == 1
+    run.save_checkpoint(_checkpoint_of(3))
+    assert Checkpoint.load(tmp_path / "checkpoint.prev.npz").epoch == 1  # not the damaged file
+    run.save_checkpoint(_checkpoint_of(4))
+    assert [Checkpoint.load(tmp_path / name).epoch for name in ("checkpoint.npz", "checkpoint.prev.npz")] == [4, 3]
+
+
+def test_a_run_holds_its_best_network_only_with_the_epoch_best_json_records(tmp_path: Path) -> None:
+    from distnet import Dense, Network
+    from distnet.resume import holds_best
+
+    network = Network([Dense(3, "softmax")], input_size=4, seed=0)
+    network.save(tmp_path / "best.npz")
+    (tmp_path / "best.json").write_text(json.dumps({"epoch": 5, "validation_error": 0.1}))
+    assert holds_best(RunDir(tmp_path), network.params, 5)
+    assert not holds_best(RunDir(tmp_path), network.params, 3)
+    assert not holds_best(RunDir(tmp_path), network.params + 1, 5)
+
+
+def test_a_file_written_atomically_is_synced_and_so_is_its_folder(tmp_path: Path, monkeypatch) -> None:
+    """Without the folder's sync, the rename that puts the file in place may not survive a crash."""
+    import stat
+
+    from distnet import io as distnet_io
+
+    synced = []
+    sync = os.fsync
+    monkeypatch.setattr(distnet_io.os, "fsync",
+                        lambda fd: (synced.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"),
+                                    sync(fd)))
+    distnet_io.write_json(tmp_path / "a.json", {})
+    assert synced == ["file", "folder"]
+
+
+def test_an_atomic_write_never_writes_through_a_temporary_file_that_exists(tmp_path: Path, monkeypatch) -> None:
+    """Another process's file (or a link planted under the name) stays as it is."""
+    from distnet import io as distnet_io
+
+    monkeypatch.setattr(distnet_io.secrets, "token_hex", lambda n: "0123abcd")
+    taken = tmp_path / ".a.json.0123abcd.tmp"
+    taken.write_text("someone else's")
+    with pytest.raises(FileExistsError):
+        distnet_io.write_json(tmp_path / "a.json", {})
+    assert taken.read_text() == "someone else's" and not (tmp_path / "a.json").exists()

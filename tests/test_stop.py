@@ -1,4 +1,5 @@
 """The original's StopEvaluator on scripted error sequences, and the best-network keeper."""
+import json
 import math
 
 import numpy as np
@@ -169,3 +170,35 @@ def test_the_acceptable_error_stop_leaves_the_window_as_it_was():
     assert [evaluator.stop(e) for e in (0.3, 0.2, 0.05)] == [False, False, True]
     assert evaluator.state()["errors"] == [0.3, 0.2]
     assert evaluator.state()["last_average"] == float("inf")
+
+
+def _small_network() -> Network:
+    return Network([Dense(3, "softmax")], input_size=4, seed=0)
+
+
+def test_a_best_network_of_epoch_0_is_written_too(tmp_path):
+    """Epoch 0 (the network before training, as a resume's first evaluation may score it) is an
+    epoch like any other, not "none"."""
+    network = _small_network()
+    EarlyStopping(network.spec(), 3, best_path=tmp_path / "best.npz").evaluate(0, 0.5, network.params)
+    assert np.array_equal(Network.load(tmp_path / "best.npz").params, network.params)
+    assert json.loads((tmp_path / "best.json").read_text()) == {"epoch": 0, "validation_error": 0.5}
+
+
+def test_a_restored_best_network_is_a_copy_of_the_parameters_given(tmp_path):
+    network = _small_network()
+    stopping = EarlyStopping(network.spec(), 3)
+    stopping.evaluate(1, 0.5, network.params)
+    given = network.params.copy()
+    stopping.load_state(stopping.state(), given)
+    given[:] = 0  # the caller's array, reused for the next steps
+    assert np.array_equal(stopping.best_network().params, network.params)
+
+
+def test_best_json_records_the_lowest_error_when_the_acceptable_error_stops_the_run(tmp_path):
+    network = _small_network()
+    stopping = EarlyStopping(network.spec(), 3, acceptable_error=0.2, best_path=tmp_path / "best.npz")
+    stopping.evaluate(1, 0.5, network.params)
+    assert stopping.evaluate(2, 0.1, network.params + 1).stop
+    assert json.loads((tmp_path / "best.json").read_text()) == {"epoch": 2, "validation_error": 0.1}
+    assert np.array_equal(Network.load(tmp_path / "best.npz").params, network.params + 1)
