@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import DTypeLike
 
+from .checks import count
 from .errors import ConfigError
 
 
@@ -55,8 +56,8 @@ class BatchPlan:
         if n_samples < batch_size:
             if n_samples == 0:
                 raise ConfigError("the training set is empty: there is nothing to train on")
-            raise ConfigError(f"the training set has {n_samples} samples, fewer than one batch of {batch_size}; use a "
-                              f"batch size of at most {n_samples} (batch_size, --batch-size)")
+            raise ConfigError(f"the training set has {count(n_samples, 'sample')}, fewer than one batch of "
+                              f"{batch_size}; use a batch size of at most {n_samples} (batch_size, --batch-size)")
         self.n_samples, self.batch_size, self.shards, self.seed = n_samples, batch_size, shards, seed
         self.steps_per_epoch = n_samples // batch_size
         self.shard_batch_sizes = split_sizes(batch_size, shards)

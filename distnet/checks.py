@@ -89,6 +89,11 @@ def range_hint(labels: np.ndarray, classes: int) -> str:
     return "; counted from 1? use labels - 1" if labels.min() == 1 and labels.max() == classes else ""
 
 
+def count(n: int, noun: str) -> str:
+    """``n`` and ``noun`` in words: "1 epoch", "3 epochs"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def listed(classes) -> str:
     """The first dozen of ``classes``, for a message."""
     return f"{', '.join(map(str, classes[:12]))}{', ...' if len(classes) > 12 else ''}"

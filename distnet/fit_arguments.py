@@ -95,14 +95,21 @@ def checked_settings(settings: dict, resolved: bool = False) -> dict:
     return {name: checked(name, value) for name, value in settings.items()}
 
 
-def check_finite(what: str, data: Dataset | None, rows: int = 4096) -> None:
+def check_finite(what: str, data: Dataset | None, given: Dataset | None = None, rows: int = 4096) -> None:
     """ConfigError naming the first sample of ``data`` with a NaN or infinite value (a few rows at
-    a time: no array of the data's size is made, and a memory-mapped file is read once)."""
+    a time: no array of the data's size is made, and a memory-mapped file is read once); where
+    that sample was finite as ``given`` (before ``data`` was cast to the network's dtype), the
+    message says its values were too large for that dtype."""
     if data is None or data.images.dtype.kind != "f":
         return
     for start in range(0, len(data), rows):
         finite = np.isfinite(data.images[start:start + rows]).all(axis=1)
         if not finite.all():
             first = start + int(np.flatnonzero(~finite)[0])
+            if given is not None and np.isfinite(given.images[first]).all():
+                dtype = data.images.dtype
+                raise ConfigError(f"the {what} data hold values too large for {dtype}, the network's dtype (sample "
+                                  f"{first} is the first such: beyond ±{np.finfo(dtype).max:.1e} a value becomes "
+                                  f"infinite); scale the data, as inputs near [-1, 1] train best")
             raise ConfigError(f"the {what} data hold NaN or infinite values (sample {first} is the first such); "
                               f"fix or drop those samples (training on them would only diverge)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .checks import checked_number, class_labels, listed, whole_number
+from .checks import checked_number, class_labels, count, listed, whole_number
 from .data import Dataset
 from .data.datasets import checked_class_names
 from .errors import ConfigError
@@ -47,7 +47,7 @@ class Evaluation:
         labels = [class_label(self.classes, i) for i in range(len(self.classes))]
         width = max(len(label) for label in labels)
         for label, accuracy, total in zip(labels, self.per_class_accuracy, self.confusion.sum(axis=1)):
-            lines.append(f"  {label:<{width}}  {100 * accuracy:6.2f}%  ({int(total)} samples)")
+            lines.append(f"  {label:<{width}}  {100 * accuracy:6.2f}%  ({count(int(total), 'sample')})")
         lines += ["", "confusion matrix (rows: true class, columns: predicted):"]
         cell = max(5, len(str(int(self.confusion.max()))) + 1)
         lines.append(" " * (width + 2) + "".join(f"{i:>{cell}}" for i in range(len(self.classes))))

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from .checks import positive_int
+from .checks import count, positive_int
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -161,11 +161,6 @@ def _columns(stream: TextIO) -> int:
     except (AttributeError, OSError, ValueError):
         columns = 0
     return columns or shutil.get_terminal_size().columns  # 0: a terminal that does not say
-
-
-def count(n: int, noun: str) -> str:
-    """``n`` and ``noun`` in words: "1 epoch", "3 epochs"."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def describe_training(info: dict) -> str:

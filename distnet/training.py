@@ -355,11 +355,12 @@ class TrainerBase:
         self.optimizer.check_state_fits(self.network.params)  # before a parameter server is started with it
         if not resume:  # (a resume starts from its checkpoint's state)
             check_finite_state(self.network, self.optimizer)
+        given = train, validation
         with np.errstate(over="ignore"):  # a value cast beyond float32's range is named just below
             train = train.astype(self.network.dtype)
             validation = validation.astype(self.network.dtype) if validation is not None and len(validation) else None
-        for what, data in (("training", train), ("validation", validation)):
-            check_finite(what, data)  # as cast: a float64 value beyond float32's range is infinite now
+        for what, data, before in (("training", train, given[0]), ("validation", validation, given[1])):
+            check_finite(what, data, before)  # as cast: a float64 value beyond float32's range is infinite now
         return train, validation
 
     def _check_batches(self, n_samples: int) -> None:

@@ -274,6 +274,8 @@ def test_outputs_that_are_nan_or_infinite_are_not_scored_as_class_0():
             network.error_rate(X, [0, 0, 0, 0])  # was 0.0: argmax took each NaN row for class 0
         with pytest.raises(ConfigError, match=re.escape(f"NaN or infinite for 4 of the 4 samples, {reason}")):
             broken.error_count(np.zeros((4, 5)), [0, 1, 2, 0])
+        with pytest.raises(ConfigError, match=re.escape(f"NaN or infinite for 1 of the 1 sample, {reason}")):
+            broken.error_count(np.zeros((1, 5)), [0])  # "1 of the 1 samples" before
 
 
 @pytest.mark.parametrize("output", ["identity", "relu", "leaky_relu", "tanh", "sigmoid", "softplus"])

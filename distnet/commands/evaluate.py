@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..checks import count
 from .common import add_data_arguments, add_model_argument, model_and_test_data
 
 
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"model": str(args.model), "dataset": args.dataset, **result.to_dict()}))
     else:
-        print(f"{args.model} on the {args.dataset} test set ({len(test)} samples)")
+        print(f"{args.model} on the {args.dataset} test set ({count(len(test), 'sample')})")
         print(result.report())
     return 0
 

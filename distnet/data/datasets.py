@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import DTypeLike
 
-from distnet.checks import as_array, checked_number, floating_point, labels_hint, path_of, range_hint
+from distnet.checks import as_array, checked_number, count, floating_point, labels_hint, path_of, range_hint
 from distnet.data.digits import PIXELS, SIDE, Digit
 from distnet.data.download import fetch, sha256_of
 from distnet.data.idx import read_idx
@@ -329,8 +329,8 @@ def load_dataset(
     train_x, train_y, test_x, test_y = _read(name, _FILES, data_dir, download)
     if validation >= len(train_y):
         raise ConfigError(
-            f"the training file has {len(train_y)} samples, too few to hold {validation} out for validation (what "
-            f"early stopping judges by) and train on the rest: give a training file of more than {validation} "
+            f"the training file has {count(len(train_y), 'sample')}, too few to hold {validation} out for "
+            f"validation (what early stopping judges by) and train on the rest: give a training file of more than {validation} "
             f"samples, or hold out fewer (distnet train --validation N; load_dataset(..., validation=N) in Python)"
         )
     order = np.random.default_rng(seed).permutation(len(train_y))

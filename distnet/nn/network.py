@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..checks import (as_array, class_labels, float_dtype, home_expanded, json_object, path_of, positive_int,
+from ..checks import (as_array, class_labels, count, float_dtype, home_expanded, json_object, path_of, positive_int,
                       real_numbers, seed_or_none)
 from ..errors import ConfigError, ModelFormatError, OutOfMemoryError
 from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
@@ -221,7 +221,7 @@ class Network:
             column = " (a single target per sample: as a column, Y[:, None])" if Y.shape == (rows,) else ""
             raise ConfigError(f"the targets must be one row of {self.output_size} values per sample (one-hot labels "
                               f"for classes, the target values for a regression), got data of shape {Y.shape} for "
-                              f"{rows} samples{column}")
+                              f"{count(rows, 'sample')}{column}")
         return Y
 
     def predict(self, X: ArrayLike, batch_size: int = 1_000) -> np.ndarray:
@@ -480,8 +480,8 @@ def check_scorable(broken: int, samples: int) -> None:
     """ConfigError if ``broken`` of the ``samples`` rows of outputs are unscorable (see
     :func:`unscorable_rows`)."""
     if broken:
-        raise ConfigError(f"the network's outputs are NaN or infinite for {broken} of the {samples} samples, so "
-                          f"they have no class to score: either the inputs hold NaN or infinite values, or the "
+        raise ConfigError(f"the network's outputs are NaN or infinite for {broken} of the "
+                          f"{count(samples, 'sample')}, so they have no class to score: either the inputs hold NaN or infinite values, or the "
                           f"parameters do (a training that diverged leaves them NaN); check np.isfinite(X).all() and "
                           f"np.isfinite(net.params).all()")
 
