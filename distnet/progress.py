@@ -26,7 +26,8 @@ class Reporter:
         first_step (the steps of first_epoch done before: > 0 on a resume within an epoch),
         parameters (their number), sizes, l2, the specs of the optimizer (with its base
         learning rate), schedule and augmentation (None for none), and largest_input (the largest
-        absolute value in the training inputs)."""
+        absolute value in the training inputs). ``info``, like the stats of :meth:`on_steps` and the
+        record of :meth:`on_evaluation`, is the reporter's own copy, to keep or change."""
 
     def on_steps(self, epoch: int, step: int, steps: int, stats: "StepStats", seconds: float) -> None:
         """After each chunk of steps: ``step`` of the ``steps`` steps of ``epoch`` (1-based) are done.

@@ -7,6 +7,7 @@ in this process (:class:`distnet.trainer.Trainer`) or on Ray actors
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import time
@@ -481,7 +482,8 @@ class TrainerBase:
                          checkpoint_every, list(checkpoint.history) if checkpoint else [],
                          checkpoint.seconds if checkpoint else 0.0, started, notes=notes)
             epoch, step, stats, verdict = self._restore(loop, checkpoint, redrawn=start.warning is not None)
-            reporter.on_start({"steps_per_epoch": plan.steps_per_epoch, "epochs": epochs,
+            # Copies: what a reporter does to what it is told must not reach the run's checkpoints.
+            reporter.on_start(copy.deepcopy({"steps_per_epoch": plan.steps_per_epoch, "epochs": epochs,
                                "batch_size": self.batch_size, "distributed": self.distributed,
                                "workers": self.shards if self.distributed else 0, "shards": self.shards,
                                "first_epoch": epoch + 1, "first_step": step,
@@ -490,12 +492,12 @@ class TrainerBase:
                                "schedule": loop.config["schedule"],
                                "augmentation": loop.config["augmentation"],
                                # No temporary the size of the data: two passes instead of np.abs.
-                               "largest_input": max(float(train.images.max()), -float(train.images.min()))})
+                               "largest_input": max(float(train.images.max()), -float(train.images.min()))}))
             if checkpoint is not None and evaluation_owed(checkpoint, epochs):
                 # The run was bound for more epochs and stopped after this one, its last now.
                 verdict = self._evaluate(loop, epoch, *checkpoint.finished_epoch, validation) or verdict
                 self._checkpoint(loop, epoch, 0, StepStats(), finished=checkpoint.finished_epoch)
-                reporter.on_evaluation(loop.history[-1])
+                reporter.on_evaluation(dict(loop.history[-1]))
             while epoch < epochs and not (verdict and verdict.stop):
                 stats, epoch_seconds = self._train_epoch(loop, epoch, step, stats)
                 epoch, step = epoch + 1, 0
@@ -505,7 +507,7 @@ class TrainerBase:
                 if run:
                     self._checkpoint(loop, epoch, 0, StepStats(), finished=(stats, epoch_seconds))
                 if evaluated:  # once checkpointed: a reporter that fails (its reader gone) leaves a run to resume
-                    reporter.on_evaluation(loop.history[-1])
+                    reporter.on_evaluation(dict(loop.history[-1]))
                 stats = StepStats()
             return self._finish(loop, epoch, verdict)
         finally:
@@ -557,7 +559,7 @@ class TrainerBase:
             stats += chunk_stats
             loop.since_checkpoint += stop - step
             step = stop
-            loop.reporter.on_steps(epoch + 1, step, steps, stats, time.perf_counter() - epoch_started)
+            loop.reporter.on_steps(epoch + 1, step, steps, replace(stats), time.perf_counter() - epoch_started)
             if loop.checkpoint_every and loop.since_checkpoint >= loop.checkpoint_every and step < steps:
                 self._checkpoint(loop, epoch, step, stats)
         return stats, time.perf_counter() - epoch_started

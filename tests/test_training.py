@@ -1362,3 +1362,32 @@ def test_a_second_change_of_shards_within_one_epoch_names_the_shards_that_epoch_
             "to a run that kept 3 workers; epoch 2, which it resumes at step 40, ends with the batches it began "
             "with (of 2 shards: no sample twice in that epoch)")):
         fit(4, resume=True)
+
+
+def test_a_reporter_that_changes_what_it_is_told_changes_nothing_of_the_run(mnist, tmp_path):
+    """It was handed the run's own dicts and stats: a reporter that formats a record in place, or
+    pops a spec's name, made the checkpoints unresumable ("another optimizer name") and
+    history.jsonl a mix of strings and numbers."""
+    from distnet import Reporter
+
+    class Scribbles(Reporter):
+        def on_start(self, info):
+            info["optimizer"].pop("name")
+            info["sizes"].clear()
+
+        def on_steps(self, epoch, step, steps, stats, seconds):
+            stats.correct = stats.samples = 0
+
+        def on_evaluation(self, record):
+            record["validation_error"] = f"{record['validation_error']:.1%}"
+
+    plain, _ = fit_small(mnist, tmp_path / "plain", epochs=2)
+    scribbled, _ = fit_small(mnist, tmp_path / "run", epochs=2, reporter=Scribbles())
+    def untimed(records):
+        return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in records]
+
+    assert untimed(scribbled.history) == untimed(plain.history)
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    assert [r["validation_error"] for r in history] == [r["validation_error"] for r in plain.history]
+    assert Checkpoint.load(tmp_path / "run" / "checkpoint.npz").config["optimizer"]["name"] == "nesterov"
+    assert fit_small(mnist, tmp_path / "run", epochs=3, resume=True)[0].epochs == 3
