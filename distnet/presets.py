@@ -1,6 +1,7 @@
 """Named training setups: ``seed`` (the article's, faithfully) and ``tuned`` (our best)."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -42,6 +43,19 @@ class Preset:
                 and all(isinstance(layer, (tuple, list)) and len(layer) == 2 for layer in self.hidden)):
             raise ConfigError(f"hidden must be (size, activation) pairs, one per hidden layer, such as "
                               f"((36, 'leaky_relu'), (14, 'leaky_relu')), got {self.hidden!r}")
+        # Its own copy of every spec, each layer's apart: a change to one preset's (in a notebook,
+        # say) is not every later get_preset's, nor the other layers'.
+        object.__setattr__(self, "hidden", tuple((size, copy.deepcopy(activation)) for size, activation in self.hidden))
+        for name in ("output", "optimizer", "schedule", "augmentation"):
+            object.__setattr__(self, name, copy.deepcopy(getattr(self, name)))
+        # The specs are built once here, so that a wrong one is refused where it is given.
+        for size, activation in (*self.hidden, (1, self.output)):
+            Dense(size, activation)
+        cost_from_spec(self.cost)
+        initializer_from_spec(self.initializer)
+        self.build_optimizer()
+        self.build_schedule()
+        self.build_augmentation()
 
     def build_network(self, input_size: int = 784, classes: int = 10, seed: int | None = None,
                 dtype: np.dtype | type | str = np.float32) -> Network:
@@ -119,6 +133,6 @@ PRESETS: dict[str, Preset] = {
 def get_preset(name: str) -> Preset:
     """The preset called ``name`` (a key of :data:`PRESETS`); ConfigError, listing them, for any other."""
     try:
-        return PRESETS[name]
+        return replace(PRESETS[name])  # a copy of its own
     except KeyError:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None

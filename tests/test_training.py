@@ -1123,10 +1123,29 @@ def test_divergence_through_huge_finite_costs_is_reported_as_divergence():
                            "'leaky_relu'), (14, 'leaky_relu')), got (10, 20)"),  # a TypeError in build_network
     ({"foo": 1}, "a preset has no foo; its fields are name, description, hidden, output, cost, initializer, "
                  "optimizer, l2, batch_size, eval_every, window, epochs, schedule, augmentation"),
+    # Accepted, and refused only as a run built them, before:
+    ({"optimizer": {"name": "sgd"}}, "unknown optimizer 'sgd'; known: gradient_descent, momentum, nesterov, adam"),
+    ({"cost": "crossentropy"}, "unknown cost 'crossentropy'; known: quadratic, half_quadratic, mse, cross_entropy"),
+    ({"hidden": ((36, "leaky"),)}, "unknown activation 'leaky'; known: identity, sigmoid, tanh, relu, leaky_relu, "
+                                   "softplus, softmax"),
 ])
 def test_a_preset_changed_to_what_no_run_could_take_is_refused(changes, message):
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
         get_preset("seed").with_overrides(**changes)
+
+
+def test_a_preset_is_its_own_copy_of_every_spec():
+    """A notebook's change to one preset reached every later get_preset, and one layer's
+    activation was the other's too."""
+    changed = get_preset("seed")
+    changed.optimizer["learning_rate"] = 5.0
+    changed.hidden[0][1]["alpha"] = 0.3
+    assert [activation["alpha"] for _, activation in changed.hidden] == [0.3, 0.01]
+    assert get_preset("seed").build_optimizer().learning_rate == 0.02
+    assert [activation["alpha"] for _, activation in get_preset("seed").hidden] == [0.01, 0.01]
+    overridden = get_preset("seed").with_overrides(epochs=3)
+    overridden.optimizer["momentum"] = 0.5
+    assert get_preset("seed").optimizer["momentum"] == 0.87
 
 
 def test_seed_preset_is_the_articles_configuration():
