@@ -310,7 +310,8 @@ class TrainerBase:
         epoch end (and every ``checkpoint_every`` steps when > 0; None: 0, or a resumed run's own,
         and one given to a resume is the run's from then on); ``extra_config``, a dict of JSON
         values, goes into its config.json beside the run's own settings (the command line records
-        the preset and the data set there). ``resume=True`` continues the
+        the preset and the data set there; a resume keeps the run's, which it may add to but not
+        change). ``resume=True`` continues the
         run found there with its own settings: ``eval_every``, ``window`` and ``acceptable_error``
         may be left out (and, given, must be the run's), ``epochs`` sets a new total (a run that
         ended at its maximum then trains on, and its config.json records the new total). The number
@@ -396,6 +397,7 @@ class TrainerBase:
         with self._workers_of_run(saved.get("workers")):
             config = self._run_config(data, settings, extra_config)
             check_resumable(checkpoint.config, config)
+        config = {**config, **_kept_extra_config(saved, config, extra_config)}
         ended = self._ended_run(run, checkpoint, settings["epochs"], reporter, notes)
         if ended is not None:
             self._decide_workers(config["workers"])  # (the run's, or the trainer's own): what shards says
@@ -418,6 +420,7 @@ class TrainerBase:
             record["workers"] = config["workers"]
         if other_mode:
             record["protocol"] = config.get("protocol")
+        record.update({key: value for key, value in extra_config.items() if key not in saved})
         return _Start(settings, config, checkpoint, record, warning)
 
     def _run_config(self, data: dict, settings: dict, extra_config: dict) -> dict:
@@ -756,6 +759,19 @@ def _seed_of(seed) -> int:
     """``seed`` as the trainer keeps it: a whole number >= 0, or for None one drawn at random."""
     seed = seed_or_none(seed)
     return int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
+
+
+def _kept_extra_config(saved: dict, config: dict, given: dict) -> dict:
+    """The extra_config a resume keeps from its run (``saved``: its config.json) beside its
+    ``config``: what the run recorded, which the resume's own (``given``) may repeat or add to,
+    but not change (a run's two records, config.json and its checkpoints, would disagree);
+    ConfigError where it does."""
+    if changed := [key for key, value in given.items() if key in saved and saved[key] != value]:
+        key = changed[0]
+        raise ConfigError(f"cannot resume with extra_config {key}={given[key]!r}: the run recorded "
+                          f"{key}={saved[key]!r}; leave it out (a resume keeps what the run recorded) or give that")
+    # "protocol": what a distributed run records, which a resume in one process drops.
+    return {key: value for key, value in saved.items() if key not in config and key != "protocol"}
 
 
 def trained_on_notes(train: Dataset) -> dict:

@@ -1410,3 +1410,22 @@ def test_a_reporter_that_changes_what_it_is_told_changes_nothing_of_the_run(mnis
     assert [r["validation_error"] for r in history] == [r["validation_error"] for r in plain.history]
     assert Checkpoint.load(tmp_path / "run" / "checkpoint.npz").config["optimizer"]["name"] == "nesterov"
     assert fit_small(mnist, tmp_path / "run", epochs=3, resume=True)[0].epochs == 3
+
+
+def test_a_resume_keeps_the_run_s_extra_config_and_refuses_to_change_it(mnist, tmp_path):
+    """Given other values, it was taken into the checkpoints and not into config.json, and left
+    out, the run's own keys were dropped from the checkpoints: two records that disagreed."""
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):  # in epoch 2, checkpointed after epoch 1
+        fit_small(mnist, run, epochs=3, extra_config={"x": 3, "note": "first"}, reporter=InterruptAfter(2, 0))
+    before = files(run)
+    with pytest.raises(ConfigError, match=re.escape(
+            "cannot resume with extra_config x=4: the run recorded x=3; leave it out (a resume keeps what the run "
+            "recorded) or give that")):
+        fit_small(mnist, run, epochs=3, resume=True, extra_config={"x": 4})
+    assert files(run) == before
+    fit_small(mnist, run, epochs=3, resume=True, extra_config={"x": 3, "added": True})
+    config = json.loads((run / "config.json").read_text())
+    assert (config["x"], config["note"], config["added"]) == (3, "first", True)
+    assert {key: Checkpoint.load(run / "checkpoint.npz").config[key] for key in ("x", "note", "added")} == {
+        "x": 3, "note": "first", "added": True}
