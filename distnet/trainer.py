@@ -34,6 +34,9 @@ class Trainer(TrainerBase):
         cannot hold. A batch with NaN or infinite values is refused (ConfigError), and a step whose
         cost is not finite (divergence) raises TrainingDivergedError; either way the network and the
         optimizer stay as they were."""
+        if isinstance(X, Dataset):  # (which NumPy would read as a list of images)
+            raise ConfigError("a step takes arrays, not a data set: pass its .images and, as the targets, its "
+                              ".one_hot() rows")
         for what, values in (("inputs", X), ("targets", Y)):
             values = as_array(f"the mini-batch's {what}", values)
             if values.dtype.kind in "fc" and not np.isfinite(values).all():

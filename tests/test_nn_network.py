@@ -788,6 +788,12 @@ def test_targets_of_a_regression_given_as_a_vector_are_refused_saying_how_to_giv
             "Y[:, None])")):
         net.gradient(X, y)
     assert net.gradient(X, y[:, None]).shape == net.params.shape
+    classifier = Network([Dense(4, "softmax")], input_size=3, seed=1, dtype=np.float64)
+    with pytest.raises(ConfigError, match=re.escape(  # the column hint before, which failed next
+            "got data of shape (10,) for 10 samples (class labels? as one-hot rows: np.eye(4)[labels], or a data "
+            "set's .one_hot())")):
+        classifier.gradient(X, np.arange(10) % 4)
+    assert classifier.gradient(X, np.eye(4)[np.arange(10) % 4]).shape == classifier.params.shape
 
 
 def test_a_saved_network_loads_from_any_bytes_like_object():

@@ -187,6 +187,9 @@ def test_a_step_on_nan_data_or_with_a_cost_that_overflows_is_refused_and_changes
                                                     r"or the inputs or targets are too large; the step was not "
                                                     r"applied$"):
         trainer.step(X, Y * 1e200)  # finite targets whose squared error is not
+    with pytest.raises(ConfigError, match=re.escape(  # "dataset[i] draws a 28x28 image" before: NumPy iterated it
+            "a step takes arrays, not a data set: pass its .images and, as the targets, its .one_hot() rows")):
+        trainer.step(Dataset(X, (Y[:, 0] > 0.5).astype(int), classes=2), Y)
     np.testing.assert_array_equal(net.params, before)
     assert all(np.array_equal(v, state[k]) for k, v in trainer.optimizer.state().items())
 

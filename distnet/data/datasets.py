@@ -159,7 +159,9 @@ class Dataset:
         classes: the class names, indexed by label (kept as strings); given as a number ``k``
             instead, the classes are named ``"0" .. "k-1"``, as the ten default ones are.
 
-    The arrays are not copied; views of them are made read-only.
+    The images are not copied, nor are labels given as ``int64`` (other integer labels are
+    converted, a copy); the data set holds read-only views of them. Change the arrays given, and
+    the data set's samples change with them, unchecked: give it copies to keep editing yours.
 
     Raises:
         ConfigError: the images are not a 2-D floating-point array, the labels are not ``n``

@@ -218,7 +218,12 @@ class Network:
         if Y.ndim == 1 and rows == 1:  # one sample's targets, as predict() takes one sample's inputs
             Y = Y[None, :]
         if Y.shape != (rows, self.output_size):
-            column = " (a single target per sample: as a column, Y[:, None])" if Y.shape == (rows,) else ""
+            column = ""
+            if Y.shape == (rows,) and self.output_size == 1:
+                column = " (a single target per sample: as a column, Y[:, None])"
+            elif Y.shape == (rows,):
+                column = (f" (class labels? as one-hot rows: np.eye({self.output_size})[labels], or a data set's "
+                          f".one_hot())")
             raise ConfigError(f"the targets must be one row of {self.output_size} values per sample (one-hot labels "
                               f"for classes, the target values for a regression), got data of shape {Y.shape} for "
                               f"{count(rows, 'sample')}{column}")
