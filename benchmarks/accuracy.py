@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/accuracy"),
                         help="where the runs and results.jsonl go (default: runs/accuracy)")
     args = parser.parse_args(argv)
-
+    # A seed or preset given twice is one run (twice, two runs would write one run folder at once).
+    args.seeds, args.presets = list(dict.fromkeys(args.seeds)), list(dict.fromkeys(args.presets))
     args.runs_dir.mkdir(parents=True, exist_ok=True)
     results_path = args.runs_dir / "results.jsonl"
     # Reused only if measured with the same settings and the same preset definition.
@@ -203,15 +204,17 @@ def machine() -> dict:
             "python": platform.python_version(), "load_average": os.getloadavg()}
 
 
-def markdown(report: dict) -> str:
-    def pct(x: float | None) -> str:
-        # Hundredths of a percent, as errors on 10,000 samples are, and a thousandth where a median
-        # of an even number of runs falls between two (2.505 %, which 2 decimals would show as 2.50 %).
-        if x is None:
-            return "–"
-        text = f"{100 * x:.3f}"
-        return f"{text[:-1] if text.endswith('0') else text} %"
+def pct(x: float | None) -> str:
+    """An error rate in percent: hundredths, as errors on 10,000 samples are, and a thousandth
+    where a median of an even number of runs falls between two (2.505 %, which 2 decimals would
+    show as 2.50 %)."""
+    if x is None:
+        return "–"
+    text = f"{100 * x:.3f}"
+    return f"{text[:-1] if text.endswith('0') else text} %"
 
+
+def markdown(report: dict) -> str:
     reused = f"; {report['reused']} run(s) reused from earlier invocations" if report["reused"] else ""
     if report.get("runs_of_other_code"):
         reused += (f", {report['runs_of_other_code']} of them by another distnet (its source differed: a "

@@ -89,14 +89,18 @@ def distributed(workload: str, samples: int, epochs: int, runs: list[list], vali
             results[f"{protocol}/{workers}"] = {**_epoch_result(clock, w, train), "data": source,
                                                 "active_protocol": trainer.active_protocol,
                                                 "peak_rss_mb": clock.worker_rss_mb,
-                                                "shard_mb": round(images.nbytes / workers / 2**20, 1)}
+                                                "shard_mb": mb_per_worker(images, workers)}
             if held_out is not None:
                 results[f"{protocol}/{workers}"].update(
-                    validation_errors=clock.validation_errors,
-                    validation_mb=round(held_out.images.nbytes / workers / 2**20, 1))
+                    validation_errors=clock.validation_errors, validation_mb=mb_per_worker(held_out.images, workers))
     finally:
         ray.shutdown()
     return results
+
+
+def mb_per_worker(images: np.ndarray, workers: int) -> float:
+    """The MiB of ``images`` each of ``workers`` workers holds: its shard of them."""
+    return round(images.nbytes / workers / 2**20, 1)
 
 
 def compute(workload: str, workers: list[int], repeats: int) -> dict:

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.accuracy import run_child  # noqa: E402
+from benchmarks.accuracy import pct, run_child  # noqa: E402
 from distnet.commands.common import non_negative_int, positive_int  # noqa: E402
 from distnet.presets import PRESETS  # noqa: E402
 from distnet.stop import StopEvaluator  # noqa: E402
@@ -82,9 +82,6 @@ def curve(preset_name: str, seed: int, epochs: int, windows: list[int], dataset:
 
 
 def markdown(report: dict) -> str:
-    def pct(x: float) -> str:
-        return f"{100 * x:.2f} %"
-
     lines = [f"`{report['command']}`: the {report['preset']} preset, {report['epochs']} epochs per seed, evaluation "
              f"every {report['eval_every']} epochs; the stop rule replayed with each window.", "",
              "| window | median best validation error | median test error of the kept network | epochs run "
@@ -122,13 +119,14 @@ def main(argv: list[str] | None = None) -> int:
                    "--epochs", str(args.epochs), "--dataset", args.dataset, "--windows", *map(str, args.windows)]
         out, _ = run_child(command, f"seed {seed}")
         run = json.loads(out.splitlines()[-1])
-        print(f"seed {seed}: " + ", ".join(f"window {w} stops at epoch {r['epochs']}, best validation error "
-                                          f"{100 * r['validation_error']:.2f} %" for w, r in run["windows"].items()),
+        print(f"seed {seed}: " + ", ".join(f"window {w} {'stops at' if r['stopped'] else 'has not stopped by'} epoch "
+                                          f"{r['epochs']}, best validation error {pct(r['validation_error'])}"
+                                          for w, r in run["windows"].items()),
               file=sys.stderr, flush=True)
         return run
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        runs = list(pool.map(one, args.seeds))
+        runs = list(pool.map(one, dict.fromkeys(args.seeds)))  # a seed given twice is one run
     report = {"command": " ".join(["stop_window.py", *(argv if argv is not None else sys.argv[1:])]),
               "preset": args.preset, "epochs": args.epochs, "eval_every": preset.eval_every,
               "windows": args.windows, "runs": runs}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -73,11 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=_at_least_two, default=2,
                         help="epochs per run, at least 2: the first is a warm-up, the others are timed (default: 2)")
     args = parser.parse_args(argv)
+    # Ray's workers, which take this process's environment, import this checkout's distnet too (not
+    # one installed elsewhere, which the actors would refuse as other code).
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     results = distributed(args.workload, TRAIN_SAMPLES, args.epochs, args.runs, validation=VALIDATION_ROWS)
     print(json.dumps(results, indent=1))
     print()
     print(table(results))
-    return 0
+    return 1 if all("error" in run for run in results.values()) else 0
 
 
 if __name__ == "__main__":

@@ -201,7 +201,7 @@ def analysed() -> dict:
                "runs": {"distnet single/1": timed(0.2, 200.0),
                         "distnet single/2": timed(0.15, 150.0, threads=2),
                         "torch single/1": timed(0.5, 500.0, half_batch_step_us=300.0),
-                        "distnet channel/2": timed(0.1, 100.0),
+                        "distnet channel/2": timed(0.1, 100.0, peak_rss_mb=[180.0, 200.0], shard_mb=74.8),
                         "distnet compiled/2": timed(0.11, 110.0),
                         "distnet plain/2": timed(0.12, 120.0),
                         "torch ddp/2": timed(0.4, 400.0),
@@ -211,7 +211,7 @@ def analysed() -> dict:
                      "distnet single/2": timed(2.56, 25_600.0, threads=2),  # 20,000 samples/s
                      "torch single/1": timed(5.12, 51_200.0, half_batch_step_us=30_000.0),  # 10,000
                      "distnet channel/2": timed(2.048, 20_480.0),  # 25,000
-                     "distnet plain/2": timed(2.56, 25_600.0),  # 20,000
+                     "distnet plain/2": timed(2.56, 25_600.0, peak_rss_mb=[230.0, 190.0], shard_mb=74.8),  # 20,000
                      "torch ddp/2": timed(2.048, 20_480.0)}}  # 25,000
     results = {"machine": {"cores": 2}, "hardware": {"1": {"best_gflops": 100.0}, "2": {"best_gflops": 200.0}},
                "workloads": {"article": article, "wide": wide}}
@@ -276,7 +276,23 @@ def test_the_targets_compare_each_value_with_its_limit_in_its_own_direction():
         # Throughput, at least: 25,000 / 20,000 (distnet single/2, the best single process).
         ("wide, 2 workers: throughput / best single process on the same cores", 1.25, 0.9, True),
         ("wide, 2 workers: throughput / PyTorch DDP 2 processes", 1.0, 1.2, False),  # 25,000 / 25,000
+        # Memory, at most: the larger worker's peak against its shard + 150 MB.
+        ("article, distnet channel/2: worker peak RSS MB", 200.0, 224.8, True),
+        ("wide, distnet plain/2: worker peak RSS MB", 230.0, 224.8, False),
     ]
+
+
+def test_quick_mode_times_every_protocol_at_the_most_workers_the_channel_at_each_and_no_ray_train():
+    cases = {case["key"]: case for case in speed._cases(quick=True, cores=2)}
+    assert cases["distnet distributed"]["args"]["runs"] == [["channel", 1], ["channel", 2], ["compiled", 2],
+                                                             ["plain", 2]]
+    assert cases["ray train/2"]["skip"] and not cases["torch ddp/2"].get("skip")
+    assert all(not case.get("skip") for case in speed._cases(quick=False, cores=2))
+
+
+def test_a_worker_s_shard_is_its_part_of_the_images():
+    images = np.zeros((50_000, 784), np.float32)  # 149.5 MiB
+    assert [distnet_cases.mb_per_worker(images, n) for n in (1, 2)] == [149.5, 74.8]
 
 
 def test_the_two_worker_targets_take_the_fastest_protocol():

@@ -173,6 +173,8 @@ def test_the_accuracy_benchmark_says_how_many_reused_runs_another_distnet_traine
     out = capsys.readouterr().out
     assert json.loads(out.splitlines()[0])["runs_of_other_code"] == 1
     assert "2 run(s) reused from earlier invocations, 1 of them by another distnet" in out
+    assert accuracy.main(["--presets", "seed", "seed", "--seeds", "1", "2", "1", "--runs-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["presets"]["seed"]["runs"] == 2  # not 6, seed 1 twice
 
 
 def test_a_run_faster_than_the_hardware_floor_is_flagged_as_a_floor_measured_low():
