@@ -102,8 +102,8 @@ PRESETS: dict[str, Preset] = {
         # 200-300 epochs, one to two minutes at 0.25-0.5 s per epoch. Compared on the validation
         # split alone (benchmarks/stop_window.py: six seeds, 500 epochs each, the stop rule replayed
         # over the same curves; 2026-11-30): windows of 10 stopped on noise after 70-115 epochs,
-        # their best networks at 2.76-3.26 % validation error (median 2.81 %); windows of 40
-        # stopped after 230-275 epochs at 2.56-2.72 % (median 2.65 %). The cap of 500 epochs is a
+        # their best networks at 2.76-3.26 % validation error (median 2.815 %); windows of 40
+        # stopped after 230-275 epochs at 2.56-2.72 % (median 2.655 %). The cap of 500 epochs is a
         # safety net that none of those runs reached.
         window=40, epochs=500),
     "tuned": Preset(
