@@ -284,6 +284,7 @@ class RunDir:
         self._check_no_results()
         self.make_folder()
         try:
+            self.remove_unfinished_writes()  # of a run killed here before its first checkpoint
             write_json(self.config_path, config)
             self._started_by_fit_as_read = "dataset" not in config
             self.history_path.write_text("")
@@ -444,7 +445,7 @@ class RunDir:
     def remove_unfinished_writes(self) -> None:
         """Delete what writes killed midway left behind (the temporary files of atomic writes;
         the files they were to replace are intact). Only for a run that is not running: the
-        resume of a stopped one."""
+        resume of a stopped one, or a new run in the folder of one."""
         for p in self.path.iterdir():
             if p.is_file() and UNFINISHED_WRITE.fullmatch(p.name):
                 p.unlink(missing_ok=True)

@@ -164,3 +164,14 @@ def test_an_atomic_write_never_writes_through_a_temporary_file_that_exists(tmp_p
     with pytest.raises(FileExistsError):
         distnet_io.write_json(tmp_path / "a.json", {})
     assert taken.read_text() == "someone else's" and not (tmp_path / "a.json").exists()
+
+
+def test_a_new_run_in_the_folder_of_a_killed_one_removes_its_unfinished_writes(tmp_path: Path) -> None:
+    """A run killed while writing its first checkpoint left its temporary file for good: the
+    advice is to start it again there, and only a resume cleaned up."""
+    run = RunDir(tmp_path / "run")
+    run.create({key: 1 for key in REQUIRED_CONFIG})
+    unfinished = run.path / ".checkpoint.npz.8f44dbd7.tmp"
+    unfinished.write_bytes(b"PK\x03\x04 cut short")
+    RunDir(run.path).create({key: 2 for key in REQUIRED_CONFIG})
+    assert not unfinished.exists() and json.loads(run.config_path.read_text())["batch_size"] == 2
