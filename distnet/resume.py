@@ -90,18 +90,22 @@ def _differences(name: str, then, now) -> list[str]:
     return [f"another {name} ({then!r} in its checkpoint, {now!r} now)"]
 
 
-def evaluation_owed(checkpoint: Checkpoint, epochs: int) -> bool:
-    """Whether a resume that ends the run at ``checkpoint``, which stands after epoch ``epochs``, owes
-    that epoch the evaluation a run ending there makes: the run, bound for more epochs, did not
-    evaluate it. ConfigError where the checkpoint lacks that epoch's statistics (written before
-    checkpoints kept them), so that no resume can end the run as a run ending there would."""
+def evaluation_owed(checkpoint: Checkpoint, epochs: int, eval_every: int) -> bool:
+    """Whether a resume from ``checkpoint`` owes the epoch it stands after the evaluation that the
+    run, resumed to ``epochs`` epochs evaluating every ``eval_every``, makes there: one checkpointed
+    before its evaluation (a run's first, which is checkpointed before its first best.npz), or the
+    last where the run, bound for more epochs, did not evaluate it. ConfigError where the
+    checkpoint lacks that epoch's statistics (written before checkpoints kept them), so that no
+    resume can end the run as a run ending there would."""
     history = checkpoint.history
-    if (checkpoint.epoch, checkpoint.step) != (epochs, 0) or (history and history[-1].get("epoch") == epochs):
+    if checkpoint.step or not checkpoint.epoch or (history and history[-1].get("epoch") == checkpoint.epoch):
         return False
+    if checkpoint.epoch != epochs and checkpoint.epoch % eval_every:
+        return False  # an epoch the run does not evaluate, short of its end
     if checkpoint.finished_epoch is None:
-        raise ConfigError(f"the run has trained {epochs} epochs without evaluating the last, and its checkpoint, "
-                          f"written before checkpoints kept an epoch's statistics, cannot evaluate it as a run "
-                          f"ending there would: resume it with more epochs")
+        raise ConfigError(f"the run has trained {checkpoint.epoch} epochs without evaluating the last, and its "
+                          f"checkpoint, written before checkpoints kept an epoch's statistics, cannot evaluate it as "
+                          f"a run ending there would: resume it with more epochs")
     return True
 
 

@@ -398,7 +398,7 @@ class TrainerBase:
             config = self._run_config(data, settings, extra_config)
             check_resumable(checkpoint.config, config)
         config = {**config, **_kept_extra_config(saved, config, extra_config)}
-        ended = self._ended_run(run, checkpoint, settings["epochs"], reporter, notes)
+        ended = self._ended_run(run, checkpoint, settings["epochs"], settings["eval_every"], reporter, notes)
         if ended is not None:
             self._decide_workers(config["workers"])  # (the run's, or the trainer's own): what shards says
             return ended
@@ -496,8 +496,7 @@ class TrainerBase:
                                "augmentation": loop.config["augmentation"],
                                # No temporary the size of the data: two passes instead of np.abs.
                                "largest_input": max(float(train.images.max()), -float(train.images.min()))}))
-            if checkpoint is not None and evaluation_owed(checkpoint, epochs):
-                # The run was bound for more epochs and stopped after this one, its last now.
+            if checkpoint is not None and evaluation_owed(checkpoint, epochs, eval_every):
                 verdict = self._evaluate(loop, epoch, *checkpoint.finished_epoch, validation) or verdict
                 self._checkpoint(loop, epoch, 0, StepStats(), finished=checkpoint.finished_epoch)
                 reporter.on_evaluation(dict(loop.history[-1]))
@@ -505,6 +504,11 @@ class TrainerBase:
                 stats, epoch_seconds = self._train_epoch(loop, epoch, step, stats)
                 epoch, step = epoch + 1, 0
                 evaluated = epoch % eval_every == 0 or epoch == epochs
+                if evaluated and run and validation is not None and not run.has_checkpoint():
+                    # Before the stop rule writes the run's first best.npz: killed in between, the run
+                    # is resumed (owing this evaluation), not a folder of a best network and nothing
+                    # to resume.
+                    self._checkpoint(loop, epoch, 0, StepStats(), finished=(stats, epoch_seconds))
                 if evaluated:
                     verdict = self._evaluate(loop, epoch, stats, epoch_seconds, validation) or verdict
                 if run:
@@ -620,10 +624,10 @@ class TrainerBase:
                                             finished_epoch=finished))
         loop.since_checkpoint = 0
 
-    def _ended_run(self, run: RunDir, checkpoint: Checkpoint, epochs: int, reporter: Reporter,
+    def _ended_run(self, run: RunDir, checkpoint: Checkpoint, epochs: int, eval_every: int, reporter: Reporter,
                    notes: dict) -> FitResult | None:
         """If the run of this checkpoint had ended (its stop rule said stop, or it trained ``epochs``
-        epochs), its result as it ended, with nothing trained or started; else None. A best.npz
+        epochs, evaluating every ``eval_every``), its result as it ended, with nothing trained or started; else None. A best.npz
         removed or damaged since is written again (with ``notes``) from the checkpoint, which holds
         it, and so is a history.jsonl removed or damaged. ConfigError if it has trained more than ``epochs`` epochs."""
         state = checkpoint.stopping_state
@@ -635,7 +639,7 @@ class TrainerBase:
             raise ConfigError(f"{run.path} has trained {checkpoint.epoch} epochs"
                               f"{f' and {checkpoint.step} steps' if checkpoint.step else ''}, more than the "
                               f"{epochs} asked for; resume it with a larger number of epochs")
-        elif trained == (epochs, 0) and evaluation_owed(checkpoint, epochs):
+        elif trained == (epochs, 0) and evaluation_owed(checkpoint, epochs, eval_every):
             return None  # not ended: a run ending there evaluates its last epoch first
         elif trained == (epochs, 0):
             ending = "max_epochs"

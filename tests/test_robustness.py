@@ -457,8 +457,8 @@ def test_a_relative_run_dir_means_the_same_folder_to_the_ray_actors(ray_local, t
     trainer = DistributedTrainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02),
                                  batch_size=32, workers=2, seed=1)
     trainer.fit(train, train.subset(slice(0, 64)), epochs=1, eval_every=1, run_dir="run")
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "best.json", "best.npz", "checkpoint.npz", "config.json", "history.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [  # prev: epoch 1's, before its evaluation
+        "best.json", "best.npz", "checkpoint.npz", "checkpoint.prev.npz", "config.json", "history.jsonl"]
 
 
 # -- run directories ---------------------------------------------------------------------------------
@@ -795,14 +795,18 @@ def test_the_advice_quotes_a_run_directory_that_the_shell_would_split(capsys, da
     assert status == 130 and err == f"\ndistnet: interrupted; resume with: distnet train --resume '{folder}'\n"
 
 
-def test_a_run_interrupted_between_its_first_best_network_and_checkpoint_says_it_cannot_be_resumed(
-        capsys, data, tmp_path, monkeypatch):
+def test_a_run_is_checkpointed_before_its_first_best_network(capsys, data, tmp_path, monkeypatch):
+    """The first evaluation wrote best.npz before the first checkpoint: interrupted in between, a
+    run could neither be resumed nor started again in its folder ("it cannot be resumed; to train
+    on, start a new run in another run directory")."""
     folder = tmp_path / "run"
     monkeypatch.setattr("distnet.rundir.RunDir.save_checkpoint", interrupt)
     status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
-    assert status == 130 and (folder / "best.npz").exists() and not RunDir(folder).has_checkpoint()
-    assert err == ("\ndistnet: interrupted after it saved its best network, before its first checkpoint: it cannot "
-                   "be resumed; to train on, start a new run in another run directory\n")
+    assert status == 130 and not (folder / "best.npz").exists() and not RunDir(folder).has_checkpoint()
+    assert err == (f"\ndistnet: interrupted before the run's first checkpoint; to train it, start it again (the folder "
+                   f"may be reused): distnet train --run-dir {folder} ...\n")
+    monkeypatch.undo()
+    assert cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))[0] == 0
 
 
 def test_with_json_how_the_command_ended_is_the_last_line_on_stdout_too(capsys, data, tmp_path, monkeypatch):
@@ -928,10 +932,12 @@ def test_a_full_disk_before_the_first_checkpoint_says_to_start_again(capsys, dat
     monkeypatch.setattr("distnet.io.os.fsync", disk_full_from_the_first_checkpoint)
     status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
     monkeypatch.undo()
-    assert status == 2 and err == (f"distnet: error: {folder / 'checkpoint.npz'}: No space left on device; the run "
-                                   f"saved its best network but no checkpoint yet, so it cannot be resumed: once "
-                                   f"there is room, start a new run in another run directory\n")  # no advice before
-    assert (folder / "best.npz").exists() and not (folder / "checkpoint.npz").exists()
+    # The first checkpoint comes before the first best network ("start a new run in another run
+    # directory" before, the folder holding best.npz).
+    assert status == 2 and err.endswith(f": No space left on device; the run saved no checkpoint yet: once there is "
+                                        f"room, start it again (the folder may be reused): distnet train --run-dir "
+                                        f"{folder} ...\n"), err
+    assert not (folder / "best.npz").exists() and not (folder / "checkpoint.npz").exists()
     other = tmp_path / "other"  # its first checkpoint comes before its first evaluation
     monkeypatch.setattr("distnet.io.os.fsync", disk_full_from_the_first_checkpoint)
     status, _, err = cli(capsys, *train_args(data, "--run-dir", other, "--epochs", "2", "--eval-every", "2"))

@@ -1432,3 +1432,32 @@ def test_a_resume_keeps_the_run_s_extra_config_and_refuses_to_change_it(mnist, t
     assert (config["x"], config["note"], config["added"]) == (3, "first", True)
     assert {key: Checkpoint.load(run / "checkpoint.npz").config[key] for key in ("x", "note", "added")} == {
         "x": 3, "note": "first", "added": True}
+
+
+def test_a_run_killed_between_its_first_best_network_and_checkpoint_resumes_as_if_never_killed(
+        mnist, tmp_path, monkeypatch):
+    """Evaluating its first epoch, the stop rule wrote best.npz before the first checkpoint: a run
+    killed in between was a folder that could neither be resumed nor started again in place."""
+    from distnet.rundir import RunDir
+
+    class Killed(BaseException):
+        pass
+
+    def killed(self, record):
+        raise Killed  # as SIGKILL: after best.npz and best.json, before the history's line and the checkpoint
+
+    plain, _ = fit_small(mnist, tmp_path / "plain", epochs=3)
+    with monkeypatch.context() as patched:
+        patched.setattr(RunDir, "append_history", killed)
+        with pytest.raises(Killed):
+            fit_small(mnist, tmp_path / "run", epochs=3)
+    assert {"best.npz", "best.json", "checkpoint.npz"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    resumed, _ = fit_small(mnist, tmp_path / "run", epochs=3, resume=True)
+
+    def untimed(records):
+        return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in records]
+
+    assert untimed(resumed.history) == untimed(plain.history)  # epoch 1's evaluation made on resuming
+    assert np.array_equal(resumed.best_network.params, plain.best_network.params)
+    assert [untimed([json.loads(line)]) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()] == [
+        untimed([record]) for record in plain.history]
