@@ -390,18 +390,14 @@ class RunDir:
                 failures.append(str(json.loads(line)["what"]))
         return failures
 
-    def history_damaged(self) -> bool:
-        """Whether a line of history.jsonl is not JSON (one cut short by a run killed as it wrote it)."""
+    def history_holds(self, records: list[dict]) -> bool:
+        """Whether history.jsonl holds just ``records`` (not when it is missing, has a line cut
+        short by a run killed as it wrote it, or holds evaluations a checkpoint does not)."""
         try:
             lines = self.history_path.read_bytes().decode("utf-8", errors="replace").splitlines()
-        except FileNotFoundError:
+            return [json.loads(line) for line in filter(str.strip, lines)] == records
+        except (FileNotFoundError, ValueError):
             return False
-        for line in filter(str.strip, lines):
-            try:
-                json.loads(line)
-            except ValueError:
-                return True
-        return False
 
     def rewrite_history(self, records: list[dict]) -> None:
         """Make history.jsonl match a checkpoint's history (after a resume)."""

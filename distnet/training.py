@@ -400,6 +400,8 @@ class TrainerBase:
         config = {**config, **_kept_extra_config(saved, config, extra_config)}
         ended = self._ended_run(run, checkpoint, settings["epochs"], settings["eval_every"], reporter, notes)
         if ended is not None:
+            if saved.get("epochs") != settings["epochs"]:  # ended there: a later resume left to the run ends there too
+                run.update_config({"epochs": settings["epochs"]})
             self._decide_workers(config["workers"])  # (the run's, or the trainer's own): what shards says
             return ended
         then = checkpoint.config.get("workers", config["workers"])
@@ -627,9 +629,11 @@ class TrainerBase:
     def _ended_run(self, run: RunDir, checkpoint: Checkpoint, epochs: int, eval_every: int, reporter: Reporter,
                    notes: dict) -> FitResult | None:
         """If the run of this checkpoint had ended (its stop rule said stop, or it trained ``epochs``
-        epochs, evaluating every ``eval_every``), its result as it ended, with nothing trained or started; else None. A best.npz
-        removed or damaged since is written again (with ``notes``) from the checkpoint, which holds
-        it, and so is a history.jsonl removed or damaged. ConfigError if it has trained more than ``epochs`` epochs."""
+        epochs, evaluating every ``eval_every``), its result as it ended, with nothing trained or
+        started; else None. A best.npz removed, damaged or ahead of the checkpoint since (a later
+        resume killed before its next checkpoint) is written again (with ``notes``) from the
+        checkpoint, which holds it, and so is such a history.jsonl. ConfigError if it has trained
+        more than ``epochs`` epochs."""
         state = checkpoint.stopping_state
         evaluator = StopEvaluator.from_state(state["evaluator"]) if state else None
         trained = (checkpoint.epoch, checkpoint.step)
@@ -653,14 +657,15 @@ class TrainerBase:
         best_params = best_params_of(run, checkpoint) if scored else None
         evaluated = best_params is not None
         best = Network.from_spec(self.network.spec(), best_params) if evaluated else self.network.copy()
-        if not loads_as_network(run.best_path):  # (one there is left as it is, even if a crash left it ahead)
-            if evaluated:  # (its window is the state's, which load_state puts in)
+        as_checkpointed = not evaluated or holds_best(run, best_params, state["best_epoch"])
+        if not (loads_as_network(run.best_path) and as_checkpointed):
+            if evaluated:  # as of the checkpoint (a crash left it ahead, or damaged); its window is the state's
                 stopping = EarlyStopping(self.network.spec(), 1, best_path=run.best_path, notes=notes)
                 stopping.load_state(state, best_params)
                 stopping.save_best()
             elif not scored:
                 best.save(run.best_path, notes=notes)  # a run without validation: its last network is its result
-        if not run.history_path.exists() or run.history_damaged():  # from the checkpoint, as a resume that trains
+        if not run.history_holds(checkpoint.history):  # from the checkpoint, as a resume that trains
             run.rewrite_history(checkpoint.history)
         result = FitResult(best_network=best,
                            best_error=evaluator.lowest if evaluated else math.nan,

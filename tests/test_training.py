@@ -1461,3 +1461,35 @@ def test_a_run_killed_between_its_first_best_network_and_checkpoint_resumes_as_i
     assert np.array_equal(resumed.best_network.params, plain.best_network.params)
     assert [untimed([json.loads(line)]) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()] == [
         untimed([record]) for record in plain.history]
+
+
+def test_a_resume_that_ends_a_run_undoes_what_a_killed_resume_left_ahead_of_its_checkpoint(
+        mnist, tmp_path, monkeypatch):
+    """A resume to 4 epochs of a 2-epoch run, killed after epoch 3's evaluation (before its
+    checkpoint), then ended at 2 again: best.npz and history.jsonl held epoch 3's (the summary
+    named a best.npz that was not the one scored), and config.json kept 4, so a later resume
+    left to the run trained on to 4."""
+    from distnet.rundir import RunDir
+
+    class Killed(BaseException):
+        pass
+
+    def killed(self, checkpoint):
+        raise Killed
+
+    run = tmp_path / "run"
+    ended, _ = fit_small(mnist, run, epochs=2)
+    with monkeypatch.context() as patched:
+        patched.setattr(RunDir, "save_checkpoint", killed)
+        with pytest.raises(Killed):
+            fit_small(mnist, run, epochs=4, resume=True)
+    assert json.loads((run / "best.json").read_text())["epoch"] == 3  # ahead of the checkpoint of epoch 2
+    with pytest.warns(UserWarning, match="had ended at epoch 2"):
+        again, _ = fit_small(mnist, run, epochs=2, resume=True)
+    assert again.already_ended and again.best_epoch == ended.best_epoch
+    assert np.array_equal(Network.load(run / "best.npz").params, ended.best_network.params)
+    assert json.loads((run / "best.json").read_text())["epoch"] == ended.best_epoch
+    assert [json.loads(line)["epoch"] for line in (run / "history.jsonl").read_text().splitlines()] == [1, 2]
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2
+    with pytest.warns(UserWarning, match="had ended at epoch 2"):
+        assert fit_small(mnist, run, epochs=None, resume=True)[0].already_ended  # not trained on to 4
