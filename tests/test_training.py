@@ -1386,6 +1386,15 @@ def test_a_second_change_of_shards_within_one_epoch_names_the_shards_that_epoch_
         fit(4, resume=True)
 
 
+def untimed(records: list[dict]) -> list[dict]:
+    """History records without their times, which differ from run to run."""
+    return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in records]
+
+
+class Killed(BaseException):
+    """Raised where a test's process would be killed: no handler of distnet's catches it."""
+
+
 def test_a_reporter_that_changes_what_it_is_told_changes_nothing_of_the_run(mnist, tmp_path):
     """It was handed the run's own dicts and stats: a reporter that formats a record in place, or
     pops a spec's name, made the checkpoints unresumable ("another optimizer name") and
@@ -1405,9 +1414,6 @@ def test_a_reporter_that_changes_what_it_is_told_changes_nothing_of_the_run(mnis
 
     plain, _ = fit_small(mnist, tmp_path / "plain", epochs=2)
     scribbled, _ = fit_small(mnist, tmp_path / "run", epochs=2, reporter=Scribbles())
-    def untimed(records):
-        return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in records]
-
     assert untimed(scribbled.history) == untimed(plain.history)
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [r["validation_error"] for r in history] == [r["validation_error"] for r in plain.history]
@@ -1440,11 +1446,8 @@ def test_a_run_killed_between_its_first_best_network_and_checkpoint_resumes_as_i
     killed in between was a folder that could neither be resumed nor started again in place."""
     from distnet.rundir import RunDir
 
-    class Killed(BaseException):
-        pass
-
     def killed(self, record):
-        raise Killed  # as SIGKILL: after best.npz and best.json, before the history's line and the checkpoint
+        raise Killed  # after best.npz and best.json, before the history's line and the checkpoint
 
     plain, _ = fit_small(mnist, tmp_path / "plain", epochs=3)
     with monkeypatch.context() as patched:
@@ -1453,9 +1456,6 @@ def test_a_run_killed_between_its_first_best_network_and_checkpoint_resumes_as_i
             fit_small(mnist, tmp_path / "run", epochs=3)
     assert {"best.npz", "best.json", "checkpoint.npz"} <= {p.name for p in (tmp_path / "run").iterdir()}
     resumed, _ = fit_small(mnist, tmp_path / "run", epochs=3, resume=True)
-
-    def untimed(records):
-        return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in records]
 
     assert untimed(resumed.history) == untimed(plain.history)  # epoch 1's evaluation made on resuming
     assert np.array_equal(resumed.best_network.params, plain.best_network.params)
@@ -1470,9 +1470,6 @@ def test_a_resume_that_ends_a_run_undoes_what_a_killed_resume_left_ahead_of_its_
     named a best.npz that was not the one scored), and config.json kept 4, so a later resume
     left to the run trained on to 4."""
     from distnet.rundir import RunDir
-
-    class Killed(BaseException):
-        pass
 
     def killed(self, checkpoint):
         raise Killed
