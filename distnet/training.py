@@ -322,9 +322,11 @@ class TrainerBase:
         config.json records the new number (and whether the run trains on Ray or in this process)
         once the training starts. A run
         that has ended (its stop rule said stop, or it trained ``epochs`` epochs) is returned as
-        it ended, ``already_ended`` set and a warning issued, with nothing trained or written (but
-        a best.npz removed or damaged since, which the run's checkpoint holds); one that trained
-        more than ``epochs`` epochs is refused (ConfigError).
+        it ended, ``already_ended`` set and a warning issued, with nothing trained: its checkpoint
+        writes again a best.npz removed or damaged since, and a best.npz and history.jsonl a later
+        resume, killed before its next checkpoint, left ahead of it; config.json records the
+        ``epochs`` of a run that ended at its maximum, so that a resume left to the run ends there
+        too. One that trained more than ``epochs`` epochs is refused (ConfigError).
 
         The network given to the trainer trains in place and ends as the *last* network; the best
         one is ``result.best_network``. Calling ``fit`` again continues from the current
@@ -400,7 +402,8 @@ class TrainerBase:
         config = {**config, **_kept_extra_config(saved, config, extra_config)}
         ended = self._ended_run(run, checkpoint, settings["epochs"], settings["eval_every"], reporter, notes)
         if ended is not None:
-            if saved.get("epochs") != settings["epochs"]:  # ended there: a later resume left to the run ends there too
+            if ended.stop_reason == "max_epochs" and saved.get("epochs") != settings["epochs"]:
+                # ended at this total: a later resume left to the run ends there too
                 run.update_config({"epochs": settings["epochs"]})
             self._decide_workers(config["workers"])  # (the run's, or the trainer's own): what shards says
             return ended
@@ -415,7 +418,7 @@ class TrainerBase:
         # nothing), so that a later resume without them trains to the same end, as often checkpointed
         # (a run of a version that did not record its checkpoint interval: 0, epoch ends), with these
         # workers; and whether it trains on Ray or in one process.
-        record = {"epochs": settings["epochs"]} if checkpoint.config.get("epochs") != settings["epochs"] else {}
+        record = {"epochs": settings["epochs"]} if saved.get("epochs") != settings["epochs"] else {}
         if saved.get("checkpoint_every", 0) != settings["checkpoint_every"]:
             record["checkpoint_every"] = settings["checkpoint_every"]
         if saved.get("workers") != config["workers"]:
@@ -486,7 +489,8 @@ class TrainerBase:
             loop = _Loop(plan, ChunkSizer(plan.steps_per_epoch), run, start.config, stopping, reporter,
                          checkpoint_every, list(checkpoint.history) if checkpoint else [],
                          checkpoint.seconds if checkpoint else 0.0, started, notes=notes)
-            epoch, step, stats, verdict = self._restore(loop, checkpoint, redrawn=start.warning is not None)
+            owed = checkpoint is not None and evaluation_owed(checkpoint, epochs, eval_every)
+            epoch, step, stats, verdict = self._restore(loop, checkpoint, redrawn=start.warning is not None, owed=owed)
             # Copies: what a reporter does to what it is told must not reach the run's checkpoints.
             reporter.on_start(copy.deepcopy({"steps_per_epoch": plan.steps_per_epoch, "epochs": epochs,
                                "batch_size": self.batch_size, "distributed": self.distributed,
@@ -498,7 +502,7 @@ class TrainerBase:
                                "augmentation": loop.config["augmentation"],
                                # No temporary the size of the data: two passes instead of np.abs.
                                "largest_input": max(float(train.images.max()), -float(train.images.min()))}))
-            if checkpoint is not None and evaluation_owed(checkpoint, epochs, eval_every):
+            if owed:
                 verdict = self._evaluate(loop, epoch, *checkpoint.finished_epoch, validation) or verdict
                 self._checkpoint(loop, epoch, 0, StepStats(), finished=checkpoint.finished_epoch)
                 reporter.on_evaluation(dict(loop.history[-1]))
@@ -523,12 +527,13 @@ class TrainerBase:
             self.optimizer.learning_rate, self._base_rate = self._base_rate, None
             self._close()
 
-    def _restore(self, loop: _Loop, checkpoint: Checkpoint | None,
-                 redrawn: bool = False) -> tuple[int, int, StepStats, Verdict | None]:
+    def _restore(self, loop: _Loop, checkpoint: Checkpoint | None, redrawn: bool = False,
+                 owed: bool = False) -> tuple[int, int, StepStats, Verdict | None]:
         """Continue from ``checkpoint`` (None: a new run); where it stands (epoch, step), the
         statistics of that epoch's steps so far, and the stop rule's standing (None before the
         first evaluation). ``redrawn``: the run goes on otherwise than it would have (other
-        workers), and will not train again a best network saved after its checkpoint."""
+        workers), and will not train again a best network saved after its checkpoint. ``owed``:
+        the checkpoint owes the evaluation of the epoch it stands after."""
         if checkpoint is None:
             return 0, 0, StepStats(), None
         self._load_state(checkpoint.params, checkpoint.optimizer_state, (checkpoint.epoch, checkpoint.step))
@@ -536,7 +541,7 @@ class TrainerBase:
         state = checkpoint.stopping_state
         position = checkpoint.epoch, checkpoint.step, replace(checkpoint.epoch_stats)  # a copy: the steps add to it
         if state is None or state["best_epoch"] < 0:  # before the first evaluation: any best.npz came after
-            if redrawn:
+            if redrawn and not owed:  # (owed, it is that evaluation's, of these parameters, which it makes again)
                 _set_aside_newer_best(loop.run, "the next evaluation writes best.npz anew")
             return *position, None
         loop.best_params = best_params_of(loop.run, checkpoint)
@@ -657,7 +662,9 @@ class TrainerBase:
         best_params = best_params_of(run, checkpoint) if scored else None
         evaluated = best_params is not None
         best = Network.from_spec(self.network.spec(), best_params) if evaluated else self.network.copy()
-        as_checkpointed = not evaluated or holds_best(run, best_params, state["best_epoch"])
+        # (a checkpoint that does not hold its best network took best.npz as it is: nothing to compare)
+        as_checkpointed = not evaluated or checkpoint.best_params is None or \
+            holds_best(run, best_params, state["best_epoch"])
         if not (loads_as_network(run.best_path) and as_checkpointed):
             if evaluated:  # as of the checkpoint (a crash left it ahead, or damaged); its window is the state's
                 stopping = EarlyStopping(self.network.spec(), 1, best_path=run.best_path, notes=notes)

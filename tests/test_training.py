@@ -442,6 +442,10 @@ def test_resuming_a_run_that_ended_trains_nothing_and_returns_its_ending(mnist, 
     assert again.seconds == Checkpoint.load(tmp_path / "run" / "checkpoint.npz").seconds > 0
     np.testing.assert_array_equal(again.best_network.params, ended.best_network.params)
     np.testing.assert_array_equal(net.params, ended_net.params)  # the network as the run left it
+    if ending == "early_stop":  # any other total ends it as well, and config.json keeps the one it ran with
+        with pytest.warns(UserWarning, match="early stop"):
+            assert fit_small(mnist, tmp_path / "run", resume=True, **{**options, "epochs": 2})[0].already_ended
+        assert files(tmp_path / "run") == before
 
 
 def test_a_run_that_ended_at_its_maximum_trains_on_to_a_larger_one_as_if_started_with_it(mnist, tmp_path):
@@ -612,6 +616,36 @@ def test_a_resume_on_other_workers_from_before_the_first_evaluation_keeps_the_be
                                  "the next evaluation writes best.npz anew", epochs=2, eval_every=2)
 
 
+def test_a_resume_on_other_workers_that_owes_the_first_evaluation_sets_nothing_aside(mnist, tmp_path, monkeypatch):
+    """Killed between its first best.npz and the checkpoint after it, a run resumed on other
+    workers set that best.npz aside with a warning, though the evaluation it owes scores the same
+    network again and writes the same best.npz."""
+    from distnet.rundir import RunDir
+    save, saves = RunDir.save_checkpoint, []
+
+    def killed_at_the_second(self, checkpoint):
+        saves.append(checkpoint.epoch)
+        if len(saves) == 2:
+            raise Killed
+        save(self, checkpoint)
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        patched.setattr(RunDir, "save_checkpoint", killed_at_the_second)
+        with pytest.raises(Killed):
+            fit_small(mnist, run, epochs=2)
+    evaluated = (run / "best.npz").read_bytes()
+    trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
+    trainer.shards = 2
+    with warnings.catch_warnings(record=True) as heard:
+        warnings.simplefilter("always")
+        trainer.fit(mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500)), epochs=1,
+                    window=3, run_dir=run, resume=True)
+    assert saves[:2] == [1, 1] and not (run / "best-before-resume.npz").exists()
+    assert not [w for w in heard if "came after the checkpoint" in str(w.message)]
+    assert (run / "best.npz").read_bytes() == evaluated
+
+
 def resume_on_two_shards_keeping(mnist, run, newer, then, **fit_args):
     """Resume ``run`` on two shards (another draw), which keeps the best network ``newer`` saved
     after its checkpoint as best-before-resume.npz and warns so, saying ``then`` of best.npz."""
@@ -673,6 +707,9 @@ def test_an_ended_run_whose_checkpoint_lacks_the_best_network_returns_best_npz_o
     checkpoint.save(run / "checkpoint.npz")
     if best_npz == "kept":
         tiny_network(seed=4).save(run / "best.npz")  # what such a run left there is all there is to go by
+        record = json.loads((run / "best.json").read_text())
+        (run / "best.json").write_text(json.dumps({**record, "epoch": 3}))  # as a later resume, killed, left it
+        before = files(run)
     else:
         (run / "best.npz").unlink()
     with pytest.warns(UserWarning, match="had ended at epoch 2"):
@@ -680,6 +717,7 @@ def test_an_ended_run_whose_checkpoint_lacks_the_best_network_returns_best_npz_o
     if best_npz == "kept":
         np.testing.assert_array_equal(again.best_network.params, tiny_network(seed=4).params)
         assert (again.best_error, again.best_epoch) == (ended.best_error, ended.best_epoch)
+        assert files(run) == before  # best.json not made to call that network the one of the checkpoint's epoch
     else:  # nothing left of the best network: the last one stands in for it, unscored
         np.testing.assert_array_equal(again.best_network.params, checkpoint.params)
         assert np.isnan(again.best_error) and again.best_epoch == 2
@@ -1500,3 +1538,29 @@ def test_a_resume_that_ends_a_run_undoes_what_a_killed_resume_left_ahead_of_its_
     assert json.loads((run / "config.json").read_text())["epochs"] == 2
     with pytest.warns(UserWarning, match="had ended at epoch 2"):
         assert fit_small(mnist, run, epochs=None, resume=True)[0].already_ended  # not trained on to 4
+
+
+def test_a_resume_back_to_the_total_of_its_checkpoint_records_it_over_a_killed_resume_s(mnist, tmp_path, monkeypatch):
+    """A run of 4 checkpointed at epoch 2; a resume to 6 recorded 6 and was killed before a
+    checkpoint; a resume to 4 trained to 4 but left config.json at 6, so a resume left to the
+    run trained on to 6."""
+    from distnet.rundir import RunDir
+    save = RunDir.save_checkpoint
+
+    def killed_from_epoch_3(self, checkpoint):
+        if checkpoint.epoch >= 3:
+            raise Killed
+        save(self, checkpoint)
+
+    run = tmp_path / "run"
+    with monkeypatch.context() as patched:
+        patched.setattr(RunDir, "save_checkpoint", killed_from_epoch_3)
+        for epochs, resume in ((4, False), (6, True)):
+            with pytest.raises(Killed):
+                fit_small(mnist, run, epochs=epochs, window=10, resume=resume)
+    assert json.loads((run / "config.json").read_text())["epochs"] == 6
+    assert Checkpoint.load(run / "checkpoint.npz").config["epochs"] == 4
+    assert fit_small(mnist, run, epochs=4, window=10, resume=True)[0].epochs == 4
+    assert json.loads((run / "config.json").read_text())["epochs"] == 4
+    with pytest.warns(UserWarning, match="had ended at epoch 4"):
+        assert fit_small(mnist, run, epochs=None, window=None, resume=True)[0].already_ended  # not to 6
