@@ -620,20 +620,12 @@ def test_a_resume_on_other_workers_that_owes_the_first_evaluation_sets_nothing_a
     """Killed between its first best.npz and the checkpoint after it, a run resumed on other
     workers set that best.npz aside with a warning, though the evaluation it owes scores the same
     network again and writes the same best.npz."""
-    from distnet.rundir import RunDir
-    save, saves = RunDir.save_checkpoint, []
-
-    def killed_at_the_second(self, checkpoint):
-        saves.append(checkpoint.epoch)
-        if len(saves) == 2:
-            raise Killed
-        save(self, checkpoint)
-
     run = tmp_path / "run"
     with monkeypatch.context() as patched:
-        patched.setattr(RunDir, "save_checkpoint", killed_at_the_second)
+        kill_at_checkpoint(patched, when=lambda checkpoint: checkpoint.history)  # the first after an evaluation
         with pytest.raises(Killed):
             fit_small(mnist, run, epochs=2)
+    saved = Checkpoint.load(run / "checkpoint.npz")
     evaluated = (run / "best.npz").read_bytes()
     trainer = Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
     trainer.shards = 2
@@ -641,7 +633,7 @@ def test_a_resume_on_other_workers_that_owes_the_first_evaluation_sets_nothing_a
         warnings.simplefilter("always")
         trainer.fit(mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500)), epochs=1,
                     window=3, run_dir=run, resume=True)
-    assert saves[:2] == [1, 1] and not (run / "best-before-resume.npz").exists()
+    assert (saved.epoch, saved.history) == (1, []) and not (run / "best-before-resume.npz").exists()
     assert not [w for w in heard if "came after the checkpoint" in str(w.message)]
     assert (run / "best.npz").read_bytes() == evaluated
 
@@ -999,8 +991,6 @@ def test_a_trainer_shows_what_it_trains_with():
 
 
 def test_a_run_directory_held_by_another_training_is_refused_untouched(mnist, tmp_path):
-    from distnet.rundir import RunDir
-
     fit_small(mnist, tmp_path / "run", epochs=1)
     before = files(tmp_path / "run")
     with RunDir(tmp_path / "run").held(create=False):  # as a training in another process holds it
@@ -1443,6 +1433,19 @@ class Killed(BaseException):
     """Raised where a test's process would be killed: no handler of distnet's catches it."""
 
 
+def kill_at_checkpoint(monkeypatch, when=lambda checkpoint: True) -> None:
+    """Checkpoints are saved as usual, but one for which ``when(checkpoint)`` holds: the process
+    is killed (Killed raised) in place of that write."""
+    save = RunDir.save_checkpoint
+
+    def save_or_be_killed(self, checkpoint):
+        if when(checkpoint):
+            raise Killed
+        save(self, checkpoint)
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", save_or_be_killed)
+
+
 def test_a_reporter_that_changes_what_it_is_told_changes_nothing_of_the_run(mnist, tmp_path):
     """It was handed the run's own dicts and stats: a reporter that formats a record in place, or
     pops a spec's name, made the checkpoints unresumable ("another optimizer name") and
@@ -1492,8 +1495,6 @@ def test_a_run_killed_between_its_first_best_network_and_checkpoint_resumes_as_i
         mnist, tmp_path, monkeypatch):
     """Evaluating its first epoch, the stop rule wrote best.npz before the first checkpoint: a run
     killed in between was a folder that could neither be resumed nor started again in place."""
-    from distnet.rundir import RunDir
-
     def killed(self, record):
         raise Killed  # after best.npz and best.json, before the history's line and the checkpoint
 
@@ -1517,15 +1518,10 @@ def test_a_resume_that_ends_a_run_undoes_what_a_killed_resume_left_ahead_of_its_
     checkpoint), then ended at 2 again: best.npz and history.jsonl held epoch 3's (the summary
     named a best.npz that was not the one scored), and config.json kept 4, so a later resume
     left to the run trained on to 4."""
-    from distnet.rundir import RunDir
-
-    def killed(self, checkpoint):
-        raise Killed
-
     run = tmp_path / "run"
     ended, _ = fit_small(mnist, run, epochs=2)
     with monkeypatch.context() as patched:
-        patched.setattr(RunDir, "save_checkpoint", killed)
+        kill_at_checkpoint(patched)
         with pytest.raises(Killed):
             fit_small(mnist, run, epochs=4, resume=True)
     assert json.loads((run / "best.json").read_text())["epoch"] == 3  # ahead of the checkpoint of epoch 2
@@ -1544,17 +1540,9 @@ def test_a_resume_back_to_the_total_of_its_checkpoint_records_it_over_a_killed_r
     """A run of 4 checkpointed at epoch 2; a resume to 6 recorded 6 and was killed before a
     checkpoint; a resume to 4 trained to 4 but left config.json at 6, so a resume left to the
     run trained on to 6."""
-    from distnet.rundir import RunDir
-    save = RunDir.save_checkpoint
-
-    def killed_from_epoch_3(self, checkpoint):
-        if checkpoint.epoch >= 3:
-            raise Killed
-        save(self, checkpoint)
-
     run = tmp_path / "run"
     with monkeypatch.context() as patched:
-        patched.setattr(RunDir, "save_checkpoint", killed_from_epoch_3)
+        kill_at_checkpoint(patched, when=lambda checkpoint: checkpoint.epoch >= 3)
         for epochs, resume in ((4, False), (6, True)):
             with pytest.raises(Killed):
                 fit_small(mnist, run, epochs=epochs, window=10, resume=resume)
