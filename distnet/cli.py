@@ -204,8 +204,7 @@ def _kept_run(args: argparse.Namespace, when: str) -> str:
         if run.holds_results():  # which a new start into the folder would be refused, to keep them
             return (f"; the run saved its best network but no checkpoint yet, so it cannot be resumed: {when}, "
                     f"start a new run in another run directory")
-        return (f"; the run saved no checkpoint yet: {when}, start it again (the folder may be reused): "
-                f"{run.start_again_command()}")
+        return f"; the run saved no checkpoint yet: {when}, {_start_again(run)}"
     return f"; the run's files are as its last checkpoint left them: {when}, resume with: {run.resume_command()}"
 
 
@@ -267,8 +266,13 @@ def _how_to_go_on(args: argparse.Namespace) -> str:
     if run.holds_results():
         return (" after it saved its best network, before its first checkpoint: it cannot be resumed; to "
                 "train on, start a new run in another run directory")
-    return f" before the run's first checkpoint; to train it, start it again (the folder may be reused): " \
-           f"{run.start_again_command()}"
+    return f" before the run's first checkpoint; to train it, {_start_again(run)}"
+
+
+def _start_again(run) -> str:
+    # A folder the run made, it removed again as it failed (it saved nothing there).
+    reused = " (the folder may be reused)" if run.path.is_dir() else ""
+    return f"start it again{reused}: {run.start_again_command()}"
 
 
 def build_parser() -> argparse.ArgumentParser:

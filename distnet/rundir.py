@@ -202,8 +202,9 @@ class RunDir:
         and history with this one's. The hold is an advisory lock on the folder itself, which the
         system drops when the process ends, however it ends. A folder that does not exist is not
         held (a resume then says that it is not a run directory). The folder itself, when this
-        call created it and it is still empty as the block fails (Ray could not be joined, say), is
-        removed again; folders above it that were created stay."""
+        call created it, is removed again if the block fails before the run saved anything in it
+        (see :meth:`remove_if_unstarted`: Ray could not be joined, the workers found no room, the
+        run was stopped in its first epoch); folders above it that were created stay."""
         created = self.make_folder() if create else False
         folder = os.open(self.path, os.O_RDONLY) if fcntl is not None and self.path.is_dir() else None
         held = False
@@ -221,13 +222,23 @@ class RunDir:
             yield
         except BaseException:
             if created and held:  # (not held: another process made it its own in between)
-                with suppress(OSError):  # not empty: the training wrote something, which stays
-                    self.path.rmdir()
+                self.remove_if_unstarted()
             raise
         finally:
             self._held = None
             if folder is not None:
                 os.close(folder)
+
+    def remove_if_unstarted(self) -> None:
+        """Remove the folder of a new run that saved nothing in it: the folder holds nothing but
+        the config.json and the empty history.jsonl that :meth:`create` wrote, or nothing at all.
+        Only for a folder the failed run made itself (nothing in it can be another's)."""
+        with suppress(OSError):  # anything else in it, or a history written: it stays as it is
+            if {p.name for p in self.path.iterdir()} <= {self.config_path.name, self.history_path.name} and \
+                    not (self.history_path.exists() and self.history_path.stat().st_size):
+                self.config_path.unlink(missing_ok=True)
+                self.history_path.unlink(missing_ok=True)
+                self.path.rmdir()
 
     def check_in_place(self) -> None:
         """ConfigError unless the folder is still at its path (and, while held, is the folder held):
@@ -275,9 +286,11 @@ class RunDir:
             lacking = "config.json" if not self.config_path.exists() else "checkpoint"
             raise ConfigError(f"{self.path} holds {found} but no {lacking}, so it cannot be resumed, and a new run "
                               f"would overwrite what it holds; choose another run directory, or move those files away")
-        if self.history_path.exists() and not self.config_path.exists():
-            raise ConfigError(f"{self.path} holds a history.jsonl but no config.json, so not a distnet run; a new "
-                              f"run would overwrite it: choose another run directory")
+        strays = [f"a {p.name}" for p in (self.history_path, self.failures_path) if p.exists()]
+        if strays and not self.config_path.exists():
+            raise ConfigError(f"{self.path} holds {' and '.join(strays)} but no config.json, so not a distnet run; "
+                              f"a new run would overwrite {'them' if len(strays) > 1 else 'it'}: choose another "
+                              f"run directory")
 
     def create(self, config: dict) -> None:
         """Start a new run here; refuses a folder whose run has saved results (see check_new)."""

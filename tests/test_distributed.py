@@ -347,13 +347,14 @@ def test_a_second_fit_goes_on_from_the_first_as_the_single_process_trainer_s_doe
     assert relative_difference(trainer.network.params, single.network.params) < 1e-9
 
 
-def test_more_workers_than_cpus_is_a_clear_error_not_a_hang(mnist, ray_local):
+def test_more_workers_than_cpus_is_a_clear_error_not_a_hang(mnist, ray_local, tmp_path):
     trainer = DistributedTrainer(small_network(), Nesterov(0.02), batch_size=32, workers=9,
                                  placement_timeout=3)
     with pytest.raises(ConfigError, match=r"^cannot place 9 workers \(one CPU each\): the cluster has 4 CPUs, "
                                           r"(\d) free, after waiting 3 s; use at most \1 workers? "
                                           r"\(--workers \1; workers=\1 in Python\), or add nodes$"):
-        fit(trainer, mnist)
+        fit(trainer, mnist, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # made for the run, which saved nothing in it (its config.json was left)
 
 
 def test_workers_that_would_fit_but_for_other_work_are_told_so(mnist, ray_local):

@@ -495,6 +495,7 @@ def test_a_run_dir_that_holds_a_run_is_refused_untouched(capsys, data, run):
     ({"config.json": '{"my": "own settings"}'}, "holds a config.json that is not a distnet run's"),
     ({"config.json": "not json"}, "holds a config.json that is not a distnet run's"),
     ({"history.jsonl": "notes\n"}, "holds a history.jsonl but no config.json, so not a distnet run"),
+    ({"failures.jsonl": "notes\n"}, "holds a failures.jsonl but no config.json, so not a distnet run"),  # was deleted
     ({"summary.json": "my notes\n", "best.json": "mine\n"},  # were overwritten
      "holds best.json, summary.json but no config.json, so it cannot be resumed, and a new run would overwrite"),
 ])
@@ -719,12 +720,19 @@ def interrupt(*args, **kwargs):
 @pytest.mark.parametrize("epoch", [1, 2])
 def test_an_interrupted_run_says_how_to_go_on(capsys, data, tmp_path, monkeypatch, epoch):
     """Ctrl-C: exit status 130, and the advice fits what the run saved: a resume once it wrote a
-    checkpoint (each epoch's end here), a new start into the same folder before that."""
+    checkpoint (each epoch's end here), a new start before that (the folder the run made, holding
+    nothing but its config.json and an empty history, removed again)."""
     folder = tmp_path / "run"
     monkeypatch.setattr("distnet.progress.Reporter", lambda: InterruptedInEpoch(epoch))
     status, out, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
     assert status == 130
     if epoch == 1:
+        assert err == (f"\ndistnet: interrupted before the run's first checkpoint; to train it, start it again: "
+                       f"distnet train --run-dir {folder} ...\n")
+        assert not folder.exists()
+        folder.mkdir()  # the user's own: kept, and the advice says it may be reused
+        status, out, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
+        assert status == 130 and sorted(p.name for p in folder.iterdir()) == ["config.json", "history.jsonl"]
         assert err == (f"\ndistnet: interrupted before the run's first checkpoint; to train it, start it again "
                        f"(the folder may be reused): distnet train --run-dir {folder} ...\n")
         monkeypatch.undo()
@@ -802,9 +810,9 @@ def test_a_run_is_checkpointed_before_its_first_best_network(capsys, data, tmp_p
     folder = tmp_path / "run"
     monkeypatch.setattr("distnet.rundir.RunDir.save_checkpoint", interrupt)
     status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
-    assert status == 130 and not (folder / "best.npz").exists() and not RunDir(folder).has_checkpoint()
-    assert err == (f"\ndistnet: interrupted before the run's first checkpoint; to train it, start it again (the folder "
-                   f"may be reused): distnet train --run-dir {folder} ...\n")
+    assert status == 130 and not folder.exists()  # it had saved nothing there: no best.npz either
+    assert err == (f"\ndistnet: interrupted before the run's first checkpoint; to train it, start it again: "
+                   f"distnet train --run-dir {folder} ...\n")
     monkeypatch.undo()
     assert cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))[0] == 0
 
@@ -935,16 +943,14 @@ def test_a_full_disk_before_the_first_checkpoint_says_to_start_again(capsys, dat
     # The first checkpoint comes before the first best network ("start a new run in another run
     # directory" before, the folder holding best.npz).
     assert status == 2 and err.endswith(f": No space left on device; the run saved no checkpoint yet: once there is "
-                                        f"room, start it again (the folder may be reused): distnet train --run-dir "
-                                        f"{folder} ...\n"), err
-    assert not (folder / "best.npz").exists() and not (folder / "checkpoint.npz").exists()
+                                        f"room, start it again: distnet train --run-dir {folder} ...\n"), err
+    assert not folder.exists()  # the run made it, and saved nothing in it
     other = tmp_path / "other"  # its first checkpoint comes before its first evaluation
     monkeypatch.setattr("distnet.io.os.fsync", disk_full_from_the_first_checkpoint)
     status, _, err = cli(capsys, *train_args(data, "--run-dir", other, "--epochs", "2", "--eval-every", "2"))
     monkeypatch.undo()
     assert status == 2 and err.endswith(f": No space left on device; the run saved no checkpoint yet: once there is "
-                                        f"room, start it again (the folder may be reused): distnet train --run-dir "
-                                        f"{other} ...\n"), err
+                                        f"room, start it again: distnet train --run-dir {other} ...\n"), err
     status, _, err = cli(capsys, *train_args(data, "--run-dir", other, "--epochs", "1"))
     assert status == 0, err
 
@@ -1192,9 +1198,15 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own(capsys, data, 
     shutil.rmtree(tmp_path / "runs")
     status, _, err = cli(capsys, *train_args(tmp_path / "nowhere", "--epochs", "1"))
     assert status == 2 and not (tmp_path / "runs").exists()  # nor the runs folder it made for it
+    from distnet.commands.train import load_data
     monkeypatch.setattr("distnet.commands.train.load_data", interrupt)
     status, _, err = cli(capsys, *train_args(data, "--epochs", "1"))
     assert status == 130 and err == "\ndistnet: interrupted\n"  # no advice to reuse a folder that is gone
+    monkeypatch.setattr("distnet.commands.train.load_data", load_data)
+    monkeypatch.setattr("distnet.progress.Reporter", lambda: InterruptedInEpoch(1))
+    status, _, err = cli(capsys, *train_args(data, "--epochs", "1"))  # its config.json written, then stopped
+    assert status == 130 and err == "\ndistnet: interrupted\n" and not (tmp_path / "runs").exists()
+    monkeypatch.setattr("distnet.progress.Reporter", Reporter)
     (tmp_path / "runs").symlink_to(tmp_path / "gone")
     status, _, err = cli(capsys, *train_args(data, "--epochs", "1"))
     assert_clean_error(status, err, f"cannot create the run directory {name} (runs is a symbolic link to "

@@ -45,6 +45,24 @@ def test_a_folder_that_existed_before_is_kept_when_the_block_fails(tmp_path: Pat
     assert not (tmp_path / "made").exists()  # one this call made is removed again
 
 
+@pytest.mark.parametrize("saved", [None, "history", "failure", "own file"])
+def test_a_folder_a_failed_new_run_made_goes_unless_the_run_saved_something_in_it(tmp_path: Path, saved) -> None:
+    run = RunDir(tmp_path / "made")
+    with pytest.raises(RuntimeError):
+        with run.held(create=True):
+            run.create(CONFIG)  # config.json and an empty history.jsonl: nothing to resume or look at
+            if saved == "history":
+                run.append_history({"epoch": 1, "train_error": 0.5})
+            elif saved == "failure":
+                run.append_failure("worker 1 lost")
+            elif saved == "own file":
+                (run.path / "notes.txt").write_text("the user's")
+            raise RuntimeError("no room for the workers")
+    assert run.path.exists() == (saved is not None)
+    if saved:
+        assert run.config_path.exists()
+
+
 @pytest.mark.parametrize("missing", ["window", "seed", "network"])
 def test_a_config_without_a_setting_a_resume_needs_is_refused(tmp_path: Path, missing: str) -> None:
     run = RunDir(tmp_path / "run")

@@ -135,13 +135,13 @@ def run(args: argparse.Namespace) -> int:
     runs = Path("runs")
     had_runs = runs.is_dir()
     args.run_dir = _fresh_folder(runs / f"{preset.name}-{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
-    args.fresh_run_dir = True  # removed again below if the run writes nothing: no advice names it then
+    args.fresh_run_dir = True  # removed again below if the run saves nothing: no advice names it then
     try:
         return _train_new(args, preset, args.run_dir)
     except BaseException:
-        with contextlib.suppress(OSError):  # the folders made for the run, if it wrote nothing into them
-            args.run_dir.rmdir()
-            if not had_runs:
+        RunDir(args.run_dir).remove_if_unstarted()
+        if not had_runs:
+            with contextlib.suppress(OSError):  # not empty: other runs made in it since
                 runs.rmdir()
         raise
 
