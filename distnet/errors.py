@@ -45,7 +45,16 @@ class OutOfMemoryError(DistnetError, MemoryError):
 
 
 class TrainingDivergedError(DistnetError, FloatingPointError):
-    """The cost or the gradient became NaN or infinite during training."""
+    """The cost or the gradient became NaN or infinite during training.
+
+    From ``fit``, ``best_network`` is the best network of the run so far (a
+    :class:`~distnet.nn.Network`: the one of the lowest validation error), or None where nothing
+    was scored yet; the trainer's own network holds the diverged parameters.
+    """
+
+    def __init__(self, message: str, best_network: object = None):
+        super().__init__(message)
+        self.best_network = best_network
 
 
 class FailureLimitError(DistnetError, RuntimeError):

@@ -329,7 +329,9 @@ class TrainerBase:
         too. One that trained more than ``epochs`` epochs is refused (ConfigError).
 
         The network given to the trainer trains in place and ends as the *last* network; the best
-        one is ``result.best_network``. Calling ``fit`` again continues from the current
+        one is ``result.best_network``. A training that diverges raises TrainingDivergedError, the
+        network left diverged (NaN or infinite) and the best network so far in the error's
+        ``best_network`` (None before the first evaluation). Calling ``fit`` again continues from the current
         parameters and optimizer state, numbering epochs (and the schedule, and the shuffles) from
         1 again.
         """
@@ -569,7 +571,7 @@ class TrainerBase:
             chunk_stats, params_finite = self._run_steps(epoch, step, stop)
             loop.chunks.record(stop - step, time.perf_counter() - chunk_started)
             if not (math.isfinite(chunk_stats.cost) and params_finite):
-                raise TrainingDivergedError(self._divergence_message(epoch, stop, loop.run))
+                raise self._diverged(loop, epoch, stop)
             stats += chunk_stats
             loop.since_checkpoint += stop - step
             step = stop
@@ -682,7 +684,10 @@ class TrainerBase:
         reporter.on_end(result)
         return result
 
-    def _divergence_message(self, epoch: int, step: int, run: RunDir | None) -> str:
+    def _diverged(self, loop: _Loop, epoch: int, step: int) -> TrainingDivergedError:
+        """The error for a training that diverged in ``epoch`` (0-based) by ``step``: what to do,
+        where the run's files are, and the best network so far (the trainer's is diverged now)."""
+        run = loop.run
         where = f"epoch {epoch + 1}, by step {step}"
         advice = (f"the learning rate ({self.optimizer.learning_rate:g}) is probably too high; "
                   f"try a smaller one")
@@ -690,7 +695,15 @@ class TrainerBase:
                                         ("last checkpoint", run and run.checkpoint_path))
                 if path is not None and path.exists()]
         kept = f"; the {' and the '.join(kept)} in {run.path} are intact" if kept else ""
-        return f"training diverged ({where}: the cost or the parameters became NaN or infinite): {advice}{kept}"
+        scored = [record for record in loop.history if record.get("best_epoch", -1) >= 0]
+        best = None
+        if loop.best_params is not None and scored:
+            best = self.network.from_spec(self.network.spec(), loop.best_params)
+            if not kept:  # without a run directory, the error is where it is kept
+                kept = (f"; the best network so far (epoch {scored[-1]['best_epoch']}, validation error "
+                        f"{scored[-1]['best_error']:.2%}) is this error's best_network")
+        return TrainingDivergedError(f"training diverged ({where}: the cost or the parameters became NaN or "
+                                     f"infinite): {advice}{kept}", best_network=best)
 
     # -- what subclasses provide ------------------------------------------------------------------
     def _open(self, train: Dataset, validation: Dataset | None, plan: BatchPlan) -> None:

@@ -1119,14 +1119,16 @@ def test_chunks_change_the_progress_reports_but_not_the_result(mnist, monkeypatc
 
 
 class LearningRateBomb(Reporter):
-    """Makes the learning rate absurd in the middle of epoch 2, after saving the run's files."""
+    """Makes the learning rate absurd in the middle of epoch 2, after saving the run's files (of a
+    run directory ``run``; None: none)."""
 
     def __init__(self, trainer, run):
         self.trainer, self.run, self.saved = trainer, run, None
 
     def on_steps(self, epoch, step, steps, stats, seconds):
         if epoch == 2 and self.saved is None:
-            self.saved = {name: (self.run / name).read_bytes() for name in ("best.npz", "checkpoint.npz")}
+            self.saved = {name: (self.run / name).read_bytes() for name in ("best.npz", "checkpoint.npz")} \
+                if self.run is not None else {}
             self.trainer.optimizer.learning_rate = 1e30
 
 
@@ -1135,12 +1137,31 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_best(mnist, tmp_pat
     train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
     trainer = Trainer(tiny_network(np.float32), Nesterov(0.02, 0.87), batch_size=32, seed=1)
     bomb = LearningRateBomb(trainer, tmp_path)
-    with pytest.raises(TrainingDivergedError, match=r"epoch 2.*learning rate \(1e\+30\) is probably too high"):
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2.*learning rate \(1e\+30\) is probably too high") as raised:
         trainer.fit(train, validation, epochs=3, eval_every=1, run_dir=tmp_path, reporter=bomb)
     assert bomb.saved == {name: (tmp_path / name).read_bytes() for name in ("best.npz", "checkpoint.npz")}
     best = json.loads((tmp_path / "best.json").read_text())
     assert best["epoch"] == 1
     assert Network.load(tmp_path / "best.npz").error_rate(validation.images, validation.labels) == best["validation_error"]
+    assert np.array_equal(raised.value.best_network.params, Network.load(tmp_path / "best.npz").params)
+    assert not np.isfinite(trainer.network.params).all()  # as documented: the trainer's network diverged
+
+
+def test_a_divergence_without_a_run_directory_hands_over_the_best_network(mnist, monkeypatch):
+    """Without a run directory the best network so far was lost with the diverged one."""
+    monkeypatch.setattr(ChunkSizer, "CHUNK_SECONDS", 0.0)
+    train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
+    trainer = Trainer(tiny_network(np.float32), Nesterov(0.02, 0.87), batch_size=32, seed=1)
+    expected = Trainer(tiny_network(np.float32), Nesterov(0.02, 0.87), batch_size=32, seed=1)
+    first = expected.fit(train, validation, epochs=1, eval_every=1)
+    with pytest.raises(TrainingDivergedError) as raised:
+        trainer.fit(train, validation, epochs=3, eval_every=1, reporter=LearningRateBomb(trainer, None))
+    assert str(raised.value).endswith(f"try a smaller one; the best network so far (epoch 1, validation error "
+                                      f"{first.best_error:.2%}) is this error's best_network")
+    assert np.array_equal(raised.value.best_network.params, first.best_network.params)
+    with pytest.raises(TrainingDivergedError) as raised:  # nothing scored before it diverged: none to give
+        Trainer(tiny_network(np.float32), Nesterov(1e30), batch_size=32, seed=1).fit(train, validation, epochs=1)
+    assert raised.value.best_network is None and "best_network" not in str(raised.value)
 
 
 def a_float64_run_that_diverges_through_huge_finite_costs():
