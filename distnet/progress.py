@@ -89,7 +89,10 @@ class TerminalReporter(Reporter):
         self._scheduled = bool(info.get("schedule"))
         sizes = "-".join(map(str, info["sizes"])) + ", " if info.get("sizes") else ""
         where = count(info["workers"], "worker") if info.get("distributed") else "in this process"
-        resuming = f", resuming in epoch {info['first_epoch']}" if info["first_epoch"] > 1 else ""
+        resuming = ""
+        if info["first_epoch"] > 1 or info["first_step"] > 0:  # within epoch 1 too (--checkpoint-every)
+            at = f" at step {info['first_step']}" if info["first_step"] else ""
+            resuming = f", resuming in epoch {info['first_epoch']}{at}"
         self._print(f"training {sizes}{info['parameters']:,} parameters, {where}, batch "
                     f"{info['batch_size']}, {count(info['steps_per_epoch'], 'step')} per epoch, at most "
                     f"{count(info['epochs'], 'epoch')}{resuming}")

@@ -258,13 +258,17 @@ def test_the_header_and_end_line_name_where_it_runs_and_count_in_words():
     reporter.on_start(start_info(workers=1, epochs=1))
     reporter.on_start(start_info(workers=1, distributed=False))
     reporter.on_start(start_info(epochs=12, first_epoch=11))  # a resumed run
+    reporter.on_start(start_info(epochs=12, first_epoch=1, first_step=6))  # resumed within epoch 1: was as new
+    reporter.on_start(start_info(epochs=12, first_epoch=3, first_step=4))
     reporter.on_end(FitResult(best_network=None, best_error=0.05, best_epoch=1, epochs=1, stop_reason="max_epochs",
                               seconds=1.5))
     lines = stream.getvalue().splitlines()
     assert lines[0] == "training 784-36-14-10, 28,928 parameters, 1 worker, batch 32, 10 steps per epoch, at most 1 epoch"
     assert lines[2].startswith("training 784-36-14-10, 28,928 parameters, in this process, batch 32, ")
     assert lines[4].endswith("10 steps per epoch, at most 12 epochs, resuming in epoch 11")
-    assert lines[6] == "stopped after 1 epoch (max epochs), 1.5 s of training; best validation error 5.00% at epoch 1"
+    assert lines[6].endswith("10 steps per epoch, at most 12 epochs, resuming in epoch 1 at step 6")
+    assert lines[8].endswith("10 steps per epoch, at most 12 epochs, resuming in epoch 3 at step 4")
+    assert lines[10] == "stopped after 1 epoch (max epochs), 1.5 s of training; best validation error 5.00% at epoch 1"
 
 
 def test_an_error_no_better_than_guessing_gets_one_hint_to_check_the_learning_rate():
