@@ -742,7 +742,9 @@ def test_inside_a_job_that_submit_started_a_run_without_checkpoint_is_started_ag
 
 def test_submit_refuses_with_resume_what_the_run_fixes_before_submitting():
     args = build_parser().parse_args(["submit", "--resume", "/runs/a", "--batch-size", "64", "--run-dir", "/runs/b"])
-    with pytest.raises(ConfigError, match=r"--batch-size, --run-dir cannot be given with it"):
+    with pytest.raises(ConfigError, match=r"so --batch-size cannot be given with it; .*; --run-dir cannot be given "
+                                          r"with --resume, which names the run directory itself: the run goes on in "
+                                          r"/runs/a; "):
         job_request(args)
 
 

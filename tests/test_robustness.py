@@ -551,7 +551,7 @@ def test_a_run_dir_with_results_but_no_way_to_resume_is_refused_untouched_and_sa
 
 
 @pytest.mark.parametrize("options", [["--window", "5"], ["--seed", "942457", "--batch-size", "16"],
-                                     ["--no-augment", "--dataset", "mnist"], ["--run-dir", "elsewhere"],
+                                     ["--no-augment", "--dataset", "mnist"],
                                      ["--hidden", "8", "--activation", "tanh", "--cost", "mse", "--l2", "0"]])
 def test_resume_refuses_settings_it_would_ignore_and_touches_nothing(capsys, data, run, options):
     before = snapshot(run)
@@ -560,6 +560,20 @@ def test_resume_refuses_settings_it_would_ignore_and_touches_nothing(capsys, dat
     assert_clean_error(status, err, f"--resume continues {run} with the settings it was started with, so ",
                        *given, "cannot be given with it; to train with other settings, start a new run")
     assert err.count(", --") == len(given) - 1  # it names those, and no others
+    assert snapshot(run) == before
+
+
+def test_resume_refuses_a_run_dir_as_no_setting_but_the_folder_it_names_itself(capsys, data, run):
+    """--run-dir was refused as a training setting, with the advice to start a new run."""
+    before = snapshot(run)
+    elsewhere = (f"--run-dir cannot be given with --resume, which names the run directory itself: the run goes on in "
+                 f"{run}; to have it go on in another folder, copy {run} there and resume the copy\n")
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data, "--run-dir", "elsewhere")
+    assert (status, err) == (2, f"distnet: error: {elsewhere}")
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data, "--run-dir", "elsewhere", "--seed", "1")
+    assert (status, err) == (2, f"distnet: error: --resume continues {run} with the settings it was started with, so "
+                                f"--seed cannot be given with it; to train with other settings, start a new run; "
+                                f"{elsewhere}")
     assert snapshot(run) == before
 
 

@@ -115,7 +115,7 @@ RUN_SETTINGS = {"preset": "--preset", "dataset": "--dataset", "hidden": "--hidde
                 "activation": "--activation", "cost": "--cost", "l2": "--l2", "batch_size": "--batch-size",
                 "learning_rate": "--learning-rate", "schedule": "--schedule", "augment": "--augment/--no-augment",
                 "eval_every": "--eval-every", "window": "--window", "seed": "--seed", "dtype": "--dtype",
-                "validation": "--validation", "run_dir": "--run-dir"}
+                "validation": "--validation"}
 VALIDATION = 10_000  # training samples held out for early stopping, unless --validation says otherwise
 DEFAULTS = {"preset": "seed", "dataset": "mnist", "seed": 942457, "dtype": "float32", "validation": VALIDATION}
 
@@ -192,12 +192,19 @@ def preset_with_options(args: argparse.Namespace) -> Preset:
 
 
 def refuse_run_settings(args: argparse.Namespace) -> None:
-    """ConfigError for the settings ``--resume`` was given with that the run fixes (RUN_SETTINGS)."""
+    """ConfigError for what ``--resume`` was given with that the run fixes: its settings
+    (RUN_SETTINGS), and its folder (--run-dir, which is no setting: --resume names the folder)."""
     given = [flag for name, flag in RUN_SETTINGS.items() if getattr(args, name) is not None]
+    refused = []
     if given:
-        raise ConfigError(f"--resume continues {args.resume} with the settings it was started with, so "
-                          f"{', '.join(given)} cannot be given with it; to train with other settings, start a "
-                          f"new run")
+        refused.append(f"--resume continues {args.resume} with the settings it was started with, so "
+                       f"{', '.join(given)} cannot be given with it; to train with other settings, start a new run")
+    if args.run_dir is not None:
+        refused.append(f"--run-dir cannot be given with --resume, which names the run directory itself: the run goes "
+                       f"on in {args.resume}; to have it go on in another folder, copy {args.resume} there and "
+                       f"resume the copy")
+    if refused:
+        raise ConfigError("; ".join(refused))
 
 
 def resume_train(args) -> int:
