@@ -648,6 +648,21 @@ def test_predict_with_a_model_of_other_data_says_what_it_reads(capsys, tmp_path)
                                    f".predict(rows) or .error_rate(rows, labels)\n")
 
 
+@pytest.mark.parametrize("command", ["evaluate", "show", "predict"])
+def test_a_model_of_other_data_that_records_none_gets_the_error_alone(capsys, tmp_path, command):
+    """A warning that mnist is assumed came first, for a network that takes no image at all."""
+    from distnet import Dense
+
+    Network([Dense(2, "softmax")], input_size=2, seed=1).save(tmp_path / "xor.npz")  # no notes
+    np.save(tmp_path / "digits.npy", np.zeros((1, 28, 28), np.float32))
+    images = [tmp_path / "digits.npy"] if command == "predict" else []
+    status, out, err = run_cli(capsys, command, tmp_path / "xor.npz", *images)
+    assert (status, out) == (2, "") and err == (
+        f"distnet: error: {tmp_path / 'xor.npz'} takes 2 inputs per sample, not the 784 pixels of an image here: "
+        f"distnet's commands classify images; for a network trained on data of your own, use it from Python: "
+        f"Network.load(path).predict(rows) or .error_rate(rows, labels)\n")
+
+
 def test_a_run_stopped_before_its_first_evaluation_says_so_and_how_to_go_on(capsys, mnist, tmp_path):
     pytest.importorskip("matplotlib")
     from distnet import Dense, Nesterov, Reporter, Trainer

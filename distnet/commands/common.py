@@ -60,11 +60,12 @@ def model_and_test_data(args: argparse.Namespace) -> tuple[Network, Dataset]:
 
     args.model = saved_network_path(args.model)
     network = Network.load(args.model)
+    check_takes_images(network, args.model)
     args.dataset = dataset_of_model(args.model, args.dataset)
     if args.data_dir is None:
         args.data_dir = _run_data_dir(args.model, args.dataset)
     test = load_test_data(args, dtype=network.dtype)
-    check_fits(network, args.model, test.images.shape[1], len(test.classes), test.name)
+    check_fits(network, args.model, len(test.classes), test.name)
     return network, test
 
 
@@ -152,18 +153,28 @@ def _run_config(model: Path) -> dict:
         return {}
 
 
-def check_fits(network, model: Path, pixels: int, classes: int, data_name: str) -> None:
-    """ConfigError unless ``network`` takes images of ``pixels`` pixels and has an output for each
-    of ``classes`` classes (of the data set ``data_name``)."""
+def check_takes_images(network, model: Path) -> None:
+    """ConfigError unless ``network`` takes 28x28 images, as every data set and picture the commands
+    read is: checked first, before a data set is chosen for it (which warns where the model
+    records none) or loaded."""
+    from ..data.digits import PIXELS
     from ..errors import ConfigError
 
-    if network.input_size != pixels:
-        raise ConfigError(f"{model} takes {network.input_size} inputs per sample, not the {pixels} pixels of an "
+    if network.input_size != PIXELS:
+        raise ConfigError(f"{model} takes {network.input_size} inputs per sample, not the {PIXELS} pixels of an "
                           f"image here: distnet's commands classify images; for a network trained on data of your "
                           f"own, use it from Python: Network.load(path).predict(rows) or .error_rate(rows, labels)")
+
+
+def check_fits(network, model: Path, classes: int, data_name: str) -> None:
+    """ConfigError unless ``network`` (which takes images: :func:`check_takes_images`) has an output
+    for each of ``classes`` classes (of the data set ``data_name``)."""
+    from ..data.digits import PIXELS
+    from ..errors import ConfigError
+
     if network.output_size != classes:
         raise ConfigError(f"{model} does not fit {data_name}: the network takes {network.input_size} "
-                          f"inputs and gives {network.output_size} outputs, the data has {pixels} "
+                          f"inputs and gives {network.output_size} outputs, the data has {PIXELS} "
                           f"pixels per image and {classes} classes; use it on the data it was trained on")
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from ..data.datasets import DATASETS, class_names
-from ..data.digits import PIXELS, SIDE
+from ..data.digits import SIDE
 from ..data.idx import GZIP_MAGIC
 from ..errors import ConfigError, DataFormatError, DataNotFoundError, DistnetError, ModelFormatError
 from ..nn.network import saved_network_path
-from .common import (add_model_argument, check_fits, dataset_of_model, file, probability, recorded_classes,
-                     trained_on)
+from .common import (add_model_argument, check_fits, check_takes_images, dataset_of_model, file, probability,
+                     recorded_classes, trained_on)
 from .pictures import PICTURE_SUFFIXES, is_picture, read_picture
 
 NUMPY_SIGNATURES = (b"\x93NUMPY", b"PK\x03\x04")  # an .npy array; an .npz archive (zip), which np.load names
@@ -68,14 +68,13 @@ def run(args: argparse.Namespace) -> int:
             raise ModelFormatError(f"{e}; it holds images: the model comes first (distnet predict MODEL FILE...)") \
                 from None
         raise
+    check_takes_images(network, args.model)
     record = trained_on(args.model)
     classes = recorded_classes(record, network.output_size) if args.dataset is None else None
-    if classes is not None:  # the names the model was trained with, whatever its data
-        check_fits(network, args.model, PIXELS, len(classes), str(record.get("name") or "28x28 images"))
-    else:
+    if classes is None:  # else the names the model was trained with, whatever its data: they fit
         dataset = dataset_of_model(args.model, args.dataset)
         classes = class_names(dataset)
-        check_fits(network, args.model, PIXELS, len(classes), dataset)
+        check_fits(network, args.model, len(classes), dataset)
     unread = 0
     for path in args.files:
         try:
