@@ -198,6 +198,27 @@ def test_a_file_that_cannot_be_read_is_said_and_the_others_are_classified(capsys
     assert status == 2 and out.startswith(str(tmp_path / "a.npy"))
 
 
+def test_with_json_every_file_that_cannot_be_read_is_a_line_of_its_own_on_stdout(capsys, model, tmp_path):
+    """A missing file, and a single unreadable one, printed nothing on stdout (only the error on stderr)."""
+    np.save(tmp_path / "a.npy", ring())
+    Image.new("L", (28, 28), 128).save(tmp_path / "blank.png")
+    missing, gone, blank = tmp_path / "missing.png", tmp_path / "gone.npy", tmp_path / "blank.png"
+
+    def lines(out):
+        return [json.loads(line) for line in out.splitlines()]
+
+    status, out, err = run_cli(capsys, "predict", "--json", model, missing)
+    assert (status, err) == (2, f"distnet: error: {missing}: no such file\n")
+    assert lines(out) == [{"file": str(missing), "error": f"{missing}: no such file"}]
+    status, out, err = run_cli(capsys, "predict", "--json", model, missing, tmp_path / "a.npy", gone)
+    assert (status, err) == (2, f"distnet: error: no such files: {missing}, {gone}\n")  # none classified, as ever
+    assert lines(out) == [{"file": str(missing), "error": f"{missing}: no such file"},
+                          {"file": str(gone), "error": f"{gone}: no such file"}]
+    status, out, err = run_cli(capsys, "predict", "--json", model, blank)
+    assert status == 2 and err.startswith(f"distnet: error: {blank}: every pixel reads as the same grey")
+    assert lines(out) == [{"file": str(blank), "error": err.removeprefix("distnet: error: ").rstrip()}]
+
+
 def test_a_file_named_as_a_picture_that_is_none_is_said_so_by_its_name(capsys, model, tmp_path):
     (tmp_path / "notes.png").write_bytes(b"\x89PNG\r\n\x1a\n but no picture follows")
     status, _, err = run_cli(capsys, "predict", model, tmp_path / "notes.png")

@@ -57,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     args.model = saved_network_path(args.model)
     # Misspelt names are said, all at once, before any image is classified.
     if missing := [str(path) for path in args.files if not path.exists()]:
+        for path in missing:
+            _json_error(args, path, f"{path}: no such file")
         raise DataNotFoundError(f"{missing[0]}: no such file" if len(missing) == 1 else
                                 f"no such files: {', '.join(missing)}")
     try:
@@ -80,13 +82,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             names, pixels = read_images(path, args.invert)
         except (DistnetError, OSError) as e:  # said, and the other files classified (a glob may catch a stray file)
+            reason = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.strerror else str(e)
+            _json_error(args, path, reason)
             if len(args.files) == 1:
                 raise
             unread += 1
-            reason = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.strerror else str(e)
             print(f"distnet: error: {reason}", file=sys.stderr, flush=True)
-            if args.json:
-                print(json.dumps({"file": str(path), "error": reason}))
             continue
         outputs = network.predict(pixels)
         for name, output, sure in zip(names, outputs, recognized(outputs, args.threshold)):
@@ -105,6 +106,13 @@ def run(args: argparse.Namespace) -> int:
         others = "; the others are classified" if unread < len(args.files) else ""
         raise DistnetError(f"{unread} of {len(args.files)} files could not be read (said above){others}")
     return 0
+
+
+def _json_error(args: argparse.Namespace, path: Path | str, reason: str) -> None:
+    """With --json, the file ``path`` that could not be read, and why, as a line on stdout, where
+    the script reading the results looks for every file it gave (stderr says it too)."""
+    if args.json:
+        print(json.dumps({"file": str(path), "error": reason}))
 
 
 def read_images(path: Path, invert: str = "auto") -> tuple[list[str], np.ndarray]:
