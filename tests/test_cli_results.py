@@ -587,6 +587,25 @@ def test_plot_says_which_line_of_the_history_is_broken_and_refuses_a_file_for_ou
     assert status == 2 and err == f"distnet: error: --out {tmp_path / 'a-file'} is a file; give a folder for the PNG files\n"
 
 
+def test_plot_of_a_run_s_best_network_plots_the_run_and_another_file_of_it_names_the_run(capsys, mnist_run, tmp_path):
+    """Every file was refused as "not a run directory (a file, not a folder)", where evaluate, show
+    and predict take RUN_DIR/best.npz for its run."""
+    pytest.importorskip("matplotlib")
+    run = Path(shutil.copytree(mnist_run[0], tmp_path / "run"))
+    status, out, err = run_cli(capsys, "plot", run / "best.npz")
+    assert (status, err) == (0, "")
+    assert out.split() == [str(run / "plots" / name) for name in
+                           ("learning_curves.png", "confusion_matrix.png", "misclassified.png")]
+    status, out, err = run_cli(capsys, "plot", run / "checkpoint.npz")
+    assert (status, out) == (2, "") and err == (f"distnet: error: {run / 'checkpoint.npz'} is a file of the run in "
+                                                f"{run}, not its best network (best.npz), which plot draws with the "
+                                                f"run's learning curves: give the run directory, distnet plot {run}\n")
+    (tmp_path / "best.npz").write_bytes((run / "best.npz").read_bytes())  # in no run
+    status, _, err = run_cli(capsys, "plot", tmp_path / "best.npz")
+    assert status == 2 and err == (f"distnet: error: {tmp_path / 'best.npz'} is not a run directory (a file, not a "
+                                   f"folder); expected the folder of a run that distnet train wrote\n")
+
+
 def test_plot_into_a_folder_it_cannot_write_to_says_to_give_another(capsys, mnist_run, monkeypatch):
     pytest.importorskip("matplotlib")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, warn
-from .common import add_data_arguments, folder
+from .common import add_data_arguments, file_or_folder, folder
 
 DPI = 100
 # Every figure has a fixed size in pixels (width, height): no tight bounding box that would change it.
@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write learning_curves.png (train and validation error per evaluation), "
                     "confusion_matrix.png and misclassified.png (the best network's surest mistakes on "
                     "the test set) for the run in RUN_DIR. Needs matplotlib: pip install matplotlib.")
-    plot.add_argument("run_dir", type=folder, metavar="RUN_DIR", help="a run directory written by distnet train")
+    plot.add_argument("run_dir", type=file_or_folder, metavar="RUN_DIR",
+                      help="a run directory written by distnet train (or its best.npz, which stands for it)")
     plot.add_argument("--out", type=folder, help="where to write the PNG files (default: RUN_DIR/plots)")
     add_data_arguments(plot, of_model=True)
     plot.set_defaults(handler=run)
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from ..rundir import RunDir, shell_path
     from .common import model_and_test_data
 
-    run_dir = RunDir(args.run_dir)
+    run_dir = RunDir(run_of(args.run_dir))
     config = run_dir.config()
     history = read_history(run_dir.history_path)
     if not run_dir.best_path.exists():
@@ -64,6 +65,23 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     return 0
+
+
+def run_of(path: Path) -> Path:
+    """The run directory ``path`` names: itself, or the run whose best.npz it is (which evaluate,
+    show and predict take for the run as well; plot draws that network, with the run's curves).
+    ConfigError for another file of a run (a checkpoint, a best network set aside), which plot
+    would not draw but the run's best."""
+    from ..rundir import RunDir, shell_path
+
+    run = RunDir(path.parent)
+    if not path.is_file() or not run.config_path.is_file():
+        return path  # a run directory, or what RunDir.config says is none
+    if path == run.best_path:
+        return run.path
+    raise ConfigError(f"{path} is a file of the run in {run.path}, not its best network ({run.best_path.name}), "
+                      f"which plot draws with the run's learning curves: give the run directory, distnet plot "
+                      f"{shell_path(run.path)}")
 
 
 def import_pyplot():
