@@ -457,7 +457,8 @@ def test_submit_to_a_host_port_nothing_answers_says_both_addresses_it_takes(monk
         port = probe.getsockname()[1]
     with pytest.raises(ClusterUnreachableError, match=re.escape(
             f"cannot reach a Ray cluster at 127.0.0.1:{port} (connection refused") + ".*" + re.escape(
-            "; or give the Jobs API's address, the dashboard's http://HOST:PORT (8265 by default)")):
+            f"; or, for the Jobs API (the dashboard's port, 8265 by default), give it as http://127.0.0.1:{port}")
+            + "$"):
         _JobsAPI(f"127.0.0.1:{port}")
 
 

@@ -349,8 +349,8 @@ def _check_cluster_address(given: str, origin: str) -> None:
     at ``given`` (from ``origin``: --address or a variable), an address without http://, which
     Ray's client takes for a GCS's (where the dashboard answers, it would hang for 40 s)."""
     try:
-        check_reachable(given, otherwise="; or give the Jobs API's address, the dashboard's http://HOST:PORT "
-                                         "(8265 by default)")
+        check_reachable(given, otherwise=f"; or, for the Jobs API (the dashboard's port, 8265 by default), give it "
+                                         f"as http://{given}")
     except WebServerAddressError:  # the Jobs API's port, its http:// left out
         raise ConfigError(f"{origin} {given} is the address of a web server, as the Jobs API's (the dashboard's) "
                           f"is; give it as http://{given}") from None
