@@ -256,6 +256,31 @@ def test_a_resume_on_another_number_of_workers_trains_on_records_it_and_a_plain_
     assert [h["validation_error"] for h in result.history] == [h["validation_error"] for h in expected.history]
 
 
+def test_a_resume_told_more_workers_than_fit_where_its_own_number_does_is_told_to_go_on_as_it_was(
+        mnist, ray_local, tmp_path):
+    """The advice was --workers 2 (another draw of the same training) for a run of 2 workers, which
+    a plain resume continues bit for bit."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    train, validation = data(mnist)
+    run = tmp_path / "run"
+    begun = Trainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
+    begun.shards = 2
+    # as the command line records its runs: resumed with distnet train --resume
+    begun.fit(train, validation, epochs=1, run_dir=run, extra_config={"dataset": "mnist"})
+    other_job = placement_group([{"CPU": 1}] * 2)
+    ray_local.get(other_job.ready())
+    try:
+        resumed = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3,
+                                     workers=3, placement_timeout=1)
+        with pytest.raises(ConfigError) as refused:
+            resumed.fit(train, validation, epochs=2, run_dir=run, resume=True)
+    finally:
+        remove_placement_group(other_job)
+    assert str(refused.value).endswith(f"; continue it as it was, on its own 2 workers: distnet train --resume {run}, "
+                                       f"or add nodes")
+
+
 @pytest.mark.parametrize("protocol", ["channel", "plain"])
 def test_divergence_through_huge_finite_costs_is_reported_by_the_parameter_server_path(ray_local, protocol):
     from test_training import a_float64_run_that_diverges_through_huge_finite_costs

@@ -326,6 +326,9 @@ class DistributedTrainer(TrainerBase):
         advice = f"use at most {count(fits, 'worker')} (--workers {fits}; workers={fits} in Python), {more}"
         if fits < 1:
             advice = f"end what holds the CPUs, {more}"
+        elif self._run is not None and self._run.has_checkpoint() and fits == self._run.config()["workers"]:
+            # a resume told more workers than the run's own number, which fits: no other draw is needed
+            advice = f"continue it as it was, on its own {count(fits, 'worker')}: {self._run.resume_command()}, {more}"
         elif self._run is not None and self._run.has_checkpoint():  # a resume
             advice = (f"continue with at most {count(fits, 'worker')}: {self._run.resume_command(workers=fits)} "
                       f"(from there its mini-batches are drawn from {count(fits, 'shard')}: another draw of the "
