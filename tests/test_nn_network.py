@@ -570,9 +570,10 @@ def test_a_network_with_nan_parameters_is_not_written_in_the_originals_json(tmp_
     net = original_net()
     net.params[3] = np.nan
     for write in (net.to_original_json, lambda: net.save_original_json(tmp_path / "net.json")):
-        with pytest.raises(ConfigError, match=re.escape("this network's parameters hold NaN or infinite values, "
-                                                        "which JSON has no numbers for (a file with them would not "
-                                                        "load): save it with save(), or train")):
+        with pytest.raises(ConfigError, match=re.escape(  # "save it with save()" before, which refuses it too
+                "this network's parameters hold NaN or infinite values (a training that diverged leaves them so), "
+                "which JSON has no numbers for (a file with them would not load): train again, or load a network "
+                "with finite parameters (such as a run's best.npz) to save in this layout")):
             write()
     assert not list(tmp_path.iterdir())
 
@@ -806,9 +807,28 @@ def test_a_saved_network_loads_from_any_bytes_like_object():
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_a_saved_network_with_nan_or_infinite_parameters_is_refused_on_load(tmp_path, bad):
     net = Network([Dense(3, "softmax")], input_size=4, seed=1)
-    net.params[[2, 5]] = bad  # as a training that diverged leaves them
-    path = net.save(tmp_path / "diverged.npz")
+    params = net.params.copy()
+    params[[2, 5]] = bad  # as a training that diverged leaves them
+    path = tmp_path / "diverged.npz"  # written by hand: save refuses such a network
+    path.write_bytes(_npz_bytes(params=params, meta=_meta(net)))
     with pytest.raises(ModelFormatError, match=re.escape(
             f"{path}: 2 of its 15 parameters are NaN or infinite (a training that diverged leaves them so), so it "
             f"has no answers to give: load a network saved before the divergence")):
         Network.load(path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_network_with_nan_or_infinite_parameters_is_not_saved_and_the_file_there_is_kept(tmp_path, bad):
+    # save wrote it, over a good network's file, and load then refused it: both were lost.
+    good = Network([Dense(3, "softmax")], input_size=4, seed=1)
+    path = good.save(tmp_path / "best.npz")
+    kept = path.read_bytes()
+    diverged = good.copy()
+    diverged.params[[2, 5]] = bad
+    message = ("2 of the network's 15 parameters are NaN or infinite (a training that diverged leaves them so), and "
+               "Network.load refuses such a file, so nothing was written: keep a network saved before the "
+               "divergence, such as its run's best.npz, or train again")
+    for write in (lambda: diverged.save(path), lambda: diverged.save(tmp_path / "new.npz"), diverged.to_npz_bytes):
+        with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+            write()
+    assert path.read_bytes() == kept and sorted(p.name for p in tmp_path.iterdir()) == ["best.npz"]

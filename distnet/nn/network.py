@@ -357,7 +357,10 @@ class Network:
         back (as JSON does: tuples come back as lists). The network itself never reads them.
         Anything JSON cannot hold is refused with ConfigError, and nothing is written.
 
-        The file loads without pickle, in Python with :meth:`load` or any NumPy.
+        The file loads without pickle, in Python with :meth:`load` or any NumPy. A network whose
+        parameters hold NaN or infinite values (a training that diverged leaves them so) is refused
+        with ConfigError, and nothing is written: :meth:`load` would refuse the file, and a good
+        network saved there before would be lost.
         """
         path = _file_to_write(path)
         if path.suffix.lower() == ".json":
@@ -369,7 +372,13 @@ class Network:
         return path
 
     def to_npz_bytes(self, notes: dict | None = None) -> bytes:
-        """The bytes :meth:`save` writes."""
+        """The bytes :meth:`save` writes (ConfigError, as there, for NaN or infinite parameters)."""
+        broken = np.count_nonzero(~np.isfinite(self.params))
+        if broken:  # load refuses such a file (see from_npz_bytes): none is written
+            raise ConfigError(f"{broken} of the network's {self.params.size} parameters are NaN or infinite (a "
+                              f"training that diverged leaves them so), and Network.load refuses such a file, so "
+                              f"nothing was written: keep a network saved before the divergence, such as its run's "
+                              f"best.npz, or train again")
         meta = {"format": FORMAT, "version": 1, **self.spec()}
         notes = json_object("notes", notes, "{'epoch': 40}") if notes is not None else {}
         if notes:  # a key that readers from before notes ignore: the format stays at version 1

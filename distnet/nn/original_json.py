@@ -34,11 +34,12 @@ def to_original_json(network: Network) -> dict:
     """``network`` in the original's JSON layout. A network with something the original lacks
     (Tanh, a LeakyReLU alpha other than its 0.01, CrossEntropy) raises ConfigError: save it with
     :meth:`Network.save`. So does one with NaN or infinite parameters, which JSON has no numbers
-    for."""
+    for (and which save refuses too)."""
     if not np.isfinite(network.params).all():
-        raise ConfigError("this network's parameters hold NaN or infinite values, which JSON has no numbers "
-                          "for (a file with them would not load): save it with save(), or train or restore a "
-                          "network with finite parameters (such as a run's best.npz) to save in this layout")
+        raise ConfigError("this network's parameters hold NaN or infinite values (a training that diverged leaves "
+                          "them so), which JSON has no numbers for (a file with them would not load): train again, "
+                          "or load a network with finite parameters (such as a run's best.npz) to save in this "
+                          "layout")
     layers = [{"bias": [0.0] * network.input_size, "activation": "Identity"}]
     for layer in network.layers:
         layers.append({"weights": layer.weights.tolist(), "bias": layer.bias.tolist(),
