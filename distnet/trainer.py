@@ -7,6 +7,7 @@ from .batches import BatchGather, BatchPlan
 from .checks import as_array, positive_int
 from .data import Dataset
 from .errors import ConfigError, TrainingDivergedError
+from .fit_arguments import check_finite_state
 from .step_stats import StepStats
 from .training import TrainerBase
 
@@ -31,9 +32,11 @@ class Trainer(TrainerBase):
         ``X`` is one sample, as :meth:`~distnet.nn.Network.predict` takes it); its summed cost,
         correct samples and samples. ``Y`` holds a target row per sample (one-hot for classes, any
         numbers for a regression with an Identity output and MSE), which :meth:`fit`'s data sets
-        cannot hold. A batch with NaN or infinite values is refused (ConfigError), and a step whose
-        cost is not finite (divergence) raises TrainingDivergedError; either way the network and the
-        optimizer stay as they were."""
+        cannot hold. A batch with NaN or infinite values is refused (ConfigError). A step whose cost
+        is not finite raises TrainingDivergedError (divergence), or, where the parameters or the
+        optimizer's state were NaN or infinite already (as a diverged training leaves them), the
+        ConfigError :meth:`fit` gives for them; either way the network and the optimizer stay as
+        they were."""
         if isinstance(X, Dataset):  # (which NumPy would read as a list of images)
             raise ConfigError("a step takes arrays, not a data set: pass its .images and, as the targets, its "
                               ".one_hot() rows")
@@ -50,6 +53,9 @@ class Trainer(TrainerBase):
             raise ConfigError("a step needs at least one sample, and the mini-batch has none")
         grad, cost, correct = self.network.backprop(X, Y, out=self._grad, reuse_buffers=True)
         if finite_cost and not np.isfinite(cost):
+            # Checked only now, not every step: a pass over the parameters and copies of the
+            # optimizer's state, and NaN parameters make the cost NaN.
+            check_finite_state(self.network, self.optimizer)
             raise TrainingDivergedError(f"the step's cost is {cost} ({self.network.dtype} overflowed): the "
                                         f"parameters have diverged (lower the learning rate, now "
                                         f"{self.optimizer.learning_rate:g}), or the inputs or targets are too "

@@ -195,6 +195,28 @@ def test_a_step_on_nan_data_or_with_a_cost_that_overflows_is_refused_and_changes
     assert all(np.array_equal(v, state[k]) for k, v in trainer.optimizer.state().items())
 
 
+def test_a_step_from_nan_parameters_is_refused_as_fit_refuses_it_not_blamed_on_the_learning_rate():
+    # It raised TrainingDivergedError: "float64 overflowed ... lower the learning rate".
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((8, 4)), rng.random((8, 1))
+    net = Network([Dense(3, "tanh"), Dense(1, "identity")], input_size=4, cost="mse", seed=1, dtype=np.float64)
+    trainer = Trainer(net, Nesterov(0.01, 0.9))
+    trainer.step(X, Y)
+    net.params[2] = np.nan  # as a training that diverged leaves them
+    before, state = net.params.copy(), trainer.optimizer.state()
+    with pytest.raises(ConfigError, match=r"^the network's parameters are NaN or infinite \(as a fit that diverged "
+                                          r"leaves them\), so training from them would diverge at once: train a new "
+                                          r"network, or a saved one \(such as a run's best.npz\), with a new "
+                                          r"optimizer \(in a new trainer\)$"):
+        trainer.step(X, Y)
+    np.testing.assert_array_equal(net.params, before)
+    assert all(np.array_equal(v, state[k]) for k, v in trainer.optimizer.state().items())
+    trainer.optimizer.load_state({k: np.full_like(v, np.inf) for k, v in state.items()})
+    with pytest.raises(ConfigError, match=r"^the network's parameters and the optimizer's velocity are NaN or "
+                                          r"infinite"):
+        trainer.step(X, Y)
+
+
 def test_a_fit_from_the_nan_state_a_diverged_fit_left_is_refused_with_what_to_do():
     network, train = a_float64_run_that_diverges_through_huge_finite_costs()
     trainer = Trainer(network, Nesterov(0.01, 0.9), batch_size=32, seed=1)
