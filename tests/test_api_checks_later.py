@@ -203,6 +203,18 @@ def test_a_trainer_refuses_a_setting_it_does_not_have_rather_than_keep_it_unread
         mine.distributed = True  # but what is distnet's stays checked
 
 
+def test_a_distributed_trainer_s_step_is_refused_saying_it_trains_through_fit_alone():
+    # AttributeError before: 'DistributedTrainer' object has no attribute 'step'.
+    from distnet.distributed import DistributedTrainer
+
+    distributed = DistributedTrainer(small_network(), Nesterov(0.1, 0.9), batch_size=8, workers=2)
+    with pytest.raises(ConfigError, match=re.escape(
+            "a DistributedTrainer trains through fit alone, its workers drawing the mini-batches from the training "
+            "set; for steps on mini-batches of your own, use a Trainer (in this process): "
+            "Trainer(network, optimizer).step(X, Y)")):
+        distributed.step(np.zeros((2, 4)), np.eye(2))
+
+
 def test_a_validation_set_of_other_classes_is_refused():
     rng = np.random.default_rng(0)
     train = Dataset(rng.random((16, 4)), rng.integers(0, 2, 16), classes=["cat", "dog"])

@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import ray
@@ -187,6 +188,13 @@ class DistributedTrainer(TrainerBase):
 
     def config(self) -> dict:
         return {**super().config(), "protocol": self.protocol}
+
+    def step(self, X: np.ndarray, Y: np.ndarray) -> NoReturn:
+        """Not a DistributedTrainer's: it trains through :meth:`fit` alone, its workers drawing the
+        mini-batches; ConfigError, saying so (``Trainer.step`` trains on batches of one's own)."""
+        raise ConfigError("a DistributedTrainer trains through fit alone, its workers drawing the mini-batches from "
+                          "the training set; for steps on mini-batches of your own, use a Trainer (in this process): "
+                          "Trainer(network, optimizer).step(X, Y)")
 
     def _repr_extras(self) -> dict:
         return {"workers": self.workers, "protocol": self.protocol, "address": self.address,
