@@ -285,3 +285,37 @@ def test_cross_entropy_is_refused_on_outputs_that_are_not_a_distribution(output)
         Network([Dense(4, "tanh"), Dense(3, output)], input_size=2, cost="cross_entropy", seed=1)
     Network([Dense(3, "softmax")], input_size=2, cost="cross_entropy", seed=1)
 
+
+def test_a_softmax_of_one_neuron_which_never_learns_is_refused_when_built_and_in_a_file(tmp_path):
+    # Accepted before: its one output is 1.0 whatever the inputs, with a gradient of zero, so the
+    # network never learned (get_preset("seed").build_network(classes=1) built one).
+    import json
+
+    from distnet import get_preset
+    from distnet.errors import ModelFormatError
+    from distnet.io import npz_bytes
+
+    refused = ("Dense(1, 'softmax') always outputs 1.0 (a softmax's outputs sum to 1, and it has one), so its gradient "
+               "is zero and it never learns: for a single output use 'sigmoid' (or 'identity' for a regression), or "
+               "give the softmax one neuron per class (2 or more)")
+    for build in (lambda: Network([Dense(1, "softmax")], input_size=3, cost="mse"),
+                  lambda: Network([Dense(1, "softmax"), Dense(2, "softmax")], input_size=3),  # hidden: no gradient on
+                  lambda: get_preset("seed").build_network(classes=1)):
+        with pytest.raises(ConfigError, match=f"^{re.escape(refused)}$"):
+            build()
+    Network([Dense(1, "sigmoid")], input_size=3, cost="mse")  # what it advises
+    Network([Dense(2, "softmax")], input_size=3)
+    spec = {"input_size": 3, "layers": [{"size": 1, "activation": {"name": "softmax"}}], "cost": {"name": "quadratic"},
+            "dtype": "float32"}
+    model = tmp_path / "model.npz"
+    model.write_bytes(npz_bytes({"params": np.zeros(4, np.float32)}, {"format": "distnet.network", "version": 1, **spec}))
+    with pytest.raises(ModelFormatError, match=re.escape(
+            f"{model}: the metadata does not describe a valid network ({refused})")):
+        Network.load(model)
+    original = tmp_path / "model.json"  # the original's layout holds one too; it was a ConfigError
+    original.write_text(json.dumps({"costFunction": "Quadratic", "layers": [
+        {"bias": [0.0] * 3, "activation": "Identity"},
+        {"weights": [[0.1]] * 3, "bias": [0.0], "activation": "Softmax"}]}))
+    with pytest.raises(ModelFormatError, match=re.escape(f"{original}: not a network distnet takes ({refused})")):
+        Network.load_original_json(original)
+

@@ -18,7 +18,7 @@ from ..checks import (as_array, class_labels, count, float_dtype, home_expanded,
                       real_numbers, seed_or_none)
 from ..errors import ConfigError, ModelFormatError, OutOfMemoryError
 from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
-from .activations import activation_from_spec
+from .activations import Softmax, activation_from_spec
 from .costs import Cost, Quadratic, cost_from_spec
 from .initializers import Initializer, Random, initializer_from_spec
 from .layers import Dense
@@ -53,6 +53,10 @@ class Network:
                               f"Dense(10, 'softmax')], got {layers!r}")
         if not layers:
             raise ConfigError("a network needs at least one layer")
+        if any(layer.size == 1 and isinstance(layer.activation, Softmax) for layer in layers):
+            raise ConfigError("Dense(1, 'softmax') always outputs 1.0 (a softmax's outputs sum to 1, and it has one), "
+                              "so its gradient is zero and it never learns: for a single output use 'sigmoid' (or "
+                              "'identity' for a regression), or give the softmax one neuron per class (2 or more)")
         positive_int("input_size", input_size)
         seed = seed_or_none(seed)
         self.dtype = float_dtype(dtype)
@@ -443,7 +447,11 @@ class Network:
         """The network a document in the original's JSON layout describes (parsed JSON); see
         :func:`distnet.nn.original_json.parse_original_json`. ``dtype`` defaults to float64, the
         original's double."""
-        return cls.from_spec(*original_json.parse_original_json(doc, dtype))
+        spec, params = original_json.parse_original_json(doc, dtype)  # (which checks dtype, the caller's)
+        try:
+            return cls.from_spec(spec, params)
+        except ConfigError as e:  # what the original holds and distnet refuses, such as a softmax of one neuron
+            raise ModelFormatError(f"not a network distnet takes ({e})") from None
 
     @classmethod
     def load_original_json(cls, path: str | os.PathLike, dtype: np.dtype | type | str = np.float64) -> "Network":
