@@ -311,7 +311,7 @@ class TrainerBase:
         and one given to a resume is the run's from then on); ``extra_config``, a dict of JSON
         values, goes into its config.json beside the run's own settings (the command line records
         the preset and the data set there; a resume keeps the run's, which it may add to but not
-        change). ``resume=True`` continues the
+        change), and without ``run_dir`` is refused, as ``checkpoint_every`` is. ``resume=True`` continues the
         run found there with its own settings: ``eval_every``, ``window`` and ``acceptable_error``
         may be left out (and, given, must be the run's), ``epochs`` sets a new total (a run that
         ended at its maximum then trains on, and its config.json records the new total). The number
@@ -341,7 +341,7 @@ class TrainerBase:
         train, validation = self._checked_data(train, validation, resume)
         reporter = checked_reporter(reporter)
         extra_config = checked_extra_config(extra_config)
-        run = _checked_run_dir(run_dir, resume, given["checkpoint_every"])
+        run = _checked_run_dir(run_dir, resume, given["checkpoint_every"], extra_config)
         with run.held(create=not resume) if run is not None else nullcontext():
             data = data_config(train, validation)
             resumed = (self._resume(run, data, given, extra_config, reporter, trained_on_notes(train))
@@ -763,10 +763,11 @@ def _defined_by_distnet(cls: type, name: str) -> bool:
     return owner.__module__.split(".")[0] == "distnet"
 
 
-def _checked_run_dir(run_dir: str | Path | None, resume: bool, checkpoint_every: int) -> RunDir | None:
+def _checked_run_dir(run_dir: str | Path | None, resume: bool, checkpoint_every: int,
+                     extra_config: dict) -> RunDir | None:
     """The fit's run directory, checked to take what the fit will do there: a new run, or a run to
-    resume (with a checkpoint, not in use); ConfigError otherwise, before a distributed trainer
-    starts Ray."""
+    resume (with a checkpoint, not in use); ConfigError otherwise, or for what goes into one
+    (checkpoints, an ``extra_config``) without it, before a distributed trainer starts Ray."""
     if run_dir is not None:
         path_of("run_dir", run_dir)
     if resume and run_dir is None:
@@ -774,6 +775,9 @@ def _checked_run_dir(run_dir: str | Path | None, resume: bool, checkpoint_every:
     if checkpoint_every and run_dir is None:
         raise ConfigError(f"checkpoint_every={checkpoint_every} writes checkpoints into run_dir: give run_dir, "
                           f"or leave checkpoint_every at 0")
+    if extra_config and run_dir is None:  # it would be taken, and written nowhere
+        raise ConfigError(f"extra_config ({', '.join(extra_config)}) goes into the config.json of run_dir: give "
+                          f"run_dir, or leave extra_config out")
     if run_dir is None:
         return None
     run = RunDir(run_dir)

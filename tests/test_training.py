@@ -844,11 +844,15 @@ def test_a_resume_to_a_new_total_interrupted_resumes_to_that_total(mnist, tmp_pa
     assert trainer().fit(train, validation, run_dir=tmp_path / "run", resume=True).epochs == 4
 
 
-def test_resume_and_checkpoints_need_a_run_directory(mnist):
+def test_resume_checkpoints_and_extra_config_need_a_run_directory(mnist):
     with pytest.raises(ConfigError, match="resume=True continues the run in run_dir: give run_dir"):
         Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(mnist.train, resume=True)
     with pytest.raises(ConfigError, match="checkpoint_every=3 writes checkpoints into run_dir: give run_dir"):
         Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(mnist.train, epochs=1, checkpoint_every=3)
+    with pytest.raises(ConfigError, match=r"^extra_config \(preset, note\) goes into the config.json of run_dir: give "
+                                          r"run_dir, or leave extra_config out$"):  # was taken, and written nowhere
+        Trainer(tiny_network(), Nesterov(0.02), seed=1).fit(mnist.train, epochs=1,
+                                                            extra_config={"preset": "seed", "note": 1})
 
 
 def test_a_resume_of_a_folder_without_a_run_says_so(mnist, tmp_path):
