@@ -916,7 +916,12 @@ def test_an_interrupted_command_other_than_train_gives_no_advice_on_runs(capsys,
 
 
 def test_a_run_that_saved_nothing_does_not_block_its_folder(capsys, data, tmp_path):
+    made = tmp_path / "made"
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", made, "--learning-rate", "1e30"))
+    assert_clean_error(status, err, "training diverged")
+    assert not made.exists()  # the run made it, and saved nothing in it
     folder = tmp_path / "run"
+    folder.mkdir()  # the user's: it stays, with what the run wrote
     status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--learning-rate", "1e30"))
     assert_clean_error(status, err, "training diverged")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "history.jsonl"]
