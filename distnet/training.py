@@ -308,7 +308,8 @@ class TrainerBase:
 
         With ``run_dir`` the run writes config, history, the best network and a checkpoint at each
         epoch end (and every ``checkpoint_every`` steps when > 0; None: 0, or a resumed run's own,
-        and one given to a resume is the run's from then on); ``extra_config``, a dict of JSON
+        and one given to a resume is the run's from then on; a folder the fit made is removed again
+        if it fails before saving anything there); ``extra_config``, a dict of JSON
         values, goes into its config.json beside the run's own settings (the command line records
         the preset and the data set there; a resume keeps the run's, which it may add to but not
         change), and without ``run_dir`` is refused, as ``checkpoint_every`` is. ``resume=True`` continues the
