@@ -270,7 +270,7 @@ def _how_to_go_on(args: argparse.Namespace) -> str:
 
 
 def _start_again(run) -> str:
-    # A folder the run made, it removed again as it failed (it saved nothing there).
+    # A folder the run made and saved nothing in is gone: there is none to reuse.
     reused = " (the folder may be reused)" if run.path.is_dir() else ""
     return f"start it again{reused}: {run.start_again_command()}"
 

@@ -3,9 +3,15 @@
 Every error a user can cause derives from :class:`DistnetError`; its message says what is wrong
 and how to fix it. The CLI prints such messages without a traceback and exits with status 2.
 """
+from __future__ import annotations
+
 import os
 import sys
 import warnings
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # (the network module imports this one)
+    from .nn.network import Network
 
 
 class DistnetError(Exception):
@@ -52,7 +58,7 @@ class TrainingDivergedError(DistnetError, FloatingPointError):
     was scored yet; the trainer's own network holds the diverged parameters.
     """
 
-    def __init__(self, message: str, best_network: object = None):
+    def __init__(self, message: str, best_network: Network | None = None):
         super().__init__(message)
         self.best_network = best_network
 
