@@ -127,7 +127,7 @@ class ParallelUpdate:
                                             for key, value in state.items()})
 
     def close(self) -> None:
-        """Stop the threads (a later :meth:`apply` starts them again)."""
+        """Stop the threads (a later :meth:`apply_sum` starts them again)."""
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
