@@ -36,7 +36,7 @@ def check_batch_size(batch_size: int, shards: int) -> None:
     if batch_size < shards:
         raise ConfigError(f"batch size {batch_size} is smaller than the number of workers {shards}: "
                           f"each worker needs at least one sample per step; use at most "
-                          f"{batch_size} worker{'s' if batch_size > 1 else ''} (--workers {batch_size}; "
+                          f"{count(batch_size, 'worker')} (--workers {batch_size}; "
                           f"workers={batch_size} in Python), or a batch size of at least {shards}")
 
 

@@ -15,10 +15,9 @@ import numpy as np
 
 from .checkpoint import Checkpoint
 from .data import Dataset
-from .checks import listed
+from .checks import count, listed
 from .errors import ConfigError, DistnetError
 from .nn import Network
-from .progress import count
 from .rundir import RunDir
 
 __all__ = ["best_params_of", "check_resumable", "data_config", "evaluation_owed", "holds_best", "loads_as_network",

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..batches import check_batch_size
+from ..checks import count
 from ..data.augment import RandomAffine
 from ..errors import ConfigError, ModelFormatError, warn
 from ..nn.activations import ACTIVATIONS
 from ..nn.costs import COSTS
 from ..presets import PRESETS, Preset, get_preset
-from ..progress import count
 from ..rundir import RunDir, shell_path
 from ..distributed.settings import DEFAULT_MAX_FAILURES, PROTOCOLS
 from .common import (add_data_arguments, cluster_address, folder, fraction, layer_sizes, load_data, non_negative_int,

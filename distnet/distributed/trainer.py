@@ -45,9 +45,8 @@ from ..errors import ConfigError, DistnetError, FailureLimitError, RayFailedErro
 from ..data.augment import RandomAffine
 from ..nn import Network, Optimizer
 from ..nn.schedules import Schedule
-from ..progress import count
 from ..rundir import RunDir
-from ..checks import Checked, positive_int, positive_real, whole_number
+from ..checks import Checked, count, positive_int, positive_real, whole_number
 from ..step_stats import StepStats
 from ..training import TrainerBase
 from ..address import join_cluster, parse_address
