@@ -2,8 +2,8 @@
 
 A checkpoint is one ``.npz`` (parameters, optimizer state and the best network's parameters as
 arrays, plus JSON metadata with the position, the early-stopping state, the history and the run's
-configuration), written atomically and read without pickle. Because every mini-batch is derived from (seed, epoch, shard), the
-position (epoch, step) replaces any RNG state.
+configuration), written atomically and read without pickle. Because every mini-batch is derived
+from (seed, epoch, shard), the position (epoch, step) replaces any RNG state.
 """
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ class Preset:
         self.build_augmentation()
 
     def build_network(self, input_size: int = 784, classes: int = 10, seed: int | None = None,
-                dtype: np.dtype | type | str = np.float32) -> Network:
+                      dtype: np.dtype | type | str = np.float32) -> Network:
         """A new network of this preset's layers for ``input_size`` inputs and ``classes`` outputs,
         its weights drawn with the preset's initializer from ``seed`` (None: unseeded), in ``dtype``."""
         layers = [Dense(size, activation) for size, activation in self.hidden]

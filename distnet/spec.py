@@ -34,5 +34,5 @@ def component(value, base: type, registry: dict[str, type], kind: str):
         raise ConfigError(f"{kind} {value.__name__} is a class: pass an instance, {value.__name__}()")
     if isinstance(value, (str, dict)):
         return from_spec(value, registry, kind)
-    raise ConfigError(f"{with_article(kind)} is given as {with_article(base.__name__)} instance, by its name ({', '.join(registry)}) "
-                      f"or as a dict with 'name', not {value!r}")
+    raise ConfigError(f"{with_article(kind)} is given as {with_article(base.__name__)} instance, by its name "
+                      f"({', '.join(registry)}) or as a dict with 'name', not {value!r}")

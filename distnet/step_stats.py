@@ -45,7 +45,7 @@ class StepStats:
         if not saved:
             return cls()
         if not isinstance(saved, dict) or set(saved) not in ({"cost", "correct", "samples"},
-                                                            {"cost_units", "correct", "samples"}):
+                                                             {"cost_units", "correct", "samples"}):
             raise ValueError(f"not the sums of steps: {saved!r}")
         cost = saved.get("cost", saved.get("cost_units"))
         counts = saved["correct"], saved["samples"]

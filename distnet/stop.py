@@ -168,9 +168,6 @@ class EarlyStopping:
         self.best_params = None if best_params is None else np.array(best_params, copy=True)
 
 
-
-
-
 class Stopping(Protocol):
     """What the training loop asks of the stop rule and the keeper of the best network:
     :class:`EarlyStopping` in a single process, a handle to its actor in a distributed run."""

@@ -30,4 +30,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.model} on the {args.dataset} test set ({count(len(test), 'sample')})")
         print(result.report())
     return 0
-

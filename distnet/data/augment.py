@@ -2,10 +2,10 @@
 training image at every epoch, so the network never sees exactly the same digit twice.
 
 Vectorised NumPy with bilinear interpolation (pixels outside the picture are 0); a 50,000-image
-epoch takes about 0.6 s of one core (measured on the 2-core development machine). The random transforms come from a generator seeded with
-(seed, epoch, shard), the key the batch plan uses for its shuffles, so every training path
-(one process, or N workers each augmenting its own shard) sees the same pixels for the same
-seed, and a resumed run needs no generator state.
+epoch takes about 0.6 s of one core (measured on the 2-core development machine). The random
+transforms come from a generator seeded with (seed, epoch, shard), the key the batch plan uses for
+its shuffles, so every training path (one process, or N workers each augmenting its own shard)
+sees the same pixels for the same seed, and a resumed run needs no generator state.
 """
 from __future__ import annotations
 

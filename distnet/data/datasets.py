@@ -332,8 +332,9 @@ def load_dataset(
     if validation >= len(train_y):
         raise ConfigError(
             f"the training file has {count(len(train_y), 'sample')}, too few to hold {validation} out for "
-            f"validation (what early stopping judges by) and train on the rest: give a training file of more than {validation} "
-            f"samples, or hold out fewer (distnet train --validation N; load_dataset(..., validation=N) in Python)"
+            f"validation (what early stopping judges by) and train on the rest: give a training file of more than "
+            f"{validation} samples, or hold out fewer (distnet train --validation N; load_dataset(..., "
+            f"validation=N) in Python)"
         )
     order = np.random.default_rng(seed).permutation(len(train_y))
     held_out = np.sort(order[:validation])

@@ -245,8 +245,8 @@ class DistributedTrainer(TrainerBase):
             running = ray.get_runtime_context().gcs_address
             if self.address not in (None, "auto", running):
                 raise ConfigError(f"this process is already connected to the Ray cluster at {running}, so "
-                                  f"address={self.address!r} cannot be joined; call ray.shutdown() first, or pass address=None to "
-                                  f"use the running Ray")
+                                  f"address={self.address!r} cannot be joined; call ray.shutdown() first, or pass "
+                                  f"address=None to use the running Ray")
             return
         # Without an address, RAY_ADDRESS names the cluster to join (as for Ray itself: a job's
         # driver has it, and so has a shell that ran `local_cluster.py env`); else, or when told
@@ -305,7 +305,8 @@ class DistributedTrainer(TrainerBase):
 
     def _start_server(self, params: np.ndarray, optimizer_state: dict, position: tuple[int, int] = (0, 0)):
         here = ray.get_runtime_context().get_node_id()
-        return ray.remote(ParameterServer).options(max_restarts=0, **on_node(here)).remote(self._spec, params, self.optimizer.spec(), self.rule.l2, optimizer_state, position=position)
+        return ray.remote(ParameterServer).options(max_restarts=0, **on_node(here)).remote(
+            self._spec, params, self.optimizer.spec(), self.rule.l2, optimizer_state, position=position)
 
     def _placement_group(self, workers: int):
         """A placement group of one CPU for each of ``workers`` workers, spread over the nodes, once
@@ -630,7 +631,7 @@ class DistributedTrainer(TrainerBase):
     def _early_stopping(self, network_spec: dict, window: int, acceptable_error: float | None,
                         best_path: Path | None, notes: dict | None = None) -> StopEvaluatorHandle:
         self._stopping = StopEvaluatorHandle(network_spec, window, acceptable_error, best_path,
-                                            node_id=ray.get_runtime_context().get_node_id(),
-                                            on_failure=self._count_failure, on_recovery=self._report_recoveries,
-                                            notes=notes)
+                                             node_id=ray.get_runtime_context().get_node_id(),
+                                             on_failure=self._count_failure, on_recovery=self._report_recoveries,
+                                             notes=notes)
         return self._stopping

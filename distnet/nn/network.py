@@ -30,6 +30,7 @@ FORMAT = "distnet.network"
 # of a large network, which computes on parameters it is sent, saves their size twice over.
 _LEFT_ZERO = object()
 
+
 class Network:
     """A feed-forward network of :class:`Dense` layers.
 
@@ -202,7 +203,8 @@ class Network:
         if hasattr(X, "images") and hasattr(X, "labels"):  # a Dataset, which the math does not know
             raise ConfigError("the network takes an array of inputs, one row per sample, not a data set: pass "
                               "its .images (and to error_rate its .labels too)")
-        X = as_array("the network's inputs", X)  # as given first (a torch tensor's dtype says nothing to NumPy until converted)
+        # As given first: a torch tensor's dtype says nothing to NumPy until converted.
+        X = as_array("the network's inputs", X)
         if X.dtype == object and any(hasattr(x, "pixels") for x in X.flat):  # a Digit (dataset[i]), or several
             raise ConfigError("the network takes an array of inputs, one row per sample, not a Digit: pass its "
                               ".pixels (for several, np.stack([digit.pixels for digit in digits]))")
@@ -503,9 +505,9 @@ def check_scorable(broken: int, samples: int) -> None:
     :func:`unscorable_rows`)."""
     if broken:
         raise ConfigError(f"the network's outputs are NaN or infinite for {broken} of the "
-                          f"{count(samples, 'sample')}, so they have no class to score: either the inputs hold NaN or infinite values, or the "
-                          f"parameters do (a training that diverged leaves them NaN); check np.isfinite(X).all() and "
-                          f"np.isfinite(net.params).all()")
+                          f"{count(samples, 'sample')}, so they have no class to score: either the inputs hold NaN "
+                          f"or infinite values, or the parameters do (a training that diverged leaves them NaN); "
+                          f"check np.isfinite(X).all() and np.isfinite(net.params).all()")
 
 
 def _file_to_write(path: str | os.PathLike) -> Path:
@@ -525,8 +527,8 @@ def _zeros_for_parameters(sizes: list[int], dtype: np.dtype) -> np.ndarray:
         return np.zeros(count, dtype=dtype)
     except (MemoryError, ValueError):  # ValueError: more elements than an array can have
         raise OutOfMemoryError(f"a {'-'.join(map(str, sizes))} network has {count:,} parameters "
-                          f"({count * dtype.itemsize / 2**30:,.1f} GiB as {dtype}), more than this machine can hold; "
-                          f"use smaller layers") from None
+                               f"({count * dtype.itemsize / 2**30:,.1f} GiB as {dtype}), more than this machine can "
+                               f"hold; use smaller layers") from None
 
 
 def saved_network_path(path: str | os.PathLike) -> Path:
