@@ -494,17 +494,8 @@ class TrainerBase:
                          checkpoint.seconds if checkpoint else 0.0, started, notes=notes)
             owed = checkpoint is not None and evaluation_owed(checkpoint, epochs, eval_every)
             epoch, step, stats, verdict = self._restore(loop, checkpoint, redrawn=start.warning is not None, owed=owed)
-            # Copies: what a reporter does to what it is told must not reach the run's checkpoints.
-            reporter.on_start(copy.deepcopy({"steps_per_epoch": plan.steps_per_epoch, "epochs": epochs,
-                               "batch_size": self.batch_size, "distributed": self.distributed,
-                               "workers": self.shards if self.distributed else 0, "shards": self.shards,
-                               "first_epoch": epoch + 1, "first_step": step,
-                               "parameters": self.network.parameter_count, "sizes": self.network.sizes,
-                               "optimizer": loop.config["optimizer"], "l2": self.rule.l2,
-                               "schedule": loop.config["schedule"],
-                               "augmentation": loop.config["augmentation"],
-                               # No temporary the size of the data: two passes instead of np.abs.
-                               "largest_input": max(float(train.images.max()), -float(train.images.min()))}))
+            # A copy: what a reporter does to what it is told must not reach the run's checkpoints.
+            reporter.on_start(copy.deepcopy(self._start_info(loop, epochs, epoch, step, train)))
             if owed:
                 verdict = self._evaluate(loop, epoch, *checkpoint.finished_epoch, validation) or verdict
                 self._checkpoint(loop, epoch, 0, StepStats(), finished=checkpoint.finished_epoch)
@@ -555,6 +546,19 @@ class TrainerBase:
             loop.stopping.save_best()  # best.npz as of the checkpoint: a crash left it ahead, or damaged
         evaluator = StopEvaluator.from_state(state["evaluator"])
         return *position, Verdict(False, False, evaluator.lowest, state["best_epoch"])
+
+    def _start_info(self, loop: _Loop, epochs: int, epoch: int, step: int, train: Dataset) -> dict:
+        """What the reporter's ``on_start`` is told of a fit of at most ``epochs`` epochs that
+        starts at ``step`` of ``epoch`` (0-based) on ``train`` (see :meth:`~distnet.progress.Reporter.on_start`)."""
+        return {"steps_per_epoch": loop.plan.steps_per_epoch, "epochs": epochs,
+                "batch_size": self.batch_size, "distributed": self.distributed,
+                "workers": self.shards if self.distributed else 0, "shards": self.shards,
+                "first_epoch": epoch + 1, "first_step": step,
+                "parameters": self.network.parameter_count, "sizes": self.network.sizes,
+                "optimizer": loop.config["optimizer"], "l2": self.rule.l2, "schedule": loop.config["schedule"],
+                "augmentation": loop.config["augmentation"],
+                # No temporary the size of the data: two passes instead of np.abs.
+                "largest_input": max(float(train.images.max()), -float(train.images.min()))}
 
     def _train_epoch(self, loop: _Loop, epoch: int, step: int, stats: StepStats) -> tuple[StepStats, float]:
         """Steps ``step`` to the end of ``epoch`` (0-based) in chunks, each reported, with the
