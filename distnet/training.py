@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import inspect
 import math
 import time
 from collections.abc import Iterator
@@ -252,6 +253,8 @@ class TrainerBase:
             settings = self.settings()
             close = difflib.get_close_matches(name, settings, n=1)
             what = f"{name} is read-only" if hasattr(type(self), name) else f"there is no setting {name!r}"
+            if name in inspect.signature(type(self).__init__).parameters:  # such as the optimizer
+                what += f", given as the trainer is made: for another, make a new {type(self).__name__}"
             raise ConfigError(f"{type(self).__name__}: {what}{f' (did you mean {close[0]}?)' if close else ''}; "
                               f"the settings are {', '.join(settings)}")
         super().__setattr__(name, value)

@@ -178,7 +178,8 @@ def test_a_trainer_refuses_a_setting_it_does_not_have_rather_than_keep_it_unread
                                  "are augmentation, batch_size, l2, learning_rate, network, schedule, seed, shards"),
         (trainer(), "workers", "Trainer: there is no setting 'workers'; the settings are augmentation, batch_size, "
                                "l2, learning_rate, network, schedule, seed, shards"),
-        (trainer(), "optimizer", "Trainer: optimizer is read-only; the settings are augmentation, batch_size, l2, "),
+        (trainer(), "optimizer", "Trainer: optimizer is read-only, given as the trainer is made: for another, make a "
+                                 "new Trainer; the settings are augmentation, batch_size, l2, "),
         (distributed, "shards", f"DistributedTrainer: shards is read-only; the settings are {settings}"),
         (trainer(), "distributed", "Trainer: distributed is read-only; the settings are "),
         (trainer(), "fit", "Trainer: fit is read-only; the settings are "),
