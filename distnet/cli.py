@@ -276,6 +276,8 @@ def _start_again(run) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``distnet`` parser, with each command of :data:`distnet.commands.COMMANDS` registered;
+    its ``commands`` holds each command's parser, by name."""
     parser = _Parser(prog="distnet", description=(
         "A from-scratch NumPy neural network (after Tobias Hill's 'Neural network from scratch'), "
         "trained on many cores and machines with Ray."))

@@ -213,6 +213,8 @@ class TrainerBase:
 
     @property
     def optimizer(self) -> Optimizer:
+        """The optimizer the trainer was made with, fixed for its life (its state belongs to the
+        parameters it updates); its learning rate is the setting :attr:`learning_rate`."""
         return self.rule.optimizer
 
     @property

@@ -85,6 +85,7 @@ def run_of(path: Path) -> Path:
 
 
 def import_pyplot():
+    """matplotlib's pyplot, drawing into files only; ConfigError, saying how to install it, without."""
     try:
         import matplotlib
     except ImportError:
@@ -96,6 +97,9 @@ def import_pyplot():
 
 
 def read_history(path: Path) -> list[dict]:
+    """The evaluation records of the history.jsonl at ``path``, checked to hold what the curves
+    draw; a last line cut short (a run killed as it wrote it) is left out with a warning, any other
+    line that is not a record is a ConfigError."""
     from ..rundir import RunDir
 
     try:
