@@ -356,18 +356,18 @@ class RunDir:
             if e.errno == errno.ELOOP:  # the folder (or a link above it) leads back to itself
                 raise ConfigError(f"{self.path} is a symbolic link that leads round in a loop ({e.strerror}); "
                                   f"give the run directory itself") from None
-            raise ModelFormatError(f"{self.config_path}: not readable ({e.strerror}); put it back from a copy to "
-                                   f"resume the run (its best network, {self.best_path.name}, loads without "
-                                   f"it)") from None
+            raise ModelFormatError(f"{self.config_path}: not readable ({e.strerror}); {self._config_fix()}") from None
         except (ValueError, RecursionError) as e:
-            raise ModelFormatError(f"{self.config_path}: not readable as JSON ({e}); put it back from a copy to "
-                                   f"resume the run (its best network, {self.best_path.name}, loads without "
-                                   f"it)") from None
+            raise ModelFormatError(f"{self.config_path}: not readable as JSON ({e}); {self._config_fix()}") from None
         missing = [key for key in REQUIRED_CONFIG if not isinstance(config, dict) or key not in config]
         if missing:
             raise ModelFormatError(f"{self.config_path}: not a run configuration (missing {', '.join(missing)})")
         self._started_by_fit_as_read = "dataset" not in config
         return config
+
+    def _config_fix(self) -> str:
+        """How to go on from a config.json that cannot be read."""
+        return f"put it back from a copy to resume the run (its best network, {self.best_path.name}, loads without it)"
 
     def append_history(self, record: dict) -> None:
         """Add one evaluation's record to history.jsonl (one JSON object per line)."""
