@@ -365,6 +365,12 @@ class RunDir:
         self._started_by_fit_as_read = "dataset" not in config
         return config
 
+    def hand_edited_config(self, error: ConfigError) -> ModelFormatError:
+        """The error for a value of config.json that ``error`` refuses: one distnet does not write
+        (a hand edit), to be corrected in the file."""
+        return ModelFormatError(f"{self.config_path}: {error}, which distnet does not write; correct it, or start a "
+                                f"new run")
+
     def _config_fix(self) -> str:
         """How to go on from a config.json that cannot be read."""
         return f"put it back from a copy to resume the run (its best network, {self.best_path.name}, loads without it)"

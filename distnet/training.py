@@ -24,7 +24,7 @@ import numpy as np
 from .batches import BatchPlan
 from .checkpoint import Checkpoint
 from .data import Dataset
-from .errors import ConfigError, ModelFormatError, TrainingDivergedError, warn
+from .errors import ConfigError, TrainingDivergedError, warn
 from .data.augment import RandomAffine
 from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
@@ -402,8 +402,7 @@ class TrainerBase:
         try:
             settings = checked_settings(_resolved(given, {**FIT_DEFAULTS, **saved}), resolved=True)
         except ConfigError as e:  # what was given is checked already: this is the file's
-            raise ModelFormatError(f"{run.config_path}: {e}, which distnet does not write; correct it, or start a "
-                                   f"new run") from None
+            raise run.hand_edited_config(e) from None
         with self._workers_of_run(saved.get("workers")):
             config = self._run_config(data, settings, extra_config)
             check_resumable(checkpoint.config, config)

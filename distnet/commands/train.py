@@ -291,8 +291,7 @@ def _recorded_settings(run: RunDir, config: dict) -> dict:
                 "schedule": schedule_from_spec(config.get("schedule")),
                 "augmentation": augmentation_from_spec(config.get("augmentation"))}
     except ConfigError as e:
-        raise ModelFormatError(f"{run.config_path}: {e}, which distnet does not write; correct it, or start a new "
-                               f"run") from None
+        raise run.hand_edited_config(e) from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ModelFormatError(f"{run.config_path}: not a configuration distnet wrote ({type(e).__name__}: "
                                f"{e}); start a new run instead") from None
