@@ -587,7 +587,8 @@ def test_resume_takes_another_number_of_workers_checked_before_anything_loads_an
     before = snapshot(run)
     status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data, "--workers", "33")
     assert_clean_error(status, err, "--workers 33: each worker needs at least one sample per step, and the run's "
-                                    "batch size is 32; use at most 32 workers")
+                                    "batch size is 32; use at most 32 workers (--workers 32), or leave --workers out "
+                                    "to go on as the run did")
     assert snapshot(run) == before
     made = []
     monkeypatch.setattr("distnet.commands.train.fit_and_report", lambda args, trainer, *rest, **kw: made.append(trainer))

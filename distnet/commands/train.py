@@ -233,7 +233,8 @@ def resume_train(args) -> int:
     batch_size = recorded["batch_size"]
     if args.workers is not None and args.workers > batch_size:  # before the data loads or Ray starts
         raise ConfigError(f"--workers {args.workers}: each worker needs at least one sample per step, and the run's "
-                          f"batch size is {batch_size}; use at most {batch_size} workers")
+                          f"batch size is {batch_size}; use at most {count(batch_size, 'worker')} (--workers "
+                          f"{batch_size}), or leave --workers out to go on as the run did")
     workers = recorded["workers"] if args.workers is None else args.workers
     if workers and args.protocol == "auto":
         args.protocol = recorded["protocol"] or "auto"
