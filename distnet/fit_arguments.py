@@ -95,15 +95,19 @@ def checked_settings(settings: dict, resolved: bool = False) -> dict:
     return {name: checked(name, value) for name, value in settings.items()}
 
 
-def check_finite(what: str, data: Dataset | None, given: Dataset | None = None, rows: int = 4096) -> None:
+# How many samples check_finite reads at a time.
+_ROWS_AT_ONCE = 4096
+
+
+def check_finite(what: str, data: Dataset | None, given: Dataset | None = None) -> None:
     """ConfigError naming the first sample of ``data`` with a NaN or infinite value (a few rows at
     a time: no array of the data's size is made, and a memory-mapped file is read once); where
     that sample was finite as ``given`` (before ``data`` was cast to the network's dtype), the
     message says its values were too large for that dtype."""
     if data is None or data.images.dtype.kind != "f":
         return
-    for start in range(0, len(data), rows):
-        finite = np.isfinite(data.images[start:start + rows]).all(axis=1)
+    for start in range(0, len(data), _ROWS_AT_ONCE):
+        finite = np.isfinite(data.images[start:start + _ROWS_AT_ONCE]).all(axis=1)
         if not finite.all():
             first = start + int(np.flatnonzero(~finite)[0])
             if given is not None and np.isfinite(given.images[first]).all():
