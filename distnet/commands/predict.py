@@ -51,7 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..metrics import class_label, recognized
     from ..nn import Network
 
     args.model = saved_network_path(args.model)
@@ -89,23 +88,30 @@ def run(args: argparse.Namespace) -> int:
             unread += 1
             print(f"distnet: error: {reason}", file=sys.stderr, flush=True)
             continue
-        outputs = network.predict(pixels)
-        for name, output, sure in zip(names, outputs, recognized(outputs, args.threshold)):
-            best = int(output.argmax())
-            if args.json:
-                print(json.dumps({"file": name, "class": best if sure else None,
-                                  "name": classes[best] if sure else None,
-                                  "probabilities": output.astype(float).round(6).tolist()}))
-                continue
-            label = class_label(classes, best)
-            verdict = f"{label}  (p {output[best]:.3f})" if sure else \
-                f"not recognized  (best {label}, p {output[best]:.3f})"
-            row = "  ".join(f"{c}:{p:.3f}" for c, p in enumerate(output))
-            print(f"{name}: {verdict}\n    {row}")
+        _print_predictions(args, names, network.predict(pixels), classes)
     if unread:
         others = "; the others are classified" if unread < len(args.files) else ""
         raise DistnetError(f"{unread} of {len(args.files)} files could not be read (said above){others}")
     return 0
+
+
+def _print_predictions(args: argparse.Namespace, names: list[str], outputs: np.ndarray,
+                       classes: tuple[str, ...]) -> None:
+    """Each image's class (or 'not recognized', below ``--threshold``) and probabilities, as a line
+    of text or, with --json, a JSON object."""
+    from ..metrics import class_label, recognized
+
+    for name, output, sure in zip(names, outputs, recognized(outputs, args.threshold)):
+        best = int(output.argmax())
+        if args.json:
+            print(json.dumps({"file": name, "class": best if sure else None, "name": classes[best] if sure else None,
+                              "probabilities": output.astype(float).round(6).tolist()}))
+            continue
+        label = class_label(classes, best)
+        verdict = (f"{label}  (p {output[best]:.3f})" if sure else
+                   f"not recognized  (best {label}, p {output[best]:.3f})")
+        row = "  ".join(f"{c}:{p:.3f}" for c, p in enumerate(output))
+        print(f"{name}: {verdict}\n    {row}")
 
 
 def _json_error(args: argparse.Namespace, path: Path | str, reason: str) -> None:
