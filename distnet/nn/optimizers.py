@@ -116,16 +116,24 @@ class GradientDescent(Optimizer):
         params -= params.dtype.type(self.learning_rate * scale) * grad
 
 
-class Momentum(Optimizer):
-    """v = μ·v + lr·g; W −= v."""
+class _WithMomentum(Optimizer):
+    """An optimizer that keeps a velocity, decayed by ``momentum`` each step."""
 
-    name = "momentum"
     state_keys = ("velocity",)
     momentum = Checked(fraction)
 
     def __init__(self, learning_rate: float, momentum: float = 0.9):
         super().__init__(learning_rate)
         self.momentum = momentum
+
+    def spec(self) -> dict:
+        return {**super().spec(), "momentum": self.momentum}
+
+
+class Momentum(_WithMomentum):
+    """v = μ·v + lr·g; W −= v."""
+
+    name = "momentum"
 
     def step(self, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> None:
         check_gradient(params, grad)
@@ -134,22 +142,16 @@ class Momentum(Optimizer):
         v += params.dtype.type(self.learning_rate * scale) * grad
         params -= v
 
-    def spec(self) -> dict:
-        return {**super().spec(), "momentum": self.momentum}
 
-
-class Nesterov(Optimizer):
+class Nesterov(_WithMomentum):
     """The original's Nesterov momentum:
     v_prev = v;  v = μ·v − lr·g;  W += −μ·v_prev + (1 + μ)·v.
     """
 
     name = "nesterov"
-    state_keys = ("velocity",)
-    momentum = Checked(fraction)
 
     def __init__(self, learning_rate: float, momentum: float = 0.9):
-        super().__init__(learning_rate)
-        self.momentum = momentum
+        super().__init__(learning_rate, momentum)
         self._scratch: np.ndarray | None = None
 
     def step(self, params: np.ndarray, grad: np.ndarray, scale: float = 1.0) -> None:
@@ -170,9 +172,6 @@ class Nesterov(Optimizer):
         """The velocity vector, zeros shaped like ``like`` before the first step; updated in place
         by :meth:`step` (and by the one-pass update of :class:`UpdateRule`)."""
         return self._slot("velocity", like)
-
-    def spec(self) -> dict:
-        return {**super().spec(), "momentum": self.momentum}
 
 
 class Adam(Optimizer):
