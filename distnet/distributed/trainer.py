@@ -338,9 +338,7 @@ class DistributedTrainer(TrainerBase):
             # a resume told more workers than the run's own number, which fits: no other draw is needed
             advice = f"continue it as it was, on its own {count(fits, 'worker')}: {self._run.resume_command()}, {more}"
         elif self._run is not None and self._run.has_checkpoint():  # a resume
-            advice = (f"continue with at most {count(fits, 'worker')}: {self._run.resume_command(workers=fits)} "
-                      f"(from there its mini-batches are drawn from {count(fits, 'shard')}: another draw of the "
-                      f"same training), {more}")
+            advice = f"continue with at most {count(fits, 'worker')}: {self._resume_on(fits)}, {more}"
         raise ConfigError(f"cannot place {count(workers, 'worker')} (one CPU each): {where}; {advice}")
 
     def _open_steps(self):
@@ -513,10 +511,13 @@ class DistributedTrainer(TrainerBase):
                 f"continue with {command}")
         if cpus_now is not None and 0 < cpus_now < self.shards:
             kept += (f" once the cluster has room for {count(self.shards, 'worker')} again, or now on the "
-                     f"{count(cpus_now, 'CPU')} it has with {self._run.resume_command(workers=cpus_now)} (from "
-                     f"there its mini-batches are drawn from {count(cpus_now, 'shard')}: another draw of the same "
-                     f"training)")
+                     f"{count(cpus_now, 'CPU')} it has with {self._resume_on(cpus_now)}")
         return kept
+
+    def _resume_on(self, workers: int) -> str:
+        """The command that continues the run on ``workers`` workers, and what that does to its batches."""
+        return (f"{self._run.resume_command(workers=workers)} (from there its mini-batches are drawn from "
+                f"{count(workers, 'shard')}: another draw of the same training)")
 
     def _replace_lost_actors(self, cause: Exception) -> None:
         """After ``cause`` (a loss, or what looked like one): the lost actors counted as a failure
