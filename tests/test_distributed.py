@@ -1,4 +1,5 @@
 """The distributed trainer on a real local Ray: the same math as the single-process trainer."""
+import contextlib
 import json
 import os
 import re
@@ -565,6 +566,72 @@ def test_a_second_ctrl_c_while_ray_stops_is_held_until_ray_has_stopped(tmp_path)
     assert done.stdout.splitlines()[-3:-1] == ["interrupted", "ray initialized: False"]
     stopped = re.fullmatch(r"ray processes: (\d+) running: (\d+)", done.stdout.splitlines()[-1])
     assert stopped and int(stopped[1]) >= 3 and stopped[2] == "0", done.stdout
+
+CTRL_C_WHILE_RAY_STARTS = """
+import os
+import signal
+import numpy as np
+import ray
+import ray._private.node
+from distnet import Dense, Nesterov, Network
+from distnet.data import Dataset
+from distnet.distributed import DistributedTrainer
+
+start_ray_processes = ray._private.node.Node.start_ray_processes
+def ctrl_c_once_started(node, *args, **kwargs):
+    start_ray_processes(node, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGINT)  # lands at Python's next instruction: ray.init waits for its raylet
+ray._private.node.Node.start_ray_processes = ctrl_c_once_started
+
+rng = np.random.default_rng(0)
+train = Dataset(rng.random((256, 784), np.float32), rng.integers(0, 10, 256))
+trainer = DistributedTrainer(Network([Dense(10, "softmax")], input_size=784, seed=1), Nesterov(0.02),
+                             batch_size=32, workers=1, seed=1)
+try:
+    trainer.fit(train, None, epochs=1)
+    print("trained")
+except KeyboardInterrupt:
+    print("interrupted")
+print("ray initialized:", ray.is_initialized())
+print("sigterm default:", signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+"""
+
+
+def _processes_of_session(session: int) -> list[str]:
+    """What runs in the session ``session`` (a process group leader's pid): pid and name of each."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):  # not a process, or gone meanwhile
+            continue
+        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == session and fields[0] != "Z":
+            found.append(f"{entry.name} {name}")
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the processes' sessions from /proc")
+def test_ctrl_c_while_ray_starts_is_held_until_it_has_started_and_then_stops_it_whole(tmp_path):
+    """Cut short while ray.init waited for its raylet, Ray left its dashboard and runtime-env
+    agents running for a minute or more after the process ended (nothing had recorded the node
+    that ray.init was starting, so neither ray.shutdown nor Ray's exit handler stopped it)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    script = subprocess.Popen([sys.executable, "-c", CTRL_C_WHILE_RAY_STARTS], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path, start_new_session=True)
+    try:
+        out, err = script.communicate(timeout=120)
+        assert script.returncode == 0, err[-2000:]
+        assert out.splitlines()[:2] == ["interrupted", "ray initialized: False"], out
+        assert out.splitlines()[2] == "sigterm default: True", out  # the process's own again, not Ray's
+        deadline = time.monotonic() + 10  # Ray's processes stop on their own once told: a few seconds at most
+        while (left := _processes_of_session(script.pid)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert left == [], left
+    finally:
+        for process in _processes_of_session(script.pid):  # (a failed test leaves none behind)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(process.split()[0]), signal.SIGKILL)
 
 TWO_FITS_AT_ONCE = """
 import threading

@@ -19,10 +19,13 @@ from __future__ import annotations
 import os
 import resource
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import ray
 
 from ..errors import RayFailedError, first_line
+from ..signals import interruptions_held
 
 # Job-level only: Ray reads ``worker_process_setup_hook`` from the runtime environment given to
 # ``ray.init`` (an actor's own runtime environment ignores it).
@@ -35,8 +38,8 @@ def start(**options) -> None:
     too): never one that runs already (which RAY_ADDRESS or a ``ray start`` here would name to
     ``ray.init``, and whose settings are its own)."""
     try:
-        ray.init(address="local", include_dashboard=False, logging_level="ERROR", runtime_env=RUNTIME_ENV,
-                 _system_config=SYSTEM_CONFIG, **options)
+        _init_whole(address="local", include_dashboard=False, logging_level="ERROR", runtime_env=RUNTIME_ENV,
+                    _system_config=SYSTEM_CONFIG, **options)
     except (TypeError, ValueError):  # options Ray refuses: distnet's own mistake, to be seen as it is
         raise
     except Exception as e:  # Ray says "timed out during startup" whatever stopped its processes
@@ -49,6 +52,44 @@ def start(**options) -> None:
             f"unlimited)")
         raise RayFailedError(f"Ray did not start on this machine ({first_line(e)}){cause}; or train in this "
                              f"process (--workers 0, or a Trainer in Python)") from e
+
+
+def _init_whole(**options) -> None:
+    """``ray.init(**options)`` with Ctrl-C and SIGTERM held until it returns (a second one goes
+    through at once: the way out of a start that hangs), then Ray shut down again if one came.
+
+    One that cuts ``ray.init`` short while it waits for the processes it started (most of its few
+    seconds) leaves Ray's dashboard and runtime-env agents running for a minute or more after the
+    process ended: ``ray.init`` had not yet recorded its node, so neither ``ray.shutdown`` nor Ray's
+    exit handler stops it."""
+    ray_sigterm: list[Callable] = []
+    try:
+        with interruptions_held(), _ray_sigterm_handler_deferred(ray_sigterm):
+            ray.init(**options)
+    except BaseException:
+        if ray.is_initialized():  # (the held signal, delivered): Ray is up, and goes whole
+            with interruptions_held():
+                ray.shutdown()
+        raise
+    if ray_sigterm:  # where ray.init would have left it: the caller's to keep or replace (sigterm_handler_kept)
+        ray._private.utils.set_sigterm_handler(ray_sigterm[-1])
+
+
+@contextmanager
+def _ray_sigterm_handler_deferred(handlers: list[Callable]) -> Iterator[None]:
+    """The SIGTERM handler that ``ray.init`` sets as it begins (one that exits the process from
+    wherever it stands) put in ``handlers`` instead of set: set, it would cut ``ray.init`` short
+    past :func:`interruptions_held`."""
+    utils = getattr(getattr(ray, "_private", None), "utils", None)
+    original = getattr(utils, "set_sigterm_handler", None)
+    if original is None:  # a Ray that sets it otherwise: as it does
+        yield
+        return
+    utils.set_sigterm_handler = handlers.append
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = original
 
 
 def skip_pyarrow() -> None:
