@@ -786,6 +786,22 @@ def test_a_run_interrupted_in_its_final_test_evaluation_says_the_resume_only_wri
     assert json.loads((folder / "summary.json").read_text())["epochs"] == 2
 
 
+def test_a_run_interrupted_as_its_trainer_closes_after_the_end_says_the_resume_only_writes_the_summary(
+        capsys, data, tmp_path, monkeypatch):
+    """A distributed trainer stops Ray after the training ended (its last line printed): a Ctrl-C
+    meanwhile, held until Ray has stopped, comes out of fit. It was said as one within the
+    training ("resume with: ..."), where the resume trains nothing."""
+    folder = tmp_path / "run"
+    monkeypatch.setattr("distnet.trainer.Trainer._close", interrupt)  # as a Ctrl-C held while Ray stopped
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
+    assert status == 130 and not (folder / "summary.json").exists()
+    assert err == (f"\ndistnet: interrupted after the training ended, before its test evaluation and summary; to make "
+                   f"them (training nothing): distnet train --resume {folder}\n")
+    monkeypatch.undo()
+    status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--quiet")
+    assert status == 0 and json.loads((folder / "summary.json").read_text())["epochs"] == 1
+
+
 def test_resume_with_a_damaged_newest_checkpoint_falls_back_with_a_warning(capsys, data, run):
     (run / "checkpoint.npz").write_bytes((run / "checkpoint.npz").read_bytes()[:300])
     previous = (run / "checkpoint.prev.npz").read_bytes()

@@ -328,6 +328,7 @@ def fit_and_report(args: argparse.Namespace, trainer: TrainerBase, splits: Split
     from ..progress import JsonLinesReporter, Reporter, TerminalReporter
 
     reporter = JsonLinesReporter(sys.stdout) if args.json else Reporter() if args.quiet else TerminalReporter()
+    _note_the_end(reporter, args)
     # Ray prints what its processes say (a worker that died, say) on this process's stdout, where
     # --json keeps its events only: during the training that goes to stderr.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
@@ -335,6 +336,19 @@ def fit_and_report(args: argparse.Namespace, trainer: TrainerBase, splits: Split
                              checkpoint_every=args.checkpoint_every, reporter=reporter, **fit_args)
     args.training_ended = True  # an interruption from here on leaves only the test evaluation and summary undone
     return finish_train(args, trainer, result, splits, RunDir(run_dir))
+
+
+def _note_the_end(reporter, args: argparse.Namespace) -> None:
+    """Have ``reporter`` mark ``args.training_ended`` once it is told the training ended: the
+    distributed trainer then still stops Ray, and a Ctrl-C held meanwhile comes out of fit after
+    the run's last checkpoint, when a resume only makes the test evaluation and summary."""
+    reported = reporter.on_end
+
+    def on_end(result) -> None:
+        reported(result)
+        args.training_ended = True
+
+    reporter.on_end = on_end
 
 
 def _summarises(run: RunDir, result) -> bool:
