@@ -667,7 +667,7 @@ class TrainerBase:
         else:
             return None
         warn(f"{run.path} had ended at epoch {checkpoint.epoch} ({ending.replace('_', ' ')}): nothing "
-             f"to resume; {advice}")
+             f"left to train; {advice}")
         self.network.set_params(checkpoint.params)  # as after the run, which ended there
         scored = evaluator is not None and math.isfinite(evaluator.lowest)
         best_params = best_params_of(run, checkpoint) if scored else None

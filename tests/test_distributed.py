@@ -150,7 +150,7 @@ def test_resuming_an_ended_distributed_run_starts_no_actor(mnist, ray_local, tmp
         raise AssertionError("the resume of an ended run started the trainer's actors")
 
     monkeypatch.setattr(DistributedTrainer, "_open", no_actors)
-    with pytest.warns(UserWarning, match="had ended at epoch 2 \\(max epochs\\): nothing to resume") as caught:
+    with pytest.warns(UserWarning, match="had ended at epoch 2 \\(max epochs\\): nothing left to train") as caught:
         trainer, again = distributed(mnist, 2, "auto", run_dir=tmp_path / "run", resume=True)
     assert [w.filename for w in caught] == [__file__]  # the user's call, not distnet's line
     assert again.already_ended and trainer.placement == [] and trainer.active_protocol is None

@@ -800,6 +800,9 @@ def test_a_run_interrupted_as_its_trainer_closes_after_the_end_says_the_resume_o
     monkeypatch.undo()
     status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--quiet")
     assert status == 0 and json.loads((folder / "summary.json").read_text())["epochs"] == 1
+    # Not "nothing to resume": the advice was to resume, and the resume made the summary.
+    assert err == (f"distnet: warning: {folder} had ended at epoch 1 (max epochs): nothing left to train; to train "
+                   f"longer, resume it with more epochs (--epochs with --resume; fit(epochs=...) in Python)\n")
 
 
 def test_resume_with_a_damaged_newest_checkpoint_falls_back_with_a_warning(capsys, data, run):

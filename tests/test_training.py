@@ -454,7 +454,7 @@ def test_resuming_a_run_that_ended_trains_nothing_and_returns_its_ending(mnist, 
     assert ended.epochs < 40 if ending == "early_stop" else ended.epochs == 2
     before = files(tmp_path / "run")
     with pytest.warns(UserWarning, match=f"had ended at epoch {ended.epochs} \\({ending.replace('_', ' ')}\\): "
-                                         "nothing to resume"):
+                                         "nothing left to train"):
         again, net = fit_small(mnist, tmp_path / "run", resume=True, **options)
     assert files(tmp_path / "run") == before  # not an evaluation, checkpoint or history line more
     assert again.already_ended and not ended.already_ended
