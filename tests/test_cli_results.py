@@ -152,8 +152,8 @@ def test_resume_keeps_the_schedule_and_augmentation_of_the_run(capsys, fashion_r
     summary = json.loads((run_dir / "summary.json").read_text())
     status, out, err = run_cli(capsys, "train", "--resume", run_dir, "--quiet")
     assert status == 0, err
-    assert err == (f"distnet: warning: {run_dir} had ended at epoch {summary['epochs']} (max epochs): nothing to "
-                   f"resume; to train longer, resume it with more epochs (--epochs with --resume; fit(epochs=...) in Python)\n")
+    assert err == (f"distnet: warning: {run_dir} had ended at epoch {summary['epochs']} (max epochs): nothing left "
+                   f"to train; to train longer, resume it with more epochs (--epochs with --resume; fit(epochs=...) in Python)\n")
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
     assert f"test error {100 * summary['test_error']:.2f}% with the best network (epoch {summary['best_epoch']}, " \
            f"validation error {100 * summary['validation_error']:.2f}%)" in out
