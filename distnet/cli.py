@@ -205,7 +205,8 @@ def _kept_run(args: argparse.Namespace, when: str) -> str:
             return (f"; the run saved its best network but no checkpoint yet, so it cannot be resumed: {when}, "
                     f"start a new run in another run directory")
         return f"; the run saved no checkpoint yet: {when}, {_start_again(run)}"
-    return f"; the run's files are as its last checkpoint left them: {when}, resume with: {run.resume_command()}"
+    return (f"; the run's files are as its last checkpoint left them: {when}, resume with: "
+            f"{run.resume_command(_workers_asked(args, run))}")
 
 
 def _once_put_right(error: OSError) -> str:
@@ -262,11 +263,26 @@ def _how_to_go_on(args: argparse.Namespace) -> str:
         return (f" after the training ended, before its test evaluation and summary; to make them (training "
                 f"nothing): {run.resume_command()}")
     if run.has_checkpoint():
-        return f"; resume with: {run.resume_command()}"
+        return f"; resume with: {run.resume_command(_workers_asked(args, run))}"
     if run.holds_results():
         return (" after it saved its best network, before its first checkpoint: it cannot be resumed; to "
                 "train on, start a new run in another run directory")
     return f" before the run's first checkpoint; to train it, {_start_again(run)}"
+
+
+def _workers_asked(args: argparse.Namespace, run) -> int | None:
+    """The ``--workers`` a resume was given where the run does not record it yet (it was stopped
+    before it placed them: another number, or 0 for this process, where it trained on Ray), for
+    the advice to ask for it again: a plain resume goes on as the run was. None otherwise."""
+    workers = getattr(args, "workers", None)
+    if not getattr(args, "resume", None) or workers is None:
+        return None
+    try:
+        config = run.config()
+    except DistnetError:  # no configuration to compare with: the advice says what was asked
+        return workers
+    recorded = 0 if config.get("protocol") is None else config.get("workers")  # no protocol: one process
+    return None if recorded == workers else workers
 
 
 def _start_again(run) -> str:

@@ -761,6 +761,29 @@ def test_an_interrupted_run_says_how_to_go_on(capsys, data, tmp_path, monkeypatc
     assert Checkpoint.load(folder / "checkpoint.npz").epoch == (1 if epoch == 1 else 3)
 
 
+def test_a_resume_on_other_workers_interrupted_before_it_placed_them_says_to_ask_for_them_again(
+        capsys, data, tmp_path, monkeypatch):
+    """Until the workers are placed the run records its own number (and whether it trains on Ray):
+    a plain resume, which the advice gave, went on as the run was, not on the workers asked for
+    (those the cluster still has room for, after a lost node)."""
+    from distnet.distributed import DistributedTrainer
+    from distnet.trainer import Trainer
+
+    folder = tmp_path / "run"
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
+    assert status == 0, err
+    monkeypatch.setattr(DistributedTrainer, "_connect_ray", interrupt)  # Ctrl-C as Ray starts
+    config = (folder / "config.json").read_bytes()
+    status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--epochs", "2", "--workers", "2",
+                         "--quiet")
+    assert status == 130 and err == f"\ndistnet: interrupted; resume with: distnet train --resume {folder} --workers 2\n"
+    assert json.loads(config)["workers"] == json.loads((folder / "config.json").read_text())["workers"] == 1
+    # Asked for the run's own (no protocol recorded: it trains in this process), the plain resume.
+    monkeypatch.setattr(Trainer, "fit", interrupt)
+    status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--workers", "0", "--quiet")
+    assert status == 130 and err == f"\ndistnet: interrupted; resume with: distnet train --resume {folder}\n"
+
+
 def test_a_run_interrupted_in_its_final_test_evaluation_says_the_resume_only_writes_the_summary(
         capsys, data, tmp_path, monkeypatch):
     folder = tmp_path / "run"
