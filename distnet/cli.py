@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         command.error(f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(command, unknown)}")
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    ctrl_c = None  # SIGINT's handler, while a stop is reported
     _Signals.terminated = False
     try:
         with warnings.catch_warnings(), _notes_on_stderr(quiet=getattr(args, "quiet", False)):
@@ -131,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         # at once, but a signal may come in between).
         if isinstance(e, SystemExit) and e.code != signal.SIGTERM:
             raise
+        if in_main_thread:  # a second Ctrl-C (a quick double press) would cut the report short with a traceback
+            ctrl_c = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         terminated = _Signals.terminated or isinstance(e, SystemExit)
         ending = "terminated" if terminated else "interrupted"
         advice = _how_to_go_on(args)
@@ -140,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:  # None: a handler not set from Python, which cannot be put back
             signal.signal(signal.SIGTERM, previous)
+        if ctrl_c is not None:  # last: the process has said how it ends
+            signal.signal(signal.SIGINT, ctrl_c)
 
 
 def _parse(parser: _Parser, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -784,6 +784,28 @@ def test_a_resume_on_other_workers_interrupted_before_it_placed_them_says_to_ask
     assert status == 130 and err == f"\ndistnet: interrupted; resume with: distnet train --resume {folder}\n"
 
 
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_ctrl_c_while_the_first_is_reported_does_not_cut_the_report_short(
+        capsys, data, tmp_path, monkeypatch, second):
+    """A quick double Ctrl-C (or a SIGTERM after it) landed in the reporting of the first: a
+    traceback, and no advice or exit status of distnet's."""
+    import distnet.cli
+
+    folder = tmp_path / "run"
+    monkeypatch.setattr("distnet.progress.Reporter", lambda: InterruptedInEpoch(2))
+    report = distnet.cli._how_to_go_on
+
+    def second_signal_meanwhile(args):
+        os.kill(os.getpid(), second)
+        return report(args)
+
+    monkeypatch.setattr(distnet.cli, "_how_to_go_on", second_signal_meanwhile)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
+    assert status == 130 and err == f"\ndistnet: interrupted; resume with: distnet train --resume {folder}\n"
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # the caller's again
+
+
 def test_a_run_interrupted_in_its_final_test_evaluation_says_the_resume_only_writes_the_summary(
         capsys, data, tmp_path, monkeypatch):
     folder = tmp_path / "run"
