@@ -221,6 +221,8 @@ def _once_put_right(error: OSError) -> str:
         return "once there is room"
     if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return "once the folder is writable again"
+    if error.errno == errno.EFBIG:  # here a process's limit (ulimit -f) far more often than the file system's
+        return "once the limit on the size of the files a process writes allows it (ulimit -f)"
     return "once that is put right"
 
 

@@ -1058,6 +1058,7 @@ def test_a_full_disk_while_the_history_grows_names_history_jsonl(tmp_path, monke
     (errno.ENOSPC, "once there is room"),
     (errno.EROFS, "once the folder is writable again"),
     (errno.EIO, "once that is put right"),  # not a disk to clear: no advice to make room
+    (errno.EFBIG, "once the limit on the size of the files a process writes allows it (ulimit -f)"),
 ])
 def test_a_disk_error_names_the_file_it_could_not_write_and_when_the_run_can_resume(
         capsys, data, tmp_path, monkeypatch, error, once):
@@ -1074,7 +1075,7 @@ def test_a_disk_error_names_the_file_it_could_not_write_and_when_the_run_can_res
     monkeypatch.undo()
     assert status == 2 and re.fullmatch(
         f"distnet: error: {re.escape(str(folder))}/(best.npz|best.json|checkpoint.npz): {os.strerror(error)}; "
-        f"the run's files are as its last checkpoint left them: {once}, resume with: distnet train --resume "
+        f"the run's files are as its last checkpoint left them: {re.escape(once)}, resume with: distnet train --resume "
         f"{re.escape(str(folder))}\n", err), err
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
     assert Checkpoint.load(folder / "checkpoint.npz").epoch == 1
