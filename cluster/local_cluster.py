@@ -252,8 +252,10 @@ def stop(folder: Path) -> list[dict]:
 def this_command(action: str, folder: Path) -> str:
     """The shell command that runs ``action`` on the cluster in ``folder``: with this script's
     Python, which has Ray and distnet (``python`` may be another, or none, outside a virtual
-    environment that is not activated)."""
-    return " ".join(map(shlex.quote, [sys.executable, sys.argv[0], action, "--dir", str(folder)]))
+    environment that is not activated), and this script's absolute path, so that the command
+    works from any folder (``cluster/local_cluster.py`` as typed works only in the checkout)."""
+    script = Path(__file__).resolve()
+    return " ".join(map(shlex.quote, [sys.executable, str(script), action, "--dir", str(folder)]))
 
 
 def started_report(state: dict, folder: Path) -> str:
@@ -309,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--cpus", type=_at_least(1, int), default=1,
                                  help="logical CPUs per node (default: 1)")
             command.add_argument("--timeout", type=_at_least(1, float), default=180,
-                                 help="seconds to wait for each node")
+                                 help="seconds to wait for each node (default: 180)")
     args = parser.parse_args(argv)
     try:
         if args.command == "start":

@@ -807,6 +807,26 @@ def test_local_cluster_stop_leaves_alone_a_process_that_got_a_recorded_node_s_id
             process.wait()
 
 
+def test_the_commands_local_cluster_prints_work_from_any_folder(tmp_path):
+    """Run as the docs have it (python cluster/local_cluster.py, from the checkout), the commands it
+    prints name the script by its absolute path: the relative one failed from any other folder."""
+    folder = Path(tempfile.mkdtemp(prefix="dnc-", dir="/tmp"))  # short: start checks Ray's socket paths
+    try:
+        (folder / "cluster.json").write_text(json.dumps({"nodes": []}))  # a cluster recorded there
+        refused = subprocess.run([sys.executable, "cluster/local_cluster.py", "start", "--dir", folder], cwd=REPO,
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 2
+        stop = re.fullmatch(r"local_cluster: \S+ already holds a cluster \(stop it first: (.+)\)\n",
+                            refused.stderr).group(1)
+        assert shlex.split(stop) == [sys.executable, str(SCRIPT), "stop", "--dir", str(folder)]
+        stopped = subprocess.run(shlex.split(stop), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert stopped.returncode == 0, stopped.stderr
+        assert stopped.stdout.startswith(f"stopped the Ray cluster recorded in {folder}: ")
+        assert not (folder / "cluster.json").exists()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_local_cluster_says_where_its_processes_and_logs_are_and_what_it_stopped():
     local_cluster_script = runpy.run_path(str(SCRIPT))
     nodes = [{"name": "head", "pid": 101, "log": "/c/head.log"},
