@@ -589,6 +589,39 @@ def test_submit_names_each_variable_it_passes_to_the_job_and_where_it_was_given(
         "the head node; --env DISTNET_DATA_DIR= passes none), 'A=b c' (--env)"]
 
 
+def test_submit_no_wait_says_how_to_follow_see_and_stop_the_job(monkeypatch, capsys):
+    """--no-wait printed the job id alone: how to follow or stop the job was left to find out."""
+    from distnet.cli import main
+    from distnet.commands import submit
+
+    class Jobs(submit._JobsAPI):
+        def __init__(self, address):
+            self._source, self.client = "--address", _FakeJobs("RUNNING")
+
+    monkeypatch.setattr(submit, "_JobsAPI", Jobs)
+    monkeypatch.delenv("DISTNET_DATA_DIR", raising=False)
+    assert main(["submit", "--job-id", "j", "--run-dir", "/runs/a", "--no-wait"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "j\n"  # stdout: the job id alone, for a script
+    assert err.splitlines()[-1] == (
+        "job j runs on without this command: follow it with `ray job logs --follow j`, see its status with "
+        "`ray job status j`, stop it with `ray job stop j` (each with --address http://head:8265)")
+
+
+class _InterruptedJobs(_FakeJobs):
+    async def tail_job_logs(self, job_id):
+        raise KeyboardInterrupt  # Ctrl-C as submit follows the job's log
+        yield
+
+
+def test_ctrl_c_while_submit_follows_says_the_job_goes_on_and_how_to_follow_see_and_stop_it(monkeypatch, capsys):
+    status, last = _submit_to(monkeypatch, capsys, _InterruptedJobs("RUNNING"))
+    assert status == 130
+    assert last == ("distnet: stopped following; job j goes on. Follow it again with `ray job logs --follow j`, see "
+                    "its status with `ray job status j`, stop it with `ray job stop j` (each with --address "
+                    "http://head:8265)")
+
+
 def test_submit_passes_no_data_folder_from_this_shell_where_told_so(monkeypatch):
     monkeypatch.setenv("DISTNET_DATA_DIR", "/home/alice/data")
     args = build_parser().parse_args(["submit", "--env", "DISTNET_DATA_DIR=", "--address", "http://head:8265"])

@@ -85,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help=f"an environment variable for the job, repeatable ({DATA_DIR_ENV} is passed on "
                           f"from here when set, as a path on the head node; --env {DATA_DIR_ENV}= passes none)")
     job.add_argument("--no-wait", action="store_true",
-                     help="submit, print the job id and return, instead of following the logs")
+                     help="submit, print the job id (and, on stderr, the ray job commands that follow, show and stop "
+                          "the job) and return, instead of following the logs")
     submit.set_defaults(handler=run)
 
 
@@ -220,7 +221,9 @@ def run(args: argparse.Namespace) -> int:
     job_id = api.call(client.submit_job, **request, metadata=metadata)
     print(f"submitted job {job_id} to {address}", f"  {request['entrypoint']}", *summary, sep="\n",
           file=sys.stderr, flush=True)
-    if args.no_wait:
+    if args.no_wait:  # the job id alone left the user to find out how to follow or stop the job
+        print(f"job {job_id} runs on without this command: {_job_commands(job_id, address, 'follow it')}",
+              file=sys.stderr)
         print(job_id)
         return 0
     resume = _resume_command(address, run_dir, request["runtime_env"]["env_vars"])
@@ -231,9 +234,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         info = api.call(client.get_job_info, job_id)
     except KeyboardInterrupt:
-        print(f"\ndistnet: stopped following; job {job_id} goes on. Follow it again with "
-              f"`ray job logs --follow {job_id}`, stop it with `ray job stop {job_id}` "
-              f"(both with --address {address})", file=sys.stderr)
+        print(f"\ndistnet: stopped following; job {job_id} goes on. "
+              f"{_job_commands(job_id, address, 'Follow it again')}", file=sys.stderr)
         return 130
     except JobsAPIUnreachable as e:  # the cluster went away while the job ran (or the connection to it)
         raise DistnetError(f"lost contact with the cluster's Jobs API at {address} while following job {job_id} "
@@ -241,6 +243,13 @@ def run(args: argparse.Namespace) -> int:
                            f"checkpoint it saved in {run_dir} (on the head node) trains on with: {resume} (a "
                            f"cluster started again may have another address: give --address its address then)") from None
     return _say_how_the_job_ended(job_id, status, info, run_dir, resume)
+
+
+def _job_commands(job_id: str, address: str, follow: str) -> str:
+    """How to follow job ``job_id`` (``follow``: the words that begin the sentence), see its status
+    and stop it with Ray's job commands, at the Jobs API at ``address``."""
+    return (f"{follow} with `ray job logs --follow {job_id}`, see its status with `ray job status {job_id}`, stop "
+            f"it with `ray job stop {job_id}` (each with --address {address})")
 
 
 def _say_how_the_job_ended(job_id: str, status: str, info, run_dir: str, resume: str) -> int:
