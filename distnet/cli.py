@@ -13,16 +13,16 @@ import difflib
 import errno
 import json
 import logging
-import os
 import signal
 import sys
 import threading
 import warnings
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import NoReturn
 
 from . import __version__
 from .commands import COMMANDS
+from .commands.common import drop_output as _drop_output
 from .errors import DistnetError
 
 EXIT_USAGE = 2
@@ -240,16 +240,6 @@ def _json_event(args: argparse.Namespace, event: str, message: str) -> None:
             print(json.dumps({"event": event, "message": message}), flush=True)
         except OSError:  # gone (BrokenPipeError), or full: what went wrong is said on stderr
             _drop_output(sys.stdout)
-
-
-def _drop_output(stream: TextIO) -> None:
-    """Send what goes to ``stream``, whose reader went away, to nowhere: what is still buffered
-    would fail again when Python exits."""
-    nowhere = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(nowhere, stream.fileno())
-    finally:
-        os.close(nowhere)
 
 
 def _say(line: str) -> None:

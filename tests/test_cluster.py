@@ -622,6 +622,34 @@ def test_ctrl_c_while_submit_follows_says_the_job_goes_on_and_how_to_follow_see_
                     "http://head:8265)")
 
 
+class _GoneReader:
+    """A stdout whose reader went away (`distnet submit --json | head -1`, after the first line)."""
+
+    def write(self, text):
+        raise BrokenPipeError
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("job, status, said", [
+    ("RUNNING", 141, "distnet: error: the output was closed (its reader went away), so this command stopped "
+                     "following; job j goes on. Follow it with `ray job logs --follow j`, see its status with "
+                     "`ray job status j`, stop it with `ray job stop j` (each with --address http://head:8265)"),
+    ("SUCCEEDED", 0, "environment passed to the job: DISTNET_DATA_DIR=/data (from this shell's environment: the job "
+                     "looks there on the head node; --env DISTNET_DATA_DIR= passes none)")])
+def test_submit_whose_reader_went_away_says_the_job_goes_on_unless_it_ended(monkeypatch, capsys, job, status, said):
+    """A closed output ended submit with exit status 0, nothing said, the job running on: as if it
+    had succeeded. A job that has ended by then ends submit as it would have anyway."""
+    from distnet.commands import submit
+
+    dropped = []
+    monkeypatch.setattr(submit, "drop_output", dropped.append)  # pytest's own stdout stays
+    monkeypatch.setattr(sys, "stdout", _GoneReader())
+    assert _submit_to(monkeypatch, capsys, _FakeJobs(job)) == (status, said)
+    assert dropped == [sys.stdout]
+
+
 def test_submit_passes_no_data_folder_from_this_shell_where_told_so(monkeypatch):
     monkeypatch.setenv("DISTNET_DATA_DIR", "/home/alice/data")
     args = build_parser().parse_args(["submit", "--env", "DISTNET_DATA_DIR=", "--address", "http://head:8265"])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from ..data.datasets import DATASETS
 from ..errors import warn
@@ -15,6 +16,16 @@ if TYPE_CHECKING:
 
     from ..data import Dataset, Splits
     from ..nn import Network
+
+
+def drop_output(stream: TextIO) -> None:
+    """Send what goes to ``stream``, whose reader went away, to nowhere: what is still buffered
+    would fail again when Python exits."""
+    nowhere = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(nowhere, stream.fileno())
+    finally:
+        os.close(nowhere)
 
 
 def add_data_arguments(parser: argparse.ArgumentParser, of_model: bool = False) -> None:

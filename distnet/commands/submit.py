@@ -28,7 +28,7 @@ from ..address import RAY_RESOLVED, WebServerAddressError, check_reachable, chec
 from ..data.datasets import DATA_DIR_ENV
 from ..errors import ConfigError, DistnetError, first_line
 from ..rundir import submit_resume_command
-from .common import folder
+from .common import drop_output, folder
 from .train import refuse_run_settings
 
 RUNS_ON_HEAD = "~/distnet-runs"
@@ -228,7 +228,17 @@ def run(args: argparse.Namespace) -> int:
         return 0
     resume = _resume_command(address, run_dir, request["runtime_env"]["env_vars"])
     try:
-        asyncio.run(_print_logs(client, job_id, json_lines=args.json))
+        try:
+            asyncio.run(_print_logs(client, job_id, json_lines=args.json))
+        except BrokenPipeError:  # this command's reader went away (`distnet submit --json | head -1`)
+            drop_output(sys.stdout)
+            if not api.call(client.get_job_status, job_id).is_terminal():
+                # The job goes on without this command, which exited 0 here, quietly, as if it had
+                # succeeded: exit as `distnet train` does for a closed output, saying so.
+                print(f"distnet: error: the output was closed (its reader went away), so this command stopped "
+                      f"following; job {job_id} goes on. {_job_commands(job_id, address, 'Follow it')}",
+                      file=sys.stderr)
+                return 128 + signal.SIGPIPE
         status = _wait_for_end(api, job_id)
         if status == "SUCCEEDED":
             return 0
