@@ -742,6 +742,26 @@ def test_submit_names_the_variable_its_jobs_api_address_came_from(monkeypatch):
         _JobsAPI(None)  # "Check --address" before, which was not given
 
 
+def test_a_jobs_api_without_its_head_agent_is_said_with_what_to_check(monkeypatch, capsys):
+    """A head node started by hand where another Ray held port 52365 had no dashboard agent: Ray's
+    "No available agent to submit job, please try again later" was all submit said, and trying
+    again later failed the same way."""
+    class NoAgent(_FakeJobs):
+        def submit_job(self, submission_id, **request):
+            raise RuntimeError("Request failed with status code 500: No available agent to submit job, please try "
+                               "again later..")  # as Ray's client words it (its text, then ".")
+
+    status, last = _submit_to(monkeypatch, capsys, NoAgent())
+    assert status == 2
+    assert last == (
+        "distnet: error: the Ray Jobs API refused the request: No available agent to submit job, please try again "
+        "later; the head node's dashboard agent, which starts every job, has not made itself known to the Jobs API: "
+        "where the cluster has just started, try again in a few seconds; otherwise the head node's "
+        "dashboard_agent.log (in its Ray logs, such as /tmp/ray/session_latest/logs) says why, for instance 'address "
+        "already in use' where another Ray on that machine holds the agent's port (52365 by default): start the head "
+        "node with --dashboard-agent-listen-port set to a free port")
+
+
 def test_submit_takes_paths_in_the_head_nodes_home(monkeypatch):
     monkeypatch.setenv("DISTNET_DATA_DIR", "~/data")  # distnet expands it there
     request = job_request(build_parser().parse_args(["submit", "--job-id", "j", "--run-dir", "~/runs/a"]))

@@ -417,7 +417,9 @@ class _JobsAPI:
         except (ConnectionError, RequestException, RuntimeError, ValueError, RayError) as e:
             text = str(e).strip() or type(e).__name__
             if _REFUSAL.match(text):  # the API answered, with its reason last (after any traceback)
-                raise DistnetError(f"the Ray Jobs API refused the request: {_reason(text)}") from None
+                reason = _reason(text)
+                hint = _NO_AGENT_HINT if reason.startswith(_NO_AGENT) else ""
+                raise DistnetError(f"the Ray Jobs API refused the request: {reason}{hint}") from None
             reason = _innermost_reason(e)
             raise JobsAPIUnreachable(f"the Ray Jobs API refused or could not be reached: {reason}. Is the cluster "
                                      f"running? If it is, check {self._source}: the dashboard's http://HOST:PORT, "
@@ -443,6 +445,16 @@ def _innermost_reason(error: BaseException) -> str:
 
 
 _REFUSAL = re.compile(r"Request failed with status code \d+: ")
+# The Jobs API's refusal where the head node's dashboard agent (which starts every job) never made
+# itself known; "try again later" holds only for a cluster that has just started. Seen on a head
+# started by hand (default ports) where another Ray on the machine (an embedded one of `distnet
+# train`) held the agent's port: its dashboard_agent.log said "address already in use".
+_NO_AGENT = "No available agent to submit job"
+_NO_AGENT_HINT = ("; the head node's dashboard agent, which starts every job, has not made itself known to the Jobs "
+                  "API: where the cluster has just started, try again in a few seconds; otherwise the head node's "
+                  "dashboard_agent.log (in its Ray logs, such as /tmp/ray/session_latest/logs) says why, for instance "
+                  "'address already in use' where another Ray on that machine holds the agent's port (52365 by "
+                  "default): start the head node with --dashboard-agent-listen-port set to a free port")
 
 
 def _reason(refusal: str) -> str:
