@@ -434,6 +434,22 @@ def test_submit_refuses_relative_paths_which_the_job_would_take_from_the_heads_f
         job_request(build_parser().parse_args(["submit", *options]))
 
 
+def test_a_relative_data_folder_from_this_shell_is_refused_with_how_to_pass_none(monkeypatch):
+    """The shell's DISTNET_DATA_DIR goes to the job unasked: the refusal of a relative one named
+    only an absolute path as the way out, not leaving it behind (--env DISTNET_DATA_DIR=)."""
+    monkeypatch.setenv("DISTNET_DATA_DIR", "data")
+    with pytest.raises(ConfigError) as refused:
+        job_request(build_parser().parse_args(["submit"]))
+    assert str(refused.value) == (
+        "DISTNET_DATA_DIR (from this shell's environment) is 'data': the job would take this relative path from the "
+        "folder the cluster's head node was started in; give an absolute path on the head node (or one in its home, "
+        "~/...), or pass none: --env DISTNET_DATA_DIR=")
+    monkeypatch.delenv("DISTNET_DATA_DIR")
+    with pytest.raises(ConfigError) as refused:  # one given with --env is the user's choice: no such advice
+        job_request(build_parser().parse_args(["submit", "--env", "DISTNET_DATA_DIR=data"]))
+    assert str(refused.value).endswith("(or one in its home, ~/...)")
+
+
 @pytest.mark.parametrize("options, refused", [
     (["--env", "1X=2"], "--env '1X=2': '1X' is not a variable name (letters, digits and '_', not starting with a "
                         "digit)"),  # submitted silently before

@@ -198,9 +198,11 @@ def _check_paths_on_head(paths: dict) -> None:
     no path (an empty DISTNET_DATA_DIR is as good as none to distnet)."""
     for given, path in paths.items():
         if path not in (None, "") and not str(path).startswith("~/") and not Path(path).is_absolute():
+            # A shell's DISTNET_DATA_DIR, set for this machine's own runs, need not go to the job at all.
+            none = f", or pass none: --env {DATA_DIR_ENV}=" if given.startswith(f"{DATA_DIR_ENV} (") else ""
             raise ConfigError(f"{given} is {str(path)!r}: the job would take this relative path from the folder "
                               f"the cluster's head node was started in; give an absolute path on the head node "
-                              f"(or one in its home, ~/...)")
+                              f"(or one in its home, ~/...){none}")
 
 
 def _quote_for_head(word: str) -> str:
