@@ -624,6 +624,21 @@ def test_submit_no_wait_says_how_to_follow_see_and_stop_the_job(monkeypatch, cap
         "`ray job status j`, stop it with `ray job stop j` (each with --address http://head:8265)")
 
 
+def test_submit_help_gives_every_exit_status_submit_gives(capsys):
+    """The help named 0, the job's own status (2, 143) and 1; not 137 (a killed training), 130
+    (Ctrl-C), 141 (a closed output) nor 2 for a job that was not submitted."""
+    from distnet.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["submit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("Exit status: 0 when the job succeeded, otherwise the job's own exit status (2 for a distnet error; "
+            "128 + N for a training killed by signal N, 137 for SIGKILL; 143 for a job that `ray job stop` stopped), "
+            "or 1; while the job runs on, 130 for Ctrl-C and 141 for a closed output (this command stopped "
+            "following; it names the ray job commands that follow and stop the job); 2 where it was not "
+            "submitted, or contact with the cluster was lost.") in text
+
+
 class _InterruptedJobs(_FakeJobs):
     async def tail_job_logs(self, job_id):
         raise KeyboardInterrupt  # Ctrl-C as submit follows the job's log

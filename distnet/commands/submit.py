@@ -58,8 +58,11 @@ examples:
 With token authentication (RAY_AUTH_MODE=token on the cluster) set RAY_AUTH_MODE=token here too,
 and the cluster's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token.
 Without --run-dir the run is written on the head node to {RUNS_ON_HEAD}/JOB_ID. Exit status: 0
-when the job succeeded, otherwise the job's own exit status (2 for a distnet error; 143 for a
-job that `ray job stop` stopped), or 1.
+when the job succeeded, otherwise the job's own exit status (2 for a distnet error; 128 + N for a
+training killed by signal N, 137 for SIGKILL; 143 for a job that `ray job stop` stopped), or 1;
+while the job runs on, 130 for Ctrl-C and 141 for a closed output (this command stopped
+following; it names the ray job commands that follow and stop the job); 2 where it was not
+submitted, or contact with the cluster was lost.
 The job's command (its Ray entrypoint) and the variables passed to it are shown when the job is
 submitted; see cluster/README.md."""
 
