@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, text in (("start", "start a head and worker nodes"), ("stop", "stop the cluster started here"),
                        ("env", "print the shell exports that point Ray and distnet at the cluster")):
         command = commands.add_parser(name, help=text)
-        command.add_argument("--dir", type=Path, default=DEFAULT_DIR,
+        command.add_argument("--dir", type=_absolute_folder, default=DEFAULT_DIR,
                              help=f"where the cluster keeps its token, state and logs (default: {DEFAULT_DIR})")
         if name == "start":
             command.add_argument("--workers", type=_at_least(0, int), default=1,
@@ -333,6 +333,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"local_cluster: {args.command} interrupted{again}", file=sys.stderr)
         return 130
     return 0
+
+
+def _absolute_folder(text: str) -> Path:
+    """An argparse type: the folder ``text`` names, as an absolute path. Ray takes only an absolute
+    --temp-dir (a relative --dir failed the head node three times over), and the token's path that
+    env exports must name the same file from any folder."""
+    return Path(text).expanduser().absolute()
 
 
 def _at_least(minimum: float, kind: type):

@@ -939,6 +939,23 @@ def test_the_commands_local_cluster_prints_work_from_any_folder(tmp_path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_local_cluster_takes_a_relative_dir_as_the_folder_it_names_from_here():
+    """A relative --dir went to Ray as its --temp-dir, which Ray refuses: the head node failed three
+    times with "temp_dir must be absolute path or None"."""
+    here = Path(tempfile.mkdtemp(prefix="dnc-", dir="/tmp"))  # short: start checks Ray's socket paths
+    try:
+        (here / "c").mkdir()
+        (here / "c" / "cluster.json").write_text(json.dumps({"nodes": []}))
+        refused = subprocess.run([sys.executable, SCRIPT, "start", "--dir", "c"], cwd=here, capture_output=True,
+                                 text=True, timeout=60)
+        assert refused.returncode == 2
+        assert refused.stderr == (f"local_cluster: {here / 'c'} already holds a cluster (stop it first: "
+                                  f"{shlex.join([sys.executable, str(SCRIPT), 'stop', '--dir', str(here / 'c')])})\n")
+    finally:
+        shutil.rmtree(here, ignore_errors=True)
+    assert runpy.run_path(str(SCRIPT))["_absolute_folder"]("~/c") == Path.home() / "c"
+
+
 def test_local_cluster_says_where_its_processes_and_logs_are_and_what_it_stopped():
     local_cluster_script = runpy.run_path(str(SCRIPT))
     nodes = [{"name": "head", "pid": 101, "log": "/c/head.log"},
