@@ -290,11 +290,12 @@ def exports(folder: Path) -> str:
     if not state_file.exists():
         raise ClusterError(f"no cluster recorded in {folder}; start one: {this_command('start', folder)}")
     state = json.loads(state_file.read_text())
-    lines = ["export RAY_AUTH_MODE=token", f"export RAY_ADDRESS={state['gcs_address']}",
-             f"export RAY_API_SERVER_ADDRESS={state['dashboard_url']}"]
+    variables = {"RAY_AUTH_MODE": "token", "RAY_ADDRESS": state["gcs_address"],
+                 "RAY_API_SERVER_ADDRESS": state["dashboard_url"]}
     if state["auth_token_path"]:
-        lines.append(f"export RAY_AUTH_TOKEN_PATH={state['auth_token_path']}")
-    return "\n".join(lines)
+        variables["RAY_AUTH_TOKEN_PATH"] = state["auth_token_path"]
+    # Quoted for the shell that evaluates them: a --dir with a space cut the token's path short there.
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in variables.items())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -956,6 +956,23 @@ def test_local_cluster_takes_a_relative_dir_as_the_folder_it_names_from_here():
     assert runpy.run_path(str(SCRIPT))["_absolute_folder"]("~/c") == Path.home() / "c"
 
 
+def test_local_cluster_env_exports_what_a_shell_evaluates_to_the_recorded_values():
+    """A --dir with a space in it: `eval "$(local_cluster.py env)"` set RAY_AUTH_TOKEN_PATH to the
+    path up to the space, and bash said "export: `p/auth_token': not a valid identifier"."""
+    folder = Path(tempfile.mkdtemp(prefix="dnc- ", dir="/tmp"))
+    try:
+        state = {"gcs_address": "127.0.0.1:6379", "dashboard_url": "http://127.0.0.1:8265",
+                 "auth_token_path": str(folder / "auth_token"), "nodes": []}
+        (folder / "cluster.json").write_text(json.dumps(state))
+        shell = (f"eval \"$({shlex.join([sys.executable, str(SCRIPT), 'env', '--dir', str(folder)])})\" && "
+                 f"printf '%s\\n' \"$RAY_AUTH_MODE\" \"$RAY_ADDRESS\" \"$RAY_API_SERVER_ADDRESS\" \"$RAY_AUTH_TOKEN_PATH\"")
+        done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
+        assert done.stderr == ""
+        assert done.stdout.splitlines() == ["token", "127.0.0.1:6379", "http://127.0.0.1:8265", str(folder / "auth_token")]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_local_cluster_says_where_its_processes_and_logs_are_and_what_it_stopped():
     local_cluster_script = runpy.run_path(str(SCRIPT))
     nodes = [{"name": "head", "pid": 101, "log": "/c/head.log"},
