@@ -737,6 +737,25 @@ def test_a_cluster_gone_while_submit_follows_its_job_is_said_with_how_to_go_on(m
                     "address: give --address its address then)")
 
 
+def test_a_head_node_gone_while_submit_follows_is_said_in_the_system_s_words(monkeypatch, capsys):
+    """The head node killed as submit followed its job: the reason was requests' whole account,
+    HTTPConnectionPool(...): Max retries exceeded with url: ... (Caused by NewConnectionError(...
+    [Errno 111] Connection refused"))."""
+    import requests
+
+    class HeadGone(_FakeJobs):
+        def get_job_status(self, job_id):
+            raise requests.exceptions.ConnectionError(
+                "HTTPConnectionPool(host='127.0.0.1', port=36357): Max retries exceeded with url: /api/jobs/j (Caused "
+                "by NewConnectionError(\"HTTPConnection(host='127.0.0.1', port=36357): Failed to establish a new "
+                "connection: [Errno 111] Connection refused\"))")
+
+    status, last = _submit_to(monkeypatch, capsys, HeadGone(), "--address", "http://head:8265")
+    assert status == 2
+    assert last.startswith("distnet: error: lost contact with the cluster's Jobs API at http://head:8265 while "
+                           "following job j (Connection refused); the job may have ended with the cluster")
+
+
 def test_submit_json_keeps_stdout_to_the_training_s_json_lines(monkeypatch, capsys):
     """The job's log has Ray's lines and distnet's messages too; they went to stdout, which --json
     promises holds one JSON object per line."""

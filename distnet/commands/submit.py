@@ -446,7 +446,13 @@ def _innermost_reason(error: BaseException) -> str:
     while error.args and isinstance(error.args[-1], BaseException):
         error = error.args[-1]
     text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0].rstrip(".")
+    # requests' account of a refused connection is a paragraph of its own objects, with the system's
+    # reason ("[Errno 111] Connection refused") deep inside: that reason says it.
+    system = _SYSTEM_REASON.search(text)
+    return system.group(1) if system else text.splitlines()[0].rstrip(".")
+
+
+_SYSTEM_REASON = re.compile(r"\[Errno -?\d+\] ([^\"')]+)")
 
 
 _REFUSAL = re.compile(r"Request failed with status code \d+: ")
