@@ -637,6 +637,9 @@ def test_submit_help_gives_every_exit_status_submit_gives(capsys):
             "or 1; while the job runs on, 130 for Ctrl-C and 141 for a closed output (this command stopped "
             "following; it names the ray job commands that follow and stop the job); 2 where it was not "
             "submitted, or contact with the cluster was lost.") in text
+    # `--run-dir ~/runs/a` reached submit as this machine's home (the shell's), not the head node's
+    assert ("Paths (--data-dir, --run-dir, --resume) are paths on the cluster's head node; one in its home is given "
+            "quoted, '~/runs/a' (unquoted, this shell puts this machine's home there).") in text
 
 
 class _InterruptedJobs(_FakeJobs):

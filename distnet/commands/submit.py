@@ -74,7 +74,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the training as a job on a Ray cluster, follow its logs, exit with its status",
         description=textwrap.fill("Submit `distnet train` with the train options below as a Ray job (Jobs "
                                   "API); the job's runtime environment carries this distnet package. Paths "
-                                  "(--data-dir, --run-dir, --resume) are paths on the cluster's head node.",
+                                  "(--data-dir, --run-dir, --resume) are paths on the cluster's head node; one in "
+                                  "its home is given quoted, '~/runs/a' (unquoted, this shell puts this machine's "
+                                  "home there).",
                                   width=80))  # filled here: the raw formatter (for the epilog) leaves it as given
     submit.add_argument("--run-dir", type=folder,
                         help=f"where to write the run, on the head node (default: {RUNS_ON_HEAD}/JOB_ID)")
