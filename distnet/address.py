@@ -221,10 +221,10 @@ def join_cluster(address: str) -> None:
     try:
         ray.init(address=address, logging_level="ERROR")
     except AuthenticationError:  # token authentication on here, but no token to send
-        raise ClusterUnreachableError(token_problem(f"the Ray cluster at {address}")) from None
+        raise ClusterUnreachableError(token_problem(f"the Ray cluster at {_named(address)}")) from None
     except ConnectionError as e:
         if _token_refused(e):
-            raise ClusterUnreachableError(token_problem(f"the Ray cluster at {address}")) from None
+            raise ClusterUnreachableError(token_problem(f"the Ray cluster at {_named(address)}")) from None
         if _no_node_of_the_cluster_here(e):
             raise ClusterUnreachableError(_not_a_node(address, "none of the Ray nodes among the processes this one "
                                                               "can see belongs to that cluster")) from None
@@ -232,6 +232,21 @@ def join_cluster(address: str) -> None:
             raise ClusterUnreachableError(_none_found_here(address, e)) from None
         raise ClusterUnreachableError(f"cannot join the Ray cluster at {address} ({e}); "
                                       f"{_give_the_gcs(parse_address(address)[0])}, not the dashboard's") from None
+
+
+def _named(address: str) -> str:
+    """``address`` as a message names the cluster: for "auto", also the HOST:PORT Ray found for it
+    (RAY_ADDRESS's, or the one cluster running on this machine), which "the Ray cluster at auto"
+    left to guess on a machine where several run; "auto" alone where Ray finds none, or several."""
+    if address != "auto":
+        return address
+    from ray._private import services
+
+    try:
+        found = services.canonicalize_bootstrap_address(address)
+    except Exception:  # several clusters here (ConnectionError), or an address Ray cannot read
+        return address
+    return f"{found} (which address 'auto' found)" if found else address
 
 
 def _none_found_here(address: str, error: ConnectionError) -> str:

@@ -315,6 +315,27 @@ def test_joining_a_cluster_from_a_machine_that_is_not_its_node_is_said_so(monkey
                                          f"one of the cluster's nodes")
 
 
+@pytest.mark.parametrize("found, named", [("10.0.0.5:6379", "10.0.0.5:6379 (which address 'auto' found)"),
+                                           (None, "auto")])
+def test_a_token_refused_for_auto_names_the_cluster_auto_found(monkeypatch, found, named):
+    """"the Ray cluster at auto refused this process's token", on a machine where several clusters
+    run, left the user to guess which of them refused it."""
+    import ray
+    import ray._private.services as services
+    from ray.exceptions import AuthenticationError
+
+    def init(address, **options):
+        raise AuthenticationError("no token")
+
+    monkeypatch.setattr(services, "canonicalize_bootstrap_address", lambda address, temp_dir=None: found)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with pytest.raises(ClusterUnreachableError) as refused:
+        join_cluster("auto")
+    assert str(refused.value).startswith(f"the Ray cluster at {named} requires a token and this process sent none "
+                                         f"(RAY_AUTH_MODE is not 'token')")
+
+
 def test_auto_where_no_cluster_runs_here_says_so_and_what_to_do(monkeypatch):
     """Ray's own search, finding nothing: the message ended "not the dashboard's" before, of an
     address no one gave."""
