@@ -6,8 +6,7 @@ command line reads :mod:`distnet.distributed.settings` without it.
 from ..errors import FailureLimitError, RayFailedError
 from .settings import DEFAULT_MAX_FAILURES, PROTOCOLS
 
-__all__ = ["DEFAULT_MAX_FAILURES", "DistributedTrainer", "FailureLimitError", "PROTOCOLS", "RayFailedError",
-           "WorkerLostError"]
+__all__ = ["DEFAULT_MAX_FAILURES", "DistributedTrainer", "FailureLimitError", "PROTOCOLS", "RayFailedError"]
 
 
 def __getattr__(name: str):
@@ -15,8 +14,4 @@ def __getattr__(name: str):
         from .trainer import DistributedTrainer
 
         return DistributedTrainer
-    if name == "WorkerLostError":
-        from .protocols import WorkerLostError
-
-        return WorkerLostError
     raise AttributeError(f"module 'distnet.distributed' has no attribute {name!r}")
