@@ -281,7 +281,8 @@ def stopped_report(nodes: list[dict], folder: Path) -> str:
     stopped = ", ".join(f"{node['name']} (pid {node['pid']}{'' if node.get('running', True) else ', had already exited'})"
                         for node in nodes)
     return (f"stopped the Ray cluster recorded in {folder}: {stopped}\n"
-            f"a shell that ran env still points at it (distnet train would try to join it, distnet submit submit to it): "
+            f"a shell that ran env still points at it (distnet train would try to join it, distnet submit "
+            f"send jobs to it): "
             f"unset {' '.join(CLUSTER_VARIABLES)}")
 
 

@@ -1006,7 +1006,8 @@ def test_local_cluster_says_where_its_processes_and_logs_are_and_what_it_stopped
     assert started[3] == "recorded in /c/cluster.json; Ray's own logs in /c/ray/session_latest/logs"
     assert local_cluster_script["stopped_report"](nodes, Path("/c")) == (
         "stopped the Ray cluster recorded in /c: head (pid 101), worker-1 (pid 102)\n"
-        "a shell that ran env still points at it (distnet train would try to join it, distnet submit submit to it): "
+        "a shell that ran env still points at it (distnet train would try to join it, distnet submit send jobs "
+        "to it): "
         "unset RAY_ADDRESS RAY_API_SERVER_ADDRESS RAY_AUTH_TOKEN_PATH")
 
 
