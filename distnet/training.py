@@ -424,12 +424,13 @@ class TrainerBase:
         # Recorded once the training starts (its workers placed; a resume that fails to start changes
         # nothing), so that a later resume without them trains to the same end, as often checkpointed
         # (a run of a version that did not record its checkpoint interval: 0, epoch ends), with these
-        # workers; and whether it trains on Ray or in one process.
+        # workers and (on Ray) as many failures recovered from in a session; and whether it trains on
+        # Ray or in one process.
         record = {"epochs": settings["epochs"]} if saved.get("epochs") != settings["epochs"] else {}
         if saved.get("checkpoint_every", 0) != settings["checkpoint_every"]:
             record["checkpoint_every"] = settings["checkpoint_every"]
-        if saved.get("workers") != config["workers"]:
-            record["workers"] = config["workers"]
+        record |= {key: config[key] for key in ("workers", "max_failures")
+                   if key in config and saved.get(key) != config[key]}
         if other_mode:
             record["protocol"] = config.get("protocol")
         record.update({key: value for key, value in extra_config.items() if key not in saved})

@@ -610,8 +610,8 @@ def test_driver_killed_with_sigkill_resumes_to_the_uninterrupted_result(small_mn
 def test_the_command_line_reports_a_recovery_and_resumes_on_another_number_of_workers(
         small_mnist, ray_local, tmp_path, capsys, monkeypatch):
     """A worker lost mid-epoch: --json has a recovery event, summary.json the failure. Then
-    --resume --workers 1 trains on with a warning and records 1 worker, which a plain --resume
-    takes."""
+    --resume --workers 1 --max-failures 2 trains on with a warning and records 1 worker and 2
+    failures, which a plain --resume takes."""
     run_steps, lost = DistributedTrainer._run_steps, []
 
     def lose_worker_1_once(self, epoch, start, stop):
@@ -634,15 +634,18 @@ def test_the_command_line_reports_a_recovery_and_resumes_on_another_number_of_wo
         events[-1]["failures"]
 
     monkeypatch.setattr(DistributedTrainer, "_run_steps", run_steps)
-    assert main(resume_args(small_mnist, run, "--address", address, "--workers", "1", "--epochs", "2")) == 0
+    assert json.loads((run / "config.json").read_text())["max_failures"] == 3  # the default, recorded
+    assert main(resume_args(small_mnist, run, "--address", address, "--workers", "1", "--epochs", "2",
+                            "--max-failures", "2")) == 0
     assert "distnet: warning: " in capsys.readouterr().err  # another draw from here: see test_training.py
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["workers"], summary["epochs"], summary["failures"]) == (1, 2, [recoveries[0]["what"]])
-    assert json.loads((run / "config.json").read_text())["workers"] == 1
+    config = json.loads((run / "config.json").read_text())
+    assert (config["workers"], config["max_failures"]) == (1, 2)
     made = []
     monkeypatch.setattr("distnet.commands.train.fit_and_report", lambda args, trainer, *rest, **kw: made.append(trainer))
     assert main(resume_args(small_mnist, run, "--epochs", "3")) is None
-    assert isinstance(made[0], DistributedTrainer) and made[0].workers == 1
+    assert isinstance(made[0], DistributedTrainer) and (made[0].workers, made[0].max_failures) == (1, 2)
 
 
 def test_a_failure_that_cannot_be_recorded_is_warned_of_and_the_recovery_goes_on(tmp_path):
@@ -662,9 +665,10 @@ def test_a_failure_that_cannot_be_recorded_is_warned_of_and_the_recovery_goes_on
 
 
 def test_the_summary_lists_the_failures_of_every_session_of_a_run(small_mnist, ray_local, tmp_path, monkeypatch):
-    """A run loses worker 1 and recovers, is interrupted, and is resumed, which loses worker 0:
-    summary.json lists both failures (it listed the last session's only), as failures.jsonl
-    recorded each when it happened; the trainer's own ``failures`` are its fit's."""
+    """A run of --max-failures 1 loses worker 1 and recovers, is interrupted, and is resumed, which
+    loses worker 0: summary.json lists both failures (it listed the last session's only), as
+    failures.jsonl recorded each when it happened; the trainer's own ``failures`` are its fit's,
+    which its max_failures, the run's (it was the default 3 on a resume), bounds."""
     run_steps, lost, trainers = DistributedTrainer._run_steps, [], []
 
     def lose_a_worker(worker, then_interrupt=False):
@@ -682,7 +686,7 @@ def test_the_summary_lists_the_failures_of_every_session_of_a_run(small_mnist, r
 
     run, address = tmp_path / "run", ray_local.get_runtime_context().gcs_address
     lose_a_worker(1, then_interrupt=True)
-    assert main(train_args(small_mnist, run, "--workers", "2", "--address", address)) == 130
+    assert main(train_args(small_mnist, run, "--workers", "2", "--address", address, "--max-failures", "1")) == 130
     first = trainers[0].failures
     assert len(first) == 1 and first[0].startswith(f"worker 1 (pid {lost[0]}) lost ")
     records = [json.loads(line) for line in (run / "failures.jsonl").read_text().splitlines()]
@@ -692,6 +696,7 @@ def test_the_summary_lists_the_failures_of_every_session_of_a_run(small_mnist, r
     assert main(resume_args(small_mnist, run, "--address", address)) == 0
     second = trainers[1].failures
     assert len(second) == 1 and second[0].startswith(f"worker 0 (pid {lost[1]}) lost ")
+    assert trainers[1].max_failures == 1
     assert json.loads((run / "summary.json").read_text())["failures"] == first + second
 
 

@@ -336,8 +336,9 @@ def test_the_command_line_offers_the_library_s_protocols_and_failure_limit_witho
 
     options = {action.dest: action for action in build_parser().commands["train"]._actions}
     assert tuple(options["protocol"].choices) == PROTOCOLS and options["protocol"].default == "auto"
-    assert options["max_failures"].default == DEFAULT_MAX_FAILURES == \
-        inspect.signature(DistributedTrainer).parameters["max_failures"].default
+    assert options["max_failures"].default is None  # the run's own on a resume (see test_fault_tolerance.py)
+    assert f"(default: {DEFAULT_MAX_FAILURES};" in options["max_failures"].help
+    assert inspect.signature(DistributedTrainer).parameters["max_failures"].default == DEFAULT_MAX_FAILURES
 
 
 def test_running_out_of_memory_is_one_line_too(capsys, data, tmp_path, monkeypatch):
@@ -654,6 +655,7 @@ def test_a_run_another_process_trains_before_its_first_checkpoint_is_in_use_not_
     ({"dataset": "foo"}, "config.json: the data set is 'foo', not one of mnist, fashion-mnist, which distnet does"),
     ({"protocol": "x", "workers": 2}, "config.json: the step protocol is 'x', not one of auto, channel, compiled,"),
     ({"protocol": "plain", "workers": 0}, "config.json: the number of workers must be a positive integer, got 0,"),
+    ({"max_failures": -1}, "config.json: max_failures must be a whole number of at least 0, got -1, which distnet"),
 ])
 def test_a_resume_names_an_edited_or_damaged_config_json_and_touches_nothing(capsys, data, run, edit, message):
     config = json.loads((run / "config.json").read_text())

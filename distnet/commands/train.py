@@ -61,9 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "RAY_ADDRESS names, if set)")
     train.add_argument("--protocol", default="auto", choices=PROTOCOLS,
                        help="how workers and parameter server exchange each step (default: auto)")
-    train.add_argument("--max-failures", type=non_negative_int, default=DEFAULT_MAX_FAILURES,
-                       help=f"failures to recover from, each replacing the actors then lost, before giving up "
-                            f"(default: {DEFAULT_MAX_FAILURES})")
+    train.add_argument("--max-failures", type=non_negative_int, metavar="N",
+                       help=f"failures to recover from in a session, each replacing the actors then lost, before "
+                            f"giving up (default: {DEFAULT_MAX_FAILURES}; with --resume, the run's own, and N given "
+                            f"becomes the run's)")
     train.add_argument("--epochs", type=positive_int,
                        help=f"maximum epochs (default: the preset's: {_each_preset('epochs')}); with --resume, "
                             "the run's new total (a run that ended at its maximum then trains on)")
@@ -240,7 +241,8 @@ def resume_train(args) -> int:
         args.protocol = recorded["protocol"] or "auto"
     network = recorded["network"]
     trainer = make_trainer(args, network, recorded["optimizer"], recorded["l2"], batch_size, recorded["seed"],
-                           workers, schedule=recorded["schedule"], augmentation=recorded["augmentation"])
+                           workers, max_failures=recorded["max_failures"], schedule=recorded["schedule"],
+                           augmentation=recorded["augmentation"])
     # eval_every, window and acceptable_error are the run's: fit reads them from it.
     fit_args = {"epochs": args.epochs, "extra_config": {"preset": config.get("preset"), "dataset": args.dataset,
                                                         "validation": args.validation, "data_dir": recorded["data_dir"]}}
@@ -289,6 +291,9 @@ def _recorded_settings(run: RunDir, config: dict) -> dict:
                 "protocol": protocol, "dataset": dataset, "data_dir": data_dir,
                 # a run of a version before --validation held out the 10,000 it holds by default
                 "validation": checks.positive_int("the validation samples", config.get("validation", VALIDATION)),
+                # a run of a version before 2026-12-04 recorded none
+                "max_failures": checks.whole_number("max_failures", config.get("max_failures", DEFAULT_MAX_FAILURES),
+                                                    0),
                 "schedule": schedule_from_spec(config.get("schedule")),
                 "augmentation": augmentation_from_spec(config.get("augmentation"))}
     except ConfigError as e:
@@ -299,8 +304,10 @@ def _recorded_settings(run: RunDir, config: dict) -> dict:
 
 
 def make_trainer(args: argparse.Namespace, network: Network, optimizer: Optimizer, l2: float, batch_size: int,
-                 seed: int | None, workers: int | None, **options) -> TrainerBase:
-    """A single-process trainer for ``workers == 0``, a distributed one otherwise; ``options``
+                 seed: int | None, workers: int | None, max_failures: int = DEFAULT_MAX_FAILURES,
+                 **options) -> TrainerBase:
+    """A single-process trainer for ``workers == 0``, a distributed one otherwise, recovering from
+    ``--max-failures`` failures if given, else ``max_failures`` (the run's); ``options``
     (schedule, augmentation) go to either."""
     if workers == 0:
         from ..trainer import Trainer
@@ -308,7 +315,7 @@ def make_trainer(args: argparse.Namespace, network: Network, optimizer: Optimize
         # --address auto is left unsaid: distnet submit gives it to every job, one of 0 workers too.
         unused = [flag for flag, given in (("--address", args.address not in (None, "auto")),
                                            ("--protocol", args.protocol != "auto"),
-                                           ("--max-failures", args.max_failures != DEFAULT_MAX_FAILURES)) if given]
+                                           ("--max-failures", args.max_failures is not None)) if given]
         if unused:
             named = f"{', '.join(unused[:-1])} and {unused[-1]}" if len(unused) > 1 else unused[0]
             warn(f"{named} {'are' if len(unused) > 1 else 'is'} for Ray workers, and this "
@@ -318,7 +325,8 @@ def make_trainer(args: argparse.Namespace, network: Network, optimizer: Optimize
 
     return DistributedTrainer(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, workers=workers,
                               address=args.address, protocol=args.protocol,
-                              max_failures=args.max_failures, **options)
+                              max_failures=max_failures if args.max_failures is None else args.max_failures,
+                              **options)
 
 
 def fit_and_report(args: argparse.Namespace, trainer: TrainerBase, splits: Splits, run_dir: Path, fit_args: dict,

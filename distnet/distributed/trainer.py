@@ -145,8 +145,9 @@ class DistributedTrainer(TrainerBase):
     documentation. ``placement_timeout`` is how many seconds to wait for the cluster to make room
     for the actors (a CPU for each worker) before giving up with a message.
 
-    Up to ``max_failures`` failures are recovered from during a run without changing its result,
-    each by replacing the actors (workers, parameter server, stop evaluator) then lost;
+    Up to ``max_failures`` failures are recovered from during a fit without changing its result,
+    each by replacing the actors (workers, parameter server, stop evaluator) then lost (a resumed
+    run counts afresh; its config.json records the number);
     ``failures`` lists what was lost each time in this fit (a run directory's failures.jsonl, in
     every session of the run), and the fit's reporter hears of each recovery as it completes
     (``on_recovery``).
@@ -186,7 +187,7 @@ class DistributedTrainer(TrainerBase):
         self.active_protocol: str | None = None  # its name (None until a fit has opened one)
 
     def config(self) -> dict:
-        return {**super().config(), "protocol": self.protocol}
+        return {**super().config(), "protocol": self.protocol, "max_failures": self.max_failures}
 
     def step(self, X: np.ndarray, Y: np.ndarray) -> NoReturn:
         """Not a DistributedTrainer's: it trains through :meth:`fit` alone, its workers drawing the
