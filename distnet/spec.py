@@ -8,6 +8,23 @@ from .checks import with_article
 from .errors import ConfigError
 
 
+class Component:
+    """A part of a training setup that a spec describes: an activation, a cost, an initializer, an
+    optimizer or a schedule. ``name`` is its key in its family's registry (``"leaky_relu"``), and
+    its repr is its class called with its settings (``LeakyReLU(alpha=0.01)``)."""
+
+    name: str = ""
+
+    def spec(self) -> dict:
+        """A JSON-able description, the name and the settings (subclasses add theirs), from which
+        the family's ``*_from_spec`` (:func:`component`) builds an equal part."""
+        return {"name": self.name}
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{key}={value}" for key, value in self.spec().items() if key != "name")
+        return f"{type(self).__name__}({settings})"
+
+
 def from_spec(spec: Any, registry: dict[str, type], kind: str):
     """``registry[name](**params)`` for a spec that is a name or a dict with ``name`` and params."""
     if isinstance(spec, str):

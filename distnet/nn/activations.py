@@ -17,13 +17,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..checks import Checked, fraction
-from ..spec import component
+from ..spec import Component, component
 
 
-class Activation:
+class Activation(Component):
     """Base class: subclasses define ``__call__`` and ``derivative``."""
-
-    name: str = ""
 
     def __call__(self, z: np.ndarray, overwrite: bool = False, scratch: np.ndarray | None = None) -> np.ndarray:
         """fn(z), element by element (or row by row); ``overwrite``: the result may reuse ``z``;
@@ -39,13 +37,6 @@ class Activation:
         """dC/dz from the output ``a`` and dC/da (the chain rule's last factor); ``overwrite``: the
         result may reuse ``output_gradient``; ``scratch``: room for temporaries."""
         return np.multiply(self.derivative(a), output_gradient, out=output_gradient if overwrite else None)
-
-    def spec(self) -> dict:
-        """A JSON-able description, the inverse of :func:`activation_from_spec`."""
-        return {"name": self.name}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 class Identity(Activation):
@@ -133,10 +124,7 @@ class LeakyReLU(Activation):
         return np.multiply(output_gradient, slope, out=output_gradient if overwrite else None)
 
     def spec(self) -> dict:
-        return {"name": self.name, "alpha": self.alpha}
-
-    def __repr__(self) -> str:
-        return f"LeakyReLU(alpha={self.alpha})"
+        return {**super().spec(), "alpha": self.alpha}
 
 
 class Softplus(Activation):

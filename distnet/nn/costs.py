@@ -8,14 +8,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
-from ..spec import component
+from ..spec import Component, component
 from .activations import Activation, Softmax
 
 
-class Cost:
+class Cost(Component):
     """Base class: subclasses define ``value`` (the cost of each row) and ``derivative`` (dC/da)."""
-
-    name: str = ""
 
     def value(self, a: np.ndarray, y: np.ndarray) -> np.ndarray:
         """The cost of each row of outputs ``a`` against targets ``y`` (one value per row)."""
@@ -37,13 +35,6 @@ class Cost:
         """(the cost summed over the rows, dC/dz of the output layer): what backprop needs, which
         a cost may compute together."""
         return float(self.value(a, y).sum()), self.output_layer_gradient(activation, a, y)
-
-    def spec(self) -> dict:
-        """A JSON-able description, the inverse of :func:`cost_from_spec`."""
-        return {"name": self.name}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 class _SquaredError(Cost):

@@ -12,24 +12,15 @@ import numpy as np
 
 from ..checks import checked_number
 from ..errors import ConfigError
-from ..spec import component
+from ..spec import Component, component
 
 
-class Initializer:
+class Initializer(Component):
     """Base class: calling one draws a layer's weight matrix from its fan_in and fan_out."""
-
-    name: str = ""
 
     def __call__(self, fan_in: int, fan_out: int, rng: np.random.Generator) -> np.ndarray:
         """A (fan_in, fan_out) float64 weight matrix."""
         raise NotImplementedError
-
-    def spec(self) -> dict:
-        """A JSON-able description, the inverse of :func:`initializer_from_spec`."""
-        return {"name": self.name}
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 class Random(Initializer):
@@ -48,10 +39,7 @@ class Random(Initializer):
         return rng.uniform(self.low, self.high, size=(fan_in, fan_out))
 
     def spec(self) -> dict:
-        return {"name": self.name, "low": self.low, "high": self.high}
-
-    def __repr__(self) -> str:
-        return f"Random({self.low}, {self.high})"
+        return {**super().spec(), "low": self.low, "high": self.high}
 
 
 class _Uniform(Initializer):

@@ -13,11 +13,11 @@ from numpy.typing import ArrayLike
 
 from ..checks import Checked, fraction, instance_of, positive_real, whole_number, with_article
 from ..errors import ConfigError
-from ..spec import component
+from ..spec import Component, component
 from . import fused
 
 
-class Optimizer:
+class Optimizer(Component):
     """Base class: subclasses define ``step``; state arrays (velocity, moments) are created on first use.
 
     The state belongs to the parameters it was made for: an optimizer updates one network (a
@@ -26,7 +26,6 @@ class Optimizer:
     ConfigError, when it steps and when a trainer starts a fit.
     """
 
-    name: str = ""
     # The names of the state :meth:`state` holds once the optimizer has stepped (none before).
     state_keys: tuple[str, ...] = ()
     # Settings are checked whenever they are set, after construction too (a schedule sets the rate).
@@ -96,11 +95,7 @@ class Optimizer:
     def spec(self) -> dict:
         """A JSON-able description (name, learning rate and the rule's other settings; no state), the
         inverse of :func:`optimizer_from_spec`."""
-        return {"name": self.name, "learning_rate": self.learning_rate}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.spec().items() if k != "name")
-        return f"{type(self).__name__}({args})"
+        return {**super().spec(), "learning_rate": self.learning_rate}
 
 
 class GradientDescent(Optimizer):

@@ -11,26 +11,16 @@ import math
 import numbers
 
 from ..checks import Checked, checked_number, whole_number
-from ..spec import component
+from ..spec import Component, component
 
 
-class Schedule:
+class Schedule(Component):
     """The learning rate of epoch ``e`` (0-based) of ``E`` is ``base · factor(e, E)``."""
-
-    name: str = ""
 
     def factor(self, epoch: int, epochs: int) -> float:
         """What the base learning rate is multiplied by in epoch ``epoch`` (0-based) of ``epochs``;
         ConfigError unless ``epochs`` >= 1 and ``epoch`` is one of them, 0..epochs-1."""
         raise NotImplementedError
-
-    def spec(self) -> dict:
-        """A JSON-able description, the inverse of :func:`schedule_from_spec`."""
-        return {"name": self.name}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v}" for k, v in self.spec().items() if k != "name")
-        return f"{type(self).__name__}({args})"
 
 
 class CosineDecay(Schedule):
