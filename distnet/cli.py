@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
-import errno
 import json
 import logging
 import signal
@@ -24,6 +23,7 @@ from . import __version__
 from .commands import COMMANDS
 from .commands.common import drop_output as _drop_output
 from .errors import DistnetError
+from .io import FILE_TOO_LARGE, NO_ROOM, NOT_PERMITTED
 
 EXIT_USAGE = 2
 
@@ -217,11 +217,11 @@ def _kept_run(args: argparse.Namespace, when: str) -> str:
 
 def _once_put_right(error: OSError) -> str:
     """When a training that ``error`` stopped can go on."""
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+    if error.errno in NO_ROOM:
         return "once there is room"
-    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+    if error.errno in NOT_PERMITTED:
         return "once the folder is writable again"
-    if error.errno == errno.EFBIG:  # here a process's limit (ulimit -f) far more often than the file system's
+    if error.errno == FILE_TOO_LARGE:
         return "once the limit on the size of the files a process writes allows it (ulimit -f)"
     return "once that is put right"
 

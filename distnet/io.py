@@ -19,8 +19,13 @@ import numpy as np
 
 from .errors import ModelFormatError
 
-# How the file system refuses a write (not the network errors of a download written through one).
-_REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
+# How the file system refuses a write: no room, no permission, or (FILE_TOO_LARGE) a process's
+# size limit (ulimit -f) far more often than the file system's.
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
+NOT_PERMITTED = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+FILE_TOO_LARGE = errno.EFBIG
+# Any of them, or the device failing (not the network errors of a download written through one).
+_REFUSED_WRITES = NO_ROOM | NOT_PERMITTED | {FILE_TOO_LARGE, errno.EIO}
 # The names of atomic_writer's temporary files: one left behind is a write that was killed midway.
 UNFINISHED_WRITE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
 

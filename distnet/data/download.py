@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from distnet.errors import ChecksumError, DataNotFoundError, FolderNotWritableError
-from distnet.io import UNFINISHED_WRITE, atomic_writer
+from distnet.io import FILE_TOO_LARGE, NO_ROOM, NOT_PERMITTED, UNFINISHED_WRITE, atomic_writer
 
 __all__ = ["fetch", "sha256_of"]
 
@@ -30,8 +30,7 @@ _PROGRESS_EVERY_S = 10.0
 # was killed: a live one grows at least once per timeout.
 _ABANDONED_AFTER_S = 600.0
 # Errors of a write that say the folder cannot take the file (not: another process removed it).
-_NOT_WRITABLE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EISDIR,
-                 errno.ENOTDIR, errno.EFBIG}
+_NOT_WRITABLE = NO_ROOM | NOT_PERMITTED | {FILE_TOO_LARGE, errno.EISDIR, errno.ENOTDIR}
 # Errors that say the mirror's host cannot be reached at all (not: it lacks the file).
 _UNREACHABLE = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN}
 
