@@ -71,6 +71,27 @@ def test_a_layers_weights_or_bias_of_another_shape_are_refused():
 
 # -- components by name, instance or (refused) class --------------------------------------------
 
+def _every_part():
+    from distnet.nn.activations import ACTIVATIONS
+    from distnet.nn.costs import COSTS
+    from distnet.nn.initializers import INITIALIZERS, Random
+    from distnet.nn.optimizers import OPTIMIZERS
+    from distnet.nn.schedules import SCHEDULES, CosineDecay, StepDecay
+
+    defaults = [cls() for registry in (ACTIVATIONS, COSTS, INITIALIZERS, SCHEDULES) for cls in registry.values()]
+    return defaults + [cls(0.01) for cls in OPTIMIZERS.values()] + [LeakyReLU(0.2), Random(-0.1, 0.3), Nesterov(0.02, 0.87), Adam(0.003, beta1=0.8),
+                       CosineDecay(final=0.1), StepDecay(every=3, gamma=0.5)]
+
+
+@pytest.mark.parametrize("part", _every_part(), ids=repr)
+def test_a_part_s_repr_is_its_class_called_with_its_settings(part):
+    import distnet
+
+    again = eval(repr(part), vars(distnet))
+    assert type(again) is type(part) and again.spec() == part.spec() and again is not part
+    assert part.spec()["name"] == part.name != ""
+
+
 def test_costs_and_initializers_are_given_by_name_as_activations_are():
     by_name = net(cost="half_quadratic", initializer="he_normal", seed=3)
     by_instance = net(cost=HalfQuadratic(), initializer=HeNormal(), seed=3)
