@@ -413,6 +413,10 @@ def test_submit_forwards_the_train_options_and_carries_the_project(monkeypatch):
     assert request["runtime_env"]["env_vars"] == {"DISTNET_DATA_DIR": "/data", "A": "b=c"}
     resumed = job_request(build_parser().parse_args(["submit", "--job-id", "j2", "--resume", "~/runs/a b"]))
     assert resumed["entrypoint"] == "cd / && exec python -m distnet train --address auto --resume ~/'runs/a b'"
+    # given, even as the default's number, it becomes the run's (left out, the run's own is kept)
+    failures = job_request(build_parser().parse_args(["submit", "--job-id", "j4", "--resume", "/r", "--max-failures",
+                                                      "3"]))
+    assert failures["entrypoint"] == "cd / && exec python -m distnet train --address auto --max-failures 3 --resume /r"
 
 
 @pytest.mark.parametrize("options, env, refused", [
