@@ -347,7 +347,8 @@ def test_failures_beyond_the_limit_end_the_run_keeping_best_network_and_checkpoi
 
     with pytest.raises(FailureLimitError, match=r"giving up after 1 failure \(max_failures=0\).*"
                                                 r"intact: continue with fit\(train, validation, run_dir=.*, "
-                                                r"resume=True\) in Python on the run's data$"):
+                                                r"resume=True\) in Python on the run's data \(which counts "
+                                                r"failures afresh; max_failures=N allows another number\)$"):
         fit(trainer, mnist, reporter=KillOnce(2, 10, kill_worker), run_dir=run)
     assert saved == {name: (run / name).read_bytes() for name in saved}
     resumed = make_trainer()
@@ -646,6 +647,25 @@ def test_the_command_line_reports_a_recovery_and_resumes_on_another_number_of_wo
     monkeypatch.setattr("distnet.commands.train.fit_and_report", lambda args, trainer, *rest, **kw: made.append(trainer))
     assert main(resume_args(small_mnist, run, "--epochs", "3")) is None
     assert isinstance(made[0], DistributedTrainer) and (made[0].workers, made[0].max_failures) == (1, 2)
+
+
+def test_the_command_line_gives_up_beyond_max_failures_saying_how_to_go_on(small_mnist, ray_local, tmp_path, capsys,
+                                                                           monkeypatch):
+    run_steps = DistributedTrainer._run_steps
+
+    def lose_worker_1(self, epoch, start, stop):
+        if start >= 30 and not self.failures:
+            kill_and_wait(self.placement[1]["pid"])
+        return run_steps(self, epoch, start, stop)
+
+    monkeypatch.setattr(DistributedTrainer, "_run_steps", lose_worker_1)
+    run, address = tmp_path / "run", ray_local.get_runtime_context().gcs_address
+    status = main(train_args(small_mnist, run, "--workers", "2", "--address", address, "--max-failures", "0"))
+    err = capsys.readouterr().err
+    assert status != 0 and "giving up after 1 failure (max_failures=0); the last: worker 1 (pid " in err
+    assert err.rstrip().endswith(f"intact: continue with distnet train --resume {run} (which counts failures "
+                                 f"afresh; --max-failures N allows another number)"), err
+    assert json.loads((run / "config.json").read_text())["max_failures"] == 0
 
 
 def test_a_failure_that_cannot_be_recorded_is_warned_of_and_the_recovery_goes_on(tmp_path):

@@ -484,8 +484,12 @@ class DistributedTrainer(TrainerBase):
             self._unreported.append((what, len(self.failures)))
             return
         # A failure is one recovery: it may have replaced several actors (a node that held them).
+        kept = self._what_is_kept()
+        if kept:
+            setting = "max_failures=N" if self._run.started_by_fit() else "--max-failures N"
+            kept += f" (which counts failures afresh; {setting} allows another number)"
         raise FailureLimitError(f"giving up after {count(len(self.failures), 'failure')} (max_failures="
-                                f"{self.max_failures}); the last: {what}{self._what_is_kept()}")
+                                f"{self.max_failures}); the last: {what}{kept}")
 
     def _report_recoveries(self) -> None:
         """Tell the fit's reporter of each failure recovered from since the last call (a reporter
