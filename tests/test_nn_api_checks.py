@@ -79,8 +79,10 @@ def _every_part():
     from distnet.nn.schedules import SCHEDULES, CosineDecay, StepDecay
 
     defaults = [cls() for registry in (ACTIVATIONS, COSTS, INITIALIZERS, SCHEDULES) for cls in registry.values()]
-    return defaults + [cls(0.01) for cls in OPTIMIZERS.values()] + [LeakyReLU(0.2), Random(-0.1, 0.3), Nesterov(0.02, 0.87), Adam(0.003, beta1=0.8),
-                       CosineDecay(final=0.1), StepDecay(every=3, gamma=0.5)]
+    optimizers = [cls(0.01) for cls in OPTIMIZERS.values()]
+    others = [LeakyReLU(0.2), Random(-0.1, 0.3), Nesterov(0.02, 0.87), Adam(0.003, beta1=0.8),
+              CosineDecay(final=0.1), StepDecay(every=3, gamma=0.5)]
+    return defaults + optimizers + others
 
 
 @pytest.mark.parametrize("part", _every_part(), ids=repr)
