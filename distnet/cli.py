@@ -108,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             return args.handler(args)
     except BrokenPipeError:
         _drop_output(sys.stdout)
+        if unread := getattr(args, "unread_files", 0):  # `distnet predict ... | head`, after a file failed
+            _say(f"distnet: error: {unread} of {len(args.files)} files could not be read (said above); "
+                 f"the output was closed before the rest were classified")
+            return EXIT_USAGE
         if args.command != "train":
             # The reader went away (e.g. `distnet show ... | head`): stop quietly, as other tools do.
             return 0

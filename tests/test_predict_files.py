@@ -198,6 +198,32 @@ def test_a_file_that_cannot_be_read_is_said_and_the_others_are_classified(capsys
     assert status == 2 and out.startswith(str(tmp_path / "a.npy"))
 
 
+def test_a_file_that_could_not_be_read_is_an_error_still_when_the_reader_goes_away(capsys, model, tmp_path,
+                                                                                   monkeypatch):
+    """`predict --json blank.png digits.npy | head -1`: exit status 0, and the closing line unsaid."""
+    import io
+    import sys
+
+    from distnet import cli as command_line
+
+    class ReaderGoneAfterOneLine(io.StringIO):
+        def write(self, text):
+            if self.getvalue().count("\n") >= 1:
+                raise BrokenPipeError
+            return super().write(text)
+
+    np.save(tmp_path / "a.npy", ring())
+    Image.new("L", (28, 28), 128).save(tmp_path / "blank.png")
+    monkeypatch.setattr(command_line, "_drop_output", lambda stream: None)  # pytest's own stdout stays
+    monkeypatch.setattr(sys, "stdout", ReaderGoneAfterOneLine())
+    status, _, err = run_cli(capsys, "predict", "--json", model, tmp_path / "blank.png", tmp_path / "a.npy")
+    assert status == 2 and err.splitlines()[-1] == ("distnet: error: 1 of 2 files could not be read (said above); "
+                                                    "the output was closed before the rest were classified")
+    monkeypatch.setattr(sys, "stdout", ReaderGoneAfterOneLine())  # every file read: a quiet stop, as before
+    status, _, err = run_cli(capsys, "predict", "--json", model, tmp_path / "a.npy", tmp_path / "a.npy")
+    assert (status, err) == (0, "")
+
+
 def test_with_json_every_file_that_cannot_be_read_is_a_line_of_its_own_on_stdout(capsys, model, tmp_path):
     """A missing file, and a single unreadable one, printed nothing on stdout (only the error on stderr)."""
     np.save(tmp_path / "a.npy", ring())

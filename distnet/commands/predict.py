@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             if len(args.files) == 1:
                 raise
             unread += 1
+            args.unread_files = unread  # for the exit status, should the reader go away before the end
             print(f"distnet: error: {reason}", file=sys.stderr, flush=True)
             continue
         _print_predictions(args, names, network.predict(pixels), classes)
