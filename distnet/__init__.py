@@ -7,6 +7,7 @@ import importlib
 
 # First: the stamps of the source files as this process imports them (see distnet.source_files).
 importlib.import_module(".source_files", __name__)
+del importlib  # not a name of distnet's
 from .data import Dataset, Splits, load_dataset, load_fashion_mnist, load_mnist
 from .errors import (ChecksumError, ClusterUnreachableError, ConfigError, DataFormatError, DataNotFoundError,
                      DistnetError, FailureLimitError, FolderNotWritableError, ModelFormatError, OutOfMemoryError,

@@ -342,3 +342,16 @@ def test_a_softmax_of_one_neuron_which_never_learns_is_refused_when_built_and_in
     with pytest.raises(ModelFormatError, match=re.escape(f"{original}: not a network distnet takes ({refused})")):
         Network.load_original_json(original)
 
+
+
+def test_the_package_names_its_api_and_its_own_modules_only():
+    """`dir(distnet)` listed `importlib`, used once as the package is imported."""
+    import types
+
+    import distnet
+
+    stray = [name for name in dir(distnet) if not name.startswith("_") and name not in distnet.__all__
+             and not (isinstance(module := getattr(distnet, name), types.ModuleType)
+                      and module.__name__.startswith("distnet."))]
+    assert stray == []
+    assert {"Network", "Trainer", "load_mnist", "StopEvaluator"} <= set(distnet.__all__)
