@@ -338,7 +338,7 @@ def test_a_wrong_shared_data_dir_is_said_not_passed_over(
     monkeypatch.setenv("DISTNET_DATA_DIR", str(shared))
     why = {"typo": "a folder that does not exist",
            "the mnist folder itself": "which holds data files itself: it names the folder above mnist/ and "
-                                      f"fashion-mnist/ (here, perhaps {tmp_path / 'data'})",
+                                      f"fashion-mnist/, here perhaps {tmp_path / 'data'}",
            "lacks the files": f"but {shared / 'mnist'} does not hold the four MNIST files",
            "a file": "a file, not a folder", "unknown user": "a folder that does not exist"}[mistake]
     with pytest.warns(UserWarning) as caught:
@@ -409,8 +409,23 @@ def test_nothing_found_offline_says_where_it_looked(env: Path, tmp_path: Path) -
     for place in (tmp_path / "empty", tmp_path / "empty" / "mnist", env / "mnist"):
         assert f"\n  {place}\n" in message
     assert "Downloading is turned off (download=False, --no-download)." in message
-    assert f"put the four files in {env / 'mnist'}" in message
-    assert "set DISTNET_DATA_DIR (DISTNET_DATA_DIR is not set)" in message
+    assert message.endswith(f"To fix: put the four files in {tmp_path / 'empty'}, or give data_dir= (--data-dir) "
+                            f"another folder, or set DISTNET_DATA_DIR to a folder with mnist/ and fashion-mnist/ "
+                            f"subfolders (DISTNET_DATA_DIR is not set).")
+
+
+def test_nothing_found_offline_says_what_is_wrong_with_the_shared_data_dir(env: Path, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Such a $DISTNET_DATA_DIR was said in a warning only where the files were then found or downloaded."""
+    make_files(tmp_path / "data" / "mnist")
+    monkeypatch.setenv("DISTNET_DATA_DIR", str(tmp_path / "data" / "mnist"))
+    with pytest.raises(DataNotFoundError) as caught:
+        load_mnist(download=False)
+    assert str(caught.value).endswith(
+        f"To fix: put the four files in {env / 'mnist'}, or pass data_dir= (--data-dir), or set DISTNET_DATA_DIR to "
+        f"a folder with mnist/ and fashion-mnist/ subfolders ($DISTNET_DATA_DIR is {tmp_path / 'data' / 'mnist'}, "
+        f"which holds data files itself: it names the folder above mnist/ and fashion-mnist/, here perhaps "
+        f"{tmp_path / 'data'}).")
 
 
 def test_an_incomplete_folder_is_skipped(env: Path, tmp_path: Path) -> None:

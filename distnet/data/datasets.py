@@ -433,7 +433,7 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
             lacking = ", ".join(f"{base}[.gz]" for base in bases if not _find(folder, base))
             incomplete.append(f"{folder} lacks {lacking}\n")
 
-    fix = f"put the {count} {kind}files in {cache}, or "
+    fix = f"put the {count} {kind}files in {cache if given is None else given}, or "
     failure: type[DataNotFoundError | ChecksumError] = DataNotFoundError
     if download:
         _note_passed_over(name, bases, cache, given, shared, downloading=True)
@@ -454,12 +454,14 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
     else:
         why = "Downloading is turned off (download=False, --no-download)."
     looked = "\n".join(f"  {folder}" for folder in folders)
-    env_note = "" if shared is not None else f" ({DATA_DIR_ENV} is not set)"
+    env_note = (f"{DATA_DIR_ENV} is not set" if shared is None else
+                f"${DATA_DIR_ENV} is {shared}, {_shared_mistake(name, bases, shared)}")
+    data_dir_option = "pass data_dir= (--data-dir)" if given is None else "give data_dir= (--data-dir) another folder"
     wanted = ", ".join(f"{base}[.gz]" for base in bases)
     raise failure(
         f"{title} not found. Looked for {wanted} in:\n{looked}\n{''.join(incomplete)}{why}\n"
-        f"To fix: {fix}pass data_dir= (--data-dir), or set {DATA_DIR_ENV}{env_note} to a folder with "
-        f"mnist/ and fashion-mnist/ subfolders."
+        f"To fix: {fix}{data_dir_option}, or set {DATA_DIR_ENV} to a folder with mnist/ and "
+        f"fashion-mnist/ subfolders ({env_note})."
     )
 
 
@@ -485,14 +487,18 @@ def _note_passed_over(name: str, bases: tuple[str, ...], used: Path, given: Path
         if used not in (given, given / name):
             warn(f"{given} does not hold {files}; {then}")
     elif shared is not None and used != shared / name:
-        if not shared.is_dir():
-            where = "a file, not a folder" if shared.exists() else "a folder that does not exist"
-        elif all(_find(shared, base) for base in bases):
-            where = (f"which holds data files itself: it names the folder above mnist/ and "
-                     f"fashion-mnist/ (here, perhaps {shared.parent})")
-        else:
-            where = f"but {shared / name} does not hold {files}"
-        warn(f"${DATA_DIR_ENV} is {shared}, {where}; {then}")
+        warn(f"${DATA_DIR_ENV} is {shared}, {_shared_mistake(name, bases, shared)}; {then}")
+
+
+def _shared_mistake(name: str, bases: tuple[str, ...], shared: Path) -> str:
+    """What is wrong with ``$DISTNET_DATA_DIR`` (``shared``), which does not give the files ``bases``."""
+    if not shared.is_dir():
+        return "a file, not a folder" if shared.exists() else "a folder that does not exist"
+    if all(_find(shared, base) for base in bases):
+        return (f"which holds data files itself: it names the folder above mnist/ and "
+                f"fashion-mnist/, here perhaps {shared.parent}")
+    count, kind = _FILE_SETS[bases]
+    return f"but {shared / name} does not hold the {count} {_TITLES[name]} {kind}files"
 
 
 def _find(folder: Path, base: str) -> Path | None:
