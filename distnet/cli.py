@@ -94,7 +94,9 @@ def _terminate(signum, frame) -> NoReturn:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv); returns the exit status."""
     parser = build_parser()
-    args, unknown = _parse(parser, sys.argv[1:] if argv is None else list(argv))
+    words = sys.argv[1:] if argv is None else [str(word) for word in argv]
+    args, unknown = _parse(parser, words)
+    args.words = words  # for the advice to run the same command again
     if unknown:  # said by the command's parser, so that the advice is that command's --help
         command = parser.commands[args.command]
         command.error(f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(command, unknown)}")
@@ -214,7 +216,7 @@ def _kept_run(args: argparse.Namespace, when: str) -> str:
         if run.holds_results():  # which a new start into the folder would be refused, to keep them
             return (f"; the run saved its best network but no checkpoint yet, so it cannot be resumed: {when}, "
                     f"start a new run in another run directory")
-        return f"; the run saved no checkpoint yet: {when}, {_start_again(run)}"
+        return f"; the run saved no checkpoint yet: {when}, {_start_again(args, run)}"
     return (f"; the run's files are as its last checkpoint left them: {when}, resume with: "
             f"{run.resume_command(_workers_asked(args, run))}")
 
@@ -269,7 +271,7 @@ def _how_to_go_on(args: argparse.Namespace) -> str:
     if run.holds_results():
         return (" after it saved its best network, before its first checkpoint: it cannot be resumed; to "
                 "train on, start a new run in another run directory")
-    return f" before the run's first checkpoint; to train it, {_start_again(run)}"
+    return f" before the run's first checkpoint; to train it, {_start_again(args, run)}"
 
 
 def _workers_asked(args: argparse.Namespace, run) -> int | None:
@@ -287,10 +289,11 @@ def _workers_asked(args: argparse.Namespace, run) -> int | None:
     return None if recorded == workers else workers
 
 
-def _start_again(run) -> str:
+def _start_again(args: argparse.Namespace, run) -> str:
     # A folder the run made and saved nothing in is gone: there is none to reuse.
     reused = " (the folder may be reused)" if run.path.is_dir() else ""
-    return f"start it again{reused}: {run.start_again_command()}"
+    words = None if getattr(args, "resume", None) else args.words  # (a resume's own words start nothing)
+    return f"start it again{reused}: {run.start_again_command(words)}"
 
 
 def build_parser() -> argparse.ArgumentParser:

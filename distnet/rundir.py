@@ -183,14 +183,17 @@ class RunDir:
             pass
         return bool(self._started_by_fit_as_read)
 
-    def start_again_command(self) -> str:
+    def start_again_command(self, words: list[str] | None = None) -> str:
         """The command that trains a run anew into this folder (one that ended before its first
         checkpoint), ``...`` standing for the run's own options: ``distnet submit --run-dir`` in a
         job that ``distnet submit`` started, the call to ``fit`` for a run that ``fit`` started, else
-        ``distnet train --run-dir``."""
+        ``distnet train --run-dir``; or, given the ``words`` of the ``distnet train`` that started
+        it here, that command itself."""
         if self.started_by_fit():
             return f"fit(train, validation, run_dir={str(self.path)!r}, ...) in Python"
         options = _submit_options()
+        if options is None and words is not None:
+            return shlex.join(["distnet", *words])
         command = "distnet train" if options is None else "distnet submit"
         return " ".join([command, "--run-dir", shell_path(self.path), *map(shlex.quote, options or [])]) + " ..."
 

@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -468,6 +469,11 @@ def train_args(data: Path, *more) -> list:
     return ["train", "--workers", "0", "--data-dir", data, "--eval-every", "1", "--quiet", *more]
 
 
+def command_line(words: list) -> str:
+    """`distnet` with ``words``, as a shell takes it."""
+    return shlex.join(["distnet", *map(str, words)])
+
+
 @pytest.fixture(scope="module")
 def finished_run(good_data, tmp_path_factory) -> Path:
     """A 2-epoch single-process run: best.npz, checkpoint.npz and checkpoint.prev.npz exist."""
@@ -741,17 +747,18 @@ def test_an_interrupted_run_says_how_to_go_on(capsys, data, tmp_path, monkeypatc
     nothing but its config.json and an empty history, removed again)."""
     folder = tmp_path / "run"
     monkeypatch.setattr("distnet.progress.Reporter", lambda: InterruptedInEpoch(epoch))
-    status, out, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
+    train = train_args(data, "--run-dir", folder, "--epochs", "3")
+    status, out, err = cli(capsys, *train)
     assert status == 130
-    if epoch == 1:
+    if epoch == 1:  # the same command, options and all (it was `... --run-dir {folder} ...`, to retype the rest)
         assert err == (f"\ndistnet: interrupted before the run's first checkpoint; to train it, start it again: "
-                       f"distnet train --run-dir {folder} ...\n")
+                       f"{command_line(train)}\n")
         assert not folder.exists()
         folder.mkdir()  # the user's own: kept, and the advice says it may be reused
-        status, out, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
+        status, out, err = cli(capsys, *train)
         assert status == 130 and sorted(p.name for p in folder.iterdir()) == ["config.json", "history.jsonl"]
         assert err == (f"\ndistnet: interrupted before the run's first checkpoint; to train it, start it again "
-                       f"(the folder may be reused): distnet train --run-dir {folder} ...\n")
+                       f"(the folder may be reused): {command_line(train)}\n")
         monkeypatch.undo()
         status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
         assert status == 0, err
@@ -890,10 +897,11 @@ def test_a_run_is_checkpointed_before_its_first_best_network(capsys, data, tmp_p
     on, start a new run in another run directory")."""
     folder = tmp_path / "run"
     monkeypatch.setattr("distnet.rundir.RunDir.save_checkpoint", interrupt)
-    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "3"))
+    train = train_args(data, "--run-dir", folder, "--epochs", "3")
+    status, _, err = cli(capsys, *train)
     assert status == 130 and not folder.exists()  # it had saved nothing there: no best.npz either
     assert err == (f"\ndistnet: interrupted before the run's first checkpoint; to train it, start it again: "
-                   f"distnet train --run-dir {folder} ...\n")
+                   f"{command_line(train)}\n")
     monkeypatch.undo()
     assert cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))[0] == 0
 
@@ -1024,19 +1032,21 @@ def test_a_full_disk_before_the_first_checkpoint_says_to_start_again(capsys, dat
         real_fsync(fd)
 
     monkeypatch.setattr("distnet.io.os.fsync", disk_full_from_the_first_checkpoint)
-    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "1"))
+    train = train_args(data, "--run-dir", folder, "--epochs", "1")
+    status, _, err = cli(capsys, *train)
     monkeypatch.undo()
     # The first checkpoint comes before the first best network ("start a new run in another run
     # directory" before, the folder holding best.npz).
     assert status == 2 and err.endswith(f": No space left on device; the run saved no checkpoint yet: once there is "
-                                        f"room, start it again: distnet train --run-dir {folder} ...\n"), err
+                                        f"room, start it again: {command_line(train)}\n"), err
     assert not folder.exists()  # the run made it, and saved nothing in it
     other = tmp_path / "other"  # its first checkpoint comes before its first evaluation
     monkeypatch.setattr("distnet.io.os.fsync", disk_full_from_the_first_checkpoint)
-    status, _, err = cli(capsys, *train_args(data, "--run-dir", other, "--epochs", "2", "--eval-every", "2"))
+    train = train_args(data, "--run-dir", other, "--epochs", "2", "--eval-every", "2")
+    status, _, err = cli(capsys, *train)
     monkeypatch.undo()
     assert status == 2 and err.endswith(f": No space left on device; the run saved no checkpoint yet: once there is "
-                                        f"room, start it again: distnet train --run-dir {other} ...\n"), err
+                                        f"room, start it again: {command_line(train)}\n"), err
     status, _, err = cli(capsys, *train_args(data, "--run-dir", other, "--epochs", "1"))
     assert status == 0, err
 
