@@ -24,6 +24,9 @@ __all__ = ["best_params_of", "check_resumable", "data_config", "evaluation_owed"
            "other_mode_message", "other_workers_message"]
 
 
+_DIFFERENCES_SHOWN = 4  # of the settings a refused resume differs in
+
+
 def check_resumable(saved: dict, current: dict) -> None:
     """ConfigError unless a resume's ``current`` config (trainer, data, stop rule) is the one its run
     was ``saved`` with. Not "workers": a resume may draw its batches from another number of shards."""
@@ -31,6 +34,8 @@ def check_resumable(saved: dict, current: dict) -> None:
             "acceptable_error")
     differ = [line for k in keys for line in _differences(k, saved.get(k), current.get(k))]
     if differ:
+        if len(differ) > _DIFFERENCES_SHOWN + 1:  # a trainer of another preset differs in a dozen fields
+            differ = [*differ[:_DIFFERENCES_SHOWN], f"{len(differ) - _DIFFERENCES_SHOWN} other settings of its own"]
         raise ConfigError(f"cannot resume: the run was started with {'; with '.join(differ)}; resume with the "
                           f"run's own settings, which its config.json records (if that file was edited, undo "
                           f"the edit)")

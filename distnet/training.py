@@ -405,7 +405,14 @@ class TrainerBase:
             raise run.hand_edited_config(e) from None
         with self._workers_of_run(saved.get("workers")):
             config = self._run_config(data, settings, extra_config)
-            check_resumable(checkpoint.config, config)
+            try:
+                check_resumable(checkpoint.config, config)
+            except ConfigError as e:
+                if run.started_by_fit() or "dataset" in extra_config:  # (the command line's resume says its data set)
+                    raise
+                # A run of `distnet train` that Python resumes with a trainer of its own making.
+                raise ConfigError(f"{e}; this run was started by the command line, which resumes it with its "
+                                  f"own settings: {run.resume_command()}") from None
         config = {**config, **_kept_extra_config(saved, config, extra_config)}
         ended = self._ended_run(run, checkpoint, settings["epochs"], settings["eval_every"], reporter, notes)
         if ended is not None:

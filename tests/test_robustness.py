@@ -490,6 +490,27 @@ def run(finished_run, tmp_path) -> Path:
     return Path(shutil.copytree(finished_run, tmp_path / "run"))
 
 
+def test_a_command_line_run_resumed_from_python_with_another_trainer_says_how_it_resumes(good_data, run):
+    """A `seed` run resumed with a `tuned` trainer: 1,300 characters of differences, and no word of the
+    command that resumes it as it was."""
+    from distnet import Trainer, get_preset, load_mnist
+
+    tuned = get_preset("tuned")
+    trainer = Trainer(tuned.build_network(seed=1), tuned.build_optimizer(), batch_size=tuned.batch_size, seed=1)
+    splits = load_mnist(good_data, download=False)
+    before = snapshot(run)
+    with pytest.raises(ConfigError) as caught:
+        trainer.fit(splits.train, splits.validation, run_dir=run, resume=True)
+    message = str(caught.value)
+    assert message.startswith("cannot resume: the run was started with another network layers ([{'size': 36, ")
+    assert message.count("; with another ") == 3 and "; with 7 other settings of its own; resume with the run's " \
+                                                     "own settings" in message
+    assert message.endswith(f"; this run was started by the command line, which resumes it with its own settings: "
+                            f"distnet train --resume {run}")
+    assert len(message.replace(str(run), "RUN")) < 900  # (it was 1,300)
+    assert snapshot(run) == before
+
+
 def test_a_run_dir_that_holds_a_run_is_refused_untouched(capsys, data, run):
     before = snapshot(run)
     status, _, err = cli(capsys, *train_args(data, "--run-dir", run))
