@@ -473,6 +473,31 @@ def test_an_error_a_worker_raises_is_the_run_s_error_not_a_lost_actor_to_retry(m
     assert trainer.failures == []
 
 
+def test_a_replacement_whose_start_raises_ends_the_run_with_that_error_not_as_losses_to_retry(
+        mnist, ray_local, tmp_path, monkeypatch):
+    """Worker 1 is lost, and its replacement raises in its constructor (as out of memory would):
+    another start would only raise again. It was counted as a loss of worker 1 and started again
+    until max_failures, which ended the run with FailureLimitError and the error nowhere."""
+    marker = tmp_path / "replacements-fail"
+
+    class FailsOnceReplaced(GradientWorker):
+        def __init__(self, index, *args, **kwargs):
+            if index == 1 and marker.exists():
+                raise MemoryError("simulated: no memory for the replacement's shard")
+            super().__init__(index, *args, **kwargs)
+
+    monkeypatch.setattr("distnet.distributed.trainer.GradientWorker", FailsOnceReplaced)
+    trainer = make_trainer("plain")
+
+    def lose_worker_1():
+        marker.touch()
+        kill_and_wait(trainer.placement[1]["pid"])
+
+    with pytest.raises(RayFailedError, match="error raised in its creation task"):
+        fit(trainer, mnist, reporter=KillOnce(1, 10, lose_worker_1))
+    assert len(trainer.failures) == 1 and trainer.failures[0].startswith("worker 1 "), trainer.failures
+
+
 class OnAnotherHost(GradientWorker):
     """A worker that cannot reach the parameter server's channel, as on another host."""
 

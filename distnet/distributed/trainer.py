@@ -453,7 +453,8 @@ class DistributedTrainer(TrainerBase):
     # -- fault tolerance ------------------------------------------------------------------------
     def _recovering(self, call, again=None):
         """``call()``; after a loss, the lost actors are replaced and ``again()`` (default: ``call()``)
-        is tried, as often as ``max_failures`` allows."""
+        is tried, as often as ``max_failures`` allows. A replacement whose constructor raised is no
+        loss: its error ends the run (another start would only raise it again)."""
         attempt = call
         while True:
             try:
@@ -465,6 +466,8 @@ class DistributedTrainer(TrainerBase):
                     self._replace_lost_actors(cause)
                     break
                 except _LOST as e:
+                    if isinstance(e, ray.exceptions.RayActorError) and e.actor_init_failed:
+                        raise
                     cause = e
             self._report_recoveries()
             attempt = again or call
