@@ -861,6 +861,18 @@ def test_a_run_interrupted_in_its_final_test_evaluation_says_the_resume_only_wri
     assert json.loads((folder / "summary.json").read_text())["epochs"] == 2
 
 
+def test_the_summary_a_resume_writes_for_an_ended_run_says_how_the_run_trained_not_what_the_resume_asked(
+        capsys, data, run):
+    """An ended run without its summary (stopped before it): the resume that writes it trains
+    nothing, and its summary said the resume's --workers 2 and no step protocol (no actor
+    started) for a run that trained in one process."""
+    (run / "summary.json").unlink()
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data, "--workers", "2", "--quiet")
+    assert status == 0, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert (summary["workers"], summary["protocol"], summary["epochs"]) == (0, "single-process", 2)
+
+
 def test_a_run_interrupted_as_its_trainer_closes_after_the_end_says_the_resume_only_writes_the_summary(
         capsys, data, tmp_path, monkeypatch):
     """A distributed trainer stops Ray after the training ended (its last line printed): a Ctrl-C

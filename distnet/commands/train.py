@@ -370,6 +370,19 @@ def _summarises(run: RunDir, result) -> bool:
         result.epochs, result.stop_reason)
 
 
+def _trained_with(trainer: TrainerBase, result: FitResult, run: RunDir) -> tuple[int, str | None]:
+    """The workers (0: in this process) and step protocol a run's summary names: this session's,
+    or for a run that had ended (the session trained nothing, whatever --workers asked) those its
+    config.json records (the protocol as the run was given it, such as auto)."""
+    if result.already_ended:
+        config = run.config()
+        protocol = config.get("protocol")  # none: the run trained in one process
+        return (0, "single-process") if protocol is None else (config["workers"], protocol)
+    if trainer.distributed:
+        return trainer.shards, trainer.active_protocol
+    return 0, "single-process"
+
+
 def finish_train(args: argparse.Namespace, trainer: TrainerBase, result: FitResult, splits: Splits,
                  run: RunDir) -> int:
     """Score the ended training's ``result`` on the test set, write the run's summary.json and
@@ -377,11 +390,11 @@ def finish_train(args: argparse.Namespace, trainer: TrainerBase, result: FitResu
     from ..metrics import evaluate
 
     test = evaluate(result.best_network, splits.test.images, splits.test.labels, splits.test.classes)
+    workers, protocol = _trained_with(trainer, result, run)
     summary = {"run_dir": str(run.path), "best_network": str(run.best_path), "epochs": result.epochs,
                "stop_reason": result.stop_reason, "best_epoch": result.best_epoch,
                "validation_error": result.best_error, "test_error": test.error_rate,
-               "seconds": round(result.seconds, 3), "workers": trainer.shards if trainer.distributed else 0,
-               "protocol": trainer.active_protocol if trainer.distributed else "single-process",
+               "seconds": round(result.seconds, 3), "workers": workers, "protocol": protocol,
                "placement": getattr(trainer, "placement", []),
                "failures": run.failures(), "test": test.to_dict()}  # every session's, not only this one's
     if not (result.already_ended and _summarises(run, result)):  # the ending's own summary stays
