@@ -246,6 +246,23 @@ def test_a_stop_evaluator_lost_again_before_it_has_its_state_back_is_replaced_ag
     assert_same_run(trainer, result, uninterrupted)
 
 
+def test_a_stop_evaluator_whose_start_raises_ends_the_run_with_that_error_not_as_losses_to_retry(
+        mnist, ray_local, monkeypatch):
+    """As a worker whose constructor raises: it was counted as a loss and started again until
+    max_failures, which ended the run with FailureLimitError and the error nowhere."""
+    from distnet.distributed.stop_evaluator import _EarlyStoppingActor
+
+    class CannotStart(_EarlyStoppingActor):
+        def __init__(self, *args, **kwargs):
+            raise MemoryError("simulated: no memory for the stop evaluator")
+
+    monkeypatch.setattr("distnet.distributed.stop_evaluator._EarlyStoppingActor", CannotStart)
+    trainer = make_trainer("plain")
+    with pytest.raises(RayFailedError, match="error raised in its creation task"):
+        fit(trainer, mnist)
+    assert trainer.failures == []
+
+
 @pytest.mark.parametrize("protocol", ["channel", "plain"])
 def test_a_worker_lost_between_two_epochs_costs_the_next_epoch_nothing(mnist, ray_local, protocol):
     """The loss shows at the next epoch's first step, while the server still stands at the end of

@@ -35,8 +35,9 @@ class StopEvaluatorHandle:
     The actor runs on the node ``node_id`` (the driver's: its calls, each with the parameters, stay
     on one machine); the handle writes the best network to ``best_path`` on every improvement.
     ``on_failure(cause)`` is called each time the actor is found dead, before it is replaced; it
-    may raise to end the run instead. ``on_recovery()`` is called once a replacement has its state
-    back. ``notes`` go into the best network's file, as :class:`EarlyStopping`'s do.
+    may raise to end the run instead (an actor whose constructor raised is no loss: its error is
+    raised). ``on_recovery()`` is called once a replacement has its state back. ``notes`` go into
+    the best network's file, as :class:`EarlyStopping`'s do.
     """
 
     def __init__(self, network_spec: dict, window: int, acceptable_error: float | None,
@@ -77,6 +78,8 @@ class StopEvaluatorHandle:
                     self._on_recovery()
                 return ray.get(getattr(self.actor, method).remote(*args))
             except ray.exceptions.RayActorError as e:
+                if e.actor_init_failed:
+                    raise  # its constructor raised: no loss, and another start would only raise again
                 self._on_failure(f"the stop evaluator lost {when} ({e.__class__.__name__})")
                 ray.kill(self.actor)
                 self.actor = self._start()
