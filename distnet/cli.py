@@ -218,7 +218,7 @@ def _kept_run(args: argparse.Namespace, when: str) -> str:
                     f"start a new run in another run directory")
         return f"; the run saved no checkpoint yet: {when}, {_start_again(args, run)}"
     return (f"; the run's files are as its last checkpoint left them: {when}, resume with: "
-            f"{run.resume_command(_workers_asked(args, run))}")
+            f"{run.resume_command(_workers_asked(args, run), address=_address_given(args, run))}")
 
 
 def _once_put_right(error: OSError) -> str:
@@ -267,7 +267,8 @@ def _how_to_go_on(args: argparse.Namespace) -> str:
         return (f" after the training ended, before its test evaluation and summary; to make them (training "
                 f"nothing): {run.resume_command()}")
     if run.has_checkpoint():
-        return f"; resume with: {run.resume_command(_workers_asked(args, run))}"
+        resume = run.resume_command(_workers_asked(args, run), address=_address_given(args, run))
+        return f"; resume with: {resume}"
     if run.holds_results():
         return (" after it saved its best network, before its first checkpoint: it cannot be resumed; to "
                 "train on, start a new run in another run directory")
@@ -287,6 +288,19 @@ def _workers_asked(args: argparse.Namespace, run) -> int | None:
         return workers
     recorded = 0 if config.get("protocol") is None else config.get("workers")  # no protocol: one process
     return None if recorded == workers else workers
+
+
+def _address_given(args: argparse.Namespace, run) -> str | None:
+    """The ``--address`` a training on Ray was given, for the advice to give it again (a resume
+    without it starts a Ray of its own); None where there was none, or the run trains in this process."""
+    if args.address is None or args.workers == 0:
+        return None
+    if args.workers is not None:
+        return args.address
+    try:  # a resume on the run's own workers: on Ray if the run records a step protocol
+        return args.address if run.config().get("protocol") is not None else None
+    except DistnetError:
+        return None
 
 
 def _start_again(args: argparse.Namespace, run) -> str:

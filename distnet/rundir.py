@@ -158,12 +158,13 @@ class RunDir:
             raise ConfigError(f"{self.path} has no checkpoint to resume from (none was written yet, "
                               f"or they were removed); start the run again: {self.start_again_command()}")
 
-    def resume_command(self, workers: int | None = None, at: str | None = None) -> str:
+    def resume_command(self, workers: int | None = None, at: str | None = None, address: str | None = None) -> str:
         """The command that continues this run (on ``workers`` workers, if given; with ``at``, a
         placeholder such as NEW_PATH, for its path): ``distnet submit --resume`` in a job that
         ``distnet submit`` started (the job is resubmitted from where it was submitted, with the
         head's path), the call to ``fit`` for a run that ``fit`` started (on data of its own, which
-        the command line could not give it), else ``distnet train --resume``."""
+        the command line could not give it), else ``distnet train --resume``, joining the cluster at
+        ``address`` if given (a resume without it would start a Ray of its own)."""
         if self.started_by_fit():
             on = f", with workers={workers}" if workers is not None else ""
             return (f"fit(train, validation, run_dir={at or str(self.path)!r}, resume=True) in Python on the run's "
@@ -171,6 +172,7 @@ class RunDir:
         options = _submit_options()
         more = ["--workers", str(workers)] if workers is not None else []
         if options is None:
+            more += ["--address", shlex.quote(address)] if address is not None else []
             return " ".join(["distnet train --resume", at or shell_path(self.path), *more])
         return submit_resume_command(at or str(self.path), options + more)
 

@@ -300,6 +300,30 @@ def test_distnet_train_without_an_address_joins_the_cluster_that_ray_address_nam
 
 
 @pytest.mark.slow
+def test_a_training_that_joined_a_cluster_by_its_address_is_told_to_resume_with_that_address(cluster, mnist):
+    """Interrupted, a run of `distnet train --address HOST:PORT` was told `distnet train --resume RUN`,
+    which (RAY_ADDRESS unset) trains on a Ray of its own, not on the cluster."""
+    run = cluster.folder / "runs" / "by-address"
+    address = cluster.env["RAY_ADDRESS"]
+    env = {name: value for name, value in cluster.env.items() if name != "RAY_ADDRESS"}
+    env["DISTNET_DATA_DIR"] = os.environ["DISTNET_DATA_DIR"]
+    train = subprocess.Popen([sys.executable, "-m", "distnet", "train", "--address", address, "--run-dir", str(run),
+                              "--workers", "2", "--epochs", "100", "--quiet"], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (run / "checkpoint.npz").exists() and time.monotonic() < deadline and train.poll() is None:
+            time.sleep(0.5)
+        assert (run / "checkpoint.npz").exists(), "the run wrote no checkpoint"
+        train.send_signal(signal.SIGINT)
+        _, err = train.communicate(timeout=300)
+    finally:
+        train.kill()
+    assert train.returncode == 130, err
+    assert err.endswith(f"distnet: interrupted; resume with: distnet train --resume {run} --address {address}\n"), err
+
+
+@pytest.mark.slow
 def test_the_cluster_refuses_a_driver_with_a_wrong_token_and_train_says_how_to_give_the_right_one(cluster, mnist):
     wrong = {**cluster.env, "RAY_AUTH_TOKEN": "not-the-token"}
     address = cluster.env["RAY_ADDRESS"]

@@ -122,7 +122,11 @@ def test_a_run_is_continued_the_way_it_was_started(tmp_path: Path) -> None:
     run.update_config({"dataset": "mnist"})  # as distnet train writes it
     assert run.resume_command() == f"distnet train --resume {run.path}"
     assert run.resume_command(workers=1) == f"distnet train --resume {run.path} --workers 1"
+    assert run.resume_command(workers=1, address="10.0.0.5:6379") == (f"distnet train --resume {run.path} --workers 1 "
+                                                                     f"--address 10.0.0.5:6379")
     assert run.start_again_command() == f"distnet train --run-dir {run.path} ..."
+    assert run.start_again_command(["train", "--run-dir", str(run.path), "--hidden", "64 32"]) == (
+        f"distnet train --run-dir {run.path} --hidden '64 32'")
 
 
 def _checkpoint_of(epoch: int) -> Checkpoint:

@@ -337,7 +337,8 @@ class DistributedTrainer(TrainerBase):
             advice = f"end what holds the CPUs, {more}"
         elif self._run is not None and self._run.has_checkpoint() and fits == self._run.config()["workers"]:
             # a resume told more workers than the run's own number, which fits: no other draw is needed
-            advice = f"continue it as it was, on its own {count(fits, 'worker')}: {self._run.resume_command()}, {more}"
+            advice = (f"continue it as it was, on its own {count(fits, 'worker')}: "
+                      f"{self._run.resume_command(address=self.address)}, {more}")
         elif self._run is not None and self._run.has_checkpoint():  # a resume
             advice = f"continue with at most {count(fits, 'worker')}: {self._resume_on(fits)}, {more}"
         raise ConfigError(f"cannot place {count(workers, 'worker')} (one CPU each): {where}; {advice}")
@@ -514,7 +515,7 @@ class DistributedTrainer(TrainerBase):
         cluster has ``cpus_now`` CPUs, fewer than the run's workers)."""
         if self._run is None or not self._run.has_checkpoint():
             return ""
-        command = self._run.resume_command()
+        command = self._run.resume_command(address=self.address)
         kept = (f"; the best network so far and the last checkpoint in {self._run.path} are intact: "
                 f"continue with {command}")
         if cpus_now is not None and 0 < cpus_now < self.shards:
@@ -524,8 +525,8 @@ class DistributedTrainer(TrainerBase):
 
     def _resume_on(self, workers: int) -> str:
         """The command that continues the run on ``workers`` workers, and what that does to its batches."""
-        return (f"{self._run.resume_command(workers=workers)} (from there its mini-batches are drawn from "
-                f"{count(workers, 'shard')}: another draw of the same training)")
+        return (f"{self._run.resume_command(workers=workers, address=self.address)} (from there its mini-batches "
+                f"are drawn from {count(workers, 'shard')}: another draw of the same training)")
 
     def _replace_lost_actors(self, cause: Exception) -> None:
         """After ``cause`` (a loss, or what looked like one): the lost actors counted as a failure
