@@ -24,6 +24,7 @@ from .commands import COMMANDS
 from .commands.common import drop_output as _drop_output
 from .errors import DistnetError
 from .io import FILE_TOO_LARGE, NO_ROOM, NOT_PERMITTED
+from .signals import expect_signals, terminate_as_interrupted, was_terminated
 
 EXIT_USAGE = 2
 
@@ -80,17 +81,6 @@ def _notes_on_stderr(quiet: bool):
         logger.propagate = propagate
 
 
-class _Signals:
-    terminated = False  # SIGTERM arrived (a stopped job, a scheduler's time limit)
-
-
-def _terminate(signum, frame) -> NoReturn:
-    """Stop as Ctrl-C stops, letting go of what the program holds (Ray, the run directory): a
-    KeyboardInterrupt, the one exception Ray's waits turn into an interruption of the call."""
-    _Signals.terminated = True
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv); returns the exit status."""
     parser = build_parser()
@@ -101,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         command = parser.commands[args.command]
         command.error(f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(command, unknown)}")
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous = signal.signal(signal.SIGTERM, terminate_as_interrupted) if in_main_thread else None
     ctrl_c = None  # SIGINT's handler, while a stop is reported
-    _Signals.terminated = False
+    expect_signals()
     try:
         with warnings.catch_warnings(), _notes_on_stderr(quiet=getattr(args, "quiet", False)):
             warnings.showwarning = _show_warning
@@ -141,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         if in_main_thread:  # a second Ctrl-C (a quick double press) would cut the report short with a traceback
             ctrl_c = signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        terminated = _Signals.terminated or isinstance(e, SystemExit)
+        terminated = was_terminated() or isinstance(e, SystemExit)
         ending = "terminated" if terminated else "interrupted"
         advice = _how_to_go_on(args)
         print(f"\ndistnet: {ending}{advice}", file=sys.stderr)

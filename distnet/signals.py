@@ -8,6 +8,29 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
+
+
+class _Terminated:
+    arrived = False  # SIGTERM arrived (a stopped job, a scheduler's time limit)
+
+
+def terminate_as_interrupted(signum, frame) -> NoReturn:
+    """SIGTERM's handler for the command line: stop as Ctrl-C stops, letting go of what the program
+    holds (Ray, the run directory): a KeyboardInterrupt, the one exception Ray's waits turn into an
+    interruption of the call; :func:`was_terminated` then tells the two apart."""
+    _Terminated.arrived = True
+    raise KeyboardInterrupt
+
+
+def was_terminated() -> bool:
+    """Whether the KeyboardInterrupt being handled came of SIGTERM (exit status 143, not 130)."""
+    return _Terminated.arrived
+
+
+def expect_signals() -> None:
+    """Forget a SIGTERM of an earlier command run in this process (tests run many)."""
+    _Terminated.arrived = False
 
 
 @contextmanager

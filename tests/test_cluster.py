@@ -1,6 +1,7 @@
 """Training as a job on a real multi-node Ray cluster: a head and a worker node on 127.0.0.1 with
 token authentication, started by cluster/local_cluster.py; jobs submitted with `distnet submit`
 and with `ray job submit`. Also the cluster-launcher config and how submit builds its job."""
+import asyncio
 import json
 import os
 import re
@@ -662,8 +663,8 @@ def test_submit_help_gives_every_exit_status_submit_gives(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert ("Exit status: 0 when the job succeeded, otherwise the job's own exit status (2 for a distnet error; "
             "128 + N for a training killed by signal N, 137 for SIGKILL; 143 for a job that `ray job stop` stopped), "
-            "or 1; while the job runs on, 130 for Ctrl-C and 141 for a closed output (this command stopped "
-            "following; it names the ray job commands that follow and stop the job); 2 where it was not "
+            "or 1; while the job runs on, 130 for Ctrl-C, 143 for SIGTERM and 141 for a closed output (this command "
+            "stopped following; it names the ray job commands that follow and stop the job); 2 where it was not "
             "submitted, or contact with the cluster was lost.") in text
     # `--run-dir ~/runs/a` reached submit as this machine's home (the shell's), not the head node's
     assert ("Paths (--data-dir, --run-dir, --resume) are paths on the cluster's head node; one in its home is given "
@@ -682,6 +683,21 @@ def test_ctrl_c_while_submit_follows_says_the_job_goes_on_and_how_to_follow_see_
     assert last == ("distnet: stopped following; job j goes on. Follow it again with `ray job logs --follow j`, see "
                     "its status with `ray job status j`, stop it with `ray job stop j` (each with --address "
                     "http://head:8265)")
+
+
+class _TerminatedJobs(_FakeJobs):
+    async def tail_job_logs(self, job_id):
+        os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler's time limit ends submit as it follows the job's log
+        await asyncio.sleep(10)
+        yield
+
+
+def test_sigterm_while_submit_follows_ends_it_as_terminated_not_as_ctrl_c(monkeypatch, capsys):
+    """That was exit status 130, Ctrl-C's, against every other distnet command's 143."""
+    status, last = _submit_to(monkeypatch, capsys, _TerminatedJobs("RUNNING"))
+    assert status == 143 and last.startswith("distnet: stopped following; job j goes on. Follow it again with ")
+    status, _ = _submit_to(monkeypatch, capsys, _InterruptedJobs("RUNNING"))  # no SIGTERM remembered
+    assert status == 130
 
 
 class _GoneReader:

@@ -28,6 +28,7 @@ from ..address import RAY_RESOLVED, WebServerAddressError, check_reachable, chec
 from ..data.datasets import DATA_DIR_ENV
 from ..errors import ConfigError, DistnetError, first_line
 from ..rundir import submit_resume_command
+from ..signals import was_terminated
 from .common import drop_output, folder
 from .train import refuse_run_settings
 
@@ -60,7 +61,7 @@ and the cluster's token in RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_to
 Without --run-dir the run is written on the head node to {RUNS_ON_HEAD}/JOB_ID. Exit status: 0
 when the job succeeded, otherwise the job's own exit status (2 for a distnet error; 128 + N for a
 training killed by signal N, 137 for SIGKILL; 143 for a job that `ray job stop` stopped), or 1;
-while the job runs on, 130 for Ctrl-C and 141 for a closed output (this command stopped
+while the job runs on, 130 for Ctrl-C, 143 for SIGTERM and 141 for a closed output (this command stopped
 following; it names the ray job commands that follow and stop the job); 2 where it was not
 submitted, or contact with the cluster was lost.
 The job's command (its Ray entrypoint) and the variables passed to it are shown when the job is
@@ -253,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ndistnet: stopped following; job {job_id} goes on. "
               f"{_job_commands(job_id, address, 'Follow it again')}", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGTERM if was_terminated() else 130
     except JobsAPIUnreachable as e:  # the cluster went away while the job ran (or the connection to it)
         raise DistnetError(f"lost contact with the cluster's Jobs API at {address} while following job {job_id} "
                            f"({e.reason}); the job may have ended with the cluster: once the cluster is back, a "
