@@ -615,8 +615,9 @@ class TrainerBase:
             if verdict.improved:
                 loop.best_params = np.array(params, copy=True)  # for the checkpoints, without asking the stop rule
             record |= {"validation_error": error, "best_error": verdict.best_error, "best_epoch": verdict.best_epoch}
-        record |= {"learning_rate": self.optimizer.learning_rate, "epoch_seconds": epoch_seconds,
-                   "elapsed_seconds": loop.seconds()}
+        # The rate the epoch trained at: an evaluation a resume owes comes before any epoch has set it.
+        rate = self._scheduled_rate(epoch - 1) if self.schedule is not None else self.optimizer.learning_rate
+        record |= {"learning_rate": rate, "epoch_seconds": epoch_seconds, "elapsed_seconds": loop.seconds()}
         loop.history.append(record)
         if loop.run:
             loop.run.append_history(record)

@@ -187,3 +187,18 @@ def test_resuming_with_another_schedule_is_refused(mnist, tmp_path):
     make_trainer(schedule=CosineDecay()).fit(train, None, epochs=1, run_dir=tmp_path)
     with pytest.raises(ConfigError, match="started with another schedule \\("):
         make_trainer().fit(train, None, epochs=2, run_dir=tmp_path, resume=True)
+
+
+def test_an_evaluation_a_resume_owes_records_the_rate_its_epoch_trained_at(mnist, tmp_path):
+    """Stopped after epoch 3 of 6 (evaluated every 2), resumed to end at 3: the evaluation of
+    epoch 3 made on resuming recorded the base rate, not the scheduled rate epoch 3 trained at."""
+    train, validation = mnist.train.subset(slice(0, 500)), mnist.validation.subset(slice(0, 100))
+    options = dict(eval_every=2, window=10)
+    whole = make_trainer(schedule=StepDecay(1, 0.5)).fit(train, validation, epochs=3, **options)
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(schedule=StepDecay(1, 0.5)).fit(train, validation, epochs=6, run_dir=tmp_path,
+                                                     reporter=InterruptAt(epoch=4, step=1), **options)
+    resumed = make_trainer(schedule=StepDecay(1, 0.5)).fit(train, validation, epochs=3, run_dir=tmp_path,
+                                                           resume=True, **options)
+    assert [h["learning_rate"] for h in whole.history] == [0.01 * 0.5, 0.01 * 0.25]
+    assert [h["learning_rate"] for h in resumed.history] == [h["learning_rate"] for h in whole.history]
