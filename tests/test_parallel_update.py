@@ -1,5 +1,7 @@
 """ParallelUpdate against one UpdateRule on the summed gradient: bit-for-bit, for every optimizer,
 part count and number of gradients, through state round trips and learning-rate changes."""
+import re
+
 import numpy as np
 import pytest
 
@@ -117,6 +119,23 @@ def test_state_of_another_length_is_refused():
     update = ParallelUpdate(SPECS["nesterov"], L2, net.weight_slices, net.params.size, 2)
     with pytest.raises(ConfigError, match=r"optimizer state 'velocity' has shape \(10,\)"):
         update.load_state({"velocity": np.zeros(10, dtype=np.float32)})
+
+
+@pytest.mark.parametrize("length", [9, 12])
+def test_a_gradient_of_another_length_is_refused_before_any_part_updates(length):
+    """Each part took its slice of the gradient: one longer than the parameters was cut to fit
+    and applied, one shorter was refused by the last part only, after the others had updated."""
+    net = network("wide")
+    update = ParallelUpdate(SPECS["nesterov"], L2, net.weight_slices, net.params.size, 2)
+    params = net.params.copy()
+    size = params.size
+    with pytest.raises(ConfigError, match=re.escape(f"gradient 1 of 2 must be an array of the parameters' shape "
+                                                    f"({size},) and dtype float32, got one of shape "
+                                                    f"({size + length - 10},)")):
+        update.apply_sum(params, [np.ones(size, np.float32), np.ones(size + length - 10, np.float32)])
+    np.testing.assert_array_equal(params, net.params)
+    assert update.state() == {}
+    update.close()
 
 
 def test_learning_rate_reaches_every_part():

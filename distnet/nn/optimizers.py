@@ -224,6 +224,15 @@ def check_gradient(params: np.ndarray, grad: np.ndarray, what: str = "the gradie
                           f"{params.dtype}, got {got}: pass the gradient of these parameters, in their dtype")
 
 
+def check_gradients(params: np.ndarray, grads: Sequence[np.ndarray]) -> None:
+    """ConfigError unless ``grads`` holds at least one gradient and each is an array of the shape
+    and dtype of ``params`` (see :func:`check_gradient`): what :meth:`UpdateRule.apply_sum` takes."""
+    if not len(grads):
+        raise ConfigError("apply_sum needs at least one gradient to update the parameters, got none")
+    for i, grad in enumerate(grads):
+        check_gradient(params, grad, "the gradient" if len(grads) == 1 else f"gradient {i} of {len(grads)}")
+
+
 OPTIMIZERS: dict[str, type[Optimizer]] = {
     cls.name: cls for cls in (GradientDescent, Momentum, Nesterov, Adam)
 }
@@ -267,11 +276,7 @@ class UpdateRule:
         """Update ``params`` in place from the mean gradient ``(grads[0] + grads[1] + ...) · scale``,
         summed in that order (a parameter server's workers' gradients); the gradients are only read,
         and each must be an array of the shape and dtype of ``params`` (ConfigError otherwise)."""
-        if not len(grads):
-            raise ConfigError("apply_sum needs at least one gradient to update the parameters, got none")
-        for i, grad in enumerate(grads):
-            # Checked here, before any is summed, for both the one-pass and the NumPy update.
-            check_gradient(params, grad, "the gradient" if len(grads) == 1 else f"gradient {i} of {len(grads)}")
+        check_gradients(params, grads)  # before any is summed, for both the one-pass and the NumPy update
         one_pass = isinstance(self.optimizer, Nesterov) and fused.available()
         # The one-pass update adds the last gradient itself; the rest are summed first, in order,
         # ((g0 + g1) + g2) + ..., as one sum over the whole list would be.

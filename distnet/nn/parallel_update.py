@@ -16,7 +16,7 @@ import numpy as np
 
 from ..checks import instance_of
 from ..errors import ConfigError
-from .optimizers import UpdateRule, optimizer_from_spec
+from .optimizers import UpdateRule, check_gradients, optimizer_from_spec
 
 # Below about this many elements per part, handing a part to a thread costs more than it saves.
 MIN_PART_SIZE = 1 << 18
@@ -95,6 +95,9 @@ class ParallelUpdate:
         as :meth:`UpdateRule.apply_sum` does; the gradients are only read."""
         if params.shape != (self.size,):
             raise ConfigError(f"expected {self.size} parameters, got an array of shape {params.shape}")
+        # Here, before any part updates: each part takes its slice of every gradient, so one of
+        # another length would be cut to fit, or refused by the last part after the others updated.
+        check_gradients(params, grads)
         *others, last = self._parts
         if not others:
             last.apply_sum(params, grads, scale)
