@@ -677,7 +677,9 @@ class TrainerBase:
             return None
         warn(f"{run.path} had ended at epoch {checkpoint.epoch} ({ending.replace('_', ' ')}): nothing "
              f"left to train; {advice}")
-        self.network.set_params(checkpoint.params)  # as after the run, which ended there
+        # As after the run, which ended there: a fit after this one goes on from both.
+        self.network.set_params(checkpoint.params)
+        self.optimizer.load_state(checkpoint.optimizer_state)
         scored = evaluator is not None and math.isfinite(evaluator.lowest)
         best_params = best_params_of(run, checkpoint) if scored else None
         evaluated = best_params is not None

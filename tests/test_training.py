@@ -470,6 +470,26 @@ def test_resuming_a_run_that_ended_trains_nothing_and_returns_its_ending(mnist, 
         assert files(tmp_path / "run") == before
 
 
+def test_a_trainer_given_back_an_ended_run_holds_its_optimizer_state_too_and_trains_on_as_after_it(mnist, tmp_path):
+    """The resume of an ended run gave the trainer the run's last parameters but kept its own
+    optimizer state (none, for a new trainer): a fit after it went on from the one without the
+    other, unlike a fit after the run itself."""
+    def trainer():
+        return Trainer(tiny_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=11)
+
+    train, validation = mnist.train.subset(slice(0, 2000)), mnist.validation.subset(slice(0, 500))
+    after_the_run = trainer()
+    after_the_run.fit(train, validation, epochs=2, run_dir=tmp_path / "run")
+    given_back = trainer()
+    with pytest.warns(UserWarning, match="had ended at epoch 2"):
+        assert given_back.fit(train, validation, epochs=2, run_dir=tmp_path / "run", resume=True).already_ended
+    np.testing.assert_array_equal(given_back.optimizer.state()["velocity"],
+                                  after_the_run.optimizer.state()["velocity"])
+    for continued in (after_the_run, given_back):
+        continued.fit(train, validation, epochs=1)
+    np.testing.assert_array_equal(given_back.network.params, after_the_run.network.params)
+
+
 def test_a_run_that_ended_at_its_maximum_trains_on_to_a_larger_one_as_if_started_with_it(mnist, tmp_path):
     whole, whole_net = fit_small(mnist, tmp_path / "whole", epochs=4)
     run = tmp_path / "run"
