@@ -18,6 +18,7 @@ from typing import IO, Any, Iterator
 import numpy as np
 
 from .errors import ModelFormatError
+from .signals import interruptions_held
 
 # How the file system refuses a write: no room, no permission, or (FILE_TOO_LARGE) a process's
 # size limit (ulimit -f) far more often than the file system's.
@@ -95,7 +96,8 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
 def npz_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
     """An .npz holding ``arrays`` plus ``meta`` as a JSON byte array (read back by read_npz)."""
     buffer = io.BytesIO()
-    np.savez(buffer, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    with interruptions_held():  # (see _read_npz)
+        np.savez(buffer, meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
     return buffer.getvalue()
 
 
@@ -119,7 +121,10 @@ def _read_npz(source: IO[bytes], size: int, name: str, required: tuple[str, ...]
     if head not in (b"PK\x03\x04", b"PK\x05\x06"):
         raise ModelFormatError(f"{name}: not an .npz file (no zip signature); expected a file written by distnet")
     try:
-        with np.load(source, allow_pickle=False) as npz:
+        # A Ctrl-C or SIGTERM that lands inside zipfile's constructor leaves a half-made archive,
+        # whose clean-up then fails at exit with a stray "Exception ignored ... no attribute
+        # '_writing'" after distnet's last line: held until the archive is read (or written).
+        with interruptions_held(), np.load(source, allow_pickle=False) as npz:
             _check_members(npz.zip, size, name)
             arrays = {key: npz[key] for key in npz.files}
     except ModelFormatError:

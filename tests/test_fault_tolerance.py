@@ -705,8 +705,9 @@ def test_the_command_line_gives_up_beyond_max_failures_saying_how_to_go_on(small
     status = main(train_args(small_mnist, run, "--workers", "2", "--address", address, "--max-failures", "0"))
     err = capsys.readouterr().err
     assert status != 0 and "giving up after 1 failure (max_failures=0); the last: worker 1 (pid " in err
-    assert err.rstrip().endswith(f"intact: continue with distnet train --resume {run} (which counts failures "
-                                 f"afresh; --max-failures N allows another number)"), err
+    # (with the cluster's address, which a resume without it would not join)
+    assert err.rstrip().endswith(f"intact: continue with distnet train --resume {run} --address {address} (which "
+                                 f"counts failures afresh; --max-failures N allows another number)"), err
     assert json.loads((run / "config.json").read_text())["max_failures"] == 0
 
 

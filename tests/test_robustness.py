@@ -213,7 +213,7 @@ def test_no_network_and_no_local_copy(capsys, tmp_path, offline):
     empty.mkdir()
     status, _, err = cli(capsys, "train", "--workers", "0", "--data-dir", empty, "--run-dir", tmp_path / "run")
     assert_clean_error(status, err, "MNIST not found", f"{offline['DISTNET_MIRRORS']}{TRAIN_IMAGES}.gz",
-                       "Connection refused", f"put the four files in {tmp_path / 'cache' / 'distnet' / 'mnist'}")
+                       "Connection refused", f"To fix: put the four files in {empty}, or ")  # the folder given
     assert not (tmp_path / "run").exists() and not any((tmp_path / "cache").rglob("*.gz"))
 
 
