@@ -91,7 +91,18 @@ def _differences(name: str, then, now) -> list[str]:
     if isinstance(then, list) and isinstance(now, list) and len(then) == len(now):
         singular = name[:-1] if name.endswith("s") else name  # "network layers" -> "network layer 1"
         return [line for i, (a, b) in enumerate(zip(then, now)) for line in _differences(f"{singular} {i + 1}", a, b)]
-    return [f"another {name} ({then!r} in its checkpoint, {now!r} now)"]
+    return [f"another {name} ({_brief(then)} in its checkpoint, {_brief(now)} now)"]
+
+
+def _brief(value) -> str:
+    """``value`` as a difference names it: a list of layer specs as their sizes and activations
+    ("36 leaky_relu, 10 softmax"), anything else as its repr."""
+    if isinstance(value, list) and value and all(isinstance(layer, dict) and {"size", "activation"} <= layer.keys()
+                                                 for layer in value):
+        names = [layer["activation"].get("name") if isinstance(layer["activation"], dict) else layer["activation"]
+                 for layer in value]
+        return ", ".join(f"{layer['size']} {name}" for layer, name in zip(value, names))
+    return repr(value)
 
 
 def evaluation_owed(checkpoint: Checkpoint, epochs: int, eval_every: int) -> bool:
