@@ -190,7 +190,7 @@ def _stop_nodes(nodes: list[dict], timeout: float) -> None:
         _signal_group(node["pid"], signal.SIGTERM, leader_only=True)
     deadline = time.monotonic() + timeout
     for node in nodes:
-        while _group_alive(node["pid"]) and time.monotonic() < deadline:
+        while _group_alive(node["pid"]) and not _ended_child(node["pid"]) and time.monotonic() < deadline:
             time.sleep(0.2)
         _signal_group(node["pid"], signal.SIGKILL)
 
@@ -226,6 +226,16 @@ def _signal_group(pgid: int, sig: int, leader_only: bool = False) -> None:
             os.killpg(pgid, sig)
     except ProcessLookupError:
         pass
+
+
+def _ended_child(pid: int) -> bool:
+    """Whether ``pid`` is a child of this process that has exited (a node of a start that failed or
+    was interrupted), left uncollected for its ``Popen``: the kernel counts it in its process group,
+    which then never ends by itself."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return False  # not a child of this process (a node that stop ends): its group ends by itself
 
 
 def _group_alive(pgid: int) -> bool:

@@ -985,6 +985,23 @@ def test_local_cluster_stop_leaves_alone_a_process_that_got_a_recorded_node_s_id
             process.wait()
 
 
+def test_nodes_a_failed_start_stops_are_ended_at_once_not_after_the_timeout():
+    """The nodes start stops (one that failed, those started before it) are its own children: each
+    one's ended `ray start`, not yet collected, kept its process group alive to the kernel, so that
+    every such stop waited out its whole timeout (30 s) for nodes that had ended at once."""
+    script = runpy.run_path(str(SCRIPT))
+    node = subprocess.Popen(["sleep", "300"], start_new_session=True)  # as _start_node starts one
+    try:
+        started = time.monotonic()
+        script["stop_nodes"]([{"name": "head", "pid": node.pid, "started": script["_start_time"](node.pid),
+                               "log": "/dev/null"}], timeout=20.0)
+        assert time.monotonic() - started < 5
+        assert node.wait(timeout=5) == -signal.SIGTERM  # its exit status left for its Popen
+    finally:
+        node.kill()
+        node.wait()
+
+
 def test_the_commands_local_cluster_prints_work_from_any_folder(tmp_path):
     """Run as the docs have it (python cluster/local_cluster.py, from the checkout), the commands it
     prints name the script by its absolute path: the relative one failed from any other folder."""
