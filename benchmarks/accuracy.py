@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/accuracy"),
                         help="where the runs and results.jsonl go (default: runs/accuracy)")
     args = parser.parse_args(argv)
+    if args.protocol == "article" and args.workers:
+        parser.error(f"--workers {args.workers}: the article protocol trains in the process; leave --workers out")
     # A seed or preset given twice is one run (twice, two runs would write one run folder at once).
     args.seeds, args.presets = list(dict.fromkeys(args.seeds)), list(dict.fromkeys(args.presets))
     args.runs_dir.mkdir(parents=True, exist_ok=True)

@@ -63,6 +63,9 @@ def test_report_says_what_it_needs(capsys, tmp_path):
     ("accuracy", ["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
     ("accuracy", ["--jobs", "0"], "argument --jobs: must be at least 1, got 0"),
     ("accuracy", ["--presets", "nosuch"], "argument --presets: invalid choice: 'nosuch'"),
+    # The article's runs train in the process: --workers was dropped, yet recorded as the run's.
+    ("accuracy", ["--protocol", "article", "--workers", "2"],
+     "--workers 2: the article protocol trains in the process; leave --workers out"),
     ("stop_window", ["--windows", "0"], "argument --windows: must be at least 1, got 0"),
     ("stop_window", ["--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
 ])
