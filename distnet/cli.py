@@ -24,7 +24,7 @@ from .commands import COMMANDS
 from .commands.common import drop_output as _drop_output
 from .errors import DistnetError
 from .io import FILE_TOO_LARGE, NO_ROOM, NOT_PERMITTED
-from .signals import expect_signals, terminate_as_interrupted, was_terminated
+from .signals import forget_termination, terminate_as_interrupted, was_terminated
 
 EXIT_USAGE = 2
 
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, terminate_as_interrupted) if in_main_thread else None
     ctrl_c = None  # SIGINT's handler, while a stop is reported
-    expect_signals()
+    forget_termination()
     try:
         with warnings.catch_warnings(), _notes_on_stderr(quiet=getattr(args, "quiet", False)):
             warnings.showwarning = _show_warning

@@ -28,7 +28,7 @@ def was_terminated() -> bool:
     return _Terminated.arrived
 
 
-def expect_signals() -> None:
+def forget_termination() -> None:
     """Forget a SIGTERM of an earlier command run in this process (tests run many)."""
     _Terminated.arrived = False
 
