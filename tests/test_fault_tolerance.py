@@ -256,10 +256,13 @@ def test_a_stop_evaluator_whose_start_raises_ends_the_run_with_that_error_not_as
         def __init__(self, *args, **kwargs):
             raise MemoryError("simulated: no memory for the stop evaluator")
 
+    CannotStart.__name__ = CannotStart.__qualname__ = _EarlyStoppingActor.__name__  # as Ray names it
     monkeypatch.setattr("distnet.distributed.stop_evaluator._EarlyStoppingActor", CannotStart)
     trainer = make_trainer("plain")
-    with pytest.raises(RayFailedError, match="error raised in its creation task"):
+    # Ray's own first line named the class in colour codes and not the exception.
+    with pytest.raises(RayFailedError) as raised:
         fit(trainer, mnist)
+    assert str(raised.value) == "the stop evaluator could not start (MemoryError: simulated: no memory for the stop evaluator)"
     assert trainer.failures == []
 
 
@@ -503,6 +506,7 @@ def test_a_replacement_whose_start_raises_ends_the_run_with_that_error_not_as_lo
                 raise MemoryError("simulated: no memory for the replacement's shard")
             super().__init__(index, *args, **kwargs)
 
+    FailsOnceReplaced.__name__ = FailsOnceReplaced.__qualname__ = GradientWorker.__name__  # as Ray names it
     monkeypatch.setattr("distnet.distributed.trainer.GradientWorker", FailsOnceReplaced)
     trainer = make_trainer("plain")
 
@@ -510,7 +514,8 @@ def test_a_replacement_whose_start_raises_ends_the_run_with_that_error_not_as_lo
         marker.touch()
         kill_and_wait(trainer.placement[1]["pid"])
 
-    with pytest.raises(RayFailedError, match="error raised in its creation task"):
+    with pytest.raises(RayFailedError, match=r"^a gradient worker could not start \(MemoryError: simulated: no memory "
+                                             r"for the replacement's shard\)$"):
         fit(trainer, mnist, reporter=KillOnce(1, 10, lose_worker_1))
     assert len(trainer.failures) == 1 and trainer.failures[0].startswith("worker 1 "), trainer.failures
 
@@ -812,3 +817,24 @@ def test_a_parameter_server_lost_after_an_epoch_s_last_step_is_replayed_to_that_
     result = fit(trainer, mnist, reporter=KillOnce(1, 50, lambda: kill_actor_and_wait(trainer._server)))
     assert trainer.failures == ["the parameter server lost in epoch 1 (ActorDiedError)"]
     assert_same_run(trainer, result, uninterrupted)
+
+
+@pytest.mark.parametrize("message, expected", [
+    # Ray's text of a parameter server whose constructor raised, an exception of two lines
+    ("The actor died because of an error raised in its creation task, \x1b[36mray::ParameterServer.__init__()"
+     "\x1b[39m (pid=1, ip=10.0.0.1)\n  File \"server.py\", line 3, in __init__\n    raise ValueError(text)\n"
+     "ValueError: no room\nfor the velocity",
+     "the parameter server could not start (ValueError: no room)"),
+    # a class distnet does not know, an exception without a message
+    ("The actor died because of an error raised in its creation task, ray::Other.__init__() (pid=1)\n"
+     "  File \"x.py\", line 1, in __init__\nMemoryError",
+     "an actor (Other) could not start (MemoryError)"),
+    # no traceback to read: Ray's first line, as it was
+    ("The actor died because of an error raised in its creation task, ray::GradientWorker.__init__() (pid=1)",
+     "a gradient worker could not start (The actor died because of an error raised in its creation task, "
+     "ray::GradientWorker.__init__() (pid=1))"),
+])
+def test_an_actor_that_could_not_start_is_named_with_its_exception(message, expected):
+    from distnet.distributed.trainer import _start_failure
+
+    assert _start_failure(ray.exceptions.RayActorError(None, message, True)) == expected

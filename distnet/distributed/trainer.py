@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -58,7 +59,7 @@ from .same_code import check_same_code
 from .settings import DEFAULT_MAX_FAILURES, PROTOCOLS
 from ..signals import interruptions_held, sigterm_handler_kept
 from .placement import on_node
-from .stop_evaluator import StopEvaluatorHandle
+from .stop_evaluator import StopEvaluatorHandle, _EarlyStoppingActor
 from . import local_ray
 
 # One BLAS thread per worker: each worker owns one CPU of its bundle, and more threads only fight
@@ -106,6 +107,25 @@ def _end_actors(actors: list) -> None:
         ray.wait(exits, num_returns=len(exits), timeout=_EXIT_TIMEOUT_S)
     for actor in actors:
         ray.kill(actor)
+
+
+_ACTOR_ROLES = {GradientWorker.__name__: "a gradient worker", ParameterServer.__name__: "the parameter server",
+                _EarlyStoppingActor.__name__: "the stop evaluator"}
+
+
+def _start_failure(error: ray.exceptions.RayActorError) -> str:
+    """What an actor whose constructor raised tells the user: which actor, and the exception.
+    Ray keeps only the text of a creation task's error: its first line names the actor's class
+    in colour codes, its last lines (after the traceback's indented ones) hold the exception."""
+    text = str(error)
+    actor = re.search(r"ray::(\w+)\.__init__\(\)", text)
+    role = _ACTOR_ROLES.get(actor[1], f"an actor ({actor[1]})") if actor else "an actor"
+    lines = text.splitlines()
+    indented = [i for i, line in enumerate(lines) if line[:1].isspace()]
+    exception = lines[indented[-1] + 1:] if indented else []
+    if not exception or not re.match(r"[A-Za-z_][\w.]*(:|$)", exception[0]):
+        return f"{role} could not start ({first_line(error)})"
+    return f"{role} could not start ({exception[0][:300]})"
 
 
 # The command line shows these notes on stderr: Ray takes seconds to start, which should not pass in silence.
@@ -226,6 +246,8 @@ class DistributedTrainer(TrainerBase):
             raise RayFailedError(f"an actor failed ({type(cause).__name__}: {first_line(cause)})"
                                  f"{self._what_is_kept()}") from e
         except ray.exceptions.RayError as e:
+            if isinstance(e, ray.exceptions.RayActorError) and e.actor_init_failed:
+                raise RayFailedError(f"{_start_failure(e)}{self._what_is_kept()}") from e
             raise RayFailedError(f"Ray failed ({type(e).__name__}: {first_line(e)}){self._what_is_kept()}") from e
         finally:
             self._reporter = None
