@@ -137,7 +137,7 @@ def holds_best(run: RunDir, params: np.ndarray, epoch: int) -> bool:
     try:
         saved = Network.load(run.best_path).params
         record = json.loads(run.best_path.with_suffix(".json").read_text())
-    except (DistnetError, OSError, ValueError):
+    except (DistnetError, OSError, ValueError, RecursionError):
         return False
     return isinstance(record, dict) and record.get("epoch") == epoch and np.array_equal(saved, params)
 

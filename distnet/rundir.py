@@ -410,7 +410,7 @@ class RunDir:
             return []
         failures = []
         for line in lines:
-            with suppress(ValueError, TypeError, KeyError):
+            with suppress(ValueError, TypeError, KeyError, RecursionError):  # (JSON nested beyond reason)
                 failures.append(str(json.loads(line)["what"]))
         return failures
 
@@ -420,7 +420,7 @@ class RunDir:
         try:
             lines = self.history_path.read_bytes().decode("utf-8", errors="replace").splitlines()
             return [json.loads(line) for line in filter(str.strip, lines)] == records
-        except (FileNotFoundError, ValueError):
+        except (FileNotFoundError, ValueError, RecursionError):
             return False
 
     def rewrite_history(self, records: list[dict]) -> None:

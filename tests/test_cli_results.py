@@ -566,6 +566,9 @@ def test_plot_says_which_line_of_the_history_is_broken_and_refuses_a_file_for_ou
     (run / "history.jsonl").write_text(complete + '{"epoch": 9, "train_err\n' + complete)  # broken, not cut short
     status, _, err = run_cli(capsys, "plot", run)
     assert status == 2 and err == f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON (a resume of the run, distnet train --resume {run}, writes the file again from its checkpoint)\n"
+    (run / "history.jsonl").write_text(complete + "[" * 100_000 + "\n" + complete)  # RecursionError's traceback before
+    status, _, err = run_cli(capsys, "plot", run)
+    assert status == 2 and err == f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON (a resume of the run, distnet train --resume {run}, writes the file again from its checkpoint)\n"
     (run / "history.jsonl").write_bytes(complete.encode() + b'\xff\xfe{"epoch": 9}\n' + complete.encode())
     status, _, err = run_cli(capsys, "plot", run)  # not text at all: a UnicodeDecodeError's traceback before
     assert status == 2 and err == f"distnet: error: {run / 'history.jsonl'}: line {lines} is not valid JSON (a resume of the run, distnet train --resume {run}, writes the file again from its checkpoint)\n"

@@ -29,8 +29,17 @@ def test_failures_accumulate_and_lines_that_are_not_records_are_skipped(tmp_path
     run.append_failure("a")
     run.append_failure("b")
     assert run.failures() == ["a", "b"]
-    run.failures_path.write_text('[1]\n"text"\n{"what": "w"}\n')  # edited by hand
-    assert run.failures() == ["w"]
+    run.failures_path.write_text('[1]\n"text"\n{"what": "w"}\n' + "[" * 100_000 + "\n")  # edited by hand
+    assert run.failures() == ["w"]  # the last line: RecursionError before
+
+
+def test_a_history_nested_beyond_reason_is_not_the_checkpoint_s(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    run.create(CONFIG)
+    run.rewrite_history([{"epoch": 5}])
+    assert run.history_holds([{"epoch": 5}])
+    run.history_path.write_text('{"epoch": 5}\n' + "[" * 100_000 + "\n")
+    assert not run.history_holds([{"epoch": 5}])  # RecursionError before
 
 
 def test_a_folder_that_existed_before_is_kept_when_the_block_fails(tmp_path: Path) -> None:
@@ -159,6 +168,14 @@ def test_a_run_holds_its_best_network_only_with_the_epoch_best_json_records(tmp_
     assert holds_best(RunDir(tmp_path), network.params, 5)
     assert not holds_best(RunDir(tmp_path), network.params, 3)
     assert not holds_best(RunDir(tmp_path), network.params + 1, 5)
+    (tmp_path / "best.json").write_text("[" * 100_000)  # edited by hand: RecursionError before
+    assert not holds_best(RunDir(tmp_path), network.params, 5)
+
+
+def test_a_job_s_line_nested_beyond_reason_is_not_a_json_record() -> None:
+    from distnet.commands.submit import _is_json_object
+
+    assert _is_json_object('{"epoch": 5}') and not _is_json_object("[" * 100_000)  # RecursionError before
 
 
 def test_a_file_written_atomically_is_synced_and_so_is_its_folder(tmp_path: Path, monkeypatch) -> None:

@@ -114,7 +114,7 @@ def read_history(path: Path) -> list[dict]:
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # (RecursionError: nested beyond reason)
             if number == len(lines) and not text.endswith("\n"):  # what a run killed while writing it leaves
                 warn(f"{path}: the last line (line {number}) was cut short as it was written: the "
                      f"evaluations before it are drawn (a resume of the run rewrites the file)")

@@ -331,7 +331,7 @@ async def _print_logs(client, job_id: str, json_lines: bool = False) -> None:
 def _is_json_object(line: str) -> bool:
     try:
         return isinstance(json.loads(line), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 

@@ -364,7 +364,7 @@ def _summarises(run: RunDir, result) -> bool:
     an earlier ending, and was stopped before its summary, still holds the earlier one's)."""
     try:
         written = json.loads(run.summary_path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return False
     return isinstance(written, dict) and (written.get("epochs"), written.get("stop_reason")) == (
         result.epochs, result.stop_reason)
