@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "fashion-mnist"])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process of one seed
     args = parser.parse_args(argv)
+    args.windows = list(dict.fromkeys(args.windows))  # a window given twice is one row
     if args.one is not None:
         print(json.dumps(curve(args.preset, args.one, args.epochs, args.windows, args.dataset)))
         return 0

@@ -1,11 +1,13 @@
 """benchmarks/stop_window.py: replaying the stop rule over one run's validation errors gives what a
 run with that window would have done (the tool's premise), and how the tool reports it."""
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import benchmarks.stop_window as stop_window  # noqa: E402
 from benchmarks.stop_window import markdown, replay  # noqa: E402
 from distnet import Dense, Nesterov, Network  # noqa: E402
 from distnet.trainer import Trainer  # noqa: E402
@@ -51,3 +53,20 @@ def test_the_table_gives_medians_per_window_and_marks_runs_that_did_not_stop():
               "runs": runs}
     row = markdown(report).splitlines()[4]
     assert row == "| 10 | 2.835 % | 2.66 % | 100 (80), 100+ (80), 100 (80), 100 (80) |"
+
+
+def test_a_window_or_seed_given_twice_is_one_row_and_one_run(monkeypatch, capsys):
+    children = []
+
+    def child(command, what):
+        children.append(command)
+        windows = command[command.index("--windows") + 1:]
+        result = {"epochs": 100, "best_epoch": 80, "validation_error": 0.03, "stopped": True, "test_error": 0.03}
+        return '{"windows": {%s}}' % ", ".join(f'"{w}": {json.dumps(result)}' for w in windows), ""
+
+    monkeypatch.setattr(stop_window, "run_child", child)
+    assert stop_window.main(["--windows", "10", "20", "10", "--seeds", "1", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(children) == 1 and children[0][-3:] == ["--windows", "10", "20"]
+    assert json.loads(out[0])["windows"] == [10, 20]
+    assert [line.split(" |")[0] for line in out if line.startswith("| 10 ") or line.startswith("| 20 ")] == ["| 10", "| 20"]
