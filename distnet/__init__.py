@@ -21,7 +21,7 @@ from .presets import PRESETS, Preset, get_preset
 from .progress import JsonLinesReporter, Reporter, TerminalReporter
 from .stop import EarlyStopping, StopEvaluator
 from .trainer import Trainer
-from .training import FitResult
+from .fit_result import FitResult
 
 __version__ = "0.1.0"
 

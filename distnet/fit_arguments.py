@@ -1,11 +1,13 @@
 """What :meth:`~distnet.training.TrainerBase.fit` checks of its arguments before any work starts
 (before a run directory is written, or a distributed trainer starts Ray): each says what is wrong
-and how to fix it."""
+and how to fix it. Also the run settings a fit takes where it is given none (:data:`FIT_DEFAULTS`)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
-from .checks import acceptable_error_or_none, json_object, listed, whole_number
+from .checks import acceptable_error_or_none, json_object, listed, path_of, whole_number
 from .data import Dataset
 from .data.augment import RandomAffine
 from .data.datasets import DIGIT_CLASSES
@@ -13,6 +15,7 @@ from .data.digits import PIXELS, SIDE
 from .errors import ConfigError
 from .nn import Network, Optimizer
 from .progress import Reporter
+from .rundir import RunDir
 
 
 def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | None,
@@ -81,6 +84,31 @@ def checked_reporter(reporter) -> Reporter:
     return reporter
 
 
+def checked_run_dir(run_dir: str | Path | None, resume: bool, checkpoint_every: int,
+                    extra_config: dict) -> RunDir | None:
+    """The fit's run directory, checked to take what the fit will do there: a new run, or a run to
+    resume (with a checkpoint, not in use); ConfigError otherwise, or for what goes into one
+    (checkpoints, an ``extra_config``) without it, before a distributed trainer starts Ray."""
+    if run_dir is not None:
+        path_of("run_dir", run_dir)
+    if resume and run_dir is None:
+        raise ConfigError("resume=True continues the run in run_dir: give run_dir")
+    if checkpoint_every and run_dir is None:
+        raise ConfigError(f"checkpoint_every={checkpoint_every} writes checkpoints into run_dir: give run_dir, "
+                          f"or leave checkpoint_every at 0")
+    if extra_config and run_dir is None:  # it would be taken, and written nowhere
+        raise ConfigError(f"extra_config ({', '.join(extra_config)}) goes into the config.json of run_dir: give "
+                          f"run_dir, or leave extra_config out")
+    if run_dir is None:
+        return None
+    run = RunDir(run_dir)
+    if resume:
+        run.check_resumable()
+    else:
+        run.check_new()
+    return run
+
+
 def checked_settings(settings: dict, resolved: bool = False) -> dict:
     """Run settings (epochs, eval_every, window, checkpoint_every, acceptable_error) as plain
     numbers, None staying None (once ``resolved``, only an acceptable_error may be None);
@@ -93,6 +121,15 @@ def checked_settings(settings: dict, resolved: bool = False) -> dict:
         return whole_number(name, value, 0 if name == "checkpoint_every" else 1)
 
     return {name: checked(name, value) for name, value in settings.items()}
+
+
+#: fit's settings for a new run when not given (a resumed run keeps its own).
+FIT_DEFAULTS = {"epochs": 100, "eval_every": 5, "window": 4, "checkpoint_every": 0}
+
+
+def resolved_settings(given: dict, defaults: dict) -> dict:
+    """fit's run settings: each one given, else the default (for a resume, the run's own)."""
+    return {key: defaults.get(key) if value is None else value for key, value in given.items()}
 
 
 # How many samples check_finite reads at a time.

@@ -14,7 +14,7 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .step_stats import StepStats
-    from .training import FitResult
+    from .fit_result import FitResult
 
 
 class Reporter:
@@ -40,7 +40,7 @@ class Reporter:
         epoch_seconds and elapsed_seconds (training time so far, earlier sessions included)."""
 
     def on_end(self, result: "FitResult") -> None:
-        """The run ended, with the :class:`~distnet.training.FitResult` that fit returns (also when a
+        """The run ended, with the :class:`~distnet.fit_result.FitResult` that fit returns (also when a
         resume found it already ended: ``result.already_ended``)."""
 
     def on_recovery(self, what: str, failures: int, max_failures: int) -> None:

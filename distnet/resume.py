@@ -3,25 +3,32 @@
 :meth:`distnet.training.TrainerBase.fit` with ``resume=True`` refuses a resume whose trainer, data or
 stop rule differ from the run's (:func:`check_resumable`, on what :func:`data_config` records), warns
 when it draws its batches from another number of workers (:func:`other_workers_message`), and picks
-up the best network and a last evaluation the run still owes.
+up the best network and a last evaluation the run still owes. A resume finds where the run goes on
+(:func:`resumed_start`), or returns a run that had ended as it ended (:func:`ended_run`).
 """
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .checkpoint import Checkpoint
 from .data import Dataset
 from .checks import count, listed
-from .errors import ConfigError, DistnetError
-from .nn import Network
+from .errors import ConfigError, DistnetError, warn
+from .fit_result import FitResult
+from .nn import Network, Optimizer
+from .progress import Reporter
 from .rundir import RunDir
+from .stop import EarlyStopping, StopEvaluator
 
-__all__ = ["best_params_of", "check_resumable", "data_config", "evaluation_owed", "holds_best", "loads_as_network",
-           "other_mode_message", "other_workers_message"]
+__all__ = ["Start", "best_params_of", "check_resumable", "data_config", "ended_run", "evaluation_owed", "holds_best",
+           "kept_extra_config", "loads_as_network", "other_mode_message", "other_workers_message", "resumed_start",
+           "set_aside_newer_best"]
 
 
 _DIFFERENCES_SHOWN = 4  # of the settings a refused resume differs in
@@ -161,3 +168,121 @@ def data_config(train: Dataset, validation: Dataset | None) -> dict:
 def _checksum(data: Dataset) -> int:
     """CRC-32 of the samples and labels: a resume on other data of the same size is refused."""
     return zlib.crc32(np.ascontiguousarray(data.labels), zlib.crc32(np.ascontiguousarray(data.images)))
+
+
+class Start(NamedTuple):
+    """Where a fit starts: its run settings and configuration, the checkpoint it resumes, and,
+    once the resumed run trains on (its workers placed), what config.json is to record and the
+    warning to give (another number of workers)."""
+
+    settings: dict
+    config: dict
+    checkpoint: Checkpoint | None
+    record: dict
+    warning: str | None
+
+
+def resumed_start(run: RunDir, checkpoint: Checkpoint, saved: dict, settings: dict, config: dict,
+                  extra_config: dict, distributed: bool) -> Start:
+    """Where a resume that trains on starts: at ``checkpoint``, with its run ``settings`` and
+    ``config`` (already checked against the checkpoint's); the warning for a run that goes on with another
+    number of workers, or in the other mode (``distributed``: on Ray now); and what config.json
+    (``saved``) is to record once the training starts, ``extra_config`` it lacks included."""
+    then = checkpoint.config.get("workers", config["workers"])
+    other_mode = (saved.get("protocol") is None) != (config.get("protocol") is None)
+    warning = None
+    if then != config["workers"]:
+        warning = other_workers_message(run, checkpoint, then, config["workers"])
+    elif other_mode and then > 1:
+        warning = other_mode_message(run, then, distributed)
+    # Recorded once the training starts (its workers placed; a resume that fails to start changes
+    # nothing), so that a later resume without them trains to the same end, as often checkpointed
+    # (a run of a version that did not record its checkpoint interval: 0, epoch ends), with these
+    # workers and (on Ray) as many failures recovered from in a session; and whether it trains on
+    # Ray or in one process.
+    record = {"epochs": settings["epochs"]} if saved.get("epochs") != settings["epochs"] else {}
+    if saved.get("checkpoint_every", 0) != settings["checkpoint_every"]:
+        record["checkpoint_every"] = settings["checkpoint_every"]
+    record |= {key: config[key] for key in ("workers", "max_failures")
+               if key in config and saved.get(key) != config[key]}
+    if other_mode:
+        record["protocol"] = config.get("protocol")
+    record.update({key: value for key, value in extra_config.items() if key not in saved})
+    return Start(settings, config, checkpoint, record, warning)
+
+
+def kept_extra_config(saved: dict, config: dict, given: dict) -> dict:
+    """The extra_config a resume keeps from its run (``saved``: its config.json) beside its
+    ``config``: what the run recorded, which the resume's own (``given``) may repeat or add to,
+    but not change (a run's two records, config.json and its checkpoints, would disagree);
+    ConfigError where it does."""
+    if changed := [key for key, value in given.items() if key in saved and saved[key] != value]:
+        key = changed[0]
+        raise ConfigError(f"cannot resume with extra_config {key}={given[key]!r}: the run recorded "
+                          f"{key}={saved[key]!r}; leave it out (a resume keeps what the run recorded) or give that")
+    # "protocol": what a distributed run records, which a resume in one process drops.
+    return {key: value for key, value in saved.items() if key not in config and key != "protocol"}
+
+
+def ended_run(run: RunDir, checkpoint: Checkpoint, epochs: int, eval_every: int, network: Network,
+              optimizer: Optimizer, reporter: Reporter, notes: dict) -> FitResult | None:
+    """If the run of this checkpoint had ended (its stop rule said stop, or it trained ``epochs``
+    epochs, evaluating every ``eval_every``), its result as it ended, with nothing trained or
+    started and the trainer's ``network`` and ``optimizer`` set as the run left them; else None. A
+    best.npz removed, damaged or ahead of the checkpoint since (a later resume killed before its
+    next checkpoint) is written again (with ``notes``) from the checkpoint, which holds it, and so
+    is such a history.jsonl. ConfigError if it has trained more than ``epochs`` epochs."""
+    state = checkpoint.stopping_state
+    evaluator = StopEvaluator.from_state(state["evaluator"]) if state else None
+    trained = (checkpoint.epoch, checkpoint.step)
+    if evaluator is not None and evaluator.stopped:
+        ending, advice = "early_stop", "its stop rule ended it; to train longer, start a new run"
+    elif trained > (epochs, 0):
+        raise ConfigError(f"{run.path} has trained {checkpoint.epoch} epochs"
+                          f"{f' and {checkpoint.step} steps' if checkpoint.step else ''}, more than the "
+                          f"{epochs} asked for; resume it with a larger number of epochs")
+    elif trained == (epochs, 0) and evaluation_owed(checkpoint, epochs, eval_every):
+        return None  # not ended: a run ending there evaluates its last epoch first
+    elif trained == (epochs, 0):
+        ending = "max_epochs"
+        advice = "to train longer, resume it with more epochs (--epochs with --resume; fit(epochs=...) in Python)"
+    else:
+        return None
+    warn(f"{run.path} had ended at epoch {checkpoint.epoch} ({ending.replace('_', ' ')}): nothing "
+         f"left to train; {advice}")
+    # As after the run, which ended there: a fit after this one goes on from both.
+    network.set_params(checkpoint.params)
+    optimizer.load_state(checkpoint.optimizer_state)
+    scored = evaluator is not None and math.isfinite(evaluator.lowest)
+    best_params = best_params_of(run, checkpoint) if scored else None
+    evaluated = best_params is not None
+    best = Network.from_spec(network.spec(), best_params) if evaluated else network.copy()
+    # (a checkpoint that does not hold its best network took best.npz as it is: nothing to compare)
+    as_checkpointed = not evaluated or checkpoint.best_params is None or \
+        holds_best(run, best_params, state["best_epoch"])
+    if not (loads_as_network(run.best_path) and as_checkpointed):
+        if evaluated:  # as of the checkpoint (a crash left it ahead, or damaged); its window is the state's
+            stopping = EarlyStopping(network.spec(), 1, best_path=run.best_path, notes=notes)
+            stopping.load_state(state, best_params)
+            stopping.save_best()
+        elif not scored:
+            best.save(run.best_path, notes=notes)  # a run without validation: its last network is its result
+    if not run.history_holds(checkpoint.history):  # from the checkpoint, as a resume that trains
+        run.rewrite_history(checkpoint.history)
+    result = FitResult(best_network=best,
+                       best_error=evaluator.lowest if evaluated else math.nan,
+                       best_epoch=state["best_epoch"] if evaluated else checkpoint.epoch,
+                       epochs=checkpoint.epoch, stop_reason=ending, history=checkpoint.history,
+                       run_dir=run.path, seconds=checkpoint.seconds, already_ended=True)
+    reporter.on_end(result)
+    return result
+
+
+def set_aside_newer_best(run: RunDir, then: str) -> None:
+    """Keep ``run``'s best.npz, saved after the checkpoint a resume starts from, under a name of its
+    own where it holds a network: the run goes on otherwise than it would have (other workers) and
+    will not train that network again. ``then``: what becomes of best.npz."""
+    if not loads_as_network(run.best_path):
+        return
+    warn(f"{run.best_path} came after the checkpoint this run resumes from, and the run goes on otherwise "
+         f"than it would have: it is kept as {run.set_aside_best().name}, and {then}")

@@ -8,121 +8,32 @@ in this process (:class:`distnet.trainer.Trainer`) or on Ray actors
 from __future__ import annotations
 
 import copy
-import difflib
-import inspect
 import math
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from operator import itemgetter
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from .batches import BatchPlan
 from .checkpoint import Checkpoint
+from .chunk_sizer import ChunkSizer
 from .data import Dataset
 from .errors import ConfigError, TrainingDivergedError, warn
-from .data.augment import RandomAffine
-from .nn import Network, Optimizer, UpdateRule
-from .nn.schedules import Schedule
+from .fit_result import FitResult
 from .progress import Reporter
-from .resume import (best_params_of, check_resumable, data_config, evaluation_owed, holds_best, loads_as_network,
-                     other_mode_message, other_workers_message)
+from .resume import (Start, best_params_of, check_resumable, data_config, ended_run, evaluation_owed, holds_best,
+                     kept_extra_config, resumed_start, set_aside_newer_best)
 from .rundir import RunDir
-from .checks import Checked, instance_of, path_of, positive_int, seed_or_none
-from .fit_arguments import (check_finite, check_finite_state, check_fit_arguments, checked_extra_config,
-                            checked_reporter, checked_settings)
+from .checks import positive_int
+from .fit_arguments import (FIT_DEFAULTS, check_finite, check_finite_state, check_fit_arguments, checked_extra_config,
+                            checked_reporter, checked_run_dir, checked_settings, resolved_settings)
 from .step_stats import StepStats
 from .stop import EarlyStopping, StopEvaluator, Stopping, Verdict
-
-
-class ChunkSizer:
-    """How many steps the loop runs between two looks at progress (divergence checks, the
-    progress bar, step checkpoints): about ``CHUNK_SECONDS`` of work, and never fewer than a
-    tenth of an epoch.
-
-    Each look costs a few calls (on Ray actors, a round trip each); the article's network runs an
-    epoch in well under a second, where ten looks per epoch cost more than the progress is worth.
-    Chunks never change the result: a step computes the same whichever chunk it falls in.
-    """
-
-    CHUNK_SECONDS = 1.0
-
-    def __init__(self, steps_per_epoch: int):
-        self.smallest = max(1, math.ceil(steps_per_epoch / 10))
-        self.largest = steps_per_epoch
-        self.size = self.smallest
-
-    def end(self, start: int) -> int:
-        """Where the chunk that begins at step ``start`` ends: ``size`` steps on, or at the epoch's
-        end when less than half a chunk would be left after it (which would cost a whole look)."""
-        stop = start + self.size
-        return self.largest if self.largest - stop < self.size / 2 else stop
-
-    def record(self, steps: int, seconds: float) -> None:
-        """A chunk of ``steps`` took ``seconds``: size the next one."""
-        if seconds > 0:
-            fitting = int(self.CHUNK_SECONDS * steps / seconds)
-            self.size = min(self.largest, max(self.smallest, fitting))
-
-
-@dataclass(repr=False)
-class FitResult:
-    """What ``fit`` of a :class:`~distnet.trainer.Trainer` or a
-    :class:`~distnet.distributed.DistributedTrainer` returns (its repr counts the ``history``'s
-    records as ``evaluations``).
-
-    ``best_network`` is the network of the lowest validation error (a copy: the trainer's own
-    ``network`` holds the last parameters), ``best_error`` that error and ``best_epoch`` its
-    epoch; without a validation set nothing is scored, ``best_network`` is the last one and
-    ``best_error`` is NaN. ``epochs`` counts the epochs trained in all, ``stop_reason`` is
-    ``"early_stop"`` (the stop rule) or ``"max_epochs"``, ``history`` holds one record per
-    evaluation (epoch, train error and cost, validation error and best so far when there is a
-    validation set, learning rate, seconds), ``run_dir`` the run directory if any, ``seconds`` the
-    training time (steps, evaluations, checkpoints; not the start of Ray and the actors) over every
-    session of a resumed run, and ``already_ended`` says a resume found the run ended and trained
-    nothing.
-    """
-
-    best_network: Network
-    best_error: float
-    best_epoch: int
-    epochs: int
-    stop_reason: str
-    history: list[dict] = field(default_factory=list)
-    run_dir: Path | None = None
-    seconds: float = 0.0
-    already_ended: bool = False
-
-    def __repr__(self) -> str:
-        return (f"FitResult(best_error={self.best_error:.4f}, best_epoch={self.best_epoch}, epochs={self.epochs}, "
-                f"stop_reason={self.stop_reason!r}, evaluations={len(self.history)}, "
-                f"run_dir={str(self.run_dir) if self.run_dir else None!r}, "
-                f"seconds={self.seconds:.1f})")
-
-
-#: fit's settings for a new run when not given (a resumed run keeps its own).
-FIT_DEFAULTS = {"epochs": 100, "eval_every": 5, "window": 4, "checkpoint_every": 0}
-
-
-def _resolved(given: dict, defaults: dict) -> dict:
-    """fit's run settings: each one given, else the default (for a resume, the run's own)."""
-    return {key: defaults.get(key) if value is None else value for key, value in given.items()}
-
-
-class _Start(NamedTuple):
-    """Where a fit starts: its run settings and configuration, the checkpoint it resumes, and,
-    once the resumed run trains on (its workers placed), what config.json is to record and the
-    warning to give (another number of workers)."""
-
-    settings: dict
-    config: dict
-    checkpoint: Checkpoint | None
-    record: dict
-    warning: str | None
+from .trainer_settings import TrainerSettings
 
 
 @dataclass
@@ -151,13 +62,14 @@ class _Loop:
         return self.earlier_seconds + time.perf_counter() - self.started
 
 
-class TrainerBase:
+class TrainerBase(TrainerSettings):
     """Mini-batch training with the original's update rule and early stopping.
 
     Optional, and not in the original: a learning-rate ``schedule`` (the optimizer's rate is the
     base, multiplied by the schedule's factor at the start of each epoch) and an
     ``augmentation`` that moves every training image anew at each epoch start, shard by shard
-    with generators seeded by (seed, epoch, shard), so every path sees the same pixels.
+    with generators seeded by (seed, epoch, shard), so every path sees the same pixels. What a
+    trainer is made with, and the settings it takes between fits, are :class:`TrainerSettings`.
 
     Subclasses implement ``_told_workers``, ``_decide_workers``, ``_open``,
     ``_run_steps``, ``_validation_error_rate``, ``_params``, ``_optimizer_state`` and ``_load_state``, and may
@@ -165,129 +77,6 @@ class TrainerBase:
     """
 
     distributed = False  # whether the steps run on Ray actors (the progress header says so)
-    # Settings are checked whenever they are set: one changed between fits is checked as one given.
-    batch_size = Checked(lambda name, value: positive_int("the batch size", value))
-    seed = Checked(lambda name, value: _seed_of(value))
-    schedule = Checked(lambda name, value: instance_of("schedule", value, Schedule, "CosineDecay()", optional=True))
-    augmentation = Checked(lambda name, value: instance_of("augmentation", value, RandomAffine, "RandomAffine()",
-                                                           optional=True))
-
-    def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
-                 seed: int | None = None, schedule: Schedule | None = None,
-                 augmentation: RandomAffine | None = None):
-        self.batch_size = batch_size
-        instance_of("network", network, Network, "Network([Dense(36, 'leaky_relu'), Dense(10, 'softmax')])")
-        instance_of("optimizer", optimizer, Optimizer, "Nesterov(0.02, 0.87)")
-        self.schedule = schedule
-        self.augmentation = augmentation
-        self.seed = seed
-        self.rule = UpdateRule(optimizer, l2, network.weight_slices)
-        self._network = network
-        self._base_rate: float | None = None  # during a fit: the rate the schedule scales
-        self._schedule_epochs: int | None = None  # during a fit: the schedule's horizon
-
-    @property
-    def l2(self) -> float:
-        """The L2 factor: every weight is multiplied by (1 − l2) once per update."""
-        return self.rule.l2
-
-    @l2.setter
-    def l2(self, l2: float) -> None:
-        self.rule.l2 = l2
-
-    @property
-    def network(self) -> Network:
-        """The network the trainer trains in place. Another may be given between fits: L2 then
-        decays its weights (an optimizer that has stepped holds state for the first network's
-        parameters, which a network of another size refuses)."""
-        return self._network
-
-    @network.setter
-    def network(self, network: Network) -> None:
-        if self._base_rate is not None:
-            raise ConfigError("the network cannot change during a fit (the fit trains the one it began with); "
-                              "set it before the fit or after it")
-        instance_of("network", network, Network, "Network([Dense(36, 'leaky_relu'), Dense(10, 'softmax')])")
-        self.rule = UpdateRule(self.optimizer, self.rule.l2, network.weight_slices)
-        self._network = network
-
-    @property
-    def optimizer(self) -> Optimizer:
-        """The optimizer the trainer was made with, fixed for its life (its state belongs to the
-        parameters it updates); its learning rate is the setting :attr:`learning_rate`."""
-        return self.rule.optimizer
-
-    @property
-    def shards(self) -> int:
-        """The number of workers whose mini-batches the trainer draws (the shards of the training
-        set): the number it was told; else that of the fit under way, or of the last (a resumed
-        run's, or for a new run the trainer's own choice: one for :class:`~distnet.Trainer`, a
-        ``DistributedTrainer`` one per CPU of the cluster, at most one per sample of a batch)."""
-        workers = self._told_workers() or self._fit_workers
-        if workers is None:
-            raise ConfigError("a trainer told no number of workers decides it as a fit starts (the cluster's CPUs, "
-                              "or a resumed run's number), and none has yet; pass workers=N to fix it")
-        return workers
-
-    @property
-    def learning_rate(self) -> float:
-        """The base learning rate: the optimizer's, which a schedule scales epoch by epoch during a
-        fit (and puts back after it). Setting it sets the optimizer's."""
-        return self._base_rate if self._base_rate is not None else self.optimizer.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, learning_rate: float) -> None:
-        if self._base_rate is not None:
-            raise ConfigError("the base learning rate cannot change during a fit (the run records it); set it "
-                              "before the fit, or give the trainer a schedule")
-        self.optimizer.learning_rate = learning_rate  # (checked by the optimizer)
-
-    # Public attributes the trainer keeps in itself, rather than settings of the class.
-    _INSTANCE_ATTRIBUTES: tuple[str, ...] = ("rule",)
-
-    def __setattr__(self, name: str, value) -> None:
-        # A misspelt setting (``trainer.batchsize = 64``) or another trainer's (``Trainer.workers``)
-        # would be kept and never read: the fit would train as if it had not been set. A method or
-        # a constant of distnet's replaced would break what reads it. A subclass of one's own may
-        # keep what it likes.
-        if not (name.startswith("_") or name in self._INSTANCE_ATTRIBUTES or self._is_setting(name)
-                or not _defined_by_distnet(type(self), name)):
-            settings = self.settings()
-            close = difflib.get_close_matches(name, settings, n=1)
-            what = f"{name} is read-only" if hasattr(type(self), name) else f"there is no setting {name!r}"
-            if name in inspect.signature(type(self).__init__).parameters:  # such as the optimizer
-                what += f", given as the trainer is made: for another, make a new {type(self).__name__}"
-            raise ConfigError(f"{type(self).__name__}: {what}{f' (did you mean {close[0]}?)' if close else ''}; "
-                              f"the settings are {', '.join(settings)}")
-        super().__setattr__(name, value)
-
-    @classmethod
-    def _is_setting(cls, name: str) -> bool:
-        where = getattr(cls, name, None)
-        return isinstance(where, Checked) or isinstance(where, property) and where.fset is not None
-
-    @classmethod
-    def settings(cls) -> list[str]:
-        """The names of the settings a trainer of this class takes after it is made, each checked
-        as one given to the constructor."""
-        return [name for name in dir(cls) if not name.startswith("_") and cls._is_setting(name)]
-
-    def config(self) -> dict:
-        """The run's configuration as JSON-able data (stored in run directories and checkpoints)."""
-        return {"network": self.network.spec(),
-                "optimizer": {**self.optimizer.spec(), "learning_rate": self.learning_rate}, "l2": self.rule.l2,
-                "batch_size": self.batch_size, "seed": self.seed, "workers": self.shards,
-                "schedule": self.schedule.spec() if self.schedule else None,
-                "augmentation": self.augmentation.spec() if self.augmentation else None}
-
-    def __repr__(self) -> str:
-        extras = "".join(f", {name}={value!r}" for name, value in self._repr_extras().items() if value is not None)
-        sizes = "-".join(map(str, self.network.sizes))
-        return (f"{type(self).__name__}(network={sizes}, optimizer={self.optimizer!r}, l2={self.rule.l2:g}, "
-                f"batch_size={self.batch_size}, seed={self.seed}{extras})")
-
-    def _repr_extras(self) -> dict:
-        return {"schedule": self.schedule, "augmentation": self.augmentation}
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self, train: Dataset, validation: Dataset | None = None, *, epochs: int | None = None,
@@ -305,9 +94,9 @@ class TrainerBase:
         fraction, such as 0.02), and keeps the best network. Without ``validation`` (None, or an
         empty set such as ``load_mnist(validation=0).validation``) nothing is scored: each
         evaluation records the train error and cost, and the last network is the result. Not
-        given, a new run uses :data:`FIT_DEFAULTS` (100 epochs, an evaluation every 5, a window of
-        4) and no acceptable error; to train all ``epochs`` with a validation set (its best network
-        kept all the same), give a window of more evaluations than the run makes, such as
+        given, a new run uses :data:`~distnet.fit_arguments.FIT_DEFAULTS` (100 epochs, an evaluation
+        every 5, a window of 4) and no acceptable error; to train all ``epochs`` with a validation set
+        (its best network kept all the same), give a window of more evaluations than the run makes, such as
         ``window=epochs``. ``reporter`` receives the progress (:class:`distnet.progress.TerminalReporter`
         prints it as ``distnet train`` does); by default nothing is printed.
 
@@ -347,7 +136,7 @@ class TrainerBase:
         train, validation = self._checked_data(train, validation, resume)
         reporter = checked_reporter(reporter)
         extra_config = checked_extra_config(extra_config)
-        run = _checked_run_dir(run_dir, resume, given["checkpoint_every"], extra_config)
+        run = checked_run_dir(run_dir, resume, given["checkpoint_every"], extra_config)
         with run.held(create=not resume) if run is not None else nullcontext():
             data = data_config(train, validation)
             resumed = (self._resume(run, data, given, extra_config, reporter, trained_on_notes(train))
@@ -385,22 +174,22 @@ class TrainerBase:
         failures it recovers from)."""
         return nullcontext()
 
-    def _new_run(self, run: RunDir | None, data: dict, given: dict, extra_config: dict) -> _Start:
-        settings = _resolved(given, FIT_DEFAULTS)
+    def _new_run(self, run: RunDir | None, data: dict, given: dict, extra_config: dict) -> Start:
+        settings = resolved_settings(given, FIT_DEFAULTS)
         config = self._run_config(data, settings, extra_config)
         if run is not None:
             run.create(config)
-        return _Start(settings, config, None, {}, None)
+        return Start(settings, config, None, {}, None)
 
     def _resume(self, run: RunDir, data: dict, given: dict, extra_config: dict, reporter: Reporter,
-                notes: dict) -> _Start | FitResult:
+                notes: dict) -> Start | FitResult:
         """Where the run in ``run`` stands, checked against this trainer and data (ConfigError if
         they differ); its result if it had ended. Nothing here needs Ray."""
         checkpoint = run.load_checkpoint()
         run.remove_unfinished_writes()  # after a load that worked: a failed resume touches nothing
         saved = run.config()  # where a resume to a new total records it at once
         try:
-            settings = checked_settings(_resolved(given, {**FIT_DEFAULTS, **saved}), resolved=True)
+            settings = checked_settings(resolved_settings(given, {**FIT_DEFAULTS, **saved}), resolved=True)
         except ConfigError as e:  # what was given is checked already: this is the file's
             raise run.hand_edited_config(e) from None
         with self._workers_of_run(saved.get("workers")):
@@ -413,35 +202,16 @@ class TrainerBase:
                 # A run of `distnet train` that Python resumes with a trainer of its own making.
                 raise ConfigError(f"{e}; this run was started by the command line, which resumes it with its "
                                   f"own settings: {run.resume_command()}") from None
-        config = {**config, **_kept_extra_config(saved, config, extra_config)}
-        ended = self._ended_run(run, checkpoint, settings["epochs"], settings["eval_every"], reporter, notes)
+        config = {**config, **kept_extra_config(saved, config, extra_config)}
+        ended = ended_run(run, checkpoint, settings["epochs"], settings["eval_every"], self.network,
+                          self.optimizer, reporter, notes)
         if ended is not None:
             if ended.stop_reason == "max_epochs" and saved.get("epochs") != settings["epochs"]:
                 # ended at this total: a later resume left to the run ends there too
                 run.update_config({"epochs": settings["epochs"]})
             self._decide_workers(config["workers"])  # (the run's, or the trainer's own): what shards says
             return ended
-        then = checkpoint.config.get("workers", config["workers"])
-        other_mode = (saved.get("protocol") is None) != (config.get("protocol") is None)
-        warning = None
-        if then != config["workers"]:
-            warning = other_workers_message(run, checkpoint, then, config["workers"])
-        elif other_mode and then > 1:
-            warning = other_mode_message(run, then, self.distributed)
-        # Recorded once the training starts (its workers placed; a resume that fails to start changes
-        # nothing), so that a later resume without them trains to the same end, as often checkpointed
-        # (a run of a version that did not record its checkpoint interval: 0, epoch ends), with these
-        # workers and (on Ray) as many failures recovered from in a session; and whether it trains on
-        # Ray or in one process.
-        record = {"epochs": settings["epochs"]} if saved.get("epochs") != settings["epochs"] else {}
-        if saved.get("checkpoint_every", 0) != settings["checkpoint_every"]:
-            record["checkpoint_every"] = settings["checkpoint_every"]
-        record |= {key: config[key] for key in ("workers", "max_failures")
-                   if key in config and saved.get(key) != config[key]}
-        if other_mode:
-            record["protocol"] = config.get("protocol")
-        record.update({key: value for key, value in extra_config.items() if key not in saved})
-        return _Start(settings, config, checkpoint, record, warning)
+        return resumed_start(run, checkpoint, saved, settings, config, extra_config, self.distributed)
 
     def _run_config(self, data: dict, settings: dict, extra_config: dict) -> dict:
         own = {**self.config(), **data, **settings}
@@ -450,13 +220,6 @@ class TrainerBase:
             raise ConfigError(f"extra_config cannot set {', '.join(taken)}: the run records {them} itself (from the "
                               f"trainer, the data and fit's arguments); set {them} there, or choose other names")
         return {**own, **extra_config}
-
-    _fit_workers: int | None = None  # told none: the number of the fit under way, or of the last
-
-    def _told_workers(self) -> int | None:
-        """The number of workers (shards) the trainer was told, which every fit uses; None: each
-        fit decides (:meth:`_decide_workers`)."""
-        raise NotImplementedError
 
     @contextmanager
     def _workers_of_run(self, workers: int | None) -> Iterator[None]:
@@ -480,7 +243,7 @@ class TrainerBase:
         until the next fit decides again."""
         raise NotImplementedError
 
-    def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, start: _Start,
+    def _fit(self, train: Dataset, validation: Dataset | None, run: RunDir | None, start: Start,
              reporter: Reporter) -> FitResult:
         checkpoint = start.checkpoint
         carried = None  # a resume within an epoch: that epoch's batches are those it began with
@@ -548,13 +311,13 @@ class TrainerBase:
         position = checkpoint.epoch, checkpoint.step, replace(checkpoint.epoch_stats)  # a copy: the steps add to it
         if state is None or state["best_epoch"] < 0:  # before the first evaluation: any best.npz came after
             if redrawn and not owed:  # (owed, it is that evaluation's, of these parameters, which it makes again)
-                _set_aside_newer_best(loop.run, "the next evaluation writes best.npz anew")
+                set_aside_newer_best(loop.run, "the next evaluation writes best.npz anew")
             return *position, None
         loop.best_params = best_params_of(loop.run, checkpoint)
         loop.stopping.load_state(state, loop.best_params)
         if checkpoint.best_params is not None and not holds_best(loop.run, loop.best_params, state["best_epoch"]):
             if redrawn:
-                _set_aside_newer_best(loop.run, "best.npz restarts from the checkpoint's")
+                set_aside_newer_best(loop.run, "best.npz restarts from the checkpoint's")
             loop.stopping.save_best()  # best.npz as of the checkpoint: a crash left it ahead, or damaged
         evaluator = StopEvaluator.from_state(state["evaluator"])
         return *position, Verdict(False, False, evaluator.lowest, state["best_epoch"])
@@ -651,59 +414,6 @@ class TrainerBase:
                                             finished_epoch=finished))
         loop.since_checkpoint = 0
 
-    def _ended_run(self, run: RunDir, checkpoint: Checkpoint, epochs: int, eval_every: int, reporter: Reporter,
-                   notes: dict) -> FitResult | None:
-        """If the run of this checkpoint had ended (its stop rule said stop, or it trained ``epochs``
-        epochs, evaluating every ``eval_every``), its result as it ended, with nothing trained or
-        started; else None. A best.npz removed, damaged or ahead of the checkpoint since (a later
-        resume killed before its next checkpoint) is written again (with ``notes``) from the
-        checkpoint, which holds it, and so is such a history.jsonl. ConfigError if it has trained
-        more than ``epochs`` epochs."""
-        state = checkpoint.stopping_state
-        evaluator = StopEvaluator.from_state(state["evaluator"]) if state else None
-        trained = (checkpoint.epoch, checkpoint.step)
-        if evaluator is not None and evaluator.stopped:
-            ending, advice = "early_stop", "its stop rule ended it; to train longer, start a new run"
-        elif trained > (epochs, 0):
-            raise ConfigError(f"{run.path} has trained {checkpoint.epoch} epochs"
-                              f"{f' and {checkpoint.step} steps' if checkpoint.step else ''}, more than the "
-                              f"{epochs} asked for; resume it with a larger number of epochs")
-        elif trained == (epochs, 0) and evaluation_owed(checkpoint, epochs, eval_every):
-            return None  # not ended: a run ending there evaluates its last epoch first
-        elif trained == (epochs, 0):
-            ending = "max_epochs"
-            advice = "to train longer, resume it with more epochs (--epochs with --resume; fit(epochs=...) in Python)"
-        else:
-            return None
-        warn(f"{run.path} had ended at epoch {checkpoint.epoch} ({ending.replace('_', ' ')}): nothing "
-             f"left to train; {advice}")
-        # As after the run, which ended there: a fit after this one goes on from both.
-        self.network.set_params(checkpoint.params)
-        self.optimizer.load_state(checkpoint.optimizer_state)
-        scored = evaluator is not None and math.isfinite(evaluator.lowest)
-        best_params = best_params_of(run, checkpoint) if scored else None
-        evaluated = best_params is not None
-        best = Network.from_spec(self.network.spec(), best_params) if evaluated else self.network.copy()
-        # (a checkpoint that does not hold its best network took best.npz as it is: nothing to compare)
-        as_checkpointed = not evaluated or checkpoint.best_params is None or \
-            holds_best(run, best_params, state["best_epoch"])
-        if not (loads_as_network(run.best_path) and as_checkpointed):
-            if evaluated:  # as of the checkpoint (a crash left it ahead, or damaged); its window is the state's
-                stopping = EarlyStopping(self.network.spec(), 1, best_path=run.best_path, notes=notes)
-                stopping.load_state(state, best_params)
-                stopping.save_best()
-            elif not scored:
-                best.save(run.best_path, notes=notes)  # a run without validation: its last network is its result
-        if not run.history_holds(checkpoint.history):  # from the checkpoint, as a resume that trains
-            run.rewrite_history(checkpoint.history)
-        result = FitResult(best_network=best,
-                           best_error=evaluator.lowest if evaluated else math.nan,
-                           best_epoch=state["best_epoch"] if evaluated else checkpoint.epoch,
-                           epochs=checkpoint.epoch, stop_reason=ending, history=checkpoint.history,
-                           run_dir=run.path, seconds=checkpoint.seconds, already_ended=True)
-        reporter.on_end(result)
-        return result
-
     def _diverged(self, loop: _Loop, epoch: int, step: int) -> TrainingDivergedError:
         """The error for a training that diverged in ``epoch`` (0-based) by ``step``: what to do,
         where the run's files are, and the best network so far (the trainer's is diverged now)."""
@@ -764,67 +474,6 @@ class TrainerBase:
 
     def _close(self) -> None:
         pass
-
-
-def _set_aside_newer_best(run: RunDir, then: str) -> None:
-    """Keep ``run``'s best.npz, saved after the checkpoint a resume starts from, under a name of its
-    own where it holds a network: the run goes on otherwise than it would have (other workers) and
-    will not train that network again. ``then``: what becomes of best.npz."""
-    if not loads_as_network(run.best_path):
-        return
-    warn(f"{run.best_path} came after the checkpoint this run resumes from, and the run goes on otherwise "
-         f"than it would have: it is kept as {run.set_aside_best().name}, and {then}")
-
-
-def _defined_by_distnet(cls: type, name: str) -> bool:
-    """Whether ``name`` on a ``cls`` is distnet's: defined by a class of distnet's, or, where no
-    class defines it, asked of a class of distnet's own (not of a subclass elsewhere)."""
-    owner = next((c for c in cls.__mro__ if name in vars(c)), cls)
-    return owner.__module__.split(".")[0] == "distnet"
-
-
-def _checked_run_dir(run_dir: str | Path | None, resume: bool, checkpoint_every: int,
-                     extra_config: dict) -> RunDir | None:
-    """The fit's run directory, checked to take what the fit will do there: a new run, or a run to
-    resume (with a checkpoint, not in use); ConfigError otherwise, or for what goes into one
-    (checkpoints, an ``extra_config``) without it, before a distributed trainer starts Ray."""
-    if run_dir is not None:
-        path_of("run_dir", run_dir)
-    if resume and run_dir is None:
-        raise ConfigError("resume=True continues the run in run_dir: give run_dir")
-    if checkpoint_every and run_dir is None:
-        raise ConfigError(f"checkpoint_every={checkpoint_every} writes checkpoints into run_dir: give run_dir, "
-                          f"or leave checkpoint_every at 0")
-    if extra_config and run_dir is None:  # it would be taken, and written nowhere
-        raise ConfigError(f"extra_config ({', '.join(extra_config)}) goes into the config.json of run_dir: give "
-                          f"run_dir, or leave extra_config out")
-    if run_dir is None:
-        return None
-    run = RunDir(run_dir)
-    if resume:
-        run.check_resumable()
-    else:
-        run.check_new()
-    return run
-
-
-def _seed_of(seed) -> int:
-    """``seed`` as the trainer keeps it: a whole number >= 0, or for None one drawn at random."""
-    seed = seed_or_none(seed)
-    return int(np.random.SeedSequence().entropy % 2**32) if seed is None else seed
-
-
-def _kept_extra_config(saved: dict, config: dict, given: dict) -> dict:
-    """The extra_config a resume keeps from its run (``saved``: its config.json) beside its
-    ``config``: what the run recorded, which the resume's own (``given``) may repeat or add to,
-    but not change (a run's two records, config.json and its checkpoints, would disagree);
-    ConfigError where it does."""
-    if changed := [key for key, value in given.items() if key in saved and saved[key] != value]:
-        key = changed[0]
-        raise ConfigError(f"cannot resume with extra_config {key}={given[key]!r}: the run recorded "
-                          f"{key}={saved[key]!r}; leave it out (a resume keeps what the run recorded) or give that")
-    # "protocol": what a distributed run records, which a resume in one process drops.
-    return {key: value for key, value in saved.items() if key not in config and key != "protocol"}
 
 
 def trained_on_notes(train: Dataset) -> dict:

@@ -1154,9 +1154,9 @@ import json, os, signal, sys
 import numpy as np
 import ray
 from distnet import Dense, Nesterov, Network, load_mnist
+from distnet.chunk_sizer import ChunkSizer
 from distnet.distributed import DistributedTrainer
 from distnet.progress import Reporter
-from distnet.training import ChunkSizer
 
 ChunkSizer.CHUNK_SECONDS = 0.0  # chunks of a tenth of an epoch: the node goes down mid-epoch
 splits = load_mnist(download=False)

@@ -17,13 +17,13 @@ import ray
 
 from distnet import Dense, DistnetError, ModelFormatError, Nesterov, Network
 from distnet.checkpoint import Checkpoint
+from distnet.chunk_sizer import ChunkSizer
 from distnet.cli import main
 from distnet.data.idx import write_idx
 from distnet.distributed import DistributedTrainer
 from distnet.distributed.gradient_worker import GradientWorker
 from distnet.distributed.trainer import FailureLimitError, RayFailedError
 from distnet.progress import Reporter
-from distnet.training import ChunkSizer
 
 pytestmark = pytest.mark.slow
 EPOCHS = 2

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from distnet import ConfigError, Dataset, Dense, Nesterov, Network, Trainer
+from distnet.fit_result import FitResult
 from distnet.metrics import (confident_mistakes, evaluate, evaluation_of, probability_table, recognition,
                              recognized)
 from distnet.progress import JsonLinesReporter, TerminalReporter, describe_training
 from distnet.step_stats import StepStats
-from distnet.training import FitResult
 
 OUTPUTS = np.array([[0.90, 0.05, 0.05],   # label 0: right, sure
                     [0.20, 0.70, 0.10],   # label 0: wrong (1), 0.70

@@ -15,6 +15,7 @@ import pytest
 from distnet import ConfigError, Dense, Nesterov, Network, TrainingDivergedError
 from distnet.batches import BatchGather, BatchPlan, split_sizes
 from distnet.checkpoint import Checkpoint
+from distnet.chunk_sizer import ChunkSizer
 from distnet.data import Dataset
 from distnet.data.augment import RandomAffine
 from distnet.nn import Schedule, UpdateRule
@@ -24,7 +25,7 @@ from distnet.rundir import RunDir
 from distnet.step_stats import StepStats
 from distnet.stop import EarlyStopping
 from distnet.trainer import Trainer
-from distnet.training import ChunkSizer, TrainerBase
+from distnet.training import TrainerBase
 from hostile import deeply_nested
 
 

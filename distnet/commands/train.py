@@ -26,7 +26,8 @@ from .common import (add_data_arguments, cluster_address, folder, fraction, laye
 if TYPE_CHECKING:
     from ..data import Splits
     from ..nn import Network, Optimizer
-    from ..training import FitResult, TrainerBase
+    from ..fit_result import FitResult
+    from ..training import TrainerBase
 
 
 def _each_preset(setting: str, shown=str) -> str:
