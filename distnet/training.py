@@ -137,6 +137,8 @@ class TrainerBase(TrainerSettings):
         reporter = checked_reporter(reporter)
         extra_config = checked_extra_config(extra_config)
         run = checked_run_dir(run_dir, resume, given["checkpoint_every"], extra_config)
+        if not resume:  # (a resume's epochs are its run's, unless given: checked as it is read)
+            self._check_schedule(resolved_settings(given, FIT_DEFAULTS)["epochs"])
         with run.held(create=not resume) if run is not None else nullcontext():
             data = data_config(train, validation)
             resumed = (self._resume(run, data, given, extra_config, reporter, trained_on_notes(train))
@@ -211,7 +213,17 @@ class TrainerBase(TrainerSettings):
                 run.update_config({"epochs": settings["epochs"]})
             self._decide_workers(config["workers"])  # (the run's, or the trainer's own): what shards says
             return ended
+        self._check_schedule(settings["epochs"])
         return resumed_start(run, checkpoint, saved, settings, config, extra_config, self.distributed)
+
+    def _check_schedule(self, epochs: int) -> None:
+        """ConfigError where the schedule takes the learning rate to 0 (it underflows) by the last
+        of ``epochs`` epochs: refused before anything starts, not when that epoch comes. The last
+        epoch's rate is the lowest: every schedule here only lowers it."""
+        if self.schedule is not None and not self.learning_rate * self.schedule.factor(epochs - 1, epochs) > 0:
+            raise ConfigError(f"the schedule {self.schedule!r} takes the learning rate {self.learning_rate:g} down "
+                              f"to 0 (it underflows) by the last of the {epochs} epochs; give a schedule that "
+                              f"lowers it less, or fewer epochs")
 
     def _run_config(self, data: dict, settings: dict, extra_config: dict) -> dict:
         own = {**self.config(), **data, **settings}

@@ -202,3 +202,20 @@ def test_an_evaluation_a_resume_owes_records_the_rate_its_epoch_trained_at(mnist
                                                            resume=True, **options)
     assert [h["learning_rate"] for h in whole.history] == [0.01 * 0.5, 0.01 * 0.25]
     assert [h["learning_rate"] for h in resumed.history] == [h["learning_rate"] for h in whole.history]
+
+
+def test_a_schedule_that_takes_the_rate_to_0_is_refused_before_the_fit_not_at_that_epoch(mnist, tmp_path):
+    """0.01 · (1e-200)² underflows to 0 in the third epoch: the fit trained two epochs, then failed
+    with "the learning rate must be a positive finite number, got 0.0" (and a run resumed to more
+    epochs did the same)."""
+    train = mnist.train.subset(slice(0, 200))
+    trainer = make_trainer(schedule=StepDecay(1, 1e-200))
+    before = trainer.network.params.copy()
+    refused = (r"^the schedule StepDecay\(every=1, gamma=1e-200\) takes the learning rate 0.01 down to 0 \(it "
+               r"underflows\) by the last of the {} epochs; give a schedule that lowers it less, or fewer epochs$")
+    with pytest.raises(ConfigError, match=refused.format(3)):
+        trainer.fit(train, None, epochs=3, run_dir=tmp_path / "new")
+    assert np.array_equal(trainer.network.params, before) and not (tmp_path / "new").exists()
+    trainer.fit(train, None, epochs=2, run_dir=tmp_path / "run")  # its rate 1e-202 in the second epoch
+    with pytest.raises(ConfigError, match=refused.format(4)):
+        make_trainer(schedule=StepDecay(1, 1e-200)).fit(train, None, epochs=4, run_dir=tmp_path / "run", resume=True)
