@@ -20,9 +20,8 @@ from distnet.checkpoint import Checkpoint
 from distnet.chunk_sizer import ChunkSizer
 from distnet.cli import main
 from distnet.data.idx import write_idx
-from distnet.distributed import DistributedTrainer
+from distnet.distributed import DistributedTrainer, FailureLimitError, RayFailedError
 from distnet.distributed.gradient_worker import GradientWorker
-from distnet.distributed.trainer import FailureLimitError, RayFailedError
 from distnet.progress import Reporter
 
 pytestmark = pytest.mark.slow
@@ -835,6 +834,6 @@ def test_a_parameter_server_lost_after_an_epoch_s_last_step_is_replayed_to_that_
      "ray::GradientWorker.__init__() (pid=1))"),
 ])
 def test_an_actor_that_could_not_start_is_named_with_its_exception(message, expected):
-    from distnet.distributed.trainer import _start_failure
+    from distnet.distributed.recovery import start_failure
 
-    assert _start_failure(ray.exceptions.RayActorError(None, message, True)) == expected
+    assert start_failure(ray.exceptions.RayActorError(None, message, True)) == expected
