@@ -41,6 +41,9 @@ RAY_SYSTEM_CONFIG = {"free_objects_period_milliseconds": 10}
 # How long a stopped job's driver has after SIGTERM (Ray's default: 3 s) to let go of its actors
 # and print how to resume before Ray kills it; on a busy machine that takes longer than 3 s.
 JOB_STOP_WAIT_SECONDS = 30
+# How long stop waits for the processes it sent SIGKILL to to be gone (they go within milliseconds,
+# once the kernel runs them).
+KILLED_WAIT_SECONDS = 10
 DEFAULT_DIR = Path("/tmp/distnet-cluster")
 STARTED = "Ray runtime started"
 # Ray puts unix sockets at DIR/ray/session_<date>_<pid>/sockets/plasma_store; a socket path
@@ -193,6 +196,13 @@ def _stop_nodes(nodes: list[dict], timeout: float) -> None:
         while _group_alive(node["pid"]) and not _ended_child(node["pid"]) and time.monotonic() < deadline:
             time.sleep(0.2)
         _signal_group(node["pid"], signal.SIGKILL)
+    # A process ends on SIGKILL only once it next runs: on a busy machine a node's processes could
+    # still be there for a moment after it was sent (seen by pgrep, holding their ports and files)
+    # as stop reported them stopped. Wait for them (zombies aside, which hold nothing).
+    deadline = time.monotonic() + KILLED_WAIT_SECONDS
+    for node in nodes:
+        while _group_running(node["pid"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _start_time(pid: int) -> int | None:
@@ -236,6 +246,24 @@ def _ended_child(pid: int) -> bool:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return False  # not a child of this process (a node that stop ends): its group ends by itself
+
+
+def _group_running(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` has not yet exited (zombies, which have, aside). Without
+    /proc, whether the group has any process at all."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return _group_alive(pgid)
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):  # gone meanwhile (ESRCH is a ProcessLookupError, an OSError)
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _group_alive(pgid: int) -> bool:
