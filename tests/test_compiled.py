@@ -73,10 +73,16 @@ def test_no_channel_is_resized_for_parameters_larger_than_ray_s_first_buffer(mni
 
 def test_a_fit_leaves_none_of_the_graph_s_semaphores_in_shared_memory(mnist, ray_local):
     """Ray names two semaphores per channel in /dev/shm and removes them only for an actor that
-    exits by itself: killed, it left 18 files there for good after every fit."""
+    exits by itself: killed, it left 18 files there for good after every fit. Only this Ray's are
+    looked at: it names them after its raylet's process id (sem.obj<pid>-..., sem.hdr<pid>-...),
+    and another Ray on the machine (another test session's) makes its own meanwhile, which it may
+    keep longer than the wait here."""
+    raylets = ray_local._private.worker._global_node.all_processes.get("raylet", [])
+    assert len(raylets) == 1, "the test's Ray was not started by this process"
+    ours = tuple(f"sem.{kind}{raylets[0].process.pid}-" for kind in ("obj", "hdr"))
 
     def semaphores():
-        return {name for name in os.listdir("/dev/shm") if name.startswith("sem.")}
+        return {name for name in os.listdir("/dev/shm") if name.startswith(ours)}
 
     before, made = semaphores(), set()
 
