@@ -107,40 +107,55 @@ def start(folder: Path, workers: int, cpus: int, timeout: float) -> dict:
                 str(dashboard_port), "--ray-client-server-port", str(client_port),
                 "--temp-dir", str(folder / "ray"), *common]
 
-    nodes = [_start_node(folder, "head", head_arguments, env, timeout)]
+    # Every node is in ``nodes`` from the moment its process exists (see _start_node), and stopped
+    # whatever ends the start before it is recorded in cluster.json: a Ctrl-C that landed as the
+    # head's process was started, or between one node's start and the next, left it running with
+    # nothing to stop it by.
+    nodes: list[dict] = []
     try:
+        _start_node(folder, "head", head_arguments, env, timeout, nodes)
         for i in range(1, workers + 1):
-            nodes.append(_start_node(folder, f"worker-{i}",
-                                     lambda: ["--address", addresses["gcs_address"], *common], env, timeout))
+            _start_node(folder, f"worker-{i}", lambda: ["--address", addresses["gcs_address"], *common], env,
+                        timeout, nodes)
+        state = {**addresses, "auth_token_path": env.get("RAY_AUTH_TOKEN_PATH"), "nodes": nodes}
+        state_file.write_text(json.dumps(state, indent=2) + "\n")
     except BaseException:
         stop_nodes(nodes)
+        state_file.unlink(missing_ok=True)  # (one cut short as it was written): no cluster runs
         raise
-    state = {**addresses, "auth_token_path": env.get("RAY_AUTH_TOKEN_PATH"), "nodes": nodes}
-    state_file.write_text(json.dumps(state, indent=2) + "\n")
     return state
 
 
-def _start_node(folder: Path, name: str, arguments, env: dict, timeout: float, attempts: int = 3) -> dict:
-    """Start one node (``arguments()`` gives its options, with fresh ports each attempt). On a busy
+def _start_node(folder: Path, name: str, arguments, env: dict, timeout: float, nodes: list[dict],
+                attempts: int = 3) -> dict:
+    """Start one node (``arguments()`` gives its options, with fresh ports each attempt), added to
+    ``nodes`` as soon as its process exists (and taken out again if it is stopped here). On a busy
     machine Ray 2.60's raylet can give up on its own agents after a fixed 15 s (ray-project/ray
     issue 65983), so a node that exits during start-up is started again."""
     for attempt in range(1, attempts + 1):
         command = [sys.executable, "-m", "ray.scripts.scripts", "start", *arguments(),
                    *_node_ports(free_ports(len(_NODE_PORTS)))]
         log = folder / f"{name}.log"
-        with open(log, "w") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                       start_new_session=True)
-        node = {"name": name, "pid": process.pid, "started": _start_time(process.pid), "log": str(log)}
+        node = None
         try:
+            # A Ctrl-C while the process starts comes once it is known (and can be stopped).
+            with _ctrl_c_deferred():
+                with open(log, "w") as out:
+                    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                               start_new_session=True)
+                node = {"name": name, "pid": process.pid, "started": _start_time(process.pid), "log": str(log)}
+                nodes.append(node)
             _wait_started(node, process, timeout)
             return node
         except BaseException as e:
+            if node is None:  # no process was started
+                raise
             interrupted = isinstance(e, KeyboardInterrupt)
             if interrupted:
                 print("\nlocal_cluster: interrupted; stopping the nodes started so far", file=sys.stderr)
             # A node still starting does not heed SIGTERM: an interrupted start kills it soon.
             stop_nodes([node], timeout=2.0 if interrupted else 30.0)
+            nodes.remove(node)
             if interrupted or attempt == attempts or process.returncode is None:
                 raise
             print(f"local_cluster: Ray node {name} exited during start-up; starting it again", file=sys.stderr)

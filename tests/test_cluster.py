@@ -949,6 +949,34 @@ def test_an_interrupted_local_cluster_start_leaves_no_node_running():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_a_ctrl_c_as_local_cluster_starts_a_node_s_process_stops_that_node(monkeypatch):
+    """A Ctrl-C that landed as the head's `ray start` was being started (before the node was
+    known to the code that stops an interrupted start's nodes) left that node running, recorded
+    nowhere. Here it lands just as the process is started (a `sleep` standing in for the node)."""
+    script = runpy.run_path(str(SCRIPT))
+    popen, started = subprocess.Popen, []
+
+    def started_then_ctrl_c(command, **options):
+        started.append(popen(["sleep", "300"], **options))
+        os.kill(os.getpid(), signal.SIGINT)  # lands at Python's next instruction
+        return started[-1]
+
+    folder = Path(tempfile.mkdtemp(prefix="dnc-", dir="/tmp"))  # short: start checks Ray's socket paths
+    monkeypatch.setattr(subprocess, "Popen", started_then_ctrl_c)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            script["start"](folder, workers=1, cpus=1, timeout=60)
+        monkeypatch.undo()
+        assert len(started) == 1 and started[0].wait(timeout=30) == -signal.SIGTERM  # stopped, not left running
+        assert not (folder / "cluster.json").exists()
+    finally:
+        monkeypatch.undo()
+        for process in started:
+            process.kill()
+            process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def test_ctrl_c_while_local_cluster_stops_nodes_waits_until_they_are_ended():
     deferred = runpy.run_path(str(SCRIPT))["_ctrl_c_deferred"]
     finished = []
