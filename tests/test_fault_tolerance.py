@@ -59,8 +59,10 @@ def chunks_of_a_tenth_of_an_epoch(monkeypatch):
 
 class KillOnce(Reporter):
     """Calls ``kill()`` once, when the run has done ``step`` steps of epoch ``epoch`` (1-based);
-    with ``delay`` from a thread that many seconds later, i.e. while the next steps run. Keeps the
-    recoveries it is told of."""
+    with ``delay`` from a thread that many seconds later, i.e. while the next steps run (and by the
+    end of the next chunk at the latest: on a busy host the thread can run late, and the 80 steps
+    left after step 20 take ~0.4 s here, so the kill could have come after the run's end). Keeps
+    the recoveries it is told of."""
 
     def __init__(self, epoch, step, kill, delay=None):
         self.at, self.kill, self.delay, self.fired = (epoch, step), kill, delay, False
@@ -71,6 +73,8 @@ class KillOnce(Reporter):
         self.recoveries.append((what, failures, max_failures))
 
     def on_steps(self, epoch, step, steps, stats, seconds):
+        if self.fired and self.thread is not None:
+            self.thread.join()  # (at once, unless the kill is late: it comes before the run goes on)
         if self.fired or (epoch, step) < self.at:
             return
         self.fired = True
