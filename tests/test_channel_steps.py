@@ -272,12 +272,15 @@ def test_no_room_for_a_channel_is_said_and_leaves_no_files(monkeypatch):
 
     monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
     base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-    before = {name for name in os.listdir(base) if name.startswith("distnet-")}
+    # This process's channels only: other processes on the machine (another test session's actors)
+    # make and remove their own meanwhile.
+    ours = f"{ch._creator_prefix()}{os.getpid()}-"
+    before = {name for name in os.listdir(base) if name.startswith(ours)}
     with pytest.raises(ch.ChannelUnavailable, match=rf"^{base} has no room for the step channel's 0.2 MiB of shared "
                                                     r"memory \(No space left on device\)$"):
         ch.create_channel(WORKERS, 10_000, np.float64)
     # (It may remove a channel that a process killed elsewhere left, abandoned: none may be added.)
-    assert {name for name in os.listdir(base) if name.startswith("distnet-")} <= before
+    assert {name for name in os.listdir(base) if name.startswith(ours)} <= before
 
     monkeypatch.setattr(ray, "get", lambda value, **options: value)
 
