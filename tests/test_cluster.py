@@ -20,10 +20,10 @@ import pytest
 import yaml
 
 from distnet import Network
-from distnet.checkpoint import Checkpoint
 from distnet.cli import build_parser
 from distnet.commands.submit import _resume_command, job_request
 from distnet.errors import ConfigError
+from distnet.rundir import RunDir
 from test_address import silent_server, web_server
 
 REPO = Path(__file__).resolve().parents[1]
@@ -173,7 +173,9 @@ def test_a_stopped_job_is_resumed_with_the_command_submit_prints(cluster, mnist)
     # submit's advice is the same command (it lacked the --env), after Ray's reason without its full stop
     assert re.fullmatch(rf"distnet: job distnet-stopped-test stopped: [^;]*[^.]; if it saved a checkpoint, train "
                         rf"on with: {re.escape(resume)}", err.splitlines()[-1])
-    checkpoint = Checkpoint.load(run / "checkpoint.npz")
+    # As the resume reads it: a stop that lands as a checkpoint is written (once checkpoint.npz has
+    # become checkpoint.prev.npz) leaves the previous one, which the resume takes.
+    checkpoint = RunDir(run).load_checkpoint()
     epochs = checkpoint.epoch + 1  # one more epoch (or the rest of the one it was in)
     done = subprocess.run([sys.executable, "-m", *resume.split(), "--epochs", str(epochs), "--quiet"], env=env,
                           capture_output=True, text=True, timeout=900)

@@ -635,6 +635,8 @@ def final_params(run_dir):
 
 
 def test_driver_killed_with_sigkill_resumes_to_the_uninterrupted_result(small_mnist, ray_local, tmp_path):
+    from distnet.rundir import RunDir
+
     # Two epochs: however late the kill lands after the first checkpoint (step 30 of 250; a loaded
     # machine can delay this test's process by a second), the run is still unfinished.
     options = ("--workers", "2", "--protocol", "plain")
@@ -654,7 +656,9 @@ def test_driver_killed_with_sigkill_resumes_to_the_uninterrupted_result(small_mn
     finally:
         driver.kill()
         driver.communicate()
-    interrupted_at = Checkpoint.load(run / "checkpoint.npz")
+    # As the resume reads it: a kill that lands as a later checkpoint is written (once checkpoint.npz
+    # has become checkpoint.prev.npz) leaves the previous one, which the resume takes.
+    interrupted_at = RunDir(run).load_checkpoint()
     assert (0, 0) < (interrupted_at.epoch, interrupted_at.step) < (2, 0)
     assert not (run / "summary.json").exists()
 
