@@ -15,7 +15,8 @@ import numpy as np
 
 from .errors import ModelFormatError
 from .io import atomic_writer, npz_bytes, parse_meta, read_npz
-from .nn.network import count_parameters, spec_sizes
+from .nn.layers import count_parameters
+from .nn.network_files import spec_sizes
 from .step_stats import StepStats
 
 FORMAT = "distnet.checkpoint"

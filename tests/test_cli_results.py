@@ -244,7 +244,7 @@ def test_evaluate_names_fashion_classes(capsys, fashion_run, fashion_test):
 
 def test_a_trained_model_records_the_data_it_was_trained_on(mnist_run, fashion_run):
     from distnet.data.datasets import FASHION_CLASSES
-    from distnet.nn.network import saved_notes
+    from distnet.nn.network_files import saved_notes
 
     assert saved_notes(mnist_run[0] / "best.npz") == {"trained_on": {"name": "mnist/train",
                                                                      "classes": list("0123456789")}}

@@ -19,7 +19,7 @@ from distnet import ConfigError, Dense, Nesterov, Network, TrainingDivergedError
 from distnet.checkpoint import Checkpoint
 from distnet.distributed import DistributedTrainer
 from distnet.progress import Reporter
-from distnet.nn.network import saved_notes
+from distnet.nn.network_files import saved_notes
 from distnet.trainer import Trainer
 
 pytestmark = pytest.mark.slow

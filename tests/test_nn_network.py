@@ -318,7 +318,7 @@ def test_saved_file_is_a_plain_npz(tmp_path):
 
 
 def test_notes_saved_with_a_network_come_back_and_leave_the_network_as_it_was(tmp_path):
-    from distnet.nn.network import saved_notes
+    from distnet.nn.network_files import saved_notes
 
     net = small_net()
     notes = {"trained_on": {"name": "fashion-mnist/train", "classes": ("T-shirt/top", "Trouser")},
@@ -339,7 +339,7 @@ def test_notes_saved_with_a_network_come_back_and_leave_the_network_as_it_was(tm
 
 
 def test_a_network_saved_without_notes_has_none_and_loads_as_before(tmp_path):
-    from distnet.nn.network import saved_notes
+    from distnet.nn.network_files import saved_notes
 
     net = small_net()
     plain = net.save(tmp_path / "plain.npz")

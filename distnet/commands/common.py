@@ -67,7 +67,7 @@ def model_and_test_data(args: argparse.Namespace) -> tuple[Network, Dataset]:
     is then set to, and the test set it is used on (``args.dataset``, set to the data set of
     the model where not given; see :func:`dataset_of_model`), checked to fit each other."""
     from ..nn import Network
-    from ..nn.network import saved_network_path
+    from ..nn.network_files import saved_network_path
 
     args.model = saved_network_path(args.model)
     network = Network.load(args.model)
@@ -106,7 +106,7 @@ def trained_on(model: Path) -> dict:
     """What the saved model ``model`` records of the data it was trained on (the ``trained_on``
     of its notes, which training writes: ``name`` such as "mnist/train" and ``classes``), or {}
     for a model that records nothing."""
-    from ..nn.network import saved_notes
+    from ..nn.network_files import saved_notes
 
     record = saved_notes(model).get("trained_on")
     return record if isinstance(record, dict) else {}

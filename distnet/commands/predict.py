@@ -18,7 +18,7 @@ from ..data.datasets import DATASETS, class_names
 from ..data.digits import SIDE
 from ..data.idx import GZIP_MAGIC
 from ..errors import ConfigError, DataFormatError, DataNotFoundError, DistnetError, ModelFormatError
-from ..nn.network import saved_network_path
+from ..nn.network_files import saved_network_path
 from .common import (add_model_argument, check_fits, check_takes_images, dataset_of_model, file, probability,
                      recorded_classes, trained_on)
 from .pictures import PICTURE_SUFFIXES, is_picture, read_picture

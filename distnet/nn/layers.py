@@ -96,3 +96,8 @@ class Dense:
 
     def __repr__(self) -> str:
         return f"Dense({self.size}, {self.activation!r})"
+
+
+def count_parameters(sizes: list[int]) -> int:
+    """The number of weights and biases of dense layers with these sizes, input first."""
+    return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))

@@ -6,7 +6,6 @@ gradients come back in the same layout.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,17 +13,14 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..checks import (as_array, class_labels, count, float_dtype, home_expanded, json_object, path_of, positive_int,
-                      real_numbers, seed_or_none)
+from ..checks import as_array, class_labels, count, float_dtype, positive_int, real_numbers, seed_or_none
 from ..errors import ConfigError, ModelFormatError, OutOfMemoryError
-from ..io import atomic_writer, npz_bytes, parse_meta, read_npz, write_json
 from .activations import Softmax, activation_from_spec
 from .costs import Cost, Quadratic, cost_from_spec
 from .initializers import Initializer, Random, initializer_from_spec
-from .layers import Dense
-from . import original_json
+from .layers import Dense, count_parameters
+from . import network_files, original_json
 
-FORMAT = "distnet.network"
 # The initializer of networks whose parameters come from elsewhere (from_spec): none at all. The
 # zeros of a fresh array are pages not yet touched, which cost no memory until written; a worker
 # of a large network, which computes on parameters it is sent, saves their size twice over.
@@ -355,12 +351,14 @@ class Network:
         return grad
 
     # -- files ----------------------------------------------------------------------------------
+    # The work is network_files'; these methods are the API.
     def save(self, path: str | os.PathLike, notes: dict | None = None) -> Path:
         """Write the network to ``path`` (``.npz``: the parameters plus JSON metadata), atomically.
 
         ``notes``: a JSON object (a dict of strings, numbers, lists, dicts, booleans and None) to
-        keep with the network, such as what it was trained on; :func:`saved_notes` reads them
-        back (as JSON does: tuples come back as lists). The network itself never reads them.
+        keep with the network, such as what it was trained on;
+        :func:`~distnet.nn.network_files.saved_notes` reads them back (as JSON does: tuples come back
+        as lists). The network itself never reads them.
         Anything JSON cannot hold is refused with ConfigError, and nothing is written.
 
         The file loads without pickle, in Python with :meth:`load` or any NumPy. A network whose
@@ -368,70 +366,22 @@ class Network:
         with ConfigError, and nothing is written: :meth:`load` would refuse the file, and a good
         network saved there before would be lost.
         """
-        path = _file_to_write(path)
-        if path.suffix.lower() == ".json":
-            raise ConfigError(f"{path}: save writes an .npz file; for the original's JSON layout use "
-                              f"save_original_json, or give the file a name ending in .npz")
-        data = self.to_npz_bytes(notes)
-        with atomic_writer(path) as f:
-            f.write(data)
-        return path
+        return network_files.save(self, path, notes)
 
     def to_npz_bytes(self, notes: dict | None = None) -> bytes:
         """The bytes :meth:`save` writes (ConfigError, as there, for NaN or infinite parameters)."""
-        broken = np.count_nonzero(~np.isfinite(self.params))
-        if broken:  # load refuses such a file (see from_npz_bytes): none is written
-            raise ConfigError(f"{broken} of the network's {self.params.size} parameters are NaN or infinite (a "
-                              f"training that diverged leaves them so), and Network.load refuses such a file, so "
-                              f"nothing was written: keep a network saved before the divergence, such as its run's "
-                              f"best.npz, or train again")
-        meta = {"format": FORMAT, "version": 1, **self.spec()}
-        notes = json_object("notes", notes, "{'epoch': 40}") if notes is not None else {}
-        if notes:  # a key that readers from before notes ignore: the format stays at version 1
-            meta["notes"] = notes
-        return npz_bytes({"params": self.params}, meta)
+        return network_files.to_npz_bytes(self, notes)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Network":
         """Read a network written by :meth:`save` (a run directory stands for its best network,
         ``best.npz``); refuses anything else with ModelFormatError."""
-        path = saved_network_path(path)
-        data = _read_model_file(path)
-        if data.lstrip()[:1] == b"{" and b'"costFunction"' in data[:4096]:  # the original's layout begins so
-            raise ModelFormatError(f"{path}: a network in the original's JSON layout, not one saved by "
-                                   f"Network.save; load it with Network.load_original_json")
-        try:
-            return cls.from_npz_bytes(data, str(path))
-        except ModelFormatError as e:
-            raise ModelFormatError(f"{e}{_rewritten_by_resume(path)}") from None
+        return network_files.load(cls, path)
 
     @classmethod
     def from_npz_bytes(cls, data: bytes, name: str = "model") -> "Network":
         """Parse the bytes of a saved network (see :meth:`save`)."""
-        arrays = read_npz(data, name, required=("params", "meta"))
-        meta = parse_meta(arrays["meta"], name, FORMAT, version=1)
-        params = arrays["params"]
-        # Sizes are checked against the file's parameters before anything is allocated, so
-        # metadata that claims a huge network cannot make loading a small file use much memory.
-        sizes = spec_sizes(meta, name)
-        if params.ndim != 1 or params.size != count_parameters(sizes):
-            raise ModelFormatError(f"{name}: the metadata does not describe a valid network for its {params.size} "
-                                   f"parameters (shape {params.shape}): layers {sizes} need "
-                                   f"{count_parameters(sizes)}")
-        try:
-            net = cls.from_spec(meta)
-        # AttributeError: a null or a list where a spec should be (found by tests/test_fuzz_loaders.py)
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ModelFormatError(f"{name}: the metadata does not describe a valid network ({e})") from None
-        if params.dtype != net.dtype:
-            raise ModelFormatError(f"{name}: holds {params.dtype} parameters, but its metadata says {net.dtype}")
-        broken = np.count_nonzero(~np.isfinite(params))
-        if broken:
-            raise ModelFormatError(f"{name}: {broken} of its {params.size} parameters are NaN or infinite (a training "
-                                   f"that diverged leaves them so), so it has no answers to give: load a network "
-                                   f"saved before the divergence, such as its run's best.npz, or train again")
-        net.params[...] = params
-        return net
+        return network_files.from_npz_bytes(cls, data, name)
 
     def to_original_json(self) -> dict:
         """The network in the layout the original Java library's ``NeuralNetwork.toJson`` writes;
@@ -440,9 +390,7 @@ class Network:
 
     def save_original_json(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_original_json` to ``path``, atomically."""
-        path = _file_to_write(path)
-        write_json(path, self.to_original_json())
-        return path
+        return network_files.save_original_json(self, path)
 
     @classmethod
     def from_original_json(cls, doc: dict, dtype: np.dtype | type | str = np.float64) -> "Network":
@@ -458,15 +406,7 @@ class Network:
     @classmethod
     def load_original_json(cls, path: str | os.PathLike, dtype: np.dtype | type | str = np.float64) -> "Network":
         """Read a file in the original's JSON layout (see :meth:`from_original_json`)."""
-        data = _read_model_file(path)  # outside the try: its ModelFormatError is a ValueError too
-        try:
-            doc = json.loads(data)
-        except (ValueError, RecursionError) as e:  # not UTF-8, not JSON, or nested beyond reason
-            raise ModelFormatError(f"{path}: not a JSON file ({e})") from None
-        try:
-            return cls.from_original_json(doc, dtype)
-        except ModelFormatError as e:
-            raise ModelFormatError(f"{path}: {e}") from None
+        return network_files.load_original_json(cls, path, dtype)
 
     def __repr__(self) -> str:
         layers = ", ".join(repr(layer) for layer in self.layers)
@@ -510,16 +450,6 @@ def check_scorable(broken: int, samples: int) -> None:
                           f"check np.isfinite(X).all() and np.isfinite(net.params).all()")
 
 
-def _file_to_write(path: str | os.PathLike) -> Path:
-    """``path`` ("~" expanded) for a network to be written to; ConfigError if it is a folder."""
-    path = path_of("the file to write", path)
-    if path.is_dir():
-        raise ConfigError(f"{path} is a folder; give the path of a file to write, such as {path / 'best.npz'}")
-    if (in_the_way := next((p for p in path.parents if p.exists() and not p.is_dir()), None)) is not None:
-        raise ConfigError(f"cannot write {path}: {in_the_way} is a file, not a folder; give a path in a folder")
-    return path
-
-
 def _zeros_for_parameters(sizes: list[int], dtype: np.dtype) -> np.ndarray:
     """The flat parameter vector of a network of ``sizes``; OutOfMemoryError where it cannot be had."""
     count = count_parameters(sizes)
@@ -529,36 +459,6 @@ def _zeros_for_parameters(sizes: list[int], dtype: np.dtype) -> np.ndarray:
         raise OutOfMemoryError(f"a {'-'.join(map(str, sizes))} network has {count:,} parameters "
                                f"({count * dtype.itemsize / 2**30:,.1f} GiB as {dtype}), more than this machine can "
                                f"hold; use smaller layers") from None
-
-
-def saved_network_path(path: str | os.PathLike) -> Path:
-    """The saved network ``path`` names ("~" expanded): the file itself, or a run directory's
-    ``best.npz``."""
-    path = path_of("the saved network", path)
-    if not path.is_dir():
-        return path
-    if not (path / "best.npz").is_file():
-        if (path / "config.json").is_file():  # a run directory
-            from ..rundir import RunDir  # (which reads checkpoints, and they networks)
-
-            raise ModelFormatError(RunDir(path).no_best_network())
-        raise ModelFormatError(f"{path} is a folder without a best.npz; give a model file, such as RUN_DIR/best.npz")
-    return path / "best.npz"
-
-
-def saved_notes(path: str | os.PathLike) -> dict:
-    """The notes saved with the network in ``path`` (see :meth:`Network.save`; a run directory
-    stands for its ``best.npz``): a dict, empty for a file saved without notes. Only the metadata
-    is read: ModelFormatError for a file that is not an .npz with a distnet network's metadata, or
-    notes that are not a JSON object (the parameters are checked by :meth:`Network.load`)."""
-    path = saved_network_path(path)
-    name = str(path)
-    arrays = read_npz(_read_model_file(path), name, required=("params", "meta"))
-    notes = parse_meta(arrays["meta"], name, FORMAT, version=1).get("notes", {})
-    if not isinstance(notes, dict):
-        raise ModelFormatError(f"{name}: its notes are not a JSON object (found {type(notes).__name__}); "
-                               f"not a file distnet wrote")
-    return notes
 
 
 def _check_spec_parts(spec: object) -> None:
@@ -576,47 +476,3 @@ def _check_spec_parts(spec: object) -> None:
             and all(isinstance(layer, dict) and {"size", "activation"} <= layer.keys() for layer in layers)):
         raise ConfigError(f"a network spec's layers must be a list of dicts with a size and an activation, "
                           f"such as {{'size': 10, 'activation': 'softmax'}}; got {layers!r:.80}")
-
-
-def _rewritten_by_resume(path: Path) -> str:
-    """For a damaged best.npz of a run directory with a checkpoint: that a resume writes it again
-    from the checkpoint (one of a run that had ended trains nothing); else ""."""
-    if path.name != "best.npz" or not (path.parent / "config.json").is_file():
-        return ""
-    from ..rundir import RunDir
-
-    run = RunDir(path.parent)
-    return f"; the run's checkpoint has it: {run.resume_command()} writes it again" if run.has_checkpoint() else ""
-
-
-def _read_model_file(path: str | os.PathLike) -> bytes:
-    file = home_expanded(path)
-    try:
-        return file.read_bytes()
-    except FileNotFoundError:
-        if file.name == "best.npz" and (file.parent / "config.json").is_file():  # a run's, not there yet
-            from ..rundir import RunDir
-
-            raise ModelFormatError(RunDir(file.parent).no_best_network()) from None
-        kinds = "" if file.suffix == ".json" else " (a run directory's best.npz, or the run directory)"
-        raise ModelFormatError(f"{path}: no such model file; give a file a network was saved in{kinds}") from None
-    except OSError as e:
-        raise ModelFormatError(f"{path}: cannot read the model file ({e.strerror})") from None
-
-
-def count_parameters(sizes: list[int]) -> int:
-    """The number of weights and biases of dense layers with these sizes, input first."""
-    return sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
-
-
-def spec_sizes(spec: dict, name: str = "model") -> list[int]:
-    """The layer sizes, input first, of a :meth:`Network.spec` read from a file; ModelFormatError
-    unless they are positive whole numbers."""
-    try:
-        sizes = [spec["input_size"]] + [layer["size"] for layer in spec["layers"]]
-    except (KeyError, TypeError):
-        raise ModelFormatError(f"{name}: the metadata does not describe a valid network "
-                               f"(its input_size or layer sizes are missing)") from None
-    if len(sizes) < 2 or not all(type(size) is int and size > 0 for size in sizes):
-        raise ModelFormatError(f"{name}: the metadata does not describe a valid network (layer sizes {sizes})")
-    return sizes
