@@ -7,9 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from distnet import Network, load_mnist
+from distnet import Network, load_fashion_mnist, load_mnist
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -41,7 +42,9 @@ def check_run_dir(run_dir: Path, out: str, workers: int) -> None:
 
 @pytest.mark.parametrize("name, options", [("train_single_process.py", ["--epochs", "--data-dir", "--run-dir"]),
                                            ("train_distributed.py", ["--epochs", "--workers", "--data-dir",
-                                                                     "--run-dir"])])
+                                                                     "--run-dir"]),
+                                           ("train_your_own_network.py", ["--epochs", "--run-dir", "--data-dir",
+                                                                          "--show"])])
 def test_an_example_asked_for_help_describes_its_options_and_trains_nothing(name, options):
     done = run_example(name, "--help")
     assert done.stdout.startswith(f"usage: {name}")
@@ -70,6 +73,34 @@ def test_the_distributed_example_trains_with_ray_workers(tmp_path):
     assert "2 workers" in done.stderr
     assert done.stderr.startswith("starting the Ray actors (and Ray itself, unless a cluster is joined)")
     check_run_dir(tmp_path / "run", done.stdout, workers=2)
+
+
+def test_the_own_network_example_trains_on_fashion_mnist_and_uses_the_network_it_saved(tmp_path):
+    run_dir = tmp_path / "run"
+    done = run_example("train_your_own_network.py", "--epochs", "1", "--run-dir", str(run_dir), "--show", "4")
+    best = Network.load(run_dir / "best.npz")
+    assert [layer.size for layer in best.layers] == [128, 10] and best.cost.name == "cross_entropy"
+    test = load_fashion_mnist().test
+    wrong = int(np.count_nonzero(best.predict(test.images).argmax(axis=1) != test.labels))
+    assert wrong < 2_500  # one epoch: about 15% wrong; guessing, 90%
+    assert f"error rate {wrong / 100:.2f}% ({wrong} of 10000 wrong)" in done.stdout
+    assert "  6 Shirt " in done.stdout and "  9 Ankle boot " in done.stdout  # per class, by name
+    # Each image's line is the saved network's answer about it.
+    probabilities = best.predict(test.images[:4])
+    lines = re.findall(r"^  test image (\d): (.+) \((\d+)% sure\), (right|wrong, it is a .+)$", done.stdout,
+                       re.MULTILINE)
+    assert [int(i) for i, *_ in lines] == [0, 1, 2, 3]
+    for (i, name, sure, verdict), row in zip(lines, probabilities):
+        guess = int(row.argmax())
+        assert (name, f"{sure}%") == (test.classes[guess], f"{row[guess]:.0%}")
+        assert verdict == ("right" if guess == test.labels[int(i)] else f"wrong, it is a {test.classes[test.labels[int(i)]]}")
+    assert f"distnet predict {run_dir / 'best.npz'} picture.png" in done.stdout
+    # A second run into the same folder is refused, saying what to do, and leaves the first's files.
+    again = subprocess.run([sys.executable, str(EXAMPLES / "train_your_own_network.py"), "--epochs", "1",
+                            "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert again.stderr.startswith(f"error: {run_dir} already holds a run; continue it")
+    assert np.array_equal(Network.load(run_dir / "best.npz").params, best.params)
 
 
 def test_an_example_given_a_wrong_value_says_what_is_wrong_without_a_traceback():
