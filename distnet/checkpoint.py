@@ -80,7 +80,7 @@ class Checkpoint:
         best_params = arrays.pop("best_params", None)  # absent from checkpoints written before it was kept
         fields = {"epoch": int, "step": int, "stopping_state": (dict, type(None)), "history": list,
                   "config": dict}
-        wrong = [key for key, kind in fields.items() if not isinstance(meta.get(key), kind)]
+        wrong = [key for key, kind in fields.items() if key not in meta or not isinstance(meta[key], kind)]
         if wrong or meta["epoch"] < 0 or meta["step"] < 0:
             raise ModelFormatError(f"{path}: checkpoint metadata is incomplete or malformed "
                                    f"({', '.join(wrong) or 'negative epoch or step'})")

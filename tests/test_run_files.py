@@ -89,6 +89,21 @@ def test_a_checkpoint_of_a_negative_epoch_or_step_is_refused(tmp_path: Path, epo
         Checkpoint.load(tmp_path / "c.npz")
 
 
+def test_a_checkpoint_whose_metadata_lacks_the_stopping_state_is_refused(tmp_path: Path) -> None:
+    """Found by the checkpoint fuzzer (test_fuzz_loaders): a missing stopping_state passed the type
+    check (None is a valid one) and then raised KeyError, which no caller expects; a run directory
+    falls back to the previous checkpoint on ModelFormatError only."""
+    from distnet.io import npz_bytes
+
+    meta = {"format": "distnet.checkpoint", "version": 1, "epoch": 0, "step": 0, "history": [], "config": {}}
+    (tmp_path / "c.npz").write_bytes(npz_bytes({"params": np.zeros(3, np.float32)}, meta))
+    with pytest.raises(ModelFormatError, match=r"c.npz: checkpoint metadata is incomplete or malformed "
+                                               r"\(stopping_state\)$"):
+        Checkpoint.load(tmp_path / "c.npz")
+    (tmp_path / "c.npz").write_bytes(npz_bytes({"params": np.zeros(3, np.float32)}, {**meta, "stopping_state": None}))
+    assert Checkpoint.load(tmp_path / "c.npz").stopping_state is None  # None itself is one
+
+
 def test_nothing_is_written_into_a_new_folder_where_the_run_folder_was(tmp_path: Path) -> None:
     run = RunDir(tmp_path / "run")
     run.create(CONFIG)
