@@ -301,6 +301,23 @@ def test_outputs_that_are_nan_or_infinite_are_not_scored_as_class_0():
             broken.error_count(np.zeros((1, 5)), [0])  # "1 of the 1 samples" before
 
 
+def test_infinite_outputs_are_not_scored_either():
+    """An identity output layer overflows to +inf or -inf with no NaN anywhere: the argmax of such a
+    row means no class either, and the row is counted as the NaN ones are."""
+    from distnet.metrics import evaluation_of
+
+    network = Network([Dense(2, "identity")], input_size=1, dtype=np.float32)
+    network.layers[0].weights = [[1e30, 1.0]]
+    network.layers[0].bias = [0.0, 0.0]
+    X = np.array([[0.0], [1e10], [-1e10], [1.0]], np.float32)  # outputs (0, 0), (inf, 1e10), (-inf, -1e10), ...
+    with np.errstate(over="ignore"):
+        assert np.isinf(network.predict(X)[1:3, 0]).all()
+        with pytest.raises(ConfigError, match=r"^the network's outputs are NaN or infinite for 2 of the 4 samples"):
+            network.error_count(X, [0, 0, 1, 0])
+    with pytest.raises(ConfigError, match=r"^the network's outputs are NaN or infinite for 1 of the 2 samples"):
+        evaluation_of(np.array([[0.0, -np.inf], [0.2, 0.8]]), [0, 1])
+
+
 @pytest.mark.parametrize("output", ["identity", "relu", "leaky_relu", "tanh", "sigmoid", "softplus"])
 def test_cross_entropy_is_refused_on_outputs_that_are_not_a_distribution(output):
     with pytest.raises(ConfigError, match=f"cross-entropy is the cost of a probability distribution over the classes: "

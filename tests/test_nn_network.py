@@ -96,6 +96,19 @@ def test_dtypes_flow_through(dtype):
     assert net.backprop(X, Y)[0].dtype == dtype
 
 
+@pytest.mark.parametrize("cost", [CrossEntropy(), Quadratic()])
+def test_float64_targets_are_computed_with_in_the_network_s_float32(cost):
+    """Targets are taken in the network's dtype, as inputs are: float64 one-hot rows give a float32
+    network the float32 gradient and cost of float32 rows, bit for bit (computed against float64
+    targets, the output deltas and every product after them would be float64 arithmetic)."""
+    net = small_net(np.float32, cost=cost)
+    X, Y, _ = batch(n=64)
+    grad, total, correct = net.backprop(X, Y)
+    grad32, total32, correct32 = net.backprop(X.astype(np.float32), Y.astype(np.float32))
+    np.testing.assert_array_equal(grad, grad32)
+    assert (total, correct) == (total32, correct32)
+
+
 def test_float32_and_float64_agree():
     net64 = small_net()
     net32 = net64.astype(np.float32)
@@ -678,6 +691,9 @@ def test_from_spec_rebuilds_the_architecture():
     again = Network.from_spec(net.spec(), net.params)
     assert again.params.dtype == np.float32 and again.spec() == net.spec()
     np.testing.assert_array_equal(again.params, net.params)
+    # A spec without a dtype (as written before it was kept) is the default's, float32.
+    spec = {key: value for key, value in small_net(np.float64).spec().items() if key != "dtype"}
+    assert Network.from_spec(spec).dtype == np.float32 == Network.from_spec(spec, net.params).params.dtype
 
 
 SPEC_EXAMPLE = ("such as Network.spec() returns: {'input_size': 784, 'layers': [{'size': 10, 'activation': "
@@ -731,6 +747,16 @@ def test_predict_and_error_count_go_through_the_rows_a_batch_at_a_time():
     all_rows_layer = 3000 * 256 * 4
     assert peak_bytes(500) < all_rows_layer / 2  # one 500-row batch's outputs at a time
     assert peak_bytes(3000) > all_rows_layer  # the same measure sees all rows at once
+
+
+def test_a_batch_size_beyond_the_rows_takes_room_for_the_rows_only():
+    """batch_size bounds the rows computed at once; it is no size to allocate when the data is
+    smaller (a petabyte of outputs for 5 rows would fail, or take the machine)."""
+    net = Network([Dense(3, "sigmoid"), Dense(2, "softmax")], input_size=4, seed=0)
+    X, labels = np.random.default_rng(0).random((5, 4)), [0, 1, 0, 1, 1]
+    for huge in (10**15, 2**62):
+        np.testing.assert_array_equal(net.predict(X, batch_size=huge), net.predict(X))
+        assert net.error_count(X, labels, batch_size=huge) == net.error_count(X, labels)
 
 
 def test_error_count_in_the_training_buffers_allocates_no_layer_sized_array():

@@ -409,3 +409,35 @@ def test_a_changed_l2_takes_effect_at_the_next_update():
     want, v = _by_hand(params, v, grads[1], 0.1, 0.9, 0.2, net.weight_slices)
     rule.apply(params, grads[1])
     np.testing.assert_allclose(params, want, rtol=1e-12, atol=1e-15)
+
+
+def test_l2_without_the_weight_slices_is_refused():
+    """L2 decays the weights, not the biases: a rule not told which are which has nothing to decay."""
+    for slices in (None, []):
+        with pytest.raises(ConfigError, match=r"^L2 needs the weight_slices of the network \(network.weight_slices\)$"):
+            UpdateRule(GradientDescent(0.1), l2=0.01, weight_slices=slices)
+    assert UpdateRule(GradientDescent(0.1), l2=0.0).weight_slices == []  # no L2: no slices needed
+
+
+@pytest.mark.parametrize("other", [np.zeros(4, np.float32), np.zeros(5)])
+def test_state_for_parameters_of_another_size_or_dtype_is_refused_before_a_fit(other):
+    """check_state_fits, which a trainer calls before it trains, refuses what a step would refuse."""
+    optimizer = Momentum(0.1, 0.9)
+    optimizer.step(np.zeros(4), np.ones(4))  # a float64 velocity of 4
+    optimizer.check_state_fits(np.zeros(4))
+    with pytest.raises(ConfigError, match=f"^this Momentum optimizer holds its velocity for 4 float64 parameters, "
+                                          f"not for these {other.size} {other.dtype} ones"):
+        optimizer.check_state_fits(other)
+
+
+def test_a_rule_sums_float64_gradients_in_float64_after_float32_ones():
+    """The kept sum of the gradients follows their dtype: float64 gradients summed into the float32
+    array of an earlier call would lose their low bits (2**-40 next to 1 is 0 in float32)."""
+    rule = UpdateRule(GradientDescent(1.0))
+    narrow = np.zeros(2, np.float32)
+    rule.apply_sum(narrow, [np.ones(2, np.float32), np.full(2, 2, np.float32)])
+    np.testing.assert_array_equal(narrow, [-3, -3])
+    wide, g0, g1 = np.zeros(2), np.array([1.0, 0.5]), np.array([2**-40, 2**-30])
+    rule.apply_sum(wide, [g0, g1])
+    assert wide.dtype == np.float64
+    np.testing.assert_array_equal(wide, [-(1 + 2**-40), -(0.5 + 2**-30)])

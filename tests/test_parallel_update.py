@@ -138,6 +138,21 @@ def test_a_gradient_of_another_length_is_refused_before_any_part_updates(length)
     update.close()
 
 
+@pytest.mark.parametrize("length", [9, 12])
+def test_parameters_of_another_length_are_refused_before_any_part_updates(length):
+    """Parameters and gradients alike longer or shorter than the size the update was made for: the
+    parts would update their slices of them and leave the rest (or run short), unnoticed."""
+    net = network("wide")
+    update = ParallelUpdate(SPECS["gradient_descent"], 0.0, net.weight_slices, net.params.size, 2)
+    size = net.params.size + length - 10
+    params = np.zeros(size, np.float32)
+    with pytest.raises(ConfigError, match=re.escape(f"expected {net.params.size} parameters, got an array of "
+                                                    f"shape ({size},)")):
+        update.apply_sum(params, [np.ones(size, np.float32)])
+    assert not params.any()
+    update.close()
+
+
 def test_learning_rate_reaches_every_part():
     net = network("wide")
     rule = UpdateRule(optimizer_from_spec(SPECS["nesterov"]), L2, net.weight_slices)

@@ -86,6 +86,18 @@ def test_confident_mistakes_come_surest_first():
     assert confident_mistakes(OUTPUTS, LABELS, 0).tolist() == []
 
 
+def test_confident_mistakes_that_are_as_sure_come_in_sample_order():
+    """Ties keep the samples' order, so that a listing of mistakes is the same on every machine
+    (NumPy's default sort is not stable, and which one it runs depends on the CPU)."""
+    rng = np.random.default_rng(0)
+    confidence = rng.choice([0.6, 0.7, 0.9], 200)
+    outputs = np.stack([1 - confidence, confidence], axis=1)  # every sample predicted as class 1 ...
+    labels = np.zeros(200, int)  # ... and labelled 0: 200 mistakes, in three ties
+    expected = sorted(range(200), key=lambda i: (-confidence[i], i))
+    assert confident_mistakes(outputs, labels, 200).tolist() == expected
+    assert confident_mistakes(outputs, labels, 30).tolist() == expected[:30]
+
+
 def test_a_threshold_separates_the_unrecognized():
     assert recognized(OUTPUTS, None).all()
     assert recognized(OUTPUTS, 0.65).tolist() == [True, True, False, True, False]
