@@ -33,6 +33,16 @@ def test_a_whole_pixel_shift_moves_every_pixel(mnist):
     assert not moved[:, :2, :].any() and not moved[:, :, :2].any()
 
 
+
+def test_what_comes_in_from_outside_is_black_beside_a_white_edge_too():
+    """Real digits have black edges, which hides what is read from outside the picture: here every
+    pixel is white, so only the zero border outside gives black."""
+    white = np.ones((2, 784), np.float32)
+    moved = pictures(RandomAffine(rotation=0, scale=0, shift=3).transform(white, Fixed()))
+    assert not moved[:, :3, :].any() and not moved[:, :, :3].any()
+    assert (moved[:, 3:, 3:] == 1).all()
+
+
 def test_a_quarter_turn_rotates_the_picture():
     rng = np.random.default_rng(0)
     images = rng.random((3, 784)).astype(np.float32)

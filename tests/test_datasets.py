@@ -151,6 +151,9 @@ def test_astype() -> None:
     wide = small_dataset().astype(np.float64)
     assert wide.images.dtype == np.float64
     np.testing.assert_array_equal(wide.images, small_dataset().images)
+    same = small_dataset()
+    assert np.shares_memory(same.astype(np.float32).images, same.images)  # not a copy when already float32
+    assert not np.shares_memory(same.astype(np.float64).images, same.images)
 
 
 @pytest.mark.parametrize(
@@ -318,6 +321,14 @@ def test_lookup_order(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert train_size(None) == 22
     monkeypatch.delenv("DISTNET_DATA_DIR")
     assert train_size(None) == 23  # then the cache
+
+
+def test_the_data_folder_itself_comes_before_its_data_set_subfolder(env: Path, tmp_path: Path) -> None:
+    """The module's order: data_dir, then data_dir/<name>; where both hold the files, data_dir's are read."""
+    make_files(tmp_path / "given", n_train=24)
+    make_files(tmp_path / "given" / "mnist", n_train=21)
+    assert len(load_mnist(tmp_path / "given", download=False, validation=1).train) == 23
+    assert len(load_test_set("mnist", tmp_path / "given", download=False)) == 7
 
 
 @pytest.mark.parametrize("mistake", ["typo", "the mnist folder itself", "lacks the files", "a file", "unknown user"])

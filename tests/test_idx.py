@@ -57,6 +57,16 @@ def test_round_trip_2d_and_non_contiguous(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_idx(tmp_path / "m"), matrix)
 
 
+@pytest.mark.parametrize("name", ["v", "v.gz"])
+def test_a_strided_vector_is_written_as_its_values(tmp_path: Path, name: str) -> None:
+    """A 1-D view with a stride (every other label, or reversed): reshape(-1) gives the view back
+    unchanged, whose memory is not the values in order."""
+    values = np.arange(12, dtype=np.uint8)
+    for view in (values[::2], values[::-1], values[1::3]):
+        write_idx(tmp_path / name, view)
+        np.testing.assert_array_equal(read_idx(tmp_path / name), view)
+
+
 def test_writes_the_documented_layout(tmp_path: Path) -> None:
     write_idx(tmp_path / "labels", np.array([7, 2, 1], dtype=np.uint8))
     labels = (tmp_path / "labels").read_bytes()
@@ -75,6 +85,9 @@ def test_gz_output_is_gzip_and_reproducible(tmp_path: Path) -> None:
     assert (tmp_path / "a.gz").read_bytes() == first
     assert gzip.decompress(first) == idx_bytes((10,), bytes(range(10)))
     assert first[4:8] == bytes(4)  # no timestamp (two writes within a second would not tell)
+    # The original name, as gzip(1) records it (FNAME flag, then the name less ".gz", NUL-ended),
+    # not that of the temporary file it was written to.
+    assert first[3] == 0x08 and first[10:12] == b"a\0"
 
 
 def test_compression_is_detected_by_content_not_name(tmp_path: Path) -> None:
