@@ -89,6 +89,21 @@ def test_a_checkpoint_of_a_negative_epoch_or_step_is_refused(tmp_path: Path, epo
         Checkpoint.load(tmp_path / "c.npz")
 
 
+@pytest.mark.parametrize("params, best, defect", [
+    (np.arange(3, dtype=np.int64), None, r"the parameters are not a vector of floats \(int64, shape \(3,\)\)"),
+    (np.zeros((1, 3)), None, r"the parameters are not a vector of floats \(float64, shape \(1, 3\)\)"),
+    (np.zeros(3), np.arange(3, dtype=np.int64),
+     r"the best network's parameters are not a vector of floats \(int64, shape \(3,\)\)"),
+    (np.zeros(3), np.zeros(4), "holds 4 parameters of the best network and 3 of the last"),
+])
+def test_a_checkpoint_whose_parameters_are_no_vector_of_floats_or_differ_from_the_best_is_refused(
+        tmp_path: Path, params: np.ndarray, best: np.ndarray | None, defect: str) -> None:
+    Checkpoint(epoch=1, step=0, params=params, optimizer_state={}, stopping_state=None, history=[], config={},
+               best_params=best).save(tmp_path / "c.npz")
+    with pytest.raises(ModelFormatError, match=f"c.npz: {defect}"):
+        Checkpoint.load(tmp_path / "c.npz")
+
+
 def test_a_checkpoint_whose_metadata_lacks_the_stopping_state_is_refused(tmp_path: Path) -> None:
     """Found by the checkpoint fuzzer (test_fuzz_loaders): a missing stopping_state passed the type
     check (None is a valid one) and then raised KeyError, which no caller expects; a run directory
@@ -102,6 +117,18 @@ def test_a_checkpoint_whose_metadata_lacks_the_stopping_state_is_refused(tmp_pat
         Checkpoint.load(tmp_path / "c.npz")
     (tmp_path / "c.npz").write_bytes(npz_bytes({"params": np.zeros(3, np.float32)}, {**meta, "stopping_state": None}))
     assert Checkpoint.load(tmp_path / "c.npz").stopping_state is None  # None itself is one
+
+
+@pytest.mark.parametrize("shards", [0, -1, 1.5, True])
+def test_a_checkpoint_whose_epoch_is_drawn_from_no_shards_is_refused(tmp_path: Path, shards) -> None:
+    checkpoint = Checkpoint(epoch=1, step=0, params=np.zeros(3), optimizer_state={}, stopping_state=None,
+                            history=[], config={}, epoch_shards=1)
+    checkpoint.save(tmp_path / "good.npz")
+    assert Checkpoint.load(tmp_path / "good.npz").epoch_shards == 1
+    checkpoint.epoch_shards = shards
+    checkpoint.save(tmp_path / "c.npz")
+    with pytest.raises(ModelFormatError, match=r"checkpoint metadata is malformed \(epoch_shards\)"):
+        Checkpoint.load(tmp_path / "c.npz")
 
 
 def test_nothing_is_written_into_a_new_folder_where_the_run_folder_was(tmp_path: Path) -> None:

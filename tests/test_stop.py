@@ -91,6 +91,20 @@ def test_state_round_trip_continues_identically():
         assert StopEvaluator.from_state(again.state()).state() == again.state()
 
 
+
+def test_a_restored_evaluator_leaves_the_state_it_was_given_alone():
+    """from_state copies the window: a checkpoint's state, read once, stays what it was however the
+    evaluator made from it goes on (one resumed from it again starts where the first did)."""
+    first = StopEvaluator(window=3)
+    for e in (0.5, 0.4):
+        first.stop(e)
+    state = first.state()
+    resumed = StopEvaluator.from_state(state)
+    for e in (0.3, 0.6, 0.7):
+        resumed.stop(e)
+    assert state["errors"] == [0.5, 0.4] and StopEvaluator.from_state(state).state() == first.state()
+
+
 @pytest.mark.parametrize("window, acceptable, errors, verdicts", [
     # the average falls, rises (stop), falls below the remembered one, rises again (stop)
     (3, None, [0.5, 0.4, 0.3, 0.2, 0.6, 0.0, 0.0, 0.9], "FFFFTFFT"),

@@ -101,6 +101,17 @@ def test_a_training_set_too_small_for_one_batch_is_refused_with_the_batch_size_t
         BatchPlan(0, 32)
 
 
+@pytest.mark.parametrize("shards", [1, 3])
+def test_a_training_set_of_exactly_one_batch_is_one_step_of_every_sample(shards):
+    """The size the message above advises (at most 20 for 20 samples) is taken: one step an epoch,
+    each sample in it once, nothing left over."""
+    plan = BatchPlan(20, 20, shards, seed=5)
+    assert plan.steps_per_epoch == 1 and plan.shard_ranges[-1][1] == 20
+    for epoch in (0, 1):
+        (batch,) = plan.epoch_batches(epoch)
+        assert sorted(batch.tolist()) == list(range(20))
+
+
 def test_batch_gather_copies_rows_and_one_hot_targets_into_arrays_it_keeps_while_the_row_count_stays():
     images = np.arange(60, dtype=np.float32).reshape(20, 3)
     labels = np.arange(20, dtype=np.uint8) % 4
@@ -116,6 +127,23 @@ def test_batch_gather_copies_rows_and_one_hot_targets_into_arrays_it_keeps_while
     smaller_x, smaller_y = gather(np.array([2, 3]), images, labels)
     np.testing.assert_array_equal(smaller_y, np.eye(4)[[2, 3]])
     assert smaller_x is not first_x
+
+
+def test_batch_gather_keeps_each_data_set_s_dtype_when_the_row_count_stays():
+    """Images of another dtype, as many rows as before: a buffer of their own dtype, not the kept one
+    (np.take would cast float64 pixels into the float32 buffer, silently)."""
+    gather = BatchGather(3, np.float32)
+    rows, labels = np.array([2, 0]), np.array([0, 1, 2])
+    narrow, targets = gather(rows, np.ones((3, 2), np.float32), labels)
+    assert targets.dtype == np.float32  # the targets' dtype is the one given, the network's
+    np.testing.assert_array_equal(targets, [[0, 0, 1], [1, 0, 0]])
+    wide = np.array([[0.1, 0.2], [0.3, 0.4], [1 + 2**-40, 0.6]])  # 1 + 2**-40 is 1.0 in float32
+    x, _ = gather(rows, wide, labels)
+    assert x.dtype == np.float64 and x is not narrow
+    np.testing.assert_array_equal(x, wide[[2, 0]])
+    again, _ = gather(rows, np.full((3, 2), 0.5, np.float32), labels)
+    assert again.dtype == np.float32
+    np.testing.assert_array_equal(again, np.full((2, 2), 0.5, np.float32))
 
 
 def tiny_network(dtype=np.float64, seed=3):
@@ -1333,6 +1361,16 @@ def test_step_stats_sum_costs_exactly_and_read_the_float_sums_of_older_checkpoin
         with pytest.raises(ValueError, match="not the sums of steps"):
             StepStats.from_saved(malformed)
     assert StepStats.from_saved(vars(forward)) == forward
+
+
+def test_a_step_cost_is_cut_to_whole_units_of_2_to_the_minus_64_and_no_samples_have_no_error_rate():
+    """Cut, as StepStats says, not rounded: 1.75 units are 1 (round() would make them 2), 0.75 are 0;
+    the error rate of no samples is NaN, not a perfect 0."""
+    unit = 2.0**-64
+    assert [StepStats.of_step(k * unit, 0, 1).cost_units for k in (0.75, 1.75, 3.0)] == [0, 1, 3]
+    assert StepStats.of_step(1.75 * unit, 0, 1).cost == unit
+    assert math.isnan(StepStats().error_rate)
+    assert StepStats.of_step(0.5, 3, 4).error_rate == 0.25
 
 
 def test_batch_gather_takes_labels_of_any_integer_type_call_after_call():
