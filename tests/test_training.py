@@ -1037,6 +1037,33 @@ def test_a_trainer_keeps_none_of_the_data_after_its_fit():
     assert images() is None
 
 
+def test_a_fit_draws_its_batches_and_each_epoch_s_augmentation_from_the_trainer_s_seed():
+    """The trainer's seed reaches the batch plan (two seeds train apart, one seed twice alike) and
+    the augmentation, which is asked for new draws each epoch: (seed, epoch, shard)."""
+    class Recording(RandomAffine):
+        def __init__(self):
+            super().__init__()
+            self.keys = []
+
+        def epoch(self, images, seed, epoch, shard=0, out=None):
+            self.keys.append((seed, epoch, shard))
+            return super().epoch(images, seed, epoch, shard, out)
+
+    rng = np.random.default_rng(0)
+    train = Dataset(rng.random((96, 784), np.float32), rng.integers(0, 10, 96))
+
+    def trained(seed, augmentation=None):
+        net = tiny_network(np.float32)
+        Trainer(net, Nesterov(0.02, 0.87), batch_size=32, seed=seed, augmentation=augmentation).fit(train, epochs=2)
+        return net.params
+
+    np.testing.assert_array_equal(trained(1), trained(1))
+    assert not np.array_equal(trained(1), trained(2))  # no augmentation: the batches differ
+    recording = Recording()
+    trained(7, recording)
+    assert recording.keys == [(7, 0, 0), (7, 1, 0)]
+
+
 def test_a_fit_trains_on_the_caller_s_data_when_it_has_the_network_s_dtype(monkeypatch):
     rng = np.random.default_rng(0)
     train, validation = (Dataset(rng.random((n, 784), np.float32), rng.integers(0, 10, n)) for n in (320, 64))
