@@ -1233,14 +1233,20 @@ def test_sigterm_stops_a_training_like_ctrl_c_and_says_how_to_resume(data, tmp_p
     """With a worker, in a process where Ray would otherwise have the last word on SIGTERM (exit
     status 1, nothing said)."""
     folder = tmp_path / "run"
-    command = [sys.executable, "-m", "distnet", *map(str, train_args(data, "--run-dir", folder, "--epochs", "200")),
+    # A run that cannot end by itself: this small data set's run stops early within a second or two,
+    # which a loaded machine let pass before the SIGTERM was sent (the run then ended with status 0).
+    endless = ("--epochs", "100000", "--window", "100000")
+    command = [sys.executable, "-m", "distnet", *map(str, train_args(data, "--run-dir", folder, *endless)),
                "--workers", workers]
     training = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (folder / "checkpoint.npz").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    training.terminate()
-    _, err = training.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while not (folder / "checkpoint.npz").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        training.terminate()
+        _, err = training.communicate(timeout=120)
+    finally:
+        training.kill()  # (a no-op once it has exited)
     assert training.returncode == 143 and err.endswith(f"distnet: terminated; resume with: distnet train --resume "
                                                        f"{folder}\n"), err
     # Read as the resume reads it: epochs here take milliseconds, so the SIGTERM can land as a
