@@ -9,7 +9,9 @@
 process group of its own, all given 127.0.0.1 as their address and token authentication
 (``RAY_AUTH_MODE=token``) with one token: ``$RAY_AUTH_TOKEN`` when set, otherwise a new random
 token in DIR/auth_token (kept for the next start). Every port is a free one chosen at start (two
-nodes on one machine would otherwise collide on Ray's fixed defaults). The cluster's addresses,
+nodes on one machine would otherwise collide on Ray's fixed defaults); the head counts as started
+once its dashboard answers, and is started again with other ports if it does not (a port taken by
+another process as it started leaves it without one). The cluster's addresses,
 process ids and logs are recorded in DIR/cluster.json; ``env`` prints the shell exports for it
 and ``stop`` ends exactly the processes it started: never ``ray stop``, which would end every Ray
 on the machine.
@@ -21,6 +23,7 @@ Jobs API listen on 127.0.0.1 only.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import secrets
@@ -31,6 +34,7 @@ import shlex
 import sys
 import threading
 import time
+import urllib.request
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -55,6 +59,10 @@ _NODE_PORTS = ("--node-manager-port", "--object-manager-port", "--metrics-export
 
 class ClusterError(RuntimeError):
     """What went wrong, said for the person at the terminal."""
+
+
+class _NoDashboard(ClusterError):
+    """A head node that started without a dashboard that answers: one to start again, with other ports."""
 
 
 def free_ports(count: int) -> list[int]:
@@ -113,7 +121,8 @@ def start(folder: Path, workers: int, cpus: int, timeout: float) -> dict:
     # nothing to stop it by.
     nodes: list[dict] = []
     try:
-        _start_node(folder, "head", head_arguments, env, timeout, nodes)
+        _start_node(folder, "head", head_arguments, env, timeout, nodes,
+                    ready=lambda node: _wait_dashboard(addresses["dashboard_url"], env, node, timeout))
         for i in range(1, workers + 1):
             _start_node(folder, f"worker-{i}", lambda: ["--address", addresses["gcs_address"], *common], env,
                         timeout, nodes)
@@ -127,11 +136,13 @@ def start(folder: Path, workers: int, cpus: int, timeout: float) -> dict:
 
 
 def _start_node(folder: Path, name: str, arguments, env: dict, timeout: float, nodes: list[dict],
-                attempts: int = 3) -> dict:
+                attempts: int = 3, ready=None) -> dict:
     """Start one node (``arguments()`` gives its options, with fresh ports each attempt), added to
-    ``nodes`` as soon as its process exists (and taken out again if it is stopped here). On a busy
+    ``nodes`` as soon as its process exists (and taken out again if it is stopped here); once it
+    says it started, ``ready(node)`` (if given) checks that it serves what it must. On a busy
     machine Ray 2.60's raylet can give up on its own agents after a fixed 15 s (ray-project/ray
-    issue 65983), so a node that exits during start-up is started again."""
+    issue 65983), so a node that exits during start-up is started again, as is one that ``ready``
+    finds without a dashboard (see _wait_dashboard)."""
     for attempt in range(1, attempts + 1):
         command = [sys.executable, "-m", "ray.scripts.scripts", "start", *arguments(),
                    *_node_ports(free_ports(len(_NODE_PORTS)))]
@@ -146,6 +157,8 @@ def _start_node(folder: Path, name: str, arguments, env: dict, timeout: float, n
                 node = {"name": name, "pid": process.pid, "started": _start_time(process.pid), "log": str(log)}
                 nodes.append(node)
             _wait_started(node, process, timeout)
+            if ready:
+                ready(node)
             return node
         except BaseException as e:
             if node is None:  # no process was started
@@ -156,9 +169,11 @@ def _start_node(folder: Path, name: str, arguments, env: dict, timeout: float, n
             # A node still starting does not heed SIGTERM: an interrupted start kills it soon.
             stop_nodes([node], timeout=2.0 if interrupted else 30.0)
             nodes.remove(node)
-            if interrupted or attempt == attempts or process.returncode is None:
+            no_dashboard = isinstance(e, _NoDashboard)
+            if interrupted or attempt == attempts or not (no_dashboard or process.returncode is not None):
                 raise
-            print(f"local_cluster: Ray node {name} exited during start-up; starting it again", file=sys.stderr)
+            why = "started without a dashboard that answers" if no_dashboard else "exited during start-up"
+            print(f"local_cluster: Ray node {name} {why}; starting it again", file=sys.stderr)
 
 
 def _node_ports(ports: list[int]) -> list[str]:
@@ -176,6 +191,36 @@ def _wait_started(node: dict, process: subprocess.Popen, timeout: float) -> None
             tail = "\n".join(log.splitlines()[-15:])
             raise ClusterError(f"Ray node {node['name']} {why}; the end of {node['log']}:\n{tail}")
         time.sleep(0.2)
+
+
+def _wait_dashboard(url: str, env: dict, node: dict, timeout: float) -> None:
+    """Wait until the head ``node``'s dashboard answers at ``url``, with the Jobs API that
+    ``distnet submit`` and ``ray job submit`` use. Ray 2.60 starts a head whose dashboard port was
+    taken meanwhile (by another process, after free_ports chose it) without a dashboard, and still
+    says it started; a dashboard that does start may answer only some moments after that."""
+    # The Jobs API's own endpoint, the first its clients ask; under token authentication it answers
+    # only a request that carries the token (401 without it).
+    request = urllib.request.Request(f"{url}/api/version", headers={"Authorization": f"Bearer {_token(env)}"})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            # A port held by a process that does not answer HTTP holds the request until its timeout.
+            with urllib.request.urlopen(request, timeout=max(deadline - time.monotonic(), 0.1)):
+                return
+        except (OSError, http.client.HTTPException) as e:  # refused, timed out, an error status, not HTTP
+            if time.monotonic() > deadline:
+                port = url.rsplit(":", 1)[1]
+                raise _NoDashboard(
+                    f"Ray node {node['name']} started without a dashboard: nothing answered at {url}/api/version "
+                    f"within {timeout:g} s ({e}); its log {node['log']} says why (\"already occupied\": another "
+                    f"process took port {port} as the node started; start again, which chooses other ports; on a "
+                    f"busy machine, a dashboard that is slow to start needs a longer --timeout)") from None
+        time.sleep(0.5)
+
+
+def _token(env: dict) -> str:
+    """The cluster's token, where node_environment put it for the nodes."""
+    return (env.get("RAY_AUTH_TOKEN") or Path(env["RAY_AUTH_TOKEN_PATH"]).read_text()).strip()
 
 
 def stop_nodes(nodes: list[dict], timeout: float = 30.0) -> None:
@@ -366,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--cpus", type=_at_least(1, int), default=1,
                                  help="logical CPUs per node (default: 1)")
             command.add_argument("--timeout", type=_at_least(1, float), default=180,
-                                 help="seconds to wait for each node (default: 180)")
+                                 help="seconds to wait for each node, and for the head's dashboard "
+                                      "(default: 180)")
     args = parser.parse_args(argv)
     try:
         if args.command == "start":

@@ -9,10 +9,12 @@ import runpy
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -976,6 +978,99 @@ def test_a_ctrl_c_as_local_cluster_starts_a_node_s_process_stops_that_node(monke
         for process in started:
             process.kill()
             process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def dashboard_ports_taken(monkeypatch, heads: int):
+    """Within the block, the dashboard port of each of the first ``heads`` head nodes that
+    local_cluster starts is taken as the node's process is started (as by another process, after
+    free_ports chose it): this process listens on it and answers nothing. Yields the list of the
+    head nodes started, each as its process and its dashboard port."""
+    popen, started, held = subprocess.Popen, [], []
+
+    def popen_with_port_taken(command, **options):
+        if "--dashboard-port" in command:
+            port = int(command[command.index("--dashboard-port") + 1])
+            if len(held) < heads:
+                held.append(socket.create_server(("127.0.0.1", port)))
+            started.append((popen(command, **options), port))
+            return started[-1][0]
+        return popen(command, **options)
+
+    monkeypatch.setattr(subprocess, "Popen", popen_with_port_taken)
+    try:
+        yield started
+    finally:
+        monkeypatch.undo()
+        for s in held:
+            s.close()
+
+
+def gone(script, process) -> bool:
+    """Whether a head node's `ray start` has exited (collected here: no zombie is left) and no
+    process of its node runs."""
+    return process.poll() is not None and not script["_group_running"](process.pid)
+
+
+def end_heads(script, folder, heads):
+    """End what a test of start left: the cluster recorded in ``folder``, and any head still running."""
+    if (folder / "cluster.json").exists():
+        script["stop"](folder)
+    script["stop_nodes"]([{"name": "head", "pid": process.pid} for process, port in heads if process.poll() is None])
+
+
+@pytest.mark.slow
+def test_a_head_node_started_without_its_dashboard_is_started_again_with_other_ports(monkeypatch, capsys):
+    """Ray 2.60 starts a head whose dashboard port was taken meanwhile without a dashboard, and
+    still says "Ray runtime started": start recorded a cluster whose dashboard_url, where `distnet
+    submit` and `ray job submit` find its Jobs API, nothing answered."""
+    script = runpy.run_path(str(SCRIPT))
+    folder = Path(tempfile.mkdtemp(prefix="dnc-", dir="/tmp"))  # short: Ray's socket paths
+    heads = []
+    try:
+        with dashboard_ports_taken(monkeypatch, heads=1) as heads:
+            state = script["start"](folder, workers=0, cpus=1, timeout=30)
+        assert len(heads) == 2
+        (first, taken), (second, port) = heads
+        assert gone(script, first)  # stopped by start, before it started the second
+        assert state["dashboard_url"] == f"http://127.0.0.1:{port}" and port != taken
+        assert [node["pid"] for node in state["nodes"]] == [second.pid]
+        assert capsys.readouterr().err == ("local_cluster: Ray node head started without a dashboard that answers; "
+                                           "starting it again\n")
+        client = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": state["auth_token_path"]}
+        client.pop("RAY_AUTH_TOKEN", None)
+        list_jobs = ("import sys; from ray.job_submission import JobSubmissionClient as C; "
+                     "print(C(sys.argv[1]).list_jobs())")
+        jobs = subprocess.run([sys.executable, "-c", list_jobs, state["dashboard_url"]], env=client,
+                              capture_output=True, text=True, timeout=120)
+        assert jobs.returncode == 0 and jobs.stdout == "[]\n", jobs.stderr  # the Jobs API answers, with no job
+    finally:
+        end_heads(script, folder, heads)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_head_node_whose_dashboard_never_answers_fails_the_start_and_is_stopped(monkeypatch):
+    script = runpy.run_path(str(SCRIPT))
+    folder = Path(tempfile.mkdtemp(prefix="dnc-", dir="/tmp"))  # short: Ray's socket paths
+    heads = []
+    try:
+        with dashboard_ports_taken(monkeypatch, heads=3) as heads:
+            with pytest.raises(script["ClusterError"]) as caught:
+                script["start"](folder, workers=0, cpus=1, timeout=20)
+        assert len(heads) == 3  # as many as start tries
+        assert all(gone(script, process) for process, port in heads)
+        assert not (folder / "cluster.json").exists()
+        port = heads[-1][1]
+        assert str(caught.value) == (
+            f"Ray node head started without a dashboard: nothing answered at http://127.0.0.1:{port}/api/version "
+            f"within 20 s (timed out); its log {folder / 'head.log'} says why (\"already occupied\": another process "
+            f"took port {port} as the node started; start again, which chooses other ports; on a busy machine, a "
+            f"dashboard that is slow to start needs a longer --timeout)")
+        assert f"Failed to bind to 127.0.0.1:{port} because it's already occupied" in (folder / "head.log").read_text()
+    finally:
+        end_heads(script, folder, heads)
         shutil.rmtree(folder, ignore_errors=True)
 
 
