@@ -122,7 +122,8 @@ def start(folder: Path, workers: int, cpus: int, timeout: float) -> dict:
     nodes: list[dict] = []
     try:
         _start_node(folder, "head", head_arguments, env, timeout, nodes,
-                    ready=lambda node: _wait_dashboard(addresses["dashboard_url"], env, node, timeout))
+                    ready=lambda node, process: _wait_dashboard(addresses["dashboard_url"], env, node, process,
+                                                                timeout))
         for i in range(1, workers + 1):
             _start_node(folder, f"worker-{i}", lambda: ["--address", addresses["gcs_address"], *common], env,
                         timeout, nodes)
@@ -139,7 +140,7 @@ def _start_node(folder: Path, name: str, arguments, env: dict, timeout: float, n
                 attempts: int = 3, ready=None) -> dict:
     """Start one node (``arguments()`` gives its options, with fresh ports each attempt), added to
     ``nodes`` as soon as its process exists (and taken out again if it is stopped here); once it
-    says it started, ``ready(node)`` (if given) checks that it serves what it must. On a busy
+    says it started, ``ready(node, process)`` (if given) checks that it serves what it must. On a busy
     machine Ray 2.60's raylet can give up on its own agents after a fixed 15 s (ray-project/ray
     issue 65983), so a node that exits during start-up is started again, as is one that ``ready``
     finds without a dashboard (see _wait_dashboard)."""
@@ -158,7 +159,7 @@ def _start_node(folder: Path, name: str, arguments, env: dict, timeout: float, n
                 nodes.append(node)
             _wait_started(node, process, timeout)
             if ready:
-                ready(node)
+                ready(node, process)
             return node
         except BaseException as e:
             if node is None:  # no process was started
@@ -193,7 +194,7 @@ def _wait_started(node: dict, process: subprocess.Popen, timeout: float) -> None
         time.sleep(0.2)
 
 
-def _wait_dashboard(url: str, env: dict, node: dict, timeout: float) -> None:
+def _wait_dashboard(url: str, env: dict, node: dict, process: subprocess.Popen, timeout: float) -> None:
     """Wait until the head ``node``'s dashboard answers at ``url``, with the Jobs API that
     ``distnet submit`` and ``ray job submit`` use. Ray 2.60 starts a head whose dashboard port was
     taken meanwhile (by another process, after free_ports chose it) without a dashboard, and still
@@ -201,21 +202,28 @@ def _wait_dashboard(url: str, env: dict, node: dict, timeout: float) -> None:
     # The Jobs API's own endpoint, the first its clients ask; under token authentication it answers
     # only a request that carries the token (401 without it).
     request = urllib.request.Request(f"{url}/api/version", headers={"Authorization": f"Bearer {_token(env)}"})
+    port = url.rsplit(":", 1)[1]
+    taken = f"{HOST}:{port} because it's already occupied"  # Ray's log line for it: no need to wait it out
     deadline = time.monotonic() + timeout
     while True:
+        if process.poll() is not None:
+            raise ClusterError(f"Ray node {node['name']} exited as its dashboard started; see {node['log']}")
         try:
-            # A port held by a process that does not answer HTTP holds the request until its timeout.
-            with urllib.request.urlopen(request, timeout=max(deadline - time.monotonic(), 0.1)):
+            # Short requests: a port held by a process that does not answer HTTP holds one until its
+            # timeout, and the log and the process are looked at between them.
+            with urllib.request.urlopen(request, timeout=min(max(deadline - time.monotonic(), 0.1), 5)):
                 return
         except (OSError, http.client.HTTPException) as e:  # refused, timed out, an error status, not HTTP
+            without = f"Ray node {node['name']} started without a dashboard"
+            if taken in Path(node["log"]).read_text(errors="replace"):
+                raise _NoDashboard(f"{without}: another process took its port {port} as it started (its log "
+                                   f"{node['log']}: Failed to bind to {taken}); start again, which chooses other "
+                                   f"ports") from None
             if time.monotonic() > deadline:
-                port = url.rsplit(":", 1)[1]
-                raise _NoDashboard(
-                    f"Ray node {node['name']} started without a dashboard: nothing answered at {url}/api/version "
-                    f"within {timeout:g} s ({e}); its log {node['log']} says why (\"already occupied\": another "
-                    f"process took port {port} as the node started; start again, which chooses other ports; on a "
-                    f"busy machine, a dashboard that is slow to start needs a longer --timeout)") from None
-        time.sleep(0.5)
+                raise _NoDashboard(f"{without}: nothing answered at {url}/api/version within {timeout:g} s ({e}); "
+                                   f"see its log {node['log']} (on a busy machine, a dashboard that is slow to "
+                                   f"start needs a longer --timeout)") from None
+            time.sleep(0.5)
 
 
 def _token(env: dict) -> str:

@@ -1064,14 +1064,44 @@ def test_a_head_node_whose_dashboard_never_answers_fails_the_start_and_is_stoppe
         assert not (folder / "cluster.json").exists()
         port = heads[-1][1]
         assert str(caught.value) == (
-            f"Ray node head started without a dashboard: nothing answered at http://127.0.0.1:{port}/api/version "
-            f"within 20 s (timed out); its log {folder / 'head.log'} says why (\"already occupied\": another process "
-            f"took port {port} as the node started; start again, which chooses other ports; on a busy machine, a "
-            f"dashboard that is slow to start needs a longer --timeout)")
-        assert f"Failed to bind to 127.0.0.1:{port} because it's already occupied" in (folder / "head.log").read_text()
+            f"Ray node head started without a dashboard: another process took its port {port} as it started (its "
+            f"log {folder / 'head.log'}: Failed to bind to 127.0.0.1:{port} because it's already occupied); start "
+            f"again, which chooses other ports")
     finally:
         end_heads(script, folder, heads)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.parametrize("head", ["running", "exited"])
+def test_a_dashboard_that_does_not_answer_is_waited_for_until_the_timeout_unless_its_head_exits(tmp_path, head):
+    """Where the head's log does not say why (no port taken), the wait ends at the timeout, or as
+    soon as the head's process has exited."""
+    script = runpy.run_path(str(SCRIPT))
+    log = tmp_path / "head.log"
+    log.write_text("Ray runtime started.\n")
+    node = {"name": "head", "log": str(log)}
+    token = {"RAY_AUTH_TOKEN": "t"}
+    process = subprocess.Popen(["sleep", "60" if head == "running" else "0"])
+    try:
+        if head == "exited":
+            process.wait(timeout=10)
+        with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, answers nothing
+            url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+            started = time.monotonic()
+            with pytest.raises(script["ClusterError"]) as caught:
+                script["_wait_dashboard"](url, token, node, process, timeout=3)
+            waited = time.monotonic() - started
+    finally:
+        process.kill()
+        process.wait()
+    if head == "running":
+        assert isinstance(caught.value, script["_NoDashboard"]) and 3 <= waited < 30
+        assert str(caught.value) == (f"Ray node head started without a dashboard: nothing answered at {url}/api/version "
+                                     f"within 3 s (timed out); see its log {log} (on a busy machine, a dashboard that "
+                                     f"is slow to start needs a longer --timeout)")
+    else:
+        assert not isinstance(caught.value, script["_NoDashboard"]) and waited < 3
+        assert str(caught.value) == f"Ray node head exited as its dashboard started; see {log}"
 
 
 def test_ctrl_c_while_local_cluster_stops_nodes_waits_until_they_are_ended():
