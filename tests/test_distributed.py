@@ -143,6 +143,32 @@ def test_the_driver_writes_the_best_network_that_the_stop_evaluator_actor_keeps(
     assert len(trainer.placement) == 2 and all("node_id" in p for p in trainer.placement)
 
 
+class ScriptedValidationErrors(DistributedTrainer):
+    """The workers evaluate as ever, but the stop rule is told these errors: epoch 2 is the best."""
+
+    errors = (0.5, 0.25, 0.75)
+    evaluations = 0
+
+    def _validation_error_rate(self):
+        super()._validation_error_rate()
+        self.evaluations += 1
+        return self.errors[self.evaluations - 1]
+
+
+def test_the_best_network_file_keeps_the_best_epoch_s_parameters_after_a_worse_epoch(mnist, ray_local, tmp_path):
+    """The stop evaluator's handle keeps the parameters of an improvement only (the tests above
+    improve at every evaluation): a worse epoch 3 must leave epoch 2's in best.npz."""
+    trainer = ScriptedValidationErrors(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3,
+                                       workers=2)
+    train, validation = data(mnist)
+    result = trainer.fit(train, validation, epochs=3, eval_every=1, window=5, run_dir=tmp_path / "run")
+    assert (trainer.evaluations, result.best_epoch) == (3, 2)
+    best_file = Network.load(tmp_path / "run" / "best.npz")
+    np.testing.assert_array_equal(best_file.params, result.best_network.params)
+    assert not np.array_equal(best_file.params, trainer.network.params)  # the last epoch's differ
+    assert json.loads((tmp_path / "run" / "best.json").read_text())["epoch"] == 2
+
+
 def test_resuming_an_ended_distributed_run_starts_no_actor(mnist, ray_local, tmp_path, monkeypatch):
     _, ended = distributed(mnist, 2, "auto", run_dir=tmp_path / "run")
 
@@ -291,6 +317,43 @@ def test_divergence_through_huge_finite_costs_is_reported_by_the_parameter_serve
     with pytest.raises(TrainingDivergedError, match="epoch 1"):
         trainer.fit(train, epochs=5)
     assert trainer.failures == []  # not taken for a lost actor
+
+
+@pytest.mark.parametrize("protocol", ["channel", "plain"])
+def test_parameters_that_overflow_on_the_last_step_of_a_fit_are_divergence_on_the_parameter_server_too(
+        ray_local, monkeypatch, protocol):
+    """As the single-process trainer's test of it: the fit's last step overflows the parameters at
+    a finite cost, which only the parameter server's params_finite answer with the chunk's
+    statistics shows. Without it the fit returned a network of NaN/inf parameters."""
+    from distnet.chunk_sizer import ChunkSizer
+    from distnet.data import Dataset
+
+    monkeypatch.setattr(ChunkSizer, "CHUNK_SECONDS", 0.0)  # chunks of one step each (2 steps an epoch)
+    rng = np.random.default_rng(0)
+    train = Dataset(rng.random((64, 5), np.float32), rng.integers(0, 3, 64), classes=["a", "b", "c"])
+    net = Network([Dense(8, "leaky_relu"), Dense(3, "softmax")], input_size=5, seed=2, dtype=np.float32)
+    trainer = DistributedTrainer(net, Nesterov(0.1, 0.9), batch_size=32, seed=1, workers=1, protocol=protocol)
+
+    class Bomb(Reporter):
+        def on_steps(self, epoch, step, steps, stats, seconds):
+            if (epoch, step) == (1, 1):
+                trainer._set_learning_rate(1e300)  # on the server: the next update overflows the parameters
+
+    with pytest.raises(TrainingDivergedError, match=r"epoch 1, by step 2"):
+        trainer.fit(train, epochs=1, reporter=Bomb())
+    assert trainer.failures == []
+
+
+def test_the_actors_beside_the_driver_are_bound_to_its_node_not_merely_sent_there_if_it_suits():
+    """The parameter server and the stop evaluator take no CPU: under a soft affinity Ray places such
+    an actor on any node at all, far from the driver that exchanges the parameters with it (which a
+    cluster of one node cannot show)."""
+    from distnet.distributed.placement import on_node
+
+    options = on_node("ab" * 28)
+    assert options["num_cpus"] == 0
+    strategy = options["scheduling_strategy"]
+    assert (strategy.node_id, strategy.soft) == ("ab" * 28, False)
 
 
 def test_no_workers_points_to_the_single_process_trainer():
