@@ -33,9 +33,9 @@ def small_network():
                    initializer=None, dtype=np.float64)
 
 
-def make_trainer(protocol="auto", workers=2, **kw):
-    return DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3,
-                              workers=workers, protocol=protocol, **kw)
+def make_trainer(protocol="auto", workers=2, kind=DistributedTrainer, **kw):
+    return kind(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3, workers=workers,
+                protocol=protocol, **kw)
 
 
 def fit(trainer, mnist, **kw):
@@ -368,7 +368,7 @@ class LoseWorkerInReplay(DistributedTrainer):
 
 
 def test_a_worker_lost_while_a_new_parameter_server_replays_is_recovered_too(mnist, ray_local, uninterrupted):
-    trainer = LoseWorkerInReplay(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3, workers=2)
+    trainer = make_trainer(kind=LoseWorkerInReplay)
     worker_pid = None
 
     def kill_server():
@@ -406,8 +406,7 @@ def test_a_parameter_server_lost_as_an_epoch_of_a_schedule_begins_gets_that_epoc
 
     expected = make_trainer(schedule=CosineDecay())
     expected_result = fit(expected, mnist)
-    trainer = LoseServerOnceEpoch2HasItsRate(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3,
-                                             workers=2, schedule=CosineDecay())
+    trainer = make_trainer(kind=LoseServerOnceEpoch2HasItsRate, schedule=CosineDecay())
     result = fit(trainer, mnist)
     assert trainer.rates_set == 2 and len(trainer.failures) == 1, trainer.failures
     assert trainer.failures[0].startswith("the parameter server lost "), trainer.failures
