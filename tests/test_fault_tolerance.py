@@ -413,9 +413,9 @@ def test_a_parameter_server_lost_as_an_epoch_of_a_schedule_begins_gets_that_epoc
     assert_same_run(trainer, result, (expected.network.params, expected_result))
 
 
-def test_a_resumed_run_that_loses_a_worker_before_its_first_step_carries_on_from_its_checkpoint(
-        mnist, ray_local, uninterrupted, tmp_path):
-    run = tmp_path / "run"
+def run_ended_in_epoch_2(mnist, run):
+    """The uninterrupted run's training in ``run``, ended by a worker lost at step 25 of epoch 2
+    (max_failures=0); its checkpoint stands mid-epoch 2, after epoch 1's evaluation."""
     first = make_trainer(max_failures=0)
     # Waited dead: ray.kill returns at once, and on a busy host the actor could serve the 25 steps left
     # of the epoch before it dies (a run that ended with no failure to count).
@@ -423,7 +423,14 @@ def test_a_resumed_run_that_loses_a_worker_before_its_first_step_carries_on_from
         fit(first, mnist, reporter=KillOnce(2, 25, lambda: kill_actor_and_wait(first._worker_actors[0])), run_dir=run,
             checkpoint_every=10)
     saved = Checkpoint.load(run / "checkpoint.npz")
-    assert saved.epoch == 1 and 20 <= saved.step < 50  # mid-epoch
+    assert saved.epoch == 1 and 20 <= saved.step < 50 and saved.best_params is not None  # mid-epoch
+    return saved
+
+
+def test_a_resumed_run_that_loses_a_worker_before_its_first_step_carries_on_from_its_checkpoint(
+        mnist, ray_local, uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    saved = run_ended_in_epoch_2(mnist, run)
     resumed = make_trainer()
 
     class KillAtStart(Reporter):
@@ -435,6 +442,39 @@ def test_a_resumed_run_that_loses_a_worker_before_its_first_step_carries_on_from
     assert len(resumed.failures) == 1, resumed.failures
     assert resumed.failures[0].endswith(f"lost at epoch 2, step {saved.step}"), resumed.failures
     assert_same_run(resumed, result, uninterrupted)
+
+
+class LoseServerAsItLoadsTheCheckpoint(DistributedTrainer):
+    def _load_state(self, *args):
+        kill_actor_and_wait(self._server)
+        super()._load_state(*args)
+
+
+def test_a_parameter_server_lost_as_a_resumed_run_loads_its_checkpoint_is_recorded_in_the_checkpoint_s_epoch(
+        mnist, ray_local, uninterrupted, tmp_path):
+    run = tmp_path / "run"
+    run_ended_in_epoch_2(mnist, run)
+    resumed = make_trainer(kind=LoseServerAsItLoadsTheCheckpoint)
+    result = fit(resumed, mnist, run_dir=run, resume=True)
+    assert resumed.failures == ["the parameter server lost in epoch 2 (ActorDiedError)"]
+    assert_same_run(resumed, result, uninterrupted)
+
+
+def test_a_resume_whose_best_network_file_is_gone_writes_the_checkpoint_s_best_again(
+        mnist, ray_local, uninterrupted, tmp_path):
+    """The stop evaluator's handle must keep the best parameters it is resumed with, to write them."""
+    run = tmp_path / "run"
+    saved = run_ended_in_epoch_2(mnist, run)
+    (run / "best.npz").unlink()
+    written = []
+
+    class BestAtStart(Reporter):
+        def on_start(self, info):
+            written.append(Network.load(run / "best.npz").params)
+
+    result = fit(make_trainer(), mnist, run_dir=run, resume=True, reporter=BestAtStart())
+    np.testing.assert_array_equal(written[0], saved.best_params)
+    assert json.loads((run / "best.json").read_text())["epoch"] == result.best_epoch
 
 
 # (The runs have no validation set: each best.npz, of the last parameters, came after the checkpoint.)
@@ -950,3 +990,22 @@ def test_an_actor_that_could_not_start_is_named_with_its_exception(message, expe
     from distnet.distributed.recovery import start_failure
 
     assert start_failure(ray.exceptions.RayActorError(None, message, True)) == expected
+
+
+@ray.remote(num_cpus=0)
+class Sleeper:
+    def sleep(self, seconds):
+        time.sleep(seconds)
+
+
+def test_an_actor_that_answers_seconds_late_counts_alive_and_a_lost_one_does_not(ray_local):
+    """A busy actor (a long step, a loaded host) answers a ping late: alive, not one to replace."""
+    from distnet.distributed.recovery import answered
+
+    busy, lost = Sleeper.remote(), Sleeper.remote()
+    try:
+        ray_local.get([busy.sleep.remote(0), lost.sleep.remote(0)])
+        kill_actor_and_wait(lost)
+        assert answered([busy.sleep.remote(2), lost.sleep.remote(0)]) == [True, False]
+    finally:
+        ray_local.kill(busy)
