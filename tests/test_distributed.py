@@ -39,17 +39,21 @@ def fit(trainer, mnist, **kw):
     return trainer.fit(train, validation, epochs=2, eval_every=1, window=5, **kw)
 
 
+def make_trainer(kind=DistributedTrainer, seed=3, **kw):
+    """The trainer of these tests: ``kind`` DistributedTrainer (or a subclass), or Trainer to compare with."""
+    return kind(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=seed, **kw)
+
+
 def single_process(mnist, shards):
     """A single-process run over the same global mini-batches as ``shards`` workers."""
-    trainer = Trainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
+    trainer = make_trainer(Trainer)
     trainer.shards = shards
     result = fit(trainer, mnist)
     return trainer.network.params.copy(), result
 
 
 def distributed(mnist, workers, protocol, **kw):
-    trainer = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3,
-                                 workers=workers, protocol=protocol)
+    trainer = make_trainer(workers=workers, protocol=protocol)
     result = fit(trainer, mnist, **kw)
     return trainer, result
 
@@ -103,14 +107,14 @@ def test_augmentation_and_schedule_do_not_change_the_math_either(mnist, ray_loca
     assert [h["validation_error"] for h in result.history] == [h["validation_error"] for h in expected.history]
     assert [h["learning_rate"] for h in result.history] == [h["learning_rate"] for h in expected.history]
     # ... and the augmentation did change the training.
-    plain = Trainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3, schedule=CosineDecay())
+    plain = make_trainer(Trainer, schedule=CosineDecay())
     plain.shards = 2
     fit(plain, mnist)
     assert relative_difference(plain.network.params, single.network.params) > 1e-3
 
 
 def test_one_worker_equals_the_plain_trainer(mnist, ray_local):
-    trainer = Trainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
+    trainer = make_trainer(Trainer)
     fit(trainer, mnist)
     distributed_trainer, _ = distributed(mnist, 1, "auto")
     assert relative_difference(distributed_trainer.network.params, trainer.network.params) < 1e-9
@@ -158,8 +162,7 @@ class ScriptedValidationErrors(DistributedTrainer):
 def test_the_best_network_file_keeps_the_best_epoch_s_parameters_after_a_worse_epoch(mnist, ray_local, tmp_path):
     """The stop evaluator's handle keeps the parameters of an improvement only (the tests above
     improve at every evaluation): a worse epoch 3 must leave epoch 2's in best.npz."""
-    trainer = ScriptedValidationErrors(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3,
-                                       workers=2)
+    trainer = make_trainer(ScriptedValidationErrors, workers=2)
     train, validation = data(mnist)
     result = trainer.fit(train, validation, epochs=3, eval_every=1, window=5, run_dir=tmp_path / "run")
     assert (trainer.evaluations, result.best_epoch) == (3, 2)
@@ -188,14 +191,14 @@ def test_a_resume_without_a_worker_count_continues_with_the_run_s(mnist, ray_loc
     """Not told how many workers, a resume takes the run's 2, not the cluster's 4 CPUs (which
     would make it another draw of the training)."""
     uninterrupted, _ = distributed(mnist, 2, "auto")
-    trainer = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3, workers=2)
+    trainer = make_trainer(workers=2)
     train, validation = data(mnist)
     trainer.fit(train, validation, epochs=1, eval_every=1, window=5, run_dir=tmp_path / "run")
-    refused = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=4)
+    refused = make_trainer(seed=4)
     with pytest.raises(ConfigError, match="started with another seed \\(3 in its checkpoint, 4 now\\)"):
         refused.fit(train, validation, epochs=2, run_dir=tmp_path / "run", resume=True)
     assert refused.workers is None  # a refused resume leaves the trainer as it was
-    resumed = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
+    resumed = make_trainer()
     result = resumed.fit(train, validation, epochs=2, run_dir=tmp_path / "run", resume=True)
     assert resumed.shards == len(resumed.placement) == 2 and result.epochs == 2
     np.testing.assert_array_equal(resumed.network.params, uninterrupted.network.params)
@@ -243,7 +246,7 @@ def test_a_resume_on_another_number_of_workers_trains_on_records_it_and_a_plain_
     computes it; config.json records 3 workers and Ray, and a resume told no number takes them."""
     train, validation = data(mnist)
     run, single = tmp_path / "run", tmp_path / "single"
-    begun = Trainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
+    begun = make_trainer(Trainer)
     begun.shards = 2
     with pytest.raises(KeyboardInterrupt):
         begun.fit(train, validation, epochs=3, eval_every=1, window=5, run_dir=run, checkpoint_every=10,
@@ -291,15 +294,14 @@ def test_a_resume_told_more_workers_than_fit_where_its_own_number_does_is_told_t
 
     train, validation = data(mnist)
     run = tmp_path / "run"
-    begun = Trainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3)
+    begun = make_trainer(Trainer)
     begun.shards = 2
     # as the command line records its runs: resumed with distnet train --resume
     begun.fit(train, validation, epochs=1, run_dir=run, extra_config={"dataset": "mnist"})
     other_job = placement_group([{"CPU": 1}] * 2)
     ray_local.get(other_job.ready())
     try:
-        resumed = DistributedTrainer(small_network(), Nesterov(0.02, 0.87), l2=1e-4, batch_size=32, seed=3,
-                                     workers=3, placement_timeout=1)
+        resumed = make_trainer(workers=3, placement_timeout=1)
         with pytest.raises(ConfigError) as refused:
             resumed.fit(train, validation, epochs=2, run_dir=run, resume=True)
     finally:
