@@ -34,8 +34,6 @@ import os
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_name] = "1"
 
-import argparse  # noqa: E402
-import json  # noqa: E402
 import multiprocessing as mp  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -45,7 +43,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.workloads import (L2, WORKLOADS, distnet_network, distnet_optimizer,  # noqa: E402
-                                  median_seconds, thread_settings, training_data)
+                                  median_seconds, parse_step_tool, print_result, step_tool_parser,
+                                  thread_settings, training_data)
 from distnet.batches import BatchGather  # noqa: E402
 from distnet.distributed import channel as ch  # noqa: E402
 from distnet.nn import ParallelUpdate, fused  # noqa: E402
@@ -214,23 +213,14 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.step_anatomy", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workload", default="wide", choices=sorted(WORKLOADS),
-                        help="network and batch size (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=2, help="workers in the distributed step (default: 2)")
+    parser = step_tool_parser("step_anatomy", __doc__, default_workload="wide")
     parser.add_argument("--repeats", type=int, default=40, help="timed steps per part (default: 40)")
-    args = parser.parse_args(argv)
-    if not 1 <= args.workers <= WORKLOADS[args.workload].batch_size:
-        parser.error(f"--workers must be between 1 and the batch size {WORKLOADS[args.workload].batch_size}")
+    args, command = parse_step_tool(parser, argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    command = " ".join(["python -m benchmarks.step_anatomy", *(argv if argv is not None else sys.argv[1:])])
     result = anatomy(args.workload, args.workers, args.repeats, command)
-    print(json.dumps(result, indent=2))
-    print()
-    print(markdown(result))
+    print_result(result, markdown(result))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

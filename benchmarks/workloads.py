@@ -11,8 +11,11 @@ An epoch is the 50,000 MNIST training samples of distnet's split (``steps = 50,0
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import resource
+import sys
 import time
 from dataclasses import dataclass
 
@@ -120,3 +123,28 @@ def median_seconds(call, repeats: int, inner: int = 1) -> float:
 
 def thread_settings() -> dict:
     return {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+def step_tool_parser(module: str, doc: str, default_workload: str) -> argparse.ArgumentParser:
+    """The command line of a tool that takes one workload's distributed step apart
+    (``python -m benchmarks.MODULE``): ``--workload`` and ``--workers``, then the tool's own."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{module}", description=doc.split("\n\n")[0])
+    parser.add_argument("--workload", default=default_workload, choices=sorted(WORKLOADS),
+                        help="network and batch size (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=2, help="workers in the distributed step (default: 2)")
+    return parser
+
+
+def parse_step_tool(parser: argparse.ArgumentParser, argv: list[str] | None) -> tuple[argparse.Namespace, str]:
+    """The arguments (a usage error for more workers than rows in a batch) and the command as typed."""
+    args = parser.parse_args(argv)
+    if not 1 <= args.workers <= WORKLOADS[args.workload].batch_size:
+        parser.error(f"--workers must be between 1 and the batch size {WORKLOADS[args.workload].batch_size}")
+    return args, " ".join([parser.prog, *(argv if argv is not None else sys.argv[1:])])
+
+
+def print_result(result: dict, table: str) -> None:
+    """A tool's output: its JSON, a blank line, its Markdown."""
+    print(json.dumps(result, indent=2))
+    print()
+    print(table)
