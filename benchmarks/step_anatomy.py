@@ -222,5 +222,6 @@ def main(argv: list[str] | None = None) -> int:
     print_result(result, markdown(result))
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -151,7 +151,8 @@ def trace(workload: str, workers: int, epochs: int, samples: int, command: str =
     with tempfile.TemporaryDirectory() as folder:
         os.environ[TRACE_DIR] = folder  # Ray's processes inherit it, and the path to this module
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        local_ray.RUNTIME_ENV = {"worker_process_setup_hook": "benchmarks.step_trace.install"}
+        # install() runs distnet's own hook (skip_pyarrow) first; the rest of distnet's runtime_env stays.
+        local_ray.RUNTIME_ENV = {**local_ray.RUNTIME_ENV, "worker_process_setup_hook": "benchmarks.step_trace.install"}
         local_ray.start(num_cpus=os.cpu_count())
         try:
             trainer = DistributedTrainer(distnet_network(w), distnet_optimizer(), l2=L2, batch_size=w.batch_size,
@@ -198,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     result = trace(args.workload, args.workers, args.epochs, args.samples, command)
     print_result(result, markdown(result))
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
