@@ -49,8 +49,9 @@ class Checkpoint:
     # None mid-epoch, and in checkpoints written before it was kept.
     finished_epoch: tuple[StepStats, float] | None = None
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the checkpoint to ``path`` as an .npz (arrays, and its metadata as JSON) atomically."""
+    def save(self, path: str | os.PathLike, keep_previous: str | os.PathLike | None = None) -> None:
+        """Write the checkpoint to ``path`` as an .npz (arrays, and its metadata as JSON) atomically;
+        the file it replaces moves to ``keep_previous``, if given, once the new one is complete."""
         arrays = {"params": self.params,
                   **{_OPTIMIZER_PREFIX + k: v for k, v in self.optimizer_state.items()}}
         if self.best_params is not None:
@@ -63,7 +64,7 @@ class Checkpoint:
         if self.finished_epoch is not None:
             stats, seconds = self.finished_epoch
             meta["finished_epoch"] = {"stats": vars(stats), "seconds": seconds}
-        with atomic_writer(path) as f:
+        with atomic_writer(path, keep_previous=keep_previous) as f:
             f.write(npz_bytes(arrays, meta))
 
     @classmethod

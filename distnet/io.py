@@ -32,12 +32,15 @@ UNFINISHED_WRITE = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+def atomic_writer(path: str | os.PathLike, mode: str = "wb",
+                  keep_previous: str | os.PathLike | None = None) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success flush, fsync and rename it over ``path``.
 
     On any exception the temporary file is removed and ``path`` is left as it was; an OSError of the
     write (a full disk, a read-only folder, a folder in the way: IsADirectoryError) names ``path``,
-    not the temporary file.
+    not the temporary file. ``keep_previous``: where the file at ``path``, if any, moves (replacing
+    what is there) once the new one is complete, just before the new one takes its place; a write
+    that fails moves nothing.
     """
     path = Path(path)
     if path.is_dir():  # before a temporary name is made from it: "." has no name to make it from
@@ -56,6 +59,8 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]
             f.flush()
             os.fsync(f.fileno())
         try:
+            if keep_previous is not None and path.exists():
+                os.replace(path, keep_previous)
             os.replace(temporary, path)
         except OSError as e:  # such as a folder where the file should go: name the file, not the temporary
             _name(e, path)

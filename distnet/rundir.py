@@ -432,13 +432,13 @@ class RunDir:
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         """Write the newest checkpoint, keeping the one before as checkpoint.prev.npz.
 
-        A crash at any moment leaves at least one complete checkpoint: the rename keeps the old
-        newest one as checkpoint.prev.npz, and the new one appears only once it is complete.
+        The new one is written in full under a temporary name first; only then does the newest
+        move to checkpoint.prev.npz and the new one take its name. So a write that fails (no room)
+        leaves both checkpoints as they were, and a crash at any moment leaves at least one.
         """
         self.check_in_place()
-        if self.checkpoint_path.exists() and not self._newest_damaged:
-            os.replace(self.checkpoint_path, self.previous_checkpoint_path)
-        checkpoint.save(self.checkpoint_path)
+        keep = None if self._newest_damaged else self.previous_checkpoint_path
+        checkpoint.save(self.checkpoint_path, keep_previous=keep)
         self._newest_damaged = False
 
     def load_checkpoint(self) -> Checkpoint:

@@ -1129,6 +1129,33 @@ def test_a_disk_error_names_the_file_it_could_not_write_and_when_the_run_can_res
     assert status == 0, err
 
 
+def test_a_checkpoint_that_cannot_be_written_leaves_both_checkpoints_as_they_were(capsys, data, tmp_path,
+                                                                                 monkeypatch):
+    """The third checkpoint cannot be written: the second stays checkpoint.npz and the first
+    checkpoint.prev.npz, byte for byte (the newest moves only once the new one is complete), and
+    the resume goes on from the second without a word about the previous one."""
+    folder = tmp_path / "run"
+    real_fsync = os.fsync
+    kept = {}
+
+    def third_checkpoint_fails(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(f"{folder}/.checkpoint.npz.") and \
+                (folder / "checkpoint.prev.npz").exists():
+            kept.update({name: (folder / name).read_bytes() for name in ("checkpoint.npz", "checkpoint.prev.npz")})
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr("distnet.io.os.fsync", third_checkpoint_fails)
+    status, _, err = cli(capsys, *train_args(data, "--run-dir", folder, "--epochs", "4"))
+    monkeypatch.undo()
+    assert status == 2 and err.startswith(f"distnet: error: {folder}/checkpoint.npz: No space left on device; "
+                                          f"the run's files are as its last checkpoint left them"), err
+    assert {name: (folder / name).read_bytes() for name in kept} == kept
+    status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--quiet")
+    assert status == 0 and "previous checkpoint" not in err, err
+    assert Checkpoint.load(folder / "checkpoint.npz").epoch == 4
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_results_that_cannot_be_printed_are_said_to_be_all_that_is_lost(data, tmp_path):
     """Said before: the run's files were as its last checkpoint left them, resume it; the run had
