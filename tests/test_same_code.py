@@ -66,8 +66,9 @@ def test_workers_running_another_distnet_are_refused_before_the_first_step_and_t
     assert refused.startswith("worker 0 (node ") and refused.endswith(
         f" runs distnet from {older / 'distnet'}, whose code differs from this driver's ({REPO / 'distnet'}): every "
         f"node of the cluster must run the same distnet. Install this one on every node (a cluster from "
-        f"cluster/cluster.yaml: 'ray up' again), and start no node in a folder that holds another copy (one there "
-        f"comes first on its path); or train with 'distnet submit', which sends the job this copy"), refused
+        f"cluster/cluster.yaml: 'ray up' again), and run the driver from a folder that holds no other copy (Ray puts "
+        f"the driver's folder first on every actor's path); or train with 'distnet submit', which sends the job this "
+        f"copy"), refused
     assert not (Path(str(older) + "-run") / "checkpoint.npz").exists()  # refused before anything was trained
     assert re.fullmatch(r"worker 0 \(node \w{8} on .+\) runs an older distnet, whose code differs from this "
                         r"driver's .*", outcomes[str(before_the_check)])

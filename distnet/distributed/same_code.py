@@ -1,9 +1,10 @@
 """Every process of a distributed run must run the driver's distnet.
 
-Each node imports whichever distnet it finds first: its installed one, or a folder that comes
-earlier on its path (the folder its Ray was started in, say). A node left with an older copy
-would train on silently, with other batches or other math, so the driver compares the source
-of each actor's distnet with its own before the first step.
+Each actor imports whichever distnet its node finds first: the node's installed one, or a copy in
+a folder that comes earlier on the actor's path (Ray puts the driver's working folder first on
+every actor's path, on every node; the folder a node's Ray was started in is not on it). An actor
+left with an older copy would train on silently, with other batches or other math, so the driver
+compares the source of each actor's distnet with its own before the first step.
 """
 from __future__ import annotations
 
@@ -54,6 +55,6 @@ def check_same_code(actors: dict[str, "ray.actor.ActorHandle"]) -> None:
             raise ConfigError(
                 f"{name} {runs}, whose code differs from this driver's ({path}): every node "
                 f"of the cluster must run the same distnet. Install this one on every node (a cluster from "
-                f"cluster/cluster.yaml: 'ray up' again), and start no node in a folder that holds another "
-                f"copy (one there comes first on its path); or train with 'distnet submit', which sends "
-                f"the job this copy")
+                f"cluster/cluster.yaml: 'ray up' again), and run the driver from a folder that holds no other "
+                f"copy (Ray puts the driver's folder first on every actor's path); or train with 'distnet "
+                f"submit', which sends the job this copy")
