@@ -262,6 +262,9 @@ def ended_run(run: RunDir, checkpoint: Checkpoint, epochs: int, eval_every: int,
         holds_best(run, best_params, state["best_epoch"])
     if not (loads_as_network(run.best_path) and as_checkpointed):
         if evaluated:  # as of the checkpoint (a crash left it ahead, or damaged); its window is the state's
+            if not as_checkpointed:  # ahead: the newest checkpoint was lost, and what it held is not trained again
+                set_aside_newer_best(run, "the run ends at that checkpoint",
+                                     "best.npz is the best network as of the checkpoint")
             stopping = EarlyStopping(network.spec(), 1, best_path=run.best_path, notes=notes)
             stopping.load_state(state, best_params)
             stopping.save_best()
@@ -278,11 +281,12 @@ def ended_run(run: RunDir, checkpoint: Checkpoint, epochs: int, eval_every: int,
     return result
 
 
-def set_aside_newer_best(run: RunDir, then: str) -> None:
+def set_aside_newer_best(run: RunDir, why: str, then: str) -> None:
     """Keep ``run``'s best.npz, saved after the checkpoint a resume starts from, under a name of its
-    own where it holds a network: the run goes on otherwise than it would have (other workers) and
-    will not train that network again. ``then``: what becomes of best.npz."""
+    own where it holds a network, since the run will not train that network again: ``why`` says
+    why (it goes on with other workers, or ends at the checkpoint). ``then``: what becomes of
+    best.npz."""
     if not loads_as_network(run.best_path):
         return
-    warn(f"{run.best_path} came after the checkpoint this run resumes from, and the run goes on otherwise "
-         f"than it would have: it is kept as {run.set_aside_best().name}, and {then}")
+    warn(f"{run.best_path} came after the checkpoint this run resumes from, and {why}: it is kept as "
+         f"{run.set_aside_best().name}, and {then}")

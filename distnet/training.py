@@ -35,6 +35,9 @@ from .step_stats import StepStats
 from .stop import EarlyStopping, StopEvaluator, Stopping, Verdict
 from .trainer_settings import TrainerSettings
 
+# Why a resume on other workers (another draw of the batches) sets aside a best network saved after its checkpoint.
+_GOES_ON_OTHERWISE = "the run goes on otherwise than it would have"
+
 
 @dataclass
 class _Loop:
@@ -323,13 +326,13 @@ class TrainerBase(TrainerSettings):
         position = checkpoint.epoch, checkpoint.step, replace(checkpoint.epoch_stats)  # a copy: the steps add to it
         if state is None or state["best_epoch"] < 0:  # before the first evaluation: any best.npz came after
             if redrawn and not owed:  # (owed, it is that evaluation's, of these parameters, which it makes again)
-                set_aside_newer_best(loop.run, "the next evaluation writes best.npz anew")
+                set_aside_newer_best(loop.run, _GOES_ON_OTHERWISE, "the next evaluation writes best.npz anew")
             return *position, None
         loop.best_params = best_params_of(loop.run, checkpoint)
         loop.stopping.load_state(state, loop.best_params)
         if checkpoint.best_params is not None and not holds_best(loop.run, loop.best_params, state["best_epoch"]):
             if redrawn:
-                set_aside_newer_best(loop.run, "best.npz restarts from the checkpoint's")
+                set_aside_newer_best(loop.run, _GOES_ON_OTHERWISE, "best.npz restarts from the checkpoint's")
             loop.stopping.save_best()  # best.npz as of the checkpoint: a crash left it ahead, or damaged
         evaluator = StopEvaluator.from_state(state["evaluator"])
         return *position, Verdict(False, False, evaluator.lowest, state["best_epoch"])

@@ -687,6 +687,27 @@ def test_a_resume_on_other_workers_from_before_the_first_evaluation_keeps_the_be
                                  "the next evaluation writes best.npz anew", epochs=2, eval_every=2)
 
 
+def test_a_run_ended_at_its_previous_checkpoint_keeps_the_best_network_saved_after_it(mnist, tmp_path):
+    """checkpoint.npz damaged, a resume with the epochs of checkpoint.prev.npz ends the run there.
+    best.npz, of the lost checkpoint's epoch, was overwritten with the older one's best network:
+    lost for good, since the run trains no more."""
+    run = tmp_path / "run"
+    fit_small(mnist, run, epochs=3)
+    newer, newer_record = (run / "best.npz").read_bytes(), (run / "best.json").read_text()
+    assert json.loads(newer_record)["epoch"] == 3  # (else nothing would be lost)
+    (run / "checkpoint.npz").write_bytes(b"PK\x03\x04" + bytes(100))
+    with pytest.warns(UserWarning) as heard:
+        result, _ = fit_small(mnist, run, epochs=2, resume=True)
+    assert f"{run / 'best.npz'} came after the checkpoint this run resumes from, and the run ends at that " \
+           f"checkpoint: it is kept as best-before-resume.npz, and best.npz is the best network as of the " \
+           f"checkpoint" in [str(w.message) for w in heard]
+    assert (run / "best-before-resume.npz").read_bytes() == newer
+    assert (run / "best-before-resume.json").read_text() == newer_record
+    assert result.already_ended and result.epochs == 2
+    assert json.loads((run / "best.json").read_text())["epoch"] == result.best_epoch <= 2
+    np.testing.assert_array_equal(Network.load(run / "best.npz").params, result.best_network.params)
+
+
 def test_a_resume_on_other_workers_that_owes_the_first_evaluation_sets_nothing_aside(mnist, tmp_path, monkeypatch):
     """Killed between its first best.npz and the checkpoint after it, a run resumed on other
     workers set that best.npz aside with a warning, though the evaluation it owes scores the same
