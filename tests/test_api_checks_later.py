@@ -239,9 +239,13 @@ def test_a_network_s_layout_is_fixed_once_it_is_made_and_its_cost_is_checked_whe
             setattr(net, name, value)
     sigmoid = Network([Dense(3, "tanh"), Dense(2, "sigmoid")], input_size=4, dtype=np.float64)
     with pytest.raises(ConfigError, match="^cross-entropy is the cost of a probability distribution"):
-        sigmoid.cost = "cross_entropy"
-    sigmoid.cost = "mse"
-    assert repr(sigmoid.cost) == "MSE()" and sigmoid.sizes == [4, 3, 2]
+        sigmoid.cost_function = "cross_entropy"
+    sigmoid.cost_function = "mse"
+    assert repr(sigmoid.cost_function) == "MSE()" and sigmoid.sizes == [4, 3, 2]
+    with pytest.raises(ConfigError, match=r"^a network's cost\(X, Y\) is the mean cost over samples; set the cost "
+                                          r"function the network is trained on as network.cost_function$"):
+        sigmoid.cost = "cross_entropy"  # would hide the method
+    assert sigmoid.cost(np.ones((1, 4)), [[0.0, 1.0]]) > 0 and repr(sigmoid.cost_function) == "MSE()"
     net.name = "mine"  # anything else a user keeps with it
 
 
@@ -279,7 +283,7 @@ def test_ragged_rows_are_refused_in_one_message_not_numpy_s():
     net = Network([Dense(2, "softmax")], input_size=2)
     for call, what in [(lambda: Dataset(ragged, [0, 1], classes=2), "dataset: images"),
                        (lambda: net.predict(ragged), "the network's inputs"),
-                       (lambda: net.cost_value([[0.0, 1.0]], [[1.0, 0.0], [1.0]]), "the targets"),
+                       (lambda: net.cost([[0.0, 1.0]], [[1.0, 0.0], [1.0]]), "the targets"),
                        (lambda: Trainer(net, Nesterov(0.1)).step(ragged, [[1.0, 0.0], [0.0, 1.0]]),
                         "the mini-batch's inputs"),
                        (lambda: Trainer(net, Nesterov(0.1)).step([[0.0, 1.0]] * 2, [[1.0, 0.0], [1.0]]),

@@ -79,7 +79,7 @@ def test_the_own_network_example_trains_on_fashion_mnist_and_uses_the_network_it
     run_dir = tmp_path / "run"
     done = run_example("train_your_own_network.py", "--epochs", "1", "--run-dir", str(run_dir), "--show", "4")
     best = Network.load(run_dir / "best.npz")
-    assert [layer.size for layer in best.layers] == [128, 10] and best.cost.name == "cross_entropy"
+    assert [layer.size for layer in best.layers] == [128, 10] and best.cost_function.name == "cross_entropy"
     test = load_fashion_mnist().test
     wrong = int(np.count_nonzero(best.predict(test.images).argmax(axis=1) != test.labels))
     assert wrong < 2_500  # one epoch: about 15% wrong; guessing, 90%

@@ -30,7 +30,7 @@ def test_golden_forward_output_of_a_1d_input():
 
 
 def test_golden_quadratic_cost():
-    assert golden_network().cost_value(X, Y) == pytest.approx(0.19374977898811957, rel=0, abs=1e-14)
+    assert golden_network().cost(X, Y) == pytest.approx(0.19374977898811957, rel=0, abs=1e-14)
 
 
 def test_golden_output_after_one_gradient_descent_step():
@@ -44,10 +44,10 @@ def test_golden_output_after_one_gradient_descent_step():
 def test_golden_step_changes_every_parameter_and_lowers_the_cost():
     net = golden_network()
     before = net.params.copy()
-    cost_before = net.cost_value(X, Y)
+    cost_before = net.cost(X, Y)
     UpdateRule(GradientDescent(0.1)).apply(net.params, net.gradient(X, Y))
     assert np.all(net.params != before)
-    assert net.cost_value(X, Y) < cost_before
+    assert net.cost(X, Y) < cost_before
 
 
 def test_golden_softmax():

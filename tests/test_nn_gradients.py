@@ -66,9 +66,9 @@ def numerical_gradient(net: Network, X, Y) -> np.ndarray:
     for i in range(net.params.size):
         keep = net.params[i]
         net.params[i] = keep + EPS
-        plus = net.cost_value(X, Y)
+        plus = net.cost(X, Y)
         net.params[i] = keep - EPS
-        minus = net.cost_value(X, Y)
+        minus = net.cost(X, Y)
         net.params[i] = keep
         grad[i] = (plus - minus) / (2 * EPS)
     return grad

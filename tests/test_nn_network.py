@@ -164,7 +164,7 @@ def test_backprop_returns_sums(cost):
     grad_sum, cost_sum, correct = net.backprop(X, Y)
     mean_grad = net.gradient(X, Y)
     np.testing.assert_allclose(grad_sum, 11 * mean_grad, rtol=1e-13, atol=1e-16)
-    assert cost_sum == pytest.approx(11 * net.cost_value(X, Y), rel=1e-13)
+    assert cost_sum == pytest.approx(11 * net.cost(X, Y), rel=1e-13)
     assert correct == int((net.predict(X).argmax(axis=1) == labels).sum())
     # The summed gradient over a batch is the sum of per-sample gradients.
     per_row = sum(net.backprop(X[i:i + 1], Y[i:i + 1])[0] for i in range(11))
@@ -186,7 +186,7 @@ def test_backprop_correct_count_by_construction():
     with pytest.raises(ConfigError, match="the error rate needs at least one sample, and the data has none"):
         net.error_rate(X[:0], labels[:0])  # it was 0.0, a perfect score for nothing
     with pytest.raises(ConfigError, match="^the mean cost needs at least one sample, and the data has none$"):
-        net.cost_value(X[:0], np.eye(3)[labels[:0]])  # it was NaN, with two RuntimeWarnings
+        net.cost(X[:0], np.eye(3)[labels[:0]])  # it was NaN, with two RuntimeWarnings
 
 
 def test_backprop_into_a_preallocated_vector():
@@ -239,10 +239,10 @@ def test_training_steps_lower_the_cost():
     X, Y, _ = batch(n=30)
     rule = UpdateRule(optimizer_from_spec({"name": "nesterov", "learning_rate": 0.05}), l2=1e-4,
                       weight_slices=net.weight_slices)
-    start = net.cost_value(X, Y)
+    start = net.cost(X, Y)
     for _ in range(50):
         rule.apply(net.params, net.gradient(X, Y))
-    assert net.cost_value(X, Y) < 0.7 * start
+    assert net.cost(X, Y) < 0.7 * start
 
 
 def test_bad_input_shapes_raise_config_error():
@@ -262,9 +262,9 @@ def test_bad_input_shapes_raise_config_error():
     with pytest.raises(ConfigError, match=r"\(3, 3\) for 2 samples"):
         net.backprop(np.zeros((2, 5)), np.zeros((3, 3)))
     with pytest.raises(ConfigError, match=r"\(2,\) for 2 samples"):
-        net.cost_value(np.zeros((2, 5)), np.zeros(2))  # labels where one-hot rows belong
+        net.cost(np.zeros((2, 5)), np.zeros(2))  # labels where one-hot rows belong
     X, Y, _ = batch(n=1)
-    assert net.cost_value(X[0], Y[0]) == net.cost_value(X, Y)  # one sample may come as flat rows
+    assert net.cost(X[0], Y[0]) == net.cost(X, Y)  # one sample may come as flat rows
 
 
 # -- params, copy -------------------------------------------------------------------------------
@@ -314,7 +314,7 @@ def test_save_load_round_trip(tmp_path, dtype):
     np.testing.assert_array_equal(back.params, net.params)
     assert [type(l.activation) for l in back.layers] == [LeakyReLU, type(net.layers[1].activation), Softmax]
     assert back.layers[0].activation.alpha == 0.2
-    assert isinstance(back.cost, CrossEntropy)
+    assert isinstance(back.cost_function, CrossEntropy)
     assert back.spec() == net.spec()
     X, _, _ = batch()
     np.testing.assert_array_equal(back.predict(X), net.predict(X))
@@ -564,7 +564,7 @@ def test_a_document_in_the_originals_format_gives_the_originals_golden_numbers()
     assert net.sizes == [2, 2, 2] and net.spec()["cost"] == {"name": "quadratic"}
     assert [layer.activation.spec() for layer in net.layers] == [{"name": "sigmoid"}] * 2
     np.testing.assert_allclose(net.predict([2.0, 3.0])[0], [0.712257432295742, 0.533097573871501], rtol=0, atol=1e-14)
-    assert net.cost_value([2.0, 3.0], [1.0, 0.2]) == pytest.approx(0.19374977898811957, rel=1e-14)
+    assert net.cost([2.0, 3.0], [1.0, 0.2]) == pytest.approx(0.19374977898811957, rel=1e-14)
     assert net.to_original_json() == json.loads(ORIGINAL_DOC)
 
 

@@ -831,13 +831,26 @@ def test_a_crash_before_the_first_checkpoint_after_the_first_best_network_leaves
     assert (run / "best.json").read_text() == record
 
 
+def resume_ending_at_epoch_2_keeping_the_best_network_ahead(mnist, run):
+    """Resume ``run``, whose checkpoint ended it at epoch 2 and whose best.npz came after it: the
+    result, after both warnings."""
+    with pytest.warns(UserWarning) as heard:
+        result, _ = fit_small(mnist, run, epochs=2, resume=True)
+    said = [str(w.message) for w in heard]
+    assert len(said) == 2 and "had ended at epoch 2" in said[0] and said[1].startswith(
+        f"{run / 'best.npz'} came after the checkpoint this run resumes from, and the run ends at that checkpoint: "
+        f"it is kept as best-before-resume.npz"), said
+    return result
+
+
 def test_an_ended_run_returns_the_best_network_of_its_checkpoint_and_its_files_say_the_same(mnist, tmp_path):
-    """A crash left epoch 3's best network; the run, ended at 2, returns and writes its checkpoint's."""
+    """A crash left epoch 3's best network; the run, ended at 2, returns and writes its checkpoint's,
+    and keeps epoch 3's, which it will not train again, as best-before-resume.npz."""
     run = tmp_path / "run"
     checkpoint = checkpoint_of_epoch_2_of_3_with_the_best_network_of_epoch_3_left_by_a_crash(mnist, run)
-    kept = (run / "checkpoint.npz").read_bytes()
-    with pytest.warns(UserWarning, match="had ended at epoch 2"):
-        result, _ = fit_small(mnist, run, epochs=2, resume=True)
+    kept, ahead = (run / "checkpoint.npz").read_bytes(), (run / "best.npz").read_bytes()
+    result = resume_ending_at_epoch_2_keeping_the_best_network_ahead(mnist, run)
+    assert (run / "best-before-resume.npz").read_bytes() == ahead
     np.testing.assert_array_equal(result.best_network.params, checkpoint.best_params)
     np.testing.assert_array_equal(Network.load(run / "best.npz").params, checkpoint.best_params)
     assert result.best_epoch == checkpoint.stopping_state["best_epoch"] == \
@@ -1340,7 +1353,7 @@ def test_seed_preset_is_the_articles_configuration():
     assert net.sizes == [784, 36, 14, 10]
     assert [layer.activation.spec() for layer in net.layers] == [
         {"name": "leaky_relu", "alpha": 0.01}, {"name": "leaky_relu", "alpha": 0.01}, {"name": "softmax"}]
-    assert net.cost.spec() == {"name": "quadratic"} and preset.initializer == "xavier_normal"
+    assert net.cost_function.spec() == {"name": "quadratic"} and preset.initializer == "xavier_normal"
     assert preset.build_optimizer().spec() == {"name": "nesterov", "learning_rate": 0.02, "momentum": 0.87}
     assert (preset.l2, preset.batch_size, preset.eval_every, preset.window) == (1e-4, 32, 5, 40)
     assert preset.schedule is None and preset.augmentation is None
@@ -1681,8 +1694,9 @@ def test_a_resume_that_ends_a_run_undoes_what_a_killed_resume_left_ahead_of_its_
         with pytest.raises(Killed):
             fit_small(mnist, run, epochs=4, resume=True)
     assert json.loads((run / "best.json").read_text())["epoch"] == 3  # ahead of the checkpoint of epoch 2
-    with pytest.warns(UserWarning, match="had ended at epoch 2"):
-        again, _ = fit_small(mnist, run, epochs=2, resume=True)
+    ahead = (run / "best.npz").read_bytes()
+    again = resume_ending_at_epoch_2_keeping_the_best_network_ahead(mnist, run)
+    assert (run / "best-before-resume.npz").read_bytes() == ahead
     assert again.already_ended and again.best_epoch == ended.best_epoch
     assert np.array_equal(Network.load(run / "best.npz").params, ended.best_network.params)
     assert json.loads((run / "best.json").read_text())["epoch"] == ended.best_epoch

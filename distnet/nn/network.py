@@ -65,7 +65,7 @@ class Network:
         # Fresh layers and activations: the network owns its views, callers may reuse (and change)
         # their descriptions.
         self.layers = tuple(Dense(layer.size, activation_from_spec(layer.activation.spec())) for layer in layers)
-        self.cost = Quadratic() if cost is None else cost
+        self.cost_function = Quadratic() if cost is None else cost
         self._params = _zeros_for_parameters(self.sizes, self.dtype)
         self.weight_slices: list[slice] = []
         self._grad_slices: list[tuple[slice, slice]] = []
@@ -97,16 +97,19 @@ class Network:
                 "build a new Network for another layout"
             raise ConfigError(f"a network's {name} is fixed once it is made (its parameters are laid out for it); "
                               f"{instead}")
+        if name == "cost":  # an attribute of that name would hide the method cost(X, Y)
+            raise ConfigError("a network's cost(X, Y) is the mean cost over samples; set the cost function the "
+                              "network is trained on as network.cost_function")
         super().__setattr__(name, value)
 
     @property
-    def cost(self) -> Cost:
-        """The cost the network is trained on; another may be set (by name, spec or object) if it
-        fits the output layer's activation."""
+    def cost_function(self) -> Cost:
+        """The cost the network is trained on (the original's costFunction); another may be set (by
+        name, spec or object) if it fits the output layer's activation."""
         return self._cost
 
-    @cost.setter
-    def cost(self, cost: Cost | str | dict) -> None:
+    @cost_function.setter
+    def cost_function(self, cost: Cost | str | dict) -> None:
         cost = cost_from_spec(cost)
         cost.check_output_activation(self.layers[-1].activation)
         self._cost = cost
@@ -130,7 +133,7 @@ class Network:
     def spec(self) -> dict:
         """The architecture as JSON-able data (no parameters)."""
         return {"input_size": self.input_size, "layers": [layer.spec() for layer in self.layers],
-                "cost": self.cost.spec(), "dtype": self.dtype.name}
+                "cost": self.cost_function.spec(), "dtype": self.dtype.name}
 
     @classmethod
     def from_spec(cls, spec: dict, params: np.ndarray | None = None) -> "Network":
@@ -261,12 +264,12 @@ class Network:
                 a = layer.forward(a, out=into[:rows], scratch=room[:rows])
             yield start, a
 
-    def cost_value(self, X: ArrayLike, Y: ArrayLike) -> float:
+    def cost(self, X: ArrayLike, Y: ArrayLike) -> float:
         """The mean cost over the rows of ``X`` against the targets ``Y`` (one-hot rows)."""
         X = self._inputs(X)
         if not len(X):
             raise ConfigError("the mean cost needs at least one sample, and the data has none")
-        return float(self.cost.value(self.predict(X), self._targets(Y, len(X))).mean())
+        return float(self.cost_function.value(self.predict(X), self._targets(Y, len(X))).mean())
 
     def error_rate(self, X: ArrayLike, labels: ArrayLike | None = None, batch_size: int = 1_000) -> float:
         """The fraction of rows whose largest output is not the label (see :meth:`error_count`);
@@ -323,7 +326,7 @@ class Network:
             outputs.append(layer.forward(outputs[-1], out=into, scratch=room))
         a = outputs[-1]
         correct = int(np.count_nonzero(a.argmax(axis=1) == Y.argmax(axis=1)))
-        cost_sum, delta = self.cost.total_and_output_layer_gradient(self.layers[-1].activation, a, Y)
+        cost_sum, delta = self.cost_function.total_and_output_layer_gradient(self.layers[-1].activation, a, Y)
         # Every delta is a temporary of this loop, so the activations may overwrite it in place.
         for i in range(len(self.layers) - 1, -1, -1):
             w, b = self._grad_slices[i]
@@ -410,7 +413,7 @@ class Network:
 
     def __repr__(self) -> str:
         layers = ", ".join(repr(layer) for layer in self.layers)
-        return f"Network(input_size={self.input_size}, layers=[{layers}], cost={self.cost!r}, dtype={self.dtype.name})"
+        return f"Network(input_size={self.input_size}, layers=[{layers}], cost={self.cost_function!r}, dtype={self.dtype.name})"
 
 
 class BackpropBuffers:

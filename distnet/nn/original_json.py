@@ -44,7 +44,7 @@ def to_original_json(network: Network) -> dict:
     for layer in network.layers:
         layers.append({"weights": layer.weights.tolist(), "bias": layer.bias.tolist(),
                        "activation": _original_name(layer.activation, ORIGINAL_ACTIVATIONS, "activation")})
-    return {"costFunction": _original_name(network.cost, ORIGINAL_COSTS, "cost"), "layers": layers}
+    return {"costFunction": _original_name(network.cost_function, ORIGINAL_COSTS, "cost"), "layers": layers}
 
 
 def parse_original_json(doc: dict, dtype: np.dtype | type | str = np.float64) -> tuple[dict, np.ndarray]:
