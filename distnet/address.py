@@ -12,9 +12,10 @@ the server knows a GCS's call, and fails at once otherwise with a message that s
 refuses this machine's token makes ray.init fail after about 20 s with only "Failed to connect
 to Ray cluster" (the refusal is only in the exception's cause); distnet says instead that the
 token was refused, which token this process offered, and how to give it the cluster's (see
-:func:`token_problem`, which ``distnet submit`` uses too). Ray also prints a warning for each of
-its 20 attempts; no documented setting silences those (RAY_BACKEND_LOG_LEVEL does not reach them)
-or shortens the attempts, so both stay as Ray makes them. (Ray is imported only to join: the
+:func:`token_problem`, which ``distnet submit`` uses too). Ray's native code also writes a warning
+to stderr for each of its 20 attempts, which no setting silences (RAY_BACKEND_LOG_LEVEL does not
+reach them); so what it writes there while joining is held back, and shown after the join unless
+the join failed on the token, which the one error message then says. (Ray is imported only to join: the
 command line checks the form of ``--address`` while parsing.) The Jobs API's address
 (``http://HOST:PORT``, for ``distnet submit``) gets a check of its own: Ray's job client sends
 its requests without a timeout, and waits without end where a server accepts the connection and
@@ -29,9 +30,13 @@ where only another cluster's nodes run here, it says the same once Ray gives up.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -219,7 +224,8 @@ def join_cluster(address: str) -> None:
         # Ray would look for one for 60 s before failing with an error that names only the address.
         raise ClusterUnreachableError(_not_a_node(address, "no Ray node runs among the processes this one can see"))
     try:
-        ray.init(address=address, logging_level="ERROR")
+        with _native_stderr_held(drop_if=_token_refused):
+            ray.init(address=address, logging_level="ERROR")
     except AuthenticationError:  # token authentication on here, but no token to send
         raise ClusterUnreachableError(token_problem(f"the Ray cluster at {_named(address)}")) from None
     except ConnectionError as e:
@@ -232,6 +238,32 @@ def join_cluster(address: str) -> None:
             raise ClusterUnreachableError(_none_found_here(address, e)) from None
         raise ClusterUnreachableError(f"cannot join the Ray cluster at {address} ({e}); "
                                       f"{_give_the_gcs(parse_address(address)[0])}, not the dashboard's") from None
+
+
+@contextlib.contextmanager
+def _native_stderr_held(drop_if) -> Iterator[None]:
+    """Hold back what this process writes to its stderr (file descriptor 2, where Ray's native code
+    writes) while the block runs, and write it out after; dropped instead where the block raises an
+    error for which ``drop_if(error)`` is true."""
+    sys.stderr.flush()
+    held, saved = tempfile.TemporaryFile(), os.dup(2)
+    os.dup2(held.fileno(), 2)
+    dropped = False
+    try:
+        yield
+    except BaseException as e:
+        dropped = drop_if(e)
+        raise
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        with held:
+            if not dropped:
+                held.seek(0)
+                with contextlib.suppress(OSError):  # (a closed stderr: nothing to show them on)
+                    while chunk := held.read(1 << 16):
+                        os.write(2, chunk)
 
 
 def _named(address: str) -> str:

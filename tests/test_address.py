@@ -352,3 +352,27 @@ def test_auto_where_no_cluster_runs_here_says_so_and_what_to_do(monkeypatch):
                                   "start --head', or python cluster/local_cluster.py start), give a cluster's "
                                   "HOST:PORT, or leave the address out (--address; address= in Python) to train on "
                                   "a Ray this run starts")
+
+
+def _native_write(text: str) -> None:
+    """As Ray's native code writes: to file descriptor 2, past sys.stderr."""
+    import os
+
+    os.write(2, text.encode())
+
+
+def test_what_is_written_to_stderr_while_joining_comes_after_the_join_or_goes_with_a_refused_token(capfd):
+    from distnet.address import _native_stderr_held
+
+    with _native_stderr_held(drop_if=lambda error: True):
+        _native_write("a note of Ray's\n")
+        assert capfd.readouterr().err == ""  # held back while the join lasts
+    assert capfd.readouterr().err == "a note of Ray's\n"
+    with pytest.raises(ConnectionError), _native_stderr_held(drop_if=lambda error: "token" in str(error)):
+        _native_write("a warning of each attempt\n" * 20)
+        raise ConnectionError("the token was refused")
+    assert capfd.readouterr().err == ""  # the error says it
+    with pytest.raises(ConnectionError), _native_stderr_held(drop_if=lambda error: "token" in str(error)):
+        _native_write("why Ray failed\n")
+        raise ConnectionError("something else")
+    assert capfd.readouterr().err == "why Ray failed\n"
