@@ -174,7 +174,8 @@ def test_a_stopped_job_is_resumed_with_the_command_submit_prints(cluster, mnist)
     assert f"distnet: terminated; resume with: {resume}\n" in out  # the job's own advice, in its log
     # submit's advice is the same command (it lacked the --env), after Ray's reason without its full stop
     assert re.fullmatch(rf"distnet: job distnet-stopped-test stopped: [^;]*[^.]; if it saved a checkpoint, train "
-                        rf"on with: {re.escape(resume)}", err.splitlines()[-1])
+                        rf"on with: {re.escape(resume)}; if it saved none, submit it again as it was first submitted",
+                        err.splitlines()[-1])
     # As the resume reads it: a stop that lands as a checkpoint is written (once checkpoint.npz has
     # become checkpoint.prev.npz) leaves the previous one, which the resume takes.
     checkpoint = RunDir(run).load_checkpoint()
@@ -188,7 +189,8 @@ def test_a_stopped_job_is_resumed_with_the_command_submit_prints(cluster, mnist)
 # What submit says last of a job whose supervisor was lost, after "distnet: job JOB_ID ".
 SUPERVISOR_LOST = ("failed: Ray lost the job's supervisor (the actor that ran the job's command; its process died or "
                    "was killed), which ends the training with it and records no exit status; the run directory {run} "
-                   "(on the head node) keeps what the run saved; if it saved a checkpoint, train on with: {resume}")
+                   "(on the head node) keeps what the run saved; if it saved a checkpoint, train on with: {resume}; if it "
+                   "saved none, submit it again as it was first submitted")
 
 
 def supervisor_pid(cluster, job_id) -> int:
@@ -747,7 +749,8 @@ def test_a_stopped_job_ends_submit_as_a_terminated_train_with_the_job_s_own_resu
     status, last = _submit_to(monkeypatch, capsys, _FakeJobs("STOPPED", "Job was intentionally stopped."))
     assert status == 143  # 1 before: Ray records no exit code for a job it stopped
     assert last == ("distnet: job j stopped: Job was intentionally stopped; if it saved a checkpoint, train on with: "
-                    "distnet submit --resume /runs/a --address http://head:8265 --env DISTNET_DATA_DIR=/data")
+                    "distnet submit --resume /runs/a --address http://head:8265 --env DISTNET_DATA_DIR=/data; if it saved "
+                    "none, submit it again as it was first submitted")
     # ".;" and no --env before; no --address where the shell's variables gave it
 
 
@@ -761,7 +764,7 @@ def test_a_job_whose_training_was_killed_ends_submit_with_how_to_train_on(monkey
     assert status == 137
     assert last == (f"distnet: job j failed: Job entrypoint command failed with exit code {exit_code}; if it saved a "
                     "checkpoint, train on with: distnet submit --resume /runs/a --address http://head:8265 --env "
-                    "DISTNET_DATA_DIR=/data")
+                    "DISTNET_DATA_DIR=/data; if it saved none, submit it again as it was first submitted")
     status, last = _submit_to(monkeypatch, capsys, _FakeJobs("FAILED", "Job entrypoint command failed with exit "
                                                                        "code 2", exit_code=2))
     assert status == 2 and last == "distnet: job j failed: Job entrypoint command failed with exit code 2"

@@ -288,7 +288,8 @@ def _say_how_the_job_ended(job_id: str, status: str, info, run_dir: str, resume:
         # A stopped job, or one whose training was killed (a negative code, or 128 + the signal), may
         # have saved a checkpoint; one that failed otherwise is likelier a mistake to fix.
         may_have_saved = status == "STOPPED" or (code is not None and (code < 0 or code > 128))
-    go_on = f"; if it saved a checkpoint, train on with: {resume}" if may_have_saved else ""
+    go_on = (f"; if it saved a checkpoint, train on with: {resume}; if it saved none, submit it again as it was "
+             f"first submitted") if may_have_saved else ""
     print(f"distnet: job {job_id} {status.lower()}: {why}{go_on}", file=sys.stderr)
     if code:  # a driver killed by a signal has a negative code (as Popen gives it); the shell's 128 + signal
         return 128 - code if code < 0 else code
