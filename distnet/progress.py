@@ -90,7 +90,9 @@ class TerminalReporter(Reporter):
         sizes = "-".join(map(str, info["sizes"])) + ", " if info.get("sizes") else ""
         where = count(info["workers"], "worker") if info.get("distributed") else "in this process"
         resuming = ""
-        if info["first_epoch"] > 1 or info["first_step"] > 0:  # within epoch 1 too (--checkpoint-every)
+        if info["first_epoch"] > info["epochs"]:  # trained to the end, but for the last epoch's evaluation
+            resuming = f", resuming to evaluate epoch {info['epochs']}, the last"
+        elif info["first_epoch"] > 1 or info["first_step"] > 0:  # within epoch 1 too (--checkpoint-every)
             at = f" at step {info['first_step']}" if info["first_step"] else ""
             resuming = f", resuming in epoch {info['first_epoch']}{at}"
         self._print(f"training {sizes}{info['parameters']:,} parameters, {where}, batch "
@@ -121,6 +123,8 @@ class TerminalReporter(Reporter):
         minutes = (now - then) / 60
         pace = (record["epoch"] - epoch_then) / minutes if minutes > 0 else 0.0  # since the last look: the pace now
         self._last_look = (now, record["epoch"])
+        # (no pace for an evaluation owed by a resume, of an epoch trained before it)
+        pace_shown = f"  {pace:.1f} epochs/min" if record["epoch"] > epoch_then else ""
         rate = f"  lr {record['learning_rate']:.2e}" if self._scheduled and "learning_rate" in record else ""
         if "validation_error" in record:
             improved = record["best_epoch"] == record["epoch"]
@@ -129,7 +133,7 @@ class TerminalReporter(Reporter):
         else:
             scores = f"train cost {record['train_cost']:.4g}"
         self._print(f"epoch {record['epoch']:>3}  train error {100 * record['train_error']:5.2f}%  {scores}"
-                    f"{rate}  {pace:.1f} epochs/min")
+                    f"{rate}{pace_shown}")
         guessing = 1 - 1 / self._classes if self._classes > 1 else 1.0
         if not self._hinted and record["train_error"] >= 0.95 * guessing:
             self._hinted = True

@@ -272,6 +272,7 @@ def test_the_header_and_end_line_name_where_it_runs_and_count_in_words():
     reporter.on_start(start_info(epochs=12, first_epoch=11))  # a resumed run
     reporter.on_start(start_info(epochs=12, first_epoch=1, first_step=6))  # resumed within epoch 1: was as new
     reporter.on_start(start_info(epochs=12, first_epoch=3, first_step=4))
+    reporter.on_start(start_info(epochs=12, first_epoch=13))  # trained to its end, its last evaluation owed
     reporter.on_end(FitResult(best_network=None, best_error=0.05, best_epoch=1, epochs=1, stop_reason="max_epochs",
                               seconds=1.5))
     lines = stream.getvalue().splitlines()
@@ -280,7 +281,8 @@ def test_the_header_and_end_line_name_where_it_runs_and_count_in_words():
     assert lines[4].endswith("10 steps per epoch, at most 12 epochs, resuming in epoch 11")
     assert lines[6].endswith("10 steps per epoch, at most 12 epochs, resuming in epoch 1 at step 6")
     assert lines[8].endswith("10 steps per epoch, at most 12 epochs, resuming in epoch 3 at step 4")
-    assert lines[10] == "stopped after 1 epoch (max epochs), 1.5 s of training; best validation error 5.00% at epoch 1"
+    assert lines[10].endswith("10 steps per epoch, at most 12 epochs, resuming to evaluate epoch 12, the last")
+    assert lines[12] == "stopped after 1 epoch (max epochs), 1.5 s of training; best validation error 5.00% at epoch 1"
 
 
 def test_an_error_no_better_than_guessing_gets_one_hint_to_check_the_learning_rate():
@@ -333,6 +335,12 @@ def test_the_pace_is_that_since_the_evaluation_before(monkeypatch):
     reporter.on_start(start_info(epochs=10, first_epoch=3, first_step=30, steps_per_epoch=40))
     reporter.on_evaluation(record(3, 0.05, 0.05, 3))
     assert stream.getvalue().splitlines()[-1].endswith("  1.0 epochs/min")  # not 4.0 (a whole epoch in 15 s)
+    clock = iter([0.0, 0.0, 2.0])  # resumed to make the evaluation its last epoch owes: no epoch trained
+    stream = io.StringIO()
+    reporter = TerminalReporter(stream)
+    reporter.on_start(start_info(epochs=10, first_epoch=11))
+    reporter.on_evaluation(record(10, 0.05, 0.05, 10))
+    assert stream.getvalue().splitlines()[-1].endswith("best  5.00% (epoch 10)*")  # it said 0.0 epochs/min
 
 
 def test_describe_training_without_l2_or_extras():
