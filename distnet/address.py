@@ -36,7 +36,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -241,7 +241,7 @@ def join_cluster(address: str) -> None:
 
 
 @contextlib.contextmanager
-def _native_stderr_held(drop_if) -> Iterator[None]:
+def _native_stderr_held(drop_if: Callable[[BaseException], bool]) -> Iterator[None]:
     """Hold back what this process writes to its stderr (file descriptor 2, where Ray's native code
     writes) while the block runs, and write it out after; dropped instead where the block raises an
     error for which ``drop_if(error)`` is true."""

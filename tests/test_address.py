@@ -4,6 +4,7 @@ and how to give it the cluster's; and when what answers at an address is not a c
 refusals themselves, by a real cluster, are in test_cluster.py."""
 import contextlib
 import http.server
+import os
 import re
 import socket
 import subprocess
@@ -356,8 +357,6 @@ def test_auto_where_no_cluster_runs_here_says_so_and_what_to_do(monkeypatch):
 
 def _native_write(text: str) -> None:
     """As Ray's native code writes: to file descriptor 2, past sys.stderr."""
-    import os
-
     os.write(2, text.encode())
 
 
