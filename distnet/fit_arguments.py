@@ -64,6 +64,21 @@ def check_finite_state(network: Network, optimizer: Optimizer) -> None:
                           f"as a run's best.npz), with a new optimizer (in a new trainer)")
 
 
+def check_starting_cost(network: Network, train: Dataset, rows: int) -> None:
+    """ConfigError where the network's cost on the first ``rows`` training samples overflows before
+    any training, its parameters finite: a fit that diverged can leave them so (its cost overflowed
+    first), and the first step would diverge and blame the learning rate."""
+    sample = train.subset(slice(0, rows))
+    with np.errstate(over="ignore", invalid="ignore"):
+        cost = network.cost(sample.images, sample.one_hot(network.dtype))
+    if not np.isfinite(cost):
+        raise ConfigError(f"the network's cost on the first {len(sample)} training samples is {cost} before any "
+                          f"training ({network.dtype} overflowed): its largest parameter is "
+                          f"{np.abs(network.params).max():.2g} (as a fit that diverged can leave them) and its largest "
+                          f"input {np.abs(sample.images).max():.2g}: train a new network, or a saved one (such as a "
+                          f"run's best.npz), with a new optimizer (in a new trainer), on inputs near [-1, 1]")
+
+
 def checked_extra_config(extra_config) -> dict:
     """``extra_config`` (None: none) as a dict for a run's config.json, or ConfigError for one
     that is not a dict of JSON values by names."""

@@ -40,12 +40,26 @@ class Trainer(TrainerBase):
         if isinstance(X, Dataset):  # (which NumPy would read as a list of images)
             raise ConfigError("a step takes arrays, not a data set: pass its .images and, as the targets, its "
                               ".one_hot() rows")
-        for what, values in (("inputs", X), ("targets", Y)):
-            values = as_array(f"the mini-batch's {what}", values)
-            if values.dtype.kind in "fc" and not np.isfinite(values).all():
-                raise ConfigError(f"the mini-batch's {what} hold NaN or infinite values; fix or drop those samples")
+        X, Y = (self._finite_batch(what, values) for what, values in (("inputs", X), ("targets", Y)))
         with np.errstate(over="ignore", invalid="ignore"):  # named below, as a cost that is not finite
             return self._step(X, Y, finite_cost=True)
+
+    def _finite_batch(self, what: str, values) -> np.ndarray:
+        """``values`` as an array, float ones in the network's dtype; ConfigError for NaN or
+        infinite values, and for values that became infinite in that dtype."""
+        given = as_array(f"the mini-batch's {what}", values)
+        if given.dtype.kind not in "fc":
+            return given  # (the network names what it does not take)
+        dtype = self.network.dtype
+        with np.errstate(over="ignore"):  # named here: a float64 value beyond float32's range
+            values = given.astype(dtype, copy=False) if given.dtype.kind == "f" else given
+        if not np.isfinite(values).all():
+            if np.isfinite(given).all():
+                raise ConfigError(f"the mini-batch's {what} hold values too large for {dtype}, the network's dtype "
+                                  f"(beyond ±{np.finfo(dtype).max:.1e} a value becomes infinite); scale them, as "
+                                  f"values near [-1, 1] train best")
+            raise ConfigError(f"the mini-batch's {what} hold NaN or infinite values; fix or drop those samples")
+        return values
 
     def _step(self, X: np.ndarray, Y: np.ndarray, finite_cost: bool = False) -> StepStats:
         rows = len(X) if np.ndim(X) > 1 else 1

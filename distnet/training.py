@@ -29,8 +29,9 @@ from .resume import (Start, best_params_of, check_resumable, data_config, ended_
                      kept_extra_config, resumed_start, set_aside_newer_best)
 from .rundir import RunDir
 from .checks import positive_int
-from .fit_arguments import (FIT_DEFAULTS, check_finite, check_finite_state, check_fit_arguments, checked_extra_config,
-                            checked_reporter, checked_run_dir, checked_settings, resolved_settings)
+from .fit_arguments import (FIT_DEFAULTS, check_finite, check_finite_state, check_fit_arguments, check_starting_cost,
+                            checked_extra_config, checked_reporter, checked_run_dir, checked_settings,
+                            resolved_settings)
 from .step_stats import StepStats
 from .stop import EarlyStopping, StopEvaluator, Stopping, Verdict
 from .trainer_settings import TrainerSettings
@@ -128,7 +129,8 @@ class TrainerBase(TrainerSettings):
 
         The network given to the trainer trains in place and ends as the *last* network; the best
         one is ``result.best_network``. A training that diverges raises TrainingDivergedError, the
-        network left diverged (NaN or infinite) and the best network so far in the error's
+        network left diverged (NaN, infinite, or finite but so large that its cost overflows; a
+        new fit from there is refused) and the best network so far in the error's
         ``best_network`` (None before the first evaluation). Calling ``fit`` again continues from the current
         parameters and optimizer state, numbering epochs (and the schedule, and the shuffles) from
         1 again.
@@ -167,6 +169,8 @@ class TrainerBase(TrainerSettings):
             validation = validation.astype(self.network.dtype) if validation is not None and len(validation) else None
         for what, data, before in (("training", train, given[0]), ("validation", validation, given[1])):
             check_finite(what, data, before)  # as cast: a float64 value beyond float32's range is infinite now
+        if not resume:
+            check_starting_cost(self.network, train, self.batch_size)
         return train, validation
 
     def _check_batches(self, n_samples: int) -> None:

@@ -116,6 +116,19 @@ def test_cross_entropy_softmax_fused_gradient_equals_generic_chain_rule():
     np.testing.assert_allclose(fused, generic, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("targets", ["multi_hot", "all_zero", "soft_unnormalised"])
+def test_cross_entropy_gradient_holds_for_targets_whose_rows_do_not_sum_to_1(targets):
+    """Trainer.step takes any target rows; the fused a − y alone was wrong for these (by 119 % for
+    multi-hot rows, found by an API audit)."""
+    net, X, _ = build_case("tanh", "softmax", "cross_entropy")
+    rng = np.random.default_rng(5)
+    Y = {"multi_hot": (rng.random((BATCH, SIZES[2])) < 0.5).astype(float),
+         "all_zero": np.zeros((BATCH, SIZES[2])),
+         "soft_unnormalised": rng.uniform(0, 2, size=(BATCH, SIZES[2]))}[targets]
+    assert not np.allclose(Y.sum(axis=1), 1)
+    assert relative_error(net.gradient(X, Y), numerical_gradient(net, X, Y)) < 1e-6
+
+
 def test_cross_entropy_is_natural_log_and_safe_at_zero():
     ce = CrossEntropy()
     a = np.array([[0.5, 0.25, 0.25], [1.0, 0.0, 0.0]])

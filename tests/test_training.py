@@ -224,6 +224,21 @@ def test_a_step_on_nan_data_or_with_a_cost_that_overflows_is_refused_and_changes
     assert all(np.array_equal(v, state[k]) for k, v in trainer.optimizer.state().items())
 
 
+def test_a_step_on_float64_values_beyond_float32s_range_names_them_as_fit_does():
+    """They were checked before the cast to the network's float32, and the step then blamed the
+    learning rate for the infinite cost (found by an API audit)."""
+    net = Network([Dense(3, "tanh"), Dense(2, "softmax")], input_size=4, seed=1)
+    trainer, before = Trainer(net, Nesterov(0.01, 0.9)), net.params.copy()
+    X, Y = np.full((2, 4), 0.5), np.eye(2)
+    for what, bad in {"inputs": (X * 1e39, Y), "targets": (X, Y * 1e39)}.items():
+        with pytest.raises(ConfigError, match=rf"^the mini-batch's {what} hold values too large for float32, the "
+                                              rf"network's dtype \(beyond ±3.4e\+38 a value becomes infinite\); "
+                                              rf"scale them"):
+            trainer.step(*bad)
+    np.testing.assert_array_equal(net.params, before)
+    assert trainer.step(X, Y).samples == 2  # float64 values in range are taken, as before
+
+
 def test_a_step_from_nan_parameters_is_refused_as_fit_refuses_it_not_blamed_on_the_learning_rate():
     # It raised TrainingDivergedError: "float64 overflowed ... lower the learning rate".
     rng = np.random.default_rng(0)
@@ -246,7 +261,10 @@ def test_a_step_from_nan_parameters_is_refused_as_fit_refuses_it_not_blamed_on_t
         trainer.step(X, Y)
 
 
-def test_a_fit_from_the_nan_state_a_diverged_fit_left_is_refused_with_what_to_do():
+def test_a_fit_from_the_nan_state_a_diverged_fit_left_is_refused_with_what_to_do(monkeypatch):
+    # Looked at once an epoch, the divergence has gone on to NaN (at every step, it is seen while
+    # the parameters are finite: the test above).
+    monkeypatch.setattr(ChunkSizer, "end", lambda self, start: self.largest)
     network, train = a_float64_run_that_diverges_through_huge_finite_costs()
     trainer = Trainer(network, Nesterov(0.01, 0.9), batch_size=32, seed=1)
     with pytest.raises(TrainingDivergedError):
@@ -257,6 +275,28 @@ def test_a_fit_from_the_nan_state_a_diverged_fit_left_is_refused_with_what_to_do
                                           r"would diverge at once: train a new network, or a saved one \(such as a "
                                           r"run's best.npz\), with a new optimizer \(in a new trainer\)$"):
         trainer.fit(train, epochs=5)
+
+
+def test_a_fit_from_the_finite_parameters_a_diverged_fit_left_is_refused_not_blamed_on_the_learning_rate(
+        monkeypatch):
+    """A divergence seen as the cost overflows leaves the parameters finite (2.8e218 here; 2.7e37
+    in the audit that found it): a new fit from them diverged at once, "the learning rate (0.0001)
+    is probably too high", as check_finite_state saw nothing wrong."""
+    monkeypatch.setattr(ChunkSizer, "end", lambda self, start: start + 1)  # a look after every step
+    network, train = a_float64_run_that_diverges_through_huge_finite_costs()
+    trainer = Trainer(network, Nesterov(0.01, 0.9), batch_size=32, seed=1)
+    with pytest.raises(TrainingDivergedError):
+        trainer.fit(train, epochs=5)
+    assert np.isfinite(network.params).all()
+    before = network.params.copy()
+    trainer.learning_rate = 1e-4
+    with pytest.raises(ConfigError, match=r"^the network's cost on the first 32 training samples is inf before any "
+                                          r"training \(float64 overflowed\): its largest parameter is 2.8e\+218 "
+                                          r"\(as a fit that diverged can leave them\) and its largest input 1: train "
+                                          r"a new network, or a saved one \(such as a run's best.npz\), with a new "
+                                          r"optimizer \(in a new trainer\), on inputs near \[-1, 1\]$"):
+        trainer.fit(train, epochs=5)
+    np.testing.assert_array_equal(network.params, before)
 
 
 def test_extra_config_goes_into_config_json_and_may_not_replace_the_run_s_own(mnist, tmp_path):

@@ -104,7 +104,7 @@ class CrossEntropy(Cost):
 
     The original had this with log10 and a "fixme"; this one uses the natural log, clips a away
     from 0 so a confident wrong answer costs a large finite number, and fuses with Softmax into
-    the exact, stable dC/dz = a − y.
+    the exact, stable dC/dz = a Σy − y (a − y for one-hot or soft targets, whose rows sum to 1).
     """
 
     name = "cross_entropy"
@@ -128,9 +128,10 @@ class CrossEntropy(Cost):
         return -y / np.maximum(a, tiny)
 
     def output_layer_gradient(self, activation: Activation, a: np.ndarray, y: np.ndarray) -> np.ndarray:
-        # Softmax's, the only output allowed (check_output_activation): exact when each row of y
-        # sums to 1 (one-hot labels).
-        return a - y
+        # Softmax's, the only output allowed (check_output_activation). a − y alone holds only for
+        # rows of y that sum to 1; Trainer.step takes any targets (multi-hot, all zero). For one-hot
+        # rows the sum is exactly 1.0, so this is bit for bit a − y.
+        return a * y.sum(axis=-1, keepdims=True) - y
 
 
 COSTS: dict[str, type[Cost]] = {cls.name: cls for cls in (Quadratic, HalfQuadratic, MSE, CrossEntropy)}
