@@ -59,7 +59,8 @@ def check_finite_state(network: Network, optimizer: Optimizer) -> None:
     broken += [f"the optimizer's {key.replace('_', ' ')}" for key, slot in optimizer.state().items()
                if not np.isfinite(slot).all()]
     if broken:
-        raise ConfigError(f"{' and '.join(broken)} are NaN or infinite (as a fit that diverged leaves them), so "
+        are = "are" if len(broken) > 1 or broken[0].endswith("parameters") else "is"
+        raise ConfigError(f"{' and '.join(broken)} {are} NaN or infinite (as a fit that diverged leaves them), so "
                           f"training from them would diverge at once: train a new network, or a saved one (such "
                           f"as a run's best.npz), with a new optimizer (in a new trainer)")
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import os
+import pickle
 import re
 import shutil
 import socket
@@ -106,6 +108,15 @@ def test_dataset_arrays_are_read_only() -> None:
         data.labels[0] = 3
     images[0, 0] = 0.5  # the caller's own array stays writable
     assert data.images[0, 0] == 0.5
+
+
+def test_a_pickled_or_deep_copied_dataset_keeps_its_arrays_read_only() -> None:
+    """They came back writable (unpickling skipped __post_init__), as Ray ships data sets."""
+    data = Dataset(np.full((2, 3), 0.25), [0, 2], name="mine", classes=("a", "b", "c"))
+    for copied in (pickle.loads(pickle.dumps(data)), copy.deepcopy(data)):
+        assert not copied.images.flags.writeable and not copied.labels.flags.writeable
+        assert (copied.name, copied.classes, copied.labels.tolist()) == ("mine", ("a", "b", "c"), [0, 2])
+        np.testing.assert_array_equal(copied.images, data.images)
 
 
 def test_one_hot() -> None:

@@ -137,7 +137,7 @@ def test_bytes_kept_as_floats_are_refused_with_how_to_scale_them_not_drawn_as_a_
 
 @pytest.mark.parametrize("value,got", [(-0.5, "these run from -0.5 to 0.5"), (7.0, "these run from 0.5 to 7"),
                                        (1 + 1e-12, "these run from 0.5 to 1.000000000001"),  # not "1 to 1"
-                                       (np.nan, "1 of them are NaN")])
+                                       (np.nan, "1 of them is NaN")])
 def test_a_pixel_outside_0_1_is_refused_not_clamped(value: float, got: str) -> None:
     pixels = np.full(784, 0.5)
     pixels[300] = value

@@ -78,6 +78,14 @@ def test_leaky_relu_alpha():
         LeakyReLU(1.5)
 
 
+def test_leaky_relu_of_integers_keeps_its_slope_and_of_float32_stays_float32():
+    # alpha was cast to z's type: int64(0.01) is 0, and the negative inputs became 0.
+    np.testing.assert_array_equal(LeakyReLU()(np.array([-1, 2])), [-0.01, 2.0])
+    z = np.array([-3.0, 2.0], np.float32)
+    assert LeakyReLU()(z).dtype == np.float32
+    np.testing.assert_array_equal(LeakyReLU()(z), [np.float32(-3.0) * np.float32(0.01), 2.0])
+
+
 def test_relu_derivative_zero_below_and_one_above():
     act = ReLU()
     a = act(np.array([-3.0, -1e-9, 1e-9, 3.0]))

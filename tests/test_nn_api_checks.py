@@ -67,6 +67,19 @@ def test_a_layers_weights_or_bias_of_another_shape_are_refused():
                                                     "to set: a network makes its own layers from the ones it is "
                                                     "given; set theirs, such as net.layers[0].bias")):
         Dense(3, "softmax").bias = np.zeros(3)
+    with pytest.raises(ConfigError, match=re.escape("Dense(3, Softmax()) belongs to no network, so it has no weights "
+                                                    "to compute with")):  # NumPy's matmul error about None before
+        Dense(3, "softmax").forward(np.zeros((1, 2)))
+
+
+def test_parameter_memory_of_another_kind_is_refused_with_what_takes_it():
+    network = net(seed=0)
+    with pytest.raises(ConfigError, match=r"^use_params_memory takes a NumPy array \(such as one in shared memory\), "
+                                          r"got list; to copy values in, use set_params$"):
+        network.use_params_memory(network.params.tolist())  # an AttributeError of 'shape' before
+    with pytest.raises(ConfigError, match=r"^expected 39 float32 parameters for layers \[5, 4, 3\], got an array of "
+                                          r"shape \(39,\) and type float64$"):
+        network.use_params_memory(network.params.astype(np.float64))
 
 
 # -- components by name, instance or (refused) class --------------------------------------------

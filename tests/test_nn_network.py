@@ -857,4 +857,7 @@ def test_a_network_with_nan_or_infinite_parameters_is_not_saved_and_the_file_the
     for write in (lambda: diverged.save(path), lambda: diverged.save(tmp_path / "new.npz"), diverged.to_npz_bytes):
         with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
             write()
+    diverged.params[5] = 0.5
+    with pytest.raises(ConfigError, match=r"^1 of the network's 15 parameters is NaN or infinite \("):
+        diverged.save(path)
     assert path.read_bytes() == kept and sorted(p.name for p in tmp_path.iterdir()) == ["best.npz"]

@@ -244,7 +244,7 @@ def test_a_step_from_nan_parameters_is_refused_as_fit_refuses_it_not_blamed_on_t
     rng = np.random.default_rng(0)
     X, Y = rng.random((8, 4)), rng.random((8, 1))
     net = Network([Dense(3, "tanh"), Dense(1, "identity")], input_size=4, cost="mse", seed=1, dtype=np.float64)
-    trainer = Trainer(net, Nesterov(0.01, 0.9))
+    trainer = Trainer(net, Nesterov(0.01, 0.9), batch_size=4)
     trainer.step(X, Y)
     net.params[2] = np.nan  # as a training that diverged leaves them
     before, state = net.params.copy(), trainer.optimizer.state()
@@ -259,6 +259,9 @@ def test_a_step_from_nan_parameters_is_refused_as_fit_refuses_it_not_blamed_on_t
     with pytest.raises(ConfigError, match=r"^the network's parameters and the optimizer's velocity are NaN or "
                                           r"infinite"):
         trainer.step(X, Y)
+    net.params = np.zeros(net.params.size)
+    with pytest.raises(ConfigError, match=r"^the optimizer's velocity is NaN or infinite \(as a fit"):
+        trainer.fit(Dataset(X, np.zeros(8, int), classes=1), epochs=1)  # fit checks it before its first step
 
 
 def test_a_fit_from_the_nan_state_a_diverged_fit_left_is_refused_with_what_to_do(monkeypatch):

@@ -199,6 +199,11 @@ class Dataset:
         object.__setattr__(self, "labels", _read_only(labels.astype(np.int64, copy=False)))
         object.__setattr__(self, "classes", classes)
 
+    def __reduce__(self):
+        # Through the constructor, which makes the arrays read-only again: unpickled (as Ray ships
+        # a data set) or deep-copied, they came back writable.
+        return Dataset, (self.images, self.labels, self.name, self.classes)
+
     def __len__(self) -> int:
         return len(self.labels)
 

@@ -56,7 +56,8 @@ def check_pixel_range(values: np.ndarray) -> None:
     if inside.all():
         return
     if np.isnan(values).any():
-        got = f"{np.count_nonzero(np.isnan(values))} of them are NaN"
+        nans = np.count_nonzero(np.isnan(values))
+        got = f"{nans} of them {'is' if nans == 1 else 'are'} NaN"
     else:
         low, high = values.min(), values.max()
         # 1 + 1e-12 is outside, and must not read "1": the shortest digits that tell it apart.

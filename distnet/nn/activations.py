@@ -109,8 +109,9 @@ class LeakyReLU(Activation):
 
     def __call__(self, z: np.ndarray, overwrite: bool = False, scratch: np.ndarray | None = None) -> np.ndarray:
         # max(z, alpha·z) picks z for z > 0 and alpha·z otherwise, since 0 <= alpha < 1: the
-        # same values as a where() in two passes instead of three.
-        return np.maximum(z, np.multiply(z, z.dtype.type(self.alpha), out=scratch), out=z if overwrite else None)
+        # same values as a where() in two passes instead of three. alpha as a Python float is
+        # taken in z's float type, and makes integer z float (z.dtype.type(alpha) made it 0 there).
+        return np.maximum(z, np.multiply(z, self.alpha, out=scratch), out=z if overwrite else None)
 
     def derivative(self, a: np.ndarray) -> np.ndarray:
         return np.where(a > 0, 1, self.alpha).astype(a.dtype)

@@ -169,6 +169,9 @@ class Network:
         """Make ``memory`` this network's parameter vector, without copying: its values are the
         parameters from now on, and whoever writes to it (another process, through shared memory)
         changes this network. ``memory`` is 1-D, of ``params``' length and dtype."""
+        if not isinstance(memory, np.ndarray):  # a list would be a copy, which no one else writes to
+            raise ConfigError(f"use_params_memory takes a NumPy array (such as one in shared memory), got "
+                              f"{type(memory).__name__}; to copy values in, use set_params")
         if memory.shape != self.params.shape or memory.dtype != self.dtype:
             raise ConfigError(f"expected {self.params.size} {self.dtype} parameters for layers {self.sizes}, "
                               f"got an array of shape {memory.shape} and type {memory.dtype}")
