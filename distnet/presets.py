@@ -43,8 +43,9 @@ class Preset:
                 and all(isinstance(layer, (tuple, list)) and len(layer) == 2 for layer in self.hidden)):
             raise ConfigError(f"hidden must be (size, activation) pairs, one per hidden layer, such as "
                               f"((36, 'leaky_relu'), (14, 'leaky_relu')), got {self.hidden!r}")
-        # Its own copy of every spec, each layer's apart: a change to one preset's (in a notebook,
-        # say) is not every later get_preset's, nor the other layers'.
+        # Its own copy of every spec, each layer's apart: a change to a preset get_preset returned
+        # (in a notebook, say) is not every later get_preset's, nor the other layers'. (One made
+        # to PRESETS' own is, as it is to what get_preset copies.)
         object.__setattr__(self, "hidden", tuple((size, copy.deepcopy(activation)) for size, activation in self.hidden))
         for name in ("output", "optimizer", "schedule", "augmentation"):
             object.__setattr__(self, name, copy.deepcopy(getattr(self, name)))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .batches import BatchGather, BatchPlan
 from .checks import as_array, positive_int
@@ -27,7 +28,7 @@ class Trainer(TrainerBase):
 
     _grad_buffer: np.ndarray | None = None  # every step's gradient; allocated on first use
 
-    def step(self, X: np.ndarray, Y: np.ndarray) -> StepStats:
+    def step(self, X: ArrayLike, Y: ArrayLike) -> StepStats:
         """One update from one mini-batch: mean gradient over its rows, L2, optimizer step (a 1-D
         ``X`` is one sample, as :meth:`~distnet.nn.Network.predict` takes it); its summed cost,
         correct samples and samples. ``Y`` holds a target row per sample (one-hot for classes, any

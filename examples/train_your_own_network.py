@@ -1,6 +1,7 @@
 """Your own network on Fashion-MNIST: another architecture, cost, initializer and optimizer than the
 article's, with a learning-rate schedule; then the best network loaded back from its run directory,
-scored class by class, and asked about a few test images.
+scored class by class, and asked about a few test images. The run directory must be a new one (the
+default, runs/fashion, only the first time).
 
     python examples/train_your_own_network.py --epochs 10 --run-dir runs/fashion
 """
@@ -20,8 +21,8 @@ parser.add_argument("--epochs", type=int, default=10, help="epochs to train (def
 parser.add_argument("--run-dir", default="runs/fashion",
                     help="a new folder for the run: config, history, best network, checkpoints "
                          "(default: %(default)s)")
-parser.add_argument("--data-dir", help="the folder that holds Fashion-MNIST's four .gz files (or their "
-                                       "fashion-mnist/ folder)")
+parser.add_argument("--data-dir", help="the folder that holds Fashion-MNIST's four IDX files, gzipped or "
+                                       "not (or their fashion-mnist/ folder)")
 parser.add_argument("--show", type=int, default=5, help="test images to classify at the end (default: %(default)s)")
 
 

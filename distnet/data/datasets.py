@@ -171,7 +171,7 @@ class Dataset:
     images: np.ndarray
     labels: np.ndarray
     name: str = ""
-    classes: tuple[str, ...] = DIGIT_CLASSES
+    classes: tuple[str, ...] | Sequence[str] | int = DIGIT_CLASSES  # always a tuple once made
 
     def __post_init__(self) -> None:
         where = self.name or "dataset"

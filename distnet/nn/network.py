@@ -42,8 +42,8 @@ class Network:
     (5, 2)
     """
 
-    def __init__(self, layers: list[Dense], input_size: int, cost: Cost | str | None = None,
-                 initializer: Initializer | str | None = None, seed: int | None = None,
+    def __init__(self, layers: list[Dense], input_size: int, cost: Cost | str | dict | None = None,
+                 initializer: Initializer | str | dict | None = None, seed: int | None = None,
                  dtype: np.dtype | type | str = np.float32):
         if not isinstance(layers, (list, tuple)) or not all(isinstance(layer, Dense) for layer in layers):
             raise ConfigError(f"layers must be a list of Dense layers, such as [Dense(36, 'leaky_relu'), "
