@@ -6,6 +6,7 @@ import contextlib
 import errno
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -160,6 +161,28 @@ def _check_members(archive: zipfile.ZipFile, file_size: int, name: str) -> None:
     if declared > file_size:
         raise ModelFormatError(f"{name}: its arrays claim {declared} bytes uncompressed, more than the "
                                f"{file_size} bytes of the file; distnet writes uncompressed .npz files")
+    for member in members:
+        _check_array_header(archive, member, name)
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_array_header(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> None:
+    """Refuse an array whose header claims more values than its member holds: NumPy allocates
+    what the header says before it reads (damage to one digit of a shape asked for terabytes)."""
+    if not member.filename.endswith(".npy"):
+        return  # np.load reads such a member as bytes, never as an array
+    with archive.open(member) as npy:
+        version = np.lib.format.read_magic(npy)
+        if version not in _HEADER_READERS:
+            raise ModelFormatError(f"{name}: {member.filename} is in .npy format version {version}, which distnet "
+                                   f"does not write; expected a file written by distnet")
+        shape, _, dtype = _HEADER_READERS[version](npy)
+    claimed = math.prod(shape) * dtype.itemsize
+    if claimed > member.file_size:
+        raise ModelFormatError(f"{name}: its {member.filename[:-4]} array claims shape {shape} ({claimed} bytes), "
+                               f"more than the {member.file_size} bytes it holds; the file is damaged")
 
 
 def parse_meta(raw: np.ndarray, name: str, expected_format: str, version: int) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import re
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -284,6 +285,39 @@ def test_an_archive_claiming_a_few_times_its_size_is_refused_as_well():
     with pytest.raises(ModelFormatError, match=rf"x.npz: its arrays claim \d+ bytes uncompressed, more than the "
                                                rf"{len(data)} bytes of the file"):
         read_npz(data, "x.npz", ("meta",))
+
+
+def _with_params_header_claiming(data: bytes, values: int) -> bytes:
+    """``data`` (an .npz) with its params array's header changed to claim ``values`` values, the
+    header's length and the archive's CRCs kept right: damage that zipfile cannot see."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(buffer, "w") as archive:
+        for member in source.infolist():
+            raw = source.read(member)
+            if member.filename == "params.npy":
+                shape = re.search(rb"'shape': \((\d+),\)", raw)
+                claim = str(values).encode()
+                padding = len(shape.group(1)) - len(claim)
+                raw = raw[:shape.start(1)] + claim + raw[shape.end(1):raw.index(b"\n")].replace(
+                    b" " * -padding, b"", 1) + b" " * max(padding, 0) + raw[raw.index(b"\n"):]
+            archive.writestr(member, raw)
+    return buffer.getvalue()
+
+
+def test_an_array_header_claiming_more_than_its_member_holds_is_refused_before_numpy_allocates_it(tmp_path):
+    """One damaged digit of a shape asked NumPy for 3.6 TiB: MemoryError, 'out of memory' from
+    the CLI, and a resume never fell back to checkpoint.prev.npz (found by an audit)."""
+    data = _with_params_header_claiming(MODEL, 10**12)
+    sizes = [{m.filename: m.file_size for m in zipfile.ZipFile(io.BytesIO(npz)).infolist()} for npz in (data, MODEL)]
+    assert sizes[0] == sizes[1] and zipfile.ZipFile(io.BytesIO(data)).testzip() is None
+    peak, message = peak_memory_of(lambda: Network.from_npz_bytes(data, "huge.npz"))
+    assert message == ("huge.npz: its params array claims shape (1000000000000,) (4000000000000 bytes), more than "
+                       "the 300 bytes it holds; the file is damaged")
+    assert peak < 1 << 20
+    (tmp_path / "huge.npz").write_bytes(data)  # read from a path, array by array, the same
+    with pytest.raises(ModelFormatError, match=re.escape(message.replace("huge.npz", str(tmp_path / "huge.npz")))):
+        Network.load(tmp_path / "huge.npz")
+    assert Network.from_npz_bytes(_with_params_header_claiming(MODEL, NETWORK.params.size)).sizes == NETWORK.sizes
 
 
 def test_an_archive_of_another_compression_is_refused_by_name():
