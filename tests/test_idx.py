@@ -256,13 +256,15 @@ def test_a_header_of_another_shape_is_refused_before_its_data_is_decompressed(tm
     path = write(tmp_path / "bomb", idx_bytes((2**16, 32, 32), bytes(2**26)), compress=True)
     tracemalloc.start()
     try:
-        with pytest.raises(DataFormatError, match=r"bomb: expected 28x28 images, the header says 65536x32x32$"):
+        with pytest.raises(DataFormatError, match=r"bomb: expected 28x28 images, the header \(magic number 0x00000803: 3 "
+                                                   r"dimensions, such as images\) says 65536x32x32$"):
             read_idx(path, (None, 28, 28), "28x28 images")
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 2 * 2**20
-    with pytest.raises(DataFormatError, match=r"labels: expected shape N, the header says 3x2$"):
+    with pytest.raises(DataFormatError, match=r"labels: expected shape N, the header \(magic number 0x00000802: 2 "
+                                                r"dimensions\) says 3x2$"):
         read_idx(write(tmp_path / "labels", idx_bytes((3, 2), bytes(6))), (None,))
     assert read_idx(write(tmp_path / "fits", idx_bytes((2, 28, 28), bytes(1568))), (None, 28, 28)).shape == (2, 28, 28)
 

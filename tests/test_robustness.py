@@ -160,6 +160,10 @@ def _wrong_dimensions(d):
     (d / TEST_IMAGES).write_bytes(idx_header((TEST_SAMPLES, 28, 27)) + bytes(TEST_SAMPLES * 28 * 27))
 
 
+def _labels_for_images(d):
+    (d / TEST_IMAGES).write_bytes((d / TEST_LABELS).read_bytes())
+
+
 def _label_out_of_range(d):
     labels = bytearray((d / TEST_LABELS).read_bytes())
     labels[-1] = 12
@@ -182,16 +186,25 @@ def _checksum_mismatch(d):
     (d / TEST_LABELS).unlink()
 
 
+# A plain file is not checked against a checksum (a .gz is): its format error says the fix too.
+NOT_THE_ORIGINAL = ("; the file is damaged or not the original: replace it with the original (its .gz is checked "
+                    "against the published checksum)")
 DATA_DEFECTS = {
     "missing": (_missing, ["MNIST not found", f"data lacks {TEST_LABELS}[.gz]\n", "Connection refused",
                            "--data-dir"]),
-    "empty": (_empty, [f"{TEST_LABELS}: empty file"]),
-    "truncated": (_truncated, [f"{TEST_IMAGES}: truncated: header says {TEST_SAMPLES}x28x28"]),
-    "wrong magic": (_wrong_magic, [f"{TEST_IMAGES}: not an IDX file: magic number 0x89504e47"]),
-    "wrong dimensions": (_wrong_dimensions, [f"{TEST_IMAGES}: expected 28x28 images, the header says {TEST_SAMPLES}x28x27"]),
-    "label out of range": (_label_out_of_range, [f"{TEST_LABELS}: label 12 is outside 0..9"]),
-    "counts disagree": (_counts_disagree, [f"holds {TEST_SAMPLES} images but", f"holds {TEST_SAMPLES - 1} labels"]),
-    "corrupt gzip": (_corrupt_gzip, [f"{TEST_LABELS}: corrupt gzip data"]),
+    "empty": (_empty, [f"{TEST_LABELS}: empty file{NOT_THE_ORIGINAL}"]),
+    "truncated": (_truncated, [f"{TEST_IMAGES}: truncated: header says {TEST_SAMPLES}x28x28", NOT_THE_ORIGINAL]),
+    "wrong magic": (_wrong_magic, [f"{TEST_IMAGES}: not an IDX file: magic number 0x89504e47", NOT_THE_ORIGINAL]),
+    "wrong dimensions": (_wrong_dimensions, [f"{TEST_IMAGES}: expected 28x28 images, the header (magic number "
+                                             f"0x00000803: 3 dimensions, such as images) says {TEST_SAMPLES}x28x27"
+                                             f"{NOT_THE_ORIGINAL}"]),
+    "labels for images": (_labels_for_images, [f"{TEST_IMAGES}: expected 28x28 images, the header (magic number "
+                                               f"0x00000801: 1 dimension, such as labels) says {TEST_SAMPLES}"]),
+    "label out of range": (_label_out_of_range, [f"{TEST_LABELS}: label 12 is outside 0..9{NOT_THE_ORIGINAL}"]),
+    "counts disagree": (_counts_disagree, [f"holds {TEST_SAMPLES} images but", f"holds {TEST_SAMPLES - 1} labels; "
+                                           f"one of them is damaged or not the original: replace them with the "
+                                           f"originals"]),
+    "corrupt gzip": (_corrupt_gzip, [f"{TEST_LABELS}: corrupt gzip data", NOT_THE_ORIGINAL]),
     "checksum mismatch": (_checksum_mismatch, [f"{TEST_LABELS}.gz: SHA-256 is ", "the published value is f7ae60f9",
                                                "Delete it to have it downloaded again"]),
 }

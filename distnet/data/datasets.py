@@ -590,15 +590,19 @@ def _beside_own_files(name: str, path: Path) -> bool:
 
 
 def _read_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read an images file and its labels file, and check that they fit together."""
-    images = read_idx(images_path, (None, SIDE, SIDE), f"{SIDE}x{SIDE} images")
-    labels = read_idx(labels_path, (None,), "a vector of labels")
+    """Read an images file and its labels file, and check that they fit together; a
+    DataFormatError says what to do (a .gz file's checksum said it first, where it was not the
+    original)."""
+    fix = "; the file is damaged or not the original: replace it with the original (its .gz is checked "
+    fix += "against the published checksum)"
+    try:
+        images = read_idx(images_path, (None, SIDE, SIDE), f"{SIDE}x{SIDE} images")
+        labels = read_idx(labels_path, (None,), "a vector of labels")
+    except DataFormatError as e:
+        raise DataFormatError(f"{e}{fix}") from None
     if len(images) != len(labels):
-        raise DataFormatError(
-            f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
-        )
+        raise DataFormatError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} "
+                              f"labels; one of them is damaged or not the original: replace them with the originals")
     if labels.max() >= _NUM_CLASSES:
-        raise DataFormatError(
-            f"{labels_path}: label {labels.max()} is outside 0..{_NUM_CLASSES - 1}"
-        )
+        raise DataFormatError(f"{labels_path}: label {labels.max()} is outside 0..{_NUM_CLASSES - 1}{fix}")
     return _read_only(images), _read_only(labels)

@@ -104,7 +104,9 @@ def _parse(stream: BinaryIO, path: Path, file_size: int | None, wanted: tuple[in
                                or any(w is not None and w != size for w, size in zip(wanted, shape))):
         # Before the data: a compressed file's data costs its decompressed size to read.
         expected = what or "shape " + "x".join("N" if w is None else str(w) for w in wanted)
-        raise error(f"expected {expected}, the header says {shown}")
+        kind = {1: ", such as labels", 3: ", such as images"}.get(ndim, "")
+        raise error(f"expected {expected}, the header (magic number 0x{magic.hex()}: {ndim} dimension"
+                    f"{'s' * (ndim > 1)}{kind}) says {shown}")
 
     expected = math.prod(shape)
     claim = f"header says {shown} = {expected} bytes of {_NOUNS.get(ndim, 'data')}"
