@@ -2,6 +2,7 @@
 networks really trained by `distnet train` on real MNIST and Fashion-MNIST, checked value by value
 against the same numbers computed here directly."""
 import contextlib
+import errno
 import importlib.util
 import io
 import json
@@ -10,6 +11,7 @@ import shutil
 from pathlib import Path
 import struct
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -618,6 +620,15 @@ def test_plot_into_a_folder_it_cannot_write_to_says_to_give_another(capsys, mnis
     assert status == 2 and err == (f"distnet: error: cannot write the plots into {mnist_run[0] / 'plots'} (Permission "
                                    f"denied): give a folder you can write to, distnet plot {mnist_run[0]} --out "
                                    f"FOLDER\n")
+    # Another folder does not help where the disk is full or a size limit holds (it said so before).
+    for error, fix in ((OSError(errno.ENOSPC, "No space left on device"), f"free some space, or give a folder on a "
+                        f"disk with room: distnet plot {mnist_run[0]} --out FOLDER"),
+                       (OSError(errno.EFBIG, "File too large"), "raise the limit on the size of the files a process "
+                                                                 "writes (ulimit -f)")):
+        monkeypatch.setattr("distnet.commands.plot.save", lambda *args: (_ for _ in ()).throw(error))
+        status, _, err = run_cli(capsys, "plot", mnist_run[0])
+        assert status == 2 and err == (f"distnet: error: cannot write the plots into {mnist_run[0] / 'plots'} "
+                                       f"({error.strerror}): {fix}\n")
 
 
 def test_plot_names_classes_by_number_as_the_text_does_and_ticks_whole_epochs(fashion_run, fashion_test):
@@ -639,7 +650,13 @@ def test_plot_names_classes_by_number_as_the_text_does_and_ticks_whole_epochs(fa
     assert [t.get_text() for t in matrix.axes[0].get_xticklabels()][:2] == ["0 T-shirt/top", "1 Trouser"]
     curves = plot.learning_curves(pyplot, [{"epoch": 1, "train_error": 0.2, "validation_error": 0.1}], "run")
     assert curves.axes[0].get_xticks().tolist() == [0, 1, 2]  # not 0.945, 0.96, ...
-    for figure in (grid, matrix, curves):
+    assert [t.get_text() for t in curves.axes[0].get_legend().get_texts()] == [
+        "train error (running)", "validation error", "best: 10.00% (epoch 1)"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib's "No artists with labels" reached the user
+        empty = plot.learning_curves(pyplot, [], "run")
+    assert empty.axes[0].get_legend() is None and empty.axes[0].texts[0].get_text() == "no evaluation yet"
+    for figure in (grid, matrix, curves, empty):
         pyplot.close(figure)
 
 

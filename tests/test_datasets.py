@@ -422,7 +422,8 @@ def test_load_dataset_by_name_and_fashion_classes(env: Path, tmp_path: Path) -> 
     np.testing.assert_array_equal(same.train.labels, splits.train.labels)
 
 
-def test_nothing_found_offline_says_where_it_looked(env: Path, tmp_path: Path) -> None:
+def test_nothing_found_offline_says_where_it_looked(env: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataNotFoundError) as caught:
         load_mnist(tmp_path / "empty", download=False)
@@ -434,6 +435,9 @@ def test_nothing_found_offline_says_where_it_looked(env: Path, tmp_path: Path) -
     assert message.endswith(f"To fix: put the four files in {tmp_path / 'empty'}, or give data_dir= (--data-dir) "
                             f"another folder, or set DISTNET_DATA_DIR to a folder with mnist/ and fashion-mnist/ "
                             f"subfolders (DISTNET_DATA_DIR is not set).")
+    monkeypatch.setenv("DISTNET_DATA_DIR", "")  # as an empty assignment leaves it; "is not set" before
+    with pytest.raises(DataNotFoundError, match=r"\(DISTNET_DATA_DIR is set but empty\)\.$"):
+        load_mnist(tmp_path / "empty", download=False)
 
 
 def test_nothing_found_offline_says_what_is_wrong_with_the_shared_data_dir(env: Path, tmp_path: Path,

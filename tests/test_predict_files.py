@@ -3,6 +3,7 @@ values, pictures turned upright as their EXIF orientation says, each file read b
 bytes say it holds, and clear one-line errors for pictures too large, blank or out of range, for
 folders and for pickled .npy files."""
 import json
+import os
 import pickle
 
 import numpy as np
@@ -196,6 +197,11 @@ def test_a_file_that_cannot_be_read_is_said_and_the_others_are_classified(capsys
     assert status == 2 and out == "" and err.splitlines()[-1] == "distnet: error: 2 of 2 files could not be read (said above)"
     status, out, err = run_cli(capsys, "predict", model, tmp_path / "a.npy", tmp_path / "sub")
     assert status == 2 and out.startswith(str(tmp_path / "a.npy"))
+    os.mkfifo(tmp_path / "pipe")  # as <(cat digit.png) gives; it was "no such file"
+    status, out, err = run_cli(capsys, "predict", model, tmp_path / "pipe", tmp_path / "a.npy")
+    assert status == 2 and out.startswith(str(tmp_path / "a.npy")) and err.splitlines()[0] == (
+        f"distnet: error: {tmp_path / 'pipe'} is not a file but a pipe or a device; save what it gives to a file "
+        f"first (such as: command > digit.png) and give that")
 
 
 def test_a_file_that_could_not_be_read_is_an_error_still_when_the_reader_goes_away(capsys, model, tmp_path,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, warn
+from ..io import FILE_TOO_LARGE, NO_ROOM
 from .common import add_data_arguments, file_or_folder, folder
 
 DPI = 100
@@ -60,8 +61,11 @@ def run(args: argparse.Namespace) -> int:
             save(pyplot, misclassified(pyplot, test, outputs, mistakes, title), out / "misclassified.png"),
         ]
     except OSError as e:
-        raise ConfigError(f"cannot write the plots into {out} ({e.strerror or e}): give a folder you can write to, "
-                          f"distnet plot {shell_path(run_dir.path)} --out FOLDER") from None
+        elsewhere = f"distnet plot {shell_path(run_dir.path)} --out FOLDER"
+        fix = ("raise the limit on the size of the files a process writes (ulimit -f)" if e.errno == FILE_TOO_LARGE else
+               f"free some space, or give a folder on a disk with room: {elsewhere}" if e.errno in NO_ROOM else
+               f"give a folder you can write to, {elsewhere}")
+        raise ConfigError(f"cannot write the plots into {out} ({e.strerror or e}): {fix}") from None
     for path in written:
         print(path)
     return 0
@@ -165,13 +169,13 @@ def learning_curves(pyplot, history: list[dict], title: str, augmented: bool = F
         axes.xaxis.set_major_locator(pyplot.matplotlib.ticker.MaxNLocator(integer=True))
         if len(set(epochs)) == 1:  # one evaluation: the locator would tick fractions of an epoch
             axes.set_xlim(epochs[0] - 1, epochs[0] + 1)
-    else:
+        axes.legend()
+    else:  # (a legend of no curves is a warning of matplotlib's, which reached the user)
         axes.text(0.5, 0.5, "no evaluation yet", ha="center", va="center", transform=axes.transAxes)
     axes.set_xlabel("epoch")
     axes.set_ylabel("error rate (%)")
     axes.set_title(f"learning curves: {title}")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend()
     fig.subplots_adjust(left=0.1, right=0.95, top=0.92, bottom=0.1)
     return fig
 

@@ -140,8 +140,11 @@ def first_bytes(path: Path) -> bytes:
     """The first 16 bytes of the file ``path``, enough to tell what it holds."""
     if path.is_dir():
         raise ConfigError(f"{path} is a folder; give the image files in it (such as {path / '*.png'})")
-    if not path.is_file():
+    if not path.exists():
         raise DataNotFoundError(f"{path}: no such file")
+    if not path.is_file():  # read twice (what it holds, then all of it), which a pipe cannot be
+        raise ConfigError(f"{path} is not a file but a pipe or a device; save what it gives to a file first "
+                          f"(such as: command > digit.png) and give that")
     with open(path, "rb") as file:
         return file.read(16)
 

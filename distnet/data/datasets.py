@@ -459,7 +459,8 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
     else:
         why = "Downloading is turned off (download=False, --no-download)."
     looked = "\n".join(f"  {folder}" for folder in folders)
-    env_note = (f"{DATA_DIR_ENV} is not set" if shared is None else
+    unset = "set but empty" if os.environ.get(DATA_DIR_ENV) == "" else "not set"
+    env_note = (f"{DATA_DIR_ENV} is {unset}" if shared is None else
                 f"${DATA_DIR_ENV} is {shared}, {_shared_mistake(name, bases, shared)}")
     data_dir_option = "pass data_dir= (--data-dir)" if given is None else "give data_dir= (--data-dir) another folder"
     wanted = ", ".join(f"{base}[.gz]" for base in bases)
