@@ -460,7 +460,8 @@ class RunDir:
             return checkpoint
         best = f", and the best network so far is {self.best_path}" if self.best_path.exists() else ""
         raise ModelFormatError(f"cannot resume {self.path}: no usable checkpoint ({'; '.join(errors)}); "
-                               f"the files were left as they are{best}")
+                               f"the files were left as they are{best}; to train on, start a new run in "
+                               f"another folder")
 
     def remove_unfinished_writes(self) -> None:
         """Delete what writes killed midway left behind (the temporary files of atomic writes;

@@ -666,10 +666,15 @@ def test_plot_without_matplotlib_says_what_to_install(capsys, mnist_run, monkeyp
     assert status == 2 and "plotting needs matplotlib: pip install matplotlib" in err
 
 
-def test_plot_refuses_a_folder_that_is_not_a_run(capsys, tmp_path, monkeypatch):
+def test_plot_refuses_a_folder_that_is_not_a_run(capsys, tmp_path, monkeypatch, mnist_run):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # the folder is checked before matplotlib is needed
     status, _, err = run_cli(capsys, "plot", tmp_path)
     assert status == 2 and "is not a run directory" in err
+    shutil.copytree(mnist_run[0], tmp_path / "run")
+    (tmp_path / "run" / "history.jsonl").unlink()
+    status, _, err = run_cli(capsys, "plot", tmp_path / "run")
+    assert status == 2 and err == (f"distnet: error: {tmp_path / 'run'} is not a run directory (no history.jsonl); "
+                                   f"expected the folder of a run that distnet train wrote\n")
 
 
 def test_predict_with_a_model_of_other_data_says_what_it_reads(capsys, tmp_path):

@@ -927,7 +927,8 @@ def test_resume_with_both_checkpoints_damaged_is_a_clear_error_and_touches_nothi
     status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data)
     assert_clean_error(status, err, f"cannot resume {run}: no usable checkpoint",
                        "checkpoint.npz: not a readable .npz file", "checkpoint.prev.npz: not a readable .npz file",
-                       f"the best network so far is {run / 'best.npz'}")
+                       f"the best network so far is {run / 'best.npz'}; to train on, start a new run in another "
+                       f"folder")
     assert snapshot(run) == before
 
 

@@ -110,7 +110,8 @@ def read_history(path: Path) -> list[dict]:
         # Bytes that are not UTF-8 make their line's JSON invalid, which is said below.
         text = path.read_bytes().decode("utf-8", errors="replace")
     except FileNotFoundError:
-        raise ConfigError(f"{path.parent} is not a run directory (no history.jsonl)") from None
+        raise ConfigError(f"{path.parent} is not a run directory (no history.jsonl); expected the folder of a run "
+                          f"that distnet train wrote") from None
     lines = text.splitlines()
     history = []
     for number, line in enumerate(lines, 1):
