@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 
 import numpy as np
 
+from distnet.nn.parallel_update import usable_cores
 from distnet.progress import Reporter
 
 from .workloads import (L2, WORKLOADS, distnet_dataset, distnet_network, distnet_optimizer,
@@ -75,18 +77,20 @@ def distributed(workload: str, samples: int, epochs: int, runs: list[list], vali
     train = distnet_dataset(images, labels)
     held_out = distnet_dataset(*training_data(validation, "validation")[:2]) if validation else None
     # The Ray that `distnet train` starts for itself, on every core (one Ray for all the protocols).
-    local_ray.start(num_cpus=os.cpu_count())
+    local_ray.start(num_cpus=usable_cores())
     results = {}
     try:
         for protocol, workers in runs:
             trainer = DistributedTrainer(distnet_network(w), distnet_optimizer(), l2=L2, batch_size=w.batch_size,
                                          seed=1, workers=workers, protocol=protocol)
+            started = time.monotonic()  # (the parent's clock too: it measures other work over this window)
             try:
                 clock = _timed_fit(trainer, train, epochs, held_out)
             except Exception as e:  # one failing protocol must not hide the others' numbers
                 results[f"{protocol}/{workers}"] = {"error": f"{e.__class__.__name__}: {e}"}
                 continue
             results[f"{protocol}/{workers}"] = {**_epoch_result(clock, w, train), "data": source,
+                                                "window": [started, time.monotonic()],
                                                 "active_protocol": trainer.active_protocol,
                                                 "peak_rss_mb": clock.worker_rss_mb,
                                                 "shard_mb": mb_per_worker(images, workers)}

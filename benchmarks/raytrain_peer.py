@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from distnet.nn.parallel_update import usable_cores
 
 from .workloads import WORKLOADS, peak_rss_mb, training_data
 
@@ -46,14 +47,15 @@ def raytrain(workload: str, samples: int, epochs: int, workers: int) -> dict:
         import torch  # noqa: F401
         from ray.train import RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
-    except ImportError as e:
-        return {"skipped": f"{e.name} is not installed (pip install 'ray[train]' torch for the Ray Train peer)"}
+    except ImportError as e:  # Ray's own for a missing ray[train] names no module
+        missing = e.name or "ray[train]"
+        return {"skipped": f"{missing} is not installed (pip install 'ray[train]' torch for the Ray Train peer)"}
 
     w = WORKLOADS[workload]
     images, labels, source = training_data(samples)
     out = tempfile.mkdtemp(prefix="distnet-raytrain-")
     # A Ray of its own, as distnet's cases start: not a cluster that RAY_ADDRESS or `ray start` left.
-    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False, logging_level="ERROR")
     try:
         trainer = TorchTrainer(
             _loop, train_loop_config={"workload": workload, "epochs": epochs, "out": out,

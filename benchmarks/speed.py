@@ -27,6 +27,7 @@ from benchmarks import report  # noqa: E402
 from benchmarks.case import PREFIX  # noqa: E402
 from benchmarks.workloads import WORKLOADS, training_data  # noqa: E402
 from distnet.io import atomic_writer  # noqa: E402
+from distnet.nn.parallel_update import usable_cores  # noqa: E402
 
 PROTOCOLS = ("channel", "compiled", "plain")
 
@@ -71,16 +72,19 @@ def _cases(quick: bool, cores: int) -> list[dict]:
 
 class _OtherWork:
     """How much CPU processes outside a case's session (someone else's work) used while it ran, in
-    cores on average: sampled from /proc twice a second; 0 on a quiet machine."""
+    cores on average: sampled from /proc twice a second; 0 on a quiet machine. :meth:`during`
+    tells it for one stretch of the case (one of the distributed runs that share a case process),
+    from the samples on either side of it."""
 
     def __init__(self, session: int):
-        self.session, self.first, self.last = session, {}, {}
-        self.started, self.stopped = time.perf_counter(), threading.Event()
+        self.session, self.samples = session, []  # (time.monotonic(), {pid: CPU ticks}), oldest first
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
-        self._sample(self.first)
+        self._sample()
         self.thread.start()
 
-    def _sample(self, into: dict) -> None:
+    def _sample(self) -> None:
+        ticks = {}
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit() or int(entry.name) == os.getpid():
                 continue
@@ -90,18 +94,27 @@ class _OtherWork:
             except OSError:
                 continue  # it ended
             if int(fields[3]) != self.session:  # fields from the state on: session is the 4th
-                into[entry.name] = int(fields[11]) + int(fields[12])  # utime + stime, in ticks
+                ticks[entry.name] = int(fields[11]) + int(fields[12])  # utime + stime, in ticks
+        self.samples.append((time.monotonic(), ticks))  # CLOCK_MONOTONIC: the case's clock too
 
     def _run(self) -> None:
         while not self.stopped.wait(0.5):
-            self._sample(self.last)
+            self._sample()
 
     def stop(self) -> float:
+        """Stop sampling; the cores other work used over the whole case."""
         self.stopped.set()
         self.thread.join()
-        self._sample(self.last)
-        ticks = sum(max(0, t - self.first.get(pid, 0)) for pid, t in self.last.items())
-        return round(ticks / os.sysconf("SC_CLK_TCK") / (time.perf_counter() - self.started), 2)
+        self._sample()
+        return self.during(self.samples[0][0], self.samples[-1][0])
+
+    def during(self, start: float, end: float) -> float:
+        """The cores other work used from ``start`` to ``end`` (``time.monotonic()`` values),
+        measured from the last sample before ``start`` to the first after ``end``."""
+        t0, first = max((s for s in self.samples if s[0] <= start), default=self.samples[0], key=lambda s: s[0])
+        t1, last = min((s for s in self.samples if s[0] >= end), default=self.samples[-1], key=lambda s: s[0])
+        ticks = sum(max(0, t - first.get(pid, 0)) for pid, t in last.items())
+        return round(ticks / os.sysconf("SC_CLK_TCK") / (t1 - t0), 2) if t1 > t0 else 0.0
 
 
 def _run_case(case: dict, timeout: float) -> dict:
@@ -135,11 +148,21 @@ def _run_case(case: dict, timeout: float) -> dict:
     result = json.loads(lines[-1][len(PREFIX):])
     meta = {"threads": case["threads"], "other_work_cores": other_cores,
             "seconds": round(time.perf_counter() - started, 1)}
-    if case["function"] == "distributed":
-        return {key: {**value, **meta} for key, value in result.items()}
+    if case["function"] == "distributed":  # its runs one after another: each its own stretch of the case
+        return {key: _run_row(value, meta, others) for key, value in result.items()}
     # A peer that reports the threads it ran with (torch.get_num_threads()) keeps that check beside the setting.
     seen = {"threads_seen": result["threads"]} if "threads" in result else {}
     return {**result, **meta, **seen}
+
+
+def _run_row(run: dict, meta: dict, others: _OtherWork) -> dict:
+    """A distributed run's row: the case's ``meta``, but its own seconds and other work, from the
+    ``window`` of its fit (a run that failed has none, and keeps the whole case's)."""
+    row = {**run, **meta}
+    if "window" in row:
+        start, end = row.pop("window")
+        row.update(other_work_cores=others.during(start, end), seconds=round(end - start, 1))
+    return row
 
 
 def _machine() -> dict:
@@ -155,7 +178,7 @@ def _machine() -> dict:
             versions[package] = __import__(package).__version__
         except ImportError:
             versions[package] = None
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(), **versions,
+    return {"cpu": model, "cores": usable_cores(), "python": platform.python_version(), **versions,
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
@@ -181,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
 
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     names = [case["name"] for case in _cases(args.quick, cores)]
     if not any(args.only in name for name in names):
         parser.error(f"--only {args.only!r} matches no case; the cases are: {'; '.join(names)}")

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.workloads import (L2, WORKLOADS, distnet_dataset, distnet_network,  # noqa: E402
                                   distnet_optimizer, parse_step_tool, print_result, step_tool_parser,
                                   training_data)
+from distnet.nn.parallel_update import usable_cores  # noqa: E402
 
 TRACE_DIR = "DISTNET_STEP_TRACE_DIR"  # where each actor writes its timestamps
 # The marks, by process: the server's per step, then a worker's.
@@ -153,7 +154,7 @@ def trace(workload: str, workers: int, epochs: int, samples: int, command: str =
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         # install() runs distnet's own hook (skip_pyarrow) first; the rest of distnet's runtime_env stays.
         local_ray.RUNTIME_ENV = {**local_ray.RUNTIME_ENV, "worker_process_setup_hook": "benchmarks.step_trace.install"}
-        local_ray.start(num_cpus=os.cpu_count())
+        local_ray.start(num_cpus=usable_cores())
         try:
             trainer = DistributedTrainer(distnet_network(w), distnet_optimizer(), l2=L2, batch_size=w.batch_size,
                                          seed=1, workers=workers, protocol="channel")

@@ -20,7 +20,7 @@ def test_the_parts_of_a_two_worker_step_and_their_table():
     text, table = done.stdout.split("\n\n", 1)
     result = json.loads(text)
     assert (result["workload"], result["workers"], result["rows_per_worker"]) == ("article", 2, 16)
-    assert result["update_threads"] == 1  # the article's 28,938 parameters are one part
+    assert result["update_threads"] == 1  # the article's 28,928 parameters are one part
     assert result["threads"] == {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     timed = ["gradient_alone_ms", "gradient_at_once_ms", "update_warm_ms", "update_after_gradients_ms",
              "channel_step_ms"]
