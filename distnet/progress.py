@@ -46,9 +46,14 @@ class Reporter:
     def on_recovery(self, what: str, failures: int, max_failures: int) -> None:
         """A distributed run recovered from a failure: ``what`` was lost, and when (as the trainer's
         ``failures`` lists it, such as "worker 1 (pid 123) lost at epoch 5, step 40"), and its
-        actors were replaced; ``failures`` counts the failures so far in this session of the run,
+        actors were replaced; or a step stalled with every actor answering ("a step stalled at epoch
+        5, step 40, every actor answering"), and the steps started again; ``failures`` counts the failures so far in this session of the run,
         of the ``max_failures`` it recovers from. (A reporter of your own without this method is
         not told.)"""
+
+
+# How a failure that lost no actor begins: a step that hung with every actor answering.
+STALLED = "a step stalled"
 
 
 class TerminalReporter(Reporter):
@@ -145,7 +150,8 @@ class TerminalReporter(Reporter):
                            if self._largest_input > 1 else ""))
 
     def on_recovery(self, what: str, failures: int, max_failures: int) -> None:
-        self._print(f"recovered: {what}; replaced ({failures} of {count(max_failures, 'failure')} allowed)")
+        done = "the steps started again" if what.startswith(STALLED) else "replaced"  # (a stall lost nothing)
+        self._print(f"recovered: {what}; {done} ({failures} of {count(max_failures, 'failure')} allowed)")
 
     def on_end(self, result: "FitResult") -> None:
         best = (f"best validation error {100 * result.best_error:.2f}% at epoch {result.best_epoch}"

@@ -637,6 +637,32 @@ def test_an_error_a_worker_raises_is_the_run_s_error_not_a_lost_actor_to_retry(m
     assert trainer.failures == []
 
 
+class StallingWorker(GradientWorker):
+    """Worker 1 takes 6 s over its fifth step, once: a hang that passes, the actor alive all along."""
+
+    def _backprop(self, batch, out):
+        self.steps = getattr(self, "steps", 0) + 1
+        if self.index == 1 and self.steps == 5:
+            time.sleep(6)
+        return super()._backprop(batch, out)
+
+
+def test_a_step_that_stalls_with_every_actor_answering_is_a_failure_and_the_steps_start_again(
+        mnist, ray_local, monkeypatch, uninterrupted):
+    """It was recorded as "no actor lost at ...", and said with "; replaced" (a cluster audit)."""
+    monkeypatch.setattr("distnet.distributed.trainer.GradientWorker", StallingWorker)
+    monkeypatch.setattr("distnet.distributed.compiled._STEP_TIMEOUT_S", 2.0)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        trainer = make_trainer("compiled")
+        fit(trainer, mnist)
+    finally:
+        ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert len(trainer.failures) == 1
+    assert re.fullmatch(r"a step stalled at epoch 1, step \d+, every actor answering", trainer.failures[0])
+    np.testing.assert_array_equal(trainer.network.params, uninterrupted[0])
+
+
 def test_a_replacement_whose_start_raises_ends_the_run_with_that_error_not_as_losses_to_retry(
         mnist, ray_local, tmp_path, monkeypatch):
     """Worker 1 is lost, and its replacement raises in its constructor (as out of memory would):

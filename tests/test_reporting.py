@@ -387,9 +387,13 @@ def test_a_recovery_is_one_line_on_the_terminal_and_one_event_in_json_lines():
     terminal, lines = io.StringIO(), io.StringIO()
     TerminalReporter(terminal).on_recovery(what, 1, 3)
     TerminalReporter(terminal).on_recovery("the stop evaluator died (ActorDiedError)", 1, 1)
+    # A step that hung, every actor answering: it said "no actor lost at ...; replaced" (a cluster audit).
+    TerminalReporter(terminal).on_recovery("a step stalled at epoch 1, step 1, every actor answering", 2, 3)
     assert terminal.getvalue().splitlines() == [
         "recovered: worker 1 (pid 123) lost at epoch 5, step 40; replaced (1 of 3 failures allowed)",
-        "recovered: the stop evaluator died (ActorDiedError); replaced (1 of 1 failure allowed)"]
+        "recovered: the stop evaluator died (ActorDiedError); replaced (1 of 1 failure allowed)",
+        "recovered: a step stalled at epoch 1, step 1, every actor answering; the steps started again (2 of 3 "
+        "failures allowed)"]
     JsonLinesReporter(lines).on_recovery(what, 2, 3)
     assert json.loads(lines.getvalue()) == {"event": "recovery", "what": what, "failures": 2, "max_failures": 3}
 

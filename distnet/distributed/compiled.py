@@ -9,7 +9,7 @@ between hosts), with no task submission, scheduling or object-store round trip p
 wherever plain actor calls work, across hosts included; on one host the ``channel`` protocol is
 faster still (see ``benchmarks/README.md`` for measurements of all three).
 
-Ray 2.60's compiled graphs have four traps, each handled:
+Ray 2.60's compiled graphs have five traps, each handled:
 
 1. An array read from a channel points into the channel's buffer, and the writer cannot reuse the
    buffer while it is alive: the workers compute on the parameters in place and drop them when the
@@ -23,6 +23,11 @@ Ray 2.60's compiled graphs have four traps, each handled:
 4. Ray removes the two named semaphores it makes per channel (``/dev/shm/sem.hdr*``, ``sem.obj*``)
    only for an actor that exits by itself; one killed leaves them there for good (18 files a fit
    of two workers). The trainer asks its actors to exit before it kills them.
+5. Across nodes, a graph with more than one execution in flight hangs now and then: a step never
+   completes, and the graph's teardown then crashes the reading node's raylet (``ChannelError:
+   Channel closed`` in ``experimental_mutable_object_provider.cc``), in three runs of four of a
+   two-node test cluster; with one execution at a time every run passed. So where the actors span
+   nodes, the driver submits one step at a time.
 
 And two costs. When PyTorch is installed, Ray's channel layer imports it in every actor of a graph
 (for GPU tensors), about 180 MB per process plus a device check around every read and write.
@@ -73,9 +78,9 @@ class CompiledSteps(StepProtocol):
 
     name = "compiled"
 
-    def __init__(self, server, workers: list, parameter_bytes: int):
+    def __init__(self, server, workers: list, parameter_bytes: int, across_nodes: bool = False):
         super().__init__(server, workers)
-        self._ahead = steps_ahead(parameter_bytes)
+        self._ahead = 0 if across_nodes else steps_ahead(parameter_bytes)  # (trap 5)
         buffer_bytes = parameter_bytes + _MESSAGE_ROOM_BYTES
         ray.get([actor.__ray_call__.remote(_prepare_channels, buffer_bytes) for actor in (server, *workers)])
         with InputNode() as command:

@@ -20,6 +20,7 @@ import ray
 
 from ..checks import count
 from ..errors import DistnetError, FailureLimitError, first_line, warn
+from ..progress import STALLED
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .placement import worker_name
@@ -161,7 +162,8 @@ class Recovery:
             # retry would only raise again. That error, then, not a loss (see
             # DistributedTrainer._session).
             raise raised
-        self._count_failure(f"{', '.join(lost) or 'no actor'} lost {self._when(cause)}")
+        when = self._when(cause)
+        self._count_failure(f"{', '.join(lost)} lost {when}" if lost else f"{STALLED} {when}, every actor answering")
         self._restart(server_alive, workers_alive)
         # A new server stands at its checkpoint, and one whose replay was cut short by another
         # loss somewhere after it: either way short of the steps confirmed so far.

@@ -290,8 +290,10 @@ class DistributedTrainer(Recovery, TrainerBase):
         raise ConfigError(f"cannot place {count(workers, 'worker')} (one CPU each): {where}; {advice}")
 
     def _open_steps(self):
-        if self.protocol == "compiled":
-            return CompiledSteps(self._server, self._worker_actors, self.network.params.nbytes)
+        if self.protocol == "compiled":  # the server runs on the driver's node
+            nodes = {p["node_id"] for p in self.placement} | {ray.get_runtime_context().get_node_id()}
+            return CompiledSteps(self._server, self._worker_actors, self.network.params.nbytes,
+                                 across_nodes=len(nodes) > 1)
         steps = None
         if self.protocol in ("auto", "channel"):
             steps = ChannelSteps.open(self._server, self._worker_actors, required=self.protocol == "channel")
