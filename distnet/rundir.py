@@ -120,6 +120,9 @@ class RunDir:
 
     def no_best_network(self) -> str:
         """What to say of this run directory when it has no best.npz, and how to get one."""
+        if self.in_use():  # a resume would be refused: the run is training
+            return (f"{self.path} has no best network (best.npz) yet: another process is training this run, and "
+                    f"writes it at the run's first evaluation; try again then")
         advice = (f"resume it to get one (from its checkpoint if it had ended): {self.resume_command()}"
                   if self.has_checkpoint() else
                   f"it stopped before its first checkpoint, so there is nothing to resume: train it anew into the "
@@ -198,6 +201,19 @@ class RunDir:
             return shlex.join(["distnet", *words])
         command = "distnet train" if options is None else "distnet submit"
         return " ".join([command, "--run-dir", shell_path(self.path), *map(shlex.quote, options or [])]) + " ..."
+
+    def in_use(self) -> bool:
+        """Whether another process holds this run directory (see :meth:`held`): it is training."""
+        if fcntl is None or not self.path.is_dir() or self._held is not None:
+            return False
+        folder = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_SH | fcntl.LOCK_NB)  # (released as the folder is closed)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(folder)
 
     @contextmanager
     def held(self, create: bool) -> Iterator[None]:

@@ -672,6 +672,11 @@ def test_a_run_another_process_trains_before_its_first_checkpoint_is_in_use_not_
         assert holder.stdout.readline() == "held\n"
         status, _, err = cli(capsys, "train", "--resume", starting, "--data-dir", data)
         assert_clean_error(status, err, f"{starting} is in use: another process is training this run")
+        # Not "resume it to get one", which the hold refuses (a new user's audit found it).
+        status, _, err = cli(capsys, "evaluate", starting, "--data-dir", data)
+        assert_clean_error(status, err, f"{starting} has no best network (best.npz) yet: another process is "
+                                        f"training this run, and writes it at the run's first evaluation; try "
+                                        f"again then")
     finally:
         holder.kill()
         holder.wait()
