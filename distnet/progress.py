@@ -47,9 +47,9 @@ class Reporter:
         """A distributed run recovered from a failure: ``what`` was lost, and when (as the trainer's
         ``failures`` lists it, such as "worker 1 (pid 123) lost at epoch 5, step 40"), and its
         actors were replaced; or a step stalled with every actor answering ("a step stalled at epoch
-        5, step 40, every actor answering"), and the steps started again; ``failures`` counts the failures so far in this session of the run,
-        of the ``max_failures`` it recovers from. (A reporter of your own without this method is
-        not told.)"""
+        5, step 40, every actor answering"), and the steps started again. ``failures`` counts the
+        failures so far in this session of the run, of the ``max_failures`` it recovers from. (A
+        reporter of your own without this method is not told.)"""
 
 
 # How a failure that lost no actor begins: a step that hung with every actor answering.

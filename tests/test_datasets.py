@@ -432,7 +432,7 @@ def test_nothing_found_offline_says_where_it_looked(env: Path, tmp_path: Path,
     for place in (tmp_path / "empty", tmp_path / "empty" / "mnist", env / "mnist"):
         assert f"\n  {place}\n" in message
     assert "Downloading is turned off (download=False, --no-download)." in message
-    assert message.endswith(f"To fix: put the four files in {tmp_path / 'empty'}, or give data_dir= (--data-dir) "
+    assert message.endswith(f"To fix: put the four files in {tmp_path / 'empty'}, or give --data-dir (data_dir= in Python) "
                             f"another folder, or set DISTNET_DATA_DIR to a folder with mnist/ and fashion-mnist/ "
                             f"subfolders (DISTNET_DATA_DIR is not set).")
     monkeypatch.setenv("DISTNET_DATA_DIR", "")  # as an empty assignment leaves it; "is not set" before
@@ -448,7 +448,7 @@ def test_nothing_found_offline_says_what_is_wrong_with_the_shared_data_dir(env: 
     with pytest.raises(DataNotFoundError) as caught:
         load_mnist(download=False)
     assert str(caught.value).endswith(
-        f"To fix: put the four files in {env / 'mnist'}, or pass data_dir= (--data-dir), or set DISTNET_DATA_DIR to "
+        f"To fix: put the four files in {env / 'mnist'}, or pass --data-dir (data_dir= in Python), or set DISTNET_DATA_DIR to "
         f"a folder with mnist/ and fashion-mnist/ subfolders ($DISTNET_DATA_DIR is {tmp_path / 'data' / 'mnist'}, "
         f"which holds data files itself: it names the folder above mnist/ and fashion-mnist/, here perhaps "
         f"{tmp_path / 'data'}).")

@@ -462,7 +462,8 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
     unset = "set but empty" if os.environ.get(DATA_DIR_ENV) == "" else "not set"
     env_note = (f"{DATA_DIR_ENV} is {unset}" if shared is None else
                 f"${DATA_DIR_ENV} is {shared}, {_shared_mistake(name, bases, shared)}")
-    data_dir_option = "pass data_dir= (--data-dir)" if given is None else "give data_dir= (--data-dir) another folder"
+    data_dir_option = ("pass --data-dir (data_dir= in Python)" if given is None else
+                       "give --data-dir (data_dir= in Python) another folder")
     wanted = ", ".join(f"{base}[.gz]" for base in bases)
     raise failure(
         f"{title} not found. Looked for {wanted} in:\n{looked}\n{''.join(incomplete)}{why}\n"
