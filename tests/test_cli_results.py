@@ -404,6 +404,8 @@ def test_show_on_fashion_names_each_class_with_its_number(capsys, fashion_run):
 def test_show_refuses_a_bad_threshold(capsys, mnist_run):
     status, _, err = run_cli(capsys, "show", mnist_run[0] / "best.npz", "--threshold", 1.5)
     assert status == 2 and "argument --threshold: must be a probability in (0, 1], got 1.5" in err
+    status, _, err = run_cli(capsys, "show", mnist_run[0] / "best.npz", "--threshold", "90")
+    assert status == 2 and "must be a probability in (0, 1], got 90 (a percentage? 90 % is 0.9)" in err
     for command in (["show"], ["predict", mnist_run[0] / "best.npz"]):
         status, _, err = run_cli(capsys, *command, mnist_run[0] / "best.npz", "--threshold", "high")
         assert status == 2 and "argument --threshold: expected a probability, got 'high'" in err

@@ -222,7 +222,13 @@ def non_negative_int(text: str) -> int:
 
 def probability(text: str) -> float:
     """An option's value that must be a probability in (0, 1]."""
-    return _real(text, lambda v: 0 < v <= 1, "a probability", "a probability in (0, 1]")
+    try:
+        return _real(text, lambda v: 0 < v <= 1, "a probability", "a probability in (0, 1]")
+    except argparse.ArgumentTypeError as e:
+        percent = float(text) if text.replace(".", "", 1).isdigit() else None
+        if percent is not None and 1 < percent <= 100:  # 90 meant for 90 %
+            raise argparse.ArgumentTypeError(f"{e} (a percentage? {text} % is {percent / 100:g})") from None
+        raise
 
 
 def positive_float(text: str) -> float:
