@@ -342,32 +342,47 @@ def test_the_data_folder_itself_comes_before_its_data_set_subfolder(env: Path, t
     assert len(load_test_set("mnist", tmp_path / "given", download=False)) == 7
 
 
-@pytest.mark.parametrize("mistake", ["typo", "the mnist folder itself", "lacks the files", "a file", "unknown user"])
+@pytest.mark.parametrize("mistake", ["typo", "the mnist folder itself, for fashion-mnist", "lacks the files", "a file",
+                                     "unknown user"])
 def test_a_wrong_shared_data_dir_is_said_not_passed_over(
     mistake: str, env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_files(env / "mnist", n_train=23)
-    shared = {"typo": tmp_path / "dta", "the mnist folder itself": tmp_path / "data" / "mnist",
+    make_files(env / "fashion-mnist", n_train=23)
+    shared = {"typo": tmp_path / "dta", "the mnist folder itself, for fashion-mnist": tmp_path / "data" / "mnist",
               "lacks the files": tmp_path / "data", "a file": tmp_path / "data" / "notes.txt",
               "unknown user": Path("~no-such-user-here/data")}[mistake]  # a job's, from another machine
     if mistake not in ("typo", "unknown user"):
         make_files(tmp_path / "data" / "mnist")
         (tmp_path / "data" / "mnist" / FILES[0]).unlink()
-        if mistake == "the mnist folder itself":
+        if mistake == "the mnist folder itself, for fashion-mnist":
             make_files(shared)
         if mistake == "a file":
             shared.write_text("")
     monkeypatch.setenv("DISTNET_DATA_DIR", str(shared))
     why = {"typo": "a folder that does not exist",
-           "the mnist folder itself": "which holds data files itself: it names the folder above mnist/ and "
-                                      f"fashion-mnist/, here perhaps {tmp_path / 'data'}",
-           "lacks the files": f"but {shared / 'mnist'} does not hold the four MNIST files",
+           "the mnist folder itself, for fashion-mnist": "which holds data files itself: it names the folder above "
+                                                         f"mnist/ and fashion-mnist/, here perhaps {tmp_path / 'data'}",
+           "lacks the files": f"but {shared / 'fashion-mnist'} does not hold the four Fashion-MNIST files",
            "a file": "a file, not a folder", "unknown user": "a folder that does not exist"}[mistake]
     with pytest.warns(UserWarning) as caught:
-        assert len(load_mnist(download=False, validation=1).train) == 22  # the cache's
+        assert len(load_fashion_mnist(download=False, validation=1).train) == 22  # the cache's
     assert [str(w.message) for w in caught] == [f"$DISTNET_DATA_DIR is {shared}, {why}; "
-                                                f"using those in {env / 'mnist'}"]
+                                                f"using those in {env / 'fashion-mnist'}"]
     assert [w.filename for w in caught] == [__file__]  # the user's line that led to it, not distnet's
+
+
+def test_a_shared_data_dir_that_names_the_data_set_s_own_folder_is_used_with_a_warning(
+        env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its files were passed over for a download, said only in a warning (a new user's walkthrough)."""
+    make_files(env / "mnist", n_train=23)
+    make_files(tmp_path / "data" / "mnist")
+    monkeypatch.setenv("DISTNET_DATA_DIR", str(tmp_path / "data" / "mnist"))
+    with pytest.warns(UserWarning) as caught:
+        assert len(load_mnist(download=False, validation=1).train) == 29  # its own, not the cache's 22
+    assert [str(w.message) for w in caught] == [
+        f"$DISTNET_DATA_DIR is {tmp_path / 'data' / 'mnist'}, the MNIST folder itself; using the files in it (it "
+        f"names the folder above mnist/ and the other data sets' folders, here {tmp_path / 'data'})"]
 
 
 def test_files_in_the_data_folder_s_data_set_subfolder_get_no_warning(env: Path, tmp_path: Path) -> None:
@@ -446,9 +461,10 @@ def test_nothing_found_offline_says_what_is_wrong_with_the_shared_data_dir(env: 
     make_files(tmp_path / "data" / "mnist")
     monkeypatch.setenv("DISTNET_DATA_DIR", str(tmp_path / "data" / "mnist"))
     with pytest.raises(DataNotFoundError) as caught:
-        load_mnist(download=False)
+        load_fashion_mnist(download=False)  # (MNIST's own would be found there)
     assert str(caught.value).endswith(
-        f"To fix: put the four files in {env / 'mnist'}, or pass --data-dir (data_dir= in Python), or set DISTNET_DATA_DIR to "
+        f"To fix: put the four files in {env / 'fashion-mnist'}, or pass --data-dir (data_dir= in Python), or set "
+        f"DISTNET_DATA_DIR to "
         f"a folder with mnist/ and fashion-mnist/ subfolders ($DISTNET_DATA_DIR is {tmp_path / 'data' / 'mnist'}, "
         f"which holds data files itself: it names the folder above mnist/ and fashion-mnist/, here perhaps "
         f"{tmp_path / 'data'}).")

@@ -425,6 +425,8 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
     shared = _shared_data_dir()
     if shared is not None:
         folders.append(shared / name)
+        if shared.name == name:  # the data set's own folder named, not the one above it: its files are there
+            folders.append(shared)
     cache = _cache_dir(name)
     folders.append(cache)
 
@@ -493,6 +495,9 @@ def _note_passed_over(name: str, bases: tuple[str, ...], used: Path, given: Path
     if given is not None:
         if used not in (given, given / name):
             warn(f"{given} does not hold {files}; {then}")
+    elif shared is not None and used == shared:
+        warn(f"${DATA_DIR_ENV} is {shared}, the {_TITLES[name]} folder itself; using the files in it (it names the "
+             f"folder above {name}/ and the other data sets' folders, here {shared.parent})")
     elif shared is not None and used != shared / name:
         warn(f"${DATA_DIR_ENV} is {shared}, {_shared_mistake(name, bases, shared)}; {then}")
 
