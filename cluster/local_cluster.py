@@ -441,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
         again = "; run stop again to finish" if args.command == "stop" else ""
         print(f"local_cluster: {args.command} interrupted{again}", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # its reader went away (`... stop | head -1`) once the work was done
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's flush at exit would fail too)
+        return 0
     return 0
 
 

@@ -152,8 +152,9 @@ def _answer_at(target: tuple[str, int], timeout: float, listen: bool) -> bytes |
 
 def _why_not(error: OSError, timeout: float) -> str:
     """Why a connection within ``timeout`` seconds failed, in a few words."""
-    reason = "no answer" if isinstance(error, TimeoutError) else (error.strerror or str(error)).lower()
-    return f"{reason} within {timeout:g} s"
+    if isinstance(error, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    return (error.strerror or str(error)).lower()  # at once: a refusal, an unknown host
 
 
 def _silence(timeout: float, server: str) -> str:

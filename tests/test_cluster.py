@@ -1198,6 +1198,16 @@ def test_the_commands_local_cluster_prints_work_from_any_folder(tmp_path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_local_cluster_stop_piped_to_a_reader_that_went_away_ends_quietly(tmp_path):
+    """`local_cluster.py stop | head -1` stopped the cluster, then printed a BrokenPipeError's
+    traceback (a cluster audit)."""
+    (tmp_path / "cluster.json").write_text(json.dumps({"nodes": []}))
+    done = subprocess.run(["bash", "-c", f'"$0" {shlex.quote(str(SCRIPT))} stop --dir {shlex.quote(str(tmp_path))} '
+                                         f'| (exec 0<&-; sleep 0); echo "status ${{PIPESTATUS[0]}}" >&2',
+                           sys.executable], capture_output=True, text=True, timeout=60)
+    assert done.stderr == "status 0\n" and not (tmp_path / "cluster.json").exists()
+
+
 def test_local_cluster_takes_a_relative_dir_as_the_folder_it_names_from_here():
     """A relative --dir went to Ray as its --temp-dir, which Ray refuses: the head node failed three
     times with "temp_dir must be absolute path or None"."""
