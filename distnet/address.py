@@ -225,7 +225,7 @@ def join_cluster(address: str) -> None:
         # Ray would look for one for 60 s before failing with an error that names only the address.
         raise ClusterUnreachableError(_not_a_node(address, "no Ray node runs among the processes this one can see"))
     try:
-        with _native_stderr_held(drop_if=_token_refused):
+        with native_stderr_held(drop_if=_token_refused):
             ray.init(address=address, logging_level="ERROR")
     except AuthenticationError:  # token authentication on here, but no token to send
         raise ClusterUnreachableError(token_problem(f"the Ray cluster at {_named(address)}")) from None
@@ -242,7 +242,7 @@ def join_cluster(address: str) -> None:
 
 
 @contextlib.contextmanager
-def _native_stderr_held(drop_if: Callable[[BaseException], bool]) -> Iterator[None]:
+def native_stderr_held(drop_if: Callable[[BaseException], bool]) -> Iterator[None]:
     """Hold back what this process writes to its stderr (file descriptor 2, where Ray's native code
     writes) while the block runs, and write it out after; dropped instead where the block raises an
     error for which ``drop_if(error)`` is true."""

@@ -361,17 +361,17 @@ def _native_write(text: str) -> None:
 
 
 def test_what_is_written_to_stderr_while_joining_comes_after_the_join_or_goes_with_a_refused_token(capfd):
-    from distnet.address import _native_stderr_held
+    from distnet.address import native_stderr_held
 
-    with _native_stderr_held(drop_if=lambda error: True):
+    with native_stderr_held(drop_if=lambda error: True):
         _native_write("a note of Ray's\n")
         assert capfd.readouterr().err == ""  # held back while the join lasts
     assert capfd.readouterr().err == "a note of Ray's\n"
-    with pytest.raises(ConnectionError), _native_stderr_held(drop_if=lambda error: "token" in str(error)):
+    with pytest.raises(ConnectionError), native_stderr_held(drop_if=lambda error: "token" in str(error)):
         _native_write("a warning of each attempt\n" * 20)
         raise ConnectionError("the token was refused")
     assert capfd.readouterr().err == ""  # the error says it
-    with pytest.raises(ConnectionError), _native_stderr_held(drop_if=lambda error: "token" in str(error)):
+    with pytest.raises(ConnectionError), native_stderr_held(drop_if=lambda error: "token" in str(error)):
         _native_write("why Ray failed\n")
         raise ConnectionError("something else")
     assert capfd.readouterr().err == "why Ray failed\n"

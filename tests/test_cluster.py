@@ -254,6 +254,21 @@ def test_the_jobs_api_refuses_a_wrong_token_and_submit_says_how_to_give_the_righ
 
 
 @pytest.mark.slow
+def test_submit_to_the_cluster_it_finds_here_without_a_token_says_so_in_one_line(cluster):
+    """With no address, Ray's native client asks the cluster it finds on this machine, and its
+    warning of the refused token (gcs_client.cc) came before distnet's line (a cluster audit)."""
+    env = {name: value for name, value in cluster.env.items() if not name.startswith("RAY_")}
+    done = subprocess.run([sys.executable, "-m", "distnet", "submit", "--job-id", "distnet-no-token-test", "--resume",
+                           str(cluster.folder / "never-run"), "--no-wait"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.startswith("distnet: error: the Ray Jobs API requires a token and this process sent none "
+                                  "(RAY_AUTH_MODE is not 'token'); export RAY_AUTH_MODE=token and give this process "
+                                  "the cluster's token"), done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
 def test_submit_says_why_the_jobs_api_refused_a_job_id_in_use(cluster):
     missing = cluster.folder / "never-run"  # the job fails at once: only its id matters here
     submit = [sys.executable, "-m", "distnet", "submit", "--job-id", "distnet-twice-test", "--resume", str(missing),

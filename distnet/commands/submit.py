@@ -24,7 +24,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..address import RAY_RESOLVED, WebServerAddressError, check_reachable, check_web_address, token_problem
+from ..address import (RAY_RESOLVED, WebServerAddressError, check_reachable, check_web_address, native_stderr_held,
+                       token_problem)
 from ..data.datasets import DATA_DIR_ENV
 from ..errors import ConfigError, DistnetError, first_line
 from ..rundir import submit_resume_command
@@ -411,7 +412,9 @@ class _JobsAPI:
             self.call(check_web_address, given)  # Ray's client would wait on a silent server without end
         elif given and "://" not in given and given not in RAY_RESOLVED:
             _check_cluster_address(given, origin)
-        with _only_address(address):
+        # Found with no address given, the cluster is asked through Ray's native client, whose
+        # warnings of a refused token (gcs_client.cc) would come before the one line that says it.
+        with _only_address(address), native_stderr_held(drop_if=_refused_for_its_token):
             self.client = self.call(JobSubmissionClient, address)
 
     def call(self, function, *args, **kwargs):
@@ -433,6 +436,13 @@ class _JobsAPI:
             raise JobsAPIUnreachable(f"the Ray Jobs API refused or could not be reached: {reason}. Is the cluster "
                                      f"running? If it is, check {self._source}: the dashboard's http://HOST:PORT, "
                                      f"8265 by default", reason) from None
+
+
+def _refused_for_its_token(error: BaseException) -> bool:
+    """Whether ``error`` is :meth:`_JobsAPI.call`'s for a token the cluster refused."""
+    from ray.exceptions import AuthenticationError
+
+    return isinstance(error, DistnetError) and isinstance(error.__context__, AuthenticationError)
 
 
 class JobsAPIUnreachable(DistnetError):
