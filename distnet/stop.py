@@ -79,8 +79,11 @@ class StopEvaluator:
 
     def state(self) -> dict:
         """Everything it holds, as a dict of plain values for a checkpoint (see :meth:`from_state`)."""
-        return {"window": self.window, "acceptable_error": self.acceptable_error, "lowest": self.lowest,
-                "improved": self.improved, "errors": list(self.errors), "last_average": self.last_average}
+        # No value yet (infinite) is None: JSON has no Infinity (Python's json writes it; jq and
+        # JavaScript refuse the file's metadata then).
+        return {"window": self.window, "acceptable_error": self.acceptable_error, "lowest": _finite_or_none(self.lowest),
+                "improved": self.improved, "errors": list(self.errors),
+                "last_average": _finite_or_none(self.last_average)}
 
     def __repr__(self) -> str:
         return (f"StopEvaluator(window={self.window}, acceptable_error={self.acceptable_error}, "
@@ -90,11 +93,15 @@ class StopEvaluator:
     def from_state(cls, state: dict) -> "StopEvaluator":
         """An evaluator exactly as the one whose :meth:`state` this is."""
         evaluator = cls(state["window"], state["acceptable_error"])
-        evaluator.lowest = state["lowest"]
+        evaluator.lowest = math.inf if state["lowest"] is None else state["lowest"]
         evaluator.improved = state["improved"]
         evaluator.errors = list(state["errors"])
-        evaluator.last_average = state["last_average"]
+        evaluator.last_average = math.inf if state["last_average"] is None else state["last_average"]
         return evaluator
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isinf(value) else value
 
 
 @dataclass(frozen=True)

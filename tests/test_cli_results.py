@@ -91,6 +91,18 @@ def test_train_json_lines_tell_the_whole_run(mnist_run, mnist_test):
     assert json.loads((run_dir / "summary.json").read_text())["test_error"] == summary["test_error"]
 
 
+def test_a_resume_of_an_ended_run_tells_its_own_summary(capsys, mnist_run, tmp_path, monkeypatch):
+    """It trains nothing (no start, no evaluation), and its summary event is summary.json, which
+    stays: the event was rebuilt, with the resume's seconds and paths (an audit of the JSON)."""
+    run = shutil.copytree(mnist_run[0], tmp_path / "copy")
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli(capsys, "train", "--resume", "copy", "--json")
+    assert status == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["event"] for e in events] == ["end", "summary"]
+    assert {k: v for k, v in events[1].items() if k != "event"} == json.loads((run / "summary.json").read_text())
+
+
 def test_train_json_keeps_stdout_for_its_events_while_ray_prints_there(capsys, tmp_path, monkeypatch):
     from distnet.trainer import Trainer
 

@@ -360,15 +360,18 @@ def _note_the_end(reporter, args: argparse.Namespace) -> None:
     reporter.on_end = on_end
 
 
-def _summarises(run: RunDir, result) -> bool:
-    """Whether the run's summary.json is that of the ending ``result`` (one that trained on past
-    an earlier ending, and was stopped before its summary, still holds the earlier one's)."""
+def _its_summary(run: RunDir, result) -> dict | None:
+    """The run's summary.json where it is that of the ending ``result`` (one that trained on past
+    an earlier ending, and was stopped before its summary, still holds the earlier one's); None
+    otherwise."""
     try:
         written = json.loads(run.summary_path.read_text())
     except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(written, dict) and (written.get("epochs"), written.get("stop_reason")) == (
-        result.epochs, result.stop_reason)
+        return None
+    if isinstance(written, dict) and (written.get("epochs"), written.get("stop_reason")) == (
+            result.epochs, result.stop_reason):
+        return written
+    return None
 
 
 def _trained_with(trainer: TrainerBase, result: FitResult, run: RunDir) -> tuple[int, str | None]:
@@ -398,8 +401,11 @@ def finish_train(args: argparse.Namespace, trainer: TrainerBase, result: FitResu
                "seconds": round(result.seconds, 3), "workers": workers, "protocol": protocol,
                "placement": getattr(trainer, "placement", []),
                "failures": run.failures(), "test": test.to_dict()}  # every session's, not only this one's
-    if not (result.already_ended and _summarises(run, result)):  # the ending's own summary stays
+    kept = _its_summary(run, result) if result.already_ended else None
+    if kept is None:
         run.write_summary(summary)
+    else:  # the ending's own summary stays, and is what the summary event says (its seconds, its paths)
+        summary = kept
     args.summary_written = True
     if args.json:
         print(json.dumps({"event": "summary", **summary}))
