@@ -120,3 +120,21 @@ def test_a_driver_whose_distnet_was_edited_since_it_imported_it_is_told_to_resta
     assert done.stdout.strip() == (f"distnet's source in {copy / 'distnet'} changed since this process imported it "
                                    f"(metrics.py): its actors would run the new code and this process the old; "
                                    f"restart the Python process (in a notebook, its kernel) to train with the new")
+
+
+def test_files_edited_as_the_actors_read_them_are_said_so_not_blamed_on_another_machine(monkeypatch):
+    """Edited between the driver's check and the actors' reading, the same folder's code differs:
+    it read "(the same folder, on another machine)" (a cluster audit, while files were edited)."""
+    from types import SimpleNamespace
+
+    from distnet import ConfigError
+    from distnet.distributed import same_code
+
+    looks = iter([[], ["nn/costs.py"]])  # unchanged at the first look, changed at the second
+    monkeypatch.setattr(same_code, "changed_since_import", lambda: next(looks))
+    path, _ = distnet_code()
+    monkeypatch.setattr(same_code.ray, "get", lambda answer: (path, "the edited files' digest"))
+    actor = SimpleNamespace(__ray_call__=SimpleNamespace(remote=lambda function: None))
+    with pytest.raises(ConfigError, match=r"^distnet's source in .+ changed since this process imported it "
+                                          r"\(nn/costs.py\): its actors would run the new code"):
+        same_code.check_same_code({"worker 0": actor})

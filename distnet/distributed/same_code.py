@@ -31,17 +31,22 @@ def _code_of(actor) -> tuple[str, str]:
     return distnet_code()
 
 
-def check_same_code(actors: dict[str, "ray.actor.ActorHandle"]) -> None:
-    """ConfigError naming the first of ``actors`` (by their names for the user) whose distnet
-    differs from this process's; a lost actor raises Ray's error, as any call to it would. First,
-    ConfigError if distnet's files changed since this process imported it: an actor would run what
-    they hold now, this process what they held then."""
+def _check_unchanged_since_import() -> None:
+    """ConfigError if distnet's files changed since this process imported it."""
     changed = changed_since_import()
     if changed:
         shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
         raise ConfigError(f"distnet's source in {PACKAGE} changed since this process imported it ({shown}): its "
                           f"actors would run the new code and this process the old; restart the Python process "
                           f"(in a notebook, its kernel) to train with the new")
+
+
+def check_same_code(actors: dict[str, "ray.actor.ActorHandle"]) -> None:
+    """ConfigError naming the first of ``actors`` (by their names for the user) whose distnet
+    differs from this process's; a lost actor raises Ray's error, as any call to it would. First,
+    ConfigError if distnet's files changed since this process imported it: an actor would run what
+    they hold now, this process what they held then."""
+    _check_unchanged_since_import()
     path, digest = distnet_code()
     answers = [actor.__ray_call__.remote(_code_of) for actor in actors.values()]
     for name, answer in zip(actors, answers):
@@ -52,6 +57,8 @@ def check_same_code(actors: dict[str, "ray.actor.ActorHandle"]) -> None:
         except ray.exceptions.RayTaskError:  # a distnet too old to have this module
             their_digest, runs = None, "runs an older distnet"
         if their_digest != digest:
+            if their_path == path:  # the files may have changed since the check above, as the actors read them
+                _check_unchanged_since_import()
             raise ConfigError(
                 f"{name} {runs}, whose code differs from this driver's ({path}): every node "
                 f"of the cluster must run the same distnet. Install this one on every node (a cluster from "
