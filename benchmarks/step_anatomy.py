@@ -190,12 +190,14 @@ def markdown(r: dict) -> str:
 
     rows = r["rows_per_worker"]
     lines = [f"`{r['command']}`, {r['measured']}: {'-'.join(map(str, r['sizes']))}, batch "
-             f"{r['batch_size']}, {count(r['workers'], 'worker')} of {rows} rows, {r['data']} data, {r['cores']} cores, "
+             f"{r['batch_size']}, {count(r['workers'], 'worker')} of {rows} rows, {r['data']} data, "
+             f"{r['cores']} cores, "
              f"1 BLAS thread per process, the update on {r['update_threads']} thread(s), "
              f"{r['update_kind']}.", "",
              "| part of a step | median |", "|---|---|",
              f"| gradient on {rows} rows, one process alone | {ms(r['gradient_alone_ms'])} |",
-             f"| gradient on {rows} rows, {r['workers']} process{'es' * (r['workers'] > 1)} at once (the slowest per step) | "
+             f"| gradient on {rows} rows, {r['workers']} process{'es' * (r['workers'] > 1)} at once "
+             f"(the slowest per step) | "
              f"{ms(r['gradient_at_once_ms'])} |",
              f"| server update, warm (repeated on the same gradients) | {ms(r['update_warm_ms'])} |",
              f"| server update, right after the workers wrote their gradients | "

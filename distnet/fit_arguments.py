@@ -55,11 +55,12 @@ def check_fit_arguments(network: Network, train: Dataset, validation: Dataset | 
 def check_finite_state(network: Network, optimizer: Optimizer) -> None:
     """ConfigError unless the parameters and the optimizer's state are finite: a fit that
     diverged leaves them NaN or infinite, and a new fit from there would only diverge again."""
-    broken = ["the network's parameters"] if not np.isfinite(network.params).all() else []
+    params_broken = not np.isfinite(network.params).all()
+    broken = ["the network's parameters"] if params_broken else []
     broken += [f"the optimizer's {key.replace('_', ' ')}" for key, slot in optimizer.state().items()
                if not np.isfinite(slot).all()]
     if broken:
-        are = "are" if len(broken) > 1 or broken[0].endswith("parameters") else "is"
+        are = "are" if params_broken or len(broken) > 1 else "is"
         raise ConfigError(f"{' and '.join(broken)} {are} NaN or infinite (as a fit that diverged leaves them), so "
                           f"training from them would diverge at once: train a new network, or a saved one (such "
                           f"as a run's best.npz), with a new optimizer (in a new trainer)")

@@ -101,8 +101,8 @@ PRESETS: dict[str, Preset] = {
         l2=1e-4, batch_size=32, eval_every=5,
         # The original's window of 40 evaluations: a 200-epoch moving average, so a run trains
         # 200-300 epochs, one to two and a half minutes at 0.25-0.5 s per epoch. Compared on the
-        # validation split alone (benchmarks/stop_window.py: six seeds, 500 epochs each, the stop rule replayed
-        # over the same curves; 2026-11-30): windows of 10 stopped on noise after 70-115 epochs,
+        # validation split alone (benchmarks/stop_window.py: six seeds, 500 epochs each, the stop rule
+        # replayed over the same curves; 2026-11-30): windows of 10 stopped on noise after 70-115 epochs,
         # their best networks at 2.76-3.26 % validation error (median 2.815 %); windows of 40
         # stopped after 230-275 epochs at 2.56-2.72 % (median 2.655 %). The cap of 500 epochs is a
         # safety net that none of those runs reached.

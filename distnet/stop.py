@@ -81,8 +81,8 @@ class StopEvaluator:
         """Everything it holds, as a dict of plain values for a checkpoint (see :meth:`from_state`)."""
         # No value yet (infinite) is None: JSON has no Infinity (Python's json writes it; jq and
         # JavaScript refuse the file's metadata then).
-        return {"window": self.window, "acceptable_error": self.acceptable_error, "lowest": _finite_or_none(self.lowest),
-                "improved": self.improved, "errors": list(self.errors),
+        return {"window": self.window, "acceptable_error": self.acceptable_error,
+                "lowest": _finite_or_none(self.lowest), "improved": self.improved, "errors": list(self.errors),
                 "last_average": _finite_or_none(self.last_average)}
 
     def __repr__(self) -> str:
@@ -93,15 +93,19 @@ class StopEvaluator:
     def from_state(cls, state: dict) -> "StopEvaluator":
         """An evaluator exactly as the one whose :meth:`state` this is."""
         evaluator = cls(state["window"], state["acceptable_error"])
-        evaluator.lowest = math.inf if state["lowest"] is None else state["lowest"]
+        evaluator.lowest = _infinite_if_none(state["lowest"])
         evaluator.improved = state["improved"]
         evaluator.errors = list(state["errors"])
-        evaluator.last_average = math.inf if state["last_average"] is None else state["last_average"]
+        evaluator.last_average = _infinite_if_none(state["last_average"])
         return evaluator
 
 
 def _finite_or_none(value: float) -> float | None:
     return None if math.isinf(value) else value
+
+
+def _infinite_if_none(value: float | None) -> float:
+    return math.inf if value is None else value
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ parser.add_argument("--workers", type=int, default=2,
 parser.add_argument("--address", help="join a running Ray cluster ('auto' or HOST:PORT); by default "
                                       "the cluster $RAY_ADDRESS names, if set, and otherwise a Ray "
                                       "started inside this process, stopped at the end")
-parser.add_argument("--data-dir", help="the folder that holds MNIST's four IDX files, gzipped or not (or their mnist/ folder)")
+parser.add_argument("--data-dir", help="the folder that holds MNIST's four IDX files, gzipped or not (or their "
+                                       "mnist/ folder)")
 parser.add_argument("--run-dir", help="save the run here (config, history, best network, checkpoints); "
                                       "by default nothing is saved")
 

@@ -3,6 +3,7 @@ options (checked while the command line is parsed, before any data is loaded or 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -224,10 +225,11 @@ def probability(text: str) -> float:
     """An option's value that must be a probability in (0, 1]."""
     try:
         return _real(text, lambda v: 0 < v <= 1, "a probability", "a probability in (0, 1]")
-    except argparse.ArgumentTypeError as e:
-        percent = float(text) if text.replace(".", "", 1).isdigit() else None
-        if percent is not None and 1 < percent <= 100:  # 90 meant for 90 %
-            raise argparse.ArgumentTypeError(f"{e} (a percentage? {text} % is {percent / 100:g})") from None
+    except argparse.ArgumentTypeError as refused:
+        with contextlib.suppress(ValueError):  # (not a number: refused as such)
+            if 1 < float(text) <= 100:  # 90 meant for 90 %
+                raise argparse.ArgumentTypeError(f"{refused} (a percentage? {text} % is {float(text) / 100:g})") \
+                    from None
         raise
 
 

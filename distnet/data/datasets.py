@@ -600,8 +600,8 @@ def _read_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarr
     """Read an images file and its labels file, and check that they fit together; a
     DataFormatError says what to do (a .gz file's checksum said it first, where it was not the
     original)."""
-    fix = "; the file is damaged or not the original: replace it with the original (its .gz is checked "
-    fix += "against the published checksum)"
+    fix = ("; the file is damaged or not the original: replace it with the original (its .gz is checked against "
+           "the published checksum)")
     try:
         images = read_idx(images_path, (None, SIDE, SIDE), f"{SIDE}x{SIDE} images")
         labels = read_idx(labels_path, (None,), "a vector of labels")

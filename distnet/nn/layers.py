@@ -86,11 +86,14 @@ class Dense:
     def forward(self, x: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None) -> np.ndarray:
         """The layer's output for each row of ``x``; ``out`` (rows × size) receives it without an
         allocation, ``scratch`` (the same shape) holds the activation's temporaries."""
-        if self._weights is None:
-            raise ConfigError(f"{self!r} belongs to no network, so it has no weights to compute with: a network "
-                              f"makes its own layers from the ones it is given; use net.predict(X), or "
-                              f"net.layers[0].forward(X)")
-        z = np.matmul(x, self.weights, out=out)
+        try:
+            z = np.matmul(x, self.weights, out=out)
+        except (TypeError, ValueError):  # looked into only then: every training step passes here
+            if self._weights is None:
+                raise ConfigError(f"{self!r} belongs to no network, so it has no weights to compute with: a "
+                                  f"network makes its own layers from the ones it is given; use net.predict(X), or "
+                                  f"net.layers[0].forward(X)") from None
+            raise
         z += self.bias
         return self.activation(z, overwrite=True, scratch=scratch)  # z is ours: the activation may reuse it
 

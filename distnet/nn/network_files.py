@@ -45,8 +45,8 @@ def to_npz_bytes(net: Network, notes: dict | None = None) -> bytes:
     broken = np.count_nonzero(~np.isfinite(net.params))
     if broken:  # load refuses such a file (see from_npz_bytes): none is written
         raise ConfigError(f"{broken} of the network's {net.params.size} parameters {'is' if broken == 1 else 'are'} "
-                          f"NaN or infinite (a "
-                          f"training that diverged leaves them so), and Network.load refuses such a file, so "
+                          f"NaN or infinite (a training that diverged leaves them so), and Network.load refuses such "
+                          f"a file, so "
                           f"nothing was written: keep a network saved before the divergence, such as its run's "
                           f"best.npz, or train again")
     meta = {"format": FORMAT, "version": 1, **net.spec()}
@@ -93,8 +93,8 @@ def from_npz_bytes(cls: type[Network], data: bytes, name: str = "model") -> Netw
     broken = np.count_nonzero(~np.isfinite(params))
     if broken:
         raise ModelFormatError(f"{name}: {broken} of its {params.size} parameters {'is' if broken == 1 else 'are'} "
-                               f"NaN or infinite (a training "
-                               f"that diverged leaves them so), so it has no answers to give: load a network "
+                               f"NaN or infinite (a training that diverged leaves them so), so it has no answers to "
+                               f"give: load a network "
                                f"saved before the divergence, such as its run's best.npz, or train again")
     net.params[...] = params
     return net
