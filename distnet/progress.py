@@ -9,7 +9,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from .checks import count, positive_int
+from .checks import count, positive_int, positive_real
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -68,13 +68,19 @@ class TerminalReporter(Reporter):
     (a far too high one saturates the outputs without ever overflowing, so the run does not count
     as diverged), and the inputs' scale where they go beyond [-1, 1] (such as pixels left at
     0-255). Each failure a distributed run recovers from is one ``recovered: ...`` line.
+
+    A stream that is not a terminal (a log file, a job's output) gets no bar: instead, the bar's
+    counts as a line of their own once ``log_every`` seconds have passed without a line, so that a
+    log shows the run alive between evaluations minutes apart.
     """
 
-    def __init__(self, stream: TextIO | None = None, width: int = 24):
+    def __init__(self, stream: TextIO | None = None, width: int = 24, log_every: float = 60.0):
         self.stream = _text_stream(stream, sys.stderr)
         self.width = positive_int("the progress bar's width", width)
+        self.log_every = positive_real("log_every", log_every)
         self.interactive = callable(getattr(self.stream, "isatty", None)) and self.stream.isatty()
         self._last_look = (time.perf_counter(), 0)  # (when, epoch) of the start or the last evaluation
+        self._last_line = self._last_look[0]  # when the last line was written
         self._resumed_at = (1, 0)  # (epoch, step) where this session's steps begin
         self._batch_size = 0
         self._scheduled = False
@@ -86,6 +92,7 @@ class TerminalReporter(Reporter):
         # A resume within an epoch has that epoch's first steps done: the pace counts only the rest.
         done = info["first_epoch"] - 1 + info["first_step"] / info["steps_per_epoch"]
         self._last_look = (time.perf_counter(), done)
+        self._last_line = self._last_look[0]
         self._resumed_at = (info["first_epoch"], info["first_step"])
         self._batch_size = info["batch_size"]
         self._classes = info["sizes"][-1] if info.get("sizes") else 0
@@ -108,11 +115,12 @@ class TerminalReporter(Reporter):
 
     def on_steps(self, epoch: int, step: int, steps: int, stats: "StepStats", seconds: float) -> None:
         if not self.interactive:
+            now = time.perf_counter()
+            if now - self._last_line >= self.log_every:
+                self._last_line = now
+                self._print(f"epoch {epoch:>3} {self._counts(epoch, step, steps, stats, seconds)}")
             return
-        # every step trains one full batch; a resume's steps done before were not timed here
-        steps_timed = step - (self._resumed_at[1] if epoch == self._resumed_at[0] else 0)
-        rate = steps_timed * self._batch_size / seconds if seconds > 0 else 0.0
-        counts = f"{step}/{steps}  {rate:,.0f} samples/s  train error {100 * stats.error_rate:5.2f}%"
+        counts = self._counts(epoch, step, steps, stats, seconds)
         # A line wider than the terminal wraps, and each redraw (\r goes back to the start of the
         # last row only) would leave the rows before it behind: the bar narrows, goes, and then the
         # line's end is cut.
@@ -123,11 +131,18 @@ class TerminalReporter(Reporter):
         self.stream.write("\r" + f"epoch {epoch:>3} {bar}{counts}"[:columns])
         self.stream.flush()
 
+    def _counts(self, epoch: int, step: int, steps: int, stats: "StepStats", seconds: float) -> str:
+        # every step trains one full batch; a resume's steps done before were not timed here
+        steps_timed = step - (self._resumed_at[1] if epoch == self._resumed_at[0] else 0)
+        rate = steps_timed * self._batch_size / seconds if seconds > 0 else 0.0
+        return f"{step}/{steps}  {rate:,.0f} samples/s  train error {100 * stats.error_rate:5.2f}%"
+
     def on_evaluation(self, record: dict) -> None:
         (then, epoch_then), now = self._last_look, time.perf_counter()
         minutes = (now - then) / 60
         pace = (record["epoch"] - epoch_then) / minutes if minutes > 0 else 0.0  # since the last look: the pace now
         self._last_look = (now, record["epoch"])
+        self._last_line = now
         # (no pace for an evaluation owed by a resume, of an epoch trained before it)
         pace_shown = f"  {pace:.1f} epochs/min" if record["epoch"] > epoch_then else ""
         rate = f"  lr {record['learning_rate']:.2e}" if self._scheduled and "learning_rate" in record else ""

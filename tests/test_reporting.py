@@ -431,3 +431,26 @@ def test_confident_mistakes_that_tie_come_in_sample_order():
     labels = np.array([1, 1, 1, 1, 0])  # wrong: 0, 2, 3 (and 0, 2 tie at 1.0)
     assert confident_mistakes(outputs, labels, 10).tolist() == [0, 2, 3]
     assert confident_mistakes(outputs, labels, 1).tolist() == [0]
+
+
+def test_a_log_that_is_not_a_terminal_gets_a_progress_line_once_a_minute_has_passed_without_one(monkeypatch):
+    """A log file or a job's output had no line between evaluations (minutes apart on a wide network)."""
+    assert TerminalReporter(io.StringIO(), log_every=3600).log_every == 3600.0
+    with pytest.raises(ConfigError, match="log_every must be a positive finite number, got 0"):
+        TerminalReporter(io.StringIO(), log_every=0)
+    clock = iter([0.0, 0.0, 59.0, 61.0, 62.0, 70.0, 100.0, 131.0])
+    monkeypatch.setattr("distnet.progress.time.perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    reporter = TerminalReporter(stream)  # made, then started at 0
+    reporter.on_start(start_info(first_epoch=2, first_step=4))
+    lines = len(stream.getvalue().splitlines())
+    reporter.on_steps(2, 5, 10, StepStats.of_step(1.0, correct=20, samples=32), seconds=59.0)
+    assert len(stream.getvalue().splitlines()) == lines  # 59 s: not yet
+    reporter.on_steps(2, 6, 10, StepStats.of_step(1.0, correct=60, samples=64), seconds=1.0)  # 2 steps timed
+    reporter.on_steps(2, 7, 10, StepStats.of_step(1.0, correct=90, samples=96), seconds=2.0)  # 1 s later: not yet
+    assert stream.getvalue().splitlines()[lines:] == ["epoch   2 6/10  64 samples/s  train error  6.25%"]
+    reporter.on_evaluation(record(2, 0.05, 0.05, 2))  # at 70 s: a line, the next a minute after it
+    reporter.on_steps(3, 1, 10, StepStats.of_step(1.0, correct=30, samples=32), seconds=30.0)  # 100 s
+    reporter.on_steps(3, 2, 10, StepStats.of_step(1.0, correct=64, samples=64), seconds=61.0)  # 131 s
+    assert stream.getvalue().splitlines()[lines + 2:] == ["epoch   3 2/10  1 samples/s  train error  0.00%"]
+    assert "\r" not in stream.getvalue()
