@@ -28,6 +28,15 @@ class Trainer(TrainerBase):
 
     _grad_buffer: np.ndarray | None = None  # every step's gradient; allocated on first use
 
+    @classmethod
+    def _belongs_elsewhere(cls, name: str) -> str:
+        import inspect
+
+        from .distributed import DistributedTrainer  # (imports Ray: only for this message)
+        if name in inspect.signature(DistributedTrainer.__init__).parameters:
+            return " (DistributedTrainer takes it: it trains on Ray workers, a Trainer in this process)"
+        return ""
+
     def step(self, X: ArrayLike, Y: ArrayLike) -> StepStats:
         """One update from one mini-batch: mean gradient over its rows, L2, optimizer step (a 1-D
         ``X`` is one sample, as :meth:`~distnet.nn.Network.predict` takes it); its summed cost,

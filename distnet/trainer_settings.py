@@ -32,6 +32,28 @@ class TrainerSettings:
     augmentation = Checked(lambda name, value: instance_of("augmentation", value, RandomAffine, "RandomAffine()",
                                                            optional=True))
 
+    def __new__(cls, *args, **kwargs):
+        # Python's own refusal of the arguments would name TrainerSettings.__init__, which no user
+        # calls, and say nothing of where an unknown one belongs.
+        if not (args or kwargs):  # (as copy and pickle make one, before they set its state)
+            return super().__new__(cls)
+        signature = inspect.signature(cls.__init__)
+        try:
+            signature.bind(None, *args, **kwargs)
+        except TypeError as refusal:
+            names = [name for name in signature.parameters if name != "self"]
+            unknown = next((name for name in kwargs if name not in signature.parameters), None)
+            close = difflib.get_close_matches(unknown, names, n=1) if unknown else []
+            hint = f" (did you mean {close[0]}?)" if close else cls._belongs_elsewhere(unknown) if unknown else ""
+            raise TypeError(f"{cls.__name__}(): {refusal}{hint}; {cls.__name__} takes {', '.join(names)}") from None
+        return super().__new__(cls)
+
+    @classmethod
+    def _belongs_elsewhere(cls, name: str) -> str:
+        """Where argument ``name``, which this class does not take, belongs, as words in parentheses
+        that follow its refusal ("" for nowhere known)."""
+        return ""
+
     def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
                  seed: int | None = None, schedule: Schedule | None = None,
                  augmentation: RandomAffine | None = None):
@@ -124,8 +146,9 @@ class TrainerSettings:
             what = f"{name} is read-only" if hasattr(type(self), name) else f"there is no setting {name!r}"
             if name in inspect.signature(type(self).__init__).parameters:  # such as the optimizer
                 what += f", given as the trainer is made: for another, make a new {type(self).__name__}"
-            raise ConfigError(f"{type(self).__name__}: {what}{f' (did you mean {close[0]}?)' if close else ''}; "
-                              f"the settings are {', '.join(settings)}")
+            hint = f" (did you mean {close[0]}?)" if close else "" if hasattr(type(self), name) else \
+                self._belongs_elsewhere(name)
+            raise ConfigError(f"{type(self).__name__}: {what}{hint}; the settings are {', '.join(settings)}")
         super().__setattr__(name, value)
 
     @classmethod

@@ -157,6 +157,41 @@ def test_inputs_of_the_wrong_kind_are_refused_in_one_message(call, message):
     assert str(refused.value).startswith(message)
 
 
+def test_a_trainer_made_with_arguments_it_does_not_take_says_so_in_its_own_name():
+    """Python's refusal named TrainerSettings.__init__, which no user calls, and not where the
+    argument belongs."""
+    from distnet.distributed import DistributedTrainer
+
+    takes = "Trainer takes network, optimizer, l2, batch_size, seed, schedule, augmentation"
+    network, optimizer = small_network(), Nesterov(0.1, 0.9)
+    for made, message in [
+        (lambda: Trainer(network, optimizer, workers=2),
+         f"Trainer(): got an unexpected keyword argument 'workers' (DistributedTrainer takes it: it trains on Ray "
+         f"workers, a Trainer in this process); {takes}"),
+        (lambda: Trainer(network, optimizer, batchsize=8),
+         f"Trainer(): got an unexpected keyword argument 'batchsize' (did you mean batch_size?); {takes}"),
+        (lambda: Trainer(network, optimizer, lr=0.1), f"Trainer(): got an unexpected keyword argument 'lr'; {takes}"),
+        (lambda: Trainer(network), f"Trainer(): missing a required argument: 'optimizer'; {takes}"),
+        (lambda: Trainer(network, optimizer, 0.1, l2=0.1), f"Trainer(): multiple values for argument 'l2'; {takes}"),
+        (lambda: DistributedTrainer(network, optimizer, worker=2),
+         "DistributedTrainer(): got an unexpected keyword argument 'worker' (did you mean workers?); DistributedTrainer "
+         "takes network, optimizer, l2, batch_size, workers, address, seed, protocol, placement_timeout, "
+         "max_failures, schedule, augmentation"),
+    ]:
+        with pytest.raises(TypeError) as refused:
+            made()
+        assert str(refused.value) == message
+    made = Trainer(network, optimizer, batch_size=8)
+    assert copy.deepcopy(made).batch_size == 8 and pickle.loads(pickle.dumps(made)).batch_size == 8  # made bare
+
+    class Mine(Trainer):
+        def __init__(self, *args, note="", **kwargs):
+            super().__init__(*args, **kwargs)
+            self._note = note
+
+    assert Mine(network, optimizer, note="mine")._note == "mine"  # a subclass of one's own takes its own arguments
+
+
 def test_an_empty_run_dir_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = Dataset(np.zeros((16, 4)), np.zeros(16, int), classes=2)
@@ -176,7 +211,8 @@ def test_a_trainer_refuses_a_setting_it_does_not_have_rather_than_keep_it_unread
     for made, name, message in [
         (trainer(), "batchsize", "Trainer: there is no setting 'batchsize' (did you mean batch_size?); the settings "
                                  "are augmentation, batch_size, l2, learning_rate, network, schedule, seed, shards"),
-        (trainer(), "workers", "Trainer: there is no setting 'workers'; the settings are augmentation, batch_size, "
+        (trainer(), "workers", "Trainer: there is no setting 'workers' (DistributedTrainer takes it: it trains on "
+                               "Ray workers, a Trainer in this process); the settings are augmentation, batch_size, "
                                "l2, learning_rate, network, schedule, seed, shards"),
         (trainer(), "optimizer", "Trainer: optimizer is read-only, given as the trainer is made: for another, make a "
                                  "new Trainer; the settings are augmentation, batch_size, l2, "),
