@@ -1,6 +1,8 @@
 """The single-process trainer: the whole mini-batch in this process, one update per step."""
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from numpy.typing import ArrayLike
 
@@ -30,8 +32,6 @@ class Trainer(TrainerBase):
 
     @classmethod
     def _belongs_elsewhere(cls, name: str) -> str:
-        import inspect
-
         from .distributed import DistributedTrainer  # (imports Ray: only for this message)
         if name in inspect.signature(DistributedTrainer.__init__).parameters:
             return " (DistributedTrainer takes it: it trains on Ray workers, a Trainer in this process)"
