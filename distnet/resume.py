@@ -45,7 +45,7 @@ def check_resumable(saved: dict, current: dict) -> None:
             differ = [*differ[:_DIFFERENCES_SHOWN], f"{len(differ) - _DIFFERENCES_SHOWN} other settings of its own"]
         raise ConfigError(f"cannot resume: the run was started with {'; with '.join(differ)}; resume with the "
                           f"run's own settings, which its config.json records (if that file was edited, undo "
-                          f"the edit)")
+                          f"the edit; if checkpoint.npz was copied in from another run, put this run's back)")
     for data, (samples, checksum), why, fix in (
             ("training", ("train_samples", "train_crc32"), "", "the data"),
             ("validation", ("validation_samples", "validation_crc32"), ", and the stop rule compares their errors",

@@ -691,7 +691,8 @@ def test_a_run_another_process_trains_before_its_first_checkpoint_is_in_use_not_
     ({"window": 0}, "config.json: window must be a whole number of at least 1, got 0"),
     ({"seed": 5}, "cannot resume: the run was started with another seed (942457 in its checkpoint, 5 "
                   "now); resume with the run's own settings, which its config.json records (if that "
-                  "file was edited, undo the edit)"),
+                  "file was edited, undo the edit; if checkpoint.npz was copied in from another run, put this "
+                  "run's back)"),
     # the file named for the settings the trainer is built from too (the check's message alone before)
     ({"batch_size": 0}, "config.json: the batch size must be a positive integer, got 0, which distnet does not write"),
     ({"l2": None}, "config.json: l2 must be a number in [0, 1), got None, which distnet does not write"),
@@ -710,6 +711,19 @@ def test_a_resume_names_an_edited_or_damaged_config_json_and_touches_nothing(cap
     before = snapshot(run)
     status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data)
     assert_clean_error(status, err, message)
+    assert snapshot(run) == before
+
+
+def test_a_resume_of_a_checkpoint_copied_in_from_another_run_says_so_and_touches_nothing(capsys, data, run, tmp_path):
+    """Only an edit of config.json was named, where it was the checkpoint that did not belong."""
+    other = tmp_path / "other"
+    assert main([str(a) for a in train_args(data, "--epochs", "1", "--hidden", "20", "--run-dir", other)]) == 0
+    shutil.copy(other / "checkpoint.npz", run / "checkpoint.npz")
+    before = snapshot(run)
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data, "--epochs", "3")
+    assert_clean_error(status, err, "cannot resume: the run was started with another network layers (20 leaky_relu, 10 "
+                                    "softmax in its checkpoint, 36 leaky_relu, 14 leaky_relu, 10 softmax now); ", "if checkpoint.npz was copied in from another run, put "
+                                    "this run's back)")
     assert snapshot(run) == before
 
 
