@@ -195,7 +195,6 @@ class TrainerBase(TrainerSettings):
         """Where the run in ``run`` stands, checked against this trainer and data (ConfigError if
         they differ); its result if it had ended. Nothing here needs Ray."""
         checkpoint = run.load_checkpoint()
-        run.remove_unfinished_writes()  # after a load that worked: a failed resume touches nothing
         saved = run.config()  # where a resume to a new total records it at once
         try:
             settings = checked_settings(resolved_settings(given, {**FIT_DEFAULTS, **saved}), resolved=True)
@@ -214,13 +213,16 @@ class TrainerBase(TrainerSettings):
         config = {**config, **kept_extra_config(saved, config, extra_config)}
         ended = ended_run(run, checkpoint, settings["epochs"], settings["eval_every"], self.network,
                           self.optimizer, reporter, notes)
+        if ended is None:
+            self._check_schedule(settings["epochs"])
+        # What writes killed midway left goes once the resume is sure to go on: a refused one touches nothing.
+        run.remove_unfinished_writes()
         if ended is not None:
             if ended.stop_reason == "max_epochs" and saved.get("epochs") != settings["epochs"]:
                 # ended at this total: a later resume left to the run ends there too
                 run.update_config({"epochs": settings["epochs"]})
             self._decide_workers(config["workers"])  # (the run's, or the trainer's own): what shards says
             return ended
-        self._check_schedule(settings["epochs"])
         return resumed_start(run, checkpoint, saved, settings, config, extra_config, self.distributed)
 
     def _check_schedule(self, epochs: int) -> None:

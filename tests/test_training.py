@@ -1424,6 +1424,10 @@ def test_resume_removes_what_killed_writes_left_behind_and_nothing_else(mnist, t
     (run / temporary).write_bytes(b"partial")
     for keep in ("notes.tmp", ".keep", ".checkpoint.npz.tmp"):
         (run / keep).write_text("the user's")
+    files = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(ConfigError, match="another window"):
+        fit_small(mnist, run, epochs=2, resume=True, window=4)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == files  # a refused resume removed it too
     resumed, _ = fit_small(mnist, run, epochs=2, resume=True)
     assert resumed.epochs == 2
     assert not (run / temporary).exists()
