@@ -10,8 +10,8 @@ importlib.import_module(".source_files", __name__)
 del importlib  # not a name of distnet's
 from .data import Dataset, Splits, load_dataset, load_fashion_mnist, load_mnist
 from .errors import (ChecksumError, ClusterUnreachableError, ConfigError, DataFormatError, DataNotFoundError,
-                     DistnetError, FailureLimitError, FolderNotWritableError, ModelFormatError, OutOfMemoryError,
-                     RayFailedError, TrainingDivergedError)
+                     DistnetError, FailureLimitError, FolderNotWritableError, ModelFormatError, NewerFormatError,
+                     OutOfMemoryError, RayFailedError, TrainingDivergedError)
 from .nn import (MSE, Adam, CrossEntropy, Dense, GradientDescent, HalfQuadratic, HeNormal, HeUniform,
                  Identity, LeakyReLU, LeCunNormal, LeCunUniform, Momentum, Nesterov, Network, Quadratic,
                  Random, ReLU, Sigmoid, Softmax, Softplus, Tanh, XavierNormal, XavierUniform)
@@ -33,7 +33,7 @@ __all__ = [
     "StepDecay", "RandomAffine", "Reporter", "TerminalReporter", "JsonLinesReporter", "Preset",
     "PRESETS", "get_preset", "Dataset", "Splits", "load_mnist", "load_fashion_mnist", "load_dataset",
     "DistnetError", "ConfigError", "DataFormatError", "DataNotFoundError", "FolderNotWritableError", "ChecksumError",
-    "ModelFormatError", "TrainingDivergedError", "FailureLimitError", "RayFailedError",
+    "ModelFormatError", "NewerFormatError", "TrainingDivergedError", "FailureLimitError", "RayFailedError",
     "ClusterUnreachableError", "OutOfMemoryError",
 ]
 

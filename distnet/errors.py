@@ -42,6 +42,10 @@ class ModelFormatError(DistnetError, ValueError):
     """A saved model or checkpoint is truncated, corrupt, or not a distnet file."""
 
 
+class NewerFormatError(ModelFormatError):
+    """A saved model or checkpoint was written by a newer distnet, in a format this one cannot read."""
+
+
 class ClusterUnreachableError(DistnetError, ConnectionError):
     """The Ray cluster address given does not accept connections."""
 

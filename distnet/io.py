@@ -18,7 +18,7 @@ from typing import IO, Any, Iterator
 
 import numpy as np
 
-from .errors import ModelFormatError
+from .errors import ModelFormatError, NewerFormatError
 from .signals import interruptions_held
 
 # How the file system refuses a write: no room, no permission, or (FILE_TOO_LARGE) a process's
@@ -203,5 +203,5 @@ def parse_meta(raw: np.ndarray, name: str, expected_format: str, version: int) -
         raise ModelFormatError(f"{name}: its metadata's format version is {found!r}, not a whole number of at "
                                f"least 1: the file is damaged or was not written by distnet")
     if found > version:
-        raise ModelFormatError(f"{name}: written by a newer distnet (format version {found}); upgrade distnet")
+        raise NewerFormatError(f"{name}: written by a newer distnet (format version {found}); upgrade distnet")
     return meta

@@ -34,9 +34,11 @@ __all__ = ["Start", "best_params_of", "check_resumable", "data_config", "ended_r
 _DIFFERENCES_SHOWN = 4  # of the settings a refused resume differs in
 
 
-def check_resumable(saved: dict, current: dict) -> None:
+def check_resumable(saved: dict, current: dict, from_config_json: bool = False) -> None:
     """ConfigError unless a resume's ``current`` config (trainer, data, stop rule) is the one its run
-    was ``saved`` with. Not "workers": a resume may draw its batches from another number of shards."""
+    was ``saved`` with. Not "workers": a resume may draw its batches from another number of shards.
+    ``from_config_json``: the resume's settings are those the run's config.json records (the
+    command line's), which only an edit of it, or a checkpoint of another run, makes differ."""
     keys = ("network", "optimizer", "l2", "batch_size", "seed", "schedule", "augmentation", "eval_every", "window",
             "acceptable_error")
     differ = [line for k in keys for line in _differences(k, saved.get(k), current.get(k))]
@@ -44,8 +46,9 @@ def check_resumable(saved: dict, current: dict) -> None:
         if len(differ) > _DIFFERENCES_SHOWN + 1:  # a trainer of another preset differs in a dozen fields
             differ = [*differ[:_DIFFERENCES_SHOWN], f"{len(differ) - _DIFFERENCES_SHOWN} other settings of its own"]
         raise ConfigError(f"cannot resume: the run was started with {'; with '.join(differ)}; resume with the "
-                          f"run's own settings, which its config.json records (if that file was edited, undo "
-                          f"the edit; if checkpoint.npz was copied in from another run, put this run's back)")
+                          f"run's own settings, which its config.json records"
+                          + (" (if that file was edited, undo the edit; if checkpoint.npz was copied in from "
+                             "another run, put this run's back)" if from_config_json else ""))
     for data, (samples, checksum), why, fix in (
             ("training", ("train_samples", "train_crc32"), "", "the data"),
             ("validation", ("validation_samples", "validation_crc32"), ", and the stop rule compares their errors",

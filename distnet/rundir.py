@@ -28,7 +28,7 @@ except ImportError:  # not POSIX: runs are not guarded against a second process
 
 from .checkpoint import Checkpoint
 from .checks import home_expanded
-from .errors import ConfigError, DistnetError, ModelFormatError, warn
+from .errors import ConfigError, DistnetError, ModelFormatError, NewerFormatError, warn
 from .io import UNFINISHED_WRITE, atomic_writer, write_json
 
 # What resuming a run needs from config.json (TrainerBase.config() and fit's run settings).
@@ -467,6 +467,8 @@ class RunDir:
         for path in candidates:
             try:
                 checkpoint = Checkpoint.load(path)
+            except NewerFormatError as e:  # not damage: the run went on with a newer distnet, which a resume would undo
+                raise NewerFormatError(f"cannot resume {self.path}: {e}; the files were left as they are") from None
             except ModelFormatError as e:
                 errors.append(str(e))
                 continue

@@ -203,9 +203,10 @@ class TrainerBase(TrainerSettings):
         with self._workers_of_run(saved.get("workers")):
             config = self._run_config(data, settings, extra_config)
             try:
-                check_resumable(checkpoint.config, config)
+                # (the command line's resume, which says its data set, makes its trainer from config.json)
+                check_resumable(checkpoint.config, config, from_config_json="dataset" in extra_config)
             except ConfigError as e:
-                if run.started_by_fit() or "dataset" in extra_config:  # (the command line's resume says its data set)
+                if run.started_by_fit() or "dataset" in extra_config:
                     raise
                 # A run of `distnet train` that Python resumes with a trainer of its own making.
                 raise ConfigError(f"{e}; this run was started by the command line, which resumes it with its "

@@ -952,6 +952,21 @@ def test_resume_with_both_checkpoints_damaged_is_a_clear_error_and_touches_nothi
     assert snapshot(run) == before
 
 
+def test_resume_of_a_checkpoint_a_newer_distnet_wrote_stops_and_touches_nothing(capsys, data, run):
+    """It was taken for damage: the run resumed from checkpoint.prev.npz, with a warning to upgrade,
+    and wrote over the newer checkpoint."""
+    with np.load(run / "checkpoint.npz") as saved:
+        arrays = dict(saved)
+    meta = json.loads(arrays["meta"].tobytes())
+    arrays["meta"] = np.frombuffer(json.dumps({**meta, "version": 2}).encode(), np.uint8)
+    np.savez(run / "checkpoint.npz", **arrays)
+    before = snapshot(run)
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data, "--epochs", "3")
+    assert_clean_error(status, err, f"cannot resume {run}: {run / 'checkpoint.npz'}: written by a newer distnet "
+                                    f"(format version 2); upgrade distnet; the files were left as they are")
+    assert snapshot(run) == before
+
+
 def test_the_advice_quotes_a_run_directory_that_the_shell_would_split(capsys, data, tmp_path, monkeypatch):
     folder = tmp_path / "my run"
     monkeypatch.setattr("distnet.progress.Reporter", lambda: InterruptedInEpoch(2))

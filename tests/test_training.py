@@ -1609,7 +1609,7 @@ def test_a_resume_with_a_layer_added_at_the_end_is_refused_naming_the_layers(tmp
     bigger = Network([*layers, Dense(3, "softmax")], input_size=5, seed=2, dtype=np.float32)
     # (and no advice to resume it with `distnet train --resume`: fit started this run)
     with pytest.raises(ConfigError, match=r"^cannot resume: the run was started with another network layers \(.*"
-                                          r"\(if that file was edited, undo the edit; .*\)$"):
+                                          r"resume with the run's own settings, which its config.json records$"):
         Trainer(bigger, Nesterov(0.1, 0.9), batch_size=32, seed=1).fit(train, epochs=2, run_dir=tmp_path / "run",
                                                                         resume=True)
 
