@@ -207,8 +207,7 @@ def _kept_run(args: argparse.Namespace, when: str) -> str:
             return (f"; the run saved its best network but no checkpoint yet, so it cannot be resumed: {when}, "
                     f"start a new run in another run directory")
         return f"; the run saved no checkpoint yet: {when}, {_start_again(args, run)}"
-    return (f"; the run's files are as its last checkpoint left them: {when}, resume with: "
-            f"{run.resume_command(_workers_asked(args, run), address=_address_given(args, run))}")
+    return f"; the run's files are as its last checkpoint left them: {when}, resume with: {_resume_again(args, run)}"
 
 
 def _once_put_right(error: OSError) -> str:
@@ -257,12 +256,29 @@ def _how_to_go_on(args: argparse.Namespace) -> str:
         return (f" after the training ended, before its test evaluation and summary; to make them (training "
                 f"nothing): {run.resume_command()}")
     if run.has_checkpoint():
-        resume = run.resume_command(_workers_asked(args, run), address=_address_given(args, run))
-        return f"; resume with: {resume}"
+        return f"; resume with: {_resume_again(args, run)}"
     if run.holds_results():
         return (" after it saved its best network, before its first checkpoint: it cannot be resumed; to "
                 "train on, start a new run in another run directory")
     return f" before the run's first checkpoint; to train it, {_start_again(args, run)}"
+
+
+def _resume_again(args: argparse.Namespace, run) -> str:
+    """The command that continues a training's run, stopped before its end, with what this
+    command (a resume) asked of it that the run does not record yet."""
+    return run.resume_command(_workers_asked(args, run), address=_address_given(args, run),
+                              settings=_settings_asked(args))
+
+
+def _settings_asked(args: argparse.Namespace) -> dict:
+    """The ``--epochs``, ``--checkpoint-every`` and ``--max-failures`` a resume was given, for the
+    advice to give them again where config.json does not record them yet (it does once the
+    training starts): a plain resume would go on with the run's own (``--epochs``: to the old
+    total, or nothing, where the run had ended there)."""
+    if not getattr(args, "resume", None):
+        return {}
+    asked = {"epochs": args.epochs, "checkpoint_every": args.checkpoint_every, "max_failures": args.max_failures}
+    return {key: value for key, value in asked.items() if value is not None}
 
 
 def _workers_asked(args: argparse.Namespace, run) -> int | None:

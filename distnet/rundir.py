@@ -27,6 +27,7 @@ except ImportError:  # not POSIX: runs are not guarded against a second process
     fcntl = None
 
 from .checkpoint import Checkpoint
+from .distributed.settings import DEFAULT_MAX_FAILURES
 from .checks import home_expanded
 from .errors import ConfigError, DistnetError, ModelFormatError, NewerFormatError, warn
 from .io import UNFINISHED_WRITE, atomic_writer, write_json
@@ -78,6 +79,12 @@ def _current_path(folder: int) -> Path | None:
     return None if where.endswith(" (deleted)") or not os.path.isdir(where) else Path(where)
 
 
+# The settings a resume may change that config.json records: their options, and their values where
+# it records none.
+_RESUME_OPTIONS = {"epochs": ("--epochs", None), "checkpoint_every": ("--checkpoint-every", 0),
+                   "max_failures": ("--max-failures", DEFAULT_MAX_FAILURES)}
+
+
 class RunDir:
     """The files of one training run (see the module documentation)."""
 
@@ -92,6 +99,9 @@ class RunDir:
         # Whether fit started the run, as its configuration said when last read or written: the
         # advice for a folder removed while the run trained cannot read it any more.
         self._started_by_fit_as_read: bool | None = None
+        # What the resume under way changes of the run's settings (see resumed_start), which
+        # config.json records only once the training starts: until then, advice to resume gives them.
+        self.resumed_with: dict = {}
 
     config_path = property(lambda self: self.path / "config.json")
     history_path = property(lambda self: self.path / "history.jsonl")
@@ -161,23 +171,44 @@ class RunDir:
             raise ConfigError(f"{self.path} has no checkpoint to resume from (none was written yet, "
                               f"or they were removed); start the run again: {self.start_again_command()}")
 
-    def resume_command(self, workers: int | None = None, at: str | None = None, address: str | None = None) -> str:
+    def resume_command(self, workers: int | None = None, at: str | None = None, address: str | None = None,
+                       settings: dict | None = None) -> str:
         """The command that continues this run (on ``workers`` workers, if given; with ``at``, a
         placeholder such as NEW_PATH, for its path): ``distnet submit --resume`` in a job that
         ``distnet submit`` started (the job is resubmitted from where it was submitted, with the
         head's path), the call to ``fit`` for a run that ``fit`` started (on data of its own, which
         the command line could not give it), else ``distnet train --resume``, joining the cluster at
-        ``address`` if given (a resume without it would start a Ray of its own)."""
+        ``address`` if given (a resume without it would start a Ray of its own). With those of the
+        ``settings`` a resume was given (and of :attr:`resumed_with`) that config.json does not
+        record yet: epochs, checkpoint_every, max_failures."""
+        asked = self._not_recorded({**self.resumed_with, **(settings or {})}, workers)
         if self.started_by_fit():
-            on = f", with workers={workers}" if workers is not None else ""
-            return (f"fit(train, validation, run_dir={at or str(self.path)!r}, resume=True) in Python on the run's "
-                    f"data{on}")
+            call = "".join(f", {key}={asked[key]}" for key in ("epochs", "checkpoint_every") if key in asked)
+            trainer = {"workers": workers, "max_failures": asked.get("max_failures")}  # the trainer's settings
+            told = ", ".join(f"{key}={value}" for key, value in trainer.items() if value is not None)
+            return (f"fit(train, validation, run_dir={at or str(self.path)!r}, resume=True{call}) in Python on the "
+                    f"run's data{f', with {told}' if told else ''}")
         options = _submit_options()
         more = ["--workers", str(workers)] if workers is not None else []
+        more += [word for key, value in asked.items() for word in (_RESUME_OPTIONS[key][0], str(value))]
         if options is None:
             more += ["--address", shlex.quote(address)] if address is not None else []
             return " ".join(["distnet train --resume", at or shell_path(self.path), *more])
         return submit_resume_command(at or str(self.path), options + more)
+
+    def _not_recorded(self, settings: dict, workers: int | None) -> dict:
+        """Those of ``settings`` that a resume may change whose values config.json does not record
+        (a run of an older version recorded no checkpoint interval or max_failures: its defaults);
+        not max_failures where the resume goes on in one process (on ``workers`` 0, or on the run's
+        own, in one process), which has no failures to recover from."""
+        try:
+            config = self.config()
+        except DistnetError:  # no configuration to compare with: all of them
+            config = {}
+        in_one_process = workers == 0 or workers is None and "workers" in config and config.get("protocol") is None
+        return {key: value for key, value in settings.items()
+                if key in _RESUME_OPTIONS and config.get(key, _RESUME_OPTIONS[key][1]) != value
+                and not (key == "max_failures" and in_one_process)}
 
     def started_by_fit(self) -> bool:
         """Whether ``fit`` started this run from Python: its config.json names no data set, which

@@ -276,6 +276,8 @@ class TrainerBase(TrainerSettings):
             "epochs", "eval_every", "window", "acceptable_error", "checkpoint_every")(start.settings)  # by name
         self._schedule_epochs = epochs  # the schedule's horizon, which sets every epoch's rate
         self._base_rate = self.optimizer.learning_rate
+        if run is not None:
+            run.resumed_with = dict(start.record)  # (the advice of a resume that fails to start gives them)
         try:
             self._open(train, validation, plan)
             if start.warning:  # not before: a resume on more workers than the cluster can place fails instead

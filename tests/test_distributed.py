@@ -17,6 +17,7 @@ import pytest
 import distnet.stop
 from distnet import ConfigError, Dense, Nesterov, Network, TrainingDivergedError
 from distnet.checkpoint import Checkpoint
+from distnet.checks import count
 from distnet.distributed import DistributedTrainer
 from distnet.progress import Reporter
 from distnet.nn.network_files import saved_notes
@@ -261,10 +262,12 @@ def test_a_resume_on_another_number_of_workers_trains_on_records_it_and_a_plain_
         return trainer, trainer.fit(train, validation, epochs=epochs, run_dir=run_dir, resume=True)
 
     with warnings.catch_warnings(record=True) as heard, \
-            pytest.raises(ConfigError, match=rf"cannot place 9 workers .*; continue with at most (\d+) workers?: "
+            pytest.raises(ConfigError, match=rf"cannot place 9 workers .*; continue it as it was, in this process: "
                                              rf"fit\(train, validation, run_dir={re.escape(repr(str(run)))}, "
-                                             rf"resume=True\) in Python on the run's data, with workers=\1 \(from "
-                                             rf"there its mini-batches are drawn from \1 shards?"):
+                                             rf"resume=True, epochs=2\) in Python on the run's data, or on at most "
+                                             rf"(\d+) workers?: fit\(.*, resume=True, epochs=2\) in Python on the "
+                                             rf"run's data, with workers=\1 \(from there its mini-batches are drawn "
+                                             rf"from \1 shards?"):
         warnings.simplefilter("always")
         resume(run, 2, workers=9, placement_timeout=1)
     assert not [w for w in heard if "shards" in str(w.message)]  # the run does not go on with 9: nothing said of it
@@ -289,25 +292,49 @@ def test_a_resume_on_another_number_of_workers_trains_on_records_it_and_a_plain_
 def test_a_resume_told_more_workers_than_fit_where_its_own_number_does_is_told_to_go_on_as_it_was(
         mnist, ray_local, tmp_path):
     """The advice was --workers 2 (another draw of the same training) for a run of 2 workers, which
-    a plain resume continues bit for bit."""
+    a plain resume continues bit for bit; then --workers 1 for a run of 1 where 2 fit (the run's
+    own number had to fit exactly). It gives the new total of epochs, which config.json records only
+    once the training starts: without it, the advice trained to the old total."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    train, validation = data(mnist)
+    for workers, free in ((2, 2), (1, 2)):
+        run = tmp_path / f"run{workers}"
+        # as the command line records its runs: resumed with distnet train --resume
+        make_trainer(workers=workers).fit(train, validation, epochs=1, run_dir=run, extra_config={"dataset": "mnist"})
+        other_job = placement_group([{"CPU": 1}] * (int(ray_local.cluster_resources()["CPU"]) - free))
+        ray_local.get(other_job.ready())
+        try:
+            resumed = make_trainer(workers=3, placement_timeout=1)
+            with pytest.raises(ConfigError) as refused:
+                resumed.fit(train, validation, epochs=2, run_dir=run, resume=True)
+        finally:
+            remove_placement_group(other_job)
+        assert str(refused.value).endswith(f"; continue it as it was, on its own {count(workers, 'worker')}: distnet "
+                                           f"train --resume {run} --epochs 2, or add nodes")
+        assert json.loads((run / "config.json").read_text())["epochs"] == 1  # nothing recorded
+
+
+def test_a_resume_on_ray_of_a_run_of_one_process_where_no_worker_fits_is_told_to_go_on_in_it(
+        mnist, ray_local, tmp_path):
+    """Such a run goes on in this process with a plain --resume: the advice was to end what holds the
+    CPUs."""
     from ray.util.placement_group import placement_group, remove_placement_group
 
     train, validation = data(mnist)
     run = tmp_path / "run"
-    begun = make_trainer(Trainer)
-    begun.shards = 2
-    # as the command line records its runs: resumed with distnet train --resume
-    begun.fit(train, validation, epochs=1, run_dir=run, extra_config={"dataset": "mnist"})
-    other_job = placement_group([{"CPU": 1}] * 2)
+    make_trainer(Trainer).fit(train, validation, epochs=1, run_dir=run, extra_config={"dataset": "mnist"})
+    other_job = placement_group([{"CPU": 1}] * int(ray_local.cluster_resources()["CPU"]))
     ray_local.get(other_job.ready())
     try:
-        resumed = make_trainer(workers=3, placement_timeout=1)
         with pytest.raises(ConfigError) as refused:
-            resumed.fit(train, validation, epochs=2, run_dir=run, resume=True)
+            make_trainer(workers=2, placement_timeout=1, max_failures=5).fit(train, validation, epochs=3, run_dir=run,
+                                                                             resume=True, checkpoint_every=10)
     finally:
         remove_placement_group(other_job)
-    assert str(refused.value).endswith(f"; continue it as it was, on its own 2 workers: distnet train --resume {run}, "
-                                       f"or add nodes")
+    # (not --max-failures 5: in this process there are no failures to recover from)
+    assert str(refused.value).endswith(f"; continue it as it was, in this process: distnet train --resume {run} "
+                                       f"--epochs 3 --checkpoint-every 10")
 
 
 @pytest.mark.parametrize("protocol", ["channel", "plain"])

@@ -829,7 +829,8 @@ def test_a_resume_on_other_workers_interrupted_before_it_placed_them_says_to_ask
         capsys, data, tmp_path, monkeypatch):
     """Until the workers are placed the run records its own number (and whether it trains on Ray):
     a plain resume, which the advice gave, went on as the run was, not on the workers asked for
-    (those the cluster still has room for, after a lost node)."""
+    (those the cluster still has room for, after a lost node). So with its new total of epochs and
+    checkpoint interval: the advice left --epochs out, and a run that had ended trained nothing."""
     from distnet.distributed import DistributedTrainer
     from distnet.trainer import Trainer
 
@@ -840,12 +841,18 @@ def test_a_resume_on_other_workers_interrupted_before_it_placed_them_says_to_ask
     config = (folder / "config.json").read_bytes()
     status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--epochs", "2", "--workers", "2",
                          "--quiet")
-    assert status == 130 and err == f"\ndistnet: interrupted; resume with: distnet train --resume {folder} --workers 2\n"
-    assert json.loads(config)["workers"] == json.loads((folder / "config.json").read_text())["workers"] == 1
+    assert status == 130 and err == (f"\ndistnet: interrupted; resume with: distnet train --resume {folder} --workers 2 "
+                                     f"--epochs 2\n")
+    assert (folder / "config.json").read_bytes() == config
     # Asked for the run's own (no protocol recorded: it trains in this process), the plain resume.
     monkeypatch.setattr(Trainer, "fit", interrupt)
     status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--workers", "0", "--quiet")
     assert status == 130 and err == f"\ndistnet: interrupted; resume with: distnet train --resume {folder}\n"
+    # (no --max-failures: in this process there are no failures to recover from; --epochs 1 is the run's)
+    status, _, err = cli(capsys, "train", "--resume", folder, "--data-dir", data, "--epochs", "1", "--checkpoint-every",
+                         "7", "--max-failures", "2", "--quiet")
+    assert status == 130 and err.endswith(f"\ndistnet: interrupted; resume with: distnet train --resume {folder} "
+                                          f"--checkpoint-every 7\n")
 
 
 @pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])

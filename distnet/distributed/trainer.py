@@ -279,13 +279,17 @@ class DistributedTrainer(Recovery, TrainerBase):
         if not cannot_grow and free < workers <= cpus:  # the room is there, taken by others for now
             where += f" (the other {cpus - free:g} in use by other jobs or actors: once they end, {workers} fit)"
         advice = f"use at most {count(fits, 'worker')} (--workers {fits}; workers={fits} in Python), {more}"
-        if fits < 1:
+        resumed = self._run.config() if self._run is not None and self._run.has_checkpoint() else None
+        if resumed is not None and resumed.get("protocol") is None:  # a run of one process, told to go on on Ray
+            advice = f"continue it as it was, in this process: {self._run.resume_command()}" + (
+                f", or on at most {count(fits, 'worker')}: {self._resume_on(fits)}" if fits >= 1 else "")
+        elif fits < 1:
             advice = f"end what holds the CPUs, {more}"
-        elif self._run is not None and self._run.has_checkpoint() and fits == self._run.config()["workers"]:
+        elif resumed is not None and resumed["workers"] <= fits:
             # a resume told more workers than the run's own number, which fits: no other draw is needed
-            advice = (f"continue it as it was, on its own {count(fits, 'worker')}: "
+            advice = (f"continue it as it was, on its own {count(resumed['workers'], 'worker')}: "
                       f"{self._run.resume_command(address=self.address)}, {more}")
-        elif self._run is not None and self._run.has_checkpoint():  # a resume
+        elif resumed is not None:
             advice = f"continue with at most {count(fits, 'worker')}: {self._resume_on(fits)}, {more}"
         raise ConfigError(f"cannot place {count(workers, 'worker')} (one CPU each): {where}; {advice}")
 
