@@ -198,6 +198,8 @@ class TrainerBase(TrainerSettings):
         saved = run.config()  # where a resume to a new total records it at once
         try:
             settings = checked_settings(resolved_settings(given, {**FIT_DEFAULTS, **saved}), resolved=True)
+            if "workers" in saved:  # the shards its batches are drawn from (taken below)
+                positive_int("the run's number of workers", saved["workers"])
         except ConfigError as e:  # what was given is checked already: this is the file's
             raise run.hand_edited_config(e) from None
         with self._workers_of_run(saved.get("workers")):

@@ -703,6 +703,9 @@ def test_a_run_another_process_trains_before_its_first_checkpoint_is_in_use_not_
     ({"dataset": "foo"}, "config.json: the data set is 'foo', not one of mnist, fashion-mnist, which distnet does"),
     ({"protocol": "x", "workers": 2}, "config.json: the step protocol is 'x', not one of auto, channel, compiled,"),
     ({"protocol": "plain", "workers": 0}, "config.json: the number of workers must be a positive integer, got 0,"),
+    # (a run of one process, as this one: its batches' shards; the file was not named)
+    ({"workers": 0}, "config.json: the run's number of workers must be a positive integer, got 0, which distnet"),
+    ({"workers": "two"}, "config.json: the run's number of workers must be a positive integer, got 'two', which"),
     ({"max_failures": -1}, "config.json: max_failures must be a whole number of at least 0, got -1, which distnet"),
 ])
 def test_a_resume_names_an_edited_or_damaged_config_json_and_touches_nothing(capsys, data, run, edit, message):
