@@ -520,6 +520,12 @@ class RunDir:
             if p.is_file() and UNFINISHED_WRITE.fullmatch(p.name):
                 p.unlink(missing_ok=True)
 
+    def remove_summary(self) -> None:
+        """Remove summary.json, the test evaluation of an end that a resume trains on past (the
+        command line's writes the new end's; a fit from Python writes none)."""
+        self.check_in_place()
+        self.summary_path.unlink(missing_ok=True)
+
     def write_summary(self, summary: dict) -> None:
         """Write summary.json (the test evaluation of a run that ended) atomically."""
         self.check_in_place()

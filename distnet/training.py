@@ -208,6 +208,9 @@ class TrainerBase(TrainerSettings):
                 # (the command line's resume, which says its data set, makes its trainer from config.json)
                 check_resumable(checkpoint.config, config, from_config_json="dataset" in extra_config)
             except ConfigError as e:
+                if run.started_by_fit() and "dataset" in extra_config:  # the command line's resume took MNIST
+                    raise ConfigError(f"{e}; this run was started from Python, perhaps on data of its own: resume "
+                                      f"it with {run.resume_command()}") from None
                 if run.started_by_fit() or "dataset" in extra_config:
                     raise
                 # A run of `distnet train` that Python resumes with a trainer of its own making.
@@ -286,6 +289,8 @@ class TrainerBase(TrainerSettings):
                 warn(start.warning)
             if run is not None and start.record:
                 run.update_config(start.record)
+            if run is not None and checkpoint is not None:
+                run.remove_summary()  # of an end the run trains on past: not its result any more
             started = time.perf_counter()  # training time, without the start of a distributed trainer's actors
             notes = trained_on_notes(train)
             stopping = self._early_stopping(self.network.spec(), window, acceptable_error,

@@ -780,13 +780,38 @@ def test_a_run_started_from_python_on_data_of_its_own_is_not_taken_for_mnist(cap
     # One that MNIST's images and classes fit is resumed on MNIST, with a warning; its checksums judge the data.
     digits = tmp_path / "digits"
     Trainer(Network([Dense(10, "softmax")], input_size=784, seed=0), Nesterov(0.02), seed=0).fit(
-        mnist.train.subset(slice(0, 640)), None, epochs=1, run_dir=digits)
+        mnist.train.subset(slice(0, 640)), mnist.validation.subset(slice(0, 100)), epochs=1, run_dir=digits)
     status, _, err = run_cli(capsys, "train", "--resume", digits, "--epochs", "2")
     assert status == 2 and err.startswith(f"distnet: warning: {digits} was started from Python (its config.json names "
                                           f"no data set): it is resumed on mnist, which the run's checksums compare "
                                           f"with the data it was started with\n")
-    assert err.endswith("distnet: error: cannot resume: the training data differ from the run's (640 samples then, "
-                        "50000 now); resume with the data the run was started with\n")  # not "another train_samples"
+    # (not "another train_samples"; and it said nothing of where the run can be resumed)
+    assert err.endswith(f"distnet: error: cannot resume: the training data differ from the run's (640 samples then, "
+                        f"59900 now); resume with the data the run was started with; this run was started from "
+                        f"Python, perhaps on data of its own: resume it with fit(train, validation, run_dir="
+                        f"'{digits}', resume=True) in Python on the run's data\n")
+    # Without a validation set, which the command line always holds out, it is refused at once.
+    unvalidated = tmp_path / "unvalidated"
+    Trainer(Network([Dense(10, "softmax")], input_size=784, seed=0), Nesterov(0.02), seed=0).fit(
+        mnist.train.subset(slice(0, 640)), None, epochs=1, run_dir=unvalidated)
+    status, _, err = run_cli(capsys, "train", "--resume", unvalidated, "--epochs", "2")
+    assert status == 2 and err == (f"distnet: error: {unvalidated} was started from Python without a validation set, "
+                                   f"which the command line always holds out: resume it from Python, with fit(train, "
+                                   f"None, run_dir=..., resume=True) on its data\n")
+
+
+def test_a_run_started_from_python_on_mnist_with_a_validation_set_of_its_size_is_resumed_on_it(capsys, tmp_path):
+    """The command line held out its default 10,000 (config.json's validation_samples unread), and the
+    data differed: no command line could resume the run."""
+    from distnet import Dense, Nesterov, Trainer, load_mnist
+
+    splits = load_mnist(download=False, validation=1000)
+    run = tmp_path / "run"
+    Trainer(Network([Dense(10, "softmax")], input_size=784, seed=0), Nesterov(0.02), seed=0).fit(
+        splits.train, splits.validation, epochs=1, run_dir=run)
+    status, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2", "--quiet")
+    assert status == 0, err
+    assert [record["epoch"] for record in map(json.loads, (run / "history.jsonl").read_text().splitlines())] == [1, 2]
 
 
 @pytest.mark.parametrize("threshold, accepted", [("0", False), ("1e-9", True), ("1", True), ("1.01", False)])

@@ -526,6 +526,24 @@ def test_a_command_line_run_resumed_from_python_with_another_trainer_says_how_it
     assert snapshot(run) == before
 
 
+def test_a_command_line_run_resumed_from_python_to_train_on_loses_its_summary_of_the_end_it_trains_past(
+        capsys, good_data, run):
+    """Python's fit writes no summary: the run's summary.json told of its first end (epochs 2, that
+    best network's test error) beside a history and best network of 3 epochs."""
+    from distnet import Trainer, get_preset, load_mnist
+
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    seed = get_preset("seed")
+    trainer = Trainer(seed.build_network(seed=942457), seed.build_optimizer(), l2=seed.l2, batch_size=seed.batch_size,
+                      seed=942457)
+    splits = load_mnist(good_data, download=False)
+    assert trainer.fit(splits.train, splits.validation, run_dir=run, resume=True, epochs=3).epochs == 3
+    assert not (run / "summary.json").exists()
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", good_data, "--quiet")  # trains nothing
+    assert status == 0, err
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 3
+
+
 def test_a_run_dir_that_holds_a_run_is_refused_untouched(capsys, data, run):
     before = snapshot(run)
     status, _, err = cli(capsys, *train_args(data, "--run-dir", run))

@@ -263,6 +263,10 @@ def _check_resumable_here(run: RunDir, network) -> None:
                           f"and its {'-'.join(map(str, network.sizes))} network does not take MNIST's images and "
                           f"classes): resume it from Python, with fit(train, validation, run_dir=..., resume=True) "
                           f"on that data")
+    if run.config().get("validation_samples") == 0:
+        raise ConfigError(f"{run.path} was started from Python without a validation set, which the command line "
+                          f"always holds out: resume it from Python, with fit(train, None, run_dir=..., resume=True) "
+                          f"on its data")
     warn(f"{run.path} was started from Python (its config.json names no data set): it is resumed on mnist, "
          f"which the run's checksums compare with the data it was started with")
 
@@ -290,8 +294,10 @@ def _recorded_settings(run: RunDir, config: dict) -> dict:
                 # a run that records no step protocol trained in one process
                 "workers": 0 if protocol is None else checks.positive_int("the number of workers", config["workers"]),
                 "protocol": protocol, "dataset": dataset, "data_dir": data_dir,
-                # a run of a version before --validation held out the 10,000 it holds by default
-                "validation": checks.positive_int("the validation samples", config.get("validation", VALIDATION)),
+                # A run of a version before --validation held out the 10,000 it holds by default; one
+                # that fit started records the size of the validation set it was given (0 for none).
+                "validation": checks.positive_int("the validation samples", config.get(
+                    "validation", config.get("validation_samples") or VALIDATION)),
                 # a run of a version before 2026-12-04 recorded none
                 "max_failures": checks.whole_number("max_failures", config.get("max_failures", DEFAULT_MAX_FAILURES),
                                                     0),
