@@ -400,8 +400,7 @@ class RunDir:
             what = "a file, not a folder" if self.path.is_file() else "no config.json"
             if self.has_checkpoint():  # a run's folder that lost its configuration
                 raise ConfigError(f"{self.path} has checkpoints but no config.json (removed?): put it back from "
-                                  f"a copy to resume the run; its best network, {self.best_path.name}, loads "
-                                  f"without it") from None
+                                  f"a copy to resume the run{self._best_without_config('; ')}") from None
             raise ConfigError(f"{self.path} is not a run directory ({what}); expected the folder "
                               f"of a run that distnet train wrote") from None
         except OSError as e:
@@ -425,7 +424,13 @@ class RunDir:
 
     def _config_fix(self) -> str:
         """How to go on from a config.json that cannot be read."""
-        return f"put it back from a copy to resume the run (its best network, {self.best_path.name}, loads without it)"
+        best = self._best_without_config("")
+        return f"put it back from a copy to resume the run{f' ({best})' if best else ''}"
+
+    def _best_without_config(self, before: str) -> str:
+        """That the run's best network loads without its config.json, after ``before``; "" for a run
+        that has none yet."""
+        return f"{before}its best network, {self.best_path.name}, loads without it" if self.best_path.exists() else ""
 
     def append_history(self, record: dict) -> None:
         """Add one evaluation's record to history.jsonl (one JSON object per line)."""

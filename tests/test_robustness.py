@@ -781,12 +781,20 @@ def test_resume_of_a_run_that_lost_its_config_json_says_to_put_it_back(capsys, d
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.npz").write_bytes(b"kept")
+    status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data)  # (a best.npz named that was not there)
+    assert err == f"distnet: error: {run} has checkpoints but no config.json (removed?): put it back from a copy to " \
+                  f"resume the run\n"
+    (run / "best.npz").write_bytes(b"best")
     status, _, err = cli(capsys, "train", "--resume", run, "--data-dir", data)
     assert_clean_error(status, err, f"{run} has checkpoints but no config.json (removed?): put it back from a copy to "
                                     f"resume the run; its best network, best.npz, loads without it")
     (run / "config.json").write_text("{not json")
     with pytest.raises(ModelFormatError, match=r"config.json: not readable as JSON \(.*\); put it back from a copy "
                                                r"to resume the run \(its best network, best.npz, loads without it\)$"):
+        RunDir(run).config()
+    (run / "best.npz").unlink()
+    with pytest.raises(ModelFormatError, match=r"config.json: not readable as JSON \(.*\); put it back from a copy "
+                                               r"to resume the run$"):
         RunDir(run).config()
     assert (run / "checkpoint.npz").read_bytes() == b"kept"
     (tmp_path / "loop").symlink_to(tmp_path / "loop")  # said "config.json: not readable as JSON", and to put it back
