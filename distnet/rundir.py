@@ -258,7 +258,7 @@ class RunDir:
         (see :meth:`remove_if_unstarted`: Ray could not be joined, the workers found no room, the
         run was stopped in its first epoch); folders above it that were created stay."""
         created = self.make_folder() if create else False
-        folder = os.open(self.path, os.O_RDONLY) if fcntl is not None and self.path.is_dir() else None
+        folder = self._open_folder() if fcntl is not None else None
         held = False
         try:
             if folder is not None:
@@ -280,6 +280,16 @@ class RunDir:
             self._held = None
             if folder is not None:
                 os.close(folder)
+
+    def _open_folder(self) -> int | None:
+        """The folder opened (a descriptor to hold it by), or None where there is no folder;
+        ConfigError where its path cannot name one (a name too long, say)."""
+        try:
+            return os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as e:
+            raise self._cannot_create(e) from None
 
     def remove_if_unstarted(self) -> None:
         """Remove the folder of a new run that saved nothing in it: the folder holds nothing but
@@ -378,6 +388,12 @@ class RunDir:
             raise self._cannot_create(e) from None
 
     def _cannot_create(self, error: OSError) -> ConfigError:
+        if error.errno == errno.ENAMETOOLONG:  # (where every look at the path fails the same way)
+            longest = max(len(os.fsencode(part)) for part in self.path.parts)
+            what = (f"a name in it of {longest} bytes, where a file system takes 255 at most" if longest > 255 else
+                    f"{len(os.fsencode(self.path))} bytes in all, where a path takes 4,096 at most")
+            return ConfigError(f"cannot create the run directory {self.path} ({error.strerror}: {what}); choose a "
+                               f"shorter run directory")
         # "File exists" for a/b/run would leave the user looking for a/b/run, not the file a or a/b.
         file = next((p for p in (self.path, *self.path.parents) if p.exists() and not p.is_dir()), None)
         dangling = next((p for p in (self.path, *self.path.parents) if p.is_symlink() and not p.exists()), None)

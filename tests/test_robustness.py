@@ -26,7 +26,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from distnet import ConfigError, Dense, ModelFormatError, Network
+from distnet import ConfigError, Dataset, Dense, ModelFormatError, Nesterov, Network, Trainer
 from distnet.checkpoint import Checkpoint
 from distnet.cli import main
 from distnet.data import read_idx, write_idx
@@ -583,6 +583,18 @@ def test_a_run_directory_a_file_stands_in_the_way_of_is_refused_naming_the_file(
         assert_clean_error(status, err, f"cannot create the run directory {run_dir} ({tmp_path / 'link'} is a symbolic "
                                         f"link to {tmp_path / 'gone'}, which does not exist); choose another run "
                                         f"directory")
+
+
+def test_a_run_directory_name_too_long_for_the_file_system_is_refused_in_a_line(capsys, data, tmp_path):
+    """A traceback, exit status 1: every look at such a path fails, the advice's look for checkpoints too."""
+    for run_dir, what in ((tmp_path / ("x" * 300), "a name in it of 300 bytes, where a file system takes 255 at most"),
+                          (tmp_path / "/".join(["y"] * 2100), "bytes in all, where a path takes 4,096 at most")):
+        status, _, err = cli(capsys, *train_args(data, "--run-dir", run_dir, "--epochs", "1"))
+        assert_clean_error(status, err, f"cannot create the run directory {run_dir} (File name too long: ", what,
+                           "); choose a shorter run directory")
+        with pytest.raises(ConfigError, match=re.escape(what)):  # from Python the same
+            Trainer(Network([Dense(10, "softmax")], input_size=4), Nesterov(0.1), batch_size=8).fit(
+                Dataset(np.zeros((8, 4)), np.zeros(8, int), classes=10), epochs=1, run_dir=run_dir)
 
 
 def test_an_empty_run_directory_name_is_refused_rather_than_taken_for_this_folder(capsys, data):
