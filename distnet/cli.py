@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import io
 import json
 import logging
 import signal
@@ -81,8 +82,18 @@ def _notes_on_stderr(quiet: bool):
         logger.propagate = propagate
 
 
+def _write_names_as_given() -> None:
+    """Have stdout and stderr write a file name that is not valid in their encoding (bytes that
+    are not UTF-8, which Python holds as surrogates) as its own bytes, as ls does: a strict stream
+    (a UTF-8 locale's) failed with UnicodeEncodeError as the results of a run were printed."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):  # not a text file, or closed
+            stream.reconfigure(errors="surrogateescape")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv); returns the exit status."""
+    _write_names_as_given()
     parser = build_parser()
     words = sys.argv[1:] if argv is None else [str(word) for word in argv]
     args, unknown = _parse(parser, words)

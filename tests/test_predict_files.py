@@ -349,3 +349,17 @@ def test_images_given_where_the_model_belongs_are_said_to_come_second(capsys, mo
     for other in ("notes.txt", "other.npz"):
         status, _, err = run_cli(capsys, "predict", tmp_path / other, model)
         assert status == 2 and "the model comes first" not in err, err
+
+
+def test_a_file_name_that_is_not_utf_8_is_printed_as_its_own_bytes_on_a_strict_utf_8_output(model, tmp_path):
+    """Under a UTF-8 locale, stdout refuses the surrogates Python holds such a name in: a traceback,
+    exit status 1, after (for a training) the run had ended and written every file."""
+    import subprocess
+    import sys
+
+    name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.npy")
+    np.save(name, np.full((28, 28), 0.5, np.float32))
+    done = subprocess.run([sys.executable, "-m", "distnet", "predict", str(model), name], capture_output=True,
+                          env={**os.environ, "PYTHONIOENCODING": "utf-8"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(os.fsencode(str(tmp_path)) + b"/caf\xe9.npy: ")
