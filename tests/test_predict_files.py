@@ -192,6 +192,9 @@ def test_a_file_that_cannot_be_read_is_said_and_the_others_are_classified(capsys
     status, out, err = run_cli(capsys, "predict", model, tmp_path / "gone.png", tmp_path / "a.npy", tmp_path / "missing.npy")
     assert (status, out) == (2, "") and err == (f"distnet: error: no such files: {tmp_path / 'gone.png'}, "
                                                 f"{tmp_path / 'missing.npy'}\n")
+    # A missing model is said first, on stderr only: the missing file was, on stdout too.
+    status, out, err = run_cli(capsys, "predict", "--json", tmp_path / "gone.npz", tmp_path / "missing.npy")
+    assert (status, out) == (2, "") and err.startswith(f"distnet: error: {tmp_path / 'gone.npz'}: no such model file;")
     (tmp_path / "sub").mkdir()  # as digits/* catches a folder
     status, out, err = run_cli(capsys, "predict", model, tmp_path / "sub", tmp_path / "blank.png")
     assert status == 2 and out == "" and err.splitlines()[-1] == "distnet: error: 2 of 2 files could not be read (said above)"

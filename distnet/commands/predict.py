@@ -54,12 +54,6 @@ def run(args: argparse.Namespace) -> int:
     from ..nn import Network
 
     args.model = saved_network_path(args.model)
-    # Misspelt names are said, all at once, before any image is classified.
-    if missing := [str(path) for path in args.files if not path.exists()]:
-        for path in missing:
-            _json_error(args, path, f"{path}: no such file")
-        raise DataNotFoundError(f"{missing[0]}: no such file" if len(missing) == 1 else
-                                f"no such files: {', '.join(missing)}")
     try:
         network = Network.load(args.model)
     except ModelFormatError as e:
@@ -76,6 +70,13 @@ def run(args: argparse.Namespace) -> int:
         dataset = dataset_of_model(args.model, args.dataset)
         classes = class_names(dataset)
         check_fits(network, args.model, len(classes), dataset)
+    # Misspelt names are said, all at once, before any image is classified (and after the model,
+    # which is said on stderr only).
+    if missing := [str(path) for path in args.files if not path.exists()]:
+        for path in missing:
+            _json_error(args, path, f"{path}: no such file")
+        raise DataNotFoundError(f"{missing[0]}: no such file" if len(missing) == 1 else
+                                f"no such files: {', '.join(missing)}")
     unread = 0
     for path in args.files:
         try:
