@@ -435,10 +435,15 @@ def test_an_address_that_does_not_answer_fails_within_seconds(data, tmp_path, of
     assert not (tmp_path / "run" / "checkpoint.npz").exists()
 
 
-@pytest.mark.parametrize("address", ["localhost", "10.0.0.5:", "10.0.0.5:http", "10.0.0.5:70000"])
-def test_a_malformed_address_is_refused_while_parsing(capsys, tmp_path, address):
+@pytest.mark.parametrize("address, wrong", [
+    ("localhost", "is not 'auto', 'local' or HOST:PORT"), ("10.0.0.5:", "is not 'auto', 'local' or HOST:PORT"),
+    ("10.0.0.5:http", "is not 'auto', 'local' or HOST:PORT"),
+    # (which is HOST:PORT: that it was not said what was wrong)
+    ("10.0.0.5:70000", "has port 70000, where ports go from 1 to 65535 (Ray's default is 6379)"),
+    ("10.0.0.5:0", "has port 0, where ports go from 1 to 65535")])
+def test_a_malformed_address_is_refused_while_parsing(capsys, tmp_path, address, wrong):
     status, _, err = cli(capsys, "train", "--address", address, "--run-dir", tmp_path / "run")
-    assert_clean_error(status, err, f"argument --address: cluster address {address!r} is not 'auto', 'local' or HOST:PORT")
+    assert_clean_error(status, err, f"argument --address: cluster address {address!r} {wrong}")
     assert not (tmp_path / "run").exists()
 
 
