@@ -414,6 +414,9 @@ class RunDir:
                 raise ConfigError(f"{self.path} does not exist; expected the folder of a run that "
                                   f"distnet train wrote") from None
             what = "a file, not a folder" if self.path.is_file() else "no config.json"
+            if self.path.is_file() and (self.path.parent / "config.json").is_file():  # a run's best.npz, say
+                raise ConfigError(f"{self.path} is a file of the run in {self.path.parent}, not a run directory; "
+                                  f"give the run's folder, {self.path.parent}") from None
             if self.has_checkpoint():  # a run's folder that lost its configuration
                 raise ConfigError(f"{self.path} has checkpoints but no config.json (removed?): put it back from "
                                   f"a copy to resume the run{self._best_without_config('; ')}") from None

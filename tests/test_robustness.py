@@ -549,6 +549,15 @@ def test_a_command_line_run_resumed_from_python_to_train_on_loses_its_summary_of
     assert json.loads((run / "summary.json").read_text())["epochs"] == 3
 
 
+def test_a_resume_given_a_file_of_a_run_names_the_run_s_folder(capsys, data, run):
+    """It said "not a run directory (a file, not a folder)", as for a file in no run."""
+    before = snapshot(run)
+    status, _, err = cli(capsys, "train", "--resume", run / "best.npz", "--data-dir", data)
+    assert_clean_error(status, err, f"{run / 'best.npz'} is a file of the run in {run}, not a run directory; give the "
+                                    f"run's folder, {run}")
+    assert snapshot(run) == before
+
+
 def test_a_run_dir_that_holds_a_run_is_refused_untouched(capsys, data, run):
     before = snapshot(run)
     status, _, err = cli(capsys, *train_args(data, "--run-dir", run))
