@@ -46,17 +46,31 @@ class _Parser(argparse.ArgumentParser):
 
 # Other tools' names for some options, which spelling alone would take for others (--lr for --l2).
 _OTHER_NAMES = {"--lr": "--learning-rate", "--bs": "--batch-size", "--batch": "--batch-size",
-                "--weight-decay": "--l2", "--out-dir": "--run-dir", "--output-dir": "--run-dir"}
+                "--weight-decay": "--l2", "--out-dir": "--run-dir", "--output-dir": "--run-dir", "--out": "--run-dir",
+                "--output": "--run-dir"}
 
 
-def _did_you_mean(parser: argparse.ArgumentParser, unknown: list[str]) -> str:
-    """" (did you mean --epochs?)" for options misspelt among ``unknown``, else ""."""
-    options = [option for action in parser._actions if action.dest != "help" for option in action.option_strings]
-    guesses = []
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    return [option for action in parser._actions if action.dest != "help" for option in action.option_strings]
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, unknown: list[str],
+                  others: dict[str, argparse.ArgumentParser] | None = None) -> str:
+    """" (did you mean --epochs?)" for options misspelt or cut short among ``unknown``; for one of
+    another command of ``others`` (by name), which; else ""."""
+    options = _options(parser)
+    guesses, elsewhere = [], []
     for word in (word.partition("=")[0] for word in unknown if word.startswith("--")):
         known = _OTHER_NAMES.get(word)
-        guesses += [known] if known in options else difflib.get_close_matches(word, options, n=1, cutoff=0.75)
-    return f" (did you mean {' or '.join(dict.fromkeys(guesses))}?)" if guesses else ""
+        begun = [option for option in options if option.startswith(word)]  # (not taken for them: see _Parser)
+        guess = [known] if known in options else begun if 0 < len(begun) <= 3 else \
+            difflib.get_close_matches(word, options, n=1, cutoff=0.75)
+        guesses += guess
+        commands = [name for name, other in (others or {}).items() if other is not parser and word in _options(other)]
+        if not guess and commands:
+            elsewhere.append(f"{word} is an option of {' and '.join(f'distnet {name}' for name in commands)}")
+    said = [f"did you mean {' or '.join(dict.fromkeys(guesses))}?"] if guesses else []
+    return f" ({'; '.join(said + elsewhere)})" if said or elsewhere else ""
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -100,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     args.words = words  # for the advice to run the same command again
     if unknown:  # said by the command's parser, so that the advice is that command's --help
         command = parser.commands[args.command]
-        command.error(f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(command, unknown)}")
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{_did_you_mean(command, unknown, parser.commands)}")
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, terminate_as_interrupted) if in_main_thread else None
     ctrl_c = None  # SIGINT's handler, while a stop is reported

@@ -396,8 +396,14 @@ def test_usage_errors_are_one_line_too(capsys):
     status, _, err = cli(capsys, "train", "--bogus", "1")  # the command's help, not the top level's
     assert err == "distnet: error: unrecognized arguments: --bogus 1 (see: distnet train --help)\n" and status == 2
     for command in ("train", "submit"):  # an abbreviation would change meaning once an option shares its start
-        status, _, err = cli(capsys, command, "--ep", "1")
-        assert err == f"distnet: error: unrecognized arguments: --ep 1 (see: distnet {command} --help)\n"
+        status, _, err = cli(capsys, command, "--ep", "1")  # (only guessed, as it was not before)
+        assert err == f"distnet: error: unrecognized arguments: --ep 1 (did you mean --epochs?) (see: distnet {command} " \
+                      f"--help)\n"
+    for words, guess in ((["--data", "x"], "did you mean --dataset or --data-dir?"),  # (--dataset only, before)
+                         (["--eval", "2"], "did you mean --eval-every?"), (["--out", "x"], "did you mean --run-dir?"),
+                         (["--d", "x"], "did you mean --dataset or --data-dir or --dtype?")):
+        status, _, err = cli(capsys, "train", *words)
+        assert err == f"distnet: error: unrecognized arguments: {' '.join(words)} ({guess}) (see: distnet train --help)\n"
     status, _, err = cli(capsys, "train", "--epoch=3", "--worker", "2", "--learnig-rate", "0.1")
     assert err == ("distnet: error: unrecognized arguments: --epoch=3 --worker 2 --learnig-rate 0.1 (did you mean "
                    "--epochs or --workers or --learning-rate?) (see: distnet train --help)\n")
@@ -411,8 +417,12 @@ def test_usage_errors_are_one_line_too(capsys):
     status, _, err = cli(capsys, "train", "--lr", "0.1", "--weight-decay=0.1")  # "did you mean --l2?" for --lr
     assert err == ("distnet: error: unrecognized arguments: --lr 0.1 --weight-decay=0.1 (did you mean --learning-rate "
                    "or --l2?) (see: distnet train --help)\n")
-    status, _, err = cli(capsys, "evaluate", "model.npz", "--epochs", "3")  # not one of evaluate's: no guess
-    assert err == "distnet: error: unrecognized arguments: --epochs 3 (see: distnet evaluate --help)\n"
+    status, _, err = cli(capsys, "evaluate", "model.npz", "--epochs", "3")  # not one of evaluate's: whose it is
+    assert err == ("distnet: error: unrecognized arguments: --epochs 3 (--epochs is an option of distnet train and "
+                   "distnet submit) (see: distnet evaluate --help)\n")
+    status, _, err = cli(capsys, "evaluate", "model.npz", "--confused", "3")
+    assert err == ("distnet: error: unrecognized arguments: --confused 3 (--confused is an option of distnet show) "
+                   "(see: distnet evaluate --help)\n")
     # before the command: "--json (did you mean --json?)", and "invalid choice: '0'" for the command
     status, _, err = cli(capsys, "--json", "train")
     assert err == ("distnet: error: --json: options go after the command, as in: distnet train --json ... (see: "
