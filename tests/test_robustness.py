@@ -268,7 +268,10 @@ def _bad_models(tmp_path: Path, model: Path) -> dict[str, tuple[Path, list[str]]
         "wrong input size": (narrow, ["in100.npz takes 100 inputs per sample, not the 784 pixels of an image here: "
                                       "distnet's commands classify images; for a network trained on data of your "
                                       "own, use it from Python: Network.load(path).predict(rows)"]),
-        "wrong output size": (few_classes, ["out5.npz does not fit mnist/test", "gives 5 outputs", "10 classes"]),
+        # (not "use it on the data it was trained on", which no command could)
+        "wrong output size": (few_classes, ["out5.npz does not fit mnist/test", "gives 5 outputs", "10 classes",
+                                            "for a network trained on data of your own, use it from Python: "
+                                            "Network.load(path).predict(rows)"]),
     }
 
 

@@ -185,9 +185,12 @@ def check_fits(network, model: Path, classes: int, data_name: str) -> None:
     from ..errors import ConfigError
 
     if network.output_size != classes:
+        # (every data set of distnet's has its classes: no --dataset would fit either)
         raise ConfigError(f"{model} does not fit {data_name}: the network takes {network.input_size} "
                           f"inputs and gives {network.output_size} outputs, the data has {PIXELS} "
-                          f"pixels per image and {classes} classes; use it on the data it was trained on")
+                          f"pixels per image and {classes} classes; distnet's commands classify images into "
+                          f"those classes: for a network trained on data of your own, use it from Python: "
+                          f"Network.load(path).predict(rows) or .error_rate(rows, labels)")
 
 
 def folder(text: str) -> Path:
