@@ -752,12 +752,14 @@ def test_a_parameter_server_hung_as_the_fit_ends_holds_up_the_close_briefly_and_
 
     # The wait it names: the 5 s at least (not the 1 s of CLOSE_TIMEOUT_S), plus the close's 1 s with
     # a channel, plus whatever a busy host adds (6.5 s or more reads "7", which [56] here refused).
+    # (The warning said "the run directory, if any, has its files written", and not where its checkpoint is.)
     with pytest.warns(UserWarning, match=r"^the parameter server did not answer within \d+ s as the fit ended \(is it "
-                                         r"hung\?\): the trainer's optimizer keeps the state it had before the fit, and "
-                                         r"its network the parameters it had before the fit too unless the fit returned "
-                                         r"its result \(which gave it the last ones\), so a later fit of this trainer "
-                                         r"would not go on from where this one ended \(the run directory, if any, has "
-                                         r"its files written\)$") as warned:
+                                         r"hung, or a worker it waits for\?\): the trainer's optimizer keeps the state "
+                                         r"it had before the fit, and its network the parameters it had before the fit "
+                                         r"too unless the fit returned its result \(which gave it the last ones\), so a "
+                                         r"later fit of this trainer would not go on from where this one ended; the "
+                                         rf"run's last checkpoint, {re.escape(str(tmp_path / 'run'))}/checkpoint.npz, "
+                                         r"is as it was written$") as warned:
         result = fit(trainer, mnist, run_dir=tmp_path / "run", reporter=HangAtTheEnd())
     assert time.monotonic() - ended[0] < 30  # not the 60 s of the sleep
     said = [int(m[1]) for w in warned if (m := re.search(r"did not answer within (\d+) s", str(w.message)))]

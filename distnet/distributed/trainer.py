@@ -343,11 +343,13 @@ class DistributedTrainer(Recovery, TrainerBase):
         except ray.exceptions.GetTimeoutError:
             # The network got the last parameters only where the fit got as far as its result.
             waited = time.monotonic() - started
-            return (f"the parameter server did not answer within {waited:.0f} s as the fit ended (is it hung?): "
-                    f"the trainer's optimizer keeps the state it had before the fit, and its network the "
-                    f"parameters it had before the fit too unless the fit returned its result (which gave it the "
-                    f"last ones), so a later fit of this trainer would not go on from where this one ended (the "
-                    f"run directory, if any, has its files written)")
+            kept = (f"; the run's last checkpoint, {self._run.checkpoint_path}, is as it was written"
+                    if self._run is not None and self._run.has_checkpoint() else "")
+            return (f"the parameter server did not answer within {waited:.0f} s as the fit ended (is it hung, or a "
+                    f"worker it waits for?): the trainer's optimizer keeps the state it had before the fit, and its "
+                    f"network the parameters it had before the fit too unless the fit returned its result (which "
+                    f"gave it the last ones), so a later fit of this trainer would not go on from where this one "
+                    f"ended{kept}")
         except ray.exceptions.RayError:
             return None  # a lost server, or its answer lost: the trainer keeps what it had
         self.network.set_params(params)
