@@ -23,7 +23,7 @@ from typing import NoReturn
 from . import __version__
 from .commands import COMMANDS
 from .commands.common import drop_output as _drop_output
-from .errors import DistnetError
+from .errors import DistnetError, FailureLimitError, RayFailedError
 from .io import FILE_TOO_LARGE, NO_ROOM, NOT_PERMITTED
 from .signals import forget_termination, terminate_as_interrupted, was_terminated
 
@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
              f"{_how_to_go_on(args)}")
         return 128 + signal.SIGPIPE
     except DistnetError as e:
+        if isinstance(e, (FailureLimitError, RayFailedError)) and (run := _training_run(args)) is not None \
+                and not run.has_checkpoint():  # (with one, the message says how to resume)
+            return _fail(args, f"{e}{_kept_run(args, 'to train it')}")
         return _fail(args, str(e))
     except MemoryError:
         return _fail(args, f"out of memory: this needs more than the machine has free (a network, batch or data set "

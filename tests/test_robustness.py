@@ -893,6 +893,26 @@ def test_an_interrupted_run_says_how_to_go_on(capsys, data, tmp_path, monkeypatc
     assert Checkpoint.load(folder / "checkpoint.npz").epoch == (1 if epoch == 1 else 3)
 
 
+@pytest.mark.parametrize("error", ["RayFailedError", "FailureLimitError"])
+def test_a_run_that_fails_before_its_first_checkpoint_says_how_to_start_it_again(capsys, data, tmp_path, monkeypatch,
+                                                                                   error):
+    """An actor lost as the actors started ended with Ray's error alone, the folder removed without
+    a word (a Ctrl-C there gives the command); so did the failure limit met in epoch 1."""
+    import distnet
+
+    class FailsInEpoch1(Reporter):
+        def on_steps(self, epoch, step, steps, stats, seconds):
+            raise getattr(distnet, error)("Ray failed (ActorDiedError: the actor died)")
+
+    folder = tmp_path / "run"
+    monkeypatch.setattr("distnet.progress.Reporter", FailsInEpoch1)
+    train = train_args(data, "--run-dir", folder, "--epochs", "3")
+    status, _, err = cli(capsys, *train)
+    assert status == 2 and err == (f"distnet: error: Ray failed (ActorDiedError: the actor died); the run saved no "
+                                   f"checkpoint yet: to train it, start it again: {command_line(train)}\n")
+    assert not folder.exists()  # the folder it made, holding nothing to go on from
+
+
 def test_a_resume_on_other_workers_interrupted_before_it_placed_them_says_to_ask_for_them_again(
         capsys, data, tmp_path, monkeypatch):
     """Until the workers are placed the run records its own number (and whether it trains on Ray):
