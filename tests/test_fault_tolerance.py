@@ -1,6 +1,7 @@
 """Losing actors, the driver or a checkpoint: every run still ends with exactly the parameters of an
 uninterrupted one (float64, fixed seed). Real kills on a real local Ray; nothing is mocked."""
 import json
+import logging
 import os
 import re
 import shutil
@@ -141,6 +142,18 @@ def test_killed_worker_is_replaced_and_the_run_ends_unchanged(mnist, ray_local, 
     assert_same_run(trainer, result, uninterrupted)
     assert len({p["pid"] for p in trainer.placement}) == 2
     assert killed and killed[0] not in {p["pid"] for p in trainer.placement}  # the replacement's, not the lost one's
+    if protocol == "compiled":
+        # The graph's teardown logged "Error cancelling worker task" and ~45 lines of traceback for the
+        # lost worker on distnet train's stderr (seen in a command-line run; the timing here may not
+        # reach that log), where the recovery is one line: Ray's logger drops that record now.
+        logger = logging.getLogger("ray.dag.compiled_dag_node")
+        died = ray.exceptions.ActorDiedError()
+        record = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "Error cancelling worker task", (),
+                                   (type(died), died, None))
+        assert not logger.filter(record)
+        other = logger.makeRecord(logger.name, logging.ERROR, __file__, 1, "Error cancelling worker task", (),
+                                  (ValueError, ValueError("a bug"), None))
+        assert logger.filter(other)  # what is no lost actor is still said
 
 
 def test_a_worker_lost_while_the_channel_opens_again_is_replaced_at_once(mnist, ray_local, uninterrupted):

@@ -40,6 +40,7 @@ their channels at the parameters' size plus room for the rest of a message.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 
@@ -71,6 +72,19 @@ _MESSAGE_ROOM_BYTES = 64 * 2**10
 # A step of the wide network moves 7.5 MB each way; far slower than this means a peer is stuck.
 _STEP_TIMEOUT_S = 60.0
 _TEARDOWN_TIMEOUT_S = 10.0
+
+
+class _LostActorNoise(logging.Filter):
+    """Drops Ray's ``Error cancelling worker task`` log record, with its ~45 lines of traceback,
+    where the graph's teardown found an actor gone: a loss that the trainer reports in a line of
+    its own, and recovers from."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lost = record.exc_info is not None and isinstance(record.exc_info[1], ray.exceptions.RayActorError)
+        return not (lost and record.getMessage() == "Error cancelling worker task")
+
+
+_LOST_ACTOR_NOISE = _LostActorNoise()
 
 
 class CompiledSteps(StepProtocol):
@@ -110,6 +124,7 @@ class CompiledSteps(StepProtocol):
         graph, self._graph = self._graph, None
         if graph is None:
             return
+        logging.getLogger("ray.dag.compiled_dag_node").addFilter(_LOST_ACTOR_NOISE)  # (once: a filter is added once)
         finished = threading.Thread(target=graph.teardown, name="distnet-compiled-teardown", daemon=True)
         finished.start()
         finished.join(_TEARDOWN_TIMEOUT_S)
