@@ -1393,7 +1393,7 @@ lossy_result = lossy.fit(train, validation, epochs=3, eval_every=1, run_dir=os.p
                          reporter=killer)
 from ray.util.state import list_actors
 drivers_side = [a["node_id"] == ray.get_runtime_context().get_node_id() for a in list_actors(detail=True, limit=1000)
-                if a["class_name"] in ("ParameterServer", "_EarlyStoppingActor")]
+                if a["class_name"] in ("ParameterServer", "StopEvaluatorActor")]
 print(json.dumps({"same_params": bool(np.array_equal(whole.network.params, lossy.network.params)),
                   "servers_and_stop_evaluators_on_the_drivers_node": drivers_side,
                   "same_history": [h["validation_error"] for h in whole_result.history] ==

@@ -316,14 +316,14 @@ def test_a_stop_evaluator_whose_start_raises_ends_the_run_with_that_error_not_as
         mnist, ray_local, monkeypatch):
     """As a worker whose constructor raises: it was counted as a loss and started again until
     max_failures, which ended the run with FailureLimitError and the error nowhere."""
-    from distnet.distributed.stop_evaluator import _EarlyStoppingActor
+    from distnet.distributed.stop_evaluator import StopEvaluatorActor
 
-    class CannotStart(_EarlyStoppingActor):
+    class CannotStart(StopEvaluatorActor):
         def __init__(self, *args, **kwargs):
             raise MemoryError("simulated: no memory for the stop evaluator")
 
-    CannotStart.__name__ = CannotStart.__qualname__ = _EarlyStoppingActor.__name__  # as Ray names it
-    monkeypatch.setattr("distnet.distributed.stop_evaluator._EarlyStoppingActor", CannotStart)
+    CannotStart.__name__ = CannotStart.__qualname__ = StopEvaluatorActor.__name__  # as Ray names it
+    monkeypatch.setattr("distnet.distributed.stop_evaluator.StopEvaluatorActor", CannotStart)
     trainer = make_trainer("plain")
     # Ray's own first line named the class in colour codes and not the exception.
     with pytest.raises(RayFailedError) as raised:

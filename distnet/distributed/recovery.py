@@ -26,7 +26,7 @@ from .parameter_server import ParameterServer
 from .placement import worker_name
 from .protocols import WorkerLostError
 from .same_code import check_same_code
-from .stop_evaluator import _EarlyStoppingActor
+from .stop_evaluator import StopEvaluatorActor
 
 __all__ = ["LOST", "Recovery", "answered", "start_failure"]
 
@@ -34,7 +34,7 @@ __all__ = ["LOST", "Recovery", "answered", "start_failure"]
 LOST = (WorkerLostError, ray.exceptions.RayActorError)
 
 _ACTOR_ROLES = {GradientWorker.__name__: "a gradient worker", ParameterServer.__name__: "the parameter server",
-                _EarlyStoppingActor.__name__: "the stop evaluator"}
+                StopEvaluatorActor.__name__: "the stop evaluator"}
 
 
 def start_failure(error: ray.exceptions.RayActorError) -> str:

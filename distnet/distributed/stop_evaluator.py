@@ -23,7 +23,9 @@ from ..stop import EarlyStopping, Verdict
 from .placement import on_node
 
 
-class _EarlyStoppingActor(EarlyStopping):
+class StopEvaluatorActor(EarlyStopping):
+    """The stop rule in its actor's process (``ray::StopEvaluatorActor`` in ps)."""
+
     def evaluate_with_state(self, epoch: int, error_rate: float, params: np.ndarray) -> tuple[Verdict, dict]:
         # Verdict and state in one call: an actor lost after answering has nothing the driver lacks.
         return self.evaluate(epoch, error_rate, params), self.state()
@@ -62,7 +64,7 @@ class StopEvaluatorHandle:
             raise
 
     def _start(self):
-        return ray.remote(_EarlyStoppingActor).options(**self._options).remote(*self._args)
+        return ray.remote(StopEvaluatorActor).options(**self._options).remote(*self._args)
 
     def _call(self, method: str, *args, when: str = "as the run started"):
         restored, replaced = True, False
