@@ -184,6 +184,7 @@ def _parse(parser: _Parser, argv: list[str]) -> tuple[argparse.Namespace, list[s
     if early:  # argparse would take them for the command's name, or guess at them
         parser.error(f"{' '.join(early)}: options go after the command, as in: distnet {argv[command]} "
                      f"{' '.join(early)} ...")
+    _refuse_files_read_as_options(parser.commands[argv[command]], argv[command + 1:])
     args, unknown = parser.parse_known_args(argv)
     if not any(not word.startswith("-") for word in unknown):
         return args, unknown
@@ -191,6 +192,17 @@ def _parse(parser: _Parser, argv: list[str]) -> tuple[argparse.Namespace, list[s
     # --version, which exit).
     words = argv[argv.index(args.command) + 1:]
     return parser.commands[args.command].parse_known_intermixed_args(words, argparse.Namespace(command=args.command))
+
+
+def _refuse_files_read_as_options(command: argparse.ArgumentParser, words: list[str]) -> None:
+    """A usage error for a file whose name begins with "-" (``predict MODEL -3.png``): argparse takes
+    it for an unknown option, and said that the command's files were missing."""
+    options = _options(command)
+    for word in words:
+        if word == "--":  # what follows is no option
+            return
+        if word.startswith("-") and word.partition("=")[0] not in options and Path(word).exists():
+            command.error(f"{word} is read as an option; give the file as ./{word} (or after --)")
 
 
 def _refuse_without_command(parser: _Parser, argv: list[str]) -> None:

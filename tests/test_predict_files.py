@@ -366,3 +366,17 @@ def test_a_file_name_that_is_not_utf_8_is_printed_as_its_own_bytes_on_a_strict_u
                           env={**os.environ, "PYTHONIOENCODING": "utf-8"}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(os.fsencode(str(tmp_path)) + b"/caf\xe9.npy: ")
+
+
+def test_a_file_whose_name_begins_with_a_dash_is_said_to_be_read_as_an_option(capsys, model, tmp_path, monkeypatch):
+    """argparse took it for an unknown option and said "the following arguments are required: FILE"."""
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "-3.npy", ring())
+    with pytest.raises(SystemExit) as refused:  # a usage error, as argparse's
+        main(["predict", str(model), "-3.npy"])
+    out, err = capsys.readouterr()
+    assert (refused.value.code, out) == (2, "") and err.startswith(
+        "distnet: error: -3.npy is read as an option; give the file as ./-3.npy (or after --)")
+    for words in (["./-3.npy"], ["--", "-3.npy"]):
+        status, out, err = run_cli(capsys, "predict", model, *words)
+        assert status == 0 and out.split(":")[0].endswith("-3.npy"), err
