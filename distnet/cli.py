@@ -8,6 +8,7 @@ network, checkpoints) are never touched by a failure.
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import difflib
 import io
@@ -17,6 +18,7 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -96,18 +98,44 @@ def _notes_on_stderr(quiet: bool):
         logger.propagate = propagate
 
 
-def _write_names_as_given() -> None:
-    """Have stdout and stderr write a file name that is not valid in their encoding (bytes that
-    are not UTF-8, which Python holds as surrogates) as its own bytes, as ls does: a strict stream
-    (a UTF-8 locale's) failed with UnicodeEncodeError as the results of a run were printed."""
+def _names_as_bytes(error: UnicodeEncodeError) -> tuple[bytes, int]:
+    """An output's encoding error handler: the bytes of a file name that are not UTF-8 (which
+    Python holds as lone surrogates) written as they are, as ls does; any other character the
+    encoding lacks (an ASCII output's "±") as a backslash escape, as Python writes stderr."""
+    unwritable = error.object[error.start:error.end]
+    return b"".join(bytes([ord(c) - 0xDC00]) if 0xDC80 <= ord(c) <= 0xDCFF else
+                    c.encode("ascii", "backslashreplace") for c in unwritable), error.end
+
+
+codecs.register_error("distnet.names", _names_as_bytes)
+
+
+@contextlib.contextmanager
+def _names_written_as_given() -> Iterator[None]:
+    """stdout and stderr with :func:`_names_as_bytes` for the command's run: a strict output (a
+    UTF-8 locale's stdout) failed with UnicodeEncodeError on a file name that is not UTF-8, after a
+    training had ended and written every file."""
+    changed = []
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):  # not a text file, or closed
-            stream.reconfigure(errors="surrogateescape")
+            errors = stream.errors
+            stream.reconfigure(errors="distnet.names")
+            changed.append((stream, errors))
+    try:
+        yield
+    finally:
+        for stream, errors in changed:
+            with contextlib.suppress(ValueError, io.UnsupportedOperation):  # closed meanwhile
+                stream.reconfigure(errors=errors)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: sys.argv); returns the exit status."""
-    _write_names_as_given()
+    with _names_written_as_given():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     words = sys.argv[1:] if argv is None else [str(word) for word in argv]
     args, unknown = _parse(parser, words)

@@ -362,10 +362,26 @@ def test_a_file_name_that_is_not_utf_8_is_printed_as_its_own_bytes_on_a_strict_u
 
     name = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9.npy")
     np.save(name, np.full((28, 28), 0.5, np.float32))
+    np.save(tmp_path / "café.npy", np.full((28, 28), 0.5, np.float32))
     done = subprocess.run([sys.executable, "-m", "distnet", "predict", str(model), name], capture_output=True,
                           env={**os.environ, "PYTHONIOENCODING": "utf-8"}, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(os.fsencode(str(tmp_path)) + b"/caf\xe9.npy: ")
+    # On an ASCII output, a character it lacks is a backslash escape, as Python writes stderr (not an error).
+    done = subprocess.run([sys.executable, "-m", "distnet", "predict", str(model), name, str(tmp_path / "café.npy")],
+                          capture_output=True, env={**os.environ, "PYTHONIOENCODING": "ascii"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [line.split(b": ")[0] for line in done.stdout.splitlines()[::2]] == [
+        os.fsencode(str(tmp_path)) + b"/caf\xe9.npy", os.fsencode(str(tmp_path)) + b"/caf\\xe9.npy"]
+
+
+def test_the_command_line_leaves_its_output_s_error_handling_as_it_found_it(capsys, model, tmp_path):
+    import sys
+
+    np.save(tmp_path / "a.npy", ring())
+    before = sys.stdout.errors, sys.stderr.errors
+    assert run_cli(capsys, "predict", model, tmp_path / "a.npy")[0] == 0
+    assert (sys.stdout.errors, sys.stderr.errors) == before
 
 
 def test_a_file_whose_name_begins_with_a_dash_is_said_to_be_read_as_an_option(capsys, model, tmp_path, monkeypatch):
