@@ -262,7 +262,8 @@ def test_a_resume_on_another_number_of_workers_trains_on_records_it_and_a_plain_
         return trainer, trainer.fit(train, validation, epochs=epochs, run_dir=run_dir, resume=True)
 
     with warnings.catch_warnings(record=True) as heard, \
-            pytest.raises(ConfigError, match=rf"cannot place 9 workers .*; continue it as it was, in this process: "
+            pytest.raises(ConfigError, match=rf"cannot place 9 workers .*; continue it as it was, in this process \(with a "
+                                             rf"Trainer\): "
                                              rf"fit\(train, validation, run_dir={re.escape(repr(str(run)))}, "
                                              rf"resume=True, epochs=2\) in Python on the run's data, or on at most "
                                              rf"(\d+) workers?: fit\(.*, resume=True, epochs=2\) in Python on the "

@@ -102,6 +102,9 @@ class CompiledSteps(StepProtocol):
             params = server.params_for.bind(epoch, step)
             results = [worker.gradient.bind(params, epoch, step) for worker in workers]
             applied = server.apply_step.bind(epoch, step, *results)
+        # Before the graph runs: Ray's own monitor thread tears it down when a task fails, at times
+        # before the trainer does. (A filter is added once, however many graphs add it.)
+        logging.getLogger("ray.dag.compiled_dag_node").addFilter(_LOST_ACTOR_NOISE)
         self._graph = applied.experimental_compile(_submit_timeout=_STEP_TIMEOUT_S,
                                                    _max_inflight_executions=self._ahead + 1)
 
@@ -124,7 +127,6 @@ class CompiledSteps(StepProtocol):
         graph, self._graph = self._graph, None
         if graph is None:
             return
-        logging.getLogger("ray.dag.compiled_dag_node").addFilter(_LOST_ACTOR_NOISE)  # (once: a filter is added once)
         finished = threading.Thread(target=graph.teardown, name="distnet-compiled-teardown", daemon=True)
         finished.start()
         finished.join(_TEARDOWN_TIMEOUT_S)

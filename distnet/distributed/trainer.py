@@ -281,8 +281,10 @@ class DistributedTrainer(Recovery, TrainerBase):
         advice = f"use at most {count(fits, 'worker')} (--workers {fits}; workers={fits} in Python), {more}"
         resumed = self._run.config() if self._run is not None and self._run.has_checkpoint() else None
         if resumed is not None and resumed.get("protocol") is None:  # a run of one process, told to go on on Ray
-            advice = f"continue it as it was, in this process: {self._run.resume_command()}" + (
-                f", or on at most {count(fits, 'worker')}: {self._resume_on(fits)}" if fits >= 1 else "")
+            trainer = " (with a Trainer)" if self._run.started_by_fit() else ""
+            advice = f"continue it as it was, in this process{trainer}: {self._run.resume_command()}"
+            if fits >= 1:
+                advice += f", or on at most {count(fits, 'worker')}: {self._resume_on(fits)}"
         elif fits < 1:
             advice = f"end what holds the CPUs, {more}"
         elif resumed is not None and resumed["workers"] <= fits:
