@@ -18,7 +18,25 @@ from .nn import Network, Optimizer, UpdateRule
 from .nn.schedules import Schedule
 
 
-class TrainerSettings:
+class _TakesItsArguments(type):
+    """Refuses a trainer's arguments in the trainer's own name: Python's refusal named
+    TrainerSettings.__init__, which no user calls, and said nothing of where an unknown one belongs.
+    (Only a call of the class comes here, not copy or pickle.)"""
+
+    def __call__(cls, *args, **kwargs):
+        signature = inspect.signature(cls.__init__)
+        try:
+            signature.bind(None, *args, **kwargs)
+        except TypeError as refusal:
+            names = [name for name in signature.parameters if name != "self"]
+            unknown = next((name for name in kwargs if name not in signature.parameters), None)
+            close = difflib.get_close_matches(unknown, names, n=1) if unknown else []
+            hint = f" (did you mean {close[0]}?)" if close else cls._belongs_elsewhere(unknown) if unknown else ""
+            raise TypeError(f"{cls.__name__}(): {refusal}{hint}; {cls.__name__} takes {', '.join(names)}") from None
+        return super().__call__(*args, **kwargs)
+
+
+class TrainerSettings(metaclass=_TakesItsArguments):
     """A trainer's network, optimizer and settings (``settings()`` names them), and its run
     configuration (``config()``). The network and the learning rate cannot change during a fit,
     which :class:`~distnet.training.TrainerBase` runs; a subclass says how many workers it was told
@@ -31,22 +49,6 @@ class TrainerSettings:
     schedule = Checked(lambda name, value: instance_of("schedule", value, Schedule, "CosineDecay()", optional=True))
     augmentation = Checked(lambda name, value: instance_of("augmentation", value, RandomAffine, "RandomAffine()",
                                                            optional=True))
-
-    def __new__(cls, *args, **kwargs):
-        # Python's own refusal of the arguments would name TrainerSettings.__init__, which no user
-        # calls, and say nothing of where an unknown one belongs.
-        if not (args or kwargs):  # (as copy and pickle make one, before they set its state)
-            return super().__new__(cls)
-        signature = inspect.signature(cls.__init__)
-        try:
-            signature.bind(None, *args, **kwargs)
-        except TypeError as refusal:
-            names = [name for name in signature.parameters if name != "self"]
-            unknown = next((name for name in kwargs if name not in signature.parameters), None)
-            close = difflib.get_close_matches(unknown, names, n=1) if unknown else []
-            hint = f" (did you mean {close[0]}?)" if close else cls._belongs_elsewhere(unknown) if unknown else ""
-            raise TypeError(f"{cls.__name__}(): {refusal}{hint}; {cls.__name__} takes {', '.join(names)}") from None
-        return super().__new__(cls)
 
     @classmethod
     def _belongs_elsewhere(cls, name: str) -> str:

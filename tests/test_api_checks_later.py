@@ -172,6 +172,7 @@ def test_a_trainer_made_with_arguments_it_does_not_take_says_so_in_its_own_name(
          f"Trainer(): got an unexpected keyword argument 'batchsize' (did you mean batch_size?); {takes}"),
         (lambda: Trainer(network, optimizer, lr=0.1), f"Trainer(): got an unexpected keyword argument 'lr'; {takes}"),
         (lambda: Trainer(network), f"Trainer(): missing a required argument: 'optimizer'; {takes}"),
+        (lambda: Trainer(), f"Trainer(): missing a required argument: 'network'; {takes}"),
         (lambda: Trainer(network, optimizer, 0.1, l2=0.1), f"Trainer(): multiple values for argument 'l2'; {takes}"),
         (lambda: DistributedTrainer(network, optimizer, worker=2),
          "DistributedTrainer(): got an unexpected keyword argument 'worker' (did you mean workers?); DistributedTrainer "
@@ -182,7 +183,7 @@ def test_a_trainer_made_with_arguments_it_does_not_take_says_so_in_its_own_name(
             made()
         assert str(refused.value) == message
     made = Trainer(network, optimizer, batch_size=8)
-    assert copy.deepcopy(made).batch_size == 8 and pickle.loads(pickle.dumps(made)).batch_size == 8  # made bare
+    assert copy.deepcopy(made).batch_size == 8 and pickle.loads(pickle.dumps(made)).batch_size == 8  # (which make one without calling the class)
 
     class Mine(Trainer):
         def __init__(self, *args, note="", **kwargs):
