@@ -85,10 +85,10 @@ def parse_address(address: str) -> tuple[str, int] | None:
                           f"use: train on a node of the cluster ({_give_the_gcs(host)}), or submit the "
                           f"training to it as a job (distnet submit --address http://{host}:8265)")
     host, _, port = address.rpartition(":")
-    if host and port.isdigit() and not 0 < int(port) < 65536:
+    if host and port.isascii() and port.isdigit() and not 0 < int(port) < 65536:
         raise ConfigError(f"cluster address {address!r} has port {int(port)}, where ports go from 1 to 65535 (Ray's "
                           f"default is 6379)")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()):  # ("²" is a digit, which int() refuses)
         raise ConfigError(f"cluster address {address!r} is not 'auto', 'local' or HOST:PORT (e.g. 10.0.0.5:6379)")
     return host.strip("[]"), int(port)
 

@@ -212,7 +212,8 @@ def _parse(parser: _Parser, argv: list[str]) -> tuple[argparse.Namespace, list[s
     if early:  # argparse would take them for the command's name, or guess at them
         parser.error(f"{' '.join(early)}: options go after the command, as in: distnet {argv[command]} "
                      f"{' '.join(early)} ...")
-    _refuse_files_read_as_options(parser.commands[argv[command]], argv[command + 1:])
+    if command is not None:  # (none: --help or --version, which argparse answers)
+        _refuse_files_read_as_options(parser.commands[argv[command]], argv[command + 1:])
     args, unknown = parser.parse_known_args(argv)
     if not any(not word.startswith("-") for word in unknown):
         return args, unknown

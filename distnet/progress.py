@@ -166,6 +166,7 @@ class TerminalReporter(Reporter):
 
     def on_recovery(self, what: str, failures: int, max_failures: int) -> None:
         done = "the steps started again" if what.startswith(STALLED) else "replaced"  # (a stall lost nothing)
+        self._last_line = time.perf_counter()
         self._print(f"recovered: {what}; {done} ({failures} of {count(max_failures, 'failure')} allowed)")
 
     def on_end(self, result: "FitResult") -> None:

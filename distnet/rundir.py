@@ -27,8 +27,8 @@ except ImportError:  # not POSIX: runs are not guarded against a second process
     fcntl = None
 
 from .checkpoint import Checkpoint
-from .distributed.settings import DEFAULT_MAX_FAILURES
 from .checks import home_expanded
+from .distributed.settings import DEFAULT_MAX_FAILURES
 from .errors import ConfigError, DistnetError, ModelFormatError, NewerFormatError, warn
 from .io import UNFINISHED_WRITE, atomic_writer, write_json
 
@@ -390,8 +390,10 @@ class RunDir:
     def _cannot_create(self, error: OSError) -> ConfigError:
         if error.errno == errno.ENAMETOOLONG:  # (where every look at the path fails the same way)
             longest = max(len(os.fsencode(part)) for part in self.path.parts)
+            size = len(os.fsencode(self.path))
             what = (f"a name in it of {longest} bytes, where a file system takes 255 at most" if longest > 255 else
-                    f"{len(os.fsencode(self.path))} bytes in all, where a path takes 4,096 at most")
+                    f"{size} bytes in all, where a path takes 4,096 at most" if size > 4096 else
+                    f"a name in it of {longest} bytes, more than this file system takes")
             return ConfigError(f"cannot create the run directory {self.path} ({error.strerror}: {what}); choose a "
                                f"shorter run directory")
         # "File exists" for a/b/run would leave the user looking for a/b/run, not the file a or a/b.

@@ -35,6 +35,12 @@ class _TakesItsArguments(type):
             raise TypeError(f"{cls.__name__}(): {refusal}{hint}; {cls.__name__} takes {', '.join(names)}") from None
         return super().__call__(*args, **kwargs)
 
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        # What inspect and help() show for the class: its __init__'s, not this __call__'s.
+        signature = inspect.signature(cls.__init__)
+        return signature.replace(parameters=list(signature.parameters.values())[1:])
+
 
 class TrainerSettings(metaclass=_TakesItsArguments):
     """A trainer's network, optimizer and settings (``settings()`` names them), and its run

@@ -198,11 +198,11 @@ class TrainerBase(TrainerSettings):
         saved = run.config()  # where a resume to a new total records it at once
         try:
             settings = checked_settings(resolved_settings(given, {**FIT_DEFAULTS, **saved}), resolved=True)
-            if "workers" in saved:  # the shards its batches are drawn from (taken below)
-                positive_int("the run's number of workers", saved["workers"])
+            # the shards its batches are drawn from
+            workers = positive_int("the run's number of workers", saved["workers"]) if "workers" in saved else None
         except ConfigError as e:  # what was given is checked already: this is the file's
             raise run.hand_edited_config(e) from None
-        with self._workers_of_run(saved.get("workers")):
+        with self._workers_of_run(workers):
             config = self._run_config(data, settings, extra_config)
             try:
                 # (the command line's resume, which says its data set, makes its trainer from config.json)
@@ -221,7 +221,9 @@ class TrainerBase(TrainerSettings):
                           self.optimizer, reporter, notes)
         if ended is None:
             self._check_schedule(settings["epochs"])
-        # What writes killed midway left goes once the resume is sure to go on: a refused one touches nothing.
+        # What writes killed midway left goes once the resume is checked against the run: a resume refused
+        # for the run's settings touches nothing (one that then finds no room for its workers leaves the
+        # run as it was, but for those leftovers).
         run.remove_unfinished_writes()
         if ended is not None:
             if ended.stop_reason == "max_epochs" and saved.get("epochs") != settings["epochs"]:
@@ -250,13 +252,13 @@ class TrainerBase(TrainerSettings):
 
     @contextmanager
     def _workers_of_run(self, workers: int | None) -> Iterator[None]:
-        """A resumed run's number of workers (``workers``, config.json's; the shards its batches
-        are drawn from), for a trainer that was not told one, while the block checks the resume
-        against the run (the fit takes it in :meth:`_decide_workers`)."""
+        """A resumed run's number of workers (``workers``, config.json's, checked; the shards its
+        batches are drawn from), for a trainer that was not told one, while the block checks the
+        resume against the run (the fit takes it in :meth:`_decide_workers`)."""
         if workers is None or self._told_workers() is not None:
             yield
             return
-        before, self._fit_workers = self._fit_workers, positive_int("the run's number of workers", workers)
+        before, self._fit_workers = self._fit_workers, workers
         try:
             yield
         finally:

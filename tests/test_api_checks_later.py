@@ -191,6 +191,9 @@ def test_a_trainer_made_with_arguments_it_does_not_take_says_so_in_its_own_name(
             self._note = note
 
     assert Mine(network, optimizer, note="mine")._note == "mine"  # a subclass of one's own takes its own arguments
+    import inspect
+
+    assert str(inspect.signature(Trainer)).startswith("(network: 'Network', optimizer: 'Optimizer', l2")  # for help()
 
 
 def test_an_empty_run_dir_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):

@@ -454,3 +454,16 @@ def test_a_log_that_is_not_a_terminal_gets_a_progress_line_once_a_minute_has_pas
     reporter.on_steps(3, 2, 10, StepStats.of_step(1.0, correct=64, samples=64), seconds=61.0)  # 131 s
     assert stream.getvalue().splitlines()[lines + 2:] == ["epoch   3 2/10  1 samples/s  train error  0.00%"]
     assert "\r" not in stream.getvalue()
+
+
+def test_a_recovery_line_counts_as_a_line_for_the_log_s_progress_lines(monkeypatch):
+    clock = iter([0.0, 0.0, 100.0, 130.0, 161.0])  # made, started; a recovery at 100 s; steps at 130 s and 161 s
+    monkeypatch.setattr("distnet.progress.time.perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    reporter = TerminalReporter(stream)
+    reporter.on_start(start_info())
+    reporter.on_recovery("worker 1 (pid 123) lost at epoch 1, step 4", 1, 3)
+    reporter.on_steps(1, 5, 10, StepStats.of_step(1.0, correct=150, samples=160), seconds=130.0)
+    assert stream.getvalue().splitlines()[-1].startswith("recovered: ")  # 30 s after that line: none yet
+    reporter.on_steps(1, 6, 10, StepStats.of_step(1.0, correct=180, samples=192), seconds=161.0)
+    assert stream.getvalue().splitlines()[-1].startswith("epoch   1 6/10  ")
