@@ -584,7 +584,8 @@ def test_a_ray_failure_the_trainer_does_not_recover_from_ends_the_run_with_a_cle
     trainer = make_trainer()
     with pytest.raises(RayFailedError, match=r"Ray failed \(RayActorError: .*\); the best network so far and the "
                                              r"last checkpoint in .* are intact: continue with fit\(train, "
-                                             r"validation, run_dir=.*, resume=True\) in Python on the run's data"):
+                                             r"validation, run_dir=.*, resume=True, epochs=2\) in Python on the "
+                                             r"run's data"):  # (the new total, which the run records once it trains)
         fit(trainer, mnist, run_dir=run, resume=True)
     assert trainer._worker_actors == [] and trainer._server is None and trainer._pg is None
     assert saved == {name: (run / name).read_bytes() for name in saved}
