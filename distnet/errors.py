@@ -1,7 +1,9 @@
 """The error types distnet raises on purpose, and :func:`warn`, which its warnings go through.
 
-Every error a user can cause derives from :class:`DistnetError`; its message says what is wrong
-and how to fix it. The CLI prints such messages without a traceback and exits with status 2.
+Every error a user can cause derives from :class:`DistnetError`, but for a call that Python itself
+refuses (an argument a function does not take, an index that is no integer: Python's TypeError);
+its message says what is wrong and how to fix it. The CLI prints such messages without a traceback
+and exits with status 2.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ if TYPE_CHECKING:  # (the network module imports this one)
 
 
 class DistnetError(Exception):
-    """Base class of every error distnet raises for bad input, configuration or data."""
+    """Base class of every error distnet raises for bad input, configuration or data (a call Python
+    itself refuses is Python's TypeError)."""
 
 
 class ConfigError(DistnetError, ValueError):

@@ -221,7 +221,9 @@ def _text_stream(stream, default: TextIO) -> TextIO:
 
 
 class JsonLinesReporter(Reporter):
-    """One JSON object per event on ``stream`` (stdout by default), for scripts."""
+    """One JSON object per event on ``stream`` (stdout by default), for scripts: ``start``,
+    ``evaluation``, ``recovery`` and ``end`` (not :meth:`Reporter.on_steps`, the progress bar's,
+    thousands a run)."""
 
     def __init__(self, stream: TextIO | None = None):
         self.stream = _text_stream(stream, sys.stdout)

@@ -134,6 +134,10 @@ class EarlyStopping:
         self.notes = notes
         self.evaluator = StopEvaluator(window, acceptable_error)
         self.best_path = Path(best_path) if best_path is not None else None
+        if self.best_path is not None and not self.best_path.parent.is_dir():
+            # (not found only at the first improvement, taken for a run directory moved away meanwhile)
+            raise ConfigError(f"best_path {self.best_path}: the folder {self.best_path.parent} does not exist; create "
+                              f"it, or give a path in a folder that does")
         self.best_params: np.ndarray | None = None
         self.best_epoch = -1
 

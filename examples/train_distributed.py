@@ -19,8 +19,8 @@ parser.add_argument("--workers", type=int, default=2,
 parser.add_argument("--address", help="join a running Ray cluster ('auto' or HOST:PORT); by default "
                                       "the cluster $RAY_ADDRESS names, if set, and otherwise a Ray "
                                       "started inside this process, stopped at the end")
-parser.add_argument("--data-dir", help="the folder that holds MNIST's four IDX files, gzipped or not (or their "
-                                       "mnist/ folder)")
+parser.add_argument("--data-dir", help="the folder that holds MNIST's four IDX files, gzipped or not (or the "
+                                       "folder above it, which holds mnist/)")
 parser.add_argument("--run-dir", help="save the run here (config, history, best network, checkpoints); "
                                       "by default nothing is saved")
 
@@ -31,8 +31,8 @@ def main(args: argparse.Namespace) -> None:
     network = preset.build_network(seed=942457)
     trainer = DistributedTrainer(network, preset.build_optimizer(), l2=preset.l2, batch_size=preset.batch_size,
                                  workers=args.workers, address=args.address, seed=942457)
-    print("starting the Ray actors (and Ray itself, unless a cluster is joined): on a small machine, tens of "
-          "seconds before the first epoch", file=sys.stderr)
+    print("starting the Ray actors (and Ray itself, unless a cluster is joined): seconds before the first epoch "
+          "(on a small or busy machine, tens)", file=sys.stderr)
     result = trainer.fit(mnist.train, mnist.validation, epochs=args.epochs, eval_every=preset.eval_every,
                          window=preset.window, run_dir=args.run_dir,   # the article's stop rule
                          reporter=TerminalReporter())                  # progress goes to stderr

@@ -18,8 +18,8 @@ parser = argparse.ArgumentParser(
     epilog="MNIST is read from --data-dir, else from $DISTNET_DATA_DIR, else downloaded into ~/.cache/distnet "
            "on first use.")
 parser.add_argument("--epochs", type=int, default=5, help="epochs to train (default: %(default)s)")
-parser.add_argument("--data-dir", help="the folder that holds MNIST's four IDX files, gzipped or not (or their "
-                                       "mnist/ folder)")
+parser.add_argument("--data-dir", help="the folder that holds MNIST's four IDX files, gzipped or not (or the "
+                                       "folder above it, which holds mnist/)")
 parser.add_argument("--run-dir", help="save the run here (config, history, best network, checkpoints); "
                                       "by default nothing is saved")
 

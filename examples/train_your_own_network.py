@@ -22,7 +22,7 @@ parser.add_argument("--run-dir", default="runs/fashion",
                     help="a new folder for the run: config, history, best network, checkpoints "
                          "(default: %(default)s)")
 parser.add_argument("--data-dir", help="the folder that holds Fashion-MNIST's four IDX files, gzipped or "
-                                       "not (or their fashion-mnist/ folder)")
+                                       "not (or the folder above it, which holds fashion-mnist/)")
 parser.add_argument("--show", type=int, default=5, help="test images to classify at the end (default: %(default)s)")
 
 

@@ -231,3 +231,12 @@ def test_best_json_records_the_lowest_error_when_the_acceptable_error_stops_the_
     assert stopping.evaluate(2, 0.1, network.params + 1).stop
     assert json.loads((tmp_path / "best.json").read_text()) == {"epoch": 2, "validation_error": 0.1}
     assert np.array_equal(Network.load(tmp_path / "best.npz").params, network.params + 1)
+
+
+def test_early_stopping_refuses_a_best_path_in_a_folder_that_does_not_exist_at_once(tmp_path):
+    """Found at the first improvement, it was said as a run directory "gone (moved or removed)", the
+    stop rule's state changed all the same."""
+    net = Network([Dense(2, "softmax")], input_size=3, seed=0)
+    with pytest.raises(ConfigError, match=r"^best_path .*never/best.npz: the folder .*never does not exist; create it"):
+        EarlyStopping(net.spec(), window=2, best_path=tmp_path / "never" / "best.npz")
+    assert not (tmp_path / "never").exists()

@@ -261,8 +261,8 @@ class Dataset:
         return indices
 
     def astype(self, dtype: DTypeLike) -> Dataset:
-        """The same samples with the images in the floating-point *dtype* (the same array, not a
-        copy, when they already are)."""
+        """The same samples with the images in the floating-point *dtype* (no copy when they already
+        are: a read-only view of the same memory)."""
         return replace(self, images=self.images.astype(dtype, copy=False))
 
 
