@@ -344,10 +344,11 @@ def _settings_asked(args: argparse.Namespace) -> dict:
     advice to give them again where config.json does not record them yet (it does once the
     training starts): a plain resume would go on with the run's own (``--epochs``: to the old
     total, or nothing, where the run had ended there)."""
+    from .rundir import RESUME_OPTIONS
+
     if not getattr(args, "resume", None):
         return {}
-    asked = {"epochs": args.epochs, "checkpoint_every": args.checkpoint_every, "max_failures": args.max_failures}
-    return {key: value for key, value in asked.items() if value is not None}
+    return {key: getattr(args, key) for key in RESUME_OPTIONS if getattr(args, key) is not None}
 
 
 def _workers_asked(args: argparse.Namespace, run) -> int | None:

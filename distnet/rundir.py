@@ -81,7 +81,7 @@ def _current_path(folder: int) -> Path | None:
 
 # The settings a resume may change that config.json records: their options, and their values where
 # it records none.
-_RESUME_OPTIONS = {"epochs": ("--epochs", None), "checkpoint_every": ("--checkpoint-every", 0),
+RESUME_OPTIONS = {"epochs": ("--epochs", None), "checkpoint_every": ("--checkpoint-every", 0),
                    "max_failures": ("--max-failures", DEFAULT_MAX_FAILURES)}
 
 
@@ -190,7 +190,7 @@ class RunDir:
                     f"run's data{f', with {told}' if told else ''}")
         options = _submit_options()
         more = ["--workers", str(workers)] if workers is not None else []
-        more += [word for key, value in asked.items() for word in (_RESUME_OPTIONS[key][0], str(value))]
+        more += [word for key, value in asked.items() for word in (RESUME_OPTIONS[key][0], str(value))]
         if options is None:
             more += ["--address", shlex.quote(address)] if address is not None else []
             return " ".join(["distnet train --resume", at or shell_path(self.path), *more])
@@ -207,7 +207,7 @@ class RunDir:
             config = {}
         in_one_process = workers == 0 or workers is None and "workers" in config and config.get("protocol") is None
         return {key: value for key, value in settings.items()
-                if key in _RESUME_OPTIONS and config.get(key, _RESUME_OPTIONS[key][1]) != value
+                if key in RESUME_OPTIONS and config.get(key, RESUME_OPTIONS[key][1]) != value
                 and not (key == "max_failures" and in_one_process)}
 
     def started_by_fit(self) -> bool:

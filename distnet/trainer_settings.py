@@ -24,11 +24,11 @@ class _TakesItsArguments(type):
     (Only a call of the class comes here, not copy or pickle.)"""
 
     def __call__(cls, *args, **kwargs):
-        signature = inspect.signature(cls.__init__)
+        signature = cls.__signature__
         try:
-            signature.bind(None, *args, **kwargs)
+            signature.bind(*args, **kwargs)
         except TypeError as refusal:
-            names = [name for name in signature.parameters if name != "self"]
+            names = list(signature.parameters)
             unknown = next((name for name in kwargs if name not in signature.parameters), None)
             close = difflib.get_close_matches(unknown, names, n=1) if unknown else []
             hint = f" (did you mean {close[0]}?)" if close else cls._belongs_elsewhere(unknown) if unknown else ""

@@ -202,16 +202,17 @@ class TrainerBase(TrainerSettings):
             workers = positive_int("the run's number of workers", saved["workers"]) if "workers" in saved else None
         except ConfigError as e:  # what was given is checked already: this is the file's
             raise run.hand_edited_config(e) from None
+        # The command line's resume says its data set, and makes its trainer from config.json.
+        by_command_line = "dataset" in extra_config
         with self._workers_of_run(workers):
             config = self._run_config(data, settings, extra_config)
             try:
-                # (the command line's resume, which says its data set, makes its trainer from config.json)
-                check_resumable(checkpoint.config, config, from_config_json="dataset" in extra_config)
+                check_resumable(checkpoint.config, config, from_config_json=by_command_line)
             except ConfigError as e:
-                if run.started_by_fit() and "dataset" in extra_config:  # the command line's resume took MNIST
+                if run.started_by_fit() and by_command_line:  # on MNIST, where the run may have had data of its own
                     raise ConfigError(f"{e}; this run was started from Python, perhaps on data of its own: resume "
                                       f"it with {run.resume_command()}") from None
-                if run.started_by_fit() or "dataset" in extra_config:
+                if run.started_by_fit() or by_command_line:
                     raise
                 # A run of `distnet train` that Python resumes with a trainer of its own making.
                 raise ConfigError(f"{e}; this run was started by the command line, which resumes it with its "
