@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -160,6 +161,49 @@ def test_a_worker_that_fails_ends_the_chunk_with_the_steps_done_and_no_statistic
     (done, summary), _, errors = run_chunk(data, failing_at_step_4)
     assert (done, summary) == (4, None)
     assert [str(e) for e in errors] == ["injected"]
+
+
+def test_a_worker_that_does_not_answer_in_time_ends_the_chunk_as_a_lost_one_would(data):
+    """Worker 1 hangs in its step 3 (stopped, say): the server gives up on it after its step time
+    limit, every step before applied, instead of waiting as long as the worker hangs; the worker,
+    once it goes on, finds the server's end closed and ends its part without error."""
+    hanging, served = threading.Event(), []
+
+    def hangs_at_step_3(worker):
+        backprop, serve = worker._backprop, worker.serve_steps
+
+        def hanging_backprop(batch, out):
+            if worker.index == 1 and worker._channel._steps == 4:  # the fourth command: step 3
+                hanging.wait(30)
+            return backprop(batch, out)
+
+        worker._backprop = hanging_backprop
+        worker.serve_steps = lambda *args: served.append((worker.index, serve(*args)))
+
+    workers, server, spec = connected(data, hangs_at_step_3)
+    threads = [threading.Thread(target=w.serve_steps, args=(0, 0, STEPS), daemon=True) for w in workers]
+    try:
+        for thread in threads:
+            thread.start()
+        started = time.monotonic()
+        assert server.serve_steps(0, 0, STEPS, step_timeout=0.5) == (3, None)
+        assert 0.5 <= time.monotonic() - started < 10
+        assert not np.array_equal(server.get_params(), network().params)  # steps 0-2 applied
+    finally:
+        server.disconnect()  # as the driver closes the protocol: worker 0 waits for a step until then
+        hanging.set()
+        close(workers, server, spec, threads)
+    assert sorted(served) == [(0, 4), (1, 3)]  # (worker 0 computed step 3, which the server did not apply)
+
+
+def test_a_worker_gives_up_on_a_server_that_calls_for_no_step_in_time(data):
+    workers, server, spec = connected(data)
+    try:
+        started = time.monotonic()
+        assert workers[0].serve_steps(0, 0, STEPS, server_timeout=0.5) == 0  # (no server serves the chunk)
+        assert 0.5 <= time.monotonic() - started < 10
+    finally:
+        close(workers, server, spec, [])
 
 
 def descriptors_into(folder: str) -> int:

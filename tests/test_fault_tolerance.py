@@ -1,5 +1,6 @@
 """Losing actors, the driver or a checkpoint: every run still ends with exactly the parameters of an
 uninterrupted one (float64, fixed seed). Real kills on a real local Ray; nothing is mocked."""
+import contextlib
 import json
 import logging
 import os
@@ -661,20 +662,61 @@ class StallingWorker(GradientWorker):
         return super()._backprop(batch, out)
 
 
+@pytest.mark.parametrize("protocol", ["compiled", "channel", "plain"])
 def test_a_step_that_stalls_with_every_actor_answering_is_a_failure_and_the_steps_start_again(
-        mnist, ray_local, monkeypatch, uninterrupted):
+        mnist, ray_local, monkeypatch, uninterrupted, protocol):
     """It was recorded as "no actor lost at ...", and said with "; replaced" (a cluster audit)."""
     monkeypatch.setattr("distnet.distributed.trainer.GradientWorker", StallingWorker)
-    monkeypatch.setattr("distnet.distributed.compiled._STEP_TIMEOUT_S", 5.0)  # (a busy host's step: well under)
+    for module in ("compiled", "protocols"):  # (a busy host's step: well under 5 s)
+        monkeypatch.setattr(f"distnet.distributed.{module}.STEP_TIMEOUT_S", 5.0)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
-        trainer = make_trainer("compiled")
+        trainer = make_trainer(protocol)
         fit(trainer, mnist)
     finally:
         ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
     assert len(trainer.failures) == 1
     assert re.fullmatch(r"a step stalled at epoch 1, step \d+, every actor answering", trainer.failures[0])
     np.testing.assert_array_equal(trainer.network.params, uninterrupted[0])
+
+
+@pytest.fixture
+def short_time_limits(monkeypatch):
+    """A step waits 3 s for an actor before it is given up on, and a recovery 3 s for an answer."""
+    monkeypatch.setattr("distnet.distributed.protocols.STEP_TIMEOUT_S", 3.0)
+    monkeypatch.setattr("distnet.distributed.protocols.SERVER_GRACE_S", 1.0)
+    monkeypatch.setattr("distnet.distributed.protocols.CLOSE_TIMEOUT_S", 2.0)
+    monkeypatch.setattr("distnet.distributed.recovery.ANSWER_TIMEOUT_S", 3.0)
+
+
+def server_pid(trainer):
+    return ray.get(trainer._server.__ray_call__.remote(lambda server: os.getpid()))
+
+
+@pytest.mark.parametrize("protocol, actor", [("channel", "worker"), ("plain", "worker"), ("channel", "server")])
+def test_a_stopped_actor_is_given_up_on_after_the_step_time_limit_and_replaced(
+        mnist, ray_local, uninterrupted, short_time_limits, protocol, actor):
+    """SIGSTOPped, a worker (or a channel's parameter server) held the run for as long as it stayed
+    stopped: only the compiled graph had a time limit on a step."""
+    trainer = make_trainer(protocol)
+    stopped = []
+
+    def stop_actor():
+        stopped.append(trainer.placement[1]["pid"] if actor == "worker" else server_pid(trainer))
+        os.kill(stopped[-1], signal.SIGSTOP)
+
+    stopper = KillOnce(1, 20, stop_actor)
+    try:
+        result = fit(trainer, mnist, reporter=stopper)
+    finally:
+        for pid in stopped:  # (replaced, it was killed: nothing to go on)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    lost = rf"worker 1 \(pid {stopped[0]}\)" if actor == "worker" else "the parameter server"
+    assert len(trainer.failures) == 1 and re.fullmatch(rf"{lost} lost at epoch 1, step \d+", trainer.failures[0]), \
+        trainer.failures
+    assert_same_run(trainer, result, uninterrupted)
+    assert stopped[0] not in {p["pid"] for p in trainer.placement}
 
 
 def test_a_replacement_whose_start_raises_ends_the_run_with_that_error_not_as_losses_to_retry(
@@ -1048,6 +1090,6 @@ def test_an_actor_that_answers_seconds_late_counts_alive_and_a_lost_one_does_not
     try:
         ray_local.get([busy.sleep.remote(0), lost.sleep.remote(0)])
         kill_actor_and_wait(lost)
-        assert answered([busy.sleep.remote(2), lost.sleep.remote(0)]) == [True, False]
+        assert answered([(busy, "sleep", 2), (lost, "sleep", 0)], timeout=30) == [True, False]
     finally:
         ray_local.kill(busy)

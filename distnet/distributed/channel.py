@@ -17,16 +17,19 @@ instead:
   ~300 µs per step of the article's network; a short yielding watch keeps the step's processes
   awake without taking a core from the math (each look hands the core to any runnable process);
 * a pipe whose other end's process died reads end-of-file at once, so a lost worker (or a lost
-  server) is noticed on the very step it dies, never by a timeout.
+  server) is noticed on the very step it dies, never by a timeout; one whose process lives but
+  does not answer (stopped, say) is given up on after ``STEP_TIMEOUT_S``.
 
 Ray still places, starts and replaces the actors and carries every call around the steps.
 """
 from __future__ import annotations
 
 import errno
+import math
 import mmap
 import os
 import re
+import select
 import shutil
 import struct
 import tempfile
@@ -47,10 +50,18 @@ STATS_COLUMNS = 3  # cost, correct, samples
 # network's steps, whose waits then block and cost a negligible share of the step.
 SPIN_SECONDS = 0.002
 _COUNTER_STRIDE = 8  # int64s: each counter on its own 64-byte cache line
+#: How long the parameter server waits for a worker's step (a step of the wide network takes a
+#: tenth of a second; far longer means the worker's process is stuck, or stopped), and, doubled, a
+#: worker waits for the server's next step (the server itself may wait that long for another worker).
+STEP_TIMEOUT_S = 60.0
 
 
 class PeerLost(RuntimeError):
     """The process at the other end of a FIFO died (its end of the pipe closed)."""
+
+
+class PeerStalled(PeerLost):
+    """The process at the other end of a FIFO did not answer in time: given up on, as if lost."""
 
 
 class ChannelUnavailable(RuntimeError):
@@ -233,6 +244,14 @@ def _watch(waiting) -> None:
         os.sched_yield()
 
 
+def _await(fd: int, timeout: float, peer: str) -> None:
+    """Return once ``fd`` can be read (a message, or end-of-file), or raise PeerStalled after ``timeout`` s."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if not poller.poll(math.ceil(timeout * 1000)):  # (a signal's interruption is retried, PEP 475)
+        raise PeerStalled(f"{peer} did not answer within {timeout:g} s (its process is stuck, or stopped)")
+
+
 def _read_exactly(fd: int, n: int, peer: str) -> bytes:
     data = b""
     while len(data) < n:
@@ -270,12 +289,17 @@ class ServerEnd(_Attached):
         self._started += 1
         self.started[0] = self._started
 
-    def wait_step(self) -> list[int]:
-        """Wait for every worker; returns the indices of workers that reported a failure."""
+    def wait_step(self, timeout: float = STEP_TIMEOUT_S) -> list[int]:
+        """Wait for every worker; returns the indices of workers that reported a failure.
+        PeerLost for a worker whose process died, PeerStalled for one that has not answered
+        within ``timeout`` s."""
         if self.watch_workers:
             _watch(lambda: (self.finished[:, 0] < self._started).any())
+        deadline = time.monotonic() + timeout
         failed = []
         for i, fd in enumerate(self.done):
+            if self.finished[i, 0] < self._started:  # (else its message is in the FIFO already)
+                _await(fd, max(0.0, deadline - time.monotonic()), f"worker {i}")
             if _read_exactly(fd, 1, f"worker {i}") != OK:
                 failed.append(i)
         return failed
@@ -303,8 +327,12 @@ class WorkerEnd(_Attached):
         self.grad = self.grads[worker]
         self._steps = 0
 
-    def next_step(self) -> tuple[int, int]:
+    def next_step(self, timeout: float = 2 * STEP_TIMEOUT_S) -> tuple[int, int]:
+        """The (epoch, step) the server calls for next. PeerLost once the server's process has
+        died (or its end closed), PeerStalled if it has called for none within ``timeout`` s."""
         _watch(lambda: self.started[0] <= self._steps)
+        if self.started[0] <= self._steps:
+            _await(self.go, timeout, "the parameter server")
         command = _COMMAND.unpack(_read_exactly(self.go, _COMMAND.size, "the parameter server"))
         self._steps += 1
         return command

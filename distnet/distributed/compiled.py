@@ -47,7 +47,7 @@ from collections import deque
 import ray
 from ray.dag import InputNode
 
-from .protocols import ChunkSummary, StepProtocol
+from .protocols import STEP_TIMEOUT_S, ChunkSummary, StepProtocol
 
 # Steps submitted ahead of the one being waited for let the driver's submission of the next step
 # overlap the current one; Ray's default limit on executions in flight is 10. But Ray gives every
@@ -69,8 +69,6 @@ def steps_ahead(parameter_bytes: int) -> int:
 # What a gradient message holds besides the gradient (cost, counts, pickle framing: ~20 bytes).
 _MESSAGE_ROOM_BYTES = 64 * 2**10
 
-# A step of the wide network moves 7.5 MB each way; far slower than this means a peer is stuck.
-_STEP_TIMEOUT_S = 60.0
 _TEARDOWN_TIMEOUT_S = 10.0
 
 
@@ -105,7 +103,7 @@ class CompiledSteps(StepProtocol):
         # Before the graph runs: Ray's own monitor thread tears it down when a task fails, at times
         # before the trainer does. (A filter is added once, however many graphs add it.)
         logging.getLogger("ray.dag.compiled_dag_node").addFilter(_LOST_ACTOR_NOISE)
-        self._graph = applied.experimental_compile(_submit_timeout=_STEP_TIMEOUT_S,
+        self._graph = applied.experimental_compile(_submit_timeout=STEP_TIMEOUT_S,
                                                    _max_inflight_executions=self._ahead + 1)
 
     def run(self, epoch: int, start: int, stop: int) -> ChunkSummary:
@@ -114,9 +112,9 @@ class CompiledSteps(StepProtocol):
             for step in range(start, stop):
                 pending.append(self._graph.execute(epoch, step))
                 if len(pending) > self._ahead:
-                    ray.get(pending.popleft(), timeout=_STEP_TIMEOUT_S)
+                    ray.get(pending.popleft(), timeout=STEP_TIMEOUT_S)
             while pending:
-                ray.get(pending.popleft(), timeout=_STEP_TIMEOUT_S)
+                ray.get(pending.popleft(), timeout=STEP_TIMEOUT_S)
         except ray.exceptions.RayError as e:
             raise self._lost(e, epoch, start) from e
         return self._summary()

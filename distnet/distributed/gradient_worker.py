@@ -98,20 +98,22 @@ class GradientWorker:
             self._channel.close()
             self._channel = None
 
-    def serve_steps(self, epoch: int, start: int, stop: int) -> None:
-        """Compute steps [start, stop) of ``epoch`` as the parameter server calls for them."""
+    def serve_steps(self, epoch: int, start: int, stop: int, server_timeout: float = 2 * ch.STEP_TIMEOUT_S) -> int:
+        """Compute steps [start, stop) of ``epoch`` as the parameter server calls for them; returns
+        the steps computed: fewer where the chunk was given up (a peer lost), or the server called
+        for no step within ``server_timeout`` s (stuck, or stopped)."""
         # The steps compute straight on the parameters in shared memory (the server changes them
         # only between steps): no copy per step.
         with self._computing_on(self._channel.params):
-            self._serve(self._channel, epoch, start, stop)
+            return self._serve(self._channel, epoch, start, stop, server_timeout)
 
-    def _serve(self, channel: ch.WorkerEnd, epoch: int, start: int, stop: int) -> None:
+    def _serve(self, channel: ch.WorkerEnd, epoch: int, start: int, stop: int, server_timeout: float) -> int:
         batch = None
         for step in range(start, stop):
             try:
-                command = channel.next_step()
+                command = channel.next_step(server_timeout)
             except ch.PeerLost:
-                return  # the chunk was given up (a peer was lost); the driver knows how far it got
+                return step - start  # the chunk was given up; the driver knows how far it got
             try:
                 if command != (epoch, step):
                     raise RuntimeError(f"worker {self.index} is at epoch {epoch} step {step}, but the "
@@ -120,7 +122,10 @@ class GradientWorker:
             except BaseException:
                 channel.finish_step(ok=False)  # the server learns of the failure, and ends the chunk
                 raise
-            channel.finish_step()
+            try:
+                channel.finish_step()
+            except ch.PeerLost:  # the server is gone, or gave up on this step (too slow) and closed its end
+                return step - start
             # The next step's rows are gathered while the server applies this step's update, which
             # the worker would otherwise only wait for: the copy leaves the step's critical path.
             # Should that fail, the step gathers them again, where a failure reaches the server.
@@ -128,6 +133,7 @@ class GradientWorker:
             if step + 1 < stop:
                 with suppress(Exception):
                     batch = self._batch(epoch, step + 1)
+        return stop - start
 
     # -- evaluation -----------------------------------------------------------------------------
     def count_errors(self, params: np.ndarray | None, images: np.ndarray, labels: np.ndarray, part: int,

@@ -73,11 +73,12 @@ class ParameterServer:
         return stats.cost_units, stats.correct, stats.samples, self.params_finite()
 
     # -- the plain-call and compiled-graph step ---------------------------------------------------
-    def apply(self, epoch: int, step: int, *results) -> np.ndarray:
+    def apply(self, epoch: int, step: int, *results) -> tuple[np.ndarray, int]:
         """Update ``step`` of ``epoch`` from each worker's (gradient, cost, correct, samples);
-        returns the new parameters for the next step."""
+        returns the new parameters for the next step, and the step (two results, so that the
+        driver can wait for a step without fetching the parameters)."""
         self._apply(epoch, step, [r[0] for r in results], np.array([r[1:] for r in results], dtype=np.float64))
-        return self.params
+        return self.params, step
 
     def params_for(self, epoch: int, step: int) -> np.ndarray:
         """The parameters ``step`` of ``epoch`` computes on: the compiled graph's first node, which
@@ -111,19 +112,21 @@ class ParameterServer:
             self._channel.close()
             self._channel = None
 
-    def serve_steps(self, epoch: int, start: int, stop: int) -> tuple[int, tuple | None]:
+    def serve_steps(self, epoch: int, start: int, stop: int,
+                    step_timeout: float = ch.STEP_TIMEOUT_S) -> tuple[int, tuple | None]:
         """Run steps [start, stop) of ``epoch`` over the channel; returns the steps completed and,
         when that is all of them, :meth:`take_stats` (which saves the driver a call per chunk).
 
-        Stops early (and reports how far it got, with no summary) if a worker fails or dies: every
-        completed step was applied exactly once, the interrupted one not at all, and the completed
-        steps' statistics wait for the next summary.
+        Stops early (and reports how far it got, with no summary) if a worker fails, dies or has
+        not finished a step within ``step_timeout`` s: every completed step was applied exactly
+        once, the interrupted one not at all, and the completed steps' statistics wait for the next
+        summary.
         """
         channel = self._channel
         for step in range(start, stop):
             try:
                 channel.start_step(epoch, step)
-                failed = channel.wait_step()
+                failed = channel.wait_step(step_timeout)
             except ch.PeerLost:
                 return step - start, None
             if failed:

@@ -4,7 +4,8 @@ Each protocol runs steps [start, stop) of an epoch and either completes them all
 parameter server's :data:`ChunkSummary` of the steps applied since the last summary, or raises
 :class:`WorkerLostError` naming the first step that was *not* applied: every step before it was
 applied exactly once (its statistics stay on the server for the next summary), so a caller can
-replace actors and carry on from there.
+replace actors and carry on from there. A step that waits more than ``STEP_TIMEOUT_S`` for an
+actor (alive but stuck, or stopped) ends the chunk the same way.
 """
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import time
 from contextlib import suppress
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..errors import ConfigError, warn
-from .channel import ChannelSpec, ChannelUnavailable, reachable, remove_channel
+from .channel import STEP_TIMEOUT_S, ChannelSpec, ChannelUnavailable, reachable, remove_channel
 
 # (summed cost in StepStats' units, correctly classified samples, samples, whether every parameter
 # is finite)
@@ -22,6 +24,11 @@ ChunkSummary = tuple[int | float, int, int, bool]
 # How long closing a protocol (and the trainer's close after it) waits for the actors: a live one
 # answers within a chunk of steps (about a second) and a lost one at once, so longer means hung.
 CLOSE_TIMEOUT_S = 30.0
+# Once every worker's part of a chunk has ended, the server has the chunk's last update and its
+# summary left to do (milliseconds): far longer means it is stuck, or stopped.
+SERVER_GRACE_S = 10.0
+# How long a task of its own may take to start (a new Python process that imports Ray).
+_TASK_START_S = 60.0
 
 
 class WorkerLostError(RuntimeError):
@@ -35,8 +42,35 @@ class WorkerLostError(RuntimeError):
 def first_unapplied_step(server, epoch: int, start: int) -> int:
     """After a failed chunk of ``epoch`` that began at ``start``: the first step the server has
     not applied (it applies steps in order, each exactly once)."""
-    next_epoch, next_step = ray.get(server.next_position.remote())
+    return _step_at(ray.get(server.next_position.remote()), epoch, start)
+
+
+def _step_at(position: tuple[int, int], epoch: int, start: int) -> int:
+    next_epoch, next_step = position
     return next_step if next_epoch == epoch else start
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _answers(calls: list[tuple], timeout: float) -> list[tuple[bool, object]]:
+    pending = [getattr(actor, method).remote(*args) for actor, method, *args in calls]
+    ray.wait(pending, num_returns=len(pending), timeout=timeout)
+    answers = []
+    for call in pending:
+        try:
+            answers.append((True, ray.get(call, timeout=0)))
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            answers.append((False, None))  # lost, or not answering (stuck, stopped)
+    return answers
+
+
+def answers_aside(calls: list[tuple], timeout: float = 30.0) -> list[tuple[bool, object]]:
+    """For each call ``(actor, method, *args)``: (whether the actor answered within ``timeout``
+    s, its answer). The calls come from a task of their own: Ray runs an actor's calls from one
+    caller in the order they were sent, so the driver's would wait behind the steps it has sent
+    the actor, which an actor that stalls holds up."""
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.get(_answers.options(scheduling_strategy=here).remote(calls, timeout),
+                   timeout=timeout + _TASK_START_S)
 
 
 class StepProtocol:
@@ -61,6 +95,14 @@ class StepProtocol:
         applied = first_unapplied_step(self.server, epoch, start)
         return WorkerLostError(f"a step failed at epoch {epoch + 1}, step {applied}: {error}", epoch, applied)
 
+    def _stalled(self, epoch: int, start: int) -> WorkerLostError:
+        """The WorkerLostError for a chunk from ``start`` whose step waited ``STEP_TIMEOUT_S`` for
+        an actor: the server, asked aside (the driver's own call would wait behind the stalled
+        step), says which step (unless it is the one stalled)."""
+        [(answered, position)] = answers_aside([(self.server, "next_position")])
+        step = _step_at(position, epoch, start) if answered else start
+        return WorkerLostError(f"a step stalled at epoch {epoch + 1}, step {step}", epoch, step)
+
     def close(self) -> None:
         pass
 
@@ -74,11 +116,16 @@ class PlainSteps(StepProtocol):
 
     def run(self, epoch: int, start: int, stop: int) -> ChunkSummary:
         params = self.server.get_params.remote()
+        applied = []  # per step, the step's number once applied (small, unlike the parameters)
         for step in range(start, stop):
             grads = [w.gradient.remote(params, epoch, step) for w in self.workers]
-            params = self.server.apply.remote(epoch, step, *grads)
+            params, step_applied = self.server.apply.options(num_returns=2).remote(epoch, step, *grads)
+            applied.append(step_applied)
         try:
-            ray.get(params)
+            for step_applied in applied:
+                ray.get(step_applied, timeout=STEP_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            raise self._stalled(epoch, start) from None
         except ray.exceptions.RayError as e:
             raise self._lost(e, epoch, start) from e
         return self._summary()
@@ -127,8 +174,11 @@ class ChannelSteps(StepProtocol):
             _remove_channel(server, spec)
 
     def run(self, epoch: int, start: int, stop: int) -> ChunkSummary:
-        pending = [w.serve_steps.remote(epoch, start, stop) for w in self.workers]
-        done, summary = ray.get(self.server.serve_steps.remote(epoch, start, stop))
+        # A worker waits for the server's next step up to twice as long as the server waits for a
+        # worker's: the server may be waiting that long for another worker.
+        pending = [w.serve_steps.remote(epoch, start, stop, 2 * STEP_TIMEOUT_S) for w in self.workers]
+        done, summary = self._server_answer(self.server.serve_steps.remote(epoch, start, stop, STEP_TIMEOUT_S),
+                                            pending, epoch, start)
         if summary is None:
             message, error = self._cause(pending, epoch, start + done)
             raise WorkerLostError(message, epoch, start + done) from error
@@ -137,6 +187,27 @@ class ChannelSteps(StepProtocol):
         with suppress(ray.exceptions.RayActorError):
             ray.get(pending)
         return summary
+
+    @staticmethod
+    def _server_answer(serving, pending, epoch: int, start: int) -> tuple[int, ChunkSummary | None]:
+        """The server's answer to its part of the chunk (``serving``); WorkerLostError if it has
+        given none ``SERVER_GRACE_S`` after every worker's part ended (a worker ends its part
+        early when the server calls for no step in time)."""
+        running = list(pending)
+        while running:
+            ready, _ = ray.wait([serving, *running], num_returns=1)
+            if serving in ready:
+                return ray.get(serving)
+            running.remove(ready[0])
+        if ray.wait([serving], timeout=SERVER_GRACE_S)[0]:
+            return ray.get(serving)
+        served = []
+        for part in pending:
+            with suppress(ray.exceptions.RayError):
+                served.append(ray.get(part))
+        step = start + min(served, default=0)
+        raise WorkerLostError(f"the parameter server stopped answering at epoch {epoch + 1}, step {step}", epoch,
+                              step)
 
     @staticmethod
     def _cause(pending, epoch: int, step: int) -> tuple[str, Exception | None]:

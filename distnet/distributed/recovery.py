@@ -24,7 +24,7 @@ from ..progress import STALLED
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .placement import worker_name
-from .protocols import WorkerLostError
+from .protocols import WorkerLostError, answers_aside
 from .same_code import check_same_code
 from .stop_evaluator import StopEvaluatorActor
 
@@ -32,6 +32,10 @@ __all__ = ["LOST", "Recovery", "answered", "start_failure"]
 
 # What a lost actor looks like to the driver: a protocol's report, or a call on a dead actor.
 LOST = (WorkerLostError, ray.exceptions.RayActorError)
+
+# How long a recovery waits for each actor to answer: a live one, however busy (a long step, a loaded
+# host), answers within seconds; one that has not answered by then is replaced.
+ANSWER_TIMEOUT_S = 30.0
 
 _ACTOR_ROLES = {GradientWorker.__name__: "a gradient worker", ParameterServer.__name__: "the parameter server",
                 StopEvaluatorActor.__name__: "the stop evaluator"}
@@ -52,17 +56,10 @@ def start_failure(error: ray.exceptions.RayActorError) -> str:
     return f"{role} could not start ({exception[0][:300]})"
 
 
-def answered(pings: list, timeout: float = 30.0) -> list[bool]:
-    """Which of these calls (one per actor) were answered, i.e. which actors are alive."""
-    ray.wait(pings, num_returns=len(pings), timeout=timeout)
-    alive = []
-    for ping in pings:
-        try:
-            ray.get(ping, timeout=0)
-            alive.append(True)
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-            alive.append(False)  # dead, or hung: either way it is replaced
-    return alive
+def answered(calls: list[tuple], timeout: float) -> list[bool]:
+    """Which of these calls ``(actor, method, *args)``, one per actor, were answered within
+    ``timeout`` s, i.e. which actors are alive (one dead, or stuck, is replaced)."""
+    return [alive for alive, _ in answers_aside(calls, timeout)]
 
 
 class Recovery:
@@ -152,8 +149,8 @@ class Recovery:
         # Closing the protocol first frees the survivors (a channel's workers wait for the server).
         with suppress(ray.exceptions.RayError):
             self._steps.close()
-        server_alive, *workers_alive = answered([self._server.params_finite.remote()]
-                                               + [w.where.remote() for w in self._worker_actors])
+        server_alive, *workers_alive = answered([(self._server, "params_finite")]
+                                               + [(w, "where") for w in self._worker_actors], ANSWER_TIMEOUT_S)
         lost = [f"worker {i} (pid {self.placement[i]['pid']})" for i, alive in enumerate(workers_alive)
                 if not alive] + ([] if server_alive else ["the parameter server"])
         raised = cause.__cause__ if isinstance(cause, WorkerLostError) else None
