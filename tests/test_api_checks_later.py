@@ -177,7 +177,7 @@ def test_a_trainer_made_with_arguments_it_does_not_take_says_so_in_its_own_name(
         (lambda: DistributedTrainer(network, optimizer, worker=2),
          "DistributedTrainer(): got an unexpected keyword argument 'worker' (did you mean workers?); DistributedTrainer "
          "takes network, optimizer, l2, batch_size, workers, address, seed, protocol, placement_timeout, "
-         "max_failures, schedule, augmentation"),
+         "max_failures, schedule, augmentation, step_timeout"),
     ]:
         with pytest.raises(TypeError) as refused:
             made()
@@ -211,7 +211,7 @@ def test_a_trainer_refuses_a_setting_it_does_not_have_rather_than_keep_it_unread
     distributed.workers = 3  # was DistributedTrainer.requested_workers: `workers = 3` was kept and never read
     assert distributed.workers == 3 and "workers=3" in repr(distributed)
     settings = ("address, augmentation, batch_size, l2, learning_rate, max_failures, network, placement_timeout, "
-                "protocol, schedule, seed, workers")
+                "protocol, schedule, seed, step_timeout, workers")
     for made, name, message in [
         (trainer(), "batchsize", "Trainer: there is no setting 'batchsize' (did you mean batch_size?); the settings "
                                  "are augmentation, batch_size, l2, learning_rate, network, schedule, seed, shards"),

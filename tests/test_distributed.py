@@ -398,6 +398,7 @@ def test_no_workers_points_to_the_single_process_trainer():
     ({"max_failures": -1}, "max_failures must be a whole number of at least 0, got -1"),
     ({"placement_timeout": 0}, "placement_timeout must be a positive finite number, got 0"),  # had waited no time
     ({"placement_timeout": "60"}, "placement_timeout must be a positive finite number, got '60'"),
+    ({"step_timeout": -1}, "step_timeout must be a positive finite number, got -1"),
     ({"address": 123}, "address must be 'auto', 'local', a cluster's HOST:PORT or None (RAY_ADDRESS's cluster, else "
                        "a Ray of this process's own), got 123"),  # an AttributeError in fit
     ({"address": ""}, "address must be 'auto', 'local', a cluster's HOST:PORT or None"),  # taken for None

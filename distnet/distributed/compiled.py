@@ -47,7 +47,8 @@ from collections import deque
 import ray
 from ray.dag import InputNode
 
-from .protocols import STEP_TIMEOUT_S, ChunkSummary, StepProtocol
+from .channel import STEP_TIMEOUT_S
+from .protocols import ChunkSummary, StepProtocol
 
 # Steps submitted ahead of the one being waited for let the driver's submission of the next step
 # overlap the current one; Ray's default limit on executions in flight is 10. But Ray gives every
@@ -90,8 +91,9 @@ class CompiledSteps(StepProtocol):
 
     name = "compiled"
 
-    def __init__(self, server, workers: list, parameter_bytes: int, across_nodes: bool = False):
-        super().__init__(server, workers)
+    def __init__(self, server, workers: list, parameter_bytes: int, across_nodes: bool = False,
+                 step_timeout: float = STEP_TIMEOUT_S):
+        super().__init__(server, workers, step_timeout)
         self._ahead = 0 if across_nodes else steps_ahead(parameter_bytes)  # (trap 5)
         buffer_bytes = parameter_bytes + _MESSAGE_ROOM_BYTES
         ray.get([actor.__ray_call__.remote(_prepare_channels, buffer_bytes) for actor in (server, *workers)])
@@ -103,18 +105,23 @@ class CompiledSteps(StepProtocol):
         # Before the graph runs: Ray's own monitor thread tears it down when a task fails, at times
         # before the trainer does. (A filter is added once, however many graphs add it.)
         logging.getLogger("ray.dag.compiled_dag_node").addFilter(_LOST_ACTOR_NOISE)
-        self._graph = applied.experimental_compile(_submit_timeout=STEP_TIMEOUT_S,
+        self._graph = applied.experimental_compile(_submit_timeout=step_timeout,
                                                    _max_inflight_executions=self._ahead + 1)
 
     def run(self, epoch: int, start: int, stop: int) -> ChunkSummary:
         pending: deque = deque()
+        waiting_for = start  # the oldest step in flight
         try:
             for step in range(start, stop):
                 pending.append(self._graph.execute(epoch, step))
                 if len(pending) > self._ahead:
-                    ray.get(pending.popleft(), timeout=STEP_TIMEOUT_S)
+                    ray.get(pending.popleft(), timeout=self.step_timeout)
+                    waiting_for += 1
             while pending:
-                ray.get(pending.popleft(), timeout=STEP_TIMEOUT_S)
+                ray.get(pending.popleft(), timeout=self.step_timeout)
+                waiting_for += 1
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayChannelTimeoutError):
+            raise self._stalled(epoch, waiting_for) from None
         except ray.exceptions.RayError as e:
             raise self._lost(e, epoch, start) from e
         return self._summary()

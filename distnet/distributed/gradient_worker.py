@@ -100,8 +100,8 @@ class GradientWorker:
 
     def serve_steps(self, epoch: int, start: int, stop: int, server_timeout: float = 2 * ch.STEP_TIMEOUT_S) -> int:
         """Compute steps [start, stop) of ``epoch`` as the parameter server calls for them; returns
-        the steps computed: fewer where the chunk was given up (a peer lost), or the server called
-        for no step within ``server_timeout`` s (stuck, or stopped)."""
+        how many it called for: fewer where the chunk was given up (a peer lost), or the server
+        called for no step within ``server_timeout`` s (stuck, or stopped)."""
         # The steps compute straight on the parameters in shared memory (the server changes them
         # only between steps): no copy per step.
         with self._computing_on(self._channel.params):
@@ -125,7 +125,7 @@ class GradientWorker:
             try:
                 channel.finish_step()
             except ch.PeerLost:  # the server is gone, or gave up on this step (too slow) and closed its end
-                return step - start
+                return step + 1 - start
             # The next step's rows are gathered while the server applies this step's update, which
             # the worker would otherwise only wait for: the copy leaves the step's critical path.
             # Should that fail, the step gathers them again, where a failure reaches the server.

@@ -4,8 +4,8 @@ Each protocol runs steps [start, stop) of an epoch and either completes them all
 parameter server's :data:`ChunkSummary` of the steps applied since the last summary, or raises
 :class:`WorkerLostError` naming the first step that was *not* applied: every step before it was
 applied exactly once (its statistics stay on the server for the next summary), so a caller can
-replace actors and carry on from there. A step that waits more than ``STEP_TIMEOUT_S`` for an
-actor (alive but stuck, or stopped) ends the chunk the same way.
+replace actors and carry on from there. A step that waits more than the protocol's
+``step_timeout`` for an actor (alive but stuck, or stopped) ends the chunk the same way.
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import time
 from contextlib import suppress
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..errors import ConfigError, warn
 from .channel import STEP_TIMEOUT_S, ChannelSpec, ChannelUnavailable, reachable, remove_channel
@@ -27,8 +26,6 @@ CLOSE_TIMEOUT_S = 30.0
 # Once every worker's part of a chunk has ended, the server has the chunk's last update and its
 # summary left to do (milliseconds): far longer means it is stuck, or stopped.
 SERVER_GRACE_S = 10.0
-# How long a task of its own may take to start (a new Python process that imports Ray).
-_TASK_START_S = 60.0
 
 
 class WorkerLostError(RuntimeError):
@@ -42,47 +39,20 @@ class WorkerLostError(RuntimeError):
 def first_unapplied_step(server, epoch: int, start: int) -> int:
     """After a failed chunk of ``epoch`` that began at ``start``: the first step the server has
     not applied (it applies steps in order, each exactly once)."""
-    return _step_at(ray.get(server.next_position.remote()), epoch, start)
-
-
-def _step_at(position: tuple[int, int], epoch: int, start: int) -> int:
-    next_epoch, next_step = position
+    next_epoch, next_step = ray.get(server.next_position.remote())
     return next_step if next_epoch == epoch else start
-
-
-@ray.remote(num_cpus=0, max_retries=0)
-def _answers(calls: list[tuple], timeout: float) -> list[tuple[bool, object]]:
-    pending = [getattr(actor, method).remote(*args) for actor, method, *args in calls]
-    ray.wait(pending, num_returns=len(pending), timeout=timeout)
-    answers = []
-    for call in pending:
-        try:
-            answers.append((True, ray.get(call, timeout=0)))
-        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-            answers.append((False, None))  # lost, or not answering (stuck, stopped)
-    return answers
-
-
-def answers_aside(calls: list[tuple], timeout: float = 30.0) -> list[tuple[bool, object]]:
-    """For each call ``(actor, method, *args)``: (whether the actor answered within ``timeout``
-    s, its answer). The calls come from a task of their own: Ray runs an actor's calls from one
-    caller in the order they were sent, so the driver's would wait behind the steps it has sent
-    the actor, which an actor that stalls holds up."""
-    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-    return ray.get(_answers.options(scheduling_strategy=here).remote(calls, timeout),
-                   timeout=timeout + _TASK_START_S)
 
 
 class StepProtocol:
     """How the steps of a chunk travel between the workers and the parameter server: ``run``
     applies steps ``start..stop-1`` of ``epoch`` and returns their summary, or raises
     WorkerLostError saying the first step not applied; ``close`` lets the actors go (they may
-    then run another protocol)."""
+    then run another protocol). A step waits at most ``step_timeout`` s for an actor."""
 
     name = ""
 
-    def __init__(self, server, workers: list):
-        self.server, self.workers = server, workers
+    def __init__(self, server, workers: list, step_timeout: float = STEP_TIMEOUT_S):
+        self.server, self.workers, self.step_timeout = server, workers, step_timeout
 
     def run(self, epoch: int, start: int, stop: int) -> ChunkSummary:
         raise NotImplementedError
@@ -95,12 +65,11 @@ class StepProtocol:
         applied = first_unapplied_step(self.server, epoch, start)
         return WorkerLostError(f"a step failed at epoch {epoch + 1}, step {applied}: {error}", epoch, applied)
 
-    def _stalled(self, epoch: int, start: int) -> WorkerLostError:
-        """The WorkerLostError for a chunk from ``start`` whose step waited ``STEP_TIMEOUT_S`` for
-        an actor: the server, asked aside (the driver's own call would wait behind the stalled
-        step), says which step (unless it is the one stalled)."""
-        [(answered, position)] = answers_aside([(self.server, "next_position")])
-        step = _step_at(position, epoch, start) if answered else start
+    @staticmethod
+    def _stalled(epoch: int, step: int) -> WorkerLostError:
+        """The WorkerLostError for a chunk whose ``step`` waited ``step_timeout`` for an actor, every
+        step before it applied (the driver's own call to ask the server would wait behind the
+        stalled step)."""
         return WorkerLostError(f"a step stalled at epoch {epoch + 1}, step {step}", epoch, step)
 
     def close(self) -> None:
@@ -121,11 +90,13 @@ class PlainSteps(StepProtocol):
             grads = [w.gradient.remote(params, epoch, step) for w in self.workers]
             params, step_applied = self.server.apply.options(num_returns=2).remote(epoch, step, *grads)
             applied.append(step_applied)
+        waiting_for = start
         try:
             for step_applied in applied:
-                ray.get(step_applied, timeout=STEP_TIMEOUT_S)
+                ray.get(step_applied, timeout=self.step_timeout)
+                waiting_for += 1
         except ray.exceptions.GetTimeoutError:
-            raise self._stalled(epoch, start) from None
+            raise self._stalled(epoch, waiting_for) from None
         except ray.exceptions.RayError as e:
             raise self._lost(e, epoch, start) from e
         return self._summary()
@@ -138,13 +109,13 @@ class ChannelSteps(StepProtocol):
 
     name = "channel"
 
-    def __init__(self, server, workers, spec):
-        super().__init__(server, workers)
+    def __init__(self, server, workers, spec, step_timeout: float = STEP_TIMEOUT_S):
+        super().__init__(server, workers, step_timeout)
         self.spec = spec
         self.closed = False
 
     @classmethod
-    def open(cls, server, workers, required: bool) -> "ChannelSteps | None":
+    def open(cls, server, workers, required: bool, step_timeout: float = STEP_TIMEOUT_S) -> "ChannelSteps | None":
         """Connect everyone to a new channel; None (or ConfigError if ``required``) when some
         worker runs on another host, or the host has no room for the channel."""
         try:
@@ -165,7 +136,7 @@ class ChannelSteps(StepProtocol):
                                       "protocol 'plain' (or 'auto') on a multi-host cluster")
                 return None
             _connect(server, workers, spec)
-            return cls(server, workers, spec)
+            return cls(server, workers, spec, step_timeout)
         finally:
             # Once everyone holds the memory mapped and the FIFOs open the names can go, so that no
             # crash (of a driver, server or worker) can leave files behind in /dev/shm; nor may a
@@ -176,23 +147,23 @@ class ChannelSteps(StepProtocol):
     def run(self, epoch: int, start: int, stop: int) -> ChunkSummary:
         # A worker waits for the server's next step up to twice as long as the server waits for a
         # worker's: the server may be waiting that long for another worker.
-        pending = [w.serve_steps.remote(epoch, start, stop, 2 * STEP_TIMEOUT_S) for w in self.workers]
-        done, summary = self._server_answer(self.server.serve_steps.remote(epoch, start, stop, STEP_TIMEOUT_S),
+        pending = [w.serve_steps.remote(epoch, start, stop, 2 * self.step_timeout) for w in self.workers]
+        done, summary = self._server_answer(self.server.serve_steps.remote(epoch, start, stop, self.step_timeout),
                                             pending, epoch, start)
         if summary is None:
             message, error = self._cause(pending, epoch, start + done)
             raise WorkerLostError(message, epoch, start + done) from error
-        # Every step was applied, and the server has handed over their statistics: a worker lost
-        # after its last step must not undo that (the next call to it finds it lost).
-        with suppress(ray.exceptions.RayActorError):
-            ray.get(pending)
+        # Every step was applied, and the server has handed over their statistics: a worker lost (or
+        # stalled) after its last step must not undo that (the next chunk finds it so).
+        with suppress(ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            ray.get(pending, timeout=SERVER_GRACE_S)
         return summary
 
     @staticmethod
     def _server_answer(serving, pending, epoch: int, start: int) -> tuple[int, ChunkSummary | None]:
         """The server's answer to its part of the chunk (``serving``); WorkerLostError if it has
         given none ``SERVER_GRACE_S`` after every worker's part ended (a worker ends its part
-        early when the server calls for no step in time)."""
+        early when the server calls for no step in time), naming the last step it called for."""
         running = list(pending)
         while running:
             ready, _ = ray.wait([serving, *running], num_returns=1)
@@ -201,11 +172,11 @@ class ChannelSteps(StepProtocol):
             running.remove(ready[0])
         if ray.wait([serving], timeout=SERVER_GRACE_S)[0]:
             return ray.get(serving)
-        served = []
+        called_for = [0]
         for part in pending:
             with suppress(ray.exceptions.RayError):
-                served.append(ray.get(part))
-        step = start + min(served, default=0)
+                called_for.append(ray.get(part))
+        step = start + max(0, max(called_for) - 1)
         raise WorkerLostError(f"the parameter server stopped answering at epoch {epoch + 1}, step {step}", epoch,
                               step)
 

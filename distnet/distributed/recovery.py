@@ -17,6 +17,7 @@ import time
 from contextlib import suppress
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ..checks import count
 from ..errors import DistnetError, FailureLimitError, first_line, warn
@@ -24,7 +25,7 @@ from ..progress import STALLED
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .placement import worker_name
-from .protocols import WorkerLostError, answers_aside
+from .protocols import WorkerLostError
 from .same_code import check_same_code
 from .stop_evaluator import StopEvaluatorActor
 
@@ -36,6 +37,8 @@ LOST = (WorkerLostError, ray.exceptions.RayActorError)
 # How long a recovery waits for each actor to answer: a live one, however busy (a long step, a loaded
 # host), answers within seconds; one that has not answered by then is replaced.
 ANSWER_TIMEOUT_S = 30.0
+# How long the task that asks them may take to start (a new Python process that imports Ray).
+_TASK_START_S = 60.0
 
 _ACTOR_ROLES = {GradientWorker.__name__: "a gradient worker", ParameterServer.__name__: "the parameter server",
                 StopEvaluatorActor.__name__: "the stop evaluator"}
@@ -58,8 +61,27 @@ def start_failure(error: ray.exceptions.RayActorError) -> str:
 
 def answered(calls: list[tuple], timeout: float) -> list[bool]:
     """Which of these calls ``(actor, method, *args)``, one per actor, were answered within
-    ``timeout`` s, i.e. which actors are alive (one dead, or stuck, is replaced)."""
-    return [alive for alive, _ in answers_aside(calls, timeout)]
+    ``timeout`` s, i.e. which actors are alive (one dead, or stuck, is replaced). The calls come
+    from a task of their own: Ray runs an actor's calls from one caller in the order they were
+    sent, so the driver's would wait behind the steps it sent the actor before, which a stalled
+    step holds up."""
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    return ray.get(_answered.options(scheduling_strategy=here).remote(calls, timeout),
+                   timeout=timeout + _TASK_START_S)
+
+
+@ray.remote(num_cpus=0, max_retries=0)
+def _answered(calls: list[tuple], timeout: float) -> list[bool]:
+    pending = [getattr(actor, method).remote(*args) for actor, method, *args in calls]
+    ray.wait(pending, num_returns=len(pending), timeout=timeout)
+    alive = []
+    for call in pending:
+        try:
+            ray.get(call, timeout=0)
+            alive.append(True)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            alive.append(False)  # dead, or stuck: either way it is replaced
+    return alive
 
 
 class Recovery:

@@ -43,6 +43,7 @@ from ..training import TrainerBase
 from ..address import parse_address
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
+from .channel import STEP_TIMEOUT_S
 from .compiled import CompiledSteps
 from .protocols import CLOSE_TIMEOUT_S, ChannelSteps, PlainSteps, first_unapplied_step
 from .same_code import check_same_code
@@ -116,7 +117,10 @@ class DistributedTrainer(Recovery, TrainerBase):
     one host), ``"compiled"`` (Ray Compiled Graphs), ``"plain"`` (actor calls) or ``"auto"``
     (``channel`` where every actor shares the host, else ``plain``); see the module's
     documentation. ``placement_timeout`` is how many seconds to wait for the cluster to make room
-    for the actors (a CPU for each worker) before giving up with a message.
+    for the actors (a CPU for each worker) before giving up with a message. ``step_timeout`` is how
+    many seconds a step waits for an actor (a worker's gradient, the server's update) before it
+    takes the actor for stuck (stopped, say): a failure, recovered from as a lost actor is; a
+    network whose steps take longer needs more.
 
     Up to ``max_failures`` failures are recovered from during a fit without changing its result,
     each by replacing the actors (workers, parameter server, stop evaluator) then lost (a resumed
@@ -136,18 +140,21 @@ class DistributedTrainer(Recovery, TrainerBase):
     address = Checked(lambda name, address: _checked_address(address))
     protocol = Checked(lambda name, protocol: _checked_protocol(protocol))
     placement_timeout = Checked(positive_real)
+    step_timeout = Checked(positive_real)
     max_failures = Checked(lambda name, value: whole_number(name, value, 0))
 
     def __init__(self, network: Network, optimizer: Optimizer, l2: float = 0.0, batch_size: int = 32,
                  workers: int | None = None, address: str | None = None, seed: int | None = None,
                  protocol: str = "auto", placement_timeout: float = 60.0, max_failures: int = DEFAULT_MAX_FAILURES,
-                 schedule: Schedule | None = None, augmentation: RandomAffine | None = None):
+                 schedule: Schedule | None = None, augmentation: RandomAffine | None = None,
+                 step_timeout: float = STEP_TIMEOUT_S):
         super().__init__(network, optimizer, l2=l2, batch_size=batch_size, seed=seed, schedule=schedule,
                          augmentation=augmentation)
         self.workers = workers
         self.address = address
         self.protocol = protocol
         self.placement_timeout = placement_timeout
+        self.step_timeout = step_timeout
         self.max_failures = max_failures
         self.placement: list[dict] = []
         self.failures: list[str] = []
@@ -299,11 +306,12 @@ class DistributedTrainer(Recovery, TrainerBase):
         if self.protocol == "compiled":  # the server runs on the driver's node
             nodes = {p["node_id"] for p in self.placement} | {ray.get_runtime_context().get_node_id()}
             return CompiledSteps(self._server, self._worker_actors, self.network.params.nbytes,
-                                 across_nodes=len(nodes) > 1)
+                                 across_nodes=len(nodes) > 1, step_timeout=self.step_timeout)
         steps = None
         if self.protocol in ("auto", "channel"):
-            steps = ChannelSteps.open(self._server, self._worker_actors, required=self.protocol == "channel")
-        return steps or PlainSteps(self._server, self._worker_actors)
+            steps = ChannelSteps.open(self._server, self._worker_actors, required=self.protocol == "channel",
+                                      step_timeout=self.step_timeout)
+        return steps or PlainSteps(self._server, self._worker_actors, self.step_timeout)
 
     def _close(self) -> None:
         unanswered = None
