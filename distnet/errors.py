@@ -34,7 +34,12 @@ class DataNotFoundError(DistnetError, FileNotFoundError):
 
 
 class FolderNotWritableError(DataNotFoundError):
-    """A download's folder (distnet's cache), or the file's place in it, cannot be written."""
+    """A download's folder (distnet's cache), or the file's place in it, cannot be written;
+    ``errno`` says why (no room, a limit on file sizes, no permission), where known."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
 
 
 class ChecksumError(DataFormatError):

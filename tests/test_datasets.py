@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import functools
 import logging
 import os
@@ -586,12 +587,24 @@ class _Handler(SimpleHTTPRequestHandler):
     under /trickle/ it promises the size and sends a byte every 0.05 s; under /slowing/ it sends all
     but 100 bytes at once, then a byte every 0.05 s; under /vanish/ it sends the file, but before its
     last byte removes the download's temporary files in ``vanish_from`` (as another process cleaning
-    up would)."""
+    up would); under /page/ it sends a short HTML page without a Content-Length; under /loop/ it
+    redirects to itself."""
 
     vanish_from: Path | None = None
 
     def do_GET(self) -> None:
         kind, _, name = self.path.strip("/").partition("/")
+        if kind == "loop":
+            self.send_response(302)
+            self.send_header("Location", self.path)
+            self.end_headers()
+            return
+        if kind == "page":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html><body>Please log in</body></html>")
+            return
         if kind not in ("broken", "bloated", "endless", "trickle", "slowing", "vanish"):
             return super().do_GET()
         content = (Path(self.directory) / "mnist" / name).read_bytes()
@@ -732,7 +745,7 @@ def test_no_mirror_reachable(mirror: str, env: Path, monkeypatch: pytest.MonkeyP
     assert f"{mirror}/missing/{FILES[0]}.gz: HTTP 404 File not found" in message
     size = datasets._SIZES["mnist"][f"{FILES[0]}.gz"]
     assert (
-        f"{mirror}/broken/{FILES[0]}.gz: ConnectionError: connection closed after 10 of {size}"
+        f"{mirror}/broken/{FILES[0]}.gz: connection closed after 10 of {size}"
         in message
     )
     assert "no-such-scheme://x/train-images-idx3-ubyte.gz: " in message
@@ -749,8 +762,25 @@ def test_a_mirror_that_offers_or_sends_more_than_the_file_is_not_read_to_the_end
         load_mnist()
     size = datasets._SIZES["mnist"][f"{FILES[0]}.gz"]
     message = str(caught.value)
-    assert f"bloated/{FILES[0]}.gz: ConnectionError: the mirror offers {size + 1} bytes; the file has {size}" in message
-    assert f"endless/{FILES[0]}.gz: ConnectionError: the mirror sent more than the file's {size} bytes" in message
+    assert f"bloated/{FILES[0]}.gz: the mirror offers {size + 1} bytes; the file has {size}" in message
+    assert f"endless/{FILES[0]}.gz: the mirror sent more than the file's {size} bytes" in message
+    assert os.listdir(env / "mnist") == []
+
+
+def test_a_page_for_the_file_and_a_redirect_loop_are_said_as_such_one_line_each(
+    mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page (no Content-Length) was "SHA-256 is ..., expected ...", a ChecksumError, as if the
+    mirror held a damaged file; the loop's reason took three lines of the one-per-mirror list."""
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/page/", f"{mirror}/loop/"))
+    with pytest.raises(DataNotFoundError) as caught:
+        load_mnist()
+    assert not isinstance(caught.value, ChecksumError)
+    size = datasets._SIZES["mnist"][f"{FILES[0]}.gz"]
+    tried = str(caught.value).split("mirrors tried:\n")[1].split("\nDownload ")[0].splitlines()
+    assert tried == [f"  {mirror}/page/{FILES[0]}.gz: the mirror sent 39 bytes; the file has {size} (an error page?)",
+                     f"  {mirror}/loop/{FILES[0]}.gz: HTTP 302 The HTTP server returned a redirect error that would "
+                     f"lead to an infinite loop. The last 30x error message was: Found"]
     assert os.listdir(env / "mnist") == []
 
 
@@ -813,6 +843,62 @@ def test_progress_is_noted_during_a_download(
         load_test_set("mnist")
     noted = [m for m in caplog.messages if m.endswith(" so far")]
     assert noted and re.fullmatch(rf"{mirror}/mnist/{FILES[2]}.gz: [\d.]+ KB of 5.5 KB so far", noted[0])
+
+
+def locked(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Looking into ``folder`` is refused, as for a user without the permission to (these tests may
+    run as root, whom file modes do not stop)."""
+    stat = os.stat
+
+    def refusing(path, *args, **kwargs):
+        if str(path).startswith(str(folder) + os.sep):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", refusing)
+
+
+def test_a_data_folder_that_cannot_be_read_is_passed_over_or_named_not_a_bare_permission_error(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It ended the search with "<folder>/mnist/t10k-images-idx3-ubyte.gz: Permission denied",
+    whatever the cache held (a data audit)."""
+    shared = tmp_path / "shared"
+    make_files(shared / "mnist")
+    make_files(env / "mnist")  # (uncompressed: no published SHA-256 to match)
+    monkeypatch.setenv("DISTNET_DATA_DIR", str(shared))
+    locked(shared, monkeypatch)
+    with pytest.warns(UserWarning, match=re.escape(f"$DISTNET_DATA_DIR is {shared}, but {shared} cannot be read "
+                                                   f"(permission denied); using those in {env / 'mnist'}")):
+        assert len(load_test_set("mnist")) == 7
+    shutil.rmtree(env / "mnist")
+    with pytest.raises(DataNotFoundError) as caught:
+        load_test_set("mnist", download=False)
+    assert f"\n  {shared / 'mnist'} (cannot be read: permission denied)\n" in str(caught.value)
+    with pytest.raises(DataNotFoundError, match=re.escape(f"the data folder {shared / 'mnist'} cannot be read "
+                                                          f"(permission denied); give one you can read")):
+        load_test_set("mnist", data_dir=shared / "mnist")
+
+
+@pytest.mark.parametrize("limit", ["file size", "room"])
+def test_a_cache_write_refused_for_its_size_or_for_room_says_what_to_do_about_that(
+    limit: str, mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both were told to set XDG_CACHE_HOME to a folder they could write (a ulimit -f audit)."""
+    refusal = errno.EFBIG if limit == "file size" else errno.ENOSPC
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/mnist/",))
+
+    def refused(*args, **kwargs):
+        raise OSError(refusal, os.strerror(refusal), str(env / "mnist" / f"{FILES[0]}.gz"))
+
+    monkeypatch.setattr(download, "_download", refused)
+    with pytest.raises(FolderNotWritableError) as caught:
+        load_mnist()
+    fix = str(caught.value).split("To fix: ")[1]
+    assert fix.startswith("raise the limit on the size of the files a process writes (ulimit -f), or "
+                          if limit == "file size" else
+                          "free some space, or set XDG_CACHE_HOME to a folder you can write (the cache is its "
+                          "distnet/ subfolder) on a disk with room, or ")
 
 
 @pytest.mark.parametrize("in_the_way", ["cache", "file"])

@@ -39,6 +39,7 @@ from distnet.checks import as_array, checked_number, count, floating_point, labe
 from distnet.data.digits import PIXELS, SIDE, Digit
 from distnet.data.download import fetch, sha256_of
 from distnet.data.idx import read_idx
+from distnet.io import FILE_TOO_LARGE, NO_ROOM
 from distnet.errors import (ChecksumError, ConfigError, DataFormatError, DataNotFoundError, FolderNotWritableError,
                             warn)
 
@@ -417,6 +418,9 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
     # "~" in a config file, a Python call or --data-dir=~/... reaches here unexpanded by any shell.
     given = None if data_dir is None else path_of("data_dir", data_dir)
     if given is not None:
+        if _unreadable(given):
+            raise DataNotFoundError(f"the data folder {given} cannot be read (permission denied); give one you can "
+                                    f"read, or none to use ${DATA_DIR_ENV}, the cache or a download")
         if not given.is_dir():  # a typo would otherwise go unnoticed, the files found elsewhere
             what = "is a file, not a folder" if given.exists() else "does not exist"
             raise DataNotFoundError(f"the data folder {given} {what}; give the folder that holds the "
@@ -451,7 +455,11 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
         except FolderNotWritableError as exc:
             failure = FolderNotWritableError
             why = f"Downloading needs a cache folder it can write: {exc}."
-            fix = "set XDG_CACHE_HOME to a folder you can write (the cache is its distnet/ subfolder), or "
+            elsewhere = "set XDG_CACHE_HOME to a folder you can write (the cache is its distnet/ subfolder)"
+            fix = ("raise the limit on the size of the files a process writes (ulimit -f), or "
+                   if exc.errno == FILE_TOO_LARGE else
+                   f"free some space, or {elsewhere} on a disk with room, or " if exc.errno in NO_ROOM else
+                   f"{elsewhere}, or ")
         except (DataNotFoundError, ChecksumError) as exc:
             failure = type(exc)
             missing = [f"{base}.gz" for base in bases if not _find(cache, base)]
@@ -460,7 +468,8 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
             fix += f"set {MIRRORS_ENV} to mirrors you can reach (base URLs, comma-separated), or "
     else:
         why = "Downloading is turned off (download=False, --no-download)."
-    looked = "\n".join(f"  {folder}" for folder in folders)
+    looked = "\n".join(f"  {folder}" + (" (cannot be read: permission denied)" if _unreadable(folder) else "")
+                       for folder in folders)
     unset = "set but empty" if os.environ.get(DATA_DIR_ENV) == "" else "not set"
     env_note = (f"{DATA_DIR_ENV} is {unset}" if shared is None else
                 f"${DATA_DIR_ENV} is {shared}, {_shared_mistake(name, bases, shared)}")
@@ -504,6 +513,9 @@ def _note_passed_over(name: str, bases: tuple[str, ...], used: Path, given: Path
 
 def _shared_mistake(name: str, bases: tuple[str, ...], shared: Path) -> str:
     """What is wrong with ``$DISTNET_DATA_DIR`` (``shared``), which does not give the files ``bases``."""
+    for folder in (shared, shared / name):
+        if _unreadable(folder):
+            return f"but {folder} cannot be read (permission denied)"
     if not shared.is_dir():
         return "a file, not a folder" if shared.exists() else "a folder that does not exist"
     if all(_find(shared, base) for base in bases):
@@ -514,11 +526,27 @@ def _shared_mistake(name: str, bases: tuple[str, ...], shared: Path) -> str:
 
 
 def _find(folder: Path, base: str) -> Path | None:
-    """The file *base* in *folder*, compressed preferred because it can be verified."""
+    """The file *base* in *folder*, compressed preferred because it can be verified; None also
+    where *folder* cannot be read (the error, where nothing is found, says so: :func:`_unreadable`)."""
     for candidate in (folder / f"{base}.gz", folder / base):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except PermissionError:
+            return None
     return None
+
+
+def _unreadable(folder: Path) -> bool:
+    """Whether *folder* exists but its files cannot be looked at (it, or a folder above it, lacks
+    the permission)."""
+    try:
+        os.stat(os.path.join(folder, "."))  # (pathlib would drop the ".", which needs the permission)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _fetch(name: str, base: str, cache: Path, unreachable: set[str]) -> Path:

@@ -38,6 +38,10 @@ _UNREACHABLE = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno
 _log = logging.getLogger(__name__)
 
 
+class _NotTheFile(ConnectionError):
+    """What a mirror sent is not the file (another size: an error page, say)."""
+
+
 def sha256_of(path: str | os.PathLike[str]) -> str:
     """Return the SHA-256 of the file at *path* as 64 lowercase hex digits."""
     digest = hashlib.sha256()
@@ -83,7 +87,7 @@ def fetch(
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise FolderNotWritableError(f"cannot create the folder {dest_dir}: {exc.strerror}") from None
+        raise FolderNotWritableError(f"cannot create the folder {dest_dir}: {exc.strerror}", exc.errno) from None
     _remove_abandoned_downloads(target, max(_ABANDONED_AFTER_S, 10 * timeout))
     unreachable = set() if unreachable is None else unreachable
     failures: list[str] = []
@@ -106,7 +110,7 @@ def fetch(
         except (OSError, HTTPException, ValueError) as exc:
             written = isinstance(exc, OSError) and exc.filename == str(target)  # atomic_writer names its file
             if written and exc.errno in _NOT_WRITABLE:
-                raise FolderNotWritableError(f"cannot write {target}: {exc.strerror}") from None
+                raise FolderNotWritableError(f"cannot write {target}: {exc.strerror}", exc.errno) from None
             if _unreachable(exc):
                 unreachable.add(base)
             # Another write of the file failing (its temporary removed by another process cleaning
@@ -135,14 +139,14 @@ def _download(url: str, out: BinaryIO, size: int | None, timeout: float) -> str:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         promised = response.headers.get("Content-Length", "")
         if size is not None and promised.isdigit() and int(promised) != size:
-            raise ConnectionError(f"the mirror offers {promised} bytes; the file has {size}")
+            raise _NotTheFile(f"the mirror offers {promised} bytes; the file has {size}")
         # read1: one network read at a time, so that a trickle is noticed between reads.
         while chunk := response.read1(_CHUNK):
             digest.update(chunk)
             out.write(chunk)
             received += len(chunk)
             if size is not None and received > size:
-                raise ConnectionError(f"the mirror sent more than the file's {size} bytes")
+                raise _NotTheFile(f"the mirror sent more than the file's {size} bytes")
             now = time.monotonic()
             if now - window >= timeout:
                 if received - window_received < _MIN_BYTES_PER_SECOND * (now - window):
@@ -156,7 +160,9 @@ def _download(url: str, out: BinaryIO, size: int | None, timeout: float) -> str:
     # http.client ends a chunked read quietly when the connection drops; say so rather than
     # report the cut-off file as a checksum mismatch.
     if promised.isdigit() and received < int(promised):
-        raise ConnectionError(f"connection closed after {received} of {promised} bytes")
+        raise _NotTheFile(f"connection closed after {received} of {promised} bytes")
+    if size is not None and received < size:  # (said with no Content-Length: a page, not a damaged file)
+        raise _NotTheFile(f"the mirror sent {received} bytes; the file has {size} (an error page?)")
     return digest.hexdigest()
 
 
@@ -169,7 +175,11 @@ def _remove_abandoned_downloads(target: Path, after_s: float) -> None:
     """Remove the temporary files of downloads of *target* that have not grown for *after_s*
     seconds: killed ones (a live one keeps growing)."""
     prefix = f".{target.name}."
-    for path in target.parent.iterdir():
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:  # a folder that can be written but not listed: its write then says what is wrong
+        return
+    for path in entries:
         if path.name.startswith(prefix) and UNFINISHED_WRITE.fullmatch(path.name):
             with suppress(OSError):
                 if time.time() - path.stat().st_mtime > after_s:
@@ -186,11 +196,15 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
-    """Say in a few words why a download failed."""
+    """Say in a few words, on one line (one per mirror in the error), why a download failed."""
     if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        return str(exc.reason)
-    if isinstance(exc, TimeoutError):
-        return "timed out" if str(exc) in ("", "timed out") else str(exc)
-    return f"{type(exc).__name__}: {exc}"
+        reason = f"HTTP {exc.code} {exc.reason}"
+    elif isinstance(exc, urllib.error.URLError):
+        reason = str(exc.reason)
+    elif isinstance(exc, TimeoutError):
+        reason = "timed out" if str(exc) in ("", "timed out") else str(exc)
+    elif isinstance(exc, _NotTheFile):
+        reason = str(exc)
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+    return " ".join(reason.split())
