@@ -37,9 +37,12 @@ class FolderNotWritableError(DataNotFoundError):
     """A download's folder (distnet's cache), or the file's place in it, cannot be written;
     ``errno`` says why (no room, a limit on file sizes, no permission), where known."""
 
-    def __init__(self, message: str, errno: int | None = None):
+    def __init__(self, message: str, errno: int | None = None) -> None:
         super().__init__(message)
         self.errno = errno
+
+    def __reduce__(self):  # (pickled, as between processes, with its errno)
+        return type(self), (str(self), self.errno)
 
 
 class ChecksumError(DataFormatError):

@@ -880,6 +880,37 @@ def test_a_data_folder_that_cannot_be_read_is_passed_over_or_named_not_a_bare_pe
         load_test_set("mnist", data_dir=shared / "mnist")
 
 
+def test_a_data_folder_s_data_set_folder_that_cannot_be_read_is_refused_unless_the_folder_holds_the_files(
+    env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--data-dir D, where D/mnist cannot be read: the cache's files were used, with a warning that
+    D does not hold them (a review)."""
+    given = tmp_path / "given"
+    make_files(given / "mnist")
+    make_files(env / "mnist")
+    locked(given / "mnist", monkeypatch)
+    with pytest.raises(DataNotFoundError, match=re.escape(f"the data folder {given / 'mnist'} cannot be read")):
+        load_test_set("mnist", data_dir=given)
+    make_files(given)  # D itself holds them: its mnist/ is not needed
+    assert len(load_test_set("mnist", data_dir=given)) == 7
+
+
+def test_a_folder_not_writable_error_keeps_its_errno_through_the_search_and_a_pickle(
+    mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(datasets.MIRRORS, "mnist", (f"{mirror}/mnist/",))
+
+    def refused(*args, **kwargs):
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(env / "mnist" / f"{FILES[0]}.gz"))
+
+    monkeypatch.setattr(download, "_download", refused)
+    with pytest.raises(FolderNotWritableError) as caught:
+        load_mnist()
+    assert caught.value.errno == errno.EFBIG
+    again = pickle.loads(pickle.dumps(caught.value))
+    assert (type(again), str(again), again.errno) == (FolderNotWritableError, str(caught.value), errno.EFBIG)
+
+
 @pytest.mark.parametrize("limit", ["file size", "room"])
 def test_a_cache_write_refused_for_its_size_or_for_room_says_what_to_do_about_that(
     limit: str, mirror: str, env: Path, monkeypatch: pytest.MonkeyPatch

@@ -681,7 +681,7 @@ def test_a_step_that_stalls_with_every_actor_answering_is_a_failure_and_the_step
 @pytest.fixture
 def short_time_limits(monkeypatch):
     """A recovery waits 3 s for an answer (and a channel's driver 1 s for the server once the workers
-    have ended, 2 s for the channel to close), the trainer's step 3 s for an actor."""
+    have ended, 2 s for the channel to close); each test gives its trainer's steps 3 s."""
     monkeypatch.setattr("distnet.distributed.protocols.SERVER_GRACE_S", 1.0)
     monkeypatch.setattr("distnet.distributed.protocols.CLOSE_TIMEOUT_S", 2.0)
     monkeypatch.setattr("distnet.distributed.recovery.ANSWER_TIMEOUT_S", 3.0)

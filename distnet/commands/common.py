@@ -43,8 +43,8 @@ def add_data_location_arguments(parser: argparse.ArgumentParser, test_only: bool
     """--data-dir, --no-download: where the data set's files are, and whether to download them
     (``test_only``: a command that reads only the two test files)."""
     files = "the two test IDX files (t10k-*)" if test_only else "the four IDX files"
-    parser.add_argument("--data-dir", type=folder, help=f"folder with {files}, or the folder above its DATASET/ "
-                        "subfolder (default: $DISTNET_DATA_DIR/DATASET, then the user cache, then a download "
+    parser.add_argument("--data-dir", type=folder, help=f"folder with {files}, or the folder above a DATASET/ "
+                        "subfolder with them (default: $DISTNET_DATA_DIR/DATASET, then the user cache, then a download "
                         "from the mirrors, or those $DISTNET_MIRRORS lists)")
     parser.add_argument("--no-download", action="store_true", help="never download; fail if the files are missing")
 

@@ -419,8 +419,7 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
     given = None if data_dir is None else path_of("data_dir", data_dir)
     if given is not None:
         if _unreadable(given):
-            raise DataNotFoundError(f"the data folder {given} cannot be read (permission denied); give one you can "
-                                    f"read, or none to use ${DATA_DIR_ENV}, the cache or a download")
+            raise _unreadable_data_folder(given)
         if not given.is_dir():  # a typo would otherwise go unnoticed, the files found elsewhere
             what = "is a file, not a folder" if given.exists() else "does not exist"
             raise DataNotFoundError(f"the data folder {given} {what}; give the folder that holds the "
@@ -436,6 +435,8 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
 
     incomplete = []  # folders with some of the files: the likeliest place of a mistake
     for folder in folders:
+        if given is not None and folder == given / name and _unreadable(folder):  # (given itself lacks the files)
+            raise _unreadable_data_folder(folder)
         found = [path for base in bases if (path := _find(folder, base))]
         if len(found) == len(bases):
             _note_passed_over(name, bases, folder, given, shared)
@@ -446,6 +447,7 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
 
     fix = f"put the {count} {kind}files in {cache if given is None else given}, or "
     failure: type[DataNotFoundError | ChecksumError] = DataNotFoundError
+    refusal = None  # a cache write's errno
     if download:
         _note_passed_over(name, bases, cache, given, shared, downloading=True)
         unreachable: set[str] = set()  # a dead mirror costs its timeout once, not once per file
@@ -453,7 +455,7 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
             # Keeps what an interrupted earlier download already fetched.
             return [_find(cache, base) or _fetch(name, base, cache, unreachable) for base in bases]
         except FolderNotWritableError as exc:
-            failure = FolderNotWritableError
+            failure, refusal = FolderNotWritableError, exc.errno
             why = f"Downloading needs a cache folder it can write: {exc}."
             elsewhere = "set XDG_CACHE_HOME to a folder you can write (the cache is its distnet/ subfolder)"
             fix = ("raise the limit on the size of the files a process writes (ulimit -f), or "
@@ -476,11 +478,15 @@ def _locate(name: str, data_dir: str | os.PathLike[str] | None, download: bool,
     data_dir_option = ("pass --data-dir (data_dir= in Python)" if given is None else
                        "give --data-dir (data_dir= in Python) another folder")
     wanted = ", ".join(f"{base}[.gz]" for base in bases)
-    raise failure(
-        f"{title} not found. Looked for {wanted} in:\n{looked}\n{''.join(incomplete)}{why}\n"
-        f"To fix: {fix}{data_dir_option}, or set {DATA_DIR_ENV} to a folder with mnist/ and "
-        f"fashion-mnist/ subfolders ({env_note})."
-    )
+    message = (f"{title} not found. Looked for {wanted} in:\n{looked}\n{''.join(incomplete)}{why}\n"
+               f"To fix: {fix}{data_dir_option}, or set {DATA_DIR_ENV} to a folder with mnist/ and "
+               f"fashion-mnist/ subfolders ({env_note}).")
+    raise FolderNotWritableError(message, refusal) if failure is FolderNotWritableError else failure(message)
+
+
+def _unreadable_data_folder(folder: Path) -> DataNotFoundError:
+    return DataNotFoundError(f"the data folder {folder} cannot be read (permission denied); give one you can read, "
+                             f"or none to use ${DATA_DIR_ENV}, the cache or a download")
 
 
 def _shared_data_dir() -> Path | None:
@@ -533,18 +539,20 @@ def _find(folder: Path, base: str) -> Path | None:
             if candidate.is_file():
                 return candidate
         except PermissionError:
-            return None
+            if _unreadable(folder):
+                return None
+            raise  # the file's own (a link into a folder that cannot be read): its error names it
     return None
 
 
 def _unreadable(folder: Path) -> bool:
-    """Whether *folder* exists but its files cannot be looked at (it, or a folder above it, lacks
-    the permission)."""
+    """Whether the files in *folder* cannot be looked at: it, or a folder above it, lacks the
+    permission (False where it does not exist, or is no folder)."""
     try:
         os.stat(os.path.join(folder, "."))  # (pathlib would drop the ".", which needs the permission)
     except PermissionError:
         return True
-    except OSError:
+    except (OSError, ValueError):  # (ValueError: a NUL in the name)
         return False
     return False
 

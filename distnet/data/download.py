@@ -38,8 +38,8 @@ _UNREACHABLE = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno
 _log = logging.getLogger(__name__)
 
 
-class _NotTheFile(ConnectionError):
-    """What a mirror sent is not the file (another size: an error page, say)."""
+class _BadResponse(ConnectionError):
+    """What a mirror sent is not the whole file: another size (an error page, say), or cut off."""
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -138,15 +138,16 @@ def _download(url: str, out: BinaryIO, size: int | None, timeout: float) -> str:
     window_received = 0
     with urllib.request.urlopen(url, timeout=timeout) as response:
         promised = response.headers.get("Content-Length", "")
+        page = " (an error page?)" if response.headers.get_content_type() == "text/html" else ""
         if size is not None and promised.isdigit() and int(promised) != size:
-            raise _NotTheFile(f"the mirror offers {promised} bytes; the file has {size}")
+            raise _BadResponse(f"the mirror offers {promised} bytes; the file has {size}{page}")
         # read1: one network read at a time, so that a trickle is noticed between reads.
         while chunk := response.read1(_CHUNK):
             digest.update(chunk)
             out.write(chunk)
             received += len(chunk)
             if size is not None and received > size:
-                raise _NotTheFile(f"the mirror sent more than the file's {size} bytes")
+                raise _BadResponse(f"the mirror sent more than the file's {size} bytes")
             now = time.monotonic()
             if now - window >= timeout:
                 if received - window_received < _MIN_BYTES_PER_SECOND * (now - window):
@@ -160,9 +161,9 @@ def _download(url: str, out: BinaryIO, size: int | None, timeout: float) -> str:
     # http.client ends a chunked read quietly when the connection drops; say so rather than
     # report the cut-off file as a checksum mismatch.
     if promised.isdigit() and received < int(promised):
-        raise _NotTheFile(f"connection closed after {received} of {promised} bytes")
-    if size is not None and received < size:  # (said with no Content-Length: a page, not a damaged file)
-        raise _NotTheFile(f"the mirror sent {received} bytes; the file has {size} (an error page?)")
+        raise _BadResponse(f"connection closed after {received} of {promised} bytes")
+    if size is not None and received < size:  # (without a Content-Length: not a damaged file on the mirror)
+        raise _BadResponse(f"the mirror sent {received} bytes; the file has {size}{page or ' (cut off?)'}")
     return digest.hexdigest()
 
 
@@ -203,7 +204,7 @@ def _reason(exc: BaseException) -> str:
         reason = str(exc.reason)
     elif isinstance(exc, TimeoutError):
         reason = "timed out" if str(exc) in ("", "timed out") else str(exc)
-    elif isinstance(exc, _NotTheFile):
+    elif isinstance(exc, _BadResponse):
         reason = str(exc)
     else:
         reason = f"{type(exc).__name__}: {exc}"

@@ -5,7 +5,9 @@ parameter server's :data:`ChunkSummary` of the steps applied since the last summ
 :class:`WorkerLostError` naming the first step that was *not* applied: every step before it was
 applied exactly once (its statistics stay on the server for the next summary), so a caller can
 replace actors and carry on from there. A step that waits more than the protocol's
-``step_timeout`` for an actor (alive but stuck, or stopped) ends the chunk the same way.
+``step_timeout`` for an actor (alive but stuck, or stopped) ends the chunk the same way (a
+channel's stalled server, which cannot be asked, is named at the last step it called for, which it
+may have applied).
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ SERVER_GRACE_S = 10.0
 
 
 class WorkerLostError(RuntimeError):
-    """A worker (or the parameter server) failed or died during a chunk of steps."""
+    """A worker (or the parameter server) failed, died or stalled during a chunk of steps."""
 
     def __init__(self, message: str, epoch: int, step: int):
         super().__init__(message)
@@ -200,7 +202,7 @@ class ChannelSteps(StepProtocol):
         """Detach the parameter server and every worker from the channel, so that none keeps its
         memory mapped (the survivors of a lost actor go on with the protocol opened next, which
         may be another); GetTimeoutError if the server has not answered within
-        ``CLOSE_TIMEOUT_S`` (hung). A lost actor has nothing to close, and the channel's files
+        ``CLOSE_TIMEOUT_S`` (or the step's time limit, if longer: hung). A lost actor has nothing to close, and the channel's files
         were removed when it opened. Once closed, closing again does nothing: a recovery that
         failed after closing it may have put a worker that never joined it (nor started, at times)
         into the workers' list."""
@@ -210,7 +212,7 @@ class ChannelSteps(StepProtocol):
         server = self.server.disconnect.remote()
         # Sent at once: a worker still serving a chunk takes its call when the server's end closes.
         workers = [w.disconnect.remote() for w in self.workers]
-        ray.wait([server, *workers], num_returns=1 + len(workers), timeout=CLOSE_TIMEOUT_S)
+        ray.wait([server, *workers], num_returns=1 + len(workers), timeout=max(CLOSE_TIMEOUT_S, self.step_timeout))
         for call in workers:
             with suppress(ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                 ray.get(call, timeout=0)  # a lost or hung worker: the trainer replaces or kills it
