@@ -691,13 +691,14 @@ def server_pid(trainer):
     return ray.get(trainer._server.__ray_call__.remote(lambda server: os.getpid()))
 
 
-@pytest.mark.parametrize("protocol", ["channel", "plain", "compiled"])
-@pytest.mark.parametrize("actor", ["worker", "server"])
+@pytest.mark.parametrize("protocol, actor", [("channel", "worker"), ("plain", "worker"), ("channel", "server"),
+                                             ("plain", "server"), ("compiled", "server")])
 def test_a_stopped_actor_is_given_up_on_after_the_step_time_limit_and_replaced(
         mnist, ray_local, uninterrupted, short_time_limits, protocol, actor):
     """SIGSTOPped, a worker or the parameter server held the run for as long as it stayed stopped
     (only the compiled graph had a time limit on a step, and there a stopped server held the run
-    all the same: the driver then asked it which step it stood at)."""
+    all the same: the driver then asked it which step it stood at). (A stopped worker under compiled,
+    left out for the suite's time, was replaced in a review's run, in 23 s.)"""
     trainer = make_trainer(protocol, step_timeout=3.0)
     stopped = []
 

@@ -202,7 +202,7 @@ class ChannelSteps(StepProtocol):
         """Detach the parameter server and every worker from the channel, so that none keeps its
         memory mapped (the survivors of a lost actor go on with the protocol opened next, which
         may be another); GetTimeoutError if the server has not answered within
-        ``CLOSE_TIMEOUT_S`` (or the step's time limit, if longer: hung). A lost actor has nothing to close, and the channel's files
+        ``CLOSE_TIMEOUT_S`` (hung). A lost actor has nothing to close, and the channel's files
         were removed when it opened. Once closed, closing again does nothing: a recovery that
         failed after closing it may have put a worker that never joined it (nor started, at times)
         into the workers' list."""
@@ -212,7 +212,7 @@ class ChannelSteps(StepProtocol):
         server = self.server.disconnect.remote()
         # Sent at once: a worker still serving a chunk takes its call when the server's end closes.
         workers = [w.disconnect.remote() for w in self.workers]
-        ray.wait([server, *workers], num_returns=1 + len(workers), timeout=max(CLOSE_TIMEOUT_S, self.step_timeout))
+        ray.wait([server, *workers], num_returns=1 + len(workers), timeout=CLOSE_TIMEOUT_S)
         for call in workers:
             with suppress(ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
                 ray.get(call, timeout=0)  # a lost or hung worker: the trainer replaces or kills it

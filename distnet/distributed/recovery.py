@@ -25,6 +25,7 @@ from ..progress import STALLED
 from .gradient_worker import GradientWorker
 from .parameter_server import ParameterServer
 from .placement import worker_name
+from .channel import STEP_TIMEOUT_S
 from .protocols import WorkerLostError
 from .same_code import check_same_code
 from .stop_evaluator import StopEvaluatorActor
@@ -34,9 +35,9 @@ __all__ = ["LOST", "Recovery", "answered", "start_failure"]
 # What a lost actor looks like to the driver: a protocol's report, or a call on a dead actor.
 LOST = (WorkerLostError, ray.exceptions.RayActorError)
 
-# How long a recovery waits for each actor to answer (at least; or a step's time limit, where that is
-# longer, since a live actor answers once its step is done): a live one, on however loaded a host,
-# answers within seconds; one that has not answered by then is replaced.
+# How long a recovery waits for each actor to answer: a live one, on however loaded a host, answers
+# within seconds of its step's end; one that has not answered by then is replaced. (A trainer whose
+# steps may take longer than the default limit's waits that much longer: see _replace_lost_actors.)
 ANSWER_TIMEOUT_S = 30.0
 # How long the task that asks them may take to start (a new Python process that imports Ray).
 _TASK_START_S = 60.0
@@ -174,7 +175,7 @@ class Recovery:
             self._steps.close()
         server_alive, *workers_alive = answered([(self._server, "params_finite")]
                                                + [(w, "where") for w in self._worker_actors],
-                                               max(ANSWER_TIMEOUT_S, self.step_timeout))
+                                               ANSWER_TIMEOUT_S + max(0.0, self.step_timeout - STEP_TIMEOUT_S))
         lost = [f"worker {i} (pid {self.placement[i]['pid']})" for i, alive in enumerate(workers_alive)
                 if not alive] + ([] if server_alive else ["the parameter server"])
         raised = cause.__cause__ if isinstance(cause, WorkerLostError) else None
